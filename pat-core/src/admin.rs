@@ -1,0 +1,39 @@
+//! The admin operations, behind one trait so that the CLI does not care
+//! whether it holds the store file itself or asks the process that does.
+
+use crate::error::StoreError;
+use crate::record::{CreatedToken, NewToken, TokenInfo};
+use crate::time::Timestamp;
+use crate::token::TokenId;
+
+/// Managing tokens: what `pat-cli token ...` does.
+///
+/// Implemented by [`Store`](crate::Store). Creation and revocation are
+/// durable when they return. `now` is the caller's clock, so tests can move
+/// time without sleeping.
+pub trait Admin {
+    /// Creates a token and returns its plaintext, which exists nowhere else.
+    fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError>;
+
+    /// Lists tokens, oldest first, of one user or of all; expired ones only
+    /// with `include_expired`.
+    fn list(
+        &self,
+        user: Option<&str>,
+        include_expired: bool,
+        now: Timestamp,
+    ) -> Result<Vec<TokenInfo>, StoreError>;
+
+    /// One token by id, expired or not; [`StoreError::NotFound`] if absent.
+    fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError>;
+
+    /// Deletes a token and returns what it was; [`StoreError::NotFound`] if
+    /// absent.
+    fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError>;
+
+    /// Deletes every token of `user` and returns how many there were.
+    fn revoke_user(&self, user: &str) -> Result<usize, StoreError>;
+
+    /// Deletes every token expired at `now` and returns how many there were.
+    fn prune(&self, now: Timestamp) -> Result<usize, StoreError>;
+}

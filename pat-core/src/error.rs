@@ -1,0 +1,264 @@
+//! Errors, one enum per operation, all convertible into [`Error`].
+
+use std::path::PathBuf;
+
+use crate::{Timestamp, TokenId};
+
+/// A presented token is not well formed.
+///
+/// Messages never repeat the token: it may be a real secret with a typo.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseTokenError {
+    /// The value does not start with `pat_`: it is some other kind of secret
+    /// (another auth layer's) and not ours to judge.
+    #[error("not a personal access token: it does not start with `pat_`")]
+    Foreign,
+    /// Right prefix, wrong length: truncated or run into other text.
+    #[error("token has {found} characters after `pat_`, expected {expected}")]
+    Length {
+        /// Characters after the prefix.
+        found: usize,
+        /// Characters a token has after the prefix.
+        expected: usize,
+    },
+    /// A character outside `[A-Za-z0-9]` after the prefix.
+    #[error("token contains a character that is not an ASCII letter or digit")]
+    Charset,
+    /// The checksum does not match the body: mistyped or altered.
+    #[error("token checksum does not match: the token was mistyped or altered")]
+    Checksum,
+}
+
+impl ParseTokenError {
+    /// Whether the value is not ours at all (no `pat_` prefix), as opposed to
+    /// a damaged token.
+    pub fn is_foreign(&self) -> bool {
+        matches!(self, ParseTokenError::Foreign)
+    }
+}
+
+/// A token id is not 16 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("token id `{input}` is not 16 hex digits (as shown by `pat-cli token list`)")]
+#[non_exhaustive]
+pub struct ParseTokenIdError {
+    /// What was given.
+    pub input: String,
+}
+
+/// A scope is not `node:<uuid>:<perm>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseScopeError {
+    /// Fewer than three `:`-separated parts.
+    #[error("scope `{scope}` is not of the form node:<uuid>:<perm>")]
+    Shape {
+        /// The whole scope as given.
+        scope: String,
+    },
+    /// The first part is not `node`.
+    #[error("scope `{scope}`: `{kind}` is not a scope kind (only `node` is)")]
+    Kind {
+        /// The whole scope as given.
+        scope: String,
+        /// The unknown kind.
+        kind: String,
+    },
+    /// The node is not a hyphenated UUID.
+    #[error("scope `{scope}`: `{uuid}` is not a UUID (expected 8-4-4-4-12 hex digits)")]
+    Uuid {
+        /// The whole scope as given.
+        scope: String,
+        /// The part that should be a UUID.
+        uuid: String,
+    },
+    /// The permission is not `r`, `w`, `rw` or `wr`.
+    #[error("scope `{scope}`: `{perm}` is not a permission (expected r, w or rw)")]
+    Perm {
+        /// The whole scope as given.
+        scope: String,
+        /// The part that should be a permission.
+        perm: String,
+    },
+}
+
+/// A duration is not a positive number of seconds with a unit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid duration `{input}`: {reason} (expected a number and a unit s, m, h or d, \
+     such as 30s, 10m, 24h, 7d or 1h30m)"
+)]
+#[non_exhaustive]
+pub struct ParseDurationError {
+    /// What was given.
+    pub input: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+/// A token could not be created from the request as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NewTokenError {
+    /// The user name is unusable.
+    #[error("invalid user `{user}`: {reason}")]
+    User {
+        /// The user name as given.
+        user: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The label is unusable.
+    #[error("invalid label: {reason}")]
+    Label {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The created_by name is unusable.
+    #[error("invalid creator name: {reason}")]
+    CreatedBy {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A duration is zero or not a whole number of seconds.
+    #[error("invalid {what}: it must be a positive whole number of seconds")]
+    Duration {
+        /// Which duration (`expiry`, `auto-refresh window`, `max lifetime`).
+        what: &'static str,
+    },
+    /// The token would expire after the end of year 9999.
+    #[error("the token would expire after 9999-12-31T23:59:59Z")]
+    TooLate,
+    /// The maximum lifetime of a sliding token is shorter than its window.
+    #[error("max lifetime ({max_lifetime}) is shorter than the auto-refresh window ({window})")]
+    CapBelowWindow {
+        /// The window, formatted.
+        window: String,
+        /// The cap, formatted.
+        max_lifetime: String,
+    },
+}
+
+/// A store file could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The directory that should hold the store does not exist.
+    #[error("store directory `{}` does not exist (create it first)", .0.display())]
+    MissingDirectory(PathBuf),
+    /// Another process has the store open.
+    #[error("store `{}` is in use by another process", .0.display())]
+    Locked(PathBuf),
+    /// The file was written by a newer pat.
+    #[error(
+        "store `{}` has format version {found}, newer than this build reads (up to {supported}): upgrade pat",
+        path.display()
+    )]
+    NewerFormat {
+        /// The store file.
+        path: PathBuf,
+        /// The version found in the file.
+        found: u64,
+        /// The newest version this build reads.
+        supported: u64,
+    },
+    /// The file is not a token store, or is damaged.
+    #[error("store `{}` is not a pat token store or is damaged: {detail}", path.display())]
+    NotAStore {
+        /// The store file.
+        path: PathBuf,
+        /// What was found wrong.
+        detail: String,
+    },
+    /// The file could not be read or created.
+    #[error("cannot open store `{}`", path.display())]
+    Io {
+        /// The store file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No token has this id (never existed, revoked or pruned).
+    #[error("no token with id {0}")]
+    NotFound(TokenId),
+    /// The request to create a token was invalid.
+    #[error(transparent)]
+    NewToken(#[from] NewTokenError),
+    /// A stored record could not be decoded.
+    #[error("store is damaged: {0}")]
+    Corrupt(String),
+    /// The storage engine failed (I/O, disk full, ...).
+    #[error("store I/O failed")]
+    Storage(#[source] BackendError),
+}
+
+/// An opaque error of the storage engine, kept as the `source()` of
+/// [`StoreError::Storage`] so that the engine's types stay out of the API.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct BackendError(Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl BackendError {
+    pub(crate) fn new(e: impl std::error::Error + Send + Sync + 'static) -> BackendError {
+        BackendError(Box::new(e))
+    }
+}
+
+/// A presented token does not authenticate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// Not a well-formed token (see [`ParseTokenError::is_foreign`]).
+    #[error(transparent)]
+    Malformed(#[from] ParseTokenError),
+    /// Well formed, but no such token: never issued, revoked or pruned.
+    #[error("unknown token")]
+    Unknown,
+    /// The token has expired.
+    #[error("token expired at {expires_at}")]
+    Expired {
+        /// When it expired.
+        expires_at: Timestamp,
+    },
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Any error of this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// See [`ParseTokenError`].
+    #[error(transparent)]
+    ParseToken(#[from] ParseTokenError),
+    /// See [`ParseTokenIdError`].
+    #[error(transparent)]
+    ParseTokenId(#[from] ParseTokenIdError),
+    /// See [`ParseScopeError`].
+    #[error(transparent)]
+    ParseScope(#[from] ParseScopeError),
+    /// See [`ParseDurationError`].
+    #[error(transparent)]
+    ParseDuration(#[from] ParseDurationError),
+    /// See [`NewTokenError`].
+    #[error(transparent)]
+    NewToken(#[from] NewTokenError),
+    /// See [`OpenError`].
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// See [`StoreError`].
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// See [`AuthError`].
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}

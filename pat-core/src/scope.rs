@@ -1,0 +1,404 @@
+//! Scopes: `node:<uuid>:<perm>` restrictions carried by a token.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::{BitOr, BitOrAssign};
+use std::str::FromStr;
+
+use crate::error::ParseScopeError;
+
+/// A node's UUID, kept as 16 bytes and printed in canonical lowercase
+/// hyphenated form.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId([u8; 16]);
+
+impl NodeId {
+    /// The UUID's bytes, big-endian as printed.
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// A node id from its 16 bytes.
+    pub const fn from_bytes(bytes: [u8; 16]) -> NodeId {
+        NodeId(bytes)
+    }
+
+    /// Parses a hyphenated UUID (`8-4-4-4-12` hex digits, any case).
+    pub fn parse(s: &str) -> Option<NodeId> {
+        let b = s.as_bytes();
+        if b.len() != 36 {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        let mut nibbles = 0usize;
+        for (i, &c) in b.iter().enumerate() {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                if c != b'-' {
+                    return None;
+                }
+                continue;
+            }
+            let v = (c as char).to_digit(16)? as u8;
+            out[nibbles / 2] |= if nibbles % 2 == 0 { v << 4 } else { v };
+            nibbles += 1;
+        }
+        Some(NodeId(out))
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
+            }
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({self})")
+    }
+}
+
+impl FromStr for NodeId {
+    type Err = ParseScopeError;
+
+    fn from_str(s: &str) -> Result<NodeId, ParseScopeError> {
+        NodeId::parse(s).ok_or_else(|| ParseScopeError::Uuid {
+            scope: s.to_owned(),
+            uuid: s.to_owned(),
+        })
+    }
+}
+
+/// A permission: read, write, or both.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Perm(u8);
+
+impl Perm {
+    /// Read (`r`).
+    pub const READ: Perm = Perm(0b01);
+    /// Write (`w`).
+    pub const WRITE: Perm = Perm(0b10);
+    /// Read and write (`rw`).
+    pub const READ_WRITE: Perm = Perm(0b11);
+
+    /// Whether `self` grants everything `other` asks for.
+    pub const fn contains(self, other: Perm) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The stored bit pattern (`1` read, `2` write, `3` both).
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// A permission from its stored bits; `None` for anything but 1, 2, 3.
+    pub const fn from_bits(bits: u8) -> Option<Perm> {
+        match bits {
+            1..=3 => Some(Perm(bits)),
+            _ => None,
+        }
+    }
+
+    fn parse(s: &str) -> Option<Perm> {
+        match s {
+            "r" => Some(Perm::READ),
+            "w" => Some(Perm::WRITE),
+            "rw" | "wr" => Some(Perm::READ_WRITE),
+            _ => None,
+        }
+    }
+}
+
+impl BitOr for Perm {
+    type Output = Perm;
+    fn bitor(self, rhs: Perm) -> Perm {
+        Perm(self.0 | rhs.0)
+    }
+}
+
+impl BitOrAssign for Perm {
+    fn bitor_assign(&mut self, rhs: Perm) {
+        self.0 |= rhs.0;
+    }
+}
+
+impl fmt::Display for Perm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.0 {
+            0b01 => "r",
+            0b10 => "w",
+            _ => "rw",
+        })
+    }
+}
+
+impl fmt::Debug for Perm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Perm({self})")
+    }
+}
+
+/// One `node:<uuid>:<perm>` scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scope {
+    /// The node the token is restricted to (with everything below it).
+    pub node: NodeId,
+    /// What the token may do there.
+    pub perm: Perm,
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node:{}:{}", self.node, self.perm)
+    }
+}
+
+impl FromStr for Scope {
+    type Err = ParseScopeError;
+
+    /// Parses `node:<uuid>:<perm>`: the literal `node`, a hyphenated UUID in
+    /// any case, and `r`, `w`, `rw` or `wr`.
+    fn from_str(s: &str) -> Result<Scope, ParseScopeError> {
+        let scope = || s.to_owned();
+        let mut parts = s.splitn(3, ':');
+        let (kind, uuid, perm) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(k), Some(u), Some(p)) => (k, u, p),
+            _ => return Err(ParseScopeError::Shape { scope: scope() }),
+        };
+        if kind != "node" {
+            return Err(ParseScopeError::Kind {
+                scope: scope(),
+                kind: kind.to_owned(),
+            });
+        }
+        let node = NodeId::parse(uuid).ok_or_else(|| ParseScopeError::Uuid {
+            scope: scope(),
+            uuid: uuid.to_owned(),
+        })?;
+        let perm = Perm::parse(perm).ok_or_else(|| ParseScopeError::Perm {
+            scope: scope(),
+            perm: perm.to_owned(),
+        })?;
+        Ok(Scope { node, perm })
+    }
+}
+
+/// The scopes of a token, one entry per node, sorted by node.
+///
+/// Empty means unrestricted: the token grants what a login grants. Adding a
+/// scope for a node already present merges the permissions (`r` + `w` =
+/// `rw`).
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Scopes(Vec<Scope>);
+
+impl Scopes {
+    /// No scopes: an unrestricted token.
+    pub const fn unrestricted() -> Scopes {
+        Scopes(Vec::new())
+    }
+
+    /// Whether the token is unrestricted.
+    pub fn is_unrestricted(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The scopes, sorted by node, one per node.
+    pub fn as_slice(&self) -> &[Scope] {
+        &self.0
+    }
+
+    /// Iterates over the scopes.
+    pub fn iter(&self) -> std::slice::Iter<'_, Scope> {
+        self.0.iter()
+    }
+
+    /// Whether `perm` is allowed on the first node of `chain`, where `chain`
+    /// lists that node followed by its ancestors (as the application knows
+    /// its tree).
+    ///
+    /// Unrestricted scopes permit everything. Otherwise every permission bit
+    /// asked for must be granted by a scope on some node of the chain: a scope
+    /// on a folder covers everything below it. Scopes only narrow: the
+    /// application's own access rules still apply.
+    pub fn permits<'a>(&self, chain: impl IntoIterator<Item = &'a NodeId>, perm: Perm) -> bool {
+        if self.0.is_empty() {
+            return true;
+        }
+        let mut granted = Perm(0);
+        for node in chain {
+            if let Ok(i) = self.0.binary_search_by(|s| s.node.cmp(node)) {
+                granted |= self.0[i].perm;
+                if granted.contains(perm) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+impl FromIterator<Scope> for Scopes {
+    fn from_iter<I: IntoIterator<Item = Scope>>(iter: I) -> Scopes {
+        let mut merged: BTreeMap<NodeId, Perm> = BTreeMap::new();
+        for s in iter {
+            *merged.entry(s.node).or_insert(s.perm) |= s.perm;
+        }
+        Scopes(
+            merged
+                .into_iter()
+                .map(|(node, perm)| Scope { node, perm })
+                .collect(),
+        )
+    }
+}
+
+impl<'a> IntoIterator for &'a Scopes {
+    type Item = &'a Scope;
+    type IntoIter = std::slice::Iter<'a, Scope>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl fmt::Debug for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(ToString::to_string))
+            .finish()
+    }
+}
+
+impl fmt::Display for Scopes {
+    /// Comma-separated, as `-s` accepts them; empty when unrestricted.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{s}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const A: &str = "0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a";
+    const B: &str = "1b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a";
+
+    fn scope(s: &str) -> Scope {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_every_perm_and_canonicalises_case() {
+        let upper = A.to_uppercase();
+        for (p, want) in [("r", "r"), ("w", "w"), ("rw", "rw"), ("wr", "rw")] {
+            let s = scope(&format!("node:{upper}:{p}"));
+            assert_eq!(s.to_string(), format!("node:{A}:{want}"));
+        }
+    }
+
+    #[test]
+    fn errors_name_the_scope_and_the_bad_part() {
+        let cases = [
+            ("node", "node:<uuid>:<perm>"),
+            (&format!("node:{A}") as &str, "node:<uuid>:<perm>"),
+            (&format!("file:{A}:r"), "`file`"),
+            ("node:x:r", "`x` is not a UUID"),
+            (&format!("node:{A}:x"), "`x`"),
+            (&format!("node:{A}:"), "``"),
+            (&format!("node:{A}:rwx"), "`rwx`"),
+            (&format!("node:{A}:r:extra"), "`r:extra`"),
+            (&format!("node:{{{A}}}:r"), "is not a UUID"),
+            (&format!("node:{}:r", A.replace('-', "")), "is not a UUID"),
+        ];
+        for (input, part) in cases {
+            let msg = input.parse::<Scope>().unwrap_err().to_string();
+            assert!(msg.contains(&format!("scope `{input}`")), "{msg}");
+            assert!(msg.contains(part), "{input}: {msg}");
+        }
+    }
+
+    #[test]
+    fn duplicates_merge_and_read_plus_write_combine() {
+        let s: Scopes = [
+            scope(&format!("node:{B}:r")),
+            scope(&format!("node:{A}:w")),
+            scope(&format!("node:{A}:r")),
+            scope(&format!("node:{B}:r")),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(s.to_string(), format!("node:{A}:rw,node:{B}:r"));
+    }
+
+    #[test]
+    fn permits_follows_the_chain() {
+        let a = NodeId::parse(A).unwrap();
+        let b = NodeId::parse(B).unwrap();
+        let child = NodeId::from_bytes([7; 16]);
+        let read_a: Scopes = [scope(&format!("node:{A}:r"))].into_iter().collect();
+        assert!(read_a.permits([&a], Perm::READ));
+        assert!(!read_a.permits([&a], Perm::WRITE));
+        assert!(!read_a.permits([&a], Perm::READ_WRITE));
+        assert!(
+            read_a.permits([&child, &a], Perm::READ),
+            "ancestor in scope"
+        );
+        assert!(!read_a.permits([&child], Perm::READ));
+        assert!(!read_a.permits([&b], Perm::READ));
+        assert!(!read_a.permits([], Perm::READ));
+        let unrestricted = Scopes::unrestricted();
+        assert!(unrestricted.permits([&b], Perm::READ_WRITE));
+        assert!(unrestricted.permits([], Perm::WRITE));
+        let split: Scopes = [scope(&format!("node:{A}:r")), scope(&format!("node:{B}:w"))]
+            .into_iter()
+            .collect();
+        assert!(
+            split.permits([&b, &a], Perm::READ_WRITE),
+            "bits from two ancestors"
+        );
+    }
+
+    fn arb_scope() -> impl Strategy<Value = Scope> {
+        (any::<[u8; 16]>(), 1u8..=3).prop_map(|(n, p)| Scope {
+            node: NodeId::from_bytes(n),
+            perm: Perm::from_bits(p).unwrap(),
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn display_round_trips(s in arb_scope()) {
+            prop_assert_eq!(s.to_string().parse::<Scope>().unwrap(), s);
+            let upper = format!("node:{}:{}", s.node.to_string().to_uppercase(), s.perm);
+            prop_assert_eq!(upper.parse::<Scope>().unwrap(), s);
+        }
+
+        #[test]
+        fn scopes_match_a_model(list in proptest::collection::vec(arb_scope(), 0..8)) {
+            let mut model: BTreeMap<NodeId, u8> = BTreeMap::new();
+            for s in &list {
+                *model.entry(s.node).or_default() |= s.perm.bits();
+            }
+            let scopes: Scopes = list.into_iter().collect();
+            let got: Vec<(NodeId, u8)> = scopes.iter().map(|s| (s.node, s.perm.bits())).collect();
+            prop_assert_eq!(got, model.into_iter().collect::<Vec<_>>());
+        }
+
+        #[test]
+        fn arbitrary_input_never_panics(s in ".*") {
+            let _ = s.parse::<Scope>();
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The explicit, versioned encoding of a stored [`TokenInfo`].
+//!
+//! Version 1, little-endian:
+//! ```text
+//! u8   record version (1)
+//! u64  token id
+//! str  user            (str = u32 byte length + UTF-8 bytes)
+//! str  label
+//! u64  created_at      (Unix seconds)
+//! str  created_by
+//! u8   expiry kind     (0 hard, 1 sliding)
+//! u64  expires_at
+//!      sliding only: u64 window secs, u8 has_cap, [u64 cap secs]
+//! u8   has_last_used, [u64 last_used_at]
+//! u32  scope count, then per scope: 16 bytes node UUID, u8 perm bits
+//! ```
+//! Decoding checks every length and value and never panics: a damaged record
+//! is an error naming what is wrong.
+
+use std::time::Duration;
+
+use crate::expiry::Expiry;
+use crate::record::TokenInfo;
+use crate::scope::{NodeId, Perm, Scope, Scopes};
+use crate::time::Timestamp;
+use crate::token::TokenId;
+
+const RECORD_V1: u8 = 1;
+
+pub(crate) fn encode(info: &TokenInfo) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        64 + info.user.len()
+            + info.label.len()
+            + info.created_by.len()
+            + 17 * info.scopes.as_slice().len(),
+    );
+    out.push(RECORD_V1);
+    out.extend_from_slice(&info.id.as_u64().to_le_bytes());
+    put_str(&mut out, &info.user);
+    put_str(&mut out, &info.label);
+    out.extend_from_slice(&info.created_at.as_unix_secs().to_le_bytes());
+    put_str(&mut out, &info.created_by);
+    match info.expiry {
+        Expiry::Hard { expires_at } => {
+            out.push(0);
+            out.extend_from_slice(&expires_at.as_unix_secs().to_le_bytes());
+        }
+        Expiry::Sliding {
+            window,
+            max_lifetime,
+            expires_at,
+        } => {
+            out.push(1);
+            out.extend_from_slice(&expires_at.as_unix_secs().to_le_bytes());
+            out.extend_from_slice(&window.as_secs().to_le_bytes());
+            put_opt_u64(&mut out, max_lifetime.map(|d| d.as_secs()));
+        }
+    }
+    put_opt_u64(&mut out, info.last_used_at.map(Timestamp::as_unix_secs));
+    let scopes = info.scopes.as_slice();
+    out.extend_from_slice(&(scopes.len() as u32).to_le_bytes());
+    for s in scopes {
+        out.extend_from_slice(s.node.as_bytes());
+        out.push(s.perm.bits());
+    }
+    out
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
+    match v {
+        None => out.push(0),
+        Some(v) => {
+            out.push(1);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
+    let mut r = Reader(bytes);
+    let version = r.u8("record version")?;
+    if version != RECORD_V1 {
+        return Err(format!("unknown record version {version}"));
+    }
+    let id = TokenId::from_u64(r.u64("id")?);
+    let user = r.string("user")?;
+    let label = r.string("label")?;
+    let created_at = r.timestamp("created_at")?;
+    let created_by = r.string("created_by")?;
+    let kind = r.u8("expiry kind")?;
+    let expires_at = r.timestamp("expires_at")?;
+    let expiry = match kind {
+        0 => Expiry::Hard { expires_at },
+        1 => Expiry::Sliding {
+            expires_at,
+            window: Duration::from_secs(r.u64("window")?),
+            max_lifetime: r.opt_u64("max_lifetime")?.map(Duration::from_secs),
+        },
+        k => return Err(format!("unknown expiry kind {k}")),
+    };
+    let last_used_at = match r.opt_u64("last_used_at")? {
+        None => None,
+        Some(s) => Some(Timestamp::from_unix_secs(s).ok_or("last_used_at out of range")?),
+    };
+    let n = r.u32("scope count")? as usize;
+    let mut scopes = Vec::with_capacity(n.min(r.0.len() / 17));
+    for _ in 0..n {
+        let node = NodeId::from_bytes(r.array("scope node")?);
+        let perm = Perm::from_bits(r.u8("scope perm")?).ok_or("bad scope permission")?;
+        scopes.push(Scope { node, perm });
+    }
+    if !r.0.is_empty() {
+        return Err(format!("{} trailing bytes", r.0.len()));
+    }
+    Ok(TokenInfo {
+        id,
+        user,
+        label,
+        created_at,
+        created_by,
+        expiry,
+        last_used_at,
+        scopes: scopes.into_iter().collect::<Scopes>(),
+    })
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&[u8], String> {
+        if self.0.len() < n {
+            return Err(format!("record truncated in {what}"));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N, what)?);
+        Ok(a)
+    }
+
+    fn u8(&mut self, what: &str) -> Result<u8, String> {
+        Ok(self.array::<1>(what)?[0])
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    fn opt_u64(&mut self, what: &str) -> Result<Option<u64>, String> {
+        match self.u8(what)? {
+            0 => Ok(None),
+            1 => Ok(Some(self.u64(what)?)),
+            f => Err(format!("bad presence flag {f} for {what}")),
+        }
+    }
+
+    fn timestamp(&mut self, what: &str) -> Result<Timestamp, String> {
+        Timestamp::from_unix_secs(self.u64(what)?).ok_or_else(|| format!("{what} out of range"))
+    }
+
+    fn string(&mut self, what: &str) -> Result<String, String> {
+        let n = self.u32(what)? as usize;
+        let bytes = self.take(n, what)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| format!("{what} is not UTF-8"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_info() -> impl Strategy<Value = TokenInfo> {
+        (
+            any::<u64>(),
+            ".{0,20}",
+            ".{0,20}",
+            0u64..=Timestamp::MAX.as_unix_secs(),
+            proptest::option::of(1u64..100_000),
+            proptest::option::of(proptest::option::of(1u64..100_000)),
+            proptest::option::of(0u64..=Timestamp::MAX.as_unix_secs()),
+            proptest::collection::vec((any::<[u8; 16]>(), 1u8..=3), 0..5),
+        )
+            .prop_map(|(id, user, label, t, _, sliding, last, scopes)| TokenInfo {
+                id: TokenId::from_u64(id),
+                user,
+                label: label.clone(),
+                created_at: Timestamp::from_unix_secs(t).unwrap(),
+                created_by: label,
+                expiry: match sliding {
+                    None => Expiry::Hard {
+                        expires_at: Timestamp::from_unix_secs(t).unwrap(),
+                    },
+                    Some(cap) => Expiry::Sliding {
+                        window: Duration::from_secs(30),
+                        max_lifetime: cap.map(Duration::from_secs),
+                        expires_at: Timestamp::from_unix_secs(t).unwrap(),
+                    },
+                },
+                last_used_at: last.map(|s| Timestamp::from_unix_secs(s).unwrap()),
+                scopes: scopes
+                    .into_iter()
+                    .map(|(n, p)| Scope {
+                        node: NodeId::from_bytes(n),
+                        perm: Perm::from_bits(p).unwrap(),
+                    })
+                    .collect(),
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(info in arb_info()) {
+            prop_assert_eq!(decode(&encode(&info)).unwrap(), info);
+        }
+
+        #[test]
+        fn every_truncation_is_an_error(info in arb_info()) {
+            let bytes = encode(&info);
+            for cut in 0..bytes.len() {
+                prop_assert!(decode(&bytes[..cut]).is_err());
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            prop_assert!(decode(&longer).is_err());
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn newer_record_versions_are_refused() {
+        assert_eq!(decode(&[2]).unwrap_err(), "unknown record version 2");
+    }
+}

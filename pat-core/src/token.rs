@@ -1,0 +1,332 @@
+//! The token format: generation, offline validation and the SHA-256 digest.
+//!
+//! A token reads `pat_<body><checksum>`:
+//! - `pat_`: the prefix, so people and secret scanners recognise it;
+//! - body: 32 characters drawn uniformly from `[A-Za-z0-9]` by the
+//!   OS-seeded CSPRNG (about 190 bits), alphanumeric so a double-click selects
+//!   the whole token;
+//! - checksum: CRC32 of `pat_<body>`, as 6 base62 digits, so a mistyped or
+//!   truncated token is refused without touching the store.
+//!
+//! The store never sees a token, only its [`TokenDigest`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand::Rng;
+use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
+
+use crate::error::{ParseTokenError, ParseTokenIdError};
+
+/// The prefix every token starts with, before the `_` separator.
+pub const TOKEN_PREFIX: &str = "pat";
+
+const HEAD: &str = "pat_";
+const BODY_LEN: usize = 32;
+const CHECKSUM_LEN: usize = 6;
+/// Length of a whole token, prefix included.
+pub const TOKEN_LEN: usize = HEAD.len() + BODY_LEN + CHECKSUM_LEN;
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+fn checksum_digits(head_and_body: &[u8]) -> [u8; CHECKSUM_LEN] {
+    let mut n = crc32fast::hash(head_and_body);
+    let mut out = [b'0'; CHECKSUM_LEN];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(n % 62) as usize];
+        n /= 62;
+    }
+    out
+}
+
+/// Checks the format and checksum of a presented token, without allocating.
+fn validate(presented: &str) -> Result<(), ParseTokenError> {
+    let bytes = presented.as_bytes();
+    if !bytes.starts_with(HEAD.as_bytes()) {
+        return Err(ParseTokenError::Foreign);
+    }
+    let rest = &bytes[HEAD.len()..];
+    if rest.len() != BODY_LEN + CHECKSUM_LEN {
+        return Err(ParseTokenError::Length {
+            found: rest.len(),
+            expected: BODY_LEN + CHECKSUM_LEN,
+        });
+    }
+    if !rest.iter().all(u8::is_ascii_alphanumeric) {
+        return Err(ParseTokenError::Charset);
+    }
+    let (head_and_body, checksum) = bytes.split_at(TOKEN_LEN - CHECKSUM_LEN);
+    // Fixed-width base62 spells each CRC32 one way, so comparing the digits
+    // compares the values.
+    if checksum != checksum_digits(head_and_body) {
+        return Err(ParseTokenError::Checksum);
+    }
+    Ok(())
+}
+
+/// The SHA-256 digest of a token: the only key the store knows it by.
+///
+/// A digest cannot be turned back into a token, so it is not a secret; its
+/// `Debug` still shows only the first bytes, which is enough to tell two apart.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    /// Validates a presented token (prefix, length, alphabet, checksum) and
+    /// returns its digest. No allocation, no store access.
+    ///
+    /// ```
+    /// use pat_core::{ParseTokenError, TokenDigest, TokenSecret};
+    /// let secret = TokenSecret::generate();
+    /// assert_eq!(TokenDigest::from_token(secret.expose_secret())?, secret.digest());
+    /// assert_eq!(
+    ///     TokenDigest::from_token("ghp_notours"),
+    ///     Err(ParseTokenError::Foreign)
+    /// );
+    /// # Ok::<(), ParseTokenError>(())
+    /// ```
+    pub fn from_token(presented: &str) -> Result<TokenDigest, ParseTokenError> {
+        validate(presented)?;
+        Ok(TokenDigest::hash(presented))
+    }
+
+    fn hash(token: &str) -> TokenDigest {
+        TokenDigest(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// The digest's 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Rebuilds a digest from its bytes, as read back from a store.
+    pub fn from_bytes(bytes: [u8; 32]) -> TokenDigest {
+        TokenDigest(bytes)
+    }
+}
+
+impl fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenDigest(")?;
+        for b in &self.0[..4] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+/// A plaintext token, as handed to its owner once at creation.
+///
+/// Its memory is zeroed on drop. `Debug` prints `TokenSecret("pat_…")`, and
+/// there is no `Display`: reading the token takes an explicit call to
+/// [`expose_secret`](TokenSecret::expose_secret).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenSecret(Zeroizing<String>);
+
+impl TokenSecret {
+    /// Generates a fresh token from the OS-seeded CSPRNG.
+    pub fn generate() -> TokenSecret {
+        let mut text = Zeroizing::new(String::with_capacity(TOKEN_LEN));
+        text.push_str(HEAD);
+        let mut rng = rand::rng();
+        for _ in 0..BODY_LEN {
+            text.push(char::from(rng.sample(rand::distr::Alphanumeric)));
+        }
+        let checksum = checksum_digits(text.as_bytes());
+        text.extend(checksum.iter().map(|&b| char::from(b)));
+        TokenSecret(text)
+    }
+
+    /// Validates `presented` (see [`TokenDigest::from_token`]) and keeps a
+    /// zeroizing copy.
+    pub fn parse(presented: &str) -> Result<TokenSecret, ParseTokenError> {
+        validate(presented)?;
+        Ok(TokenSecret(Zeroizing::new(presented.to_owned())))
+    }
+
+    /// The plaintext token. Show it to its owner once; never log it.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+
+    /// The digest the store knows this token by.
+    pub fn digest(&self) -> TokenDigest {
+        TokenDigest::hash(&self.0)
+    }
+}
+
+impl fmt::Debug for TokenSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenSecret(\"pat_…\")")
+    }
+}
+
+/// The public, non-secret name of a token: 16 hex digits, shown in listings
+/// and used to show or revoke it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenId(u64);
+
+impl TokenId {
+    pub(crate) fn generate() -> TokenId {
+        TokenId(rand::rng().random())
+    }
+
+    /// The id as a number, as stored.
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    /// Rebuilds an id from its stored number.
+    pub const fn from_u64(n: u64) -> TokenId {
+        TokenId(n)
+    }
+}
+
+impl fmt::Display for TokenId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl fmt::Debug for TokenId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenId({self})")
+    }
+}
+
+impl FromStr for TokenId {
+    type Err = ParseTokenIdError;
+
+    fn from_str(s: &str) -> Result<TokenId, ParseTokenIdError> {
+        let err = || ParseTokenIdError {
+            input: s.to_owned(),
+        };
+        if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(err());
+        }
+        u64::from_str_radix(s, 16).map(TokenId).map_err(|_| err())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn generated_tokens_have_the_documented_shape() {
+        let t = TokenSecret::generate();
+        let s = t.expose_secret();
+        assert_eq!(s.len(), TOKEN_LEN);
+        assert!(s.starts_with("pat_"));
+        assert!(s[4..].bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(TokenSecret::generate(), t);
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let t = TokenSecret::generate();
+        let body = &t.expose_secret()[4..];
+        assert!(!format!("{t:?}").contains(body));
+        assert!(!format!("{:?}", t.digest()).contains(body));
+    }
+
+    #[test]
+    fn errors_are_specific_and_never_echo_the_token() {
+        let t = TokenSecret::generate();
+        let s = t.expose_secret();
+        assert_eq!(
+            TokenSecret::parse("Bearer x"),
+            Err(ParseTokenError::Foreign)
+        );
+        assert_eq!(TokenSecret::parse(""), Err(ParseTokenError::Foreign));
+        assert_eq!(
+            TokenSecret::parse(&s[..TOKEN_LEN - 1]),
+            Err(ParseTokenError::Length {
+                found: 37,
+                expected: 38
+            })
+        );
+        let mut bad = s.to_owned();
+        bad.replace_range(10..11, "-");
+        assert_eq!(TokenSecret::parse(&bad), Err(ParseTokenError::Charset));
+        let mut multibyte = s[..TOKEN_LEN - 2].to_owned();
+        multibyte.push('é');
+        assert_eq!(
+            TokenSecret::parse(&multibyte),
+            Err(ParseTokenError::Charset)
+        );
+        for e in [ParseTokenError::Charset, ParseTokenError::Checksum] {
+            assert!(!e.to_string().contains(&s[4..]));
+        }
+    }
+
+    #[test]
+    fn token_id_round_trips_and_rejects_garbage() {
+        let id = TokenId::from_u64(0x00ab_cdef_0123_4567);
+        assert_eq!(id.to_string(), "00abcdef01234567");
+        assert_eq!("00ABCDEF01234567".parse::<TokenId>().unwrap(), id);
+        for bad in [
+            "",
+            "abc",
+            "00abcdef0123456g",
+            "+0abcdef01234567",
+            "00abcdef012345678",
+        ] {
+            let e = bad.parse::<TokenId>().unwrap_err();
+            assert!(e.to_string().contains(&format!("`{bad}`")), "{e}");
+        }
+    }
+
+    fn token() -> impl Strategy<Value = String> {
+        any::<u64>().prop_map(|_| TokenSecret::generate().expose_secret().to_owned())
+    }
+
+    proptest! {
+        #[test]
+        fn any_generated_token_parses_back(s in token()) {
+            let t = TokenSecret::parse(&s).unwrap();
+            prop_assert_eq!(t.expose_secret(), s.as_str());
+            prop_assert_eq!(TokenDigest::from_token(&s).unwrap(), t.digest());
+        }
+
+        #[test]
+        fn any_single_character_change_is_refused(
+            s in token(),
+            pos in 0..TOKEN_LEN,
+            c in proptest::char::any(),
+        ) {
+            let mut chars: Vec<char> = s.chars().collect();
+            prop_assume!(chars[pos] != c);
+            chars[pos] = c;
+            let changed: String = chars.into_iter().collect();
+            prop_assert!(TokenDigest::from_token(&changed).is_err(), "{changed}");
+        }
+
+        #[test]
+        fn any_alphanumeric_change_is_caught_by_the_checksum(
+            s in token(),
+            pos in 4..TOKEN_LEN,
+            c in proptest::char::range('0', 'z').prop_filter("alnum", char::is_ascii_alphanumeric),
+        ) {
+            let mut bytes = s.into_bytes();
+            prop_assume!(bytes[pos] != c as u8);
+            bytes[pos] = c as u8;
+            let changed = String::from_utf8(bytes).unwrap();
+            prop_assert_eq!(TokenDigest::from_token(&changed), Err(ParseTokenError::Checksum));
+        }
+
+        #[test]
+        fn truncation_and_extension_are_refused(s in token(), cut in 0..TOKEN_LEN, tail in "[A-Za-z0-9]{1,8}") {
+            prop_assert!(TokenDigest::from_token(&s[..cut]).is_err());
+            let longer = format!("{s}{tail}");
+            prop_assert!(TokenDigest::from_token(&longer).is_err());
+        }
+
+        #[test]
+        fn arbitrary_input_never_panics(s in ".*") {
+            let _ = TokenDigest::from_token(&s);
+        }
+    }
+}
