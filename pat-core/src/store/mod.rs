@@ -96,7 +96,9 @@ impl Store {
         };
         let from_db = |e: DatabaseError| match e {
             DatabaseError::DatabaseAlreadyOpen => OpenError::Locked(path.clone()),
-            DatabaseError::Storage(StorageError::Io(e)) if e.kind() != ErrorKind::UnexpectedEof => {
+            DatabaseError::Storage(StorageError::Io(e))
+                if !matches!(e.kind(), ErrorKind::UnexpectedEof | ErrorKind::InvalidData) =>
+            {
                 io(e)
             }
             e => not_a_store(e.to_string()),
@@ -428,3 +430,6 @@ impl Admin for Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
