@@ -107,7 +107,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, ParseDurationError> {
     if trimmed.is_empty() {
         return Err(err("it is empty"));
     }
-    if trimmed.starts_with('-') {
+    if trimmed.starts_with('-') && trimmed[1..].starts_with(|c: char| c.is_ascii_digit()) {
         return Err(err("it is negative"));
     }
     if trimmed.bytes().all(|b| b.is_ascii_digit()) {

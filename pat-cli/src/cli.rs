@@ -1,0 +1,200 @@
+//! The command line: flags, their parsers and the dispatch.
+
+use std::error::Error;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
+use pat_core::{DEFAULT_LABEL, Scope, TokenId};
+
+use crate::token;
+
+/// What a command returns: runtime errors print with their causes and exit 1.
+pub(crate) type Result<T = ()> = std::result::Result<T, Box<dyn Error>>;
+
+/// Create and manage personal access tokens.
+///
+/// Tokens replace a login: clients send them as `Authorization: Bearer <token>`,
+/// or as the password of HTTP Basic auth with the user's name.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pat-cli",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub(crate) struct Cli {
+    /// The token store file; created by the first `token` command if missing.
+    #[arg(
+        long,
+        global = true,
+        env = "PAT_DB",
+        default_value = "pat.redb",
+        value_name = "PATH"
+    )]
+    pub(crate) db: PathBuf,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Generate a personal access token for a user, or manage tokens.
+    ///
+    /// Expiration is set in one of two ways: a hard limit with -e (dead at
+    /// creation + duration), or a sliding window with -a (each use pushes the
+    /// expiry to now + window). Durations are a number and a unit: s, m, h, d
+    /// (30s, 10m, 24h, 7d, 1h30m).
+    ///
+    /// By default a token grants what a login grants. Scopes restrict it to
+    /// nodes: node:NODE_UUID:PERM, PERM being r, w or rw.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
+        after_help = "Examples:\n  pat-cli token -u admin -e 24h\n  pat-cli token -u admin -a 10m\n  \
+                      pat-cli token -u alice -e 7d -s node:0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a:r"
+    )]
+    Token(TokenCommand),
+
+    /// Print a shell completion script.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenCommand {
+    #[command(flatten)]
+    pub(crate) create: CreateArgs,
+
+    #[command(subcommand)]
+    pub(crate) action: Option<TokenAction>,
+}
+
+/// Flags of `pat-cli token` (creation), as in `cells admin user token`.
+#[derive(Debug, Args)]
+pub(crate) struct CreateArgs {
+    /// User login (mandatory).
+    #[arg(short, long, required = true, value_name = "USER")]
+    pub(crate) user: Option<String>,
+
+    /// Hard limit: expire after this duration (e.g. 24h).
+    #[arg(short, long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
+    pub(crate) expire: Option<Duration>,
+
+    /// Sliding window: expire after this idle time, refreshed by each use (e.g. 10m).
+    #[arg(short, long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
+    pub(crate) auto: Option<Duration>,
+
+    /// With -a: never live longer than this after creation, however often used.
+    #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
+    pub(crate) max_lifetime: Option<Duration>,
+
+    /// Restrict the token to a node: node:NODE_UUID:PERM (PERM r, w or rw).
+    /// Repeat the flag or separate scopes with commas.
+    #[arg(short, long = "scope", value_name = "SCOPE", value_delimiter = ',', value_parser = scope)]
+    pub(crate) scopes: Vec<Scope>,
+
+    /// A label to recognise the token by in listings.
+    #[arg(short, long, value_name = "LABEL", default_value = DEFAULT_LABEL)]
+    pub(crate) label: String,
+
+    /// Print only the token (for scripts).
+    #[arg(short, long, conflicts_with = "json")]
+    pub(crate) quiet: bool,
+
+    /// Print a JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenAction {
+    /// List tokens (never their secrets).
+    List {
+        /// Only this user's tokens.
+        #[arg(short, long, value_name = "USER")]
+        user: Option<String>,
+        /// Include expired tokens.
+        #[arg(long)]
+        all: bool,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one token.
+    Show {
+        /// The token's id, as listed.
+        #[arg(value_parser = token_id)]
+        id: TokenId,
+        /// Print a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke tokens by id, or all tokens of a user.
+    Revoke {
+        /// Ids of the tokens to revoke.
+        #[arg(value_parser = token_id, required_unless_present = "user", conflicts_with = "user")]
+        ids: Vec<TokenId>,
+        /// Revoke every token of this user.
+        #[arg(short, long, value_name = "USER")]
+        user: Option<String>,
+    },
+    /// Delete expired tokens.
+    Prune,
+}
+
+fn duration(s: &str) -> std::result::Result<Duration, pat_core::ParseDurationError> {
+    pat_core::parse_duration(s)
+}
+
+fn scope(s: &str) -> std::result::Result<Scope, pat_core::ParseScopeError> {
+    s.parse()
+}
+
+fn token_id(s: &str) -> std::result::Result<TokenId, pat_core::ParseTokenIdError> {
+    s.parse()
+}
+
+impl Cli {
+    /// Runs the command.
+    pub(crate) fn run(self) -> Result {
+        match self.command {
+            Command::Token(cmd) => match cmd.action {
+                None => token::create(&self.db, cmd.create),
+                Some(action) => token::manage(&self.db, action),
+            },
+            Command::Completions { shell } => {
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "pat-cli",
+                    &mut std::io::stdout(),
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Exits with a usage error (code 2), formatted like clap's own.
+pub(crate) fn usage_error(kind: clap::error::ErrorKind, msg: impl std::fmt::Display) -> ! {
+    let mut cmd = Cli::command();
+    let sub = cmd
+        .find_subcommand_mut("token")
+        .map(|c| c.clone())
+        .unwrap_or(cmd);
+    sub.bin_name("pat-cli token").error(kind, msg).exit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,193 @@
+//! Human and JSON renderings, and error reporting.
+
+use std::error::Error;
+use std::fmt::Write as _;
+
+use pat_core::{CreatedToken, Expiry, Timestamp, TokenInfo, format_duration};
+use serde_json::{Value, json};
+
+/// Prints an error and its causes on one line of stderr.
+pub(crate) fn report(e: &dyn Error) {
+    let mut line = format!("error: {e}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        let _ = write!(line, ": {s}");
+        source = s.source();
+    }
+    eprintln!("{line}");
+}
+
+/// The JSON object of a token, without its secret.
+pub(crate) fn info_json(info: &TokenInfo) -> Value {
+    let mut v = base_json(info);
+    v["last_used_at"] = json!(info.last_used_at.map(|t| t.to_string()));
+    v
+}
+
+fn base_json(info: &TokenInfo) -> Value {
+    json!({
+        "id": info.id.to_string(),
+        "user": info.user,
+        "label": info.label,
+        "expires_at": info.expiry.expires_at().to_string(),
+        "auto_refresh_seconds": info.expiry.window().map(|d| d.as_secs()),
+        "max_lifetime_seconds": info.expiry.max_lifetime().map(|d| d.as_secs()),
+        "scopes": info.scopes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "created_at": info.created_at.to_string(),
+        "created_by": info.created_by,
+    })
+}
+
+pub(crate) fn created_json(created: &CreatedToken) -> Value {
+    let mut v = base_json(&created.info);
+    v["token"] = json!(created.secret.expose_secret());
+    v
+}
+
+pub(crate) fn list_json(tokens: &[TokenInfo]) -> Value {
+    Value::Array(tokens.iter().map(info_json).collect())
+}
+
+/// "expires ..." in words, for create and show.
+fn expiry_sentence(info: &TokenInfo) -> String {
+    match info.expiry {
+        Expiry::Hard { expires_at } => format!("Expires at {expires_at} (hard limit)."),
+        Expiry::Sliding {
+            window,
+            max_lifetime,
+            expires_at,
+        } => {
+            let mut s = format!(
+                "Expires at {expires_at} unless it is used before: each use extends it to {} after the use",
+                format_duration(window)
+            );
+            if let Some(cap) = max_lifetime {
+                let _ = write!(s, ", never past {}", info.created_at.saturating_add(cap));
+            }
+            s.push('.');
+            s
+        }
+        _ => format!("Expires at {}.", info.expiry.expires_at()),
+    }
+}
+
+fn scopes_sentence(info: &TokenInfo) -> String {
+    if info.scopes.is_unrestricted() {
+        format!(
+            "Scopes: none; the token grants what {}'s login grants.",
+            info.user
+        )
+    } else {
+        format!("Scopes: {}.", info.scopes)
+    }
+}
+
+pub(crate) fn created_human(created: &CreatedToken) -> String {
+    let info = &created.info;
+    format!(
+        "{token}\n\n\
+         Token {id} for user {user}, label {label:?}.\n\
+         {expiry}\n\
+         {scopes}\n\
+         This token is shown only once: copy it now, it cannot be displayed again.\n",
+        token = created.secret.expose_secret(),
+        id = info.id,
+        user = info.user,
+        label = info.label,
+        expiry = expiry_sentence(info),
+        scopes = scopes_sentence(info),
+    )
+}
+
+pub(crate) fn show_human(info: &TokenInfo, now: Timestamp) -> String {
+    let status = if info.is_expired(now) {
+        "expired"
+    } else {
+        "valid"
+    };
+    format!(
+        "id:         {}\nuser:       {}\nlabel:      {}\nstatus:     {status}\n\
+         expiry:     {}\ncreated:    {} by {}\nlast used:  {}\n{}\n",
+        info.id,
+        info.user,
+        info.label,
+        expiry_sentence(info),
+        info.created_at,
+        info.created_by,
+        info.last_used_at
+            .map_or_else(|| "never".to_owned(), |t| t.to_string()),
+        scopes_sentence(info),
+    )
+}
+
+fn model(expiry: &Expiry) -> String {
+    match (expiry.window(), expiry.max_lifetime()) {
+        (None, _) => "hard".to_owned(),
+        (Some(w), None) => format!("auto {}", format_duration(w)),
+        (Some(w), Some(cap)) => {
+            format!("auto {} (max {})", format_duration(w), format_duration(cap))
+        }
+    }
+}
+
+pub(crate) fn list_human(tokens: &[TokenInfo], now: Timestamp) -> String {
+    if tokens.is_empty() {
+        return "no tokens\n".to_owned();
+    }
+    let header = [
+        "ID",
+        "USER",
+        "LABEL",
+        "EXPIRY",
+        "EXPIRES",
+        "LAST USED",
+        "SCOPES",
+    ];
+    let rows: Vec<[String; 7]> = tokens
+        .iter()
+        .map(|t| {
+            let mut expires = t.expiry.expires_at().to_string();
+            if t.is_expired(now) {
+                expires.push_str(" (expired)");
+            }
+            [
+                t.id.to_string(),
+                t.user.clone(),
+                t.label.clone(),
+                model(&t.expiry),
+                expires,
+                t.last_used_at
+                    .map_or_else(|| "never".to_owned(), |t| t.to_string()),
+                if t.scopes.is_unrestricted() {
+                    "-".to_owned()
+                } else {
+                    t.scopes.to_string()
+                },
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                let _ = write!(l, "{cell:<w$}  ");
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for row in &rows {
+        line(&row.each_ref().map(String::as_str));
+    }
+    out
+}

@@ -1,0 +1,518 @@
+//! The real `pat-cli` binary against real store files in temp dirs.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pat_core::{Admin as _, AuthError, Perm, Store, Timestamp, TokenId};
+use serde_json::Value;
+
+const NODE: &str = "0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a";
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("pat.redb")
+    }
+
+    /// Runs `pat-cli --db <temp db> ARGS`.
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pat-cli"));
+        cmd.arg("--db")
+            .arg(self.db())
+            .args(args)
+            .env_remove("PAT_DB");
+        cmd.output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+
+    /// Creates a token with `-q` and returns it.
+    fn token(&self, args: &[&str]) -> String {
+        let mut all = vec!["token", "-q"];
+        all.extend_from_slice(args);
+        self.ok(&all).trim_end().to_owned()
+    }
+
+    fn store(&self) -> Store {
+        Store::open(self.db()).unwrap()
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts a failure with `code` whose stderr mentions every one of `needles`.
+#[track_caller]
+fn fails(out: Output, code: i32, needles: &[&str]) {
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert!(out.stdout.is_empty(), "stdout on failure: {:?}", out.stdout);
+    assert!(!err.contains("panicked"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "{n:?} not in: {err}");
+    }
+}
+
+#[test]
+fn quiet_prints_exactly_the_token_and_it_authenticates() {
+    let env = Env::new();
+    let out = env.ok(&["token", "-u", "alice", "-e", "24h", "-q"]);
+    assert_eq!(out.lines().count(), 1);
+    assert!(out.ends_with('\n'));
+    let token = out.trim_end();
+    assert!(token.starts_with("pat_"));
+    let id = env.store().authenticate(token, Timestamp::now()).unwrap();
+    assert_eq!(id.user, "alice");
+    assert!(id.scopes.is_unrestricted());
+}
+
+#[test]
+fn long_flags_work_like_short_ones() {
+    let env = Env::new();
+    let token = env.ok(&[
+        "token", "--user", "alice", "--expire", "1h", "--quiet", "--label", "laptop",
+    ]);
+    let info = env
+        .store()
+        .authenticate(token.trim_end(), Timestamp::now())
+        .unwrap();
+    assert_eq!(info.user, "alice");
+    let listed = env.json(&["token", "list", "--json"]);
+    assert_eq!(listed[0]["label"], "laptop");
+}
+
+#[test]
+fn human_output_shows_token_expiry_id_and_warning() {
+    let env = Env::new();
+    let out = env.ok(&["token", "-u", "alice", "-e", "24h"]);
+    let first = out.lines().next().unwrap();
+    assert!(first.starts_with("pat_") && !first.contains(' '), "{out}");
+    let info = &env.store().list(None, true, Timestamp::now()).unwrap()[0];
+    assert!(out.contains(&info.id.to_string()), "{out}");
+    assert!(out.contains(&info.expiry.expires_at().to_string()), "{out}");
+    assert!(out.contains("hard limit"), "{out}");
+    assert!(out.contains("shown only once"), "{out}");
+
+    let out = env.ok(&["token", "-u", "bob", "-a", "10m"]);
+    assert!(out.contains("unless it is used before"), "{out}");
+    assert!(out.contains("10m"), "{out}");
+}
+
+#[test]
+fn json_output_has_every_field() {
+    let env = Env::new();
+    let before = Timestamp::now();
+    let v = env.json(&[
+        "token",
+        "-u",
+        "bob",
+        "-a",
+        "10m",
+        "--max-lifetime",
+        "1d",
+        "-s",
+        &format!("node:{}:r,node:{NODE}:w", NODE.to_uppercase()),
+        "-l",
+        "ci",
+        "--json",
+    ]);
+    assert!(v["token"].as_str().unwrap().starts_with("pat_"));
+    assert_eq!(v["user"], "bob");
+    assert_eq!(v["label"], "ci");
+    assert_eq!(v["auto_refresh_seconds"], 600);
+    assert_eq!(v["max_lifetime_seconds"], 86_400);
+    assert_eq!(v["scopes"], serde_json::json!([format!("node:{NODE}:rw")]));
+    assert!(!v["created_by"].as_str().unwrap().is_empty());
+    let created = humantime::parse_rfc3339(v["created_at"].as_str().unwrap()).unwrap();
+    let expires = humantime::parse_rfc3339(v["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(expires.duration_since(created).unwrap().as_secs(), 600);
+    assert!(created >= before.to_system_time());
+    let id: TokenId = v["id"].as_str().unwrap().parse().unwrap();
+
+    let hard = env.json(&["token", "-u", "carol", "-e", "2h", "--json"]);
+    assert_eq!(hard["auto_refresh_seconds"], Value::Null);
+    assert_eq!(hard["max_lifetime_seconds"], Value::Null);
+    assert_eq!(hard["scopes"], serde_json::json!([]));
+
+    // The scoped token authenticates with its scopes.
+    let identity = env
+        .store()
+        .authenticate(v["token"].as_str().unwrap(), Timestamp::now())
+        .unwrap();
+    assert_eq!(identity.token_id, id);
+    let node = pat_core::NodeId::parse(NODE).unwrap();
+    assert!(identity.permits([&node], Perm::READ_WRITE));
+}
+
+#[test]
+fn scopes_repeat_and_split_on_commas() {
+    let env = Env::new();
+    let other = "1b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a";
+    let v = env.json(&[
+        "token",
+        "-u",
+        "a",
+        "-e",
+        "1h",
+        "--json",
+        "-s",
+        &format!("node:{NODE}:r"),
+        "--scope",
+        &format!("node:{other}:w,node:{NODE}:w"),
+    ]);
+    assert_eq!(
+        v["scopes"],
+        serde_json::json!([format!("node:{NODE}:rw"), format!("node:{other}:w")])
+    );
+}
+
+#[test]
+fn list_show_revoke_and_prune() {
+    let env = Env::new();
+    let alice = env.token(&["-u", "alice", "-e", "1h"]);
+    env.token(&["-u", "alice", "-a", "10m"]);
+    env.token(&["-u", "bob", "-e", "1s"]);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+
+    let all = env.json(&["token", "list", "--all", "--json"]);
+    assert_eq!(all.as_array().unwrap().len(), 3);
+    let live = env.json(&["token", "list", "--json"]);
+    assert_eq!(live.as_array().unwrap().len(), 2, "expired bob hidden");
+    let mine = env.json(&["token", "list", "-u", "alice", "--json"]);
+    assert_eq!(mine.as_array().unwrap().len(), 2);
+    for t in mine.as_array().unwrap() {
+        assert!(t.get("token").is_none(), "list never shows secrets");
+        assert!(t.get("last_used_at").is_some());
+    }
+
+    let table = env.ok(&["token", "list", "--all"]);
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(table.contains("(expired)"), "{table}");
+    assert!(!table.contains("pat_"), "{table}");
+
+    let alice_id = env
+        .store()
+        .authenticate(&alice, Timestamp::now())
+        .unwrap()
+        .token_id;
+    let shown = env.json(&["token", "show", &alice_id.to_string(), "--json"]);
+    assert_eq!(shown["user"], "alice");
+    assert!(shown["last_used_at"].is_string(), "use recorded");
+    let human = env.ok(&["token", "show", &alice_id.to_string()]);
+    assert!(
+        human.contains("alice") && human.contains("valid"),
+        "{human}"
+    );
+
+    let out = env.ok(&["token", "prune"]);
+    assert_eq!(out, "removed 1 expired token\n");
+
+    let out = env.ok(&["token", "revoke", &alice_id.to_string()]);
+    assert!(out.starts_with(&format!("revoked {alice_id}")), "{out}");
+    assert!(matches!(
+        env.store().authenticate(&alice, Timestamp::now()),
+        Err(AuthError::Unknown)
+    ));
+    fails(
+        env.run(&["token", "revoke", &alice_id.to_string()]),
+        1,
+        &["no token with id", &alice_id.to_string()],
+    );
+
+    env.token(&["-u", "alice", "-e", "1h"]);
+    assert_eq!(
+        env.ok(&["token", "revoke", "--user", "alice"]),
+        "revoked 2 tokens of alice\n"
+    );
+    assert_eq!(env.ok(&["token", "list"]), "no tokens\n");
+}
+
+#[test]
+fn revoking_several_ids_revokes_the_known_ones_and_reports_the_rest() {
+    let env = Env::new();
+    env.token(&["-u", "a", "-e", "1h"]);
+    env.token(&["-u", "b", "-e", "1h"]);
+    let ids: Vec<String> = env
+        .json(&["token", "list", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect();
+    let unknown = "00000000000000ff";
+    let out = env.run(&["token", "revoke", &ids[0], unknown, &ids[1]]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(unknown));
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 2);
+    assert_eq!(env.ok(&["token", "list", "--all"]), "no tokens\n");
+}
+
+#[test]
+fn usage_errors_name_the_flag_and_value_and_exit_2() {
+    let env = Env::new();
+    let bad_scope = format!("node:{NODE}:x");
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["token", "-e", "24h"], &["--user"]),
+        (
+            &["token", "-u", "a"],
+            &["--expire (-e)", "--auto (-a)", "required"],
+        ),
+        (
+            &["token", "-u", "a", "-e", "1h", "-a", "10m"],
+            &["--expire (-e)", "--auto (-a)", "cannot be combined"],
+        ),
+        (
+            &["token", "-u", "a", "-e", "0s"],
+            &["--expire", "`0s`", "zero"],
+        ),
+        (
+            &["token", "-u", "a", "-e", "24"],
+            &["--expire", "`24`", "no unit"],
+        ),
+        (&["token", "-u", "a", "-e", "-5m"], &["--expire", "-5m"]),
+        (&["token", "-u", "a", "-e", ""], &["--expire", "empty"]),
+        (
+            &["token", "-u", "a", "-e", "5x"],
+            &["--expire", "`5x`", "unit"],
+        ),
+        (
+            &["token", "-u", "a", "-e", "100000000y"],
+            &["--expire", "9999"],
+        ),
+        (
+            &["token", "-u", "a", "-a", "tenminutes"],
+            &["--auto", "`tenminutes`"],
+        ),
+        (
+            &["token", "-u", "a", "-e", "1h", "--max-lifetime", "2h"],
+            &["--max-lifetime", "--auto"],
+        ),
+        (
+            &["token", "-u", "a", "-a", "1h", "--max-lifetime", "30m"],
+            &["--max-lifetime", "30m", "1h"],
+        ),
+        (
+            &["token", "-u", "a", "-e", "1h", "-s", "node:x:r"],
+            &["--scope", "`x` is not a UUID"],
+        ),
+        (
+            &["token", "-u", "a", "-e", "1h", "-s", &bad_scope],
+            &["--scope", "`x` is not a permission"],
+        ),
+        (
+            &["token", "-u", "a", "-e", "1h", "-s", "file:1:r"],
+            &["--scope", "`file`"],
+        ),
+        (
+            &["token", "-u", "a", "-e", "1h", "-q", "--json"],
+            &["--quiet", "--json"],
+        ),
+        (&["token", "show", "xyz"], &["`xyz`", "16 hex digits"]),
+        (&["token", "revoke"], &["IDS"]),
+        (
+            &["token", "revoke", "00000000000000ff", "--user", "a"],
+            &["--user"],
+        ),
+        (&["token", "frobnicate"], &["frobnicate"]),
+        (&["completions", "tcsh"], &["tcsh"]),
+    ];
+    for (args, needles) in cases {
+        fails(env.run(args), 2, needles);
+    }
+    assert!(!env.db().exists(), "no usage error touches the store");
+}
+
+#[test]
+fn invalid_names_are_runtime_errors_that_store_nothing() {
+    let env = Env::new();
+    env.token(&["-u", "alice", "-e", "1h"]);
+    fails(
+        env.run(&["token", "-u", "a:b", "-e", "1h"]),
+        1,
+        &["`a:b`", "`:`"],
+    );
+    fails(env.run(&["token", "-u", "", "-e", "1h"]), 1, &["empty"]);
+    assert_eq!(
+        env.json(&["token", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn runtime_errors_exit_1() {
+    let env = Env::new();
+    // Missing directory.
+    let out = Command::new(env!("CARGO_BIN_EXE_pat-cli"))
+        .args([
+            "--db",
+            "/nonexistent/dir/pat.redb",
+            "token",
+            "-u",
+            "a",
+            "-e",
+            "1h",
+        ])
+        .output()
+        .unwrap();
+    fails(out, 1, &["/nonexistent/dir", "does not exist"]);
+    // Unknown id.
+    env.token(&["-u", "a", "-e", "1h"]);
+    fails(
+        env.run(&["token", "show", "00000000000000ff"]),
+        1,
+        &["no token with id 00000000000000ff"],
+    );
+    // Management commands do not create a store at a mistyped path.
+    let other = env.dir.path().join("typo.redb");
+    let out = Command::new(env!("CARGO_BIN_EXE_pat-cli"))
+        .arg("--db")
+        .arg(&other)
+        .args(["token", "list"])
+        .output()
+        .unwrap();
+    fails(out, 1, &["does not exist"]);
+    assert!(!other.exists());
+    // Corrupt store.
+    let junk = env.dir.path().join("junk.redb");
+    std::fs::write(&junk, b"definitely not a database").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pat-cli"))
+        .arg("--db")
+        .arg(&junk)
+        .args(["token", "-u", "a", "-e", "1h"])
+        .output()
+        .unwrap();
+    fails(out, 1, &["not a pat token store"]);
+    assert_eq!(std::fs::read(&junk).unwrap(), b"definitely not a database");
+}
+
+#[test]
+fn locked_store_is_a_clear_error_and_loses_nothing() {
+    let env = Env::new();
+    let token = env.token(&["-u", "a", "-e", "1h"]);
+    let held = env.store();
+    fails(
+        env.run(&["token", "-u", "b", "-e", "1h"]),
+        1,
+        &["in use by another process"],
+    );
+    fails(
+        env.run(&["token", "list"]),
+        1,
+        &["in use by another process"],
+    );
+    assert!(held.authenticate(&token, Timestamp::now()).is_ok());
+    drop(held);
+    assert_eq!(
+        env.json(&["token", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn store_file_is_0600_and_holds_no_plaintext() {
+    let env = Env::new();
+    let mut tokens = Vec::new();
+    for user in ["alice", "bob", "carol"] {
+        tokens.push(env.token(&["-u", user, "-a", "10m"]));
+    }
+    for t in &tokens {
+        env.store().authenticate(t, Timestamp::now()).unwrap();
+    }
+    let mode = std::fs::metadata(env.db()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let bytes = std::fs::read(env.db()).unwrap();
+    for t in &tokens {
+        let body = &t.as_bytes()[4..];
+        assert!(
+            !bytes.windows(body.len()).any(|w| w == body),
+            "plaintext in store"
+        );
+    }
+}
+
+fn run_in(dir: &Path, envs: &[(&str, &Path)], args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pat-cli"));
+    cmd.current_dir(dir).args(args).env_remove("PAT_DB");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn db_falls_back_to_pat_db_then_current_directory() {
+    let env = Env::new();
+    let from_env = env.dir.path().join("from-env.redb");
+    let out = run_in(
+        env.dir.path(),
+        &[("PAT_DB", &from_env)],
+        &["token", "-u", "a", "-e", "1h", "-q"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(from_env.exists());
+    assert!(!env.dir.path().join("pat.redb").exists());
+
+    let out = run_in(env.dir.path(), &[], &["token", "-u", "a", "-e", "1h", "-q"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(env.dir.path().join("pat.redb").exists());
+
+    // --db wins over PAT_DB.
+    let flag = env.dir.path().join("flag.redb");
+    let out = run_in(
+        env.dir.path(),
+        &[("PAT_DB", &from_env)],
+        &["--db", flag.to_str().unwrap(), "token", "list"],
+    );
+    fails(out, 1, &["flag.redb", "does not exist"]);
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    let env = Env::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = env.ok(&["completions", shell]);
+        assert!(out.contains("pat-cli"), "{shell}");
+        assert!(out.contains("max-lifetime"), "{shell}");
+    }
+    assert!(!env.db().exists());
+}
+
+#[test]
+fn help_mentions_both_expiry_models() {
+    let env = Env::new();
+    let help = env.ok(&["token", "--help"]);
+    for needle in [
+        "--expire",
+        "--auto",
+        "--scope",
+        "--quiet",
+        "node:NODE_UUID:PERM",
+    ] {
+        assert!(help.contains(needle), "{needle}");
+    }
+}
