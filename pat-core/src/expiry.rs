@@ -157,6 +157,25 @@ impl Expiry {
     }
 }
 
+impl Expiry {
+    /// This expiry with a sliding deadline of at least `at` (a buffered
+    /// refresh merged into a stored record); hard deadlines never move.
+    pub(crate) fn extended_to(&self, at: Timestamp) -> Expiry {
+        match *self {
+            Expiry::Hard { .. } => *self,
+            Expiry::Sliding {
+                window,
+                max_lifetime,
+                expires_at,
+            } => Expiry::Sliding {
+                window,
+                max_lifetime,
+                expires_at: expires_at.max(at),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,7 +50,7 @@ pub use error::{
 pub use expiry::{Expiry, ExpiryPolicy};
 pub use record::{CreatedToken, DEFAULT_LABEL, Identity, MAX_NAME_LEN, NewToken, TokenInfo};
 pub use scope::{NodeId, Perm, Scope, Scopes};
-pub use store::{FORMAT_VERSION, Store};
+pub use store::{DEFAULT_FLUSH_INTERVAL, FORMAT_VERSION, Store, StoreBuilder};
 pub use time::{Timestamp, format_duration, parse_duration};
 pub use token::{TOKEN_LEN, TOKEN_PREFIX, TokenDigest, TokenId, TokenSecret};
 

@@ -2,16 +2,19 @@
 
 mod codec;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::ErrorKind;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::thread;
+use std::time::Duration;
 
 use redb::{
-    Database, DatabaseError, Durability, MultimapTableDefinition, ReadableDatabase,
-    ReadableMultimapTable, ReadableTable, StorageError, TableDefinition, TableError,
-    WriteTransaction,
+    Database, DatabaseError, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable,
+    ReadableTable, StorageError, TableDefinition, TableError, WriteTransaction,
 };
 
 use crate::admin::Admin;
@@ -43,34 +46,223 @@ fn corrupt(e: String) -> StoreError {
     StoreError::Corrupt(e)
 }
 
+/// Default time between two writes of buffered token uses.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Options for opening a [`Store`].
+///
+/// ```
+/// use std::time::Duration;
+/// # let dir = tempfile::tempdir()?;
+/// let store = pat_core::Store::builder()
+///     .flush_interval(Duration::from_millis(250))
+///     .open(dir.path().join("pat.redb"))?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct StoreBuilder {
+    flush_interval: Option<Duration>,
+}
+
+impl Default for StoreBuilder {
+    fn default() -> StoreBuilder {
+        StoreBuilder {
+            flush_interval: Some(DEFAULT_FLUSH_INTERVAL),
+        }
+    }
+}
+
+impl StoreBuilder {
+    /// How often a background thread writes buffered token uses (sliding
+    /// refreshes and last-use times) in one transaction. Default: 1 s. A crash
+    /// loses at most this much refresh information, never a token.
+    pub fn flush_interval(mut self, every: Duration) -> StoreBuilder {
+        self.flush_interval = Some(every);
+        self
+    }
+
+    /// No background thread: buffered uses are written only by
+    /// [`Store::flush`] and when the store is dropped. For tests and
+    /// short-lived tools.
+    pub fn manual_flush(mut self) -> StoreBuilder {
+        self.flush_interval = None;
+        self
+    }
+
+    /// Opens the store at `path`, creating it (mode 0600) if it does not exist.
+    /// See [`Store::open`].
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<Store, OpenError> {
+        let inner = Arc::new(Inner::open(path.as_ref())?);
+        let flusher = self
+            .flush_interval
+            .map(|every| Flusher::spawn(&inner, every));
+        Ok(Store { inner, flusher })
+    }
+}
+
 /// A token store in one redb file.
 ///
 /// Open it once per process and share it (`Arc<Store>`): redb lets one
 /// process at a time hold the file. Creation and revocation are durable when
-/// they return; the refresh a use records (sliding deadline, last use) is
-/// committed without waiting for the disk, and made durable by the next
-/// durable commit or when the store is dropped.
+/// they return.
+///
+/// A successful authentication records its use (the new sliding deadline and
+/// `last_used_at`) in memory, with no I/O and no lock held across I/O; a
+/// background thread writes all pending uses in one transaction every flush
+/// interval, and the store writes the rest when dropped. Every read merges
+/// the buffered uses, so a sliding token never looks expired because its
+/// refresh is still in memory.
 pub struct Store {
+    inner: Arc<Inner>,
+    flusher: Option<Flusher>,
+}
+
+struct Inner {
     db: Database,
     path: PathBuf,
+    /// Uses not yet written, at most one entry per token.
+    pending: Mutex<HashMap<TokenDigest, Touch>>,
+}
+
+/// A buffered use: what the record will hold once it is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Touch {
+    last_used_at: Timestamp,
+    expires_at: Timestamp,
+}
+
+impl Touch {
+    /// Merges the buffered use into a record read from the file: the newer
+    /// of each value wins.
+    fn apply(self, info: &mut TokenInfo) {
+        info.last_used_at = Some(
+            info.last_used_at
+                .map_or(self.last_used_at, |t| t.max(self.last_used_at)),
+        );
+        info.expiry = info.expiry.extended_to(self.expires_at);
+    }
+}
+
+struct Flusher {
+    stop: mpsc::Sender<()>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl Flusher {
+    fn spawn(inner: &Arc<Inner>, every: Duration) -> Flusher {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let weak = Arc::downgrade(inner);
+        let thread = thread::Builder::new()
+            .name("pat-store-flush".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    let Some(inner) = weak.upgrade() else { break };
+                    if let Err(e) = inner.flush() {
+                        tracing::warn!(error = %e, "could not write buffered token uses");
+                    }
+                }
+            })
+            .expect("spawning the store's flush thread");
+        Flusher { stop, thread }
+    }
 }
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.path)
+            .field("path", &self.inner.path)
+            .field("background_flush", &self.flusher.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl Store {
-    /// Opens the store at `path`, creating it (mode 0600) if it does not exist.
+    /// Opens the store at `path` with the default options, creating it (mode
+    /// 0600) if it does not exist.
     ///
     /// The directory must exist. A file written by a newer format, a file
     /// that is not a token store, and a file held by another process are
     /// each a distinct [`OpenError`].
     pub fn open(path: impl AsRef<Path>) -> Result<Store, OpenError> {
-        let path = path.as_ref().to_path_buf();
+        StoreBuilder::default().open(path)
+    }
+
+    /// Options for opening a store.
+    pub fn builder() -> StoreBuilder {
+        StoreBuilder::default()
+    }
+
+    /// The path of the store file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Checks a presented token and returns who it authenticates.
+    ///
+    /// The format and checksum are checked before the store is read; a
+    /// revoked token is simply [`AuthError::Unknown`]. A successful use is
+    /// recorded in memory (see the type's documentation): this reads the
+    /// file through a redb read transaction and never writes.
+    pub fn authenticate(&self, presented: &str, now: Timestamp) -> Result<Identity, AuthError> {
+        let digest = TokenDigest::from_token(presented)?;
+        let mut info = self.inner.read_record(&digest)?.ok_or(AuthError::Unknown)?;
+        let mut pending = self
+            .inner
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(touch) = pending.get(&digest) {
+            touch.apply(&mut info);
+        }
+        if info.is_expired(now) {
+            return Err(AuthError::Expired {
+                expires_at: info.expiry.expires_at(),
+            });
+        }
+        info.touch(now);
+        pending.insert(
+            digest,
+            Touch {
+                last_used_at: now,
+                expires_at: info.expiry.expires_at(),
+            },
+        );
+        drop(pending);
+        Ok(info.identity())
+    }
+
+    /// Writes every buffered use in one durable transaction, and returns how
+    /// many tokens it updated. The background thread calls this every flush
+    /// interval; call it yourself with [`StoreBuilder::manual_flush`].
+    pub fn flush(&self) -> Result<usize, StoreError> {
+        self.inner.flush()
+    }
+
+    /// How many tokens have uses buffered in memory.
+    pub fn pending_uses(&self) -> usize {
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(flusher) = self.flusher.take() {
+            drop(flusher.stop);
+            let _ = flusher.thread.join();
+        }
+        if let Err(e) = self.inner.flush() {
+            tracing::warn!(error = %e, "could not write buffered token uses");
+        }
+    }
+}
+
+impl Inner {
+    fn open(path: &Path) -> Result<Inner, OpenError> {
+        let path = path.to_path_buf();
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -117,9 +309,10 @@ impl Store {
             Ok(r) => r.map_err(from_db)?,
             Err(_) => return Err(not_a_store("the storage engine could not read it".into())),
         };
-        let store = Store {
+        let store = Inner {
             db,
             path: path.clone(),
+            pending: Mutex::new(HashMap::new()),
         };
         match store.init_format() {
             Ok(()) => Ok(store),
@@ -130,11 +323,6 @@ impl Store {
             }),
             Err(InitError::Other(detail)) => Err(not_a_store(detail)),
         }
-    }
-
-    /// The path of the store file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Creates the tables of a new store, or checks the format of an old one.
@@ -182,54 +370,57 @@ impl Store {
         }
     }
 
-    /// Checks a presented token and returns who it authenticates.
-    ///
-    /// The format and checksum are checked before the store is read; a
-    /// revoked token is simply [`AuthError::Unknown`]. A successful use
-    /// records `last_used_at` and moves a sliding deadline forward; that write
-    /// does not wait for the disk, and if it fails the authentication still
-    /// succeeds (the failure is logged).
-    pub fn authenticate(&self, presented: &str, now: Timestamp) -> Result<Identity, AuthError> {
-        let digest = TokenDigest::from_token(presented)?;
-        let mut info = self.read_record(&digest)?.ok_or(AuthError::Unknown)?;
-        if info.is_expired(now) {
-            return Err(AuthError::Expired {
-                expires_at: info.expiry.expires_at(),
-            });
+    /// Writes the buffered uses; see [`Store::flush`].
+    fn flush(&self) -> Result<usize, StoreError> {
+        let snapshot: Vec<(TokenDigest, Touch)> = {
+            let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            pending.iter().map(|(d, t)| (*d, *t)).collect()
+        };
+        if snapshot.is_empty() {
+            return Ok(0);
         }
-        info.touch(now);
-        if let Err(e) = self.record_touch(&digest, now) {
-            tracing::warn!(token_id = %info.id, error = %e, "could not record token use");
-        }
-        Ok(info.identity())
-    }
-
-    /// Writes a use of the token at `now`, re-reading the record inside the
-    /// write so that a token revoked meanwhile is never written back.
-    fn record_touch(&self, digest: &TokenDigest, now: Timestamp) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write().map_err(storage)?;
-        txn.set_durability(Durability::None).map_err(storage)?;
-        {
+        let written = self.write(|txn| {
             let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
-            let current = tokens
-                .get(digest.as_bytes())
-                .map_err(storage)?
-                .map(|v| codec::decode(v.value()));
-            if let Some(info) = current {
+            let mut written = 0;
+            for (digest, touch) in &snapshot {
+                let current = tokens
+                    .get(digest.as_bytes())
+                    .map_err(storage)?
+                    .map(|v| codec::decode(v.value()));
+                // A token revoked since its use stays revoked.
+                let Some(info) = current else { continue };
                 let mut info = info.map_err(corrupt)?;
-                info.touch(now);
+                touch.apply(&mut info);
                 tokens
                     .insert(digest.as_bytes(), codec::encode(&info).as_slice())
                     .map_err(storage)?;
+                written += 1;
+            }
+            Ok(written)
+        })?;
+        // Forget what was written, unless a newer use came in meanwhile.
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        for (digest, touch) in snapshot {
+            if pending.get(&digest) == Some(&touch) {
+                pending.remove(&digest);
             }
         }
-        txn.commit().map_err(storage)
+        Ok(written)
     }
 
-    /// Makes every recorded use durable.
-    pub fn flush(&self) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(storage)?;
-        txn.commit().map_err(storage)
+    /// Merges the buffered use of `digest`, if any, into a record just read.
+    fn overlay(&self, digest: &TokenDigest, info: &mut TokenInfo) {
+        let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(touch) = pending.get(digest) {
+            touch.apply(info);
+        }
+    }
+
+    /// Reads and decodes a record, with its buffered use merged in.
+    fn record(&self, digest: [u8; 32], bytes: &[u8]) -> Result<TokenInfo, StoreError> {
+        let mut info = codec::decode(bytes).map_err(corrupt)?;
+        self.overlay(&TokenDigest::from_bytes(digest), &mut info);
+        Ok(info)
     }
 
     fn read_record(&self, digest: &TokenDigest) -> Result<Option<TokenInfo>, StoreError> {
@@ -277,14 +468,6 @@ impl Store {
     }
 }
 
-impl Drop for Store {
-    fn drop(&mut self) {
-        if let Err(e) = self.flush() {
-            tracing::warn!(error = %e, "could not flush recorded token uses");
-        }
-    }
-}
-
 enum InitError {
     Newer(u64),
     Other(String),
@@ -292,7 +475,7 @@ enum InitError {
 
 impl Admin for Store {
     fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
-        self.write(|txn| {
+        self.inner.write(|txn| {
             let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
             let mut by_id = txn.open_table(BY_ID).map_err(storage)?;
             let mut by_user = txn.open_multimap_table(BY_USER).map_err(storage)?;
@@ -333,7 +516,7 @@ impl Admin for Store {
         include_expired: bool,
         now: Timestamp,
     ) -> Result<Vec<TokenInfo>, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.inner.db.begin_read().map_err(storage)?;
         let tokens = txn.open_table(TOKENS).map_err(storage)?;
         let mut out = Vec::new();
         let mut keep = |info: TokenInfo| {
@@ -358,13 +541,13 @@ impl Admin for Store {
                         .get(digest)
                         .map_err(storage)?
                         .ok_or_else(|| corrupt(format!("token {id:016x} has no record")))?;
-                    keep(codec::decode(record.value()).map_err(corrupt)?);
+                    keep(self.inner.record(digest, record.value())?);
                 }
             }
             None => {
                 for entry in tokens.iter().map_err(storage)? {
-                    let (_, v) = entry.map_err(storage)?;
-                    keep(codec::decode(v.value()).map_err(corrupt)?);
+                    let (k, v) = entry.map_err(storage)?;
+                    keep(self.inner.record(k.value(), v.value())?);
                 }
             }
         }
@@ -373,7 +556,7 @@ impl Admin for Store {
     }
 
     fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.inner.db.begin_read().map_err(storage)?;
         let by_id = txn.open_table(BY_ID).map_err(storage)?;
         let digest = by_id
             .get(id.as_u64())
@@ -385,15 +568,16 @@ impl Admin for Store {
             .get(digest)
             .map_err(storage)?
             .ok_or_else(|| corrupt(format!("token {id} has no record")))?;
-        codec::decode(record.value()).map_err(corrupt)
+        self.inner.record(digest, record.value())
     }
 
     fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
-        self.write(|txn| Store::remove_in(txn, id)?.ok_or(StoreError::NotFound(id)))
+        self.inner
+            .write(|txn| Inner::remove_in(txn, id)?.ok_or(StoreError::NotFound(id)))
     }
 
     fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
-        self.write(|txn| {
+        self.inner.write(|txn| {
             let ids: Vec<u64> = {
                 let by_user = txn.open_multimap_table(BY_USER).map_err(storage)?;
                 by_user
@@ -403,20 +587,22 @@ impl Admin for Store {
                     .collect::<Result<_, _>>()?
             };
             for &id in &ids {
-                Store::remove_in(txn, TokenId::from_u64(id))?;
+                Inner::remove_in(txn, TokenId::from_u64(id))?;
             }
             Ok(ids.len())
         })
     }
 
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
-        self.write(|txn| {
+        self.inner.write(|txn| {
             let expired: Vec<TokenId> = {
                 let tokens = txn.open_table(TOKENS).map_err(storage)?;
                 let mut expired = Vec::new();
                 for entry in tokens.iter().map_err(storage)? {
-                    let (_, v) = entry.map_err(storage)?;
-                    let info = codec::decode(v.value()).map_err(corrupt)?;
+                    let (k, v) = entry.map_err(storage)?;
+                    // Merged with buffered uses: a sliding token refreshed
+                    // in memory is alive even if the file says otherwise.
+                    let info = self.inner.record(k.value(), v.value())?;
                     if info.is_expired(now) {
                         expired.push(info.id);
                     }
@@ -424,7 +610,7 @@ impl Admin for Store {
                 expired
             };
             for &id in &expired {
-                Store::remove_in(txn, id)?;
+                Inner::remove_in(txn, id)?;
             }
             Ok(expired.len())
         })

@@ -13,10 +13,130 @@ fn at(secs: u64) -> Timestamp {
     Timestamp::from_unix_secs(secs).unwrap()
 }
 
+/// A store whose buffered uses are written only by `flush`, so each test
+/// decides when they reach the file.
 fn temp_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("pat.redb")).unwrap();
+    let store = Store::builder()
+        .manual_flush()
+        .open(dir.path().join("pat.redb"))
+        .unwrap();
     (dir, store)
+}
+
+/// The record as the file holds it, ignoring buffered uses.
+fn stored(store: &Store, id: TokenId) -> TokenInfo {
+    let txn = store.inner.db.begin_read().unwrap();
+    let digest = txn
+        .open_table(BY_ID)
+        .unwrap()
+        .get(id.as_u64())
+        .unwrap()
+        .unwrap()
+        .value();
+    let tokens = txn.open_table(TOKENS).unwrap();
+    let bytes = tokens.get(digest).unwrap().unwrap();
+    codec::decode(bytes.value()).unwrap()
+}
+
+#[test]
+fn uses_are_buffered_then_flushed_in_one_write() {
+    let (_dir, store) = temp_store();
+    let sliding = NewToken::new("alice", ExpiryPolicy::sliding(MIN, None));
+    let a = store.create(&sliding, at(0)).unwrap();
+    let b = store.create(&hard("bob", MIN), at(0)).unwrap();
+    store
+        .authenticate(a.secret.expose_secret(), at(50))
+        .unwrap();
+    store
+        .authenticate(b.secret.expose_secret(), at(51))
+        .unwrap();
+    assert_eq!(store.pending_uses(), 2);
+    // Nothing written yet, but every read sees the uses.
+    assert_eq!(stored(&store, a.info.id).expiry.expires_at(), at(60));
+    assert_eq!(stored(&store, a.info.id).last_used_at, None);
+    let got = store.get(a.info.id).unwrap();
+    assert_eq!(
+        (got.expiry.expires_at(), got.last_used_at),
+        (at(110), Some(at(50)))
+    );
+    let listed = store.list(None, false, at(70)).unwrap();
+    let ids: Vec<TokenId> = listed.iter().map(|i| i.id).collect();
+    assert_eq!(ids, [a.info.id], "refreshed token live, hard one expired");
+
+    assert_eq!(store.flush().unwrap(), 2);
+    assert_eq!(store.pending_uses(), 0);
+    assert_eq!(stored(&store, a.info.id).expiry.expires_at(), at(110));
+    assert_eq!(stored(&store, b.info.id).last_used_at, Some(at(51)));
+    assert_eq!(store.flush().unwrap(), 0);
+}
+
+#[test]
+fn a_buffered_refresh_keeps_a_sliding_token_alive_through_prune() {
+    // Regression guard: prune must judge expiry with buffered uses merged,
+    // or it deletes a token that was just used.
+    let (_dir, store) = temp_store();
+    let sliding = NewToken::new("alice", ExpiryPolicy::sliding(MIN, None));
+    let a = store.create(&sliding, at(0)).unwrap();
+    store
+        .authenticate(a.secret.expose_secret(), at(50))
+        .unwrap();
+    assert_eq!(store.prune(at(90)).unwrap(), 0);
+    assert!(
+        store
+            .authenticate(a.secret.expose_secret(), at(100))
+            .is_ok()
+    );
+    assert!(
+        store
+            .authenticate(a.secret.expose_secret(), at(100 + 59))
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_token_revoked_before_the_flush_stays_revoked() {
+    let (_dir, store) = temp_store();
+    let a = store.create(&hard("alice", MIN), at(0)).unwrap();
+    store.authenticate(a.secret.expose_secret(), at(1)).unwrap();
+    store.revoke(a.info.id).unwrap();
+    assert_eq!(store.flush().unwrap(), 0);
+    assert_eq!(store.pending_uses(), 0, "memory is released");
+    assert!(store.list(None, true, at(1)).unwrap().is_empty());
+    assert!(matches!(
+        store.authenticate(a.secret.expose_secret(), at(2)),
+        Err(AuthError::Unknown)
+    ));
+}
+
+#[test]
+fn pending_uses_are_bounded_by_one_per_token() {
+    let (_dir, store) = temp_store();
+    let a = store.create(&hard("alice", 10 * MIN), at(0)).unwrap();
+    for t in 0..500 {
+        store.authenticate(a.secret.expose_secret(), at(t)).unwrap();
+    }
+    assert_eq!(store.pending_uses(), 1);
+}
+
+#[test]
+fn the_background_thread_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder()
+        .flush_interval(Duration::from_millis(20))
+        .open(dir.path().join("pat.redb"))
+        .unwrap();
+    let a = store.create(&hard("alice", MIN), Timestamp::now()).unwrap();
+    store
+        .authenticate(a.secret.expose_secret(), Timestamp::now())
+        .unwrap();
+    // Poll with a generous deadline: this checks that it happens, not how fast.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while store.pending_uses() > 0 {
+        assert!(std::time::Instant::now() < deadline, "never flushed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(stored(&store, a.info.id).last_used_at.is_some());
 }
 
 fn hard(user: &str, d: Duration) -> NewToken {
@@ -372,6 +492,7 @@ enum Op {
     Auth(usize),
     Forged,
     Advance(u64),
+    Flush,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -384,6 +505,7 @@ fn op() -> impl Strategy<Value = Op> {
         5 => any::<usize>().prop_map(Op::Auth),
         1 => Just(Op::Forged),
         3 => (1u64..120).prop_map(Op::Advance),
+        2 => Just(Op::Flush),
     ]
 }
 
@@ -481,6 +603,10 @@ proptest! {
                     ));
                 }
                 Op::Advance(s) => now += s,
+                Op::Flush => {
+                    store.flush().unwrap();
+                    prop_assert_eq!(store.pending_uses(), 0);
+                }
                 Op::Revoke(_) | Op::Auth(_) => {}
             }
             // After every step the listing is exactly the live model.
