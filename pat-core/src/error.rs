@@ -222,6 +222,9 @@ pub enum AuthError {
     /// Well formed, but no such token: never issued, revoked or pruned.
     #[error("unknown token")]
     Unknown,
+    /// HTTP Basic: the user name is not the token's user.
+    #[error("the user name does not match the token")]
+    WrongUser,
     /// The token has expired.
     #[error("token expired at {expires_at}")]
     Expired {

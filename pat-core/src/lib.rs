@@ -34,8 +34,10 @@
 //! ```
 
 mod admin;
+mod credentials;
 mod error;
 mod expiry;
+mod gate;
 mod record;
 mod scope;
 mod store;
@@ -43,11 +45,13 @@ mod time;
 mod token;
 
 pub use admin::Admin;
+pub use credentials::{BasicCredentials, Credentials, CredentialsError, MAX_AUTHORIZATION_LEN};
 pub use error::{
     AuthError, BackendError, Error, NewTokenError, OpenError, ParseDurationError, ParseScopeError,
     ParseTokenError, ParseTokenIdError, StoreError,
 };
 pub use expiry::{Expiry, ExpiryPolicy};
+pub use gate::{DEFAULT_REALM, Gate, Mode, Outcome, RejectReason, Rejection, TokenProblem};
 pub use record::{CreatedToken, DEFAULT_LABEL, Identity, MAX_NAME_LEN, NewToken, TokenInfo};
 pub use scope::{NodeId, Perm, Scope, Scopes};
 pub use store::{DEFAULT_FLUSH_INTERVAL, FORMAT_VERSION, Store, StoreBuilder};

@@ -204,8 +204,32 @@ impl Store {
     /// recorded in memory (see the type's documentation): this reads the
     /// file through a redb read transaction and never writes.
     pub fn authenticate(&self, presented: &str, now: Timestamp) -> Result<Identity, AuthError> {
+        self.authenticate_inner(presented, None, now)
+    }
+
+    /// Like [`authenticate`](Store::authenticate), for HTTP Basic: the token
+    /// must also belong to `user`, else [`AuthError::WrongUser`] and the use
+    /// is not recorded.
+    pub fn authenticate_as(
+        &self,
+        user: &str,
+        presented: &str,
+        now: Timestamp,
+    ) -> Result<Identity, AuthError> {
+        self.authenticate_inner(presented, Some(user), now)
+    }
+
+    fn authenticate_inner(
+        &self,
+        presented: &str,
+        user: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Identity, AuthError> {
         let digest = TokenDigest::from_token(presented)?;
         let mut info = self.inner.read_record(&digest)?.ok_or(AuthError::Unknown)?;
+        if user.is_some_and(|u| u != info.user) {
+            return Err(AuthError::WrongUser);
+        }
         let mut pending = self
             .inner
             .pending

@@ -1,0 +1,241 @@
+//! Parsing the `Authorization` header: `Bearer` (RFC 6750) and `Basic`
+//! (RFC 7617), strictly, without panicking on any input.
+
+use std::fmt;
+
+use base64::Engine as _;
+use zeroize::Zeroizing;
+
+/// Longest `Authorization` value accepted, in bytes. A token is 42
+/// characters; this leaves room for long user names in Basic.
+pub const MAX_AUTHORIZATION_LEN: usize = 4096;
+
+/// Credentials of a scheme this crate handles.
+#[derive(Debug)]
+pub enum Credentials<'a> {
+    /// `Authorization: Bearer <token>`.
+    Bearer(&'a str),
+    /// `Authorization: Basic base64(user:password)`; the password is the token.
+    Basic(BasicCredentials),
+}
+
+/// Decoded HTTP Basic credentials. The password is zeroed on drop and never
+/// printed by `Debug`.
+pub struct BasicCredentials {
+    decoded: Zeroizing<String>,
+    colon: usize,
+}
+
+impl BasicCredentials {
+    /// The user name (before the first `:`).
+    pub fn user(&self) -> &str {
+        &self.decoded[..self.colon]
+    }
+
+    /// The password (after the first `:`): for us, the token.
+    pub fn password(&self) -> &str {
+        &self.decoded[self.colon + 1..]
+    }
+}
+
+impl fmt::Debug for BasicCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicCredentials")
+            .field("user", &self.user())
+            .field("password", &"…")
+            .finish()
+    }
+}
+
+/// An `Authorization` header that claims a scheme we handle but is broken:
+/// answered with 400 and `error="invalid_request"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CredentialsError {
+    /// Longer than [`MAX_AUTHORIZATION_LEN`].
+    #[error("the Authorization header is too long")]
+    TooLong,
+    /// Not valid UTF-8.
+    #[error("the Authorization header is not valid UTF-8")]
+    NotUtf8,
+    /// `Bearer` or `Basic` with nothing after it.
+    #[error("the Authorization header has a scheme but no credentials")]
+    Empty,
+    /// Basic credentials that are not strict, padded base64.
+    #[error("the Basic credentials are not valid base64")]
+    Base64,
+    /// Basic credentials that do not decode to UTF-8.
+    #[error("the Basic credentials are not valid UTF-8")]
+    BasicNotUtf8,
+    /// Basic credentials without the `:` between user and password.
+    #[error("the Basic credentials have no `:` between user and password")]
+    NoColon,
+    /// More than one `Authorization` header.
+    #[error("the request has more than one Authorization header")]
+    Repeated,
+}
+
+impl<'a> Credentials<'a> {
+    /// Parses one `Authorization` header value.
+    ///
+    /// The scheme is case-insensitive. `Ok(None)` means another scheme
+    /// (`Digest`, `Negotiate`, ...): not ours to judge.
+    ///
+    /// ```
+    /// use pat_core::{Credentials, CredentialsError};
+    /// let Some(Credentials::Basic(basic)) = Credentials::parse(b"basic YWxpY2U6cGF0X3g=")? else {
+    ///     panic!("expected Basic credentials");
+    /// };
+    /// assert_eq!((basic.user(), basic.password()), ("alice", "pat_x"));
+    /// assert!(matches!(Credentials::parse(b"BEARER pat_x")?, Some(Credentials::Bearer("pat_x"))));
+    /// assert!(Credentials::parse(b"Negotiate abc")?.is_none());
+    /// assert_eq!(Credentials::parse(b"Basic !!!").unwrap_err(), CredentialsError::Base64);
+    /// # Ok::<(), CredentialsError>(())
+    /// ```
+    pub fn parse(value: &'a [u8]) -> Result<Option<Credentials<'a>>, CredentialsError> {
+        if value.len() > MAX_AUTHORIZATION_LEN {
+            return Err(CredentialsError::TooLong);
+        }
+        let value = std::str::from_utf8(value).map_err(|_| CredentialsError::NotUtf8)?;
+        let value = value.trim_matches([' ', '\t']);
+        let (scheme, rest) = match value.find([' ', '\t']) {
+            Some(i) => (&value[..i], value[i..].trim_start_matches([' ', '\t'])),
+            None => (value, ""),
+        };
+        if scheme.eq_ignore_ascii_case("bearer") {
+            if rest.is_empty() {
+                return Err(CredentialsError::Empty);
+            }
+            Ok(Some(Credentials::Bearer(rest)))
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            if rest.is_empty() {
+                return Err(CredentialsError::Empty);
+            }
+            let bytes = Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(rest)
+                    .map_err(|_| CredentialsError::Base64)?,
+            );
+            let decoded = Zeroizing::new(
+                std::str::from_utf8(&bytes)
+                    .map_err(|_| CredentialsError::BasicNotUtf8)?
+                    .to_owned(),
+            );
+            let colon = decoded.find(':').ok_or(CredentialsError::NoColon)?;
+            Ok(Some(Credentials::Basic(BasicCredentials {
+                decoded,
+                colon,
+            })))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD;
+    use proptest::prelude::*;
+
+    fn basic(raw: &str) -> String {
+        format!("Basic {}", STANDARD.encode(raw))
+    }
+
+    #[test]
+    fn schemes_are_case_insensitive_and_spacing_is_tolerated() {
+        for v in [
+            "Bearer pat_x",
+            "bearer pat_x",
+            "BEARER   pat_x",
+            "\tBeArEr\tpat_x  ",
+        ] {
+            assert!(
+                matches!(
+                    Credentials::parse(v.as_bytes()),
+                    Ok(Some(Credentials::Bearer("pat_x")))
+                ),
+                "{v:?}"
+            );
+        }
+        let v = basic("alice:pat_x").replace("Basic", "bAsIc");
+        let Ok(Some(Credentials::Basic(b))) = Credentials::parse(v.as_bytes()) else {
+            panic!()
+        };
+        assert_eq!((b.user(), b.password()), ("alice", "pat_x"));
+    }
+
+    #[test]
+    fn password_may_contain_colons_and_user_may_be_empty() {
+        let v = basic(":a:b");
+        let Ok(Some(Credentials::Basic(b))) = Credentials::parse(v.as_bytes()) else {
+            panic!()
+        };
+        assert_eq!((b.user(), b.password()), ("", "a:b"));
+    }
+
+    #[test]
+    fn other_schemes_are_not_ours() {
+        for v in [
+            "Digest username=x",
+            "Negotiate abc",
+            "Token pat_x",
+            "Bearerx pat_x",
+            "pat_x",
+        ] {
+            assert!(matches!(Credentials::parse(v.as_bytes()), Ok(None)), "{v}");
+        }
+    }
+
+    #[test]
+    fn broken_credentials_are_specific_errors() {
+        let long = format!("Bearer {}", "a".repeat(MAX_AUTHORIZATION_LEN));
+        let cases: &[(&[u8], CredentialsError)] = &[
+            (long.as_bytes(), CredentialsError::TooLong),
+            (b"Bearer \xff", CredentialsError::NotUtf8),
+            (b"Bearer", CredentialsError::Empty),
+            (b"Bearer   ", CredentialsError::Empty),
+            (b"Basic", CredentialsError::Empty),
+            (b"Basic YWxpY2U6eA", CredentialsError::Base64),
+            (b"Basic YWxp Y2U6eA==", CredentialsError::Base64),
+            (b"Basic /w==", CredentialsError::BasicNotUtf8),
+            (b"Basic YWxpY2U=", CredentialsError::NoColon),
+        ];
+        for (v, want) in cases {
+            assert_eq!(
+                Credentials::parse(v).unwrap_err(),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(v)
+            );
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let v = basic("alice:pat_secret");
+        let c = Credentials::parse(v.as_bytes()).unwrap().unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("alice") && !shown.contains("secret"),
+            "{shown}"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(v in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Credentials::parse(&v);
+        }
+
+        #[test]
+        fn basic_round_trips(user in "[^:]{0,20}", password in ".{0,40}") {
+            let v = basic(&format!("{user}:{password}"));
+            let Ok(Some(Credentials::Basic(b))) = Credentials::parse(v.as_bytes()) else {
+                panic!("{v}")
+            };
+            prop_assert_eq!(b.user(), user.as_str());
+            prop_assert_eq!(b.password(), password.as_str());
+        }
+    }
+}
