@@ -320,6 +320,17 @@ impl Gate {
         self.reject(RejectReason::InvalidToken(problem))
     }
 
+    /// The rejection for a request without credentials, for adapters to
+    /// leave in the extensions of requests let through anonymously, so that
+    /// an extractor demanding an [`Identity`] answers with this gate's
+    /// challenges.
+    pub fn missing_credentials(&self) -> Rejection {
+        Rejection {
+            reason: RejectReason::MissingCredentials,
+            gate: self.config.clone(),
+        }
+    }
+
     fn reject(&self, reason: RejectReason) -> Outcome {
         tracing::debug!(?reason, "request rejected");
         Outcome::Rejected(Rejection {

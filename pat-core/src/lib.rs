@@ -38,6 +38,7 @@ mod credentials;
 mod error;
 mod expiry;
 mod gate;
+mod integrations;
 mod record;
 mod scope;
 mod store;
