@@ -1,1 +1,225 @@
-//! Placeholder
+//! Harness for the cross-crate tests: the real `pat-cli` binary, the
+//! reference servers as real processes on 127.0.0.1, and a real HTTP client.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use base64::Engine as _;
+
+/// One of the reference servers, which share one HTTP contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    /// `pat-tower/examples/axum_server.rs`.
+    Axum,
+}
+
+impl ServerKind {
+    /// Every reference server, for tests that run against each.
+    pub const ALL: [ServerKind; 1] = [ServerKind::Axum];
+
+    fn example(self) -> &'static str {
+        match self {
+            ServerKind::Axum => "axum_server",
+        }
+    }
+}
+
+/// Builds the binaries the tests run (a no-op after `cargo test --workspace`,
+/// which has built them already) and returns the target directory.
+fn target_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--workspace", "--bins", "--examples", "--quiet"])
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building the binaries under test failed");
+        // target/<profile>/deps/<this test> -> target/<profile>
+        let exe = std::env::current_exe().expect("test executable path");
+        exe.parent()
+            .and_then(Path::parent)
+            .expect("test executable in target/<profile>/deps")
+            .to_path_buf()
+    })
+}
+
+/// The `pat-cli` binary.
+pub fn pat_cli() -> PathBuf {
+    target_dir().join("pat-cli")
+}
+
+/// A temporary directory holding a store file.
+#[derive(Debug)]
+pub struct Workdir {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Workdir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Workdir {
+    /// A fresh, empty directory.
+    pub fn new() -> Workdir {
+        Workdir {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The store file in it.
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("pat.redb")
+    }
+
+    /// Runs `pat-cli --db <db> ARGS`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(pat_cli())
+            .arg("--db")
+            .arg(self.db())
+            .args(args)
+            .env_remove("PAT_DB")
+            .output()
+            .expect("running pat-cli")
+    }
+
+    /// Runs `pat-cli` and returns its stdout, failing the test on error.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "pat-cli {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8 output")
+    }
+
+    /// Creates a token with `pat-cli token -q ARGS` and returns it.
+    pub fn token(&self, args: &[&str]) -> String {
+        let mut all = vec!["token", "-q"];
+        all.extend_from_slice(args);
+        self.cli_ok(&all).trim_end().to_owned()
+    }
+
+    /// Starts a reference server on this directory's store.
+    pub fn start(&self, kind: ServerKind) -> Server {
+        Server::start(kind, &self.db(), &[])
+    }
+}
+
+/// A reference server running as a child process on 127.0.0.1.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    /// Starts `kind` with `--db db --addr 127.0.0.1:0 EXTRA` and waits for its
+    /// `listening on http://ADDR` line.
+    pub fn start(kind: ServerKind, db: &Path, extra: &[&str]) -> Server {
+        let exe = target_dir().join("examples").join(kind.example());
+        let mut child = Command::new(&exe)
+            .arg("--db")
+            .arg(db)
+            .args(["--addr", "127.0.0.1:0", "--workers", "2"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", exe.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(base) => Server { child, base },
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!("{kind:?} server did not print its address (exit: {status:?})");
+            }
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for a graceful exit; returns whether it exited 0.
+    pub fn stop(mut self) -> bool {
+        signal(self.child.id(), "TERM");
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit by itself and returns its output code.
+    pub fn wait(mut self) -> Option<i32> {
+        self.child.wait().ok().and_then(|s| s.code())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// A blocking HTTP client with a generous timeout (a stuck server fails the
+/// test instead of hanging it).
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client")
+}
+
+/// The `Authorization` value for HTTP Basic.
+pub fn basic(user: &str, password: &str) -> String {
+    let raw = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}

@@ -1,0 +1,558 @@
+//! The reference servers' HTTP contract, checked over real sockets with the
+//! real CLI creating tokens on the same store. Every case runs against every
+//! server, and the servers must answer each case identically.
+
+use std::time::Duration;
+
+use pat_core::{Admin as _, ExpiryPolicy, NewToken, Store, Timestamp};
+use pat_integration_tests::{ServerKind, Workdir, basic, client};
+use reqwest::Method;
+use reqwest::blocking::Response;
+use serde_json::Value;
+
+const NODE: &str = "0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a";
+const OTHER: &str = "1b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a";
+
+/// Tokens made before the server starts (redb lets one process hold the file).
+struct Tokens {
+    full: String,
+    read_only: String,
+    expired: String,
+    revoked: String,
+}
+
+fn setup() -> (Workdir, Tokens) {
+    let work = Workdir::new();
+    let full = work.token(&["-u", "alice", "-e", "1h"]);
+    let read_only = work.token(&["-u", "alice", "-a", "10m", "-s", &format!("node:{NODE}:r")]);
+    let created: Value =
+        serde_json::from_str(&work.cli_ok(&["token", "-u", "alice", "-e", "1h", "--json"]))
+            .unwrap();
+    let revoked = created["token"].as_str().unwrap().to_owned();
+    work.cli_ok(&["token", "revoke", created["id"].as_str().unwrap()]);
+    // An expired token: created two hours ago with a one-hour limit.
+    let expired = {
+        let store = Store::open(work.db()).unwrap();
+        let two_hours_ago =
+            Timestamp::from_unix_secs(Timestamp::now().as_unix_secs() - 7200).unwrap();
+        let new = NewToken::new("alice", ExpiryPolicy::hard(Duration::from_secs(3600)));
+        store
+            .create(&new, two_hours_ago)
+            .unwrap()
+            .secret
+            .expose_secret()
+            .to_owned()
+    };
+    (
+        work,
+        Tokens {
+            full,
+            read_only,
+            expired,
+            revoked,
+        },
+    )
+}
+
+/// What the contract says one request gets.
+struct Case {
+    name: &'static str,
+    method: Method,
+    path: String,
+    authorization: Option<String>,
+    status: u16,
+    body: Option<&'static str>,
+    /// Expected `WWW-Authenticate` values, in order; `None` = none sent.
+    challenges: Option<Vec<String>>,
+}
+
+fn challenges(error: Option<(&str, &str)>) -> Option<Vec<String>> {
+    let bearer = match error {
+        None => "Bearer realm=\"pat\"".to_owned(),
+        Some((code, desc)) => {
+            format!("Bearer realm=\"pat\", error=\"{code}\", error_description=\"{desc}\"")
+        }
+    };
+    Some(vec![
+        bearer,
+        "Basic realm=\"pat\", charset=\"UTF-8\"".to_owned(),
+    ])
+}
+
+fn cases(t: &Tokens) -> Vec<Case> {
+    let bearer = |tok: &str| Some(format!("Bearer {tok}"));
+    let invalid = |desc| challenges(Some(("invalid_token", desc)));
+    let case = |name, method, path: &str, authorization, status, body, challenges| Case {
+        name,
+        method,
+        path: path.to_owned(),
+        authorization,
+        status,
+        body,
+        challenges,
+    };
+    let node = format!("/nodes/{NODE}");
+    let other = format!("/nodes/{OTHER}");
+    vec![
+        case(
+            "health needs nothing",
+            Method::GET,
+            "/health",
+            None,
+            200,
+            Some("ok"),
+            None,
+        ),
+        case(
+            "health ignores bad credentials",
+            Method::GET,
+            "/health",
+            bearer("pat_x"),
+            200,
+            Some("ok"),
+            None,
+        ),
+        case(
+            "hello without credentials",
+            Method::GET,
+            "/hello",
+            None,
+            401,
+            Some(""),
+            challenges(None),
+        ),
+        case(
+            "hello with bearer",
+            Method::GET,
+            "/hello",
+            bearer(&t.full),
+            200,
+            Some("ok"),
+            None,
+        ),
+        case(
+            "hello with lowercase scheme",
+            Method::GET,
+            "/hello",
+            Some(format!("bearer {}", t.full)),
+            200,
+            Some("ok"),
+            None,
+        ),
+        case(
+            "hello with basic",
+            Method::GET,
+            "/hello",
+            Some(basic("alice", &t.full)),
+            200,
+            Some("ok"),
+            None,
+        ),
+        case(
+            "basic with another user",
+            Method::GET,
+            "/hello",
+            Some(basic("bob", &t.full)),
+            401,
+            Some(""),
+            invalid("the user name does not match the token"),
+        ),
+        case(
+            "basic with a plain password",
+            Method::GET,
+            "/hello",
+            Some(basic("alice", "hunter2")),
+            401,
+            Some(""),
+            invalid("the credentials are not a personal access token"),
+        ),
+        case(
+            "expired token",
+            Method::GET,
+            "/hello",
+            bearer(&t.expired),
+            401,
+            Some(""),
+            invalid("the token has expired"),
+        ),
+        case(
+            "revoked token",
+            Method::GET,
+            "/hello",
+            bearer(&t.revoked),
+            401,
+            Some(""),
+            invalid("the token is unknown or revoked"),
+        ),
+        case(
+            "mistyped token",
+            Method::GET,
+            "/hello",
+            bearer(&t.full.replacen("pat_", "pat_x", 1)[..42]),
+            401,
+            Some(""),
+            invalid("the token is malformed"),
+        ),
+        case(
+            "truncated token",
+            Method::GET,
+            "/hello",
+            bearer(&t.full[..30]),
+            401,
+            Some(""),
+            invalid("the token is malformed"),
+        ),
+        case(
+            "foreign bearer",
+            Method::GET,
+            "/hello",
+            bearer("ghp_0123456789"),
+            401,
+            Some(""),
+            invalid("the credentials are not a personal access token"),
+        ),
+        case(
+            "other scheme",
+            Method::GET,
+            "/hello",
+            Some("Negotiate abc".into()),
+            401,
+            Some(""),
+            challenges(None),
+        ),
+        case(
+            "bad base64",
+            Method::GET,
+            "/hello",
+            Some("Basic %%%".into()),
+            400,
+            Some(""),
+            challenges(Some((
+                "invalid_request",
+                "the Basic credentials are not valid base64",
+            ))),
+        ),
+        case(
+            "empty bearer",
+            Method::GET,
+            "/hello",
+            Some("Bearer".into()),
+            400,
+            Some(""),
+            challenges(Some((
+                "invalid_request",
+                "the Authorization header has no credentials",
+            ))),
+        ),
+        case(
+            "whoami without credentials",
+            Method::GET,
+            "/whoami",
+            None,
+            401,
+            Some(""),
+            challenges(None),
+        ),
+        case(
+            "read an unscoped node",
+            Method::GET,
+            &node,
+            bearer(&t.full),
+            200,
+            Some("ok"),
+            None,
+        ),
+        case(
+            "write an unscoped node",
+            Method::PUT,
+            &node,
+            bearer(&t.full),
+            204,
+            Some(""),
+            None,
+        ),
+        case(
+            "read a node in scope",
+            Method::GET,
+            &node,
+            bearer(&t.read_only),
+            200,
+            Some("ok"),
+            None,
+        ),
+        case(
+            "write a read-only node",
+            Method::PUT,
+            &node,
+            bearer(&t.read_only),
+            403,
+            Some("forbidden"),
+            None,
+        ),
+        case(
+            "read a node out of scope",
+            Method::GET,
+            &other,
+            bearer(&t.read_only),
+            403,
+            Some("forbidden"),
+            None,
+        ),
+        case(
+            "node id is not a uuid",
+            Method::GET,
+            "/nodes/xyz",
+            bearer(&t.full),
+            400,
+            Some("invalid node id"),
+            None,
+        ),
+        case(
+            "node without credentials",
+            Method::GET,
+            &node,
+            None,
+            401,
+            Some(""),
+            challenges(None),
+        ),
+        case(
+            "uppercase node id",
+            Method::GET,
+            &format!("/nodes/{}", NODE.to_uppercase()),
+            bearer(&t.read_only),
+            200,
+            Some("ok"),
+            None,
+        ),
+    ]
+}
+
+fn send(base: &str, c: &Case) -> Response {
+    let mut req = client().request(c.method.clone(), format!("{base}{}", c.path));
+    if let Some(a) = &c.authorization {
+        req = req.header("authorization", a);
+    }
+    req.send().unwrap()
+}
+
+/// The parts of a response the contract fixes.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    status: u16,
+    challenges: Vec<String>,
+    body: String,
+}
+
+fn seen(res: Response) -> Seen {
+    let challenges = res
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    Seen {
+        status: res.status().as_u16(),
+        challenges,
+        body: res.text().unwrap(),
+    }
+}
+
+#[test]
+fn every_server_keeps_the_contract_identically() {
+    let (work, tokens) = setup();
+    let cases = cases(&tokens);
+    let mut answers: Vec<(ServerKind, Vec<Seen>)> = Vec::new();
+    for kind in ServerKind::ALL {
+        let server = work.start(kind);
+        let mut seen_all = Vec::new();
+        for c in &cases {
+            let s = seen(send(server.base(), c));
+            let ctx = format!("{kind:?}: {}", c.name);
+            assert_eq!(s.status, c.status, "{ctx}: {s:?}");
+            if let Some(body) = c.body {
+                assert_eq!(s.body, body, "{ctx}");
+            }
+            match &c.challenges {
+                Some(expected) => assert_eq!(&s.challenges, expected, "{ctx}"),
+                None => assert!(s.challenges.is_empty(), "{ctx}: {:?}", s.challenges),
+            }
+            seen_all.push(s);
+        }
+        assert!(server.stop(), "{kind:?} did not exit cleanly on SIGTERM");
+        answers.push((kind, seen_all));
+    }
+    for pair in answers.windows(2) {
+        let ((a, sa), (b, sb)) = (&pair[0], &pair[1]);
+        for ((c, x), y) in cases.iter().zip(sa).zip(sb) {
+            assert_eq!(x, y, "{a:?} and {b:?} differ on {}", c.name);
+        }
+    }
+}
+
+#[test]
+fn whoami_reports_the_identity() {
+    let (work, tokens) = setup();
+    for kind in ServerKind::ALL {
+        let server = work.start(kind);
+        let res = client()
+            .get(server.url("/whoami"))
+            .header("authorization", format!("Bearer {}", tokens.read_only))
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
+        let v: Value = serde_json::from_str(&res.text().unwrap()).unwrap();
+        assert_eq!(v["user"], "alice", "{kind:?}");
+        assert_eq!(v["scopes"], serde_json::json!([format!("node:{NODE}:r")]));
+        assert_eq!(v["token_id"].as_str().unwrap().len(), 16);
+        // A sliding token: the use moved its expiry to about now + 10 minutes.
+        let expires =
+            pat_core::Timestamp::from_unix_secs(std::time::UNIX_EPOCH.elapsed().unwrap().as_secs())
+                .unwrap();
+        let parsed = v["expires_at"].as_str().unwrap();
+        assert!(parsed > expires.to_string().as_str(), "{parsed}");
+        assert!(server.stop());
+    }
+}
+
+#[test]
+fn realm_flag_sets_the_challenges() {
+    let work = Workdir::new();
+    for kind in ServerKind::ALL {
+        let server = pat_integration_tests::Server::start(kind, &work.db(), &["--realm", "files"]);
+        let res = client().get(server.url("/hello")).send().unwrap();
+        let values: Vec<_> = res.headers().get_all("www-authenticate").iter().collect();
+        assert_eq!(values[0], "Bearer realm=\"files\"", "{kind:?}");
+        assert!(server.stop());
+    }
+}
+
+#[test]
+fn uses_are_written_on_graceful_shutdown() {
+    let (work, tokens) = setup();
+    for kind in ServerKind::ALL {
+        let server = work.start(kind);
+        let res = client()
+            .get(server.url("/hello"))
+            .header("authorization", format!("Bearer {}", tokens.full))
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(server.stop(), "{kind:?}");
+        let listed: Value =
+            serde_json::from_str(&work.cli_ok(&["token", "list", "--json"])).unwrap();
+        let used = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["last_used_at"].is_string())
+            .count();
+        assert!(used >= 1, "{kind:?}: {listed}");
+    }
+}
+
+mod webdav {
+    use super::*;
+
+    fn dav(
+        server: &pat_integration_tests::Server,
+        method: &str,
+        path: &str,
+        auth: &str,
+    ) -> reqwest::blocking::RequestBuilder {
+        client()
+            .request(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                server.url(path),
+            )
+            .header("authorization", auth)
+    }
+
+    #[test]
+    fn a_webdav_client_works_with_user_and_token() {
+        let (work, tokens) = setup();
+        for kind in ServerKind::ALL {
+            let root = work.path().join(format!("dav-{kind:?}"));
+            std::fs::create_dir_all(&root).unwrap();
+            let server = pat_integration_tests::Server::start(
+                kind,
+                &work.db(),
+                &["--dav-root", root.to_str().unwrap()],
+            );
+            let auth = basic("alice", &tokens.full);
+
+            let res = dav(&server, "PROPFIND", "/dav/", &auth)
+                .header("depth", "1")
+                .send()
+                .unwrap();
+            assert_eq!(res.status(), 207, "{kind:?} PROPFIND");
+            assert!(res.text().unwrap().contains("<D:href>/dav/</D:href>"));
+
+            let res = dav(&server, "MKCOL", "/dav/docs/", &auth).send().unwrap();
+            assert_eq!(res.status(), 201, "{kind:?} MKCOL");
+            let res = dav(&server, "PUT", "/dav/docs/a.txt", &auth)
+                .body("hello dav")
+                .send()
+                .unwrap();
+            assert!(res.status().is_success(), "{kind:?} PUT {}", res.status());
+            assert_eq!(
+                std::fs::read_to_string(root.join("docs/a.txt")).unwrap(),
+                "hello dav"
+            );
+            let res = dav(&server, "GET", "/dav/docs/a.txt", &auth)
+                .send()
+                .unwrap();
+            assert_eq!(res.text().unwrap(), "hello dav");
+
+            let res = dav(&server, "PROPFIND", "/dav/docs/", &auth)
+                .header("depth", "1")
+                .send()
+                .unwrap();
+            assert_eq!(res.status(), 207);
+            assert!(res.text().unwrap().contains("/dav/docs/a.txt"));
+
+            let res = dav(&server, "MOVE", "/dav/docs/a.txt", &auth)
+                .header("destination", server.url("/dav/docs/b.txt"))
+                .send()
+                .unwrap();
+            assert!(res.status().is_success(), "{kind:?} MOVE {}", res.status());
+            assert!(root.join("docs/b.txt").exists() && !root.join("docs/a.txt").exists());
+            let res = dav(&server, "DELETE", "/dav/docs/b.txt", &auth)
+                .send()
+                .unwrap();
+            assert!(
+                res.status().is_success(),
+                "{kind:?} DELETE {}",
+                res.status()
+            );
+            assert!(!root.join("docs/b.txt").exists());
+
+            // Without a valid token, nothing: the share answers with challenges.
+            let res = dav(&server, "PROPFIND", "/dav/", &basic("alice", "hunter2"))
+                .send()
+                .unwrap();
+            assert_eq!(res.status(), 401);
+            let res = client()
+                .request(
+                    Method::from_bytes(b"PROPFIND").unwrap(),
+                    server.url("/dav/"),
+                )
+                .send()
+                .unwrap();
+            assert_eq!(res.status(), 401);
+            assert!(
+                res.headers()
+                    .get_all("www-authenticate")
+                    .iter()
+                    .any(|v| v.to_str().unwrap().starts_with("Basic "))
+            );
+            assert!(server.stop());
+        }
+    }
+}
