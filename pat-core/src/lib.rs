@@ -58,8 +58,3 @@ pub use scope::{NodeId, Perm, Scope, Scopes};
 pub use store::{DEFAULT_FLUSH_INTERVAL, FORMAT_VERSION, Store, StoreBuilder};
 pub use time::{Timestamp, format_duration, parse_duration};
 pub use token::{TOKEN_LEN, TOKEN_PREFIX, TokenDigest, TokenId, TokenSecret};
-
-/// The README's Rust examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;

@@ -223,3 +223,9 @@ pub fn basic(user: &str, password: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(raw)
     )
 }
+
+/// The README's Rust examples, compiled and run as doctests here, where every
+/// crate of the workspace is a dependency.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
