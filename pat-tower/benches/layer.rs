@@ -1,0 +1,103 @@
+//! What `PatLayer` adds to a request, in process: the same trivial handler
+//! with and without the layer (the `/health` vs `/hello` comparison of the
+//! reference server, minus the network).
+//!
+//! Run with `cargo bench -p pat-tower`.
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Request, Response};
+use pat_core::{Admin as _, ExpiryPolicy, NewToken, Store, Timestamp};
+use pat_tower::PatLayer;
+use tower::{Service, ServiceBuilder, ServiceExt as _};
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(Store::open(dir.path().join("bench.redb")).expect("store"));
+    let day = Duration::from_secs(86_400);
+    let now = Timestamp::now();
+    for i in 0..1_000 {
+        store
+            .create(
+                &NewToken::new(format!("user{i}"), ExpiryPolicy::hard(day)),
+                now,
+            )
+            .expect("create");
+    }
+    let sliding = NewToken::new("alice", ExpiryPolicy::sliding(day, None));
+    let token = store.create(&sliding, now).expect("create");
+    let bearer = format!("Bearer {}", token.secret.expose_secret());
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("alice:{}", token.secret.expose_secret())
+        )
+    );
+
+    let handler = || {
+        tower::service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(String::from("ok")))
+        })
+    };
+    let mut bare = handler();
+    let mut layered = ServiceBuilder::new()
+        .layer(PatLayer::new(store.clone()))
+        .service(handler());
+
+    bench_service(c, &rt, "layer/none (health)", &mut bare, None);
+    bench_service(c, &rt, "layer/bearer (hello)", &mut layered, Some(&bearer));
+    bench_service(c, &rt, "layer/basic", &mut layered, Some(&basic));
+    let unknown = "Bearer pat_00000000000000000000000000000000000000";
+    bench_service(
+        c,
+        &rt,
+        "layer/rejected_malformed",
+        &mut layered,
+        Some(unknown),
+    );
+}
+
+fn bench_service<S>(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    svc: &mut S,
+    auth: Option<&str>,
+) where
+    S: Service<Request<()>, Response = Response<String>, Error = Infallible>,
+{
+    c.bench_function(name, |b| {
+        b.iter(|| {
+            let mut req = Request::builder();
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let req = req.body(()).expect("request");
+            black_box(rt.block_on(call_once(svc, req)))
+        })
+    });
+}
+
+async fn call_once<S>(svc: &mut S, req: Request<()>) -> Response<String>
+where
+    S: Service<Request<()>, Response = Response<String>, Error = Infallible>,
+{
+    match svc.ready().await {
+        Ok(ready) => match ready.call(req).await {
+            Ok(res) => res,
+            Err(never) => match never {},
+        },
+        Err(never) => match never {},
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
