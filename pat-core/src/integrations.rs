@@ -76,3 +76,88 @@ mod axum_extractor {
         }
     }
 }
+
+#[cfg(feature = "actix")]
+mod actix_extractor {
+    use std::fmt;
+    use std::future::{Ready, ready};
+
+    use actix_web::dev::Payload;
+    use actix_web::http::StatusCode;
+    use actix_web::http::header::{HeaderValue, WWW_AUTHENTICATE};
+    use actix_web::{
+        FromRequest, HttpMessage as _, HttpRequest, HttpResponse, HttpResponseBuilder,
+    };
+
+    use crate::{Identity, Rejection};
+
+    impl Rejection {
+        /// An actix-web response builder with this rejection's status and
+        /// `WWW-Authenticate` challenges; add a body, or `finish()` it empty.
+        pub fn actix_response(&self) -> HttpResponseBuilder {
+            let status =
+                StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut builder = HttpResponse::build(status);
+            for challenge in self.challenges() {
+                if let Ok(v) = HeaderValue::try_from(challenge) {
+                    builder.append_header((WWW_AUTHENTICATE, v));
+                }
+            }
+            builder
+        }
+    }
+
+    /// Why the [`Identity`] extractor failed: the middleware let the request
+    /// through anonymously (401 with its challenges), or is not installed on
+    /// this route (500).
+    #[derive(Debug)]
+    pub struct MissingIdentity(Option<Rejection>);
+
+    impl fmt::Display for MissingIdentity {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self.0 {
+                Some(_) => f.write_str("no personal access token"),
+                None => {
+                    f.write_str("the Identity extractor is used on a route without PatMiddleware")
+                }
+            }
+        }
+    }
+
+    impl actix_web::ResponseError for MissingIdentity {
+        fn status_code(&self) -> StatusCode {
+            match &self.0 {
+                Some(r) => StatusCode::from_u16(r.status()).unwrap_or(StatusCode::UNAUTHORIZED),
+                None => StatusCode::INTERNAL_SERVER_ERROR,
+            }
+        }
+
+        fn error_response(&self) -> HttpResponse {
+            match &self.0 {
+                Some(rejection) => rejection.actix_response().finish(),
+                None => {
+                    tracing::error!("{self}");
+                    HttpResponse::InternalServerError().finish()
+                }
+            }
+        }
+    }
+
+    /// The authenticated identity, inserted by `PatMiddleware`.
+    /// `Option<Identity>` is `None` for requests let through anonymously.
+    impl FromRequest for Identity {
+        type Error = MissingIdentity;
+        type Future = Ready<Result<Identity, MissingIdentity>>;
+
+        fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+            let ext = req.extensions();
+            ready(match ext.get::<Identity>() {
+                Some(identity) => Ok(identity.clone()),
+                None => Err(MissingIdentity(ext.get::<Rejection>().cloned())),
+            })
+        }
+    }
+}
+
+#[cfg(feature = "actix")]
+pub use actix_extractor::MissingIdentity;

@@ -53,6 +53,8 @@ pub use error::{
 };
 pub use expiry::{Expiry, ExpiryPolicy};
 pub use gate::{DEFAULT_REALM, Gate, Mode, Outcome, RejectReason, Rejection, TokenProblem};
+#[cfg(feature = "actix")]
+pub use integrations::MissingIdentity;
 pub use record::{CreatedToken, DEFAULT_LABEL, Identity, MAX_NAME_LEN, NewToken, TokenInfo};
 pub use scope::{NodeId, Perm, Scope, Scopes};
 pub use store::{DEFAULT_FLUSH_INTERVAL, FORMAT_VERSION, Store, StoreBuilder};

@@ -1,0 +1,371 @@
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::WWW_AUTHENTICATE;
+use actix_web::{App, HttpRequest, test, web};
+use base64::Engine as _;
+use pat_core::{Admin as _, ExpiryPolicy, NewToken, Timestamp, TokenSecret};
+
+use super::*;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Arc<Store>,
+    token: String,
+    expired: String,
+    revoked: String,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        Store::builder()
+            .manual_flush()
+            .open(dir.path().join("pat.redb"))
+            .unwrap(),
+    );
+    let now = Timestamp::now();
+    let hour = ExpiryPolicy::hard(Duration::from_secs(3600));
+    let create = |user: &str, at| store.create(&NewToken::new(user, hour), at).unwrap();
+    let token = create("alice", now);
+    let expired = create(
+        "alice",
+        Timestamp::from_unix_secs(now.as_unix_secs() - 7200).unwrap(),
+    );
+    let revoked = create("alice", now);
+    store.revoke(revoked.info.id).unwrap();
+    Fixture {
+        token: token.secret.expose_secret().to_owned(),
+        expired: expired.secret.expose_secret().to_owned(),
+        revoked: revoked.secret.expose_secret().to_owned(),
+        store,
+        _dir: dir,
+    }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let raw = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+/// Answers with the identity's user, or "anonymous".
+async fn echo(req: HttpRequest) -> String {
+    req.extensions()
+        .get::<Identity>()
+        .map_or_else(|| "anonymous".to_owned(), |i| i.user.clone())
+}
+
+async fn whoami(identity: Identity) -> String {
+    identity.user
+}
+
+async fn maybe(identity: Option<Identity>) -> String {
+    identity.map_or_else(|| "anonymous".to_owned(), |i| i.user)
+}
+
+struct Answer {
+    status: StatusCode,
+    challenges: Vec<String>,
+    body: String,
+}
+
+async fn send(
+    mw: PatMiddleware,
+    method: actix_web::http::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let app = test::init_service(
+        App::new()
+            .route("/unprotected", web::get().to(whoami))
+            .service(
+                web::scope("")
+                    .wrap(mw)
+                    .route("/", web::route().to(echo))
+                    .route("/whoami", web::get().to(whoami))
+                    .route("/maybe", web::get().to(maybe)),
+            ),
+    )
+    .await;
+    let mut req = test::TestRequest::default().method(method).uri(path);
+    for (k, v) in headers {
+        req = req.append_header((*k, *v));
+    }
+    let res = test::call_service(&app, req.to_request()).await;
+    let status = res.status();
+    let challenges = res
+        .headers()
+        .get_all(WWW_AUTHENTICATE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let body = test::read_body(res).await;
+    Answer {
+        status,
+        challenges,
+        body: String::from_utf8(body.to_vec()).unwrap(),
+    }
+}
+
+async fn get(mw: PatMiddleware, headers: &[(&str, &str)]) -> Answer {
+    send(mw, actix_web::http::Method::GET, "/", headers).await
+}
+
+#[track_caller]
+fn assert_invalid_token(a: &Answer, description: &str) {
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        a.challenges,
+        [
+            format!(
+                "Bearer realm=\"pat\", error=\"invalid_token\", error_description=\"{description}\""
+            ),
+            "Basic realm=\"pat\", charset=\"UTF-8\"".to_owned(),
+        ]
+    );
+    assert_eq!(a.body, "", "inner service must not run");
+}
+
+#[actix_web::test]
+async fn no_header_is_401_with_both_challenges() {
+    let f = fixture();
+    let a = get(PatMiddleware::new(f.store.clone()), &[]).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        a.challenges,
+        [
+            "Bearer realm=\"pat\"",
+            "Basic realm=\"pat\", charset=\"UTF-8\""
+        ]
+    );
+    assert_eq!(a.body, "");
+}
+
+#[actix_web::test]
+async fn bearer_and_basic_reach_the_handler() {
+    let f = fixture();
+    for auth in [
+        format!("Bearer {}", f.token),
+        basic("alice", &f.token),
+        format!("bEaReR {}", f.token),
+    ] {
+        let a = get(
+            PatMiddleware::new(f.store.clone()),
+            &[("authorization", &auth)],
+        )
+        .await;
+        assert_eq!(
+            (a.status, a.body.as_str()),
+            (StatusCode::OK, "alice"),
+            "{auth}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn refused_tokens_say_why() {
+    let f = fixture();
+    let unknown = TokenSecret::generate();
+    let cases = [
+        (
+            basic("bob", &f.token),
+            "the user name does not match the token",
+        ),
+        (format!("Bearer {}", f.expired), "the token has expired"),
+        (
+            format!("Bearer {}", f.revoked),
+            "the token is unknown or revoked",
+        ),
+        (
+            format!("Bearer {}", unknown.expose_secret()),
+            "the token is unknown or revoked",
+        ),
+        (
+            format!("Bearer {}", &f.token[..20]),
+            "the token is malformed",
+        ),
+        (
+            "Bearer ghp_x".to_owned(),
+            "the credentials are not a personal access token",
+        ),
+    ];
+    for (auth, description) in cases {
+        let a = get(
+            PatMiddleware::new(f.store.clone()),
+            &[("authorization", &auth)],
+        )
+        .await;
+        assert_invalid_token(&a, description);
+    }
+}
+
+#[actix_web::test]
+async fn broken_headers_are_400() {
+    let f = fixture();
+    for auth in ["Basic %%%", "Bearer", "Basic YWxpY2U="] {
+        let a = get(
+            PatMiddleware::new(f.store.clone()),
+            &[("authorization", auth)],
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{auth}");
+        assert!(a.challenges[0].contains("error=\"invalid_request\""));
+    }
+    let bearer = format!("Bearer {}", f.token);
+    let a = get(
+        PatMiddleware::new(f.store.clone()),
+        &[("authorization", &bearer), ("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+}
+
+#[actix_web::test]
+async fn optional_mode() {
+    let f = fixture();
+    let mw = || PatMiddleware::new(f.store.clone()).optional();
+    let plain = basic("alice", "password");
+    for headers in [
+        vec![],
+        vec![("authorization", "Bearer ghp_x")],
+        vec![("authorization", plain.as_str())],
+    ] {
+        let a = get(mw(), &headers).await;
+        assert_eq!(
+            (a.status, a.body.as_str()),
+            (StatusCode::OK, "anonymous"),
+            "{headers:?}"
+        );
+    }
+    let expired = format!("Bearer {}", f.expired);
+    assert_invalid_token(
+        &get(mw(), &[("authorization", &expired)]).await,
+        "the token has expired",
+    );
+}
+
+#[actix_web::test]
+async fn extractors() {
+    let f = fixture();
+    let auth = format!("Bearer {}", f.token);
+    let m = actix_web::http::Method::GET;
+    let a = send(
+        PatMiddleware::new(f.store.clone()),
+        m.clone(),
+        "/whoami",
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(a.body, "alice");
+    // Optional middleware + required extractor: 401 with the middleware's challenges.
+    let a = send(
+        PatMiddleware::new(f.store.clone()).optional().realm("opt"),
+        m.clone(),
+        "/whoami",
+        &[],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        a.challenges,
+        [
+            "Bearer realm=\"opt\"",
+            "Basic realm=\"opt\", charset=\"UTF-8\""
+        ]
+    );
+    assert_eq!(a.body, "");
+    let a = send(
+        PatMiddleware::new(f.store.clone()).optional(),
+        m.clone(),
+        "/maybe",
+        &[],
+    )
+    .await;
+    assert_eq!(a.body, "anonymous");
+    let a = send(
+        PatMiddleware::new(f.store.clone()).optional(),
+        m.clone(),
+        "/maybe",
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(a.body, "alice");
+    // No middleware on the route: fail closed.
+    let a = send(
+        PatMiddleware::new(f.store.clone()),
+        m,
+        "/unprotected",
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[actix_web::test]
+async fn cors_preflight_passes_unless_configured() {
+    let f = fixture();
+    let preflight = [
+        ("access-control-request-method", "PUT"),
+        ("origin", "https://app.example"),
+    ];
+    let options = actix_web::http::Method::OPTIONS;
+    let a = send(
+        PatMiddleware::new(f.store.clone()),
+        options.clone(),
+        "/",
+        &preflight,
+    )
+    .await;
+    assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "anonymous"));
+    let a = send(
+        PatMiddleware::new(f.store.clone()).reject_preflight(true),
+        options.clone(),
+        "/",
+        &preflight,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let a = send(PatMiddleware::new(f.store.clone()), options, "/", &[]).await;
+    assert_eq!(
+        a.status,
+        StatusCode::UNAUTHORIZED,
+        "plain OPTIONS is not a preflight"
+    );
+}
+
+#[actix_web::test]
+async fn rejection_body_is_customisable() {
+    let f = fixture();
+    let app = test::init_service(
+        App::new().service(
+            web::scope("")
+                .wrap(
+                    PatMiddleware::new(f.store.clone()).on_rejection(|r: &Rejection| {
+                        r.actix_response()
+                            .content_type("application/json")
+                            .body(r.json_body())
+                    }),
+                )
+                .route("/", web::get().to(echo)),
+        ),
+    )
+    .await;
+    let req = test::TestRequest::get()
+        .uri("/")
+        .append_header(("authorization", "Bearer ghp_x"))
+        .to_request();
+    let res = test::call_service(&app, req).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.headers().get("content-type").unwrap(),
+        "application/json"
+    );
+    assert_eq!(res.headers().get_all(WWW_AUTHENTICATE).count(), 2);
+    let body = test::read_body(res).await;
+    assert_eq!(
+        body,
+        r#"{"error":"invalid_token","error_description":"the credentials are not a personal access token"}"#
+    );
+}
