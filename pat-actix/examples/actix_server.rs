@@ -1,2 +1,101 @@
-//! placeholder
-fn main() {}
+//! The reference server for actix-web, with the HTTP contract of
+//! `pat-tower`'s `axum_server` (the integration tests run the same cases
+//! against both and compare the answers):
+//!
+//! ```sh
+//! cargo run -p pat-actix --example actix_server -- --db pat.redb --addr 127.0.0.1:8080
+//! ```
+//!
+//! - `GET /health`: 200 `ok`, no authentication;
+//! - `GET /hello`: 200 `ok`, behind the middleware;
+//! - `GET /whoami`: 200 JSON `{"user", "token_id", "scopes", "expires_at"}`;
+//! - `GET /nodes/{uuid}`: 200 `ok` if the token may read the node, else 403
+//!   `forbidden`; `PUT /nodes/{uuid}`: 204 if it may write, else 403;
+//!   400 `invalid node id` when `{uuid}` is not a UUID;
+//! - `/dav/`: a WebDAV share of `--dav-root`, for Basic `user:token` clients.
+//!
+//! Prints `listening on http://ADDR` once bound. Ctrl-C or SIGTERM stop it
+//! gracefully, writing buffered token uses.
+
+use std::sync::Arc;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use clap::Parser as _;
+use dav_server::DavHandler;
+use dav_server::actix::{DavRequest, DavResponse};
+use pat_actix::PatMiddleware;
+use pat_core::{Identity, Perm, Store};
+
+#[path = "../../examples-common/contract.rs"]
+mod contract;
+use contract::{Args, NodeAnswer};
+
+fn main() -> std::process::ExitCode {
+    contract::init_logging();
+    let args = Args::parse();
+    contract::exit_code(actix_web::rt::System::new().block_on(serve(args)))
+}
+
+async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let store = Arc::new(Store::open(&args.db)?);
+    let dav = args.dav_handler()?;
+
+    let middleware_store = store.clone();
+    let realm = args.realm.clone();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(dav.clone()))
+            .route("/health", web::get().to(|| async { "ok" }))
+            .service(
+                web::scope("")
+                    .wrap(PatMiddleware::new(middleware_store.clone()).realm(&realm))
+                    .route("/hello", web::get().to(|| async { "ok" }))
+                    .route("/whoami", web::get().to(whoami))
+                    .route("/nodes/{id}", web::get().to(read_node))
+                    .route("/nodes/{id}", web::put().to(write_node))
+                    .route("/dav{tail:(/.*)?}", web::route().to(handle_dav)),
+            )
+    })
+    .disable_signals()
+    .bind(args.addr)?;
+    if let Some(n) = args.workers {
+        server = server.workers(n.into());
+    }
+    for addr in server.addrs() {
+        println!("listening on http://{addr}");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        contract::shutdown_signal().await;
+        handle.stop(true).await;
+    });
+    server.await?;
+    store.flush()?;
+    Ok(())
+}
+
+async fn whoami(identity: Identity) -> HttpResponse {
+    HttpResponse::Ok().json(contract::whoami_json(&identity))
+}
+
+fn node(identity: &Identity, id: &str, perm: Perm) -> HttpResponse {
+    match contract::node_answer(identity, id, perm) {
+        NodeAnswer::Ok => HttpResponse::Ok().body("ok"),
+        NodeAnswer::NoContent => HttpResponse::NoContent().finish(),
+        NodeAnswer::Forbidden => HttpResponse::Forbidden().body("forbidden"),
+        NodeAnswer::BadRequest => HttpResponse::BadRequest().body("invalid node id"),
+    }
+}
+
+async fn read_node(identity: Identity, id: web::Path<String>) -> HttpResponse {
+    node(&identity, &id, Perm::READ)
+}
+
+async fn write_node(identity: Identity, id: web::Path<String>) -> HttpResponse {
+    node(&identity, &id, Perm::WRITE)
+}
+
+async fn handle_dav(req: DavRequest, dav: web::Data<DavHandler>) -> DavResponse {
+    dav.handle(req.request).await.into()
+}

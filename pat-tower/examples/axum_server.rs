@@ -17,8 +17,6 @@
 //! Prints `listening on http://ADDR` once the socket is bound. Ctrl-C or
 //! SIGTERM stop it gracefully, writing buffered token uses.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::{Path, Request};
@@ -26,38 +24,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Extension, Json, Router};
-use clap::Parser;
+use clap::Parser as _;
 use dav_server::DavHandler;
-use dav_server::fakels::FakeLs;
-use dav_server::localfs::LocalFs;
-use pat_core::{Identity, NodeId, Perm, Store};
+use pat_core::{Identity, Perm, Store};
 use pat_tower::PatLayer;
 
-/// Reference server for pat-tower.
-#[derive(Debug, Parser)]
-struct Args {
-    /// Token store file (created if missing).
-    #[arg(long, default_value = "pat.redb", value_name = "PATH")]
-    db: PathBuf,
-    /// Address to listen on; port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
-    addr: SocketAddr,
-    /// Folder shared over WebDAV at /dav/ [default: a `dav` folder next to the store].
-    #[arg(long, value_name = "DIR")]
-    dav_root: Option<PathBuf>,
-    /// Realm of the WWW-Authenticate challenges.
-    #[arg(long, default_value = pat_core::DEFAULT_REALM, value_name = "NAME")]
-    realm: String,
-    /// Runtime worker threads [default: one per core].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    workers: Option<u16>,
-}
+#[path = "../../examples-common/contract.rs"]
+mod contract;
+use contract::{Args, NodeAnswer};
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    contract::init_logging();
     let args = Args::parse();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.workers {
@@ -68,31 +45,12 @@ fn main() -> std::process::ExitCode {
         .build()
         .map_err(Into::into)
         .and_then(|rt| rt.block_on(serve(args)));
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    contract::exit_code(result)
 }
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let store = Arc::new(Store::open(&args.db)?);
-    let dav_root = match args.dav_root {
-        Some(dir) => dir,
-        None => args
-            .db
-            .parent()
-            .unwrap_or(std::path::Path::new("."))
-            .join("dav"),
-    };
-    std::fs::create_dir_all(&dav_root)?;
-    let dav = DavHandler::builder()
-        .filesystem(LocalFs::new(&dav_root, false, false, false))
-        .locksystem(FakeLs::new())
-        .strip_prefix("/dav")
-        .build_handler();
+    let dav = args.dav_handler()?;
 
     let app = Router::new()
         .route("/hello", get(|| async { "ok" }))
@@ -108,50 +66,31 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(contract::shutdown_signal())
         .await?;
     store.flush()?;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
-
 async fn whoami(identity: Identity) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
-        "user": identity.user,
-        "token_id": identity.token_id.to_string(),
-        "scopes": identity.scopes.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "expires_at": identity.expires_at.to_string(),
-    }))
+    Json(contract::whoami_json(&identity))
 }
 
-fn node_access(identity: &Identity, id: &str, perm: Perm, granted: StatusCode) -> Response {
-    let Some(node) = NodeId::parse(id) else {
-        return (StatusCode::BAD_REQUEST, "invalid node id").into_response();
-    };
-    if !identity.permits([&node], perm) {
-        return (StatusCode::FORBIDDEN, "forbidden").into_response();
-    }
-    if granted == StatusCode::NO_CONTENT {
-        granted.into_response()
-    } else {
-        (granted, "ok").into_response()
+fn node(identity: &Identity, id: &str, perm: Perm) -> Response {
+    match contract::node_answer(identity, id, perm) {
+        NodeAnswer::Ok => (StatusCode::OK, "ok").into_response(),
+        NodeAnswer::NoContent => StatusCode::NO_CONTENT.into_response(),
+        NodeAnswer::Forbidden => (StatusCode::FORBIDDEN, "forbidden").into_response(),
+        NodeAnswer::BadRequest => (StatusCode::BAD_REQUEST, "invalid node id").into_response(),
     }
 }
 
 async fn read_node(identity: Identity, Path(id): Path<String>) -> Response {
-    node_access(&identity, &id, Perm::READ, StatusCode::OK)
+    node(&identity, &id, Perm::READ)
 }
 
 async fn write_node(identity: Identity, Path(id): Path<String>) -> Response {
-    node_access(&identity, &id, Perm::WRITE, StatusCode::NO_CONTENT)
+    node(&identity, &id, Perm::WRITE)
 }
 
 async fn handle_dav(Extension(dav): Extension<DavHandler>, req: Request) -> impl IntoResponse {

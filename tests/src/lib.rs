@@ -15,15 +15,18 @@ use base64::Engine as _;
 pub enum ServerKind {
     /// `pat-tower/examples/axum_server.rs`.
     Axum,
+    /// `pat-actix/examples/actix_server.rs`.
+    Actix,
 }
 
 impl ServerKind {
     /// Every reference server, for tests that run against each.
-    pub const ALL: [ServerKind; 1] = [ServerKind::Axum];
+    pub const ALL: [ServerKind; 2] = [ServerKind::Axum, ServerKind::Actix];
 
     fn example(self) -> &'static str {
         match self {
             ServerKind::Axum => "axum_server",
+            ServerKind::Actix => "actix_server",
         }
     }
 }
