@@ -497,9 +497,11 @@ enum InitError {
     Other(String),
 }
 
-impl Admin for Store {
+/// The admin operations, on the shared state so that the admin socket's
+/// thread can serve them too.
+impl Admin for Inner {
     fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
-        self.inner.write(|txn| {
+        self.write(|txn| {
             let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
             let mut by_id = txn.open_table(BY_ID).map_err(storage)?;
             let mut by_user = txn.open_multimap_table(BY_USER).map_err(storage)?;
@@ -540,7 +542,7 @@ impl Admin for Store {
         include_expired: bool,
         now: Timestamp,
     ) -> Result<Vec<TokenInfo>, StoreError> {
-        let txn = self.inner.db.begin_read().map_err(storage)?;
+        let txn = self.db.begin_read().map_err(storage)?;
         let tokens = txn.open_table(TOKENS).map_err(storage)?;
         let mut out = Vec::new();
         let mut keep = |info: TokenInfo| {
@@ -565,13 +567,13 @@ impl Admin for Store {
                         .get(digest)
                         .map_err(storage)?
                         .ok_or_else(|| corrupt(format!("token {id:016x} has no record")))?;
-                    keep(self.inner.record(digest, record.value())?);
+                    keep(self.record(digest, record.value())?);
                 }
             }
             None => {
                 for entry in tokens.iter().map_err(storage)? {
                     let (k, v) = entry.map_err(storage)?;
-                    keep(self.inner.record(k.value(), v.value())?);
+                    keep(self.record(k.value(), v.value())?);
                 }
             }
         }
@@ -580,7 +582,7 @@ impl Admin for Store {
     }
 
     fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
-        let txn = self.inner.db.begin_read().map_err(storage)?;
+        let txn = self.db.begin_read().map_err(storage)?;
         let by_id = txn.open_table(BY_ID).map_err(storage)?;
         let digest = by_id
             .get(id.as_u64())
@@ -592,16 +594,15 @@ impl Admin for Store {
             .get(digest)
             .map_err(storage)?
             .ok_or_else(|| corrupt(format!("token {id} has no record")))?;
-        self.inner.record(digest, record.value())
+        self.record(digest, record.value())
     }
 
     fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
-        self.inner
-            .write(|txn| Inner::remove_in(txn, id)?.ok_or(StoreError::NotFound(id)))
+        self.write(|txn| Inner::remove_in(txn, id)?.ok_or(StoreError::NotFound(id)))
     }
 
     fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
-        self.inner.write(|txn| {
+        self.write(|txn| {
             let ids: Vec<u64> = {
                 let by_user = txn.open_multimap_table(BY_USER).map_err(storage)?;
                 by_user
@@ -618,7 +619,7 @@ impl Admin for Store {
     }
 
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
-        self.inner.write(|txn| {
+        self.write(|txn| {
             let expired: Vec<TokenId> = {
                 let tokens = txn.open_table(TOKENS).map_err(storage)?;
                 let mut expired = Vec::new();
@@ -626,7 +627,7 @@ impl Admin for Store {
                     let (k, v) = entry.map_err(storage)?;
                     // Merged with buffered uses: a sliding token refreshed
                     // in memory is alive even if the file says otherwise.
-                    let info = self.inner.record(k.value(), v.value())?;
+                    let info = self.record(k.value(), v.value())?;
                     if info.is_expired(now) {
                         expired.push(info.id);
                     }
@@ -643,3 +644,34 @@ impl Admin for Store {
 
 #[cfg(test)]
 mod tests;
+
+impl Admin for Store {
+    fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
+        self.inner.create(new, now)
+    }
+
+    fn list(
+        &self,
+        user: Option<&str>,
+        include_expired: bool,
+        now: Timestamp,
+    ) -> Result<Vec<TokenInfo>, StoreError> {
+        self.inner.list(user, include_expired, now)
+    }
+
+    fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+        self.inner.get(id)
+    }
+
+    fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+        self.inner.revoke(id)
+    }
+
+    fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
+        self.inner.revoke_user(user)
+    }
+
+    fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
+        self.inner.prune(now)
+    }
+}
