@@ -148,8 +148,23 @@ pub enum OpenError {
     #[error("store directory `{}` does not exist (create it first)", .0.display())]
     MissingDirectory(PathBuf),
     /// Another process has the store open.
-    #[error("store `{}` is in use by another process", .0.display())]
-    Locked(PathBuf),
+    #[error("store `{}` is in use by another process{}", path.display(), holder_text(*holder))]
+    Locked {
+        /// The store file.
+        path: PathBuf,
+        /// The process holding it, when the system says (Linux `/proc/locks`).
+        holder: Option<u32>,
+    },
+    /// The admin socket could not be served (see
+    /// [`StoreBuilder::admin_socket`](crate::StoreBuilder::admin_socket)).
+    #[error("cannot serve the admin socket `{}`", path.display())]
+    AdminSocket {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The file was written by a newer pat.
     #[error(
         "store `{}` has format version {found}, newer than this build reads (up to {supported}): upgrade pat",
@@ -182,6 +197,16 @@ pub enum OpenError {
     },
 }
 
+fn holder_text(holder: Option<u32>) -> String {
+    match holder {
+        None => String::new(),
+        Some(pid) => match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+            Ok(name) => format!(" (pid {pid}, {})", name.trim_end()),
+            Err(_) => format!(" (pid {pid})"),
+        },
+    }
+}
+
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -198,6 +223,19 @@ pub enum StoreError {
     /// The storage engine failed (I/O, disk full, ...).
     #[error("store I/O failed")]
     Storage(#[source] BackendError),
+    /// The admin socket could not be reached or broke off.
+    #[error("admin socket `{}`", path.display())]
+    Socket {
+        /// The socket path.
+        path: PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The service behind the admin socket reported an error; the message
+    /// is what the store there said.
+    #[error("{0}")]
+    Remote(String),
 }
 
 /// An opaque error of the storage engine, kept as the `source()` of

@@ -41,6 +41,7 @@ mod gate;
 mod integrations;
 mod record;
 mod scope;
+mod socket;
 mod store;
 mod time;
 mod token;
@@ -57,6 +58,7 @@ pub use gate::{DEFAULT_REALM, Gate, Mode, Outcome, RejectReason, Rejection, Toke
 pub use integrations::MissingIdentity;
 pub use record::{CreatedToken, DEFAULT_LABEL, Identity, MAX_NAME_LEN, NewToken, TokenInfo};
 pub use scope::{NodeId, Perm, Scope, Scopes};
+pub use socket::{AdminClient, admin_socket_path};
 pub use store::{DEFAULT_FLUSH_INTERVAL, FORMAT_VERSION, Store, StoreBuilder};
 pub use time::{Timestamp, format_duration, parse_duration};
 pub use token::{TOKEN_LEN, TOKEN_PREFIX, TokenDigest, TokenId, TokenSecret};

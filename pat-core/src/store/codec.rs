@@ -66,12 +66,12 @@ pub(crate) fn encode(info: &TokenInfo) -> Vec<u8> {
     out
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_le_bytes());
     out.extend_from_slice(s.as_bytes());
 }
 
-fn put_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
+pub(crate) fn put_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
     match v {
         None => out.push(0),
         Some(v) => {
@@ -114,9 +114,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
         let perm = Perm::from_bits(r.u8("scope perm")?).ok_or("bad scope permission")?;
         scopes.push(Scope { node, perm });
     }
-    if !r.0.is_empty() {
-        return Err(format!("{} trailing bytes", r.0.len()));
-    }
+    r.finish()?;
     Ok(TokenInfo {
         id,
         user,
@@ -129,10 +127,20 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
     })
 }
 
-struct Reader<'a>(&'a [u8]);
+/// Reads the fields written by the `put_*` helpers, checking every length.
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl Reader<'_> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&[u8], String> {
+    /// Errors unless everything was read.
+    pub(crate) fn finish(&self) -> Result<(), String> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} trailing bytes", self.0.len()))
+        }
+    }
+
+    pub(crate) fn take(&mut self, n: usize, what: &str) -> Result<&[u8], String> {
         if self.0.len() < n {
             return Err(format!("record truncated in {what}"));
         }
@@ -141,25 +149,25 @@ impl Reader<'_> {
         Ok(head)
     }
 
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
+    pub(crate) fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.take(N, what)?);
         Ok(a)
     }
 
-    fn u8(&mut self, what: &str) -> Result<u8, String> {
+    pub(crate) fn u8(&mut self, what: &str) -> Result<u8, String> {
         Ok(self.array::<1>(what)?[0])
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32, String> {
+    pub(crate) fn u32(&mut self, what: &str) -> Result<u32, String> {
         Ok(u32::from_le_bytes(self.array(what)?))
     }
 
-    fn u64(&mut self, what: &str) -> Result<u64, String> {
+    pub(crate) fn u64(&mut self, what: &str) -> Result<u64, String> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }
 
-    fn opt_u64(&mut self, what: &str) -> Result<Option<u64>, String> {
+    pub(crate) fn opt_u64(&mut self, what: &str) -> Result<Option<u64>, String> {
         match self.u8(what)? {
             0 => Ok(None),
             1 => Ok(Some(self.u64(what)?)),
@@ -167,11 +175,11 @@ impl Reader<'_> {
         }
     }
 
-    fn timestamp(&mut self, what: &str) -> Result<Timestamp, String> {
+    pub(crate) fn timestamp(&mut self, what: &str) -> Result<Timestamp, String> {
         Timestamp::from_unix_secs(self.u64(what)?).ok_or_else(|| format!("{what} out of range"))
     }
 
-    fn string(&mut self, what: &str) -> Result<String, String> {
+    pub(crate) fn string(&mut self, what: &str) -> Result<String, String> {
         let n = self.u32(what)? as usize;
         let bytes = self.take(n, what)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| format!("{what} is not UTF-8"))

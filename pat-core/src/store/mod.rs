@@ -1,6 +1,6 @@
 //! The redb token store.
 
-mod codec;
+pub(crate) mod codec;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,6 +20,7 @@ use redb::{
 use crate::admin::Admin;
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
 use crate::record::{CreatedToken, Identity, NewToken, TokenInfo};
+use crate::socket::{AdminServer, admin_socket_path};
 use crate::time::Timestamp;
 use crate::token::{TokenDigest, TokenId, TokenSecret};
 
@@ -62,12 +63,14 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug)]
 pub struct StoreBuilder {
     flush_interval: Option<Duration>,
+    admin_socket: bool,
 }
 
 impl Default for StoreBuilder {
     fn default() -> StoreBuilder {
         StoreBuilder {
             flush_interval: Some(DEFAULT_FLUSH_INTERVAL),
+            admin_socket: true,
         }
     }
 }
@@ -89,14 +92,39 @@ impl StoreBuilder {
         self
     }
 
+    /// Whether to serve the admin socket `<db>.sock` (default: yes), so that
+    /// `pat-cli` can create, list and revoke tokens while this process holds
+    /// the store. Turn it off for short-lived tools, or when the service
+    /// offers its own admin channel.
+    pub fn admin_socket(mut self, serve: bool) -> StoreBuilder {
+        self.admin_socket = serve;
+        self
+    }
+
     /// Opens the store at `path`, creating it (mode 0600) if it does not exist.
     /// See [`Store::open`].
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Store, OpenError> {
         let inner = Arc::new(Inner::open(path.as_ref())?);
+        let admin = if self.admin_socket {
+            let socket = admin_socket_path(path.as_ref());
+            let server = AdminServer::start(&socket, Arc::downgrade(&inner)).map_err(|source| {
+                OpenError::AdminSocket {
+                    path: socket,
+                    source,
+                }
+            })?;
+            Some(server)
+        } else {
+            None
+        };
         let flusher = self
             .flush_interval
             .map(|every| Flusher::spawn(&inner, every));
-        Ok(Store { inner, flusher })
+        Ok(Store {
+            inner,
+            flusher,
+            admin,
+        })
     }
 }
 
@@ -115,9 +143,11 @@ impl StoreBuilder {
 pub struct Store {
     inner: Arc<Inner>,
     flusher: Option<Flusher>,
+    admin: Option<AdminServer>,
 }
 
-struct Inner {
+/// The state shared by the store, its flush thread and its admin socket.
+pub(crate) struct Inner {
     db: Database,
     path: PathBuf,
     /// Uses not yet written, at most one entry per token.
@@ -172,6 +202,7 @@ impl fmt::Debug for Store {
         f.debug_struct("Store")
             .field("path", &self.inner.path)
             .field("background_flush", &self.flusher.is_some())
+            .field("admin_socket", &self.admin.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -274,6 +305,8 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
+        // Stop taking admin requests first, then write what is buffered.
+        drop(self.admin.take());
         if let Some(flusher) = self.flusher.take() {
             drop(flusher.stop);
             let _ = flusher.thread.join();
@@ -311,7 +344,10 @@ impl Inner {
             detail,
         };
         let from_db = |e: DatabaseError| match e {
-            DatabaseError::DatabaseAlreadyOpen => OpenError::Locked(path.clone()),
+            DatabaseError::DatabaseAlreadyOpen => OpenError::Locked {
+                path: path.clone(),
+                holder: lock_holder(&path),
+            },
             DatabaseError::Storage(StorageError::Io(e))
                 if !matches!(e.kind(), ErrorKind::UnexpectedEof | ErrorKind::InvalidData) =>
             {
@@ -490,6 +526,26 @@ impl Inner {
             .map_err(storage)?;
         Ok(Some(info))
     }
+}
+
+/// The process holding a whole-file lock on `path`, from `/proc/locks`
+/// (Linux; `None` elsewhere or when it cannot be told).
+fn lock_holder(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path).ok()?;
+    let dev = meta.dev();
+    let want = (rustix::fs::major(dev), rustix::fs::minor(dev), meta.ino());
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|line| {
+        // "3: FLOCK  ADVISORY  WRITE 5046 fe:00:10010948 0 EOF"
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let pid: u32 = fields.get(4)?.parse().ok()?;
+        let mut id = fields.get(5)?.split(':');
+        let major = u32::from_str_radix(id.next()?, 16).ok()?;
+        let minor = u32::from_str_radix(id.next()?, 16).ok()?;
+        let ino: u64 = id.next()?.parse().ok()?;
+        ((major, minor, ino) == want && pid != std::process::id()).then_some(pid)
+    })
 }
 
 enum InitError {

@@ -1,0 +1,128 @@
+//! The admin socket's client: the [`Admin`] operations of a store held by
+//! another process.
+
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::protocol::{self, Failure, Reply, Request};
+use crate::admin::Admin;
+use crate::error::StoreError;
+use crate::record::{CreatedToken, NewToken, TokenInfo};
+use crate::time::Timestamp;
+use crate::token::TokenId;
+
+/// How long the client waits for the service.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Admin operations through the admin socket of the process that holds a
+/// store (see [`StoreBuilder::admin_socket`](crate::StoreBuilder::admin_socket)).
+///
+/// Every write goes through that process, so its view stays exact: a token
+/// revoked here is refused on the service's very next request.
+#[derive(Debug)]
+pub struct AdminClient {
+    path: PathBuf,
+    pid: u32,
+}
+
+impl AdminClient {
+    /// Connects to the socket at `path` and checks that a service answers.
+    pub fn connect(path: impl AsRef<Path>) -> Result<AdminClient, StoreError> {
+        let mut client = AdminClient {
+            path: path.as_ref().to_path_buf(),
+            pid: 0,
+        };
+        match client.call(&Request::Hello)? {
+            Reply::Hello { pid } => client.pid = pid,
+            other => return Err(client.unexpected(&other)),
+        }
+        Ok(client)
+    }
+
+    /// The process id of the service behind the socket.
+    pub fn server_pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn call(&self, req: &Request) -> Result<Reply, StoreError> {
+        let socket_err = |e: std::io::Error| StoreError::Socket {
+            path: self.path.clone(),
+            source: e,
+        };
+        let mut stream = UnixStream::connect(&self.path).map_err(socket_err)?;
+        stream.set_read_timeout(Some(TIMEOUT)).map_err(socket_err)?;
+        stream
+            .set_write_timeout(Some(TIMEOUT))
+            .map_err(socket_err)?;
+        protocol::write_frame(&mut stream, &req.encode()).map_err(socket_err)?;
+        let body = protocol::read_frame(&mut stream, protocol::MAX_REPLY)
+            .map_err(socket_err)?
+            .ok_or_else(|| StoreError::Remote("the service closed the admin connection".into()))?;
+        match protocol::decode_reply(&body).map_err(StoreError::Remote)? {
+            Ok(reply) => Ok(reply),
+            Err(Failure::NotFound(id)) => Err(StoreError::NotFound(id)),
+            Err(Failure::Message(m)) => Err(StoreError::Remote(m)),
+        }
+    }
+
+    fn unexpected(&self, reply: &Reply) -> StoreError {
+        StoreError::Remote(format!("unexpected reply from the service: {reply:?}"))
+    }
+}
+
+impl Admin for AdminClient {
+    fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
+        match self.call(&Request::Create {
+            new: new.clone(),
+            now,
+        })? {
+            Reply::Created(created) => Ok(created),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn list(
+        &self,
+        user: Option<&str>,
+        include_expired: bool,
+        now: Timestamp,
+    ) -> Result<Vec<TokenInfo>, StoreError> {
+        match self.call(&Request::List {
+            user: user.map(str::to_owned),
+            include_expired,
+            now,
+        })? {
+            Reply::Tokens(list) => Ok(list),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+        match self.call(&Request::Get(id))? {
+            Reply::Token(info) => Ok(info),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+        match self.call(&Request::Revoke(id))? {
+            Reply::Token(info) => Ok(info),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
+        match self.call(&Request::RevokeUser(user.to_owned()))? {
+            Reply::Count(n) => Ok(n as usize),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
+        match self.call(&Request::Prune(now))? {
+            Reply::Count(n) => Ok(n as usize),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The admin socket's wire format.
+//!
+//! Every message is a frame: a `u32` big-endian length, then that many
+//! bytes. A request body is `u8 protocol version, u8 operation, payload`; a
+//! reply body is `u8 protocol version, u8 status (0 ok, 1 error), payload`.
+//! Fields use the record codec's encoding (little-endian integers, `u32`
+//! length-prefixed strings), and token records travel in the store's own
+//! versioned record format. Requests are at most 64 KiB; a frame over its
+//! limit, a truncated one or trailing bytes are errors, never a panic.
+
+use std::io::{self, Read, Write};
+use std::time::Duration;
+
+use crate::expiry::ExpiryPolicy;
+use crate::record::{CreatedToken, NewToken, TokenInfo};
+use crate::scope::{NodeId, Perm, Scope, Scopes};
+use crate::store::codec::{self, Reader, put_opt_u64, put_str};
+use crate::time::Timestamp;
+use crate::token::{TokenId, TokenSecret};
+
+/// The protocol version this build speaks.
+pub(crate) const PROTOCOL_VERSION: u8 = 1;
+/// Largest request frame a server reads.
+pub(crate) const MAX_REQUEST: usize = 64 * 1024;
+/// Largest reply frame a client reads (a listing of many tokens).
+pub(crate) const MAX_REPLY: usize = 64 * 1024 * 1024;
+
+/// One admin operation, as sent by a client.
+#[derive(Debug)]
+pub(crate) enum Request {
+    Hello,
+    Create {
+        new: NewToken,
+        now: Timestamp,
+    },
+    List {
+        user: Option<String>,
+        include_expired: bool,
+        now: Timestamp,
+    },
+    Get(TokenId),
+    Revoke(TokenId),
+    RevokeUser(String),
+    Prune(Timestamp),
+}
+
+/// A successful answer.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Hello { pid: u32 },
+    Created(CreatedToken),
+    Tokens(Vec<TokenInfo>),
+    Token(TokenInfo),
+    Count(u64),
+}
+
+/// A failed operation, as the client will report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    NotFound(TokenId),
+    /// Any other error; the message is what the local store would print.
+    Message(String),
+}
+
+pub(crate) fn write_frame(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(body.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(body);
+    w.write_all(&frame)?;
+    w.flush()
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream before it.
+pub(crate) fn read_frame(r: &mut impl Read, max: usize) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the limit of {max}"),
+        ));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    Ok(Some(body))
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_secs(out: &mut Vec<u8>, d: Duration) {
+    put_u64(out, d.as_secs());
+}
+
+impl Request {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = vec![PROTOCOL_VERSION];
+        match self {
+            Request::Hello => out.push(0),
+            Request::Create { new, now } => {
+                out.push(1);
+                put_str(&mut out, &new.user);
+                put_str(&mut out, &new.label);
+                put_str(&mut out, &new.created_by);
+                match new.expiry {
+                    ExpiryPolicy::Hard { lifetime } => {
+                        out.push(0);
+                        put_secs(&mut out, lifetime);
+                    }
+                    ExpiryPolicy::Sliding {
+                        window,
+                        max_lifetime,
+                    } => {
+                        out.push(1);
+                        put_secs(&mut out, window);
+                        put_opt_u64(&mut out, max_lifetime.map(|d| d.as_secs()));
+                    }
+                }
+                let scopes = new.scopes.as_slice();
+                out.extend_from_slice(&(scopes.len() as u32).to_le_bytes());
+                for s in scopes {
+                    out.extend_from_slice(s.node.as_bytes());
+                    out.push(s.perm.bits());
+                }
+                put_u64(&mut out, now.as_unix_secs());
+            }
+            Request::List {
+                user,
+                include_expired,
+                now,
+            } => {
+                out.push(2);
+                match user {
+                    None => out.push(0),
+                    Some(u) => {
+                        out.push(1);
+                        put_str(&mut out, u);
+                    }
+                }
+                out.push(u8::from(*include_expired));
+                put_u64(&mut out, now.as_unix_secs());
+            }
+            Request::Get(id) => {
+                out.push(3);
+                put_u64(&mut out, id.as_u64());
+            }
+            Request::Revoke(id) => {
+                out.push(4);
+                put_u64(&mut out, id.as_u64());
+            }
+            Request::RevokeUser(user) => {
+                out.push(5);
+                put_str(&mut out, user);
+            }
+            Request::Prune(now) => {
+                out.push(6);
+                put_u64(&mut out, now.as_unix_secs());
+            }
+        }
+        out
+    }
+
+    pub(crate) fn decode(body: &[u8]) -> Result<Request, String> {
+        let mut r = Reader(body);
+        let version = r.u8("protocol version")?;
+        if version != PROTOCOL_VERSION {
+            return Err(format!(
+                "unsupported protocol version {version} (this service speaks {PROTOCOL_VERSION})"
+            ));
+        }
+        let req = match r.u8("operation")? {
+            0 => Request::Hello,
+            1 => {
+                let user = r.string("user")?;
+                let label = r.string("label")?;
+                let created_by = r.string("created_by")?;
+                let expiry = match r.u8("expiry kind")? {
+                    0 => ExpiryPolicy::hard(Duration::from_secs(r.u64("lifetime")?)),
+                    1 => ExpiryPolicy::sliding(
+                        Duration::from_secs(r.u64("window")?),
+                        r.opt_u64("max_lifetime")?.map(Duration::from_secs),
+                    ),
+                    k => return Err(format!("unknown expiry kind {k}")),
+                };
+                let n = r.u32("scope count")? as usize;
+                let mut scopes = Vec::with_capacity(n.min(r.0.len() / 17));
+                for _ in 0..n {
+                    let node = NodeId::from_bytes(r.array("scope node")?);
+                    let perm =
+                        Perm::from_bits(r.u8("scope perm")?).ok_or("bad scope permission")?;
+                    scopes.push(Scope { node, perm });
+                }
+                let new = NewToken::new(user, expiry)
+                    .label(label)
+                    .created_by(created_by)
+                    .scopes(scopes.into_iter().collect::<Scopes>());
+                Request::Create {
+                    new,
+                    now: r.timestamp("now")?,
+                }
+            }
+            2 => {
+                let user = match r.u8("user flag")? {
+                    0 => None,
+                    1 => Some(r.string("user")?),
+                    f => return Err(format!("bad user flag {f}")),
+                };
+                let include_expired = match r.u8("include_expired")? {
+                    0 => false,
+                    1 => true,
+                    f => return Err(format!("bad include_expired flag {f}")),
+                };
+                Request::List {
+                    user,
+                    include_expired,
+                    now: r.timestamp("now")?,
+                }
+            }
+            3 => Request::Get(TokenId::from_u64(r.u64("id")?)),
+            4 => Request::Revoke(TokenId::from_u64(r.u64("id")?)),
+            5 => Request::RevokeUser(r.string("user")?),
+            6 => Request::Prune(r.timestamp("now")?),
+            op => return Err(format!("unknown operation {op}")),
+        };
+        r.finish()?;
+        Ok(req)
+    }
+}
+
+fn put_record(out: &mut Vec<u8>, info: &TokenInfo) {
+    let record = codec::encode(info);
+    out.extend_from_slice(&(record.len() as u32).to_le_bytes());
+    out.extend_from_slice(&record);
+}
+
+fn record(r: &mut Reader<'_>) -> Result<TokenInfo, String> {
+    let n = r.u32("record length")? as usize;
+    codec::decode(r.take(n, "record")?)
+}
+
+/// Encodes a reply body.
+pub(crate) fn encode_reply(reply: &Result<Reply, Failure>) -> Vec<u8> {
+    let mut out = vec![PROTOCOL_VERSION];
+    match reply {
+        Ok(reply) => {
+            out.push(0);
+            match reply {
+                Reply::Hello { pid } => {
+                    out.push(0);
+                    out.extend_from_slice(&pid.to_le_bytes());
+                }
+                Reply::Created(created) => {
+                    out.push(1);
+                    put_str(&mut out, created.secret.expose_secret());
+                    put_record(&mut out, &created.info);
+                }
+                Reply::Tokens(list) => {
+                    out.push(2);
+                    out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+                    for info in list {
+                        put_record(&mut out, info);
+                    }
+                }
+                Reply::Token(info) => {
+                    out.push(3);
+                    put_record(&mut out, info);
+                }
+                Reply::Count(n) => {
+                    out.push(4);
+                    put_u64(&mut out, *n);
+                }
+            }
+        }
+        Err(failure) => {
+            out.push(1);
+            match failure {
+                Failure::NotFound(id) => {
+                    out.push(1);
+                    put_u64(&mut out, id.as_u64());
+                }
+                Failure::Message(m) => {
+                    out.push(2);
+                    put_str(&mut out, m);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Decodes a reply body.
+pub(crate) fn decode_reply(body: &[u8]) -> Result<Result<Reply, Failure>, String> {
+    let mut r = Reader(body);
+    let version = r.u8("protocol version")?;
+    if version != PROTOCOL_VERSION {
+        return Err(format!(
+            "the service speaks protocol version {version}, this build {PROTOCOL_VERSION}"
+        ));
+    }
+    let out = match (r.u8("status")?, r.u8("kind")?) {
+        (0, 0) => Ok(Reply::Hello { pid: r.u32("pid")? }),
+        (0, 1) => {
+            let secret = r.string("token")?;
+            let secret = TokenSecret::parse(&secret).map_err(|e| e.to_string())?;
+            Ok(Reply::Created(CreatedToken {
+                secret,
+                info: record(&mut r)?,
+            }))
+        }
+        (0, 2) => {
+            let n = r.u32("count")? as usize;
+            let mut list = Vec::with_capacity(n.min(r.0.len() / 4));
+            for _ in 0..n {
+                list.push(record(&mut r)?);
+            }
+            Ok(Reply::Tokens(list))
+        }
+        (0, 3) => Ok(Reply::Token(record(&mut r)?)),
+        (0, 4) => Ok(Reply::Count(r.u64("count")?)),
+        (1, 1) => Err(Failure::NotFound(TokenId::from_u64(r.u64("id")?))),
+        (1, 2) => Err(Failure::Message(r.string("message")?)),
+        (s, k) => return Err(format!("unknown reply {s}/{k}")),
+    };
+    r.finish()?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn requests_round_trip() {
+        let now = Timestamp::from_unix_secs(1_000).unwrap();
+        let scopes: Scopes = [Scope {
+            node: NodeId::from_bytes([3; 16]),
+            perm: Perm::READ_WRITE,
+        }]
+        .into_iter()
+        .collect();
+        let new = NewToken::new(
+            "alice",
+            ExpiryPolicy::sliding(Duration::from_secs(60), Some(Duration::from_secs(600))),
+        )
+        .label("l")
+        .created_by("root")
+        .scopes(scopes);
+        let reqs = [
+            Request::Hello,
+            Request::Create {
+                new: new.clone(),
+                now,
+            },
+            Request::Create {
+                new: NewToken::new("bob", ExpiryPolicy::hard(Duration::from_secs(5))),
+                now,
+            },
+            Request::List {
+                user: Some("alice".into()),
+                include_expired: true,
+                now,
+            },
+            Request::List {
+                user: None,
+                include_expired: false,
+                now,
+            },
+            Request::Get(TokenId::from_u64(7)),
+            Request::Revoke(TokenId::from_u64(8)),
+            Request::RevokeUser("carol".into()),
+            Request::Prune(now),
+        ];
+        for req in reqs {
+            let back = Request::decode(&req.encode()).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{req:?}"));
+        }
+    }
+
+    #[test]
+    fn frames_over_the_limit_are_refused_before_reading_them() {
+        let mut input: &[u8] = &[0xff, 0xff, 0xff, 0xff, 1, 2, 3];
+        let e = read_frame(&mut input, MAX_REQUEST).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        let mut empty: &[u8] = &[];
+        assert!(read_frame(&mut empty, MAX_REQUEST).unwrap().is_none());
+        let mut short: &[u8] = &[0, 0, 0, 9, 1];
+        assert!(read_frame(&mut short, MAX_REQUEST).is_err());
+    }
+
+    #[test]
+    fn other_versions_are_refused_with_a_reason() {
+        let e = Request::decode(&[2, 0]).unwrap_err();
+        assert!(e.contains("unsupported protocol version 2"), "{e}");
+        assert!(decode_reply(&[9, 0, 0]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_requests_and_replies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Request::decode(&bytes);
+            let _ = decode_reply(&bytes);
+            let mut with_version = vec![PROTOCOL_VERSION];
+            with_version.extend_from_slice(&bytes);
+            let _ = Request::decode(&with_version);
+            let _ = decode_reply(&with_version);
+        }
+    }
+}

@@ -1,0 +1,208 @@
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Duration;
+
+use super::*;
+use crate::{
+    Admin, AuthError, ExpiryPolicy, NewToken, OpenError, Store, StoreError, Timestamp, TokenId,
+};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn held_store() -> (tempfile::TempDir, Store, AdminClient) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pat.redb");
+    let store = Store::builder().manual_flush().open(&db).unwrap();
+    let client = AdminClient::connect(admin_socket_path(&db)).unwrap();
+    (dir, store, client)
+}
+
+fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+#[test]
+fn socket_sits_next_to_the_store_with_mode_0600_and_goes_away_on_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pat.redb");
+    let sock = admin_socket_path(&db);
+    assert_eq!(sock, dir.path().join("pat.redb.sock"));
+    let store = Store::open(&db).unwrap();
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    drop(store);
+    assert!(!sock.exists());
+    let quiet = Store::builder().admin_socket(false).open(&db).unwrap();
+    assert!(!sock.exists());
+    drop(quiet);
+}
+
+#[test]
+fn the_client_does_everything_the_store_does() {
+    let (_dir, store, client) = held_store();
+    assert_eq!(client.server_pid(), std::process::id());
+    let created = client
+        .create(
+            &NewToken::new("alice", ExpiryPolicy::hard(HOUR)).label("remote"),
+            now(),
+        )
+        .unwrap();
+    // Creation is effective before the call returns.
+    let id = store
+        .authenticate(created.secret.expose_secret(), now())
+        .unwrap();
+    assert_eq!(id.token_id, created.info.id);
+    let bob = store
+        .create(
+            &NewToken::new("bob", ExpiryPolicy::sliding(HOUR, None)),
+            now(),
+        )
+        .unwrap();
+
+    assert_eq!(
+        client.list(None, false, now()).unwrap(),
+        store.list(None, false, now()).unwrap()
+    );
+    assert_eq!(client.list(Some("bob"), true, now()).unwrap().len(), 1);
+    assert_eq!(client.get(bob.info.id).unwrap().label, bob.info.label);
+    assert!(
+        client.get(created.info.id).unwrap().last_used_at.is_some(),
+        "buffered use visible"
+    );
+
+    // Revocation is effective before the call returns.
+    assert_eq!(client.revoke(created.info.id).unwrap().id, created.info.id);
+    assert!(matches!(
+        store.authenticate(created.secret.expose_secret(), now()),
+        Err(AuthError::Unknown)
+    ));
+    assert!(
+        matches!(client.revoke(created.info.id), Err(StoreError::NotFound(id)) if id == created.info.id)
+    );
+    assert!(matches!(
+        client.get(TokenId::from_u64(1)),
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(client.revoke_user("bob").unwrap(), 1);
+    store
+        .create(
+            &NewToken::new("carol", ExpiryPolicy::hard(Duration::from_secs(1))),
+            now(),
+        )
+        .unwrap();
+    let later = Timestamp::from_unix_secs(now().as_unix_secs() + 10).unwrap();
+    assert_eq!(client.prune(later).unwrap(), 1);
+}
+
+#[test]
+fn remote_errors_read_like_local_ones() {
+    let (_dir, store, client) = held_store();
+    let bad = NewToken::new("a:b", ExpiryPolicy::hard(HOUR));
+    let local = store.create(&bad, now()).unwrap_err().to_string();
+    let remote = client.create(&bad, now()).unwrap_err().to_string();
+    assert_eq!(local, remote);
+}
+
+/// Sends raw bytes and returns what the server answers before closing.
+fn raw(sock: &std::path::Path, bytes: &[u8]) -> Vec<u8> {
+    let mut s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(bytes).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+#[test]
+fn garbage_gets_an_error_reply_and_the_service_keeps_serving() {
+    let (dir, _store, client) = held_store();
+    let sock = admin_socket_path(dir.path().join("pat.redb"));
+    let http = raw(&sock, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        String::from_utf8_lossy(&http).contains("exceeds the limit"),
+        "{http:?}"
+    );
+    let mut bad_op = vec![0, 0, 0, 2, protocol::PROTOCOL_VERSION, 99];
+    let reply = raw(&sock, &bad_op);
+    assert!(String::from_utf8_lossy(&reply).contains("unknown operation 99"));
+    bad_op[4] = 200;
+    let reply = raw(&sock, &bad_op);
+    assert!(String::from_utf8_lossy(&reply).contains("unsupported protocol version 200"));
+    // A truncated frame: the server waits, then gives up; others are served.
+    let _half = {
+        let mut s = UnixStream::connect(&sock).unwrap();
+        s.write_all(&[0, 0, 0, 50, 1]).unwrap();
+        s
+    };
+    let oversized = raw(&sock, &(protocol::MAX_REQUEST as u32 + 1).to_be_bytes());
+    assert!(String::from_utf8_lossy(&oversized).contains("exceeds the limit"));
+    assert!(client.list(None, true, now()).is_ok());
+}
+
+#[test]
+fn idle_clients_do_not_stall_the_service() {
+    let (dir, _store, client) = held_store();
+    let sock = admin_socket_path(dir.path().join("pat.redb"));
+    // Fill every connection slot with clients that never write.
+    let idle: Vec<UnixStream> = (0..16)
+        .map(|_| UnixStream::connect(&sock).unwrap())
+        .collect();
+    // Give the accept loop time to take them all.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let busy = loop {
+        match client.list(None, true, now()) {
+            Err(StoreError::Remote(m)) if m.contains("busy") => break m,
+            _ if std::time::Instant::now() > deadline => panic!("never busy"),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    assert!(busy.contains("retry"));
+    drop(idle);
+    // Slots free up as soon as the idle clients go away.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while client.list(None, true, now()).is_err() {
+        assert!(std::time::Instant::now() < deadline, "never recovered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_stale_socket_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pat.redb");
+    // A socket file nobody listens on, as a crashed process leaves it.
+    drop(UnixListener::bind(admin_socket_path(&db)).unwrap());
+    assert!(admin_socket_path(&db).exists());
+    let _store = Store::open(&db).unwrap();
+    assert!(AdminClient::connect(admin_socket_path(&db)).is_ok());
+}
+
+#[test]
+fn a_live_socket_or_another_file_is_never_stolen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pat.redb");
+    let sock = admin_socket_path(&db);
+    let other = UnixListener::bind(&sock).unwrap();
+    let err = Store::open(&db).unwrap_err();
+    assert!(matches!(err, OpenError::AdminSocket { .. }), "{err:?}");
+    assert!(sock.exists());
+    drop(other);
+    std::fs::remove_file(&sock).unwrap();
+
+    std::fs::write(&sock, b"my notes").unwrap();
+    let err = Store::open(&db).unwrap_err();
+    assert!(format!("{:?}", err).contains("not a socket"), "{err:?}");
+    assert_eq!(std::fs::read(&sock).unwrap(), b"my notes");
+    // The store itself was released: it opens once the path is free.
+    std::fs::remove_file(&sock).unwrap();
+    assert!(Store::open(&db).is_ok());
+}
+
+#[test]
+fn connecting_to_nothing_is_a_socket_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = AdminClient::connect(dir.path().join("none.sock")).unwrap_err();
+    assert!(matches!(err, StoreError::Socket { .. }), "{err:?}");
+}
