@@ -8,13 +8,18 @@ use serde_json::{Value, json};
 
 /// Prints an error and its causes on one line of stderr.
 pub(crate) fn report(e: &dyn Error) {
-    let mut line = format!("error: {e}");
+    eprintln!("error: {}", chain(e));
+}
+
+/// An error and its causes, joined with `: `.
+pub(crate) fn chain(e: &dyn Error) -> String {
+    let mut line = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
         let _ = write!(line, ": {s}");
         source = s.source();
     }
-    eprintln!("{line}");
+    line
 }
 
 /// The JSON object of a token, without its secret.

@@ -3,7 +3,10 @@
 use std::path::Path;
 
 use clap::error::ErrorKind;
-use pat_core::{Admin, ExpiryPolicy, NewToken, Scopes, Store, Timestamp};
+use pat_core::{
+    Admin, AdminClient, ExpiryPolicy, NewToken, OpenError, Scopes, Store, StoreError, Timestamp,
+    admin_socket_path,
+};
 
 use crate::cli::{CreateArgs, Result, TokenAction, usage_error};
 use crate::output;
@@ -52,7 +55,7 @@ pub(crate) fn create(db: &Path, args: CreateArgs) -> Result {
         .label(args.label)
         .created_by(os_user())
         .scopes(args.scopes.into_iter().collect::<Scopes>());
-    let store = Store::open(db)?;
+    let store = connect(db, false)?;
     let created = store.create(&new, Timestamp::now())?;
     if args.quiet {
         println!("{}", created.secret.expose_secret());
@@ -66,7 +69,7 @@ pub(crate) fn create(db: &Path, args: CreateArgs) -> Result {
 
 /// `pat-cli token list|show|revoke|prune`
 pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
-    let store = open_existing(db)?;
+    let store = connect(db, true)?;
     let now = Timestamp::now();
     match action {
         TokenAction::List { user, all, json } => {
@@ -115,17 +118,53 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
     Ok(())
 }
 
-/// Opens a store that must already exist: listing or revoking in a
+/// The store at `db`: opened directly when no process holds it, else
+/// through the admin socket of the process that does, so every command
+/// works (with the same output) while a service runs.
+///
+/// With `must_exist`, a missing file is an error: listing or revoking in a
 /// mistyped path should not leave an empty store behind.
-fn open_existing(db: &Path) -> Result<Store> {
-    if !db.exists() {
+fn connect(db: &Path, must_exist: bool) -> Result<Box<dyn Admin>> {
+    if must_exist && !db.exists() {
         return Err(format!(
             "store `{}` does not exist (pass --db or set PAT_DB; `pat-cli token -u USER -e DUR` creates it)",
             db.display()
         )
         .into());
     }
-    Ok(Store::open(db)?)
+    match Store::builder().manual_flush().admin_socket(false).open(db) {
+        Ok(store) => Ok(Box::new(store)),
+        Err(locked @ OpenError::Locked { .. }) => via_socket(db, &locked),
+        // Another user's service: its socket will say whether we may.
+        Err(denied @ OpenError::Io { .. }) if admin_socket_path(db).exists() => {
+            via_socket(db, &denied)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn via_socket(db: &Path, why: &OpenError) -> Result<Box<dyn Admin>> {
+    let socket = admin_socket_path(db);
+    match AdminClient::connect(&socket) {
+        Ok(client) => Ok(Box::new(client)),
+        Err(StoreError::Remote(refusal)) => Err(format!(
+            "{}, and its admin socket `{}` refused: {refusal}",
+            output::chain(why),
+            socket.display()
+        )
+        .into()),
+        Err(e) => {
+            let cause =
+                std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string);
+            let why = output::chain(why);
+            Err(format!(
+                "{why}, and no admin socket answers at `{}` ({cause}); stop that process and retry, \
+                 or start it with its admin socket enabled",
+                socket.display()
+            )
+            .into())
+        }
+    }
 }
 
 fn plural(n: usize) -> &'static str {

@@ -408,20 +408,23 @@ fn runtime_errors_exit_1() {
 }
 
 #[test]
-fn locked_store_is_a_clear_error_and_loses_nothing() {
+fn a_store_held_without_admin_socket_is_a_clear_error_and_loses_nothing() {
     let env = Env::new();
     let token = env.token(&["-u", "a", "-e", "1h"]);
-    let held = env.store();
-    fails(
-        env.run(&["token", "-u", "b", "-e", "1h"]),
-        1,
-        &["in use by another process"],
-    );
-    fails(
-        env.run(&["token", "list"]),
-        1,
-        &["in use by another process"],
-    );
+    let held = Store::builder().admin_socket(false).open(env.db()).unwrap();
+    let pid = format!("pid {}", std::process::id());
+    for args in [&["token", "-u", "b", "-e", "1h"][..], &["token", "list"]] {
+        fails(
+            env.run(args),
+            1,
+            &[
+                "in use by another process",
+                &pid,
+                "no admin socket answers",
+                "stop that process",
+            ],
+        );
+    }
     assert!(held.authenticate(&token, Timestamp::now()).is_ok());
     drop(held);
     assert_eq!(
@@ -431,6 +434,67 @@ fn locked_store_is_a_clear_error_and_loses_nothing() {
             .len(),
         1
     );
+}
+
+#[test]
+fn a_store_held_by_a_process_is_managed_through_its_socket() {
+    let env = Env::new();
+    let direct = env.token(&["-u", "a", "-e", "1h", "-l", "direct"]);
+    let held = env.store();
+    // Create through the socket: the holder accepts the token at once.
+    let v = env.json(&[
+        "token",
+        "-u",
+        "b",
+        "-a",
+        "10m",
+        "-s",
+        &format!("node:{NODE}:r"),
+        "--json",
+    ]);
+    let remote = v["token"].as_str().unwrap();
+    assert_eq!(
+        held.authenticate(remote, Timestamp::now()).unwrap().user,
+        "b"
+    );
+    let quiet = env.ok(&["token", "-u", "c", "-e", "1h", "-q"]);
+    assert_eq!(quiet.lines().count(), 1);
+    // Listing and showing read the same as a direct open would.
+    let through_socket = env.ok(&["token", "list", "--all"]);
+    let id = v["id"].as_str().unwrap();
+    fails(
+        env.run(&["token", "show", "00000000000000ff"]),
+        1,
+        &["no token with id 00000000000000ff"],
+    );
+    fails(
+        env.run(&["token", "-u", "a:b", "-e", "1h"]),
+        1,
+        &["`a:b`", "`:`"],
+    );
+    // Revoke through the socket: refused on the holder's next request.
+    let direct_id = held
+        .authenticate(&direct, Timestamp::now())
+        .unwrap()
+        .token_id;
+    env.ok(&["token", "revoke", &direct_id.to_string()]);
+    assert!(matches!(
+        held.authenticate(&direct, Timestamp::now()),
+        Err(AuthError::Unknown)
+    ));
+    assert_eq!(
+        env.ok(&["token", "revoke", "--user", "c"]),
+        "revoked 1 token of c\n"
+    );
+    assert_eq!(env.ok(&["token", "prune"]), "removed 0 expired tokens\n");
+    held.flush().unwrap();
+    let listed = env.ok(&["token", "list", "--all"]);
+    let shown = env.ok(&["token", "show", id, "--json"]);
+    drop(held);
+    // The same output once the file is free and opened directly.
+    assert_eq!(env.ok(&["token", "list", "--all"]), listed);
+    assert_eq!(env.ok(&["token", "show", id, "--json"]), shown);
+    assert!(through_socket.contains("direct"));
 }
 
 #[test]

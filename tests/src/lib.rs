@@ -162,6 +162,33 @@ impl Server {
         }
     }
 
+    /// Runs `kind` on `db` expecting it to fail at start-up; returns its exit
+    /// code and stderr. Fails the test if it is still running after 60 s.
+    pub fn start_failing(kind: ServerKind, db: &Path) -> (Option<i32>, String) {
+        let exe = target_dir().join("examples").join(kind.example());
+        let mut child = Command::new(&exe)
+            .arg("--db")
+            .arg(db)
+            .args(["--addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", exe.display()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while child.try_wait().expect("waiting for the server").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{kind:?} kept running on a store another server holds");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().expect("server output");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn base(&self) -> &str {
         &self.base

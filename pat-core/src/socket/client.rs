@@ -48,17 +48,34 @@ impl AdminClient {
     fn call(&self, req: &Request) -> Result<Reply, StoreError> {
         let socket_err = |e: std::io::Error| StoreError::Socket {
             path: self.path.clone(),
-            source: e,
+            source: match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer within {} s", TIMEOUT.as_secs()),
+                    )
+                }
+                _ => e,
+            },
         };
         let mut stream = UnixStream::connect(&self.path).map_err(socket_err)?;
         stream.set_read_timeout(Some(TIMEOUT)).map_err(socket_err)?;
         stream
             .set_write_timeout(Some(TIMEOUT))
             .map_err(socket_err)?;
-        protocol::write_frame(&mut stream, &req.encode()).map_err(socket_err)?;
-        let body = protocol::read_frame(&mut stream, protocol::MAX_REPLY)
-            .map_err(socket_err)?
-            .ok_or_else(|| StoreError::Remote("the service closed the admin connection".into()))?;
+        // A server that refuses the connection answers and closes without
+        // reading; its answer is still there to read after a failed write.
+        let written = protocol::write_frame(&mut stream, &req.encode());
+        let body = match protocol::read_frame(&mut stream, protocol::MAX_REPLY) {
+            Ok(Some(body)) => body,
+            Ok(None) => {
+                written.map_err(socket_err)?;
+                return Err(StoreError::Remote(
+                    "the service closed the admin connection".into(),
+                ));
+            }
+            Err(e) => return Err(socket_err(written.err().unwrap_or(e))),
+        };
         match protocol::decode_reply(&body).map_err(StoreError::Remote)? {
             Ok(reply) => Ok(reply),
             Err(Failure::NotFound(id)) => Err(StoreError::NotFound(id)),
