@@ -370,6 +370,22 @@ mod axum_extractor {
         identity.map_or_else(|| "anonymous".to_owned(), |i| i.user)
     }
 
+    #[tokio::test]
+    async fn route_layer_protects_only_matched_routes() {
+        let f = fixture();
+        let app = Router::new()
+            .route("/whoami", get(whoami))
+            .route_layer(PatLayer::new(f.store.clone()));
+        let (status, _, _) = get_path(app.clone(), "/whoami", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _, _) = get_path(app, "/nowhere", None).await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "unmatched routes are not authenticated"
+        );
+    }
+
     fn app(layer: PatLayer) -> Router {
         Router::new()
             .route("/whoami", get(whoami))
@@ -447,4 +463,56 @@ mod axum_extractor {
         .await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     }
+}
+
+#[tokio::test]
+async fn works_under_plain_hyper() {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let f = fixture();
+    let svc = ServiceBuilder::new()
+        .layer(PatLayer::new(f.store.clone()))
+        .service_fn(|req: Request<hyper::body::Incoming>| async move {
+            let user = req
+                .extensions()
+                .get::<Identity>()
+                .map(|i| i.user.clone())
+                .unwrap_or_default();
+            Ok::<_, Infallible>(Response::new(user))
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let svc = TowerToHyperService::new(svc.clone());
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc),
+            );
+        }
+    });
+    let exchange = |auth: Option<String>| async move {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let auth = auth
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        let req = format!("GET / HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let ok = exchange(Some(format!("Bearer {}", f.token))).await;
+    assert!(
+        ok.starts_with("HTTP/1.1 200") && ok.ends_with("alice"),
+        "{ok}"
+    );
+    let denied = exchange(None).await;
+    assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
+    assert!(
+        denied.contains("www-authenticate: Basic realm=\"pat\", charset=\"UTF-8\""),
+        "{denied}"
+    );
 }
