@@ -40,6 +40,17 @@ fn bench(c: &mut Criterion) {
     c.bench_function("store/authenticate_sliding", |b| {
         b.iter(|| store.authenticate(black_box(sliding.secret.expose_secret()), now))
     });
+    let uncached_dir = tempfile::tempdir().expect("temp dir");
+    let uncached = Store::builder()
+        .cache(false)
+        .open(uncached_dir.path().join("bench.redb"))
+        .expect("store");
+    let token = uncached
+        .create(&NewToken::new("carol", ExpiryPolicy::hard(day)), now)
+        .expect("create");
+    c.bench_function("store/authenticate_hard_uncached", |b| {
+        b.iter(|| uncached.authenticate(black_box(token.secret.expose_secret()), now))
+    });
     let unknown = TokenSecret::generate();
     c.bench_function("store/authenticate_unknown", |b| {
         b.iter(|| store.authenticate(black_box(unknown.expose_secret()), now))

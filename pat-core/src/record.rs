@@ -36,25 +36,14 @@ pub struct TokenInfo {
 }
 
 impl TokenInfo {
-    /// Records a successful use at `now`: the one place where `last_used_at`
-    /// and the sliding deadline change.
-    pub(crate) fn touch(&mut self, now: Timestamp) {
-        self.last_used_at = Some(self.last_used_at.map_or(now, |t| t.max(now)));
-        self.expiry = self.expiry.touched(self.created_at, now);
-    }
-
     /// Whether the token is dead at `now`.
     pub fn is_expired(&self, now: Timestamp) -> bool {
         self.expiry.is_expired(now)
     }
 
-    pub(crate) fn identity(&self) -> Identity {
-        Identity {
-            user: self.user.clone(),
-            token_id: self.id,
-            scopes: self.scopes.clone(),
-            expires_at: self.expiry.expires_at(),
-        }
+    /// The two values a use changes: last use and expiry.
+    pub(crate) fn clone_times(&self) -> (Option<Timestamp>, Expiry) {
+        (self.last_used_at, self.expiry)
     }
 }
 
@@ -218,16 +207,5 @@ mod tests {
         ));
         assert!(new("alice@example.com").to_info(id, now).is_ok());
         assert!(new("Zoë").label("").to_info(id, now).is_ok());
-    }
-
-    #[test]
-    fn touch_records_last_use_and_never_moves_it_back() {
-        let mut info = new("a")
-            .to_info(TokenId::from_u64(1), Timestamp::UNIX_EPOCH)
-            .unwrap();
-        let t = |s| Timestamp::from_unix_secs(s).unwrap();
-        info.touch(t(10));
-        info.touch(t(5));
-        assert_eq!(info.last_used_at, Some(t(10)));
     }
 }

@@ -19,6 +19,7 @@ use redb::{
 
 use crate::admin::Admin;
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
+use crate::expiry::Expiry;
 use crate::record::{CreatedToken, Identity, NewToken, TokenInfo};
 use crate::socket::{AdminServer, admin_socket_path};
 use crate::time::Timestamp;
@@ -64,6 +65,7 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 pub struct StoreBuilder {
     flush_interval: Option<Duration>,
     admin_socket: bool,
+    cache: bool,
 }
 
 impl Default for StoreBuilder {
@@ -71,6 +73,7 @@ impl Default for StoreBuilder {
         StoreBuilder {
             flush_interval: Some(DEFAULT_FLUSH_INTERVAL),
             admin_socket: true,
+            cache: true,
         }
     }
 }
@@ -101,10 +104,21 @@ impl StoreBuilder {
         self
     }
 
+    /// Whether to keep the records of tokens that authenticated in memory
+    /// (default: yes), so that later requests with them read no file. The
+    /// cache is exact: every write goes through this process, which updates
+    /// it. Its size is bounded by the number of tokens in the store.
+    pub fn cache(mut self, enabled: bool) -> StoreBuilder {
+        self.cache = enabled;
+        self
+    }
+
     /// Opens the store at `path`, creating it (mode 0600) if it does not exist.
     /// See [`Store::open`].
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Store, OpenError> {
-        let inner = Arc::new(Inner::open(path.as_ref())?);
+        let mut inner = Inner::open(path.as_ref())?;
+        inner.cache_records = self.cache;
+        let inner = Arc::new(inner);
         let admin = if self.admin_socket {
             let socket = admin_socket_path(path.as_ref());
             let server = AdminServer::start(&socket, Arc::downgrade(&inner)).map_err(|source| {
@@ -150,8 +164,56 @@ pub struct Store {
 pub(crate) struct Inner {
     db: Database,
     path: PathBuf,
+    cache_records: bool,
+    /// In-memory state; the lock is held for map operations only, never
+    /// across I/O.
+    memory: Mutex<Memory>,
+}
+
+#[derive(Default)]
+struct Memory {
     /// Uses not yet written, at most one entry per token.
-    pending: Mutex<HashMap<TokenDigest, Touch>>,
+    pending: HashMap<TokenDigest, Touch>,
+    /// Records as the file holds them, by digest. Exact because this
+    /// process makes every write (redb lets no other process open the file;
+    /// the CLI comes through the admin socket).
+    cache: HashMap<TokenDigest, Arc<TokenInfo>>,
+    /// Bumped by every write that changes or deletes records. A record read
+    /// from the file is used (and cached) only if no such write happened
+    /// since the read began; otherwise it is read again.
+    generation: u64,
+}
+
+impl Memory {
+    /// Records a successful use at `now` of the token `digest`, whose file
+    /// record is `info`, and returns who it authenticates. No I/O.
+    fn use_token(
+        &mut self,
+        digest: TokenDigest,
+        info: &TokenInfo,
+        user: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Identity, AuthError> {
+        if user.is_some_and(|u| u != info.user) {
+            return Err(AuthError::WrongUser);
+        }
+        let touch = Touch::next(info, self.pending.get(&digest).copied(), now)?;
+        self.pending.insert(digest, touch);
+        Ok(Identity {
+            user: info.user.clone(),
+            token_id: info.id,
+            scopes: info.scopes.clone(),
+            expires_at: touch.expires_at,
+        })
+    }
+
+    /// Forgets cached records after a write changed or deleted them.
+    fn invalidate<'a>(&mut self, digests: impl IntoIterator<Item = &'a TokenDigest>) {
+        self.generation += 1;
+        for d in digests {
+            self.cache.remove(d);
+        }
+    }
 }
 
 /// A buffered use: what the record will hold once it is written.
@@ -162,14 +224,36 @@ struct Touch {
 }
 
 impl Touch {
+    /// The buffered use after a use at `now`, given the file record and the
+    /// previous buffered use; an error if the token is expired at `now`.
+    /// The refresh itself is [`Expiry::touched`](crate::Expiry::touched).
+    fn next(info: &TokenInfo, previous: Option<Touch>, now: Timestamp) -> Result<Touch, AuthError> {
+        let mut current = info.clone_times();
+        if let Some(previous) = previous {
+            previous.apply_times(&mut current);
+        }
+        if current.1.is_expired(now) {
+            return Err(AuthError::Expired {
+                expires_at: current.1.expires_at(),
+            });
+        }
+        Ok(Touch {
+            last_used_at: current.0.map_or(now, |t| t.max(now)),
+            expires_at: current.1.touched(info.created_at, now).expires_at(),
+        })
+    }
+
+    fn apply_times(self, (last_used_at, expiry): &mut (Option<Timestamp>, Expiry)) {
+        *last_used_at = Some(last_used_at.map_or(self.last_used_at, |t| t.max(self.last_used_at)));
+        *expiry = expiry.extended_to(self.expires_at);
+    }
+
     /// Merges the buffered use into a record read from the file: the newer
     /// of each value wins.
     fn apply(self, info: &mut TokenInfo) {
-        info.last_used_at = Some(
-            info.last_used_at
-                .map_or(self.last_used_at, |t| t.max(self.last_used_at)),
-        );
-        info.expiry = info.expiry.extended_to(self.expires_at);
+        let mut times = info.clone_times();
+        self.apply_times(&mut times);
+        (info.last_used_at, info.expiry) = times;
     }
 }
 
@@ -257,33 +341,29 @@ impl Store {
         now: Timestamp,
     ) -> Result<Identity, AuthError> {
         let digest = TokenDigest::from_token(presented)?;
-        let mut info = self.inner.read_record(&digest)?.ok_or(AuthError::Unknown)?;
-        if user.is_some_and(|u| u != info.user) {
-            return Err(AuthError::WrongUser);
+        let inner = &self.inner;
+        // A write racing with the read is rare (a flush a second, admin
+        // commands); a few retries always get a read that no write followed.
+        for attempt in 0.. {
+            let generation = {
+                let mut memory = inner.memory();
+                if let Some(info) = memory.cache.get(&digest).cloned() {
+                    return memory.use_token(digest, &info, user, now);
+                }
+                memory.generation
+            };
+            let info = inner.read_record(&digest)?.ok_or(AuthError::Unknown)?;
+            let mut memory = inner.memory();
+            if memory.generation == generation || attempt == 3 {
+                if inner.cache_records && memory.generation == generation {
+                    let info = Arc::new(info);
+                    memory.cache.insert(digest, info.clone());
+                    return memory.use_token(digest, &info, user, now);
+                }
+                return memory.use_token(digest, &info, user, now);
+            }
         }
-        let mut pending = self
-            .inner
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(touch) = pending.get(&digest) {
-            touch.apply(&mut info);
-        }
-        if info.is_expired(now) {
-            return Err(AuthError::Expired {
-                expires_at: info.expiry.expires_at(),
-            });
-        }
-        info.touch(now);
-        pending.insert(
-            digest,
-            Touch {
-                last_used_at: now,
-                expires_at: info.expiry.expires_at(),
-            },
-        );
-        drop(pending);
-        Ok(info.identity())
+        unreachable!("the loop returns by its fourth attempt")
     }
 
     /// Writes every buffered use in one durable transaction, and returns how
@@ -295,11 +375,7 @@ impl Store {
 
     /// How many tokens have uses buffered in memory.
     pub fn pending_uses(&self) -> usize {
-        self.inner
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.inner.memory().pending.len()
     }
 }
 
@@ -372,7 +448,8 @@ impl Inner {
         let store = Inner {
             db,
             path: path.clone(),
-            pending: Mutex::new(HashMap::new()),
+            cache_records: true,
+            memory: Mutex::new(Memory::default()),
         };
         match store.init_format() {
             Ok(()) => Ok(store),
@@ -433,8 +510,8 @@ impl Inner {
     /// Writes the buffered uses; see [`Store::flush`].
     fn flush(&self) -> Result<usize, StoreError> {
         let snapshot: Vec<(TokenDigest, Touch)> = {
-            let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-            pending.iter().map(|(d, t)| (*d, *t)).collect()
+            let memory = self.memory();
+            memory.pending.iter().map(|(d, t)| (*d, *t)).collect()
         };
         if snapshot.is_empty() {
             return Ok(0);
@@ -458,11 +535,13 @@ impl Inner {
             }
             Ok(written)
         })?;
-        // Forget what was written, unless a newer use came in meanwhile.
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        // Forget what was written, unless a newer use came in meanwhile; the
+        // cached records are now older than the file.
+        let mut memory = self.memory();
+        memory.invalidate(snapshot.iter().map(|(d, _)| d));
         for (digest, touch) in snapshot {
-            if pending.get(&digest) == Some(&touch) {
-                pending.remove(&digest);
+            if memory.pending.get(&digest) == Some(&touch) {
+                memory.pending.remove(&digest);
             }
         }
         Ok(written)
@@ -470,10 +549,28 @@ impl Inner {
 
     /// Merges the buffered use of `digest`, if any, into a record just read.
     fn overlay(&self, digest: &TokenDigest, info: &mut TokenInfo) {
-        let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(touch) = pending.get(digest) {
+        if let Some(touch) = self.memory().pending.get(digest) {
             touch.apply(info);
         }
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.memory.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Commits a write that deletes tokens, then forgets them in memory.
+    fn delete<T>(
+        &self,
+        f: impl FnOnce(&WriteTransaction, &mut Vec<TokenDigest>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut deleted = Vec::new();
+        let out = self.write(|txn| f(txn, &mut deleted))?;
+        let mut memory = self.memory();
+        memory.invalidate(&deleted);
+        for d in &deleted {
+            memory.pending.remove(d);
+        }
+        Ok(out)
     }
 
     /// Reads and decodes a record, with its buffered use merged in.
@@ -502,8 +599,13 @@ impl Inner {
         Ok(out)
     }
 
-    /// Removes the token `id` (and its index entries) inside `txn`.
-    fn remove_in(txn: &WriteTransaction, id: TokenId) -> Result<Option<TokenInfo>, StoreError> {
+    /// Removes the token `id` (and its index entries) inside `txn`, noting
+    /// its digest in `deleted`.
+    fn remove_in(
+        txn: &WriteTransaction,
+        id: TokenId,
+        deleted: &mut Vec<TokenDigest>,
+    ) -> Result<Option<TokenInfo>, StoreError> {
         let mut by_id = txn.open_table(BY_ID).map_err(storage)?;
         let Some(digest) = by_id
             .remove(id.as_u64())
@@ -512,6 +614,7 @@ impl Inner {
         else {
             return Ok(None);
         };
+        deleted.push(TokenDigest::from_bytes(digest));
         let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
         let info = tokens
             .remove(digest)
@@ -654,11 +757,13 @@ impl Admin for Inner {
     }
 
     fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
-        self.write(|txn| Inner::remove_in(txn, id)?.ok_or(StoreError::NotFound(id)))
+        self.delete(|txn, deleted| {
+            Inner::remove_in(txn, id, deleted)?.ok_or(StoreError::NotFound(id))
+        })
     }
 
     fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
-        self.write(|txn| {
+        self.delete(|txn, deleted| {
             let ids: Vec<u64> = {
                 let by_user = txn.open_multimap_table(BY_USER).map_err(storage)?;
                 by_user
@@ -668,14 +773,14 @@ impl Admin for Inner {
                     .collect::<Result<_, _>>()?
             };
             for &id in &ids {
-                Inner::remove_in(txn, TokenId::from_u64(id))?;
+                Inner::remove_in(txn, TokenId::from_u64(id), deleted)?;
             }
             Ok(ids.len())
         })
     }
 
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
-        self.write(|txn| {
+        self.delete(|txn, deleted| {
             let expired: Vec<TokenId> = {
                 let tokens = txn.open_table(TOKENS).map_err(storage)?;
                 let mut expired = Vec::new();
@@ -691,7 +796,7 @@ impl Admin for Inner {
                 expired
             };
             for &id in &expired {
-                Inner::remove_in(txn, id)?;
+                Inner::remove_in(txn, id, deleted)?;
             }
             Ok(expired.len())
         })

@@ -120,6 +120,144 @@ fn pending_uses_are_bounded_by_one_per_token() {
 }
 
 #[test]
+fn touches_never_move_last_use_back() {
+    let (_dir, store) = temp_store();
+    let a = store.create(&hard("alice", MIN), at(0)).unwrap();
+    store
+        .authenticate(a.secret.expose_secret(), at(10))
+        .unwrap();
+    store.authenticate(a.secret.expose_secret(), at(5)).unwrap();
+    assert_eq!(store.get(a.info.id).unwrap().last_used_at, Some(at(10)));
+    store.flush().unwrap();
+    store.authenticate(a.secret.expose_secret(), at(7)).unwrap();
+    store.flush().unwrap();
+    assert_eq!(stored(&store, a.info.id).last_used_at, Some(at(10)));
+}
+
+#[test]
+fn cached_records_follow_every_write() {
+    let (_dir, store) = temp_store();
+    let sliding = NewToken::new("alice", ExpiryPolicy::sliding(MIN, None));
+    let a = store.create(&sliding, at(0)).unwrap();
+    let b = store.create(&hard("bob", MIN), at(0)).unwrap();
+    let c = store.create(&hard("carol", MIN), at(0)).unwrap();
+    for t in [&a, &b, &c] {
+        store.authenticate(t.secret.expose_secret(), at(1)).unwrap(); // now cached
+    }
+    // A flush rewrites records: the refreshed deadline must survive it.
+    store
+        .authenticate(a.secret.expose_secret(), at(50))
+        .unwrap();
+    store.flush().unwrap();
+    assert_eq!(
+        store
+            .authenticate(a.secret.expose_secret(), at(100))
+            .unwrap()
+            .expires_at,
+        at(160)
+    );
+    // Deletions reach the cache before the call returns.
+    store.revoke(b.info.id).unwrap();
+    assert!(matches!(
+        store.authenticate(b.secret.expose_secret(), at(2)),
+        Err(AuthError::Unknown)
+    ));
+    store.revoke_user("carol").unwrap();
+    assert!(matches!(
+        store.authenticate(c.secret.expose_secret(), at(2)),
+        Err(AuthError::Unknown)
+    ));
+    store.prune(at(1000)).unwrap();
+    assert!(matches!(
+        store.authenticate(a.secret.expose_secret(), at(101)),
+        Err(AuthError::Unknown)
+    ));
+}
+
+#[test]
+fn no_request_succeeds_after_revoke_returns() {
+    // Readers race a revocation; once `revoke` has returned, every
+    // authentication that starts must fail (cache and reads alike).
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    for cache in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            Store::builder()
+                .manual_flush()
+                .cache(cache)
+                .open(dir.path().join("pat.redb"))
+                .unwrap(),
+        );
+        let t = store.create(&hard("alice", MIN), at(0)).unwrap();
+        let token = t.secret.expose_secret().to_owned();
+        let revoked = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let (store, token, revoked) = (store.clone(), token.clone(), revoked.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        let after = revoked.load(Ordering::SeqCst);
+                        let ok = store.authenticate(&token, at(1)).is_ok();
+                        assert!(!(after && ok), "authenticated after revoke returned");
+                        if after {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(5));
+        store.revoke(t.info.id).unwrap();
+        revoked.store(true, Ordering::SeqCst);
+        for r in readers {
+            r.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn flushes_racing_uses_never_expire_a_sliding_token_early() {
+    // Each use at t extends the deadline to t + 10 s and the next use comes
+    // 5 s later, so every use must succeed while flushes run alongside.
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    for cache in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            Store::builder()
+                .manual_flush()
+                .cache(cache)
+                .open(dir.path().join("pat.redb"))
+                .unwrap(),
+        );
+        let new = NewToken::new(
+            "alice",
+            ExpiryPolicy::sliding(Duration::from_secs(10), None),
+        );
+        let t = store.create(&new, at(0)).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let flusher = {
+            let (store, done) = (store.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    store.flush().unwrap();
+                }
+            })
+        };
+        for i in 0..3_000u64 {
+            let now = at(i * 5);
+            if let Err(e) = store.authenticate(t.secret.expose_secret(), now) {
+                done.store(true, Ordering::SeqCst);
+                panic!("use {i} at {now}: {e}");
+            }
+        }
+        done.store(true, Ordering::SeqCst);
+        flusher.join().unwrap();
+    }
+}
+
+#[test]
 fn the_background_thread_flushes() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::builder()
@@ -523,8 +661,13 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn store_matches_a_btreemap_model(ops in proptest::collection::vec(op(), 1..60)) {
-        let (_dir, store) = temp_store();
+    fn store_matches_a_btreemap_model(ops in proptest::collection::vec(op(), 1..60), cache in any::<bool>()) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::builder()
+            .manual_flush()
+            .cache(cache)
+            .open(dir.path().join("pat.redb"))
+            .unwrap();
         let mut model: BTreeMap<TokenId, Model> = BTreeMap::new();
         // Every token ever issued, so revoked ones can be presented again.
         let mut issued: Vec<(TokenId, TokenSecret)> = Vec::new();
