@@ -25,7 +25,7 @@ use crate::socket::{AdminServer, admin_socket_path};
 use crate::time::Timestamp;
 use crate::token::{TokenDigest, TokenId, TokenSecret};
 
-/// The store's on-disk format version, kept in [`META`]. Bump it for any
+/// The store's on-disk format version, kept in the file. Bump it for any
 /// change an older build would misread.
 pub const FORMAT_VERSION: u64 = 1;
 
