@@ -240,9 +240,13 @@ fn another_user_is_refused_by_the_socket() {
     std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let socket = pat_core::admin_socket_path(work.db());
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    // A copy of the CLI the other user can reach, wherever the build lives.
+    let cli = work.path().join("pat-cli");
+    std::fs::copy(pat_integration_tests::pat_cli(), &cli).unwrap();
+    std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(pat_integration_tests::pat_cli())
+        .arg(&cli)
         .arg("--db")
         .arg(work.db())
         .args(["token", "list"])
