@@ -32,6 +32,25 @@
 //! assert!(store.authenticate(token, now).is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # The pieces
+//! - [`TokenSecret`], [`TokenDigest`], [`TokenId`]: the token format.
+//! - [`Scopes`], [`Perm`], [`NodeId`]: `node:<uuid>:<perm>` restrictions;
+//!   [`Identity::permits`] checks them.
+//! - [`Store`] (opened with [`StoreBuilder`]): the redb store, with buffered
+//!   uses, an exact record cache and the admin socket; [`Admin`] is the
+//!   management API, implemented by the store and by [`AdminClient`].
+//! - [`Gate`]: the request decision ([`Credentials`] parsing, verification,
+//!   [`Rejection`] with RFC 6750 / RFC 7617 challenges) that `pat-tower` and
+//!   `pat-actix` share.
+//!
+//! # Features
+//! - `http`: `Rejection::to_response` builds an `http::Response`.
+//! - `axum`: [`Identity`] is an axum extractor (with `Option<Identity>`).
+//! - `actix`: [`Identity`] is an actix-web extractor; `Rejection::actix_response`.
+//!
+//! The extractor impls live here rather than in the adapters because Rust's
+//! orphan rule puts them beside the type.
 
 mod admin;
 mod credentials;
