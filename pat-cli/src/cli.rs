@@ -134,9 +134,10 @@ pub(crate) enum TokenAction {
         json: bool,
     },
     /// Revoke tokens by id, or all tokens of a user.
+    #[command(group = clap::ArgGroup::new("target").required(true).args(["ids", "user"]))]
     Revoke {
         /// Ids of the tokens to revoke.
-        #[arg(value_parser = token_id, required_unless_present = "user", conflicts_with = "user")]
+        #[arg(value_parser = token_id, conflicts_with = "user")]
         ids: Vec<TokenId>,
         /// Revoke every token of this user.
         #[arg(short, long, value_name = "USER")]

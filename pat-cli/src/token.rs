@@ -133,13 +133,31 @@ fn connect(db: &Path, must_exist: bool) -> Result<Box<dyn Admin>> {
         .into());
     }
     match Store::builder().manual_flush().admin_socket(false).open(db) {
-        Ok(store) => Ok(Box::new(store)),
+        Ok(store) => {
+            warn_if_exposed(db);
+            Ok(Box::new(store))
+        }
         Err(locked @ OpenError::Locked { .. }) => via_socket(db, &locked),
         // Another user's service: its socket will say whether we may.
         Err(denied @ OpenError::Io { .. }) if admin_socket_path(db).exists() => {
             via_socket(db, &denied)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Warns on stderr when others may read the store (it was created 0600;
+/// someone widened it). Digests are not tokens, but the file names users.
+fn warn_if_exposed(db: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(meta) = std::fs::metadata(db) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            eprintln!(
+                "warning: store `{}` is accessible to other users (mode {mode:04o}); run `chmod 600` on it",
+                db.display()
+            );
+        }
     }
 }
 

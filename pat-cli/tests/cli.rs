@@ -327,7 +327,7 @@ fn usage_errors_name_the_flag_and_value_and_exit_2() {
             &["--quiet", "--json"],
         ),
         (&["token", "show", "xyz"], &["`xyz`", "16 hex digits"]),
-        (&["token", "revoke"], &["IDS"]),
+        (&["token", "revoke"], &["<IDS|--user <USER>>"]),
         (
             &["token", "revoke", "00000000000000ff", "--user", "a"],
             &["--user"],
@@ -517,6 +517,21 @@ fn store_file_is_0600_and_holds_no_plaintext() {
             "plaintext in store"
         );
     }
+}
+
+#[test]
+fn a_store_others_can_read_is_reported_but_still_works() {
+    let env = Env::new();
+    env.token(&["-u", "a", "-e", "1h"]);
+    std::fs::set_permissions(env.db(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = env.run(&["token", "-u", "b", "-e", "1h", "-q"]);
+    assert!(out.status.success());
+    let err = stderr(&out);
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
+    assert!(
+        err.contains("accessible to other users (mode 0644)") && err.contains("chmod 600"),
+        "{err}"
+    );
 }
 
 fn run_in(dir: &Path, envs: &[(&str, &Path)], args: &[&str]) -> Output {
