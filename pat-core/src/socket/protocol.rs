@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use crate::expiry::ExpiryPolicy;
 use crate::record::{CreatedToken, NewToken, TokenInfo};
-use crate::scope::{NodeId, Perm, Scope, Scopes};
-use crate::store::codec::{self, Reader, put_opt_u64, put_str};
+
+use crate::store::codec::{self, Reader, put_opt_u64, put_scopes, put_str};
 use crate::time::Timestamp;
 use crate::token::{TokenId, TokenSecret};
 
@@ -124,12 +124,7 @@ impl Request {
                         put_opt_u64(&mut out, max_lifetime.map(|d| d.as_secs()));
                     }
                 }
-                let scopes = new.scopes.as_slice();
-                out.extend_from_slice(&(scopes.len() as u32).to_le_bytes());
-                for s in scopes {
-                    out.extend_from_slice(s.node.as_bytes());
-                    out.push(s.perm.bits());
-                }
+                put_scopes(&mut out, &new.scopes);
                 put_u64(&mut out, now.as_unix_secs());
             }
             Request::List {
@@ -190,18 +185,11 @@ impl Request {
                     ),
                     k => return Err(format!("unknown expiry kind {k}")),
                 };
-                let n = r.u32("scope count")? as usize;
-                let mut scopes = Vec::with_capacity(n.min(r.0.len() / 17));
-                for _ in 0..n {
-                    let node = NodeId::from_bytes(r.array("scope node")?);
-                    let perm =
-                        Perm::from_bits(r.u8("scope perm")?).ok_or("bad scope permission")?;
-                    scopes.push(Scope { node, perm });
-                }
+                let scopes = r.scopes()?;
                 let new = NewToken::new(user, expiry)
                     .label(label)
                     .created_by(created_by)
-                    .scopes(scopes.into_iter().collect::<Scopes>());
+                    .scopes(scopes);
                 Request::Create {
                     new,
                     now: r.timestamp("now")?,
@@ -336,6 +324,7 @@ pub(crate) fn decode_reply(body: &[u8]) -> Result<Result<Reply, Failure>, String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scope::{NodeId, Perm, Scope, Scopes};
     use proptest::prelude::*;
 
     #[test]

@@ -57,13 +57,17 @@ pub(crate) fn encode(info: &TokenInfo) -> Vec<u8> {
         }
     }
     put_opt_u64(&mut out, info.last_used_at.map(Timestamp::as_unix_secs));
-    let scopes = info.scopes.as_slice();
-    out.extend_from_slice(&(scopes.len() as u32).to_le_bytes());
+    put_scopes(&mut out, &info.scopes);
+    out
+}
+
+/// `u32` count, then per scope 16 bytes of node UUID and the perm bits.
+pub(crate) fn put_scopes(out: &mut Vec<u8>, scopes: &Scopes) {
+    out.extend_from_slice(&(scopes.as_slice().len() as u32).to_le_bytes());
     for s in scopes {
         out.extend_from_slice(s.node.as_bytes());
         out.push(s.perm.bits());
     }
-    out
 }
 
 pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -107,13 +111,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
         None => None,
         Some(s) => Some(Timestamp::from_unix_secs(s).ok_or("last_used_at out of range")?),
     };
-    let n = r.u32("scope count")? as usize;
-    let mut scopes = Vec::with_capacity(n.min(r.0.len() / 17));
-    for _ in 0..n {
-        let node = NodeId::from_bytes(r.array("scope node")?);
-        let perm = Perm::from_bits(r.u8("scope perm")?).ok_or("bad scope permission")?;
-        scopes.push(Scope { node, perm });
-    }
+    let scopes = r.scopes()?;
     r.finish()?;
     Ok(TokenInfo {
         id,
@@ -123,7 +121,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
         created_by,
         expiry,
         last_used_at,
-        scopes: scopes.into_iter().collect::<Scopes>(),
+        scopes,
     })
 }
 
@@ -177,6 +175,18 @@ impl Reader<'_> {
 
     pub(crate) fn timestamp(&mut self, what: &str) -> Result<Timestamp, String> {
         Timestamp::from_unix_secs(self.u64(what)?).ok_or_else(|| format!("{what} out of range"))
+    }
+
+    /// Reads what [`put_scopes`] wrote.
+    pub(crate) fn scopes(&mut self) -> Result<Scopes, String> {
+        let n = self.u32("scope count")? as usize;
+        let mut scopes = Vec::with_capacity(n.min(self.0.len() / 17));
+        for _ in 0..n {
+            let node = NodeId::from_bytes(self.array("scope node")?);
+            let perm = Perm::from_bits(self.u8("scope perm")?).ok_or("bad scope permission")?;
+            scopes.push(Scope { node, perm });
+        }
+        Ok(scopes.into_iter().collect())
     }
 
     pub(crate) fn string(&mut self, what: &str) -> Result<String, String> {
