@@ -111,16 +111,18 @@ impl<'a> Credentials<'a> {
             if rest.is_empty() {
                 return Err(CredentialsError::Empty);
             }
-            let bytes = Zeroizing::new(
-                base64::engine::general_purpose::STANDARD
-                    .decode(rest)
-                    .map_err(|_| CredentialsError::Base64)?,
-            );
-            let decoded = Zeroizing::new(
-                std::str::from_utf8(&bytes)
-                    .map_err(|_| CredentialsError::BasicNotUtf8)?
-                    .to_owned(),
-            );
+            let mut bytes = base64::engine::general_purpose::STANDARD
+                .decode(rest)
+                .map_err(|_| CredentialsError::Base64)?;
+            // Move the bytes into the string (no copy), zeroizing them on
+            // every path.
+            let decoded = match String::from_utf8(std::mem::take(&mut bytes)) {
+                Ok(text) => Zeroizing::new(text),
+                Err(e) => {
+                    drop(Zeroizing::new(e.into_bytes()));
+                    return Err(CredentialsError::BasicNotUtf8);
+                }
+            };
             let colon = decoded.find(':').ok_or(CredentialsError::NoColon)?;
             Ok(Some(Credentials::Basic(BasicCredentials {
                 decoded,
