@@ -159,12 +159,14 @@ fn a_crash_loses_no_token_and_resurrects_none() {
         let work = Workdir::new();
         let (hard, _) = create(&work, &["-u", "alice", "-e", "1h"]);
         let server = work.start(kind);
-        let (sliding, _) = create(&work, &["-u", "alice", "-a", "1h"]);
+        let (sliding, sliding_id) = create(&work, &["-u", "alice", "-a", "1h"]);
         let (doomed, doomed_id) = create(&work, &["-u", "bob", "-e", "1h"]);
         let load = Load::start(server.url("/hello"), vec![hard.clone(), sliding.clone()]);
         load.wait_for(50);
         work.cli_ok(&["token", "revoke", &doomed_id]);
         let (last, _) = create(&work, &["-u", "carol", "-a", "10m"]);
+        // Longer than the 1 s flush interval: some refreshes must reach the file.
+        thread::sleep(Duration::from_millis(1500));
         load.wait_for(50);
         server.kill(); // SIGKILL, mid-load, with refreshes buffered
         let errors = load.finish();
@@ -173,6 +175,11 @@ fn a_crash_loses_no_token_and_resurrects_none() {
             !errors.iter().any(|e| e.starts_with("status")),
             "{kind:?}: {errors:?}"
         );
+        // The file, as the crash left it: at most one flush interval of
+        // refresh was lost, not all of it.
+        let shown: Value =
+            serde_json::from_str(&work.cli_ok(&["token", "show", &sliding_id, "--json"])).unwrap();
+        assert!(shown["last_used_at"].is_string(), "{kind:?}: {shown}");
 
         let server = work.start(kind); // replaces the stale socket
         for token in [&hard, &sliding, &last] {
