@@ -42,7 +42,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use actix_web::http::Method;
 use actix_web::http::header::{ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION};
 use actix_web::{Error, HttpMessage as _, HttpResponse};
-use pat_core::{Gate, Mode, Outcome, Store};
+use pat_core::{Gate, Mode, Outcome, Verifier};
 use pin_project_lite::pin_project;
 
 #[doc(no_inline)]
@@ -102,9 +102,10 @@ impl<R> fmt::Debug for PatMiddleware<R> {
 }
 
 impl PatMiddleware {
-    /// Required mode, realm `"pat"`, checking tokens against `store`.
-    pub fn new(store: Arc<Store>) -> PatMiddleware {
-        PatMiddleware::from_gate(Gate::new(store))
+    /// Required mode, realm `"pat"`, checking tokens with `verifier`
+    /// (an `Arc<Store>`, or another backend).
+    pub fn new(verifier: Arc<dyn Verifier>) -> PatMiddleware {
+        PatMiddleware::from_gate(Gate::new(verifier))
     }
 
     /// Middleware around an already configured [`Gate`].

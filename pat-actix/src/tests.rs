@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::WWW_AUTHENTICATE;
 use actix_web::{App, HttpRequest, test, web};
 use base64::Engine as _;
-use pat_core::{Admin as _, ExpiryPolicy, NewToken, Timestamp, TokenSecret};
+use pat_core::{Admin as _, ExpiryPolicy, NewToken, Store, Timestamp, TokenSecret};
 
 use super::*;
 

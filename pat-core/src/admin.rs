@@ -1,8 +1,8 @@
 //! The admin operations, behind one trait so that the CLI does not care
 //! whether it holds the store file itself or asks the process that does.
 
-use crate::error::StoreError;
-use crate::record::{CreatedToken, NewToken, TokenInfo};
+use crate::error::{AuthError, StoreError};
+use crate::record::{CreatedToken, Identity, NewToken, TokenInfo};
 use crate::time::Timestamp;
 use crate::token::TokenId;
 
@@ -36,4 +36,23 @@ pub trait Admin {
 
     /// Deletes every token expired at `now` and returns how many there were.
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError>;
+}
+
+/// Checking presented tokens: all that the request path needs from a store.
+///
+/// [`Gate`](crate::Gate) holds an `Arc<dyn Verifier>`, so the adapters work
+/// with any backend that implements it; [`Store`](crate::Store) is the redb
+/// one.
+pub trait Verifier: Send + Sync {
+    /// Who `presented` authenticates at `now`; see
+    /// [`Store::authenticate`](crate::Store::authenticate).
+    fn authenticate(&self, presented: &str, now: Timestamp) -> Result<Identity, AuthError>;
+
+    /// The same, for HTTP Basic: the token must belong to `user`.
+    fn authenticate_as(
+        &self,
+        user: &str,
+        presented: &str,
+        now: Timestamp,
+    ) -> Result<Identity, AuthError>;
 }

@@ -5,10 +5,10 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::admin::Verifier;
 use crate::credentials::{Credentials, CredentialsError};
 use crate::error::{AuthError, ParseTokenError};
 use crate::record::Identity;
-use crate::store::Store;
 use crate::time::Timestamp;
 
 /// Whether requests without our credentials may pass.
@@ -181,14 +181,13 @@ struct GateConfig {
 /// configuration, and decides each request's [`Outcome`]. Cheap to clone.
 #[derive(Clone)]
 pub struct Gate {
-    store: Arc<Store>,
+    verifier: Arc<dyn Verifier>,
     config: Arc<GateConfig>,
 }
 
 impl fmt::Debug for Gate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Gate")
-            .field("store", &self.store)
             .field("realm", &self.config.realm)
             .field("mode", &self.config.mode)
             .field("reject_preflight", &self.config.reject_preflight)
@@ -200,10 +199,11 @@ impl fmt::Debug for Gate {
 pub const DEFAULT_REALM: &str = "pat";
 
 impl Gate {
-    /// A gate in required mode with realm `"pat"`.
-    pub fn new(store: Arc<Store>) -> Gate {
+    /// A gate in required mode with realm `"pat"`, checking tokens with
+    /// `verifier` (an `Arc<Store>`, or another backend).
+    pub fn new(verifier: Arc<dyn Verifier>) -> Gate {
         Gate {
-            store,
+            verifier,
             config: Arc::new(GateConfig::new(DEFAULT_REALM, Mode::Required, false)),
         }
     }
@@ -251,11 +251,6 @@ impl Gate {
         self.config.mode
     }
 
-    /// The store this gate checks tokens against.
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
-    }
-
     /// Decides a request. `authorization` yields the raw value of every
     /// `Authorization` header; `cors_preflight` tells whether the request is
     /// an `OPTIONS` with `Access-Control-Request-Method`.
@@ -293,9 +288,9 @@ impl Gate {
             Err(e) => return self.reject(RejectReason::InvalidRequest(e)),
             Ok(None) if optional => return Outcome::Anonymous,
             Ok(None) => return self.reject(RejectReason::MissingCredentials),
-            Ok(Some(Credentials::Bearer(token))) => self.store.authenticate(token, now),
+            Ok(Some(Credentials::Bearer(token))) => self.verifier.authenticate(token, now),
             Ok(Some(Credentials::Basic(basic))) => {
-                self.store
+                self.verifier
                     .authenticate_as(basic.user(), basic.password(), now)
             }
         };
@@ -372,7 +367,7 @@ mod tests {
     use base64::Engine as _;
 
     use super::*;
-    use crate::{Admin as _, ExpiryPolicy, NewToken, TokenSecret};
+    use crate::{Admin as _, ExpiryPolicy, NewToken, Store, TokenSecret};
 
     fn at(s: u64) -> Timestamp {
         Timestamp::from_unix_secs(s).unwrap()
@@ -380,6 +375,7 @@ mod tests {
 
     struct Fixture {
         _dir: tempfile::TempDir,
+        store: Arc<Store>,
         gate: Gate,
         token: String,
         expired: String,
@@ -401,7 +397,8 @@ mod tests {
         let expired = store.create(&NewToken::new("alice", old), at(0)).unwrap();
         Fixture {
             _dir: dir,
-            gate: Gate::new(store),
+            gate: Gate::new(store.clone()),
+            store,
             token: token.secret.expose_secret().to_owned(),
             expired: expired.secret.expose_secret().to_owned(),
         }
@@ -499,7 +496,7 @@ mod tests {
     fn a_wrong_user_does_not_refresh_the_token() {
         let f = fixture();
         let _ = check(&f.gate, &[&basic("bob", &f.token)]);
-        assert_eq!(f.gate.store().pending_uses(), 0);
+        assert_eq!(f.store.pending_uses(), 0);
     }
 
     #[test]

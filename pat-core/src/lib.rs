@@ -39,7 +39,8 @@
 //!   [`Identity::permits`] checks them.
 //! - [`Store`] (opened with [`StoreBuilder`]): the redb store, with buffered
 //!   uses, an exact record cache and the admin socket; [`Admin`] is the
-//!   management API, implemented by the store and by [`AdminClient`].
+//!   management API, implemented by the store and by [`AdminClient`];
+//!   [`Verifier`] is what the request path needs, implemented by the store.
 //! - [`Gate`]: the request decision ([`Credentials`] parsing, verification,
 //!   [`Rejection`] with RFC 6750 / RFC 7617 challenges) that `pat-tower` and
 //!   `pat-actix` share.
@@ -65,7 +66,7 @@ mod store;
 mod time;
 mod token;
 
-pub use admin::Admin;
+pub use admin::{Admin, Verifier};
 pub use credentials::{BasicCredentials, Credentials, CredentialsError, MAX_AUTHORIZATION_LEN};
 pub use error::{
     AuthError, BackendError, Error, NewTokenError, OpenError, ParseDurationError, ParseScopeError,

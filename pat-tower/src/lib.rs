@@ -35,7 +35,7 @@ use std::task::{Context, Poll};
 
 use http::header::{ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION};
 use http::{Method, Request, Response};
-use pat_core::{Gate, Mode, Outcome, Store};
+use pat_core::{Gate, Mode, Outcome, Verifier};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -103,10 +103,10 @@ impl<R> fmt::Debug for PatLayer<R> {
 }
 
 impl PatLayer {
-    /// A layer in required mode, realm `"pat"`, checking tokens against
-    /// `store`.
-    pub fn new(store: Arc<Store>) -> PatLayer {
-        PatLayer::from_gate(Gate::new(store))
+    /// A layer in required mode, realm `"pat"`, checking tokens with
+    /// `verifier` (an `Arc<Store>`, or another backend).
+    pub fn new(verifier: Arc<dyn Verifier>) -> PatLayer {
+        PatLayer::from_gate(Gate::new(verifier))
     }
 
     /// A layer around an already configured [`Gate`].

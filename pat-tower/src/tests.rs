@@ -5,7 +5,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use http::StatusCode;
 use http::header::WWW_AUTHENTICATE;
-use pat_core::{Admin as _, ExpiryPolicy, NewToken, Timestamp, TokenSecret};
+use pat_core::{Admin as _, ExpiryPolicy, NewToken, Store, Timestamp, TokenSecret};
 use tower::{ServiceBuilder, ServiceExt as _};
 
 use super::*;

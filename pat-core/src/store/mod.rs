@@ -17,7 +17,7 @@ use redb::{
     ReadableTable, StorageError, TableDefinition, TableError, WriteTransaction,
 };
 
-use crate::admin::Admin;
+use crate::admin::{Admin, Verifier};
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
 use crate::expiry::Expiry;
 use crate::record::{CreatedToken, Identity, NewToken, TokenInfo};
@@ -834,5 +834,20 @@ impl Admin for Store {
 
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
         self.inner.prune(now)
+    }
+}
+
+impl Verifier for Store {
+    fn authenticate(&self, presented: &str, now: Timestamp) -> Result<Identity, AuthError> {
+        Store::authenticate(self, presented, now)
+    }
+
+    fn authenticate_as(
+        &self,
+        user: &str,
+        presented: &str,
+        now: Timestamp,
+    ) -> Result<Identity, AuthError> {
+        Store::authenticate_as(self, user, presented, now)
     }
 }
