@@ -40,11 +40,6 @@ impl TokenInfo {
     pub fn is_expired(&self, now: Timestamp) -> bool {
         self.expiry.is_expired(now)
     }
-
-    /// The two values a use changes: last use and expiry.
-    pub(crate) fn clone_times(&self) -> (Option<Timestamp>, Expiry) {
-        (self.last_used_at, self.expiry)
-    }
 }
 
 /// A request to create a token.

@@ -224,36 +224,42 @@ struct Touch {
 }
 
 impl Touch {
+    /// This buffered use merged over what the file says: the newer of each
+    /// value wins.
+    fn merge(self, last_used_at: Option<Timestamp>, expiry: Expiry) -> (Timestamp, Expiry) {
+        (
+            last_used_at.map_or(self.last_used_at, |t| t.max(self.last_used_at)),
+            expiry.extended_to(self.expires_at),
+        )
+    }
+
+    /// Merges the buffered use into a record read from the file.
+    fn apply(self, info: &mut TokenInfo) {
+        let (last_used_at, expiry) = self.merge(info.last_used_at, info.expiry);
+        info.last_used_at = Some(last_used_at);
+        info.expiry = expiry;
+    }
+
     /// The buffered use after a use at `now`, given the file record and the
     /// previous buffered use; an error if the token is expired at `now`.
     /// The refresh itself is [`Expiry::touched`](crate::Expiry::touched).
     fn next(info: &TokenInfo, previous: Option<Touch>, now: Timestamp) -> Result<Touch, AuthError> {
-        let mut current = info.clone_times();
-        if let Some(previous) = previous {
-            previous.apply_times(&mut current);
-        }
-        if current.1.is_expired(now) {
+        let (last_used_at, expiry) = match previous {
+            Some(p) => {
+                let (last, expiry) = p.merge(info.last_used_at, info.expiry);
+                (Some(last), expiry)
+            }
+            None => (info.last_used_at, info.expiry),
+        };
+        if expiry.is_expired(now) {
             return Err(AuthError::Expired {
-                expires_at: current.1.expires_at(),
+                expires_at: expiry.expires_at(),
             });
         }
         Ok(Touch {
-            last_used_at: current.0.map_or(now, |t| t.max(now)),
-            expires_at: current.1.touched(info.created_at, now).expires_at(),
+            last_used_at: last_used_at.map_or(now, |t| t.max(now)),
+            expires_at: expiry.touched(info.created_at, now).expires_at(),
         })
-    }
-
-    fn apply_times(self, (last_used_at, expiry): &mut (Option<Timestamp>, Expiry)) {
-        *last_used_at = Some(last_used_at.map_or(self.last_used_at, |t| t.max(self.last_used_at)));
-        *expiry = expiry.extended_to(self.expires_at);
-    }
-
-    /// Merges the buffered use into a record read from the file: the newer
-    /// of each value wins.
-    fn apply(self, info: &mut TokenInfo) {
-        let mut times = info.clone_times();
-        self.apply_times(&mut times);
-        (info.last_used_at, info.expiry) = times;
     }
 }
 
