@@ -133,7 +133,12 @@ impl StoreBuilder {
         };
         let flusher = self
             .flush_interval
-            .map(|every| Flusher::spawn(&inner, every));
+            .map(|every| Flusher::spawn(&inner, every))
+            .transpose()
+            .map_err(|source| OpenError::Io {
+                path: path.as_ref().to_path_buf(),
+                source,
+            })?;
         Ok(Store {
             inner,
             flusher,
@@ -269,7 +274,7 @@ struct Flusher {
 }
 
 impl Flusher {
-    fn spawn(inner: &Arc<Inner>, every: Duration) -> Flusher {
+    fn spawn(inner: &Arc<Inner>, every: Duration) -> std::io::Result<Flusher> {
         let (stop, stopped) = mpsc::channel::<()>();
         let weak = Arc::downgrade(inner);
         let thread = thread::Builder::new()
@@ -281,9 +286,8 @@ impl Flusher {
                         tracing::warn!(error = %e, "could not write buffered token uses");
                     }
                 }
-            })
-            .expect("spawning the store's flush thread");
-        Flusher { stop, thread }
+            })?;
+        Ok(Flusher { stop, thread })
     }
 }
 
@@ -349,8 +353,11 @@ impl Store {
         let digest = TokenDigest::from_token(presented)?;
         let inner = &self.inner;
         // A write racing with the read is rare (a flush a second, admin
-        // commands); a few retries always get a read that no write followed.
-        for attempt in 0.. {
+        // commands); a retry gets a read that no write followed. After a few,
+        // the latest read is used.
+        const READ_ATTEMPTS: u32 = 4;
+        let mut attempts = 0;
+        loop {
             let generation = {
                 let mut memory = inner.memory();
                 if let Some(info) = memory.cache.get(&digest).cloned() {
@@ -358,18 +365,17 @@ impl Store {
                 }
                 memory.generation
             };
-            let info = inner.read_record(&digest)?.ok_or(AuthError::Unknown)?;
+            let info = Arc::new(inner.read_record(&digest)?.ok_or(AuthError::Unknown)?);
+            attempts += 1;
             let mut memory = inner.memory();
-            if memory.generation == generation || attempt == 3 {
-                if inner.cache_records && memory.generation == generation {
-                    let info = Arc::new(info);
-                    memory.cache.insert(digest, info.clone());
-                    return memory.use_token(digest, &info, user, now);
-                }
+            let fresh = memory.generation == generation;
+            if fresh && inner.cache_records {
+                memory.cache.insert(digest, info.clone());
+            }
+            if fresh || attempts == READ_ATTEMPTS {
                 return memory.use_token(digest, &info, user, now);
             }
         }
-        unreachable!("the loop returns by its fourth attempt")
     }
 
     /// Writes every buffered use in one durable transaction, and returns how
