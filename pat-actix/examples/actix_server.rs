@@ -26,7 +26,8 @@ use dav_server::actix::{DavRequest, DavResponse};
 use pat_actix::PatMiddleware;
 use pat_core::{Identity, Perm, Store};
 
-#[path = "../../examples-common/contract.rs"]
+// The contract is defined once, beside the axum server.
+#[path = "../../pat-tower/examples/common/contract.rs"]
 mod contract;
 use contract::{Args, NodeAnswer};
 

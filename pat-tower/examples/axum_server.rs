@@ -29,7 +29,7 @@ use dav_server::DavHandler;
 use pat_core::{Identity, Perm, Store};
 use pat_tower::PatLayer;
 
-#[path = "../../examples-common/contract.rs"]
+#[path = "common/contract.rs"]
 mod contract;
 use contract::{Args, NodeAnswer};
 

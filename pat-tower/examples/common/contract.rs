@@ -1,6 +1,7 @@
 //! What the two reference servers share: their flags and the decisions of
 //! the HTTP contract. Each server only turns these into its framework's
-//! responses; this file is included by both with `#[path]`.
+//! responses; this file is included by both with `#[path]` (it lives
+//! in pat-tower so the workspace keeps its fixed layout).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
