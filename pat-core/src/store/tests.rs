@@ -24,6 +24,17 @@ fn temp_store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// [`temp_store`], with the record cache on or off.
+fn temp_store_with_cache(cache: bool) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder()
+        .manual_flush()
+        .cache(cache)
+        .open(dir.path().join("pat.redb"))
+        .unwrap();
+    (dir, store)
+}
+
 /// The record as the file holds it, ignoring buffered uses.
 fn stored(store: &Store, id: TokenId) -> TokenInfo {
     let txn = store.inner.db.begin_read().unwrap();
@@ -181,14 +192,8 @@ fn no_request_succeeds_after_revoke_returns() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     for cache in [true, false] {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(
-            Store::builder()
-                .manual_flush()
-                .cache(cache)
-                .open(dir.path().join("pat.redb"))
-                .unwrap(),
-        );
+        let (_dir, store) = temp_store_with_cache(cache);
+        let store = std::sync::Arc::new(store);
         let t = store.create(&hard("alice", MIN), at(0)).unwrap();
         let token = t.secret.expose_secret().to_owned();
         let revoked = Arc::new(AtomicBool::new(false));
@@ -223,14 +228,8 @@ fn flushes_racing_uses_never_expire_a_sliding_token_early() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     for cache in [true, false] {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(
-            Store::builder()
-                .manual_flush()
-                .cache(cache)
-                .open(dir.path().join("pat.redb"))
-                .unwrap(),
-        );
+        let (_dir, store) = temp_store_with_cache(cache);
+        let store = std::sync::Arc::new(store);
         let new = NewToken::new(
             "alice",
             ExpiryPolicy::sliding(Duration::from_secs(10), None),
@@ -662,12 +661,7 @@ proptest! {
 
     #[test]
     fn store_matches_a_btreemap_model(ops in proptest::collection::vec(op(), 1..60), cache in any::<bool>()) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::builder()
-            .manual_flush()
-            .cache(cache)
-            .open(dir.path().join("pat.redb"))
-            .unwrap();
+        let (_dir, store) = temp_store_with_cache(cache);
         let mut model: BTreeMap<TokenId, Model> = BTreeMap::new();
         // Every token ever issued, so revoked ones can be presented again.
         let mut issued: Vec<(TokenId, TokenSecret)> = Vec::new();
