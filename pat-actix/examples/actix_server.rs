@@ -23,33 +23,35 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use clap::Parser as _;
 use dav_server::DavHandler;
 use dav_server::actix::{DavRequest, DavResponse};
-use pat_actix::PatMiddleware;
-use pat_core::{Identity, Perm, Store};
+use pat_actix::{Identity, PatMiddleware, Perm, Store};
 
 // The contract is defined once, beside the axum server.
 #[path = "../../pat-tower/examples/common/contract.rs"]
 mod contract;
-use contract::{Args, NodeAnswer};
+#[path = "../../pat-tower/examples/common/server.rs"]
+mod server;
+use contract::NodeAnswer;
+use server::Args;
 
 fn main() -> std::process::ExitCode {
-    contract::init_logging();
+    server::init_logging();
     let args = Args::parse();
-    contract::exit_code(actix_web::rt::System::new().block_on(serve(args)))
+    server::exit_code(actix_web::rt::System::new().block_on(serve(args)))
 }
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let store = Arc::new(Store::open(&args.db)?);
     let dav = args.dav_handler()?;
 
-    let middleware_store = store.clone();
-    let realm = args.realm.clone();
+    // Built once and cloned into each worker's App.
+    let pat = PatMiddleware::new(store.clone()).realm(&args.realm);
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(dav.clone()))
             .route("/health", web::get().to(|| async { "ok" }))
             .service(
                 web::scope("")
-                    .wrap(PatMiddleware::new(middleware_store.clone()).realm(&realm))
+                    .wrap(pat.clone())
                     .route("/hello", web::get().to(|| async { "ok" }))
                     .route("/whoami", web::get().to(whoami))
                     .route("/nodes/{id}", web::get().to(read_node))
@@ -68,7 +70,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let server = server.run();
     let handle = server.handle();
     actix_web::rt::spawn(async move {
-        contract::shutdown_signal().await;
+        server::shutdown_signal().await;
         handle.stop(true).await;
     });
     server.await?;

@@ -1,21 +1,23 @@
 //! Personal access tokens for actix-web: a [`PatMiddleware`] that
 //! authenticates `Authorization: Bearer <token>` and HTTP Basic
-//! (`user:token`) requests against a [`pat_core::Store`].
+//! (`user:token`) requests against any pat backend ([`Store`],
+//! [`MemoryStore`] or your own [`Verifier`]).
 //!
 //! On success the [`Identity`] is inserted into the request extensions and
 //! is an extractor (`Identity`, or `Option<Identity>`). Failures are answered
 //! 401 (400 for a broken header) with `WWW-Authenticate` challenges for both
-//! schemes, before the inner service runs. Statuses, headers and default
-//! bodies are the same as `pat-tower`'s: both ask [`pat_core::Gate`].
+//! schemes, or 503 with `Retry-After` when the backend cannot answer, before
+//! the inner service runs. Statuses, headers and default bodies are the same
+//! as `pat-tower`'s: both ask [`pat_core::Gate`]. A backend that answers later
+//! is awaited in the response future: the worker is never blocked.
 //!
 //! ```
 //! use std::sync::Arc;
 //! use actix_web::{App, web};
-//! use pat_core::{Identity, Store};
-//! use pat_actix::PatMiddleware;
+//! use pat_actix::{Identity, PatMiddleware, Store};
 //!
 //! async fn whoami(identity: Identity) -> String {
-//!     identity.user
+//!     identity.user().to_owned()
 //! }
 //!
 //! # let dir = tempfile::tempdir()?;
@@ -42,11 +44,21 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use actix_web::http::Method;
 use actix_web::http::header::{ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION};
 use actix_web::{Error, HttpMessage as _, HttpResponse};
-use pat_core::{Gate, Mode, Outcome, Verifier};
+use pat_core::{Checking, Gate, Mode, Outcome};
 use pin_project_lite::pin_project;
 
+// One dependency for an integrator: what a service behind the middleware uses.
+/// Everything else of pat-core: backends, the token format, errors.
 #[doc(no_inline)]
-pub use pat_core::{Identity, MissingIdentity, Rejection};
+pub use pat_core;
+#[doc(no_inline)]
+pub use pat_core::{
+    Admin, ExpiryPolicy, Identity, IntoVerifier, MemoryStore, MissingIdentity, NewToken, NodeId,
+    Perm, Rejection, Scope, Scopes, Timestamp, TokenId, Verifier,
+};
+#[cfg(unix)]
+#[doc(no_inline)]
+pub use pat_core::{AdminClient, Store, StoreBuilder};
 
 /// Builds the response for a rejected request.
 ///
@@ -87,10 +99,13 @@ impl<F: Fn(&Rejection) -> HttpResponse> OnRejection for F {
 
 /// Middleware factory (`App::wrap`, `Scope::wrap`) authenticating requests
 /// with personal access tokens.
+///
+/// `Send + Sync + Clone` (with a `Send + Sync` rejection hook): build it once,
+/// outside `HttpServer::new`, and clone it into each worker's `App`.
 #[derive(Clone)]
 pub struct PatMiddleware<R = DefaultRejection> {
     gate: Gate,
-    on_rejection: Rc<R>,
+    on_rejection: Arc<R>,
 }
 
 impl<R> fmt::Debug for PatMiddleware<R> {
@@ -102,9 +117,10 @@ impl<R> fmt::Debug for PatMiddleware<R> {
 }
 
 impl PatMiddleware {
-    /// Required mode, realm `"pat"`, checking tokens with `verifier`
-    /// (an `Arc<Store>`, or another backend).
-    pub fn new(verifier: Arc<dyn Verifier>) -> PatMiddleware {
+    /// Required mode, realm `"pat"`, checking tokens with `verifier`: a
+    /// [`Store`](pat_core::Store), a [`MemoryStore`] or any [`Verifier`], by
+    /// value or in an `Arc` (keep a clone to flush it or manage tokens).
+    pub fn new(verifier: impl IntoVerifier) -> PatMiddleware {
         PatMiddleware::from_gate(Gate::new(verifier))
     }
 
@@ -112,7 +128,7 @@ impl PatMiddleware {
     pub fn from_gate(gate: Gate) -> PatMiddleware {
         PatMiddleware {
             gate,
-            on_rejection: Rc::new(DefaultRejection),
+            on_rejection: Arc::new(DefaultRejection),
         }
     }
 }
@@ -142,18 +158,25 @@ impl<R> PatMiddleware<R> {
         self
     }
 
+    /// The `Retry-After` seconds of the 503 answered when the backend is
+    /// unavailable (default 1).
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.gate = self.gate.retry_after(seconds);
+        self
+    }
+
     /// Uses `on_rejection` to build rejection responses.
     pub fn on_rejection<R2>(self, on_rejection: R2) -> PatMiddleware<R2> {
         PatMiddleware {
             gate: self.gate,
-            on_rejection: Rc::new(on_rejection),
+            on_rejection: Arc::new(on_rejection),
         }
     }
 }
 
 impl<S, B, R> Transform<S, ServiceRequest> for PatMiddleware<R>
 where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody,
     R: OnRejection,
 {
@@ -165,7 +188,7 @@ where
 
     fn new_transform(&self, service: S) -> Self::Future {
         ready(Ok(PatService {
-            service,
+            service: Rc::new(service),
             gate: self.gate.clone(),
             on_rejection: self.on_rejection.clone(),
         }))
@@ -175,9 +198,9 @@ where
 /// The service made by [`PatMiddleware`].
 #[doc(hidden)]
 pub struct PatService<S, R> {
-    service: S,
+    service: Rc<S>,
     gate: Gate,
-    on_rejection: Rc<R>,
+    on_rejection: Arc<R>,
 }
 
 impl<S, R> fmt::Debug for PatService<S, R> {
@@ -190,13 +213,13 @@ impl<S, R> fmt::Debug for PatService<S, R> {
 
 impl<S, B, R> Service<ServiceRequest> for PatService<S, R>
 where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody,
     R: OnRejection,
 {
     type Response = ServiceResponse<EitherBody<B, BoxBody>>;
     type Error = Error;
-    type Future = ResponseFuture<S::Future, B>;
+    type Future = ResponseFuture<S, B, R>;
 
     forward_ready!(service);
 
@@ -204,60 +227,144 @@ where
         let preflight = req.method() == Method::OPTIONS
             && req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD);
         let authorization = req.headers().get_all(AUTHORIZATION).map(|v| v.as_bytes());
-        match self.gate.check(authorization, preflight) {
-            Outcome::Authenticated(identity) => {
-                req.extensions_mut().insert(identity);
-            }
-            Outcome::Rejected(rejection) => {
-                let res = req.into_response(self.on_rejection.response(&rejection));
-                return ResponseFuture::Rejected {
-                    response: Some(res.map_into_right_body()),
-                };
-            }
-            // Anonymous: leave what an `Identity` extractor should answer.
-            _ => {
-                req.extensions_mut().insert(self.gate.missing_credentials());
-            }
-        }
-        ResponseFuture::Inner {
-            future: self.service.call(req),
+        let checking = self.gate.check(authorization, preflight);
+        match checking.into_ready() {
+            Ok(outcome) => match admit(&self.gate, &req, outcome) {
+                Ok(()) => ResponseFuture::Inner {
+                    future: self.service.call(req),
+                },
+                Err(rejection) => ResponseFuture::Rejected {
+                    response: Some(reject(req, &*self.on_rejection, &rejection)),
+                },
+            },
+            // The backend answers later: keep the request until it does.
+            Err(checking) => ResponseFuture::Verifying {
+                checking,
+                waiting: Some(Waiting {
+                    request: req,
+                    service: self.service.clone(),
+                    gate: self.gate.clone(),
+                    on_rejection: self.on_rejection.clone(),
+                }),
+            },
         }
     }
 }
 
+/// Applies the gate's outcome to the request: the identity inserted, or the
+/// rejection to answer with. Exhaustive, with no catch-all arm: nothing the
+/// gate did not accept reaches the inner service.
+fn admit(gate: &Gate, req: &ServiceRequest, outcome: Outcome) -> Result<(), Rejection> {
+    match outcome {
+        Outcome::Authenticated(identity) => {
+            req.extensions_mut().insert(identity);
+            Ok(())
+        }
+        // Optional mode or a preflight: leave what an `Identity` extractor
+        // should answer.
+        Outcome::Anonymous => {
+            req.extensions_mut().insert(gate.missing_credentials());
+            Ok(())
+        }
+        Outcome::Rejected(rejection) => Err(rejection),
+    }
+}
+
+fn reject<B>(
+    req: ServiceRequest,
+    on_rejection: &impl OnRejection,
+    rejection: &Rejection,
+) -> ServiceResponse<EitherBody<B, BoxBody>> {
+    req.into_response(on_rejection.response(rejection))
+        .map_into_right_body()
+}
+
+/// What a request waiting for the backend holds on to.
+#[doc(hidden)]
+pub struct Waiting<S, R> {
+    request: ServiceRequest,
+    service: Rc<S>,
+    gate: Gate,
+    on_rejection: Arc<R>,
+}
+
+impl<S, R> fmt::Debug for Waiting<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Waiting").finish_non_exhaustive()
+    }
+}
+
 pin_project! {
-    /// The future of [`PatService`]: the inner service's, or a ready
-    /// rejection. Nothing boxed.
+    /// The future of [`PatService`]: waiting for the backend, then the inner
+    /// service's future, or a ready rejection. Boxed only where the backend
+    /// itself answers with a future.
     #[doc(hidden)]
     #[project = ResponseFutureProj]
-    pub enum ResponseFuture<F, B> {
+    pub enum ResponseFuture<S, B, R>
+    where
+        S: Service<ServiceRequest>,
+    {
+        /// Waiting for a backend that answers later.
+        Verifying { checking: Checking, waiting: Option<Waiting<S, R>> },
         /// The inner service is answering.
-        Inner { #[pin] future: F },
+        Inner { #[pin] future: S::Future },
         /// Rejected before the inner service.
         Rejected { response: Option<ServiceResponse<EitherBody<B, BoxBody>>> },
     }
 }
 
-impl<F, B> fmt::Debug for ResponseFuture<F, B> {
+impl<S, B, R> fmt::Debug for ResponseFuture<S, B, R>
+where
+    S: Service<ServiceRequest>,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, B> Future for ResponseFuture<F, B>
+impl<S, B, R> Future for ResponseFuture<S, B, R>
 where
-    F: Future<Output = Result<ServiceResponse<B>, Error>>,
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody,
+    R: OnRejection,
 {
     type Output = Result<ServiceResponse<EitherBody<B, BoxBody>>, Error>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            ResponseFutureProj::Inner { future } => {
-                future.poll(cx).map_ok(ServiceResponse::map_into_left_body)
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match self.as_mut().project() {
+                ResponseFutureProj::Verifying { checking, waiting } => {
+                    let outcome = match Pin::new(checking).poll(cx) {
+                        Poll::Ready(outcome) => outcome,
+                        Poll::Pending => return Poll::Pending,
+                    };
+                    let Waiting {
+                        request,
+                        service,
+                        gate,
+                        on_rejection,
+                    } = waiting
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    match admit(&gate, &request, outcome) {
+                        Ok(()) => self.set(ResponseFuture::Inner {
+                            future: service.call(request),
+                        }),
+                        Err(rejection) => {
+                            self.set(ResponseFuture::Rejected { response: None });
+                            return Poll::Ready(Ok(reject(request, &*on_rejection, &rejection)));
+                        }
+                    }
+                }
+                ResponseFutureProj::Inner { future } => {
+                    return future.poll(cx).map_ok(ServiceResponse::map_into_left_body);
+                }
+                ResponseFutureProj::Rejected { response } => {
+                    return Poll::Ready(Ok(response
+                        .take()
+                        .expect("ResponseFuture polled after completion")));
+                }
             }
-            ResponseFutureProj::Rejected { response } => Poll::Ready(Ok(response
-                .take()
-                .expect("ResponseFuture polled after completion"))),
         }
     }
 }

@@ -55,15 +55,15 @@ fn basic(user: &str, password: &str) -> String {
 async fn echo(req: HttpRequest) -> String {
     req.extensions()
         .get::<Identity>()
-        .map_or_else(|| "anonymous".to_owned(), |i| i.user.clone())
+        .map_or_else(|| "anonymous".to_owned(), |i| i.user().to_owned())
 }
 
 async fn whoami(identity: Identity) -> String {
-    identity.user
+    identity.user().to_owned()
 }
 
 async fn maybe(identity: Option<Identity>) -> String {
-    identity.map_or_else(|| "anonymous".to_owned(), |i| i.user)
+    identity.map_or_else(|| "anonymous".to_owned(), |i| i.user().to_owned())
 }
 
 struct Answer {
@@ -368,4 +368,65 @@ async fn rejection_body_is_customisable() {
         body,
         r#"{"error":"invalid_token","error_description":"the credentials are not a personal access token"}"#
     );
+}
+
+#[actix_web::test]
+async fn fails_closed_on_every_refusal_at_once_or_later() {
+    use pat_core::conformance::Scripted;
+    // `Outcome` is exhaustive and `admit` has no catch-all arm, so a new kind
+    // of outcome cannot compile into a pass; this checks every kind of refusal
+    // a backend can give, answered at once and later, in both modes.
+    let bearer = format!("Bearer {}", TokenSecret::generate().expose_secret());
+    for &pat_core::conformance::Refusal {
+        name,
+        error: refusal,
+        status,
+    } in pat_core::conformance::REFUSALS
+    {
+        for later in [false, true] {
+            let answer = move |_: &pat_core::Lookup<'_>| Err(refusal());
+            let backend = Arc::new(if later {
+                Scripted::later(answer)
+            } else {
+                Scripted::ready(answer)
+            });
+            for mw in [
+                PatMiddleware::new(backend.clone()),
+                PatMiddleware::new(backend.clone()).optional(),
+            ] {
+                let a = get(mw, &[("authorization", &bearer)]).await;
+                assert_eq!(a.status.as_u16(), status, "{name}, later={later}");
+                assert_eq!(a.body, "", "{name}, later={later}: the handler ran");
+            }
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_backend_answering_later_reaches_the_handler_with_the_identity() {
+    use pat_core::conformance::Scripted;
+    let memory = Arc::new(pat_core::MemoryStore::new());
+    let hour = ExpiryPolicy::hard(Duration::from_secs(3600));
+    let created = memory
+        .create(&NewToken::new("alice", hour), Timestamp::now())
+        .unwrap();
+    let inner = memory.clone();
+    let later = Scripted::later(move |lookup: &pat_core::Lookup<'_>| {
+        pat_core::conformance::block_on(pat_core::Verifier::verify(&*inner, *lookup))
+    });
+    let bearer = format!("Bearer {}", created.secret.expose_secret());
+    let a = send(
+        PatMiddleware::new(later),
+        actix_web::http::Method::GET,
+        "/whoami",
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "alice"));
+}
+
+#[actix_web::test]
+async fn the_middleware_is_send_sync_and_clone() {
+    fn assert_send_sync_clone<T: Send + Sync + Clone>() {}
+    assert_send_sync_clone::<PatMiddleware>();
 }

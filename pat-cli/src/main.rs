@@ -2,13 +2,16 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-
+#[cfg(unix)]
 mod cli;
+#[cfg(unix)]
 mod output;
+#[cfg(unix)]
 mod token;
 
+#[cfg(unix)]
 fn main() -> ExitCode {
+    use clap::Parser as _;
     let cli = cli::Cli::parse();
     match cli.run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -17,4 +20,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The redb store and its admin socket are Unix only (see pat-core's
+/// platform notes); on other systems the CLI says so rather than not building.
+#[cfg(not(unix))]
+fn main() -> ExitCode {
+    eprintln!("error: pat-cli manages a redb token store, which this build supports on Unix only");
+    ExitCode::FAILURE
 }

@@ -81,8 +81,8 @@ fn quiet_prints_exactly_the_token_and_it_authenticates() {
     let token = out.trim_end();
     assert!(token.starts_with("pat_"));
     let id = env.store().authenticate(token, Timestamp::now()).unwrap();
-    assert_eq!(id.user, "alice");
-    assert!(id.scopes.is_unrestricted());
+    assert_eq!(id.user(), "alice");
+    assert!(id.scopes().is_unrestricted());
 }
 
 #[test]
@@ -95,7 +95,7 @@ fn long_flags_work_like_short_ones() {
         .store()
         .authenticate(token.trim_end(), Timestamp::now())
         .unwrap();
-    assert_eq!(info.user, "alice");
+    assert_eq!(info.user(), "alice");
     let listed = env.json(&["token", "list", "--json"]);
     assert_eq!(listed[0]["label"], "laptop");
 }
@@ -158,7 +158,7 @@ fn json_output_has_every_field() {
         .store()
         .authenticate(v["token"].as_str().unwrap(), Timestamp::now())
         .unwrap();
-    assert_eq!(identity.token_id, id);
+    assert_eq!(identity.token_id(), id);
     let node = pat_core::NodeId::parse(NODE).unwrap();
     assert!(identity.permits([&node], Perm::READ_WRITE));
 }
@@ -213,7 +213,7 @@ fn list_show_revoke_and_prune() {
         .store()
         .authenticate(&alice, Timestamp::now())
         .unwrap()
-        .token_id;
+        .token_id();
     let shown = env.json(&["token", "show", &alice_id.to_string(), "--json"]);
     assert_eq!(shown["user"], "alice");
     assert!(shown["last_used_at"].is_string(), "use recorded");
@@ -454,7 +454,7 @@ fn a_store_held_by_a_process_is_managed_through_its_socket() {
     ]);
     let remote = v["token"].as_str().unwrap();
     assert_eq!(
-        held.authenticate(remote, Timestamp::now()).unwrap().user,
+        held.authenticate(remote, Timestamp::now()).unwrap().user(),
         "b"
     );
     let quiet = env.ok(&["token", "-u", "c", "-e", "1h", "-q"]);
@@ -476,7 +476,7 @@ fn a_store_held_by_a_process_is_managed_through_its_socket() {
     let direct_id = held
         .authenticate(&direct, Timestamp::now())
         .unwrap()
-        .token_id;
+        .token_id();
     env.ok(&["token", "revoke", &direct_id.to_string()]);
     assert!(matches!(
         held.authenticate(&direct, Timestamp::now()),

@@ -1,16 +1,18 @@
 //! The admin operations, behind one trait so that the CLI does not care
 //! whether it holds the store file itself or asks the process that does.
 
-use crate::error::{AuthError, StoreError};
-use crate::record::{CreatedToken, Identity, NewToken, TokenInfo};
+use crate::error::StoreError;
+use crate::record::{CreatedToken, NewToken, TokenInfo};
 use crate::time::Timestamp;
 use crate::token::TokenId;
 
 /// Managing tokens: what `pat-cli token ...` does.
 ///
-/// Implemented by [`Store`](crate::Store). Creation and revocation are
-/// durable when they return. `now` is the caller's clock, so tests can move
-/// time without sleeping.
+/// Implemented by every backend ([`Store`](crate::Store),
+/// [`MemoryStore`](crate::MemoryStore)) and by [`AdminClient`](crate::AdminClient).
+/// Creation and revocation are durable when they return (see the
+/// [backend contract](crate::Verifier#the-contract-a-backend-keeps)). `now` is the caller's clock, so tests
+/// can move time without sleeping.
 pub trait Admin {
     /// Creates a token and returns its plaintext, which exists nowhere else.
     fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError>;
@@ -36,23 +38,4 @@ pub trait Admin {
 
     /// Deletes every token expired at `now` and returns how many there were.
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError>;
-}
-
-/// Checking presented tokens: all that the request path needs from a store.
-///
-/// [`Gate`](crate::Gate) holds an `Arc<dyn Verifier>`, so the adapters work
-/// with any backend that implements it; [`Store`](crate::Store) is the redb
-/// one.
-pub trait Verifier: Send + Sync {
-    /// Who `presented` authenticates at `now`; see
-    /// [`Store::authenticate`](crate::Store::authenticate).
-    fn authenticate(&self, presented: &str, now: Timestamp) -> Result<Identity, AuthError>;
-
-    /// The same, for HTTP Basic: the token must belong to `user`.
-    fn authenticate_as(
-        &self,
-        user: &str,
-        presented: &str,
-        now: Timestamp,
-    ) -> Result<Identity, AuthError>;
 }

@@ -75,11 +75,35 @@ pub enum CredentialsError {
     Repeated,
 }
 
+/// The scheme of an `Authorization` value, read from its bytes before
+/// anything else: `(scheme, rest)`, both trimmed of spaces and tabs.
+fn split_scheme(value: &[u8]) -> (&[u8], &[u8]) {
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = value.iter().position(|b| !blank(b)).unwrap_or(value.len());
+    let value = &value[start..];
+    let end = value.iter().position(blank).unwrap_or(value.len());
+    let (scheme, rest) = value.split_at(end);
+    let rest_start = rest.iter().position(|b| !blank(b)).unwrap_or(rest.len());
+    let rest = &rest[rest_start..];
+    let rest_end = rest.iter().rposition(|b| !blank(b)).map_or(0, |i| i + 1);
+    (scheme, &rest[..rest_end])
+}
+
 impl<'a> Credentials<'a> {
+    /// Whether `value` claims a scheme this crate handles (`Bearer` or
+    /// `Basic`, any case), whatever follows.
+    pub fn claims(value: &[u8]) -> bool {
+        let (scheme, _) = split_scheme(value);
+        scheme.eq_ignore_ascii_case(b"bearer") || scheme.eq_ignore_ascii_case(b"basic")
+    }
+
     /// Parses one `Authorization` header value.
     ///
-    /// The scheme is case-insensitive. `Ok(None)` means another scheme
-    /// (`Digest`, `Negotiate`, ...): not ours to judge.
+    /// The scheme is read first, case-insensitively. `Ok(None)` means another
+    /// scheme (`Digest`, `Negotiate`, ...): not ours to judge, whatever its
+    /// size or encoding, so that optional mode passes it on untouched. Only
+    /// `Bearer` and `Basic` values are held to [`MAX_AUTHORIZATION_LEN`] and
+    /// UTF-8.
     ///
     /// ```
     /// use pat_core::{Credentials, CredentialsError};
@@ -93,44 +117,38 @@ impl<'a> Credentials<'a> {
     /// # Ok::<(), CredentialsError>(())
     /// ```
     pub fn parse(value: &'a [u8]) -> Result<Option<Credentials<'a>>, CredentialsError> {
+        let (scheme, rest) = split_scheme(value);
+        let bearer = scheme.eq_ignore_ascii_case(b"bearer");
+        if !bearer && !scheme.eq_ignore_ascii_case(b"basic") {
+            return Ok(None);
+        }
         if value.len() > MAX_AUTHORIZATION_LEN {
             return Err(CredentialsError::TooLong);
         }
-        let value = std::str::from_utf8(value).map_err(|_| CredentialsError::NotUtf8)?;
-        let value = value.trim_matches([' ', '\t']);
-        let (scheme, rest) = match value.find([' ', '\t']) {
-            Some(i) => (&value[..i], value[i..].trim_start_matches([' ', '\t'])),
-            None => (value, ""),
-        };
-        if scheme.eq_ignore_ascii_case("bearer") {
-            if rest.is_empty() {
-                return Err(CredentialsError::Empty);
-            }
-            Ok(Some(Credentials::Bearer(rest)))
-        } else if scheme.eq_ignore_ascii_case("basic") {
-            if rest.is_empty() {
-                return Err(CredentialsError::Empty);
-            }
-            let mut bytes = base64::engine::general_purpose::STANDARD
-                .decode(rest)
-                .map_err(|_| CredentialsError::Base64)?;
-            // Move the bytes into the string (no copy), zeroizing them on
-            // every path.
-            let decoded = match String::from_utf8(std::mem::take(&mut bytes)) {
-                Ok(text) => Zeroizing::new(text),
-                Err(e) => {
-                    drop(Zeroizing::new(e.into_bytes()));
-                    return Err(CredentialsError::BasicNotUtf8);
-                }
-            };
-            let colon = decoded.find(':').ok_or(CredentialsError::NoColon)?;
-            Ok(Some(Credentials::Basic(BasicCredentials {
-                decoded,
-                colon,
-            })))
-        } else {
-            Ok(None)
+        let rest = std::str::from_utf8(rest).map_err(|_| CredentialsError::NotUtf8)?;
+        if rest.is_empty() {
+            return Err(CredentialsError::Empty);
         }
+        if bearer {
+            return Ok(Some(Credentials::Bearer(rest)));
+        }
+        let mut bytes = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .map_err(|_| CredentialsError::Base64)?;
+        // Move the bytes into the string (no copy), zeroizing them on every
+        // path.
+        let decoded = match String::from_utf8(std::mem::take(&mut bytes)) {
+            Ok(text) => Zeroizing::new(text),
+            Err(e) => {
+                drop(Zeroizing::new(e.into_bytes()));
+                return Err(CredentialsError::BasicNotUtf8);
+            }
+        };
+        let colon = decoded.find(':').ok_or(CredentialsError::NoColon)?;
+        Ok(Some(Credentials::Basic(BasicCredentials {
+            decoded,
+            colon,
+        })))
     }
 }
 
@@ -187,6 +205,21 @@ mod tests {
         ] {
             assert!(matches!(Credentials::parse(v.as_bytes()), Ok(None)), "{v}");
         }
+    }
+
+    #[test]
+    fn other_schemes_are_not_judged_by_size_or_encoding() {
+        // Regression: a 5 KB Kerberos ticket or a Digest header with Latin-1
+        // bytes got 400 before the scheme was known, so optional mode could
+        // not pass them on to the layer that handles them.
+        let ticket = format!("Negotiate {}", "YII".repeat(2000));
+        let digest: &[u8] = b"Digest username=\"j\xf6rg\", realm=\"x\"";
+        for v in [ticket.as_bytes(), digest, b"\xff\xfe", b""] {
+            assert!(matches!(Credentials::parse(v), Ok(None)));
+            assert!(!Credentials::claims(v));
+        }
+        assert!(Credentials::claims(b"  bAsIc x"));
+        assert!(Credentials::claims(b"Bearer"));
     }
 
     #[test]

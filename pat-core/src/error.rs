@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::sys::Process;
 use crate::{Timestamp, TokenId};
 
 /// A presented token is not well formed.
@@ -148,12 +149,12 @@ pub enum OpenError {
     #[error("store directory `{}` does not exist (create it first)", .0.display())]
     MissingDirectory(PathBuf),
     /// Another process has the store open.
-    #[error("store `{}` is in use by another process{}", path.display(), holder_text(*holder))]
+    #[error("store `{}` is in use by another process{}", path.display(), holder_text(holder.as_ref()))]
     Locked {
         /// The store file.
         path: PathBuf,
         /// The process holding it, when the system says (Linux `/proc/locks`).
-        holder: Option<u32>,
+        holder: Option<Process>,
     },
     /// The admin socket could not be served (see
     /// [`StoreBuilder::admin_socket`](crate::StoreBuilder::admin_socket)).
@@ -197,14 +198,8 @@ pub enum OpenError {
     },
 }
 
-fn holder_text(holder: Option<u32>) -> String {
-    match holder {
-        None => String::new(),
-        Some(pid) => match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
-            Ok(name) => format!(" (pid {pid}, {})", name.trim_end()),
-            Err(_) => format!(" (pid {pid})"),
-        },
-    }
+fn holder_text(holder: Option<&Process>) -> String {
+    holder.map_or_else(String::new, |p| format!(" ({p})"))
 }
 
 /// A store operation failed.
@@ -245,7 +240,8 @@ pub enum StoreError {
 pub struct BackendError(Box<dyn std::error::Error + Send + Sync + 'static>);
 
 impl BackendError {
-    pub(crate) fn new(e: impl std::error::Error + Send + Sync + 'static) -> BackendError {
+    /// Wraps a backend's own error, for [`StoreError::Storage`].
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> BackendError {
         BackendError(Box::new(e))
     }
 }
@@ -273,6 +269,21 @@ pub enum AuthError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// An error and its causes on one line, joined with `: `, as `pat-cli` and
+/// the admin socket report them.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        line.push_str(": ");
+        line.push_str(&s.to_string());
+        source = s.source();
+    }
+    line
+}
+
+pub(crate) use error_chain as chain;
 
 /// Any error of this crate.
 #[derive(Debug, thiserror::Error)]

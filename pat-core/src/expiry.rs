@@ -38,8 +38,10 @@ impl ExpiryPolicy {
         }
     }
 
-    /// The expiry of a token created at `now` under this policy.
-    pub(crate) fn start(&self, now: Timestamp) -> Result<Expiry, NewTokenError> {
+    /// The expiry of a token created at `now` under this policy: the
+    /// durations must be whole, positive seconds, a sliding cap no shorter
+    /// than the window, and the deadline no later than year 9999.
+    pub fn start(&self, now: Timestamp) -> Result<Expiry, NewTokenError> {
         let check = |d: Duration, what| {
             if d.is_zero() || d.subsec_nanos() != 0 {
                 Err(NewTokenError::Duration { what })

@@ -3,13 +3,17 @@
 //! challenges. pat-tower and pat-actix only translate types around this.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use crate::admin::Verifier;
+use crate::backend::{IntoVerifier, Lookup, Verification, Verifier, VerifyFuture};
 use crate::credentials::{Credentials, CredentialsError};
 use crate::error::{AuthError, ParseTokenError};
 use crate::record::Identity;
 use crate::time::Timestamp;
+use crate::token::TokenDigest;
 
 /// Whether requests without our credentials may pass.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,8 +29,11 @@ pub enum Mode {
 }
 
 /// What an adapter should do with a request.
+///
+/// Deliberately exhaustive (not `#[non_exhaustive]`): an auth decision must
+/// never fall into a catch-all arm that lets a request through, so a new kind
+/// of outcome has to break every `match` on this type at compile time.
 #[derive(Debug)]
-#[non_exhaustive]
 pub enum Outcome {
     /// Valid token: insert the identity into the request and go on.
     Authenticated(Identity),
@@ -47,7 +54,8 @@ pub enum RejectReason {
     InvalidRequest(CredentialsError),
     /// The token was refused: 401, `error="invalid_token"`.
     InvalidToken(TokenProblem),
-    /// The store failed: 500, no challenge.
+    /// The backend could not answer: 503 with `Retry-After`, no challenge.
+    /// The token may be fine; the client should retry.
     StoreUnavailable,
 }
 
@@ -102,12 +110,21 @@ impl Rejection {
         self.reason
     }
 
-    /// The HTTP status: 401, 400 or 500.
+    /// The HTTP status: 401, 400 or 503.
     pub fn status(&self) -> u16 {
         match self.reason {
             RejectReason::MissingCredentials | RejectReason::InvalidToken(_) => 401,
             RejectReason::InvalidRequest(_) => 400,
-            RejectReason::StoreUnavailable => 500,
+            RejectReason::StoreUnavailable => 503,
+        }
+    }
+
+    /// Seconds for a `Retry-After` header: set when the backend was
+    /// unavailable (see [`Gate::retry_after`]).
+    pub fn retry_after(&self) -> Option<u32> {
+        match self.reason {
+            RejectReason::StoreUnavailable => Some(self.gate.retry_after),
+            _ => None,
         }
     }
 
@@ -140,7 +157,7 @@ impl Rejection {
 
     /// The `WWW-Authenticate` values to send, one header each: a Bearer
     /// challenge (RFC 6750 §3, with the error when credentials were sent) and
-    /// a Basic challenge (RFC 7617). None for a store failure.
+    /// a Basic challenge (RFC 7617). None when the backend was unavailable.
     pub fn challenges(&self) -> Vec<String> {
         if self.reason == RejectReason::StoreUnavailable {
             return Vec::new();
@@ -159,7 +176,7 @@ impl Rejection {
     /// for rejection hooks that want one.
     pub fn json_body(&self) -> String {
         let code = self.error_code().unwrap_or(match self.reason {
-            RejectReason::StoreUnavailable => "server_error",
+            RejectReason::StoreUnavailable => "temporarily_unavailable",
             _ => "unauthorized",
         });
         match self.description() {
@@ -169,16 +186,22 @@ impl Rejection {
     }
 }
 
+#[derive(Clone)]
 struct GateConfig {
     realm: String,
     mode: Mode,
     reject_preflight: bool,
+    retry_after: u32,
     bearer_challenge: String,
     basic_challenge: String,
 }
 
-/// The shared authentication logic of the adapters: holds the store and the
-/// configuration, and decides each request's [`Outcome`]. Cheap to clone.
+/// The shared authentication logic of the adapters: holds the backend and
+/// the configuration, and decides each request's [`Outcome`]. Cheap to clone.
+///
+/// The gate does all the token work (credentials parsing, prefix and
+/// checksum, "not ours" in optional mode, the digest); the backend only looks
+/// the digest up (see [`Verifier`]).
 #[derive(Clone)]
 pub struct Gate {
     verifier: Arc<dyn Verifier>,
@@ -191,6 +214,7 @@ impl fmt::Debug for Gate {
             .field("realm", &self.config.realm)
             .field("mode", &self.config.mode)
             .field("reject_preflight", &self.config.reject_preflight)
+            .field("retry_after", &self.config.retry_after)
             .finish()
     }
 }
@@ -200,45 +224,44 @@ pub const DEFAULT_REALM: &str = "pat";
 
 impl Gate {
     /// A gate in required mode with realm `"pat"`, checking tokens with
-    /// `verifier` (an `Arc<Store>`, or another backend).
-    pub fn new(verifier: Arc<dyn Verifier>) -> Gate {
+    /// `verifier`: a [`Store`](crate::Store) or another backend, by value or
+    /// in an `Arc`.
+    pub fn new(verifier: impl IntoVerifier) -> Gate {
         Gate {
-            verifier,
-            config: Arc::new(GateConfig::new(DEFAULT_REALM, Mode::Required, false)),
+            verifier: verifier.into_verifier(),
+            config: Arc::new(GateConfig::new(DEFAULT_REALM)),
         }
+    }
+
+    fn configure(mut self, f: impl FnOnce(&mut GateConfig)) -> Gate {
+        let config = Arc::make_mut(&mut self.config);
+        f(config);
+        config.build_challenges();
+        self
     }
 
     /// Sets the realm of the challenges. `"` and `\` are escaped; characters
     /// outside printable ASCII become `_`, so any string yields valid headers.
-    pub fn realm(mut self, realm: &str) -> Gate {
-        self.config = Arc::new(GateConfig::new(
-            realm,
-            self.config.mode,
-            self.config.reject_preflight,
-        ));
-        self
+    pub fn realm(self, realm: &str) -> Gate {
+        self.configure(|c| realm.clone_into(&mut c.realm))
     }
 
     /// Sets the mode.
-    pub fn mode(mut self, mode: Mode) -> Gate {
-        self.config = Arc::new(GateConfig::new(
-            &self.config.realm,
-            mode,
-            self.config.reject_preflight,
-        ));
-        self
+    pub fn mode(self, mode: Mode) -> Gate {
+        self.configure(|c| c.mode = mode)
     }
 
     /// Whether CORS preflights (`OPTIONS` with `Access-Control-Request-Method`)
     /// are checked like other requests. By default they pass without an
     /// identity, since browsers never attach credentials to them.
-    pub fn reject_preflight(mut self, reject: bool) -> Gate {
-        self.config = Arc::new(GateConfig::new(
-            &self.config.realm,
-            self.config.mode,
-            reject,
-        ));
-        self
+    pub fn reject_preflight(self, reject: bool) -> Gate {
+        self.configure(|c| c.reject_preflight = reject)
+    }
+
+    /// The `Retry-After` seconds sent with a 503 when the backend is
+    /// unavailable (default 1).
+    pub fn retry_after(self, seconds: u32) -> Gate {
+        self.configure(|c| c.retry_after = seconds)
     }
 
     /// The realm, as configured (before escaping).
@@ -251,6 +274,11 @@ impl Gate {
         self.config.mode
     }
 
+    /// The backend.
+    pub fn verifier(&self) -> &Arc<dyn Verifier> {
+        &self.verifier
+    }
+
     /// Decides a request. `authorization` yields the raw value of every
     /// `Authorization` header; `cors_preflight` tells whether the request is
     /// an `OPTIONS` with `Access-Control-Request-Method`.
@@ -258,7 +286,7 @@ impl Gate {
         &self,
         authorization: impl IntoIterator<Item = &'a [u8]>,
         cors_preflight: bool,
-    ) -> Outcome {
+    ) -> Checking {
         self.check_at(authorization, cors_preflight, Timestamp::now())
     }
 
@@ -268,51 +296,58 @@ impl Gate {
         authorization: impl IntoIterator<Item = &'a [u8]>,
         cors_preflight: bool,
         now: Timestamp,
-    ) -> Outcome {
+    ) -> Checking {
+        let done = |outcome| Checking {
+            state: State::Done(Some(outcome)),
+        };
         if cors_preflight && !self.config.reject_preflight {
-            return Outcome::Anonymous;
+            return done(Outcome::Anonymous);
         }
         let optional = self.config.mode == Mode::Optional;
-        let mut values = authorization.into_iter();
-        let Some(value) = values.next() else {
-            return if optional {
+        let not_ours = || {
+            if optional {
                 Outcome::Anonymous
             } else {
                 self.reject(RejectReason::MissingCredentials)
-            };
+            }
         };
-        if values.next().is_some() {
-            return self.reject(RejectReason::InvalidRequest(CredentialsError::Repeated));
+        let mut values = authorization.into_iter();
+        let Some(value) = values.next() else {
+            return done(not_ours());
+        };
+        let parsed = Credentials::parse(value);
+        if let Some(second) = values.next() {
+            // Authorization is not a list header: two of them are a broken
+            // request, unless none of them is ours to judge.
+            let ours = |v: &[u8]| Credentials::claims(v);
+            if ours(value) || ours(second) || values.any(ours) {
+                return done(self.reject(RejectReason::InvalidRequest(CredentialsError::Repeated)));
+            }
+            return done(not_ours());
         }
-        let result = match Credentials::parse(value) {
-            Err(e) => return self.reject(RejectReason::InvalidRequest(e)),
-            Ok(None) if optional => return Outcome::Anonymous,
-            Ok(None) => return self.reject(RejectReason::MissingCredentials),
-            Ok(Some(Credentials::Bearer(token))) => self.verifier.authenticate(token, now),
-            Ok(Some(Credentials::Basic(basic))) => {
-                self.verifier
-                    .authenticate_as(basic.user(), basic.password(), now)
-            }
+        let (token, user) = match parsed {
+            Err(e) => return done(self.reject(RejectReason::InvalidRequest(e))),
+            Ok(None) => return done(not_ours()),
+            Ok(Some(Credentials::Bearer(token))) => (token, None),
+            Ok(Some(Credentials::Basic(ref basic))) => (basic.password(), Some(basic.user())),
         };
-        let problem = match result {
-            Ok(identity) => {
-                tracing::debug!(user = %identity.user, token_id = %identity.token_id, "token accepted");
-                return Outcome::Authenticated(identity);
+        let digest = match TokenDigest::from_token(token) {
+            Ok(digest) => digest,
+            Err(ParseTokenError::Foreign) if optional => return done(Outcome::Anonymous),
+            Err(ParseTokenError::Foreign) => {
+                return done(self.invalid(TokenProblem::NotAToken));
             }
-            Err(AuthError::Malformed(ParseTokenError::Foreign)) if optional => {
-                return Outcome::Anonymous;
-            }
-            Err(AuthError::Malformed(ParseTokenError::Foreign)) => TokenProblem::NotAToken,
-            Err(AuthError::Malformed(_)) => TokenProblem::Malformed,
-            Err(AuthError::Unknown) => TokenProblem::Unknown,
-            Err(AuthError::Expired { .. }) => TokenProblem::Expired,
-            Err(AuthError::WrongUser) => TokenProblem::WrongUser,
-            Err(AuthError::Store(e)) => {
-                tracing::error!(error = %e, "token store failed");
-                return self.reject(RejectReason::StoreUnavailable);
-            }
+            Err(_) => return done(self.invalid(TokenProblem::Malformed)),
         };
-        self.reject(RejectReason::InvalidToken(problem))
+        match self.verifier.verify(Lookup::new(digest, user, now)) {
+            Verification::Ready(result) => done(judge(&self.config, result)),
+            Verification::Pending(future) => Checking {
+                state: State::Verifying {
+                    future,
+                    config: self.config.clone(),
+                },
+            },
+        }
     }
 
     /// The rejection for a request without credentials, for adapters to
@@ -326,20 +361,125 @@ impl Gate {
         }
     }
 
+    fn invalid(&self, problem: TokenProblem) -> Outcome {
+        self.reject(RejectReason::InvalidToken(problem))
+    }
+
     fn reject(&self, reason: RejectReason) -> Outcome {
-        tracing::debug!(?reason, "request rejected");
-        Outcome::Rejected(Rejection {
-            reason,
-            gate: self.config.clone(),
-        })
+        reject(&self.config, reason)
+    }
+}
+
+fn reject(config: &Arc<GateConfig>, reason: RejectReason) -> Outcome {
+    tracing::debug!(?reason, "request rejected");
+    Outcome::Rejected(Rejection {
+        reason,
+        gate: config.clone(),
+    })
+}
+
+/// The outcome of a backend's answer. Every error maps to a rejection:
+/// nothing here passes a request that the backend did not accept.
+fn judge(config: &Arc<GateConfig>, result: Result<Identity, AuthError>) -> Outcome {
+    let problem = match result {
+        Ok(identity) => {
+            tracing::debug!(user = %identity.user(), token_id = %identity.token_id(), "token accepted");
+            return Outcome::Authenticated(identity);
+        }
+        Err(AuthError::Unknown) => TokenProblem::Unknown,
+        Err(AuthError::Expired { .. }) => TokenProblem::Expired,
+        Err(AuthError::WrongUser) => TokenProblem::WrongUser,
+        // The gate validated the token already; a backend that says otherwise
+        // is refused all the same.
+        Err(AuthError::Malformed(_)) => TokenProblem::Malformed,
+        Err(AuthError::Store(e)) => {
+            tracing::error!(error = %crate::error::chain(&e), "token backend unavailable");
+            return reject(config, RejectReason::StoreUnavailable);
+        }
+    };
+    reject(config, RejectReason::InvalidToken(problem))
+}
+
+/// A decision in progress: ready at once for a backend that answered
+/// without waiting, else a future to poll (see [`Checking::into_ready`]).
+#[must_use = "a check must be awaited or matched"]
+pub struct Checking {
+    state: State,
+}
+
+enum State {
+    Done(Option<Outcome>),
+    Verifying {
+        future: VerifyFuture,
+        config: Arc<GateConfig>,
+    },
+}
+
+impl Checking {
+    /// The outcome if it is known already (no await needed), else the check
+    /// itself, to poll as a future.
+    pub fn into_ready(self) -> Result<Outcome, Checking> {
+        match self.state {
+            State::Done(Some(outcome)) => Ok(outcome),
+            state => Err(Checking { state }),
+        }
+    }
+}
+
+impl fmt::Debug for Checking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.state {
+            State::Done(outcome) => f.debug_tuple("Checking").field(outcome).finish(),
+            State::Verifying { .. } => f.write_str("Checking(verifying)"),
+        }
+    }
+}
+
+impl Future for Checking {
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let this = self.get_mut();
+        match &mut this.state {
+            State::Done(outcome) => match outcome.take() {
+                Some(outcome) => Poll::Ready(outcome),
+                // Polled after completion: a caller bug, answered with a
+                // rejection rather than a panic on the auth path.
+                None => Poll::Ready(Outcome::Rejected(Rejection {
+                    reason: RejectReason::StoreUnavailable,
+                    gate: Arc::new(GateConfig::new(DEFAULT_REALM)),
+                })),
+            },
+            State::Verifying { future, config } => match future.as_mut().poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(result) => {
+                    let outcome = judge(config, result);
+                    this.state = State::Done(None);
+                    Poll::Ready(outcome)
+                }
+            },
+        }
     }
 }
 
 impl GateConfig {
-    fn new(realm: &str, mode: Mode, reject_preflight: bool) -> GateConfig {
-        let mut quoted = String::with_capacity(realm.len() + 2);
+    fn new(realm: &str) -> GateConfig {
+        let mut config = GateConfig {
+            realm: realm.to_owned(),
+            mode: Mode::Required,
+            reject_preflight: false,
+            retry_after: 1,
+            bearer_challenge: String::new(),
+            basic_challenge: String::new(),
+        };
+        config.build_challenges();
+        config
+    }
+
+    fn build_challenges(&mut self) {
+        let mut quoted = String::with_capacity(self.realm.len() + 2);
         quoted.push('"');
-        for c in realm.chars() {
+        for c in self.realm.chars() {
             match c {
                 '"' | '\\' => {
                     quoted.push('\\');
@@ -350,13 +490,8 @@ impl GateConfig {
             }
         }
         quoted.push('"');
-        GateConfig {
-            realm: realm.to_owned(),
-            mode,
-            reject_preflight,
-            bearer_challenge: format!("Bearer realm={quoted}"),
-            basic_challenge: format!("Basic realm={quoted}, charset=\"UTF-8\""),
-        }
+        self.bearer_challenge = format!("Bearer realm={quoted}");
+        self.basic_challenge = format!("Basic realm={quoted}, charset=\"UTF-8\"");
     }
 }
 
@@ -367,7 +502,8 @@ mod tests {
     use base64::Engine as _;
 
     use super::*;
-    use crate::{Admin as _, ExpiryPolicy, NewToken, Store, TokenSecret};
+    use crate::conformance::block_on;
+    use crate::{Admin as _, ExpiryPolicy, MemoryStore, NewToken, Store, TokenSecret};
 
     fn at(s: u64) -> Timestamp {
         Timestamp::from_unix_secs(s).unwrap()
@@ -405,7 +541,7 @@ mod tests {
     }
 
     fn check(gate: &Gate, headers: &[&str]) -> Outcome {
-        gate.check_at(headers.iter().map(|h| h.as_bytes()), false, at(1001))
+        block_on(gate.check_at(headers.iter().map(|h| h.as_bytes()), false, at(1001)))
     }
 
     fn basic(user: &str, password: &str) -> String {
@@ -431,7 +567,7 @@ mod tests {
             let Outcome::Authenticated(id) = check(&f.gate, &[&h]) else {
                 panic!("{h}")
             };
-            assert_eq!(id.user, "alice");
+            assert_eq!(id.user(), "alice");
         }
     }
 
@@ -513,7 +649,11 @@ mod tests {
             assert_eq!(r.error_code(), Some("invalid_request"));
             assert_eq!(r.challenges().len(), 2);
         }
-        let r = rejected(f.gate.check_at([b"Bearer \xff".as_slice()], false, at(0)));
+        let r = rejected(block_on(f.gate.check_at(
+            [b"Bearer \xff".as_slice()],
+            false,
+            at(0),
+        )));
         assert_eq!(r.status(), 400);
     }
 
@@ -539,13 +679,13 @@ mod tests {
     fn preflights_pass_unless_configured() {
         let f = fixture();
         assert!(matches!(
-            f.gate.check_at([], true, at(0)),
-            Outcome::Anonymous
+            f.gate.check_at([], true, at(0)).into_ready(),
+            Ok(Outcome::Anonymous)
         ));
         let strict = f.gate.clone().reject_preflight(true);
         assert!(matches!(
-            strict.check_at([], true, at(0)),
-            Outcome::Rejected(_)
+            strict.check_at([], true, at(0)).into_ready(),
+            Ok(Outcome::Rejected(_))
         ));
     }
 
@@ -615,5 +755,107 @@ mod tests {
             rejected(check(&f.gate, &[])).json_body(),
             r#"{"error":"unauthorized"}"#
         );
+    }
+
+    /// A backend answering every lookup later, from another thread, or
+    /// failing: what a networked backend does.
+    struct Remote {
+        inner: Arc<MemoryStore>,
+        down: bool,
+    }
+
+    impl Verifier for Remote {
+        fn verify(&self, lookup: Lookup<'_>) -> Verification {
+            let (inner, down) = (self.inner.clone(), self.down);
+            let (digest, user, now) = (
+                *lookup.digest(),
+                lookup.user().map(str::to_owned),
+                lookup.now(),
+            );
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let result = if down {
+                    Err(AuthError::Store(crate::StoreError::Storage(
+                        crate::BackendError::new(std::io::Error::other("connection refused")),
+                    )))
+                } else {
+                    block_on(inner.verify(Lookup::new(digest, user.as_deref(), now)))
+                };
+                let _ = tx.send(result);
+            });
+            Verification::pending(std::future::poll_fn(move |cx| match rx.try_recv() {
+                Ok(r) => std::task::Poll::Ready(r),
+                Err(_) => {
+                    cx.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                }
+            }))
+        }
+    }
+
+    #[test]
+    fn a_backend_may_answer_later() {
+        let inner = Arc::new(MemoryStore::new());
+        let hour = ExpiryPolicy::hard(std::time::Duration::from_secs(3600));
+        let token = inner
+            .create(&NewToken::new("alice", hour), at(1000))
+            .unwrap();
+        let gate = Gate::new(Remote { inner, down: false });
+        let header = format!("Bearer {}", token.secret.expose_secret());
+        let checking = gate.check_at([header.as_bytes()], false, at(1001));
+        let pending = checking
+            .into_ready()
+            .expect_err("a remote lookup is pending");
+        let Outcome::Authenticated(id) = block_on(pending) else {
+            panic!("expected the identity")
+        };
+        assert_eq!(id.user(), "alice");
+        // Token work stays in the gate: a malformed token never reaches it.
+        let bad = format!("Bearer {}", &token.secret.expose_secret()[..30]);
+        assert!(matches!(
+            gate.check_at([bad.as_bytes()], false, at(1001)).into_ready(),
+            Ok(Outcome::Rejected(r)) if r.reason() == RejectReason::InvalidToken(TokenProblem::Malformed)
+        ));
+    }
+
+    #[test]
+    fn an_unavailable_backend_is_503_with_retry_after_never_401() {
+        let gate = Gate::new(Remote {
+            inner: Arc::new(MemoryStore::new()),
+            down: true,
+        })
+        .retry_after(7);
+        let token = TokenSecret::generate();
+        let r = rejected(check(
+            &gate,
+            &[&format!("Bearer {}", token.expose_secret())],
+        ));
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.retry_after(), Some(7));
+        assert!(r.challenges().is_empty());
+        assert_eq!(
+            r.json_body(),
+            r#"{"error":"temporarily_unavailable","error_description":"the token store is unavailable"}"#
+        );
+        // In optional mode too: a PAT nobody could check does not pass.
+        let optional = gate.mode(Mode::Optional);
+        let r = rejected(check(
+            &optional,
+            &[&format!("Bearer {}", token.expose_secret())],
+        ));
+        assert_eq!(r.status(), 503);
+    }
+
+    #[test]
+    fn two_headers_of_other_schemes_are_not_ours() {
+        let f = fixture();
+        let optional = f.gate.clone().mode(Mode::Optional);
+        let negotiate = format!("Negotiate {}", "YII".repeat(2000));
+        let two = [negotiate.as_str(), "Digest username=\"x\""];
+        assert!(matches!(check(&optional, &two), Outcome::Anonymous));
+        assert_eq!(rejected(check(&f.gate, &two)).status(), 401);
+        let bearer = format!("Bearer {}", f.token);
+        let mixed = ["Digest username=\"x\"", bearer.as_str()];
+        assert_eq!(rejected(check(&optional, &mixed)).status(), 400);
     }
 }

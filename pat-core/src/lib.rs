@@ -25,10 +25,10 @@
 //!
 //! // Alice presents it; the service learns who she is.
 //! let identity = store.authenticate(token, now)?;
-//! assert_eq!(identity.user, "alice");
+//! assert_eq!(identity.user(), "alice");
 //!
 //! // Revoked, it no longer works.
-//! store.revoke(identity.token_id)?;
+//! store.revoke(identity.token_id())?;
 //! assert!(store.authenticate(token, now).is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -37,48 +37,74 @@
 //! - [`TokenSecret`], [`TokenDigest`], [`TokenId`]: the token format.
 //! - [`Scopes`], [`Perm`], [`NodeId`]: `node:<uuid>:<perm>` restrictions;
 //!   [`Identity::permits`] checks them.
-//! - [`Store`] (opened with [`StoreBuilder`]): the redb store, with buffered
-//!   uses, an exact record cache and the admin socket; [`Admin`] is the
-//!   management API, implemented by the store and by [`AdminClient`];
-//!   [`Verifier`] is what the request path needs, implemented by the store.
-//! - [`Gate`]: the request decision ([`Credentials`] parsing, verification,
-//!   [`Rejection`] with RFC 6750 / RFC 7617 challenges) that `pat-tower` and
-//!   `pat-actix` share.
+//! - Backends: [`Store`] (redb, opened with [`StoreBuilder`]), with buffered
+//!   uses, an exact record cache and the admin socket (Unix only);
+//!   [`MemoryStore`], for tests and examples. Each implements [`Admin`] (the
+//!   management API, also implemented by [`AdminClient`]) and [`Verifier`]
+//!   (what the request path needs: a [`Lookup`] by digest answered with a
+//!   [`Verification`], at once or as a future). [`Verifier`] documents the
+//!   contract, so other crates can write backends.
+//! - [`Gate`]: the request decision ([`Credentials`] parsing, token
+//!   validation, the lookup, [`Rejection`] with RFC 6750 / RFC 7617
+//!   challenges) that `pat-tower` and `pat-actix` share.
 //!
 //! # Features
 //! - `http`: `Rejection::to_response` builds an `http::Response`.
 //! - `axum`: [`Identity`] is an axum extractor (with `Option<Identity>`).
 //! - `actix`: [`Identity`] is an actix-web extractor; `Rejection::actix_response`.
+//! - `testing`: the `conformance` module, the model test and contract cases
+//!   every backend passes, to run against your own.
+//!
+//! # Platforms
+//! Everything builds on Linux, macOS and the BSDs. On Windows the portable
+//! part builds (tokens, scopes, expiry, credentials, the gate, the traits and
+//! [`MemoryStore`]); the redb store and its admin socket are Unix only.
 //!
 //! The extractor impls live here rather than in the adapters because Rust's
 //! orphan rule puts them beside the type.
 
 mod admin;
+mod backend;
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
 mod credentials;
 mod error;
 mod expiry;
 mod gate;
 mod integrations;
+mod memory;
 mod record;
 mod scope;
+#[cfg(unix)]
 mod socket;
+#[cfg(unix)]
 mod store;
+mod sys;
+mod text;
 mod time;
 mod token;
 
-pub use admin::{Admin, Verifier};
+pub use admin::Admin;
+pub use backend::{IntoVerifier, Lookup, Verification, Verifier, VerifyFuture};
 pub use credentials::{BasicCredentials, Credentials, CredentialsError, MAX_AUTHORIZATION_LEN};
 pub use error::{
     AuthError, BackendError, Error, NewTokenError, OpenError, ParseDurationError, ParseScopeError,
-    ParseTokenError, ParseTokenIdError, StoreError,
+    ParseTokenError, ParseTokenIdError, StoreError, error_chain,
 };
 pub use expiry::{Expiry, ExpiryPolicy};
-pub use gate::{DEFAULT_REALM, Gate, Mode, Outcome, RejectReason, Rejection, TokenProblem};
-#[cfg(feature = "actix")]
+pub use gate::{
+    Checking, DEFAULT_REALM, Gate, Mode, Outcome, RejectReason, Rejection, TokenProblem,
+};
+#[cfg(any(feature = "axum", feature = "actix"))]
 pub use integrations::MissingIdentity;
+pub use memory::MemoryStore;
 pub use record::{CreatedToken, DEFAULT_LABEL, Identity, MAX_NAME_LEN, NewToken, TokenInfo};
 pub use scope::{NodeId, Perm, Scope, Scopes};
+#[cfg(unix)]
 pub use socket::{AdminClient, admin_socket_path};
+#[cfg(unix)]
 pub use store::{DEFAULT_FLUSH_INTERVAL, FORMAT_VERSION, Store, StoreBuilder};
+pub use sys::Process;
+pub use text::printable;
 pub use time::{Timestamp, format_duration, parse_duration};
 pub use token::{TOKEN_LEN, TOKEN_PREFIX, TokenDigest, TokenId, TokenSecret};

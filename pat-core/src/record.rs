@@ -1,7 +1,10 @@
 //! What the store keeps about a token, what a request to create one carries,
 //! and what a successful authentication yields.
 
-use crate::error::NewTokenError;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{AuthError, NewTokenError};
 use crate::expiry::{Expiry, ExpiryPolicy};
 use crate::scope::{NodeId, Perm, Scopes};
 use crate::time::Timestamp;
@@ -36,9 +39,74 @@ pub struct TokenInfo {
 }
 
 impl TokenInfo {
+    /// A record with the required fields; the label, creator, last use and
+    /// scopes start empty (unrestricted) and are public fields to set. For
+    /// backends rebuilding records they read; new tokens come from
+    /// [`NewToken::to_info`], which also validates the names.
+    pub fn new(
+        id: TokenId,
+        user: impl Into<String>,
+        created_at: Timestamp,
+        expiry: Expiry,
+    ) -> TokenInfo {
+        TokenInfo {
+            id,
+            user: user.into(),
+            label: String::new(),
+            created_at,
+            created_by: String::new(),
+            expiry,
+            last_used_at: None,
+            scopes: Scopes::unrestricted(),
+        }
+    }
+
     /// Whether the token is dead at `now`.
     pub fn is_expired(&self, now: Timestamp) -> bool {
         self.expiry.is_expired(now)
+    }
+
+    /// The rule for a presented token, shared by every backend: with HTTP
+    /// Basic (`user` given) the user must be the token's, else
+    /// [`AuthError::WrongUser`]; the token must be alive at `now`, else
+    /// [`AuthError::Expired`]. Returns the deadline after this use (moved
+    /// forward for a sliding token, see
+    /// [`Expiry::touched`](crate::Expiry::touched)). Records nothing.
+    pub fn check_use(&self, user: Option<&str>, now: Timestamp) -> Result<Timestamp, AuthError> {
+        self.check_use_with(self.expiry, user, now)
+    }
+
+    /// [`check_use`](TokenInfo::check_use) with `expiry` in place of the
+    /// record's (the record merged with a buffered use).
+    pub(crate) fn check_use_with(
+        &self,
+        expiry: Expiry,
+        user: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Timestamp, AuthError> {
+        if user.is_some_and(|u| u != self.user) {
+            return Err(AuthError::WrongUser);
+        }
+        if expiry.is_expired(now) {
+            return Err(AuthError::Expired {
+                expires_at: expiry.expires_at(),
+            });
+        }
+        Ok(expiry.touched(self.created_at, now).expires_at())
+    }
+
+    /// [`check_use`](TokenInfo::check_use), then records the use in this
+    /// record: the new deadline, and `last_used_at` moved to `now` unless it
+    /// is later already. For backends that update records in place.
+    pub fn record_use(
+        &mut self,
+        user: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Timestamp, AuthError> {
+        let expires_at = self.check_use(user, now)?;
+        self.expiry = self.expiry.extended_to(expires_at);
+        self.last_used_at = Some(self.last_used_at.map_or(now, |t| t.max(now)));
+        Ok(expires_at)
     }
 }
 
@@ -56,7 +124,8 @@ impl TokenInfo {
 #[non_exhaustive]
 pub struct NewToken {
     /// The user the token logs in as. Not empty, no `:` (it could not be
-    /// sent with HTTP Basic), no control characters, at most 255 bytes.
+    /// sent with HTTP Basic), no white space at either end, no control or
+    /// invisible formatting characters, at most 255 bytes.
     pub user: String,
     /// How it expires.
     pub expiry: ExpiryPolicy,
@@ -98,8 +167,11 @@ impl NewToken {
         self
     }
 
-    /// The stored record for this request, created at `now`.
-    pub(crate) fn to_info(&self, id: TokenId, now: Timestamp) -> Result<TokenInfo, NewTokenError> {
+    /// The record to store for this request, created at `now` with the id
+    /// `id` (from [`TokenId::generate`]). Checks the names (see
+    /// [`NewToken::user`]) and starts the expiry policy; the errors are what
+    /// every backend answers for a bad request.
+    pub fn to_info(&self, id: TokenId, now: Timestamp) -> Result<TokenInfo, NewTokenError> {
         let user = &self.user;
         let user_err = |reason| NewTokenError::User {
             user: user.clone(),
@@ -137,6 +209,12 @@ fn check_name(s: &str) -> Result<(), &'static str> {
     if s.chars().any(char::is_control) {
         return Err("it contains a control character");
     }
+    if s.chars().any(crate::text::is_invisible) {
+        return Err(
+            "it contains an invisible formatting character (such as a zero-width space or \
+             a bidirectional override), which would print as another name",
+        );
+    }
     Ok(())
 }
 
@@ -150,26 +228,85 @@ pub struct CreatedToken {
     pub info: TokenInfo,
 }
 
+impl CreatedToken {
+    /// A created token, for backends: the secret they generated and the
+    /// record they stored under its digest.
+    pub fn new(secret: TokenSecret, info: TokenInfo) -> CreatedToken {
+        CreatedToken { secret, info }
+    }
+}
+
 /// Who a request authenticated as: what the adapters insert into request
 /// extensions and handlers read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
+///
+/// Cheap to clone (one reference count): it shares the backend's record.
+/// `Debug` shows the user, token id, scopes and deadline; there is no secret
+/// in it to show.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// The user the token belongs to.
-    pub user: String,
-    /// The token's public id.
-    pub token_id: TokenId,
-    /// The token's scopes; empty when unrestricted.
-    pub scopes: Scopes,
-    /// The deadline after this use (moved forward for sliding tokens).
-    pub expires_at: Timestamp,
+    record: Arc<TokenInfo>,
+    expires_at: Timestamp,
 }
 
 impl Identity {
+    /// The identity a backend answers for a successful use of the token whose
+    /// record is `record`; `expires_at` is the deadline after this use.
+    pub fn new(record: impl Into<Arc<TokenInfo>>, expires_at: Timestamp) -> Identity {
+        Identity {
+            record: record.into(),
+            expires_at,
+        }
+    }
+
+    /// The user the token belongs to.
+    pub fn user(&self) -> &str {
+        &self.record.user
+    }
+
+    /// The token's public id.
+    pub fn token_id(&self) -> TokenId {
+        self.record.id
+    }
+
+    /// The token's scopes; empty when unrestricted.
+    pub fn scopes(&self) -> &Scopes {
+        &self.record.scopes
+    }
+
+    /// The deadline after this use (moved forward for sliding tokens).
+    pub fn expires_at(&self) -> Timestamp {
+        self.expires_at
+    }
+
+    /// The token's label.
+    pub fn label(&self) -> &str {
+        &self.record.label
+    }
+
+    /// The token's record as the backend read it before this use: its
+    /// `expiry` and `last_used_at` may lag behind the use; [`expires_at`]
+    /// does not.
+    ///
+    /// [`expires_at`]: Identity::expires_at
+    pub fn record(&self) -> &TokenInfo {
+        &self.record
+    }
+
     /// Whether the token allows `perm` on the first node of `chain` (that
     /// node, then its ancestors). See [`Scopes::permits`].
     pub fn permits<'a>(&self, chain: impl IntoIterator<Item = &'a NodeId>, perm: Perm) -> bool {
-        self.scopes.permits(chain, perm)
+        self.record.scopes.permits(chain, perm)
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("user", &self.user())
+            .field("token_id", &self.token_id())
+            .field("scopes", self.scopes())
+            .field("expires_at", &self.expires_at)
+            .finish()
     }
 }
 

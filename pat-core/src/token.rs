@@ -168,7 +168,10 @@ impl fmt::Debug for TokenSecret {
 pub struct TokenId(u64);
 
 impl TokenId {
-    pub(crate) fn generate() -> TokenId {
+    /// A random id from the OS-seeded CSPRNG, for a new token. A backend
+    /// draws again on the (astronomically unlikely) collision with an id it
+    /// holds.
+    pub fn generate() -> TokenId {
         TokenId(rand::rng().random())
     }
 

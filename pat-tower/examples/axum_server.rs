@@ -26,15 +26,17 @@ use axum::routing::{any, get};
 use axum::{Extension, Json, Router};
 use clap::Parser as _;
 use dav_server::DavHandler;
-use pat_core::{Identity, Perm, Store};
-use pat_tower::PatLayer;
+use pat_tower::{Identity, PatLayer, Perm, Store};
 
 #[path = "common/contract.rs"]
 mod contract;
-use contract::{Args, NodeAnswer};
+#[path = "common/server.rs"]
+mod server;
+use contract::NodeAnswer;
+use server::Args;
 
 fn main() -> std::process::ExitCode {
-    contract::init_logging();
+    server::init_logging();
     let args = Args::parse();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.workers {
@@ -45,7 +47,7 @@ fn main() -> std::process::ExitCode {
         .build()
         .map_err(Into::into)
         .and_then(|rt| rt.block_on(serve(args)));
-    contract::exit_code(result)
+    server::exit_code(result)
 }
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -66,7 +68,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app)
-        .with_graceful_shutdown(contract::shutdown_signal())
+        .with_graceful_shutdown(server::shutdown_signal())
         .await?;
     store.flush()?;
     Ok(())

@@ -1,21 +1,24 @@
 //! Personal access tokens for Tower: a [`PatLayer`] that authenticates
 //! `Authorization: Bearer <token>` and HTTP Basic (`user:token`) requests
-//! against a [`pat_core::Store`], for axum, hyper or any Tower stack.
+//! against any pat backend ([`Store`], [`MemoryStore`] or your own
+//! [`Verifier`]), for axum, hyper or any Tower stack.
 //!
 //! On success the [`Identity`] is inserted into the request extensions; with
 //! the `axum` feature (on by default) it is also an extractor. Failures are
 //! answered 401 (or 400 for a broken header) with `WWW-Authenticate`
-//! challenges for both schemes, and never reach the inner service. All the
-//! logic is [`pat_core::Gate`]'s; this crate only translates types.
+//! challenges for both schemes, and 503 with `Retry-After` when the backend
+//! cannot answer; they never reach the inner service. All the logic is
+//! [`pat_core::Gate`]'s; this crate only translates types. A backend that
+//! answers later (a network round trip) is awaited inside the response
+//! future, so no worker thread blocks.
 //!
 //! ```
 //! use std::sync::Arc;
 //! use axum::{Router, routing::get};
-//! use pat_core::{Identity, Store};
-//! use pat_tower::PatLayer;
+//! use pat_tower::{Identity, PatLayer, Store};
 //!
 //! async fn whoami(identity: Identity) -> String {
-//!     identity.user
+//!     identity.user().to_owned()
 //! }
 //!
 //! # let dir = tempfile::tempdir()?;
@@ -30,18 +33,30 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use http::header::{ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION};
 use http::{Method, Request, Response};
-use pat_core::{Gate, Mode, Outcome, Verifier};
+use pat_core::{Checking, Gate, Mode, Outcome};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+// One dependency for an integrator: what a service behind the layer uses.
+/// Everything else of pat-core: backends, the token format, errors.
 #[doc(no_inline)]
-pub use pat_core::{Identity, Rejection};
+pub use pat_core;
+#[cfg(feature = "axum")]
+#[doc(no_inline)]
+pub use pat_core::MissingIdentity;
+#[doc(no_inline)]
+pub use pat_core::{
+    Admin, ExpiryPolicy, Identity, IntoVerifier, MemoryStore, NewToken, NodeId, Perm, Rejection,
+    Scope, Scopes, Timestamp, TokenId, Verifier,
+};
+#[cfg(unix)]
+#[doc(no_inline)]
+pub use pat_core::{AdminClient, Store, StoreBuilder};
 
 /// Builds the response for a rejected request.
 ///
@@ -104,8 +119,10 @@ impl<R> fmt::Debug for PatLayer<R> {
 
 impl PatLayer {
     /// A layer in required mode, realm `"pat"`, checking tokens with
-    /// `verifier` (an `Arc<Store>`, or another backend).
-    pub fn new(verifier: Arc<dyn Verifier>) -> PatLayer {
+    /// `verifier`: a [`Store`](pat_core::Store), a [`MemoryStore`] or any
+    /// [`Verifier`], by value or in an `Arc` (keep a clone to flush it or
+    /// manage tokens).
+    pub fn new(verifier: impl IntoVerifier) -> PatLayer {
         PatLayer::from_gate(Gate::new(verifier))
     }
 
@@ -140,6 +157,13 @@ impl<R> PatLayer<R> {
     /// Checks CORS preflights too (by default they pass without identity).
     pub fn reject_preflight(mut self, reject: bool) -> Self {
         self.gate = self.gate.reject_preflight(reject);
+        self
+    }
+
+    /// The `Retry-After` seconds of the 503 answered when the backend is
+    /// unavailable (default 1).
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.gate = self.gate.retry_after(seconds);
         self
     }
 
@@ -184,11 +208,11 @@ impl<S: fmt::Debug, R> fmt::Debug for PatService<S, R> {
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for PatService<S, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    R: OnRejection<ResBody>,
+    R: OnRejection<ResBody> + Clone,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S, ReqBody, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -202,77 +226,149 @@ where
             .get_all(AUTHORIZATION)
             .iter()
             .map(|v| v.as_bytes());
-        match self.gate.check(authorization, preflight) {
-            Outcome::Authenticated(identity) => {
-                req.extensions_mut().insert(identity);
-            }
-            Outcome::Rejected(rejection) => {
-                return ResponseFuture::rejected(self.on_rejection.response(&rejection));
-            }
-            // Anonymous (optional mode, preflight); leave what an extractor
-            // demanding an identity should answer.
-            _ => {
-                req.extensions_mut().insert(self.gate.missing_credentials());
-            }
-        }
-        // Call the service that was driven to readiness, leave a clone.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::inner(inner.call(req))
-    }
-}
-
-pin_project! {
-    /// The response future of [`PatService`]: the inner service's, or a
-    /// ready rejection. Nothing boxed.
-    pub struct ResponseFuture<F, B> {
-        #[pin]
-        kind: Kind<F, B>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F, B> {
-        Inner { #[pin] future: F },
-        Rejected { response: Option<Response<B>> },
-    }
-}
-
-impl<F, B> ResponseFuture<F, B> {
-    fn inner(future: F) -> Self {
-        ResponseFuture {
-            kind: Kind::Inner { future },
-        }
-    }
-
-    fn rejected(response: Response<B>) -> Self {
-        ResponseFuture {
-            kind: Kind::Rejected {
-                response: Some(response),
+        let checking = self.gate.check(authorization, preflight);
+        match checking.into_ready() {
+            Ok(outcome) => match admit(&self.gate, &mut req, outcome) {
+                Ok(()) => ResponseFuture {
+                    kind: Kind::Inner {
+                        future: self.ready_inner().call(req),
+                    },
+                },
+                Err(rejection) => ResponseFuture {
+                    kind: Kind::Rejected {
+                        response: Some(self.on_rejection.response(&rejection)),
+                    },
+                },
+            },
+            // The backend answers later: keep the request and the service
+            // that was driven to readiness until it does.
+            Err(checking) => ResponseFuture {
+                kind: Kind::Verifying {
+                    checking,
+                    waiting: Some(Waiting {
+                        request: req,
+                        inner: self.ready_inner(),
+                        gate: self.gate.clone(),
+                        on_rejection: self.on_rejection.clone(),
+                    }),
+                },
             },
         }
     }
 }
 
-impl<F, B> fmt::Debug for ResponseFuture<F, B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+impl<S: Clone, R> PatService<S, R> {
+    /// The service that was driven to readiness, leaving a clone in its place.
+    fn ready_inner(&mut self) -> S {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B>
+/// Applies the gate's outcome to the request: the identity inserted, or the
+/// rejection to answer with. Exhaustive, with no catch-all arm: nothing the
+/// gate did not accept reaches the inner service.
+fn admit<B>(gate: &Gate, req: &mut Request<B>, outcome: Outcome) -> Result<(), Rejection> {
+    match outcome {
+        Outcome::Authenticated(identity) => {
+            req.extensions_mut().insert(identity);
+            Ok(())
+        }
+        // Optional mode or a preflight: leave what an extractor demanding an
+        // identity should answer.
+        Outcome::Anonymous => {
+            req.extensions_mut().insert(gate.missing_credentials());
+            Ok(())
+        }
+        Outcome::Rejected(rejection) => Err(rejection),
+    }
+}
+
+pin_project! {
+    /// The response future of [`PatService`]: waiting for the backend, then
+    /// the inner service's future, or a ready rejection. Boxed only where the
+    /// backend itself answers with a future (a network round trip).
+    pub struct ResponseFuture<S, ReqBody, R>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        kind: Kind<S::Future, S, Request<ReqBody>, R, S::Response>,
+    }
+}
+
+/// What a request waiting for the backend holds on to.
+struct Waiting<S, Req, R> {
+    request: Req,
+    inner: S,
+    gate: Gate,
+    on_rejection: R,
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, S, Req, R, Res> {
+        Verifying { checking: Checking, waiting: Option<Waiting<S, Req, R>> },
+        Inner { #[pin] future: F },
+        Rejected { response: Option<Res> },
+    }
+}
+
+impl<S, ReqBody, R> fmt::Debug for ResponseFuture<S, ReqBody, R>
 where
-    F: Future<Output = Result<Response<B>, E>>,
+    S: Service<Request<ReqBody>>,
 {
-    type Output = Result<Response<B>, E>;
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.kind {
+            Kind::Verifying { .. } => "verifying",
+            Kind::Inner { .. } => "inner",
+            Kind::Rejected { .. } => "rejected",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, R, ResBody> Future for ResponseFuture<S, ReqBody, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    R: OnRejection<ResBody>,
+{
+    type Output = Result<Response<ResBody>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { future } => future.poll(cx),
-            KindProj::Rejected { response } => Poll::Ready(Ok(response
-                .take()
-                .expect("ResponseFuture polled after completion"))),
+        let mut kind = self.project().kind;
+        loop {
+            match kind.as_mut().project() {
+                KindProj::Verifying { checking, waiting } => {
+                    let outcome = ready!(Pin::new(checking).poll(cx));
+                    let Waiting {
+                        mut request,
+                        mut inner,
+                        gate,
+                        on_rejection,
+                    } = waiting
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    match admit(&gate, &mut request, outcome) {
+                        Ok(()) => kind.set(Kind::Inner {
+                            future: inner.call(request),
+                        }),
+                        Err(rejection) => {
+                            let response = on_rejection.response(&rejection);
+                            kind.set(Kind::Rejected { response: None });
+                            return Poll::Ready(Ok(response));
+                        }
+                    }
+                }
+                KindProj::Inner { future } => return future.poll(cx),
+                KindProj::Rejected { response } => {
+                    return Poll::Ready(Ok(response
+                        .take()
+                        .expect("ResponseFuture polled after completion")));
+                }
+            }
         }
     }
 }

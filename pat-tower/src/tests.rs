@@ -1,4 +1,5 @@
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -67,7 +68,7 @@ async fn send(
             let body = req
                 .extensions()
                 .get::<Identity>()
-                .map_or_else(|| "anonymous".to_owned(), |id| id.user.clone());
+                .map_or_else(|| "anonymous".to_owned(), |id| id.user().to_owned());
             async move { Ok::<_, Infallible>(Response::new(body)) }
         });
     let mut req = Request::builder().method(method).uri("/");
@@ -363,11 +364,11 @@ mod axum_extractor {
     use super::*;
 
     async fn whoami(identity: Identity) -> String {
-        identity.user
+        identity.user().to_owned()
     }
 
     async fn maybe(identity: Option<Identity>) -> String {
-        identity.map_or_else(|| "anonymous".to_owned(), |i| i.user)
+        identity.map_or_else(|| "anonymous".to_owned(), |i| i.user().to_owned())
     }
 
     #[tokio::test]
@@ -478,7 +479,7 @@ async fn works_under_plain_hyper() {
             let user = req
                 .extensions()
                 .get::<Identity>()
-                .map(|i| i.user.clone())
+                .map(|i| i.user().to_owned())
                 .unwrap_or_default();
             Ok::<_, Infallible>(Response::new(user))
         });
@@ -514,5 +515,66 @@ async fn works_under_plain_hyper() {
     assert!(
         denied.contains("www-authenticate: Basic realm=\"pat\", charset=\"UTF-8\""),
         "{denied}"
+    );
+}
+
+#[tokio::test]
+async fn fails_closed_on_every_refusal_at_once_or_later() {
+    use pat_core::conformance::Scripted;
+    // `Outcome` is exhaustive and `admit` has no catch-all arm, so a new kind
+    // of outcome cannot compile into a pass; this checks every kind of refusal
+    // a backend can give, answered at once and later, in both modes.
+    let bearer = format!("Bearer {}", TokenSecret::generate().expose_secret());
+    for &pat_core::conformance::Refusal {
+        name,
+        error: refusal,
+        status,
+    } in pat_core::conformance::REFUSALS
+    {
+        for later in [false, true] {
+            let answer = move |_: &pat_core::Lookup<'_>| Err(refusal());
+            let backend = if later {
+                Scripted::later(answer)
+            } else {
+                Scripted::ready(answer)
+            };
+            let backend = Arc::new(backend);
+            for layer in [
+                PatLayer::new(backend.clone()),
+                PatLayer::new(backend.clone()).optional(),
+            ] {
+                let (res, calls) = send(layer, &[("authorization", &bearer)], Method::GET).await;
+                assert_eq!(res.status().as_u16(), status, "{name}, later={later}");
+                assert_eq!(calls, 0, "{name}, later={later}: the inner service ran");
+                assert_eq!(res.body(), "");
+                let retry = res.headers().get(http::header::RETRY_AFTER);
+                assert_eq!(retry.is_some(), status == 503, "{name}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_backend_answering_later_reaches_the_service_with_the_identity() {
+    use pat_core::conformance::Scripted;
+    let memory = Arc::new(pat_core::MemoryStore::new());
+    let hour = ExpiryPolicy::hard(Duration::from_secs(3600));
+    let created = memory
+        .create(&NewToken::new("alice", hour), Timestamp::now())
+        .unwrap();
+    let inner = memory.clone();
+    let later = Scripted::later(move |lookup: &pat_core::Lookup<'_>| {
+        pat_core::conformance::block_on(pat_core::Verifier::verify(&*inner, *lookup))
+    });
+    let bearer = format!("Bearer {}", created.secret.expose_secret());
+    let (res, calls) = send(
+        PatLayer::new(later),
+        &[("authorization", &bearer)],
+        Method::GET,
+    )
+    .await;
+    assert_eq!(
+        (res.status(), res.body().as_str(), calls),
+        (StatusCode::OK, "alice", 1)
     );
 }

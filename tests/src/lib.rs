@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
+pub mod contract;
+pub mod inproc;
+
 /// One of the reference servers, which share one HTTP contract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ServerKind {

@@ -2,21 +2,13 @@
 //! modes, must get the same status, challenges and body from each, since
 //! both only translate what `pat_core::Gate` decides.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pat_core::{Admin as _, ExpiryPolicy, Gate, Identity, Mode, NewToken, Store, Timestamp};
+use pat_core::{Admin, ExpiryPolicy, Gate, MemoryStore, Mode, NewToken, Store, Timestamp};
 use pat_integration_tests::basic;
-use tower::{ServiceBuilder, ServiceExt as _};
-
-/// What a response showed.
-#[derive(Debug, PartialEq)]
-struct Seen {
-    status: u16,
-    challenges: Vec<String>,
-    body: String,
-}
+use pat_integration_tests::contract::Seen;
+use pat_integration_tests::inproc::{self, Req};
 
 struct Case {
     name: String,
@@ -32,7 +24,7 @@ fn case(name: &str, method: &'static str, headers: Vec<(&'static str, String)>) 
     }
 }
 
-fn cases(store: &Store) -> Vec<Case> {
+fn cases(store: &dyn Admin) -> Vec<Case> {
     let now = Timestamp::now();
     let hour = ExpiryPolicy::hard(Duration::from_secs(3600));
     let token = store.create(&NewToken::new("alice", hour), now).unwrap();
@@ -96,73 +88,19 @@ fn cases(store: &Store) -> Vec<Case> {
     ]
 }
 
-fn tower_answer(gate: &Gate, c: &Case) -> Seen {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let svc = ServiceBuilder::new()
-            .layer(pat_tower::PatLayer::from_gate(gate.clone()))
-            .service_fn(|req: http::Request<()>| async move {
-                let body = req
-                    .extensions()
-                    .get::<Identity>()
-                    .map_or_else(|| "anonymous".to_owned(), |i| format!("user {}", i.user));
-                Ok::<_, Infallible>(http::Response::new(body))
-            });
-        let mut req = http::Request::builder().method(c.method).uri("/x");
-        for (k, v) in &c.headers {
-            req = req.header(*k, v);
-        }
-        let res = svc.oneshot(req.body(()).unwrap()).await.unwrap();
-        Seen {
-            status: res.status().as_u16(),
-            challenges: res
-                .headers()
-                .get_all("www-authenticate")
-                .iter()
-                .map(|v| v.to_str().unwrap().to_owned())
-                .collect(),
-            body: res.into_body(),
-        }
-    })
-}
-
-fn actix_answer(gate: &Gate, c: &Case) -> Seen {
-    use actix_web::{App, HttpMessage as _, HttpRequest, test, web};
-    async fn handler(req: HttpRequest) -> String {
-        req.extensions()
-            .get::<Identity>()
-            .map_or_else(|| "anonymous".to_owned(), |i| format!("user {}", i.user))
-    }
-    actix_web::rt::System::new().block_on(async {
-        let app = test::init_service(
-            App::new().service(
-                web::scope("")
-                    .wrap(pat_actix::PatMiddleware::from_gate(gate.clone()))
-                    .default_service(web::to(handler)),
-            ),
-        )
-        .await;
-        let method = actix_web::http::Method::from_bytes(c.method.as_bytes()).unwrap();
-        let mut req = test::TestRequest::default().method(method).uri("/x");
-        for (k, v) in &c.headers {
-            req = req.append_header((*k, v.as_str()));
-        }
-        let res = test::call_service(&app, req.to_request()).await;
-        let status = res.status().as_u16();
-        let challenges = res
-            .headers()
-            .get_all("www-authenticate")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect();
-        let body = test::read_body(res).await;
-        Seen {
-            status,
-            challenges,
-            body: String::from_utf8(body.to_vec()).unwrap(),
-        }
-    })
+fn answers(gate: &Gate, cases: &[Case]) -> (Vec<Seen>, Vec<Seen>) {
+    let reqs: Vec<Req> = cases
+        .iter()
+        .map(|c| Req {
+            method: http::Method::from_bytes(c.method.as_bytes()).unwrap(),
+            path: "/x".into(),
+            headers: c.headers.clone(),
+        })
+        .collect();
+    (
+        inproc::tower_seen(inproc::echo_router(gate), &reqs),
+        inproc::actix_seen(inproc::echo_actix(gate), &reqs),
+    )
 }
 
 #[test]
@@ -174,15 +112,21 @@ fn both_adapters_answer_every_case_alike_in_both_modes() {
             .open(dir.path().join("pat.redb"))
             .unwrap(),
     );
-    let cases = cases(&store);
+    let memory = Arc::new(MemoryStore::new());
+    let backends: [(&str, &dyn Admin, Gate); 2] = [
+        ("redb", &*store, Gate::new(store.clone())),
+        ("memory", &*memory, Gate::new(memory.clone())),
+    ];
     let mut statuses = Vec::new();
-    for mode in [Mode::Required, Mode::Optional] {
-        let gate = Gate::new(store.clone()).mode(mode).realm("adapters");
-        for c in &cases {
-            let tower = tower_answer(&gate, c);
-            let actix = actix_answer(&gate, c);
-            assert_eq!(tower, actix, "{mode:?} / {}", c.name);
-            statuses.push((mode, c.name.clone(), tower.status));
+    for (name, admin, gate) in backends {
+        let cases = cases(admin);
+        for mode in [Mode::Required, Mode::Optional] {
+            let gate = gate.clone().mode(mode).realm("adapters");
+            let (tower, actix) = answers(&gate, &cases);
+            for ((c, t), a) in cases.iter().zip(&tower).zip(&actix) {
+                assert_eq!(t, a, "{name} / {mode:?} / {}", c.name);
+                statuses.push((mode, c.name.clone(), t.status));
+            }
         }
     }
     // And the table means something: each kind of answer occurs.

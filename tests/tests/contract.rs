@@ -5,21 +5,11 @@
 use std::time::Duration;
 
 use pat_core::{Admin as _, ExpiryPolicy, NewToken, Store, Timestamp};
+use pat_integration_tests::contract::{Case, NODE, Seen, Tokens, cases};
 use pat_integration_tests::{ServerKind, Workdir, basic, client};
 use reqwest::Method;
 use reqwest::blocking::Response;
 use serde_json::Value;
-
-const NODE: &str = "0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a";
-const OTHER: &str = "1b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a";
-
-/// Tokens made before the server starts (redb lets one process hold the file).
-struct Tokens {
-    full: String,
-    read_only: String,
-    expired: String,
-    revoked: String,
-}
 
 fn setup() -> (Workdir, Tokens) {
     let work = Workdir::new();
@@ -54,294 +44,13 @@ fn setup() -> (Workdir, Tokens) {
     )
 }
 
-/// What the contract says one request gets.
-struct Case {
-    name: &'static str,
-    method: Method,
-    path: String,
-    authorization: Option<String>,
-    status: u16,
-    body: Option<&'static str>,
-    /// Expected `WWW-Authenticate` values, in order; `None` = none sent.
-    challenges: Option<Vec<String>>,
-}
-
-fn challenges(error: Option<(&str, &str)>) -> Option<Vec<String>> {
-    let bearer = match error {
-        None => "Bearer realm=\"pat\"".to_owned(),
-        Some((code, desc)) => {
-            format!("Bearer realm=\"pat\", error=\"{code}\", error_description=\"{desc}\"")
-        }
-    };
-    Some(vec![
-        bearer,
-        "Basic realm=\"pat\", charset=\"UTF-8\"".to_owned(),
-    ])
-}
-
-fn cases(t: &Tokens) -> Vec<Case> {
-    let bearer = |tok: &str| Some(format!("Bearer {tok}"));
-    let invalid = |desc| challenges(Some(("invalid_token", desc)));
-    let case = |name, method, path: &str, authorization, status, body, challenges| Case {
-        name,
-        method,
-        path: path.to_owned(),
-        authorization,
-        status,
-        body,
-        challenges,
-    };
-    let node = format!("/nodes/{NODE}");
-    let other = format!("/nodes/{OTHER}");
-    vec![
-        case(
-            "health needs nothing",
-            Method::GET,
-            "/health",
-            None,
-            200,
-            Some("ok"),
-            None,
-        ),
-        case(
-            "health ignores bad credentials",
-            Method::GET,
-            "/health",
-            bearer("pat_x"),
-            200,
-            Some("ok"),
-            None,
-        ),
-        case(
-            "hello without credentials",
-            Method::GET,
-            "/hello",
-            None,
-            401,
-            Some(""),
-            challenges(None),
-        ),
-        case(
-            "hello with bearer",
-            Method::GET,
-            "/hello",
-            bearer(&t.full),
-            200,
-            Some("ok"),
-            None,
-        ),
-        case(
-            "hello with lowercase scheme",
-            Method::GET,
-            "/hello",
-            Some(format!("bearer {}", t.full)),
-            200,
-            Some("ok"),
-            None,
-        ),
-        case(
-            "hello with basic",
-            Method::GET,
-            "/hello",
-            Some(basic("alice", &t.full)),
-            200,
-            Some("ok"),
-            None,
-        ),
-        case(
-            "basic with another user",
-            Method::GET,
-            "/hello",
-            Some(basic("bob", &t.full)),
-            401,
-            Some(""),
-            invalid("the user name does not match the token"),
-        ),
-        case(
-            "basic with a plain password",
-            Method::GET,
-            "/hello",
-            Some(basic("alice", "hunter2")),
-            401,
-            Some(""),
-            invalid("the credentials are not a personal access token"),
-        ),
-        case(
-            "expired token",
-            Method::GET,
-            "/hello",
-            bearer(&t.expired),
-            401,
-            Some(""),
-            invalid("the token has expired"),
-        ),
-        case(
-            "revoked token",
-            Method::GET,
-            "/hello",
-            bearer(&t.revoked),
-            401,
-            Some(""),
-            invalid("the token is unknown or revoked"),
-        ),
-        case(
-            "mistyped token",
-            Method::GET,
-            "/hello",
-            bearer(&t.full.replacen("pat_", "pat_x", 1)[..42]),
-            401,
-            Some(""),
-            invalid("the token is malformed"),
-        ),
-        case(
-            "truncated token",
-            Method::GET,
-            "/hello",
-            bearer(&t.full[..30]),
-            401,
-            Some(""),
-            invalid("the token is malformed"),
-        ),
-        case(
-            "foreign bearer",
-            Method::GET,
-            "/hello",
-            bearer("ghp_0123456789"),
-            401,
-            Some(""),
-            invalid("the credentials are not a personal access token"),
-        ),
-        case(
-            "other scheme",
-            Method::GET,
-            "/hello",
-            Some("Negotiate abc".into()),
-            401,
-            Some(""),
-            challenges(None),
-        ),
-        case(
-            "bad base64",
-            Method::GET,
-            "/hello",
-            Some("Basic %%%".into()),
-            400,
-            Some(""),
-            challenges(Some((
-                "invalid_request",
-                "the Basic credentials are not valid base64",
-            ))),
-        ),
-        case(
-            "empty bearer",
-            Method::GET,
-            "/hello",
-            Some("Bearer".into()),
-            400,
-            Some(""),
-            challenges(Some((
-                "invalid_request",
-                "the Authorization header has no credentials",
-            ))),
-        ),
-        case(
-            "whoami without credentials",
-            Method::GET,
-            "/whoami",
-            None,
-            401,
-            Some(""),
-            challenges(None),
-        ),
-        case(
-            "read an unscoped node",
-            Method::GET,
-            &node,
-            bearer(&t.full),
-            200,
-            Some("ok"),
-            None,
-        ),
-        case(
-            "write an unscoped node",
-            Method::PUT,
-            &node,
-            bearer(&t.full),
-            204,
-            Some(""),
-            None,
-        ),
-        case(
-            "read a node in scope",
-            Method::GET,
-            &node,
-            bearer(&t.read_only),
-            200,
-            Some("ok"),
-            None,
-        ),
-        case(
-            "write a read-only node",
-            Method::PUT,
-            &node,
-            bearer(&t.read_only),
-            403,
-            Some("forbidden"),
-            None,
-        ),
-        case(
-            "read a node out of scope",
-            Method::GET,
-            &other,
-            bearer(&t.read_only),
-            403,
-            Some("forbidden"),
-            None,
-        ),
-        case(
-            "node id is not a uuid",
-            Method::GET,
-            "/nodes/xyz",
-            bearer(&t.full),
-            400,
-            Some("invalid node id"),
-            None,
-        ),
-        case(
-            "node without credentials",
-            Method::GET,
-            &node,
-            None,
-            401,
-            Some(""),
-            challenges(None),
-        ),
-        case(
-            "uppercase node id",
-            Method::GET,
-            &format!("/nodes/{}", NODE.to_uppercase()),
-            bearer(&t.read_only),
-            200,
-            Some("ok"),
-            None,
-        ),
-    ]
-}
-
 fn send(base: &str, c: &Case) -> Response {
-    let mut req = client().request(c.method.clone(), format!("{base}{}", c.path));
+    let method = Method::from_bytes(c.method.as_str().as_bytes()).unwrap();
+    let mut req = client().request(method, format!("{base}{}", c.path));
     if let Some(a) = &c.authorization {
         req = req.header("authorization", a);
     }
     req.send().unwrap()
-}
-
-/// The parts of a response the contract fixes.
-#[derive(Debug, PartialEq)]
-struct Seen {
-    status: u16,
-    challenges: Vec<String>,
-    body: String,
 }
 
 fn seen(res: Response) -> Seen {
@@ -368,15 +77,7 @@ fn every_server_keeps_the_contract_identically() {
         let mut seen_all = Vec::new();
         for c in &cases {
             let s = seen(send(server.base(), c));
-            let ctx = format!("{kind:?}: {}", c.name);
-            assert_eq!(s.status, c.status, "{ctx}: {s:?}");
-            if let Some(body) = c.body {
-                assert_eq!(s.body, body, "{ctx}");
-            }
-            match &c.challenges {
-                Some(expected) => assert_eq!(&s.challenges, expected, "{ctx}"),
-                None => assert!(s.challenges.is_empty(), "{ctx}: {:?}", s.challenges),
-            }
+            c.check(&s, &format!("{kind:?}"));
             seen_all.push(s);
         }
         assert!(server.stop(), "{kind:?} did not exit cleanly on SIGTERM");

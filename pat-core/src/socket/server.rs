@@ -121,12 +121,11 @@ fn accept_loop(listener: &UnixListener, inner: &Weak<Inner>, stop: &AtomicBool) 
                 continue;
             }
         };
-        match rustix::net::sockopt::socket_peercred(&stream) {
-            Ok(cred) if peer_allowed(cred.uid.as_raw(), own_uid) => {}
-            Ok(cred) => {
+        match crate::sys::peer_uid(&stream) {
+            Ok(uid) if peer_allowed(uid, own_uid) => {}
+            Ok(uid) => {
                 tracing::warn!(
-                    peer_uid = cred.uid.as_raw(),
-                    peer_pid = cred.pid.as_raw_nonzero().get(),
+                    peer_uid = uid,
                     "admin socket: refused a connection from another user"
                 );
                 refuse(
@@ -227,20 +226,8 @@ fn dispatch(inner: &Inner, req: Request) -> Result<Reply, Failure> {
     };
     result.map_err(|e| match e {
         StoreError::NotFound(id) => Failure::NotFound(id),
-        e => Failure::Message(error_chain(&e)),
+        e => Failure::Message(crate::error::chain(&e)),
     })
-}
-
-/// An error and its causes on one line, as the CLI prints a local error.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ fn the_client_does_everything_the_store_does() {
     let id = store
         .authenticate(created.secret.expose_secret(), now())
         .unwrap();
-    assert_eq!(id.token_id, created.info.id);
+    assert_eq!(id.token_id(), created.info.id);
     let bob = store
         .create(
             &NewToken::new("bob", ExpiryPolicy::sliding(HOUR, None)),

@@ -17,7 +17,8 @@ use redb::{
     ReadableTable, StorageError, TableDefinition, TableError, WriteTransaction,
 };
 
-use crate::admin::{Admin, Verifier};
+use crate::admin::Admin;
+use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
 use crate::expiry::Expiry;
 use crate::record::{CreatedToken, Identity, NewToken, TokenInfo};
@@ -181,7 +182,7 @@ struct Memory {
     pending: HashMap<TokenDigest, Touch>,
     /// Records as the file holds them, by digest. Exact because this
     /// process makes every write (redb lets no other process open the file;
-    /// the CLI comes through the admin socket).
+    /// the CLI comes through the admin socket). Identities share them.
     cache: HashMap<TokenDigest, Arc<TokenInfo>>,
     /// Bumped by every write that changes or deletes records. A record read
     /// from the file is used (and cached) only if no such write happened
@@ -195,21 +196,13 @@ impl Memory {
     fn use_token(
         &mut self,
         digest: TokenDigest,
-        info: &TokenInfo,
+        info: &Arc<TokenInfo>,
         user: Option<&str>,
         now: Timestamp,
     ) -> Result<Identity, AuthError> {
-        if user.is_some_and(|u| u != info.user) {
-            return Err(AuthError::WrongUser);
-        }
-        let touch = Touch::next(info, self.pending.get(&digest).copied(), now)?;
+        let touch = Touch::next(info, self.pending.get(&digest).copied(), user, now)?;
         self.pending.insert(digest, touch);
-        Ok(Identity {
-            user: info.user.clone(),
-            token_id: info.id,
-            scopes: info.scopes.clone(),
-            expires_at: touch.expires_at,
-        })
+        Ok(Identity::new(info.clone(), touch.expires_at))
     }
 
     /// Forgets cached records after a write changed or deleted them.
@@ -246,9 +239,14 @@ impl Touch {
     }
 
     /// The buffered use after a use at `now`, given the file record and the
-    /// previous buffered use; an error if the token is expired at `now`.
-    /// The refresh itself is [`Expiry::touched`](crate::Expiry::touched).
-    fn next(info: &TokenInfo, previous: Option<Touch>, now: Timestamp) -> Result<Touch, AuthError> {
+    /// previous buffered use; an error if [`TokenInfo::check_use`] refuses
+    /// the use of the merged record.
+    fn next(
+        info: &TokenInfo,
+        previous: Option<Touch>,
+        user: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Touch, AuthError> {
         let (last_used_at, expiry) = match previous {
             Some(p) => {
                 let (last, expiry) = p.merge(info.last_used_at, info.expiry);
@@ -256,14 +254,10 @@ impl Touch {
             }
             None => (info.last_used_at, info.expiry),
         };
-        if expiry.is_expired(now) {
-            return Err(AuthError::Expired {
-                expires_at: expiry.expires_at(),
-            });
-        }
+        let expires_at = info.check_use_with(expiry, user, now)?;
         Ok(Touch {
             last_used_at: last_used_at.map_or(now, |t| t.max(now)),
-            expires_at: expiry.touched(info.created_at, now).expires_at(),
+            expires_at,
         })
     }
 }
@@ -327,9 +321,11 @@ impl Store {
     /// The format and checksum are checked before the store is read; a
     /// revoked token is simply [`AuthError::Unknown`]. A successful use is
     /// recorded in memory (see the type's documentation): this reads the
-    /// file through a redb read transaction and never writes.
+    /// file through a redb read transaction and never writes. The adapters
+    /// go through [`Verifier::verify`] instead, with the digest the gate
+    /// computed.
     pub fn authenticate(&self, presented: &str, now: Timestamp) -> Result<Identity, AuthError> {
-        self.authenticate_inner(presented, None, now)
+        self.lookup(&TokenDigest::from_token(presented)?, None, now)
     }
 
     /// Like [`authenticate`](Store::authenticate), for HTTP Basic: the token
@@ -341,16 +337,26 @@ impl Store {
         presented: &str,
         now: Timestamp,
     ) -> Result<Identity, AuthError> {
-        self.authenticate_inner(presented, Some(user), now)
+        self.lookup(&TokenDigest::from_token(presented)?, Some(user), now)
     }
 
-    fn authenticate_inner(
+    /// The lookup behind [`Verifier::verify`].
+    ///
+    /// A cache hit takes one short lock and allocates nothing. A miss reads
+    /// the file on the calling thread, which may be an async worker: a redb
+    /// read of a record is a B-tree descent through pages redb keeps in its
+    /// own cache (64 MiB here), so it costs microseconds, not a disk wait;
+    /// `cargo bench -p pat-core` measures it (`store/authenticate_hard_uncached`,
+    /// about 2 µs on the 2-core CI machine, see BENCHMARKS.md), less than
+    /// parsing the request around it. That is why the miss stays synchronous
+    /// rather than paying a thread hop on every miss.
+    fn lookup(
         &self,
-        presented: &str,
+        digest: &TokenDigest,
         user: Option<&str>,
         now: Timestamp,
     ) -> Result<Identity, AuthError> {
-        let digest = TokenDigest::from_token(presented)?;
+        let digest = *digest;
         let inner = &self.inner;
         // A write racing with the read is rare (a flush a second, admin
         // commands); a retry gets a read that no write followed. After a few,
@@ -434,7 +440,7 @@ impl Inner {
         let from_db = |e: DatabaseError| match e {
             DatabaseError::DatabaseAlreadyOpen => OpenError::Locked {
                 path: path.clone(),
-                holder: lock_holder(&path),
+                holder: crate::sys::lock_holder(&path),
             },
             DatabaseError::Storage(StorageError::Io(e))
                 if !matches!(e.kind(), ErrorKind::UnexpectedEof | ErrorKind::InvalidData) =>
@@ -643,26 +649,6 @@ impl Inner {
     }
 }
 
-/// The process holding a whole-file lock on `path`, from `/proc/locks`
-/// (Linux; `None` elsewhere or when it cannot be told).
-fn lock_holder(path: &Path) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt as _;
-    let meta = std::fs::metadata(path).ok()?;
-    let dev = meta.dev();
-    let want = (rustix::fs::major(dev), rustix::fs::minor(dev), meta.ino());
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    locks.lines().find_map(|line| {
-        // "3: FLOCK  ADVISORY  WRITE 5046 fe:00:10010948 0 EOF"
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let pid: u32 = fields.get(4)?.parse().ok()?;
-        let mut id = fields.get(5)?.split(':');
-        let major = u32::from_str_radix(id.next()?, 16).ok()?;
-        let minor = u32::from_str_radix(id.next()?, 16).ok()?;
-        let ino: u64 = id.next()?.parse().ok()?;
-        ((major, minor, ino) == want && pid != std::process::id()).then_some(pid)
-    })
-}
-
 enum InitError {
     Newer(u64),
     Other(String),
@@ -850,16 +836,11 @@ impl Admin for Store {
 }
 
 impl Verifier for Store {
-    fn authenticate(&self, presented: &str, now: Timestamp) -> Result<Identity, AuthError> {
-        Store::authenticate(self, presented, now)
+    fn verify(&self, lookup: Lookup<'_>) -> Verification {
+        Verification::Ready(self.lookup(lookup.digest(), lookup.user(), lookup.now()))
     }
 
-    fn authenticate_as(
-        &self,
-        user: &str,
-        presented: &str,
-        now: Timestamp,
-    ) -> Result<Identity, AuthError> {
-        Store::authenticate_as(self, user, presented, now)
+    fn flush(&self) -> Result<usize, StoreError> {
+        Store::flush(self)
     }
 }

@@ -1,0 +1,807 @@
+//! The tests every backend passes: a model test against a `BTreeMap` and the
+//! contract cases of the [`Verifier`] documentation, runnable against any
+//! backend (feature `testing`).
+//!
+//! ```
+//! use pat_core::MemoryStore;
+//! pat_core::conformance::run_contract(MemoryStore::new);
+//! pat_core::conformance::run_model(MemoryStore::new, 16);
+//! ```
+//!
+//! Each case gets a fresh backend from the closure. Time is injected (`now`
+//! starts near the epoch), so a backend must use the `now` it is given.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+use crate::{
+    Admin, AuthError, ExpiryPolicy, Identity, Lookup, NewToken, NewTokenError, NodeId, Perm, Scope,
+    Scopes, StoreError, Timestamp, TokenDigest, TokenId, TokenInfo, TokenSecret, Verifier,
+};
+
+/// A backend under test: the admin side and the verifier side.
+pub trait Backend: Admin + Verifier {}
+
+impl<T: Admin + Verifier> Backend for T {}
+
+/// Runs a future to completion on the calling thread, for tests of backends
+/// whose lookups answer later. No runtime needed: the future must not depend
+/// on one (a backend that needs a Tokio runtime should drive its I/O on its
+/// own threads, which its futures then wait for).
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(out) => return out,
+            Poll::Pending => thread::park(),
+        }
+    }
+}
+
+/// What the gate does with a presented token, without HTTP: validate it,
+/// look its digest up (as `user` for HTTP Basic) and wait for the answer.
+pub fn authenticate(
+    backend: &dyn Verifier,
+    token: &str,
+    user: Option<&str>,
+    now: Timestamp,
+) -> Result<Identity, AuthError> {
+    let digest = TokenDigest::from_token(token)?;
+    block_on(backend.verify(Lookup::new(digest, user, now)))
+}
+
+/// A verifier answering every lookup with what a closure says, at once or
+/// after yielding to the executor once: for adapter tests of each outcome.
+pub struct Scripted<F> {
+    answer: F,
+    later: bool,
+}
+
+impl<F> Scripted<F>
+where
+    F: Fn(&Lookup<'_>) -> Result<Identity, AuthError> + Send + Sync,
+{
+    /// Answers at once ([`Verification::Ready`](crate::Verification::Ready)).
+    pub fn ready(answer: F) -> Scripted<F> {
+        Scripted {
+            answer,
+            later: false,
+        }
+    }
+
+    /// Answers with a future that is pending once before it is ready.
+    pub fn later(answer: F) -> Scripted<F> {
+        Scripted {
+            answer,
+            later: true,
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for Scripted<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scripted")
+            .field("later", &self.later)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> Verifier for Scripted<F>
+where
+    F: Fn(&Lookup<'_>) -> Result<Identity, AuthError> + Send + Sync,
+{
+    fn verify(&self, lookup: Lookup<'_>) -> crate::Verification {
+        let answer = (self.answer)(&lookup);
+        if !self.later {
+            return crate::Verification::Ready(answer);
+        }
+        let mut answer = Some(answer);
+        let mut yielded = false;
+        crate::Verification::pending(std::future::poll_fn(move |cx| {
+            if !yielded {
+                yielded = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            match answer.take() {
+                Some(a) => Poll::Ready(a),
+                None => Poll::Ready(Err(AuthError::Unknown)),
+            }
+        }))
+    }
+}
+
+/// A way a backend can refuse a lookup, and the status the adapters must
+/// answer it with.
+#[derive(Clone, Copy, Debug)]
+pub struct Refusal {
+    /// What it is.
+    pub name: &'static str,
+    /// The error, made fresh for each use.
+    pub error: fn() -> AuthError,
+    /// 401 for a refused token, 503 for an unavailable backend.
+    pub status: u16,
+}
+
+/// Every kind of refusal a backend can give.
+pub const REFUSALS: &[Refusal] = &[
+    Refusal {
+        name: "unknown",
+        error: || AuthError::Unknown,
+        status: 401,
+    },
+    Refusal {
+        name: "expired",
+        error: || AuthError::Expired {
+            expires_at: Timestamp::UNIX_EPOCH,
+        },
+        status: 401,
+    },
+    Refusal {
+        name: "wrong user",
+        error: || AuthError::WrongUser,
+        status: 401,
+    },
+    Refusal {
+        name: "malformed, says the backend",
+        error: || AuthError::Malformed(crate::ParseTokenError::Checksum),
+        status: 401,
+    },
+    Refusal {
+        name: "storage down",
+        error: || {
+            AuthError::Store(StoreError::Storage(crate::BackendError::new(
+                std::io::Error::other("disk on fire"),
+            )))
+        },
+        status: 503,
+    },
+];
+
+const MIN: Duration = Duration::from_secs(60);
+
+fn at(secs: u64) -> Timestamp {
+    Timestamp::from_unix_secs(secs).expect("test times are in range")
+}
+
+fn hard(user: &str, d: Duration) -> NewToken {
+    NewToken::new(user, ExpiryPolicy::hard(d))
+}
+
+fn sliding(user: &str, window: Duration, cap: Option<Duration>) -> NewToken {
+    NewToken::new(user, ExpiryPolicy::sliding(window, cap))
+}
+
+fn auth(b: &dyn Backend, t: &TokenSecret, secs: u64) -> Result<Identity, AuthError> {
+    authenticate(b, t.expose_secret(), None, at(secs))
+}
+
+fn create(b: &dyn Backend, new: &NewToken, secs: u64) -> crate::CreatedToken {
+    b.create(new, at(secs)).expect("create")
+}
+
+type Case = fn(&dyn Backend);
+
+/// The contract cases, by name.
+pub const CASES: &[(&str, Case)] = &[
+    (
+        "unknown, expired and revoked are told apart",
+        unknown_expired_revoked,
+    ),
+    (
+        "a wrong Basic user is refused and records nothing",
+        wrong_user,
+    ),
+    (
+        "a sliding token used every half window lives on",
+        sliding_lives_on,
+    ),
+    (
+        "a sliding token idle for a window is dead",
+        sliding_idle_dies,
+    ),
+    ("a sliding token dies at its cap", sliding_cap),
+    ("a hard token is not extended by use", hard_not_extended),
+    ("the identity carries the record", identity_carries_record),
+    ("admin operations", admin_operations),
+    ("invalid requests store nothing", invalid_requests),
+    ("uses are visible to every read", uses_visible),
+    ("a refreshed token survives prune", refreshed_survives_prune),
+    (
+        "a token revoked before a flush stays revoked",
+        revoked_stays_revoked,
+    ),
+    ("the last use never moves back", last_use_never_back),
+    (
+        "no lookup succeeds after revoke returns",
+        no_success_after_revoke,
+    ),
+    (
+        "flushes racing uses never expire a sliding token early",
+        flush_races,
+    ),
+];
+
+/// Runs every contract case against a fresh backend from `make`, and
+/// panics naming the first case that fails.
+pub fn run_contract<B: Backend>(make: impl Fn() -> B) {
+    for (name, case) in CASES {
+        let backend = make();
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| case(&backend))) {
+            let msg = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            panic!("contract case `{name}` failed: {msg}");
+        }
+    }
+}
+
+fn unknown_expired_revoked(b: &dyn Backend) {
+    let created = create(b, &hard("alice", MIN), 0);
+    let forged = TokenSecret::generate();
+    assert!(matches!(auth(b, &forged, 0), Err(AuthError::Unknown)));
+    let id = auth(b, &created.secret, 59).expect("alive at 59");
+    assert_eq!(id.user(), "alice");
+    assert_eq!(id.expires_at(), at(60));
+    assert!(matches!(
+        auth(b, &created.secret, 60),
+        Err(AuthError::Expired { expires_at }) if expires_at == at(60)
+    ));
+    b.revoke(created.info.id).expect("revoke");
+    assert!(matches!(
+        auth(b, &created.secret, 1),
+        Err(AuthError::Unknown)
+    ));
+}
+
+fn wrong_user(b: &dyn Backend) {
+    let created = create(b, &hard("alice", MIN), 0);
+    let token = created.secret.expose_secret();
+    assert!(matches!(
+        authenticate(b, token, Some("bob"), at(1)),
+        Err(AuthError::WrongUser)
+    ));
+    b.flush().expect("flush");
+    assert_eq!(b.get(created.info.id).expect("get").last_used_at, None);
+    let id = authenticate(b, token, Some("alice"), at(2)).expect("right user");
+    assert_eq!(id.token_id(), created.info.id);
+}
+
+fn sliding_lives_on(b: &dyn Backend) {
+    let created = create(b, &sliding("alice", MIN, None), 0);
+    let mut now = 0;
+    while now <= 10 * 60 {
+        let id = auth(b, &created.secret, now).expect("alive");
+        assert_eq!(id.expires_at(), at(now + 60));
+        now += 30;
+    }
+    let info = b.get(created.info.id).expect("get");
+    assert_eq!(info.last_used_at, Some(at(600)));
+    assert_eq!(info.expiry.expires_at(), at(660));
+}
+
+fn sliding_idle_dies(b: &dyn Backend) {
+    let created = create(b, &sliding("alice", MIN, None), 0);
+    auth(b, &created.secret, 30).expect("alive");
+    assert!(matches!(
+        auth(b, &created.secret, 90),
+        Err(AuthError::Expired { expires_at }) if expires_at == at(90)
+    ));
+}
+
+fn sliding_cap(b: &dyn Backend) {
+    let created = create(b, &sliding("alice", MIN, Some(5 * MIN)), 0);
+    for now in (0..300).step_by(10) {
+        let id = auth(b, &created.secret, now).expect("alive");
+        assert!(id.expires_at() <= at(300));
+    }
+    assert!(matches!(
+        auth(b, &created.secret, 300),
+        Err(AuthError::Expired { .. })
+    ));
+}
+
+fn hard_not_extended(b: &dyn Backend) {
+    let created = create(b, &hard("alice", MIN), 0);
+    for now in (0..60).step_by(10) {
+        assert_eq!(
+            auth(b, &created.secret, now).expect("alive").expires_at(),
+            at(60)
+        );
+    }
+    assert!(auth(b, &created.secret, 60).is_err());
+}
+
+fn identity_carries_record(b: &dyn Backend) {
+    let node = NodeId::from_bytes([9; 16]);
+    let scopes: Scopes = [Scope {
+        node,
+        perm: Perm::READ,
+    }]
+    .into_iter()
+    .collect();
+    let new = hard("alice", MIN).scopes(scopes.clone()).label("deploy");
+    let created = create(b, &new, 0);
+    let id = auth(b, &created.secret, 0).expect("alive");
+    assert_eq!(id.scopes(), &scopes);
+    assert_eq!(id.label(), "deploy");
+    assert_eq!(id.token_id(), created.info.id);
+    assert!(id.permits([&node], Perm::READ));
+    assert!(!id.permits([&node], Perm::WRITE));
+}
+
+fn admin_operations(b: &dyn Backend) {
+    let a1 = create(b, &hard("alice", MIN), 0).info;
+    let a2 = create(b, &hard("alice", 10 * MIN), 1).info;
+    let b1 = create(b, &hard("bob", MIN).label("ci").created_by("root"), 2).info;
+    assert_eq!(b.get(b1.id).expect("get"), b1);
+    assert_eq!((b1.label.as_str(), b1.created_by.as_str()), ("ci", "root"));
+
+    let ids = |v: Vec<TokenInfo>| v.into_iter().map(|i| i.id).collect::<Vec<_>>();
+    let list = |user, all, now| ids(b.list(user, all, at(now)).expect("list"));
+    assert_eq!(list(None, false, 3), [a1.id, a2.id, b1.id]);
+    assert_eq!(list(Some("alice"), false, 3), [a1.id, a2.id]);
+    assert_eq!(list(Some("carol"), true, 3), []);
+    assert_eq!(list(None, false, 61), [a2.id, b1.id]);
+    assert_eq!(list(None, false, 62), [a2.id]);
+    assert_eq!(list(None, true, 62), [a1.id, a2.id, b1.id]);
+
+    assert_eq!(b.prune(at(62)).expect("prune"), 2);
+    assert_eq!(b.prune(at(62)).expect("prune"), 0);
+    assert!(matches!(b.get(a1.id), Err(StoreError::NotFound(id)) if id == a1.id));
+    assert!(matches!(b.revoke(b1.id), Err(StoreError::NotFound(_))));
+
+    let a3 = create(b, &hard("alice", MIN), 62).info;
+    let revoked = b.revoke(a2.id).expect("revoke");
+    assert_eq!(revoked.id, a2.id);
+    assert_eq!(b.revoke_user("alice").expect("revoke_user"), 1);
+    assert_eq!(b.revoke_user("alice").expect("revoke_user"), 0);
+    assert!(b.list(None, true, at(62)).expect("list").is_empty());
+    assert!(matches!(b.revoke(a3.id), Err(StoreError::NotFound(_))));
+}
+
+fn invalid_requests(b: &dyn Backend) {
+    let err = b.create(&hard("a:b", MIN), at(0)).unwrap_err();
+    assert!(
+        matches!(err, StoreError::NewToken(NewTokenError::User { .. })),
+        "{err:?}"
+    );
+    let err = b
+        .create(&hard("alice", Duration::from_secs(10)), Timestamp::MAX)
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NewToken(NewTokenError::TooLate)),
+        "{err:?}"
+    );
+    let err = b
+        .create(&sliding("alice", 2 * MIN, Some(MIN)), at(0))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::NewToken(NewTokenError::CapBelowWindow { .. })
+        ),
+        "{err:?}"
+    );
+    assert!(b.list(None, true, at(0)).expect("list").is_empty());
+}
+
+fn uses_visible(b: &dyn Backend) {
+    let s = create(b, &sliding("alice", MIN, None), 0);
+    let h = create(b, &hard("bob", MIN), 0);
+    auth(b, &s.secret, 50).expect("alive");
+    auth(b, &h.secret, 51).expect("alive");
+    for round in ["before the flush", "after the flush"] {
+        let got = b.get(s.info.id).expect("get");
+        assert_eq!(
+            (got.expiry.expires_at(), got.last_used_at),
+            (at(110), Some(at(50))),
+            "{round}"
+        );
+        assert_eq!(
+            b.get(h.info.id).expect("get").last_used_at,
+            Some(at(51)),
+            "{round}"
+        );
+        let listed: Vec<TokenId> = b
+            .list(None, false, at(70))
+            .expect("list")
+            .iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(
+            listed,
+            [s.info.id],
+            "{round}: refreshed one live, hard one expired"
+        );
+        b.flush().expect("flush");
+    }
+}
+
+fn refreshed_survives_prune(b: &dyn Backend) {
+    // Regression guard: prune must judge expiry with uses merged, or it
+    // deletes a token that was just used.
+    let s = create(b, &sliding("alice", MIN, None), 0);
+    auth(b, &s.secret, 50).expect("alive");
+    assert_eq!(b.prune(at(90)).expect("prune"), 0);
+    auth(b, &s.secret, 100).expect("alive after prune");
+    b.flush().expect("flush");
+    assert_eq!(b.prune(at(159)).expect("prune"), 0);
+    auth(b, &s.secret, 159).expect("alive after the flush");
+}
+
+fn revoked_stays_revoked(b: &dyn Backend) {
+    let a = create(b, &hard("alice", MIN), 0);
+    auth(b, &a.secret, 1).expect("alive");
+    b.revoke(a.info.id).expect("revoke");
+    b.flush().expect("flush");
+    assert!(b.list(None, true, at(1)).expect("list").is_empty());
+    assert!(matches!(auth(b, &a.secret, 2), Err(AuthError::Unknown)));
+}
+
+fn last_use_never_back(b: &dyn Backend) {
+    let a = create(b, &hard("alice", MIN), 0);
+    auth(b, &a.secret, 10).expect("alive");
+    auth(b, &a.secret, 5).expect("alive");
+    assert_eq!(b.get(a.info.id).expect("get").last_used_at, Some(at(10)));
+    b.flush().expect("flush");
+    auth(b, &a.secret, 7).expect("alive");
+    b.flush().expect("flush");
+    assert_eq!(b.get(a.info.id).expect("get").last_used_at, Some(at(10)));
+}
+
+fn no_success_after_revoke(b: &dyn Backend) {
+    // Readers race a revocation; once `revoke` has returned, every lookup
+    // that starts must fail.
+    let t = create(b, &hard("alice", MIN), 0);
+    let revoked = AtomicBool::new(false);
+    let seen_after = AtomicBool::new(false);
+    thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                loop {
+                    let after = revoked.load(Ordering::SeqCst);
+                    let ok = auth(b, &t.secret, 1).is_ok();
+                    assert!(!(after && ok), "authenticated after revoke returned");
+                    if after {
+                        seen_after.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    assert!(std::time::Instant::now() < deadline, "revoke never came");
+                }
+            });
+        }
+        // Let the readers get going (and fill any cache) before revoking.
+        while b.get(t.info.id).expect("get").last_used_at.is_none() {
+            thread::yield_now();
+        }
+        b.revoke(t.info.id).expect("revoke");
+        revoked.store(true, Ordering::SeqCst);
+    });
+    assert!(seen_after.load(Ordering::SeqCst));
+}
+
+fn flush_races(b: &dyn Backend) {
+    // Each use at t extends the deadline to t + 10 s and the next use comes
+    // 5 s later, so every use must succeed while flushes run alongside.
+    let t = create(b, &sliding("alice", Duration::from_secs(10), None), 0);
+    let done = AtomicBool::new(false);
+    thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                b.flush().expect("flush");
+            }
+        });
+        for i in 0..2_000u64 {
+            if let Err(e) = auth(b, &t.secret, i * 5) {
+                done.store(true, Ordering::SeqCst);
+                panic!("use {i} at {}: {e}", at(i * 5));
+            }
+        }
+        done.store(true, Ordering::SeqCst);
+    });
+}
+
+/// One step of the model test.
+#[derive(Debug, Clone)]
+enum Op {
+    Create {
+        user: u8,
+        secs: u64,
+        sliding: bool,
+        cap: Option<u64>,
+    },
+    Revoke(usize),
+    RevokeUser(u8),
+    Prune,
+    Auth(usize),
+    AuthAs(usize, u8),
+    Forged,
+    Advance(u64),
+    Flush,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0u8..3, 1u64..200, any::<bool>(), proptest::option::of(1u64..400))
+            .prop_map(|(user, secs, sliding, cap)| Op::Create { user, secs, sliding, cap }),
+        2 => any::<usize>().prop_map(Op::Revoke),
+        1 => (0u8..3).prop_map(Op::RevokeUser),
+        1 => Just(Op::Prune),
+        5 => any::<usize>().prop_map(Op::Auth),
+        1 => (any::<usize>(), 0u8..3).prop_map(|(i, u)| Op::AuthAs(i, u)),
+        1 => Just(Op::Forged),
+        3 => (1u64..120).prop_map(Op::Advance),
+        2 => Just(Op::Flush),
+    ]
+}
+
+/// What the model knows about a live token.
+#[derive(Debug)]
+struct Model {
+    user: String,
+    created_at: u64,
+    expires_at: u64,
+    last_used_at: Option<u64>,
+    window: Option<u64>,
+    cap: Option<u64>,
+}
+
+/// Runs `cases` random sequences of operations against a fresh backend from
+/// `make` and a `BTreeMap` model, checking every answer and, after every
+/// step, that the listing is exactly the model.
+pub fn run_model<B: Backend>(make: impl Fn() -> B, cases: u32) {
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&proptest::collection::vec(op(), 1..60), |ops| {
+        let backend = make();
+        model_case(&backend, ops)
+    });
+    if let Err(e) = result {
+        panic!("model test: {e}");
+    }
+}
+
+fn model_case(b: &dyn Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let mut model: BTreeMap<TokenId, Model> = BTreeMap::new();
+    // Every token ever issued, so revoked ones can be presented again.
+    let mut issued: Vec<(TokenId, TokenSecret)> = Vec::new();
+    let mut now = 1_000u64;
+    let err = |e: &dyn std::fmt::Display| TestCaseError::fail(e.to_string());
+    for op in ops {
+        match op {
+            Op::Create {
+                user,
+                secs,
+                sliding,
+                cap,
+            } => {
+                let user = format!("user{user}");
+                let cap = cap.filter(|&c| c >= secs);
+                let policy = if sliding {
+                    ExpiryPolicy::sliding(Duration::from_secs(secs), cap.map(Duration::from_secs))
+                } else {
+                    ExpiryPolicy::hard(Duration::from_secs(secs))
+                };
+                let created = b
+                    .create(&NewToken::new(&user, policy), at(now))
+                    .map_err(|e| err(&e))?;
+                model.insert(
+                    created.info.id,
+                    Model {
+                        user,
+                        created_at: now,
+                        expires_at: now + secs,
+                        last_used_at: None,
+                        window: sliding.then_some(secs),
+                        cap: if sliding { cap } else { None },
+                    },
+                );
+                issued.push((created.info.id, created.secret));
+            }
+            Op::Revoke(i) if !issued.is_empty() => {
+                let id = issued[i % issued.len()].0;
+                let got = b.revoke(id);
+                match model.remove(&id) {
+                    Some(_) => prop_assert_eq!(got.map_err(|e| err(&e))?.id, id),
+                    None => prop_assert!(matches!(got, Err(StoreError::NotFound(_)))),
+                }
+            }
+            Op::RevokeUser(u) => {
+                let user = format!("user{u}");
+                let before = model.len();
+                model.retain(|_, m| m.user != user);
+                prop_assert_eq!(
+                    b.revoke_user(&user).map_err(|e| err(&e))?,
+                    before - model.len()
+                );
+            }
+            Op::Prune => {
+                let before = model.len();
+                model.retain(|_, m| now < m.expires_at);
+                prop_assert_eq!(b.prune(at(now)).map_err(|e| err(&e))?, before - model.len());
+            }
+            Op::Auth(i) | Op::AuthAs(i, _) if !issued.is_empty() => {
+                let as_user = match op {
+                    Op::AuthAs(_, u) => Some(format!("user{u}")),
+                    _ => None,
+                };
+                let (id, secret) = &issued[i % issued.len()];
+                let got = authenticate(b, secret.expose_secret(), as_user.as_deref(), at(now));
+                match model.get_mut(id) {
+                    None => prop_assert!(matches!(got, Err(AuthError::Unknown)), "{:?}", got),
+                    Some(m) if as_user.as_ref().is_some_and(|u| *u != m.user) => {
+                        prop_assert!(matches!(got, Err(AuthError::WrongUser)), "{:?}", got);
+                    }
+                    Some(m) if now >= m.expires_at => {
+                        let expected = at(m.expires_at);
+                        prop_assert!(
+                            matches!(got, Err(AuthError::Expired { expires_at }) if expires_at == expected),
+                            "{:?}",
+                            got
+                        );
+                    }
+                    Some(m) => {
+                        if let Some(w) = m.window {
+                            let mut next = now + w;
+                            if let Some(c) = m.cap {
+                                next = next.min(m.created_at + c);
+                            }
+                            m.expires_at = m.expires_at.max(next);
+                        }
+                        m.last_used_at = Some(m.last_used_at.map_or(now, |t| t.max(now)));
+                        let identity = got.map_err(|e| err(&e))?;
+                        prop_assert_eq!(identity.token_id(), *id);
+                        prop_assert_eq!(identity.user(), m.user.as_str());
+                        prop_assert_eq!(identity.expires_at(), at(m.expires_at));
+                    }
+                }
+            }
+            Op::Forged => {
+                let forged = TokenSecret::generate();
+                prop_assert!(matches!(
+                    authenticate(b, forged.expose_secret(), None, at(now)),
+                    Err(AuthError::Unknown)
+                ));
+            }
+            Op::Advance(s) => now += s,
+            Op::Flush => {
+                b.flush().map_err(|e| err(&e))?;
+            }
+            Op::Revoke(_) | Op::Auth(_) | Op::AuthAs(..) => {}
+        }
+        // After every step the listing is exactly the live model.
+        type Row = (String, Timestamp, Option<Timestamp>);
+        let listed: BTreeMap<TokenId, Row> = b
+            .list(None, true, at(now))
+            .map_err(|e| err(&e))?
+            .into_iter()
+            .map(|i| (i.id, (i.user, i.expiry.expires_at(), i.last_used_at)))
+            .collect();
+        let expected: BTreeMap<TokenId, Row> = model
+            .iter()
+            .map(|(id, m)| {
+                let last = m.last_used_at.map(at);
+                (*id, (m.user.clone(), at(m.expires_at), last))
+            })
+            .collect();
+        prop_assert_eq!(listed, expected);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    #[test]
+    fn memory_store_passes_the_contract() {
+        run_contract(MemoryStore::new);
+    }
+
+    #[test]
+    fn memory_store_matches_the_model() {
+        run_model(MemoryStore::new, 64);
+    }
+
+    /// Fresh redb stores in one temporary directory, flushed by hand.
+    fn redb_stores(dir: &tempfile::TempDir, cache: bool) -> impl Fn() -> crate::Store + '_ {
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        move || {
+            let i = n.fetch_add(1, Ordering::SeqCst);
+            crate::Store::builder()
+                .manual_flush()
+                .admin_socket(false)
+                .cache(cache)
+                .open(dir.path().join(format!("{i}.redb")))
+                .unwrap()
+        }
+    }
+
+    #[test]
+    fn redb_store_passes_the_contract() {
+        for cache in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            run_contract(redb_stores(&dir, cache));
+        }
+    }
+
+    #[test]
+    fn redb_store_matches_the_model() {
+        for cache in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            run_model(redb_stores(&dir, cache), 32);
+        }
+    }
+
+    #[test]
+    fn a_case_that_fails_is_named() {
+        struct Broken(MemoryStore);
+        impl Admin for Broken {
+            fn create(
+                &self,
+                n: &NewToken,
+                t: Timestamp,
+            ) -> Result<crate::CreatedToken, StoreError> {
+                self.0.create(n, t)
+            }
+            fn list(
+                &self,
+                u: Option<&str>,
+                a: bool,
+                t: Timestamp,
+            ) -> Result<Vec<TokenInfo>, StoreError> {
+                self.0.list(u, a, t)
+            }
+            fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+                self.0.get(id)
+            }
+            // Revocation that forgets to revoke.
+            fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+                self.0.get(id)
+            }
+            fn revoke_user(&self, u: &str) -> Result<usize, StoreError> {
+                self.0.revoke_user(u)
+            }
+            fn prune(&self, t: Timestamp) -> Result<usize, StoreError> {
+                self.0.prune(t)
+            }
+        }
+        impl Verifier for Broken {
+            fn verify(&self, lookup: Lookup<'_>) -> crate::Verification {
+                self.0.verify(lookup)
+            }
+        }
+        let panic = catch_unwind(|| run_contract(|| Broken(MemoryStore::new()))).unwrap_err();
+        let msg = panic.downcast_ref::<String>().unwrap();
+        assert!(
+            msg.contains("unknown, expired and revoked are told apart"),
+            "{msg}"
+        );
+    }
+}

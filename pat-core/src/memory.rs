@@ -1,0 +1,172 @@
+//! A complete backend in memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::admin::Admin;
+use crate::backend::{Lookup, Verification, Verifier};
+use crate::error::{AuthError, StoreError};
+use crate::record::{CreatedToken, Identity, NewToken, TokenInfo};
+use crate::time::Timestamp;
+use crate::token::{TokenDigest, TokenId, TokenSecret};
+
+/// A token backend in memory, with the semantics of the redb
+/// [`Store`](crate::Store) (the same model test and contract cases run
+/// against both), for unit tests, examples and prototypes. Nothing survives
+/// the process.
+///
+/// ```
+/// use std::time::Duration;
+/// use pat_core::{Admin as _, ExpiryPolicy, Gate, MemoryStore, NewToken, Timestamp};
+///
+/// let store = std::sync::Arc::new(MemoryStore::new());
+/// let created = store.create(
+///     &NewToken::new("alice", ExpiryPolicy::hard(Duration::from_secs(3600))),
+///     Timestamp::now(),
+/// )?;
+/// let gate = Gate::new(store.clone()); // or PatLayer::new(store), PatMiddleware::new(store)
+/// # let _ = (created, gate);
+/// # Ok::<(), pat_core::StoreError>(())
+/// ```
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    tokens: HashMap<TokenDigest, Arc<TokenInfo>>,
+    by_id: BTreeMap<TokenId, TokenDigest>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// How many tokens it holds, expired ones included.
+    pub fn len(&self) -> usize {
+        self.state().tokens.len()
+    }
+
+    /// Whether it holds no token.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The state is consistent between statements: a panic elsewhere
+        // while holding the lock leaves nothing half-written.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("tokens", &self.len())
+            .finish()
+    }
+}
+
+impl State {
+    fn remove(&mut self, id: TokenId) -> Option<TokenInfo> {
+        let digest = self.by_id.remove(&id)?;
+        let info = self.tokens.remove(&digest)?;
+        Some(Arc::unwrap_or_clone(info))
+    }
+
+    fn remove_where(&mut self, doomed: impl Fn(&TokenInfo) -> bool) -> usize {
+        let ids: Vec<TokenId> = self
+            .tokens
+            .values()
+            .filter(|info| doomed(info))
+            .map(|info| info.id)
+            .collect();
+        for &id in &ids {
+            self.remove(id);
+        }
+        ids.len()
+    }
+}
+
+impl Verifier for MemoryStore {
+    fn verify(&self, lookup: Lookup<'_>) -> Verification {
+        let mut state = self.state();
+        let Some(info) = state.tokens.get_mut(lookup.digest()) else {
+            return Verification::Ready(Err(AuthError::Unknown));
+        };
+        // Checked before anything changes: a refused use records nothing.
+        if let Err(e) = lookup.check(info) {
+            return Verification::Ready(Err(e));
+        }
+        let result = Arc::make_mut(info)
+            .record_use(lookup.user(), lookup.now())
+            .map(|expires_at| Identity::new(info.clone(), expires_at));
+        Verification::Ready(result)
+    }
+}
+
+impl Admin for MemoryStore {
+    fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
+        let mut state = self.state();
+        let id = loop {
+            let id = TokenId::generate();
+            if !state.by_id.contains_key(&id) {
+                break id;
+            }
+        };
+        let info = new.to_info(id, now)?;
+        let secret = loop {
+            let s = TokenSecret::generate();
+            if !state.tokens.contains_key(&s.digest()) {
+                break s;
+            }
+        };
+        state.tokens.insert(secret.digest(), Arc::new(info.clone()));
+        state.by_id.insert(id, secret.digest());
+        Ok(CreatedToken::new(secret, info))
+    }
+
+    fn list(
+        &self,
+        user: Option<&str>,
+        include_expired: bool,
+        now: Timestamp,
+    ) -> Result<Vec<TokenInfo>, StoreError> {
+        let state = self.state();
+        let mut out: Vec<TokenInfo> = state
+            .tokens
+            .values()
+            .filter(|i| user.is_none_or(|u| i.user == u))
+            .filter(|i| include_expired || !i.is_expired(now))
+            .map(|i| TokenInfo::clone(i))
+            .collect();
+        out.sort_by_key(|i| (i.created_at, i.id));
+        Ok(out)
+    }
+
+    fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+        let state = self.state();
+        state
+            .by_id
+            .get(&id)
+            .and_then(|d| state.tokens.get(d))
+            .map(|i| TokenInfo::clone(i))
+            .ok_or(StoreError::NotFound(id))
+    }
+
+    fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+        self.state().remove(id).ok_or(StoreError::NotFound(id))
+    }
+
+    fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
+        Ok(self.state().remove_where(|i| i.user == user))
+    }
+
+    fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
+        Ok(self.state().remove_where(|i| i.is_expired(now)))
+    }
+}

@@ -1,0 +1,108 @@
+//! Text that reaches an operator's terminal: which characters would make one
+//! name print as another, and how to show any string safely.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// Whether `c` is invisible formatting: Unicode's format characters (general
+/// category Cf: zero-width spaces and joiners, bidirectional marks, embeddings,
+/// overrides and isolates, the byte-order mark, tag characters...), the line
+/// and paragraph separators, and the blank "filler" letters. Such characters
+/// let `ali\u{200b}ce` print as `alice`, or U+202E print a name backwards.
+pub(crate) fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
+}
+
+/// `s` as it may be shown on a terminal: control characters (escape
+/// sequences included) and invisible formatting characters are replaced by
+/// `\u{…}` escapes, and a backslash by `\\` so an escape cannot be forged.
+/// Borrowed when there is nothing to escape.
+///
+/// User names and labels are validated on creation, but a store written by
+/// another tool, a damaged record or an error message quoting input can still
+/// carry anything; every human output of `pat-cli` goes through this.
+///
+/// ```
+/// assert_eq!(pat_core::printable("alice"), "alice");
+/// assert_eq!(pat_core::printable("ali\u{200b}ce"), "ali\\u{200b}ce");
+/// assert_eq!(pat_core::printable("\x1b[31mred"), "\\u{1b}[31mred");
+/// ```
+pub fn printable(s: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || is_invisible(c) || c == '\\';
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if unsafe_char(c) {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn look_alikes_and_escapes_are_shown_escaped() {
+        for (raw, shown) in [
+            ("ali\u{200b}ce", "ali\\u{200b}ce"),
+            ("\u{202e}ecila", "\\u{202e}ecila"),
+            ("a\u{2066}b", "a\\u{2066}b"),
+            ("\x1b]0;pwned\x07", "\\u{1b}]0;pwned\\u{7}"),
+            ("tab\there", "tab\\u{9}here"),
+            ("back\\slash", "back\\\\slash"),
+            ("\u{feff}bom", "\\u{feff}bom"),
+            ("Zoë 東京", "Zoë 東京"),
+        ] {
+            assert_eq!(printable(raw), shown, "{raw:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn output_has_no_control_or_invisible_character(s in "\\PC*|.*") {
+            let shown = printable(&s);
+            prop_assert!(!shown.chars().any(|c| c.is_control() || is_invisible(c)));
+        }
+
+        #[test]
+        fn clean_text_is_borrowed(s in "[a-zA-Z0-9 ._@-]{0,40}") {
+            prop_assert!(matches!(printable(&s), Cow::Borrowed(_)));
+        }
+    }
+}

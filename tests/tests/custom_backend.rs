@@ -1,0 +1,487 @@
+//! The backend seam, proven from outside pat-core: a backend written here,
+//! with only pat-core's public API, that answers lookups later (from its own
+//! worker thread, after a real await), driven through both adapters; the
+//! in-memory backend through the reference contract; and a backend that fails.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pat_core::{
+    Admin, AuthError, BackendError, CreatedToken, ExpiryPolicy, Gate, Identity, Lookup,
+    MemoryStore, NewToken, StoreError, Timestamp, TokenDigest, TokenId, TokenInfo, TokenSecret,
+    Verification, Verifier, conformance,
+};
+use pat_integration_tests::contract::{Tokens, cases};
+use pat_integration_tests::inproc::{self, Req};
+
+/// Records as a database would hold them: by digest, with an index by id.
+#[derive(Default)]
+struct Table {
+    rows: HashMap<TokenDigest, TokenInfo>,
+    ids: HashMap<TokenId, TokenDigest>,
+}
+
+/// One lookup waiting for the worker.
+struct Job {
+    digest: TokenDigest,
+    user: Option<String>,
+    now: Timestamp,
+    reply: tokio::sync::oneshot::Sender<Result<Identity, AuthError>>,
+}
+
+/// A backend like a networked one: every lookup is sent to a worker thread
+/// (the "database") and awaited. The worker answers in batches of `batch`
+/// lookups: with `batch > 1` it answers nothing until that many requests wait
+/// at once, which only happens if the adapters keep serving other requests
+/// while one waits.
+struct AsyncBackend {
+    table: Arc<Mutex<Table>>,
+    jobs: Mutex<mpsc::Sender<Job>>,
+    /// Batches the worker had to release on its deadline rather than full.
+    released_late: Arc<AtomicUsize>,
+}
+
+impl AsyncBackend {
+    fn new(batch: usize) -> AsyncBackend {
+        let table = Arc::new(Mutex::new(Table::default()));
+        let released_late = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel::<Job>();
+        {
+            let (table, released_late) = (table.clone(), released_late.clone());
+            std::thread::spawn(move || {
+                let mut waiting = Vec::new();
+                loop {
+                    match rx.recv_timeout(Duration::from_secs(20)) {
+                        Ok(job) => waiting.push(job),
+                        Err(mpsc::RecvTimeoutError::Timeout) if !waiting.is_empty() => {
+                            released_late.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                    if waiting.len() < batch
+                        && released_late.load(Ordering::SeqCst) == 0
+                        && !waiting.is_empty()
+                    {
+                        continue;
+                    }
+                    for job in waiting.drain(..) {
+                        let mut table = table.lock().unwrap();
+                        let result = match table.rows.get_mut(&job.digest) {
+                            None => Err(AuthError::Unknown),
+                            Some(info) => info
+                                .record_use(job.user.as_deref(), job.now)
+                                .map(|expires_at| Identity::new(info.clone(), expires_at)),
+                        };
+                        let _ = job.reply.send(result);
+                    }
+                }
+            });
+        }
+        AsyncBackend {
+            table,
+            jobs: Mutex::new(tx),
+            released_late,
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap()
+    }
+}
+
+impl Verifier for AsyncBackend {
+    fn verify(&self, lookup: Lookup<'_>) -> Verification {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Job {
+            digest: *lookup.digest(),
+            user: lookup.user().map(str::to_owned),
+            now: lookup.now(),
+            reply,
+        };
+        if self.jobs.lock().unwrap().send(job).is_err() {
+            return Verification::Ready(Err(unavailable("the worker is gone")));
+        }
+        Verification::pending(async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(unavailable("the worker dropped the lookup")))
+        })
+    }
+}
+
+fn unavailable(why: &str) -> AuthError {
+    AuthError::Store(StoreError::Storage(BackendError::new(
+        std::io::Error::other(why.to_owned()),
+    )))
+}
+
+impl Admin for AsyncBackend {
+    fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
+        let mut table = self.table();
+        let id = loop {
+            let id = TokenId::generate();
+            if !table.ids.contains_key(&id) {
+                break id;
+            }
+        };
+        let info = new.to_info(id, now)?;
+        let secret = TokenSecret::generate();
+        table.rows.insert(secret.digest(), info.clone());
+        table.ids.insert(id, secret.digest());
+        Ok(CreatedToken::new(secret, info))
+    }
+
+    fn list(
+        &self,
+        user: Option<&str>,
+        include_expired: bool,
+        now: Timestamp,
+    ) -> Result<Vec<TokenInfo>, StoreError> {
+        let mut out: Vec<TokenInfo> = self
+            .table()
+            .rows
+            .values()
+            .filter(|i| user.is_none_or(|u| i.user == u))
+            .filter(|i| include_expired || !i.is_expired(now))
+            .cloned()
+            .collect();
+        out.sort_by_key(|i| (i.created_at, i.id));
+        Ok(out)
+    }
+
+    fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+        let table = self.table();
+        let digest = table.ids.get(&id).ok_or(StoreError::NotFound(id))?;
+        Ok(table.rows[digest].clone())
+    }
+
+    fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+        let mut table = self.table();
+        let digest = table.ids.remove(&id).ok_or(StoreError::NotFound(id))?;
+        Ok(table.rows.remove(&digest).expect("indexed row"))
+    }
+
+    fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
+        let ids: Vec<TokenId> = self
+            .table()
+            .rows
+            .values()
+            .filter(|i| i.user == user)
+            .map(|i| i.id)
+            .collect();
+        for &id in &ids {
+            self.revoke(id)?;
+        }
+        Ok(ids.len())
+    }
+
+    fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let ids: Vec<TokenId> = self
+            .table()
+            .rows
+            .values()
+            .filter(|i| i.is_expired(now))
+            .map(|i| i.id)
+            .collect();
+        for &id in &ids {
+            self.revoke(id)?;
+        }
+        Ok(ids.len())
+    }
+}
+
+#[test]
+fn a_backend_written_outside_pat_core_passes_the_shared_suite() {
+    conformance::run_contract(|| AsyncBackend::new(1));
+    conformance::run_model(|| AsyncBackend::new(1), 32);
+}
+
+#[test]
+fn the_reference_contract_holds_on_every_backend_through_both_adapters() {
+    let backends: Vec<(&str, Arc<dyn Backend>)> = vec![
+        ("memory", Arc::new(MemoryStore::new())),
+        ("async", Arc::new(AsyncBackend::new(1))),
+    ];
+    for (name, backend) in backends {
+        let tokens = Tokens::create(backend.as_admin());
+        let cases = cases(&tokens);
+        let reqs: Vec<Req> = cases.iter().map(Req::from).collect();
+        let gate = Gate::new(backend.clone().into_verifier());
+        let tower = inproc::tower_seen(inproc::reference_router(&gate), &reqs);
+        let actix = inproc::actix_seen(inproc::reference_actix(&gate), &reqs);
+        for ((case, t), a) in cases.iter().zip(&tower).zip(&actix) {
+            case.check(t, &format!("axum on {name}"));
+            case.check(a, &format!("actix on {name}"));
+            assert_eq!(t, a, "{name}: the adapters differ on {}", case.name);
+        }
+    }
+}
+
+/// Admin and Verifier at once, as a trait object.
+trait Backend: Admin + Verifier {
+    fn as_admin(&self) -> &dyn Admin;
+    fn into_verifier(self: Arc<Self>) -> Arc<dyn Verifier>;
+}
+
+impl<T: Admin + Verifier + 'static> Backend for T {
+    fn as_admin(&self) -> &dyn Admin {
+        self
+    }
+    fn into_verifier(self: Arc<Self>) -> Arc<dyn Verifier> {
+        self
+    }
+}
+
+/// Creates `n` tokens of users `u0`..`u{n-1}` and their Bearer headers.
+fn bearers(admin: &dyn Admin, n: usize) -> Vec<(String, String)> {
+    let hour = ExpiryPolicy::hard(Duration::from_secs(3600));
+    (0..n)
+        .map(|i| {
+            let user = format!("u{i}");
+            let created = admin
+                .create(&NewToken::new(&user, hour), Timestamp::now())
+                .unwrap();
+            (user, format!("Bearer {}", created.secret.expose_secret()))
+        })
+        .collect()
+}
+
+const CONCURRENT: usize = 16;
+
+#[test]
+fn tower_serves_other_requests_while_one_waits_for_the_backend() {
+    // The backend answers nothing until CONCURRENT lookups wait at once:
+    // this finishes only if the layer awaits lookups instead of blocking.
+    let backend = Arc::new(AsyncBackend::new(CONCURRENT));
+    let users = bearers(&*backend, CONCURRENT);
+    let app = inproc::echo_router(&Gate::new(backend.clone()));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let answers = rt.block_on(async {
+        let tasks: Vec<_> = users
+            .iter()
+            .map(|(_, bearer)| {
+                use tower::ServiceExt as _;
+                let req = http::Request::get("/x")
+                    .header("authorization", bearer)
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                tokio::spawn(app.clone().oneshot(req))
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            let res = t.await.unwrap().unwrap();
+            let body = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
+            out.push(String::from_utf8(body.to_vec()).unwrap());
+        }
+        out
+    });
+    let expected: Vec<String> = users.iter().map(|(u, _)| format!("user {u}")).collect();
+    assert_eq!(answers, expected);
+    assert_eq!(
+        backend.released_late.load(Ordering::SeqCst),
+        0,
+        "the lookups never waited together (took {:?})",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn actix_serves_other_requests_while_one_waits_for_the_backend() {
+    use actix_web::{App, test};
+    let backend = Arc::new(AsyncBackend::new(CONCURRENT));
+    let users = bearers(&*backend, CONCURRENT);
+    let configure = inproc::echo_actix(&Gate::new(backend.clone()));
+    let headers: Vec<String> = users.iter().map(|(_, b)| b.clone()).collect();
+    // One actix worker: a single thread serves every request.
+    let answers = actix_web::rt::System::new().block_on(async move {
+        let app = Rc::new(test::init_service(App::new().configure(configure)).await);
+        let tasks: Vec<_> = headers
+            .iter()
+            .map(|bearer| {
+                let app = app.clone();
+                let req = test::TestRequest::get()
+                    .uri("/x")
+                    .insert_header(("authorization", bearer.as_str()))
+                    .to_request();
+                actix_web::rt::spawn(async move {
+                    let res = test::call_service(&*app, req).await;
+                    String::from_utf8(test::read_body(res).await.to_vec()).unwrap()
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    let expected: Vec<String> = users.iter().map(|(u, _)| format!("user {u}")).collect();
+    assert_eq!(answers, expected);
+    assert_eq!(backend.released_late.load(Ordering::SeqCst), 0);
+}
+
+/// A backend whose storage is down: every lookup fails, at once or later.
+struct Down {
+    later: bool,
+    lookups: AtomicUsize,
+}
+
+impl Verifier for Down {
+    fn verify(&self, _lookup: Lookup<'_>) -> Verification {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        let err = || unavailable("connection refused by db.internal:5432");
+        if self.later {
+            Verification::pending(async move {
+                tokio::task::yield_now().await;
+                Err(err())
+            })
+        } else {
+            Verification::Ready(Err(err()))
+        }
+    }
+}
+
+#[test]
+fn a_failing_backend_is_503_with_retry_after_through_both_adapters() {
+    let logs = LogCapture::default();
+    let secret = TokenSecret::generate();
+    let token = secret.expose_secret().to_owned();
+    let reqs = vec![
+        Req {
+            method: http::Method::GET,
+            path: "/hello".into(),
+            headers: vec![("authorization", format!("Bearer {token}"))],
+        },
+        Req {
+            method: http::Method::GET,
+            path: "/hello".into(),
+            headers: vec![(
+                "authorization",
+                pat_integration_tests::basic("alice", &token),
+            )],
+        },
+    ];
+    for later in [false, true] {
+        let down = Arc::new(Down {
+            later,
+            lookups: AtomicUsize::new(0),
+        });
+        let gate = Gate::new(down.clone()).retry_after(3);
+        let (tower, actix) = logs.during(|| {
+            (
+                tower_with_retry_after(&gate, &reqs),
+                actix_with_retry_after(&gate, &reqs),
+            )
+        });
+        for (status, retry_after, body) in tower.iter().chain(&actix) {
+            assert_eq!(*status, 503, "later={later}");
+            assert_eq!(retry_after.as_deref(), Some("3"));
+            assert_eq!(body, "", "the handler must not run");
+        }
+        assert_eq!(tower, actix);
+        assert_eq!(down.lookups.load(Ordering::SeqCst), 4);
+    }
+    let text = logs.text();
+    assert!(text.contains("token backend unavailable"), "{text}");
+    assert!(text.contains("connection refused"), "{text}");
+    assert!(
+        !text.contains(&token[4..]),
+        "the token reached the logs: {text}"
+    );
+}
+
+type Answer = (u16, Option<String>, String);
+
+fn tower_with_retry_after(gate: &Gate, reqs: &[Req]) -> Vec<Answer> {
+    use tower::ServiceExt as _;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut out = Vec::new();
+        for r in reqs {
+            let mut req = http::Request::get(&r.path);
+            for (k, v) in &r.headers {
+                req = req.header(*k, v);
+            }
+            let res = inproc::reference_router(gate)
+                .oneshot(req.body(axum::body::Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let retry = res
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let status = res.status().as_u16();
+            let body = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
+            out.push((status, retry, String::from_utf8(body.to_vec()).unwrap()));
+        }
+        out
+    })
+}
+
+fn actix_with_retry_after(gate: &Gate, reqs: &[Req]) -> Vec<Answer> {
+    use actix_web::{App, test};
+    let configure = inproc::reference_actix(gate);
+    let reqs = reqs.to_vec();
+    actix_web::rt::System::new().block_on(async move {
+        let app = test::init_service(App::new().configure(configure)).await;
+        let mut out = Vec::new();
+        for r in reqs {
+            let mut req = test::TestRequest::get().uri(&r.path);
+            for (k, v) in &r.headers {
+                req = req.append_header((*k, v.as_str()));
+            }
+            let res = test::call_service(&app, req.to_request()).await;
+            let retry = res
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let status = res.status().as_u16();
+            let body = test::read_body(res).await;
+            out.push((status, retry, String::from_utf8(body.to_vec()).unwrap()));
+        }
+        out
+    })
+}
+
+/// Captures the log lines emitted on this thread while a closure runs.
+#[derive(Clone, Default)]
+struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    fn during<T>(&self, f: impl FnOnce() -> T) -> T {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
