@@ -77,7 +77,7 @@ pub(crate) struct TokenCommand {
 #[derive(Debug, Args)]
 pub(crate) struct CreateArgs {
     /// User login (mandatory).
-    #[arg(short, long, required = true, value_name = "USER")]
+    #[arg(short, long, required = true, value_name = "USER", value_parser = user)]
     pub(crate) user: Option<String>,
 
     /// Hard limit: expire after this duration (e.g. 24h).
@@ -98,7 +98,7 @@ pub(crate) struct CreateArgs {
     pub(crate) scopes: Vec<Scope>,
 
     /// A label to recognise the token by in listings.
-    #[arg(short, long, value_name = "LABEL", default_value = DEFAULT_LABEL)]
+    #[arg(short, long, value_name = "LABEL", default_value = DEFAULT_LABEL, value_parser = label)]
     pub(crate) label: String,
 
     /// Print only the token (for scripts).
@@ -115,7 +115,7 @@ pub(crate) enum TokenAction {
     /// List tokens (never their secrets).
     List {
         /// Only this user's tokens.
-        #[arg(short, long, value_name = "USER")]
+        #[arg(short, long, value_name = "USER", value_parser = user)]
         user: Option<String>,
         /// Include expired tokens.
         #[arg(long)]
@@ -140,11 +140,19 @@ pub(crate) enum TokenAction {
         #[arg(value_parser = token_id, conflicts_with = "user")]
         ids: Vec<TokenId>,
         /// Revoke every token of this user.
-        #[arg(short, long, value_name = "USER")]
+        #[arg(short, long, value_name = "USER", value_parser = user)]
         user: Option<String>,
     },
     /// Delete expired tokens.
     Prune,
+}
+
+fn user(s: &str) -> std::result::Result<String, pat_core::NewTokenError> {
+    pat_core::NewToken::check_user(s).map(|()| s.to_owned())
+}
+
+fn label(s: &str) -> std::result::Result<String, pat_core::NewTokenError> {
+    pat_core::NewToken::check_label(s).map(|()| s.to_owned())
 }
 
 fn duration(s: &str) -> std::result::Result<Duration, pat_core::ParseDurationError> {
@@ -187,7 +195,33 @@ pub(crate) fn usage_error(kind: clap::error::ErrorKind, msg: impl std::fmt::Disp
         .find_subcommand_mut("token")
         .map(|c| c.clone())
         .unwrap_or(cmd);
-    sub.bin_name("pat-cli token").error(kind, msg).exit()
+    exit_with(&sub.bin_name("pat-cli token").error(kind, msg))
+}
+
+/// Prints a clap error or help and exits with its code. Errors repeat what
+/// was typed, so they go through the same filter as every other message:
+/// control and invisible characters escaped, anything shaped like a token
+/// cut (a token pasted where an id goes must not land in a terminal's
+/// scrollback or a CI log).
+pub(crate) fn exit_with(e: &clap::Error) -> ! {
+    use std::io::Write as _;
+    let text = e.render().to_string();
+    if e.use_stderr() {
+        let shown: String = text
+            .split_inclusive('\n')
+            .map(|line| {
+                let (body, newline) = match line.strip_suffix('\n') {
+                    Some(body) => (body, "\n"),
+                    None => (line, ""),
+                };
+                format!("{}{newline}", pat_core::redacted(body))
+            })
+            .collect();
+        let _ = std::io::stderr().write_all(shown.as_bytes());
+    } else {
+        let _ = std::io::stdout().write_all(text.as_bytes());
+    }
+    std::process::exit(e.exit_code())
 }
 
 #[cfg(test)]

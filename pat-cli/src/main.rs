@@ -12,7 +12,10 @@ mod token;
 #[cfg(unix)]
 fn main() -> ExitCode {
     use clap::Parser as _;
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => cli::exit_with(&e),
+    };
     match cli.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

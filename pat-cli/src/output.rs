@@ -3,23 +3,18 @@
 use std::error::Error;
 use std::fmt::Write as _;
 
-use pat_core::{CreatedToken, Expiry, Timestamp, TokenInfo, format_duration};
+use pat_core::{CreatedToken, Expiry, Timestamp, TokenInfo, format_duration, printable, redacted};
 use serde_json::{Value, json};
 
-/// Prints an error and its causes on one line of stderr.
+/// Prints an error and its causes on one line of stderr, with control and
+/// invisible characters escaped and anything shaped like a token cut.
 pub(crate) fn report(e: &dyn Error) {
-    eprintln!("error: {}", chain(e));
+    eprintln!("error: {}", redacted(&chain(e)));
 }
 
 /// An error and its causes, joined with `: `.
 pub(crate) fn chain(e: &dyn Error) -> String {
-    let mut line = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let _ = write!(line, ": {s}");
-        source = s.source();
-    }
-    line
+    pat_core::error_chain(e)
 }
 
 /// The JSON object of a token, without its secret.
@@ -80,7 +75,7 @@ fn scopes_sentence(info: &TokenInfo) -> String {
     if info.scopes.is_unrestricted() {
         format!(
             "Scopes: none; the token grants what {}'s login grants.",
-            info.user
+            printable(&info.user)
         )
     } else {
         format!("Scopes: {}.", info.scopes)
@@ -91,14 +86,14 @@ pub(crate) fn created_human(created: &CreatedToken) -> String {
     let info = &created.info;
     format!(
         "{token}\n\n\
-         Token {id} for user {user}, label {label:?}.\n\
+         Token {id} for user {user}, label \"{label}\".\n\
          {expiry}\n\
          {scopes}\n\
          This token is shown only once: copy it now, it cannot be displayed again.\n",
         token = created.secret.expose_secret(),
         id = info.id,
-        user = info.user,
-        label = info.label,
+        user = printable(&info.user),
+        label = printable(&info.label),
         expiry = expiry_sentence(info),
         scopes = scopes_sentence(info),
     )
@@ -114,11 +109,11 @@ pub(crate) fn show_human(info: &TokenInfo, now: Timestamp) -> String {
         "id:         {}\nuser:       {}\nlabel:      {}\nstatus:     {status}\n\
          expiry:     {}\ncreated:    {} by {}\nlast used:  {}\n{}\n",
         info.id,
-        info.user,
-        info.label,
+        printable(&info.user),
+        printable(&info.label),
         expiry_sentence(info),
         info.created_at,
-        info.created_by,
+        printable(&info.created_by),
         info.last_used_at
             .map_or_else(|| "never".to_owned(), |t| t.to_string()),
         scopes_sentence(info),
@@ -157,8 +152,8 @@ pub(crate) fn list_human(tokens: &[TokenInfo], now: Timestamp) -> String {
             }
             [
                 t.id.to_string(),
-                t.user.clone(),
-                t.label.clone(),
+                printable(&t.user).into_owned(),
+                printable(&t.label).into_owned(),
                 model(&t.expiry),
                 expires,
                 t.last_used_at
@@ -195,4 +190,50 @@ pub(crate) fn list_human(tokens: &[TokenInfo], now: Timestamp) -> String {
         line(&row.each_ref().map(String::as_str));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use pat_core::{Expiry, Timestamp, TokenId, TokenInfo};
+
+    use super::*;
+
+    /// A record as a store written by another tool could hold it: built
+    /// with the public constructor, which does not validate names.
+    fn hostile() -> TokenInfo {
+        let now = Timestamp::from_unix_secs(1_000).unwrap();
+        let mut info = TokenInfo::new(
+            TokenId::from_u64(7),
+            "ali\u{200b}ce\x1b[2J",
+            now,
+            Expiry::Sliding {
+                window: Duration::from_secs(60),
+                max_lifetime: None,
+                expires_at: now,
+            },
+        );
+        info.label = "\u{202e}lebal\x07".into();
+        info.created_by = "root\x1b]0;x\x07".into();
+        info
+    }
+
+    #[test]
+    fn human_output_escapes_whatever_a_record_holds() {
+        let info = hostile();
+        let now = Timestamp::from_unix_secs(0).unwrap();
+        for shown in [
+            list_human(std::slice::from_ref(&info), now),
+            show_human(&info, now),
+        ] {
+            assert!(
+                !shown
+                    .chars()
+                    .any(|c| (c.is_control() && c != '\n') || matches!(c, '\u{200b}' | '\u{202e}')),
+                "{shown:?}"
+            );
+            assert!(shown.contains("ali\\u{200b}ce\\u{1b}[2J"), "{shown}");
+        }
+    }
 }

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use clap::error::ErrorKind;
 use pat_core::{
-    Admin, AdminClient, ExpiryPolicy, NewToken, OpenError, Scopes, Store, StoreError, Timestamp,
-    admin_socket_path,
+    Admin, AdminClient, ExpiryPolicy, NewToken, NewTokenError, OpenError, Scopes, Store,
+    StoreError, Timestamp, TokenId, admin_socket_path, printable,
 };
 
 use crate::cli::{CreateArgs, Result, TokenAction, usage_error};
@@ -39,24 +39,19 @@ pub(crate) fn create(db: &Path, args: CreateArgs) -> Result {
         }
         (None, Some(window)) => ExpiryPolicy::sliding(window, args.max_lifetime),
     };
-    if let (Some(window), Some(cap)) = (args.auto, args.max_lifetime)
-        && cap < window
-    {
-        usage_error(
-            ErrorKind::ValueValidation,
-            format!(
-                "--max-lifetime ({}) must not be shorter than --auto ({})",
-                pat_core::format_duration(cap),
-                pat_core::format_duration(window)
-            ),
-        );
-    }
     let new = NewToken::new(user, expiry)
         .label(args.label)
         .created_by(os_user())
         .scopes(args.scopes.into_iter().collect::<Scopes>());
+    let now = Timestamp::now();
+    // The rules are the store's (the same for every backend); checked here
+    // first so that a bad request is a usage error naming its flag, before
+    // the store is touched.
+    if let Err(e) = new.to_info(TokenId::from_u64(0), now) {
+        usage_error(ErrorKind::ValueValidation, flag_error(&e));
+    }
     let store = connect(db, false)?;
-    let created = store.create(&new, Timestamp::now())?;
+    let created = store.create(&new, now)?;
     if args.quiet {
         println!("{}", created.secret.expose_secret());
     } else if args.json {
@@ -65,6 +60,22 @@ pub(crate) fn create(db: &Path, args: CreateArgs) -> Result {
         print!("{}", output::created_human(&created));
     }
     Ok(())
+}
+
+/// A request the store would refuse, as a usage error naming the flag.
+fn flag_error(e: &NewTokenError) -> String {
+    match e {
+        NewTokenError::User { .. } => format!("invalid value for --user (-u): {e}"),
+        NewTokenError::Label { .. } => format!("invalid value for --label (-l): {e}"),
+        NewTokenError::CapBelowWindow {
+            window,
+            max_lifetime,
+        } => format!("--max-lifetime ({max_lifetime}) must not be shorter than --auto ({window})"),
+        NewTokenError::TooLate => format!(
+            "invalid value for --expire (-e) or --auto (-a): {e}; choose a shorter duration"
+        ),
+        other => format!("invalid token request: {other}"),
+    }
 }
 
 /// `pat-cli token list|show|revoke|prune`
@@ -94,14 +105,19 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
         } => {
             debug_assert!(ids.is_empty());
             let n = store.revoke_user(&user)?;
-            println!("revoked {n} token{} of {user}", plural(n));
+            println!("revoked {n} token{} of {}", plural(n), printable(&user));
         }
         TokenAction::Revoke { ids, user: None } => {
             // Revoke all that exist, then fail if any did not.
             let mut missing = Vec::new();
             for id in ids {
                 match store.revoke(id) {
-                    Ok(info) => println!("revoked {} ({}, {:?})", info.id, info.user, info.label),
+                    Ok(info) => println!(
+                        "revoked {} ({}, \"{}\")",
+                        info.id,
+                        printable(&info.user),
+                        printable(&info.label)
+                    ),
                     Err(pat_core::StoreError::NotFound(id)) => missing.push(id.to_string()),
                     Err(e) => return Err(e.into()),
                 }
@@ -122,23 +138,25 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
 /// through the admin socket of the process that does, so every command
 /// works (with the same output) while a service runs.
 ///
+/// A store file that is refused (another user's, a link, open to others,
+/// empty) is an error: the CLI never turns to the socket for it, since
+/// whoever planted the file can serve a socket beside it.
+///
 /// With `must_exist`, a missing file is an error: listing or revoking in a
 /// mistyped path should not leave an empty store behind.
 fn connect(db: &Path, must_exist: bool) -> Result<Box<dyn Admin>> {
-    if must_exist && !db.exists() {
+    if must_exist && std::fs::symlink_metadata(db).is_err() {
         return Err(format!(
             "store `{}` does not exist (pass --db or set PAT_DB; `pat-cli token -u USER -e DUR` creates it)",
-            db.display()
+            printable(&db.to_string_lossy())
         )
         .into());
     }
     match Store::builder().manual_flush().admin_socket(false).open(db) {
-        Ok(store) => {
-            warn_if_exposed(db);
-            Ok(Box::new(store))
-        }
+        Ok(store) => Ok(Box::new(store)),
         Err(locked @ OpenError::Locked { .. }) => via_socket(db, &locked),
-        // Another user's service: its socket will say whether we may.
+        // A store this user may not open (another user's service): its
+        // socket, checked like any other, will say whether we may.
         Err(denied @ OpenError::Io { .. }) if admin_socket_path(db).exists() => {
             via_socket(db, &denied)
         }
@@ -146,39 +164,24 @@ fn connect(db: &Path, must_exist: bool) -> Result<Box<dyn Admin>> {
     }
 }
 
-/// Warns on stderr when others may read the store (it was created 0600;
-/// someone widened it). Digests are not tokens, but the file names users.
-fn warn_if_exposed(db: &Path) {
-    use std::os::unix::fs::PermissionsExt as _;
-    if let Ok(meta) = std::fs::metadata(db) {
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            eprintln!(
-                "warning: store `{}` is accessible to other users (mode {mode:04o}); run `chmod 600` on it",
-                db.display()
-            );
-        }
-    }
-}
-
 fn via_socket(db: &Path, why: &OpenError) -> Result<Box<dyn Admin>> {
     let socket = admin_socket_path(db);
+    let shown = printable(&socket.to_string_lossy()).into_owned();
+    let why = output::chain(why);
     match AdminClient::connect(&socket) {
         Ok(client) => Ok(Box::new(client)),
-        Err(StoreError::Remote(refusal)) => Err(format!(
-            "{}, and its admin socket `{}` refused: {refusal}",
-            output::chain(why),
-            socket.display()
-        )
-        .into()),
+        Err(StoreError::Remote(refusal)) => {
+            Err(format!("{why}, and its admin socket `{shown}` refused: {refusal}").into())
+        }
+        Err(untrusted @ StoreError::Untrusted { .. }) => {
+            Err(format!("{why}; {}", output::chain(&untrusted)).into())
+        }
         Err(e) => {
             let cause =
                 std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string);
-            let why = output::chain(why);
             Err(format!(
-                "{why}, and no admin socket answers at `{}` ({cause}); stop that process and retry, \
-                 or start it with its admin socket enabled",
-                socket.display()
+                "{why}, and no admin socket answers at `{shown}` ({cause}); stop that process and retry, \
+                 or start it with its admin socket enabled"
             )
             .into())
         }
@@ -189,19 +192,16 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-/// The OS user running the CLI, recorded as the token's creator.
+/// The OS user running the CLI, recorded as the token's creator: `$USER` or
+/// `$LOGNAME` when they make a valid name, else the uid.
 fn os_user() -> String {
     for var in ["USER", "LOGNAME"] {
         if let Ok(name) = std::env::var(var)
             && !name.is_empty()
-            && !name.chars().any(char::is_control)
+            && NewToken::check_label(&name).is_ok()
         {
             return name;
         }
     }
-    use std::os::unix::fs::MetadataExt as _;
-    match std::fs::metadata("/proc/self") {
-        Ok(m) => format!("uid {}", m.uid()),
-        Err(_) => "unknown".to_owned(),
-    }
+    format!("uid {}", rustix::process::getuid().as_raw())
 }

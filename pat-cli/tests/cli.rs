@@ -295,8 +295,24 @@ fn usage_errors_name_the_flag_and_value_and_exit_2() {
             &["--expire", "`5x`", "unit"],
         ),
         (
-            &["token", "-u", "a", "-e", "100000000y"],
+            &["token", "-u", "a", "-e", "3000000d"],
             &["--expire", "9999"],
+        ),
+        (
+            &["token", "-u", "a", "-e", "2930000d"],
+            &["--expire", "9999", "shorter"],
+        ),
+        (
+            &["token", "-u", "a", "-e", "10M"],
+            &["--expire", "`10M`", "lowercase"],
+        ),
+        (
+            &["token", "-u", "a", "-e", "1w"],
+            &["--expire", "`1w`", "unit"],
+        ),
+        (
+            &["token", "-u", "a", "-a", "1h 30m"],
+            &["--auto", "`1h 30m`", "space"],
         ),
         (
             &["token", "-u", "a", "-a", "tenminutes"],
@@ -342,15 +358,49 @@ fn usage_errors_name_the_flag_and_value_and_exit_2() {
 }
 
 #[test]
-fn invalid_names_are_runtime_errors_that_store_nothing() {
+fn invalid_names_are_usage_errors_that_store_nothing() {
+    // Regression: `-u ""` exited 1 with "invalid user ``" and no flag name.
     let env = Env::new();
     env.token(&["-u", "alice", "-e", "1h"]);
-    fails(
-        env.run(&["token", "-u", "a:b", "-e", "1h"]),
-        1,
-        &["`a:b`", "`:`"],
-    );
-    fails(env.run(&["token", "-u", "", "-e", "1h"]), 1, &["empty"]);
+    let zero_width = "ali\u{200b}ce";
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["token", "-u", "a:b", "-e", "1h"],
+            &["--user", "`a:b`", "`:`"],
+        ),
+        (&["token", "-u", "", "-e", "1h"], &["--user", "empty"]),
+        (
+            &["token", "-u", " bob", "-e", "1h"],
+            &["--user", "white space"],
+        ),
+        (
+            &["token", "-u", zero_width, "-e", "1h"],
+            &["--user", "invisible", "ali\\u{200b}ce"],
+        ),
+        (
+            &["token", "-u", "\u{202e}ecila", "-e", "1h"],
+            &["--user", "invisible"],
+        ),
+        (
+            &["token", "-u", "bob", "-e", "1h", "-l", "a\u{2066}b"],
+            &["--label", "invisible"],
+        ),
+        (
+            &["token", "-u", "bob", "-e", "1h", "-l", "tab\there"],
+            &["--label", "control"],
+        ),
+        (&["token", "list", "-u", ""], &["--user", "empty"]),
+        (&["token", "revoke", "--user", "a:b"], &["--user", "`:`"]),
+    ];
+    for (args, needles) in cases {
+        let out = env.run(args);
+        let err = stderr(&out);
+        assert!(
+            !err.contains('\u{200b}') && !err.contains('\u{202e}'),
+            "{err}"
+        );
+        fails(out, 2, needles);
+    }
     assert_eq!(
         env.json(&["token", "list", "--json"])
             .as_array()
@@ -358,6 +408,36 @@ fn invalid_names_are_runtime_errors_that_store_nothing() {
             .len(),
         1
     );
+}
+
+#[test]
+fn errors_never_echo_a_token_or_a_terminal_escape() {
+    // Regression: `pat-cli token revoke pat_…` answered "token id `pat_…` is
+    // not 16 hex digits" with the whole token, and ESC sequences typed (or
+    // pasted) in a value reached the terminal.
+    let env = Env::new();
+    let token = env.token(&["-u", "alice", "-e", "1h"]);
+    let body = &token[4..];
+    for args in [
+        vec!["token", "revoke", token.as_str()],
+        vec!["token", "show", token.as_str()],
+        vec!["token", "-u", "a", "-e", token.as_str()],
+        vec!["token", "-u", "a", "-e", "1h", "-s", token.as_str()],
+    ] {
+        let out = env.run(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            !err.contains(&body[..8]),
+            "{args:?} echoed the token: {err}"
+        );
+        assert!(err.contains("pat_…"), "{args:?}: {err}");
+    }
+    let out = env.run(&["token", "-u", "a", "-e", "\x1b]0;owned\x07\x1b[2J"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!err.contains('\x1b') && !err.contains('\x07'), "{err:?}");
+    assert!(err.contains("\\u{1b}"), "{err}");
 }
 
 #[test]
@@ -397,6 +477,7 @@ fn runtime_errors_exit_1() {
     // Corrupt store.
     let junk = env.dir.path().join("junk.redb");
     std::fs::write(&junk, b"definitely not a database").unwrap();
+    std::fs::set_permissions(&junk, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_pat-cli"))
         .arg("--db")
         .arg(&junk)
@@ -467,10 +548,11 @@ fn a_store_held_by_a_process_is_managed_through_its_socket() {
         1,
         &["no token with id 00000000000000ff"],
     );
+    // A bad request is refused before the socket is asked.
     fails(
         env.run(&["token", "-u", "a:b", "-e", "1h"]),
-        1,
-        &["`a:b`", "`:`"],
+        2,
+        &["--user", "`a:b`", "`:`"],
     );
     // Revoke through the socket: refused on the holder's next request.
     let direct_id = held
@@ -520,18 +602,58 @@ fn store_file_is_0600_and_holds_no_plaintext() {
 }
 
 #[test]
-fn a_store_others_can_read_is_reported_but_still_works() {
+fn a_store_others_can_read_is_refused_with_the_fix() {
+    // Issue 8: a store open to others was only warned about; it may have been
+    // widened (or planted) by someone else, so it is refused, untouched.
     let env = Env::new();
     env.token(&["-u", "a", "-e", "1h"]);
     std::fs::set_permissions(env.db(), std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = env.run(&["token", "-u", "b", "-e", "1h", "-q"]);
-    assert!(out.status.success());
-    let err = stderr(&out);
-    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
-    assert!(
-        err.contains("accessible to other users (mode 0644)") && err.contains("chmod 600"),
-        "{err}"
+    let before = std::fs::read(env.db()).unwrap();
+    for args in [
+        &["token", "-u", "b", "-e", "1h", "-q"][..],
+        &["token", "list"],
+    ] {
+        fails(env.run(args), 1, &["refusing", "mode is 0644", "chmod 600"]);
+    }
+    assert_eq!(std::fs::read(env.db()).unwrap(), before);
+    std::fs::set_permissions(env.db(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(env.ok(&["token", "list"]).contains(" a "));
+}
+
+#[test]
+fn a_linked_or_empty_store_is_refused() {
+    let env = Env::new();
+    env.token(&["-u", "a", "-e", "1h"]);
+    let link = env.dir.path().join("link.redb");
+    std::os::unix::fs::symlink(env.db(), &link).unwrap();
+    let run = |db: &Path, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pat-cli"))
+            .arg("--db")
+            .arg(db)
+            .args(args)
+            .env_remove("PAT_DB")
+            .output()
+            .unwrap()
+    };
+    fails(
+        run(&link, &["token", "list"]),
+        1,
+        &["refusing", "symbolic link"],
     );
+    fails(
+        run(&link, &["token", "-u", "b", "-e", "1h"]),
+        1,
+        &["symbolic link"],
+    );
+    let empty = env.dir.path().join("empty.redb");
+    std::fs::write(&empty, b"").unwrap();
+    std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o600)).unwrap();
+    fails(
+        run(&empty, &["token", "-u", "b", "-e", "1h"]),
+        1,
+        &["empty file", "truncated"],
+    );
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
 }
 
 fn run_in(dir: &Path, envs: &[(&str, &Path)], args: &[&str]) -> Output {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::sys::Process;
+use crate::text::{Echo, Shown};
 use crate::{Timestamp, TokenId};
 
 /// A presented token is not well formed.
@@ -41,7 +42,10 @@ impl ParseTokenError {
 
 /// A token id is not 16 hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("token id `{input}` is not 16 hex digits (as shown by `pat-cli token list`)")]
+#[error(
+    "{} is not a token id: ids are 16 hex digits, as `pat-cli token list` shows",
+    if input.starts_with("pat_") { "a token (`pat_…`)".to_owned() } else { format!("`{}`", Echo(input)) }
+)]
 #[non_exhaustive]
 pub struct ParseTokenIdError {
     /// What was given.
@@ -53,13 +57,17 @@ pub struct ParseTokenIdError {
 #[non_exhaustive]
 pub enum ParseScopeError {
     /// Fewer than three `:`-separated parts.
-    #[error("scope `{scope}` is not of the form node:<uuid>:<perm>")]
+    #[error("scope `{}` is not of the form node:<uuid>:<perm>", Echo(scope))]
     Shape {
         /// The whole scope as given.
         scope: String,
     },
     /// The first part is not `node`.
-    #[error("scope `{scope}`: `{kind}` is not a scope kind (only `node` is)")]
+    #[error(
+        "scope `{}`: `{}` is not a scope kind (only `node` is)",
+        Echo(scope),
+        Echo(kind)
+    )]
     Kind {
         /// The whole scope as given.
         scope: String,
@@ -67,7 +75,11 @@ pub enum ParseScopeError {
         kind: String,
     },
     /// The node is not a hyphenated UUID.
-    #[error("scope `{scope}`: `{uuid}` is not a UUID (expected 8-4-4-4-12 hex digits)")]
+    #[error(
+        "scope `{}`: `{}` is not a UUID (expected 8-4-4-4-12 hex digits)",
+        Echo(scope),
+        Echo(uuid)
+    )]
     Uuid {
         /// The whole scope as given.
         scope: String,
@@ -75,7 +87,11 @@ pub enum ParseScopeError {
         uuid: String,
     },
     /// The permission is not `r`, `w`, `rw` or `wr`.
-    #[error("scope `{scope}`: `{perm}` is not a permission (expected r, w or rw)")]
+    #[error(
+        "scope `{}`: `{}` is not a permission (expected r, w or rw)",
+        Echo(scope),
+        Echo(perm)
+    )]
     Perm {
         /// The whole scope as given.
         scope: String,
@@ -87,8 +103,9 @@ pub enum ParseScopeError {
 /// A duration is not a positive number of seconds with a unit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid duration `{input}`: {reason} (expected a number and a unit s, m, h or d, \
-     such as 30s, 10m, 24h, 7d or 1h30m)"
+    "invalid duration `{}`: {reason} (expected numbers with units s, m, h or d, \
+     largest first, such as 30s, 10m, 24h, 7d or 1h30m)",
+    Echo(input)
 )]
 #[non_exhaustive]
 pub struct ParseDurationError {
@@ -103,7 +120,7 @@ pub struct ParseDurationError {
 #[non_exhaustive]
 pub enum NewTokenError {
     /// The user name is unusable.
-    #[error("invalid user `{user}`: {reason}")]
+    #[error("invalid user `{}`: {reason}", Echo(user))]
     User {
         /// The user name as given.
         user: String,
@@ -141,15 +158,86 @@ pub enum NewTokenError {
     },
 }
 
+/// Why a store file, its directory or its admin socket is not trusted: another
+/// user could have planted it or could replace it. Each message says the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Untrusted {
+    /// The path is a symbolic link; links are not followed.
+    #[error("it is a symbolic link, which is not followed: point at the real file")]
+    Symlink,
+    /// Not a regular file (or, for the admin socket, not a socket).
+    #[error("it is not a {expected}")]
+    Kind {
+        /// What was expected: `regular file` or `socket`.
+        expected: &'static str,
+    },
+    /// Owned by another user, who may have planted it.
+    #[error(
+        "it belongs to uid {owner}, not to uid {euid} running this process; if it is really \
+         yours, `chown {euid}` it, otherwise remove it"
+    )]
+    Owner {
+        /// The owner's uid.
+        owner: u32,
+        /// This process's effective uid.
+        euid: u32,
+    },
+    /// Other users may read or write it.
+    #[error("its mode is {mode:04o}, open to other users: run `chmod 600` on it")]
+    Mode {
+        /// The permission bits found.
+        mode: u32,
+    },
+    /// The directory belongs to another user, who could replace the file.
+    #[error(
+        "its directory `{}` belongs to uid {owner}, who could replace it: use a directory \
+         owned by uid {euid} or root",
+        Shown(dir)
+    )]
+    DirectoryOwner {
+        /// The directory.
+        dir: PathBuf,
+        /// The directory's owner.
+        owner: u32,
+        /// This process's effective uid.
+        euid: u32,
+    },
+    /// The process serving the admin socket runs as another user.
+    #[error(
+        "the process serving it runs as uid {peer}, neither uid {euid} nor root: it may be \
+         impersonating the service, so nothing was sent to it"
+    )]
+    Peer {
+        /// The serving process's uid.
+        peer: u32,
+        /// This process's effective uid.
+        euid: u32,
+    },
+    /// The directory is writable by others without the sticky bit, so they
+    /// could replace the file.
+    #[error(
+        "its directory `{}` (mode {mode:04o}) is writable by other users without the sticky \
+         bit, so they could replace it: use a private directory, or `chmod +t` this one",
+        Shown(dir)
+    )]
+    DirectoryWritable {
+        /// The directory.
+        dir: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
 /// A store file could not be opened.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
     /// The directory that should hold the store does not exist.
-    #[error("store directory `{}` does not exist (create it first)", .0.display())]
+    #[error("store directory `{}` does not exist (create it first)", Shown(&.0))]
     MissingDirectory(PathBuf),
     /// Another process has the store open.
-    #[error("store `{}` is in use by another process{}", path.display(), holder_text(holder.as_ref()))]
+    #[error("store `{}` is in use by another process{}", Shown(path), holder_text(holder.as_ref()))]
     Locked {
         /// The store file.
         path: PathBuf,
@@ -157,8 +245,9 @@ pub enum OpenError {
         holder: Option<Process>,
     },
     /// The admin socket could not be served (see
-    /// [`StoreBuilder::admin_socket`](crate::StoreBuilder::admin_socket)).
-    #[error("cannot serve the admin socket `{}`", path.display())]
+    /// [`StoreBuilder::admin_socket`](crate::StoreBuilder::admin_socket),
+    /// which turns it off).
+    #[error("cannot serve the admin socket `{}`", Shown(path))]
     AdminSocket {
         /// The socket path.
         path: PathBuf,
@@ -169,7 +258,7 @@ pub enum OpenError {
     /// The file was written by a newer pat.
     #[error(
         "store `{}` has format version {found}, newer than this build reads (up to {supported}): upgrade pat",
-        path.display()
+        Shown(path)
     )]
     NewerFormat {
         /// The store file.
@@ -179,8 +268,30 @@ pub enum OpenError {
         /// The newest version this build reads.
         supported: u64,
     },
+    /// The file, its directory or its admin socket could be another user's:
+    /// refused rather than trusted.
+    #[error("refusing `{}`: {reason}", Shown(path))]
+    Untrusted {
+        /// The store file (or its admin socket).
+        path: PathBuf,
+        /// What is wrong, and the fix.
+        reason: Untrusted,
+    },
+    /// The file exists but is empty: truncated, or never a store.
+    #[error(
+        "store `{}` is an empty file: it was truncated or is not a store; restore it from a \
+         backup, or remove it to start an empty store",
+        Shown(path)
+    )]
+    Empty {
+        /// The store file.
+        path: PathBuf,
+    },
     /// The file is not a token store, or is damaged.
-    #[error("store `{}` is not a pat token store or is damaged: {detail}", path.display())]
+    #[error(
+        "store `{}` is not a pat token store or is damaged: {detail}",
+        Shown(path)
+    )]
     NotAStore {
         /// The store file.
         path: PathBuf,
@@ -188,7 +299,7 @@ pub enum OpenError {
         detail: String,
     },
     /// The file could not be read or created.
-    #[error("cannot open store `{}`", path.display())]
+    #[error("cannot open store `{}`", Shown(path))]
     Io {
         /// The store file.
         path: PathBuf,
@@ -219,13 +330,22 @@ pub enum StoreError {
     #[error("store I/O failed")]
     Storage(#[source] BackendError),
     /// The admin socket could not be reached or broke off.
-    #[error("admin socket `{}`", path.display())]
+    #[error("admin socket `{}`", Shown(path))]
     Socket {
         /// The socket path.
         path: PathBuf,
         /// The system's error.
         #[source]
         source: std::io::Error,
+    },
+    /// The admin socket, or the process serving it, could be another user's:
+    /// nothing was sent.
+    #[error("refusing admin socket `{}`: {reason}", Shown(path))]
+    Untrusted {
+        /// The socket path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: Untrusted,
     },
     /// The service behind the admin socket reported an error; the message
     /// is what the store there said.

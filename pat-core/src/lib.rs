@@ -83,13 +83,15 @@ mod sys;
 mod text;
 mod time;
 mod token;
+#[cfg(unix)]
+mod trust;
 
 pub use admin::Admin;
 pub use backend::{IntoVerifier, Lookup, Verification, Verifier, VerifyFuture};
 pub use credentials::{BasicCredentials, Credentials, CredentialsError, MAX_AUTHORIZATION_LEN};
 pub use error::{
     AuthError, BackendError, Error, NewTokenError, OpenError, ParseDurationError, ParseScopeError,
-    ParseTokenError, ParseTokenIdError, StoreError, error_chain,
+    ParseTokenError, ParseTokenIdError, StoreError, Untrusted, error_chain,
 };
 pub use expiry::{Expiry, ExpiryPolicy};
 pub use gate::{
@@ -105,6 +107,6 @@ pub use socket::{AdminClient, admin_socket_path};
 #[cfg(unix)]
 pub use store::{DEFAULT_FLUSH_INTERVAL, FORMAT_VERSION, Store, StoreBuilder};
 pub use sys::Process;
-pub use text::printable;
+pub use text::{printable, redacted};
 pub use time::{Timestamp, format_duration, parse_duration};
 pub use token::{TOKEN_LEN, TOKEN_PREFIX, TokenDigest, TokenId, TokenSecret};

@@ -172,9 +172,26 @@ impl NewToken {
     /// [`NewToken::user`]) and starts the expiry policy; the errors are what
     /// every backend answers for a bad request.
     pub fn to_info(&self, id: TokenId, now: Timestamp) -> Result<TokenInfo, NewTokenError> {
-        let user = &self.user;
+        NewToken::check_user(&self.user)?;
+        NewToken::check_label(&self.label)?;
+        check_name(&self.created_by).map_err(|reason| NewTokenError::CreatedBy { reason })?;
+        Ok(TokenInfo {
+            id,
+            user: self.user.clone(),
+            label: self.label.clone(),
+            created_at: now,
+            created_by: self.created_by.clone(),
+            expiry: self.expiry.start(now)?,
+            last_used_at: None,
+            scopes: self.scopes.clone(),
+        })
+    }
+
+    /// Whether `user` can be a token's user (see [`NewToken::user`]); the
+    /// error says why not.
+    pub fn check_user(user: &str) -> Result<(), NewTokenError> {
         let user_err = |reason| NewTokenError::User {
-            user: user.clone(),
+            user: user.to_owned(),
             reason,
         };
         if user.is_empty() {
@@ -186,19 +203,13 @@ impl NewToken {
         if user.trim() != user {
             return Err(user_err("it starts or ends with white space"));
         }
-        check_name(user).map_err(user_err)?;
-        check_name(&self.label).map_err(|reason| NewTokenError::Label { reason })?;
-        check_name(&self.created_by).map_err(|reason| NewTokenError::CreatedBy { reason })?;
-        Ok(TokenInfo {
-            id,
-            user: user.clone(),
-            label: self.label.clone(),
-            created_at: now,
-            created_by: self.created_by.clone(),
-            expiry: self.expiry.start(now)?,
-            last_used_at: None,
-            scopes: self.scopes.clone(),
-        })
+        check_name(user).map_err(user_err)
+    }
+
+    /// Whether `label` can be a token's label: at most 255 bytes, no control
+    /// or invisible formatting characters.
+    pub fn check_label(label: &str) -> Result<(), NewTokenError> {
+        check_name(label).map_err(|reason| NewTokenError::Label { reason })
     }
 }
 

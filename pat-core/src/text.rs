@@ -72,6 +72,64 @@ pub fn printable(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `s` with anything shaped like a token (`pat_` and 8 or more letters or
+/// digits) cut to `pat_…`, then [`printable`]: for messages that repeat what
+/// someone typed, which may be a real token pasted in the wrong place.
+///
+/// ```
+/// let pasted = "pat_0123456789abcdefghijklmnopqrstuvwxyz01";
+/// assert_eq!(pat_core::redacted(&format!("id `{pasted}`")), "id `pat_…`");
+/// assert_eq!(pat_core::redacted("pat_smith"), "pat_smith");
+/// ```
+pub fn redacted(s: &str) -> Cow<'_, str> {
+    const HEAD: &str = "pat_";
+    const SHORTEST: usize = 8;
+    let token_at = |i: usize| {
+        s[i..].starts_with(HEAD)
+            && s[i + HEAD.len()..]
+                .bytes()
+                .take_while(u8::is_ascii_alphanumeric)
+                .count()
+                >= SHORTEST
+    };
+    if !s.match_indices(HEAD).any(|(i, _)| token_at(i)) {
+        return printable(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if token_at(i) {
+            out.push_str("pat_…");
+            i += HEAD.len();
+            i += s[i..].bytes().take_while(u8::is_ascii_alphanumeric).count();
+        } else {
+            let c = s[i..].chars().next().unwrap_or('\0');
+            out.push(c);
+            i += c.len_utf8().max(1);
+        }
+    }
+    Cow::Owned(printable(&out).into_owned())
+}
+
+/// A string someone typed, as an error message may repeat it: [`redacted`].
+pub(crate) struct Echo<'a>(pub(crate) &'a str);
+
+impl std::fmt::Display for Echo<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redacted(self.0))
+    }
+}
+
+/// A path as it may be shown on a terminal: [`printable`] of its lossy
+/// UTF-8 form.
+pub(crate) struct Shown<'a>(pub(crate) &'a std::path::Path);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&printable(&self.0.to_string_lossy()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,7 +151,24 @@ mod tests {
         }
     }
 
+    #[test]
+    fn tokens_are_cut_wherever_they_appear() {
+        let t = "pat_AbCdEfGh0123456789abcdefghijklmnopqrst";
+        assert_eq!(redacted(t), "pat_…");
+        assert_eq!(redacted(&format!("a {t} b {t}")), "a pat_… b pat_…");
+        assert_eq!(redacted(&format!("é{t}\x1b")), "épat_…\\u{1b}");
+        assert_eq!(redacted("pat_"), "pat_");
+        assert_eq!(redacted("pat_1234567"), "pat_1234567");
+    }
+
     proptest! {
+        #[test]
+        fn redaction_never_panics_and_never_keeps_a_token(s in "\\PC{0,20}", body in "[A-Za-z0-9]{8,40}") {
+            let with_token = format!("{s}pat_{body}{s}");
+            let shown = redacted(&with_token);
+            prop_assert!(!shown.contains(&body[..8]) || s.contains(&body[..8]));
+        }
+
         #[test]
         fn output_has_no_control_or_invisible_character(s in "\\PC*|.*") {
             let shown = printable(&s);

@@ -83,12 +83,14 @@ impl fmt::Debug for Timestamp {
     }
 }
 
-/// Parses a token lifetime such as `20s`, `10m`, `24h`, `7d` or `1h30m`.
+/// Parses a token lifetime: one or more `<digits><unit>` with unit `s`, `m`,
+/// `h` or `d` (lowercase), each unit at most once and largest first, with
+/// nothing else: `20s`, `10m`, `24h`, `7d`, `1h30m`, `1d12h`.
 ///
-/// The Cells form `<number><unit>` with units `s`, `m`, `h`, `d` is accepted,
-/// and so is everything [`humantime::parse_duration`] reads (`1h 30m`,
-/// `2weeks`). The result must be a positive whole number of seconds that fits
-/// before the end of year 9999; anything else is an error that names the value.
+/// Nothing more is read into a value than the grammar says: `10M` (months,
+/// to some parsers), `1w`, `2hours`, `1h 30m` and `1h1h` are errors. The
+/// result must be positive and fit before the end of year 9999. Every error
+/// names the value and says what is accepted.
 ///
 /// ```
 /// use std::time::Duration;
@@ -96,6 +98,7 @@ impl fmt::Debug for Timestamp {
 /// assert_eq!(pat_core::parse_duration("1h30m")?, Duration::from_secs(5_400));
 /// assert!(pat_core::parse_duration("0s").is_err());
 /// assert!(pat_core::parse_duration("20").is_err());
+/// assert!(pat_core::parse_duration("10M").is_err());
 /// # Ok::<(), pat_core::ParseDurationError>(())
 /// ```
 pub fn parse_duration(input: &str) -> Result<Duration, ParseDurationError> {
@@ -103,36 +106,88 @@ pub fn parse_duration(input: &str) -> Result<Duration, ParseDurationError> {
         input: input.to_owned(),
         reason,
     };
-    let trimmed = input.trim();
-    if trimmed.is_empty() {
+    if input.is_empty() {
         return Err(err("it is empty"));
     }
-    if trimmed.starts_with('-') && trimmed[1..].starts_with(|c: char| c.is_ascii_digit()) {
+    if input.starts_with('-') {
         return Err(err("it is negative"));
     }
-    if trimmed.bytes().all(|b| b.is_ascii_digit()) {
+    if input.bytes().all(|b| b.is_ascii_digit()) {
         return Err(err("it has no unit"));
     }
-    let d = humantime::parse_duration(trimmed).map_err(|e| match e {
-        humantime::DurationError::NumberOverflow => err("it is too long"),
-        humantime::DurationError::UnknownUnit { .. } => err("its unit is unknown"),
-        _ => err("it is not a duration"),
-    })?;
-    if d.is_zero() {
+    let mut rest = input.as_bytes();
+    let mut total: u64 = 0;
+    // Units seen so far must come largest first, each once.
+    let mut smallest_so_far = u64::MAX;
+    while !rest.is_empty() {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(err(match rest[0] {
+                b' ' | b'\t' => "it contains a space",
+                b'.' | b',' => "it is not a whole number",
+                _ => "a number must come before each unit",
+            }));
+        }
+        let mut n: u64 = 0;
+        for &d in &rest[..digits] {
+            n = n
+                .checked_mul(10)
+                .and_then(|n| n.checked_add(u64::from(d - b'0')))
+                .ok_or_else(|| err("it is too long"))?;
+        }
+        rest = &rest[digits..];
+        let Some(&unit) = rest.first() else {
+            return Err(err("its last number has no unit"));
+        };
+        let secs = match unit {
+            b's' => 1,
+            b'm' => 60,
+            b'h' => 3_600,
+            b'd' => 86_400,
+            b'S' | b'M' | b'H' | b'D' => return Err(err("units are lowercase")),
+            b'.' | b',' => return Err(err("it is not a whole number")),
+            b' ' | b'\t' => return Err(err("it contains a space")),
+            _ => return Err(err("its unit is unknown")),
+        };
+        rest = &rest[1..];
+        if rest.first().is_some_and(u8::is_ascii_alphabetic) {
+            return Err(err("its unit is unknown"));
+        }
+        if secs >= smallest_so_far {
+            return Err(err("each unit may appear once, largest first"));
+        }
+        smallest_so_far = secs;
+        total = n
+            .checked_mul(secs)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(|| err("it is too long"))?;
+    }
+    if total == 0 {
         return Err(err("it is zero"));
     }
-    if d.subsec_nanos() != 0 {
-        return Err(err("it is not a whole number of seconds"));
-    }
-    if d.as_secs() > MAX_UNIX_SECS {
+    if total > MAX_UNIX_SECS {
         return Err(err("it reaches past year 9999"));
     }
-    Ok(d)
+    Ok(Duration::from_secs(total))
 }
 
-/// Formats a duration the way the CLI accepts it, e.g. `1h 30m`, `10m`, `2days`.
+/// Formats a duration the way [`parse_duration`] reads it: `10m`, `1h30m`,
+/// `7d`, `1d2h3m4s`; `0s` for zero. Sub-second parts are dropped.
 pub fn format_duration(d: Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+    let mut secs = d.as_secs();
+    if secs == 0 {
+        return "0s".to_owned();
+    }
+    let mut out = String::new();
+    for (unit, size) in [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)] {
+        let n = secs / size;
+        if n > 0 {
+            out.push_str(&n.to_string());
+            out.push(unit);
+            secs %= size;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -147,26 +202,55 @@ mod tests {
     }
 
     #[test]
-    fn humantime_forms() {
+    fn several_units_largest_first() {
         assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5_400);
-        assert_eq!(parse_duration("1h 30m").unwrap().as_secs(), 5_400);
-        assert_eq!(parse_duration("1w").unwrap().as_secs(), 604_800);
+        assert_eq!(parse_duration("1d12h").unwrap().as_secs(), 129_600);
+        assert_eq!(parse_duration("1d2h3m4s").unwrap().as_secs(), 93_784);
+        assert_eq!(parse_duration("90m").unwrap().as_secs(), 5_400);
+    }
+
+    #[test]
+    fn nothing_beyond_the_documented_grammar() {
+        // Regression: humantime read `10M` as ten months and accepted `1w`,
+        // `10min`, `2hours`, `1h 30m` and `1h1h`.
+        for (input, reason) in [
+            ("10M", "lowercase"),
+            ("1H", "lowercase"),
+            ("1w", "unit is unknown"),
+            ("1y", "unit is unknown"),
+            ("10min", "unit is unknown"),
+            ("2hours", "unit is unknown"),
+            ("1h 30m", "space"),
+            (" 24h", "space"),
+            ("24h ", "space"),
+            ("1h1h", "once, largest first"),
+            ("30m1h", "once, largest first"),
+            ("1.5h", "whole number"),
+            ("h", "number must come before"),
+            ("1h30", "no unit"),
+            ("+5m", "number must come before"),
+        ] {
+            let msg = parse_duration(input).unwrap_err().to_string();
+            assert!(msg.contains(&format!("`{input}`")), "{msg}");
+            assert!(msg.contains(reason), "{input:?}: {msg}");
+        }
     }
 
     #[test]
     fn errors_name_the_value_and_the_reason() {
         for (input, reason) in [
             ("", "empty"),
-            ("   ", "empty"),
+            ("   ", "space"),
             ("0s", "zero"),
             ("0d", "zero"),
             ("-5m", "negative"),
             ("20", "no unit"),
             ("20x", "unit is unknown"),
-            ("abc", "not a duration"),
-            ("1500ms", "whole number of seconds"),
+            ("abc", "number must come before"),
+            ("1500ms", "unit is unknown"),
             ("99999999999999999999999s", "too long"),
-            ("10000000y", "past year 9999"),
+            ("300000000000000d", "too long"),
+            ("3000000d", "past year 9999"),
         ] {
             let e = parse_duration(input).unwrap_err();
             let msg = e.to_string();
@@ -192,6 +276,27 @@ mod tests {
         for secs in [1, 59, 600, 5_400, 86_400, 90_061] {
             let d = Duration::from_secs(secs);
             assert_eq!(parse_duration(&format_duration(d)).unwrap(), d);
+        }
+        assert_eq!(format_duration(Duration::from_secs(5_400)), "1h30m");
+        assert_eq!(format_duration(Duration::from_secs(604_800)), "7d");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_input_parses_or_errs_naming_it(s in "\\PC{0,12}|[0-9smhdSMHD .]{0,12}") {
+            match parse_duration(&s) {
+                Ok(d) => proptest::prop_assert_eq!(parse_duration(&format_duration(d)).unwrap(), d),
+                Err(e) => {
+                    let quoted = format!("`{}`", crate::redacted(&s));
+                    proptest::prop_assert!(e.to_string().contains(&quoted), "{}", e);
+                }
+            }
+        }
+
+        #[test]
+        fn every_duration_round_trips(secs in 1u64..=MAX_UNIX_SECS) {
+            let d = Duration::from_secs(secs);
+            proptest::prop_assert_eq!(parse_duration(&format_duration(d)).unwrap(), d);
         }
     }
 }

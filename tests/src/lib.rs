@@ -262,3 +262,105 @@ pub fn basic(user: &str, password: &str) -> String {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
+
+/// Another local user (uid 65534, `nobody`) to attack with, when the tests
+/// run as root and `setpriv` exists; `None` (after printing why) otherwise.
+#[derive(Debug)]
+pub struct Attacker {
+    /// A directory like `/tmp` (mode 1777) where both users may create
+    /// files, holding copies of the binaries the attacker runs.
+    shared: tempfile::TempDir,
+}
+
+/// The attacker's uid.
+pub const ATTACKER_UID: u32 = 65534;
+
+impl Attacker {
+    /// The attacker, or `None` with a printed reason to skip.
+    pub fn get() -> Option<Attacker> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout == b"0\n");
+        let setpriv = Command::new("setpriv").arg("--version").output().is_ok();
+        if !root || !setpriv {
+            eprintln!("skipped: needs root and setpriv to act as another user");
+            return None;
+        }
+        let shared = tempfile::tempdir().expect("temp dir");
+        std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o1777))
+            .expect("chmod 1777");
+        let attacker = Attacker { shared };
+        for (name, from) in [
+            ("pat-cli", pat_cli()),
+            ("axum_server", target_dir().join("examples/axum_server")),
+        ] {
+            let to = attacker.bin(name);
+            std::fs::copy(&from, &to).expect("copy a binary for the attacker");
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        Some(attacker)
+    }
+
+    /// The shared directory (mode 1777).
+    pub fn shared(&self) -> &Path {
+        self.shared.path()
+    }
+
+    /// A copy of a binary both users can run (`pat-cli`, `axum_server`).
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.shared.path().join(format!(".bin-{name}"))
+    }
+
+    /// A command that runs `program` as the attacker.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            &format!("--reuid={ATTACKER_UID}"),
+            &format!("--regid={ATTACKER_UID}"),
+            "--clear-groups",
+        ])
+        .arg(program)
+        .env_remove("PAT_DB")
+        .current_dir(self.shared.path());
+        cmd
+    }
+
+    /// A command running `name`, an `#[ignore]`d helper test of the calling
+    /// test binary, as the attacker: a copy of the binary is made where the
+    /// attacker can run it, so no other program (such as Python) is needed.
+    pub fn helper(&self, name: &str) -> Command {
+        use std::os::unix::fs::PermissionsExt as _;
+        let exe = std::env::current_exe().expect("test binary");
+        let copy = self.bin(&exe.file_name().expect("file name").to_string_lossy());
+        if !copy.exists() {
+            std::fs::copy(&exe, &copy).expect("copy the test binary");
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let mut cmd = self.command(copy);
+        cmd.args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ]);
+        cmd
+    }
+
+    /// Runs `pat-cli ARGS` as the attacker, failing the test if it fails.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self
+            .command(self.bin("pat-cli"))
+            .args(args)
+            .output()
+            .expect("running pat-cli as the attacker");
+        assert!(
+            out.status.success(),
+            "attacker's pat-cli {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8")
+    }
+}

@@ -226,43 +226,75 @@ fn a_second_server_on_the_same_store_fails_clearly_and_harms_nothing() {
 
 #[test]
 fn another_user_is_refused_by_the_socket() {
-    let is_root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    let has_setpriv = std::process::Command::new("setpriv")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !is_root || !has_setpriv {
-        eprintln!("skipped: needs root and setpriv to act as another user");
-        return;
-    }
     use std::os::unix::fs::PermissionsExt as _;
-    let work = Workdir::new();
-    work.token(&["-u", "alice", "-e", "1h"]);
-    let server = work.start(ServerKind::Axum);
-    // Open the way to the socket, so that only the peer check stands.
-    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let socket = pat_core::admin_socket_path(work.db());
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    // A copy of the CLI the other user can reach, wherever the build lives.
-    let cli = work.path().join("pat-cli");
-    std::fs::copy(pat_integration_tests::pat_cli(), &cli).unwrap();
-    std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&cli)
+    let Some(attacker) = pat_integration_tests::Attacker::get() else {
+        return;
+    };
+    let db = attacker.shared().join("pat.redb");
+    let created = std::process::Command::new(pat_integration_tests::pat_cli())
         .arg("--db")
-        .arg(work.db())
+        .arg(&db)
+        .args(["token", "-u", "alice", "-e", "1h"])
+        .output()
+        .unwrap();
+    assert!(created.status.success());
+    let server = Server::start(ServerKind::Axum, &db, &[]);
+    let socket = pat_core::admin_socket_path(&db);
+    // Open the way to the socket, so that only the peer checks stand.
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    // The service refuses the other user's connection...
+    let out = attacker
+        .helper("say_hello_to_the_admin_socket")
+        .env("PAT_SOCKET", &socket)
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        answer.contains("permission denied: this admin socket serves uid 0 and root"),
+        "{answer}"
+    );
+    // ...and that user's pat-cli refuses a socket open to everyone before
+    // it sends anything (issue 8).
+    let out = attacker
+        .command(attacker.bin("pat-cli"))
+        .arg("--db")
+        .arg(&db)
         .args(["token", "list"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("refused: permission denied"), "{stderr}");
-    // The service is unharmed.
-    assert!(work.cli_ok(&["token", "list"]).contains("alice"));
+    assert!(
+        stderr.contains("refusing admin socket") && stderr.contains("0666"),
+        "{stderr}"
+    );
+    // The service is unharmed (once its socket is private again, root's
+    // pat-cli trusts it too).
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let listed = std::process::Command::new(pat_integration_tests::pat_cli())
+        .arg("--db")
+        .arg(&db)
+        .args(["token", "list"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("alice"));
     assert!(server.stop());
+}
+
+/// Not a test: sends a protocol Hello to `$PAT_SOCKET` and prints the raw
+/// answer, for [`another_user_is_refused_by_the_socket`] to run as another
+/// user.
+#[test]
+#[ignore = "a helper process for another test"]
+fn say_hello_to_the_admin_socket() {
+    use std::io::{Read as _, Write as _};
+    let Ok(path) = std::env::var("PAT_SOCKET") else {
+        return;
+    };
+    let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(&[0, 0, 0, 2, 1, 0]);
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    println!("{}", String::from_utf8_lossy(&answer));
 }

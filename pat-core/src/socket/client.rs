@@ -7,10 +7,17 @@ use std::time::Duration;
 
 use super::protocol::{self, Failure, Reply, Request};
 use crate::admin::Admin;
-use crate::error::StoreError;
+use crate::error::{StoreError, Untrusted};
 use crate::record::{CreatedToken, NewToken, TokenInfo};
+use crate::socket::server::peer_allowed;
 use crate::time::Timestamp;
 use crate::token::TokenId;
+use crate::trust;
+
+enum Opening {
+    Io(std::io::Error),
+    Untrusted(Untrusted),
+}
 
 /// How long the client waits for the service.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,7 +65,13 @@ impl AdminClient {
                 _ => e,
             },
         };
-        let mut stream = UnixStream::connect(&self.path).map_err(socket_err)?;
+        let mut stream = self.open().map_err(|e| match e {
+            Opening::Io(e) => socket_err(e),
+            Opening::Untrusted(reason) => StoreError::Untrusted {
+                path: self.path.clone(),
+                reason,
+            },
+        })?;
         stream.set_read_timeout(Some(TIMEOUT)).map_err(socket_err)?;
         stream
             .set_write_timeout(Some(TIMEOUT))
@@ -81,6 +94,23 @@ impl AdminClient {
             Err(Failure::NotFound(id)) => Err(StoreError::NotFound(id)),
             Err(Failure::Message(m)) => Err(StoreError::Remote(m)),
         }
+    }
+
+    /// Connects, after checking that the socket file is a socket of ours or
+    /// root's that others cannot write to, and that the process answering
+    /// runs as us or as root: nothing is sent to anyone else.
+    fn open(&self) -> Result<UnixStream, Opening> {
+        let meta = std::fs::symlink_metadata(&self.path).map_err(Opening::Io)?;
+        trust::check_socket_file(&meta).map_err(Opening::Untrusted)?;
+        let stream = UnixStream::connect(&self.path).map_err(Opening::Io)?;
+        let (peer, euid) = (
+            crate::sys::peer_uid(&stream).map_err(Opening::Io)?,
+            trust::euid(),
+        );
+        if !peer_allowed(peer, euid) {
+            return Err(Opening::Untrusted(Untrusted::Peer { peer, euid }));
+        }
+        Ok(stream)
     }
 
     fn unexpected(&self, reply: &Reply) -> StoreError {

@@ -12,7 +12,7 @@ mod server;
 use std::path::{Path, PathBuf};
 
 pub use client::AdminClient;
-pub(crate) use server::AdminServer;
+pub(crate) use server::{AdminServer, StartError};
 
 /// The admin socket of the store at `db`: the file name with `.sock` added
 /// (`pat.redb` -> `pat.redb.sock`).

@@ -1,12 +1,11 @@
 //! The redb token store.
 
 pub(crate) mod codec;
+mod open;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::OpenOptions;
 use std::io::ErrorKind;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread;
@@ -22,7 +21,7 @@ use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
 use crate::expiry::Expiry;
 use crate::record::{CreatedToken, Identity, NewToken, TokenInfo};
-use crate::socket::{AdminServer, admin_socket_path};
+use crate::socket::{AdminServer, StartError, admin_socket_path};
 use crate::time::Timestamp;
 use crate::token::{TokenDigest, TokenId, TokenSecret};
 
@@ -122,12 +121,17 @@ impl StoreBuilder {
         let inner = Arc::new(inner);
         let admin = if self.admin_socket {
             let socket = admin_socket_path(path.as_ref());
-            let server = AdminServer::start(&socket, Arc::downgrade(&inner)).map_err(|source| {
-                OpenError::AdminSocket {
-                    path: socket,
-                    source,
-                }
-            })?;
+            let server =
+                AdminServer::start(&socket, Arc::downgrade(&inner)).map_err(|e| match e {
+                    StartError::Untrusted(reason) => OpenError::Untrusted {
+                        path: socket,
+                        reason,
+                    },
+                    StartError::Io(source) => OpenError::AdminSocket {
+                        path: socket,
+                        source,
+                    },
+                })?;
             Some(server)
         } else {
             None
@@ -413,26 +417,21 @@ impl Drop for Store {
 
 impl Inner {
     fn open(path: &Path) -> Result<Inner, OpenError> {
-        let path = path.to_path_buf();
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        if !dir.is_dir() {
-            return Err(OpenError::MissingDirectory(dir.to_path_buf()));
+        let opened = open::open_file(path)?;
+        let result = Inner::open_db(path.to_path_buf(), opened.file);
+        if result.is_err() && opened.created {
+            // Leave nothing half-made behind: the next open would find an
+            // empty file and refuse it.
+            let _ = std::fs::remove_file(path);
         }
+        result
+    }
+
+    fn open_db(path: PathBuf, file: std::fs::File) -> Result<Inner, OpenError> {
         let io = |source| OpenError::Io {
             path: path.clone(),
             source,
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io)?;
         let not_a_store = |detail: String| OpenError::NotAStore {
             path: path.clone(),
             detail,

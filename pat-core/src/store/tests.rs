@@ -283,6 +283,8 @@ fn foreign_files_are_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let text = dir.path().join("notes.txt");
     std::fs::write(&text, b"hello, this is not a database at all").unwrap();
+    // Private, so that it is judged by its content, not its mode.
+    std::fs::set_permissions(&text, std::fs::Permissions::from_mode(0o600)).unwrap();
     let err = Store::open(&text).unwrap_err();
     assert!(matches!(err, OpenError::NotAStore { .. }), "{err:?}");
     assert_eq!(
@@ -300,6 +302,7 @@ fn foreign_files_are_refused_and_left_alone() {
             .unwrap();
         txn.commit().unwrap();
     }
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o600)).unwrap();
     let err = Store::open(&other).unwrap_err();
     assert!(err.to_string().contains("another application"), "{err}");
 }
@@ -328,8 +331,15 @@ fn damaged_files_never_panic() {
         }
         let p = dir.path().join(format!("bad{round}.redb"));
         std::fs::write(&p, &bad).unwrap();
+        // Private, so the damage is what gets judged, not the mode.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         // Either a clean open or a clean error; then every read is clean too.
-        if let Ok(store) = Store::open(&p) {
+        let opened = Store::open(&p);
+        assert!(
+            !matches!(opened, Err(OpenError::Untrusted { .. })),
+            "{opened:?}"
+        );
+        if let Ok(store) = opened {
             let _ = store.list(None, true, at(0));
             let _ = store.prune(at(0));
         }
@@ -366,4 +376,105 @@ fn authenticate_tells_malformed_unknown_and_expired_apart() {
         store.authenticate(token, at(1)),
         Err(AuthError::Unknown)
     ));
+}
+
+#[test]
+fn a_link_at_the_store_path_is_never_followed() {
+    // Regression: a symlink planted at the store path made the service create
+    // and overwrite files wherever it pointed.
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("elsewhere");
+    let link = dir.path().join("pat.redb");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let err = Store::open(&link).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OpenError::Untrusted {
+                reason: crate::Untrusted::Symlink,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!target.exists(), "created through a dangling link");
+    // A link to an existing store is refused too, and the store is untouched.
+    drop(Store::open(&target).unwrap());
+    let before = std::fs::read(&target).unwrap();
+    assert!(matches!(
+        Store::open(&link),
+        Err(OpenError::Untrusted {
+            reason: crate::Untrusted::Symlink,
+            ..
+        })
+    ));
+    assert_eq!(std::fs::read(&target).unwrap(), before);
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+}
+
+#[test]
+fn a_store_open_to_others_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pat.redb");
+    drop(Store::open(&path).unwrap());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = Store::open(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OpenError::Untrusted {
+                reason: crate::Untrusted::Mode { mode: 0o644 },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(Store::open(&path).is_ok());
+}
+
+#[test]
+fn a_directory_others_can_write_needs_the_sticky_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = Store::open(shared.join("pat.redb")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OpenError::Untrusted {
+                reason: crate::Untrusted::DirectoryWritable { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("sticky"), "{err}");
+    assert!(!shared.join("pat.redb").exists());
+    // Like /tmp: others may create files but not replace ours.
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    assert!(Store::open(shared.join("pat.redb")).is_ok());
+}
+
+#[test]
+fn an_empty_store_file_is_refused_not_treated_as_new() {
+    // Regression: a store truncated to 0 bytes silently became a new empty
+    // store, and the operator learnt nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pat.redb");
+    {
+        let store = Store::open(&path).unwrap();
+        store.create(&hard("alice", MIN), at(0)).unwrap();
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    let err = Store::open(&path).unwrap_err();
+    assert!(matches!(err, OpenError::Empty { .. }), "{err:?}");
+    assert!(err.to_string().contains("truncated"), "{err}");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "left alone");
 }

@@ -51,7 +51,9 @@ pub(crate) fn exit_code(result: Result<(), Box<dyn std::error::Error>>) -> std::
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            // The whole cause chain: "cannot serve the admin socket" alone
+            // does not say what to do.
+            eprintln!("error: {}", pat_core::redacted(&pat_core::error_chain(&*e)));
             std::process::ExitCode::FAILURE
         }
     }

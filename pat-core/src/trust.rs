@@ -1,0 +1,88 @@
+//! Whether a file beside the store may be trusted. Another local user who can
+//! plant a store file (or its socket) where a service will open it, or
+//! replace one, can make the service accept their tokens; so the store, its
+//! directory and the admin socket must belong to this process's user (or
+//! root, for directories and sockets), and must not be open to others.
+
+use std::fs::Metadata;
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+use std::path::Path;
+
+use crate::error::Untrusted;
+
+/// This process's effective uid.
+pub(crate) fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// Group and other permission bits.
+const OPEN_TO_OTHERS: u32 = 0o077;
+/// Group and other write bits.
+const WRITABLE_BY_OTHERS: u32 = 0o022;
+const STICKY: u32 = 0o1000;
+
+/// The store file, from `fstat` of the opened file: a regular file of ours,
+/// mode 0600 or narrower.
+pub(crate) fn check_store_file(meta: &Metadata) -> Result<(), Untrusted> {
+    if !meta.file_type().is_file() {
+        return Err(Untrusted::Kind {
+            expected: "regular file",
+        });
+    }
+    check_owner(meta.uid(), false)?;
+    let mode = meta.mode() & 0o7777;
+    if mode & OPEN_TO_OTHERS != 0 {
+        return Err(Untrusted::Mode { mode });
+    }
+    Ok(())
+}
+
+/// A socket at the admin socket path, from `lstat`: a socket (not a link) of
+/// ours or root's, that others cannot write to.
+pub(crate) fn check_socket_file(meta: &Metadata) -> Result<(), Untrusted> {
+    if meta.file_type().is_symlink() {
+        return Err(Untrusted::Symlink);
+    }
+    if !meta.file_type().is_socket() {
+        return Err(Untrusted::Kind { expected: "socket" });
+    }
+    check_owner(meta.uid(), true)?;
+    let mode = meta.mode() & 0o7777;
+    if mode & WRITABLE_BY_OTHERS != 0 {
+        return Err(Untrusted::Mode { mode });
+    }
+    Ok(())
+}
+
+/// The directory holding the store (`dir`, with its `meta`): ours or root's,
+/// and if others may write to it, sticky (so they cannot rename or remove our
+/// files).
+pub(crate) fn check_directory(dir: &Path, meta: &Metadata) -> Result<(), Untrusted> {
+    let (owner, euid) = (meta.uid(), euid());
+    if owner != euid && owner != 0 {
+        return Err(Untrusted::DirectoryOwner {
+            dir: dir.to_path_buf(),
+            owner,
+            euid,
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & WRITABLE_BY_OTHERS != 0 && mode & STICKY == 0 {
+        return Err(Untrusted::DirectoryWritable {
+            dir: dir.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// Files must be ours; with `root_ok`, root's too (a socket served by a
+/// root service).
+fn check_owner(owner: u32, root_ok: bool) -> Result<(), Untrusted> {
+    let euid = euid();
+    if owner == euid || (root_ok && owner == 0) {
+        Ok(())
+    } else {
+        Err(Untrusted::Owner { owner, euid })
+    }
+}
