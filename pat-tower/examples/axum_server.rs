@@ -67,11 +67,50 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(server::shutdown_signal())
-        .await?;
+    serve_http1(listener, app).await;
     store.flush()?;
     Ok(())
+}
+
+/// Serves HTTP/1.1 until Ctrl-C or SIGTERM, then lets open requests finish.
+///
+/// `axum::serve` would do, but hyper's limits are set here to actix-web's
+/// (request headers at most 128 KiB and 96 of them, else 431), so that both
+/// reference servers answer every request alike, and headers must arrive
+/// within 30 s.
+async fn serve_http1(listener: tokio::net::TcpListener, app: Router) {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let graceful = GracefulShutdown::new();
+    let mut stop = std::pin::pin!(server::shutdown_signal());
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(std::time::Duration::from_secs(30))
+            .max_header_size(128 * 1024)
+            .max_headers(96)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    graceful.shutdown().await;
 }
 
 async fn whoami(identity: Identity) -> Json<serde_json::Value> {
