@@ -70,6 +70,9 @@ pub mod conformance;
 mod credentials;
 mod error;
 mod expiry;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod gate;
 mod integrations;
 mod memory;

@@ -6,7 +6,7 @@
 //! in-memory state stays exact and revocation is immediate.
 
 mod client;
-mod protocol;
+pub(crate) mod protocol;
 mod server;
 
 use std::path::{Path, PathBuf};
