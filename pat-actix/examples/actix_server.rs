@@ -12,25 +12,31 @@
 //! - `GET /nodes/{uuid}`: 200 `ok` if the token may read the node, else 403
 //!   `forbidden`; `PUT /nodes/{uuid}`: 204 if it may write, else 403;
 //!   400 `invalid node id` when `{uuid}` is not a UUID;
-//! - `/dav/`: a WebDAV share of `--dav-root`, for Basic `user:token` clients.
+//! - `GET /nodes/by-path?path=/a/b`: `{"node", "path"}` of a file or folder of
+//!   the share, for unscoped tokens (403 for scoped ones, 404 if missing);
+//! - `/dav/`: a WebDAV share of `--dav-root`, for Basic `user:token` clients;
+//!   a scoped token reaches only its nodes (403 elsewhere, see `common/dav.rs`).
 //!
 //! Prints `listening on http://ADDR` once bound. Ctrl-C or SIGTERM stop it
 //! gracefully, writing buffered token uses.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use clap::Parser as _;
-use dav_server::DavHandler;
 use dav_server::actix::{DavRequest, DavResponse};
 use pat_actix::{Identity, PatMiddleware, Perm, Store};
 
 // The contract is defined once, beside the axum server.
 #[path = "../../pat-tower/examples/common/contract.rs"]
 mod contract;
+#[path = "../../pat-tower/examples/common/dav.rs"]
+mod dav;
 #[path = "../../pat-tower/examples/common/server.rs"]
 mod server;
 use contract::NodeAnswer;
+use dav::{ByPath, Share};
 use server::Args;
 
 fn main() -> std::process::ExitCode {
@@ -41,19 +47,20 @@ fn main() -> std::process::ExitCode {
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let store = Arc::new(Store::open(&args.db)?);
-    let dav = args.dav_handler()?;
+    let share = args.share()?;
 
     // Built once and cloned into each worker's App.
     let pat = PatMiddleware::new(store.clone()).realm(&args.realm);
     let mut server = HttpServer::new(move || {
         App::new()
-            .app_data(web::Data::new(dav.clone()))
+            .app_data(web::Data::new(share.clone()))
             .route("/health", web::get().to(|| async { "ok" }))
             .service(
                 web::scope("")
                     .wrap(pat.clone())
                     .route("/hello", web::get().to(|| async { "ok" }))
                     .route("/whoami", web::get().to(whoami))
+                    .route("/nodes/by-path", web::get().to(node_by_path))
                     .route("/nodes/{id}", web::get().to(read_node))
                     .route("/nodes/{id}", web::put().to(write_node))
                     .route("/dav{tail:(/.*)?}", web::route().to(handle_dav)),
@@ -99,6 +106,19 @@ async fn write_node(identity: Identity, id: web::Path<String>) -> HttpResponse {
     node(&identity, &id, Perm::WRITE)
 }
 
-async fn handle_dav(req: DavRequest, dav: web::Data<DavHandler>) -> DavResponse {
-    dav.handle(req.request).await.into()
+async fn node_by_path(
+    share: web::Data<Share>,
+    identity: Identity,
+    query: web::Query<HashMap<String, String>>,
+) -> HttpResponse {
+    match share.by_path(&identity, query.get("path").map(String::as_str)) {
+        ByPath::Found(json) => HttpResponse::Ok().json(json),
+        ByPath::BadRequest => HttpResponse::BadRequest().body("invalid path"),
+        ByPath::Forbidden => HttpResponse::Forbidden().body("forbidden"),
+        ByPath::NotFound => HttpResponse::NotFound().body("no such path"),
+    }
+}
+
+async fn handle_dav(req: DavRequest, identity: Identity, share: web::Data<Share>) -> DavResponse {
+    share.handle(req.request, identity).await.into()
 }

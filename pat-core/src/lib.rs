@@ -36,7 +36,8 @@
 //! # The pieces
 //! - [`TokenSecret`], [`TokenDigest`], [`TokenId`]: the token format.
 //! - [`Scopes`], [`Perm`], [`NodeId`]: `node:<uuid>:<perm>` restrictions;
-//!   [`Identity::permits`] checks them.
+//!   [`Identity::permits`] checks them; [`DavAccess`], [`Scopes::allow_dav`]
+//!   and [`Scopes::reveals`] apply them to a WebDAV share.
 //! - Backends: [`Store`] (redb, opened with [`StoreBuilder`]), with buffered
 //!   uses, an exact record cache and the admin socket (Unix only);
 //!   [`MemoryStore`], for tests and examples. Each implements [`Admin`] (the
@@ -88,6 +89,7 @@ mod time;
 mod token;
 #[cfg(unix)]
 mod trust;
+mod webdav;
 
 pub use admin::Admin;
 pub use backend::{IntoVerifier, Lookup, Verification, Verifier, VerifyFuture};
@@ -113,3 +115,4 @@ pub use sys::Process;
 pub use text::{printable, redacted};
 pub use time::{Timestamp, format_duration, parse_duration};
 pub use token::{TOKEN_LEN, TOKEN_PREFIX, TokenDigest, TokenId, TokenSecret};
+pub use webdav::{DavAccess, dav_chain};

@@ -23,6 +23,15 @@ impl NodeId {
         NodeId(bytes)
     }
 
+    /// A new random (version 4) UUID, for an application giving its files
+    /// and folders ids.
+    pub fn generate() -> NodeId {
+        let mut b: [u8; 16] = rand::random();
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        NodeId(b)
+    }
+
     /// Parses a hyphenated UUID (`8-4-4-4-12` hex digits, any case).
     pub fn parse(s: &str) -> Option<NodeId> {
         let b = s.as_bytes();

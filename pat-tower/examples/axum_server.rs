@@ -12,27 +12,34 @@
 //! - `GET /nodes/{uuid}`: 200 `ok` if the token may read the node, else 403
 //!   `forbidden`; `PUT /nodes/{uuid}`: 204 if it may write, else 403;
 //!   400 `invalid node id` when `{uuid}` is not a UUID;
-//! - `/dav/`: a WebDAV share of `--dav-root`, for Basic `user:token` clients.
+//! - `GET /nodes/by-path?path=/a/b`: `{"node", "path"}` of a file or folder of
+//!   the share, for unscoped tokens (403 for scoped ones, 404 if missing);
+//! - `/dav/`: a WebDAV share of `--dav-root`, for Basic `user:token` clients;
+//!   a scoped token reaches only its nodes (403 elsewhere, see `common/dav.rs`).
 //!
 //! Prints `listening on http://ADDR` once the socket is bound. Ctrl-C or
 //! SIGTERM stop it gracefully, writing buffered token uses.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Request};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Extension, Json, Router};
 use clap::Parser as _;
-use dav_server::DavHandler;
 use pat_tower::{Identity, PatLayer, Perm, Store};
 
 #[path = "common/contract.rs"]
 mod contract;
+#[path = "common/dav.rs"]
+mod dav;
 #[path = "common/server.rs"]
 mod server;
 use contract::NodeAnswer;
+use dav::{ByPath, Share};
 use server::Args;
 
 fn main() -> std::process::ExitCode {
@@ -52,16 +59,17 @@ fn main() -> std::process::ExitCode {
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let store = Arc::new(Store::open(&args.db)?);
-    let dav = args.dav_handler()?;
+    let share = args.share()?;
 
     let app = Router::new()
         .route("/hello", get(|| async { "ok" }))
         .route("/whoami", get(whoami))
+        .route("/nodes/by-path", get(node_by_path))
         .route("/nodes/{id}", get(read_node).put(write_node))
         .route("/dav", any(handle_dav))
         .route("/dav/", any(handle_dav))
         .route("/dav/{*path}", any(handle_dav))
-        .layer(Extension(dav))
+        .layer(Extension(share))
         .layer(PatLayer::new(store.clone()).realm(&args.realm))
         .route("/health", get(|| async { "ok" }));
 
@@ -134,6 +142,23 @@ async fn write_node(identity: Identity, Path(id): Path<String>) -> Response {
     node(&identity, &id, Perm::WRITE)
 }
 
-async fn handle_dav(Extension(dav): Extension<DavHandler>, req: Request) -> impl IntoResponse {
-    dav.handle(req).await
+async fn node_by_path(
+    Extension(share): Extension<Share>,
+    identity: Identity,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    match share.by_path(&identity, query.get("path").map(String::as_str)) {
+        ByPath::Found(json) => Json(json).into_response(),
+        ByPath::BadRequest => (StatusCode::BAD_REQUEST, "invalid path").into_response(),
+        ByPath::Forbidden => (StatusCode::FORBIDDEN, "forbidden").into_response(),
+        ByPath::NotFound => (StatusCode::NOT_FOUND, "no such path").into_response(),
+    }
+}
+
+async fn handle_dav(
+    Extension(share): Extension<Share>,
+    identity: Identity,
+    req: Request,
+) -> impl IntoResponse {
+    share.handle(req, identity).await
 }

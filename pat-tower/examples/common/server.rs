@@ -15,7 +15,7 @@ pub(crate) struct Args {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
     pub(crate) addr: SocketAddr,
-    /// Folder shared over WebDAV at /dav/ [default: a `dav` folder next to the store].
+    /// Folder shared over WebDAV at /dav/ [default: a private `dav` folder next to the store].
     #[arg(long, value_name = "DIR")]
     pub(crate) dav_root: Option<PathBuf>,
     /// Realm of the WWW-Authenticate challenges.
@@ -27,22 +27,21 @@ pub(crate) struct Args {
 }
 
 impl Args {
-    /// The WebDAV handler serving `--dav-root` (created if missing) at `/dav/`.
-    pub(crate) fn dav_handler(&self) -> std::io::Result<dav_server::DavHandler> {
-        let dir = match &self.dav_root {
-            Some(dir) => dir.clone(),
-            None => self
-                .db
-                .parent()
-                .unwrap_or(std::path::Path::new("."))
-                .join("dav"),
-        };
-        std::fs::create_dir_all(&dir)?;
-        Ok(dav_server::DavHandler::builder()
-            .filesystem(dav_server::localfs::LocalFs::new(&dir, false, false, false))
-            .locksystem(dav_server::fakels::FakeLs::new())
-            .strip_prefix("/dav")
-            .build_handler())
+    /// The WebDAV share of `--dav-root`, or of a private `dav` folder next to
+    /// the store, created if missing (see `Share::open` for what is refused).
+    pub(crate) fn share(&self) -> std::io::Result<super::dav::Share> {
+        match &self.dav_root {
+            Some(dir) => super::dav::Share::open(dir, false),
+            None => {
+                let dir = self.db.parent().unwrap_or(std::path::Path::new("."));
+                let dir = if dir.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    dir
+                };
+                super::dav::Share::open(&dir.join("dav"), true)
+            }
+        }
     }
 }
 
