@@ -730,32 +730,36 @@ mod tests {
     }
 
     /// Fresh redb stores in one temporary directory, flushed by hand.
-    fn redb_stores(dir: &tempfile::TempDir, cache: bool) -> impl Fn() -> crate::Store + '_ {
+    fn redb_stores(dir: &tempfile::TempDir, capacity: usize) -> impl Fn() -> crate::Store + '_ {
         let n = std::sync::atomic::AtomicUsize::new(0);
         move || {
             let i = n.fetch_add(1, Ordering::SeqCst);
             crate::Store::builder()
                 .manual_flush()
                 .admin_socket(false)
-                .cache(cache)
+                .cache_capacity(capacity)
                 .open(dir.path().join(format!("{i}.redb")))
                 .unwrap()
         }
     }
 
+    /// The cache on (default size), off, and so small that it evicts all
+    /// the time.
+    const CAPACITIES: [usize; 3] = [crate::DEFAULT_CACHE_CAPACITY, 0, 2];
+
     #[test]
     fn redb_store_passes_the_contract() {
-        for cache in [true, false] {
+        for capacity in CAPACITIES {
             let dir = tempfile::tempdir().unwrap();
-            run_contract(redb_stores(&dir, cache));
+            run_contract(redb_stores(&dir, capacity));
         }
     }
 
     #[test]
     fn redb_store_matches_the_model() {
-        for cache in [true, false] {
+        for capacity in CAPACITIES {
             let dir = tempfile::tempdir().unwrap();
-            run_model(redb_stores(&dir, cache), 32);
+            run_model(redb_stores(&dir, capacity), 32);
         }
     }
 

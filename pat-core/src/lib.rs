@@ -110,7 +110,9 @@ pub use scope::{NodeId, Perm, Scope, Scopes};
 #[cfg(unix)]
 pub use socket::{AdminClient, admin_socket_path};
 #[cfg(unix)]
-pub use store::{DEFAULT_FLUSH_INTERVAL, FORMAT_VERSION, Store, StoreBuilder};
+pub use store::{
+    DEFAULT_CACHE_CAPACITY, DEFAULT_FLUSH_INTERVAL, FORMAT_VERSION, Store, StoreBuilder,
+};
 pub use sys::Process;
 pub use text::{printable, redacted};
 pub use time::{Timestamp, format_duration, parse_duration};

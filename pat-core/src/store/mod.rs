@@ -1,13 +1,13 @@
 //! The redb token store.
 
+mod cache;
 pub(crate) mod codec;
 mod open;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -19,11 +19,11 @@ use redb::{
 use crate::admin::Admin;
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
-use crate::expiry::Expiry;
 use crate::record::{CreatedToken, Identity, NewToken, TokenInfo};
 use crate::socket::{AdminServer, StartError, admin_socket_path};
 use crate::time::Timestamp;
 use crate::token::{TokenDigest, TokenId, TokenSecret};
+use cache::Cache;
 
 /// The store's on-disk format version, kept in the file. Bump it for any
 /// change an older build would misread.
@@ -65,7 +65,7 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 pub struct StoreBuilder {
     flush_interval: Option<Duration>,
     admin_socket: bool,
-    cache: bool,
+    cache_capacity: usize,
 }
 
 impl Default for StoreBuilder {
@@ -73,10 +73,14 @@ impl Default for StoreBuilder {
         StoreBuilder {
             flush_interval: Some(DEFAULT_FLUSH_INTERVAL),
             admin_socket: true,
-            cache: true,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
         }
     }
 }
+
+/// Default number of token records kept in memory (see
+/// [`StoreBuilder::cache_capacity`]): about 30 MB of records of typical size.
+pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
 
 impl StoreBuilder {
     /// How often a background thread writes buffered token uses (sliding
@@ -105,20 +109,28 @@ impl StoreBuilder {
     }
 
     /// Whether to keep the records of tokens that authenticated in memory
-    /// (default: yes), so that later requests with them read no file. The
-    /// cache is exact: every write goes through this process, which updates
-    /// it. Its size is bounded by the number of tokens in the store.
+    /// (default: yes, up to [`DEFAULT_CACHE_CAPACITY`]), so that later
+    /// requests with them read no file. Off is the same as a capacity of 0.
     pub fn cache(mut self, enabled: bool) -> StoreBuilder {
-        self.cache = enabled;
+        self.cache_capacity = if enabled { DEFAULT_CACHE_CAPACITY } else { 0 };
+        self
+    }
+
+    /// How many token records to keep in memory at most (default
+    /// [`DEFAULT_CACHE_CAPACITY`], about 300 bytes each for typical names).
+    /// Past it, records not used recently are evicted (a CLOCK sweep); a
+    /// request for an evicted token reads the file again (a few
+    /// microseconds). The cache is exact: every write goes through this
+    /// process, which updates it.
+    pub fn cache_capacity(mut self, records: usize) -> StoreBuilder {
+        self.cache_capacity = records;
         self
     }
 
     /// Opens the store at `path`, creating it (mode 0600) if it does not exist.
     /// See [`Store::open`].
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Store, OpenError> {
-        let mut inner = Inner::open(path.as_ref())?;
-        inner.cache_records = self.cache;
-        let inner = Arc::new(inner);
+        let inner = Arc::new(Inner::open(path.as_ref(), self.cache_capacity)?);
         let admin = if self.admin_socket {
             let socket = admin_socket_path(path.as_ref());
             let server =
@@ -174,96 +186,9 @@ pub struct Store {
 pub(crate) struct Inner {
     db: Database,
     path: PathBuf,
-    cache_records: bool,
-    /// In-memory state; the lock is held for map operations only, never
+    /// Records of tokens in use and their buffered uses; no lock is held
     /// across I/O.
-    memory: Mutex<Memory>,
-}
-
-#[derive(Default)]
-struct Memory {
-    /// Uses not yet written, at most one entry per token.
-    pending: HashMap<TokenDigest, Touch>,
-    /// Records as the file holds them, by digest. Exact because this
-    /// process makes every write (redb lets no other process open the file;
-    /// the CLI comes through the admin socket). Identities share them.
-    cache: HashMap<TokenDigest, Arc<TokenInfo>>,
-    /// Bumped by every write that changes or deletes records. A record read
-    /// from the file is used (and cached) only if no such write happened
-    /// since the read began; otherwise it is read again.
-    generation: u64,
-}
-
-impl Memory {
-    /// Records a successful use at `now` of the token `digest`, whose file
-    /// record is `info`, and returns who it authenticates. No I/O.
-    fn use_token(
-        &mut self,
-        digest: TokenDigest,
-        info: &Arc<TokenInfo>,
-        user: Option<&str>,
-        now: Timestamp,
-    ) -> Result<Identity, AuthError> {
-        let touch = Touch::next(info, self.pending.get(&digest).copied(), user, now)?;
-        self.pending.insert(digest, touch);
-        Ok(Identity::new(info.clone(), touch.expires_at))
-    }
-
-    /// Forgets cached records after a write changed or deleted them.
-    fn invalidate<'a>(&mut self, digests: impl IntoIterator<Item = &'a TokenDigest>) {
-        self.generation += 1;
-        for d in digests {
-            self.cache.remove(d);
-        }
-    }
-}
-
-/// A buffered use: what the record will hold once it is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Touch {
-    last_used_at: Timestamp,
-    expires_at: Timestamp,
-}
-
-impl Touch {
-    /// This buffered use merged over what the file says: the newer of each
-    /// value wins.
-    fn merge(self, last_used_at: Option<Timestamp>, expiry: Expiry) -> (Timestamp, Expiry) {
-        (
-            last_used_at.map_or(self.last_used_at, |t| t.max(self.last_used_at)),
-            expiry.extended_to(self.expires_at),
-        )
-    }
-
-    /// Merges the buffered use into a record read from the file.
-    fn apply(self, info: &mut TokenInfo) {
-        let (last_used_at, expiry) = self.merge(info.last_used_at, info.expiry);
-        info.last_used_at = Some(last_used_at);
-        info.expiry = expiry;
-    }
-
-    /// The buffered use after a use at `now`, given the file record and the
-    /// previous buffered use; an error if [`TokenInfo::check_use`] refuses
-    /// the use of the merged record.
-    fn next(
-        info: &TokenInfo,
-        previous: Option<Touch>,
-        user: Option<&str>,
-        now: Timestamp,
-    ) -> Result<Touch, AuthError> {
-        let (last_used_at, expiry) = match previous {
-            Some(p) => {
-                let (last, expiry) = p.merge(info.last_used_at, info.expiry);
-                (Some(last), expiry)
-            }
-            None => (info.last_used_at, info.expiry),
-        };
-        let expires_at = info.check_use_with(expiry, user, now)?;
-        Ok(Touch {
-            last_used_at: last_used_at.map_or(now, |t| t.max(now)),
-            expires_at,
-        })
-    }
+    cache: Cache,
 }
 
 struct Flusher {
@@ -360,30 +285,23 @@ impl Store {
         user: Option<&str>,
         now: Timestamp,
     ) -> Result<Identity, AuthError> {
-        let digest = *digest;
-        let inner = &self.inner;
+        let cache = &self.inner.cache;
         // A write racing with the read is rare (a flush a second, admin
         // commands); a retry gets a read that no write followed. After a few,
-        // the latest read is used.
+        // the latest read is used without caching it.
         const READ_ATTEMPTS: u32 = 4;
-        let mut attempts = 0;
+        let mut attempt = 1;
         loop {
-            let generation = {
-                let mut memory = inner.memory();
-                if let Some(info) = memory.cache.get(&digest).cloned() {
-                    return memory.use_token(digest, &info, user, now);
-                }
-                memory.generation
+            let miss = match cache.hit(digest, user, now) {
+                Ok(result) => return result,
+                Err(miss) => miss,
             };
-            let info = Arc::new(inner.read_record(&digest)?.ok_or(AuthError::Unknown)?);
-            attempts += 1;
-            let mut memory = inner.memory();
-            let fresh = memory.generation == generation;
-            if fresh && inner.cache_records {
-                memory.cache.insert(digest, info.clone());
-            }
-            if fresh || attempts == READ_ATTEMPTS {
-                return memory.use_token(digest, &info, user, now);
+            let info = self.inner.read_record(digest)?.ok_or(AuthError::Unknown)?;
+            // The last attempt always answers.
+            let last_try = attempt == READ_ATTEMPTS;
+            match cache.miss(miss, *digest, info, user, now, last_try) {
+                Some(result) => return result,
+                None => attempt += 1,
             }
         }
     }
@@ -397,7 +315,12 @@ impl Store {
 
     /// How many tokens have uses buffered in memory.
     pub fn pending_uses(&self) -> usize {
-        self.inner.memory().pending.len()
+        self.inner.cache.pending()
+    }
+
+    /// How many token records are cached in memory.
+    pub fn cached_records(&self) -> usize {
+        self.inner.cache.len()
     }
 }
 
@@ -416,9 +339,9 @@ impl Drop for Store {
 }
 
 impl Inner {
-    fn open(path: &Path) -> Result<Inner, OpenError> {
+    fn open(path: &Path, cache_capacity: usize) -> Result<Inner, OpenError> {
         let opened = open::open_file(path)?;
-        let result = Inner::open_db(path.to_path_buf(), opened.file);
+        let result = Inner::open_db(path.to_path_buf(), opened.file, cache_capacity);
         if result.is_err() && opened.created {
             // Leave nothing half-made behind: the next open would find an
             // empty file and refuse it.
@@ -427,7 +350,11 @@ impl Inner {
         result
     }
 
-    fn open_db(path: PathBuf, file: std::fs::File) -> Result<Inner, OpenError> {
+    fn open_db(
+        path: PathBuf,
+        file: std::fs::File,
+        cache_capacity: usize,
+    ) -> Result<Inner, OpenError> {
         let io = |source| OpenError::Io {
             path: path.clone(),
             source,
@@ -465,8 +392,7 @@ impl Inner {
         let store = Inner {
             db,
             path: path.clone(),
-            cache_records: true,
-            memory: Mutex::new(Memory::default()),
+            cache: Cache::new(cache_capacity),
         };
         match store.init_format() {
             Ok(()) => Ok(store),
@@ -526,17 +452,15 @@ impl Inner {
 
     /// Writes the buffered uses; see [`Store::flush`].
     fn flush(&self) -> Result<usize, StoreError> {
-        let snapshot: Vec<(TokenDigest, Touch)> = {
-            let memory = self.memory();
-            memory.pending.iter().map(|(d, t)| (*d, *t)).collect()
-        };
-        if snapshot.is_empty() {
+        let batch = self.cache.take_uses();
+        if batch.uses.is_empty() {
+            self.cache.flushed(batch);
             return Ok(0);
         }
         let written = self.write(|txn| {
             let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
             let mut written = 0;
-            for (digest, touch) in &snapshot {
+            for (digest, touch) in &batch.uses {
                 let current = tokens
                     .get(digest.as_bytes())
                     .map_err(storage)?
@@ -551,28 +475,17 @@ impl Inner {
                 written += 1;
             }
             Ok(written)
-        })?;
-        // Forget what was written, unless a newer use came in meanwhile; the
-        // cached records are now older than the file.
-        let mut memory = self.memory();
-        memory.invalidate(snapshot.iter().map(|(d, _)| d));
-        for (digest, touch) in snapshot {
-            if memory.pending.get(&digest) == Some(&touch) {
-                memory.pending.remove(&digest);
+        });
+        match written {
+            Ok(n) => {
+                self.cache.flushed(batch);
+                Ok(n)
+            }
+            Err(e) => {
+                self.cache.unflushed(batch);
+                Err(e)
             }
         }
-        Ok(written)
-    }
-
-    /// Merges the buffered use of `digest`, if any, into a record just read.
-    fn overlay(&self, digest: &TokenDigest, info: &mut TokenInfo) {
-        if let Some(touch) = self.memory().pending.get(digest) {
-            touch.apply(info);
-        }
-    }
-
-    fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
-        self.memory.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Commits a write that deletes tokens, then forgets them in memory.
@@ -582,18 +495,15 @@ impl Inner {
     ) -> Result<T, StoreError> {
         let mut deleted = Vec::new();
         let out = self.write(|txn| f(txn, &mut deleted))?;
-        let mut memory = self.memory();
-        memory.invalidate(&deleted);
-        for d in &deleted {
-            memory.pending.remove(d);
-        }
+        self.cache.deleted(&deleted);
         Ok(out)
     }
 
     /// Reads and decodes a record, with its buffered use merged in.
     fn record(&self, digest: [u8; 32], bytes: &[u8]) -> Result<TokenInfo, StoreError> {
         let mut info = codec::decode(bytes).map_err(corrupt)?;
-        self.overlay(&TokenDigest::from_bytes(digest), &mut info);
+        self.cache
+            .overlay(&TokenDigest::from_bytes(digest), &mut info);
         Ok(info)
     }
 

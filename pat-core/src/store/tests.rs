@@ -478,3 +478,78 @@ fn an_empty_store_file_is_refused_not_treated_as_new() {
     assert!(err.to_string().contains("truncated"), "{err}");
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "left alone");
 }
+
+#[test]
+fn a_flush_leaves_hot_records_cached() {
+    // Issue 11: every flush invalidated the cached records of every token
+    // used in that second, so the hottest tokens missed once a second.
+    let (_dir, store) = temp_store();
+    let a = store
+        .create(
+            &NewToken::new("alice", ExpiryPolicy::sliding(MIN, None)),
+            at(0),
+        )
+        .unwrap();
+    let first = store.authenticate(a.secret.expose_secret(), at(1)).unwrap();
+    assert_eq!(store.flush().unwrap(), 1);
+    let second = store.authenticate(a.secret.expose_secret(), at(2)).unwrap();
+    assert!(
+        std::ptr::eq(first.record(), second.record()),
+        "the record was read from the file again"
+    );
+    assert_eq!(second.expires_at(), at(62));
+    assert_eq!(store.cached_records(), 1);
+}
+
+#[test]
+fn the_cache_is_bounded_and_eviction_loses_no_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder()
+        .manual_flush()
+        .admin_socket(false)
+        .cache_capacity(3)
+        .open(dir.path().join("pat.redb"))
+        .unwrap();
+    let sliding = |u: &str| NewToken::new(u, ExpiryPolicy::sliding(MIN, None));
+    let tokens: Vec<_> = (0..10)
+        .map(|i| store.create(&sliding(&format!("u{i}")), at(0)).unwrap())
+        .collect();
+    for (i, t) in tokens.iter().enumerate() {
+        store
+            .authenticate(t.secret.expose_secret(), at(10 + i as u64))
+            .unwrap();
+        assert!(store.cached_records() <= 3);
+    }
+    // Every use is visible before the flush, evicted or not...
+    for (i, t) in tokens.iter().enumerate() {
+        let info = store.get(t.info.id).unwrap();
+        assert_eq!(info.last_used_at, Some(at(10 + i as u64)), "u{i}");
+        assert_eq!(info.expiry.expires_at(), at(70 + i as u64), "u{i}");
+    }
+    // ...and in the file after it.
+    assert_eq!(store.flush().unwrap(), 10);
+    assert_eq!(store.pending_uses(), 0);
+    for (i, t) in tokens.iter().enumerate() {
+        assert_eq!(
+            stored(&store, t.info.id).last_used_at,
+            Some(at(10 + i as u64))
+        );
+    }
+}
+
+#[test]
+fn unknown_tokens_never_grow_memory() {
+    // Anyone can compute a valid checksum: a flood of unknown well-formed
+    // tokens must not be cached or buffered.
+    let (_dir, store) = temp_store();
+    let real = store.create(&hard("alice", MIN), at(0)).unwrap();
+    for _ in 0..2_000 {
+        let forged = TokenSecret::generate();
+        assert!(store.authenticate(forged.expose_secret(), at(1)).is_err());
+    }
+    store
+        .authenticate(real.secret.expose_secret(), at(1))
+        .unwrap();
+    assert_eq!(store.cached_records(), 1);
+    assert_eq!(store.pending_uses(), 1);
+}
