@@ -1,14 +1,123 @@
-//! Request-path costs: token validation and a full `Store::authenticate`.
+//! The request path against its floor, in one run (the machine is shared and
+//! noisy, so ratios within a run are what count; see BENCHMARKS.md):
+//!
+//! - `floor`: SHA-256 of the token and one hash-map lookup among 100,000;
+//! - `jwt/hs256`: decoding and verifying an HS256 JWT (`jsonwebtoken`);
+//! - `token/*`: validation alone;
+//! - `store/*`: `Store::authenticate`, cached, in stores of 1,000, 100,000
+//!   and 1,000,000 tokens; sliding, Basic, uncached, unknown, and a flood of
+//!   unknown tokens (1 valid in 10);
+//! - `threads/*`: 1, 2 and all cores checking the same token or each its own.
 //!
 //! Run with `cargo bench -p pat-core`.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::hint::black_box;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
-use pat_core::{Admin as _, ExpiryPolicy, NewToken, Store, Timestamp, TokenDigest, TokenSecret};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use pat_core::{ExpiryPolicy, NewToken, Store, Timestamp, TokenDigest, TokenSecret};
+use sha2::{Digest as _, Sha256};
 
-fn bench(c: &mut Criterion) {
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// A store and, created in it, a hard and a sliding token.
+type Sized = (Arc<Store>, String, String);
+
+/// A store of `size` tokens plus one hard and one sliding token, returned.
+fn store_of(dir: &tempfile::TempDir, size: usize, cache: bool) -> Sized {
+    let store = Store::builder()
+        .admin_socket(false)
+        .manual_flush()
+        .cache(cache)
+        .cache_capacity(if cache { 2_000_000 } else { 0 })
+        .open(dir.path().join(format!("{size}-{cache}.redb")))
+        .expect("store");
+    let now = Timestamp::now();
+    for start in (0..size).step_by(100_000) {
+        let news: Vec<NewToken> = (start..size.min(start + 100_000))
+            .map(|i| NewToken::new(format!("user{i}"), ExpiryPolicy::hard(DAY)))
+            .collect();
+        store.create_many(&news, now).expect("create");
+    }
+    let hard = NewToken::new("alice", ExpiryPolicy::hard(DAY));
+    let sliding = NewToken::new("bob", ExpiryPolicy::sliding(DAY, None));
+    let made = store.create_many(&[hard, sliding], now).expect("create");
+    let hard = made[0].secret.expose_secret().to_owned();
+    let sliding = made[1].secret.expose_secret().to_owned();
+    // Warm: the measured tokens are cached (when caching is on).
+    store.authenticate(&hard, now).expect("valid");
+    store.authenticate(&sliding, now).expect("valid");
+    (Arc::new(store), hard, sliding)
+}
+
+#[derive(Clone, Copy, Default)]
+struct FirstBytes;
+struct FirstBytesHasher(u64);
+impl BuildHasher for FirstBytes {
+    type Hasher = FirstBytesHasher;
+    fn build_hasher(&self) -> FirstBytesHasher {
+        FirstBytesHasher(0)
+    }
+}
+impl Hasher for FirstBytesHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[..8]);
+        self.0 = u64::from_le_bytes(w);
+    }
+}
+
+fn floor_and_jwt(c: &mut Criterion, token: &str) {
+    // The floor: what any digest-keyed store must do per request.
+    let mut map: HashMap<[u8; 32], u64, FirstBytes> = HashMap::with_hasher(FirstBytes);
+    for i in 0..100_000u64 {
+        map.insert(Sha256::digest(i.to_le_bytes()).into(), i);
+    }
+    map.insert(Sha256::digest(token.as_bytes()).into(), 7);
+    c.bench_function("floor/sha256_and_lookup_100k", |b| {
+        b.iter(|| {
+            let d: [u8; 32] = Sha256::digest(black_box(token).as_bytes()).into();
+            black_box(map.get(&d).copied())
+        })
+    });
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Claims {
+        sub: String,
+        exp: u64,
+    }
+    let key = b"a secret key of thirty-two bytes";
+    let claims = Claims {
+        sub: "alice".into(),
+        exp: Timestamp::now().as_unix_secs() + 86_400,
+    };
+    let jwt = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key),
+    )
+    .expect("jwt");
+    let decoding = jsonwebtoken::DecodingKey::from_secret(key);
+    let validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    c.bench_function("jwt/hs256_decode_and_verify", |b| {
+        b.iter(|| {
+            black_box(jsonwebtoken::decode::<Claims>(
+                black_box(&jwt),
+                &decoding,
+                &validation,
+            ))
+            .is_ok()
+        })
+    });
+}
+
+fn tokens(c: &mut Criterion) {
     let token = TokenSecret::generate();
     c.bench_function("token/validate_and_digest", |b| {
         b.iter(|| TokenDigest::from_token(black_box(token.expose_secret())))
@@ -18,44 +127,122 @@ fn bench(c: &mut Criterion) {
         bad.replace_range(10..11, if &bad[10..11] == "A" { "B" } else { "A" });
         b.iter(|| TokenDigest::from_token(black_box(&bad)))
     });
-
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(dir.path().join("bench.redb")).expect("store");
-    let now = Timestamp::now();
-    let day = Duration::from_secs(86_400);
-    // A store with some other tokens in it, as in real use.
-    for i in 0..1_000 {
-        let new = NewToken::new(format!("user{i}"), ExpiryPolicy::hard(day));
-        store.create(&new, now).expect("create");
-    }
-    let hard = store
-        .create(&NewToken::new("alice", ExpiryPolicy::hard(day)), now)
-        .expect("create");
-    let sliding = store
-        .create(&NewToken::new("bob", ExpiryPolicy::sliding(day, None)), now)
-        .expect("create");
-    c.bench_function("store/authenticate_hard", |b| {
-        b.iter(|| store.authenticate(black_box(hard.secret.expose_secret()), now))
-    });
-    c.bench_function("store/authenticate_sliding", |b| {
-        b.iter(|| store.authenticate(black_box(sliding.secret.expose_secret()), now))
-    });
-    let uncached_dir = tempfile::tempdir().expect("temp dir");
-    let uncached = Store::builder()
-        .cache(false)
-        .open(uncached_dir.path().join("bench.redb"))
-        .expect("store");
-    let token = uncached
-        .create(&NewToken::new("carol", ExpiryPolicy::hard(day)), now)
-        .expect("create");
-    c.bench_function("store/authenticate_hard_uncached", |b| {
-        b.iter(|| uncached.authenticate(black_box(token.secret.expose_secret()), now))
-    });
-    let unknown = TokenSecret::generate();
-    c.bench_function("store/authenticate_unknown", |b| {
-        b.iter(|| store.authenticate(black_box(unknown.expose_secret()), now))
-    });
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+fn stores(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let now = Timestamp::now();
+    let sized: Vec<(usize, Sized)> = [1_000, 100_000, 1_000_000]
+        .into_iter()
+        .map(|size| (size, store_of(&dir, size, true)))
+        .collect();
+    let (store, hard, sliding) = &sized[1].1;
+    floor_and_jwt(c, hard);
+    let mut group = c.benchmark_group("store");
+    for (size, (store, hard, _)) in &sized {
+        group.bench_with_input(BenchmarkId::new("hard", size), hard, |b, hard| {
+            b.iter(|| store.authenticate(black_box(hard), now).is_ok())
+        });
+    }
+    group.bench_function("sliding_100k", |b| {
+        b.iter(|| store.authenticate(black_box(sliding), now).is_ok())
+    });
+    group.bench_function("basic_100k", |b| {
+        b.iter(|| store.authenticate_as("alice", black_box(hard), now).is_ok())
+    });
+    let unknown = TokenSecret::generate();
+    group.bench_function("unknown_100k", |b| {
+        b.iter(|| {
+            store
+                .authenticate(black_box(unknown.expose_secret()), now)
+                .is_err()
+        })
+    });
+    // A flood: 9 unknown well-formed tokens for each valid one; the time is
+    // per request.
+    let forged: Vec<TokenSecret> = (0..9).map(|_| TokenSecret::generate()).collect();
+    group.bench_function("flood_1_valid_in_10_100k", |b| {
+        b.iter_custom(|iters| {
+            let started = Instant::now();
+            for i in 0..iters {
+                let t = match i % 10 {
+                    0 => hard.as_str(),
+                    k => forged[k as usize - 1].expose_secret(),
+                };
+                black_box(store.authenticate(t, now).is_ok());
+            }
+            started.elapsed()
+        })
+    });
+    assert!(store.cached_records() <= 3, "unknown tokens were cached");
+    let (uncached, uncached_hard, _) = store_of(&dir, 100_000, false);
+    group.bench_function("hard_uncached_100k", |b| {
+        b.iter(|| {
+            uncached
+                .authenticate(black_box(&uncached_hard), now)
+                .is_ok()
+        })
+    });
+    group.finish();
+    threads(c, store, 100_000);
+}
+
+/// `threads/{same,distinct}/N`: N threads authenticating, the time per
+/// request over all of them (so 2 threads at double throughput show half
+/// the time of 1).
+fn threads(c: &mut Criterion, store: &Arc<Store>, size: usize) {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let now = Timestamp::now();
+    let own: Vec<String> = (0..cores)
+        .map(|i| {
+            let new = NewToken::new(format!("t{i}"), ExpiryPolicy::hard(DAY));
+            store.create_many(&[new], now).expect("create")[0]
+                .secret
+                .expose_secret()
+                .to_owned()
+        })
+        .collect();
+    for t in &own {
+        store.authenticate(t, now).expect("valid");
+    }
+    let mut group = c.benchmark_group(format!("threads_{}k", size / 1_000));
+    let mut counts = vec![1, 2];
+    if cores > 2 {
+        counts.push(cores);
+    }
+    for distinct in [false, true] {
+        for &n in &counts {
+            let name = if distinct { "distinct" } else { "same" };
+            group.bench_with_input(BenchmarkId::new(name, n), &n, |b, &n| {
+                b.iter_custom(|iters| {
+                    let per_thread = iters.div_ceil(n as u64);
+                    let started = Instant::now();
+                    std::thread::scope(|s| {
+                        for t in 0..n {
+                            let token = if distinct {
+                                &own[t % own.len()]
+                            } else {
+                                &own[0]
+                            };
+                            s.spawn(move || {
+                                for _ in 0..per_thread {
+                                    black_box(store.authenticate(black_box(token), now).is_ok());
+                                }
+                            });
+                        }
+                    });
+                    started.elapsed()
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    tokens(c);
+    stores(c);
+}
+
+criterion_group!(auth, benches);
+criterion_main!(auth);

@@ -220,7 +220,10 @@ pub const CASES: &[(&str, Case)] = &[
     ),
     ("a sliding token dies at its cap", sliding_cap),
     ("a hard token is not extended by use", hard_not_extended),
-    ("the identity carries the record", identity_carries_record),
+    (
+        "the identity carries the user, id and scopes",
+        identity_carries_record,
+    ),
     ("admin operations", admin_operations),
     ("invalid requests store nothing", invalid_requests),
     ("uses are visible to every read", uses_visible),
@@ -344,7 +347,7 @@ fn identity_carries_record(b: &dyn Backend) {
     let created = create(b, &new, 0);
     let id = auth(b, &created.secret, 0).expect("alive");
     assert_eq!(id.scopes(), &scopes);
-    assert_eq!(id.label(), "deploy");
+    assert_eq!(b.get(id.token_id()).expect("get").label, "deploy");
     assert_eq!(id.token_id(), created.info.id);
     assert!(id.permits([&node], Perm::READ));
     assert!(!id.permits([&node], Perm::WRITE));

@@ -32,7 +32,7 @@ impl Verifier for EveryTokenIsAlices {
         Verification::Ready(
             lookup
                 .check(&info)
-                .map(|expires_at| Identity::new(info, expires_at)),
+                .map(|expires_at| Identity::new(&info, expires_at)),
         )
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::admin::Admin;
 use crate::backend::{Lookup, Verification, Verifier};
@@ -36,7 +36,7 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct State {
-    tokens: HashMap<TokenDigest, Arc<TokenInfo>>,
+    tokens: HashMap<TokenDigest, TokenInfo>,
     by_id: BTreeMap<TokenId, TokenDigest>,
 }
 
@@ -74,8 +74,7 @@ impl fmt::Debug for MemoryStore {
 impl State {
     fn remove(&mut self, id: TokenId) -> Option<TokenInfo> {
         let digest = self.by_id.remove(&id)?;
-        let info = self.tokens.remove(&digest)?;
-        Some(Arc::unwrap_or_clone(info))
+        self.tokens.remove(&digest)
     }
 
     fn remove_where(&mut self, doomed: impl Fn(&TokenInfo) -> bool) -> usize {
@@ -98,13 +97,11 @@ impl Verifier for MemoryStore {
         let Some(info) = state.tokens.get_mut(lookup.digest()) else {
             return Verification::Ready(Err(AuthError::Unknown));
         };
-        // Checked before anything changes: a refused use records nothing.
-        if let Err(e) = lookup.check(info) {
-            return Verification::Ready(Err(e));
-        }
-        let result = Arc::make_mut(info)
+        // `record_use` checks before it changes anything: a refused use
+        // records nothing.
+        let result = info
             .record_use(lookup.user(), lookup.now())
-            .map(|expires_at| Identity::new(info.clone(), expires_at));
+            .map(|expires_at| Identity::new(info, expires_at));
         Verification::Ready(result)
     }
 }
@@ -125,7 +122,7 @@ impl Admin for MemoryStore {
                 break s;
             }
         };
-        state.tokens.insert(secret.digest(), Arc::new(info.clone()));
+        state.tokens.insert(secret.digest(), info.clone());
         state.by_id.insert(id, secret.digest());
         Ok(CreatedToken::new(secret, info))
     }
@@ -142,7 +139,7 @@ impl Admin for MemoryStore {
             .values()
             .filter(|i| user.is_none_or(|u| i.user == u))
             .filter(|i| include_expired || !i.is_expired(now))
-            .map(|i| TokenInfo::clone(i))
+            .cloned()
             .collect();
         out.sort_by_key(|i| (i.created_at, i.id));
         Ok(out)
@@ -154,7 +151,7 @@ impl Admin for MemoryStore {
             .by_id
             .get(&id)
             .and_then(|d| state.tokens.get(d))
-            .map(|i| TokenInfo::clone(i))
+            .cloned()
             .ok_or(StoreError::NotFound(id))
     }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::error::ParseScopeError;
 
@@ -202,29 +203,31 @@ impl FromStr for Scope {
 ///
 /// Empty means unrestricted: the token grants what a login grants. Adding a
 /// scope for a node already present merges the permissions (`r` + `w` =
-/// `rw`).
+/// `rw`). Cloning shares the list (and there is none to share when
+/// unrestricted), so an [`Identity`](crate::Identity) per request costs no
+/// allocation.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct Scopes(Vec<Scope>);
+pub struct Scopes(Option<Arc<[Scope]>>);
 
 impl Scopes {
     /// No scopes: an unrestricted token.
     pub const fn unrestricted() -> Scopes {
-        Scopes(Vec::new())
+        Scopes(None)
     }
 
     /// Whether the token is unrestricted.
     pub fn is_unrestricted(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
     }
 
     /// The scopes, sorted by node, one per node.
     pub fn as_slice(&self) -> &[Scope] {
-        &self.0
+        self.0.as_deref().unwrap_or(&[])
     }
 
     /// Iterates over the scopes.
     pub fn iter(&self) -> std::slice::Iter<'_, Scope> {
-        self.0.iter()
+        self.as_slice().iter()
     }
 
     /// Whether `perm` is allowed on the first node of `chain`, where `chain`
@@ -236,13 +239,13 @@ impl Scopes {
     /// on a folder covers everything below it. Scopes only narrow: the
     /// application's own access rules still apply.
     pub fn permits<'a>(&self, chain: impl IntoIterator<Item = &'a NodeId>, perm: Perm) -> bool {
-        if self.0.is_empty() {
+        let Some(scopes) = &self.0 else {
             return true;
-        }
+        };
         let mut granted = Perm(0);
         for node in chain {
-            if let Ok(i) = self.0.binary_search_by(|s| s.node.cmp(node)) {
-                granted |= self.0[i].perm;
+            if let Ok(i) = scopes.binary_search_by(|s| s.node.cmp(node)) {
+                granted |= scopes[i].perm;
                 if granted.contains(perm) {
                     return true;
                 }
@@ -258,12 +261,15 @@ impl FromIterator<Scope> for Scopes {
         for s in iter {
             *merged.entry(s.node).or_insert(s.perm) |= s.perm;
         }
-        Scopes(
+        if merged.is_empty() {
+            return Scopes(None);
+        }
+        Scopes(Some(
             merged
                 .into_iter()
                 .map(|(node, perm)| Scope { node, perm })
                 .collect(),
-        )
+        ))
     }
 }
 
@@ -271,14 +277,14 @@ impl<'a> IntoIterator for &'a Scopes {
     type Item = &'a Scope;
     type IntoIter = std::slice::Iter<'a, Scope>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.iter()
     }
 }
 
 impl fmt::Debug for Scopes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.0.iter().map(ToString::to_string))
+            .entries(self.iter().map(ToString::to_string))
             .finish()
     }
 }
@@ -286,7 +292,7 @@ impl fmt::Debug for Scopes {
 impl fmt::Display for Scopes {
     /// Comma-separated, as `-s` accepts them; empty when unrestricted.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, s) in self.0.iter().enumerate() {
+        for (i, s) in self.iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
             }

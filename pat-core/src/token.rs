@@ -40,6 +40,16 @@ fn checksum_digits(head_and_body: &[u8]) -> [u8; CHECKSUM_LEN] {
     out
 }
 
+/// Whether every byte is an ASCII letter or digit: branchless arithmetic
+/// LLVM vectorises (about 5 ns for a token, where `all(is_ascii_alphanumeric)`
+/// takes 23: `cargo bench -p pat-core`, `token/validate_and_digest`).
+fn all_alphanumeric(bytes: &[u8]) -> bool {
+    bytes.iter().fold(true, |ok, &b| {
+        let lower = b | 0x20;
+        ok & ((lower.wrapping_sub(b'a') < 26) | (b.wrapping_sub(b'0') < 10))
+    })
+}
+
 /// Checks the format and checksum of a presented token, without allocating.
 fn validate(presented: &str) -> Result<(), ParseTokenError> {
     let bytes = presented.as_bytes();
@@ -53,7 +63,7 @@ fn validate(presented: &str) -> Result<(), ParseTokenError> {
             expected: BODY_LEN + CHECKSUM_LEN,
         });
     }
-    if !rest.iter().all(u8::is_ascii_alphanumeric) {
+    if !all_alphanumeric(rest) {
         return Err(ParseTokenError::Charset);
     }
     let (head_and_body, checksum) = bytes.split_at(TOKEN_LEN - CHECKSUM_LEN);
@@ -330,6 +340,11 @@ mod tests {
         #[test]
         fn arbitrary_input_never_panics(s in ".*") {
             let _ = TokenDigest::from_token(&s);
+        }
+
+        #[test]
+        fn the_fast_charset_check_is_is_ascii_alphanumeric(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            prop_assert_eq!(all_alphanumeric(&bytes), bytes.iter().all(u8::is_ascii_alphanumeric));
         }
     }
 }

@@ -75,7 +75,7 @@ impl AsyncBackend {
                             None => Err(AuthError::Unknown),
                             Some(info) => info
                                 .record_use(job.user.as_deref(), job.now)
-                                .map(|expires_at| Identity::new(info.clone(), expires_at)),
+                                .map(|expires_at| Identity::new(info, expires_at)),
                         };
                         let _ = job.reply.send(result);
                     }

@@ -97,7 +97,7 @@ impl Hasher for DigestHash {
 pub(super) struct Entry {
     digest: TokenDigest,
     /// The record as the file held it when it was read.
-    info: Arc<TokenInfo>,
+    info: TokenInfo,
     /// Last use, in seconds since the epoch plus one; 0 for never.
     last_used: AtomicU64,
     /// The deadline, moved forward by uses of a sliding token.
@@ -113,7 +113,7 @@ pub(super) struct Entry {
 }
 
 impl Entry {
-    fn new(digest: TokenDigest, info: Arc<TokenInfo>, pending: Option<Touch>) -> Entry {
+    fn new(digest: TokenDigest, info: TokenInfo, pending: Option<Touch>) -> Entry {
         let mut last_used = info.last_used_at;
         let mut expiry = info.expiry;
         if let Some(t) = pending {
@@ -176,7 +176,7 @@ impl Entry {
         // Swapped (not loaded) so that the flusher or an eviction, which swap
         // it back, either see these values or get the entry pushed again.
         let newly_dirty = changed && !self.dirty.swap(true, Ordering::SeqCst);
-        Ok((Identity::new(self.info.clone(), next), changed, newly_dirty))
+        Ok((Identity::new(&self.info, next), changed, newly_dirty))
     }
 }
 
@@ -278,7 +278,7 @@ impl Cache {
             return self.use_uncached(&miss, digest, info, user, now, last_try);
         }
         let pending = lock(&self.orphans).get(&digest).copied();
-        let fresh = Arc::new(Entry::new(digest, Arc::new(info), pending));
+        let fresh = Arc::new(Entry::new(digest, info, pending));
         let entry = {
             let mut clock = lock(&self.clock);
             if self.generation.load(Ordering::Acquire) != miss.generation {
@@ -339,7 +339,7 @@ impl Cache {
             expires_at,
         };
         orphans.insert(digest, touch);
-        Ok(Identity::new(info, expires_at))
+        Ok(Identity::new(&info, expires_at))
     }
 
     /// Evicts records past the capacity, CLOCK-wise: a record used since

@@ -189,6 +189,8 @@ pub(crate) struct Inner {
     /// Records of tokens in use and their buffered uses; no lock is held
     /// across I/O.
     cache: Cache,
+    /// Lookups that read the file (see [`Store::file_reads`]).
+    file_reads: std::sync::atomic::AtomicU64,
 }
 
 struct Flusher {
@@ -313,6 +315,17 @@ impl Store {
         self.inner.flush()
     }
 
+    /// Creates tokens in one durable transaction (an import, or a
+    /// benchmark's store): all are created, or none if any request is
+    /// invalid. One commit instead of one per token.
+    pub fn create_many(
+        &self,
+        news: &[NewToken],
+        now: Timestamp,
+    ) -> Result<Vec<CreatedToken>, StoreError> {
+        self.inner.create_many(news, now)
+    }
+
     /// How many tokens have uses buffered in memory.
     pub fn pending_uses(&self) -> usize {
         self.inner.cache.pending()
@@ -321,6 +334,14 @@ impl Store {
     /// How many token records are cached in memory.
     pub fn cached_records(&self) -> usize {
         self.inner.cache.len()
+    }
+
+    /// How many lookups read the file (cache misses, unknown tokens
+    /// included) since the store was opened.
+    pub fn file_reads(&self) -> u64 {
+        self.inner
+            .file_reads
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -393,6 +414,7 @@ impl Inner {
             db,
             path: path.clone(),
             cache: Cache::new(cache_capacity),
+            file_reads: std::sync::atomic::AtomicU64::new(0),
         };
         match store.init_format() {
             Ok(()) => Ok(store),
@@ -508,6 +530,8 @@ impl Inner {
     }
 
     fn read_record(&self, digest: &TokenDigest) -> Result<Option<TokenInfo>, StoreError> {
+        self.file_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let txn = self.db.begin_read().map_err(storage)?;
         let tokens = txn.open_table(TOKENS).map_err(storage)?;
         let value = tokens.get(digest.as_bytes()).map_err(storage)?;
@@ -524,6 +548,55 @@ impl Inner {
         let out = f(&txn)?;
         txn.commit().map_err(storage)?;
         Ok(out)
+    }
+
+    /// Creates tokens in one durable transaction: all or none.
+    fn create_many(
+        &self,
+        news: &[NewToken],
+        now: Timestamp,
+    ) -> Result<Vec<CreatedToken>, StoreError> {
+        // Validate everything before writing anything.
+        let infos = news
+            .iter()
+            .map(|n| n.to_info(TokenId::from_u64(0), now))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write(|txn| {
+            let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
+            let mut by_id = txn.open_table(BY_ID).map_err(storage)?;
+            let mut by_user = txn.open_multimap_table(BY_USER).map_err(storage)?;
+            let mut created = Vec::with_capacity(infos.len());
+            for mut info in infos {
+                // Collisions of 64-bit ids or 190-bit secrets are
+                // astronomically unlikely; draw again rather than overwrite.
+                info.id = loop {
+                    let id = TokenId::generate();
+                    if by_id.get(id.as_u64()).map_err(storage)?.is_none() {
+                        break id;
+                    }
+                };
+                let secret = loop {
+                    let s = TokenSecret::generate();
+                    if tokens
+                        .get(s.digest().as_bytes())
+                        .map_err(storage)?
+                        .is_none()
+                    {
+                        break s;
+                    }
+                };
+                let digest = *secret.digest().as_bytes();
+                tokens
+                    .insert(digest, codec::encode(&info).as_slice())
+                    .map_err(storage)?;
+                by_id.insert(info.id.as_u64(), digest).map_err(storage)?;
+                by_user
+                    .insert(info.user.as_str(), info.id.as_u64())
+                    .map_err(storage)?;
+                created.push(CreatedToken { secret, info });
+            }
+            Ok(created)
+        })
     }
 
     /// Removes the token `id` (and its index entries) inside `txn`, noting
@@ -567,39 +640,10 @@ enum InitError {
 /// thread can serve them too.
 impl Admin for Inner {
     fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
-        self.write(|txn| {
-            let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
-            let mut by_id = txn.open_table(BY_ID).map_err(storage)?;
-            let mut by_user = txn.open_multimap_table(BY_USER).map_err(storage)?;
-            // Collisions of 64-bit ids or 190-bit secrets are astronomically
-            // unlikely; draw again rather than overwrite.
-            let id = loop {
-                let id = TokenId::generate();
-                if by_id.get(id.as_u64()).map_err(storage)?.is_none() {
-                    break id;
-                }
-            };
-            let info = new.to_info(id, now)?;
-            let secret = loop {
-                let s = TokenSecret::generate();
-                if tokens
-                    .get(s.digest().as_bytes())
-                    .map_err(storage)?
-                    .is_none()
-                {
-                    break s;
-                }
-            };
-            let digest = *secret.digest().as_bytes();
-            tokens
-                .insert(digest, codec::encode(&info).as_slice())
-                .map_err(storage)?;
-            by_id.insert(id.as_u64(), digest).map_err(storage)?;
-            by_user
-                .insert(info.user.as_str(), id.as_u64())
-                .map_err(storage)?;
-            Ok(CreatedToken { secret, info })
-        })
+        let mut created = self.create_many(std::slice::from_ref(new), now)?;
+        created
+            .pop()
+            .ok_or_else(|| corrupt("no token created".into()))
     }
 
     fn list(

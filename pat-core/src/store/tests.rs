@@ -490,11 +490,13 @@ fn a_flush_leaves_hot_records_cached() {
             at(0),
         )
         .unwrap();
-    let first = store.authenticate(a.secret.expose_secret(), at(1)).unwrap();
+    store.authenticate(a.secret.expose_secret(), at(1)).unwrap();
+    let reads = store.file_reads();
     assert_eq!(store.flush().unwrap(), 1);
     let second = store.authenticate(a.secret.expose_secret(), at(2)).unwrap();
-    assert!(
-        std::ptr::eq(first.record(), second.record()),
+    assert_eq!(
+        store.file_reads(),
+        reads,
         "the record was read from the file again"
     );
     assert_eq!(second.expires_at(), at(62));
@@ -552,4 +554,25 @@ fn unknown_tokens_never_grow_memory() {
         .unwrap();
     assert_eq!(store.cached_records(), 1);
     assert_eq!(store.pending_uses(), 1);
+}
+
+#[test]
+fn create_many_is_all_or_nothing() {
+    let (_dir, store) = temp_store();
+    let news: Vec<NewToken> = (0..50).map(|i| hard(&format!("u{i}"), MIN)).collect();
+    let created = store.create_many(&news, at(0)).unwrap();
+    assert_eq!(created.len(), 50);
+    for c in &created {
+        assert_eq!(
+            store
+                .authenticate(c.secret.expose_secret(), at(1))
+                .unwrap()
+                .token_id(),
+            c.info.id
+        );
+    }
+    let mut bad = news.clone();
+    bad.push(hard("a:b", MIN));
+    assert!(store.create_many(&bad, at(0)).is_err());
+    assert_eq!(store.list(None, true, at(0)).unwrap().len(), 50);
 }
