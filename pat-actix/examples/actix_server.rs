@@ -21,12 +21,11 @@
 //! gracefully, writing buffered token uses.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use clap::Parser as _;
 use dav_server::actix::{DavRequest, DavResponse};
-use pat_actix::{Identity, PatMiddleware, Perm, Store};
+use pat_actix::{Identity, PatMiddleware, Perm};
 
 // The contract is defined once, beside the axum server.
 #[path = "../../pat-tower/examples/common/contract.rs"]
@@ -46,7 +45,8 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let store = Arc::new(Store::open(&args.db)?);
+    let backend = args.backend()?;
+    let store = backend.verifier();
     let share = args.share()?;
 
     // Built once and cloned into each worker's App.

@@ -239,13 +239,13 @@ where
             },
             // The backend answers later: keep the request until it does.
             Err(checking) => ResponseFuture::Verifying {
-                checking,
-                waiting: Some(Waiting {
+                waiting: Some(Box::new(Waiting {
+                    checking,
                     request: req,
                     service: self.service.clone(),
                     gate: self.gate.clone(),
                     on_rejection: self.on_rejection.clone(),
-                }),
+                })),
             },
         }
     }
@@ -279,9 +279,12 @@ fn reject<B>(
         .map_into_right_body()
 }
 
-/// What a request waiting for the backend holds on to.
+/// What a request waiting for the backend holds on to. Boxed, so that the
+/// response future stays small on the usual path (a backend that answers at
+/// once); the box is made only when the backend answers later.
 #[doc(hidden)]
 pub struct Waiting<S, R> {
+    checking: Checking,
     request: ServiceRequest,
     service: Rc<S>,
     gate: Gate,
@@ -305,7 +308,7 @@ pin_project! {
         S: Service<ServiceRequest>,
     {
         /// Waiting for a backend that answers later.
-        Verifying { checking: Checking, waiting: Option<Waiting<S, R>> },
+        Verifying { waiting: Option<Box<Waiting<S, R>>> },
         /// The inner service is answering.
         Inner { #[pin] future: S::Future },
         /// Rejected before the inner service.
@@ -333,19 +336,24 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             match self.as_mut().project() {
-                ResponseFutureProj::Verifying { checking, waiting } => {
-                    let outcome = match Pin::new(checking).poll(cx) {
+                ResponseFutureProj::Verifying { waiting } => {
+                    let mut state = waiting
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    let outcome = match Pin::new(&mut state.checking).poll(cx) {
                         Poll::Ready(outcome) => outcome,
-                        Poll::Pending => return Poll::Pending,
+                        Poll::Pending => {
+                            *waiting = Some(state);
+                            return Poll::Pending;
+                        }
                     };
                     let Waiting {
                         request,
                         service,
                         gate,
                         on_rejection,
-                    } = waiting
-                        .take()
-                        .expect("ResponseFuture polled after completion");
+                        ..
+                    } = *state;
                     match admit(&gate, &request, outcome) {
                         Ok(()) => self.set(ResponseFuture::Inner {
                             future: service.call(request),

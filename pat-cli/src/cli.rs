@@ -24,7 +24,8 @@ pub(crate) type Result<T = ()> = std::result::Result<T, Box<dyn Error>>;
     max_term_width = 100
 )]
 pub(crate) struct Cli {
-    /// The token store file; created by the first `token` command if missing.
+    /// The token store: a redb file (created by the first `token` command if
+    /// missing) or a PostgreSQL connection string (`postgres://…`).
     #[arg(
         long,
         global = true,

@@ -145,6 +145,20 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
 /// With `must_exist`, a missing file is an error: listing or revoking in a
 /// mistyped path should not leave an empty store behind.
 fn connect(db: &Path, must_exist: bool) -> Result<Box<dyn Admin>> {
+    if let Some(url) = db
+        .to_str()
+        .filter(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
+    {
+        // The database is where replicas meet: no socket needed. The CLI
+        // neither caches nor listens, and writes each use at once (it
+        // makes none).
+        let store = pat_core::PgStore::builder()
+            .listen(false)
+            .cache_capacity(0)
+            .manual_flush()
+            .connect(url)?;
+        return Ok(Box::new(store));
+    }
     if must_exist && std::fs::symlink_metadata(db).is_err() {
         return Err(format!(
             "store `{}` does not exist (pass --db or set PAT_DB; `pat-cli token -u USER -e DUR` creates it)",

@@ -6,11 +6,19 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use crate::error::{AuthError, StoreError};
 use crate::record::{Identity, TokenInfo};
 use crate::time::Timestamp;
 use crate::token::TokenDigest;
+
+/// Default time between two writes of buffered token uses.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Default number of token records kept in memory (see `StoreBuilder::cache_capacity`):
+/// about 30 MB of records of typical size.
+pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
 
 /// One presented token, as the gate hands it to a backend: already validated
 /// and hashed.

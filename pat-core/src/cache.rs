@@ -1,4 +1,5 @@
-//! The store's memory: the records of tokens in use and their buffered uses.
+//! A backend's memory: the records of tokens in use and their buffered uses,
+//! shared by the redb store and the PostgreSQL backend.
 //!
 //! The request path (a cache hit) takes no lock and allocates nothing but
 //! the identity's reference count: the record map is a concurrent map whose
@@ -16,11 +17,17 @@
 //! A record read from the file is cached only if no write changed the file
 //! since the read began (a generation counter, bumped by every write after
 //! its commit); otherwise it is read again.
+//!
+//! A backend shared by several processes (PostgreSQL) also gives the cache a
+//! staleness bound: a record read longer ago is read again, its unwritten
+//! use carried over, and the backend evicts records other processes changed
+//! ([`Cache::forget`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::error::AuthError;
 use crate::expiry::Expiry;
@@ -30,9 +37,9 @@ use crate::token::TokenDigest;
 
 /// A buffered use: what the record will hold once it is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Touch {
-    pub(super) last_used_at: Timestamp,
-    pub(super) expires_at: Timestamp,
+pub(crate) struct Touch {
+    pub(crate) last_used_at: Timestamp,
+    pub(crate) expires_at: Timestamp,
 }
 
 impl Touch {
@@ -46,7 +53,7 @@ impl Touch {
     }
 
     /// Merges the buffered use into a record read from the file.
-    pub(super) fn apply(self, info: &mut TokenInfo) {
+    pub(crate) fn apply(self, info: &mut TokenInfo) {
         let (last_used_at, expiry) = self.merge(info.last_used_at, info.expiry);
         info.last_used_at = Some(last_used_at);
         info.expiry = expiry;
@@ -66,7 +73,7 @@ impl Touch {
 /// the store's own tokens are ever inserted (their secrets are random), and
 /// a lookup of a chosen digest only probes.
 #[derive(Clone, Copy, Default)]
-pub(super) struct DigestHasher;
+pub(crate) struct DigestHasher;
 
 impl BuildHasher for DigestHasher {
     type Hasher = DigestHash;
@@ -75,7 +82,7 @@ impl BuildHasher for DigestHasher {
     }
 }
 
-pub(super) struct DigestHash(u64);
+pub(crate) struct DigestHash(u64);
 
 impl Hasher for DigestHash {
     fn finish(&self) -> u64 {
@@ -94,7 +101,7 @@ impl Hasher for DigestHash {
 }
 
 /// A cached record and its buffered use.
-pub(super) struct Entry {
+pub(crate) struct Entry {
     digest: TokenDigest,
     /// The record as the file held it when it was read.
     info: TokenInfo,
@@ -110,6 +117,8 @@ pub(super) struct Entry {
     /// Set when evicted: a use racing the eviction then moves its own use
     /// to the orphans (see [`Cache::record_use`]).
     evicted: AtomicBool,
+    /// When the record was read, for the staleness bound.
+    read_at: Instant,
 }
 
 impl Entry {
@@ -132,6 +141,7 @@ impl Entry {
             // be used.
             referenced: AtomicBool::new(true),
             evicted: AtomicBool::new(false),
+            read_at: Instant::now(),
         }
     }
 
@@ -181,9 +191,12 @@ impl Entry {
 }
 
 /// The store's memory; see the module documentation.
-pub(super) struct Cache {
+pub(crate) struct Cache {
     records: papaya::HashMap<TokenDigest, Arc<Entry>, DigestHasher>,
     capacity: usize,
+    /// Records older than this are read again (a backend other processes
+    /// write to); `None` for an exact cache.
+    fresh_for: Option<Duration>,
     /// Cached digests in CLOCK order; taken for inserts and evictions only.
     clock: Mutex<VecDeque<TokenDigest>>,
     /// Bumped after every committed write (see the module documentation).
@@ -202,19 +215,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The answer of [`Cache::hit`] when the record is not cached.
-pub(super) struct Miss {
+pub(crate) struct Miss {
     generation: u64,
 }
 
 impl Cache {
-    /// A cache of at most `capacity` records (0: uses are only buffered).
-    pub(super) fn new(capacity: usize) -> Cache {
+    /// A cache of at most `capacity` records (0: uses are only buffered),
+    /// each used for at most `fresh_for` after it was read (`None`: for as
+    /// long as it is cached).
+    pub(crate) fn new(capacity: usize, fresh_for: Option<Duration>) -> Cache {
         Cache {
             records: papaya::HashMap::builder()
                 .hasher(DigestHasher)
                 .capacity(capacity.min(1 << 16))
                 .build(),
             capacity,
+            fresh_for,
             clock: Mutex::new(VecDeque::new()),
             generation: AtomicU64::new(0),
             dirty: Mutex::new(Vec::new()),
@@ -225,7 +241,7 @@ impl Cache {
 
     /// The request path: a use of `digest` if its record is cached, else
     /// what [`Cache::miss`] needs.
-    pub(super) fn hit(
+    pub(crate) fn hit(
         &self,
         digest: &TokenDigest,
         user: Option<&str>,
@@ -234,9 +250,22 @@ impl Cache {
         let generation = self.generation.load(Ordering::Acquire);
         let guard = self.records.guard();
         match self.records.get(digest, &guard) {
-            Some(entry) => Ok(self.record_use(entry, user, now)),
+            Some(entry) if !self.stale(entry) => Ok(self.record_use(entry, user, now)),
+            Some(entry) => {
+                // Read again, keeping the use not written yet.
+                let entry = entry.clone();
+                self.remove(&entry, &guard);
+                Err(Miss {
+                    generation: self.generation.load(Ordering::Acquire),
+                })
+            }
             None => Err(Miss { generation }),
         }
+    }
+
+    fn stale(&self, entry: &Entry) -> bool {
+        self.fresh_for
+            .is_some_and(|bound| entry.read_at.elapsed() >= bound)
     }
 
     fn record_use(
@@ -265,7 +294,7 @@ impl Cache {
     /// A use of `digest`, whose record `info` was just read from the file
     /// after `miss`. `None` if the file changed meanwhile: read it again.
     /// With `last_try`, the use is recorded whatever happened.
-    pub(super) fn miss(
+    pub(crate) fn miss(
         &self,
         miss: Miss,
         digest: TokenDigest,
@@ -357,13 +386,38 @@ impl Cache {
                 continue;
             }
             let entry = entry.clone();
-            self.records.remove(&digest, guard);
-            entry.evicted.store(true, Ordering::SeqCst);
-            if entry.dirty.swap(false, Ordering::SeqCst)
-                && let Some(touch) = entry.touch()
-            {
-                self.orphan(digest, touch);
-            }
+            self.remove(&entry, guard);
+        }
+    }
+
+    /// Takes `entry` out of the map; its unwritten use, if any, moves to
+    /// the orphans.
+    fn remove(&self, entry: &Arc<Entry>, guard: &impl papaya::Guard) {
+        self.records
+            .remove_if(&entry.digest, |_, e| Arc::ptr_eq(e, entry), guard)
+            .ok();
+        entry.evicted.store(true, Ordering::SeqCst);
+        if entry.dirty.swap(false, Ordering::SeqCst)
+            && let Some(touch) = entry.touch()
+        {
+            self.orphan(entry.digest, touch);
+        }
+    }
+
+    /// Forgets the cached records of `digests` (changed or deleted by
+    /// another process; `None`: all of them), keeping their unwritten uses.
+    pub(crate) fn forget(&self, digests: Option<&[TokenDigest]>) {
+        self.written();
+        let guard = self.records.guard();
+        let doomed: Vec<Arc<Entry>> = match digests {
+            Some(list) => list
+                .iter()
+                .filter_map(|d| self.records.get(d, &guard).cloned())
+                .collect(),
+            None => self.records.values(&guard).cloned().collect(),
+        };
+        for entry in &doomed {
+            self.remove(entry, &guard);
         }
     }
 
@@ -375,7 +429,7 @@ impl Cache {
     }
 
     /// The buffered use of `digest`, merged into a record just read.
-    pub(super) fn overlay(&self, digest: &TokenDigest, info: &mut TokenInfo) {
+    pub(crate) fn overlay(&self, digest: &TokenDigest, info: &mut TokenInfo) {
         let guard = self.records.guard();
         if let Some(t) = self.records.get(digest, &guard).and_then(|e| e.touch()) {
             t.apply(info);
@@ -386,12 +440,12 @@ impl Cache {
     }
 
     /// After a committed write: records read before it must not be cached.
-    pub(super) fn written(&self) {
+    pub(crate) fn written(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// After a committed deletion of `digests`: forgets them.
-    pub(super) fn deleted<'a>(&self, digests: impl IntoIterator<Item = &'a TokenDigest>) {
+    pub(crate) fn deleted<'a>(&self, digests: impl IntoIterator<Item = &'a TokenDigest>) {
         self.written();
         let guard = self.records.guard();
         let mut orphans = lock(&self.orphans);
@@ -404,7 +458,7 @@ impl Cache {
     /// What a flush writes: the buffered uses, by digest. The cached
     /// entries' flags are cleared now; if the write fails, hand the batch
     /// back with [`Cache::unflushed`].
-    pub(super) fn take_uses(&self) -> FlushBatch {
+    pub(crate) fn take_uses(&self) -> FlushBatch {
         let entries = std::mem::take(&mut *lock(&self.dirty));
         self.in_flight.fetch_add(entries.len(), Ordering::AcqRel);
         let mut uses: HashMap<TokenDigest, Touch> = lock(&self.orphans).clone();
@@ -425,7 +479,7 @@ impl Cache {
 
     /// After the batch was committed: orphan uses that did not change
     /// meanwhile are forgotten (the file has them now).
-    pub(super) fn flushed(&self, batch: FlushBatch) {
+    pub(crate) fn flushed(&self, batch: FlushBatch) {
         let mut orphans = lock(&self.orphans);
         self.written();
         self.in_flight
@@ -438,7 +492,7 @@ impl Cache {
     }
 
     /// After the batch failed to be written: its entries are dirty again.
-    pub(super) fn unflushed(&self, batch: FlushBatch) {
+    pub(crate) fn unflushed(&self, batch: FlushBatch) {
         self.in_flight
             .fetch_sub(batch.entries.len(), Ordering::AcqRel);
         let mut dirty = lock(&self.dirty);
@@ -450,7 +504,7 @@ impl Cache {
     }
 
     /// How many tokens have uses not written yet.
-    pub(super) fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         let dirty: std::collections::HashSet<TokenDigest> =
             lock(&self.dirty).iter().map(|e| e.digest).collect();
         let orphans = lock(&self.orphans);
@@ -460,15 +514,15 @@ impl Cache {
     }
 
     /// How many records are cached.
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.records.len()
     }
 }
 
 /// The uses one flush writes.
-pub(super) struct FlushBatch {
+pub(crate) struct FlushBatch {
     /// Every buffered use, by digest.
-    pub(super) uses: HashMap<TokenDigest, Touch>,
+    pub(crate) uses: HashMap<TokenDigest, Touch>,
     entries: Vec<Arc<Entry>>,
     orphans: HashMap<TokenDigest, Touch>,
 }

@@ -89,6 +89,29 @@ fn split_scheme(value: &[u8]) -> (&[u8], &[u8]) {
     (scheme, &rest[..rest_end])
 }
 
+/// The usual form, `Bearer <token>` with one space and nothing around: the
+/// token, read without the general path's scans; `None` for anything else
+/// (which the general path then reads, to the same result).
+fn exact_bearer(value: &[u8]) -> Option<&str> {
+    const HEAD: &[u8; 7] = b"bearer ";
+    if value.len() <= HEAD.len()
+        || value.len() > MAX_AUTHORIZATION_LEN
+        || !value[..HEAD.len()].eq_ignore_ascii_case(HEAD)
+    {
+        return None;
+    }
+    let rest = &value[HEAD.len()..];
+    // Printable ASCII only (no space, tab or other byte): then the general
+    // path would find exactly this.
+    let printable = rest
+        .iter()
+        .fold(true, |ok, &b| ok & (b.wrapping_sub(b'!') < 94));
+    if !printable {
+        return None;
+    }
+    std::str::from_utf8(rest).ok()
+}
+
 impl<'a> Credentials<'a> {
     /// Whether `value` claims a scheme this crate handles (`Bearer` or
     /// `Basic`, any case), whatever follows.
@@ -117,6 +140,9 @@ impl<'a> Credentials<'a> {
     /// # Ok::<(), CredentialsError>(())
     /// ```
     pub fn parse(value: &'a [u8]) -> Result<Option<Credentials<'a>>, CredentialsError> {
+        if let Some(token) = exact_bearer(value) {
+            return Ok(Some(Credentials::Bearer(token)));
+        }
         let (scheme, rest) = split_scheme(value);
         let bearer = scheme.eq_ignore_ascii_case(b"bearer");
         if !bearer && !scheme.eq_ignore_ascii_case(b"basic") {
@@ -261,6 +287,20 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(v in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = Credentials::parse(&v);
+        }
+
+        #[test]
+        fn the_fast_path_reads_what_the_general_path_reads(
+            scheme in "(?i)bearer",
+            gap in "[ \t]{1,3}",
+            token in "[ -~]{0,60}",
+            tail in "[ \t]{0,2}",
+        ) {
+            let v = format!("{scheme}{gap}{token}{tail}");
+            if let Some(fast) = exact_bearer(v.as_bytes()) {
+                let (_, rest) = split_scheme(v.as_bytes());
+                prop_assert_eq!(fast.as_bytes(), rest);
+            }
         }
 
         #[test]

@@ -298,6 +298,28 @@ pub enum OpenError {
         /// What was found wrong.
         detail: String,
     },
+    /// The database could not be reached or set up (feature `postgres`).
+    #[error("cannot use the token database {database}")]
+    Database {
+        /// The database, as it may be shown (no password).
+        database: String,
+        /// Why.
+        #[source]
+        source: BackendError,
+    },
+    /// The database holds a newer pat schema than this build reads.
+    #[error(
+        "the token database {database} has schema version {found}, newer than this build \
+         reads (up to {supported}): upgrade pat"
+    )]
+    NewerSchema {
+        /// The database, as it may be shown (no password).
+        database: String,
+        /// The version found.
+        found: i64,
+        /// The newest version this build reads.
+        supported: i64,
+    },
     /// The file could not be read or created.
     #[error("cannot open store `{}`", Shown(path))]
     Io {

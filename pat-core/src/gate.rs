@@ -59,6 +59,35 @@ pub enum RejectReason {
     StoreUnavailable,
 }
 
+impl RejectReason {
+    /// The RFC 6750 error code, if any: `invalid_token` or `invalid_request`.
+    pub fn error_code(self) -> Option<&'static str> {
+        match self {
+            RejectReason::InvalidToken(_) => Some("invalid_token"),
+            RejectReason::InvalidRequest(_) => Some("invalid_request"),
+            RejectReason::MissingCredentials | RejectReason::StoreUnavailable => None,
+        }
+    }
+
+    /// A short, header-safe explanation, if any.
+    pub fn description(self) -> Option<&'static str> {
+        match self {
+            RejectReason::InvalidToken(p) => Some(p.description()),
+            RejectReason::InvalidRequest(e) => Some(match e {
+                CredentialsError::TooLong => "the Authorization header is too long",
+                CredentialsError::NotUtf8 => "the Authorization header is not valid UTF-8",
+                CredentialsError::Empty => "the Authorization header has no credentials",
+                CredentialsError::Base64 => "the Basic credentials are not valid base64",
+                CredentialsError::BasicNotUtf8 => "the Basic credentials are not valid UTF-8",
+                CredentialsError::NoColon => "the Basic credentials have no colon",
+                CredentialsError::Repeated => "more than one Authorization header",
+            }),
+            RejectReason::StoreUnavailable => Some("the token store is unavailable"),
+            RejectReason::MissingCredentials => None,
+        }
+    }
+}
+
 /// What was wrong with a refused token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -130,46 +159,23 @@ impl Rejection {
 
     /// The RFC 6750 error code, if any: `invalid_token` or `invalid_request`.
     pub fn error_code(&self) -> Option<&'static str> {
-        match self.reason {
-            RejectReason::InvalidToken(_) => Some("invalid_token"),
-            RejectReason::InvalidRequest(_) => Some("invalid_request"),
-            RejectReason::MissingCredentials | RejectReason::StoreUnavailable => None,
-        }
+        self.reason.error_code()
     }
 
     /// A short, header-safe explanation, if any.
     pub fn description(&self) -> Option<&'static str> {
-        match self.reason {
-            RejectReason::InvalidToken(p) => Some(p.description()),
-            RejectReason::InvalidRequest(e) => Some(match e {
-                CredentialsError::TooLong => "the Authorization header is too long",
-                CredentialsError::NotUtf8 => "the Authorization header is not valid UTF-8",
-                CredentialsError::Empty => "the Authorization header has no credentials",
-                CredentialsError::Base64 => "the Basic credentials are not valid base64",
-                CredentialsError::BasicNotUtf8 => "the Basic credentials are not valid UTF-8",
-                CredentialsError::NoColon => "the Basic credentials have no colon",
-                CredentialsError::Repeated => "more than one Authorization header",
-            }),
-            RejectReason::StoreUnavailable => Some("the token store is unavailable"),
-            RejectReason::MissingCredentials => None,
-        }
+        self.reason.description()
     }
 
     /// The `WWW-Authenticate` values to send, one header each: a Bearer
     /// challenge (RFC 6750 §3, with the error when credentials were sent) and
     /// a Basic challenge (RFC 7617). None when the backend was unavailable.
-    pub fn challenges(&self) -> Vec<String> {
-        if self.reason == RejectReason::StoreUnavailable {
-            return Vec::new();
+    /// Made once per gate, not per request.
+    pub fn challenges(&self) -> &[String] {
+        match challenge_index(self.reason) {
+            Some(i) => &self.gate.challenges[i],
+            None => &[],
         }
-        let bearer = match (self.error_code(), self.description()) {
-            (Some(code), Some(desc)) => format!(
-                "{}, error=\"{code}\", error_description=\"{desc}\"",
-                self.gate.bearer_challenge
-            ),
-            _ => self.gate.bearer_challenge.clone(),
-        };
-        vec![bearer, self.gate.basic_challenge.clone()]
     }
 
     /// A small JSON body, `{"error":"invalid_token","error_description":"…"}`,
@@ -192,8 +198,32 @@ struct GateConfig {
     mode: Mode,
     reject_preflight: bool,
     retry_after: u32,
-    bearer_challenge: String,
-    basic_challenge: String,
+    /// The two challenges of each rejection that has them, by
+    /// [`challenge_index`].
+    challenges: Vec<[String; 2]>,
+}
+
+/// Every rejection reason that carries challenges.
+const CHALLENGED: [RejectReason; 13] = [
+    RejectReason::MissingCredentials,
+    RejectReason::InvalidRequest(CredentialsError::TooLong),
+    RejectReason::InvalidRequest(CredentialsError::NotUtf8),
+    RejectReason::InvalidRequest(CredentialsError::Empty),
+    RejectReason::InvalidRequest(CredentialsError::Base64),
+    RejectReason::InvalidRequest(CredentialsError::BasicNotUtf8),
+    RejectReason::InvalidRequest(CredentialsError::NoColon),
+    RejectReason::InvalidRequest(CredentialsError::Repeated),
+    RejectReason::InvalidToken(TokenProblem::NotAToken),
+    RejectReason::InvalidToken(TokenProblem::Malformed),
+    RejectReason::InvalidToken(TokenProblem::Unknown),
+    RejectReason::InvalidToken(TokenProblem::Expired),
+    RejectReason::InvalidToken(TokenProblem::WrongUser),
+];
+
+/// Where `reason`'s challenges are in [`GateConfig::challenges`]; `None`
+/// for a rejection without (the backend unavailable).
+fn challenge_index(reason: RejectReason) -> Option<usize> {
+    CHALLENGED.iter().position(|r| *r == reason)
 }
 
 /// The shared authentication logic of the adapters: holds the backend and
@@ -469,8 +499,7 @@ impl GateConfig {
             mode: Mode::Required,
             reject_preflight: false,
             retry_after: 1,
-            bearer_challenge: String::new(),
-            basic_challenge: String::new(),
+            challenges: Vec::new(),
         };
         config.build_challenges();
         config
@@ -490,8 +519,20 @@ impl GateConfig {
             }
         }
         quoted.push('"');
-        self.bearer_challenge = format!("Bearer realm={quoted}");
-        self.basic_challenge = format!("Basic realm={quoted}, charset=\"UTF-8\"");
+        let bearer = format!("Bearer realm={quoted}");
+        let basic = format!("Basic realm={quoted}, charset=\"UTF-8\"");
+        self.challenges = CHALLENGED
+            .iter()
+            .map(|&reason| {
+                let with_error = match (reason.error_code(), reason.description()) {
+                    (Some(code), Some(desc)) => {
+                        format!("{bearer}, error=\"{code}\", error_description=\"{desc}\"")
+                    }
+                    _ => bearer.clone(),
+                };
+                [with_error, basic.clone()]
+            })
+            .collect();
     }
 }
 

@@ -53,6 +53,7 @@
 //! - `http`: `Rejection::to_response` builds an `http::Response`.
 //! - `axum`: [`Identity`] is an axum extractor (with `Option<Identity>`).
 //! - `actix`: [`Identity`] is an actix-web extractor; `Rejection::actix_response`.
+//! - `postgres`: `PgStore`, the PostgreSQL backend, for a fleet of replicas.
 //! - `testing`: the `conformance` module, the model test and contract cases
 //!   every backend passes, to run against your own.
 //!
@@ -66,6 +67,8 @@
 
 mod admin;
 mod backend;
+#[cfg(any(unix, feature = "postgres"))]
+mod cache;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 mod credentials;
@@ -77,6 +80,8 @@ pub mod fuzzing;
 mod gate;
 mod integrations;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod record;
 mod scope;
 #[cfg(unix)]
@@ -92,7 +97,10 @@ mod trust;
 mod webdav;
 
 pub use admin::Admin;
-pub use backend::{IntoVerifier, Lookup, Verification, Verifier, VerifyFuture};
+pub use backend::{
+    DEFAULT_CACHE_CAPACITY, DEFAULT_FLUSH_INTERVAL, IntoVerifier, Lookup, Verification, Verifier,
+    VerifyFuture,
+};
 pub use credentials::{BasicCredentials, Credentials, CredentialsError, MAX_AUTHORIZATION_LEN};
 pub use error::{
     AuthError, BackendError, Error, NewTokenError, OpenError, ParseDurationError, ParseScopeError,
@@ -105,14 +113,14 @@ pub use gate::{
 #[cfg(any(feature = "axum", feature = "actix"))]
 pub use integrations::MissingIdentity;
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PgStore, PgStoreBuilder, SCHEMA_VERSION};
 pub use record::{CreatedToken, DEFAULT_LABEL, Identity, MAX_NAME_LEN, NewToken, TokenInfo};
 pub use scope::{NodeId, Perm, Scope, Scopes};
 #[cfg(unix)]
 pub use socket::{AdminClient, admin_socket_path};
 #[cfg(unix)]
-pub use store::{
-    DEFAULT_CACHE_CAPACITY, DEFAULT_FLUSH_INTERVAL, FORMAT_VERSION, Store, StoreBuilder,
-};
+pub use store::{FORMAT_VERSION, Store, StoreBuilder};
 pub use sys::Process;
 pub use text::{printable, redacted};
 pub use time::{Timestamp, format_duration, parse_duration};

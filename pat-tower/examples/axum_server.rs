@@ -20,8 +20,6 @@
 //! Prints `listening on http://ADDR` once the socket is bound. Ctrl-C or
 //! SIGTERM stop it gracefully, writing buffered token uses.
 
-use std::sync::Arc;
-
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, Request};
@@ -30,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Extension, Json, Router};
 use clap::Parser as _;
-use pat_tower::{Identity, PatLayer, Perm, Store};
+use pat_tower::{Identity, PatLayer, Perm};
 
 #[path = "common/contract.rs"]
 mod contract;
@@ -58,18 +56,23 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let store = Arc::new(Store::open(&args.db)?);
+    let backend = args.backend()?;
+    let store = backend.verifier();
     let share = args.share()?;
 
-    let app = Router::new()
-        .route("/hello", get(|| async { "ok" }))
-        .route("/whoami", get(whoami))
+    // The share is handed only to the routes that use it, so that `/hello`
+    // differs from `/health` by the PatLayer alone.
+    let share_routes = Router::new()
         .route("/nodes/by-path", get(node_by_path))
-        .route("/nodes/{id}", get(read_node).put(write_node))
         .route("/dav", any(handle_dav))
         .route("/dav/", any(handle_dav))
         .route("/dav/{*path}", any(handle_dav))
-        .layer(Extension(share))
+        .layer(Extension(share));
+    let app = Router::new()
+        .route("/hello", get(|| async { "ok" }))
+        .route("/whoami", get(whoami))
+        .route("/nodes/{id}", get(read_node).put(write_node))
+        .merge(share_routes)
         .layer(PatLayer::new(store.clone()).realm(&args.realm))
         .route("/health", get(|| async { "ok" }));
 

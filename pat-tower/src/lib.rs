@@ -33,7 +33,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use http::header::{ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION};
 use http::{Method, Request, Response};
@@ -244,13 +244,13 @@ where
             // that was driven to readiness until it does.
             Err(checking) => ResponseFuture {
                 kind: Kind::Verifying {
-                    checking,
-                    waiting: Some(Waiting {
+                    waiting: Some(Box::new(Waiting {
+                        checking,
                         request: req,
                         inner: self.ready_inner(),
                         gate: self.gate.clone(),
                         on_rejection: self.on_rejection.clone(),
-                    }),
+                    })),
                 },
             },
         }
@@ -297,8 +297,11 @@ pin_project! {
     }
 }
 
-/// What a request waiting for the backend holds on to.
+/// What a request waiting for the backend holds on to. Boxed, so that the
+/// response future stays small to move on the usual path (a backend that
+/// answers at once); the box is made only when the backend answers later.
 struct Waiting<S, Req, R> {
+    checking: Checking,
     request: Req,
     inner: S,
     gate: Gate,
@@ -308,7 +311,7 @@ struct Waiting<S, Req, R> {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, S, Req, R, Res> {
-        Verifying { checking: Checking, waiting: Option<Waiting<S, Req, R>> },
+        Verifying { waiting: Option<Box<Waiting<S, Req, R>>> },
         Inner { #[pin] future: F },
         Rejected { response: Option<Res> },
     }
@@ -341,16 +344,24 @@ where
         let mut kind = self.project().kind;
         loop {
             match kind.as_mut().project() {
-                KindProj::Verifying { checking, waiting } => {
-                    let outcome = ready!(Pin::new(checking).poll(cx));
+                KindProj::Verifying { waiting } => {
+                    let mut state = waiting
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    let outcome = match Pin::new(&mut state.checking).poll(cx) {
+                        Poll::Ready(outcome) => outcome,
+                        Poll::Pending => {
+                            *waiting = Some(state);
+                            return Poll::Pending;
+                        }
+                    };
                     let Waiting {
                         mut request,
                         mut inner,
                         gate,
                         on_rejection,
-                    } = waiting
-                        .take()
-                        .expect("ResponseFuture polled after completion");
+                        ..
+                    } = *state;
                     match admit(&gate, &mut request, outcome) {
                         Ok(()) => kind.set(Kind::Inner {
                             future: inner.call(request),

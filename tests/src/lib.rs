@@ -12,6 +12,7 @@ use base64::Engine as _;
 
 pub mod contract;
 pub mod inproc;
+pub mod postgres;
 
 /// One of the reference servers, which share one HTTP contract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

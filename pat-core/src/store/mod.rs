@@ -1,6 +1,5 @@
 //! The redb token store.
 
-mod cache;
 pub(crate) mod codec;
 mod open;
 
@@ -17,13 +16,14 @@ use redb::{
 };
 
 use crate::admin::Admin;
+use crate::backend::{DEFAULT_CACHE_CAPACITY, DEFAULT_FLUSH_INTERVAL};
 use crate::backend::{Lookup, Verification, Verifier};
+use crate::cache::Cache;
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
 use crate::record::{CreatedToken, Identity, NewToken, TokenInfo};
 use crate::socket::{AdminServer, StartError, admin_socket_path};
 use crate::time::Timestamp;
 use crate::token::{TokenDigest, TokenId, TokenSecret};
-use cache::Cache;
 
 /// The store's on-disk format version, kept in the file. Bump it for any
 /// change an older build would misread.
@@ -47,9 +47,6 @@ fn storage(e: impl Into<redb::Error>) -> StoreError {
 fn corrupt(e: String) -> StoreError {
     StoreError::Corrupt(e)
 }
-
-/// Default time between two writes of buffered token uses.
-pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Options for opening a [`Store`].
 ///
@@ -77,10 +74,6 @@ impl Default for StoreBuilder {
         }
     }
 }
-
-/// Default number of token records kept in memory (see
-/// [`StoreBuilder::cache_capacity`]): about 30 MB of records of typical size.
-pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
 
 impl StoreBuilder {
     /// How often a background thread writes buffered token uses (sliding
@@ -419,7 +412,7 @@ impl Inner {
         let store = Inner {
             db,
             path: path.clone(),
-            cache: Cache::new(cache_capacity),
+            cache: Cache::new(cache_capacity, None),
             file_reads: std::sync::atomic::AtomicU64::new(0),
         };
         match store.init_format() {

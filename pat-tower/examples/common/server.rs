@@ -9,7 +9,8 @@ use std::path::PathBuf;
 /// Reference server flags.
 #[derive(Debug, clap::Parser)]
 pub(crate) struct Args {
-    /// Token store file (created if missing).
+    /// Token store: a redb file (created if missing) or a PostgreSQL
+    /// connection string (`postgres://…`).
     #[arg(long, default_value = "pat.redb", value_name = "PATH")]
     pub(crate) db: PathBuf,
     /// Address to listen on; port 0 picks a free port.
@@ -21,17 +22,49 @@ pub(crate) struct Args {
     /// Realm of the WWW-Authenticate challenges.
     #[arg(long, default_value = pat_core::DEFAULT_REALM, value_name = "NAME")]
     pub(crate) realm: String,
+    /// Token records kept in memory (0: no cache) [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub(crate) cache_capacity: Option<usize>,
     /// Worker threads [default: one per core].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) workers: Option<u16>,
 }
 
 impl Args {
+    /// The PostgreSQL connection string, when `--db` is one.
+    fn database_url(&self) -> Option<&str> {
+        self.db
+            .to_str()
+            .filter(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
+    }
+
+    /// Opens the token store as the flags say: a redb file, or a PostgreSQL
+    /// database shared with other replicas.
+    pub(crate) fn backend(&self) -> Result<Backend, pat_core::OpenError> {
+        if let Some(url) = self.database_url() {
+            let mut builder = pat_core::PgStore::builder();
+            if let Some(n) = self.cache_capacity {
+                builder = builder.cache_capacity(n);
+            }
+            return Ok(Backend::Postgres(std::sync::Arc::new(
+                builder.connect(url)?,
+            )));
+        }
+        let mut builder = pat_core::Store::builder();
+        if let Some(n) = self.cache_capacity {
+            builder = builder.cache_capacity(n);
+        }
+        Ok(Backend::Redb(std::sync::Arc::new(builder.open(&self.db)?)))
+    }
+
     /// The WebDAV share of `--dav-root`, or of a private `dav` folder next to
     /// the store, created if missing (see `Share::open` for what is refused).
     pub(crate) fn share(&self) -> std::io::Result<super::dav::Share> {
         match &self.dav_root {
             Some(dir) => super::dav::Share::open(dir, false),
+            None if self.database_url().is_some() => {
+                super::dav::Share::open(std::path::Path::new("dav"), true)
+            }
             None => {
                 let dir = self.db.parent().unwrap_or(std::path::Path::new("."));
                 let dir = if dir.as_os_str().is_empty() {
@@ -41,6 +74,24 @@ impl Args {
                 };
                 super::dav::Share::open(&dir.join("dav"), true)
             }
+        }
+    }
+}
+
+/// The token store behind a reference server.
+pub(crate) enum Backend {
+    /// A redb file, with its admin socket.
+    Redb(std::sync::Arc<pat_core::Store>),
+    /// A PostgreSQL database.
+    Postgres(std::sync::Arc<pat_core::PgStore>),
+}
+
+impl Backend {
+    /// The backend, for the middleware.
+    pub(crate) fn verifier(&self) -> std::sync::Arc<dyn pat_core::Verifier> {
+        match self {
+            Backend::Redb(s) => s.clone(),
+            Backend::Postgres(s) => s.clone(),
         }
     }
 }

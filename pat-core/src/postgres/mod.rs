@@ -1,0 +1,945 @@
+//! The PostgreSQL backend (feature `postgres`): one token store for a fleet
+//! of replicas.
+
+mod schema;
+
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Mutex as AsyncMutex;
+use tokio_postgres::{Client, NoTls, Row};
+
+use crate::admin::Admin;
+use crate::backend::{Lookup, Verification, Verifier};
+use crate::cache::Cache;
+use crate::error::{AuthError, BackendError, OpenError, StoreError};
+use crate::expiry::Expiry;
+use crate::record::{CreatedToken, Identity, NewToken, TokenInfo};
+use crate::scope::{Scope, Scopes};
+use crate::time::Timestamp;
+use crate::token::{TokenDigest, TokenId, TokenSecret};
+
+pub use schema::SCHEMA_VERSION;
+
+type Connection =
+    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>;
+
+/// Defaults of [`PgStoreBuilder`].
+const DEFAULT_POOL: usize = 4;
+const DEFAULT_FRESH_FOR: Duration = Duration::from_secs(1);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_PRUNE_MARGIN: Duration = Duration::from_secs(5);
+
+/// Why the database failed, inside the crate; turned into [`OpenError`] or
+/// [`StoreError`] at the edges.
+#[derive(Debug)]
+pub(crate) enum PgError {
+    Db(tokio_postgres::Error),
+    Timeout,
+    Newer { found: i64 },
+    Foreign(String),
+    Data(String),
+    Stopped,
+}
+
+impl fmt::Display for PgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // The driver's messages name the server and the problem, never
+            // the password.
+            PgError::Db(e) => write!(f, "{}", crate::error::chain(e)),
+            PgError::Timeout => f.write_str("the database did not answer in time"),
+            PgError::Newer { found } => write!(f, "schema version {found}"),
+            PgError::Foreign(why) => write!(f, "not a pat schema: {why}"),
+            PgError::Data(why) => write!(f, "damaged row: {why}"),
+            PgError::Stopped => f.write_str("the store is closing"),
+        }
+    }
+}
+
+impl std::error::Error for PgError {}
+
+fn db_error(e: tokio_postgres::Error) -> PgError {
+    PgError::Db(e)
+}
+
+impl From<PgError> for StoreError {
+    fn from(e: PgError) -> StoreError {
+        match e {
+            PgError::Data(why) => StoreError::Corrupt(why),
+            e => StoreError::Storage(BackendError::new(e)),
+        }
+    }
+}
+
+/// `postgres://user@host:port/db`: the connection string as it may be
+/// shown, without a password (the original is never printed).
+fn shown(config: &tokio_postgres::Config) -> String {
+    let user = config.get_user().unwrap_or("");
+    let host = config
+        .get_hosts()
+        .first()
+        .map_or_else(String::new, |h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        });
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().unwrap_or("");
+    crate::printable(&format!("postgres://{user}@{host}:{port}/{db}")).into_owned()
+}
+
+/// Options for [`PgStore`].
+#[derive(Clone, Debug)]
+pub struct PgStoreBuilder {
+    pool: usize,
+    fresh_for: Duration,
+    flush_interval: Option<Duration>,
+    cache_capacity: usize,
+    timeout: Duration,
+    prune_margin: Duration,
+    listen: bool,
+}
+
+impl Default for PgStoreBuilder {
+    fn default() -> PgStoreBuilder {
+        PgStoreBuilder {
+            pool: DEFAULT_POOL,
+            fresh_for: DEFAULT_FRESH_FOR,
+            flush_interval: Some(crate::DEFAULT_FLUSH_INTERVAL),
+            cache_capacity: crate::DEFAULT_CACHE_CAPACITY,
+            timeout: DEFAULT_TIMEOUT,
+            prune_margin: DEFAULT_PRUNE_MARGIN,
+            listen: true,
+        }
+    }
+}
+
+impl PgStoreBuilder {
+    /// Connections for queries (default 4; each pipelines many queries).
+    pub fn pool_size(mut self, connections: usize) -> PgStoreBuilder {
+        self.pool = connections.max(1);
+        self
+    }
+
+    /// How long a cached record is used before it is read again (default
+    /// 1 s): the bound on how late this replica learns of a change made by
+    /// another one when the change's notification is lost.
+    pub fn staleness(mut self, bound: Duration) -> PgStoreBuilder {
+        self.fresh_for = bound;
+        self
+    }
+
+    /// How often buffered uses are written, in one statement (default 1 s).
+    pub fn flush_interval(mut self, every: Duration) -> PgStoreBuilder {
+        self.flush_interval = Some(every);
+        self
+    }
+
+    /// Uses are written only by [`PgStore::flush`] and when the store is
+    /// dropped (tests, short-lived tools).
+    pub fn manual_flush(mut self) -> PgStoreBuilder {
+        self.flush_interval = None;
+        self
+    }
+
+    /// Token records kept in memory (default 100,000; 0: none).
+    pub fn cache_capacity(mut self, records: usize) -> PgStoreBuilder {
+        self.cache_capacity = records;
+        self
+    }
+
+    /// How long a query may take before the request is answered 503
+    /// (default 2 s).
+    pub fn query_timeout(mut self, timeout: Duration) -> PgStoreBuilder {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long after its expiry a token is kept by `prune` (default 5 s),
+    /// so that a use another replica has buffered but not written yet can
+    /// still land. 0 for a single process.
+    pub fn prune_margin(mut self, margin: Duration) -> PgStoreBuilder {
+        self.prune_margin = margin;
+        self
+    }
+
+    /// Whether to listen for other replicas' changes (default yes). Off for
+    /// tools that do not cache (the CLI).
+    pub fn listen(mut self, listen: bool) -> PgStoreBuilder {
+        self.listen = listen;
+        self
+    }
+
+    /// Connects to the database at `url` (`postgres://…`), creating pat's
+    /// schema on first use.
+    pub fn connect(&self, url: &str) -> Result<PgStore, OpenError> {
+        let config = tokio_postgres::Config::from_str(url).map_err(|e| OpenError::Database {
+            database: "the connection string".into(),
+            source: BackendError::new(e),
+        })?;
+        let database = shown(&config);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("pat-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| OpenError::Database {
+                database: database.clone(),
+                source: BackendError::new(e),
+            })?;
+        let handle = rt.handle().clone();
+        let runtime = OwnedRuntime(Some(rt));
+        let shared = Arc::new(Shared {
+            config,
+            database: database.clone(),
+            pool: (0..self.pool).map(|_| AsyncMutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+            writer: AsyncMutex::new(None),
+            cache: Cache::new(self.cache_capacity, self.listen.then_some(self.fresh_for)),
+            timeout: self.timeout,
+            prune_margin: self.prune_margin,
+            listening: AtomicBool::new(false),
+        });
+        let open_error = |e: PgError| match e {
+            PgError::Newer { found } => OpenError::NewerSchema {
+                database: database.clone(),
+                found,
+                supported: SCHEMA_VERSION,
+            },
+            e => OpenError::Database {
+                database: database.clone(),
+                source: BackendError::new(e),
+            },
+        };
+        // Waited for on a std channel, not `block_on`: the caller may be
+        // inside another runtime (a server's), where `block_on` panics.
+        let setup = shared.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        handle.spawn(async move {
+            let result = async {
+                let (mut client, connection) = setup.connect().await?;
+                tokio::spawn(connection);
+                schema::ensure(&mut client).await
+            }
+            .await;
+            let _ = tx.send(result);
+        });
+        rx.recv()
+            .unwrap_or(Err(PgError::Stopped))
+            .map_err(open_error)?;
+        let store = PgStore {
+            shared: shared.clone(),
+            handle,
+            _runtime: runtime,
+        };
+        if self.listen {
+            store.handle().spawn(listen(Arc::downgrade(&shared)));
+            // A cache is safe only once changes are heard: wait (briefly)
+            // for the listener; until then the staleness bound still holds.
+            let deadline = std::time::Instant::now() + self.timeout;
+            while !shared.listening.load(Ordering::Acquire) && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        if let Some(every) = self.flush_interval {
+            store
+                .handle()
+                .spawn(flush_every(Arc::downgrade(&shared), every));
+        }
+        Ok(store)
+    }
+}
+
+/// A token store in PostgreSQL, shared by any number of replicas of a
+/// service (and by `pat-cli --db postgres://…`).
+///
+/// Each replica keeps a bounded cache of records, used for at most the
+/// staleness bound (default 1 s) and evicted as soon as another replica's
+/// write is heard (every write sends a `NOTIFY` in its transaction; each
+/// replica `LISTEN`s, and drops its whole cache when the listener
+/// reconnects, since notifications may have been lost meanwhile). A token
+/// created anywhere works at once everywhere (a miss reads the database); a
+/// token revoked anywhere is refused everywhere within the staleness bound,
+/// usually within milliseconds.
+///
+/// Uses are buffered per replica and written in one statement per flush
+/// interval, taking the later of the stored and buffered values, so replicas
+/// never move a sliding deadline backwards, and never re-create a token
+/// revoked meanwhile.
+///
+/// When the database cannot be reached, tokens not in the cache get
+/// [`AuthError::Store`] (the adapters answer 503), cached ones keep working
+/// up to the staleness bound, and the store recovers by itself.
+///
+/// All database I/O runs on the store's own small runtime, so lookups can be
+/// awaited from any executor (tokio, actix-web's, or a blocking test).
+pub struct PgStore {
+    shared: Arc<Shared>,
+    /// The runtime's handle; spawning on it after the runtime stopped drops
+    /// the task, which the waiting side sees as "closing".
+    handle: tokio::runtime::Handle,
+    // Last: dropped after the final flush in `Drop`.
+    _runtime: OwnedRuntime,
+}
+
+/// The store's runtime, shut down in the background when dropped: a plain
+/// drop blocks, and panics inside an async context (a server dropping the
+/// store, or failing to open it, from within its own runtime).
+struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+struct Shared {
+    config: tokio_postgres::Config,
+    database: String,
+    pool: Vec<AsyncMutex<Option<Arc<Client>>>>,
+    next: AtomicUsize,
+    /// The connection writes run their transactions on, one at a time (a
+    /// pooled client pipelines other tasks' statements).
+    writer: AsyncMutex<Option<Client>>,
+    cache: Cache,
+    timeout: Duration,
+    prune_margin: Duration,
+    listening: AtomicBool,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("database", &self.shared.database)
+            .field("listening", &self.listening())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects with the default options; see [`PgStoreBuilder::connect`].
+    pub fn connect(url: &str) -> Result<PgStore, OpenError> {
+        PgStoreBuilder::default().connect(url)
+    }
+
+    /// Options.
+    pub fn builder() -> PgStoreBuilder {
+        PgStoreBuilder::default()
+    }
+
+    /// The database, as it may be shown (no password).
+    pub fn database(&self) -> &str {
+        &self.shared.database
+    }
+
+    /// Whether this replica hears other replicas' changes right now.
+    pub fn listening(&self) -> bool {
+        self.shared.listening.load(Ordering::Acquire)
+    }
+
+    /// Writes buffered uses now, in one statement; how many tokens it updated.
+    pub fn flush(&self) -> Result<usize, StoreError> {
+        let shared = self.shared.clone();
+        self.block(async move { shared.flush().await })
+    }
+
+    /// How many tokens have uses buffered in memory.
+    pub fn pending_uses(&self) -> usize {
+        self.shared.cache.pending()
+    }
+
+    /// How many token records are cached in memory.
+    pub fn cached_records(&self) -> usize {
+        self.shared.cache.len()
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
+    /// Runs `op` on the store's runtime and waits for it, from any thread
+    /// (a std channel, so no async runtime is needed or upset).
+    fn block<T: Send + 'static>(
+        &self,
+        op: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.handle.spawn(async move {
+            let _ = tx.send(op.await);
+        });
+        rx.recv().unwrap_or_else(|_| Err(PgError::Stopped.into()))
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::warn!(error = %crate::error::chain(&e), "could not write buffered token uses");
+        }
+    }
+}
+
+const COLUMNS: &str = "id, username, label, created_at, created_by, sliding, expires_at, \
+                       window_secs, max_lifetime_secs, last_used_at, scopes";
+
+fn secs(t: Timestamp) -> i64 {
+    t.as_unix_secs() as i64
+}
+
+fn timestamp(v: i64, what: &str) -> Result<Timestamp, PgError> {
+    u64::try_from(v)
+        .ok()
+        .and_then(Timestamp::from_unix_secs)
+        .ok_or_else(|| PgError::Data(format!("{what} out of range")))
+}
+
+fn duration(v: Option<i64>, what: &str) -> Result<Option<Duration>, PgError> {
+    v.map(|s| {
+        u64::try_from(s)
+            .map(Duration::from_secs)
+            .map_err(|_| PgError::Data(format!("{what} is negative")))
+    })
+    .transpose()
+}
+
+/// A row (in [`COLUMNS`] order) as a record.
+fn record(row: &Row) -> Result<TokenInfo, PgError> {
+    let expires_at = timestamp(row.get(6), "expires_at")?;
+    let expiry = if row.get::<_, bool>(5) {
+        Expiry::Sliding {
+            window: duration(row.get(7), "window")?
+                .ok_or_else(|| PgError::Data("sliding token without a window".into()))?,
+            max_lifetime: duration(row.get(8), "max lifetime")?,
+            expires_at,
+        }
+    } else {
+        Expiry::Hard { expires_at }
+    };
+    let mut info = TokenInfo::new(
+        TokenId::from_u64(row.get::<_, i64>(0) as u64),
+        row.get::<_, String>(1),
+        timestamp(row.get(3), "created_at")?,
+        expiry,
+    );
+    info.label = row.get(2);
+    info.created_by = row.get(4);
+    info.last_used_at = row
+        .get::<_, Option<i64>>(9)
+        .map(|v| timestamp(v, "last_used_at"))
+        .transpose()?;
+    let scopes: Vec<String> = row.get(10);
+    info.scopes = scopes
+        .iter()
+        .map(|s| s.parse::<Scope>())
+        .collect::<Result<Scopes, _>>()
+        .map_err(|e| PgError::Data(e.to_string()))?;
+    Ok(info)
+}
+
+fn digest_of(row: &Row, column: usize) -> Result<TokenDigest, PgError> {
+    let bytes: Vec<u8> = row.get(column);
+    let array: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| PgError::Data("a digest is not 32 bytes".into()))?;
+    Ok(TokenDigest::from_bytes(array))
+}
+
+impl Shared {
+    async fn connect(&self) -> Result<(Client, Connection), PgError> {
+        let connecting = self.config.connect(NoTls);
+        match tokio::time::timeout(self.timeout, connecting).await {
+            Ok(Ok(pair)) => Ok(pair),
+            Ok(Err(e)) => Err(PgError::Db(e)),
+            Err(_) => Err(PgError::Timeout),
+        }
+    }
+
+    /// A client of the pool, connected now if its slot is empty or broken.
+    async fn client(&self) -> Result<Arc<Client>, PgError> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
+        let mut slot = self.pool[i].lock().await;
+        if let Some(c) = slot.as_ref()
+            && !c.is_closed()
+        {
+            return Ok(c.clone());
+        }
+        let (client, connection) = self.connect().await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "database connection ended");
+            }
+        });
+        let client = Arc::new(client);
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Runs a query within the time limit.
+    async fn timed<T>(
+        &self,
+        op: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, PgError> {
+        match tokio::time::timeout(self.timeout, op).await {
+            Ok(r) => r.map_err(PgError::Db),
+            Err(_) => Err(PgError::Timeout),
+        }
+    }
+
+    async fn read(&self, digest: &TokenDigest) -> Result<Option<TokenInfo>, PgError> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {COLUMNS} FROM pat_tokens WHERE digest = $1");
+        let key: &[u8] = digest.as_bytes();
+        let row = self.timed(client.query_opt(&sql, &[&key])).await?;
+        row.as_ref().map(record).transpose()
+    }
+
+    /// The request path's miss: read, cache, use. Retried like the redb
+    /// store's when a change was heard while reading.
+    async fn lookup(
+        &self,
+        digest: TokenDigest,
+        user: Option<String>,
+        now: Timestamp,
+    ) -> Result<Identity, AuthError> {
+        const ATTEMPTS: u32 = 4;
+        let mut attempt = 1;
+        loop {
+            let miss = match self.cache.hit(&digest, user.as_deref(), now) {
+                Ok(result) => return result,
+                Err(miss) => miss,
+            };
+            let info = self
+                .read(&digest)
+                .await
+                .map_err(|e| AuthError::Store(e.into()))?
+                .ok_or(AuthError::Unknown)?;
+            let last_try = attempt == ATTEMPTS;
+            match self
+                .cache
+                .miss(miss, digest, info, user.as_deref(), now, last_try)
+            {
+                Some(result) => return result,
+                None => attempt += 1,
+            }
+        }
+    }
+
+    /// Writes the buffered uses in one statement.
+    async fn flush(&self) -> Result<usize, StoreError> {
+        let batch = self.cache.take_uses();
+        if batch.uses.is_empty() {
+            self.cache.flushed(batch);
+            return Ok(0);
+        }
+        let mut digests: Vec<&[u8]> = Vec::with_capacity(batch.uses.len());
+        let mut last: Vec<i64> = Vec::with_capacity(batch.uses.len());
+        let mut expires: Vec<i64> = Vec::with_capacity(batch.uses.len());
+        for (d, t) in &batch.uses {
+            digests.push(d.as_bytes());
+            last.push(secs(t.last_used_at));
+            expires.push(secs(t.expires_at));
+        }
+        let written = async {
+            let client = self.client().await?;
+            self.timed(client.execute(
+                "UPDATE pat_tokens AS t SET
+                     last_used_at = GREATEST(COALESCE(t.last_used_at, u.last), u.last),
+                     expires_at = CASE WHEN t.sliding THEN GREATEST(t.expires_at, u.expires)
+                                       ELSE t.expires_at END
+                 FROM unnest($1::bytea[], $2::bigint[], $3::bigint[]) AS u(digest, last, expires)
+                 WHERE t.digest = u.digest",
+                &[&digests, &last, &expires],
+            ))
+            .await
+        }
+        .await;
+        match written {
+            Ok(n) => {
+                self.cache.flushed(batch);
+                Ok(n as usize)
+            }
+            Err(e) => {
+                self.cache.unflushed(batch);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Rows as records, with this replica's buffered uses merged in.
+    fn records(&self, rows: &[Row], digest_column: usize) -> Result<Vec<TokenInfo>, StoreError> {
+        rows.iter()
+            .map(|row| {
+                let mut info = record(row)?;
+                self.cache
+                    .overlay(&digest_of(row, digest_column)?, &mut info);
+                Ok(info)
+            })
+            .collect()
+    }
+}
+
+/// Tells the other replicas that these tokens changed, inside `txn`. A
+/// payload holds at most 8,000 bytes: past a hundred tokens, replicas drop
+/// their whole cache instead.
+async fn notify(
+    txn: &tokio_postgres::Transaction<'_>,
+    digests: &[TokenDigest],
+) -> Result<(), tokio_postgres::Error> {
+    if digests.is_empty() {
+        return Ok(());
+    }
+    let payload = if digests.len() > 100 {
+        "*".to_owned()
+    } else {
+        digests.iter().map(hex).collect::<Vec<_>>().join(",")
+    };
+    txn.execute("SELECT pg_notify($1, $2)", &[&schema::CHANNEL, &payload])
+        .await?;
+    Ok(())
+}
+
+fn hex(d: &TokenDigest) -> String {
+    d.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<TokenDigest> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        let text = std::str::from_utf8(chunk).ok()?;
+        out[i] = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(TokenDigest::from_bytes(out))
+}
+
+/// The listener: evicts what other replicas change; on every (re)connect,
+/// drops the whole cache, since notifications may have been missed.
+async fn listen(shared: std::sync::Weak<Shared>) {
+    use futures_util::StreamExt as _;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(s) = shared.upgrade() else { return };
+        let connected = s.connect().await;
+        drop(s);
+        let (client, mut connection) = match connected {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "database listener cannot connect; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        tokio::spawn(async move {
+            let mut messages = std::pin::pin!(messages);
+            while let Some(m) = messages.next().await {
+                match m {
+                    Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                        if tx.send(n.payload().to_owned()).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        if client
+            .batch_execute(&format!("LISTEN {}", schema::CHANNEL))
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        backoff = Duration::from_millis(100);
+        {
+            let Some(s) = shared.upgrade() else { return };
+            s.cache.forget(None);
+            s.listening.store(true, Ordering::Release);
+        }
+        while let Some(payload) = rx.recv().await {
+            let Some(s) = shared.upgrade() else { return };
+            if payload == "*" {
+                s.cache.forget(None);
+            } else {
+                let digests: Vec<TokenDigest> = payload.split(',').filter_map(unhex).collect();
+                s.cache.forget(Some(&digests));
+            }
+        }
+        // The connection is gone: until the next one listens, nothing cached
+        // can be trusted beyond the staleness bound; drop it all now.
+        let Some(s) = shared.upgrade() else { return };
+        s.listening.store(false, Ordering::Release);
+        s.cache.forget(None);
+        tracing::warn!("database listener lost its connection; reconnecting");
+    }
+}
+
+async fn flush_every(shared: std::sync::Weak<Shared>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(s) = shared.upgrade() else { return };
+        if let Err(e) = s.flush().await {
+            tracing::warn!(error = %crate::error::chain(&e), "could not write buffered token uses");
+        }
+    }
+}
+
+impl Verifier for PgStore {
+    fn verify(&self, lookup: Lookup<'_>) -> Verification {
+        let shared = &self.shared;
+        match shared
+            .cache
+            .hit(lookup.digest(), lookup.user(), lookup.now())
+        {
+            Ok(result) => Verification::Ready(result),
+            Err(_) => {
+                let (digest, user, now) = (
+                    *lookup.digest(),
+                    lookup.user().map(str::to_owned),
+                    lookup.now(),
+                );
+                let shared = shared.clone();
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.handle().spawn(async move {
+                    let _ = tx.send(shared.lookup(digest, user, now).await);
+                });
+                Verification::pending(async move {
+                    rx.await
+                        .unwrap_or_else(|_| Err(AuthError::Store(PgError::Stopped.into())))
+                })
+            }
+        }
+    }
+
+    fn flush(&self) -> Result<usize, StoreError> {
+        PgStore::flush(self)
+    }
+}
+
+impl Admin for PgStore {
+    fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
+        let info = new.to_info(TokenId::from_u64(0), now)?;
+        let shared = self.shared.clone();
+        self.block(async move {
+            let sql = format!(
+                "INSERT INTO pat_tokens (digest, id, username, label, created_at, created_by,
+                     sliding, expires_at, window_secs, max_lifetime_secs, last_used_at, scopes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11)
+                 RETURNING {COLUMNS}, digest"
+            );
+            loop {
+                let mut info = info.clone();
+                info.id = TokenId::generate();
+                let secret = TokenSecret::generate();
+                let (window, cap) = (info.expiry.window(), info.expiry.max_lifetime());
+                let scopes: Vec<String> = info.scopes.iter().map(ToString::to_string).collect();
+                let digest = secret.digest();
+                let digest: &[u8] = digest.as_bytes();
+                let inserted = shared
+                    .change(
+                        &sql,
+                        &[
+                            &digest,
+                            &(info.id.as_u64() as i64),
+                            &info.user,
+                            &info.label,
+                            &secs(info.created_at),
+                            &info.created_by,
+                            &window.is_some(),
+                            &secs(info.expiry.expires_at()),
+                            &window.map(|d| d.as_secs() as i64),
+                            &cap.map(|d| d.as_secs() as i64),
+                            &scopes,
+                        ],
+                    )
+                    .await;
+                match inserted {
+                    Ok(_) => return Ok(CreatedToken::new(secret, info)),
+                    // An id (or, astronomically unlikely, a secret) taken:
+                    // draw again.
+                    Err(PgError::Db(e))
+                        if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        })
+    }
+
+    fn list(
+        &self,
+        user: Option<&str>,
+        include_expired: bool,
+        now: Timestamp,
+    ) -> Result<Vec<TokenInfo>, StoreError> {
+        let shared = self.shared.clone();
+        let user = user.map(str::to_owned);
+        let mut out = self.block(async move {
+            let client = shared.client().await?;
+            let rows = match &user {
+                Some(u) => {
+                    let sql =
+                        format!("SELECT {COLUMNS}, digest FROM pat_tokens WHERE username = $1");
+                    shared.timed(client.query(&sql, &[u])).await?
+                }
+                None => {
+                    let sql = format!("SELECT {COLUMNS}, digest FROM pat_tokens");
+                    shared.timed(client.query(&sql, &[])).await?
+                }
+            };
+            shared.records(&rows, 11)
+        })?;
+        out.retain(|i| include_expired || !i.is_expired(now));
+        out.sort_by_key(|i| (i.created_at, i.id));
+        Ok(out)
+    }
+
+    fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+        let shared = self.shared.clone();
+        self.block(async move {
+            let client = shared.client().await?;
+            let sql = format!("SELECT {COLUMNS}, digest FROM pat_tokens WHERE id = $1");
+            let rows = shared
+                .timed(client.query(&sql, &[&(id.as_u64() as i64)]))
+                .await?;
+            shared
+                .records(&rows, 11)?
+                .pop()
+                .ok_or(StoreError::NotFound(id))
+        })
+    }
+
+    fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+        let shared = self.shared.clone();
+        self.block(async move {
+            let sql = format!("DELETE FROM pat_tokens WHERE id = $1 RETURNING {COLUMNS}, digest");
+            let rows = shared.change(&sql, &[&(id.as_u64() as i64)]).await?;
+            let row = rows.first().ok_or(StoreError::NotFound(id))?;
+            Ok(record(row)?)
+        })
+    }
+
+    fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
+        let shared = self.shared.clone();
+        let user = user.to_owned();
+        self.block(async move {
+            let sql =
+                format!("DELETE FROM pat_tokens WHERE username = $1 RETURNING {COLUMNS}, digest");
+            Ok(shared.change(&sql, &[&user]).await?.len())
+        })
+    }
+
+    fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let shared = self.shared.clone();
+        self.block(async move {
+            let margin = shared.prune_margin.as_secs() as i64;
+            // Candidates by the database's view, then those this replica
+            // knows to be alive (a sliding token used here, not written yet)
+            // are kept.
+            let client = shared.client().await?;
+            let sql =
+                format!("SELECT {COLUMNS}, digest FROM pat_tokens WHERE expires_at + $1 <= $2");
+            let rows = shared
+                .timed(client.query(&sql, &[&margin, &secs(now)]))
+                .await?;
+            let mut doomed: Vec<Vec<u8>> = Vec::new();
+            for row in &rows {
+                let mut info = record(row)?;
+                let digest = digest_of(row, 11)?;
+                shared.cache.overlay(&digest, &mut info);
+                let margin = Duration::from_secs(margin as u64);
+                if info.expiry.expires_at().saturating_add(margin) <= now {
+                    doomed.push(digest.as_bytes().to_vec());
+                }
+            }
+            let sql = format!(
+                "DELETE FROM pat_tokens WHERE digest = ANY($1) AND expires_at + $2 <= $3 \
+                 RETURNING {COLUMNS}, digest"
+            );
+            Ok(shared
+                .change(&sql, &[&doomed, &margin, &secs(now)])
+                .await?
+                .len())
+        })
+    }
+}
+
+impl Shared {
+    /// The writer connection, connected now if missing or broken.
+    async fn writer(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, PgError> {
+        let mut writer = self.writer.lock().await;
+        if writer.as_ref().is_none_or(Client::is_closed) {
+            let (client, connection) = self.connect().await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "database connection ended");
+                }
+            });
+            *writer = Some(client);
+        }
+        Ok(writer)
+    }
+
+    /// A statement that changes tokens (`… RETURNING …, digest`, the digest
+    /// in column 11), in a transaction that notifies the other replicas; the
+    /// rows it returned, forgotten here too.
+    async fn change(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, PgError> {
+        let mut writer = self.writer().await?;
+        let Some(client) = writer.as_mut() else {
+            return Err(PgError::Stopped);
+        };
+        let run = async {
+            let txn = client.transaction().await?;
+            let rows = txn.query(sql, params).await?;
+            let digests: Vec<TokenDigest> =
+                rows.iter().filter_map(|r| digest_of(r, 11).ok()).collect();
+            notify(&txn, &digests).await?;
+            txn.commit().await?;
+            Ok((rows, digests))
+        };
+        let (rows, digests) = self.timed(run).await?;
+        self.cache.deleted(&digests);
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_travel_as_hex() {
+        let d = TokenSecret::generate().digest();
+        assert_eq!(unhex(&hex(&d)), Some(d));
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex(&"g".repeat(64)), None);
+    }
+
+    #[test]
+    fn connection_strings_are_shown_without_password() {
+        let c = tokio_postgres::Config::from_str("postgres://alice:s3cret@db.internal:6543/pat")
+            .unwrap();
+        let s = shown(&c);
+        assert_eq!(s, "postgres://alice@db.internal:6543/pat");
+        assert!(!s.contains("s3cret"));
+    }
+}

@@ -1,0 +1,262 @@
+//! The PostgreSQL backend against a real server (see
+//! `pat_integration_tests::postgres`): the shared suite, and two reference
+//! server processes (one axum, one actix) as replicas on one database, with
+//! the real CLI.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use pat_core::{PgStore, conformance};
+use pat_integration_tests::postgres::{Postgres, postgres};
+use pat_integration_tests::{Server, ServerKind, client, pat_cli};
+
+fn store(url: &str) -> PgStore {
+    PgStore::builder()
+        .manual_flush()
+        .prune_margin(Duration::ZERO)
+        .connect(url)
+        .expect("connecting to the test database")
+}
+
+#[test]
+fn postgres_passes_the_shared_suite() {
+    let Some(pg) = postgres() else { return };
+    conformance::run_contract(|| store(&pg.database()));
+    conformance::run_model(|| store(&pg.database()), 16);
+}
+
+fn cli(db: &str, args: &[&str]) -> Output {
+    Command::new(pat_cli())
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env_remove("PAT_DB")
+        .output()
+        .expect("running pat-cli")
+}
+
+fn cli_ok(db: &str, args: &[&str]) -> String {
+    let out = cli(db, args);
+    assert!(
+        out.status.success(),
+        "pat-cli {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+fn token(db: &str, args: &[&str]) -> (String, String) {
+    let mut all = vec!["token", "--json"];
+    all.extend_from_slice(args);
+    let v: serde_json::Value = serde_json::from_str(&cli_ok(db, &all)).expect("JSON");
+    (
+        v["token"].as_str().expect("token").to_owned(),
+        v["id"].as_str().expect("id").to_owned(),
+    )
+}
+
+fn status(server: &Server, token: &str) -> u16 {
+    client()
+        .get(server.url("/hello"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// Both reference servers on `db`, with their shares in `dir`.
+fn replicas(db: &str, dir: &Path) -> [Server; 2] {
+    ServerKind::ALL.map(|kind| {
+        let share = dir.join(format!("dav-{kind:?}"));
+        std::fs::create_dir_all(&share).expect("share");
+        Server::start(
+            kind,
+            Path::new(db),
+            &["--dav-root", share.to_str().expect("path")],
+        )
+    })
+}
+
+#[test]
+fn replicas_see_new_tokens_at_once_and_revocations_within_the_bound() {
+    let Some(pg) = postgres() else { return };
+    let db = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let (early, _) = token(&db, &["-u", "alice", "-e", "1h"]);
+    let servers = replicas(&db, dir.path());
+    for s in &servers {
+        assert_eq!(status(s, &early), 200);
+    }
+    // Created while both run: accepted on both at once (a miss reads the
+    // database).
+    let (fresh, id) = token(&db, &["-u", "bob", "-e", "1h"]);
+    for s in &servers {
+        assert_eq!(status(s, &fresh), 200);
+    }
+    // Revoked: refused on both, well within the 1 s staleness bound (the
+    // NOTIFY usually makes it milliseconds).
+    let revoked_at = Instant::now();
+    cli_ok(&db, &["token", "revoke", &id]);
+    for s in &servers {
+        while status(s, &fresh) != 401 {
+            assert!(
+                revoked_at.elapsed() < Duration::from_secs(2),
+                "still accepted {:?} after the revocation",
+                revoked_at.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    eprintln!(
+        "revocation refused on both replicas after {:?}",
+        revoked_at.elapsed()
+    );
+    for s in servers {
+        assert!(s.stop());
+    }
+}
+
+#[test]
+fn sliding_uses_on_two_replicas_merge_and_tokens_survive_a_crash() {
+    let Some(pg) = postgres() else { return };
+    let db = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let (sliding, sliding_id) = token(&db, &["-u", "alice", "-a", "1h"]);
+    let servers = replicas(&db, dir.path());
+    let twenty: Vec<String> = (0..20)
+        .map(|i| token(&db, &["-u", &format!("user{i}"), "-e", "1h"]).0)
+        .collect();
+    for s in &servers {
+        assert_eq!(status(s, &sliding), 200);
+        for t in &twenty {
+            assert_eq!(status(s, t), 200);
+        }
+    }
+    // Both replicas write their uses within a flush interval.
+    std::thread::sleep(Duration::from_millis(1500));
+    let shown: serde_json::Value =
+        serde_json::from_str(&cli_ok(&db, &["token", "show", &sliding_id, "--json"])).unwrap();
+    assert!(shown["last_used_at"].is_string(), "{shown}");
+    for s in servers {
+        s.kill(); // SIGKILL, as a crash
+    }
+    let servers = replicas(&db, dir.path());
+    for s in &servers {
+        for t in &twenty {
+            assert_eq!(status(s, t), 200, "a token was lost");
+        }
+    }
+    for s in servers {
+        assert!(s.stop());
+    }
+}
+
+#[test]
+fn a_database_outage_is_503_then_recovers_without_a_restart() {
+    // Its own server: the shared one must keep running for the other tests.
+    let Some(pg) = pat_integration_tests::postgres::dedicated() else {
+        return;
+    };
+    let db = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let (steady, _) = token(&db, &["-u", "alice", "-e", "1h"]);
+    let servers = replicas(&db, dir.path());
+    let outage = run_through_outage(&pg, &servers, &steady);
+    // During the outage: cached answers (200) up to the staleness bound,
+    // then 503; never 401 (the token may be fine), never 500.
+    for (kind, seen) in ServerKind::ALL.iter().zip(&outage) {
+        assert!(
+            seen.iter().all(|s| matches!(s, 200 | 503)),
+            "{kind:?} answered {seen:?}"
+        );
+        assert!(seen.contains(&503), "{kind:?} never noticed the outage");
+    }
+    // Back by itself: the same token, and a new one.
+    let (after, _) = token(&db, &["-u", "bob", "-e", "1h"]);
+    for s in &servers {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while status(s, &steady) != 200 || status(s, &after) != 200 {
+            assert!(Instant::now() < deadline, "did not recover");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    for s in servers {
+        assert!(s.stop());
+    }
+}
+
+/// Stops the database under load for a few seconds; every status each
+/// server answered meanwhile.
+fn run_through_outage(pg: &Postgres, servers: &[Server; 2], token: &str) -> Vec<Vec<u16>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let loads: Vec<_> = servers
+        .iter()
+        .map(|s| {
+            let (url, token, stop) = (s.url("/hello"), token.to_owned(), stop.clone());
+            std::thread::spawn(move || {
+                let http = client();
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    if let Ok(r) = http
+                        .get(&url)
+                        .header("authorization", format!("Bearer {token}"))
+                        .send()
+                    {
+                        seen.push(r.status().as_u16());
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                seen
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(pg.stop(), "stopping PostgreSQL");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(pg.start(), "starting PostgreSQL again");
+    stop.store(true, Ordering::SeqCst);
+    loads.into_iter().map(|l| l.join().unwrap()).collect()
+}
+
+#[test]
+fn the_cli_manages_a_postgres_store_directly() {
+    let Some(pg) = postgres() else { return };
+    let db = pg.database();
+    let (t, id) = token(&db, &["-u", "alice", "-e", "1h", "-l", "deploy"]);
+    assert!(t.starts_with("pat_"));
+    let listed = cli_ok(&db, &["token", "list"]);
+    assert!(
+        listed.contains(&id) && listed.contains("deploy"),
+        "{listed}"
+    );
+    assert!(cli_ok(&db, &["token", "show", &id]).contains("alice"));
+    let out = cli(&db, &["token", "show", "00000000000000ff"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(cli_ok(&db, &["token", "revoke", &id]).lines().count(), 1);
+    assert_eq!(cli_ok(&db, &["token", "list", "--all"]), "no tokens\n");
+    // PAT_DB works too.
+    let out = Command::new(pat_cli())
+        .env("PAT_DB", &db)
+        .args(["token", "-u", "bob", "-e", "1h", "-q"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn a_password_never_reaches_output() {
+    // Nothing listens on port 1: the connection fails, and the message
+    // names the database without its password.
+    let url = "postgres://pat:Sup3rS3cret@127.0.0.1:1/tokens";
+    let out = cli(url, &["token", "list"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("postgres://pat@127.0.0.1:1/tokens"), "{err}");
+    assert!(!err.contains("Sup3rS3cret"), "{err}");
+    let (code, err) = Server::start_failing(ServerKind::Axum, Path::new(url));
+    assert_eq!(code, Some(1));
+    assert!(!err.contains("Sup3rS3cret"), "{err}");
+}
