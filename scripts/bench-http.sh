@@ -9,6 +9,8 @@
 #
 # Cases: hard, sliding, basic (Basic auth), mix (50% invalid tokens), and
 # uncached (the store's cache off). Prints one line per server and case.
+# BENCH_DB=postgres://… measures the PostgreSQL backend instead of a redb
+# file (an empty database: tokens are created in it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
@@ -21,7 +23,7 @@ cargo build --release -q -p pat-cli -p pat-tower -p pat-actix --examples --bins
 bin=target/release
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-db=$work/bench.redb
+db=${BENCH_DB:-$work/bench.redb}
 hard=$($bin/pat-cli --db "$db" token -u alice -e 1d -q)
 sliding=$($bin/pat-cli --db "$db" token -u alice -a 1d -q)
 basic=$(printf 'alice:%s' "$hard" | base64 -w0)
@@ -43,7 +45,7 @@ for server in $servers; do
   for case in $cases; do
     extra=()
     [ "$case" = uncached ] && extra=(--cache-capacity 0)
-    "$bin/examples/${server}_server" --db "$db" --addr 127.0.0.1:0 --workers 1 "${extra[@]}" > "$work/out" 2>/dev/null &
+    "$bin/examples/${server}_server" --db "$db" --addr 127.0.0.1:0 --workers 1 --dav-root "$work" "${extra[@]}" > "$work/out" 2>/dev/null &
     pid=$!
     for _ in $(seq 100); do grep -q "listening on" "$work/out" 2>/dev/null && break; sleep 0.1; done
     url=$(sed -n 's/^listening on //p' "$work/out")

@@ -260,3 +260,81 @@ fn a_password_never_reaches_output() {
     assert_eq!(code, Some(1));
     assert!(!err.contains("Sup3rS3cret"), "{err}");
 }
+
+/// A measurement, not a check (`cargo test --release -p pat-integration-tests
+/// --test postgres -- --ignored --nocapture revocation_propagation`): how
+/// long after a revocation commits both replicas refuse the token, over 100
+/// revocations, with both replicas under load. Reported in BENCHMARKS.md.
+#[test]
+#[ignore = "a measurement; run on purpose"]
+fn revocation_propagation() {
+    use pat_core::{Admin as _, ExpiryPolicy, NewToken, Timestamp};
+    let Some(pg) = postgres() else { return };
+    let db = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let admin = PgStore::builder()
+        .listen(false)
+        .cache_capacity(0)
+        .connect(&db)
+        .unwrap();
+    let hour = ExpiryPolicy::hard(Duration::from_secs(3600));
+    let busy = admin
+        .create(&NewToken::new("load", hour), Timestamp::now())
+        .unwrap();
+    let servers = replicas(&db, dir.path());
+    // Load: two threads per replica, as fast as they go.
+    let stop = Arc::new(AtomicBool::new(false));
+    let loads: Vec<_> = servers
+        .iter()
+        .flat_map(|s| [s.url("/hello"), s.url("/hello")])
+        .map(|url| {
+            let (stop, token) = (stop.clone(), busy.secret.expose_secret().to_owned());
+            std::thread::spawn(move || {
+                let http = client();
+                let mut n = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let _ = http
+                        .get(&url)
+                        .header("authorization", format!("Bearer {token}"))
+                        .send();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    for i in 0..100 {
+        let t = admin
+            .create(&NewToken::new(format!("u{i}"), hour), Timestamp::now())
+            .unwrap();
+        let secret = t.secret.expose_secret().to_owned();
+        for s in &servers {
+            assert_eq!(status(s, &secret), 200); // now cached on both
+        }
+        admin.revoke(t.info.id).unwrap();
+        let revoked = Instant::now();
+        for s in &servers {
+            while status(s, &secret) != 401 {
+                assert!(revoked.elapsed() < Duration::from_secs(5));
+            }
+        }
+        latencies.push(revoked.elapsed());
+    }
+    stop.store(true, Ordering::SeqCst);
+    let requests: u64 = loads.into_iter().map(|l| l.join().unwrap()).sum();
+    latencies.sort();
+    eprintln!(
+        "revocation refused on both replicas: p50 {:?}, p99 {:?}, max {:?} \
+         (100 revocations, {} load requests in {:?})",
+        latencies[49],
+        latencies[98],
+        latencies[99],
+        requests,
+        started.elapsed()
+    );
+    for s in servers {
+        assert!(s.stop());
+    }
+}
