@@ -2,6 +2,7 @@
 
 use std::error::Error;
 use std::fmt::Write as _;
+use std::io::{self, Write};
 
 use pat_core::{CreatedToken, Expiry, Timestamp, TokenInfo, format_duration, printable, redacted};
 use serde_json::{Value, json};
@@ -44,8 +45,18 @@ pub(crate) fn created_json(created: &CreatedToken) -> Value {
     v
 }
 
-pub(crate) fn list_json(tokens: &[TokenInfo]) -> Value {
-    Value::Array(tokens.iter().map(info_json).collect())
+/// Writes the JSON array of `tokens` (the same bytes as serialising the
+/// whole array at once) one object at a time, so that listing a million
+/// tokens holds one object in memory rather than a tree of all of them.
+pub(crate) fn write_list_json(out: &mut impl Write, tokens: &[TokenInfo]) -> io::Result<()> {
+    out.write_all(b"[")?;
+    for (i, info) in tokens.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, &info_json(info))?;
+    }
+    out.write_all(b"]\n")
 }
 
 /// "expires ..." in words, for create and show.
@@ -130,66 +141,82 @@ fn model(expiry: &Expiry) -> String {
     }
 }
 
-pub(crate) fn list_human(tokens: &[TokenInfo], now: Timestamp) -> String {
-    if tokens.is_empty() {
-        return "no tokens\n".to_owned();
+const LIST_HEADER: [&str; 7] = [
+    "ID",
+    "USER",
+    "LABEL",
+    "EXPIRY",
+    "EXPIRES",
+    "LAST USED",
+    "SCOPES",
+];
+
+/// The cells of one row of `token list`.
+fn list_row(t: &TokenInfo, now: Timestamp) -> [String; 7] {
+    let mut expires = t.expiry.expires_at().to_string();
+    if t.is_expired(now) {
+        expires.push_str(" (expired)");
     }
-    let header = [
-        "ID",
-        "USER",
-        "LABEL",
-        "EXPIRY",
-        "EXPIRES",
-        "LAST USED",
-        "SCOPES",
-    ];
-    let rows: Vec<[String; 7]> = tokens
-        .iter()
-        .map(|t| {
-            let mut expires = t.expiry.expires_at().to_string();
-            if t.is_expired(now) {
-                expires.push_str(" (expired)");
-            }
-            [
-                t.id.to_string(),
-                printable(&t.user).into_owned(),
-                printable(&t.label).into_owned(),
-                model(&t.expiry),
-                expires,
-                t.last_used_at
-                    .map_or_else(|| "never".to_owned(), |t| t.to_string()),
-                if t.scopes.is_unrestricted() {
-                    "-".to_owned()
-                } else {
-                    t.scopes.to_string()
-                },
-            ]
-        })
-        .collect();
-    let mut widths = header.map(|h| h.chars().count());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
+    [
+        t.id.to_string(),
+        printable(&t.user).into_owned(),
+        printable(&t.label).into_owned(),
+        model(&t.expiry),
+        expires,
+        t.last_used_at
+            .map_or_else(|| "never".to_owned(), |t| t.to_string()),
+        if t.scopes.is_unrestricted() {
+            "-".to_owned()
+        } else {
+            t.scopes.to_string()
+        },
+    ]
+}
+
+/// Writes the `token list` table. Two passes over `tokens` (column widths,
+/// then rows), each row built and dropped in turn: the table of a million
+/// tokens is never held in memory.
+pub(crate) fn write_list_human(
+    out: &mut impl Write,
+    tokens: &[TokenInfo],
+    now: Timestamp,
+) -> io::Result<()> {
+    if tokens.is_empty() {
+        return out.write_all(b"no tokens\n");
+    }
+    let mut widths = LIST_HEADER.map(|h| h.chars().count());
+    for t in tokens {
+        for (w, cell) in widths.iter_mut().zip(list_row(t, now)) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let mut out = String::new();
-    let mut line = |cells: &[&str]| {
-        let mut l = String::new();
+    let mut line = String::new();
+    let mut write_line = |out: &mut dyn Write, cells: [&str; 7]| {
+        line.clear();
         for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
             if i + 1 == cells.len() {
-                l.push_str(cell);
+                line.push_str(cell);
             } else {
-                let _ = write!(l, "{cell:<w$}  ");
+                let _ = write!(line, "{cell:<w$}  ");
             }
         }
-        out.push_str(l.trim_end());
-        out.push('\n');
+        out.write_all(line.trim_end().as_bytes())?;
+        out.write_all(b"\n")
     };
-    line(&header);
-    for row in &rows {
-        line(&row.each_ref().map(String::as_str));
+    write_line(out, LIST_HEADER)?;
+    for t in tokens {
+        write_line(out, list_row(t, now).each_ref().map(String::as_str))?;
     }
-    out
+    Ok(())
+}
+
+/// [`write_list_human`] into a string.
+#[cfg(test)]
+pub(crate) fn list_human(tokens: &[TokenInfo], now: Timestamp) -> String {
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = write_list_human(&mut out, tokens, now);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

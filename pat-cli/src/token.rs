@@ -1,5 +1,6 @@
 //! `pat-cli token ...`: create, list, show, revoke, prune.
 
+use std::io::Write as _;
 use std::path::Path;
 
 use clap::error::ErrorKind;
@@ -85,10 +86,16 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
     match action {
         TokenAction::List { user, all, json } => {
             let tokens = store.list(user.as_deref(), all, now)?;
-            if json {
-                println!("{}", output::list_json(&tokens));
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let written = if json {
+                output::write_list_json(&mut out, &tokens)
             } else {
-                print!("{}", output::list_human(&tokens, now));
+                output::write_list_human(&mut out, &tokens, now)
+            };
+            // A reader that stopped early (`| head`) is not an error.
+            match written.and_then(|()| out.flush()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+                _ => {}
             }
         }
         TokenAction::Show { id, json } => {

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use pat_core::{Admin as _, AuthError, Perm, Store, Timestamp, TokenId};
 use serde_json::Value;
 
+const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
 const NODE: &str = "0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a";
 
 struct Env {
@@ -244,6 +245,68 @@ fn list_show_revoke_and_prune() {
         "revoked 2 tokens of alice\n"
     );
     assert_eq!(env.ok(&["token", "list"]), "no tokens\n");
+}
+
+/// A long list is written as it is formatted: aligned, complete, one JSON
+/// array, and a reader that stops early (`| head -1`) is not an error.
+#[test]
+fn long_lists_stream_and_a_closed_pipe_is_not_an_error() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+
+    let env = Env::new();
+    let news: Vec<_> = (0..3000)
+        .map(|i| {
+            pat_core::NewToken::new(format!("user{i}"), pat_core::ExpiryPolicy::hard(HOUR)).label(
+                if i == 1234 {
+                    "the longest label".into()
+                } else {
+                    String::new()
+                },
+            )
+        })
+        .collect();
+    env.store().create_many(&news, Timestamp::now()).unwrap();
+
+    let table = env.ok(&["token", "list"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3001);
+    let column = lines[0].find("EXPIRY").unwrap();
+    for line in &lines {
+        assert_eq!(
+            line.find(" hard").map(|i| i + 1).unwrap_or(column),
+            column,
+            "{line}"
+        );
+    }
+    assert_eq!(
+        env.json(&["token", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        3000
+    );
+
+    for json in [false, true] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pat-cli"));
+        cmd.arg("--db").arg(env.db()).args(["token", "list"]);
+        if json {
+            cmd.arg("--json");
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        // The reader is dropped: the rest of the output meets a closed pipe.
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stderr(&out), "");
+    }
 }
 
 #[test]
