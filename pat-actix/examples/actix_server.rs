@@ -15,7 +15,10 @@
 //! - `GET /nodes/by-path?path=/a/b`: `{"node", "path"}` of a file or folder of
 //!   the share, for unscoped tokens (403 for scoped ones, 404 if missing);
 //! - `/dav/`: a WebDAV share of `--dav-root`, for Basic `user:token` clients;
-//!   a scoped token reaches only its nodes (403 elsewhere, see `common/dav.rs`).
+//!   a scoped token reaches only its nodes (403 elsewhere, see `common/dav.rs`);
+//! - `GET /tokens/self`, `DELETE /tokens/self`, `POST /tokens/self/rotate`:
+//!   the presenting token looks itself up, revokes or rotates itself
+//!   (`pat_core::selfservice`), JSON.
 //!
 //! Prints `listening on http://ADDR` once bound. Ctrl-C or SIGTERM stop it
 //! gracefully, writing buffered token uses.
@@ -51,10 +54,12 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     // Built once and cloned into each worker's App.
     let pat = PatMiddleware::new(store.clone()).realm(&args.realm);
+    let admin = backend.admin();
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(share.clone()))
             .route("/health", web::get().to(|| async { "ok" }))
+            .service(pat_actix::self_service("/tokens", admin.clone()).wrap(pat.clone()))
             .service(
                 web::scope("")
                     .wrap(pat.clone())

@@ -59,6 +59,9 @@ pub use pat_core::{
 #[cfg(unix)]
 #[doc(no_inline)]
 pub use pat_core::{AdminClient, Store, StoreBuilder};
+pub use self_service::self_service;
+
+mod self_service;
 
 /// Builds the response for a rejected request.
 ///

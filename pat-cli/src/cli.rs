@@ -56,7 +56,7 @@ pub(crate) enum Command {
         after_help = "Examples:\n  pat-cli token -u admin -e 24h\n  pat-cli token -u admin -a 10m\n  \
                       pat-cli token -u alice -e 7d -s node:0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a:r"
     )]
-    Token(TokenCommand),
+    Token(Box<TokenCommand>),
 
     /// Print a shell completion script.
     Completions {
@@ -121,6 +121,12 @@ pub(crate) enum TokenAction {
         /// Include expired tokens.
         #[arg(long)]
         all: bool,
+        /// Only live tokens that expire within this duration (e.g. 7d).
+        #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
+        expiring_within: Option<Duration>,
+        /// Only tokens never used, or last used longer ago than this (e.g. 30d).
+        #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
+        unused_for: Option<Duration>,
         /// Print a JSON array.
         #[arg(long)]
         json: bool,
@@ -143,6 +149,37 @@ pub(crate) enum TokenAction {
         /// Revoke every token of this user.
         #[arg(short, long, value_name = "USER", value_parser = user)]
         user: Option<String>,
+    },
+    /// Give a token a new secret (same id, user, label and scopes), shown once.
+    ///
+    /// The expiry restarts under the token's own model (a hard limit gets
+    /// the lifetime it was issued with; a sliding window, its window and
+    /// cap) unless -e or -a gives a new one. The old secret stops working at
+    /// once, or after --grace; presented later, it is refused and logged.
+    #[command(after_help = "Examples:\n  pat-cli token rotate 3f2a9c0d1e4b5a67\n  \
+                      pat-cli token rotate 3f2a9c0d1e4b5a67 --grace 10m -e 30d -q")]
+    Rotate {
+        /// The token's id, as listed.
+        #[arg(value_parser = token_id)]
+        id: TokenId,
+        /// A new hard limit for the new secret (e.g. 24h).
+        #[arg(short, long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true, conflicts_with = "auto")]
+        expire: Option<Duration>,
+        /// A new sliding window for the new secret (e.g. 10m).
+        #[arg(short, long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
+        auto: Option<Duration>,
+        /// With -a: the new secret's cap after the rotation.
+        #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true, requires = "auto")]
+        max_lifetime: Option<Duration>,
+        /// Keep the old secret working this long beside the new one (e.g. 10m).
+        #[arg(short, long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
+        grace: Option<Duration>,
+        /// Print only the new token (for scripts).
+        #[arg(short, long, conflicts_with = "json")]
+        quiet: bool,
+        /// Print a JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Delete expired tokens.
     Prune,

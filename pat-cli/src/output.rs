@@ -36,6 +36,7 @@ fn base_json(info: &TokenInfo) -> Value {
         "scopes": info.scopes.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "created_at": info.created_at.to_string(),
         "created_by": info.created_by,
+        "rotated_at": info.rotated_at.map(|t| t.to_string()),
     })
 }
 
@@ -73,7 +74,7 @@ fn expiry_sentence(info: &TokenInfo) -> String {
                 format_duration(window)
             );
             if let Some(cap) = max_lifetime {
-                let _ = write!(s, ", never past {}", info.created_at.saturating_add(cap));
+                let _ = write!(s, ", never past {}", info.issued_at().saturating_add(cap));
             }
             s.push('.');
             s
@@ -110,15 +111,33 @@ pub(crate) fn created_human(created: &CreatedToken) -> String {
     )
 }
 
+/// A rotation's answer: like creation's, and when the old secret stops.
+pub(crate) fn rotated_human(
+    created: &CreatedToken,
+    retires_at: Timestamp,
+    now: Timestamp,
+) -> String {
+    let mut out = created_human(created);
+    if retires_at <= now {
+        out.push_str("The previous secret no longer works.\n");
+    } else {
+        let _ = writeln!(out, "The previous secret keeps working until {retires_at}.");
+    }
+    out
+}
+
 pub(crate) fn show_human(info: &TokenInfo, now: Timestamp) -> String {
     let status = if info.is_expired(now) {
         "expired"
     } else {
         "valid"
     };
+    let rotated = info
+        .rotated_at
+        .map_or_else(String::new, |t| format!("rotated:    {t}\n"));
     format!(
         "id:         {}\nuser:       {}\nlabel:      {}\nstatus:     {status}\n\
-         expiry:     {}\ncreated:    {} by {}\nlast used:  {}\n{}\n",
+         expiry:     {}\ncreated:    {} by {}\n{rotated}last used:  {}\n{}\n",
         info.id,
         printable(&info.user),
         printable(&info.label),

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use clap::error::ErrorKind;
 use pat_core::{
-    Admin, AdminClient, ExpiryPolicy, NewToken, NewTokenError, OpenError, Scopes, Store,
+    Admin, AdminClient, ExpiryPolicy, NewToken, NewTokenError, OpenError, Rotation, Scopes, Store,
     StoreError, Timestamp, TokenId, admin_socket_path, printable,
 };
 
@@ -84,8 +84,23 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
     let store = connect(db, true)?;
     let now = Timestamp::now();
     match action {
-        TokenAction::List { user, all, json } => {
-            let tokens = store.list(user.as_deref(), all, now)?;
+        TokenAction::List {
+            user,
+            all,
+            expiring_within,
+            unused_for,
+            json,
+        } => {
+            let mut tokens = store.list(user.as_deref(), all, now)?;
+            if let Some(within) = expiring_within {
+                let until = now.saturating_add(within);
+                tokens.retain(|t| !t.is_expired(now) && t.expiry.expires_at() <= until);
+            }
+            if let Some(idle) = unused_for {
+                // Used at or after this instant counts as used recently.
+                let since = now.as_unix_secs().saturating_sub(idle.as_secs());
+                tokens.retain(|t| t.last_used_at.is_none_or(|u| u.as_unix_secs() < since));
+            }
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let written = if json {
                 output::write_list_json(&mut out, &tokens)
@@ -131,6 +146,42 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
             }
             if !missing.is_empty() {
                 return Err(format!("no token with id {}", missing.join(", ")).into());
+            }
+        }
+        TokenAction::Rotate {
+            id,
+            expire,
+            auto,
+            max_lifetime,
+            grace,
+            quiet,
+            json,
+        } => {
+            let mut rotation = Rotation::new().grace(grace.unwrap_or_default());
+            match (expire, auto) {
+                (Some(lifetime), _) => rotation = rotation.expiry(ExpiryPolicy::hard(lifetime)),
+                (None, Some(window)) => {
+                    rotation = rotation.expiry(ExpiryPolicy::sliding(window, max_lifetime));
+                }
+                (None, None) => {}
+            }
+            if let Some(policy) = rotation.expiry
+                && let Err(e) = policy.start(now)
+            {
+                usage_error(ErrorKind::ValueValidation, flag_error(&e));
+            }
+            let rotated = store.rotate(id, &rotation, now)?;
+            if quiet {
+                println!("{}", rotated.secret.expose_secret());
+            } else if json {
+                let mut v = output::created_json(&rotated);
+                v["previous_secret_retires_at"] = rotation.retires_at(now).to_string().into();
+                println!("{v}");
+            } else {
+                print!(
+                    "{}",
+                    output::rotated_human(&rotated, rotation.retires_at(now), now)
+                );
             }
         }
         TokenAction::Prune => {

@@ -247,6 +247,172 @@ fn list_show_revoke_and_prune() {
     assert_eq!(env.ok(&["token", "list"]), "no tokens\n");
 }
 
+#[test]
+fn rotate_gives_a_new_secret_once_and_retires_the_old() {
+    let env = Env::new();
+    let old = env.token(&[
+        "-u",
+        "alice",
+        "-e",
+        "2h",
+        "-l",
+        "ci",
+        "-s",
+        &format!("node:{NODE}:r"),
+    ]);
+    let id = env
+        .store()
+        .authenticate(&old, Timestamp::now())
+        .unwrap()
+        .token_id()
+        .to_string();
+
+    // Human output: the secret once, the record, what became of the old one.
+    let out = env.ok(&["token", "rotate", &id]);
+    let new = out.lines().next().unwrap().to_owned();
+    assert!(new.starts_with("pat_") && new != old, "{out}");
+    assert!(
+        out.contains(&format!("Token {id} for user alice, label \"ci\"")),
+        "{out}"
+    );
+    assert!(
+        out.contains("The previous secret no longer works."),
+        "{out}"
+    );
+    assert!(out.contains("shown only once"), "{out}");
+    let store = env.store();
+    assert!(matches!(
+        store.authenticate(&old, Timestamp::now()),
+        Err(AuthError::Unknown)
+    ));
+    let identity = store.authenticate(&new, Timestamp::now()).unwrap();
+    assert_eq!(identity.token_id().to_string(), id);
+    assert!(identity.permits([&NODE.parse().unwrap()], Perm::READ));
+    drop(store);
+
+    // JSON, with a grace and a new sliding policy: both secrets work.
+    let v = env.json(&[
+        "token", "rotate", &id, "--grace", "10m", "-a", "30m", "--json",
+    ]);
+    let newer = v["token"].as_str().unwrap();
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["auto_refresh_seconds"], 1800);
+    assert!(v["rotated_at"].is_string(), "{v}");
+    assert!(v["previous_secret_retires_at"].is_string(), "{v}");
+    let store = env.store();
+    for t in [&new, newer] {
+        assert_eq!(
+            store
+                .authenticate(t, Timestamp::now())
+                .unwrap()
+                .token_id()
+                .to_string(),
+            id
+        );
+    }
+    drop(store);
+    let shown = env.ok(&["token", "show", &id]);
+    assert!(shown.contains("rotated:"), "{shown}");
+    assert!(!shown.contains("pat_"), "{shown}");
+
+    // Quiet: exactly the token.
+    let quiet = env.ok(&["token", "rotate", &id, "-q", "-e", "1d"]);
+    assert_eq!(quiet.lines().count(), 1);
+    assert!(quiet.starts_with("pat_"));
+    assert_eq!(
+        env.json(&["token", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Errors: which flag, which value; nothing changes.
+    fails(
+        env.run(&["token", "rotate", &id, "-e", "0s"]),
+        2,
+        &["--expire", "0s"],
+    );
+    fails(
+        env.run(&["token", "rotate", &id, "-e", "1h", "-a", "1h"]),
+        2,
+        &["--auto"],
+    );
+    fails(
+        env.run(&["token", "rotate", &id, "--max-lifetime", "1h"]),
+        2,
+        &["--auto"],
+    );
+    fails(
+        env.run(&["token", "rotate", &id, "-a", "2h", "--max-lifetime", "1h"]),
+        2,
+        &["--max-lifetime"],
+    );
+    fails(
+        env.run(&["token", "rotate", &id, "--grace", "soon"]),
+        2,
+        &["--grace", "soon"],
+    );
+    fails(env.run(&["token", "rotate", "nope"]), 2, &["nope"]);
+    fails(
+        env.run(&["token", "rotate", "00000000000000ff"]),
+        1,
+        &["no token with id 00000000000000ff"],
+    );
+    assert_eq!(
+        env.store()
+            .authenticate(quiet.trim_end(), Timestamp::now())
+            .unwrap()
+            .token_id()
+            .to_string(),
+        id,
+        "failed rotations changed nothing"
+    );
+}
+
+#[test]
+fn list_filters_by_expiry_and_idleness() {
+    let env = Env::new();
+    let soon = env.token(&["-u", "alice", "-e", "1h", "-l", "soon"]);
+    env.token(&["-u", "alice", "-e", "30d", "-l", "later"]);
+    env.token(&["-u", "bob", "-e", "2h", "-l", "bob"]);
+    env.store().authenticate(&soon, Timestamp::now()).unwrap();
+    let labels = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["token", "list", "--json"];
+        all.extend_from_slice(args);
+        // Tokens created within one second list in id order: sort.
+        let mut v: Vec<String> = env
+            .json(&all)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["label"].as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(labels(&["--expiring-within", "3h"]), ["bob", "soon"]);
+    assert_eq!(
+        labels(&["--expiring-within", "3h", "-u", "alice"]),
+        ["soon"]
+    );
+    assert_eq!(labels(&["--unused-for", "1d"]), ["bob", "later"]);
+    assert_eq!(
+        labels(&["--unused-for", "1d", "--expiring-within", "3h"]),
+        ["bob"]
+    );
+    let table = env.ok(&["token", "list", "--unused-for", "1d", "-u", "alice"]);
+    assert!(
+        table.contains("later") && !table.contains("soon"),
+        "{table}"
+    );
+    fails(
+        env.run(&["token", "list", "--unused-for", "0"]),
+        2,
+        &["--unused-for"],
+    );
+}
+
 /// A long list is written as it is formatted: aligned, complete, one JSON
 /// array, and a reader that stops early (`| head -1`) is not an error.
 #[test]
@@ -632,6 +798,17 @@ fn a_store_held_by_a_process_is_managed_through_its_socket() {
         "revoked 1 token of c\n"
     );
     assert_eq!(env.ok(&["token", "prune"]), "removed 0 expired tokens\n");
+    // Rotate through the socket: the holder refuses the old secret at once.
+    let rotated = env.json(&["token", "rotate", id, "--json"]);
+    let new = rotated["token"].as_str().unwrap();
+    assert!(matches!(
+        held.authenticate(remote, Timestamp::now()),
+        Err(AuthError::Unknown)
+    ));
+    assert_eq!(
+        held.authenticate(new, Timestamp::now()).unwrap().user(),
+        "b"
+    );
     held.flush().unwrap();
     let listed = env.ok(&["token", "list", "--all"]);
     let shown = env.ok(&["token", "show", id, "--json"]);

@@ -2,7 +2,7 @@
 //! whether it holds the store file itself or asks the process that does.
 
 use crate::error::StoreError;
-use crate::record::{CreatedToken, NewToken, TokenInfo};
+use crate::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 use crate::time::Timestamp;
 use crate::token::TokenId;
 
@@ -28,6 +28,20 @@ pub trait Admin {
 
     /// One token by id, expired or not; [`StoreError::NotFound`] if absent.
     fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError>;
+
+    /// Gives token `id` a new secret, returned like [`create`](Admin::create)
+    /// returns one; the record is [`TokenInfo::rotated`]. The old secret
+    /// works until [`Rotation::retires_at`] (at once by default); presented
+    /// after that it is refused like an unknown token, and the backend logs
+    /// it (a `warn` event with the token id) as a possible theft.
+    /// [`StoreError::NotFound`] if absent. A token is rotated even when
+    /// expired: its expiry restarts.
+    fn rotate(
+        &self,
+        id: TokenId,
+        rotation: &Rotation,
+        now: Timestamp,
+    ) -> Result<CreatedToken, StoreError>;
 
     /// Deletes a token and returns what it was; [`StoreError::NotFound`] if
     /// absent.

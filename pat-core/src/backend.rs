@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::error::{AuthError, StoreError};
 use crate::record::{Identity, TokenInfo};
 use crate::time::Timestamp;
-use crate::token::TokenDigest;
+use crate::token::{TokenDigest, TokenId};
 
 /// Default time between two writes of buffered token uses.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -55,6 +55,25 @@ impl<'a> Lookup<'a> {
     pub fn check(&self, info: &TokenInfo) -> Result<Timestamp, AuthError> {
         info.check_use(self.user, self.now)
     }
+}
+
+/// The rule for a presented secret that a rotation retired, shared by every
+/// backend: `Ok` while its grace period lasts (until `retires_at`), after
+/// which the backend answers it as the token's current secret; past it,
+/// [`AuthError::Unknown`] (the client learns nothing more than for any
+/// unknown token) and a `warn` event naming the token, since an old secret
+/// presented after a rotation may have been stolen.
+pub fn retired_secret(id: TokenId, retires_at: Timestamp, now: Timestamp) -> Result<(), AuthError> {
+    if now < retires_at {
+        return Ok(());
+    }
+    tracing::warn!(
+        token_id = %id,
+        retired_at = %retires_at,
+        "a rotated token's old secret was presented after it was retired; refused \
+         (it may have been stolen)"
+    );
+    Err(AuthError::Unknown)
 }
 
 /// The result of a lookup that had to wait (a network round trip).
@@ -128,14 +147,17 @@ impl Future for Verification {
 ///
 /// For a lookup, a backend:
 /// 1. finds the record stored under the digest, else answers
-///    [`AuthError::Unknown`] (never issued, revoked or pruned look the same);
+///    [`AuthError::Unknown`] (never issued, revoked or pruned look the same).
+///    A digest a rotation retired ([`Admin::rotate`](crate::Admin::rotate))
+///    goes through [`retired_secret`]: during its grace it stands for its
+///    token's current record, after it is unknown (and logged);
 /// 2. applies [`TokenInfo::check_use`]: for HTTP Basic the user must be the
 ///    token's ([`AuthError::WrongUser`], and the use is *not* recorded); the
 ///    token must be alive at `now` (`now < expires_at`, else
 ///    [`AuthError::Expired`] with the deadline);
 /// 3. records the use: `last_used_at` becomes the later of the stored value
 ///    and `now`, and a sliding deadline moves to
-///    `min(now + window, created_at + max_lifetime)`, never backwards
+///    `min(now + window, issued_at + max_lifetime)`, never backwards
 ///    ([`Expiry::touched`](crate::Expiry::touched) is that rule). A backend
 ///    may buffer uses in memory and write them later ([`Verifier::flush`]),
 ///    as long as every read (`get`, `list`, `prune`, the next lookup) sees
@@ -152,11 +174,11 @@ impl Future for Verification {
 /// uses it rather than reading the clock, so tests can move time.
 ///
 /// On the [`Admin`](crate::Admin) side, "durable on return" means: once
-/// `create`, `revoke`, `revoke_user` or `prune` has returned `Ok`, a crash
+/// `create`, `rotate`, `revoke`, `revoke_user` or `prune` has returned `Ok`, a crash
 /// or restart of any process loses none of it, and every later lookup, in
 /// this process or any other replica, sees it (a cached backend documents
 /// its staleness bound). Records are built with [`NewToken::to_info`] and
-/// [`TokenId::generate`], and secrets with
+/// [`TokenId::generate`] (rotated ones with [`TokenInfo::rotated`]), and secrets with
 /// [`TokenSecret::generate`](crate::TokenSecret::generate); only
 /// [`TokenSecret::digest`](crate::TokenSecret::digest) is ever stored.
 ///

@@ -25,8 +25,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use crate::{
-    Admin, AuthError, ExpiryPolicy, Identity, Lookup, NewToken, NewTokenError, NodeId, Perm, Scope,
-    Scopes, StoreError, Timestamp, TokenDigest, TokenId, TokenInfo, TokenSecret, Verifier,
+    Admin, AuthError, ExpiryPolicy, Identity, Lookup, NewToken, NewTokenError, NodeId, Perm,
+    Rotation, Scope, Scopes, StoreError, Timestamp, TokenDigest, TokenId, TokenInfo, TokenSecret,
+    Verifier,
 };
 
 /// A backend under test: the admin side and the verifier side.
@@ -240,6 +241,22 @@ pub const CASES: &[(&str, Case)] = &[
     (
         "flushes racing uses never expire a sliding token early",
         flush_races,
+    ),
+    (
+        "rotation: the old secret is refused at once, the new one works",
+        rotation_at_once,
+    ),
+    (
+        "rotation with grace: both secrets work until it ends",
+        rotation_with_grace,
+    ),
+    (
+        "rotation restarts the token's own expiry, or the one given",
+        rotation_restarts_expiry,
+    ),
+    (
+        "rotation keeps the record and fails on unknown ids",
+        rotation_keeps_record,
     ),
 ];
 
@@ -526,6 +543,187 @@ fn flush_races(b: &dyn Backend) {
     });
 }
 
+fn rotation_at_once(b: &dyn Backend) {
+    let old = create(b, &hard("alice", 10 * MIN), 0);
+    auth(b, &old.secret, 1).expect("before");
+    let new = b
+        .rotate(old.info.id, &Rotation::new(), at(2))
+        .expect("rotate");
+    assert_eq!(new.info.id, old.info.id);
+    assert_ne!(new.secret.digest(), old.secret.digest());
+    assert!(
+        matches!(auth(b, &old.secret, 2), Err(AuthError::Unknown)),
+        "old secret refused at once"
+    );
+    assert_eq!(
+        auth(b, &new.secret, 2).expect("new").token_id(),
+        old.info.id
+    );
+    b.flush().expect("flush");
+    assert!(matches!(auth(b, &old.secret, 3), Err(AuthError::Unknown)));
+    // Rotated again: each retired secret stays refused.
+    let newer = b
+        .rotate(old.info.id, &Rotation::new(), at(4))
+        .expect("rotate");
+    for t in [&old.secret, &new.secret] {
+        assert!(matches!(auth(b, t, 4), Err(AuthError::Unknown)));
+    }
+    auth(b, &newer.secret, 4).expect("newest");
+    // Revoked: every secret of the token is refused.
+    b.revoke(old.info.id).expect("revoke");
+    for t in [&old.secret, &new.secret, &newer.secret] {
+        assert!(matches!(auth(b, t, 5), Err(AuthError::Unknown)));
+    }
+    assert_eq!(b.prune(at(5)).expect("prune"), 0);
+}
+
+fn rotation_with_grace(b: &dyn Backend) {
+    let old = create(b, &sliding("alice", 10 * MIN, None), 0);
+    let new = b
+        .rotate(old.info.id, &Rotation::new().grace(MIN), at(100))
+        .expect("rotate");
+    // Both work during the grace; a use of either is a use of the token.
+    let through_old = auth(b, &old.secret, 130).expect("old within grace");
+    assert_eq!(through_old.token_id(), old.info.id);
+    assert_eq!(through_old.expires_at(), at(130 + 600));
+    auth(b, &new.secret, 140).expect("new within grace");
+    b.flush().expect("flush");
+    assert_eq!(b.get(old.info.id).expect("get").last_used_at, Some(at(140)));
+    let through_old = authenticate(b, old.secret.expose_secret(), Some("bob"), at(150));
+    assert!(
+        matches!(through_old, Err(AuthError::WrongUser)),
+        "{through_old:?}"
+    );
+    // The grace ends at rotation + grace, exactly.
+    auth(b, &old.secret, 159).expect("last second of grace");
+    assert!(
+        matches!(auth(b, &old.secret, 160), Err(AuthError::Unknown)),
+        "old refused once the grace ends"
+    );
+    auth(b, &new.secret, 160).expect("new after grace");
+    // A retired secret never outlives its token.
+    let other = create(b, &hard("bob", 10 * MIN), 200);
+    let _ = b
+        .rotate(other.info.id, &Rotation::new().grace(10 * MIN), at(200))
+        .expect("rotate");
+    b.revoke(other.info.id).expect("revoke");
+    assert!(matches!(
+        auth(b, &other.secret, 201),
+        Err(AuthError::Unknown)
+    ));
+}
+
+fn rotation_restarts_expiry(b: &dyn Backend) {
+    // Hard: the lifetime it was issued with, from the rotation.
+    let h = create(b, &hard("alice", 10 * MIN), 0);
+    let r = b
+        .rotate(h.info.id, &Rotation::new(), at(300))
+        .expect("rotate");
+    assert_eq!(r.info.expiry.expires_at(), at(300 + 600));
+    assert_eq!(r.info.rotated_at, Some(at(300)));
+    assert_eq!(r.info.created_at, at(0));
+    // ...also the next time: the lifetime is measured from the last rotation.
+    let r = b
+        .rotate(h.info.id, &Rotation::new(), at(400))
+        .expect("rotate");
+    assert_eq!(r.info.expiry.expires_at(), at(400 + 600));
+    // An expired token is rotated too: its expiry restarts.
+    let r = b
+        .rotate(h.info.id, &Rotation::new(), at(5000))
+        .expect("rotate");
+    assert_eq!(r.info.expiry.expires_at(), at(5600));
+    auth(b, &r.secret, 5001).expect("alive again");
+
+    // Sliding with a cap: the cap runs from the rotation.
+    let s = create(b, &sliding("alice", MIN, Some(5 * MIN)), 0);
+    let r = b
+        .rotate(s.info.id, &Rotation::new(), at(200))
+        .expect("rotate");
+    assert_eq!(r.info.expiry.expires_at(), at(260));
+    for t in (230..=470).step_by(30) {
+        auth(b, &r.secret, t).expect("used every half window");
+    }
+    assert_eq!(
+        auth(b, &r.secret, 480).expect("capped").expires_at(),
+        at(200 + 300)
+    );
+    assert!(matches!(
+        auth(b, &r.secret, 500),
+        Err(AuthError::Expired { .. })
+    ));
+
+    // A policy given replaces the token's own.
+    let r = b
+        .rotate(
+            h.info.id,
+            &Rotation::new().expiry(ExpiryPolicy::sliding(MIN, None)),
+            at(6000),
+        )
+        .expect("rotate");
+    assert_eq!(r.info.expiry.window(), Some(MIN));
+    assert_eq!(b.get(h.info.id).expect("get").expiry, r.info.expiry);
+    // A policy the store refuses changes nothing.
+    let err = b
+        .rotate(
+            h.info.id,
+            &Rotation::new().expiry(ExpiryPolicy::sliding(2 * MIN, Some(MIN))),
+            at(6001),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::NewToken(NewTokenError::CapBelowWindow { .. })
+        ),
+        "{err:?}"
+    );
+    auth(b, &r.secret, 6001).expect("still the last secret");
+}
+
+fn rotation_keeps_record(b: &dyn Backend) {
+    let node = NodeId::generate();
+    let scopes: Scopes = [Scope {
+        node,
+        perm: Perm::READ,
+    }]
+    .into_iter()
+    .collect();
+    let t = create(
+        b,
+        &hard("alice", 10 * MIN)
+            .label("deploy")
+            .created_by("root")
+            .scopes(scopes.clone()),
+        0,
+    );
+    auth(b, &t.secret, 10).expect("use");
+    let r = b
+        .rotate(t.info.id, &Rotation::new(), at(20))
+        .expect("rotate");
+    let got = b.get(t.info.id).expect("get");
+    assert_eq!(got, r.info);
+    assert_eq!(
+        (
+            got.user.as_str(),
+            got.label.as_str(),
+            got.created_by.as_str()
+        ),
+        ("alice", "deploy", "root")
+    );
+    assert_eq!(got.scopes, scopes);
+    assert_eq!(got.last_used_at, Some(at(10)));
+    assert_eq!(got.created_at, at(0));
+    let identity = auth(b, &r.secret, 21).expect("new");
+    assert_eq!(identity.scopes(), &scopes);
+    assert_eq!(b.list(None, true, at(21)).expect("list").len(), 1);
+
+    let unknown = TokenId::from_u64(0x0123_4567_89ab_cdef);
+    assert!(matches!(
+        b.rotate(unknown, &Rotation::new(), at(21)),
+        Err(StoreError::NotFound(id)) if id == unknown
+    ));
+}
+
 /// One step of the model test.
 #[derive(Debug, Clone)]
 enum Op {
@@ -536,6 +734,8 @@ enum Op {
         cap: Option<u64>,
     },
     Revoke(usize),
+    /// Rotate the token of an issued secret, with this grace (seconds).
+    Rotate(usize, u64),
     RevokeUser(u8),
     Prune,
     Auth(usize),
@@ -550,6 +750,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0u8..3, 1u64..200, any::<bool>(), proptest::option::of(1u64..400))
             .prop_map(|(user, secs, sliding, cap)| Op::Create { user, secs, sliding, cap }),
         2 => any::<usize>().prop_map(Op::Revoke),
+        2 => (any::<usize>(), prop_oneof![Just(0u64), 1u64..100]).prop_map(|(i, g)| Op::Rotate(i, g)),
         1 => (0u8..3).prop_map(Op::RevokeUser),
         1 => Just(Op::Prune),
         5 => any::<usize>().prop_map(Op::Auth),
@@ -564,7 +765,9 @@ fn op() -> impl Strategy<Value = Op> {
 #[derive(Debug)]
 struct Model {
     user: String,
-    created_at: u64,
+    /// When the current secret was issued (creation or last rotation).
+    issued_at: u64,
+    rotated_at: Option<u64>,
     expires_at: u64,
     last_used_at: Option<u64>,
     window: Option<u64>,
@@ -591,8 +794,10 @@ pub fn run_model<B: Backend>(make: impl Fn() -> B, cases: u32) {
 
 fn model_case(b: &dyn Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut model: BTreeMap<TokenId, Model> = BTreeMap::new();
-    // Every token ever issued, so revoked ones can be presented again.
+    // Every secret ever issued, so revoked and retired ones can be
+    // presented again; a retired one with the time it stops working.
     let mut issued: Vec<(TokenId, TokenSecret)> = Vec::new();
+    let mut retires: BTreeMap<TokenDigest, u64> = BTreeMap::new();
     let mut now = 1_000u64;
     let err = |e: &dyn std::fmt::Display| TestCaseError::fail(e.to_string());
     for op in ops {
@@ -617,7 +822,8 @@ fn model_case(b: &dyn Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     created.info.id,
                     Model {
                         user,
-                        created_at: now,
+                        issued_at: now,
+                        rotated_at: None,
                         expires_at: now + secs,
                         last_used_at: None,
                         window: sliding.then_some(secs),
@@ -632,6 +838,38 @@ fn model_case(b: &dyn Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 match model.remove(&id) {
                     Some(_) => prop_assert_eq!(got.map_err(|e| err(&e))?.id, id),
                     None => prop_assert!(matches!(got, Err(StoreError::NotFound(_)))),
+                }
+            }
+            Op::Rotate(i, grace) if !issued.is_empty() => {
+                let id = issued[i % issued.len()].0;
+                let got = b.rotate(
+                    id,
+                    &Rotation::new().grace(Duration::from_secs(grace)),
+                    at(now),
+                );
+                match model.get_mut(&id) {
+                    None => prop_assert!(matches!(got, Err(StoreError::NotFound(_))), "{:?}", got),
+                    Some(m) => {
+                        let created = got.map_err(|e| err(&e))?;
+                        let lifetime = match m.window {
+                            Some(w) => w,
+                            None => (m.expires_at - m.issued_at).max(1),
+                        };
+                        m.issued_at = now;
+                        m.rotated_at = Some(now);
+                        m.expires_at = now + lifetime;
+                        // Every secret of the token current until now
+                        // retires (the presented one may be older).
+                        let current: Vec<TokenDigest> = issued
+                            .iter()
+                            .filter(|(i, s)| *i == id && !retires.contains_key(&s.digest()))
+                            .map(|(_, s)| s.digest())
+                            .collect();
+                        for d in current {
+                            retires.insert(d, now + grace);
+                        }
+                        issued.push((id, created.secret));
+                    }
                 }
             }
             Op::RevokeUser(u) => {
@@ -655,8 +893,12 @@ fn model_case(b: &dyn Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 };
                 let (id, secret) = &issued[i % issued.len()];
                 let got = authenticate(b, secret.expose_secret(), as_user.as_deref(), at(now));
+                let retired = retires.get(&secret.digest()).is_some_and(|&r| now >= r);
                 match model.get_mut(id) {
                     None => prop_assert!(matches!(got, Err(AuthError::Unknown)), "{:?}", got),
+                    Some(_) if retired => {
+                        prop_assert!(matches!(got, Err(AuthError::Unknown)), "{:?}", got);
+                    }
                     Some(m) if as_user.as_ref().is_some_and(|u| *u != m.user) => {
                         prop_assert!(matches!(got, Err(AuthError::WrongUser)), "{:?}", got);
                     }
@@ -672,7 +914,7 @@ fn model_case(b: &dyn Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         if let Some(w) = m.window {
                             let mut next = now + w;
                             if let Some(c) = m.cap {
-                                next = next.min(m.created_at + c);
+                                next = next.min(m.issued_at + c);
                             }
                             m.expires_at = m.expires_at.max(next);
                         }
@@ -695,21 +937,24 @@ fn model_case(b: &dyn Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Flush => {
                 b.flush().map_err(|e| err(&e))?;
             }
-            Op::Revoke(_) | Op::Auth(_) | Op::AuthAs(..) => {}
+            Op::Revoke(_) | Op::Rotate(..) | Op::Auth(_) | Op::AuthAs(..) => {}
         }
         // After every step the listing is exactly the live model.
-        type Row = (String, Timestamp, Option<Timestamp>);
+        type Row = (String, Timestamp, Option<Timestamp>, Option<Timestamp>);
         let listed: BTreeMap<TokenId, Row> = b
             .list(None, true, at(now))
             .map_err(|e| err(&e))?
             .into_iter()
-            .map(|i| (i.id, (i.user, i.expiry.expires_at(), i.last_used_at)))
+            .map(|i| {
+                let row = (i.user, i.expiry.expires_at(), i.last_used_at, i.rotated_at);
+                (i.id, row)
+            })
             .collect();
         let expected: BTreeMap<TokenId, Row> = model
             .iter()
             .map(|(id, m)| {
-                let last = m.last_used_at.map(at);
-                (*id, (m.user.clone(), at(m.expires_at), last))
+                let (last, rotated) = (m.last_used_at.map(at), m.rotated_at.map(at));
+                (*id, (m.user.clone(), at(m.expires_at), last, rotated))
             })
             .collect();
         prop_assert_eq!(listed, expected);
@@ -787,6 +1032,14 @@ mod tests {
             }
             fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
                 self.0.get(id)
+            }
+            fn rotate(
+                &self,
+                id: TokenId,
+                r: &Rotation,
+                t: Timestamp,
+            ) -> Result<crate::CreatedToken, StoreError> {
+                self.0.rotate(id, r, t)
             }
             // Revocation that forgets to revoke.
             fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {

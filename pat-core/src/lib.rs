@@ -84,6 +84,7 @@ mod memory;
 mod postgres;
 mod record;
 mod scope;
+pub mod selfservice;
 #[cfg(unix)]
 mod socket;
 #[cfg(unix)]
@@ -99,7 +100,7 @@ mod webdav;
 pub use admin::Admin;
 pub use backend::{
     DEFAULT_CACHE_CAPACITY, DEFAULT_FLUSH_INTERVAL, IntoVerifier, Lookup, Verification, Verifier,
-    VerifyFuture,
+    VerifyFuture, retired_secret,
 };
 pub use credentials::{BasicCredentials, Credentials, CredentialsError, MAX_AUTHORIZATION_LEN};
 pub use error::{
@@ -115,7 +116,9 @@ pub use integrations::MissingIdentity;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, PgStoreBuilder, SCHEMA_VERSION};
-pub use record::{CreatedToken, DEFAULT_LABEL, Identity, MAX_NAME_LEN, NewToken, TokenInfo};
+pub use record::{
+    CreatedToken, DEFAULT_LABEL, Identity, MAX_NAME_LEN, NewToken, Rotation, TokenInfo,
+};
 pub use scope::{NodeId, Perm, Scope, Scopes};
 #[cfg(unix)]
 pub use socket::{AdminClient, admin_socket_path};

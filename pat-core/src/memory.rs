@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use crate::admin::Admin;
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, StoreError};
-use crate::record::{CreatedToken, Identity, NewToken, TokenInfo};
+use crate::record::{CreatedToken, Identity, NewToken, Rotation, TokenInfo};
 use crate::time::Timestamp;
 use crate::token::{TokenDigest, TokenId, TokenSecret};
 
@@ -38,6 +38,8 @@ pub struct MemoryStore {
 struct State {
     tokens: HashMap<TokenDigest, TokenInfo>,
     by_id: BTreeMap<TokenId, TokenDigest>,
+    /// Secrets retired by rotations: token id and when they stop working.
+    retired: HashMap<TokenDigest, (TokenId, Timestamp)>,
 }
 
 impl MemoryStore {
@@ -77,6 +79,12 @@ impl State {
         self.tokens.remove(&digest)
     }
 
+    /// Drops the retired secrets of tokens that no longer exist.
+    fn prune_retired(&mut self) {
+        let by_id = &self.by_id;
+        self.retired.retain(|_, (id, _)| by_id.contains_key(id));
+    }
+
     fn remove_where(&mut self, doomed: impl Fn(&TokenInfo) -> bool) -> usize {
         let ids: Vec<TokenId> = self
             .tokens
@@ -94,7 +102,23 @@ impl State {
 impl Verifier for MemoryStore {
     fn verify(&self, lookup: Lookup<'_>) -> Verification {
         let mut state = self.state();
-        let Some(info) = state.tokens.get_mut(lookup.digest()) else {
+        let state = &mut *state;
+        let mut digest = lookup.digest();
+        if !state.tokens.contains_key(digest) {
+            // A secret retired by a rotation works as the current one
+            // until its grace ends.
+            let Some(&(id, retires_at)) = state.retired.get(digest) else {
+                return Verification::Ready(Err(AuthError::Unknown));
+            };
+            if let Err(e) = crate::backend::retired_secret(id, retires_at, lookup.now()) {
+                return Verification::Ready(Err(e));
+            }
+            match state.by_id.get(&id) {
+                Some(current) => digest = current,
+                None => return Verification::Ready(Err(AuthError::Unknown)),
+            }
+        }
+        let Some(info) = state.tokens.get_mut(digest) else {
             return Verification::Ready(Err(AuthError::Unknown));
         };
         // `record_use` checks before it changes anything: a refused use
@@ -155,6 +179,32 @@ impl Admin for MemoryStore {
             .ok_or(StoreError::NotFound(id))
     }
 
+    fn rotate(
+        &self,
+        id: TokenId,
+        rotation: &Rotation,
+        now: Timestamp,
+    ) -> Result<CreatedToken, StoreError> {
+        let mut state = self.state();
+        let old = *state.by_id.get(&id).ok_or(StoreError::NotFound(id))?;
+        let info = state
+            .tokens
+            .get(&old)
+            .ok_or_else(|| StoreError::Corrupt(format!("token {id} has no record")))?
+            .rotated(rotation, now)?;
+        let secret = loop {
+            let s = TokenSecret::generate();
+            if !state.tokens.contains_key(&s.digest()) {
+                break s;
+            }
+        };
+        state.tokens.remove(&old);
+        state.tokens.insert(secret.digest(), info.clone());
+        state.by_id.insert(id, secret.digest());
+        state.retired.insert(old, (id, rotation.retires_at(now)));
+        Ok(CreatedToken::new(secret, info))
+    }
+
     fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
         self.state().remove(id).ok_or(StoreError::NotFound(id))
     }
@@ -164,6 +214,9 @@ impl Admin for MemoryStore {
     }
 
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
-        Ok(self.state().remove_where(|i| i.is_expired(now)))
+        let mut state = self.state();
+        let n = state.remove_where(|i| i.is_expired(now));
+        state.prune_retired();
+        Ok(n)
     }
 }

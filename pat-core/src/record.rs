@@ -35,6 +35,10 @@ pub struct TokenInfo {
     pub last_used_at: Option<Timestamp>,
     /// Node restrictions; empty means unrestricted.
     pub scopes: Scopes,
+    /// When the current secret was issued by a rotation; `None` while the
+    /// token still has the secret it was created with. The expiry runs from
+    /// [`issued_at`](TokenInfo::issued_at).
+    pub rotated_at: Option<Timestamp>,
 }
 
 impl TokenInfo {
@@ -57,7 +61,47 @@ impl TokenInfo {
             expiry,
             last_used_at: None,
             scopes: Scopes::unrestricted(),
+            rotated_at: None,
         }
+    }
+
+    /// When the current secret was issued: the last rotation, else creation.
+    /// A sliding token's cap and a hard token's lifetime run from here.
+    pub fn issued_at(&self) -> Timestamp {
+        self.rotated_at.unwrap_or(self.created_at)
+    }
+
+    /// The policy this token's expiry follows: the sliding window and cap
+    /// as stored, or for a hard limit the lifetime its current secret was
+    /// issued with (at least one second).
+    pub fn policy(&self) -> ExpiryPolicy {
+        match self.expiry {
+            Expiry::Hard { expires_at } => ExpiryPolicy::hard(std::time::Duration::from_secs(
+                expires_at
+                    .as_unix_secs()
+                    .saturating_sub(self.issued_at().as_unix_secs())
+                    .max(1),
+            )),
+            Expiry::Sliding {
+                window,
+                max_lifetime,
+                ..
+            } => ExpiryPolicy::sliding(window, max_lifetime),
+        }
+    }
+
+    /// The record after `rotation` at `now`, the rule every backend applies:
+    /// same id, user, label, creator, scopes and last use; the expiry
+    /// restarts at `now` under the rotation's policy, else the token's own
+    /// ([`policy`](TokenInfo::policy)). The caller stores it under the new
+    /// secret's digest and retires the old one.
+    pub fn rotated(&self, rotation: &Rotation, now: Timestamp) -> Result<TokenInfo, NewTokenError> {
+        let policy = rotation.expiry.unwrap_or_else(|| self.policy());
+        Ok(TokenInfo {
+            expiry: policy.start(now)?,
+            rotated_at: Some(now),
+            ..self.clone()
+        })
     }
 
     /// Whether the token is dead at `now`.
@@ -91,7 +135,7 @@ impl TokenInfo {
                 expires_at: expiry.expires_at(),
             });
         }
-        Ok(expiry.touched(self.created_at, now).expires_at())
+        Ok(expiry.touched(self.issued_at(), now).expires_at())
     }
 
     /// [`check_use`](TokenInfo::check_use), then records the use in this
@@ -183,6 +227,7 @@ impl NewToken {
             expiry: self.expiry.start(now)?,
             last_used_at: None,
             scopes: self.scopes.clone(),
+            rotated_at: None,
         })
     }
 
@@ -243,6 +288,54 @@ impl CreatedToken {
     /// record they stored under its digest.
     pub fn new(secret: TokenSecret, info: TokenInfo) -> CreatedToken {
         CreatedToken { secret, info }
+    }
+}
+
+/// A request to rotate a token: a new secret for the same token.
+///
+/// ```
+/// use std::time::Duration;
+/// use pat_core::{ExpiryPolicy, Rotation};
+/// // The old secret keeps working for 10 more minutes; the new one gets 30 days.
+/// let rotation = Rotation::new()
+///     .grace(Duration::from_secs(600))
+///     .expiry(ExpiryPolicy::hard(Duration::from_secs(30 * 86_400)));
+/// # let _ = rotation;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Rotation {
+    /// The new secret's expiry; `None` restarts the token's own policy
+    /// ([`TokenInfo::policy`]).
+    pub expiry: Option<ExpiryPolicy>,
+    /// How long the old secret keeps working beside the new one; zero (the
+    /// default) retires it at once. Presenting it after that is refused
+    /// like an unknown token and logged as a possible theft.
+    pub grace: std::time::Duration,
+}
+
+impl Rotation {
+    /// A rotation that restarts the token's own expiry policy and retires
+    /// the old secret at once.
+    pub fn new() -> Rotation {
+        Rotation::default()
+    }
+
+    /// Gives the new secret this expiry policy instead of the token's own.
+    pub fn expiry(mut self, policy: ExpiryPolicy) -> Rotation {
+        self.expiry = Some(policy);
+        self
+    }
+
+    /// Lets the old secret work for `grace` more.
+    pub fn grace(mut self, grace: std::time::Duration) -> Rotation {
+        self.grace = grace;
+        self
+    }
+
+    /// When the old secret stops working, for a rotation at `now`.
+    pub fn retires_at(&self, now: Timestamp) -> Timestamp {
+        now.saturating_add(self.grace)
     }
 }
 

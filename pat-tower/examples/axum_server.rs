@@ -15,7 +15,10 @@
 //! - `GET /nodes/by-path?path=/a/b`: `{"node", "path"}` of a file or folder of
 //!   the share, for unscoped tokens (403 for scoped ones, 404 if missing);
 //! - `/dav/`: a WebDAV share of `--dav-root`, for Basic `user:token` clients;
-//!   a scoped token reaches only its nodes (403 elsewhere, see `common/dav.rs`).
+//!   a scoped token reaches only its nodes (403 elsewhere, see `common/dav.rs`);
+//! - `GET /tokens/self`, `DELETE /tokens/self`, `POST /tokens/self/rotate`:
+//!   the presenting token looks itself up, revokes or rotates itself
+//!   (`pat_core::selfservice`), JSON.
 //!
 //! Prints `listening on http://ADDR` once the socket is bound. Ctrl-C or
 //! SIGTERM stop it gracefully, writing buffered token uses.
@@ -72,6 +75,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .route("/hello", get(|| async { "ok" }))
         .route("/whoami", get(whoami))
         .route("/nodes/{id}", get(read_node).put(write_node))
+        .nest("/tokens", pat_tower::self_service(backend.admin()))
         .merge(share_routes)
         .layer(PatLayer::new(store.clone()).realm(&args.realm))
         .route("/health", get(|| async { "ok" }));

@@ -49,6 +49,11 @@ pub use pat_core;
 #[cfg(feature = "axum")]
 #[doc(no_inline)]
 pub use pat_core::MissingIdentity;
+#[cfg(feature = "axum")]
+pub use self_service::self_service;
+
+#[cfg(feature = "axum")]
+mod self_service;
 #[doc(no_inline)]
 pub use pat_core::{
     Admin, ExpiryPolicy, Identity, IntoVerifier, MemoryStore, NewToken, NodeId, Perm, Rejection,

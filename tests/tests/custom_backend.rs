@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use pat_core::{
     Admin, AuthError, BackendError, CreatedToken, ExpiryPolicy, Gate, Identity, Lookup,
-    MemoryStore, NewToken, StoreError, Timestamp, TokenDigest, TokenId, TokenInfo, TokenSecret,
-    Verification, Verifier, conformance,
+    MemoryStore, NewToken, Rotation, StoreError, Timestamp, TokenDigest, TokenId, TokenInfo,
+    TokenSecret, Verification, Verifier, conformance,
 };
 use pat_integration_tests::contract::{Tokens, cases};
 use pat_integration_tests::inproc::{self, Req};
@@ -23,6 +23,21 @@ use pat_integration_tests::inproc::{self, Req};
 struct Table {
     rows: HashMap<TokenDigest, TokenInfo>,
     ids: HashMap<TokenId, TokenDigest>,
+    /// Secrets retired by rotations, with their token and end of grace.
+    retired: HashMap<TokenDigest, (TokenId, Timestamp)>,
+}
+
+impl Table {
+    /// The row a presented digest stands for: its own, or, during a
+    /// rotation's grace, its token's current one.
+    fn resolve(&self, digest: &TokenDigest, now: Timestamp) -> Result<TokenDigest, AuthError> {
+        if self.rows.contains_key(digest) {
+            return Ok(*digest);
+        }
+        let &(id, retires_at) = self.retired.get(digest).ok_or(AuthError::Unknown)?;
+        pat_core::retired_secret(id, retires_at, now)?;
+        self.ids.get(&id).copied().ok_or(AuthError::Unknown)
+    }
 }
 
 /// One lookup waiting for the worker.
@@ -71,12 +86,11 @@ impl AsyncBackend {
                     }
                     for job in waiting.drain(..) {
                         let mut table = table.lock().unwrap();
-                        let result = match table.rows.get_mut(&job.digest) {
-                            None => Err(AuthError::Unknown),
-                            Some(info) => info
-                                .record_use(job.user.as_deref(), job.now)
-                                .map(|expires_at| Identity::new(info, expires_at)),
-                        };
+                        let result = table.resolve(&job.digest, job.now).and_then(|digest| {
+                            let info = table.rows.get_mut(&digest).expect("resolved row");
+                            info.record_use(job.user.as_deref(), job.now)
+                                .map(|expires_at| Identity::new(info, expires_at))
+                        });
                         let _ = job.reply.send(result);
                     }
                 }
@@ -160,6 +174,23 @@ impl Admin for AsyncBackend {
         Ok(table.rows[digest].clone())
     }
 
+    fn rotate(
+        &self,
+        id: TokenId,
+        rotation: &Rotation,
+        now: Timestamp,
+    ) -> Result<CreatedToken, StoreError> {
+        let mut table = self.table();
+        let old = *table.ids.get(&id).ok_or(StoreError::NotFound(id))?;
+        let info = table.rows[&old].rotated(rotation, now)?;
+        let secret = TokenSecret::generate();
+        table.rows.remove(&old);
+        table.rows.insert(secret.digest(), info.clone());
+        table.ids.insert(id, secret.digest());
+        table.retired.insert(old, (id, rotation.retires_at(now)));
+        Ok(CreatedToken::new(secret, info))
+    }
+
     fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
         let mut table = self.table();
         let digest = table.ids.remove(&id).ok_or(StoreError::NotFound(id))?;
@@ -191,6 +222,11 @@ impl Admin for AsyncBackend {
         for &id in &ids {
             self.revoke(id)?;
         }
+        let mut table = self.table();
+        let table = &mut *table;
+        table
+            .retired
+            .retain(|_, (id, _)| table.ids.contains_key(id));
         Ok(ids.len())
     }
 }

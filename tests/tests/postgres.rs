@@ -338,3 +338,130 @@ fn revocation_propagation() {
         assert!(s.stop());
     }
 }
+
+/// A measurement, not a check (`cargo test --release -p pat-integration-tests
+/// --test postgres -- --ignored --nocapture lookup_latency`): one lookup of
+/// a token, one after another, from a replica whose cache is off (every
+/// lookup is a query) and from one whose cache holds it. Reported in
+/// BENCHMARKS.md.
+#[test]
+#[ignore = "a measurement; run on purpose"]
+fn lookup_latency() {
+    use pat_core::{Admin as _, ExpiryPolicy, NewToken, Timestamp};
+    let Some(pg) = postgres() else { return };
+    let db = pg.database();
+    let hour = ExpiryPolicy::hard(Duration::from_secs(3600));
+    for (what, capacity) in [("uncached", 0), ("cached", 1000)] {
+        let store = PgStore::builder()
+            .cache_capacity(capacity)
+            .connect(&db)
+            .unwrap();
+        let token = store
+            .create(&NewToken::new("alice", hour), Timestamp::now())
+            .unwrap();
+        let secret = token.secret.expose_secret();
+        let mut latencies: Vec<Duration> = (0..2000)
+            .map(|_| {
+                let started = Instant::now();
+                conformance::authenticate(&store, secret, None, Timestamp::now()).unwrap();
+                started.elapsed()
+            })
+            .collect();
+        latencies.sort();
+        eprintln!(
+            "{what} lookup on PostgreSQL: p50 {:?}, p99 {:?} (2000 lookups, one at a time)",
+            latencies[999], latencies[1979]
+        );
+    }
+}
+
+/// Runs `sql` in the database at `url`.
+fn sql(url: &str, sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connecting to the test database");
+        tokio::spawn(connection);
+        client.batch_execute(sql).await.expect("statement");
+    });
+}
+
+/// A database left by a build that wrote schema version 1 (before
+/// rotation) is upgraded in place when a newer build connects: its tokens
+/// keep working and can be rotated.
+#[test]
+fn a_version_1_schema_is_upgraded_and_keeps_its_tokens() {
+    use pat_core::{Admin as _, Rotation, Timestamp, TokenSecret};
+    let Some(pg) = postgres() else { return };
+    let db = pg.database();
+    let secret = TokenSecret::generate();
+    let digest: String = secret
+        .digest()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let far = Timestamp::now().as_unix_secs() + 3600;
+    // Version 1's DDL, as released.
+    sql(
+        &db,
+        &format!(
+            "CREATE TABLE pat_meta (key text PRIMARY KEY, value bigint NOT NULL);
+             CREATE TABLE pat_tokens (
+                 digest bytea PRIMARY KEY CHECK (octet_length(digest) = 32),
+                 id bigint NOT NULL UNIQUE, username text NOT NULL, label text NOT NULL,
+                 created_at bigint NOT NULL, created_by text NOT NULL, sliding boolean NOT NULL,
+                 expires_at bigint NOT NULL, window_secs bigint, max_lifetime_secs bigint,
+                 last_used_at bigint, scopes text[] NOT NULL);
+             CREATE INDEX pat_tokens_by_user ON pat_tokens (username);
+             INSERT INTO pat_meta VALUES ('schema_version', 1);
+             INSERT INTO pat_tokens VALUES ('\\x{digest}', 42, 'alice', 'old', 1000, 'root',
+                 false, {far}, NULL, NULL, NULL, '{{}}');"
+        ),
+    );
+    let store = store(&db);
+    let identity =
+        conformance::authenticate(&store, secret.expose_secret(), None, Timestamp::now())
+            .expect("a version 1 token works after the upgrade");
+    assert_eq!(identity.user(), "alice");
+    let rotated = store
+        .rotate(identity.token_id(), &Rotation::new(), Timestamp::now())
+        .expect("rotate after the upgrade");
+    assert_eq!(rotated.info.label, "old");
+    assert!(
+        conformance::authenticate(&store, secret.expose_secret(), None, Timestamp::now()).is_err()
+    );
+    drop(store);
+    // Connecting again finds version 2 and changes nothing.
+    let again = self::store(&db);
+    assert_eq!(
+        again.get(identity.token_id()).expect("get").rotated_at,
+        rotated.info.rotated_at
+    );
+}
+
+/// A schema newer than this build is refused, naming both versions, and
+/// left alone.
+#[test]
+fn a_newer_schema_is_refused_with_both_versions() {
+    let Some(pg) = postgres() else { return };
+    let db = pg.database();
+    drop(store(&db));
+    sql(
+        &db,
+        "UPDATE pat_meta SET value = 99 WHERE key = 'schema_version'",
+    );
+    let err = PgStore::builder().connect(&db).unwrap_err();
+    let msg = pat_core::error_chain(&err);
+    assert!(
+        msg.contains("99") && msg.contains(&pat_core::SCHEMA_VERSION.to_string()),
+        "{msg}"
+    );
+    let err = cli(&db, &["token", "list"]);
+    assert_eq!(err.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&err.stderr).contains("99"));
+}

@@ -18,7 +18,7 @@ use crate::backend::{Lookup, Verification, Verifier};
 use crate::cache::Cache;
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
 use crate::expiry::Expiry;
-use crate::record::{CreatedToken, Identity, NewToken, TokenInfo};
+use crate::record::{CreatedToken, Identity, NewToken, Rotation, TokenInfo};
 use crate::scope::{Scope, Scopes};
 use crate::time::Timestamp;
 use crate::token::{TokenDigest, TokenId, TokenSecret};
@@ -388,7 +388,10 @@ impl Drop for PgStore {
 }
 
 const COLUMNS: &str = "id, username, label, created_at, created_by, sliding, expires_at, \
-                       window_secs, max_lifetime_secs, last_used_at, scopes";
+                       window_secs, max_lifetime_secs, last_used_at, scopes, rotated_at";
+
+/// Where statements put the digest after [`COLUMNS`] (`SELECT {COLUMNS}, digest`).
+const DIGEST: usize = 12;
 
 fn secs(t: Timestamp) -> i64 {
     t.as_unix_secs() as i64
@@ -434,6 +437,10 @@ fn record(row: &Row) -> Result<TokenInfo, PgError> {
     info.last_used_at = row
         .get::<_, Option<i64>>(9)
         .map(|v| timestamp(v, "last_used_at"))
+        .transpose()?;
+    info.rotated_at = row
+        .get::<_, Option<i64>>(11)
+        .map(|v| timestamp(v, "rotated_at"))
         .transpose()?;
     let scopes: Vec<String> = row.get(10);
     info.scopes = scopes
@@ -501,6 +508,33 @@ impl Shared {
         row.as_ref().map(record).transpose()
     }
 
+    /// A retired secret's token, when it stops working, and the token's
+    /// current digest (`None` once the token is gone).
+    async fn retired(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<(TokenId, Timestamp, Option<TokenDigest>)>, PgError> {
+        let client = self.client().await?;
+        let key: &[u8] = digest.as_bytes();
+        let row = self
+            .timed(client.query_opt(
+                "SELECT r.id, r.retires_at, t.digest FROM pat_retired r \
+                 LEFT JOIN pat_tokens t ON t.id = r.id WHERE r.digest = $1",
+                &[&key],
+            ))
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let current = match row.get::<_, Option<Vec<u8>>>(2) {
+            None => None,
+            Some(_) => Some(digest_of(&row, 2)?),
+        };
+        Ok(Some((
+            TokenId::from_u64(row.get::<_, i64>(0) as u64),
+            timestamp(row.get(1), "retires_at")?,
+            current,
+        )))
+    }
+
     /// The request path's miss: read, cache, use. Retried like the redb
     /// store's when a change was heard while reading.
     async fn lookup(
@@ -511,16 +545,30 @@ impl Shared {
     ) -> Result<Identity, AuthError> {
         const ATTEMPTS: u32 = 4;
         let mut attempt = 1;
+        let mut digest = digest;
+        let mut followed = false;
         loop {
             let miss = match self.cache.hit(&digest, user.as_deref(), now) {
                 Ok(result) => return result,
                 Err(miss) => miss,
             };
-            let info = self
-                .read(&digest)
-                .await
-                .map_err(|e| AuthError::Store(e.into()))?
-                .ok_or(AuthError::Unknown)?;
+            let store = |e: PgError| AuthError::Store(e.into());
+            let Some(info) = self.read(&digest).await.map_err(store)? else {
+                // A secret retired by a rotation works as its token's
+                // current one until its grace ends.
+                if followed {
+                    return Err(AuthError::Unknown);
+                }
+                let (id, retires_at, current) = self
+                    .retired(&digest)
+                    .await
+                    .map_err(store)?
+                    .ok_or(AuthError::Unknown)?;
+                crate::backend::retired_secret(id, retires_at, now)?;
+                digest = current.ok_or(AuthError::Unknown)?;
+                followed = true;
+                continue;
+            };
             let last_try = attempt == ATTEMPTS;
             match self
                 .cache
@@ -802,7 +850,7 @@ impl Admin for PgStore {
                     shared.timed(client.query(&sql, &[])).await?
                 }
             };
-            shared.records(&rows, 11)
+            shared.records(&rows, DIGEST)
         })?;
         out.retain(|i| include_expired || !i.is_expired(now));
         out.sort_by_key(|i| (i.created_at, i.id));
@@ -818,10 +866,21 @@ impl Admin for PgStore {
                 .timed(client.query(&sql, &[&(id.as_u64() as i64)]))
                 .await?;
             shared
-                .records(&rows, 11)?
+                .records(&rows, DIGEST)?
                 .pop()
                 .ok_or(StoreError::NotFound(id))
         })
+    }
+
+    fn rotate(
+        &self,
+        id: TokenId,
+        rotation: &Rotation,
+        now: Timestamp,
+    ) -> Result<CreatedToken, StoreError> {
+        let shared = self.shared.clone();
+        let rotation = *rotation;
+        self.block(async move { shared.rotate(id, rotation, now).await })
     }
 
     fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
@@ -860,7 +919,7 @@ impl Admin for PgStore {
             let mut doomed: Vec<Vec<u8>> = Vec::new();
             for row in &rows {
                 let mut info = record(row)?;
-                let digest = digest_of(row, 11)?;
+                let digest = digest_of(row, DIGEST)?;
                 shared.cache.overlay(&digest, &mut info);
                 let margin = Duration::from_secs(margin as u64);
                 if info.expiry.expires_at().saturating_add(margin) <= now {
@@ -871,10 +930,21 @@ impl Admin for PgStore {
                 "DELETE FROM pat_tokens WHERE digest = ANY($1) AND expires_at + $2 <= $3 \
                  RETURNING {COLUMNS}, digest"
             );
-            Ok(shared
+            let pruned = shared
                 .change(&sql, &[&doomed, &margin, &secs(now)])
                 .await?
-                .len())
+                .len();
+            // Retired secrets of tokens that are gone can only be refused
+            // now, like any unknown token.
+            let client = shared.client().await?;
+            shared
+                .timed(client.execute(
+                    "DELETE FROM pat_retired r \
+                     WHERE NOT EXISTS (SELECT 1 FROM pat_tokens t WHERE t.id = r.id)",
+                    &[],
+                ))
+                .await?;
+            Ok(pruned)
         })
     }
 }
@@ -895,8 +965,77 @@ impl Shared {
         Ok(writer)
     }
 
+    /// Rotation in one transaction: the record (locked), a new secret under
+    /// the same id, the old digest retired and announced to the replicas.
+    async fn rotate(
+        &self,
+        id: TokenId,
+        rotation: Rotation,
+        now: Timestamp,
+    ) -> Result<CreatedToken, StoreError> {
+        let mut writer = self.writer().await?;
+        let Some(client) = writer.as_mut() else {
+            return Err(PgError::Stopped.into());
+        };
+        let run = async {
+            let txn = client.transaction().await.map_err(PgError::Db)?;
+            let sql = format!("SELECT {COLUMNS}, digest FROM pat_tokens WHERE id = $1 FOR UPDATE");
+            let row = txn
+                .query_opt(&sql, &[&(id.as_u64() as i64)])
+                .await
+                .map_err(PgError::Db)?
+                .ok_or(StoreError::NotFound(id))?;
+            let old = digest_of(&row, DIGEST)?;
+            let mut info = record(&row)?;
+            // This replica's unwritten use is kept; other replicas' land
+            // on the old digest and are dropped, like uses racing a revoke.
+            self.cache.overlay(&old, &mut info);
+            let info = info.rotated(&rotation, now)?;
+            let secret = TokenSecret::generate();
+            let new = secret.digest();
+            let (window, cap) = (info.expiry.window(), info.expiry.max_lifetime());
+            let (old_key, new_key): (&[u8], &[u8]) = (old.as_bytes(), new.as_bytes());
+            txn.execute(
+                "UPDATE pat_tokens SET digest = $2, sliding = $3, expires_at = $4, window_secs = $5,
+                     max_lifetime_secs = $6, last_used_at = $7, rotated_at = $8
+                 WHERE id = $1",
+                &[
+                    &(id.as_u64() as i64),
+                    &new_key,
+                    &window.is_some(),
+                    &secs(info.expiry.expires_at()),
+                    &window.map(|d| d.as_secs() as i64),
+                    &cap.map(|d| d.as_secs() as i64),
+                    &info.last_used_at.map(secs),
+                    &info.rotated_at.map(secs),
+                ],
+            )
+            .await
+            .map_err(PgError::Db)?;
+            txn.execute(
+                "INSERT INTO pat_retired (digest, id, retires_at) VALUES ($1, $2, $3)",
+                &[
+                    &old_key,
+                    &(id.as_u64() as i64),
+                    &secs(rotation.retires_at(now)),
+                ],
+            )
+            .await
+            .map_err(PgError::Db)?;
+            notify(&txn, &[old]).await.map_err(PgError::Db)?;
+            txn.commit().await.map_err(PgError::Db)?;
+            Ok::<_, StoreError>((CreatedToken::new(secret, info), old))
+        };
+        let (created, old) = match tokio::time::timeout(self.timeout, run).await {
+            Ok(r) => r?,
+            Err(_) => return Err(PgError::Timeout.into()),
+        };
+        self.cache.deleted(&[old]);
+        Ok(created)
+    }
+
     /// A statement that changes tokens (`… RETURNING …, digest`, the digest
-    /// in column 11), in a transaction that notifies the other replicas; the
+    /// in column [`DIGEST`]), in a transaction that notifies the other replicas; the
     /// rows it returned, forgotten here too.
     async fn change(
         &self,
@@ -910,8 +1049,10 @@ impl Shared {
         let run = async {
             let txn = client.transaction().await?;
             let rows = txn.query(sql, params).await?;
-            let digests: Vec<TokenDigest> =
-                rows.iter().filter_map(|r| digest_of(r, 11).ok()).collect();
+            let digests: Vec<TokenDigest> = rows
+                .iter()
+                .filter_map(|r| digest_of(r, DIGEST).ok())
+                .collect();
             notify(&txn, &digests).await?;
             txn.commit().await?;
             Ok((rows, digests))

@@ -6,7 +6,7 @@ use tokio_postgres::Client;
 use super::{PgError, db_error};
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The lock every replica takes while it creates or checks the schema, so
 /// that two starting at once do not both create it.
@@ -15,7 +15,9 @@ const SCHEMA_LOCK: i64 = 0x7061_745f_7363_6865; // "pat_sche"
 /// The channel writes notify and replicas listen on.
 pub(super) const CHANNEL: &str = "pat_tokens";
 
-const CREATE: &str = "
+/// Version 1, as first released. A new database gets it, then every
+/// upgrade in turn, so the upgrade path is the path every store takes.
+const CREATE_V1: &str = "
     CREATE TABLE pat_meta (
         key text PRIMARY KEY,
         value bigint NOT NULL
@@ -37,6 +39,22 @@ const CREATE: &str = "
     CREATE INDEX pat_tokens_by_user ON pat_tokens (username);
 ";
 
+/// Version 1 to 2: rotation. The time of the last rotation, and the
+/// secrets rotations retired (refused after `retires_at`, kept until their
+/// token is gone so that a replay is recognised).
+const UPGRADE_V2: &str = "
+    ALTER TABLE pat_tokens ADD COLUMN rotated_at bigint;
+    CREATE TABLE pat_retired (
+        digest bytea PRIMARY KEY CHECK (octet_length(digest) = 32),
+        id bigint NOT NULL,
+        retires_at bigint NOT NULL
+    );
+    CREATE INDEX pat_retired_by_id ON pat_retired (id);
+";
+
+/// The upgrade from version `n - 1` to `n`, for `n` in `2..=SCHEMA_VERSION`.
+const UPGRADES: [&str; 1] = [UPGRADE_V2];
+
 /// Creates the schema if the database has none, checks its version
 /// otherwise; all in one transaction under an advisory lock.
 pub(super) async fn ensure(client: &mut Client) -> Result<(), PgError> {
@@ -49,15 +67,7 @@ pub(super) async fn ensure(client: &mut Client) -> Result<(), PgError> {
         .await
         .map_err(db_error)?
         .get(0);
-    if !exists {
-        txn.batch_execute(CREATE).await.map_err(db_error)?;
-        txn.execute(
-            "INSERT INTO pat_meta (key, value) VALUES ('schema_version', $1)",
-            &[&SCHEMA_VERSION],
-        )
-        .await
-        .map_err(db_error)?;
-    } else {
+    let found = if exists {
         let found: Option<i64> = txn
             .query_opt(
                 "SELECT value FROM pat_meta WHERE key = 'schema_version'",
@@ -68,13 +78,34 @@ pub(super) async fn ensure(client: &mut Client) -> Result<(), PgError> {
             .map(|row| row.get(0));
         match found {
             None => return Err(PgError::Foreign("pat_meta has no schema_version".into())),
-            Some(v) if v > SCHEMA_VERSION => {
-                return Err(PgError::Newer { found: v });
+            Some(v) if v > SCHEMA_VERSION => return Err(PgError::Newer { found: v }),
+            Some(v) if v < 1 => {
+                return Err(PgError::Foreign(format!(
+                    "pat_meta says schema version {v}"
+                )));
             }
-            // Version 1 is the only one so far: nothing to upgrade. An
-            // upgrade would run here, in this transaction.
-            Some(_) => {}
+            Some(v) => v,
         }
+    } else {
+        txn.batch_execute(CREATE_V1).await.map_err(db_error)?;
+        txn.execute(
+            "INSERT INTO pat_meta (key, value) VALUES ('schema_version', 1)",
+            &[],
+        )
+        .await
+        .map_err(db_error)?;
+        1
+    };
+    // Each upgrade in turn, all in this transaction: a failure leaves the
+    // schema as it was.
+    for (to, upgrade) in (found + 1..=SCHEMA_VERSION).zip(&UPGRADES[(found - 1) as usize..]) {
+        txn.batch_execute(upgrade).await.map_err(db_error)?;
+        txn.execute(
+            "UPDATE pat_meta SET value = $1 WHERE key = 'schema_version'",
+            &[&to],
+        )
+        .await
+        .map_err(db_error)?;
     }
     txn.commit().await.map_err(db_error)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::protocol::{self, Failure, Reply, Request};
 use crate::admin::Admin;
 use crate::error::{StoreError, Untrusted};
-use crate::record::{CreatedToken, NewToken, TokenInfo};
+use crate::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 use crate::socket::server::peer_allowed;
 use crate::time::Timestamp;
 use crate::token::TokenId;
@@ -148,6 +148,22 @@ impl Admin for AdminClient {
     fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
         match self.call(&Request::Get(id))? {
             Reply::Token(info) => Ok(info),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn rotate(
+        &self,
+        id: TokenId,
+        rotation: &Rotation,
+        now: Timestamp,
+    ) -> Result<CreatedToken, StoreError> {
+        match self.call(&Request::Rotate {
+            id,
+            rotation: *rotation,
+            now,
+        })? {
+            Reply::Created(created) => Ok(created),
             other => Err(self.unexpected(&other)),
         }
     }

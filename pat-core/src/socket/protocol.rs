@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use std::time::Duration;
 
 use crate::expiry::ExpiryPolicy;
-use crate::record::{CreatedToken, NewToken, TokenInfo};
+use crate::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 
 use crate::store::codec::{self, Reader, put_opt_u64, put_scopes, put_str};
 use crate::time::Timestamp;
@@ -42,6 +42,11 @@ pub(crate) enum Request {
     Revoke(TokenId),
     RevokeUser(String),
     Prune(Timestamp),
+    Rotate {
+        id: TokenId,
+        rotation: Rotation,
+        now: Timestamp,
+    },
 }
 
 /// A successful answer.
@@ -110,20 +115,7 @@ impl Request {
                 put_str(&mut out, &new.user);
                 put_str(&mut out, &new.label);
                 put_str(&mut out, &new.created_by);
-                match new.expiry {
-                    ExpiryPolicy::Hard { lifetime } => {
-                        out.push(0);
-                        put_secs(&mut out, lifetime);
-                    }
-                    ExpiryPolicy::Sliding {
-                        window,
-                        max_lifetime,
-                    } => {
-                        out.push(1);
-                        put_secs(&mut out, window);
-                        put_opt_u64(&mut out, max_lifetime.map(|d| d.as_secs()));
-                    }
-                }
+                put_policy(&mut out, &new.expiry);
                 put_scopes(&mut out, &new.scopes);
                 put_u64(&mut out, now.as_unix_secs());
             }
@@ -159,6 +151,19 @@ impl Request {
                 out.push(6);
                 put_u64(&mut out, now.as_unix_secs());
             }
+            Request::Rotate { id, rotation, now } => {
+                out.push(7);
+                put_u64(&mut out, id.as_u64());
+                match &rotation.expiry {
+                    None => out.push(0),
+                    Some(policy) => {
+                        out.push(1);
+                        put_policy(&mut out, policy);
+                    }
+                }
+                put_secs(&mut out, rotation.grace);
+                put_u64(&mut out, now.as_unix_secs());
+            }
         }
         out
     }
@@ -177,14 +182,7 @@ impl Request {
                 let user = r.string("user")?;
                 let label = r.string("label")?;
                 let created_by = r.string("created_by")?;
-                let expiry = match r.u8("expiry kind")? {
-                    0 => ExpiryPolicy::hard(Duration::from_secs(r.u64("lifetime")?)),
-                    1 => ExpiryPolicy::sliding(
-                        Duration::from_secs(r.u64("window")?),
-                        r.opt_u64("max_lifetime")?.map(Duration::from_secs),
-                    ),
-                    k => return Err(format!("unknown expiry kind {k}")),
-                };
+                let expiry = read_policy(&mut r)?;
                 let scopes = r.scopes()?;
                 let new = NewToken::new(user, expiry)
                     .label(label)
@@ -216,11 +214,56 @@ impl Request {
             4 => Request::Revoke(TokenId::from_u64(r.u64("id")?)),
             5 => Request::RevokeUser(r.string("user")?),
             6 => Request::Prune(r.timestamp("now")?),
+            7 => {
+                let id = TokenId::from_u64(r.u64("id")?);
+                let mut rotation = Rotation::new();
+                match r.u8("expiry flag")? {
+                    0 => {}
+                    1 => rotation = rotation.expiry(read_policy(&mut r)?),
+                    f => return Err(format!("bad expiry flag {f}")),
+                }
+                rotation = rotation.grace(Duration::from_secs(r.u64("grace")?));
+                Request::Rotate {
+                    id,
+                    rotation,
+                    now: r.timestamp("now")?,
+                }
+            }
             op => return Err(format!("unknown operation {op}")),
         };
         r.finish()?;
         Ok(req)
     }
+}
+
+/// `u8` kind (0 hard, 1 sliding), then the lifetime, or the window and an
+/// optional cap, in seconds.
+fn put_policy(out: &mut Vec<u8>, policy: &ExpiryPolicy) {
+    match *policy {
+        ExpiryPolicy::Hard { lifetime } => {
+            out.push(0);
+            put_secs(out, lifetime);
+        }
+        ExpiryPolicy::Sliding {
+            window,
+            max_lifetime,
+        } => {
+            out.push(1);
+            put_secs(out, window);
+            put_opt_u64(out, max_lifetime.map(|d| d.as_secs()));
+        }
+    }
+}
+
+fn read_policy(r: &mut Reader<'_>) -> Result<ExpiryPolicy, String> {
+    Ok(match r.u8("expiry kind")? {
+        0 => ExpiryPolicy::hard(Duration::from_secs(r.u64("lifetime")?)),
+        1 => ExpiryPolicy::sliding(
+            Duration::from_secs(r.u64("window")?),
+            r.opt_u64("max_lifetime")?.map(Duration::from_secs),
+        ),
+        k => return Err(format!("unknown expiry kind {k}")),
+    })
 }
 
 fn put_record(out: &mut Vec<u8>, info: &TokenInfo) {
@@ -367,6 +410,18 @@ mod tests {
             Request::Revoke(TokenId::from_u64(8)),
             Request::RevokeUser("carol".into()),
             Request::Prune(now),
+            Request::Rotate {
+                id: TokenId::from_u64(9),
+                rotation: Rotation::new(),
+                now,
+            },
+            Request::Rotate {
+                id: TokenId::from_u64(10),
+                rotation: Rotation::new()
+                    .grace(Duration::from_secs(60))
+                    .expiry(ExpiryPolicy::sliding(Duration::from_secs(5), None)),
+                now,
+            },
         ];
         for req in reqs {
             let back = Request::decode(&req.encode()).unwrap();

@@ -374,6 +374,9 @@ fn dispatch(inner: &Inner, req: Request) -> Result<Reply, Failure> {
         Request::Revoke(id) => inner.revoke(id).map(Reply::Token),
         Request::RevokeUser(user) => inner.revoke_user(&user).map(|n| Reply::Count(n as u64)),
         Request::Prune(now) => inner.prune(now).map(|n| Reply::Count(n as u64)),
+        Request::Rotate { id, rotation, now } => {
+            inner.rotate(id, &rotation, now).map(Reply::Created)
+        }
     };
     result.map_err(|e| match e {
         StoreError::NotFound(id) => Failure::NotFound(id),

@@ -14,6 +14,9 @@
 //! u8   has_last_used, [u64 last_used_at]
 //! u32  scope count, then per scope: 16 bytes node UUID, u8 perm bits
 //! ```
+//! Version 2 is version 1 followed by `u64 rotated_at`. It is written only
+//! for rotated tokens, so a store that never rotated stays readable by
+//! builds that know version 1 alone.
 //! Decoding checks every length and value and never panics: a damaged record
 //! is an error naming what is wrong.
 
@@ -26,6 +29,8 @@ use crate::time::Timestamp;
 use crate::token::TokenId;
 
 const RECORD_V1: u8 = 1;
+/// Version 1 plus the time of the last rotation.
+const RECORD_V2: u8 = 2;
 
 pub(crate) fn encode(info: &TokenInfo) -> Vec<u8> {
     let mut out = Vec::with_capacity(
@@ -34,7 +39,11 @@ pub(crate) fn encode(info: &TokenInfo) -> Vec<u8> {
             + info.created_by.len()
             + 17 * info.scopes.as_slice().len(),
     );
-    out.push(RECORD_V1);
+    out.push(if info.rotated_at.is_some() {
+        RECORD_V2
+    } else {
+        RECORD_V1
+    });
     out.extend_from_slice(&info.id.as_u64().to_le_bytes());
     put_str(&mut out, &info.user);
     put_str(&mut out, &info.label);
@@ -58,6 +67,9 @@ pub(crate) fn encode(info: &TokenInfo) -> Vec<u8> {
     }
     put_opt_u64(&mut out, info.last_used_at.map(Timestamp::as_unix_secs));
     put_scopes(&mut out, &info.scopes);
+    if let Some(at) = info.rotated_at {
+        out.extend_from_slice(&at.as_unix_secs().to_le_bytes());
+    }
     out
 }
 
@@ -88,7 +100,7 @@ pub(crate) fn put_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
 pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
     let mut r = Reader(bytes);
     let version = r.u8("record version")?;
-    if version != RECORD_V1 {
+    if version != RECORD_V1 && version != RECORD_V2 {
         return Err(format!("unknown record version {version}"));
     }
     let id = TokenId::from_u64(r.u64("id")?);
@@ -112,6 +124,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
         Some(s) => Some(Timestamp::from_unix_secs(s).ok_or("last_used_at out of range")?),
     };
     let scopes = r.scopes()?;
+    let rotated_at = if version == RECORD_V2 {
+        Some(r.timestamp("rotated_at")?)
+    } else {
+        None
+    };
     r.finish()?;
     Ok(TokenInfo {
         id,
@@ -122,6 +139,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
         expiry,
         last_used_at,
         scopes,
+        rotated_at,
     })
 }
 
@@ -211,31 +229,35 @@ mod tests {
             proptest::option::of(proptest::option::of(1u64..100_000)),
             proptest::option::of(0u64..=Timestamp::MAX.as_unix_secs()),
             proptest::collection::vec((any::<[u8; 16]>(), 1u8..=3), 0..5),
+            proptest::option::of(0u64..=Timestamp::MAX.as_unix_secs()),
         )
-            .prop_map(|(id, user, label, t, _, sliding, last, scopes)| TokenInfo {
-                id: TokenId::from_u64(id),
-                user,
-                label: label.clone(),
-                created_at: Timestamp::from_unix_secs(t).unwrap(),
-                created_by: label,
-                expiry: match sliding {
-                    None => Expiry::Hard {
-                        expires_at: Timestamp::from_unix_secs(t).unwrap(),
+            .prop_map(|(id, user, label, t, _, sliding, last, scopes, rotated)| {
+                TokenInfo {
+                    id: TokenId::from_u64(id),
+                    user,
+                    label: label.clone(),
+                    created_at: Timestamp::from_unix_secs(t).unwrap(),
+                    created_by: label,
+                    expiry: match sliding {
+                        None => Expiry::Hard {
+                            expires_at: Timestamp::from_unix_secs(t).unwrap(),
+                        },
+                        Some(cap) => Expiry::Sliding {
+                            window: Duration::from_secs(30),
+                            max_lifetime: cap.map(Duration::from_secs),
+                            expires_at: Timestamp::from_unix_secs(t).unwrap(),
+                        },
                     },
-                    Some(cap) => Expiry::Sliding {
-                        window: Duration::from_secs(30),
-                        max_lifetime: cap.map(Duration::from_secs),
-                        expires_at: Timestamp::from_unix_secs(t).unwrap(),
-                    },
-                },
-                last_used_at: last.map(|s| Timestamp::from_unix_secs(s).unwrap()),
-                scopes: scopes
-                    .into_iter()
-                    .map(|(n, p)| Scope {
-                        node: NodeId::from_bytes(n),
-                        perm: Perm::from_bits(p).unwrap(),
-                    })
-                    .collect(),
+                    last_used_at: last.map(|s| Timestamp::from_unix_secs(s).unwrap()),
+                    scopes: scopes
+                        .into_iter()
+                        .map(|(n, p)| Scope {
+                            node: NodeId::from_bytes(n),
+                            perm: Perm::from_bits(p).unwrap(),
+                        })
+                        .collect(),
+                    rotated_at: rotated.map(|s| Timestamp::from_unix_secs(s).unwrap()),
+                }
             })
     }
 
@@ -263,7 +285,22 @@ mod tests {
     }
 
     #[test]
+    fn records_never_rotated_keep_version_1() {
+        let mut info = TokenInfo::new(
+            TokenId::from_u64(1),
+            "alice",
+            Timestamp::UNIX_EPOCH,
+            Expiry::Hard {
+                expires_at: Timestamp::UNIX_EPOCH,
+            },
+        );
+        assert_eq!(encode(&info)[0], RECORD_V1);
+        info.rotated_at = Some(Timestamp::UNIX_EPOCH);
+        assert_eq!(encode(&info)[0], RECORD_V2);
+    }
+
+    #[test]
     fn newer_record_versions_are_refused() {
-        assert_eq!(decode(&[2]).unwrap_err(), "unknown record version 2");
+        assert_eq!(decode(&[3]).unwrap_err(), "unknown record version 3");
     }
 }

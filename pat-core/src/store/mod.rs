@@ -20,7 +20,7 @@ use crate::backend::{DEFAULT_CACHE_CAPACITY, DEFAULT_FLUSH_INTERVAL};
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::cache::Cache;
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
-use crate::record::{CreatedToken, Identity, NewToken, TokenInfo};
+use crate::record::{CreatedToken, Identity, NewToken, Rotation, TokenInfo};
 use crate::socket::{AdminServer, StartError, admin_socket_path};
 use crate::time::Timestamp;
 use crate::token::{TokenDigest, TokenId, TokenSecret};
@@ -37,11 +37,30 @@ const META: TableDefinition<'_, &str, u64> = TableDefinition::new("pat_meta");
 const TOKENS: TableDefinition<'_, [u8; 32], &[u8]> = TableDefinition::new("pat_tokens");
 /// Public id -> digest.
 const BY_ID: TableDefinition<'_, u64, [u8; 32]> = TableDefinition::new("pat_by_id");
+/// Secrets replaced by a rotation: digest -> (token id, Unix second from
+/// which it is refused). Created by the first rotation; stores that never
+/// rotated have no such table, which older builds ignore.
+const RETIRED: TableDefinition<'_, [u8; 32], (u64, u64)> = TableDefinition::new("pat_retired");
 /// User -> public ids.
 const BY_USER: MultimapTableDefinition<'_, &str, u64> = MultimapTableDefinition::new("pat_by_user");
 
 fn storage(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Storage(BackendError::new(e.into()))
+}
+
+/// A new secret whose digest no record has. A collision of 190-bit secrets
+/// is astronomically unlikely; it is drawn again rather than overwritten.
+fn fresh_secret(tokens: &redb::Table<'_, [u8; 32], &[u8]>) -> Result<TokenSecret, StoreError> {
+    loop {
+        let secret = TokenSecret::generate();
+        if tokens
+            .get(secret.digest().as_bytes())
+            .map_err(storage)?
+            .is_none()
+        {
+            return Ok(secret);
+        }
+    }
 }
 
 fn corrupt(e: String) -> StoreError {
@@ -291,13 +310,39 @@ impl Store {
                 Ok(result) => return result,
                 Err(miss) => miss,
             };
-            let info = self.inner.read_record(digest)?.ok_or(AuthError::Unknown)?;
+            let Some(info) = self.inner.read_record(digest)? else {
+                return self.retired_lookup(digest, user, now);
+            };
             // The last attempt always answers.
             let last_try = attempt == READ_ATTEMPTS;
             match cache.miss(miss, *digest, info, user, now, last_try) {
                 Some(result) => return result,
                 None => attempt += 1,
             }
+        }
+    }
+
+    /// A digest that is no token's: a secret retired by a rotation works as
+    /// its token's current one until its grace ends, and is refused as
+    /// unknown (and logged) after. Grace-period lookups read the file each
+    /// time (they are transitional) and then go through the current
+    /// secret's cache entry, so their uses are recorded on the token.
+    #[cold]
+    fn retired_lookup(
+        &self,
+        digest: &TokenDigest,
+        user: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Identity, AuthError> {
+        let Some((id, retires_at, current)) = self.inner.read_retired(digest)? else {
+            return Err(AuthError::Unknown);
+        };
+        crate::backend::retired_secret(id, retires_at, now)?;
+        match current {
+            // Still in its grace period; `current` is not retired, so this
+            // recursion is one level deep.
+            Some(current) => self.lookup(&current, user, now),
+            None => Err(AuthError::Unknown),
         }
     }
 
@@ -539,6 +584,37 @@ impl Inner {
             .transpose()
     }
 
+    /// A retired secret's token, when it stops working, and the token's
+    /// current digest (`None` once the token is gone).
+    fn read_retired(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<(TokenId, Timestamp, Option<TokenDigest>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let retired = match txn.open_table(RETIRED) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(storage(e)),
+        };
+        let Some((id, until)) = retired
+            .get(digest.as_bytes())
+            .map_err(storage)?
+            .map(|v| v.value())
+        else {
+            return Ok(None);
+        };
+        let by_id = txn.open_table(BY_ID).map_err(storage)?;
+        let current = by_id
+            .get(id)
+            .map_err(storage)?
+            .map(|d| TokenDigest::from_bytes(d.value()));
+        Ok(Some((
+            TokenId::from_u64(id),
+            Timestamp::from_unix_secs(until).unwrap_or(Timestamp::MAX),
+            current,
+        )))
+    }
+
     fn write<T>(
         &self,
         f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
@@ -574,16 +650,7 @@ impl Inner {
                         break id;
                     }
                 };
-                let secret = loop {
-                    let s = TokenSecret::generate();
-                    if tokens
-                        .get(s.digest().as_bytes())
-                        .map_err(storage)?
-                        .is_none()
-                    {
-                        break s;
-                    }
-                };
+                let secret = fresh_secret(&tokens)?;
                 let digest = *secret.digest().as_bytes();
                 tokens
                     .insert(digest, codec::encode(&info).as_slice())
@@ -596,6 +663,24 @@ impl Inner {
             }
             Ok(created)
         })
+    }
+
+    /// Drops the retired secrets of tokens that no longer exist: they can
+    /// only ever be refused now, like any unknown token.
+    fn prune_retired(txn: &WriteTransaction) -> Result<(), StoreError> {
+        let by_id = txn.open_table(BY_ID).map_err(storage)?;
+        let mut retired = txn.open_table(RETIRED).map_err(storage)?;
+        let mut gone = Vec::new();
+        for entry in retired.iter().map_err(storage)? {
+            let (digest, value) = entry.map_err(storage)?;
+            if by_id.get(value.value().0).map_err(storage)?.is_none() {
+                gone.push(digest.value());
+            }
+        }
+        for digest in gone {
+            retired.remove(digest).map_err(storage)?;
+        }
+        Ok(())
     }
 
     /// Removes the token `id` (and its index entries) inside `txn`, noting
@@ -706,6 +791,46 @@ impl Admin for Inner {
         self.record(digest, record.value())
     }
 
+    fn rotate(
+        &self,
+        id: TokenId,
+        rotation: &Rotation,
+        now: Timestamp,
+    ) -> Result<CreatedToken, StoreError> {
+        // The old digest is forgotten in memory like a revoked one; its
+        // buffered use is merged into the record first (`self.record`), so
+        // no use is lost.
+        self.delete(|txn, deleted| {
+            let mut by_id = txn.open_table(BY_ID).map_err(storage)?;
+            let old = by_id
+                .get(id.as_u64())
+                .map_err(storage)?
+                .ok_or(StoreError::NotFound(id))?
+                .value();
+            let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
+            let info = {
+                let bytes = tokens
+                    .remove(old)
+                    .map_err(storage)?
+                    .ok_or_else(|| corrupt(format!("token {id} has no record")))?;
+                self.record(old, bytes.value())?
+            };
+            let info = info.rotated(rotation, now)?;
+            let secret = fresh_secret(&tokens)?;
+            let digest = *secret.digest().as_bytes();
+            tokens
+                .insert(digest, codec::encode(&info).as_slice())
+                .map_err(storage)?;
+            by_id.insert(id.as_u64(), digest).map_err(storage)?;
+            let mut retired = txn.open_table(RETIRED).map_err(storage)?;
+            retired
+                .insert(old, (id.as_u64(), rotation.retires_at(now).as_unix_secs()))
+                .map_err(storage)?;
+            deleted.push(TokenDigest::from_bytes(old));
+            Ok(CreatedToken { secret, info })
+        })
+    }
+
     fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
         self.delete(|txn, deleted| {
             Inner::remove_in(txn, id, deleted)?.ok_or(StoreError::NotFound(id))
@@ -748,6 +873,7 @@ impl Admin for Inner {
             for &id in &expired {
                 Inner::remove_in(txn, id, deleted)?;
             }
+            Inner::prune_retired(txn)?;
             Ok(expired.len())
         })
     }
@@ -772,6 +898,15 @@ impl Admin for Store {
 
     fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
         self.inner.get(id)
+    }
+
+    fn rotate(
+        &self,
+        id: TokenId,
+        rotation: &Rotation,
+        now: Timestamp,
+    ) -> Result<CreatedToken, StoreError> {
+        self.inner.rotate(id, rotation, now)
     }
 
     fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {

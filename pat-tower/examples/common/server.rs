@@ -94,6 +94,14 @@ impl Backend {
             Backend::Postgres(s) => s.clone(),
         }
     }
+
+    /// The backend, for the self-service routes.
+    pub(crate) fn admin(&self) -> std::sync::Arc<dyn pat_core::Admin + Send + Sync> {
+        match self {
+            Backend::Redb(s) => s.clone(),
+            Backend::Postgres(s) => s.clone(),
+        }
+    }
 }
 
 /// The process exit code for how `serve` ended.

@@ -1,0 +1,269 @@
+//! Self-service: a token managing itself, as Vault's `lookup-self` /
+//! `revoke-self` and GitLab's `personal_access_tokens/self` allow (a bot
+//! rotating its own credential needs no admin).
+//!
+//! The decisions live here so that every framework answers byte for byte
+//! alike; pat-tower's `self_service` router and pat-actix's
+//! `self_service` scope only route to them, behind the PAT layer:
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET …/self` | 200, the presenting token's record (never a secret) |
+//! | `DELETE …/self` | 200, the record of the token just revoked; the next request with it is refused |
+//! | `POST …/self/rotate` | 200, a new secret (shown once) for the same token; query `grace`, and `expire` or `auto` (with `max_lifetime`), durations like the CLI's |
+//!
+//! Every answer is JSON with `Cache-Control: no-store`. A token that is gone
+//! by the time the call runs is 404 `not_found`, bad query parameters 400
+//! `invalid_request` naming the parameter, a store failure 503
+//! `temporarily_unavailable` (the cause is logged, not shown). A scoped
+//! token may use these routes: they only ever touch the token presenting
+//! them.
+//!
+//! The [`Admin`] calls are blocking (a durable write, or a database round
+//! trip): the adapters run them off the async workers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::admin::Admin;
+use crate::error::StoreError;
+use crate::expiry::ExpiryPolicy;
+use crate::record::{Identity, Rotation, TokenInfo};
+use crate::time::{Timestamp, parse_duration};
+
+/// The self-service decisions over an [`Admin`] backend.
+#[derive(Clone)]
+pub struct SelfService {
+    admin: Arc<dyn Admin + Send + Sync>,
+}
+
+impl std::fmt::Debug for SelfService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SelfService").finish_non_exhaustive()
+    }
+}
+
+/// A self-service answer: status and JSON body. Send it with
+/// [`CONTENT_TYPE`](Answer::CONTENT_TYPE) and
+/// [`CACHE_CONTROL`](Answer::CACHE_CONTROL).
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The JSON body. After a rotation it holds the new secret: send it,
+    /// never log it.
+    pub body: String,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The body of a rotation holds a secret.
+        f.debug_struct("Answer")
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Answer {
+    /// The `Content-Type` of every answer.
+    pub const CONTENT_TYPE: &'static str = "application/json";
+    /// The `Cache-Control` of every answer: a record or a secret is never
+    /// kept by a cache.
+    pub const CACHE_CONTROL: &'static str = "no-store";
+
+    fn json(status: u16, body: &Value) -> Answer {
+        Answer {
+            status,
+            body: body.to_string(),
+        }
+    }
+
+    fn error(status: u16, error: &str, description: &str) -> Answer {
+        Answer::json(
+            status,
+            &json!({ "error": error, "error_description": description }),
+        )
+    }
+
+    fn failed(e: &StoreError, identity: &Identity) -> Answer {
+        match e {
+            StoreError::NotFound(_) => {
+                Answer::error(404, "not_found", "the token no longer exists")
+            }
+            StoreError::NewToken(e) => Answer::error(400, "invalid_request", &e.to_string()),
+            e => {
+                tracing::error!(
+                    token_id = %identity.token_id(),
+                    error = %crate::error::chain(e),
+                    "self-service call failed"
+                );
+                SelfService::unavailable()
+            }
+        }
+    }
+}
+
+/// A token's record as self-service shows it (never a secret).
+pub fn token_json(info: &TokenInfo) -> Value {
+    json!({
+        "id": info.id.to_string(),
+        "user": info.user,
+        "label": info.label,
+        "scopes": info.scopes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "expiry": if info.expiry.window().is_some() { "sliding" } else { "hard" },
+        "auto_refresh_seconds": info.expiry.window().map(|d| d.as_secs()),
+        "max_lifetime_seconds": info.expiry.max_lifetime().map(|d| d.as_secs()),
+        "expires_at": info.expiry.expires_at().to_string(),
+        "last_used_at": info.last_used_at.map(|t| t.to_string()),
+        "created_at": info.created_at.to_string(),
+        "rotated_at": info.rotated_at.map(|t| t.to_string()),
+    })
+}
+
+impl SelfService {
+    /// Self-service over `admin` (a [`Store`](crate::Store),
+    /// [`MemoryStore`](crate::MemoryStore), `PgStore` or your own backend,
+    /// usually the one the layer checks tokens with).
+    pub fn new(admin: Arc<dyn Admin + Send + Sync>) -> SelfService {
+        SelfService { admin }
+    }
+
+    /// The answer when the call itself could not run (a panicked worker):
+    /// 503 like a store failure.
+    pub fn unavailable() -> Answer {
+        Answer::error(
+            503,
+            "temporarily_unavailable",
+            "the token store is unavailable; retry later",
+        )
+    }
+
+    /// `GET …/self`: the presenting token's record.
+    pub fn lookup(&self, identity: &Identity) -> Answer {
+        match self.admin.get(identity.token_id()) {
+            Ok(info) => Answer::json(200, &token_json(&info)),
+            Err(e) => Answer::failed(&e, identity),
+        }
+    }
+
+    /// `DELETE …/self`: revokes the presenting token; its record as it was.
+    pub fn revoke(&self, identity: &Identity) -> Answer {
+        match self.admin.revoke(identity.token_id()) {
+            Ok(info) => {
+                tracing::info!(token_id = %info.id, user = %info.user, "token revoked itself");
+                Answer::json(200, &token_json(&info))
+            }
+            Err(e) => Answer::failed(&e, identity),
+        }
+    }
+
+    /// `POST …/self/rotate[?query]`: a new secret for the presenting token,
+    /// answered once with its record (`token` holds the secret,
+    /// `previous_secret_retires_at` when the presented one stops working).
+    pub fn rotate(&self, identity: &Identity, query: Option<&str>, now: Timestamp) -> Answer {
+        let rotation = match rotation(query.unwrap_or("")) {
+            Ok(r) => r,
+            Err(why) => return Answer::error(400, "invalid_request", &why),
+        };
+        match self.admin.rotate(identity.token_id(), &rotation, now) {
+            Ok(created) => {
+                tracing::info!(token_id = %created.info.id, user = %created.info.user, "token rotated itself");
+                let mut body = token_json(&created.info);
+                body["token"] = json!(created.secret.expose_secret());
+                body["previous_secret_retires_at"] = json!(rotation.retires_at(now).to_string());
+                Answer::json(200, &body)
+            }
+            Err(e) => Answer::failed(&e, identity),
+        }
+    }
+}
+
+/// The rotation a query string asks for: `grace`, and `expire` or `auto`
+/// (`max_lifetime` with `auto`), each once; anything else is an error
+/// naming it. Values are durations like the CLI's (`10m`, `30d`).
+fn rotation(query: &str) -> Result<Rotation, String> {
+    let mut grace = None;
+    let mut expire = None;
+    let mut auto = None;
+    let mut cap = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match key {
+            "grace" => &mut grace,
+            "expire" => &mut expire,
+            "auto" => &mut auto,
+            "max_lifetime" => &mut cap,
+            _ => {
+                return Err(format!(
+                    "unknown parameter `{}`: expected grace, expire, auto or max_lifetime",
+                    crate::text::printable(key)
+                ));
+            }
+        };
+        if slot.is_some() {
+            return Err(format!("parameter `{key}` given twice"));
+        }
+        let d: Duration = parse_duration(value).map_err(|e| format!("parameter `{key}`: {e}"))?;
+        *slot = Some(d);
+    }
+    let mut rotation = Rotation::new().grace(grace.unwrap_or_default());
+    match (expire, auto, cap) {
+        (Some(_), Some(_), _) => return Err("give `expire` or `auto`, not both".into()),
+        (Some(_), None, Some(_)) | (None, None, Some(_)) => {
+            return Err("`max_lifetime` caps a sliding window and needs `auto`".into());
+        }
+        (Some(lifetime), None, None) => rotation = rotation.expiry(ExpiryPolicy::hard(lifetime)),
+        (None, Some(window), cap) => rotation = rotation.expiry(ExpiryPolicy::sliding(window, cap)),
+        (None, None, None) => {}
+    }
+    Ok(rotation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_are_strict_and_named() {
+        assert_eq!(rotation("").unwrap(), Rotation::new());
+        let r = rotation("grace=10m&expire=30d").unwrap();
+        assert_eq!(r.grace, Duration::from_secs(600));
+        assert_eq!(
+            r.expiry,
+            Some(ExpiryPolicy::hard(Duration::from_secs(30 * 86_400)))
+        );
+        let r = rotation("auto=1h&max_lifetime=1d").unwrap();
+        assert_eq!(
+            r.expiry,
+            Some(ExpiryPolicy::sliding(
+                Duration::from_secs(3600),
+                Some(Duration::from_secs(86_400))
+            ))
+        );
+        for (q, needle) in [
+            ("grace=soon", "`grace`"),
+            ("grace=1m&grace=2m", "twice"),
+            ("expire=1d&auto=1h", "not both"),
+            ("max_lifetime=1d", "needs `auto`"),
+            ("color=red", "unknown parameter `color`"),
+            ("\u{1b}[2J=1", "\\u{1b}"),
+            ("grace", "`grace`"),
+        ] {
+            let e = rotation(q).unwrap_err();
+            assert!(e.contains(needle), "{q}: {e}");
+            assert!(!e.contains('\u{1b}'), "{e}");
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_the_body() {
+        let a = Answer {
+            status: 200,
+            body: r#"{"token":"pat_secret"}"#.into(),
+        };
+        assert!(!format!("{a:?}").contains("pat_secret"));
+    }
+}

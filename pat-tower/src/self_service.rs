@@ -1,0 +1,78 @@
+//! The self-service routes as an axum [`Router`] (feature `axum`); the
+//! decisions are [`pat_core::selfservice`]'s, so the actix scope answers
+//! byte for byte alike.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use pat_core::selfservice::{Answer, SelfService};
+use pat_core::{Admin, Identity, Timestamp};
+
+/// `GET /self`, `DELETE /self` and `POST /self/rotate` over `admin`, to
+/// nest behind the PAT layer (each handler takes the [`Identity`], so a
+/// request the layer did not authenticate is refused):
+///
+/// ```no_run
+/// # fn f(store: std::sync::Arc<pat_tower::Store>) {
+/// use axum::Router;
+/// use pat_tower::{PatLayer, self_service};
+/// let app: Router = Router::new()
+///     .nest("/tokens", self_service(store.clone()))
+///     .layer(PatLayer::new(store));
+/// # }
+/// ```
+///
+/// The store calls run on Tokio's blocking pool (a durable write or a
+/// database round trip must not hold an async worker).
+pub fn self_service<S>(admin: Arc<dyn Admin + Send + Sync>) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let service = SelfService::new(admin);
+    Router::new()
+        .route("/self", get(lookup).delete(revoke))
+        .route("/self/rotate", post(rotate))
+        .with_state(service)
+}
+
+async fn lookup(State(s): State<SelfService>, identity: Identity) -> Response {
+    answer(tokio::task::spawn_blocking(move || s.lookup(&identity)).await)
+}
+
+async fn revoke(State(s): State<SelfService>, identity: Identity) -> Response {
+    answer(tokio::task::spawn_blocking(move || s.revoke(&identity)).await)
+}
+
+async fn rotate(
+    State(s): State<SelfService>,
+    identity: Identity,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let now = Timestamp::now();
+    answer(tokio::task::spawn_blocking(move || s.rotate(&identity, query.as_deref(), now)).await)
+}
+
+fn answer(joined: Result<Answer, tokio::task::JoinError>) -> Response {
+    // A panicking store call is a failed call, not a dropped connection.
+    let answer = joined.unwrap_or_else(|_| SelfService::unavailable());
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(Answer::CONTENT_TYPE),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(Answer::CACHE_CONTROL),
+            ),
+        ],
+        answer.body,
+    )
+        .into_response()
+}
