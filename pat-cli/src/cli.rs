@@ -58,11 +58,77 @@ pub(crate) enum Command {
     )]
     Token(Box<TokenCommand>),
 
+    /// Show the store-wide token policy, or change it with `policy set`.
+    ///
+    /// The policy limits new tokens: the longest they may live (a hard
+    /// limit, or the cap a sliding token must then have) and how many live
+    /// tokens one user may hold. Creating or rotating a token that breaks it
+    /// fails naming the limit; existing tokens are left alone, and
+    /// `token list` marks those over it.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Examples:\n  pat-cli policy\n  pat-cli policy set --max-lifetime 90d --max-tokens-per-user 10\n  \
+                      pat-cli policy set --max-lifetime none"
+    )]
+    Policy(PolicyCommand),
+
     /// Print a shell completion script.
     Completions {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PolicyCommand {
+    /// Print a JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    #[command(subcommand)]
+    pub(crate) action: Option<PolicyAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyAction {
+    /// Change limits (those not given stay as they are); prints the policy.
+    #[command(group = clap::ArgGroup::new("limits").required(true).multiple(true).args(["max_lifetime", "max_tokens_per_user"]))]
+    Set {
+        /// Longest life of a new token (e.g. 90d), or `none`.
+        #[arg(long, value_name = "DURATION|none", value_parser = limit_duration)]
+        max_lifetime: Option<Limit<Duration>>,
+        /// Most live tokens per user (at least 1), or `none`.
+        #[arg(long, value_name = "N|none", value_parser = limit_count)]
+        max_tokens_per_user: Option<Limit<u32>>,
+        /// Print a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A policy limit as typed: a value, or `none` to lift it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limit<T>(pub(crate) Option<T>);
+
+fn limit_duration(s: &str) -> std::result::Result<Limit<Duration>, pat_core::ParseDurationError> {
+    if s == "none" {
+        return Ok(Limit(None));
+    }
+    duration(s).map(|d| Limit(Some(d)))
+}
+
+fn limit_count(s: &str) -> std::result::Result<Limit<u32>, String> {
+    if s == "none" {
+        return Ok(Limit(None));
+    }
+    match s.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(Limit(Some(n))),
+        _ => Err(format!(
+            "`{}` is not a count: give a whole number from 1 to {}, or `none`",
+            pat_core::printable(s),
+            u32::MAX
+        )),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +279,7 @@ impl Cli {
                 None => token::create(&self.db, cmd.create),
                 Some(action) => token::manage(&self.db, action),
             },
+            Command::Policy(cmd) => token::policy(&self.db, cmd),
             Command::Completions { shell } => {
                 clap_complete::generate(
                     shell,

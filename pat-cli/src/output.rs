@@ -4,7 +4,9 @@ use std::error::Error;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use pat_core::{CreatedToken, Expiry, Timestamp, TokenInfo, format_duration, printable, redacted};
+use pat_core::{
+    CreatedToken, Expiry, Policy, Timestamp, TokenInfo, format_duration, printable, redacted,
+};
 use serde_json::{Value, json};
 
 /// Prints an error and its causes on one line of stderr, with control and
@@ -49,13 +51,19 @@ pub(crate) fn created_json(created: &CreatedToken) -> Value {
 /// Writes the JSON array of `tokens` (the same bytes as serialising the
 /// whole array at once) one object at a time, so that listing a million
 /// tokens holds one object in memory rather than a tree of all of them.
-pub(crate) fn write_list_json(out: &mut impl Write, tokens: &[TokenInfo]) -> io::Result<()> {
+pub(crate) fn write_list_json(
+    out: &mut impl Write,
+    tokens: &[TokenInfo],
+    policy: &Policy,
+) -> io::Result<()> {
     out.write_all(b"[")?;
     for (i, info) in tokens.iter().enumerate() {
         if i > 0 {
             out.write_all(b",")?;
         }
-        serde_json::to_writer(&mut *out, &info_json(info))?;
+        let mut v = info_json(info);
+        v["within_policy"] = json!(policy.allows(info));
+        serde_json::to_writer(&mut *out, &v)?;
     }
     out.write_all(b"]\n")
 }
@@ -170,8 +178,20 @@ const LIST_HEADER: [&str; 7] = [
     "SCOPES",
 ];
 
+/// `pat-cli policy --json`.
+pub(crate) fn policy_json(policy: &Policy) -> Value {
+    json!({
+        "max_lifetime_seconds": policy.max_lifetime.map(|d| d.as_secs()),
+        "max_tokens_per_user": policy.max_tokens_per_user,
+    })
+}
+
 /// The cells of one row of `token list`.
-fn list_row(t: &TokenInfo, now: Timestamp) -> [String; 7] {
+fn list_row(t: &TokenInfo, now: Timestamp, policy: &Policy) -> [String; 7] {
+    let mut model = model(&t.expiry);
+    if !policy.allows(t) {
+        model.push_str(", over policy");
+    }
     let mut expires = t.expiry.expires_at().to_string();
     if t.is_expired(now) {
         expires.push_str(" (expired)");
@@ -180,7 +200,7 @@ fn list_row(t: &TokenInfo, now: Timestamp) -> [String; 7] {
         t.id.to_string(),
         printable(&t.user).into_owned(),
         printable(&t.label).into_owned(),
-        model(&t.expiry),
+        model,
         expires,
         t.last_used_at
             .map_or_else(|| "never".to_owned(), |t| t.to_string()),
@@ -199,13 +219,14 @@ pub(crate) fn write_list_human(
     out: &mut impl Write,
     tokens: &[TokenInfo],
     now: Timestamp,
+    policy: &Policy,
 ) -> io::Result<()> {
     if tokens.is_empty() {
         return out.write_all(b"no tokens\n");
     }
     let mut widths = LIST_HEADER.map(|h| h.chars().count());
     for t in tokens {
-        for (w, cell) in widths.iter_mut().zip(list_row(t, now)) {
+        for (w, cell) in widths.iter_mut().zip(list_row(t, now, policy)) {
             *w = (*w).max(cell.chars().count());
         }
     }
@@ -224,7 +245,7 @@ pub(crate) fn write_list_human(
     };
     write_line(out, LIST_HEADER)?;
     for t in tokens {
-        write_line(out, list_row(t, now).each_ref().map(String::as_str))?;
+        write_line(out, list_row(t, now, policy).each_ref().map(String::as_str))?;
     }
     Ok(())
 }
@@ -234,7 +255,7 @@ pub(crate) fn write_list_human(
 pub(crate) fn list_human(tokens: &[TokenInfo], now: Timestamp) -> String {
     let mut out = Vec::new();
     // Writing to a Vec cannot fail.
-    let _ = write_list_human(&mut out, tokens, now);
+    let _ = write_list_human(&mut out, tokens, now, &Policy::NONE);
     String::from_utf8_lossy(&out).into_owned()
 }
 

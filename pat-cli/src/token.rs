@@ -9,7 +9,9 @@ use pat_core::{
     StoreError, Timestamp, TokenId, admin_socket_path, printable,
 };
 
-use crate::cli::{CreateArgs, Result, TokenAction, usage_error};
+use crate::cli::{
+    CreateArgs, Limit, PolicyAction, PolicyCommand, Result, TokenAction, usage_error,
+};
 use crate::output;
 
 /// `pat-cli token -u USER (-e DUR | -a DUR) ...`
@@ -92,6 +94,7 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
             json,
         } => {
             let mut tokens = store.list(user.as_deref(), all, now)?;
+            let policy = store.policy()?;
             if let Some(within) = expiring_within {
                 let until = now.saturating_add(within);
                 tokens.retain(|t| !t.is_expired(now) && t.expiry.expires_at() <= until);
@@ -103,9 +106,9 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
             }
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let written = if json {
-                output::write_list_json(&mut out, &tokens)
+                output::write_list_json(&mut out, &tokens, &policy)
             } else {
-                output::write_list_human(&mut out, &tokens, now)
+                output::write_list_human(&mut out, &tokens, now, &policy)
             };
             // A reader that stopped early (`| head`) is not an error.
             match written.and_then(|()| out.flush()) {
@@ -188,6 +191,36 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
             let n = store.prune(now)?;
             println!("removed {n} expired token{}", plural(n));
         }
+    }
+    Ok(())
+}
+
+/// `pat-cli policy [--json]` and `pat-cli policy set ...`
+pub(crate) fn policy(db: &Path, cmd: PolicyCommand) -> Result {
+    let (store, json) = match cmd.action {
+        None => (connect(db, true)?, cmd.json),
+        Some(PolicyAction::Set {
+            max_lifetime,
+            max_tokens_per_user,
+            json,
+        }) => {
+            let store = connect(db, false)?;
+            let mut policy = store.policy()?;
+            if let Some(Limit(max)) = max_lifetime {
+                policy = policy.max_lifetime(max);
+            }
+            if let Some(Limit(max)) = max_tokens_per_user {
+                policy = policy.max_tokens_per_user(max);
+            }
+            store.set_policy(policy)?;
+            (store, json || cmd.json)
+        }
+    };
+    let policy = store.policy()?;
+    if json {
+        println!("{}", output::policy_json(&policy));
+    } else {
+        print!("{policy}");
     }
     Ok(())
 }

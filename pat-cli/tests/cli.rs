@@ -371,6 +371,108 @@ fn rotate_gives_a_new_secret_once_and_retires_the_old() {
 }
 
 #[test]
+fn the_policy_limits_new_tokens_and_list_marks_old_ones() {
+    let env = Env::new();
+    env.token(&["-u", "alice", "-e", "30d", "-l", "old"]);
+    assert_eq!(
+        env.ok(&["policy"]),
+        "max lifetime:         none\nmax tokens per user:  none\n"
+    );
+    let out = env.ok(&[
+        "policy",
+        "set",
+        "--max-lifetime",
+        "7d",
+        "--max-tokens-per-user",
+        "2",
+    ]);
+    assert_eq!(out, "max lifetime:         7d\nmax tokens per user:  2\n");
+    let v = env.json(&["policy", "--json"]);
+    assert_eq!(v["max_lifetime_seconds"], 604_800);
+    assert_eq!(v["max_tokens_per_user"], 2);
+
+    // Refusals name the limit, exit 1 and store nothing.
+    fails(
+        env.run(&["token", "-u", "alice", "-e", "8d"]),
+        1,
+        &["policy", "7d", "8d"],
+    );
+    fails(
+        env.run(&["token", "-u", "alice", "-a", "1h"]),
+        1,
+        &["--max-lifetime", "7d"],
+    );
+    env.token(&[
+        "-u",
+        "alice",
+        "-a",
+        "1h",
+        "--max-lifetime",
+        "7d",
+        "-l",
+        "new",
+    ]);
+    fails(
+        env.run(&["token", "-u", "alice", "-e", "1d"]),
+        1,
+        &["2 live tokens", "alice", "revoke one"],
+    );
+    env.token(&["-u", "bob", "-e", "1d"]);
+    assert_eq!(
+        env.json(&["token", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // The old token is left alone, and marked.
+    let table = env.ok(&["token", "list", "-u", "alice"]);
+    for line in table.lines().skip(1) {
+        assert_eq!(
+            line.contains("over policy"),
+            line.contains("old"),
+            "{table}"
+        );
+    }
+    let listed = env.json(&["token", "list", "--json", "-u", "alice"]);
+    let within: Vec<(String, bool)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["label"].as_str().unwrap().to_owned(),
+                t["within_policy"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert!(within.contains(&("old".into(), false)) && within.contains(&("new".into(), true)));
+
+    // Lifting a limit.
+    env.ok(&["policy", "set", "--max-tokens-per-user", "none"]);
+    env.token(&["-u", "alice", "-e", "1d"]);
+    assert!(env.ok(&["policy"]).contains("max tokens per user:  none"));
+
+    // Usage errors name the flag and value.
+    fails(
+        env.run(&["policy", "set"]),
+        2,
+        &["--max-lifetime", "--max-tokens-per-user"],
+    );
+    fails(
+        env.run(&["policy", "set", "--max-tokens-per-user", "0"]),
+        2,
+        &["--max-tokens-per-user", "`0`"],
+    );
+    fails(
+        env.run(&["policy", "set", "--max-lifetime", "forever"]),
+        2,
+        &["--max-lifetime", "forever"],
+    );
+}
+
+#[test]
 fn list_filters_by_expiry_and_idleness() {
     let env = Env::new();
     let soon = env.token(&["-u", "alice", "-e", "1h", "-l", "soon"]);
@@ -798,6 +900,10 @@ fn a_store_held_by_a_process_is_managed_through_its_socket() {
         "revoked 1 token of c\n"
     );
     assert_eq!(env.ok(&["token", "prune"]), "removed 0 expired tokens\n");
+    // The policy through the socket.
+    env.ok(&["policy", "set", "--max-tokens-per-user", "5"]);
+    assert_eq!(held.policy().unwrap().max_tokens_per_user, Some(5));
+    assert_eq!(env.json(&["policy", "--json"])["max_tokens_per_user"], 5);
     // Rotate through the socket: the holder refuses the old secret at once.
     let rotated = env.json(&["token", "rotate", id, "--json"]);
     let new = rotated["token"].as_str().unwrap();

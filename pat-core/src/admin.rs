@@ -2,6 +2,7 @@
 //! whether it holds the store file itself or asks the process that does.
 
 use crate::error::StoreError;
+use crate::policy::Policy;
 use crate::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 use crate::time::Timestamp;
 use crate::token::TokenId;
@@ -52,4 +53,13 @@ pub trait Admin {
 
     /// Deletes every token expired at `now` and returns how many there were.
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError>;
+
+    /// The store-wide policy ([`Policy::NONE`] until one is set).
+    fn policy(&self) -> Result<Policy, StoreError>;
+
+    /// Replaces the store-wide policy. [`create`](Admin::create) and
+    /// [`rotate`](Admin::rotate) refuse what breaks it
+    /// ([`StoreError::Policy`], naming the limit); existing tokens are left
+    /// alone.
+    fn set_policy(&self, policy: Policy) -> Result<(), StoreError>;
 }

@@ -26,8 +26,8 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use crate::{
     Admin, AuthError, ExpiryPolicy, Identity, Lookup, NewToken, NewTokenError, NodeId, Perm,
-    Rotation, Scope, Scopes, StoreError, Timestamp, TokenDigest, TokenId, TokenInfo, TokenSecret,
-    Verifier,
+    Policy, PolicyViolation, Rotation, Scope, Scopes, StoreError, Timestamp, TokenDigest, TokenId,
+    TokenInfo, TokenSecret, Verifier,
 };
 
 /// A backend under test: the admin side and the verifier side.
@@ -257,6 +257,10 @@ pub const CASES: &[(&str, Case)] = &[
     (
         "rotation keeps the record and fails on unknown ids",
         rotation_keeps_record,
+    ),
+    (
+        "the policy refuses what breaks it and leaves old tokens alone",
+        policy_limits,
     ),
 ];
 
@@ -724,6 +728,66 @@ fn rotation_keeps_record(b: &dyn Backend) {
     ));
 }
 
+fn policy_limits(b: &dyn Backend) {
+    assert_eq!(b.policy().expect("policy"), Policy::NONE);
+    let old = create(b, &hard("alice", 10 * MIN), 0);
+    let policy = Policy::NONE
+        .max_lifetime(Some(5 * MIN))
+        .max_tokens_per_user(Some(2));
+    b.set_policy(policy).expect("set policy");
+    assert_eq!(b.policy().expect("policy"), policy);
+    let refused = |new: &NewToken, secs: u64| match b.create(new, at(secs)) {
+        Err(StoreError::Policy(v)) => v,
+        other => panic!("not refused by the policy: {other:?}"),
+    };
+
+    // Lifetime: a hard limit up to the maximum; a sliding token needs a cap
+    // within it.
+    assert!(matches!(
+        refused(&hard("bob", 6 * MIN), 1),
+        PolicyViolation::Lifetime { .. }
+    ));
+    assert!(matches!(
+        refused(&sliding("bob", MIN, None), 1),
+        PolicyViolation::Uncapped { .. }
+    ));
+    assert!(matches!(
+        refused(&sliding("bob", MIN, Some(10 * MIN)), 1),
+        PolicyViolation::Lifetime { .. }
+    ));
+    create(b, &hard("bob", 5 * MIN), 1);
+    create(b, &sliding("bob", MIN, Some(5 * MIN)), 1);
+
+    // Count: live tokens of the user; expired ones do not count.
+    let v = refused(&hard("bob", MIN), 2);
+    assert!(
+        matches!(v, PolicyViolation::TooMany { max: 2, .. }),
+        "{v:?}"
+    );
+    assert!(v.to_string().contains("bob"), "{v}");
+    create(b, &hard("carol", MIN), 2);
+    create(b, &hard("bob", MIN), 400);
+
+    // Existing tokens are left alone; rotating one applies the policy.
+    auth(b, &old.secret, 401).expect("a token older than the policy still works");
+    assert!(matches!(
+        b.rotate(old.info.id, &Rotation::new(), at(401)),
+        Err(StoreError::Policy(PolicyViolation::Lifetime { .. }))
+    ));
+    auth(b, &old.secret, 402).expect("a refused rotation changes nothing");
+    b.rotate(
+        old.info.id,
+        &Rotation::new().expiry(ExpiryPolicy::hard(MIN)),
+        at(402),
+    )
+    .expect("a rotation within the policy");
+
+    b.set_policy(Policy::NONE).expect("clear");
+    assert_eq!(b.policy().expect("policy"), Policy::NONE);
+    create(b, &hard("bob", 10 * MIN), 403);
+    create(b, &hard("bob", 10 * MIN), 403);
+}
+
 /// One step of the model test.
 #[derive(Debug, Clone)]
 enum Op {
@@ -1050,6 +1114,12 @@ mod tests {
             }
             fn prune(&self, t: Timestamp) -> Result<usize, StoreError> {
                 self.0.prune(t)
+            }
+            fn policy(&self) -> Result<Policy, StoreError> {
+                self.0.policy()
+            }
+            fn set_policy(&self, p: Policy) -> Result<(), StoreError> {
+                self.0.set_policy(p)
             }
         }
         impl Verifier for Broken {

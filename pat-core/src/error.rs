@@ -345,6 +345,9 @@ pub enum StoreError {
     /// The request to create a token was invalid.
     #[error(transparent)]
     NewToken(#[from] NewTokenError),
+    /// The store's policy refused the token (see [`Policy`](crate::Policy)).
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyViolation),
     /// A stored record could not be decoded.
     #[error("store is damaged: {0}")]
     Corrupt(String),

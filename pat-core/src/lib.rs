@@ -80,6 +80,7 @@ pub mod fuzzing;
 mod gate;
 mod integrations;
 mod memory;
+mod policy;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod record;
@@ -114,6 +115,7 @@ pub use gate::{
 #[cfg(any(feature = "axum", feature = "actix"))]
 pub use integrations::MissingIdentity;
 pub use memory::MemoryStore;
+pub use policy::{Policy, PolicyViolation};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, PgStoreBuilder, SCHEMA_VERSION};
 pub use record::{

@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use crate::admin::Admin;
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, StoreError};
+use crate::policy::Policy;
 use crate::record::{CreatedToken, Identity, NewToken, Rotation, TokenInfo};
 use crate::time::Timestamp;
 use crate::token::{TokenDigest, TokenId, TokenSecret};
@@ -40,6 +41,7 @@ struct State {
     by_id: BTreeMap<TokenId, TokenDigest>,
     /// Secrets retired by rotations: token id and when they stop working.
     retired: HashMap<TokenDigest, (TokenId, Timestamp)>,
+    policy: Policy,
 }
 
 impl MemoryStore {
@@ -140,6 +142,9 @@ impl Admin for MemoryStore {
             }
         };
         let info = new.to_info(id, now)?;
+        state.policy.check_lifetime(&info)?;
+        let live = crate::policy::live_of(state.tokens.values(), &info.user, now);
+        state.policy.check_count(&info.user, live)?;
         let secret = loop {
             let s = TokenSecret::generate();
             if !state.tokens.contains_key(&s.digest()) {
@@ -192,6 +197,7 @@ impl Admin for MemoryStore {
             .get(&old)
             .ok_or_else(|| StoreError::Corrupt(format!("token {id} has no record")))?
             .rotated(rotation, now)?;
+        state.policy.check_lifetime(&info)?;
         let secret = loop {
             let s = TokenSecret::generate();
             if !state.tokens.contains_key(&s.digest()) {
@@ -218,5 +224,14 @@ impl Admin for MemoryStore {
         let n = state.remove_where(|i| i.is_expired(now));
         state.prune_retired();
         Ok(n)
+    }
+
+    fn policy(&self) -> Result<Policy, StoreError> {
+        Ok(self.state().policy)
+    }
+
+    fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
+        self.state().policy = policy;
+        Ok(())
     }
 }

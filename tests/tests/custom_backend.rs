@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use pat_core::{
     Admin, AuthError, BackendError, CreatedToken, ExpiryPolicy, Gate, Identity, Lookup,
-    MemoryStore, NewToken, Rotation, StoreError, Timestamp, TokenDigest, TokenId, TokenInfo,
-    TokenSecret, Verification, Verifier, conformance,
+    MemoryStore, NewToken, Policy, Rotation, StoreError, Timestamp, TokenDigest, TokenId,
+    TokenInfo, TokenSecret, Verification, Verifier, conformance,
 };
 use pat_integration_tests::contract::{Tokens, cases};
 use pat_integration_tests::inproc::{self, Req};
@@ -25,6 +25,7 @@ struct Table {
     ids: HashMap<TokenId, TokenDigest>,
     /// Secrets retired by rotations, with their token and end of grace.
     retired: HashMap<TokenDigest, (TokenId, Timestamp)>,
+    policy: Policy,
 }
 
 impl Table {
@@ -144,6 +145,13 @@ impl Admin for AsyncBackend {
             }
         };
         let info = new.to_info(id, now)?;
+        table.policy.check_lifetime(&info)?;
+        let live = table
+            .rows
+            .values()
+            .filter(|i| i.user == info.user && !i.is_expired(now))
+            .count();
+        table.policy.check_count(&info.user, live)?;
         let secret = TokenSecret::generate();
         table.rows.insert(secret.digest(), info.clone());
         table.ids.insert(id, secret.digest());
@@ -183,6 +191,7 @@ impl Admin for AsyncBackend {
         let mut table = self.table();
         let old = *table.ids.get(&id).ok_or(StoreError::NotFound(id))?;
         let info = table.rows[&old].rotated(rotation, now)?;
+        table.policy.check_lifetime(&info)?;
         let secret = TokenSecret::generate();
         table.rows.remove(&old);
         table.rows.insert(secret.digest(), info.clone());
@@ -228,6 +237,15 @@ impl Admin for AsyncBackend {
             .retired
             .retain(|_, (id, _)| table.ids.contains_key(id));
         Ok(ids.len())
+    }
+
+    fn policy(&self) -> Result<Policy, StoreError> {
+        Ok(self.table().policy)
+    }
+
+    fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
+        self.table().policy = policy;
+        Ok(())
     }
 }
 

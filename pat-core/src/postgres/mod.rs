@@ -18,6 +18,7 @@ use crate::backend::{Lookup, Verification, Verifier};
 use crate::cache::Cache;
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
 use crate::expiry::Expiry;
+use crate::policy::Policy;
 use crate::record::{CreatedToken, Identity, NewToken, Rotation, TokenInfo};
 use crate::scope::{Scope, Scopes};
 use crate::time::Timestamp;
@@ -784,46 +785,11 @@ impl Admin for PgStore {
         let info = new.to_info(TokenId::from_u64(0), now)?;
         let shared = self.shared.clone();
         self.block(async move {
-            let sql = format!(
-                "INSERT INTO pat_tokens (digest, id, username, label, created_at, created_by,
-                     sliding, expires_at, window_secs, max_lifetime_secs, last_used_at, scopes)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11)
-                 RETURNING {COLUMNS}, digest"
-            );
             loop {
-                let mut info = info.clone();
-                info.id = TokenId::generate();
-                let secret = TokenSecret::generate();
-                let (window, cap) = (info.expiry.window(), info.expiry.max_lifetime());
-                let scopes: Vec<String> = info.scopes.iter().map(ToString::to_string).collect();
-                let digest = secret.digest();
-                let digest: &[u8] = digest.as_bytes();
-                let inserted = shared
-                    .change(
-                        &sql,
-                        &[
-                            &digest,
-                            &(info.id.as_u64() as i64),
-                            &info.user,
-                            &info.label,
-                            &secs(info.created_at),
-                            &info.created_by,
-                            &window.is_some(),
-                            &secs(info.expiry.expires_at()),
-                            &window.map(|d| d.as_secs() as i64),
-                            &cap.map(|d| d.as_secs() as i64),
-                            &scopes,
-                        ],
-                    )
-                    .await;
-                match inserted {
-                    Ok(_) => return Ok(CreatedToken::new(secret, info)),
-                    // An id (or, astronomically unlikely, a secret) taken:
-                    // draw again.
-                    Err(PgError::Db(e))
-                        if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
-                    }
-                    Err(e) => return Err(e.into()),
+                // `None`: an id (or, astronomically unlikely, a secret)
+                // was taken; draw again.
+                if let Some(created) = shared.create(&info, now).await? {
+                    return Ok(created);
                 }
             }
         })
@@ -947,6 +913,25 @@ impl Admin for PgStore {
             Ok(pruned)
         })
     }
+
+    fn policy(&self) -> Result<Policy, StoreError> {
+        let shared = self.shared.clone();
+        self.block(async move {
+            let mut writer = shared.writer().await?;
+            let Some(client) = writer.as_mut() else {
+                return Err(PgError::Stopped.into());
+            };
+            let txn = client.transaction().await.map_err(PgError::Db)?;
+            let policy = Shared::policy_in(&txn).await.map_err(PgError::Db)?;
+            txn.commit().await.map_err(PgError::Db)?;
+            Ok(policy)
+        })
+    }
+
+    fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
+        let shared = self.shared.clone();
+        self.block(async move { shared.set_policy(policy).await })
+    }
 }
 
 impl Shared {
@@ -963,6 +948,133 @@ impl Shared {
             *writer = Some(client);
         }
         Ok(writer)
+    }
+
+    /// The policy as `txn` sees it.
+    async fn policy_in(
+        txn: &tokio_postgres::Transaction<'_>,
+    ) -> Result<Policy, tokio_postgres::Error> {
+        let rows = txn
+            .query(
+                "SELECT key, value FROM pat_meta WHERE key = $1 OR key = $2",
+                &[
+                    &crate::policy::MAX_LIFETIME_KEY,
+                    &crate::policy::MAX_PER_USER_KEY,
+                ],
+            )
+            .await?;
+        let get = |key: &str| {
+            rows.iter()
+                .find(|r| r.get::<_, &str>(0) == key)
+                .map(|r| r.get::<_, i64>(1).max(0) as u64)
+        };
+        Ok(Policy::from_pairs(
+            get(crate::policy::MAX_LIFETIME_KEY),
+            get(crate::policy::MAX_PER_USER_KEY),
+        ))
+    }
+
+    /// Creation in one transaction, checked against the policy under a
+    /// per-user advisory lock (so replicas creating for one user at once
+    /// cannot both pass the count). `None` when the id or secret drawn was
+    /// taken.
+    async fn create(
+        &self,
+        info: &TokenInfo,
+        now: Timestamp,
+    ) -> Result<Option<CreatedToken>, StoreError> {
+        let mut writer = self.writer().await?;
+        let Some(client) = writer.as_mut() else {
+            return Err(PgError::Stopped.into());
+        };
+        let run = async {
+            let txn = client.transaction().await.map_err(PgError::Db)?;
+            let policy = Shared::policy_in(&txn).await.map_err(PgError::Db)?;
+            policy.check_lifetime(info)?;
+            if policy.max_tokens_per_user.is_some() {
+                txn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&info.user])
+                    .await
+                    .map_err(PgError::Db)?;
+                let live: i64 = txn
+                    .query_one(
+                        "SELECT count(*) FROM pat_tokens WHERE username = $1 AND expires_at > $2",
+                        &[&info.user, &secs(now)],
+                    )
+                    .await
+                    .map_err(PgError::Db)?
+                    .get(0);
+                policy.check_count(&info.user, live.max(0) as usize)?;
+            }
+            let mut info = info.clone();
+            info.id = TokenId::generate();
+            let secret = TokenSecret::generate();
+            let (window, cap) = (info.expiry.window(), info.expiry.max_lifetime());
+            let scopes: Vec<String> = info.scopes.iter().map(ToString::to_string).collect();
+            let digest = secret.digest();
+            let digest: &[u8] = digest.as_bytes();
+            let inserted = txn
+                .execute(
+                    "INSERT INTO pat_tokens (digest, id, username, label, created_at, created_by,
+                         sliding, expires_at, window_secs, max_lifetime_secs, last_used_at, scopes)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11)",
+                    &[
+                        &digest,
+                        &(info.id.as_u64() as i64),
+                        &info.user,
+                        &info.label,
+                        &secs(info.created_at),
+                        &info.created_by,
+                        &window.is_some(),
+                        &secs(info.expiry.expires_at()),
+                        &window.map(|d| d.as_secs() as i64),
+                        &cap.map(|d| d.as_secs() as i64),
+                        &scopes,
+                    ],
+                )
+                .await;
+            match inserted {
+                Ok(_) => {}
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(PgError::Db(e).into()),
+            }
+            txn.commit().await.map_err(PgError::Db)?;
+            Ok::<_, StoreError>(Some(CreatedToken::new(secret, info)))
+        };
+        match tokio::time::timeout(self.timeout, run).await {
+            Ok(r) => r,
+            Err(_) => Err(PgError::Timeout.into()),
+        }
+    }
+
+    /// Replaces the policy's rows in one transaction.
+    async fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        let Some(client) = writer.as_mut() else {
+            return Err(PgError::Stopped.into());
+        };
+        let run = async {
+            let txn = client.transaction().await?;
+            for (key, value) in policy.to_pairs() {
+                match value {
+                    Some(v) => {
+                        txn.execute(
+                            "INSERT INTO pat_meta (key, value) VALUES ($1, $2)
+                             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                            &[&key, &(v.min(i64::MAX as u64) as i64)],
+                        )
+                        .await?;
+                    }
+                    None => {
+                        txn.execute("DELETE FROM pat_meta WHERE key = $1", &[&key])
+                            .await?;
+                    }
+                }
+            }
+            txn.commit().await
+        };
+        self.timed(run).await.map_err(StoreError::from)
     }
 
     /// Rotation in one transaction: the record (locked), a new secret under
@@ -991,6 +1103,10 @@ impl Shared {
             // on the old digest and are dropped, like uses racing a revoke.
             self.cache.overlay(&old, &mut info);
             let info = info.rotated(&rotation, now)?;
+            Shared::policy_in(&txn)
+                .await
+                .map_err(PgError::Db)?
+                .check_lifetime(&info)?;
             let secret = TokenSecret::generate();
             let new = secret.digest();
             let (window, cap) = (info.expiry.window(), info.expiry.max_lifetime());

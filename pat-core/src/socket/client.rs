@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::protocol::{self, Failure, Reply, Request};
 use crate::admin::Admin;
 use crate::error::{StoreError, Untrusted};
+use crate::policy::Policy;
 use crate::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 use crate::socket::server::peer_allowed;
 use crate::time::Timestamp;
@@ -185,6 +186,20 @@ impl Admin for AdminClient {
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
         match self.call(&Request::Prune(now))? {
             Reply::Count(n) => Ok(n as usize),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn policy(&self) -> Result<Policy, StoreError> {
+        match self.call(&Request::GetPolicy)? {
+            Reply::Policy(policy) => Ok(policy),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
+        match self.call(&Request::SetPolicy(policy))? {
+            Reply::Policy(_) => Ok(()),
             other => Err(self.unexpected(&other)),
         }
     }

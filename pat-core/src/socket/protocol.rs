@@ -12,6 +12,7 @@ use std::io::{self, Read, Write};
 use std::time::Duration;
 
 use crate::expiry::ExpiryPolicy;
+use crate::policy::Policy;
 use crate::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 
 use crate::store::codec::{self, Reader, put_opt_u64, put_scopes, put_str};
@@ -47,6 +48,8 @@ pub(crate) enum Request {
         rotation: Rotation,
         now: Timestamp,
     },
+    GetPolicy,
+    SetPolicy(Policy),
 }
 
 /// A successful answer.
@@ -57,6 +60,7 @@ pub(crate) enum Reply {
     Tokens(Vec<TokenInfo>),
     Token(TokenInfo),
     Count(u64),
+    Policy(Policy),
 }
 
 /// A failed operation, as the client will report it.
@@ -164,6 +168,11 @@ impl Request {
                 put_secs(&mut out, rotation.grace);
                 put_u64(&mut out, now.as_unix_secs());
             }
+            Request::GetPolicy => out.push(8),
+            Request::SetPolicy(policy) => {
+                out.push(9);
+                put_policy_limits(&mut out, policy);
+            }
         }
         out
     }
@@ -229,6 +238,8 @@ impl Request {
                     now: r.timestamp("now")?,
                 }
             }
+            8 => Request::GetPolicy,
+            9 => Request::SetPolicy(read_policy_limits(&mut r)?),
             op => return Err(format!("unknown operation {op}")),
         };
         r.finish()?;
@@ -264,6 +275,19 @@ fn read_policy(r: &mut Reader<'_>) -> Result<ExpiryPolicy, String> {
         ),
         k => return Err(format!("unknown expiry kind {k}")),
     })
+}
+
+/// Each limit as an optional `u64` (seconds, or a count).
+fn put_policy_limits(out: &mut Vec<u8>, policy: &Policy) {
+    for (_, value) in policy.to_pairs() {
+        put_opt_u64(out, value);
+    }
+}
+
+fn read_policy_limits(r: &mut Reader<'_>) -> Result<Policy, String> {
+    let lifetime = r.opt_u64("max lifetime")?;
+    let per_user = r.opt_u64("max tokens per user")?;
+    Ok(Policy::from_pairs(lifetime, per_user))
 }
 
 fn put_record(out: &mut Vec<u8>, info: &TokenInfo) {
@@ -307,6 +331,10 @@ pub(crate) fn encode_reply(reply: &Result<Reply, Failure>) -> Vec<u8> {
                 Reply::Count(n) => {
                     out.push(4);
                     put_u64(&mut out, *n);
+                }
+                Reply::Policy(policy) => {
+                    out.push(5);
+                    put_policy_limits(&mut out, policy);
                 }
             }
         }
@@ -356,6 +384,7 @@ pub(crate) fn decode_reply(body: &[u8]) -> Result<Result<Reply, Failure>, String
         }
         (0, 3) => Ok(Reply::Token(record(&mut r)?)),
         (0, 4) => Ok(Reply::Count(r.u64("count")?)),
+        (0, 5) => Ok(Reply::Policy(read_policy_limits(&mut r)?)),
         (1, 1) => Err(Failure::NotFound(TokenId::from_u64(r.u64("id")?))),
         (1, 2) => Err(Failure::Message(r.string("message")?)),
         (s, k) => return Err(format!("unknown reply {s}/{k}")),
@@ -422,6 +451,13 @@ mod tests {
                     .expiry(ExpiryPolicy::sliding(Duration::from_secs(5), None)),
                 now,
             },
+            Request::GetPolicy,
+            Request::SetPolicy(Policy::NONE),
+            Request::SetPolicy(
+                Policy::NONE
+                    .max_lifetime(Some(Duration::from_secs(86_400)))
+                    .max_tokens_per_user(Some(3)),
+            ),
         ];
         for req in reqs {
             let back = Request::decode(&req.encode()).unwrap();

@@ -377,6 +377,11 @@ fn dispatch(inner: &Inner, req: Request) -> Result<Reply, Failure> {
         Request::Rotate { id, rotation, now } => {
             inner.rotate(id, &rotation, now).map(Reply::Created)
         }
+        Request::GetPolicy => inner.policy().map(Reply::Policy),
+        Request::SetPolicy(policy) => inner
+            .set_policy(policy)
+            .and_then(|()| inner.policy())
+            .map(Reply::Policy),
     };
     result.map_err(|e| match e {
         StoreError::NotFound(id) => Failure::NotFound(id),

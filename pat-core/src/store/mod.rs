@@ -20,6 +20,7 @@ use crate::backend::{DEFAULT_CACHE_CAPACITY, DEFAULT_FLUSH_INTERVAL};
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::cache::Cache;
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
+use crate::policy::Policy;
 use crate::record::{CreatedToken, Identity, NewToken, Rotation, TokenInfo};
 use crate::socket::{AdminServer, StartError, admin_socket_path};
 use crate::time::Timestamp;
@@ -285,12 +286,12 @@ impl Store {
 
     /// The lookup behind [`Verifier::verify`].
     ///
-    /// A cache hit takes one short lock and allocates nothing. A miss reads
+    /// A cache hit takes no lock and allocates nothing. A miss reads
     /// the file on the calling thread, which may be an async worker: a redb
     /// read of a record is a B-tree descent through pages redb keeps in its
     /// own cache (64 MiB here), so it costs microseconds, not a disk wait;
-    /// `cargo bench -p pat-core` measures it (`store/authenticate_hard_uncached`,
-    /// about 2 µs on the 2-core CI machine, see BENCHMARKS.md), less than
+    /// `cargo bench -p pat-core` measures it (`store/hard_uncached_100k`,
+    /// about 1.1 µs on the 2-core CI machine, see BENCHMARKS.md), less than
     /// parsing the request around it. That is why the miss stays synchronous
     /// rather than paying a thread hop on every miss.
     fn lookup(
@@ -637,11 +638,31 @@ impl Inner {
             .map(|n| n.to_info(TokenId::from_u64(0), now))
             .collect::<Result<Vec<_>, _>>()?;
         self.write(|txn| {
+            let policy = Inner::policy_in(txn)?;
             let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
             let mut by_id = txn.open_table(BY_ID).map_err(storage)?;
             let mut by_user = txn.open_multimap_table(BY_USER).map_err(storage)?;
             let mut created = Vec::with_capacity(infos.len());
             for mut info in infos {
+                policy.check_lifetime(&info)?;
+                if policy.max_tokens_per_user.is_some() {
+                    // Counted in this transaction: tokens created earlier
+                    // in the batch count too.
+                    let mut live = 0;
+                    for id in by_user.get(info.user.as_str()).map_err(storage)? {
+                        let id = id.map_err(storage)?.value();
+                        let Some(digest) = by_id.get(id).map_err(storage)? else {
+                            continue;
+                        };
+                        let digest = digest.value();
+                        if let Some(bytes) = tokens.get(digest).map_err(storage)?
+                            && !self.record(digest, bytes.value())?.is_expired(now)
+                        {
+                            live += 1;
+                        }
+                    }
+                    policy.check_count(&info.user, live)?;
+                }
                 // Collisions of 64-bit ids or 190-bit secrets are
                 // astronomically unlikely; draw again rather than overwrite.
                 info.id = loop {
@@ -663,6 +684,22 @@ impl Inner {
             }
             Ok(created)
         })
+    }
+
+    /// The policy as `txn` sees it.
+    fn policy_in(txn: &WriteTransaction) -> Result<Policy, StoreError> {
+        let meta = txn.open_table(META).map_err(storage)?;
+        Inner::read_policy(&meta)
+    }
+
+    fn read_policy(meta: &impl ReadableTable<&'static str, u64>) -> Result<Policy, StoreError> {
+        let get = |key| -> Result<Option<u64>, StoreError> {
+            Ok(meta.get(key).map_err(storage)?.map(|v| v.value()))
+        };
+        Ok(Policy::from_pairs(
+            get(crate::policy::MAX_LIFETIME_KEY)?,
+            get(crate::policy::MAX_PER_USER_KEY)?,
+        ))
     }
 
     /// Drops the retired secrets of tokens that no longer exist: they can
@@ -816,6 +853,7 @@ impl Admin for Inner {
                 self.record(old, bytes.value())?
             };
             let info = info.rotated(rotation, now)?;
+            Inner::policy_in(txn)?.check_lifetime(&info)?;
             let secret = fresh_secret(&tokens)?;
             let digest = *secret.digest().as_bytes();
             tokens
@@ -877,6 +915,25 @@ impl Admin for Inner {
             Ok(expired.len())
         })
     }
+
+    fn policy(&self) -> Result<Policy, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let meta = txn.open_table(META).map_err(storage)?;
+        Inner::read_policy(&meta)
+    }
+
+    fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
+        self.write(|txn| {
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            for (key, value) in policy.to_pairs() {
+                match value {
+                    Some(v) => meta.insert(key, v).map_err(storage)?,
+                    None => meta.remove(key).map_err(storage)?,
+                };
+            }
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]
@@ -919,6 +976,14 @@ impl Admin for Store {
 
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
         self.inner.prune(now)
+    }
+
+    fn policy(&self) -> Result<Policy, StoreError> {
+        self.inner.policy()
+    }
+
+    fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
+        self.inner.set_policy(policy)
     }
 }
 
