@@ -18,6 +18,12 @@
 //! since the read began (a generation counter, bumped by every write after
 //! its commit); otherwise it is read again.
 //!
+//! Digests the backend answered "no such token" for are remembered too (a
+//! set bounded by the same capacity, cleared when full), so a client
+//! repeating a revoked token costs one read, not one per request. That
+//! memory needs no invalidation: a digest becomes a token's only when a
+//! freshly generated secret is stored, before anyone can present it.
+//!
 //! A backend shared by several processes (PostgreSQL) also gives the cache a
 //! staleness bound: a record read longer ago is read again, its unwritten
 //! use carried over, and the backend evicts records other processes changed
@@ -207,6 +213,13 @@ pub(crate) struct Cache {
     orphans: Mutex<HashMap<TokenDigest, Touch>>,
     /// Dirty entries taken by a flush that has not committed yet.
     in_flight: std::sync::atomic::AtomicUsize,
+    /// Digests the backend answered "no such token" for, so that a client
+    /// repeating a revoked or mistyped token costs one read, not one per
+    /// request. Never invalidated, and safely so: a digest becomes a
+    /// token's only when a newly generated secret is stored, before anyone
+    /// holds it. Bounded by `capacity` (cleared when full), and keyed with
+    /// a random hasher, since clients choose these keys.
+    unknown: papaya::HashMap<TokenDigest, (), std::hash::RandomState>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -236,7 +249,27 @@ impl Cache {
             dirty: Mutex::new(Vec::new()),
             orphans: Mutex::new(HashMap::new()),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
+            unknown: papaya::HashMap::new(),
         }
+    }
+
+    /// Notes that the backend holds no token with `digest` (never issued,
+    /// revoked or pruned): later lookups of it are answered
+    /// [`AuthError::Unknown`] from memory.
+    pub(crate) fn unknown(&self, digest: TokenDigest) {
+        if self.capacity == 0 {
+            return;
+        }
+        let unknown = self.unknown.pin();
+        if unknown.len() >= self.capacity {
+            unknown.clear();
+        }
+        unknown.insert(digest, ());
+    }
+
+    /// How many digests are noted as unknown.
+    pub(crate) fn unknown_len(&self) -> usize {
+        self.unknown.len()
     }
 
     /// The request path: a use of `digest` if its record is cached, else
@@ -259,6 +292,7 @@ impl Cache {
                     generation: self.generation.load(Ordering::Acquire),
                 })
             }
+            None if self.unknown.pin().contains_key(digest) => Ok(Err(AuthError::Unknown)),
             None => Err(Miss { generation }),
         }
     }

@@ -414,6 +414,21 @@ fn duration(v: Option<i64>, what: &str) -> Result<Option<Duration>, PgError> {
     .transpose()
 }
 
+/// What a presented digest stands for.
+enum Found {
+    /// A token's current secret.
+    Token(TokenInfo),
+    /// A secret a rotation retired: its token, when it stops working, and
+    /// the token's current digest (`None` once the token is gone).
+    Retired {
+        id: TokenId,
+        retires_at: Timestamp,
+        current: Option<TokenDigest>,
+    },
+    /// Nothing: never issued, revoked or pruned.
+    Nothing,
+}
+
 /// A row (in [`COLUMNS`] order) as a record.
 fn record(row: &Row) -> Result<TokenInfo, PgError> {
     let expires_at = timestamp(row.get(6), "expires_at")?;
@@ -501,39 +516,36 @@ impl Shared {
         }
     }
 
-    async fn read(&self, digest: &TokenDigest) -> Result<Option<TokenInfo>, PgError> {
+    /// What a digest stands for, in one round trip (a miss of an unknown
+    /// token, the common miss under a flood, costs one query).
+    async fn read(&self, digest: &TokenDigest) -> Result<Found, PgError> {
         let client = self.client().await?;
-        let sql = format!("SELECT {COLUMNS} FROM pat_tokens WHERE digest = $1");
+        let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("t.{c}")).collect();
+        let sql = format!(
+            "SELECT {}, r.id, r.retires_at, c.digest
+             FROM (SELECT $1::bytea AS d) AS q
+             LEFT JOIN pat_tokens t ON t.digest = q.d
+             LEFT JOIN pat_retired r ON t.digest IS NULL AND r.digest = q.d
+             LEFT JOIN pat_tokens c ON c.id = r.id",
+            columns.join(", ")
+        );
         let key: &[u8] = digest.as_bytes();
-        let row = self.timed(client.query_opt(&sql, &[&key])).await?;
-        row.as_ref().map(record).transpose()
-    }
-
-    /// A retired secret's token, when it stops working, and the token's
-    /// current digest (`None` once the token is gone).
-    async fn retired(
-        &self,
-        digest: &TokenDigest,
-    ) -> Result<Option<(TokenId, Timestamp, Option<TokenDigest>)>, PgError> {
-        let client = self.client().await?;
-        let key: &[u8] = digest.as_bytes();
-        let row = self
-            .timed(client.query_opt(
-                "SELECT r.id, r.retires_at, t.digest FROM pat_retired r \
-                 LEFT JOIN pat_tokens t ON t.id = r.id WHERE r.digest = $1",
-                &[&key],
-            ))
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let current = match row.get::<_, Option<Vec<u8>>>(2) {
-            None => None,
-            Some(_) => Some(digest_of(&row, 2)?),
+        let row = self.timed(client.query_one(&sql, &[&key])).await?;
+        if row.get::<_, Option<i64>>(0).is_some() {
+            return Ok(Found::Token(record(&row)?));
+        }
+        let Some(id) = row.get::<_, Option<i64>>(DIGEST) else {
+            return Ok(Found::Nothing);
         };
-        Ok(Some((
-            TokenId::from_u64(row.get::<_, i64>(0) as u64),
-            timestamp(row.get(1), "retires_at")?,
+        let current = match row.get::<_, Option<Vec<u8>>>(DIGEST + 2) {
+            None => None,
+            Some(_) => Some(digest_of(&row, DIGEST + 2)?),
+        };
+        Ok(Found::Retired {
+            id: TokenId::from_u64(id as u64),
+            retires_at: timestamp(row.get(DIGEST + 1), "retires_at")?,
             current,
-        )))
+        })
     }
 
     /// The request path's miss: read, cache, use. Retried like the redb
@@ -553,22 +565,31 @@ impl Shared {
                 Ok(result) => return result,
                 Err(miss) => miss,
             };
-            let store = |e: PgError| AuthError::Store(e.into());
-            let Some(info) = self.read(&digest).await.map_err(store)? else {
-                // A secret retired by a rotation works as its token's
-                // current one until its grace ends.
-                if followed {
+            let info = match self
+                .read(&digest)
+                .await
+                .map_err(|e| AuthError::Store(e.into()))?
+            {
+                Found::Token(info) => info,
+                Found::Nothing => {
+                    self.cache.unknown(digest);
                     return Err(AuthError::Unknown);
                 }
-                let (id, retires_at, current) = self
-                    .retired(&digest)
-                    .await
-                    .map_err(store)?
-                    .ok_or(AuthError::Unknown)?;
-                crate::backend::retired_secret(id, retires_at, now)?;
-                digest = current.ok_or(AuthError::Unknown)?;
-                followed = true;
-                continue;
+                // A secret retired by a rotation works as its token's
+                // current one until its grace ends.
+                Found::Retired {
+                    id,
+                    retires_at,
+                    current,
+                } => {
+                    if followed {
+                        return Err(AuthError::Unknown);
+                    }
+                    crate::backend::retired_secret(id, retires_at, now)?;
+                    digest = current.ok_or(AuthError::Unknown)?;
+                    followed = true;
+                    continue;
+                }
             };
             let last_try = attempt == ATTEMPTS;
             match self

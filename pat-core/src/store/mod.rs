@@ -336,6 +336,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<Identity, AuthError> {
         let Some((id, retires_at, current)) = self.inner.read_retired(digest)? else {
+            self.inner.cache.unknown(*digest);
             return Err(AuthError::Unknown);
         };
         crate::backend::retired_secret(id, retires_at, now)?;
@@ -373,6 +374,13 @@ impl Store {
     /// How many token records are cached in memory.
     pub fn cached_records(&self) -> usize {
         self.inner.cache.len()
+    }
+
+    /// How many digests are remembered as no token's (never issued,
+    /// revoked or pruned): presented again, they are refused without a
+    /// read. At most the cache capacity; none with the cache off.
+    pub fn cached_unknown(&self) -> usize {
+        self.inner.cache.unknown_len()
     }
 
     /// How many lookups read the file (cache misses, unknown tokens

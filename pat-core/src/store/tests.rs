@@ -576,3 +576,66 @@ fn create_many_is_all_or_nothing() {
     assert!(store.create_many(&bad, at(0)).is_err());
     assert_eq!(store.list(None, true, at(0)).unwrap().len(), 50);
 }
+
+/// A revoked or never-issued token presented again is refused from memory;
+/// the memory of unknown digests is bounded by the cache capacity and off
+/// with the cache.
+#[test]
+fn unknown_tokens_are_read_once_and_remembered_within_a_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder()
+        .manual_flush()
+        .admin_socket(false)
+        .cache_capacity(2)
+        .open(dir.path().join("u.redb"))
+        .unwrap();
+    let revoked = store
+        .create(&hard("alice", Duration::from_secs(60)), at(0))
+        .unwrap();
+    store.revoke(revoked.info.id).unwrap();
+    let forged: Vec<TokenSecret> = (0..3).map(|_| TokenSecret::generate()).collect();
+    let refused = |t: &TokenSecret| {
+        assert!(matches!(
+            store.authenticate(t.expose_secret(), at(1)),
+            Err(AuthError::Unknown)
+        ));
+    };
+    for t in [&revoked.secret, &forged[0]] {
+        refused(t);
+        let reads = store.file_reads();
+        refused(t);
+        assert_eq!(store.file_reads(), reads, "read again");
+    }
+    assert_eq!(store.cached_unknown(), 2);
+    // A third unknown digest: the memory is cleared rather than grown.
+    refused(&forged[1]);
+    assert!(store.cached_unknown() <= 2);
+    let reads = store.file_reads();
+    refused(&revoked.secret);
+    assert_eq!(store.file_reads(), reads + 1, "forgotten, so read again");
+    // A token created later is not hidden by it (its secret is new).
+    let created = store
+        .create(&hard("alice", Duration::from_secs(60)), at(2))
+        .unwrap();
+    store
+        .authenticate(created.secret.expose_secret(), at(3))
+        .unwrap();
+    drop(store);
+
+    let off = Store::builder()
+        .manual_flush()
+        .admin_socket(false)
+        .cache(false)
+        .open(dir.path().join("u.redb"))
+        .unwrap();
+    refused_by(&off, &forged[2]);
+    refused_by(&off, &forged[2]);
+    assert_eq!(off.cached_unknown(), 0);
+}
+
+fn refused_by(store: &Store, t: &TokenSecret) {
+    assert!(matches!(
+        store.authenticate(t.expose_secret(), at(1)),
+        Err(AuthError::Unknown)
+    ));
+}
