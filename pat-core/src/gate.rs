@@ -741,35 +741,13 @@ mod tests {
 
     #[test]
     fn outcomes_are_logged_without_secrets() {
-        use std::sync::Mutex;
-
-        #[derive(Clone, Default)]
-        struct Buffer(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buffer {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-
         let f = fixture();
-        let logs = Buffer::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let logs = crate::test_logs::capture(|| {
             check(&f.gate, &[&format!("Bearer {}", f.token)]);
             check(&f.gate, &[&format!("Bearer {}", f.expired)]);
             check(&f.gate, &[&basic("alice", &f.token)]);
             check(&f.gate, &[&basic("bob", &f.token)]);
         });
-        let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
         assert!(
             logs.contains("token accepted") && logs.contains("user=alice"),
             "{logs}"

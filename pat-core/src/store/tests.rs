@@ -639,3 +639,49 @@ fn refused_by(store: &Store, t: &TokenSecret) {
         Err(AuthError::Unknown)
     ));
 }
+
+/// An old secret presented after its rotation is refused like an unknown
+/// token, and logged as a possible theft: a warning naming the token, never
+/// the secret. Within the grace it is logged as nothing special.
+#[test]
+fn a_replayed_rotated_secret_is_logged_with_the_token_id() {
+    let (_dir, store) = temp_store();
+    let created = store
+        .create(&hard("alice", Duration::from_secs(3600)), at(0))
+        .unwrap();
+    let rotated = store
+        .rotate(
+            created.info.id,
+            &crate::Rotation::new().grace(Duration::from_secs(60)),
+            at(10),
+        )
+        .unwrap();
+    let old = created.secret.expose_secret();
+    let within = crate::test_logs::capture(|| {
+        store.authenticate(old, at(20)).unwrap();
+    });
+    assert!(!within.contains("WARN"), "{within}");
+    let after = crate::test_logs::capture(|| {
+        assert!(matches!(
+            store.authenticate(old, at(70)),
+            Err(AuthError::Unknown)
+        ));
+        // Every replay is logged, not only the first.
+        assert!(matches!(
+            store.authenticate(old, at(71)),
+            Err(AuthError::Unknown)
+        ));
+    });
+    assert_eq!(after.matches("WARN").count(), 2, "{after}");
+    assert!(
+        after.contains("old secret was presented after it was retired"),
+        "{after}"
+    );
+    assert!(
+        after.contains(&format!("token_id={}", created.info.id)),
+        "{after}"
+    );
+    for secret in [old, rotated.secret.expose_secret()] {
+        assert!(!after.contains(&secret[4..]), "secret in logs: {after}");
+    }
+}
