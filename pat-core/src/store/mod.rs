@@ -134,7 +134,9 @@ impl StoreBuilder {
     /// Past it, records not used recently are evicted (a CLOCK sweep); a
     /// request for an evicted token reads the file again (a few
     /// microseconds). The cache is exact: every write goes through this
-    /// process, which updates it.
+    /// process, which updates it. The same capacity bounds the memory of
+    /// digests that are no token's (see [`Store::cached_unknown`]), about
+    /// 50 bytes each.
     pub fn cache_capacity(mut self, records: usize) -> StoreBuilder {
         self.cache_capacity = records;
         self
