@@ -465,3 +465,31 @@ fn a_newer_schema_is_refused_with_both_versions() {
     assert_eq!(err.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&err.stderr).contains("99"));
 }
+
+/// A revoked token presented again is refused from the replica's memory
+/// (one query, not one per request); a token created on another replica
+/// meanwhile is not hidden by it.
+#[test]
+fn unknown_digests_are_remembered_by_each_replica() {
+    use pat_core::{Admin as _, ExpiryPolicy, NewToken, Timestamp};
+    let Some(pg) = postgres() else { return };
+    let db = pg.database();
+    let (a, b) = (store(&db), store(&db));
+    let hour = ExpiryPolicy::hard(Duration::from_secs(3600));
+    let t = a
+        .create(&NewToken::new("alice", hour), Timestamp::now())
+        .unwrap();
+    a.revoke(t.info.id).unwrap();
+    for _ in 0..3 {
+        assert!(
+            conformance::authenticate(&b, t.secret.expose_secret(), None, Timestamp::now())
+                .is_err()
+        );
+    }
+    assert_eq!(b.cached_unknown(), 1);
+    let fresh = a
+        .create(&NewToken::new("alice", hour), Timestamp::now())
+        .unwrap();
+    conformance::authenticate(&b, fresh.secret.expose_secret(), None, Timestamp::now())
+        .expect("a new token works on every replica at once");
+}

@@ -362,6 +362,13 @@ impl PgStore {
         self.shared.cache.len()
     }
 
+    /// How many digests this replica remembers as no token's (never
+    /// issued, revoked or pruned): presented again, they are refused
+    /// without a query. At most the cache capacity.
+    pub fn cached_unknown(&self) -> usize {
+        self.shared.cache.unknown_len()
+    }
+
     fn handle(&self) -> &tokio::runtime::Handle {
         &self.handle
     }
