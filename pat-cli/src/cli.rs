@@ -72,6 +72,28 @@ pub(crate) enum Command {
     )]
     Policy(PolicyCommand),
 
+    /// Show the audit log: every change to the tokens, who made it, and
+    /// old secrets replayed after a rotation. Never a secret.
+    ///
+    /// The actor is the OS user behind the CLI, `uid N` for a change made
+    /// through a running service's admin socket (the kernel's word), or
+    /// `token ID` for a token managing itself. `token prune` drops entries
+    /// older than 90 days.
+    #[command(
+        after_help = "Examples:\n  pat-cli audit --since 7d\n  pat-cli audit -u alice --json"
+    )]
+    Audit {
+        /// Only entries of the last DURATION (e.g. 7d).
+        #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
+        since: Option<Duration>,
+        /// Only entries concerning this user.
+        #[arg(short, long, value_name = "USER", value_parser = user)]
+        user: Option<String>,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Print a shell completion script.
     Completions {
         /// The shell to complete for.
@@ -280,6 +302,9 @@ impl Cli {
                 Some(action) => token::manage(&self.db, action),
             },
             Command::Policy(cmd) => token::policy(&self.db, cmd),
+            Command::Audit { since, user, json } => {
+                token::audit(&self.db, since, user.as_deref(), json)
+            }
             Command::Completions { shell } => {
                 clap_complete::generate(
                     shell,

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use pat_core::{
-    CreatedToken, Expiry, Policy, Timestamp, TokenInfo, format_duration, printable, redacted,
+    AuditEntry, CreatedToken, Expiry, Policy, Timestamp, TokenInfo, format_duration, printable,
+    redacted,
 };
 use serde_json::{Value, json};
 
@@ -178,6 +179,84 @@ const LIST_HEADER: [&str; 7] = [
     "SCOPES",
 ];
 
+/// `pat-cli audit --json`: one array, an object per entry.
+pub(crate) fn write_audit_json(out: &mut impl Write, entries: &[AuditEntry]) -> io::Result<()> {
+    out.write_all(b"[")?;
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        let v = json!({
+            "at": e.at.to_string(),
+            "action": e.action.as_str(),
+            "token_id": e.token_id.map(|id| id.to_string()),
+            "user": e.user,
+            "actor": e.actor,
+            "outcome": e.outcome,
+        });
+        serde_json::to_writer(&mut *out, &v)?;
+    }
+    out.write_all(b"]\n")
+}
+
+/// `pat-cli audit`: a table, names escaped for the terminal.
+pub(crate) fn write_audit_human(out: &mut impl Write, entries: &[AuditEntry]) -> io::Result<()> {
+    if entries.is_empty() {
+        return out.write_all(b"no entries\n");
+    }
+    let header = ["AT", "ACTION", "TOKEN", "USER", "ACTOR", "OUTCOME"];
+    write_table(out, header, entries, |e| {
+        [
+            e.at.to_string(),
+            e.action.as_str().to_owned(),
+            e.token_id
+                .map_or_else(|| "-".to_owned(), |id| id.to_string()),
+            if e.user.is_empty() {
+                "-".to_owned()
+            } else {
+                printable(&e.user).into_owned()
+            },
+            printable(&e.actor).into_owned(),
+            printable(&e.outcome).into_owned(),
+        ]
+    })
+}
+
+/// Writes an aligned table: the column widths from a first pass over
+/// `items`, then the header and each row, built again and dropped in turn,
+/// so a table of a million rows is never held in memory.
+fn write_table<const N: usize, T>(
+    out: &mut impl Write,
+    header: [&str; N],
+    items: &[T],
+    row: impl Fn(&T) -> [String; N],
+) -> io::Result<()> {
+    let mut widths = header.map(|h| h.chars().count());
+    for item in items {
+        for (w, cell) in widths.iter_mut().zip(row(item)) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut line = String::new();
+    let mut write_line = |out: &mut dyn Write, cells: [&str; N]| {
+        line.clear();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<w$}  ");
+            }
+        }
+        out.write_all(line.trim_end().as_bytes())?;
+        out.write_all(b"\n")
+    };
+    write_line(out, header)?;
+    for item in items {
+        write_line(out, row(item).each_ref().map(String::as_str))?;
+    }
+    Ok(())
+}
+
 /// `pat-cli policy --json`.
 pub(crate) fn policy_json(policy: &Policy) -> Value {
     json!({
@@ -212,9 +291,7 @@ fn list_row(t: &TokenInfo, now: Timestamp, policy: &Policy) -> [String; 7] {
     ]
 }
 
-/// Writes the `token list` table. Two passes over `tokens` (column widths,
-/// then rows), each row built and dropped in turn: the table of a million
-/// tokens is never held in memory.
+/// Writes the `token list` table (see [`write_table`]).
 pub(crate) fn write_list_human(
     out: &mut impl Write,
     tokens: &[TokenInfo],
@@ -224,30 +301,7 @@ pub(crate) fn write_list_human(
     if tokens.is_empty() {
         return out.write_all(b"no tokens\n");
     }
-    let mut widths = LIST_HEADER.map(|h| h.chars().count());
-    for t in tokens {
-        for (w, cell) in widths.iter_mut().zip(list_row(t, now, policy)) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut line = String::new();
-    let mut write_line = |out: &mut dyn Write, cells: [&str; 7]| {
-        line.clear();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == cells.len() {
-                line.push_str(cell);
-            } else {
-                let _ = write!(line, "{cell:<w$}  ");
-            }
-        }
-        out.write_all(line.trim_end().as_bytes())?;
-        out.write_all(b"\n")
-    };
-    write_line(out, LIST_HEADER)?;
-    for t in tokens {
-        write_line(out, list_row(t, now, policy).each_ref().map(String::as_str))?;
-    }
-    Ok(())
+    write_table(out, LIST_HEADER, tokens, |t| list_row(t, now, policy))
 }
 
 /// [`write_list_human`] into a string.

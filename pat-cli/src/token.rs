@@ -54,7 +54,7 @@ pub(crate) fn create(db: &Path, args: CreateArgs) -> Result {
         usage_error(ErrorKind::ValueValidation, flag_error(&e));
     }
     let store = connect(db, false)?;
-    let created = store.create(&new, now)?;
+    let created = acting(&*store).create(&new, now)?;
     if args.quiet {
         println!("{}", created.secret.expose_secret());
     } else if args.json {
@@ -129,14 +129,14 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
             user: Some(user),
         } => {
             debug_assert!(ids.is_empty());
-            let n = store.revoke_user(&user)?;
+            let n = acting(&*store).revoke_user(&user)?;
             println!("revoked {n} token{} of {}", plural(n), printable(&user));
         }
         TokenAction::Revoke { ids, user: None } => {
             // Revoke all that exist, then fail if any did not.
             let mut missing = Vec::new();
             for id in ids {
-                match store.revoke(id) {
+                match acting(&*store).revoke(id) {
                     Ok(info) => println!(
                         "revoked {} ({}, \"{}\")",
                         info.id,
@@ -173,7 +173,7 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
             {
                 usage_error(ErrorKind::ValueValidation, flag_error(&e));
             }
-            let rotated = store.rotate(id, &rotation, now)?;
+            let rotated = acting(&*store).rotate(id, &rotation, now)?;
             if quiet {
                 println!("{}", rotated.secret.expose_secret());
             } else if json {
@@ -188,11 +188,37 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
             }
         }
         TokenAction::Prune => {
-            let n = store.prune(now)?;
+            let n = acting(&*store).prune(now)?;
             println!("removed {n} expired token{}", plural(n));
         }
     }
     Ok(())
+}
+
+/// `pat-cli audit [--since DUR] [-u USER] [--json]`
+pub(crate) fn audit(
+    db: &Path,
+    since: Option<std::time::Duration>,
+    user: Option<&str>,
+    json: bool,
+) -> Result {
+    let store = connect(db, true)?;
+    let now = Timestamp::now();
+    let since = since.map_or(Timestamp::UNIX_EPOCH, |d| {
+        Timestamp::from_unix_secs(now.as_unix_secs().saturating_sub(d.as_secs()))
+            .unwrap_or(Timestamp::UNIX_EPOCH)
+    });
+    let entries = store.audit(since, user)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = if json {
+        output::write_audit_json(&mut out, &entries)
+    } else {
+        output::write_audit_human(&mut out, &entries)
+    };
+    match written.and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// `pat-cli policy [--json]` and `pat-cli policy set ...`
@@ -212,7 +238,7 @@ pub(crate) fn policy(db: &Path, cmd: PolicyCommand) -> Result {
             if let Some(Limit(max)) = max_tokens_per_user {
                 policy = policy.max_tokens_per_user(max);
             }
-            store.set_policy(policy)?;
+            acting(&*store).set_policy(policy)?;
             (store, json || cmd.json)
         }
     };
@@ -297,7 +323,15 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-/// The OS user running the CLI, recorded as the token's creator: `$USER` or
+/// The store, recording changes in its audit log as done by the OS user
+/// running the CLI (through an admin socket, the service records the
+/// peer's uid instead).
+fn acting(store: &dyn Admin) -> Box<dyn Admin + '_> {
+    store.acting_as(&os_user())
+}
+
+/// The OS user running the CLI, recorded as the token's creator and as the
+/// actor in the audit log: `$USER` or
 /// `$LOGNAME` when they make a valid name, else the uid.
 fn os_user() -> String {
     for var in ["USER", "LOGNAME"] {

@@ -472,6 +472,98 @@ fn the_policy_limits_new_tokens_and_list_marks_old_ones() {
     );
 }
 
+/// Every change is in the audit log with the OS user who made it, or the
+/// socket peer's uid when a service holds the store; never a secret.
+#[test]
+fn the_audit_log_names_every_change_and_its_actor() {
+    let env = Env::new();
+    let as_user = |user: &str, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pat-cli"))
+            .arg("--db")
+            .arg(env.db())
+            .args(args)
+            .env_remove("PAT_DB")
+            .env("USER", user)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let token = as_user("carol", &["token", "-q", "-u", "alice", "-e", "1h"]);
+    let id = env
+        .store()
+        .authenticate(token.trim_end(), Timestamp::now())
+        .unwrap()
+        .token_id()
+        .to_string();
+    let rotated = as_user("dave", &["token", "rotate", &id, "-q"]);
+    as_user("erin", &["policy", "set", "--max-tokens-per-user", "9"]);
+    {
+        // Through a running service's socket: the peer's uid, whatever
+        // $USER claims.
+        let held = env.store();
+        as_user("mallory", &["token", "revoke", &id]);
+        drop(held);
+    }
+    as_user("carol", &["token", "-q", "-u", "bob", "-e", "1h"]);
+
+    let log: Vec<Value> = serde_json::from_str::<Value>(&as_user("x", &["audit", "--json"]))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
+    let uid = format!("uid {}", rustix::process::getuid().as_raw());
+    let rows: Vec<(String, String, String)> = log
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["user"].as_str().unwrap().to_owned(),
+                e["actor"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let row = |a: &str, u: &str, actor: &str| (a.to_owned(), u.to_owned(), actor.to_owned());
+    assert_eq!(
+        rows,
+        [
+            row("create", "alice", "carol"),
+            row("rotate", "alice", "dave"),
+            row("set_policy", "", "erin"),
+            row("revoke", "alice", &uid),
+            row("create", "bob", "carol"),
+        ]
+    );
+    assert_eq!(log[0]["token_id"], id.as_str());
+    assert_eq!(
+        log[2]["outcome"],
+        "max lifetime none, max tokens per user 9"
+    );
+    let all = as_user("x", &["audit"]);
+    assert!(all.starts_with("AT") && all.lines().count() == 6, "{all}");
+    for secret in [token.trim_end(), rotated.trim_end()] {
+        assert!(!all.contains(&secret[4..]), "{all}");
+    }
+    let bob = as_user("x", &["audit", "-u", "bob", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&bob)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        as_user("x", &["audit", "--since", "1h", "-u", "nobody"]),
+        "no entries\n"
+    );
+    fails(
+        env.run(&["audit", "--since", "yesterday"]),
+        2,
+        &["--since", "yesterday"],
+    );
+}
+
 #[test]
 fn list_filters_by_expiry_and_idleness() {
     let env = Env::new();

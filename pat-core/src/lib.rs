@@ -66,6 +66,7 @@
 //! orphan rule puts them beside the type.
 
 mod admin;
+mod audit;
 mod backend;
 #[cfg(any(unix, feature = "postgres"))]
 mod cache;
@@ -99,6 +100,7 @@ mod trust;
 mod webdav;
 
 pub use admin::Admin;
+pub use audit::{AuditAction, AuditEntry, DEFAULT_ACTOR, DEFAULT_AUDIT_RETENTION};
 pub use backend::{
     DEFAULT_CACHE_CAPACITY, DEFAULT_FLUSH_INTERVAL, IntoVerifier, Lookup, Verification, Verifier,
     VerifyFuture, retired_secret,

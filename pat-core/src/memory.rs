@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::admin::Admin;
+use crate::admin::Audited;
+use crate::audit::{AuditAction, AuditEntry, DEFAULT_AUDIT_RETENTION};
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, StoreError};
 use crate::policy::Policy;
@@ -42,6 +43,7 @@ struct State {
     /// Secrets retired by rotations: token id and when they stop working.
     retired: HashMap<TokenDigest, (TokenId, Timestamp)>,
     policy: Policy,
+    audit: Vec<AuditEntry>,
 }
 
 impl MemoryStore {
@@ -81,6 +83,25 @@ impl State {
         self.tokens.remove(&digest)
     }
 
+    /// Appends an audit entry about `info`'s token.
+    fn log(
+        &mut self,
+        at: Timestamp,
+        action: AuditAction,
+        info: Option<&TokenInfo>,
+        actor: &str,
+        outcome: &str,
+    ) {
+        self.audit.push(AuditEntry::new(
+            at,
+            action,
+            info.map(|i| i.id),
+            info.map_or("", |i| i.user.as_str()),
+            actor,
+            outcome,
+        ));
+    }
+
     /// Drops the retired secrets of tokens that no longer exist.
     fn prune_retired(&mut self) {
         let by_id = &self.by_id;
@@ -113,6 +134,16 @@ impl Verifier for MemoryStore {
                 return Verification::Ready(Err(AuthError::Unknown));
             };
             if let Err(e) = crate::backend::retired_secret(id, retires_at, lookup.now()) {
+                let user = state.by_id.get(&id).and_then(|d| state.tokens.get(d));
+                let user = user.map_or(String::new(), |i| i.user.clone());
+                state.audit.push(AuditEntry::new(
+                    lookup.now(),
+                    AuditAction::ReplayedSecret,
+                    Some(id),
+                    user,
+                    "-",
+                    "refused",
+                ));
                 return Verification::Ready(Err(e));
             }
             match state.by_id.get(&id) {
@@ -132,8 +163,15 @@ impl Verifier for MemoryStore {
     }
 }
 
-impl Admin for MemoryStore {
-    fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
+crate::admin::admin_from_audited!(MemoryStore);
+
+impl Audited for MemoryStore {
+    fn create_by(
+        &self,
+        new: &NewToken,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<CreatedToken, StoreError> {
         let mut state = self.state();
         let id = loop {
             let id = TokenId::generate();
@@ -153,10 +191,11 @@ impl Admin for MemoryStore {
         };
         state.tokens.insert(secret.digest(), info.clone());
         state.by_id.insert(id, secret.digest());
+        state.log(now, AuditAction::Create, Some(&info), actor, "ok");
         Ok(CreatedToken::new(secret, info))
     }
 
-    fn list(
+    fn list_tokens(
         &self,
         user: Option<&str>,
         include_expired: bool,
@@ -174,7 +213,7 @@ impl Admin for MemoryStore {
         Ok(out)
     }
 
-    fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+    fn get_token(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
         let state = self.state();
         state
             .by_id
@@ -184,11 +223,12 @@ impl Admin for MemoryStore {
             .ok_or(StoreError::NotFound(id))
     }
 
-    fn rotate(
+    fn rotate_by(
         &self,
         id: TokenId,
         rotation: &Rotation,
         now: Timestamp,
+        actor: &str,
     ) -> Result<CreatedToken, StoreError> {
         let mut state = self.state();
         let old = *state.by_id.get(&id).ok_or(StoreError::NotFound(id))?;
@@ -208,30 +248,87 @@ impl Admin for MemoryStore {
         state.tokens.insert(secret.digest(), info.clone());
         state.by_id.insert(id, secret.digest());
         state.retired.insert(old, (id, rotation.retires_at(now)));
+        state.log(now, AuditAction::Rotate, Some(&info), actor, "ok");
         Ok(CreatedToken::new(secret, info))
     }
 
-    fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
-        self.state().remove(id).ok_or(StoreError::NotFound(id))
-    }
-
-    fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
-        Ok(self.state().remove_where(|i| i.user == user))
-    }
-
-    fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
+    fn revoke_by(&self, id: TokenId, actor: &str) -> Result<TokenInfo, StoreError> {
         let mut state = self.state();
-        let n = state.remove_where(|i| i.is_expired(now));
-        state.prune_retired();
+        let info = state.remove(id).ok_or(StoreError::NotFound(id))?;
+        state.log(
+            Timestamp::now(),
+            AuditAction::Revoke,
+            Some(&info),
+            actor,
+            "ok",
+        );
+        Ok(info)
+    }
+
+    fn revoke_user_by(&self, user: &str, actor: &str) -> Result<usize, StoreError> {
+        let mut state = self.state();
+        let n = state.remove_where(|i| i.user == user);
+        state.audit.push(AuditEntry::new(
+            Timestamp::now(),
+            AuditAction::RevokeUser,
+            None,
+            user,
+            actor,
+            crate::audit::count(n),
+        ));
         Ok(n)
     }
 
-    fn policy(&self) -> Result<Policy, StoreError> {
+    fn prune_by(&self, now: Timestamp, actor: &str) -> Result<usize, StoreError> {
+        let mut state = self.state();
+        let n = state.remove_where(|i| i.is_expired(now));
+        state.prune_retired();
+        let horizon = Timestamp::from_unix_secs(
+            now.as_unix_secs()
+                .saturating_sub(DEFAULT_AUDIT_RETENTION.as_secs()),
+        )
+        .unwrap_or(Timestamp::UNIX_EPOCH);
+        state.audit.retain(|e| e.at >= horizon);
+        state.audit.push(AuditEntry::new(
+            now,
+            AuditAction::Prune,
+            None,
+            "",
+            actor,
+            crate::audit::count(n),
+        ));
+        Ok(n)
+    }
+
+    fn get_policy(&self) -> Result<Policy, StoreError> {
         Ok(self.state().policy)
     }
 
-    fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
-        self.state().policy = policy;
+    fn set_policy_by(&self, policy: Policy, actor: &str) -> Result<(), StoreError> {
+        let mut state = self.state();
+        state.policy = policy;
+        state.audit.push(AuditEntry::new(
+            Timestamp::now(),
+            AuditAction::SetPolicy,
+            None,
+            "",
+            actor,
+            policy.summary(),
+        ));
         Ok(())
+    }
+
+    fn read_audit(
+        &self,
+        since: Timestamp,
+        user: Option<&str>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .audit
+            .iter()
+            .filter(|e| e.matches(since, user))
+            .cloned()
+            .collect())
     }
 }

@@ -124,6 +124,16 @@ impl Policy {
         self.check_lifetime(info).is_ok()
     }
 
+    /// The policy on one line, for the audit log.
+    pub(crate) fn summary(&self) -> String {
+        format!(
+            "max lifetime {}, max tokens per user {}",
+            self.max_lifetime.map_or("none".into(), format_duration),
+            self.max_tokens_per_user
+                .map_or("none".into(), |n| n.to_string())
+        )
+    }
+
     /// How the store keeps it: `(key, value)` pairs, absent limits as `None`.
     pub(crate) fn to_pairs(self) -> [(&'static str, Option<u64>); 2] {
         [

@@ -12,6 +12,8 @@
 //! | `DELETE …/self` | 200, the record of the token just revoked; the next request with it is refused |
 //! | `POST …/self/rotate` | 200, a new secret (shown once) for the same token; query `grace`, and `expire` or `auto` (with `max_lifetime`), durations like the CLI's |
 //!
+//! Changes are in the audit log as done by `token ID`.
+//!
 //! Every answer is JSON with `Cache-Control: no-store`. A token that is gone
 //! by the time the call runs is 404 `not_found`, bad query parameters 400
 //! `invalid_request` naming the parameter, a store failure 503
@@ -141,6 +143,12 @@ impl SelfService {
         )
     }
 
+    /// The store, acting for the audit log as the token itself.
+    fn as_token(&self, identity: &Identity) -> Box<dyn Admin + '_> {
+        self.admin
+            .acting_as(&format!("token {}", identity.token_id()))
+    }
+
     /// `GET …/self`: the presenting token's record.
     pub fn lookup(&self, identity: &Identity) -> Answer {
         match self.admin.get(identity.token_id()) {
@@ -151,7 +159,7 @@ impl SelfService {
 
     /// `DELETE …/self`: revokes the presenting token; its record as it was.
     pub fn revoke(&self, identity: &Identity) -> Answer {
-        match self.admin.revoke(identity.token_id()) {
+        match self.as_token(identity).revoke(identity.token_id()) {
             Ok(info) => {
                 tracing::info!(token_id = %info.id, user = %info.user, "token revoked itself");
                 Answer::json(200, &token_json(&info))
@@ -168,7 +176,10 @@ impl SelfService {
             Ok(r) => r,
             Err(why) => return Answer::error(400, "invalid_request", &why),
         };
-        match self.admin.rotate(identity.token_id(), &rotation, now) {
+        match self
+            .as_token(identity)
+            .rotate(identity.token_id(), &rotation, now)
+        {
             Ok(created) => {
                 tracing::info!(token_id = %created.info.id, user = %created.info.user, "token rotated itself");
                 let mut body = token_json(&created.info);

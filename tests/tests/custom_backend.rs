@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pat_core::{
-    Admin, AuthError, BackendError, CreatedToken, ExpiryPolicy, Gate, Identity, Lookup,
-    MemoryStore, NewToken, Policy, Rotation, StoreError, Timestamp, TokenDigest, TokenId,
-    TokenInfo, TokenSecret, Verification, Verifier, conformance,
+    Admin, AuditAction, AuditEntry, AuthError, BackendError, CreatedToken, DEFAULT_ACTOR,
+    DEFAULT_AUDIT_RETENTION, ExpiryPolicy, Gate, Identity, Lookup, MemoryStore, NewToken, Policy,
+    Rotation, StoreError, Timestamp, TokenDigest, TokenId, TokenInfo, TokenSecret, Verification,
+    Verifier, conformance,
 };
 use pat_integration_tests::contract::{Tokens, cases};
 use pat_integration_tests::inproc::{self, Req};
@@ -26,18 +27,74 @@ struct Table {
     /// Secrets retired by rotations, with their token and end of grace.
     retired: HashMap<TokenDigest, (TokenId, Timestamp)>,
     policy: Policy,
+    audit: Vec<AuditEntry>,
 }
 
 impl Table {
     /// The row a presented digest stands for: its own, or, during a
-    /// rotation's grace, its token's current one.
-    fn resolve(&self, digest: &TokenDigest, now: Timestamp) -> Result<TokenDigest, AuthError> {
+    /// rotation's grace, its token's current one. A replay after the grace
+    /// goes in the audit log.
+    fn resolve(&mut self, digest: &TokenDigest, now: Timestamp) -> Result<TokenDigest, AuthError> {
         if self.rows.contains_key(digest) {
             return Ok(*digest);
         }
         let &(id, retires_at) = self.retired.get(digest).ok_or(AuthError::Unknown)?;
-        pat_core::retired_secret(id, retires_at, now)?;
+        if let Err(e) = pat_core::retired_secret(id, retires_at, now) {
+            let entry = AuditEntry::new(
+                now,
+                AuditAction::ReplayedSecret,
+                Some(id),
+                "",
+                "-",
+                "refused",
+            );
+            self.audit.push(entry);
+            return Err(e);
+        }
         self.ids.get(&id).copied().ok_or(AuthError::Unknown)
+    }
+
+    /// Deletes a token, recording nothing.
+    fn remove(&mut self, id: TokenId) {
+        if let Some(digest) = self.ids.remove(&id) {
+            self.rows.remove(&digest);
+        }
+    }
+
+    fn log(
+        &mut self,
+        action: AuditAction,
+        info: Option<&TokenInfo>,
+        user: &str,
+        actor: &str,
+        outcome: &str,
+    ) {
+        self.audit.push(AuditEntry::new(
+            Timestamp::now(),
+            action,
+            info.map(|i| i.id),
+            user,
+            actor,
+            outcome,
+        ));
+    }
+
+    fn log_at(
+        &mut self,
+        at: Timestamp,
+        action: AuditAction,
+        info: Option<&TokenInfo>,
+        actor: &str,
+    ) {
+        let user = info.map_or(String::new(), |i| i.user.clone());
+        self.audit.push(AuditEntry::new(
+            at,
+            action,
+            info.map(|i| i.id),
+            user,
+            actor,
+            "ok",
+        ));
     }
 }
 
@@ -135,9 +192,9 @@ fn unavailable(why: &str) -> AuthError {
     )))
 }
 
-impl Admin for AsyncBackend {
+impl Admin for Acting<'_> {
     fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
-        let mut table = self.table();
+        let mut table = self.b.table();
         let id = loop {
             let id = TokenId::generate();
             if !table.ids.contains_key(&id) {
@@ -155,6 +212,7 @@ impl Admin for AsyncBackend {
         let secret = TokenSecret::generate();
         table.rows.insert(secret.digest(), info.clone());
         table.ids.insert(id, secret.digest());
+        table.log_at(now, AuditAction::Create, Some(&info), &self.actor);
         Ok(CreatedToken::new(secret, info))
     }
 
@@ -165,6 +223,7 @@ impl Admin for AsyncBackend {
         now: Timestamp,
     ) -> Result<Vec<TokenInfo>, StoreError> {
         let mut out: Vec<TokenInfo> = self
+            .b
             .table()
             .rows
             .values()
@@ -177,7 +236,7 @@ impl Admin for AsyncBackend {
     }
 
     fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
-        let table = self.table();
+        let table = self.b.table();
         let digest = table.ids.get(&id).ok_or(StoreError::NotFound(id))?;
         Ok(table.rows[digest].clone())
     }
@@ -188,7 +247,7 @@ impl Admin for AsyncBackend {
         rotation: &Rotation,
         now: Timestamp,
     ) -> Result<CreatedToken, StoreError> {
-        let mut table = self.table();
+        let mut table = self.b.table();
         let old = *table.ids.get(&id).ok_or(StoreError::NotFound(id))?;
         let info = table.rows[&old].rotated(rotation, now)?;
         table.policy.check_lifetime(&info)?;
@@ -197,55 +256,172 @@ impl Admin for AsyncBackend {
         table.rows.insert(secret.digest(), info.clone());
         table.ids.insert(id, secret.digest());
         table.retired.insert(old, (id, rotation.retires_at(now)));
+        table.log_at(now, AuditAction::Rotate, Some(&info), &self.actor);
         Ok(CreatedToken::new(secret, info))
     }
 
     fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
-        let mut table = self.table();
+        let mut table = self.b.table();
         let digest = table.ids.remove(&id).ok_or(StoreError::NotFound(id))?;
-        Ok(table.rows.remove(&digest).expect("indexed row"))
+        let info = table.rows.remove(&digest).expect("indexed row");
+        table.log(
+            AuditAction::Revoke,
+            Some(&info),
+            &info.user,
+            &self.actor,
+            "ok",
+        );
+        Ok(info)
     }
 
     fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
         let ids: Vec<TokenId> = self
+            .b
             .table()
             .rows
             .values()
             .filter(|i| i.user == user)
             .map(|i| i.id)
             .collect();
-        for &id in &ids {
-            self.revoke(id)?;
+        let mut table = self.b.table();
+        for id in &ids {
+            table.remove(*id);
         }
+        let outcome = format!(
+            "{} token{}",
+            ids.len(),
+            if ids.len() == 1 { "" } else { "s" }
+        );
+        table.log(AuditAction::RevokeUser, None, user, &self.actor, &outcome);
         Ok(ids.len())
     }
 
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
         let ids: Vec<TokenId> = self
+            .b
             .table()
             .rows
             .values()
             .filter(|i| i.is_expired(now))
             .map(|i| i.id)
             .collect();
-        for &id in &ids {
-            self.revoke(id)?;
+        let mut table = self.b.table();
+        for id in &ids {
+            table.remove(*id);
         }
-        let mut table = self.table();
         let table = &mut *table;
         table
             .retired
             .retain(|_, (id, _)| table.ids.contains_key(id));
+        let horizon = now
+            .as_unix_secs()
+            .saturating_sub(DEFAULT_AUDIT_RETENTION.as_secs());
+        table.audit.retain(|e| e.at.as_unix_secs() >= horizon);
+        let outcome = format!(
+            "{} token{}",
+            ids.len(),
+            if ids.len() == 1 { "" } else { "s" }
+        );
+        table.audit.push(AuditEntry::new(
+            now,
+            AuditAction::Prune,
+            None,
+            "",
+            &*self.actor,
+            outcome,
+        ));
         Ok(ids.len())
     }
 
     fn policy(&self) -> Result<Policy, StoreError> {
-        Ok(self.table().policy)
+        Ok(self.b.table().policy)
     }
 
     fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
-        self.table().policy = policy;
+        let mut table = self.b.table();
+        table.policy = policy;
+        let outcome = format!(
+            "max lifetime {}, max tokens per user {}",
+            policy
+                .max_lifetime
+                .map_or("none".into(), pat_core::format_duration),
+            policy
+                .max_tokens_per_user
+                .map_or("none".into(), |n| n.to_string())
+        );
+        table.log(AuditAction::SetPolicy, None, "", &self.actor, &outcome);
         Ok(())
+    }
+
+    fn audit(&self, since: Timestamp, user: Option<&str>) -> Result<Vec<AuditEntry>, StoreError> {
+        Ok(self
+            .b
+            .table()
+            .audit
+            .iter()
+            .filter(|e| e.matches(since, user))
+            .cloned()
+            .collect())
+    }
+
+    fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn Admin + 'a> {
+        self.b.acting_as(actor)
+    }
+}
+
+/// The backend, acting as someone for the audit log.
+struct Acting<'a> {
+    b: &'a AsyncBackend,
+    actor: String,
+}
+
+impl Admin for AsyncBackend {
+    fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
+        self.acting_as(DEFAULT_ACTOR).create(new, now)
+    }
+    fn list(
+        &self,
+        user: Option<&str>,
+        include_expired: bool,
+        now: Timestamp,
+    ) -> Result<Vec<TokenInfo>, StoreError> {
+        self.acting_as(DEFAULT_ACTOR)
+            .list(user, include_expired, now)
+    }
+    fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+        self.acting_as(DEFAULT_ACTOR).get(id)
+    }
+    fn rotate(
+        &self,
+        id: TokenId,
+        rotation: &Rotation,
+        now: Timestamp,
+    ) -> Result<CreatedToken, StoreError> {
+        self.acting_as(DEFAULT_ACTOR).rotate(id, rotation, now)
+    }
+    fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+        self.acting_as(DEFAULT_ACTOR).revoke(id)
+    }
+    fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
+        self.acting_as(DEFAULT_ACTOR).revoke_user(user)
+    }
+    fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
+        self.acting_as(DEFAULT_ACTOR).prune(now)
+    }
+    fn policy(&self) -> Result<Policy, StoreError> {
+        Ok(self.table().policy)
+    }
+    fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
+        self.acting_as(DEFAULT_ACTOR).set_policy(policy)
+    }
+    fn audit(&self, since: Timestamp, user: Option<&str>) -> Result<Vec<AuditEntry>, StoreError> {
+        self.acting_as(DEFAULT_ACTOR).audit(since, user)
+    }
+    fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn Admin + 'a> {
+        Box::new(Acting {
+            b: self,
+            actor: actor.to_owned(),
+        })
     }
 }
 

@@ -190,6 +190,18 @@ fn session(kind: ServerKind) -> Vec<(u16, Value)> {
     );
     let listed = work.cli_ok(&["token", "list", "-u", "alice"]);
     assert_eq!(listed, "no tokens\n");
+    // The audit log names the token as the actor of what it did to itself.
+    let actor = format!("token {}", me["id"].as_str().unwrap());
+    let log: Value =
+        serde_json::from_str(&work.cli_ok(&["audit", "--json", "-u", "alice"])).unwrap();
+    let by_itself: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == actor.as_str())
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(by_itself, ["rotate", "rotate", "revoke"], "{log}");
     assert!(server.stop());
     seen
 }

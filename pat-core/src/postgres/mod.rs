@@ -13,7 +13,8 @@ use std::time::Duration;
 use tokio::sync::Mutex as AsyncMutex;
 use tokio_postgres::{Client, NoTls, Row};
 
-use crate::admin::Admin;
+use crate::admin::Audited;
+use crate::audit::{AuditAction, AuditEntry};
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::cache::Cache;
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
@@ -103,6 +104,7 @@ pub struct PgStoreBuilder {
     cache_capacity: usize,
     timeout: Duration,
     prune_margin: Duration,
+    audit_retention: Duration,
     listen: bool,
 }
 
@@ -115,6 +117,7 @@ impl Default for PgStoreBuilder {
             cache_capacity: crate::DEFAULT_CACHE_CAPACITY,
             timeout: DEFAULT_TIMEOUT,
             prune_margin: DEFAULT_PRUNE_MARGIN,
+            audit_retention: crate::audit::DEFAULT_AUDIT_RETENTION,
             listen: true,
         }
     }
@@ -169,6 +172,13 @@ impl PgStoreBuilder {
         self
     }
 
+    /// How long `prune` keeps audit log entries (default
+    /// [`DEFAULT_AUDIT_RETENTION`](crate::DEFAULT_AUDIT_RETENTION), 90 days).
+    pub fn audit_retention(mut self, keep: Duration) -> PgStoreBuilder {
+        self.audit_retention = keep;
+        self
+    }
+
     /// Whether to listen for other replicas' changes (default yes). Off for
     /// tools that do not cache (the CLI).
     pub fn listen(mut self, listen: bool) -> PgStoreBuilder {
@@ -204,6 +214,8 @@ impl PgStoreBuilder {
             cache: Cache::new(self.cache_capacity, self.listen.then_some(self.fresh_for)),
             timeout: self.timeout,
             prune_margin: self.prune_margin,
+            audit_retention: self.audit_retention,
+            events: std::sync::Mutex::new(Vec::new()),
             listening: AtomicBool::new(false),
         });
         let open_error = |e: PgError| match e {
@@ -314,6 +326,10 @@ struct Shared {
     timeout: Duration,
     prune_margin: Duration,
     listening: AtomicBool,
+    audit_retention: Duration,
+    /// Audit entries the request path noted (a replayed rotated secret),
+    /// written with the next flush.
+    events: std::sync::Mutex<Vec<AuditEntry>>,
 }
 
 impl fmt::Debug for PgStore {
@@ -592,7 +608,20 @@ impl Shared {
                     if followed {
                         return Err(AuthError::Unknown);
                     }
-                    crate::backend::retired_secret(id, retires_at, now)?;
+                    if let Err(e) = crate::backend::retired_secret(id, retires_at, now) {
+                        self.events
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(AuditEntry::new(
+                                now,
+                                AuditAction::ReplayedSecret,
+                                Some(id),
+                                "",
+                                "-",
+                                "refused",
+                            ));
+                        return Err(e);
+                    }
                     digest = current.ok_or(AuthError::Unknown)?;
                     followed = true;
                     continue;
@@ -611,6 +640,7 @@ impl Shared {
 
     /// Writes the buffered uses in one statement.
     async fn flush(&self) -> Result<usize, StoreError> {
+        self.flush_events().await?;
         let batch = self.cache.take_uses();
         if batch.uses.is_empty() {
             self.cache.flushed(batch);
@@ -650,6 +680,43 @@ impl Shared {
         }
     }
 
+    /// Writes the audit entries the request path noted; kept for the next
+    /// flush if that fails.
+    async fn flush_events(&self) -> Result<(), StoreError> {
+        let events = std::mem::take(
+            &mut *self
+                .events
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if events.is_empty() {
+            return Ok(());
+        }
+        let written = async {
+            let mut writer = self.writer().await?;
+            let Some(client) = writer.as_mut() else {
+                return Err(PgError::Stopped);
+            };
+            let run = async {
+                let txn = client.transaction().await?;
+                for e in &events {
+                    audit_in(&txn, e).await?;
+                }
+                txn.commit().await
+            };
+            self.timed(run).await
+        }
+        .await;
+        if let Err(e) = written {
+            self.events
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(events);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
     /// Rows as records, with this replica's buffered uses merged in.
     fn records(&self, rows: &[Row], digest_column: usize) -> Result<Vec<TokenInfo>, StoreError> {
         rows.iter()
@@ -661,6 +728,27 @@ impl Shared {
             })
             .collect()
     }
+}
+
+/// Appends `entry` to the audit log inside `txn`.
+async fn audit_in(
+    txn: &tokio_postgres::Transaction<'_>,
+    entry: &AuditEntry,
+) -> Result<(), tokio_postgres::Error> {
+    txn.execute(
+        "INSERT INTO pat_audit (at, action, token_id, username, actor, outcome)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &secs(entry.at),
+            &entry.action.as_str(),
+            &entry.token_id.map(|id| id.as_u64() as i64),
+            &entry.user,
+            &entry.actor,
+            &entry.outcome,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Tells the other replicas that these tokens changed, inside `txn`. A
@@ -808,22 +896,30 @@ impl Verifier for PgStore {
     }
 }
 
-impl Admin for PgStore {
-    fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
+crate::admin::admin_from_audited!(PgStore);
+
+impl Audited for PgStore {
+    fn create_by(
+        &self,
+        new: &NewToken,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<CreatedToken, StoreError> {
         let info = new.to_info(TokenId::from_u64(0), now)?;
         let shared = self.shared.clone();
+        let actor = actor.to_owned();
         self.block(async move {
             loop {
                 // `None`: an id (or, astronomically unlikely, a secret)
                 // was taken; draw again.
-                if let Some(created) = shared.create(&info, now).await? {
+                if let Some(created) = shared.create(&info, now, &actor).await? {
                     return Ok(created);
                 }
             }
         })
     }
 
-    fn list(
+    fn list_tokens(
         &self,
         user: Option<&str>,
         include_expired: bool,
@@ -851,7 +947,7 @@ impl Admin for PgStore {
         Ok(out)
     }
 
-    fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+    fn get_token(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
         let shared = self.shared.clone();
         self.block(async move {
             let client = shared.client().await?;
@@ -866,39 +962,70 @@ impl Admin for PgStore {
         })
     }
 
-    fn rotate(
+    fn rotate_by(
         &self,
         id: TokenId,
         rotation: &Rotation,
         now: Timestamp,
+        actor: &str,
     ) -> Result<CreatedToken, StoreError> {
         let shared = self.shared.clone();
         let rotation = *rotation;
-        self.block(async move { shared.rotate(id, rotation, now).await })
+        let actor = actor.to_owned();
+        self.block(async move { shared.rotate(id, rotation, now, &actor).await })
     }
 
-    fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+    fn revoke_by(&self, id: TokenId, actor: &str) -> Result<TokenInfo, StoreError> {
         let shared = self.shared.clone();
+        let actor = actor.to_owned();
         self.block(async move {
             let sql = format!("DELETE FROM pat_tokens WHERE id = $1 RETURNING {COLUMNS}, digest");
-            let rows = shared.change(&sql, &[&(id.as_u64() as i64)]).await?;
+            let audit = |rows: &[Row]| {
+                rows.iter()
+                    .map(|r| {
+                        AuditEntry::new(
+                            Timestamp::now(),
+                            AuditAction::Revoke,
+                            Some(id),
+                            r.get::<_, String>(1),
+                            &*actor,
+                            "ok",
+                        )
+                    })
+                    .collect()
+            };
+            let rows = shared
+                .change(&sql, &[&(id.as_u64() as i64)], &audit)
+                .await?;
             let row = rows.first().ok_or(StoreError::NotFound(id))?;
             Ok(record(row)?)
         })
     }
 
-    fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
+    fn revoke_user_by(&self, user: &str, actor: &str) -> Result<usize, StoreError> {
         let shared = self.shared.clone();
         let user = user.to_owned();
+        let actor = actor.to_owned();
         self.block(async move {
             let sql =
                 format!("DELETE FROM pat_tokens WHERE username = $1 RETURNING {COLUMNS}, digest");
-            Ok(shared.change(&sql, &[&user]).await?.len())
+            let audit = |rows: &[Row]| {
+                vec![AuditEntry::new(
+                    Timestamp::now(),
+                    AuditAction::RevokeUser,
+                    None,
+                    &*user,
+                    &*actor,
+                    crate::audit::count(rows.len()),
+                )]
+            };
+            Ok(shared.change(&sql, &[&user], &audit).await?.len())
         })
     }
 
-    fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
+    fn prune_by(&self, now: Timestamp, actor: &str) -> Result<usize, StoreError> {
         let shared = self.shared.clone();
+        let actor = actor.to_owned();
         self.block(async move {
             let margin = shared.prune_margin.as_secs() as i64;
             // Candidates by the database's view, then those this replica
@@ -925,7 +1052,16 @@ impl Admin for PgStore {
                  RETURNING {COLUMNS}, digest"
             );
             let pruned = shared
-                .change(&sql, &[&doomed, &margin, &secs(now)])
+                .change(&sql, &[&doomed, &margin, &secs(now)], &|rows: &[Row]| {
+                    vec![AuditEntry::new(
+                        now,
+                        AuditAction::Prune,
+                        None,
+                        "",
+                        &*actor,
+                        crate::audit::count(rows.len()),
+                    )]
+                })
                 .await?
                 .len();
             // Retired secrets of tokens that are gone can only be refused
@@ -938,11 +1074,17 @@ impl Admin for PgStore {
                     &[],
                 ))
                 .await?;
+            let horizon = now
+                .as_unix_secs()
+                .saturating_sub(shared.audit_retention.as_secs()) as i64;
+            shared
+                .timed(client.execute("DELETE FROM pat_audit WHERE at < $1", &[&horizon]))
+                .await?;
             Ok(pruned)
         })
     }
 
-    fn policy(&self) -> Result<Policy, StoreError> {
+    fn get_policy(&self) -> Result<Policy, StoreError> {
         let shared = self.shared.clone();
         self.block(async move {
             let mut writer = shared.writer().await?;
@@ -956,9 +1098,44 @@ impl Admin for PgStore {
         })
     }
 
-    fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
+    fn set_policy_by(&self, policy: Policy, actor: &str) -> Result<(), StoreError> {
         let shared = self.shared.clone();
-        self.block(async move { shared.set_policy(policy).await })
+        let actor = actor.to_owned();
+        self.block(async move { shared.set_policy(policy, &actor).await })
+    }
+
+    fn read_audit(
+        &self,
+        since: Timestamp,
+        user: Option<&str>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let shared = self.shared.clone();
+        let user = user.map(str::to_owned);
+        self.block(async move {
+            let client = shared.client().await?;
+            let sql = "SELECT at, action, token_id, username, actor, outcome FROM pat_audit \
+                       WHERE at >= $1 AND ($2::text IS NULL OR username = $2) ORDER BY seq";
+            let rows = shared
+                .timed(client.query(sql, &[&secs(since), &user]))
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    let action: String = r.get(1);
+                    Ok(AuditEntry::new(
+                        timestamp(r.get(0), "audit time")?,
+                        AuditAction::from_name(&action).ok_or_else(|| {
+                            PgError::Data(format!("unknown audit action {action}"))
+                        })?,
+                        r.get::<_, Option<i64>>(2)
+                            .map(|v| TokenId::from_u64(v as u64)),
+                        r.get::<_, String>(3),
+                        r.get::<_, String>(4),
+                        r.get::<_, String>(5),
+                    ))
+                })
+                .collect::<Result<Vec<_>, PgError>>()
+                .map_err(StoreError::from)
+        })
     }
 }
 
@@ -1010,6 +1187,7 @@ impl Shared {
         &self,
         info: &TokenInfo,
         now: Timestamp,
+        actor: &str,
     ) -> Result<Option<CreatedToken>, StoreError> {
         let mut writer = self.writer().await?;
         let Some(client) = writer.as_mut() else {
@@ -1067,6 +1245,15 @@ impl Shared {
                 }
                 Err(e) => return Err(PgError::Db(e).into()),
             }
+            let entry = AuditEntry::new(
+                now,
+                AuditAction::Create,
+                Some(info.id),
+                &*info.user,
+                actor,
+                "ok",
+            );
+            audit_in(&txn, &entry).await.map_err(PgError::Db)?;
             txn.commit().await.map_err(PgError::Db)?;
             Ok::<_, StoreError>(Some(CreatedToken::new(secret, info)))
         };
@@ -1077,7 +1264,7 @@ impl Shared {
     }
 
     /// Replaces the policy's rows in one transaction.
-    async fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
+    async fn set_policy(&self, policy: Policy, actor: &str) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
         let Some(client) = writer.as_mut() else {
             return Err(PgError::Stopped.into());
@@ -1100,6 +1287,15 @@ impl Shared {
                     }
                 }
             }
+            let entry = AuditEntry::new(
+                Timestamp::now(),
+                AuditAction::SetPolicy,
+                None,
+                "",
+                actor,
+                policy.summary(),
+            );
+            audit_in(&txn, &entry).await?;
             txn.commit().await
         };
         self.timed(run).await.map_err(StoreError::from)
@@ -1112,6 +1308,7 @@ impl Shared {
         id: TokenId,
         rotation: Rotation,
         now: Timestamp,
+        actor: &str,
     ) -> Result<CreatedToken, StoreError> {
         let mut writer = self.writer().await?;
         let Some(client) = writer.as_mut() else {
@@ -1167,6 +1364,9 @@ impl Shared {
             .await
             .map_err(PgError::Db)?;
             notify(&txn, &[old]).await.map_err(PgError::Db)?;
+            let entry =
+                AuditEntry::new(now, AuditAction::Rotate, Some(id), &*info.user, actor, "ok");
+            audit_in(&txn, &entry).await.map_err(PgError::Db)?;
             txn.commit().await.map_err(PgError::Db)?;
             Ok::<_, StoreError>((CreatedToken::new(secret, info), old))
         };
@@ -1185,6 +1385,7 @@ impl Shared {
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        audit: &(dyn Fn(&[Row]) -> Vec<AuditEntry> + Sync),
     ) -> Result<Vec<Row>, PgError> {
         let mut writer = self.writer().await?;
         let Some(client) = writer.as_mut() else {
@@ -1198,6 +1399,9 @@ impl Shared {
                 .filter_map(|r| digest_of(r, DIGEST).ok())
                 .collect();
             notify(&txn, &digests).await?;
+            for entry in audit(&rows) {
+                audit_in(&txn, &entry).await?;
+            }
             txn.commit().await?;
             Ok((rows, digests))
         };

@@ -6,7 +6,7 @@ use tokio_postgres::Client;
 use super::{PgError, db_error};
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The lock every replica takes while it creates or checks the schema, so
 /// that two starting at once do not both create it.
@@ -52,8 +52,23 @@ const UPGRADE_V2: &str = "
     CREATE INDEX pat_retired_by_id ON pat_retired (id);
 ";
 
+/// Version 2 to 3: the audit log, appended in the transaction of each
+/// management action.
+const UPGRADE_V3: &str = "
+    CREATE TABLE pat_audit (
+        seq bigserial PRIMARY KEY,
+        at bigint NOT NULL,
+        action text NOT NULL,
+        token_id bigint,
+        username text NOT NULL,
+        actor text NOT NULL,
+        outcome text NOT NULL
+    );
+    CREATE INDEX pat_audit_by_time ON pat_audit (at);
+";
+
 /// The upgrade from version `n - 1` to `n`, for `n` in `2..=SCHEMA_VERSION`.
-const UPGRADES: [&str; 1] = [UPGRADE_V2];
+const UPGRADES: [&str; 2] = [UPGRADE_V2, UPGRADE_V3];
 
 /// Creates the schema if the database has none, checks its version
 /// otherwise; all in one transaction under an advisory lock.

@@ -11,6 +11,7 @@
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
+use crate::audit::AuditEntry;
 use crate::expiry::ExpiryPolicy;
 use crate::policy::Policy;
 use crate::record::{CreatedToken, NewToken, Rotation, TokenInfo};
@@ -54,6 +55,10 @@ pub(crate) enum Request {
     },
     GetPolicy,
     SetPolicy(Policy),
+    Audit {
+        since: Timestamp,
+        user: Option<String>,
+    },
 }
 
 /// A successful answer.
@@ -65,6 +70,7 @@ pub(crate) enum Reply {
     Token(TokenInfo),
     Count(u64),
     Policy(Policy),
+    Audit(Vec<AuditEntry>),
 }
 
 /// A failed operation, as the client will report it.
@@ -177,6 +183,17 @@ impl Request {
                 out.push(9);
                 put_policy_limits(&mut out, policy);
             }
+            Request::Audit { since, user } => {
+                out.push(10);
+                put_u64(&mut out, since.as_unix_secs());
+                match user {
+                    None => out.push(0),
+                    Some(u) => {
+                        out.push(1);
+                        put_str(&mut out, u);
+                    }
+                }
+            }
         }
         out
     }
@@ -244,6 +261,15 @@ impl Request {
             }
             8 => Request::GetPolicy,
             9 => Request::SetPolicy(read_policy_limits(&mut r)?),
+            10 => {
+                let since = r.timestamp("since")?;
+                let user = match r.u8("user flag")? {
+                    0 => None,
+                    1 => Some(r.string("user")?),
+                    f => return Err(format!("bad user flag {f}")),
+                };
+                Request::Audit { since, user }
+            }
             op => return Err(format!("unknown operation {op}")),
         };
         r.finish()?;
@@ -340,6 +366,15 @@ pub(crate) fn encode_reply(reply: &Result<Reply, Failure>) -> Vec<u8> {
                     out.push(5);
                     put_policy_limits(&mut out, policy);
                 }
+                Reply::Audit(entries) => {
+                    out.push(6);
+                    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+                    for e in entries {
+                        let bytes = codec::encode_audit(e);
+                        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                        out.extend_from_slice(&bytes);
+                    }
+                }
             }
         }
         Err(failure) => {
@@ -389,6 +424,15 @@ pub(crate) fn decode_reply(body: &[u8]) -> Result<Result<Reply, Failure>, String
         (0, 3) => Ok(Reply::Token(record(&mut r)?)),
         (0, 4) => Ok(Reply::Count(r.u64("count")?)),
         (0, 5) => Ok(Reply::Policy(read_policy_limits(&mut r)?)),
+        (0, 6) => {
+            let n = r.u32("count")? as usize;
+            let mut entries = Vec::with_capacity(n.min(r.0.len() / 4));
+            for _ in 0..n {
+                let len = r.u32("entry length")? as usize;
+                entries.push(codec::decode_audit(r.take(len, "audit entry")?)?);
+            }
+            Ok(Reply::Audit(entries))
+        }
         (1, 1) => Err(Failure::NotFound(TokenId::from_u64(r.u64("id")?))),
         (1, 2) => Err(Failure::Message(r.string("message")?)),
         (s, k) => return Err(format!("unknown reply {s}/{k}")),
@@ -456,6 +500,14 @@ mod tests {
                 now,
             },
             Request::GetPolicy,
+            Request::Audit {
+                since: now,
+                user: Some("dave".into()),
+            },
+            Request::Audit {
+                since: now,
+                user: None,
+            },
             Request::SetPolicy(Policy::NONE),
             Request::SetPolicy(
                 Policy::NONE

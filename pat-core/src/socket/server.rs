@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::protocol::{self, Failure, Reply, Request};
-use crate::admin::Admin as _;
+use crate::admin::Audited as _;
 use crate::error::{StoreError, Untrusted};
 use crate::store::Inner;
 use crate::trust;
@@ -248,8 +248,8 @@ fn accept_loop(listener: &UnixListener, inner: &Weak<Inner>, stop: &AtomicBool) 
                 continue;
             }
         };
-        match crate::sys::peer_uid(&stream) {
-            Ok(uid) if peer_allowed(uid, own_uid) => {}
+        let peer = match crate::sys::peer_uid(&stream) {
+            Ok(uid) if peer_allowed(uid, own_uid) => uid,
             Ok(uid) => {
                 tracing::warn!(
                     peer_uid = uid,
@@ -265,7 +265,7 @@ fn accept_loop(listener: &UnixListener, inner: &Weak<Inner>, stop: &AtomicBool) 
                 tracing::warn!(error = %e, "admin socket: no peer credentials; refused");
                 continue;
             }
-        }
+        };
         let Some(id) = lock(&slots).admit(&stream) else {
             refuse(
                 &stream,
@@ -277,7 +277,7 @@ fn accept_loop(listener: &UnixListener, inner: &Weak<Inner>, stop: &AtomicBool) 
         let spawned = thread::Builder::new()
             .name("pat-admin-conn".into())
             .spawn(move || {
-                serve(&stream, &inner, id, &for_thread);
+                serve(&stream, &inner, id, &for_thread, peer);
                 lock(&for_thread).release(id);
             });
         if let Err(e) = spawned {
@@ -318,7 +318,7 @@ fn refuse(mut stream: &UnixStream, message: String) {
 /// Answers requests on one connection until it closes, misbehaves or idles.
 /// Each request must arrive whole within [`IO_TIMEOUT`] of the previous
 /// answer (or of the connection).
-fn serve(stream: &UnixStream, inner: &Weak<Inner>, id: u64, shared: &SharedSlots) {
+fn serve(stream: &UnixStream, inner: &Weak<Inner>, id: u64, shared: &SharedSlots, peer: u32) {
     if stream.set_write_timeout(Some(IO_TIMEOUT)).is_err() {
         return;
     }
@@ -342,7 +342,7 @@ fn serve(stream: &UnixStream, inner: &Weak<Inner>, id: u64, shared: &SharedSlots
         let (reply, keep_going) = match Request::decode(&body) {
             Err(msg) => (Err(Failure::Message(format!("bad request: {msg}"))), false),
             Ok(req) => match inner.upgrade() {
-                Some(inner) => (dispatch(&inner, req), true),
+                Some(inner) => (dispatch(&inner, req, peer), true),
                 None => (
                     Err(Failure::Message("the store is closing".to_owned())),
                     false,
@@ -357,31 +357,40 @@ fn serve(stream: &UnixStream, inner: &Weak<Inner>, id: u64, shared: &SharedSlots
     }
 }
 
-fn dispatch(inner: &Inner, req: Request) -> Result<Reply, Failure> {
+/// Carries out one request for the peer with uid `peer`, recorded in the
+/// audit log as `uid N`: the kernel's word, not a name the client claims.
+fn dispatch(inner: &Inner, req: Request, peer: u32) -> Result<Reply, Failure> {
+    let actor = format!("uid {peer}");
+    let actor = actor.as_str();
     let result = match req {
         Request::Hello => Ok(Reply::Hello {
             pid: std::process::id(),
         }),
-        Request::Create { new, now } => inner.create(&new, now).map(Reply::Created),
+        Request::Create { new, now } => inner.create_by(&new, now, actor).map(Reply::Created),
         Request::List {
             user,
             include_expired,
             now,
         } => inner
-            .list(user.as_deref(), include_expired, now)
+            .list_tokens(user.as_deref(), include_expired, now)
             .map(Reply::Tokens),
-        Request::Get(id) => inner.get(id).map(Reply::Token),
-        Request::Revoke(id) => inner.revoke(id).map(Reply::Token),
-        Request::RevokeUser(user) => inner.revoke_user(&user).map(|n| Reply::Count(n as u64)),
-        Request::Prune(now) => inner.prune(now).map(|n| Reply::Count(n as u64)),
-        Request::Rotate { id, rotation, now } => {
-            inner.rotate(id, &rotation, now).map(Reply::Created)
-        }
-        Request::GetPolicy => inner.policy().map(Reply::Policy),
+        Request::Get(id) => inner.get_token(id).map(Reply::Token),
+        Request::Revoke(id) => inner.revoke_by(id, actor).map(Reply::Token),
+        Request::RevokeUser(user) => inner
+            .revoke_user_by(&user, actor)
+            .map(|n| Reply::Count(n as u64)),
+        Request::Prune(now) => inner.prune_by(now, actor).map(|n| Reply::Count(n as u64)),
+        Request::Rotate { id, rotation, now } => inner
+            .rotate_by(id, &rotation, now, actor)
+            .map(Reply::Created),
+        Request::GetPolicy => inner.get_policy().map(Reply::Policy),
         Request::SetPolicy(policy) => inner
-            .set_policy(policy)
-            .and_then(|()| inner.policy())
+            .set_policy_by(policy, actor)
+            .and_then(|()| inner.get_policy())
             .map(Reply::Policy),
+        Request::Audit { since, user } => {
+            inner.read_audit(since, user.as_deref()).map(Reply::Audit)
+        }
     };
     result.map_err(|e| match e {
         StoreError::NotFound(id) => Failure::NotFound(id),

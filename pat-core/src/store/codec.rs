@@ -22,6 +22,7 @@
 
 use std::time::Duration;
 
+use crate::audit::{AuditAction, AuditEntry};
 use crate::expiry::Expiry;
 use crate::record::TokenInfo;
 use crate::scope::{NodeId, Perm, Scope, Scopes};
@@ -141,6 +142,40 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
         scopes,
         rotated_at,
     })
+}
+
+/// Audit entries, version 1: `u8 version (1), u64 at, u8 action,
+/// opt u64 token id, str user, str actor, str outcome`.
+const AUDIT_V1: u8 = 1;
+
+pub(crate) fn encode_audit(e: &AuditEntry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + e.user.len() + e.actor.len() + e.outcome.len());
+    out.push(AUDIT_V1);
+    out.extend_from_slice(&e.at.as_unix_secs().to_le_bytes());
+    out.push(e.action.code());
+    put_opt_u64(&mut out, e.token_id.map(TokenId::as_u64));
+    put_str(&mut out, &e.user);
+    put_str(&mut out, &e.actor);
+    put_str(&mut out, &e.outcome);
+    out
+}
+
+pub(crate) fn decode_audit(bytes: &[u8]) -> Result<AuditEntry, String> {
+    let mut r = Reader(bytes);
+    let version = r.u8("audit entry version")?;
+    if version != AUDIT_V1 {
+        return Err(format!("unknown audit entry version {version}"));
+    }
+    let at = r.timestamp("audit time")?;
+    let code = r.u8("audit action")?;
+    let action =
+        AuditAction::from_code(code).ok_or_else(|| format!("unknown audit action {code}"))?;
+    let token_id = r.opt_u64("audit token id")?.map(TokenId::from_u64);
+    let user = r.string("audit user")?;
+    let actor = r.string("audit actor")?;
+    let outcome = r.string("audit outcome")?;
+    r.finish()?;
+    Ok(AuditEntry::new(at, action, token_id, user, actor, outcome))
 }
 
 /// Reads the fields written by the `put_*` helpers, checking every length.
@@ -282,6 +317,26 @@ mod tests {
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode(&bytes);
         }
+    }
+
+    #[test]
+    fn audit_entries_round_trip_and_refuse_damage() {
+        let e = AuditEntry::new(
+            Timestamp::from_unix_secs(1_700_000_000).unwrap(),
+            AuditAction::RevokeUser,
+            Some(TokenId::from_u64(7)),
+            "alice",
+            "uid 0",
+            "3 tokens",
+        );
+        let bytes = encode_audit(&e);
+        assert_eq!(decode_audit(&bytes).unwrap(), e);
+        for cut in 0..bytes.len() {
+            assert!(decode_audit(&bytes[..cut]).is_err());
+        }
+        let mut bad = bytes.clone();
+        bad[9] = 99;
+        assert!(decode_audit(&bad).unwrap_err().contains("action"));
     }
 
     #[test]

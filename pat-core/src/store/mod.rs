@@ -15,7 +15,8 @@ use redb::{
     ReadableTable, StorageError, TableDefinition, TableError, WriteTransaction,
 };
 
-use crate::admin::Admin;
+use crate::admin::Audited;
+use crate::audit::{AuditAction, AuditEntry};
 use crate::backend::{DEFAULT_CACHE_CAPACITY, DEFAULT_FLUSH_INTERVAL};
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::cache::Cache;
@@ -42,6 +43,9 @@ const BY_ID: TableDefinition<'_, u64, [u8; 32]> = TableDefinition::new("pat_by_i
 /// which it is refused). Created by the first rotation; stores that never
 /// rotated have no such table, which older builds ignore.
 const RETIRED: TableDefinition<'_, [u8; 32], (u64, u64)> = TableDefinition::new("pat_retired");
+/// The audit log: sequence number -> entry (see `codec::encode_audit`).
+/// Created by the first entry.
+const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("pat_audit");
 /// User -> public ids.
 const BY_USER: MultimapTableDefinition<'_, &str, u64> = MultimapTableDefinition::new("pat_by_user");
 
@@ -64,6 +68,19 @@ fn fresh_secret(tokens: &redb::Table<'_, [u8; 32], &[u8]>) -> Result<TokenSecret
     }
 }
 
+/// Appends `entry` to the audit log inside `txn`.
+fn audit_in(txn: &WriteTransaction, entry: &AuditEntry) -> Result<(), StoreError> {
+    let mut audit = txn.open_table(AUDIT).map_err(storage)?;
+    let next = audit
+        .last()
+        .map_err(storage)?
+        .map_or(0, |(k, _)| k.value() + 1);
+    audit
+        .insert(next, codec::encode_audit(entry).as_slice())
+        .map_err(storage)?;
+    Ok(())
+}
+
 fn corrupt(e: String) -> StoreError {
     StoreError::Corrupt(e)
 }
@@ -83,6 +100,7 @@ pub struct StoreBuilder {
     flush_interval: Option<Duration>,
     admin_socket: bool,
     cache_capacity: usize,
+    audit_retention: Duration,
 }
 
 impl Default for StoreBuilder {
@@ -91,6 +109,7 @@ impl Default for StoreBuilder {
             flush_interval: Some(DEFAULT_FLUSH_INTERVAL),
             admin_socket: true,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
+            audit_retention: crate::audit::DEFAULT_AUDIT_RETENTION,
         }
     }
 }
@@ -142,10 +161,19 @@ impl StoreBuilder {
         self
     }
 
+    /// How long `prune` keeps audit log entries (default
+    /// [`DEFAULT_AUDIT_RETENTION`](crate::DEFAULT_AUDIT_RETENTION), 90 days).
+    pub fn audit_retention(mut self, keep: Duration) -> StoreBuilder {
+        self.audit_retention = keep;
+        self
+    }
+
     /// Opens the store at `path`, creating it (mode 0600) if it does not exist.
     /// See [`Store::open`].
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Store, OpenError> {
-        let inner = Arc::new(Inner::open(path.as_ref(), self.cache_capacity)?);
+        let mut inner = Inner::open(path.as_ref(), self.cache_capacity)?;
+        inner.audit_retention = self.audit_retention;
+        let inner = Arc::new(inner);
         let admin = if self.admin_socket {
             let socket = admin_socket_path(path.as_ref());
             let server =
@@ -206,6 +234,11 @@ pub(crate) struct Inner {
     cache: Cache,
     /// Lookups that read the file (see [`Store::file_reads`]).
     file_reads: std::sync::atomic::AtomicU64,
+    /// How long `prune` keeps audit entries.
+    audit_retention: Duration,
+    /// Audit entries the request path noted (a replayed rotated secret),
+    /// written with the next flush: the request path never writes.
+    events: std::sync::Mutex<Vec<AuditEntry>>,
 }
 
 struct Flusher {
@@ -341,7 +374,25 @@ impl Store {
             self.inner.cache.unknown(*digest);
             return Err(AuthError::Unknown);
         };
-        crate::backend::retired_secret(id, retires_at, now)?;
+        if let Err(e) = crate::backend::retired_secret(id, retires_at, now) {
+            let user = current
+                .and_then(|d| self.inner.read_record(&d).ok().flatten())
+                .map_or(String::new(), |i| i.user);
+            let entry = AuditEntry::new(
+                now,
+                AuditAction::ReplayedSecret,
+                Some(id),
+                user,
+                "-",
+                "refused",
+            );
+            self.inner
+                .events
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(entry);
+            return Err(e);
+        }
         match current {
             // Still in its grace period; `current` is not retired, so this
             // recursion is one level deep.
@@ -365,7 +416,8 @@ impl Store {
         news: &[NewToken],
         now: Timestamp,
     ) -> Result<Vec<CreatedToken>, StoreError> {
-        self.inner.create_many(news, now)
+        self.inner
+            .create_many(news, now, crate::audit::DEFAULT_ACTOR)
     }
 
     /// How many tokens have uses buffered in memory.
@@ -470,6 +522,8 @@ impl Inner {
             path: path.clone(),
             cache: Cache::new(cache_capacity, None),
             file_reads: std::sync::atomic::AtomicU64::new(0),
+            audit_retention: crate::audit::DEFAULT_AUDIT_RETENTION,
+            events: std::sync::Mutex::new(Vec::new()),
         };
         match store.init_format() {
             Ok(()) => Ok(store),
@@ -529,12 +583,21 @@ impl Inner {
 
     /// Writes the buffered uses; see [`Store::flush`].
     fn flush(&self) -> Result<usize, StoreError> {
+        let events = std::mem::take(
+            &mut *self
+                .events
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         let batch = self.cache.take_uses();
-        if batch.uses.is_empty() {
+        if batch.uses.is_empty() && events.is_empty() {
             self.cache.flushed(batch);
             return Ok(0);
         }
         let written = self.write(|txn| {
+            for e in &events {
+                audit_in(txn, e)?;
+            }
             let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
             let mut written = 0;
             for (digest, touch) in &batch.uses {
@@ -560,6 +623,10 @@ impl Inner {
             }
             Err(e) => {
                 self.cache.unflushed(batch);
+                self.events
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .extend(events);
                 Err(e)
             }
         }
@@ -641,6 +708,7 @@ impl Inner {
         &self,
         news: &[NewToken],
         now: Timestamp,
+        actor: &str,
     ) -> Result<Vec<CreatedToken>, StoreError> {
         // Validate everything before writing anything.
         let infos = news
@@ -690,10 +758,42 @@ impl Inner {
                 by_user
                     .insert(info.user.as_str(), info.id.as_u64())
                     .map_err(storage)?;
+                audit_in(
+                    txn,
+                    &AuditEntry::new(
+                        now,
+                        AuditAction::Create,
+                        Some(info.id),
+                        &*info.user,
+                        actor,
+                        "ok",
+                    ),
+                )?;
                 created.push(CreatedToken { secret, info });
             }
             Ok(created)
         })
+    }
+
+    /// Drops audit entries older than the retention, inside `txn`.
+    fn prune_audit(&self, txn: &WriteTransaction, now: Timestamp) -> Result<(), StoreError> {
+        let horizon = now
+            .as_unix_secs()
+            .saturating_sub(self.audit_retention.as_secs());
+        let mut audit = txn.open_table(AUDIT).map_err(storage)?;
+        let mut old = Vec::new();
+        for entry in audit.iter().map_err(storage)? {
+            let (k, v) = entry.map_err(storage)?;
+            // Not assumed in time order: `now` is the caller's clock.
+            let e = codec::decode_audit(v.value()).map_err(corrupt)?;
+            if e.at.as_unix_secs() < horizon {
+                old.push(k.value());
+            }
+        }
+        for k in old {
+            audit.remove(k).map_err(storage)?;
+        }
+        Ok(())
     }
 
     /// The policy as `txn` sees it.
@@ -769,15 +869,20 @@ enum InitError {
 
 /// The admin operations, on the shared state so that the admin socket's
 /// thread can serve them too.
-impl Admin for Inner {
-    fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
-        let mut created = self.create_many(std::slice::from_ref(new), now)?;
+impl Audited for Inner {
+    fn create_by(
+        &self,
+        new: &NewToken,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<CreatedToken, StoreError> {
+        let mut created = self.create_many(std::slice::from_ref(new), now, actor)?;
         created
             .pop()
             .ok_or_else(|| corrupt("no token created".into()))
     }
 
-    fn list(
+    fn list_tokens(
         &self,
         user: Option<&str>,
         include_expired: bool,
@@ -822,7 +927,7 @@ impl Admin for Inner {
         Ok(out)
     }
 
-    fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+    fn get_token(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
         let txn = self.db.begin_read().map_err(storage)?;
         let by_id = txn.open_table(BY_ID).map_err(storage)?;
         let digest = by_id
@@ -838,11 +943,12 @@ impl Admin for Inner {
         self.record(digest, record.value())
     }
 
-    fn rotate(
+    fn rotate_by(
         &self,
         id: TokenId,
         rotation: &Rotation,
         now: Timestamp,
+        actor: &str,
     ) -> Result<CreatedToken, StoreError> {
         // The old digest is forgotten in memory like a revoked one; its
         // buffered use is merged into the record first (`self.record`), so
@@ -875,17 +981,31 @@ impl Admin for Inner {
                 .insert(old, (id.as_u64(), rotation.retires_at(now).as_unix_secs()))
                 .map_err(storage)?;
             deleted.push(TokenDigest::from_bytes(old));
+            audit_in(
+                txn,
+                &AuditEntry::new(now, AuditAction::Rotate, Some(id), &*info.user, actor, "ok"),
+            )?;
             Ok(CreatedToken { secret, info })
         })
     }
 
-    fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+    fn revoke_by(&self, id: TokenId, actor: &str) -> Result<TokenInfo, StoreError> {
         self.delete(|txn, deleted| {
-            Inner::remove_in(txn, id, deleted)?.ok_or(StoreError::NotFound(id))
+            let info = Inner::remove_in(txn, id, deleted)?.ok_or(StoreError::NotFound(id))?;
+            let entry = AuditEntry::new(
+                Timestamp::now(),
+                AuditAction::Revoke,
+                Some(id),
+                &*info.user,
+                actor,
+                "ok",
+            );
+            audit_in(txn, &entry)?;
+            Ok(info)
         })
     }
 
-    fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
+    fn revoke_user_by(&self, user: &str, actor: &str) -> Result<usize, StoreError> {
         self.delete(|txn, deleted| {
             let ids: Vec<u64> = {
                 let by_user = txn.open_multimap_table(BY_USER).map_err(storage)?;
@@ -898,11 +1018,20 @@ impl Admin for Inner {
             for &id in &ids {
                 Inner::remove_in(txn, TokenId::from_u64(id), deleted)?;
             }
+            let entry = AuditEntry::new(
+                Timestamp::now(),
+                AuditAction::RevokeUser,
+                None,
+                user,
+                actor,
+                crate::audit::count(ids.len()),
+            );
+            audit_in(txn, &entry)?;
             Ok(ids.len())
         })
     }
 
-    fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
+    fn prune_by(&self, now: Timestamp, actor: &str) -> Result<usize, StoreError> {
         self.delete(|txn, deleted| {
             let expired: Vec<TokenId> = {
                 let tokens = txn.open_table(TOKENS).map_err(storage)?;
@@ -922,18 +1051,37 @@ impl Admin for Inner {
                 Inner::remove_in(txn, id, deleted)?;
             }
             Inner::prune_retired(txn)?;
+            self.prune_audit(txn, now)?;
+            let entry = AuditEntry::new(
+                now,
+                AuditAction::Prune,
+                None,
+                "",
+                actor,
+                crate::audit::count(expired.len()),
+            );
+            audit_in(txn, &entry)?;
             Ok(expired.len())
         })
     }
 
-    fn policy(&self) -> Result<Policy, StoreError> {
+    fn get_policy(&self) -> Result<Policy, StoreError> {
         let txn = self.db.begin_read().map_err(storage)?;
         let meta = txn.open_table(META).map_err(storage)?;
         Inner::read_policy(&meta)
     }
 
-    fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
+    fn set_policy_by(&self, policy: Policy, actor: &str) -> Result<(), StoreError> {
         self.write(|txn| {
+            let entry = AuditEntry::new(
+                Timestamp::now(),
+                AuditAction::SetPolicy,
+                None,
+                "",
+                actor,
+                policy.summary(),
+            );
+            audit_in(txn, &entry)?;
             let mut meta = txn.open_table(META).map_err(storage)?;
             for (key, value) in policy.to_pairs() {
                 match value {
@@ -944,56 +1092,85 @@ impl Admin for Inner {
             Ok(())
         })
     }
+
+    fn read_audit(
+        &self,
+        since: Timestamp,
+        user: Option<&str>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let audit = match txn.open_table(AUDIT) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(storage(e)),
+        };
+        let mut out = Vec::new();
+        for entry in audit.iter().map_err(storage)? {
+            let (_, v) = entry.map_err(storage)?;
+            let e = codec::decode_audit(v.value()).map_err(corrupt)?;
+            if e.matches(since, user) {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
 mod tests;
 
-impl Admin for Store {
-    fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
-        self.inner.create(new, now)
-    }
+crate::admin::admin_from_audited!(Store);
 
-    fn list(
+impl Audited for Store {
+    fn create_by(
+        &self,
+        new: &NewToken,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<CreatedToken, StoreError> {
+        self.inner.create_by(new, now, actor)
+    }
+    fn rotate_by(
+        &self,
+        id: TokenId,
+        rotation: &Rotation,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<CreatedToken, StoreError> {
+        self.inner.rotate_by(id, rotation, now, actor)
+    }
+    fn revoke_by(&self, id: TokenId, actor: &str) -> Result<TokenInfo, StoreError> {
+        self.inner.revoke_by(id, actor)
+    }
+    fn revoke_user_by(&self, user: &str, actor: &str) -> Result<usize, StoreError> {
+        self.inner.revoke_user_by(user, actor)
+    }
+    fn prune_by(&self, now: Timestamp, actor: &str) -> Result<usize, StoreError> {
+        self.inner.prune_by(now, actor)
+    }
+    fn set_policy_by(&self, policy: Policy, actor: &str) -> Result<(), StoreError> {
+        self.inner.set_policy_by(policy, actor)
+    }
+    fn list_tokens(
         &self,
         user: Option<&str>,
         include_expired: bool,
         now: Timestamp,
     ) -> Result<Vec<TokenInfo>, StoreError> {
-        self.inner.list(user, include_expired, now)
+        self.inner.list_tokens(user, include_expired, now)
     }
-
-    fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
-        self.inner.get(id)
+    fn get_token(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+        self.inner.get_token(id)
     }
-
-    fn rotate(
+    fn get_policy(&self) -> Result<Policy, StoreError> {
+        self.inner.get_policy()
+    }
+    fn read_audit(
         &self,
-        id: TokenId,
-        rotation: &Rotation,
-        now: Timestamp,
-    ) -> Result<CreatedToken, StoreError> {
-        self.inner.rotate(id, rotation, now)
-    }
-
-    fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
-        self.inner.revoke(id)
-    }
-
-    fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
-        self.inner.revoke_user(user)
-    }
-
-    fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
-        self.inner.prune(now)
-    }
-
-    fn policy(&self) -> Result<Policy, StoreError> {
-        self.inner.policy()
-    }
-
-    fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
-        self.inner.set_policy(policy)
+        since: Timestamp,
+        user: Option<&str>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.read_audit(since, user)
     }
 }
 
