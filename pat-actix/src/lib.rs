@@ -121,7 +121,7 @@ impl<R> fmt::Debug for PatMiddleware<R> {
 
 impl PatMiddleware {
     /// Required mode, realm `"pat"`, checking tokens with `verifier`: a
-    /// [`Store`](pat_core::Store), a [`MemoryStore`] or any [`Verifier`], by
+    /// [`Store`], a [`MemoryStore`] or any [`Verifier`], by
     /// value or in an `Arc` (keep a clone to flush it or manage tokens).
     pub fn new(verifier: impl IntoVerifier) -> PatMiddleware {
         PatMiddleware::from_gate(Gate::new(verifier))

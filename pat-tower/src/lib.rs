@@ -124,7 +124,7 @@ impl<R> fmt::Debug for PatLayer<R> {
 
 impl PatLayer {
     /// A layer in required mode, realm `"pat"`, checking tokens with
-    /// `verifier`: a [`Store`](pat_core::Store), a [`MemoryStore`] or any
+    /// `verifier`: a [`Store`], a [`MemoryStore`] or any
     /// [`Verifier`], by value or in an `Arc` (keep a clone to flush it or
     /// manage tokens).
     pub fn new(verifier: impl IntoVerifier) -> PatLayer {
