@@ -271,6 +271,15 @@ pub(crate) enum TokenAction {
     },
     /// Delete expired tokens.
     Prune,
+    /// Check a token read from standard input (never from the command line,
+    /// which shell history keeps): whether it is well-formed (prefix, length,
+    /// checksum), and, when the store can be read, which token it is and
+    /// whether it is live, expired or unknown. Never prints the token, and
+    /// does not count as a use. Exit 1 if it is not a well-formed token.
+    #[command(
+        after_help = "Examples:\n  pat-cli token check < leaked.txt\n  pbpaste | pat-cli token check"
+    )]
+    Check,
 }
 
 fn user(s: &str) -> std::result::Result<String, pat_core::NewTokenError> {

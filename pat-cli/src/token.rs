@@ -81,8 +81,59 @@ fn flag_error(e: &NewTokenError) -> String {
     }
 }
 
-/// `pat-cli token list|show|revoke|prune`
+/// `pat-cli token check`: a token from standard input, checked offline,
+/// then looked up without recording a use.
+fn check(db: &Path) -> Result {
+    use std::io::{BufRead as _, IsTerminal as _};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("paste the token, then press Enter:");
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    let presented = line.trim();
+    let digest = match pat_core::TokenDigest::from_token(presented) {
+        Ok(d) => d,
+        Err(e) => return Err(format!("not a well-formed token: {e}").into()),
+    };
+    let formed = "well-formed (prefix, length and checksum are right)";
+    if std::fs::symlink_metadata(db).is_err() && !is_database_url(db) {
+        println!(
+            "{formed}; no store at `{}` to look it up",
+            printable(&db.to_string_lossy())
+        );
+        return Ok(());
+    }
+    let store = connect(db, true)?;
+    let now = Timestamp::now();
+    match store.find(&digest, now)? {
+        None => println!("{formed}; unknown to this store (never issued, revoked or pruned)"),
+        Some(info) => {
+            let state = if info.is_expired(now) {
+                format!("expired at {}", info.expiry.expires_at())
+            } else {
+                format!("live until {}", info.expiry.expires_at())
+            };
+            println!(
+                "{formed}; token {} of {}, {state}",
+                info.id,
+                printable(&info.user)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn is_database_url(db: &Path) -> bool {
+    db.to_str()
+        .is_some_and(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
+}
+
+/// `pat-cli token list|show|revoke|prune|check`
 pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
+    if let TokenAction::Check = action {
+        return check(db);
+    }
     let store = connect(db, true)?;
     let now = Timestamp::now();
     match action {
@@ -187,6 +238,8 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
                 );
             }
         }
+        // Answered above, before a store is opened.
+        TokenAction::Check => {}
         TokenAction::Prune => {
             let n = acting(&*store).prune(now)?;
             println!("removed {n} expired token{}", plural(n));

@@ -564,6 +564,83 @@ fn the_audit_log_names_every_change_and_its_actor() {
     );
 }
 
+/// `token check` reads the token from stdin, never echoes it, and does not
+/// count as a use.
+#[test]
+fn check_reads_stdin_and_says_what_a_token_is() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+
+    let env = Env::new();
+    let check = |input: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pat-cli"))
+            .arg("--db")
+            .arg(env.db())
+            .args(["token", "check"])
+            .env_remove("PAT_DB")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // No store yet: the format alone.
+    let forged = pat_core::TokenSecret::generate();
+    let out = check(&format!("{}\n", forged.expose_secret()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        said.starts_with("well-formed") && said.contains("no store"),
+        "{said}"
+    );
+    assert!(!env.db().exists(), "check created a store");
+
+    let live = env.token(&["-u", "alice", "-a", "1h"]);
+    let short = env.token(&["-u", "bob", "-e", "1s"]);
+    for (token, needles) in [
+        (&live, &["alice", "live until"][..]),
+        (&short, &["bob"][..]),
+        (
+            &forged.expose_secret().to_owned(),
+            &["unknown to this store"][..],
+        ),
+    ] {
+        let out = check(&format!("  {token}\n"));
+        assert!(out.status.success(), "{}", stderr(&out));
+        let said = String::from_utf8(out.stdout).unwrap();
+        for n in needles {
+            assert!(said.contains(n), "{n:?} not in {said}");
+        }
+        assert!(!said.contains(&token[4..]), "echoed: {said}");
+    }
+    let listed = env.json(&["token", "list", "-u", "alice", "--json"]);
+    assert!(
+        listed[0]["last_used_at"].is_null(),
+        "check counted as a use"
+    );
+
+    // Not a token: exit 1, the reason, and nothing echoed.
+    let mut typo = live.clone();
+    typo.replace_range(10..11, if &live[10..11] == "a" { "b" } else { "a" });
+    for (input, needle) in [
+        (typo.as_str(), "checksum"),
+        ("ghp_abcdef", "does not start with `pat_`"),
+        ("", "does not start with `pat_`"),
+    ] {
+        let out = check(input);
+        fails(out, 1, &["not a well-formed token", needle]);
+    }
+    let out = check(&typo);
+    assert!(!stderr(&out).contains(&typo[4..]));
+}
+
 #[test]
 fn list_filters_by_expiry_and_idleness() {
     let env = Env::new();
@@ -992,6 +1069,28 @@ fn a_store_held_by_a_process_is_managed_through_its_socket() {
         "revoked 1 token of c\n"
     );
     assert_eq!(env.ok(&["token", "prune"]), "removed 0 expired tokens\n");
+    // Check through the socket: found, and not counted as a use.
+    let out = {
+        use std::io::Write as _;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pat-cli"))
+            .arg("--db")
+            .arg(env.db())
+            .args(["token", "check"])
+            .env_remove("PAT_DB")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(remote.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let said = String::from_utf8(out.stdout).unwrap();
+    assert!(said.contains(" of b, live until"), "{said}");
     // The policy through the socket.
     env.ok(&["policy", "set", "--max-tokens-per-user", "5"]);
     assert_eq!(held.policy().unwrap().max_tokens_per_user, Some(5));

@@ -6,7 +6,7 @@ use crate::error::StoreError;
 use crate::policy::Policy;
 use crate::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 use crate::time::Timestamp;
-use crate::token::TokenId;
+use crate::token::{TokenDigest, TokenId};
 
 /// Managing tokens: what `pat-cli token ...` does.
 ///
@@ -30,6 +30,12 @@ pub trait Admin {
 
     /// One token by id, expired or not; [`StoreError::NotFound`] if absent.
     fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError>;
+
+    /// The token a presented secret stands for, expired or not, without
+    /// recording a use: its current secret, or a secret a rotation retired
+    /// while its grace lasts at `now`; `None` for anything else. For
+    /// `pat-cli token check` and introspection that must not count as a use.
+    fn find(&self, digest: &TokenDigest, now: Timestamp) -> Result<Option<TokenInfo>, StoreError>;
 
     /// Gives token `id` a new secret, returned like [`create`](Admin::create)
     /// returns one; the record is [`TokenInfo::rotated`]. The old secret
@@ -95,6 +101,9 @@ impl<T: Admin + ?Sized> Admin for &T {
     fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
         (**self).get(id)
     }
+    fn find(&self, digest: &TokenDigest, now: Timestamp) -> Result<Option<TokenInfo>, StoreError> {
+        (**self).find(digest, now)
+    }
     fn rotate(
         &self,
         id: TokenId,
@@ -153,6 +162,11 @@ pub(crate) trait Audited {
         now: Timestamp,
     ) -> Result<Vec<TokenInfo>, StoreError>;
     fn get_token(&self, id: TokenId) -> Result<TokenInfo, StoreError>;
+    fn find_token(
+        &self,
+        digest: &TokenDigest,
+        now: Timestamp,
+    ) -> Result<Option<TokenInfo>, StoreError>;
     fn get_policy(&self) -> Result<Policy, StoreError>;
     fn read_audit(
         &self,
@@ -189,6 +203,13 @@ macro_rules! admin_from_audited {
             }
             fn get(&self, id: $crate::TokenId) -> Result<$crate::TokenInfo, $crate::StoreError> {
                 $crate::admin::Audited::get_token(self, id)
+            }
+            fn find(
+                &self,
+                digest: &$crate::TokenDigest,
+                now: $crate::Timestamp,
+            ) -> Result<Option<$crate::TokenInfo>, $crate::StoreError> {
+                $crate::admin::Audited::find_token(self, digest, now)
             }
             fn rotate(
                 &self,
@@ -251,6 +272,9 @@ impl<T: Audited + ?Sized> Admin for Acting<'_, T> {
     }
     fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
         self.store.get_token(id)
+    }
+    fn find(&self, digest: &TokenDigest, now: Timestamp) -> Result<Option<TokenInfo>, StoreError> {
+        self.store.find_token(digest, now)
     }
     fn rotate(
         &self,

@@ -267,6 +267,10 @@ pub const CASES: &[(&str, Case)] = &[
         "every change is in the audit log, with its actor",
         audit_log,
     ),
+    (
+        "find answers what a secret stands for and records no use",
+        find_without_use,
+    ),
 ];
 
 /// Runs every contract case against a fresh backend from `make`, and
@@ -924,6 +928,44 @@ fn audit_log(b: &dyn Backend) {
     assert_eq!(kept.last().map(|e| e.action), Some(AuditAction::Prune));
 }
 
+fn find_without_use(b: &dyn Backend) {
+    let live = create(b, &sliding("alice", MIN, None), 0);
+    let found = |t: &TokenSecret, secs| b.find(&t.digest(), at(secs)).expect("find");
+    let info = found(&live.secret, 10).expect("a live token");
+    assert_eq!((info.id, info.user.as_str()), (live.info.id, "alice"));
+    assert_eq!(info.last_used_at, None, "find is not a use");
+    assert_eq!(info.expiry.expires_at(), at(60), "nor a refresh");
+    b.flush().expect("flush");
+    assert_eq!(b.get(live.info.id).expect("get").last_used_at, None);
+    // Expired: still found (the caller tells live from expired).
+    assert!(
+        found(&live.secret, 100)
+            .expect("expired")
+            .is_expired(at(100))
+    );
+    // A use is visible to find.
+    let hard_one = create(b, &hard("bob", 10 * MIN), 0);
+    auth(b, &hard_one.secret, 5).expect("use");
+    assert_eq!(
+        found(&hard_one.secret, 6).expect("found").last_used_at,
+        Some(at(5))
+    );
+    // Rotated: the old secret during its grace, not after.
+    let r = b
+        .rotate(hard_one.info.id, &Rotation::new().grace(MIN), at(10))
+        .expect("rotate");
+    assert_eq!(
+        found(&hard_one.secret, 69).map(|i| i.id),
+        Some(hard_one.info.id)
+    );
+    assert!(found(&hard_one.secret, 70).is_none());
+    assert_eq!(found(&r.secret, 70).map(|i| i.id), Some(hard_one.info.id));
+    // Revoked, or never issued: nothing.
+    b.revoke(live.info.id).expect("revoke");
+    assert!(found(&live.secret, 10).is_none());
+    assert!(found(&TokenSecret::generate(), 10).is_none());
+}
+
 /// One step of the model test.
 #[derive(Debug, Clone)]
 enum Op {
@@ -1232,6 +1274,9 @@ mod tests {
             }
             fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
                 self.0.get(id)
+            }
+            fn find(&self, d: &TokenDigest, t: Timestamp) -> Result<Option<TokenInfo>, StoreError> {
+                self.0.find(d, t)
             }
             fn rotate(
                 &self,

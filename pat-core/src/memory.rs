@@ -213,6 +213,25 @@ impl Audited for MemoryStore {
         Ok(out)
     }
 
+    fn find_token(
+        &self,
+        digest: &TokenDigest,
+        now: Timestamp,
+    ) -> Result<Option<TokenInfo>, StoreError> {
+        let state = self.state();
+        if let Some(info) = state.tokens.get(digest) {
+            return Ok(Some(info.clone()));
+        }
+        Ok(match state.retired.get(digest) {
+            Some(&(id, retires_at)) if now < retires_at => state
+                .by_id
+                .get(&id)
+                .and_then(|d| state.tokens.get(d))
+                .cloned(),
+            _ => None,
+        })
+    }
+
     fn get_token(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
         let state = self.state();
         state

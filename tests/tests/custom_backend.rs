@@ -235,6 +235,19 @@ impl Admin for Acting<'_> {
         Ok(out)
     }
 
+    fn find(&self, digest: &TokenDigest, now: Timestamp) -> Result<Option<TokenInfo>, StoreError> {
+        let table = self.b.table();
+        if let Some(info) = table.rows.get(digest) {
+            return Ok(Some(info.clone()));
+        }
+        Ok(match table.retired.get(digest) {
+            Some(&(id, retires_at)) if now < retires_at => {
+                table.ids.get(&id).and_then(|d| table.rows.get(d)).cloned()
+            }
+            _ => None,
+        })
+    }
+
     fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
         let table = self.b.table();
         let digest = table.ids.get(&id).ok_or(StoreError::NotFound(id))?;
@@ -390,6 +403,9 @@ impl Admin for AsyncBackend {
     }
     fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
         self.acting_as(DEFAULT_ACTOR).get(id)
+    }
+    fn find(&self, digest: &TokenDigest, now: Timestamp) -> Result<Option<TokenInfo>, StoreError> {
+        self.acting_as(DEFAULT_ACTOR).find(digest, now)
     }
     fn rotate(
         &self,

@@ -947,6 +947,31 @@ impl Audited for PgStore {
         Ok(out)
     }
 
+    fn find_token(
+        &self,
+        digest: &TokenDigest,
+        now: Timestamp,
+    ) -> Result<Option<TokenInfo>, StoreError> {
+        let shared = self.shared.clone();
+        let digest = *digest;
+        self.block(async move {
+            let (digest, mut info) = match shared.read(&digest).await? {
+                Found::Token(info) => (digest, info),
+                Found::Retired {
+                    retires_at,
+                    current: Some(current),
+                    ..
+                } if now < retires_at => match shared.read(&current).await? {
+                    Found::Token(info) => (current, info),
+                    _ => return Ok(None),
+                },
+                _ => return Ok(None),
+            };
+            shared.cache.overlay(&digest, &mut info);
+            Ok(Some(info))
+        })
+    }
+
     fn get_token(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
         let shared = self.shared.clone();
         self.block(async move {

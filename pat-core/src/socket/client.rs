@@ -13,7 +13,7 @@ use crate::policy::Policy;
 use crate::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 use crate::socket::server::peer_allowed;
 use crate::time::Timestamp;
-use crate::token::TokenId;
+use crate::token::{TokenDigest, TokenId};
 use crate::trust;
 
 enum Opening {
@@ -166,6 +166,16 @@ impl Admin for AdminClient {
             now,
         })? {
             Reply::Created(created) => Ok(created),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn find(&self, digest: &TokenDigest, now: Timestamp) -> Result<Option<TokenInfo>, StoreError> {
+        match self.call(&Request::Find {
+            digest: *digest,
+            now,
+        })? {
+            Reply::Found(found) => Ok(found),
             other => Err(self.unexpected(&other)),
         }
     }

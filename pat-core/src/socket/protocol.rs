@@ -18,7 +18,7 @@ use crate::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 
 use crate::store::codec::{self, Reader, put_opt_u64, put_scopes, put_str};
 use crate::time::Timestamp;
-use crate::token::{TokenId, TokenSecret};
+use crate::token::{TokenDigest, TokenId, TokenSecret};
 
 /// The protocol version this build speaks.
 pub(crate) const PROTOCOL_VERSION: u8 = 1;
@@ -59,6 +59,10 @@ pub(crate) enum Request {
         since: Timestamp,
         user: Option<String>,
     },
+    Find {
+        digest: TokenDigest,
+        now: Timestamp,
+    },
 }
 
 /// A successful answer.
@@ -71,6 +75,7 @@ pub(crate) enum Reply {
     Count(u64),
     Policy(Policy),
     Audit(Vec<AuditEntry>),
+    Found(Option<TokenInfo>),
 }
 
 /// A failed operation, as the client will report it.
@@ -183,6 +188,11 @@ impl Request {
                 out.push(9);
                 put_policy_limits(&mut out, policy);
             }
+            Request::Find { digest, now } => {
+                out.push(11);
+                out.extend_from_slice(digest.as_bytes());
+                put_u64(&mut out, now.as_unix_secs());
+            }
             Request::Audit { since, user } => {
                 out.push(10);
                 put_u64(&mut out, since.as_unix_secs());
@@ -261,6 +271,10 @@ impl Request {
             }
             8 => Request::GetPolicy,
             9 => Request::SetPolicy(read_policy_limits(&mut r)?),
+            11 => Request::Find {
+                digest: TokenDigest::from_bytes(r.array("digest")?),
+                now: r.timestamp("now")?,
+            },
             10 => {
                 let since = r.timestamp("since")?;
                 let user = match r.u8("user flag")? {
@@ -366,6 +380,16 @@ pub(crate) fn encode_reply(reply: &Result<Reply, Failure>) -> Vec<u8> {
                     out.push(5);
                     put_policy_limits(&mut out, policy);
                 }
+                Reply::Found(found) => {
+                    out.push(7);
+                    match found {
+                        None => out.push(0),
+                        Some(info) => {
+                            out.push(1);
+                            put_record(&mut out, info);
+                        }
+                    }
+                }
                 Reply::Audit(entries) => {
                     out.push(6);
                     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
@@ -424,6 +448,11 @@ pub(crate) fn decode_reply(body: &[u8]) -> Result<Result<Reply, Failure>, String
         (0, 3) => Ok(Reply::Token(record(&mut r)?)),
         (0, 4) => Ok(Reply::Count(r.u64("count")?)),
         (0, 5) => Ok(Reply::Policy(read_policy_limits(&mut r)?)),
+        (0, 7) => Ok(Reply::Found(match r.u8("found flag")? {
+            0 => None,
+            1 => Some(record(&mut r)?),
+            f => return Err(format!("bad found flag {f}")),
+        })),
         (0, 6) => {
             let n = r.u32("count")? as usize;
             let mut entries = Vec::with_capacity(n.min(r.0.len() / 4));
@@ -500,6 +529,10 @@ mod tests {
                 now,
             },
             Request::GetPolicy,
+            Request::Find {
+                digest: TokenSecret::generate().digest(),
+                now,
+            },
             Request::Audit {
                 since: now,
                 user: Some("dave".into()),

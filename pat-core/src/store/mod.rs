@@ -927,6 +927,26 @@ impl Audited for Inner {
         Ok(out)
     }
 
+    fn find_token(
+        &self,
+        digest: &TokenDigest,
+        now: Timestamp,
+    ) -> Result<Option<TokenInfo>, StoreError> {
+        let current = match self.read_record(digest)? {
+            Some(info) => Some((*digest, info)),
+            None => match self.read_retired(digest)? {
+                Some((_, retires_at, Some(current))) if now < retires_at => {
+                    self.read_record(&current)?.map(|info| (current, info))
+                }
+                _ => None,
+            },
+        };
+        Ok(current.map(|(digest, mut info)| {
+            self.cache.overlay(&digest, &mut info);
+            info
+        }))
+    }
+
     fn get_token(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
         let txn = self.db.begin_read().map_err(storage)?;
         let by_id = txn.open_table(BY_ID).map_err(storage)?;
@@ -1161,6 +1181,13 @@ impl Audited for Store {
     }
     fn get_token(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
         self.inner.get_token(id)
+    }
+    fn find_token(
+        &self,
+        digest: &TokenDigest,
+        now: Timestamp,
+    ) -> Result<Option<TokenInfo>, StoreError> {
+        self.inner.find_token(digest, now)
     }
     fn get_policy(&self) -> Result<Policy, StoreError> {
         self.inner.get_policy()
