@@ -18,7 +18,9 @@
 //!   a scoped token reaches only its nodes (403 elsewhere, see `common/dav.rs`);
 //! - `GET /tokens/self`, `DELETE /tokens/self`, `POST /tokens/self/rotate`:
 //!   the presenting token looks itself up, revokes or rotates itself
-//!   (`pat_core::selfservice`), JSON.
+//!   (`pat_core::selfservice`), JSON;
+//! - `POST /introspect`: RFC 7662 introspection (`pat_core::introspection`)
+//!   for callers whose user is named by `--introspector USER`; 403 for others.
 //!
 //! Prints `listening on http://ADDR` once bound. Ctrl-C or SIGTERM stop it
 //! gracefully, writing buffered token uses.
@@ -55,11 +57,13 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Built once and cloned into each worker's App.
     let pat = PatMiddleware::new(store.clone()).realm(&args.realm);
     let admin = backend.admin();
+    let intro = backend.introspection(&args.introspectors);
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(share.clone()))
             .route("/health", web::get().to(|| async { "ok" }))
             .service(pat_actix::self_service("/tokens", admin.clone()).wrap(pat.clone()))
+            .service(pat_actix::introspection("/introspect", intro.clone()).wrap(pat.clone()))
             .service(
                 web::scope("")
                     .wrap(pat.clone())

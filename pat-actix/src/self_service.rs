@@ -64,3 +64,38 @@ fn answer(joined: Result<Answer, actix_web::error::BlockingError>) -> HttpRespon
     .insert_header((CACHE_CONTROL, Answer::CACHE_CONTROL))
     .body(answer.body)
 }
+
+/// A resource at `path` answering `POST` RFC 7662 introspection (see
+/// [`pat_core::introspection`]), to serve behind the PAT middleware (the
+/// caller authenticates with its own token):
+///
+/// ```no_run
+/// # fn f(store: std::sync::Arc<pat_actix::Store>) {
+/// use actix_web::App;
+/// use pat_actix::pat_core::introspection::Introspection;
+/// use pat_actix::{PatMiddleware, introspection};
+/// let pat = PatMiddleware::new(store.clone());
+/// let intro = Introspection::new(store).allow_users(["gateway"]);
+/// let app = App::new().service(introspection("/introspect", intro).wrap(pat));
+/// # }
+/// ```
+///
+/// The lookup runs on actix's blocking pool (`web::block`).
+pub fn introspection(
+    path: &str,
+    intro: pat_core::introspection::Introspection,
+) -> actix_web::Resource {
+    web::resource(path)
+        .app_data(web::Data::new(intro))
+        .route(web::post().to(introspect))
+}
+
+async fn introspect(
+    intro: web::Data<pat_core::introspection::Introspection>,
+    identity: Identity,
+    body: web::Bytes,
+) -> HttpResponse {
+    let intro = intro.into_inner();
+    let now = Timestamp::now();
+    answer(web::block(move || intro.answer_blocking(&identity, &body, now)).await)
+}

@@ -14,11 +14,9 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{self, Thread};
+use std::task::Poll;
+use std::thread;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -41,21 +39,7 @@ impl<T: Admin + Verifier> Backend for T {}
 /// on one (a backend that needs a Tokio runtime should drive its I/O on its
 /// own threads, which its futures then wait for).
 pub fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(out) => return out,
-            Poll::Pending => thread::park(),
-        }
-    }
+    crate::block_on::block_on(future)
 }
 
 /// What the gate does with a presented token, without HTTP: validate it,

@@ -68,6 +68,7 @@
 mod admin;
 mod audit;
 mod backend;
+mod block_on;
 #[cfg(any(unix, feature = "postgres"))]
 mod cache;
 #[cfg(any(test, feature = "testing"))]
@@ -80,6 +81,7 @@ mod expiry;
 pub mod fuzzing;
 mod gate;
 mod integrations;
+pub mod introspection;
 mod memory;
 mod policy;
 #[cfg(feature = "postgres")]

@@ -76,14 +76,14 @@ impl Answer {
     /// kept by a cache.
     pub const CACHE_CONTROL: &'static str = "no-store";
 
-    fn json(status: u16, body: &Value) -> Answer {
+    pub(crate) fn json(status: u16, body: &Value) -> Answer {
         Answer {
             status,
             body: body.to_string(),
         }
     }
 
-    fn error(status: u16, error: &str, description: &str) -> Answer {
+    pub(crate) fn error(status: u16, error: &str, description: &str) -> Answer {
         Answer::json(
             status,
             &json!({ "error": error, "error_description": description }),

@@ -18,7 +18,9 @@
 //!   a scoped token reaches only its nodes (403 elsewhere, see `common/dav.rs`);
 //! - `GET /tokens/self`, `DELETE /tokens/self`, `POST /tokens/self/rotate`:
 //!   the presenting token looks itself up, revokes or rotates itself
-//!   (`pat_core::selfservice`), JSON.
+//!   (`pat_core::selfservice`), JSON;
+//! - `POST /introspect`: RFC 7662 introspection (`pat_core::introspection`)
+//!   for callers whose user is named by `--introspector USER`; 403 for others.
 //!
 //! Prints `listening on http://ADDR` once the socket is bound. Ctrl-C or
 //! SIGTERM stop it gracefully, writing buffered token uses.
@@ -76,6 +78,10 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .route("/whoami", get(whoami))
         .route("/nodes/{id}", get(read_node).put(write_node))
         .nest("/tokens", pat_tower::self_service(backend.admin()))
+        .route(
+            "/introspect",
+            pat_tower::introspection(backend.introspection(&args.introspectors)),
+        )
         .merge(share_routes)
         .layer(PatLayer::new(store.clone()).realm(&args.realm))
         .route("/health", get(|| async { "ok" }));

@@ -56,7 +56,7 @@ async fn rotate(
     answer(tokio::task::spawn_blocking(move || s.rotate(&identity, query.as_deref(), now)).await)
 }
 
-fn answer(joined: Result<Answer, tokio::task::JoinError>) -> Response {
+pub(crate) fn answer(joined: Result<Answer, tokio::task::JoinError>) -> Response {
     // A panicking store call is a failed call, not a dropped connection.
     let answer = joined.unwrap_or_else(|_| SelfService::unavailable());
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -75,4 +75,37 @@ fn answer(joined: Result<Answer, tokio::task::JoinError>) -> Response {
         answer.body,
     )
         .into_response()
+}
+
+/// `POST` RFC 7662 introspection (see [`pat_core::introspection`]), to
+/// route behind the PAT layer (the caller authenticates with its own
+/// token):
+///
+/// ```no_run
+/// # fn f(store: std::sync::Arc<pat_tower::Store>) {
+/// use axum::Router;
+/// use pat_tower::pat_core::introspection::Introspection;
+/// use pat_tower::{PatLayer, introspection};
+/// let app: Router = Router::new()
+///     .route("/introspect", introspection(Introspection::new(store.clone()).allow_users(["gateway"])))
+///     .layer(PatLayer::new(store));
+/// # }
+/// ```
+///
+/// The lookup runs on Tokio's blocking pool.
+pub fn introspection<S>(
+    intro: pat_core::introspection::Introspection,
+) -> axum::routing::MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    post(
+        move |identity: Identity, body: axum::body::Bytes| async move {
+            let now = Timestamp::now();
+            answer(
+                tokio::task::spawn_blocking(move || intro.answer_blocking(&identity, &body, now))
+                    .await,
+            )
+        },
+    )
 }

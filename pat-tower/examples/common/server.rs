@@ -28,6 +28,10 @@ pub(crate) struct Args {
     /// Worker threads [default: one per core].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) workers: Option<u16>,
+    /// A user whose tokens may call `POST /introspect` (repeatable; none by
+    /// default, so introspection refuses every caller).
+    #[arg(long = "introspector", value_name = "USER")]
+    pub(crate) introspectors: Vec<String>,
 }
 
 impl Args {
@@ -93,6 +97,15 @@ impl Backend {
             Backend::Redb(s) => s.clone(),
             Backend::Postgres(s) => s.clone(),
         }
+    }
+
+    /// Introspection of this backend's tokens for the `--introspector` users.
+    pub(crate) fn introspection(&self, users: &[String]) -> pat_core::introspection::Introspection {
+        let intro = match self {
+            Backend::Redb(s) => pat_core::introspection::Introspection::new(s.clone()),
+            Backend::Postgres(s) => pat_core::introspection::Introspection::new(s.clone()),
+        };
+        intro.allow_users(users.iter().cloned())
     }
 
     /// The backend, for the self-service routes.

@@ -1,0 +1,255 @@
+//! Token introspection (RFC 7662): another service, itself authenticated,
+//! asks whether a token is active and whose it is.
+//!
+//! The decisions live here so that every framework answers byte for byte
+//! alike; pat-tower's `introspection` router and pat-actix's
+//! `introspection` resource only route to them, behind the PAT layer (the
+//! caller's own token authenticates the call). A `POST` with a form body
+//! `token=…` (`token_type_hint` is accepted and ignored) gets:
+//!
+//! - for an active token, `{"active": true, "username", "sub", "token_type":
+//!   "pat", "exp", "iat", "jti", "scope"}` (`jti` is the token id, `scope`
+//!   its scopes space-separated, absent for an unrestricted token);
+//! - for anything else (unknown, expired, revoked, malformed, missing):
+//!   exactly `{"active": false}`;
+//! - for a caller the integrator does not allow: 403. The default allows
+//!   nobody, so that introspection cannot be used to probe tokens until
+//!   someone decides who may.
+//!
+//! Every answer carries `Cache-Control: no-store`. An introspection counts
+//! as a use of the token (a sliding token is refreshed, `last_used_at`
+//! moves) unless [`Introspection::counts_as_use`] says otherwise: the
+//! caller usually serves a request made with that token.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::admin::Admin;
+use crate::backend::{Lookup, Verification, Verifier};
+use crate::record::Identity;
+use crate::selfservice::Answer;
+use crate::time::Timestamp;
+use crate::token::TokenDigest;
+
+type Allow = dyn Fn(&Identity) -> bool + Send + Sync;
+
+/// The introspection decisions over a backend.
+#[derive(Clone)]
+pub struct Introspection {
+    admin: Arc<dyn Admin + Send + Sync>,
+    verifier: Arc<dyn Verifier>,
+    allow: Arc<Allow>,
+    counts_as_use: bool,
+}
+
+impl std::fmt::Debug for Introspection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Introspection")
+            .field("counts_as_use", &self.counts_as_use)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Introspection {
+    /// Introspection of the tokens of `store` (usually the one the layer
+    /// checks callers with), allowing no caller until
+    /// [`allow`](Introspection::allow) or
+    /// [`allow_users`](Introspection::allow_users) says who may.
+    pub fn new<S>(store: Arc<S>) -> Introspection
+    where
+        S: Admin + Verifier + Send + Sync + 'static,
+    {
+        Introspection {
+            admin: store.clone(),
+            verifier: store,
+            allow: Arc::new(|_: &Identity| false),
+            counts_as_use: true,
+        }
+    }
+
+    /// Who may introspect: a decision over the caller's identity (its user,
+    /// its scopes...).
+    pub fn allow(
+        mut self,
+        rule: impl Fn(&Identity) -> bool + Send + Sync + 'static,
+    ) -> Introspection {
+        self.allow = Arc::new(rule);
+        self
+    }
+
+    /// Allows callers whose tokens belong to one of `users`.
+    pub fn allow_users<I, U>(self, users: I) -> Introspection
+    where
+        I: IntoIterator<Item = U>,
+        U: Into<String>,
+    {
+        let users: BTreeSet<String> = users.into_iter().map(Into::into).collect();
+        self.allow(move |caller| users.contains(caller.user()))
+    }
+
+    /// Whether introspecting a token counts as a use of it (default: yes).
+    /// With `false` nothing about the token changes.
+    pub fn counts_as_use(mut self, counts: bool) -> Introspection {
+        self.counts_as_use = counts;
+        self
+    }
+
+    /// The answer to `caller` posting the form `body` at `now`. Blocks: it
+    /// reads the store (and, for a use, waits for the backend), so the
+    /// adapters run it on a blocking pool.
+    pub fn answer_blocking(&self, caller: &Identity, body: &[u8], now: Timestamp) -> Answer {
+        if !(self.allow)(caller) {
+            return Answer::error(403, "forbidden", "this caller may not introspect tokens");
+        }
+        let inactive = || Answer::json(200, &json!({ "active": false }));
+        let Some(token) = form_value(body, "token") else {
+            return inactive();
+        };
+        let Ok(digest) = TokenDigest::from_token(&token) else {
+            return inactive();
+        };
+        let info = match self.admin.find(&digest, now) {
+            Ok(Some(info)) if !info.is_expired(now) => info,
+            Ok(_) => return inactive(),
+            Err(e) => {
+                tracing::error!(error = %crate::error::chain(&e), "introspection: store failed");
+                return crate::selfservice::SelfService::unavailable();
+            }
+        };
+        let mut exp = info.expiry.expires_at();
+        if self.counts_as_use {
+            let verified = match self.verifier.verify(Lookup::new(digest, None, now)) {
+                Verification::Ready(r) => r,
+                Verification::Pending(f) => crate::block_on::block_on(f),
+            };
+            match verified {
+                Ok(identity) => exp = identity.expires_at(),
+                Err(crate::AuthError::Store(e)) => {
+                    tracing::error!(error = %crate::error::chain(&e), "introspection: store failed");
+                    return crate::selfservice::SelfService::unavailable();
+                }
+                // Revoked or expired between the two reads.
+                Err(_) => return inactive(),
+            }
+        }
+        let mut body = json!({
+            "active": true,
+            "username": info.user,
+            "sub": info.user,
+            "token_type": "pat",
+            "exp": exp.as_unix_secs(),
+            "iat": info.issued_at().as_unix_secs(),
+            "jti": info.id.to_string(),
+        });
+        if !info.scopes.is_unrestricted() {
+            let scopes: Vec<String> = info.scopes.iter().map(ToString::to_string).collect();
+            body["scope"] = json!(scopes.join(" "));
+        }
+        Answer::json(200, &body)
+    }
+}
+
+/// The first value of `key` in an `application/x-www-form-urlencoded` body
+/// (`+` is a space, `%XX` a byte); `None` when absent or not UTF-8.
+fn form_value(body: &[u8], key: &str) -> Option<String> {
+    body.split(|&b| b == b'&').find_map(|pair| {
+        let mut parts = pair.splitn(2, |&b| b == b'=');
+        let k = decode(parts.next()?)?;
+        (k == key)
+            .then(|| decode(parts.next().unwrap_or_default()))
+            .flatten()
+    })
+}
+
+fn decode(raw: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = raw.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::time::Duration;
+
+    use crate::{ExpiryPolicy, MemoryStore, NewToken};
+
+    fn at(secs: u64) -> Timestamp {
+        Timestamp::from_unix_secs(secs).unwrap()
+    }
+
+    #[test]
+    fn nobody_may_introspect_by_default_and_a_use_is_an_option() {
+        let store = Arc::new(MemoryStore::new());
+        let window = ExpiryPolicy::sliding(Duration::from_secs(60), None);
+        let caller = store
+            .create(&NewToken::new("gateway", window), at(0))
+            .unwrap();
+        let subject = store
+            .create(&NewToken::new("alice", window), at(0))
+            .unwrap();
+        let caller = Identity::new(&caller.info, caller.info.expiry.expires_at());
+        let form = format!("token={}", subject.secret.expose_secret());
+
+        let closed = Introspection::new(store.clone());
+        assert_eq!(
+            closed
+                .answer_blocking(&caller, form.as_bytes(), at(10))
+                .status,
+            403
+        );
+
+        let peek = Introspection::new(store.clone())
+            .allow_users(["gateway"])
+            .counts_as_use(false);
+        let a = peek.answer_blocking(&caller, form.as_bytes(), at(10));
+        assert_eq!(a.status, 200);
+        assert!(a.body.contains(r#""exp":60"#), "{}", a.body);
+        assert_eq!(store.get(subject.info.id).unwrap().last_used_at, None);
+
+        let using = Introspection::new(store.clone()).allow(|c| c.user() == "gateway");
+        let a = using.answer_blocking(&caller, form.as_bytes(), at(20));
+        assert!(a.body.contains(r#""exp":80"#), "refreshed: {}", a.body);
+        assert_eq!(
+            store.get(subject.info.id).unwrap().last_used_at,
+            Some(at(20))
+        );
+        // Dead at 80 unless used: inactive after, and not brought back.
+        let a = using.answer_blocking(&caller, form.as_bytes(), at(80));
+        assert_eq!(a.body, r#"{"active":false}"#);
+    }
+
+    #[test]
+    fn form_bodies_are_decoded_strictly() {
+        assert_eq!(
+            form_value(b"token=pat_abc", "token").as_deref(),
+            Some("pat_abc")
+        );
+        assert_eq!(
+            form_value(b"token_type_hint=access_token&token=pat%5Fx+y", "token").as_deref(),
+            Some("pat_x y")
+        );
+        assert_eq!(form_value(b"token", "token").as_deref(), Some(""));
+        assert_eq!(form_value(b"other=1", "token"), None);
+        assert_eq!(form_value(b"token=%zz", "token"), None);
+        assert_eq!(form_value(b"token=%4", "token"), None);
+        assert_eq!(form_value(b"token=%ff", "token"), None, "not UTF-8");
+        assert_eq!(form_value(b"", "token"), None);
+    }
+}

@@ -1,0 +1,123 @@
+//! RFC 7662 introspection through both reference servers (real processes,
+//! a client posting forms as the RFC describes): active, inactive,
+//! malformed, expired, revoked, an unauthorised caller, `no-store`, and an
+//! introspection counting as a use; both servers answer alike.
+
+use std::time::Duration;
+
+use pat_integration_tests::{Server, ServerKind, Workdir, client};
+use serde_json::Value;
+
+const NODE: &str = "0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a";
+
+/// `POST /introspect` with `form` as the body, as `caller`.
+fn introspect(server: &Server, caller: Option<&str>, form: &str) -> (u16, Option<String>, String) {
+    let mut req = client()
+        .post(server.url("/introspect"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_owned());
+    if let Some(caller) = caller {
+        req = req.header("authorization", format!("Bearer {caller}"));
+    }
+    let resp = req.send().expect("request");
+    let status = resp.status().as_u16();
+    let cache = resp
+        .headers()
+        .get("cache-control")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, cache, resp.text().expect("body"))
+}
+
+fn session(kind: ServerKind) -> Vec<(u16, String)> {
+    let work = Workdir::new();
+    let server = Server::start(kind, &work.db(), &["--introspector", "gateway"]);
+    let gateway = work.token(&["-u", "gateway", "-e", "1h"]);
+    let alice = work.token(&["-u", "alice", "-a", "1h", "-s", &format!("node:{NODE}:r")]);
+    let brief = work.token(&["-u", "bob", "-e", "1s"]);
+    let revoked = work.token(&["-u", "carol", "-e", "1h"]);
+    let mut seen = Vec::new();
+
+    // Active: every field RFC 7662 names that pat has.
+    let (status, cache, body) = introspect(&server, Some(&gateway), &format!("token={alice}"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(cache.as_deref(), Some("no-store"));
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["active"], true);
+    assert_eq!(v["username"], "alice");
+    assert_eq!(v["sub"], "alice");
+    assert_eq!(v["token_type"], "pat");
+    assert_eq!(v["scope"], format!("node:{NODE}:r"));
+    assert!(v["exp"].as_u64().unwrap() > v["iat"].as_u64().unwrap());
+    let jti = v["jti"].as_str().unwrap().to_owned();
+    assert!(!body.contains(&alice[4..]), "the token echoed: {body}");
+    // It counted as a use of alice's token.
+    let shown: Value =
+        serde_json::from_str(&work.cli_ok(&["token", "show", &jti, "--json"])).unwrap();
+    assert!(shown["last_used_at"].is_string(), "{shown}");
+    let mut shape = v.clone();
+    for k in ["exp", "iat", "jti"] {
+        shape[k] = Value::Null;
+    }
+    seen.push((status, shape.to_string()));
+
+    // The hint is accepted and ignored; an encoded underscore decodes.
+    let encoded = alice.replacen('_', "%5F", 1);
+    let (status, _, body) = introspect(
+        &server,
+        Some(&gateway),
+        &format!("token_type_hint=access_token&token={encoded}"),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["active"],
+        true
+    );
+
+    // Inactive, whatever the reason: exactly {"active":false}.
+    work.cli_ok(&["token", "revoke", &{
+        let out = work.cli_ok(&["token", "list", "-u", "carol", "--json"]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v[0]["id"].as_str().unwrap().to_owned()
+    }]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let forged = pat_core::TokenSecret::generate();
+    for form in [
+        format!("token={revoked}"),
+        format!("token={brief}"),
+        format!("token={}", forged.expose_secret()),
+        "token=pat_notatoken".to_owned(),
+        "token=".to_owned(),
+        "nothing=here".to_owned(),
+        String::new(),
+        "token=%zz".to_owned(),
+    ] {
+        let (status, cache, body) = introspect(&server, Some(&gateway), &form);
+        assert_eq!(
+            (status, body.as_str()),
+            (200, r#"{"active":false}"#),
+            "{form}"
+        );
+        assert_eq!(cache.as_deref(), Some("no-store"));
+        seen.push((status, body));
+    }
+
+    // A caller not allowed to introspect: 403; no caller: the layer's 401.
+    let (status, cache, body) = introspect(&server, Some(&alice), &format!("token={gateway}"));
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(cache.as_deref(), Some("no-store"));
+    seen.push((status, body));
+    let (status, _, body) = introspect(&server, None, &format!("token={alice}"));
+    assert_eq!(status, 401);
+    seen.push((status, body));
+    assert!(server.stop());
+    seen
+}
+
+#[test]
+fn both_servers_introspect_alike_as_rfc_7662_says() {
+    let answers: Vec<_> = ServerKind::ALL.into_iter().map(session).collect();
+    assert_eq!(answers[0].len(), answers[1].len());
+    for (i, (axum, actix)) in answers[0].iter().zip(&answers[1]).enumerate() {
+        assert_eq!(axum, actix, "answer {i} differs between the servers");
+    }
+}
