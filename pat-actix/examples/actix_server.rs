@@ -20,7 +20,9 @@
 //!   the presenting token looks itself up, revokes or rotates itself
 //!   (`pat_core::selfservice`), JSON;
 //! - `POST /introspect`: RFC 7662 introspection (`pat_core::introspection`)
-//!   for callers whose user is named by `--introspector USER`; 403 for others.
+//!   for callers whose user is named by `--introspector USER`; 403 for others;
+//! - `POST /tokens/report-leak`: public leak reports (`pat_core::leaks`): a
+//!   JSON array of tokens, the live ones revoked; 202 whatever they were.
 //!
 //! Prints `listening on http://ADDR` once bound. Ctrl-C or SIGTERM stop it
 //! gracefully, writing buffered token uses.
@@ -58,10 +60,17 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let pat = PatMiddleware::new(store.clone()).realm(&args.realm);
     let admin = backend.admin();
     let intro = backend.introspection(&args.introspectors);
+    // One limiter for every worker.
+    let leaks = pat_core::leaks::LeakReports::new(backend.admin());
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(share.clone()))
             .route("/health", web::get().to(|| async { "ok" }))
+            // Public, and before the `/tokens` scope, which would take it.
+            .service(pat_actix::leak_reports(
+                "/tokens/report-leak",
+                leaks.clone(),
+            ))
             .service(pat_actix::self_service("/tokens", admin.clone()).wrap(pat.clone()))
             .service(pat_actix::introspection("/introspect", intro.clone()).wrap(pat.clone()))
             .service(

@@ -59,7 +59,7 @@ pub use pat_core::{
 #[cfg(unix)]
 #[doc(no_inline)]
 pub use pat_core::{AdminClient, Store, StoreBuilder};
-pub use self_service::{introspection, self_service};
+pub use self_service::{introspection, leak_reports, self_service};
 
 mod self_service;
 

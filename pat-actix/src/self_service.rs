@@ -57,12 +57,16 @@ async fn rotate(s: web::Data<SelfService>, identity: Identity, req: HttpRequest)
 fn answer(joined: Result<Answer, actix_web::error::BlockingError>) -> HttpResponse {
     // A panicking store call is a failed call, not a dropped connection.
     let answer = joined.unwrap_or_else(|_| SelfService::unavailable());
-    HttpResponse::build(
+    let mut response = HttpResponse::build(
         StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-    )
-    .insert_header((CONTENT_TYPE, Answer::CONTENT_TYPE))
-    .insert_header((CACHE_CONTROL, Answer::CACHE_CONTROL))
-    .body(answer.body)
+    );
+    response
+        .insert_header((CONTENT_TYPE, Answer::CONTENT_TYPE))
+        .insert_header((CACHE_CONTROL, Answer::CACHE_CONTROL));
+    if let Some(seconds) = answer.retry_after {
+        response.insert_header((actix_web::http::header::RETRY_AFTER, seconds));
+    }
+    response.body(answer.body)
 }
 
 /// A resource at `path` answering `POST` RFC 7662 introspection (see
@@ -98,4 +102,27 @@ async fn introspect(
     let intro = intro.into_inner();
     let now = Timestamp::now();
     answer(web::block(move || intro.answer_blocking(&identity, &body, now)).await)
+}
+
+/// A resource at `path` answering `POST` leak reports (see
+/// [`pat_core::leaks`]): a public route, to serve without the PAT
+/// middleware. The client address is the connection's peer; the lookups run
+/// on actix's blocking pool.
+pub fn leak_reports(path: &str, reports: pat_core::leaks::LeakReports) -> actix_web::Resource {
+    web::resource(path)
+        .app_data(web::Data::new(reports))
+        .route(web::post().to(report_leak))
+}
+
+async fn report_leak(
+    reports: web::Data<pat_core::leaks::LeakReports>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let Some(peer) = req.peer_addr() else {
+        return HttpResponse::BadRequest().finish();
+    };
+    let reports = reports.into_inner();
+    let now = Timestamp::now();
+    answer(web::block(move || reports.report_blocking(peer.ip(), &body, now)).await)
 }

@@ -82,6 +82,7 @@ pub mod fuzzing;
 mod gate;
 mod integrations;
 pub mod introspection;
+pub mod leaks;
 mod memory;
 mod policy;
 #[cfg(feature = "postgres")]

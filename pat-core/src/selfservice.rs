@@ -58,6 +58,8 @@ pub struct Answer {
     /// The JSON body. After a rotation it holds the new secret: send it,
     /// never log it.
     pub body: String,
+    /// Seconds for a `Retry-After` header (a rate limit), if any.
+    pub retry_after: Option<u64>,
 }
 
 impl std::fmt::Debug for Answer {
@@ -80,6 +82,7 @@ impl Answer {
         Answer {
             status,
             body: body.to_string(),
+            retry_after: None,
         }
     }
 
@@ -274,6 +277,7 @@ mod tests {
         let a = Answer {
             status: 200,
             body: r#"{"token":"pat_secret"}"#.into(),
+            retry_after: None,
         };
         assert!(!format!("{a:?}").contains("pat_secret"));
     }

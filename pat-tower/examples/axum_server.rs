@@ -20,7 +20,9 @@
 //!   the presenting token looks itself up, revokes or rotates itself
 //!   (`pat_core::selfservice`), JSON;
 //! - `POST /introspect`: RFC 7662 introspection (`pat_core::introspection`)
-//!   for callers whose user is named by `--introspector USER`; 403 for others.
+//!   for callers whose user is named by `--introspector USER`; 403 for others;
+//! - `POST /tokens/report-leak`: public leak reports (`pat_core::leaks`): a
+//!   JSON array of tokens, the live ones revoked; 202 whatever they were.
 //!
 //! Prints `listening on http://ADDR` once the socket is bound. Ctrl-C or
 //! SIGTERM stop it gracefully, writing buffered token uses.
@@ -84,7 +86,11 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         )
         .merge(share_routes)
         .layer(PatLayer::new(store.clone()).realm(&args.realm))
-        .route("/health", get(|| async { "ok" }));
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/tokens/report-leak",
+            pat_tower::leak_reports(pat_core::leaks::LeakReports::new(backend.admin())),
+        );
 
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
@@ -108,9 +114,9 @@ async fn serve_http1(listener: tokio::net::TcpListener, app: Router) {
     let graceful = GracefulShutdown::new();
     let mut stop = std::pin::pin!(server::shutdown_signal());
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     continue;
@@ -123,7 +129,14 @@ async fn serve_http1(listener: tokio::net::TcpListener, app: Router) {
             .header_read_timeout(std::time::Duration::from_secs(30))
             .max_header_size(128 * 1024)
             .max_headers(96)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+            .serve_connection(
+                TokioIo::new(stream),
+                // The peer's address, for the leak reports' rate limit.
+                TowerToHyperService::new(
+                    app.clone()
+                        .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+                ),
+            );
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -50,7 +50,7 @@ pub use pat_core;
 #[doc(no_inline)]
 pub use pat_core::MissingIdentity;
 #[cfg(feature = "axum")]
-pub use self_service::{introspection, self_service};
+pub use self_service::{introspection, leak_reports, self_service};
 
 #[cfg(feature = "axum")]
 mod self_service;

@@ -60,7 +60,7 @@ pub(crate) fn answer(joined: Result<Answer, tokio::task::JoinError>) -> Response
     // A panicking store call is a failed call, not a dropped connection.
     let answer = joined.unwrap_or_else(|_| SelfService::unavailable());
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
+    let mut response = (
         status,
         [
             (
@@ -74,7 +74,13 @@ pub(crate) fn answer(joined: Result<Answer, tokio::task::JoinError>) -> Response
         ],
         answer.body,
     )
-        .into_response()
+        .into_response();
+    if let Some(seconds) = answer.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }
 
 /// `POST` RFC 7662 introspection (see [`pat_core::introspection`]), to
@@ -104,6 +110,28 @@ where
             let now = Timestamp::now();
             answer(
                 tokio::task::spawn_blocking(move || intro.answer_blocking(&identity, &body, now))
+                    .await,
+            )
+        },
+    )
+}
+
+/// `POST` leak reports (see [`pat_core::leaks`]): a public route, to mount
+/// outside the PAT layer. The client address comes from axum's
+/// `ConnectInfo` (serve with `into_make_service_with_connect_info`, or
+/// insert it per connection); the lookups run on Tokio's blocking pool.
+pub fn leak_reports<S>(reports: pat_core::leaks::LeakReports) -> axum::routing::MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    post(
+        move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<
+            std::net::SocketAddr,
+        >,
+              body: axum::body::Bytes| async move {
+            let now = Timestamp::now();
+            answer(
+                tokio::task::spawn_blocking(move || reports.report_blocking(peer.ip(), &body, now))
                     .await,
             )
         },
