@@ -125,15 +125,16 @@ impl AuditEntry {
         }
     }
 
+    /// The outcome of an action on `n` tokens (`1 token`, `3 tokens`), as
+    /// every backend writes it for revoke-user and prune.
+    pub fn count_outcome(n: usize) -> String {
+        format!("{n} token{}", if n == 1 { "" } else { "s" })
+    }
+
     /// Whether it belongs in a listing from `since`, of `user` or all.
     pub fn matches(&self, since: Timestamp, user: Option<&str>) -> bool {
         self.at >= since && user.is_none_or(|u| self.user == u)
     }
-}
-
-/// `n tokens` / `1 token`.
-pub(crate) fn count(n: usize) -> String {
-    format!("{n} token{}", if n == 1 { "" } else { "s" })
 }
 
 #[cfg(test)]

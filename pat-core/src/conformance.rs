@@ -966,6 +966,9 @@ enum Op {
     Prune,
     Auth(usize),
     AuthAs(usize, u8),
+    /// `find` an issued secret: no use may be recorded (the listing after
+    /// the step checks that).
+    Find(usize),
     Forged,
     Advance(u64),
     Flush,
@@ -981,6 +984,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Prune),
         5 => any::<usize>().prop_map(Op::Auth),
         1 => (any::<usize>(), 0u8..3).prop_map(|(i, u)| Op::AuthAs(i, u)),
+        2 => any::<usize>().prop_map(Op::Find),
         1 => Just(Op::Forged),
         3 => (1u64..120).prop_map(Op::Advance),
         2 => Just(Op::Flush),
@@ -1152,6 +1156,20 @@ fn model_case(b: &dyn Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     }
                 }
             }
+            Op::Find(i) if !issued.is_empty() => {
+                let (id, secret) = &issued[i % issued.len()];
+                let retired = retires.get(&secret.digest()).is_some_and(|&r| now >= r);
+                let found = b.find(&secret.digest(), at(now)).map_err(|e| err(&e))?;
+                match model.get(id) {
+                    Some(m) if !retired => {
+                        let info = found.ok_or_else(|| TestCaseError::fail("not found"))?;
+                        prop_assert_eq!(info.id, *id);
+                        prop_assert_eq!(info.expiry.expires_at(), at(m.expires_at));
+                        prop_assert_eq!(info.last_used_at, m.last_used_at.map(at));
+                    }
+                    _ => prop_assert!(found.is_none(), "{:?}", found),
+                }
+            }
             Op::Forged => {
                 let forged = TokenSecret::generate();
                 prop_assert!(matches!(
@@ -1163,7 +1181,7 @@ fn model_case(b: &dyn Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Flush => {
                 b.flush().map_err(|e| err(&e))?;
             }
-            Op::Revoke(_) | Op::Rotate(..) | Op::Auth(_) | Op::AuthAs(..) => {}
+            Op::Revoke(_) | Op::Rotate(..) | Op::Auth(_) | Op::AuthAs(..) | Op::Find(_) => {}
         }
         // After every step the listing is exactly the live model.
         type Row = (String, Timestamp, Option<Timestamp>, Option<Timestamp>);

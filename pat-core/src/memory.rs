@@ -293,7 +293,7 @@ impl Audited for MemoryStore {
             None,
             user,
             actor,
-            crate::audit::count(n),
+            AuditEntry::count_outcome(n),
         ));
         Ok(n)
     }
@@ -314,7 +314,7 @@ impl Audited for MemoryStore {
             None,
             "",
             actor,
-            crate::audit::count(n),
+            AuditEntry::count_outcome(n),
         ));
         Ok(n)
     }

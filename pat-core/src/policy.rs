@@ -124,8 +124,9 @@ impl Policy {
         self.check_lifetime(info).is_ok()
     }
 
-    /// The policy on one line, for the audit log.
-    pub(crate) fn summary(&self) -> String {
+    /// The policy on one line: the outcome of a policy change in the audit
+    /// log, which every backend writes alike.
+    pub fn summary(&self) -> String {
         format!(
             "max lifetime {}, max tokens per user {}",
             self.max_lifetime.map_or("none".into(), format_duration),

@@ -300,11 +300,7 @@ impl Admin for Acting<'_> {
         for id in &ids {
             table.remove(*id);
         }
-        let outcome = format!(
-            "{} token{}",
-            ids.len(),
-            if ids.len() == 1 { "" } else { "s" }
-        );
+        let outcome = AuditEntry::count_outcome(ids.len());
         table.log(AuditAction::RevokeUser, None, user, &self.actor, &outcome);
         Ok(ids.len())
     }
@@ -330,11 +326,7 @@ impl Admin for Acting<'_> {
             .as_unix_secs()
             .saturating_sub(DEFAULT_AUDIT_RETENTION.as_secs());
         table.audit.retain(|e| e.at.as_unix_secs() >= horizon);
-        let outcome = format!(
-            "{} token{}",
-            ids.len(),
-            if ids.len() == 1 { "" } else { "s" }
-        );
+        let outcome = AuditEntry::count_outcome(ids.len());
         table.audit.push(AuditEntry::new(
             now,
             AuditAction::Prune,
@@ -353,16 +345,13 @@ impl Admin for Acting<'_> {
     fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
         let mut table = self.b.table();
         table.policy = policy;
-        let outcome = format!(
-            "max lifetime {}, max tokens per user {}",
-            policy
-                .max_lifetime
-                .map_or("none".into(), pat_core::format_duration),
-            policy
-                .max_tokens_per_user
-                .map_or("none".into(), |n| n.to_string())
+        table.log(
+            AuditAction::SetPolicy,
+            None,
+            "",
+            &self.actor,
+            &policy.summary(),
         );
-        table.log(AuditAction::SetPolicy, None, "", &self.actor, &outcome);
         Ok(())
     }
 

@@ -1041,7 +1041,7 @@ impl Audited for PgStore {
                     None,
                     &*user,
                     &*actor,
-                    crate::audit::count(rows.len()),
+                    AuditEntry::count_outcome(rows.len()),
                 )]
             };
             Ok(shared.change(&sql, &[&user], &audit).await?.len())
@@ -1084,7 +1084,7 @@ impl Audited for PgStore {
                         None,
                         "",
                         &*actor,
-                        crate::audit::count(rows.len()),
+                        AuditEntry::count_outcome(rows.len()),
                     )]
                 })
                 .await?

@@ -1044,7 +1044,7 @@ impl Audited for Inner {
                 None,
                 user,
                 actor,
-                crate::audit::count(ids.len()),
+                AuditEntry::count_outcome(ids.len()),
             );
             audit_in(txn, &entry)?;
             Ok(ids.len())
@@ -1078,7 +1078,7 @@ impl Audited for Inner {
                 None,
                 "",
                 actor,
-                crate::audit::count(expired.len()),
+                AuditEntry::count_outcome(expired.len()),
             );
             audit_in(txn, &entry)?;
             Ok(expired.len())
