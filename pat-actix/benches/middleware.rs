@@ -6,51 +6,24 @@
 //! Run with `cargo bench -p pat-actix`.
 
 use std::hint::black_box;
-use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::{App, test, web};
 use criterion::{Criterion, criterion_group, criterion_main};
 use pat_actix::PatMiddleware;
-use pat_core::{ExpiryPolicy, NewToken, Store, Timestamp};
+
+#[path = "../../pat-tower/benches/common/fixture.rs"]
+mod fixture;
 
 fn bench(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(
-        Store::builder()
-            .admin_socket(false)
-            .open(dir.path().join("bench.redb"))
-            .expect("store"),
-    );
-    let day = Duration::from_secs(86_400);
-    let now = Timestamp::now();
-    let others: Vec<NewToken> = (0..100_000)
-        .map(|i| NewToken::new(format!("user{i}"), ExpiryPolicy::hard(day)))
-        .collect();
-    store.create_many(&others, now).expect("create");
-    let made = store
-        .create_many(
-            &[
-                NewToken::new("alice", ExpiryPolicy::hard(day)),
-                NewToken::new("alice", ExpiryPolicy::sliding(day, None)),
-            ],
-            now,
-        )
-        .expect("create");
-    let hard = format!("Bearer {}", made[0].secret.expose_secret());
-    let sliding = format!("Bearer {}", made[1].secret.expose_secret());
-    let basic = format!(
-        "Basic {}",
-        base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            format!("alice:{}", made[0].secret.expose_secret())
-        )
-    );
-    let unknown = format!(
-        "Bearer {}",
-        pat_core::TokenSecret::generate().expose_secret()
-    );
+    let fixture::Fixture {
+        _dir,
+        store,
+        hard,
+        sliding,
+        basic,
+        unknown,
+    } = fixture::fixture();
 
     let system = actix_web::rt::System::new();
     let (bare, layered) = system.block_on(async {

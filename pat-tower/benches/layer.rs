@@ -8,50 +8,27 @@
 
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::sync::Arc;
-use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
-use pat_core::{ExpiryPolicy, NewToken, Store, Timestamp};
 use pat_tower::PatLayer;
 use tower::{Service, ServiceBuilder, ServiceExt as _};
+
+#[path = "common/fixture.rs"]
+mod fixture;
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(
-        Store::builder()
-            .admin_socket(false)
-            .open(dir.path().join("bench.redb"))
-            .expect("store"),
-    );
-    let day = Duration::from_secs(86_400);
-    let now = Timestamp::now();
-    let others: Vec<NewToken> = (0..100_000)
-        .map(|i| NewToken::new(format!("user{i}"), ExpiryPolicy::hard(day)))
-        .collect();
-    store.create_many(&others, now).expect("create");
-    let made = store
-        .create_many(
-            &[
-                NewToken::new("alice", ExpiryPolicy::hard(day)),
-                NewToken::new("alice", ExpiryPolicy::sliding(day, None)),
-            ],
-            now,
-        )
-        .expect("create");
-    let hard = format!("Bearer {}", made[0].secret.expose_secret());
-    let sliding = format!("Bearer {}", made[1].secret.expose_secret());
-    let basic = format!(
-        "Basic {}",
-        base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            format!("alice:{}", made[0].secret.expose_secret())
-        )
-    );
+    let fixture::Fixture {
+        _dir,
+        store,
+        hard,
+        sliding,
+        basic,
+        unknown,
+    } = fixture::fixture();
 
     let handler = || {
         tower::service_fn(|_req: Request<()>| async {
@@ -69,10 +46,6 @@ fn bench(c: &mut Criterion) {
     bench_service(c, &rt, "layer/bearer (hello)", &mut layered, Some(&hard));
     bench_service(c, &rt, "layer/bearer_sliding", &mut layered, Some(&sliding));
     bench_service(c, &rt, "layer/basic", &mut layered, Some(&basic));
-    let unknown = format!(
-        "Bearer {}",
-        pat_core::TokenSecret::generate().expose_secret()
-    );
     bench_service(
         c,
         &rt,
