@@ -27,3 +27,25 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
         }
     }
 }
+
+/// A backend's own runtime, shut down in the background when dropped: a
+/// plain drop blocks, and panics inside an async context (a server dropping
+/// the backend, or failing to open it, from within its own runtime).
+#[cfg(any(feature = "postgres", feature = "remote"))]
+pub(crate) struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+#[cfg(any(feature = "postgres", feature = "remote"))]
+impl OwnedRuntime {
+    pub(crate) fn new(rt: tokio::runtime::Runtime) -> OwnedRuntime {
+        OwnedRuntime(Some(rt))
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "remote"))]
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}

@@ -16,6 +16,13 @@
 //!   nobody, so that introspection cannot be used to probe tokens until
 //!   someone decides who may.
 //!
+//! A pat extension, for [`RemoteVerifier`](crate::remote): instead of
+//! `token`, the form may carry `token_digest`, the token's SHA-256 digest in
+//! hex (64 digits), so that a verifier that only ever sees digests never
+//! puts a usable secret on the wire; and `username`, an HTTP Basic user
+//! name that must be the token's (else `{"active": false}`, and no use is
+//! recorded), as [`Verifier`] lookups require.
+//!
 //! Every answer carries `Cache-Control: no-store`. An introspection counts
 //! as a use of the token (a sliding token is refreshed, `last_used_at`
 //! moves) unless [`Introspection::counts_as_use`] says otherwise: the
@@ -104,14 +111,20 @@ impl Introspection {
             return Answer::error(403, "forbidden", "this caller may not introspect tokens");
         }
         let inactive = || Answer::json(200, &json!({ "active": false }));
-        let Some(token) = form_value(body, "token") else {
+        let digest = match form_value(body, "token") {
+            Some(token) => TokenDigest::from_token(&token).ok(),
+            None => form_value(body, "token_digest").and_then(|hex| digest_from_hex(&hex)),
+        };
+        let Some(digest) = digest else {
             return inactive();
         };
-        let Ok(digest) = TokenDigest::from_token(&token) else {
-            return inactive();
-        };
+        let user = form_value(body, "username");
         let info = match self.admin.find(&digest, now) {
-            Ok(Some(info)) if !info.is_expired(now) => info,
+            Ok(Some(info))
+                if !info.is_expired(now) && user.as_ref().is_none_or(|u| *u == info.user) =>
+            {
+                info
+            }
             Ok(_) => return inactive(),
             Err(e) => {
                 tracing::error!(error = %crate::error::chain(&e), "introspection: store failed");
@@ -120,7 +133,8 @@ impl Introspection {
         };
         let mut exp = info.expiry.expires_at();
         if self.counts_as_use {
-            let verified = match self.verifier.verify(Lookup::new(digest, None, now)) {
+            let lookup = Lookup::new(digest, user.as_deref(), now);
+            let verified = match self.verifier.verify(lookup) {
                 Verification::Ready(r) => r,
                 Verification::Pending(f) => crate::block_on::block_on(f),
             };
@@ -151,6 +165,20 @@ impl Introspection {
     }
 }
 
+/// A digest written as 64 hex digits (either case).
+fn digest_from_hex(hex: &str) -> Option<TokenDigest> {
+    let hex = hex.as_bytes();
+    if hex.len() != 64 || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut bytes = [0; 32];
+    for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+        let pair = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(TokenDigest::from_bytes(bytes))
+}
+
 /// The first value of `key` in an `application/x-www-form-urlencoded` body
 /// (`+` is a space, `%XX` a byte); `None` when absent or not UTF-8.
 fn form_value(body: &[u8], key: &str) -> Option<String> {
@@ -171,6 +199,9 @@ fn decode(raw: &[u8]) -> Option<String> {
             b'+' => out.push(b' '),
             b'%' => {
                 let hex = raw.get(i + 1..i + 3)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
                 let hex = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 2;
@@ -251,5 +282,51 @@ mod tests {
         assert_eq!(form_value(b"token=%4", "token"), None);
         assert_eq!(form_value(b"token=%ff", "token"), None, "not UTF-8");
         assert_eq!(form_value(b"", "token"), None);
+        assert_eq!(
+            form_value(b"token=%+f", "token"),
+            None,
+            "a sign is no digit"
+        );
+    }
+
+    #[test]
+    fn a_digest_and_a_basic_user_name_may_stand_in_for_the_token() {
+        let store = Arc::new(MemoryStore::new());
+        let window = ExpiryPolicy::sliding(Duration::from_secs(60), None);
+        let caller = store.create(&NewToken::new("gw", window), at(0)).unwrap();
+        let caller = Identity::new(&caller.info, caller.info.expiry.expires_at());
+        let alice = store
+            .create(&NewToken::new("alice", window), at(0))
+            .unwrap();
+        let hex: String = alice
+            .secret
+            .digest()
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
+        let intro = Introspection::new(store.clone()).allow_users(["gw"]);
+        let ask = |form: &str, t| intro.answer_blocking(&caller, form.as_bytes(), at(t)).body;
+
+        assert!(ask(&format!("token_digest={hex}"), 10).contains(r#""username":"alice""#));
+        assert!(ask(&format!("token_digest={hex}&username=alice"), 10).contains("active\":true"));
+        // Someone else's name: inactive, and not a use.
+        assert_eq!(
+            ask(&format!("token_digest={hex}&username=bob"), 30),
+            r#"{"active":false}"#
+        );
+        assert_eq!(store.get(alice.info.id).unwrap().last_used_at, Some(at(10)));
+        // A digest is exactly 64 hex digits.
+        for bad in [&hex[1..], &format!("{hex}0"), &format!("+{}", &hex[1..])] {
+            assert_eq!(
+                ask(&format!("token_digest={bad}"), 10),
+                r#"{"active":false}"#
+            );
+        }
+        // `token` wins when both are given.
+        assert_eq!(
+            ask(&format!("token=pat_nonsense&token_digest={hex}"), 10),
+            r#"{"active":false}"#
+        );
     }
 }

@@ -88,6 +88,8 @@ mod policy;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod record;
+#[cfg(feature = "remote")]
+pub mod remote;
 mod scope;
 pub mod selfservice;
 #[cfg(unix)]

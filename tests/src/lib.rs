@@ -136,11 +136,16 @@ impl Server {
     /// Starts `kind` with `--db db --addr 127.0.0.1:0 EXTRA` and waits for its
     /// `listening on http://ADDR` line.
     pub fn start(kind: ServerKind, db: &Path, extra: &[&str]) -> Server {
+        Server::start_on(kind, db, "127.0.0.1:0", extra)
+    }
+
+    /// [`Server::start`] on `addr` (a server coming back on its old port).
+    pub fn start_on(kind: ServerKind, db: &Path, addr: &str, extra: &[&str]) -> Server {
         let exe = target_dir().join("examples").join(kind.example());
         let mut child = Command::new(&exe)
             .arg("--db")
             .arg(db)
-            .args(["--addr", "127.0.0.1:0", "--workers", "2"])
+            .args(["--addr", addr, "--workers", "2"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -204,7 +204,7 @@ impl PgStoreBuilder {
                 source: BackendError::new(e),
             })?;
         let handle = rt.handle().clone();
-        let runtime = OwnedRuntime(Some(rt));
+        let runtime = crate::block_on::OwnedRuntime::new(rt);
         let shared = Arc::new(Shared {
             config,
             database: database.clone(),
@@ -298,20 +298,7 @@ pub struct PgStore {
     /// the task, which the waiting side sees as "closing".
     handle: tokio::runtime::Handle,
     // Last: dropped after the final flush in `Drop`.
-    _runtime: OwnedRuntime,
-}
-
-/// The store's runtime, shut down in the background when dropped: a plain
-/// drop blocks, and panics inside an async context (a server dropping the
-/// store, or failing to open it, from within its own runtime).
-struct OwnedRuntime(Option<tokio::runtime::Runtime>);
-
-impl Drop for OwnedRuntime {
-    fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
-            rt.shutdown_background();
-        }
-    }
+    _runtime: crate::block_on::OwnedRuntime,
 }
 
 struct Shared {

@@ -1,0 +1,501 @@
+//! [`RemoteVerifier`]: a backend that asks a pat introspection endpoint
+//! instead of a store, so a service can sit behind the PAT layer with no
+//! database access and no copy of the tokens.
+//!
+//! Each lookup the cache cannot answer is a `POST` to the endpoint (see
+//! [`crate::introspection`]) carrying the token's digest (`token_digest`,
+//! never the token: the verifier never sees it, and a digest cannot be
+//! replayed as a credential), the HTTP Basic user name if any
+//! (`username`), and the verifier's own token as `Authorization: Bearer`.
+//! The endpoint's server must allow that token's user to introspect.
+//!
+//! # Staleness
+//! Answers are cached, active and inactive alike, for the TTL
+//! ([`RemoteVerifierBuilder::ttl`], default 2 s), in a bounded map
+//! ([`RemoteVerifierBuilder::capacity`], cleared when full). So:
+//! - a token revoked at the endpoint may still be accepted here for up to
+//!   the TTL;
+//! - a sliding token's use is reported to the endpoint at most once per TTL
+//!   (each introspection counts as a use unless the endpoint says
+//!   otherwise), so keep the TTL well below your shortest sliding window;
+//! - a cached identity is never used past its own `exp`: the endpoint is
+//!   asked again (a sliding token may have moved).
+//!
+//! # Failure
+//! An endpoint that cannot be reached, times out
+//! ([`RemoteVerifierBuilder::timeout`], default 2 s), answers anything but
+//! 200 with an RFC 7662 body, or refuses this verifier's own token, gives
+//! [`AuthError::Store`]: the adapters answer `503` with `Retry-After`,
+//! never 401 (the presented token may be fine). Cached answers keep working
+//! up to the TTL meanwhile, and the verifier recovers by itself.
+//!
+//! # Transport
+//! Requests go through [`reqwest`] on the verifier's own small runtime, so
+//! lookups can be awaited from any executor. This crate enables no TLS
+//! backend: for `https://` endpoints enable one in your own manifest
+//! (`reqwest = { version = "0.13", features = ["rustls"] }`, which Cargo
+//! merges into this build), or pass a client configured as you need with
+//! [`RemoteVerifierBuilder::client`]. Plain `http://` is refused for
+//! anything but a loopback address unless
+//! [`RemoteVerifierBuilder::allow_plain_http`] says so: this verifier's
+//! own token would cross the network in clear.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use pat_core::{Gate, TokenSecret, remote::RemoteVerifier};
+//!
+//! let caller = TokenSecret::parse(&std::env::var("PAT_VERIFIER_TOKEN")?)?;
+//! let verifier = RemoteVerifier::builder().connect("http://127.0.0.1:8080/introspect", &caller)?;
+//! let gate = Gate::new(Arc::new(verifier));
+//! # let _ = gate;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use compact_str::CompactString;
+use http::HeaderValue;
+
+use crate::backend::{Lookup, Verification, Verifier};
+use crate::error::{AuthError, BackendError, StoreError};
+use crate::expiry::Expiry;
+use crate::record::{Identity, TokenInfo};
+use crate::scope::Scopes;
+use crate::time::Timestamp;
+use crate::token::{TokenDigest, TokenId, TokenSecret};
+
+/// Default time an endpoint's answer is reused for.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(2);
+/// Default number of answers kept.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+/// Default deadline of one request to the endpoint.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a [`RemoteVerifier`] could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// The endpoint is not an absolute `http://` or `https://` URL.
+    #[error("introspection endpoint `{}`: {reason}", crate::text::printable(url))]
+    Url {
+        /// The URL as given (it carries no secret).
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Plain HTTP to a host that is not a loopback address.
+    #[error(
+        "introspection endpoint `{}` is plain http to a host that is not loopback: the \
+         verifier's token would cross the network in clear; use https, or allow plain http \
+         explicitly",
+        crate::text::printable(url)
+    )]
+    PlainHttp {
+        /// The URL as given.
+        url: String,
+    },
+    /// The HTTP client or its runtime could not be built.
+    #[error("could not build the HTTP client")]
+    Client(#[source] BackendError),
+}
+
+/// Options of a [`RemoteVerifier`].
+#[derive(Debug, Clone)]
+pub struct RemoteVerifierBuilder {
+    ttl: Duration,
+    capacity: usize,
+    timeout: Duration,
+    allow_plain_http: bool,
+    client: Option<reqwest::Client>,
+}
+
+impl Default for RemoteVerifierBuilder {
+    fn default() -> RemoteVerifierBuilder {
+        RemoteVerifierBuilder {
+            ttl: DEFAULT_TTL,
+            capacity: DEFAULT_CAPACITY,
+            timeout: DEFAULT_TIMEOUT,
+            allow_plain_http: false,
+            client: None,
+        }
+    }
+}
+
+impl RemoteVerifierBuilder {
+    /// How long an answer is reused (default [`DEFAULT_TTL`]); the longest a
+    /// revocation at the endpoint goes unseen here. Zero caches nothing.
+    pub fn ttl(mut self, ttl: Duration) -> RemoteVerifierBuilder {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How many answers are kept (default [`DEFAULT_CAPACITY`]); the cache
+    /// is emptied when it is full, so memory stays bounded whatever digests
+    /// clients present.
+    pub fn capacity(mut self, capacity: usize) -> RemoteVerifierBuilder {
+        self.capacity = capacity;
+        self
+    }
+
+    /// The deadline of one request to the endpoint (default
+    /// [`DEFAULT_TIMEOUT`]); past it the lookup answers [`AuthError::Store`].
+    pub fn timeout(mut self, timeout: Duration) -> RemoteVerifierBuilder {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Allows `http://` to a host that is not a loopback address (a private
+    /// network you trust, a sidecar). Off by default.
+    pub fn allow_plain_http(mut self, allow: bool) -> RemoteVerifierBuilder {
+        self.allow_plain_http = allow;
+        self
+    }
+
+    /// The HTTP client to use (TLS roots, proxies, client certificates);
+    /// the timeout above still applies to each request.
+    pub fn client(mut self, client: reqwest::Client) -> RemoteVerifierBuilder {
+        self.client = Some(client);
+        self
+    }
+
+    /// A verifier asking the introspection endpoint at `url`, authenticating
+    /// with `token` (whose user the endpoint must allow). Nothing is sent
+    /// until the first lookup.
+    pub fn connect(self, url: &str, token: &TokenSecret) -> Result<RemoteVerifier, RemoteError> {
+        let endpoint = checked_url(url, self.allow_plain_http)?;
+        let client_error =
+            |e: &dyn fmt::Display| RemoteError::Client(BackendError::new(Msg(e.to_string())));
+        let client = match self.client {
+            Some(client) => client,
+            None => reqwest::Client::builder()
+                .build()
+                .map_err(|e| client_error(&crate::error::chain(&e)))?,
+        };
+        let mut authorization = HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
+            .map_err(|_| client_error(&"the token is not a header value"))?;
+        authorization.set_sensitive(true);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("pat-remote")
+            .enable_all()
+            .build()
+            .map_err(|e| RemoteError::Client(BackendError::new(e)))?;
+        Ok(RemoteVerifier {
+            shared: Arc::new(Shared {
+                endpoint,
+                client,
+                authorization,
+                timeout: self.timeout,
+                ttl: self.ttl,
+                capacity: self.capacity.max(1),
+                answers: papaya::HashMap::with_hasher(std::hash::RandomState::new()),
+            }),
+            handle: rt.handle().clone(),
+            _runtime: crate::block_on::OwnedRuntime::new(rt),
+        })
+    }
+}
+
+/// A checked endpoint: absolute, http(s), plain only where allowed.
+fn checked_url(url: &str, allow_plain_http: bool) -> Result<reqwest::Url, RemoteError> {
+    let bad = |reason: &str| RemoteError::Url {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(bad(
+            "credentials in the URL are not used; pass the token instead",
+        ));
+    }
+    match parsed.scheme() {
+        "https" => {}
+        "http" => {
+            let host = parsed.host_str().unwrap_or_default();
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let loopback = match bare.parse::<std::net::IpAddr>() {
+                Ok(ip) => ip.is_loopback(),
+                Err(_) => host.eq_ignore_ascii_case("localhost"),
+            };
+            if !loopback && !allow_plain_http {
+                return Err(RemoteError::PlainHttp {
+                    url: url.to_owned(),
+                });
+            }
+        }
+        other => {
+            return Err(bad(&format!(
+                "the scheme must be http or https, not `{other}`"
+            )));
+        }
+    }
+    Ok(parsed)
+}
+
+/// Checks presented tokens by asking a pat introspection endpoint, with a
+/// short-lived bounded cache; see the [module documentation](self) for the
+/// staleness it allows and how failures are answered.
+pub struct RemoteVerifier {
+    shared: Arc<Shared>,
+    handle: tokio::runtime::Handle,
+    _runtime: crate::block_on::OwnedRuntime,
+}
+
+impl fmt::Debug for RemoteVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteVerifier")
+            .field("endpoint", &self.shared.endpoint.as_str())
+            .field("ttl", &self.shared.ttl)
+            .field("cached", &self.cached())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    endpoint: reqwest::Url,
+    client: reqwest::Client,
+    /// `Bearer <the verifier's token>`, marked sensitive.
+    authorization: HeaderValue,
+    timeout: Duration,
+    ttl: Duration,
+    capacity: usize,
+    answers: papaya::HashMap<TokenDigest, Answer, std::hash::RandomState>,
+}
+
+/// One endpoint answer about a digest, for the user name it was asked with.
+#[derive(Clone)]
+struct Answer {
+    user: Option<CompactString>,
+    /// `None`: inactive.
+    identity: Option<Identity>,
+    at: Instant,
+}
+
+impl RemoteVerifier {
+    /// Options.
+    pub fn builder() -> RemoteVerifierBuilder {
+        RemoteVerifierBuilder::default()
+    }
+
+    /// A verifier with the default options; see
+    /// [`RemoteVerifierBuilder::connect`].
+    pub fn connect(url: &str, token: &TokenSecret) -> Result<RemoteVerifier, RemoteError> {
+        RemoteVerifierBuilder::default().connect(url, token)
+    }
+
+    /// How many answers are cached.
+    pub fn cached(&self) -> usize {
+        self.shared.answers.len()
+    }
+}
+
+impl Verifier for RemoteVerifier {
+    fn verify(&self, lookup: Lookup<'_>) -> Verification {
+        if let Some(result) = self.shared.cached(&lookup) {
+            return Verification::Ready(result);
+        }
+        let shared = self.shared.clone();
+        let (digest, user) = (*lookup.digest(), lookup.user().map(CompactString::new));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.handle.spawn(async move {
+            let _ = tx.send(shared.ask(digest, user).await);
+        });
+        Verification::pending(async move {
+            rx.await
+                .unwrap_or_else(|_| Err(AuthError::Store(failure("the verifier stopped"))))
+        })
+    }
+}
+
+impl Shared {
+    /// The cached answer for this lookup, if one is fresh and still says
+    /// something about it.
+    fn cached(&self, lookup: &Lookup<'_>) -> Option<Result<Identity, AuthError>> {
+        let answers = self.answers.pin();
+        let answer = answers.get(lookup.digest())?;
+        if answer.at.elapsed() >= self.ttl {
+            return None;
+        }
+        match &answer.identity {
+            // A deadline passed: ask again (a sliding token may have moved).
+            Some(identity) if lookup.now() >= identity.expires_at() => None,
+            Some(identity) => Some(match lookup.user() {
+                Some(user) if user != identity.user() => Err(AuthError::WrongUser),
+                _ => Ok(identity.clone()),
+            }),
+            // Inactive for the name it was asked with only.
+            None => (answer.user.as_deref() == lookup.user()).then_some(Err(AuthError::Unknown)),
+        }
+    }
+
+    async fn ask(
+        &self,
+        digest: TokenDigest,
+        user: Option<CompactString>,
+    ) -> Result<Identity, AuthError> {
+        let at = Instant::now();
+        let identity = self.introspect(&digest, user.as_deref()).await.map_err(|e| {
+            tracing::error!(error = %crate::error::chain(&e), "remote token verification failed");
+            AuthError::Store(e)
+        })?;
+        if self.ttl > Duration::ZERO {
+            let answers = self.answers.pin();
+            if answers.len() >= self.capacity {
+                answers.clear();
+            }
+            answers.insert(
+                digest,
+                Answer {
+                    user: user.clone(),
+                    identity: identity.clone(),
+                    at,
+                },
+            );
+        }
+        match (identity, user) {
+            (None, _) => Err(AuthError::Unknown),
+            (Some(identity), Some(user)) if user != identity.user() => Err(AuthError::WrongUser),
+            (Some(identity), _) => Ok(identity),
+        }
+    }
+
+    /// One round trip: the identity of an active token, `None` for an
+    /// inactive one.
+    async fn introspect(
+        &self,
+        digest: &TokenDigest,
+        user: Option<&str>,
+    ) -> Result<Option<Identity>, StoreError> {
+        let mut form = String::with_capacity(160);
+        form.push_str("token_digest=");
+        for b in digest.as_bytes() {
+            form.push_str(&format!("{b:02x}"));
+        }
+        if let Some(user) = user {
+            form.push_str("&username=");
+            form_encode(user, &mut form);
+        }
+        let response = self
+            .client
+            .post(self.endpoint.clone())
+            .header(http::header::AUTHORIZATION, self.authorization.clone())
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(http::header::ACCEPT, "application/json")
+            .body(form)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| {
+                failure(&format!(
+                    "introspection endpoint {}: {}",
+                    self.endpoint,
+                    crate::error::chain(&e)
+                ))
+            })?;
+        let status = response.status();
+        match status.as_u16() {
+            200 => {}
+            401 | 403 => {
+                return Err(failure(&format!(
+                    "introspection endpoint {} refused this verifier's token ({status}): is its \
+                     user allowed to introspect?",
+                    self.endpoint
+                )));
+            }
+            _ => {
+                return Err(failure(&format!(
+                    "introspection endpoint {} answered {status}",
+                    self.endpoint
+                )));
+            }
+        }
+        let body = response.bytes().await.map_err(|e| {
+            failure(&format!(
+                "introspection endpoint {}: {}",
+                self.endpoint,
+                crate::error::chain(&e)
+            ))
+        })?;
+        parse_answer(&body).map_err(|reason| {
+            failure(&format!(
+                "introspection endpoint {} answered {reason}",
+                self.endpoint
+            ))
+        })
+    }
+}
+
+/// An RFC 7662 answer as pat's endpoint gives it.
+fn parse_answer(body: &[u8]) -> Result<Option<Identity>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("a body that is not JSON ({e})"))?;
+    match v.get("active") {
+        Some(serde_json::Value::Bool(false)) => return Ok(None),
+        Some(serde_json::Value::Bool(true)) => {}
+        _ => return Err("no boolean `active`".into()),
+    }
+    let field = |k: &str| {
+        v.get(k)
+            .ok_or_else(|| format!("an active token without `{k}`"))
+    };
+    let user = field("username")?
+        .as_str()
+        .filter(|u| !u.is_empty())
+        .ok_or("a `username` that is not a name")?;
+    let id: TokenId = field("jti")?
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or("a `jti` that is not a pat token id")?;
+    let time = |k: &str| -> Result<Timestamp, String> {
+        field(k)?
+            .as_u64()
+            .and_then(Timestamp::from_unix_secs)
+            .ok_or_else(|| format!("an `{k}` that is not a time"))
+    };
+    let (exp, iat) = (time("exp")?, time("iat")?);
+    let scopes = match v.get("scope") {
+        None => Scopes::unrestricted(),
+        Some(s) => {
+            let s = s.as_str().ok_or("a `scope` that is not a string")?;
+            s.split(' ')
+                .map(str::parse)
+                .collect::<Result<Scopes, _>>()
+                .map_err(|e| format!("a `scope` pat does not read ({e})"))?
+        }
+    };
+    let mut info = TokenInfo::new(id, user, iat, Expiry::Hard { expires_at: exp });
+    info.scopes = scopes;
+    Ok(Some(Identity::new(&info, exp)))
+}
+
+/// `application/x-www-form-urlencoded`: unreserved bytes as they are, the
+/// rest as `%XX`.
+fn form_encode(value: &str, out: &mut String) {
+    for &b in value.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Msg(String);
+
+impl fmt::Display for Msg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Msg {}
+
+fn failure(message: &str) -> StoreError {
+    StoreError::Storage(BackendError::new(Msg(message.to_owned())))
+}

@@ -1,0 +1,217 @@
+//! The remote verifier: a service with no store of its own, behind
+//! `PatLayer`, checking tokens by asking a reference server's
+//! `/introspect` (a real process) over HTTP. Active, unknown, revoked,
+//! HTTP Basic, scopes and sliding uses reach it; the endpoint going down
+//! gives 503 (cached answers keep working up to the TTL), and coming back
+//! needs no restart of the service.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pat_core::remote::{RemoteError, RemoteVerifier};
+use pat_core::{Gate, Lookup, TokenDigest, TokenSecret, Verifier};
+use pat_integration_tests::inproc::{Req, actix_seen, echo_actix, echo_router, tower_seen};
+use pat_integration_tests::{Server, ServerKind, Workdir, basic, client};
+use serde_json::Value;
+
+const NODE: &str = "0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a";
+const TTL: Duration = Duration::from_secs(1);
+
+/// Serves `app` on 127.0.0.1 in the background; its base URL.
+fn serve(app: axum::Router) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    format!("http://{}", rx.recv().expect("the service's address"))
+}
+
+/// `GET /` on the service with `authorization`: status, `Retry-After`, body.
+fn get(base: &str, authorization: &str) -> (u16, Option<String>, String) {
+    let resp = client()
+        .get(format!("{base}/"))
+        .header("authorization", authorization)
+        .send()
+        .expect("request");
+    let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, retry, resp.text().unwrap())
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn token_id(work: &Workdir, user: &str) -> String {
+    let v: Value =
+        serde_json::from_str(&work.cli_ok(&["token", "list", "-u", user, "--json"])).unwrap();
+    v[0]["id"].as_str().unwrap().to_owned()
+}
+
+fn last_used(work: &Workdir, id: &str) -> Value {
+    let v: Value = serde_json::from_str(&work.cli_ok(&["token", "show", id, "--json"])).unwrap();
+    v["last_used_at"].clone()
+}
+
+#[test]
+fn a_service_without_a_store_checks_tokens_at_an_introspection_endpoint() {
+    let work = Workdir::new();
+    let endpoint = Server::start(ServerKind::Axum, &work.db(), &["--introspector", "gateway"]);
+    let addr = endpoint.base().trim_start_matches("http://").to_owned();
+    let gateway = TokenSecret::parse(&work.token(&["-u", "gateway", "-e", "1h"])).unwrap();
+    let alice = work.token(&["-u", "alice", "-a", "1h"]);
+    let bob = work.token(&["-u", "bob", "-e", "1h", "-s", &format!("node:{NODE}:r")]);
+    let carol = work.token(&["-u", "carol", "-e", "1h"]);
+    let unknown = TokenSecret::generate();
+
+    let verifier = Arc::new(
+        RemoteVerifier::builder()
+            .ttl(TTL)
+            .connect(&endpoint.url("/introspect"), &gateway)
+            .expect("a loopback endpoint"),
+    );
+    assert!(
+        !format!("{verifier:?}").contains(&gateway.expose_secret()[4..]),
+        "the verifier's token in its Debug: {verifier:?}"
+    );
+    let gate = Gate::new(verifier.clone());
+    let service = serve(echo_router(&gate));
+
+    // Active: the identity comes from the endpoint, and the use is recorded there.
+    let alice_id = token_id(&work, "alice");
+    assert_eq!(last_used(&work, &alice_id), Value::Null);
+    assert_eq!(
+        get(&service, &bearer(&alice)),
+        (200, None, "user alice".into())
+    );
+    assert!(
+        last_used(&work, &alice_id).is_string(),
+        "the use reached the store"
+    );
+    // HTTP Basic: the name must be the token's, whoever asks first.
+    assert_eq!(get(&service, &basic("alice", &alice)).0, 200);
+    assert_eq!(get(&service, &basic("mallory", &alice)).0, 401);
+    assert_eq!(get(&service, &basic("mallory", &carol)).0, 401);
+    assert_eq!(get(&service, &basic("carol", &carol)).0, 200);
+    // Unknown and malformed: 401, like any backend.
+    assert_eq!(get(&service, &bearer(unknown.expose_secret())).0, 401);
+    assert_eq!(get(&service, "Bearer pat_nonsense").0, 401);
+
+    // Scopes and the deadline travel with the identity.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let now = pat_core::Timestamp::now();
+    let digest = TokenDigest::from_token(&bob).unwrap();
+    let identity = rt
+        .block_on(verifier.verify(Lookup::new(digest, None, now)))
+        .expect("bob's token");
+    assert_eq!(identity.scopes().to_string(), format!("node:{NODE}:r"));
+    assert!(identity.expires_at() > now);
+
+    // The same answers through actix-web (in process, same verifier).
+    let reqs: Vec<Req> = [bearer(&alice), bearer(unknown.expose_secret())]
+        .into_iter()
+        .map(|a| Req {
+            method: http::Method::GET,
+            path: "/".into(),
+            headers: vec![("authorization", a)],
+        })
+        .collect();
+    let (tower, actix) = (
+        tower_seen(echo_router(&gate), &reqs),
+        actix_seen(echo_actix(&gate), &reqs),
+    );
+    assert_eq!(tower, actix);
+    assert_eq!(tower[0].body, "user alice");
+
+    // Revoked at the endpoint: refused here once the TTL has passed.
+    work.cli_ok(&["token", "revoke", &token_id(&work, "carol")]);
+    std::thread::sleep(TTL + Duration::from_millis(100));
+    assert_eq!(get(&service, &bearer(&carol)).0, 401);
+
+    // The endpoint goes down: a cached answer lasts its TTL, then 503 with
+    // Retry-After, never 401; a token never seen is 503 at once.
+    assert_eq!(get(&service, &bearer(&alice)).0, 200);
+    endpoint.kill();
+    assert_eq!(get(&service, &bearer(&alice)).0, 200, "cached");
+    std::thread::sleep(TTL + Duration::from_millis(100));
+    for token in [&alice, &bob] {
+        let (status, retry, body) = get(&service, &bearer(token));
+        assert_eq!(status, 503, "{body}");
+        assert!(retry.is_some(), "no Retry-After on 503");
+    }
+    let fresh = TokenSecret::generate();
+    assert_eq!(get(&service, &bearer(fresh.expose_secret())).0, 503);
+
+    // It comes back on its port: the service recovers by itself.
+    let endpoint = Server::start_on(
+        ServerKind::Axum,
+        &work.db(),
+        &addr,
+        &["--introspector", "gateway"],
+    );
+    assert_eq!(
+        get(&service, &bearer(&alice)),
+        (200, None, "user alice".into())
+    );
+    assert_eq!(get(&service, &bearer(&carol)).0, 401, "still revoked");
+
+    // A verifier whose own token may not introspect: 503, not 401.
+    let refused = RemoteVerifier::connect(
+        &endpoint.url("/introspect"),
+        &TokenSecret::parse(&alice).unwrap(),
+    )
+    .unwrap();
+    let refused = serve(echo_router(&Gate::new(refused)));
+    let (status, retry, _) = get(&refused, &bearer(&alice));
+    assert_eq!((status, retry.is_some()), (503, true));
+}
+
+#[test]
+fn endpoints_that_would_leak_the_verifiers_token_are_refused() {
+    let token = TokenSecret::generate();
+    let err = |url: &str| RemoteVerifier::connect(url, &token).unwrap_err();
+    for url in [
+        "http://10.0.0.7/introspect",
+        "http://auth.example/introspect",
+    ] {
+        let e = err(url);
+        assert!(matches!(e, RemoteError::PlainHttp { .. }), "{url}: {e}");
+        assert!(e.to_string().contains("in clear"), "{e}");
+        RemoteVerifier::builder()
+            .allow_plain_http(true)
+            .connect(url, &token)
+            .expect("allowed explicitly");
+    }
+    for url in [
+        "http://127.0.0.1:9/introspect",
+        "http://[::1]:9/introspect",
+        "http://localhost:9/introspect",
+        "https://auth.example/introspect",
+    ] {
+        RemoteVerifier::connect(url, &token).unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+    for (url, says) in [
+        ("ftp://auth.example/x", "http or https"),
+        ("/introspect", "relative URL"),
+        ("https://gw:secret@auth.example/x", "credentials in the URL"),
+    ] {
+        let e = err(url).to_string();
+        assert!(e.contains(says), "{url}: {e}");
+        assert!(!e.contains(&token.expose_secret()[4..]));
+    }
+}
