@@ -21,7 +21,12 @@
 //! hex (64 digits), so that a verifier that only ever sees digests never
 //! puts a usable secret on the wire; and `username`, an HTTP Basic user
 //! name that must be the token's (else `{"active": false}`, and no use is
-//! recorded), as [`Verifier`] lookups require.
+//! recorded), as [`Verifier`] lookups require. For these requests only, an
+//! inactive answer says why when the token exists, so that the verifier's
+//! clients get the same errors as with a local store:
+//! `{"active": false, "pat_reason": "expired", "exp": …}` or
+//! `{"active": false, "pat_reason": "wrong_user"}`. (The caller is already
+//! allowed to introspect, and could learn as much without `username`.)
 //!
 //! Every answer carries `Cache-Control: no-store`. An introspection counts
 //! as a use of the token (a sliding token is refreshed, `last_used_at`
@@ -111,26 +116,40 @@ impl Introspection {
             return Answer::error(403, "forbidden", "this caller may not introspect tokens");
         }
         let inactive = || Answer::json(200, &json!({ "active": false }));
-        let digest = match form_value(body, "token") {
-            Some(token) => TokenDigest::from_token(&token).ok(),
-            None => form_value(body, "token_digest").and_then(|hex| digest_from_hex(&hex)),
+        let (digest, by_digest) = match form_value(body, "token") {
+            Some(token) => (TokenDigest::from_token(&token).ok(), false),
+            None => (
+                form_value(body, "token_digest").and_then(|hex| digest_from_hex(&hex)),
+                true,
+            ),
         };
         let Some(digest) = digest else {
             return inactive();
         };
         let user = form_value(body, "username");
-        let info = match self.admin.find(&digest, now) {
-            Ok(Some(info))
-                if !info.is_expired(now) && user.as_ref().is_none_or(|u| *u == info.user) =>
-            {
-                info
+        // Why a known token is inactive, for a digest request only (see the
+        // module documentation); RFC 7662 requests get `{"active": false}`.
+        let refused = |why: crate::AuthError| match why {
+            crate::AuthError::Expired { expires_at } if by_digest => Answer::json(
+                200,
+                &json!({ "active": false, "pat_reason": "expired", "exp": expires_at.as_unix_secs() }),
+            ),
+            crate::AuthError::WrongUser if by_digest => {
+                Answer::json(200, &json!({ "active": false, "pat_reason": "wrong_user" }))
             }
-            Ok(_) => return inactive(),
+            _ => inactive(),
+        };
+        let info = match self.admin.find(&digest, now) {
+            Ok(Some(info)) => info,
+            Ok(None) => return inactive(),
             Err(e) => {
                 tracing::error!(error = %crate::error::chain(&e), "introspection: store failed");
                 return crate::selfservice::SelfService::unavailable();
             }
         };
+        if let Err(why) = info.check_use(user.as_deref(), now) {
+            return refused(why);
+        }
         let mut exp = info.expiry.expires_at();
         if self.counts_as_use {
             let lookup = Lookup::new(digest, user.as_deref(), now);
@@ -145,7 +164,7 @@ impl Introspection {
                     return crate::selfservice::SelfService::unavailable();
                 }
                 // Revoked or expired between the two reads.
-                Err(_) => return inactive(),
+                Err(why) => return refused(why),
             }
         }
         let mut body = json!({
@@ -310,12 +329,24 @@ mod tests {
 
         assert!(ask(&format!("token_digest={hex}"), 10).contains(r#""username":"alice""#));
         assert!(ask(&format!("token_digest={hex}&username=alice"), 10).contains("active\":true"));
-        // Someone else's name: inactive, and not a use.
+        // Someone else's name: inactive, why (to a digest request only),
+        // and not a use.
         assert_eq!(
             ask(&format!("token_digest={hex}&username=bob"), 30),
+            r#"{"active":false,"pat_reason":"wrong_user"}"#
+        );
+        let token = alice.secret.expose_secret();
+        assert_eq!(
+            ask(&format!("token={token}&username=bob"), 30),
             r#"{"active":false}"#
         );
         assert_eq!(store.get(alice.info.id).unwrap().last_used_at, Some(at(10)));
+        // Expired: the deadline, to a digest request only.
+        assert_eq!(
+            ask(&format!("token_digest={hex}"), 70),
+            r#"{"active":false,"exp":70,"pat_reason":"expired"}"#
+        );
+        assert_eq!(ask(&format!("token={token}"), 70), r#"{"active":false}"#);
         // A digest is exactly 64 hex digits.
         for bad in [&hex[1..], &format!("{hex}0"), &format!("+{}", &hex[1..])] {
             assert_eq!(

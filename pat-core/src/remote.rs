@@ -265,12 +265,31 @@ struct Shared {
 }
 
 /// One endpoint answer about a digest, for the user name it was asked with.
-#[derive(Clone)]
 struct Answer {
     user: Option<CompactString>,
-    /// `None`: inactive.
-    identity: Option<Identity>,
+    said: Said,
     at: Instant,
+}
+
+/// What the endpoint said about a digest.
+#[derive(Clone, Debug, PartialEq)]
+enum Said {
+    Active(Identity),
+    /// No such token (or a reason this endpoint does not give).
+    Unknown,
+    Expired(Timestamp),
+    WrongUser,
+}
+
+impl Said {
+    fn into_result(self) -> Result<Identity, AuthError> {
+        match self {
+            Said::Active(identity) => Ok(identity),
+            Said::Unknown => Err(AuthError::Unknown),
+            Said::Expired(expires_at) => Err(AuthError::Expired { expires_at }),
+            Said::WrongUser => Err(AuthError::WrongUser),
+        }
+    }
 }
 
 impl RemoteVerifier {
@@ -318,15 +337,17 @@ impl Shared {
         if answer.at.elapsed() >= self.ttl {
             return None;
         }
-        match &answer.identity {
+        match &answer.said {
             // A deadline passed: ask again (a sliding token may have moved).
-            Some(identity) if lookup.now() >= identity.expires_at() => None,
-            Some(identity) => Some(match lookup.user() {
+            Said::Active(identity) if lookup.now() >= identity.expires_at() => None,
+            Said::Active(identity) => Some(match lookup.user() {
                 Some(user) if user != identity.user() => Err(AuthError::WrongUser),
                 _ => Ok(identity.clone()),
             }),
-            // Inactive for the name it was asked with only.
-            None => (answer.user.as_deref() == lookup.user()).then_some(Err(AuthError::Unknown)),
+            // A refusal holds for the name it was asked with only.
+            refused => {
+                (answer.user.as_deref() == lookup.user()).then(|| refused.clone().into_result())
+            }
         }
     }
 
@@ -336,7 +357,7 @@ impl Shared {
         user: Option<CompactString>,
     ) -> Result<Identity, AuthError> {
         let at = Instant::now();
-        let identity = self.introspect(&digest, user.as_deref()).await.map_err(|e| {
+        let said = self.introspect(&digest, user.as_deref()).await.map_err(|e| {
             tracing::error!(error = %crate::error::chain(&e), "remote token verification failed");
             AuthError::Store(e)
         })?;
@@ -345,29 +366,28 @@ impl Shared {
             if answers.len() >= self.capacity {
                 answers.clear();
             }
-            answers.insert(
-                digest,
-                Answer {
-                    user: user.clone(),
-                    identity: identity.clone(),
-                    at,
-                },
-            );
+            let answer = Answer {
+                user: user.clone(),
+                said: said.clone(),
+                at,
+            };
+            answers.insert(digest, answer);
         }
-        match (identity, user) {
-            (None, _) => Err(AuthError::Unknown),
-            (Some(identity), Some(user)) if user != identity.user() => Err(AuthError::WrongUser),
-            (Some(identity), _) => Ok(identity),
+        match (said, user) {
+            // The endpoint checks the name; this is defence in depth.
+            (Said::Active(identity), Some(user)) if user != identity.user() => {
+                Err(AuthError::WrongUser)
+            }
+            (said, _) => said.into_result(),
         }
     }
 
-    /// One round trip: the identity of an active token, `None` for an
-    /// inactive one.
+    /// One round trip.
     async fn introspect(
         &self,
         digest: &TokenDigest,
         user: Option<&str>,
-    ) -> Result<Option<Identity>, StoreError> {
+    ) -> Result<Said, StoreError> {
         let mut form = String::with_capacity(160);
         form.push_str("token_digest=");
         for b in digest.as_bytes() {
@@ -430,19 +450,30 @@ impl Shared {
     }
 }
 
-/// An RFC 7662 answer as pat's endpoint gives it.
-fn parse_answer(body: &[u8]) -> Result<Option<Identity>, String> {
+/// An RFC 7662 answer as pat's endpoint gives it to a digest request.
+fn parse_answer(body: &[u8]) -> Result<Said, String> {
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("a body that is not JSON ({e})"))?;
+    let field = |k: &str| v.get(k).ok_or_else(|| format!("an answer without `{k}`"));
+    let time = |k: &str| -> Result<Timestamp, String> {
+        field(k)?
+            .as_u64()
+            .and_then(Timestamp::from_unix_secs)
+            .ok_or_else(|| format!("an `{k}` that is not a time"))
+    };
     match v.get("active") {
-        Some(serde_json::Value::Bool(false)) => return Ok(None),
+        Some(serde_json::Value::Bool(false)) => {
+            return Ok(
+                match v.get("pat_reason").and_then(serde_json::Value::as_str) {
+                    Some("expired") => Said::Expired(time("exp")?),
+                    Some("wrong_user") => Said::WrongUser,
+                    _ => Said::Unknown,
+                },
+            );
+        }
         Some(serde_json::Value::Bool(true)) => {}
         _ => return Err("no boolean `active`".into()),
     }
-    let field = |k: &str| {
-        v.get(k)
-            .ok_or_else(|| format!("an active token without `{k}`"))
-    };
     let user = field("username")?
         .as_str()
         .filter(|u| !u.is_empty())
@@ -451,12 +482,6 @@ fn parse_answer(body: &[u8]) -> Result<Option<Identity>, String> {
         .as_str()
         .and_then(|s| s.parse().ok())
         .ok_or("a `jti` that is not a pat token id")?;
-    let time = |k: &str| -> Result<Timestamp, String> {
-        field(k)?
-            .as_u64()
-            .and_then(Timestamp::from_unix_secs)
-            .ok_or_else(|| format!("an `{k}` that is not a time"))
-    };
     let (exp, iat) = (time("exp")?, time("iat")?);
     let scopes = match v.get("scope") {
         None => Scopes::unrestricted(),
@@ -470,7 +495,7 @@ fn parse_answer(body: &[u8]) -> Result<Option<Identity>, String> {
     };
     let mut info = TokenInfo::new(id, user, iat, Expiry::Hard { expires_at: exp });
     info.scopes = scopes;
-    Ok(Some(Identity::new(&info, exp)))
+    Ok(Said::Active(Identity::new(&info, exp)))
 }
 
 /// `application/x-www-form-urlencoded`: unreserved bytes as they are, the
@@ -498,4 +523,78 @@ impl std::error::Error for Msg {}
 
 fn failure(message: &str) -> StoreError {
     StoreError::Storage(BackendError::new(Msg(message.to_owned())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NODE: &str = "0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a";
+
+    #[test]
+    fn endpoint_answers_are_read_strictly() {
+        let id = TokenId::generate();
+        let active = format!(
+            r#"{{"active":true,"username":"alice","sub":"alice","token_type":"pat","exp":100,"iat":10,"jti":"{id}","scope":"node:{NODE}:r"}}"#
+        );
+        let Ok(Said::Active(identity)) = parse_answer(active.as_bytes()) else {
+            panic!("{active}");
+        };
+        assert_eq!(
+            (identity.user(), identity.token_id(), identity.expires_at()),
+            ("alice", id, Timestamp::from_unix_secs(100).unwrap())
+        );
+        assert_eq!(identity.scopes().to_string(), format!("node:{NODE}:r"));
+
+        assert_eq!(parse_answer(br#"{"active":false}"#), Ok(Said::Unknown));
+        assert_eq!(
+            parse_answer(br#"{"active":false,"pat_reason":"wrong_user"}"#),
+            Ok(Said::WrongUser)
+        );
+        assert_eq!(
+            parse_answer(br#"{"active":false,"pat_reason":"expired","exp":5}"#),
+            Ok(Said::Expired(Timestamp::from_unix_secs(5).unwrap()))
+        );
+        for (body, says) in [
+            ("<html>", "not JSON"),
+            ("{}", "no boolean `active`"),
+            (r#"{"active":"yes"}"#, "no boolean `active`"),
+            (
+                r#"{"active":false,"pat_reason":"expired"}"#,
+                "without `exp`",
+            ),
+            (r#"{"active":true,"jti":"x"}"#, "without `username`"),
+            (r#"{"active":true,"username":"","jti":"x"}"#, "not a name"),
+            (r#"{"active":true,"username":"a","jti":"x"}"#, "`jti`"),
+        ] {
+            let e = parse_answer(body.as_bytes()).unwrap_err();
+            assert!(e.contains(says), "{body}: {e}");
+        }
+        let bad_scope = active.replace(":r\"", ":x\"");
+        assert!(
+            parse_answer(bad_scope.as_bytes())
+                .unwrap_err()
+                .contains("scope")
+        );
+        let negative = active.replace("\"exp\":100", "\"exp\":-1");
+        assert!(
+            parse_answer(negative.as_bytes())
+                .unwrap_err()
+                .contains("`exp`")
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_answer_panics(body in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = parse_answer(&body);
+        }
+    }
+
+    #[test]
+    fn user_names_are_form_encoded() {
+        let mut out = String::new();
+        form_encode("a b&c=d/é~", &mut out);
+        assert_eq!(out, "a%20b%26c%3Dd%2F%C3%A9~");
+    }
 }

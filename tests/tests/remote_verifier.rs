@@ -215,3 +215,47 @@ fn endpoints_that_would_leak_the_verifiers_token_are_refused() {
         assert!(!e.contains(&token.expose_secret()[4..]));
     }
 }
+
+/// The reference contract, in process through both adapters, with the
+/// remote verifier in front of an introspection endpoint over a
+/// `MemoryStore` (served on a real port).
+#[test]
+fn the_remote_verifier_keeps_the_reference_contract() {
+    use pat_core::introspection::Introspection;
+    use pat_core::{Admin as _, ExpiryPolicy, MemoryStore, NewToken, Timestamp};
+    use pat_integration_tests::contract::{Tokens, cases};
+
+    let store = Arc::new(MemoryStore::new());
+    let tokens = Tokens::create(store.as_ref());
+    let own = store
+        .create(
+            &NewToken::new("gateway", ExpiryPolicy::hard(Duration::from_secs(3600))),
+            Timestamp::now(),
+        )
+        .unwrap()
+        .secret;
+    let endpoint = serve(
+        axum::Router::new()
+            .route(
+                "/introspect",
+                pat_tower::introspection(
+                    Introspection::new(store.clone()).allow_users(["gateway"]),
+                ),
+            )
+            .layer(pat_tower::PatLayer::new(store.clone())),
+    );
+    let remote = RemoteVerifier::connect(&format!("{endpoint}/introspect"), &own).unwrap();
+    let gate = Gate::new(remote);
+    let cases = cases(&tokens);
+    let reqs: Vec<Req> = cases.iter().map(Req::from).collect();
+    let tower = tower_seen(
+        pat_integration_tests::inproc::reference_router(&gate),
+        &reqs,
+    );
+    let actix = actix_seen(pat_integration_tests::inproc::reference_actix(&gate), &reqs);
+    for ((case, t), a) in cases.iter().zip(&tower).zip(&actix) {
+        case.check(t, "axum on remote");
+        case.check(a, "actix on remote");
+        assert_eq!(t, a, "the adapters differ on {}", case.name);
+    }
+}
