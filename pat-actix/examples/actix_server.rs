@@ -21,6 +21,12 @@
 //!   (`pat_core::selfservice`), JSON;
 //! - `POST /introspect`: RFC 7662 introspection (`pat_core::introspection`)
 //!   for callers whose user is named by `--introspector USER`; 403 for others;
+//! - `GET /ui/tokens`: the token panel (`pat_core::panel`), a page that
+//!   manages the caller's tokens through `/api/tokens`: `GET` (list), `POST`
+//!   (create), `DELETE /api/tokens/{id}` (revoke), JSON
+//!   (`pat_core::management`); the principal is the PAT user behind the
+//!   layer (a browser's Basic-auth dialog), an admin if named by
+//!   `--admin USER`;
 //! - `POST /tokens/report-leak`: public leak reports (`pat_core::leaks`): a
 //!   JSON array of tokens, the live ones revoked; 202 whatever they were.
 //!
@@ -29,7 +35,7 @@
 
 use std::collections::HashMap;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpMessage as _, HttpResponse, HttpServer, web};
 use clap::Parser as _;
 use dav_server::actix::{DavRequest, DavResponse};
 use pat_actix::{Identity, PatMiddleware, Perm};
@@ -62,6 +68,9 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let intro = backend.introspection(&args.introspectors);
     // One limiter for every worker.
     let leaks = pat_core::leaks::LeakReports::new(backend.admin());
+    let management = backend.management();
+    let admins: std::sync::Arc<std::collections::BTreeSet<String>> =
+        std::sync::Arc::new(args.admins.iter().cloned().collect());
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(share.clone()))
@@ -73,6 +82,14 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             ))
             .service(pat_actix::self_service("/tokens", admin.clone()).wrap(pat.clone()))
             .service(pat_actix::introspection("/introspect", intro.clone()).wrap(pat.clone()))
+            .service(
+                pat_actix::management("/api/tokens", management.clone(), {
+                    let admins = admins.clone();
+                    move |req| server::principal(&admins, req.extensions().get::<Identity>())
+                })
+                .wrap(pat.clone()),
+            )
+            .service(pat_actix::token_panel("/ui/tokens", "/api/tokens").wrap(pat.clone()))
             .service(
                 web::scope("")
                     .wrap(pat.clone())

@@ -48,6 +48,7 @@ use pat_core::{Checking, Gate, Mode, Outcome};
 use pin_project_lite::pin_project;
 
 // One dependency for an integrator: what a service behind the middleware uses.
+pub use management::{management, token_panel};
 /// Everything else of pat-core: backends, the token format, errors.
 #[doc(no_inline)]
 pub use pat_core;
@@ -61,6 +62,7 @@ pub use pat_core::{
 pub use pat_core::{AdminClient, Store, StoreBuilder};
 pub use self_service::{introspection, leak_reports, self_service};
 
+mod management;
 mod self_service;
 
 /// Builds the response for a rejected request.

@@ -54,7 +54,7 @@ async fn rotate(s: web::Data<SelfService>, identity: Identity, req: HttpRequest)
     answer(web::block(move || s.rotate(&identity, query.as_deref(), now)).await)
 }
 
-fn answer(joined: Result<Answer, actix_web::error::BlockingError>) -> HttpResponse {
+pub(crate) fn answer(joined: Result<Answer, actix_web::error::BlockingError>) -> HttpResponse {
     // A panicking store call is a failed call, not a dropped connection.
     let answer = joined.unwrap_or_else(|_| SelfService::unavailable());
     let mut response = HttpResponse::build(

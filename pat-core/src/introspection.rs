@@ -210,7 +210,7 @@ fn form_value(body: &[u8], key: &str) -> Option<String> {
     })
 }
 
-fn decode(raw: &[u8]) -> Option<String> {
+pub(crate) fn decode(raw: &[u8]) -> Option<String> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {

@@ -83,7 +83,9 @@ mod gate;
 mod integrations;
 pub mod introspection;
 pub mod leaks;
+pub mod management;
 mod memory;
+pub mod panel;
 mod policy;
 #[cfg(feature = "postgres")]
 mod postgres;

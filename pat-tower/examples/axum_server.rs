@@ -21,6 +21,12 @@
 //!   (`pat_core::selfservice`), JSON;
 //! - `POST /introspect`: RFC 7662 introspection (`pat_core::introspection`)
 //!   for callers whose user is named by `--introspector USER`; 403 for others;
+//! - `GET /ui/tokens`: the token panel (`pat_core::panel`), a page that
+//!   manages the caller's tokens through `/api/tokens`: `GET` (list), `POST`
+//!   (create), `DELETE /api/tokens/{id}` (revoke), JSON
+//!   (`pat_core::management`); the principal is the PAT user behind the
+//!   layer (a browser's Basic-auth dialog), an admin if named by
+//!   `--admin USER`;
 //! - `POST /tokens/report-leak`: public leak reports (`pat_core::leaks`): a
 //!   JSON array of tokens, the live ones revoked; 202 whatever they were.
 //!
@@ -66,6 +72,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let backend = args.backend()?;
     let store = backend.verifier();
     let share = args.share()?;
+    let admins: std::collections::BTreeSet<String> = args.admins.iter().cloned().collect();
 
     // The share is handed only to the routes that use it, so that `/hello`
     // differs from `/health` by the PatLayer alone.
@@ -84,6 +91,13 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             "/introspect",
             pat_tower::introspection(backend.introspection(&args.introspectors)),
         )
+        .nest(
+            "/api/tokens",
+            pat_tower::management(backend.management(), move |req| {
+                server::principal(&admins, req.extensions.get::<Identity>())
+            }),
+        )
+        .route("/ui/tokens", pat_tower::token_panel("/api/tokens"))
         .merge(share_routes)
         .layer(PatLayer::new(store.clone()).realm(&args.realm))
         .route("/health", get(|| async { "ok" }))

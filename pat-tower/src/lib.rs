@@ -43,6 +43,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 // One dependency for an integrator: what a service behind the layer uses.
+#[cfg(feature = "axum")]
+pub use management::{management, token_panel};
 /// Everything else of pat-core: backends, the token format, errors.
 #[doc(no_inline)]
 pub use pat_core;
@@ -52,6 +54,8 @@ pub use pat_core::MissingIdentity;
 #[cfg(feature = "axum")]
 pub use self_service::{introspection, leak_reports, self_service};
 
+#[cfg(feature = "axum")]
+mod management;
 #[cfg(feature = "axum")]
 mod self_service;
 #[doc(no_inline)]

@@ -32,6 +32,25 @@ pub(crate) struct Args {
     /// default, so introspection refuses every caller).
     #[arg(long = "introspector", value_name = "USER")]
     pub(crate) introspectors: Vec<String>,
+    /// A user who may manage every user's tokens in the token panel
+    /// (`/ui/tokens`) and its API (`/api/tokens`) (repeatable; others
+    /// manage their own).
+    #[arg(long = "admin", value_name = "USER")]
+    pub(crate) admins: Vec<String>,
+}
+
+/// The management API's principal for the demo: the PAT user behind the
+/// layer (in a browser, the Basic-auth dialog's user and token), an admin
+/// when named by `--admin`.
+pub(crate) fn principal(
+    admins: &std::collections::BTreeSet<String>,
+    identity: Option<&pat_core::Identity>,
+) -> Option<pat_core::management::Principal> {
+    let identity = identity?;
+    Some(
+        pat_core::management::Principal::with_token(identity)
+            .admin(admins.contains(identity.user())),
+    )
 }
 
 impl Args {
@@ -106,6 +125,11 @@ impl Backend {
             Backend::Postgres(s) => pat_core::introspection::Introspection::new(s.clone()),
         };
         intro.allow_users(users.iter().cloned())
+    }
+
+    /// Management of this backend's tokens, for the panel's API.
+    pub(crate) fn management(&self) -> pat_core::management::Management {
+        pat_core::management::Management::new(self.admin())
     }
 
     /// The backend, for the self-service routes.

@@ -1,0 +1,454 @@
+//! A token settings API any app can mount: list, create and revoke
+//! personal access tokens as JSON, for the app's own users, and the web
+//! panel ([`crate::panel`]) that drives it.
+//!
+//! The decisions live here so that every framework answers byte for byte
+//! alike; pat-tower's `management` router and pat-actix's `management`
+//! scope only route to them:
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET …[?user=NAME]` | 200, `{"principal": {"user", "admin"}, "user", "tokens": [record…]}`; each record has a `status`, `active` or `expired` |
+//! | `POST …` | 201, the new token's record with its secret in `token` (the only time it is shown); body below |
+//! | `DELETE …/{id}` | 200, the record of the token just revoked |
+//!
+//! The create body is a JSON object with the CLI's options: `label`,
+//! `expire` (a hard limit, e.g. `"30d"`) or `auto` (a sliding window, e.g.
+//! `"10m"`) with an optional `max_lifetime`, `scopes` (a list of
+//! `node:UUID:PERM`), and `user` (an admin creating for someone else).
+//! Anything else is refused, naming the field.
+//!
+//! # Who is calling
+//! The app's business: the adapters take a closure turning a request into a
+//! [`Principal`] (from the app's session, its login, or the PAT layer's
+//! [`Identity`]). A principal that is not an admin sees and manages only its
+//! own tokens (another user's token is 404, as if absent); an admin any
+//! user's. The store's [`Policy`](crate::Policy) applies to every creation.
+//!
+//! # No privilege escalation
+//! When the principal authenticated with a token ([`Principal::with_token`]),
+//! a token it creates may not outlive that token (its latest possible
+//! deadline, a hard limit or a sliding token's `max_lifetime`, must be no
+//! later than the caller's current deadline) nor reach further: a scoped
+//! caller may only create tokens scoped to its own nodes with at most its
+//! permissions on each (this crate does not know your tree, so a node
+//! below one of the caller's is refused too).
+//!
+//! # Cookie sessions
+//! `POST` and `DELETE` must carry the header [`CSRF_HEADER`] (any non-empty
+//! value; the panel sends it): a cross-site form cannot send a custom header,
+//! and a cross-site script cannot without a CORS preflight this API never
+//! allows. A request whose `Sec-Fetch-Site` says it came from another site
+//! is refused as well. Every answer carries `Cache-Control: no-store`.
+//!
+//! Errors are JSON, `{"error", "error_description"}`, with the messages
+//! `pat-cli` gives for the same mistakes: 400 `invalid_request`, 401
+//! `unauthorized` (no principal), 403 `forbidden` (another user's tokens, an
+//! escalation, a cross-site request, the store's policy), 404 `not_found`,
+//! 503 `temporarily_unavailable` (the cause is logged, not shown). The
+//! [`Admin`] calls block: the adapters run them off the async workers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::admin::Admin;
+use crate::error::StoreError;
+use crate::expiry::{Expiry, ExpiryPolicy};
+use crate::record::{Identity, NewToken, TokenInfo};
+use crate::scope::{Scope, Scopes};
+use crate::selfservice::{Answer, SelfService, token_json};
+use crate::time::{Timestamp, parse_duration};
+use crate::token::TokenId;
+
+/// The header `POST` and `DELETE` must carry, with any non-empty value: the
+/// CSRF defence (see the [module documentation](self)).
+pub const CSRF_HEADER: &str = "x-pat-csrf";
+
+/// Who is calling the management API, as the app knows them.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    user: String,
+    admin: bool,
+    token: Option<Identity>,
+}
+
+impl Principal {
+    /// A user logged in by the app (a session): manages their own tokens.
+    pub fn user(name: impl Into<String>) -> Principal {
+        Principal {
+            user: name.into(),
+            admin: false,
+            token: None,
+        }
+    }
+
+    /// The user a personal access token authenticated (the PAT layer's
+    /// [`Identity`]): manages that user's tokens, within the token's own
+    /// reach (see "No privilege escalation").
+    pub fn with_token(identity: &Identity) -> Principal {
+        Principal {
+            user: identity.user().to_owned(),
+            admin: false,
+            token: Some(identity.clone()),
+        }
+    }
+
+    /// Makes the principal an admin (or not): an admin manages any user's
+    /// tokens.
+    pub fn admin(mut self, admin: bool) -> Principal {
+        self.admin = admin;
+        self
+    }
+
+    /// The user name.
+    pub fn name(&self) -> &str {
+        &self.user
+    }
+
+    /// Whether the principal is an admin.
+    pub fn is_admin(&self) -> bool {
+        self.admin
+    }
+
+    /// The token the principal authenticated with, if any.
+    pub fn token(&self) -> Option<&Identity> {
+        self.token.as_ref()
+    }
+
+    /// Whether this principal may manage `user`'s tokens.
+    fn manages(&self, user: &str) -> bool {
+        self.admin || self.user == user
+    }
+}
+
+/// The management decisions over an [`Admin`] backend.
+#[derive(Clone)]
+pub struct Management {
+    admin: Arc<dyn Admin + Send + Sync>,
+}
+
+impl std::fmt::Debug for Management {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Management").finish_non_exhaustive()
+    }
+}
+
+fn bad(description: &str) -> Answer {
+    Answer::error(400, "invalid_request", description)
+}
+
+fn forbidden(description: &str) -> Answer {
+    Answer::error(403, "forbidden", description)
+}
+
+fn not_found() -> Answer {
+    Answer::error(404, "not_found", "no such token")
+}
+
+/// A token's record with its status at `now`.
+fn record(info: &TokenInfo, now: Timestamp) -> Value {
+    let mut v = token_json(info);
+    v["status"] = json!(if info.is_expired(now) {
+        "expired"
+    } else {
+        "active"
+    });
+    v
+}
+
+impl Management {
+    /// Management over `admin` (usually the store the PAT layer checks
+    /// tokens with).
+    pub fn new(admin: Arc<dyn Admin + Send + Sync>) -> Management {
+        Management { admin }
+    }
+
+    /// The answer to a request with no principal (the closure found no
+    /// session or login): 401.
+    pub fn unauthorized() -> Answer {
+        Answer::error(401, "unauthorized", "log in to manage tokens")
+    }
+
+    /// The CSRF check of a `POST` or `DELETE`, from its [`CSRF_HEADER`] and
+    /// `Sec-Fetch-Site` headers: `Some(403)` to answer instead, `None` to go
+    /// on. The adapters call it before anything else.
+    pub fn refuse_cross_site(csrf: Option<&[u8]>, sec_fetch_site: Option<&[u8]>) -> Option<Answer> {
+        if let Some(site) = sec_fetch_site
+            && !matches!(site, b"same-origin" | b"none")
+        {
+            return Some(forbidden("cross-site requests may not change tokens"));
+        }
+        if csrf.is_none_or(<[u8]>::is_empty) {
+            return Some(forbidden(&format!(
+                "a request that changes tokens must carry the `{CSRF_HEADER}` header"
+            )));
+        }
+        None
+    }
+
+    /// `GET …[?user=NAME]`: the tokens of the principal, or (an admin) of
+    /// `NAME`, expired ones included, oldest first.
+    pub fn list_blocking(&self, p: &Principal, query: Option<&str>, now: Timestamp) -> Answer {
+        let mut user = None;
+        for pair in query.unwrap_or("").split('&').filter(|q| !q.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if key != "user" {
+                return bad(&format!(
+                    "unknown parameter `{}`: expected user",
+                    crate::text::printable(key)
+                ));
+            }
+            if user.is_some() {
+                return bad("parameter `user` given twice");
+            }
+            match crate::introspection::decode(value.as_bytes()) {
+                Some(v) => user = Some(v),
+                None => return bad("parameter `user`: not percent-encoded UTF-8"),
+            }
+        }
+        let user = user.unwrap_or_else(|| p.user.clone());
+        if !p.manages(&user) {
+            return forbidden("only an admin may see another user's tokens");
+        }
+        match self.admin.list(Some(&user), true, now) {
+            Ok(tokens) => Answer::json(
+                200,
+                &json!({
+                    "principal": { "user": p.user, "admin": p.admin },
+                    "user": user,
+                    "tokens": tokens.iter().map(|t| record(t, now)).collect::<Vec<_>>(),
+                }),
+            ),
+            Err(e) => failed(&e),
+        }
+    }
+
+    /// `POST …` with a JSON `body`: a new token, its secret in the answer
+    /// only.
+    pub fn create_blocking(&self, p: &Principal, body: &[u8], now: Timestamp) -> Answer {
+        let request = match Request::parse(body) {
+            Ok(r) => r,
+            Err(why) => return bad(&why),
+        };
+        let user = request.user.unwrap_or_else(|| p.user.clone());
+        if !p.manages(&user) {
+            return forbidden("only an admin may create tokens for another user");
+        }
+        let new = NewToken::new(user, request.expiry)
+            .label(
+                request
+                    .label
+                    .unwrap_or_else(|| crate::record::DEFAULT_LABEL.to_owned()),
+            )
+            .created_by(p.user.clone())
+            .scopes(request.scopes);
+        let info = match new.to_info(TokenId::from_u64(0), now) {
+            Ok(info) => info,
+            Err(e) => return bad(&field_error(&e)),
+        };
+        if let Some(caller) = &p.token
+            && let Err(why) = within(caller, &info)
+        {
+            return forbidden(&why);
+        }
+        let actor = format!("user {}", p.user);
+        match self.admin.acting_as(&actor).create(&new, now) {
+            Ok(created) => {
+                tracing::info!(token_id = %created.info.id, user = %created.info.user, by = %p.user, "token created");
+                let mut body = record(&created.info, now);
+                body["token"] = json!(created.secret.expose_secret());
+                Answer::json(201, &body)
+            }
+            Err(StoreError::Policy(e)) => forbidden(&e.to_string()),
+            Err(StoreError::NewToken(e)) => bad(&field_error(&e)),
+            Err(e) => failed(&e),
+        }
+    }
+
+    /// `DELETE …/{id}`: revokes a token of the principal's (an admin: any).
+    pub fn revoke_blocking(&self, p: &Principal, id: &str, now: Timestamp) -> Answer {
+        let Ok(id) = id.parse::<TokenId>() else {
+            return bad(&format!(
+                "`{}` is not a token id (16 hex digits)",
+                crate::text::redacted(id)
+            ));
+        };
+        match self.admin.get(id) {
+            Ok(info) if p.manages(&info.user) => {}
+            // Another user's token is none of a non-admin's business.
+            Ok(_) | Err(StoreError::NotFound(_)) => return not_found(),
+            Err(e) => return failed(&e),
+        }
+        let actor = format!("user {}", p.user);
+        match self.admin.acting_as(&actor).revoke(id) {
+            Ok(info) => {
+                tracing::info!(token_id = %info.id, user = %info.user, by = %p.user, "token revoked");
+                Answer::json(200, &record(&info, now))
+            }
+            Err(StoreError::NotFound(_)) => not_found(),
+            Err(e) => failed(&e),
+        }
+    }
+}
+
+fn failed(e: &StoreError) -> Answer {
+    tracing::error!(error = %crate::error::chain(e), "token management call failed");
+    SelfService::unavailable()
+}
+
+/// A request to create a token, as the JSON body gives it.
+#[derive(Debug)]
+struct Request {
+    user: Option<String>,
+    label: Option<String>,
+    expiry: ExpiryPolicy,
+    scopes: Scopes,
+}
+
+const FIELDS: [&str; 6] = ["user", "label", "expire", "auto", "max_lifetime", "scopes"];
+
+impl Request {
+    fn parse(body: &[u8]) -> Result<Request, String> {
+        let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
+            return Err("the body must be a JSON object".into());
+        };
+        if let Some(unknown) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(format!(
+                "unknown field `{}`: expected user, label, expire, auto, max_lifetime or scopes",
+                crate::text::printable(unknown)
+            ));
+        }
+        let text = |key: &str| -> Result<Option<String>, String> {
+            match fields.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(format!("`{key}` must be a string")),
+            }
+        };
+        let duration = |key: &str| -> Result<Option<Duration>, String> {
+            text(key)?
+                .map(|s| parse_duration(&s).map_err(|e| format!("invalid value for `{key}`: {e}")))
+                .transpose()
+        };
+        let expiry = match (
+            duration("expire")?,
+            duration("auto")?,
+            duration("max_lifetime")?,
+        ) {
+            (Some(_), Some(_), _) => {
+                return Err(
+                    "`expire` and `auto` cannot be combined: choose a hard limit \
+                            (\"expire\": \"24h\") or a sliding window refreshed by each use \
+                            (\"auto\": \"10m\")"
+                        .into(),
+                );
+            }
+            (None, None, _) => {
+                return Err(
+                    "an expiry is required: `expire` for a hard limit, e.g. \"24h\", \
+                            or `auto` for a sliding window, e.g. \"10m\""
+                        .into(),
+                );
+            }
+            (Some(_), None, Some(_)) => {
+                return Err(
+                    "`max_lifetime` caps a sliding window and needs `auto`; with \
+                            `expire` the expiry is already fixed"
+                        .into(),
+                );
+            }
+            (Some(lifetime), None, None) => ExpiryPolicy::hard(lifetime),
+            (None, Some(window), cap) => ExpiryPolicy::sliding(window, cap),
+        };
+        let scopes = match fields.get("scopes") {
+            None | Some(Value::Null) => Scopes::unrestricted(),
+            Some(Value::Array(list)) => list
+                .iter()
+                .map(|s| {
+                    let s = s.as_str().ok_or("`scopes` must be a list of strings")?;
+                    s.parse::<Scope>()
+                        .map_err(|e| format!("invalid value for `scopes`: {e}"))
+                })
+                .collect::<Result<Scopes, String>>()?,
+            Some(_) => return Err("`scopes` must be a list of strings".into()),
+        };
+        Ok(Request {
+            user: text("user")?,
+            label: text("label")?,
+            expiry,
+            scopes,
+        })
+    }
+}
+
+/// A request the store would refuse, naming the field (as the CLI names
+/// its flag).
+fn field_error(e: &crate::NewTokenError) -> String {
+    use crate::NewTokenError;
+    match e {
+        NewTokenError::User { .. } => format!("invalid value for `user`: {e}"),
+        NewTokenError::Label { .. } => format!("invalid value for `label`: {e}"),
+        NewTokenError::CapBelowWindow {
+            window,
+            max_lifetime,
+        } => format!("`max_lifetime` ({max_lifetime}) must not be shorter than `auto` ({window})"),
+        NewTokenError::TooLate => {
+            format!("invalid value for `expire` or `auto`: {e}; choose a shorter duration")
+        }
+        other => format!("invalid token request: {other}"),
+    }
+}
+
+/// The escalation rule: `new` neither outlives nor reaches further than
+/// the `caller`'s token.
+fn within(caller: &Identity, new: &TokenInfo) -> Result<(), String> {
+    let limit = caller.expires_at();
+    let latest = match new.expiry {
+        Expiry::Sliding {
+            max_lifetime: None, ..
+        } => None,
+        Expiry::Sliding {
+            max_lifetime: Some(cap),
+            ..
+        } => Some(new.issued_at().saturating_add(cap)),
+        Expiry::Hard { expires_at } => Some(expires_at),
+    };
+    match latest {
+        Some(latest) if latest <= limit => {}
+        Some(latest) => {
+            return Err(format!(
+                "a token may not create a token that outlives it: this one would live until \
+                 {latest}, the token you authenticated with expires at {limit}"
+            ));
+        }
+        None => {
+            return Err(format!(
+                "a token may not create a token that outlives it: give `max_lifetime` so that \
+                 the new token ends by {limit}, when the token you authenticated with expires"
+            ));
+        }
+    }
+    let allowed = caller.scopes();
+    if allowed.is_unrestricted() {
+        return Ok(());
+    }
+    if new.scopes.is_unrestricted() {
+        return Err(
+            "a scoped token may only create tokens scoped within its own scopes: give `scopes`"
+                .into(),
+        );
+    }
+    for s in &new.scopes {
+        if !allowed
+            .iter()
+            .any(|a| a.node == s.node && a.perm.contains(s.perm))
+        {
+            return Err(format!(
+                "scope `{s}` reaches further than the token you authenticated with ({allowed})"
+            ));
+        }
+    }
+    Ok(())
+}

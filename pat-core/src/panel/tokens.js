@@ -1,0 +1,166 @@
+"use strict";
+(function () {
+  // Resolved against the origin, which never holds credentials: a page
+  // reached as http://user:token@host/ must not put them in a request URL.
+  const api = new URL(document.querySelector('meta[name="pat-api"]').content, window.location.origin).href;
+  const $ = (id) => document.getElementById(id);
+  const state = { principal: null, user: null };
+
+  function showError(message) {
+    $("error").textContent = message || "";
+  }
+
+  async function call(method, path, body) {
+    const init = { method, credentials: "same-origin", cache: "no-store", headers: { accept: "application/json" } };
+    if (method !== "GET") init.headers["x-pat-csrf"] = "1";
+    if (body !== undefined) {
+      init.headers["content-type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const response = await fetch(api + path, init);
+    let data = null;
+    try { data = await response.json(); } catch (_) { /* not JSON */ }
+    if (!response.ok) {
+      throw new Error((data && data.error_description) || ("the server answered " + response.status));
+    }
+    return data;
+  }
+
+  function when(iso) {
+    if (!iso) return "never";
+    const d = new Date(iso);
+    return isNaN(d) ? iso : d.toLocaleString();
+  }
+
+  function seconds(n) {
+    const units = [["d", 86400], ["h", 3600], ["m", 60], ["s", 1]];
+    for (const [u, k] of units) if (n % k === 0) return (n / k) + u;
+    return n + "s";
+  }
+
+  function model(t) {
+    if (t.expiry === "sliding") {
+      let m = "Auto-refresh " + seconds(t.auto_refresh_seconds);
+      if (t.max_lifetime_seconds) m += ", at most " + seconds(t.max_lifetime_seconds);
+      return m;
+    }
+    return "Hard limit";
+  }
+
+  function cell(row, label, text, cls) {
+    const td = document.createElement("td");
+    td.dataset.label = label;
+    td.textContent = text;
+    if (cls) td.className = cls;
+    row.appendChild(td);
+    return td;
+  }
+
+  function render(list) {
+    state.principal = list.principal;
+    state.user = list.user;
+    $("who").textContent = "Signed in as " + list.principal.user + (list.principal.admin ? " (admin)" : "") +
+      ". Tokens of " + list.user + ".";
+    $("picker").hidden = !list.principal.admin;
+    const body = $("tokens");
+    body.replaceChildren();
+    for (const t of list.tokens) {
+      const row = document.createElement("tr");
+      row.dataset.id = t.id;
+      cell(row, "Label", t.label, "label");
+      cell(row, "Expiry model", model(t));
+      const exp = cell(row, "Expires", when(t.expires_at));
+      exp.title = t.expires_at;
+      cell(row, "Last used", when(t.last_used_at));
+      cell(row, "Scopes", t.scopes.length ? t.scopes.join(" ") : "all (unrestricted)", "scopes");
+      cell(row, "Status", t.status, "status status-" + t.status);
+      const actions = cell(row, "Actions", "");
+      const revoke = document.createElement("button");
+      revoke.type = "button";
+      revoke.className = "danger revoke";
+      revoke.textContent = "Revoke";
+      revoke.setAttribute("aria-label", "Revoke token " + t.label);
+      revoke.addEventListener("click", () => revokeToken(t));
+      actions.appendChild(revoke);
+      body.appendChild(row);
+    }
+    $("empty").hidden = list.tokens.length !== 0;
+  }
+
+  async function load() {
+    const query = state.user && state.principal && state.user !== state.principal.user
+      ? "?user=" + encodeURIComponent(state.user) : "";
+    render(await call("GET", query));
+  }
+
+  async function revokeToken(t) {
+    if (!window.confirm("Revoke the token \u201c" + t.label + "\u201d? Anything using it stops working at once.")) return;
+    showError("");
+    try {
+      await call("DELETE", "/" + encodeURIComponent(t.id));
+      await load();
+      $("heading").focus();
+    } catch (e) { showError(e.message); }
+  }
+
+  function hideSecret() {
+    $("secret-value").value = "";
+    $("secret").hidden = true;
+  }
+
+  $("create").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showError("");
+    const form = event.target;
+    const sliding = form.elements.model.value === "auto";
+    const request = { label: form.elements.label.value.trim() };
+    request[sliding ? "auto" : "expire"] = form.elements.duration.value.trim();
+    const cap = form.elements.cap.value.trim();
+    if (sliding && cap) request.max_lifetime = cap;
+    const scopes = form.elements.scopes.value.split(/[\s,]+/).filter(Boolean);
+    if (scopes.length) request.scopes = scopes;
+    if (state.principal && state.user !== state.principal.user) request.user = state.user;
+    try {
+      const created = await call("POST", "", request);
+      form.reset();
+      syncCap();
+      $("secret-value").value = created.token;
+      $("secret").hidden = false;
+      $("secret-value").focus();
+      $("secret-value").select();
+      await load();
+    } catch (e) { showError(e.message); }
+  });
+
+  $("copy").addEventListener("click", async () => {
+    const field = $("secret-value");
+    try {
+      await navigator.clipboard.writeText(field.value);
+    } catch (_) {
+      field.select();
+      document.execCommand("copy");
+    }
+    $("copied").textContent = "Copied.";
+  });
+
+  $("done").addEventListener("click", () => { hideSecret(); $("copied").textContent = ""; });
+
+  function syncCap() {
+    const sliding = $("create").elements.model.value === "auto";
+    $("cap-row").hidden = !sliding;
+  }
+  for (const radio of document.querySelectorAll('input[name="model"]')) radio.addEventListener("change", syncCap);
+
+  $("picker").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showError("");
+    const name = $("pick-user").value.trim();
+    state.user = name || (state.principal && state.principal.user);
+    try { await load(); } catch (e) { showError(e.message); }
+  });
+
+  // Leaving or reloading the page forgets the secret.
+  window.addEventListener("pagehide", hideSecret);
+  syncCap();
+  load().catch((e) => showError(e.message));
+})();
