@@ -452,3 +452,117 @@ fn within(caller: &Identity, new: &TokenInfo) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::MemoryStore;
+
+    fn at(secs: u64) -> Timestamp {
+        Timestamp::from_unix_secs(secs).unwrap()
+    }
+
+    fn body(a: &Answer) -> Value {
+        serde_json::from_str(&a.body).unwrap()
+    }
+
+    const NODE: &str = "0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a";
+
+    #[test]
+    fn a_token_may_mint_up_to_its_own_deadline_and_scopes_but_not_past() {
+        let store = Arc::new(MemoryStore::new());
+        let m = Management::new(store.clone());
+        let scoped: Scopes = [format!("node:{NODE}:rw").parse().unwrap()]
+            .into_iter()
+            .collect();
+        let login = store
+            .create(
+                &NewToken::new("alice", ExpiryPolicy::hard(Duration::from_secs(3600)))
+                    .scopes(scoped),
+                at(0),
+            )
+            .unwrap();
+        let p = Principal::with_token(&Identity::new(&login.info, login.info.expiry.expires_at()));
+        let create = |json: Value, t| m.create_blocking(&p, json.to_string().as_bytes(), at(t));
+        let r = format!("node:{NODE}:r");
+        // Exactly the caller's deadline, and a narrower permission: allowed.
+        assert_eq!(
+            create(json!({"expire": "30m", "scopes": [r]}), 1800).status,
+            201
+        );
+        assert_eq!(
+            create(json!({"expire": "30m", "scopes": [r]}), 1801).status,
+            403
+        );
+        assert_eq!(
+            create(
+                json!({"auto": "1m", "max_lifetime": "1h", "scopes": [r]}),
+                0
+            )
+            .status,
+            201
+        );
+        // A session login (no token) is not bound by a token's reach.
+        let session = Principal::user("alice");
+        let a = m.create_blocking(&session, br#"{"expire": "30d"}"#, at(0));
+        assert_eq!(a.status, 201, "{}", a.body);
+        assert_eq!(body(&a)["label"], crate::record::DEFAULT_LABEL);
+        assert_eq!(body(&a)["status"], "active");
+    }
+
+    #[test]
+    fn users_see_their_own_and_admins_anyones() {
+        let store = Arc::new(MemoryStore::new());
+        let m = Management::new(store.clone());
+        let hour = ExpiryPolicy::hard(Duration::from_secs(3600));
+        let bobs = store.create(&NewToken::new("bob", hour), at(0)).unwrap();
+        let alice = Principal::user("alice");
+        let admin = Principal::user("root").admin(true);
+        let list = m.list_blocking(&alice, None, at(10));
+        assert_eq!(
+            (list.status, body(&list)["tokens"].as_array().unwrap().len()),
+            (200, 0)
+        );
+        assert_eq!(
+            m.list_blocking(&alice, Some("user=bob"), at(10)).status,
+            403
+        );
+        let listed = m.list_blocking(&admin, Some("user=bob"), at(7200));
+        assert_eq!(body(&listed)["tokens"][0]["status"], "expired");
+        assert_eq!(m.list_blocking(&admin, Some("user=%ZZ"), at(0)).status, 400);
+        assert_eq!(
+            m.list_blocking(&admin, Some("user=a&user=b"), at(0)).status,
+            400
+        );
+        let id = bobs.info.id.to_string();
+        assert_eq!(m.revoke_blocking(&alice, &id, at(10)).status, 404);
+        assert_eq!(m.revoke_blocking(&admin, &id, at(10)).status, 200);
+        assert_eq!(m.revoke_blocking(&admin, &id, at(10)).status, 404);
+        let e = m.revoke_blocking(&admin, "pat_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", at(10));
+        assert_eq!(e.status, 400);
+        assert!(
+            !e.body.contains("AAAAAAAA"),
+            "a pasted token echoed: {}",
+            e.body
+        );
+        let audit = store.audit(at(0), Some("bob")).unwrap();
+        assert!(audit.iter().any(|e| e.actor == "user root"), "{audit:?}");
+    }
+
+    #[test]
+    fn changes_need_the_header_and_the_same_origin() {
+        let refuse = Management::refuse_cross_site;
+        assert!(refuse(Some(b"1"), None).is_none());
+        assert!(refuse(Some(b"1"), Some(b"same-origin")).is_none());
+        assert!(refuse(Some(b"1"), Some(b"none")).is_none());
+        for (csrf, site) in [
+            (None, None),
+            (Some(&b""[..]), None),
+            (Some(&b"1"[..]), Some(&b"cross-site"[..])),
+            (Some(&b"1"[..]), Some(&b"same-site"[..])),
+        ] {
+            assert_eq!(refuse(csrf, site).map(|a| a.status), Some(403));
+        }
+    }
+}
