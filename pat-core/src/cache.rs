@@ -440,6 +440,8 @@ impl Cache {
 
     /// Forgets the cached records of `digests` (changed or deleted by
     /// another process; `None`: all of them), keeping their unwritten uses.
+    /// Only a shared database has other processes writing.
+    #[cfg(feature = "postgres")]
     pub(crate) fn forget(&self, digests: Option<&[TokenDigest]>) {
         self.written();
         let guard = self.records.guard();
