@@ -1,7 +1,7 @@
 "use strict";
 (function () {
   // Resolved against the origin, which never holds credentials: a page
-  // reached as http://user:token@host/ must not put them in a request URL.
+  // reached with user:token@ in its address must not put them in a request URL.
   const api = new URL(document.querySelector('meta[name="pat-api"]').content, window.location.origin).href;
   const $ = (id) => document.getElementById(id);
   const state = { principal: null, user: null };
