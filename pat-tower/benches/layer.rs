@@ -4,6 +4,11 @@
 //! The layer's overhead is `layer/bearer` minus `layer/none`; compare it with
 //! `store/hard/100000` of `cargo bench -p pat-core`.
 //!
+//! `layer/remote_cached` is the same request checked by a
+//! `RemoteVerifier` whose answer is cached (an introspection endpoint over
+//! the same store runs in the background, asked once): what a service with
+//! no store of its own pays per request between two round trips.
+//!
 //! Run with `cargo bench -p pat-tower`.
 
 use std::convert::Infallible;
@@ -53,6 +58,19 @@ fn bench(c: &mut Criterion) {
         &mut layered,
         Some(&unknown),
     );
+    let mut remote = ServiceBuilder::new()
+        .layer(PatLayer::new(remote_verifier(&store)))
+        .service(handler());
+    // The first request asks the endpoint; every one measured is cached.
+    let first = rt.block_on(call_once(
+        &mut remote,
+        Request::builder()
+            .header("authorization", &hard)
+            .body(())
+            .expect("request"),
+    ));
+    assert_eq!(first.status(), 200, "the remote verifier's first answer");
+    bench_service(c, &rt, "layer/remote_cached", &mut remote, Some(&hard));
     let malformed = "Bearer pat_00000000000000000000000000000000000000";
     bench_service(
         c,
@@ -82,6 +100,50 @@ fn bench_service<S>(
             black_box(rt.block_on(call_once(svc, req)))
         })
     });
+}
+
+/// A remote verifier asking an introspection endpoint over `store`, served
+/// on 127.0.0.1 by a background thread, with a TTL longer than the bench.
+fn remote_verifier(store: &std::sync::Arc<pat_core::Store>) -> pat_core::remote::RemoteVerifier {
+    use pat_core::introspection::Introspection;
+    use pat_core::{Admin as _, ExpiryPolicy, NewToken, Timestamp};
+    let own = store
+        .create(
+            &NewToken::new(
+                "gateway",
+                ExpiryPolicy::hard(std::time::Duration::from_secs(86_400)),
+            ),
+            Timestamp::now(),
+        )
+        .expect("the verifier's token")
+        .secret;
+    let app = axum::Router::new()
+        .route(
+            "/introspect",
+            pat_tower::introspection(Introspection::new(store.clone()).allow_users(["gateway"])),
+        )
+        .layer(PatLayer::new(store.clone()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(listener.local_addr().expect("address"))
+                .expect("send");
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    let addr = rx.recv().expect("the endpoint's address");
+    pat_core::remote::RemoteVerifier::builder()
+        .ttl(std::time::Duration::from_secs(3600))
+        .connect(&format!("http://{addr}/introspect"), &own)
+        .expect("remote verifier")
 }
 
 async fn call_once<S>(svc: &mut S, req: Request<()>) -> Response<String>
