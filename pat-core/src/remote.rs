@@ -21,6 +21,13 @@
 //! - a cached identity is never used past its own `exp`: the endpoint is
 //!   asked again (a sliding token may have moved).
 //!
+//! # Load on the endpoint
+//! Lookups that miss the cache for the same digest (and user name) while a
+//! request for it is under way wait for that request's answer rather than
+//! sending their own, and at most
+//! [`RemoteVerifierBuilder::max_in_flight`] requests (default 64) are under
+//! way at once.
+//!
 //! # Failure
 //! An endpoint that cannot be reached, times out
 //! ([`RemoteVerifierBuilder::timeout`], default 2 s), answers anything but
@@ -51,6 +58,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,6 +80,8 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(2);
 pub const DEFAULT_CAPACITY: usize = 10_000;
 /// Default deadline of one request to the endpoint.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default number of requests to the endpoint under way at once.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
 /// Why a [`RemoteVerifier`] could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +119,7 @@ pub struct RemoteVerifierBuilder {
     timeout: Duration,
     allow_plain_http: bool,
     client: Option<reqwest::Client>,
+    max_in_flight: usize,
 }
 
 impl Default for RemoteVerifierBuilder {
@@ -119,6 +130,7 @@ impl Default for RemoteVerifierBuilder {
             timeout: DEFAULT_TIMEOUT,
             allow_plain_http: false,
             client: None,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -143,6 +155,15 @@ impl RemoteVerifierBuilder {
     /// [`DEFAULT_TIMEOUT`]); past it the lookup answers [`AuthError::Store`].
     pub fn timeout(mut self, timeout: Duration) -> RemoteVerifierBuilder {
         self.timeout = timeout;
+        self
+    }
+
+    /// How many requests to the endpoint may be under way at once (default
+    /// [`DEFAULT_MAX_IN_FLIGHT`]). Lookups for the same digest share one
+    /// request whatever this is; past the bound, a request waits up to the
+    /// timeout for a turn, then its lookup answers [`AuthError::Store`].
+    pub fn max_in_flight(mut self, n: usize) -> RemoteVerifierBuilder {
+        self.max_in_flight = n;
         self
     }
 
@@ -191,6 +212,8 @@ impl RemoteVerifierBuilder {
                 ttl: self.ttl,
                 capacity: self.capacity.max(1),
                 answers: papaya::HashMap::with_hasher(std::hash::RandomState::new()),
+                waiting: std::sync::Mutex::new(HashMap::new()),
+                in_flight: tokio::sync::Semaphore::new(self.max_in_flight.max(1)),
             }),
             handle: rt.handle().clone(),
             _runtime: crate::block_on::OwnedRuntime::new(rt),
@@ -262,7 +285,19 @@ struct Shared {
     ttl: Duration,
     capacity: usize,
     answers: papaya::HashMap<TokenDigest, Answer, std::hash::RandomState>,
+    /// Lookups waiting for a round trip already on its way, by what it asks.
+    /// Taken on a miss only (a round trip follows), never on a hit.
+    waiting: std::sync::Mutex<HashMap<Asked, Vec<Waiter>>>,
+    /// Round trips allowed at once.
+    in_flight: tokio::sync::Semaphore,
 }
+
+/// What a round trip asks: a digest, for a user name or none.
+type Asked = (TokenDigest, Option<CompactString>);
+
+/// A lookup waiting for another's round trip: the answer, or why there is
+/// none (a [`StoreError`] is not `Clone`; each waiter gets its own).
+type Waiter = tokio::sync::oneshot::Sender<Result<Said, String>>;
 
 /// One endpoint answer about a digest, for the user name it was asked with.
 struct Answer {
@@ -315,15 +350,37 @@ impl Verifier for RemoteVerifier {
         if let Some(result) = self.shared.cached(&lookup) {
             return Verification::Ready(result);
         }
-        let shared = self.shared.clone();
-        let (digest, user) = (*lookup.digest(), lookup.user().map(CompactString::new));
+        let asked: Asked = (*lookup.digest(), lookup.user().map(CompactString::new));
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.handle.spawn(async move {
-            let _ = tx.send(shared.ask(digest, user).await);
-        });
+        // One round trip per digest and name at a time: a burst of requests
+        // with a token not yet cached waits for the first one's answer.
+        let first = {
+            let mut waiting = self
+                .shared
+                .waiting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let waiters = waiting.entry(asked.clone()).or_default();
+            waiters.push(tx);
+            waiters.len() == 1
+        };
+        if first {
+            let shared = self.shared.clone();
+            self.handle.spawn(async move { shared.ask(asked).await });
+        }
+        let user = lookup.user().map(CompactString::new);
         Verification::pending(async move {
-            rx.await
-                .unwrap_or_else(|_| Err(AuthError::Store(failure("the verifier stopped"))))
+            match rx.await {
+                Ok(Ok(said)) => match (said, user) {
+                    // The endpoint checks the name; this is defence in depth.
+                    (Said::Active(identity), Some(user)) if user != identity.user() => {
+                        Err(AuthError::WrongUser)
+                    }
+                    (said, _) => said.into_result(),
+                },
+                Ok(Err(why)) => Err(AuthError::Store(failure(&why))),
+                Err(_) => Err(AuthError::Store(failure("the verifier stopped"))),
+            }
         })
     }
 }
@@ -351,34 +408,48 @@ impl Shared {
         }
     }
 
-    async fn ask(
-        &self,
-        digest: TokenDigest,
-        user: Option<CompactString>,
-    ) -> Result<Identity, AuthError> {
+    /// Asks the endpoint (once the in-flight bound allows), caches the
+    /// answer and hands it to every lookup waiting for it.
+    async fn ask(&self, asked: Asked) {
+        let (digest, user) = &asked;
         let at = Instant::now();
-        let said = self.introspect(&digest, user.as_deref()).await.map_err(|e| {
-            tracing::error!(error = %crate::error::chain(&e), "remote token verification failed");
-            AuthError::Store(e)
-        })?;
-        if self.ttl > Duration::ZERO {
-            let answers = self.answers.pin();
-            if answers.len() >= self.capacity {
-                answers.clear();
+        let answer = match tokio::time::timeout(self.timeout, self.in_flight.acquire()).await {
+            Ok(Ok(_permit)) => self.introspect(digest, user.as_deref()).await,
+            Ok(Err(_)) => Err(failure("the verifier stopped")),
+            Err(_) => Err(failure(&format!(
+                "introspection endpoint {}: every connection stayed busy for {:?}",
+                self.endpoint, self.timeout
+            ))),
+        };
+        let answer = match answer {
+            Ok(said) => {
+                if self.ttl > Duration::ZERO {
+                    let answers = self.answers.pin();
+                    if answers.len() >= self.capacity {
+                        answers.clear();
+                    }
+                    let cached = Answer {
+                        user: user.clone(),
+                        said: said.clone(),
+                        at,
+                    };
+                    answers.insert(*digest, cached);
+                }
+                Ok(said)
             }
-            let answer = Answer {
-                user: user.clone(),
-                said: said.clone(),
-                at,
-            };
-            answers.insert(digest, answer);
-        }
-        match (said, user) {
-            // The endpoint checks the name; this is defence in depth.
-            (Said::Active(identity), Some(user)) if user != identity.user() => {
-                Err(AuthError::WrongUser)
+            Err(e) => {
+                tracing::error!(error = %crate::error::chain(&e), "remote token verification failed");
+                Err(crate::error::chain(&e))
             }
-            (said, _) => said.into_result(),
+        };
+        let waiters = self
+            .waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&asked)
+            .unwrap_or_default();
+        for waiter in waiters {
+            let _ = waiter.send(answer.clone());
         }
     }
 

@@ -35,6 +35,18 @@ fn serve(app: axum::Router) -> String {
     format!("http://{}", rx.recv().expect("the service's address"))
 }
 
+/// An introspection endpoint over `store`, behind its PAT layer, allowing
+/// the user `gateway`.
+fn endpoint_over(store: &Arc<pat_core::MemoryStore>) -> axum::Router {
+    use pat_core::introspection::Introspection;
+    axum::Router::new()
+        .route(
+            "/introspect",
+            pat_tower::introspection(Introspection::new(store.clone()).allow_users(["gateway"])),
+        )
+        .layer(pat_tower::PatLayer::new(store.clone()))
+}
+
 /// `GET /` on the service with `authorization`: status, `Retry-After`, body.
 fn get(base: &str, authorization: &str) -> (u16, Option<String>, String) {
     let resp = client()
@@ -221,7 +233,6 @@ fn endpoints_that_would_leak_the_verifiers_token_are_refused() {
 /// `MemoryStore` (served on a real port).
 #[test]
 fn the_remote_verifier_keeps_the_reference_contract() {
-    use pat_core::introspection::Introspection;
     use pat_core::{Admin as _, ExpiryPolicy, MemoryStore, NewToken, Timestamp};
     use pat_integration_tests::contract::{Tokens, cases};
 
@@ -234,16 +245,7 @@ fn the_remote_verifier_keeps_the_reference_contract() {
         )
         .unwrap()
         .secret;
-    let endpoint = serve(
-        axum::Router::new()
-            .route(
-                "/introspect",
-                pat_tower::introspection(
-                    Introspection::new(store.clone()).allow_users(["gateway"]),
-                ),
-            )
-            .layer(pat_tower::PatLayer::new(store.clone())),
-    );
+    let endpoint = serve(endpoint_over(&store));
     let remote = RemoteVerifier::connect(&format!("{endpoint}/introspect"), &own).unwrap();
     let gate = Gate::new(remote);
     let cases = cases(&tokens);
@@ -258,4 +260,75 @@ fn the_remote_verifier_keeps_the_reference_contract() {
         case.check(a, "actix on remote");
         assert_eq!(t, a, "the adapters differ on {}", case.name);
     }
+}
+
+/// Lookups that miss together share a round trip per token, and no more
+/// than `max_in_flight` requests reach the endpoint at once: counted at a
+/// real endpoint that answers slowly.
+#[test]
+fn the_endpoint_sees_one_request_per_token_and_a_bounded_number_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use pat_core::{Admin as _, ExpiryPolicy, MemoryStore, NewToken, Timestamp};
+
+    let store = Arc::new(MemoryStore::new());
+    let hour = ExpiryPolicy::hard(Duration::from_secs(3600));
+    let now = Timestamp::now();
+    let make = |user: &str| {
+        store
+            .create(&NewToken::new(user, hour), now)
+            .unwrap()
+            .secret
+    };
+    let own = make("gateway");
+    let tokens: Vec<TokenSecret> = (0..8).map(|i| make(&format!("user{i}"))).collect();
+
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+    static NOW: AtomicUsize = AtomicUsize::new(0);
+    static MOST: AtomicUsize = AtomicUsize::new(0);
+    let slow = axum::middleware::from_fn(
+        |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            SEEN.fetch_add(1, Ordering::SeqCst);
+            let at_once = NOW.fetch_add(1, Ordering::SeqCst) + 1;
+            MOST.fetch_max(at_once, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let response = next.run(req).await;
+            NOW.fetch_sub(1, Ordering::SeqCst);
+            response
+        },
+    );
+    let endpoint = serve(endpoint_over(&store).layer(slow));
+    let verifier = RemoteVerifier::builder()
+        .max_in_flight(2)
+        .timeout(Duration::from_secs(30))
+        .connect(&format!("{endpoint}/introspect"), &own)
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let lookup = |t: &TokenSecret| verifier.verify(Lookup::new(t.digest(), None, now));
+
+    // 16 lookups of one token not yet cached: one request.
+    let burst: Vec<_> = (0..16).map(|_| lookup(&tokens[0])).collect();
+    for answer in rt.block_on(futures_util::future::join_all(burst)) {
+        assert_eq!(answer.expect("active").user(), "user0");
+    }
+    assert_eq!(
+        SEEN.load(Ordering::SeqCst),
+        1,
+        "one round trip for the burst"
+    );
+
+    // 7 other tokens at once: all answered, never more than 2 at a time.
+    let others: Vec<_> = tokens[1..].iter().map(lookup).collect();
+    for (i, answer) in rt
+        .block_on(futures_util::future::join_all(others))
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(answer.expect("active").user(), format!("user{}", i + 1));
+    }
+    assert_eq!(SEEN.load(Ordering::SeqCst), 8);
+    assert_eq!(MOST.load(Ordering::SeqCst), 2, "the in-flight bound");
 }
