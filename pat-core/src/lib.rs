@@ -48,12 +48,19 @@
 //! - [`Gate`]: the request decision ([`Credentials`] parsing, token
 //!   validation, the lookup, [`Rejection`] with RFC 6750 / RFC 7617
 //!   challenges) that `pat-tower` and `pat-actix` share.
+//! - Routes' decisions, answered alike by both adapters: [`selfservice`] (a
+//!   token looks up, revokes or rotates itself), [`introspection`] (RFC
+//!   7662), [`leaks`] (public leak reports), [`management`] (an app's users
+//!   list, create and revoke their tokens) and [`panel`] (the settings page
+//!   that drives it).
 //!
 //! # Features
 //! - `http`: `Rejection::to_response` builds an `http::Response`.
 //! - `axum`: [`Identity`] is an axum extractor (with `Option<Identity>`).
 //! - `actix`: [`Identity`] is an actix-web extractor; `Rejection::actix_response`.
 //! - `postgres`: `PgStore`, the PostgreSQL backend, for a fleet of replicas.
+//! - `remote`: `remote::RemoteVerifier`, which checks tokens by asking a pat
+//!   introspection endpoint, for services with no database access.
 //! - `testing`: the `conformance` module, the model test and contract cases
 //!   every backend passes, to run against your own.
 //!
