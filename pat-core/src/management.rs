@@ -550,6 +550,44 @@ mod tests {
         assert!(audit.iter().any(|e| e.actor == "user root"), "{audit:?}");
     }
 
+    proptest::proptest! {
+        /// Any body, query or id: an answer, never a panic, and no secret
+        /// outside a 201.
+        #[test]
+        fn any_input_gets_an_answer(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            query in ".{0,40}",
+            id in ".{0,40}",
+        ) {
+            let store = Arc::new(MemoryStore::new());
+            let m = Management::new(store);
+            let p = Principal::user("alice");
+            let a = m.create_blocking(&p, &body, at(0));
+            proptest::prop_assert!(matches!(a.status, 201 | 400 | 403), "{}", a.status);
+            proptest::prop_assert!(a.status == 201 || !a.body.contains("pat_"));
+            let a = m.list_blocking(&p, Some(&query), at(0));
+            proptest::prop_assert!(matches!(a.status, 200 | 400 | 403));
+            let a = m.revoke_blocking(&p, &id, at(0));
+            proptest::prop_assert!(matches!(a.status, 400 | 404));
+        }
+
+        /// Any JSON object of the known fields with any string values.
+        #[test]
+        fn any_create_request_gets_an_answer(
+            fields in proptest::collection::btree_map(
+                proptest::sample::select(FIELDS.to_vec()),
+                ".{0,12}",
+                0..6,
+            ),
+        ) {
+            let store = Arc::new(MemoryStore::new());
+            let m = Management::new(store);
+            let body = serde_json::to_vec(&fields).unwrap();
+            let a = m.create_blocking(&Principal::user("alice"), &body, at(0));
+            proptest::prop_assert!(matches!(a.status, 201 | 400 | 403), "{}", a.status);
+        }
+    }
+
     #[test]
     fn changes_need_the_header_and_the_same_origin() {
         let refuse = Management::refuse_cross_site;
