@@ -263,6 +263,48 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
     let (status, _) = whoami(server.base().to_owned(), secret).await;
     assert_eq!(status, 401, "revoked");
 
+    // Keyboard: Tab from the top reaches every control, in reading order.
+    c.execute(
+        "document.activeElement.blur(); window.scrollTo(0, 0)",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let mut reached = Vec::new();
+    for _ in 0..12 {
+        c.active_element()
+            .await
+            .unwrap()
+            .send_keys("\u{e004}")
+            .await
+            .unwrap();
+        let here = c
+            .execute(
+                "const e = document.activeElement; \
+                 return e.name || e.id || e.className || e.tagName",
+                vec![],
+            )
+            .await
+            .unwrap();
+        reached.push(here.as_str().unwrap_or_default().to_owned());
+    }
+    // The cap field shows for auto refresh only; the form is back on hard.
+    let want = [
+        "danger revoke",
+        "label",
+        "model",
+        "duration",
+        "scopes",
+        "create-submit",
+    ];
+    let mut at = 0;
+    for name in &reached {
+        if at < want.len() && name == want[at] {
+            at += 1;
+        }
+    }
+    assert_eq!(at, want.len(), "tab order: {reached:?}");
+
     // On a phone: rows become cards, nothing scrolls sideways.
     c.set_window_size(390, 844).await.unwrap();
     let layout = c

@@ -79,8 +79,16 @@ fn last_used(work: &Workdir, id: &str) -> Value {
 
 #[test]
 fn a_service_without_a_store_checks_tokens_at_an_introspection_endpoint() {
+    for kind in ServerKind::ALL {
+        behind(kind);
+    }
+}
+
+/// The service in front of an endpoint served by the `kind` reference
+/// server.
+fn behind(kind: ServerKind) {
     let work = Workdir::new();
-    let endpoint = Server::start(ServerKind::Axum, &work.db(), &["--introspector", "gateway"]);
+    let endpoint = Server::start(kind, &work.db(), &["--introspector", "gateway"]);
     let addr = endpoint.base().trim_start_matches("http://").to_owned();
     let gateway = TokenSecret::parse(&work.token(&["-u", "gateway", "-e", "1h"])).unwrap();
     let alice = work.token(&["-u", "alice", "-a", "1h"]);
@@ -170,12 +178,7 @@ fn a_service_without_a_store_checks_tokens_at_an_introspection_endpoint() {
     assert_eq!(get(&service, &bearer(fresh.expose_secret())).0, 503);
 
     // It comes back on its port: the service recovers by itself.
-    let endpoint = Server::start_on(
-        ServerKind::Axum,
-        &work.db(),
-        &addr,
-        &["--introspector", "gateway"],
-    );
+    let endpoint = Server::start_on(kind, &work.db(), &addr, &["--introspector", "gateway"]);
     assert_eq!(
         get(&service, &bearer(&alice)),
         (200, None, "user alice".into())
