@@ -50,10 +50,14 @@ fn browser() -> Option<(PathBuf, Driver)> {
     let driver = find(&["chromedriver"]);
     let (Some(chromium), Some(driver)) = (chromium, driver) else {
         assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs chromium and chromedriver (Debian: chromium chromium-driver)"
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "the browser test must run under CI=true, but chromium or chromedriver is \
+             missing (Debian: apt-get install chromium chromium-driver)"
         );
-        eprintln!("skipped: chromium or chromedriver is not installed");
+        eprintln!(
+            "\n!!! SKIPPED: the token panel's browser test (chromium or chromedriver is not \
+             installed; Debian: apt-get install chromium chromium-driver).\n"
+        );
         return None;
     };
     let port = TcpListener::bind("127.0.0.1:0")
