@@ -196,6 +196,68 @@ pub fn admin_reply(data: &[u8]) {
     }
 }
 
+/// A management API create body from a user (not an admin, signed in
+/// with no token): no panic; 201 with a secret that authenticates as that
+/// user, or 400 / 403 with a JSON error that holds no secret.
+pub fn management(data: &[u8]) {
+    use crate::management::{Management, Principal};
+    let store = Arc::new(crate::MemoryStore::new());
+    let m = Management::new(store.clone());
+    let answer = m.create_blocking(&Principal::user("alice"), data, Timestamp::UNIX_EPOCH);
+    let body: serde_json::Value = serde_json::from_str(&answer.body).expect("a JSON answer");
+    match answer.status {
+        201 => {
+            let token = body["token"].as_str().expect("the secret");
+            let digest = TokenDigest::from_token(token).expect("a well-formed secret");
+            let found = crate::Admin::find(store.as_ref(), &digest, Timestamp::UNIX_EPOCH)
+                .expect("memory")
+                .expect("the new token");
+            assert_eq!(found.user, "alice");
+        }
+        400 | 403 => {
+            assert!(body["error_description"].is_string(), "{body}");
+            assert!(!token_shaped(&answer.body), "{body}");
+        }
+        other => panic!("status {other}: {body}"),
+    }
+}
+
+/// Whether `s` holds something shaped like a token (`pat_` and 8 letters
+/// or digits), which [`crate::redacted`] would have cut.
+fn token_shaped(s: &str) -> bool {
+    s.match_indices("pat_").any(|(i, _)| {
+        let rest = &s.as_bytes()[i + 4..];
+        rest.len() >= 8 && rest[..8].iter().all(u8::is_ascii_alphanumeric)
+    })
+}
+
+/// An introspection form body (RFC 7662's `token=` or pat's
+/// `token_digest=` and `username=`, percent-encoded) from an allowed
+/// caller, against a store where no token matches: no panic, and exactly
+/// `{"active":false}` with status 200.
+pub fn introspection_form(data: &[u8]) {
+    use crate::introspection::Introspection;
+    static INTRO: OnceLock<(Introspection, Identity)> = OnceLock::new();
+    let (intro, caller) = INTRO.get_or_init(|| {
+        let store = Arc::new(crate::MemoryStore::new());
+        let info = TokenInfo::new(
+            TokenId::from_u64(1),
+            "gateway",
+            Timestamp::UNIX_EPOCH,
+            Expiry::Hard {
+                expires_at: Timestamp::MAX,
+            },
+        );
+        let caller = Identity::new(&info, Timestamp::MAX);
+        (Introspection::new(store).allow_users(["gateway"]), caller)
+    });
+    let answer = intro.answer_blocking(caller, data, Timestamp::UNIX_EPOCH);
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, r#"{"active":false}"#)
+    );
+}
+
 /// One target: arbitrary bytes in, a panic if the invariant breaks.
 pub type Target = fn(&[u8]);
 
@@ -205,6 +267,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("token", token),
     ("scope", scope),
     ("duration", duration),
+    ("management", management),
+    ("introspection_form", introspection_form),
     #[cfg(unix)]
     ("record", record),
     #[cfg(unix)]
@@ -230,6 +294,10 @@ mod tests {
             token,
             "node:0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a:rw".to_owned(),
             "1d12h".to_owned(),
+            r#"{"label":"x","expire":"#.to_owned(),
+            "token_digest=".to_owned(),
+            "&username=".to_owned(),
+            "%5F".to_owned(),
             "\n".to_owned(),
             ",".to_owned(),
             ":".to_owned(),
@@ -326,6 +394,26 @@ mod tests {
                 ],
             ),
             ("record", vec![crate::store::codec::encode(&info)]),
+            (
+                "management",
+                vec![
+                    br#"{"label":"ci","expire":"30d"}"#.to_vec(),
+                    format!(r#"{{"auto":"10m","max_lifetime":"1d","scopes":["node:{node}:r"]}}"#)
+                        .into_bytes(),
+                    br#"{"user":"bob","expire":"1h"}"#.to_vec(),
+                ],
+            ),
+            (
+                "introspection_form",
+                vec![
+                    format!("token={t}").into_bytes(),
+                    format!(
+                        "token_type_hint=access_token&token_digest={}&username=al%69ce",
+                        "ab".repeat(32)
+                    )
+                    .into_bytes(),
+                ],
+            ),
             (
                 "admin_request",
                 vec![

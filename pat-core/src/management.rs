@@ -135,12 +135,14 @@ impl std::fmt::Debug for Management {
     }
 }
 
+// Errors may quote what the caller sent (a field, a value), which may be a
+// token pasted in the wrong place: `redacted` cuts it.
 fn bad(description: &str) -> Answer {
-    Answer::error(400, "invalid_request", description)
+    Answer::error(400, "invalid_request", &crate::text::redacted(description))
 }
 
 fn forbidden(description: &str) -> Answer {
-    Answer::error(403, "forbidden", description)
+    Answer::error(403, "forbidden", &crate::text::redacted(description))
 }
 
 fn not_found() -> Answer {
@@ -195,10 +197,7 @@ impl Management {
         for pair in query.unwrap_or("").split('&').filter(|q| !q.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             if key != "user" {
-                return bad(&format!(
-                    "unknown parameter `{}`: expected user",
-                    crate::text::printable(key)
-                ));
+                return bad(&format!("unknown parameter `{}`: expected user", key));
             }
             if user.is_some() {
                 return bad("parameter `user` given twice");
@@ -270,10 +269,7 @@ impl Management {
     /// `DELETE …/{id}`: revokes a token of the principal's (an admin: any).
     pub fn revoke_blocking(&self, p: &Principal, id: &str, now: Timestamp) -> Answer {
         let Ok(id) = id.parse::<TokenId>() else {
-            return bad(&format!(
-                "`{}` is not a token id (16 hex digits)",
-                crate::text::redacted(id)
-            ));
+            return bad(&format!("`{}` is not a token id (16 hex digits)", id));
         };
         match self.admin.get(id) {
             Ok(info) if p.manages(&info.user) => {}
@@ -317,7 +313,7 @@ impl Request {
         if let Some(unknown) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
             return Err(format!(
                 "unknown field `{}`: expected user, label, expire, auto, max_lifetime or scopes",
-                crate::text::printable(unknown)
+                unknown
             ));
         }
         let text = |key: &str| -> Result<Option<String>, String> {
@@ -585,6 +581,28 @@ mod tests {
             let body = serde_json::to_vec(&fields).unwrap();
             let a = m.create_blocking(&Principal::user("alice"), &body, at(0));
             proptest::prop_assert!(matches!(a.status, 201 | 400 | 403), "{}", a.status);
+        }
+    }
+
+    #[test]
+    fn a_token_pasted_anywhere_is_never_echoed() {
+        let m = Management::new(Arc::new(MemoryStore::new()));
+        let p = Principal::user("alice");
+        let pasted = crate::TokenSecret::generate();
+        let t = pasted.expose_secret();
+        for a in [
+            m.create_blocking(&p, format!(r#"{{"{t}": 1}}"#).as_bytes(), at(0)),
+            m.create_blocking(&p, format!(r#"{{"expire": "{t}"}}"#).as_bytes(), at(0)),
+            m.create_blocking(
+                &p,
+                format!(r#"{{"expire": "1h", "scopes": ["{t}"]}}"#).as_bytes(),
+                at(0),
+            ),
+            m.list_blocking(&p, Some(&format!("{t}=1")), at(0)),
+            m.revoke_blocking(&p, t, at(0)),
+        ] {
+            assert_eq!(a.status, 400, "{}", a.body);
+            assert!(!a.body.contains(&t[4..12]), "echoed: {}", a.body);
         }
     }
 

@@ -213,7 +213,7 @@ fn rotation(query: &str) -> Result<Rotation, String> {
             _ => {
                 return Err(format!(
                     "unknown parameter `{}`: expected grace, expire, auto or max_lifetime",
-                    crate::text::printable(key)
+                    crate::text::redacted(key)
                 ));
             }
         };
