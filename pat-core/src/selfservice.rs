@@ -270,6 +270,10 @@ mod tests {
             assert!(e.contains(needle), "{q}: {e}");
             assert!(!e.contains('\u{1b}'), "{e}");
         }
+        // A token pasted as a parameter is not echoed.
+        let pasted = crate::TokenSecret::generate();
+        let e = rotation(&format!("{}=1d", pasted.expose_secret())).unwrap_err();
+        assert!(e.contains("unknown parameter `pat_…`"), "{e}");
     }
 
     #[test]
