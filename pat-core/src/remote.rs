@@ -299,6 +299,28 @@ type Asked = (TokenDigest, Option<CompactString>);
 /// none (a [`StoreError`] is not `Clone`; each waiter gets its own).
 type Waiter = tokio::sync::oneshot::Sender<Result<Said, String>>;
 
+/// Hands a round trip's answer to the lookups waiting for it, when dropped.
+struct Reply<'a> {
+    shared: &'a Shared,
+    asked: &'a Asked,
+    answer: Result<Said, String>,
+}
+
+impl Drop for Reply<'_> {
+    fn drop(&mut self) {
+        let waiters = self
+            .shared
+            .waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(self.asked)
+            .unwrap_or_default();
+        for waiter in waiters {
+            let _ = waiter.send(self.answer.clone());
+        }
+    }
+}
+
 /// One endpoint answer about a digest, for the user name it was asked with.
 struct Answer {
     user: Option<CompactString>,
@@ -411,6 +433,14 @@ impl Shared {
     /// Asks the endpoint (once the in-flight bound allows), caches the
     /// answer and hands it to every lookup waiting for it.
     async fn ask(&self, asked: Asked) {
+        // Answers the waiters however this ends: a panic or a runtime
+        // shutting down must not leave them (and every later lookup of this
+        // digest) waiting forever.
+        let mut reply = Reply {
+            shared: self,
+            asked: &asked,
+            answer: Err("the remote check stopped before an answer".into()),
+        };
         let (digest, user) = &asked;
         let at = Instant::now();
         let answer = match tokio::time::timeout(self.timeout, self.in_flight.acquire()).await {
@@ -421,7 +451,7 @@ impl Shared {
                 self.endpoint, self.timeout
             ))),
         };
-        let answer = match answer {
+        reply.answer = match answer {
             Ok(said) => {
                 if self.ttl > Duration::ZERO {
                     let answers = self.answers.pin();
@@ -442,15 +472,6 @@ impl Shared {
                 Err(crate::error::chain(&e))
             }
         };
-        let waiters = self
-            .waiting
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&asked)
-            .unwrap_or_default();
-        for waiter in waiters {
-            let _ = waiter.send(answer.clone());
-        }
     }
 
     /// One round trip.
@@ -660,6 +681,34 @@ mod tests {
         fn no_answer_panics(body in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
             let _ = parse_answer(&body);
         }
+    }
+
+    #[test]
+    fn waiters_get_an_answer_even_when_a_round_trip_panics() {
+        let v = RemoteVerifier::connect("http://127.0.0.1:9/x", &TokenSecret::generate()).unwrap();
+        let asked: Asked = (TokenSecret::generate().digest(), None);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        v.shared
+            .waiting
+            .lock()
+            .unwrap()
+            .insert(asked.clone(), vec![tx]);
+        let shared = &v.shared;
+        let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _reply = Reply {
+                shared,
+                asked: &asked,
+                answer: Err("the remote check stopped before an answer".into()),
+            };
+            panic!("a bug in a round trip");
+        }));
+        assert!(crashed.is_err());
+        let answer = rx.blocking_recv().expect("answered, not dropped");
+        assert!(answer.is_err());
+        assert!(
+            v.shared.waiting.lock().unwrap().is_empty(),
+            "nobody left waiting"
+        );
     }
 
     #[test]
