@@ -38,6 +38,26 @@ impl ExpiryPolicy {
         }
     }
 
+    /// The policy the JSON APIs' `expire`, `auto` and `max_lifetime`
+    /// fields (self-service rotation, the management API) ask for: `None`
+    /// when none is given, else one model, with an error naming the fields
+    /// for a wrong combination.
+    pub(crate) fn from_fields(
+        expire: Option<Duration>,
+        auto: Option<Duration>,
+        max_lifetime: Option<Duration>,
+    ) -> Result<Option<ExpiryPolicy>, &'static str> {
+        match (expire, auto, max_lifetime) {
+            (Some(_), Some(_), _) => Err("`expire` and `auto` cannot be combined, give one, not \
+                 both: a hard limit (`expire`, e.g. 24h) or a sliding window refreshed by each \
+                 use (`auto`, e.g. 10m)"),
+            (_, None, Some(_)) => Err("`max_lifetime` caps a sliding window and needs `auto`"),
+            (Some(lifetime), None, None) => Ok(Some(ExpiryPolicy::hard(lifetime))),
+            (None, Some(window), cap) => Ok(Some(ExpiryPolicy::sliding(window, cap))),
+            (None, None, None) => Ok(None),
+        }
+    }
+
     /// The expiry of a token created at `now` under this policy: the
     /// durations must be whole, positive seconds, a sliding cap no shorter
     /// than the window, and the deadline no later than year 9999.

@@ -328,36 +328,15 @@ impl Request {
                 .map(|s| parse_duration(&s).map_err(|e| format!("invalid value for `{key}`: {e}")))
                 .transpose()
         };
-        let expiry = match (
+        let expiry = ExpiryPolicy::from_fields(
             duration("expire")?,
             duration("auto")?,
             duration("max_lifetime")?,
-        ) {
-            (Some(_), Some(_), _) => {
-                return Err(
-                    "`expire` and `auto` cannot be combined: choose a hard limit \
-                            (\"expire\": \"24h\") or a sliding window refreshed by each use \
-                            (\"auto\": \"10m\")"
-                        .into(),
-                );
-            }
-            (None, None, _) => {
-                return Err(
-                    "an expiry is required: `expire` for a hard limit, e.g. \"24h\", \
-                            or `auto` for a sliding window, e.g. \"10m\""
-                        .into(),
-                );
-            }
-            (Some(_), None, Some(_)) => {
-                return Err(
-                    "`max_lifetime` caps a sliding window and needs `auto`; with \
-                            `expire` the expiry is already fixed"
-                        .into(),
-                );
-            }
-            (Some(lifetime), None, None) => ExpiryPolicy::hard(lifetime),
-            (None, Some(window), cap) => ExpiryPolicy::sliding(window, cap),
-        };
+        )?
+        .ok_or(
+            "an expiry is required: `expire` for a hard limit, e.g. \"24h\", or `auto` for a \
+             sliding window, e.g. \"10m\"",
+        )?;
         let scopes = match fields.get("scopes") {
             None | Some(Value::Null) => Scopes::unrestricted(),
             Some(Value::Array(list)) => list

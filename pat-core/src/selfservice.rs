@@ -224,14 +224,8 @@ fn rotation(query: &str) -> Result<Rotation, String> {
         *slot = Some(d);
     }
     let mut rotation = Rotation::new().grace(grace.unwrap_or_default());
-    match (expire, auto, cap) {
-        (Some(_), Some(_), _) => return Err("give `expire` or `auto`, not both".into()),
-        (Some(_), None, Some(_)) | (None, None, Some(_)) => {
-            return Err("`max_lifetime` caps a sliding window and needs `auto`".into());
-        }
-        (Some(lifetime), None, None) => rotation = rotation.expiry(ExpiryPolicy::hard(lifetime)),
-        (None, Some(window), cap) => rotation = rotation.expiry(ExpiryPolicy::sliding(window, cap)),
-        (None, None, None) => {}
+    if let Some(policy) = ExpiryPolicy::from_fields(expire, auto, cap)? {
+        rotation = rotation.expiry(policy);
     }
     Ok(rotation)
 }
