@@ -64,16 +64,25 @@ impl<'a> Lookup<'a> {
 /// unknown token) and a `warn` event naming the token, since an old secret
 /// presented after a rotation may have been stolen.
 pub fn retired_secret(id: TokenId, retires_at: Timestamp, now: Timestamp) -> Result<(), AuthError> {
-    if now < retires_at {
+    if in_grace(retires_at, now) {
         return Ok(());
     }
+    warn_replay(id);
+    Err(AuthError::Unknown)
+}
+
+/// Whether a secret retired until `retires_at` still works at `now`.
+pub(crate) fn in_grace(retires_at: Timestamp, now: Timestamp) -> bool {
+    now < retires_at
+}
+
+/// The warning [`retired_secret`] logs for a replayed old secret.
+pub(crate) fn warn_replay(id: TokenId) {
     tracing::warn!(
         token_id = %id,
-        retired_at = %retires_at,
         "a rotated token's old secret was presented after it was retired; refused \
          (it may have been stolen)"
     );
-    Err(AuthError::Unknown)
 }
 
 /// The result of a lookup that had to wait (a network round trip).

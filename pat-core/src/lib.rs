@@ -83,6 +83,9 @@ pub mod conformance;
 mod credentials;
 mod error;
 mod expiry;
+#[cfg(any(unix, feature = "postgres"))]
+#[doc(hidden)]
+pub mod failpoints;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;

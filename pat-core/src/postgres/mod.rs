@@ -19,6 +19,7 @@ use crate::backend::{Lookup, Verification, Verifier};
 use crate::cache::Cache;
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
 use crate::expiry::Expiry;
+use crate::failpoints::Point;
 use crate::policy::Policy;
 use crate::record::{CreatedToken, Identity, NewToken, Rotation, TokenInfo};
 use crate::scope::{Scope, Scopes};
@@ -42,10 +43,14 @@ const DEFAULT_PRUNE_MARGIN: Duration = Duration::from_secs(5);
 pub(crate) enum PgError {
     Db(tokio_postgres::Error),
     Timeout,
-    Newer { found: i64 },
+    Newer {
+        found: i64,
+    },
     Foreign(String),
     Data(String),
     Stopped,
+    /// A test's failpoint.
+    Injected(crate::failpoints::Injected),
 }
 
 impl fmt::Display for PgError {
@@ -59,6 +64,7 @@ impl fmt::Display for PgError {
             PgError::Foreign(why) => write!(f, "not a pat schema: {why}"),
             PgError::Data(why) => write!(f, "damaged row: {why}"),
             PgError::Stopped => f.write_str("the store is closing"),
+            PgError::Injected(e) => write!(f, "{e}"),
         }
     }
 }
@@ -179,8 +185,11 @@ impl PgStoreBuilder {
         self
     }
 
-    /// Whether to listen for other replicas' changes (default yes). Off for
-    /// tools that do not cache (the CLI).
+    /// Whether to listen for other replicas' changes (default yes). Off
+    /// where LISTEN cannot work (PgBouncer in transaction mode) or is not
+    /// worth a connection (the CLI): other replicas' changes are then seen
+    /// when a cached record outlives the [staleness](PgStoreBuilder::staleness)
+    /// bound, which holds either way.
     pub fn listen(mut self, listen: bool) -> PgStoreBuilder {
         self.listen = listen;
         self
@@ -211,11 +220,13 @@ impl PgStoreBuilder {
             pool: (0..self.pool).map(|_| AsyncMutex::new(None)).collect(),
             next: AtomicUsize::new(0),
             writer: AsyncMutex::new(None),
-            cache: Cache::new(self.cache_capacity, self.listen.then_some(self.fresh_for)),
+            // The staleness bound holds with or without LISTEN: without it
+            // (PgBouncer, tools) it is the only way other replicas' writes
+            // are seen.
+            cache: Cache::new(self.cache_capacity, Some(self.fresh_for)),
             timeout: self.timeout,
             prune_margin: self.prune_margin,
             audit_retention: self.audit_retention,
-            events: std::sync::Mutex::new(Vec::new()),
             listening: AtomicBool::new(false),
         });
         let open_error = |e: PgError| match e {
@@ -314,9 +325,6 @@ struct Shared {
     prune_margin: Duration,
     listening: AtomicBool,
     audit_retention: Duration,
-    /// Audit entries the request path noted (a replayed rotated secret),
-    /// written with the next flush.
-    events: std::sync::Mutex<Vec<AuditEntry>>,
 }
 
 impl fmt::Debug for PgStore {
@@ -370,6 +378,20 @@ impl PgStore {
     /// without a query. At most the cache capacity.
     pub fn cached_unknown(&self) -> usize {
         self.shared.cache.unknown_len()
+    }
+
+    /// The store's failpoints, for the race tests (feature `failpoints`).
+    #[cfg(feature = "failpoints")]
+    #[doc(hidden)]
+    pub fn failpoints(&self) -> &crate::failpoints::Failpoints {
+        self.shared.cache.hooks.get()
+    }
+
+    /// The sizes of the cache's maps and lists (feature `failpoints`).
+    #[cfg(feature = "failpoints")]
+    #[doc(hidden)]
+    pub fn cache_stats(&self) -> crate::failpoints::CacheStats {
+        self.shared.cache.stats()
     }
 
     fn handle(&self) -> &tokio::runtime::Handle {
@@ -434,6 +456,8 @@ enum Found {
         id: TokenId,
         retires_at: Timestamp,
         current: Option<TokenDigest>,
+        /// The token's user, for the audit log (empty once it is gone).
+        user: String,
     },
     /// Nothing: never issued, revoked or pruned.
     Nothing,
@@ -532,7 +556,7 @@ impl Shared {
         let client = self.client().await?;
         let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("t.{c}")).collect();
         let sql = format!(
-            "SELECT {}, r.id, r.retires_at, c.digest
+            "SELECT {}, r.id, r.retires_at, c.digest, c.username
              FROM (SELECT $1::bytea AS d) AS q
              LEFT JOIN pat_tokens t ON t.digest = q.d
              LEFT JOIN pat_retired r ON t.digest IS NULL AND r.digest = q.d
@@ -555,6 +579,7 @@ impl Shared {
             id: TokenId::from_u64(id as u64),
             retires_at: timestamp(row.get(DIGEST + 1), "retires_at")?,
             current,
+            user: row.get::<_, Option<String>>(DIGEST + 3).unwrap_or_default(),
         })
     }
 
@@ -591,23 +616,13 @@ impl Shared {
                     id,
                     retires_at,
                     current,
+                    user,
                 } => {
                     if followed {
                         return Err(AuthError::Unknown);
                     }
-                    if let Err(e) = crate::backend::retired_secret(id, retires_at, now) {
-                        self.events
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .push(AuditEntry::new(
-                                now,
-                                AuditAction::ReplayedSecret,
-                                Some(id),
-                                "",
-                                "-",
-                                "refused",
-                            ));
-                        return Err(e);
+                    if !crate::backend::in_grace(retires_at, now) {
+                        return Err(self.cache.replayed(digest, id, &user, now));
                     }
                     digest = current.ok_or(AuthError::Unknown)?;
                     followed = true;
@@ -625,83 +640,73 @@ impl Shared {
         }
     }
 
-    /// Writes the buffered uses in one statement.
+    /// Writes the buffered uses and the audit entries the request path
+    /// noted, in one transaction.
     async fn flush(&self) -> Result<usize, StoreError> {
-        self.flush_events().await?;
+        let events = self.cache.take_audit();
         let batch = self.cache.take_uses();
-        if batch.uses.is_empty() {
+        if batch.is_empty() && events.is_empty() {
             self.cache.flushed(batch);
             return Ok(0);
         }
-        let mut digests: Vec<&[u8]> = Vec::with_capacity(batch.uses.len());
-        let mut last: Vec<i64> = Vec::with_capacity(batch.uses.len());
-        let mut expires: Vec<i64> = Vec::with_capacity(batch.uses.len());
-        for (d, t) in &batch.uses {
-            digests.push(d.as_bytes());
-            last.push(secs(t.last_used_at));
-            expires.push(secs(t.expires_at));
-        }
+        let uses = batch.sorted();
+        let digests: Vec<&[u8]> = uses.iter().map(|(d, _)| d.as_bytes().as_slice()).collect();
+        let last: Vec<i64> = uses.iter().map(|(_, t)| secs(t.last_used_at)).collect();
+        let expires: Vec<i64> = uses.iter().map(|(_, t)| secs(t.expires_at)).collect();
         let written = async {
-            let client = self.client().await?;
-            self.timed(client.execute(
-                "UPDATE pat_tokens AS t SET
-                     last_used_at = GREATEST(COALESCE(t.last_used_at, u.last), u.last),
-                     expires_at = CASE WHEN t.sliding THEN GREATEST(t.expires_at, u.expires)
-                                       ELSE t.expires_at END
-                 FROM unnest($1::bytea[], $2::bigint[], $3::bigint[]) AS u(digest, last, expires)
-                 WHERE t.digest = u.digest",
-                &[&digests, &last, &expires],
-            ))
-            .await
-        }
-        .await;
-        match written {
-            Ok(n) => {
-                self.cache.flushed(batch);
-                Ok(n as usize)
-            }
-            Err(e) => {
-                self.cache.unflushed(batch);
-                Err(e.into())
-            }
-        }
-    }
-
-    /// Writes the audit entries the request path noted; kept for the next
-    /// flush if that fails.
-    async fn flush_events(&self) -> Result<(), StoreError> {
-        let events = std::mem::take(
-            &mut *self
-                .events
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        if events.is_empty() {
-            return Ok(());
-        }
-        let written = async {
+            self.cache
+                .hooks
+                .at(Point::FlushWrite)
+                .map_err(PgError::Injected)?;
             let mut writer = self.writer().await?;
             let Some(client) = writer.as_mut() else {
                 return Err(PgError::Stopped);
             };
             let run = async {
-                let txn = client.transaction().await?;
+                let txn = begin(client).await?;
                 for e in &events {
                     audit_in(&txn, e).await?;
                 }
-                txn.commit().await
+                // Rows locked in digest order (the batch is sorted), so two
+                // replicas flushing the same tokens wait for each other
+                // rather than deadlock; an UPDATE alone locks in whatever
+                // order its plan visits the rows.
+                txn.execute(
+                    "SELECT 1 FROM pat_tokens WHERE digest = ANY($1) ORDER BY digest FOR UPDATE",
+                    &[&digests],
+                )
+                .await?;
+                let n = txn
+                    .execute(
+                        "UPDATE pat_tokens AS t SET
+                             last_used_at = GREATEST(COALESCE(t.last_used_at, u.last), u.last),
+                             expires_at = CASE WHEN t.sliding
+                                               THEN GREATEST(t.expires_at, u.expires)
+                                               ELSE t.expires_at END
+                         FROM unnest($1::bytea[], $2::bigint[], $3::bigint[])
+                             AS u(digest, last, expires)
+                         WHERE t.digest = u.digest",
+                        &[&digests, &last, &expires],
+                    )
+                    .await?;
+                txn.commit().await?;
+                Ok(n)
             };
             self.timed(run).await
         }
         .await;
-        if let Err(e) = written {
-            self.events
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .extend(events);
-            return Err(e.into());
+        match written {
+            Ok(n) => {
+                let _ = self.cache.hooks.at(Point::FlushCommitted);
+                self.cache.flushed(batch);
+                Ok(n as usize)
+            }
+            Err(e) => {
+                self.cache.unflushed(batch);
+                self.cache.unwritten_audit(events);
+                Err(e.into())
+            }
         }
-        Ok(())
     }
 
     /// Rows as records, with this replica's buffered uses merged in.
@@ -715,6 +720,20 @@ impl Shared {
             })
             .collect()
     }
+}
+
+/// A transaction at READ COMMITTED, whatever the server's or the role's
+/// `default_transaction_isolation` says: each statement sees what committed
+/// before it, so a count taken after a lock sees every write the lock waited
+/// for (at REPEATABLE READ the first statement's snapshot would hide them).
+async fn begin(
+    client: &mut Client,
+) -> Result<tokio_postgres::Transaction<'_>, tokio_postgres::Error> {
+    client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+        .start()
+        .await
 }
 
 /// Appends `entry` to the audit log inside `txn`.
@@ -1103,7 +1122,7 @@ impl Audited for PgStore {
             let Some(client) = writer.as_mut() else {
                 return Err(PgError::Stopped.into());
             };
-            let txn = client.transaction().await.map_err(PgError::Db)?;
+            let txn = begin(client).await.map_err(PgError::Db)?;
             let policy = Shared::policy_in(&txn).await.map_err(PgError::Db)?;
             txn.commit().await.map_err(PgError::Db)?;
             Ok(policy)
@@ -1206,13 +1225,15 @@ impl Shared {
             return Err(PgError::Stopped.into());
         };
         let run = async {
-            let txn = client.transaction().await.map_err(PgError::Db)?;
+            let txn = begin(client).await.map_err(PgError::Db)?;
+            // The user's lock before anything is read, so that the policy
+            // and the count below are what committed before it.
+            txn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&info.user])
+                .await
+                .map_err(PgError::Db)?;
             let policy = Shared::policy_in(&txn).await.map_err(PgError::Db)?;
             policy.check_lifetime(info)?;
             if policy.max_tokens_per_user.is_some() {
-                txn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&info.user])
-                    .await
-                    .map_err(PgError::Db)?;
                 let live: i64 = txn
                     .query_one(
                         "SELECT count(*) FROM pat_tokens WHERE username = $1 AND expires_at > $2",
@@ -1282,7 +1303,7 @@ impl Shared {
             return Err(PgError::Stopped.into());
         };
         let run = async {
-            let txn = client.transaction().await?;
+            let txn = begin(client).await?;
             for (key, value) in policy.to_pairs() {
                 match value {
                     Some(v) => {
@@ -1327,7 +1348,7 @@ impl Shared {
             return Err(PgError::Stopped.into());
         };
         let run = async {
-            let txn = client.transaction().await.map_err(PgError::Db)?;
+            let txn = begin(client).await.map_err(PgError::Db)?;
             let sql = format!("SELECT {COLUMNS}, digest FROM pat_tokens WHERE id = $1 FOR UPDATE");
             let row = txn
                 .query_opt(&sql, &[&(id.as_u64() as i64)])
@@ -1404,7 +1425,7 @@ impl Shared {
             return Err(PgError::Stopped);
         };
         let run = async {
-            let txn = client.transaction().await?;
+            let txn = begin(client).await?;
             let rows = txn.query(sql, params).await?;
             let digests: Vec<TokenDigest> = rows
                 .iter()

@@ -21,6 +21,7 @@ use crate::backend::{DEFAULT_CACHE_CAPACITY, DEFAULT_FLUSH_INTERVAL};
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::cache::Cache;
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
+use crate::failpoints::Point;
 use crate::policy::Policy;
 use crate::record::{CreatedToken, Identity, NewToken, Rotation, TokenInfo};
 use crate::socket::{AdminServer, StartError, admin_socket_path};
@@ -236,9 +237,6 @@ pub(crate) struct Inner {
     file_reads: std::sync::atomic::AtomicU64,
     /// How long `prune` keeps audit entries.
     audit_retention: Duration,
-    /// Audit entries the request path noted (a replayed rotated secret),
-    /// written with the next flush: the request path never writes.
-    events: std::sync::Mutex<Vec<AuditEntry>>,
 }
 
 struct Flusher {
@@ -374,24 +372,11 @@ impl Store {
             self.inner.cache.unknown(*digest);
             return Err(AuthError::Unknown);
         };
-        if let Err(e) = crate::backend::retired_secret(id, retires_at, now) {
+        if !crate::backend::in_grace(retires_at, now) {
             let user = current
                 .and_then(|d| self.inner.read_record(&d).ok().flatten())
                 .map_or(String::new(), |i| i.user);
-            let entry = AuditEntry::new(
-                now,
-                AuditAction::ReplayedSecret,
-                Some(id),
-                user,
-                "-",
-                "refused",
-            );
-            self.inner
-                .events
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(entry);
-            return Err(e);
+            return Err(self.inner.cache.replayed(*digest, id, &user, now));
         }
         match current {
             // Still in its grace period; `current` is not retired, so this
@@ -435,6 +420,20 @@ impl Store {
     /// read. At most the cache capacity; none with the cache off.
     pub fn cached_unknown(&self) -> usize {
         self.inner.cache.unknown_len()
+    }
+
+    /// The store's failpoints, for the race tests (feature `failpoints`).
+    #[cfg(any(test, feature = "failpoints"))]
+    #[doc(hidden)]
+    pub fn failpoints(&self) -> &crate::failpoints::Failpoints {
+        self.inner.cache.hooks.get()
+    }
+
+    /// The sizes of the cache's maps and lists (feature `failpoints`).
+    #[cfg(any(test, feature = "failpoints"))]
+    #[doc(hidden)]
+    pub fn cache_stats(&self) -> crate::failpoints::CacheStats {
+        self.inner.cache.stats()
     }
 
     /// How many lookups read the file (cache misses, unknown tokens
@@ -523,7 +522,6 @@ impl Inner {
             cache: Cache::new(cache_capacity, None),
             file_reads: std::sync::atomic::AtomicU64::new(0),
             audit_retention: crate::audit::DEFAULT_AUDIT_RETENTION,
-            events: std::sync::Mutex::new(Vec::new()),
         };
         match store.init_format() {
             Ok(()) => Ok(store),
@@ -581,52 +579,53 @@ impl Inner {
         }
     }
 
-    /// Writes the buffered uses; see [`Store::flush`].
+    /// Writes the buffered uses and the audit entries the request path
+    /// noted; see [`Store::flush`].
     fn flush(&self) -> Result<usize, StoreError> {
-        let events = std::mem::take(
-            &mut *self
-                .events
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let events = self.cache.take_audit();
         let batch = self.cache.take_uses();
-        if batch.uses.is_empty() && events.is_empty() {
+        if batch.is_empty() && events.is_empty() {
             self.cache.flushed(batch);
             return Ok(0);
         }
-        let written = self.write(|txn| {
-            for e in &events {
-                audit_in(txn, e)?;
-            }
-            let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
-            let mut written = 0;
-            for (digest, touch) in &batch.uses {
-                let current = tokens
-                    .get(digest.as_bytes())
-                    .map_err(storage)?
-                    .map(|v| codec::decode(v.value()));
-                // A token revoked since its use stays revoked.
-                let Some(info) = current else { continue };
-                let mut info = info.map_err(corrupt)?;
-                touch.apply(&mut info);
-                tokens
-                    .insert(digest.as_bytes(), codec::encode(&info).as_slice())
-                    .map_err(storage)?;
-                written += 1;
-            }
-            Ok(written)
-        });
+        let written = self
+            .cache
+            .hooks
+            .at(Point::FlushWrite)
+            .map_err(|e| StoreError::Storage(BackendError::new(e)))
+            .and_then(|()| {
+                self.write(|txn| {
+                    for e in &events {
+                        audit_in(txn, e)?;
+                    }
+                    let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
+                    let mut written = 0;
+                    for (digest, touch) in batch.sorted() {
+                        let current = tokens
+                            .get(digest.as_bytes())
+                            .map_err(storage)?
+                            .map(|v| codec::decode(v.value()));
+                        // A token revoked since its use stays revoked.
+                        let Some(info) = current else { continue };
+                        let mut info = info.map_err(corrupt)?;
+                        touch.apply(&mut info);
+                        tokens
+                            .insert(digest.as_bytes(), codec::encode(&info).as_slice())
+                            .map_err(storage)?;
+                        written += 1;
+                    }
+                    Ok(written)
+                })
+            });
         match written {
             Ok(n) => {
+                let _ = self.cache.hooks.at(Point::FlushCommitted);
                 self.cache.flushed(batch);
                 Ok(n)
             }
             Err(e) => {
                 self.cache.unflushed(batch);
-                self.events
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .extend(events);
+                self.cache.unwritten_audit(events);
                 Err(e)
             }
         }
@@ -1136,6 +1135,8 @@ impl Audited for Inner {
     }
 }
 
+#[cfg(test)]
+mod races;
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,192 @@
+//! A cached record with its buffered use in atomics, and the buffered use
+//! itself.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::error::AuthError;
+use crate::expiry::Expiry;
+use crate::record::{Identity, TokenInfo};
+use crate::time::Timestamp;
+use crate::token::TokenDigest;
+
+/// A buffered use: what the record will hold once it is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Touch {
+    pub(crate) last_used_at: Timestamp,
+    pub(crate) expires_at: Timestamp,
+}
+
+impl Touch {
+    /// This buffered use merged over what the file says: the newer of each
+    /// value wins.
+    pub(super) fn merge(
+        self,
+        last_used_at: Option<Timestamp>,
+        expiry: Expiry,
+    ) -> (Timestamp, Expiry) {
+        (
+            last_used_at.map_or(self.last_used_at, |t| t.max(self.last_used_at)),
+            expiry.extended_to(self.expires_at),
+        )
+    }
+
+    /// Merges the buffered use into a record read from the file.
+    pub(crate) fn apply(self, info: &mut TokenInfo) {
+        let (last_used_at, expiry) = self.merge(info.last_used_at, info.expiry);
+        info.last_used_at = Some(last_used_at);
+        info.expiry = expiry;
+    }
+
+    /// The later of two buffered uses of one token.
+    pub(super) fn max(self, other: Touch) -> Touch {
+        Touch {
+            last_used_at: self.last_used_at.max(other.last_used_at),
+            expires_at: self.expires_at.max(other.expires_at),
+        }
+    }
+
+    /// The later of `self` and `other`, if any.
+    pub(super) fn max_opt(self, other: Option<Touch>) -> Touch {
+        other.map_or(self, |o| self.max(o))
+    }
+}
+
+/// A hasher for keys that are SHA-256 digests: their first eight bytes are
+/// already uniformly distributed. Safe against collision floods because only
+/// the store's own tokens are ever inserted (their secrets are random), and
+/// a lookup of a chosen digest only probes.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct DigestHasher;
+
+impl BuildHasher for DigestHasher {
+    type Hasher = DigestHash;
+    fn build_hasher(&self) -> DigestHash {
+        DigestHash(0)
+    }
+}
+
+pub(crate) struct DigestHash(u64);
+
+impl Hasher for DigestHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // A digest hashes as its 32 bytes (a length prefix is not written for
+        // arrays); anything else still gets a deterministic, if poor, hash.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
+        }
+    }
+}
+
+/// A cached record and its buffered use.
+pub(crate) struct Entry {
+    pub(super) digest: TokenDigest,
+    /// The record as the file held it when it was read.
+    info: TokenInfo,
+    /// Last use, in seconds since the epoch plus one; 0 for never.
+    last_used: AtomicU64,
+    /// The deadline, moved forward by uses of a sliding token.
+    expires_at: AtomicU64,
+    /// Whether a use has not been written yet; set with the entry's push
+    /// onto the dirty list.
+    pub(super) dirty: AtomicBool,
+    /// The CLOCK bit: used since the hand last passed.
+    pub(super) referenced: AtomicBool,
+    /// Set when the entry leaves the map (evicted, stale, deleted or
+    /// changed elsewhere): a use racing the removal then moves its own use
+    /// to the orphans (see `Cache::record_use`), and the CLOCK queue drops
+    /// the entry's slot.
+    pub(super) removed: AtomicBool,
+    /// When the read of the record began, for the staleness bound.
+    pub(super) read_at: Instant,
+}
+
+impl Entry {
+    pub(super) fn new(
+        digest: TokenDigest,
+        info: TokenInfo,
+        pending: Option<Touch>,
+        read_at: Instant,
+    ) -> Entry {
+        let mut last_used = info.last_used_at;
+        let mut expiry = info.expiry;
+        if let Some(t) = pending {
+            let (l, e) = t.merge(last_used, expiry);
+            (last_used, expiry) = (Some(l), e);
+        }
+        Entry {
+            digest,
+            last_used: AtomicU64::new(last_used.map_or(0, |t| t.as_unix_secs() + 1)),
+            expires_at: AtomicU64::new(expiry.expires_at().as_unix_secs()),
+            info,
+            dirty: AtomicBool::new(false),
+            // A new record gets the chance a used one would: it is about to
+            // be used.
+            referenced: AtomicBool::new(true),
+            removed: AtomicBool::new(false),
+            read_at,
+        }
+    }
+
+    /// The buffered use as it stands, or `None` if never used.
+    pub(super) fn touch(&self) -> Option<Touch> {
+        let last = self.last_used.load(Ordering::Acquire);
+        let expires = self.expires_at.load(Ordering::Acquire);
+        (last > 0).then(|| Touch {
+            last_used_at: Timestamp::from_unix_secs(last - 1).unwrap_or(Timestamp::MAX),
+            expires_at: Timestamp::from_unix_secs(expires).unwrap_or(Timestamp::MAX),
+        })
+    }
+
+    /// Takes in a use that reached memory by another way (the orphans, a
+    /// flush under way): the later values win.
+    pub(super) fn absorb(&self, touch: Touch) {
+        self.last_used
+            .fetch_max(touch.last_used_at.as_unix_secs() + 1, Ordering::AcqRel);
+        let deadline = self.info.expiry.extended_to(touch.expires_at).expires_at();
+        self.expires_at
+            .fetch_max(deadline.as_unix_secs(), Ordering::AcqRel);
+    }
+
+    /// A use at `now`, as [`TokenInfo::check_use`] rules, recorded in the
+    /// atomics. Returns whether the values changed and whether the entry
+    /// just became dirty (to be put on the dirty list).
+    pub(super) fn use_at(
+        self: &Arc<Self>,
+        user: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(Identity, bool, bool), AuthError> {
+        let stored = self.expires_at.load(Ordering::Acquire);
+        let current = self
+            .info
+            .expiry
+            .extended_to(Timestamp::from_unix_secs(stored).unwrap_or(Timestamp::MAX));
+        let next = self.info.check_use_with(current, user, now)?;
+        let mut changed = false;
+        if next.as_unix_secs() > stored {
+            self.expires_at
+                .fetch_max(next.as_unix_secs(), Ordering::AcqRel);
+            changed = true;
+        }
+        let used = now.as_unix_secs() + 1;
+        if self.last_used.load(Ordering::Acquire) < used {
+            self.last_used.fetch_max(used, Ordering::AcqRel);
+            changed = true;
+        }
+        if !self.referenced.load(Ordering::Relaxed) {
+            self.referenced.store(true, Ordering::Relaxed);
+        }
+        // Swapped (not loaded) so that the flusher or an eviction, which swap
+        // it back, either see these values or get the entry pushed again.
+        let newly_dirty = changed && !self.dirty.swap(true, Ordering::SeqCst);
+        Ok((Identity::new(&self.info, next), changed, newly_dirty))
+    }
+}
