@@ -18,6 +18,8 @@ pub use self::armed::{CacheStats, Failpoints};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Point {
+    /// A lookup's read of the record returned; nothing is decided yet.
+    LookupRead,
     /// A lookup read a record and its miss passed the "no write since"
     /// check; the record is about to be cached.
     CacheInsert,
@@ -186,12 +188,25 @@ mod armed {
                     state.armed.remove(&point);
                     *state.held.entry(point).or_default() += 1;
                     self.changed.notify_all();
-                    while state.held.get(&point).is_some_and(|&n| n > 0) {
-                        state = self
-                            .changed
-                            .wait(state)
-                            .unwrap_or_else(PoisonError::into_inner);
+                    let wait = || {
+                        while state.held.get(&point).is_some_and(|&n| n > 0) {
+                            state = self
+                                .changed
+                                .wait(state)
+                                .unwrap_or_else(PoisonError::into_inner);
+                        }
+                    };
+                    // On a runtime's worker (PostgreSQL's), the worker's other
+                    // tasks move to another thread while this one waits, as
+                    // they would while it awaited: the listener must go on.
+                    #[cfg(feature = "postgres")]
+                    if tokio::runtime::Handle::try_current().is_ok_and(|h| {
+                        h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+                    }) {
+                        tokio::task::block_in_place(wait);
+                        return Ok(());
                     }
+                    wait();
                     Ok(())
                 }
             }

@@ -600,11 +600,12 @@ impl Shared {
                 Ok(result) => return result,
                 Err(miss) => miss,
             };
-            let info = match self
+            let found = self
                 .read(&digest)
                 .await
-                .map_err(|e| AuthError::Store(e.into()))?
-            {
+                .map_err(|e| AuthError::Store(e.into()))?;
+            let _ = self.cache.hooks.at(Point::LookupRead);
+            let info = match found {
                 Found::Token(info) => info,
                 Found::Nothing => {
                     self.cache.unknown(digest);

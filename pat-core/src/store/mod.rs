@@ -344,7 +344,9 @@ impl Store {
                 Ok(result) => return result,
                 Err(miss) => miss,
             };
-            let Some(info) = self.inner.read_record(digest)? else {
+            let read = self.inner.read_record(digest)?;
+            let _ = self.inner.cache.hooks.at(Point::LookupRead);
+            let Some(info) = read else {
                 return self.retired_lookup(digest, user, now);
             };
             // The last attempt always answers.
