@@ -11,8 +11,11 @@
 //!
 //! # Staleness
 //! Answers are cached, active and inactive alike, for the TTL
-//! ([`RemoteVerifierBuilder::ttl`], default 2 s), in a bounded map
-//! ([`RemoteVerifierBuilder::capacity`], cleared when full). So:
+//! ([`RemoteVerifierBuilder::ttl`], default 2 s), in two bounded maps
+//! ([`RemoteVerifierBuilder::capacity`] each, cleared when full): one of
+//! identities, one of refusals, so that a flood of made-up tokens (anyone
+//! can compute a checksum) only ever clears the refusals, never the
+//! identities of tokens in use. So:
 //! - a token revoked at the endpoint may still be accepted here for up to
 //!   the TTL;
 //! - a sliding token's use is reported to the endpoint at most once per TTL
@@ -143,9 +146,10 @@ impl RemoteVerifierBuilder {
         self
     }
 
-    /// How many answers are kept (default [`DEFAULT_CAPACITY`]); the cache
-    /// is emptied when it is full, so memory stays bounded whatever digests
-    /// clients present.
+    /// How many active answers, and separately how many refusals, are kept
+    /// (default [`DEFAULT_CAPACITY`] each); each map is emptied when it is
+    /// full, so memory stays bounded whatever digests clients present, and
+    /// unknown tokens never push out the identities of tokens in use.
     pub fn capacity(mut self, capacity: usize) -> RemoteVerifierBuilder {
         self.capacity = capacity;
         self
@@ -211,7 +215,8 @@ impl RemoteVerifierBuilder {
                 timeout: self.timeout,
                 ttl: self.ttl,
                 capacity: self.capacity.max(1),
-                answers: papaya::HashMap::with_hasher(std::hash::RandomState::new()),
+                active: papaya::HashMap::with_hasher(std::hash::RandomState::new()),
+                refused: papaya::HashMap::with_hasher(std::hash::RandomState::new()),
                 waiting: std::sync::Mutex::new(HashMap::new()),
                 in_flight: tokio::sync::Semaphore::new(self.max_in_flight.max(1)),
             }),
@@ -284,7 +289,10 @@ struct Shared {
     timeout: Duration,
     ttl: Duration,
     capacity: usize,
-    answers: papaya::HashMap<TokenDigest, Answer, std::hash::RandomState>,
+    /// Active answers: tokens in use.
+    active: papaya::HashMap<TokenDigest, Answer, std::hash::RandomState>,
+    /// Refusals, apart from `active`: their digests are the client's choice.
+    refused: papaya::HashMap<TokenDigest, Answer, std::hash::RandomState>,
     /// Lookups waiting for a round trip already on its way, by what it asks.
     /// Taken on a miss only (a round trip follows), never on a hit.
     waiting: std::sync::Mutex<HashMap<Asked, Vec<Waiter>>>,
@@ -361,9 +369,14 @@ impl RemoteVerifier {
         RemoteVerifierBuilder::default().connect(url, token)
     }
 
-    /// How many answers are cached.
+    /// How many answers are cached, active and refused.
     pub fn cached(&self) -> usize {
-        self.shared.answers.len()
+        self.shared.active.len() + self.shared.refused.len()
+    }
+
+    /// How many active answers (identities) are cached.
+    pub fn cached_active(&self) -> usize {
+        self.shared.active.len()
     }
 }
 
@@ -411,8 +424,10 @@ impl Shared {
     /// The cached answer for this lookup, if one is fresh and still says
     /// something about it.
     fn cached(&self, lookup: &Lookup<'_>) -> Option<Result<Identity, AuthError>> {
-        let answers = self.answers.pin();
-        let answer = answers.get(lookup.digest())?;
+        let (active, refused) = (self.active.pin(), self.refused.pin());
+        let answer = active
+            .get(lookup.digest())
+            .or_else(|| refused.get(lookup.digest()))?;
         if answer.at.elapsed() >= self.ttl {
             return None;
         }
@@ -454,16 +469,21 @@ impl Shared {
         reply.answer = match answer {
             Ok(said) => {
                 if self.ttl > Duration::ZERO {
-                    let answers = self.answers.pin();
-                    if answers.len() >= self.capacity {
-                        answers.clear();
+                    let (into, other) = match said {
+                        Said::Active(_) => (self.active.pin(), self.refused.pin()),
+                        _ => (self.refused.pin(), self.active.pin()),
+                    };
+                    // The newest answer is the only one kept.
+                    other.remove(digest);
+                    if into.len() >= self.capacity {
+                        into.clear();
                     }
                     let cached = Answer {
                         user: user.clone(),
                         said: said.clone(),
                         at,
                     };
-                    answers.insert(*digest, cached);
+                    into.insert(*digest, cached);
                 }
                 Ok(said)
             }

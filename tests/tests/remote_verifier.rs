@@ -335,3 +335,56 @@ fn the_endpoint_sees_one_request_per_token_and_a_bounded_number_at_once() {
     assert_eq!(SEEN.load(Ordering::SeqCst), 8);
     assert_eq!(MOST.load(Ordering::SeqCst), 2, "the in-flight bound");
 }
+
+/// Refusals and identities are kept apart: a flood of made-up tokens (anyone
+/// can compute a checksum) fills and clears the refusals, and the token in
+/// use stays cached. (Issue 20: one map held both, so random well-formed
+/// digests flushed legitimate answers and every one cost a round trip.)
+#[test]
+fn made_up_tokens_never_push_out_a_cached_identity() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use pat_core::{Admin as _, ExpiryPolicy, MemoryStore, NewToken, Timestamp};
+
+    let store = Arc::new(MemoryStore::new());
+    let hour = ExpiryPolicy::hard(Duration::from_secs(3600));
+    let now = Timestamp::now();
+    let own = store
+        .create(&NewToken::new("gateway", hour), now)
+        .unwrap()
+        .secret;
+    let alice = store
+        .create(&NewToken::new("alice", hour), now)
+        .unwrap()
+        .secret;
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+    let counted = axum::middleware::from_fn(
+        |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            SEEN.fetch_add(1, Ordering::SeqCst);
+            next.run(req).await
+        },
+    );
+    let endpoint = serve(endpoint_over(&store).layer(counted));
+    let verifier = RemoteVerifier::builder()
+        .capacity(4)
+        .ttl(Duration::from_secs(600))
+        .connect(&format!("{endpoint}/introspect"), &own)
+        .unwrap();
+    let check = |t: &TokenSecret| {
+        pat_core::conformance::block_on(verifier.verify(Lookup::new(t.digest(), None, now)))
+    };
+    check(&alice).expect("alice's token");
+    assert_eq!(SEEN.load(Ordering::SeqCst), 1);
+    for _ in 0..20 {
+        assert!(check(&TokenSecret::generate()).is_err());
+    }
+    assert_eq!(SEEN.load(Ordering::SeqCst), 21);
+    assert!(verifier.cached() <= 1 + 4, "bounded: {}", verifier.cached());
+    check(&alice).expect("alice's token, from the cache");
+    assert_eq!(
+        SEEN.load(Ordering::SeqCst),
+        21,
+        "the flood pushed alice's answer out"
+    );
+    assert_eq!(verifier.cached_active(), 1);
+}
