@@ -31,6 +31,21 @@ pub enum Point {
     /// A write that deleted tokens committed; the cache has not forgotten
     /// them yet.
     DeleteCommitted,
+    /// A prune chose the tokens it found expired and has not looked at
+    /// them again.
+    PruneChose,
+}
+
+impl Point {
+    /// Every point.
+    pub const ALL: [Point; 6] = [
+        Point::LookupRead,
+        Point::CacheInsert,
+        Point::FlushWrite,
+        Point::FlushCommitted,
+        Point::DeleteCommitted,
+        Point::PruneChose,
+    ];
 }
 
 /// The error a failing point injects.
@@ -80,6 +95,9 @@ mod armed {
         Pause,
         /// Every thread that arrives gets an error.
         Fail,
+        /// Every thread that arrives sleeps up to this long (at random),
+        /// widening the window for whatever runs beside it.
+        Jitter(Duration),
     }
 
     #[derive(Debug, Default)]
@@ -120,6 +138,36 @@ mod armed {
         pub audit: usize,
     }
 
+    impl CacheStats {
+        /// Whether every map and list is within what the cache promises
+        /// (rule 3 of its protocol); `Err` names the first that is not.
+        /// The orphans are bounded by the tokens used since the last
+        /// successful flush, which the cache cannot know: `orphans` is the
+        /// caller's bound for them.
+        pub fn within_bounds(&self, orphans: usize) -> Result<(), String> {
+            let cap = self.capacity;
+            // A removal outside the `clock` lock (a stale record read
+            // again) may leave one more slot than twice the live entries.
+            let live_bound = 2 * (cap + 1) + 64;
+            let checks = [
+                ("records", self.records, cap),
+                ("clock", self.clock, live_bound),
+                ("dirty", self.dirty, live_bound + 1),
+                // Cleared when full, checked without a lock: threads
+                // inserting at once may each add one past it.
+                ("unknown", self.unknown, cap + 16),
+                ("audit", self.audit, cap.max(64)),
+                ("orphans", self.orphans, orphans),
+            ];
+            for (what, n, bound) in checks {
+                if n > bound {
+                    return Err(format!("{what}: {n} > {bound} in {self:?}"));
+                }
+            }
+            Ok(())
+        }
+    }
+
     impl Failpoints {
         fn state(&self) -> MutexGuard<'_, State> {
             self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -132,6 +180,23 @@ mod armed {
         pub fn pause(&self, point: Point) {
             self.state().armed.insert(point, Mode::Pause);
             self.changed.notify_all();
+        }
+
+        /// Every thread reaching `point` sleeps there for up to `most`
+        /// (each a random time), until [`release`]: for stress tests, which
+        /// then find narrow windows far more often.
+        ///
+        /// [`release`]: Failpoints::release
+        pub fn jitter(&self, point: Point, most: Duration) {
+            self.state().armed.insert(point, Mode::Jitter(most));
+            self.changed.notify_all();
+        }
+
+        /// Every point jitters (see [`jitter`](Failpoints::jitter)).
+        pub fn jitter_all(&self, most: Duration) {
+            for point in Point::ALL {
+                self.jitter(point, most);
+            }
         }
 
         /// Every thread reaching `point` fails there, until [`release`].
@@ -183,6 +248,13 @@ mod armed {
             match state.armed.get(&point) {
                 None => Ok(()),
                 Some(Mode::Fail) => Err(Injected(point)),
+                Some(&Mode::Jitter(most)) => {
+                    drop(state);
+                    let nanos = u64::try_from(most.as_nanos()).unwrap_or(u64::MAX);
+                    let nap = rand::Rng::random_range(&mut rand::rng(), 0..=nanos);
+                    std::thread::sleep(Duration::from_nanos(nap));
+                    Ok(())
+                }
                 Some(Mode::Pause) => {
                     // One thread takes the pause; the others pass.
                     state.armed.remove(&point);

@@ -3,7 +3,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::error::AuthError;
@@ -107,7 +107,17 @@ pub(crate) struct Entry {
     pub(super) removed: AtomicBool,
     /// When the read of the record began, for the staleness bound.
     pub(super) read_at: Instant,
+    /// Whether a prune is deciding this token's fate, or has condemned it
+    /// ([`LIVE`], [`DECIDING`], [`CONDEMNED`]; see `Cache::doom`).
+    pub(super) doom: AtomicU8,
 }
+
+/// No prune is deciding about the entry.
+pub(super) const LIVE: u8 = 0;
+/// A prune found the token expired and is looking again.
+pub(super) const DECIDING: u8 = 1;
+/// A prune will delete the token: uses are refused as unknown.
+pub(super) const CONDEMNED: u8 = 2;
 
 impl Entry {
     pub(super) fn new(
@@ -133,6 +143,7 @@ impl Entry {
             referenced: AtomicBool::new(true),
             removed: AtomicBool::new(false),
             read_at,
+            doom: AtomicU8::new(LIVE),
         }
     }
 
@@ -144,6 +155,25 @@ impl Entry {
             last_used_at: Timestamp::from_unix_secs(last - 1).unwrap_or(Timestamp::MAX),
             expires_at: Timestamp::from_unix_secs(expires).unwrap_or(Timestamp::MAX),
         })
+    }
+
+    /// The deadline as it stands, read in the single total order of
+    /// `SeqCst` operations (see `Cache::doom`).
+    pub(super) fn deadline(&self) -> Timestamp {
+        Timestamp::from_unix_secs(self.expires_at.load(Ordering::SeqCst)).unwrap_or(Timestamp::MAX)
+    }
+
+    /// Whether a use that just landed stands: a prune deciding about the
+    /// token either saw the use (and spares it), or is seen here. Waits
+    /// (microseconds, no I/O) while a prune decides.
+    pub(super) fn survives_prune(&self) -> bool {
+        loop {
+            match self.doom.load(Ordering::SeqCst) {
+                LIVE => return true,
+                CONDEMNED => return false,
+                _ => std::thread::yield_now(),
+            }
+        }
     }
 
     /// Takes in a use that reached memory by another way (the orphans, a
@@ -172,8 +202,9 @@ impl Entry {
         let next = self.info.check_use_with(current, user, now)?;
         let mut changed = false;
         if next.as_unix_secs() > stored {
+            // SeqCst, with the load of `doom` after it: see `Cache::doom`.
             self.expires_at
-                .fetch_max(next.as_unix_secs(), Ordering::AcqRel);
+                .fetch_max(next.as_unix_secs(), Ordering::SeqCst);
             changed = true;
         }
         let used = now.as_unix_secs() + 1;

@@ -64,6 +64,13 @@
 //!    when full); pending audit entries by one per token and the capacity;
 //!    the orphans by the tokens used since the last successful flush.
 //!
+//! 4. **A prune never deletes a token a use kept alive.** Its decision
+//!    and the uses that race it are ordered by [`Cache::doom`]: a use
+//!    either lands before the prune's last look (which then spares the
+//!    token) or is refused as unknown, the token being deleted. Only a use
+//!    whose own `now` is earlier than the prune's, with the deadline
+//!    between them, can be refused that way: it raced the deadline itself.
+//!
 //! Locks, always taken in this order and never across I/O: `clock`, then
 //! `dirty`, then `buffer`; `audit` alone.
 
@@ -78,7 +85,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) use self::entry::{DigestHasher, Touch};
 
-use self::entry::Entry;
+use self::entry::{CONDEMNED, DECIDING, Entry, LIVE};
 use self::replays::{PendingAudit, Replay};
 use self::uses::Buffer;
 use crate::error::AuthError;
@@ -254,6 +261,11 @@ impl Cache {
             }
             result => result?,
         };
+        // A prune may be deleting the token: this use stands only if the
+        // prune saw it (rule 4).
+        if entry.doom.load(Ordering::SeqCst) != LIVE && !entry.survives_prune() {
+            return Err(AuthError::Unknown);
+        }
         if newly_dirty {
             let mut dirty = lock(&self.dirty);
             dirty.push(entry.clone());
@@ -297,6 +309,9 @@ impl Cache {
             // Rule 1's window: a deletion cannot run between the check
             // above and the insert below.
             let _ = self.hooks.at(Point::CacheInsert);
+            if lock(&self.buffer).condemned.contains(&digest) {
+                return Some(Err(AuthError::Unknown));
+            }
             let guard = self.records.guard();
             match self.records.try_insert(digest, fresh.clone(), &guard) {
                 Ok(_) => {
@@ -327,6 +342,9 @@ impl Cache {
         // wrote, under this lock: a read that missed them sees the bump.
         if !last_try && self.generation.load(Ordering::Acquire) != miss.generation {
             return None;
+        }
+        if buffer.condemned.contains(&digest) {
+            return Some(Err(AuthError::Unknown));
         }
         let (last_used_at, expiry) = match buffer.of(&digest) {
             Some(p) => {
@@ -476,10 +494,62 @@ impl Cache {
                     entry.removed.store(true, Ordering::SeqCst);
                 }
                 buffer.orphans.remove(d);
+                buffer.condemned.remove(d);
             }
         }
         self.compact_dirty(&mut lock(&self.dirty));
         self.compact_clock(&mut clock);
+    }
+
+    /// A prune's last look at `candidates`, tokens it found expired at
+    /// `limit` (their deadlines, buffered uses included, are no later):
+    /// the ones still expired are condemned and returned, to be deleted
+    /// and then passed to [`Cache::deleted`] (or to [`Cache::spare`] if
+    /// the deletion fails); the others were refreshed meanwhile and are
+    /// kept.
+    ///
+    /// Rule 4: a use that lands while a prune deletes its token is either
+    /// seen by the prune, which spares the token, or refused. For a cached
+    /// entry, the use moves the deadline and then reads `doom`, the prune
+    /// sets `doom` and then reads the deadline, all `SeqCst`: one of them
+    /// sees the other. Uses of tokens not cached, and new entries, are
+    /// decided under the locks held here.
+    pub(crate) fn doom(&self, candidates: &[TokenDigest], limit: Timestamp) -> Vec<TokenDigest> {
+        let _ = self.hooks.at(Point::PruneChose);
+        let _clock = lock(&self.clock);
+        let guard = self.records.guard();
+        let mut buffer = lock(&self.buffer);
+        let mut condemned = Vec::new();
+        for digest in candidates {
+            let entry = self.records.get(digest, &guard);
+            if let Some(e) = entry {
+                e.doom.store(DECIDING, Ordering::SeqCst);
+            }
+            let cached = entry.map(|e| e.deadline());
+            let buffered = buffer.of(digest).map(|t| t.expires_at);
+            let alive = cached.max(buffered).is_some_and(|d| d > limit);
+            let fate = if alive { LIVE } else { CONDEMNED };
+            if let Some(e) = entry {
+                e.doom.store(fate, Ordering::SeqCst);
+            }
+            if !alive {
+                buffer.condemned.insert(*digest);
+                condemned.push(*digest);
+            }
+        }
+        condemned
+    }
+
+    /// The prune that condemned `digests` failed: they live on.
+    pub(crate) fn spare(&self, digests: &[TokenDigest]) {
+        let guard = self.records.guard();
+        let mut buffer = lock(&self.buffer);
+        for digest in digests {
+            if let Some(e) = self.records.get(digest, &guard) {
+                e.doom.store(LIVE, Ordering::SeqCst);
+            }
+            buffer.condemned.remove(digest);
+        }
     }
 
     /// How many records are cached.
@@ -490,13 +560,15 @@ impl Cache {
     /// The sizes of every map and list, for the race tests' bounds.
     #[cfg(any(test, feature = "failpoints"))]
     pub(crate) fn stats(&self) -> crate::failpoints::CacheStats {
-        let clock = lock(&self.clock).len();
+        // Under the lock inserts take, which evict before they let go.
+        let clock = lock(&self.clock);
+        let records = self.records.len();
         let dirty = lock(&self.dirty).len();
         let (orphans, flushing) = lock(&self.buffer).len();
         crate::failpoints::CacheStats {
             capacity: self.capacity,
-            records: self.records.len(),
-            clock,
+            records,
+            clock: clock.len(),
             dirty,
             orphans,
             flushing,

@@ -22,6 +22,9 @@ pub(super) struct Buffer {
     /// a read of the file that began before that commit may not hold them.
     recent: Arc<HashMap<TokenDigest, Touch>>,
     next_flush: u64,
+    /// Tokens a prune is deleting (see `Cache::doom`): refused until the
+    /// deletion is done, or spared if it fails.
+    pub(super) condemned: HashSet<TokenDigest>,
 }
 
 impl Buffer {

@@ -1069,16 +1069,21 @@ impl Audited for PgStore {
             let rows = shared
                 .timed(client.query(&sql, &[&margin, &secs(now)]))
                 .await?;
-            let mut doomed: Vec<Vec<u8>> = Vec::new();
+            let mut expired: Vec<TokenDigest> = Vec::new();
             for row in &rows {
                 let mut info = record(row)?;
                 let digest = digest_of(row, DIGEST)?;
                 shared.cache.overlay(&digest, &mut info);
                 let margin = Duration::from_secs(margin as u64);
                 if info.expiry.expires_at().saturating_add(margin) <= now {
-                    doomed.push(digest.as_bytes().to_vec());
+                    expired.push(digest);
                 }
             }
+            // A last look, ordered with this replica's uses racing it.
+            let limit = Timestamp::from_unix_secs(now.as_unix_secs().saturating_sub(margin as u64))
+                .unwrap_or(now);
+            let condemned = shared.cache.doom(&expired, limit);
+            let doomed: Vec<Vec<u8>> = condemned.iter().map(|d| d.as_bytes().to_vec()).collect();
             let sql = format!(
                 "DELETE FROM pat_tokens WHERE digest = ANY($1) AND expires_at + $2 <= $3 \
                  RETURNING {COLUMNS}, digest"
@@ -1094,8 +1099,12 @@ impl Audited for PgStore {
                         AuditEntry::count_outcome(rows.len()),
                     )]
                 })
-                .await?
-                .len();
+                .await;
+            // Those the database kept (another replica's use was written
+            // meanwhile), or all of them if the deletion failed, live on;
+            // the deleted ones were forgotten by `change`.
+            shared.cache.spare(&condemned);
+            let pruned = pruned?.len();
             // Retired secrets of tokens that are gone can only be refused
             // now, like any unknown token.
             let client = shared.client().await?;

@@ -1053,8 +1053,9 @@ impl Audited for Inner {
     }
 
     fn prune_by(&self, now: Timestamp, actor: &str) -> Result<usize, StoreError> {
-        self.delete(|txn, deleted| {
-            let expired: Vec<TokenId> = {
+        let mut condemned = Vec::new();
+        let pruned = self.delete(|txn, deleted| {
+            let expired: Vec<(TokenDigest, TokenId)> = {
                 let tokens = txn.open_table(TOKENS).map_err(storage)?;
                 let mut expired = Vec::new();
                 for entry in tokens.iter().map_err(storage)? {
@@ -1063,11 +1064,19 @@ impl Audited for Inner {
                     // in memory is alive even if the file says otherwise.
                     let info = self.record(k.value(), v.value())?;
                     if info.is_expired(now) {
-                        expired.push(info.id);
+                        expired.push((TokenDigest::from_bytes(k.value()), info.id));
                     }
                 }
                 expired
             };
+            // A last look, ordered with the uses racing it.
+            let digests: Vec<TokenDigest> = expired.iter().map(|(d, _)| *d).collect();
+            condemned = self.cache.doom(&digests, now);
+            let expired: Vec<TokenId> = expired
+                .into_iter()
+                .filter(|(d, _)| condemned.contains(d))
+                .map(|(_, id)| id)
+                .collect();
             for &id in &expired {
                 Inner::remove_in(txn, id, deleted)?;
             }
@@ -1083,7 +1092,11 @@ impl Audited for Inner {
             );
             audit_in(txn, &entry)?;
             Ok(expired.len())
-        })
+        });
+        if pruned.is_err() {
+            self.cache.spare(&condemned);
+        }
+        pruned
     }
 
     fn get_policy(&self) -> Result<Policy, StoreError> {

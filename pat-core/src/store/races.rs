@@ -324,3 +324,88 @@ fn failing_flushes_keep_the_dirty_list_bounded_and_the_uses_visible() {
     assert_eq!(info.last_used_at, Some(at(last)));
     assert_eq!(info.expiry.expires_at(), at(last + 60));
 }
+
+/// Lookups, creations, revocations, rotations, prunes and flushes at once on
+/// a cache of four records, so that evictions happen all the time; every
+/// answer checked against the model (see `conformance::run_concurrent`).
+#[test]
+fn the_concurrent_model_holds_on_a_tiny_cache() {
+    let (_dir, store) = store_with(4);
+    // Every window of the protocol held open for a random while.
+    store.failpoints().jitter_all(Duration::from_micros(300));
+    let bounds = || store.cache_stats().within_bounds(10_000);
+    crate::conformance::run_concurrent(&crate::conformance::Concurrent {
+        replicas: [&*store, &*store],
+        staleness: None,
+        prune_margin: Duration::ZERO,
+        bounds: &bounds,
+        run_for: Duration::from_secs(4),
+    });
+}
+
+/// The same model with the cache off: every use goes through the orphans.
+#[test]
+fn the_concurrent_model_holds_with_the_cache_off() {
+    let (_dir, store) = store_with(0);
+    store.failpoints().jitter_all(Duration::from_micros(300));
+    let bounds = || store.cache_stats().within_bounds(10_000);
+    crate::conformance::run_concurrent(&crate::conformance::Concurrent {
+        replicas: [&*store, &*store],
+        staleness: None,
+        prune_margin: Duration::ZERO,
+        bounds: &bounds,
+        run_for: Duration::from_secs(2),
+    });
+}
+
+// Found by the concurrent model test: a prune that had read a sliding token
+// as expired deleted it although a use, answered meanwhile, had moved its
+// deadline on (the use's `now` was earlier than the prune's, the deadline
+// between them); the client's next request was refused.
+#[test]
+fn a_prune_spares_a_token_a_racing_use_refreshed() {
+    let (_dir, store) = store_with(16);
+    let t = store.create(&sliding("alice"), at(0)).unwrap();
+    // Cached, deadline 60.
+    store.authenticate(t.secret.expose_secret(), at(0)).unwrap();
+    let fp = store.failpoints();
+    fp.pause(Point::PruneChose);
+    let pruner = {
+        let store = store.clone();
+        thread::spawn(move || store.prune(at(60)))
+    };
+    assert!(fp.wait_paused(Point::PruneChose, PATIENCE));
+    // A request read its clock a moment before the prune did.
+    let used = store.authenticate(t.secret.expose_secret(), at(59));
+    fp.release(Point::PruneChose);
+    let pruned = pruner.join().unwrap().unwrap();
+    used.expect("alive at 59");
+    assert_eq!(pruned, 0, "pruned a token refreshed to 119");
+    store
+        .authenticate(t.secret.expose_secret(), at(100))
+        .expect("refreshed at 59 for a minute");
+}
+
+// The other side of the same rule: a use that lands once the prune has
+// condemned the token is refused, not answered and then lost.
+#[test]
+fn a_use_after_a_prune_condemned_the_token_is_refused() {
+    let (_dir, store) = store_with(16);
+    let t = store.create(&sliding("alice"), at(0)).unwrap();
+    store.authenticate(t.secret.expose_secret(), at(0)).unwrap();
+    let fp = store.failpoints();
+    fp.pause(Point::DeleteCommitted);
+    let pruner = {
+        let store = store.clone();
+        thread::spawn(move || store.prune(at(60)))
+    };
+    assert!(fp.wait_paused(Point::DeleteCommitted, PATIENCE));
+    // Committed, not yet forgotten in memory: the cached entry must not
+    // answer for a token that is gone.
+    assert!(matches!(
+        store.authenticate(t.secret.expose_secret(), at(59)),
+        Err(AuthError::Unknown)
+    ));
+    fp.release(Point::DeleteCommitted);
+    assert_eq!(pruner.join().unwrap().unwrap(), 1);
+}

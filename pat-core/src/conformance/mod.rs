@@ -11,6 +11,10 @@
 //! Each case gets a fresh backend from the closure. Time is injected (`now`
 //! starts near the epoch), so a backend must use the `now` it is given.
 
+mod concurrent;
+
+pub use self::concurrent::{Concurrent, run_concurrent};
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
