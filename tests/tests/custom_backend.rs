@@ -434,6 +434,15 @@ impl Admin for AsyncBackend {
 fn a_backend_written_outside_pat_core_passes_the_shared_suite() {
     conformance::run_contract(|| AsyncBackend::new(1));
     conformance::run_model(|| AsyncBackend::new(1), 32);
+    let backend = AsyncBackend::new(1);
+    conformance::run_concurrent(&conformance::Concurrent {
+        replicas: [&backend, &backend],
+        staleness: None,
+        prune_margin: Duration::ZERO,
+        bounds: &|| Ok(()),
+        tick: Duration::from_millis(10),
+        run_for: Duration::from_secs(2),
+    });
 }
 
 #[test]

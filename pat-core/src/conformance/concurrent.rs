@@ -34,6 +34,10 @@ pub struct Concurrent<'a> {
     /// Checks the backend's memory against its bounds; called often, from
     /// every thread. `Err` names what is over.
     pub bounds: &'a (dyn Fn() -> Result<(), String> + Sync),
+    /// Real time per logical second. Sliding windows are 3 to 8 logical
+    /// seconds: make them long against the staleness bound, or replicas
+    /// will rightly refuse tokens whose uses elsewhere they cannot know yet.
+    pub tick: Duration,
     /// How long to run.
     pub run_for: Duration,
 }
@@ -43,6 +47,7 @@ impl std::fmt::Debug for Concurrent<'_> {
         f.debug_struct("Concurrent")
             .field("staleness", &self.staleness)
             .field("prune_margin", &self.prune_margin)
+            .field("tick", &self.tick)
             .field("run_for", &self.run_for)
             .finish_non_exhaustive()
     }
@@ -50,8 +55,8 @@ impl std::fmt::Debug for Concurrent<'_> {
 
 /// Logical seconds: the clock starts here.
 const EPOCH: u64 = 1_000_000;
-/// Real time per logical second.
-const TICK: Duration = Duration::from_millis(10);
+/// Real time between two flushes (of alternate replicas).
+const FLUSH_EVERY: Duration = Duration::from_millis(15);
 /// Live secrets the admin thread keeps around.
 const LIVE: usize = 24;
 
@@ -461,9 +466,10 @@ pub fn run_concurrent(c: &Concurrent<'_>) {
     let running = || Instant::now() < end && !world.stop.load(Ordering::Acquire);
     thread::scope(|s| {
         let world = &world;
+        let tick = c.tick;
         s.spawn(move || {
             while running() {
-                thread::sleep(TICK);
+                thread::sleep(tick);
                 world.clock.fetch_add(1, Ordering::AcqRel);
             }
         });
@@ -478,7 +484,7 @@ pub fn run_concurrent(c: &Concurrent<'_>) {
         s.spawn(move || {
             while running() {
                 world.admin();
-                thread::sleep(TICK / 4);
+                thread::sleep(tick / 4);
             }
         });
         s.spawn(move || {
@@ -486,12 +492,12 @@ pub fn run_concurrent(c: &Concurrent<'_>) {
             while running() {
                 world.flush(r);
                 r = 1 - r;
-                thread::sleep(TICK * 3);
+                thread::sleep(FLUSH_EVERY);
             }
         });
         s.spawn(move || {
             while running() {
-                thread::sleep(TICK * 7);
+                thread::sleep(tick * 7);
                 world.prune();
             }
         });

@@ -1225,6 +1225,19 @@ mod tests {
         run_model(MemoryStore::new, 64);
     }
 
+    #[test]
+    fn memory_store_holds_the_concurrent_model() {
+        let store = MemoryStore::new();
+        run_concurrent(&Concurrent {
+            replicas: [&store, &store],
+            staleness: None,
+            prune_margin: Duration::ZERO,
+            bounds: &|| Ok(()),
+            tick: Duration::from_millis(10),
+            run_for: Duration::from_secs(2),
+        });
+    }
+
     /// Fresh redb stores in one temporary directory, flushed by hand.
     fn redb_stores(dir: &tempfile::TempDir, capacity: usize) -> impl Fn() -> crate::Store + '_ {
         let n = std::sync::atomic::AtomicUsize::new(0);

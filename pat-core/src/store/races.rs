@@ -339,6 +339,7 @@ fn the_concurrent_model_holds_on_a_tiny_cache() {
         staleness: None,
         prune_margin: Duration::ZERO,
         bounds: &bounds,
+        tick: Duration::from_millis(10),
         run_for: Duration::from_secs(4),
     });
 }
@@ -354,6 +355,7 @@ fn the_concurrent_model_holds_with_the_cache_off() {
         staleness: None,
         prune_margin: Duration::ZERO,
         bounds: &bounds,
+        tick: Duration::from_millis(10),
         run_for: Duration::from_secs(2),
     });
 }
