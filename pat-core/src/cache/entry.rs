@@ -188,7 +188,9 @@ impl Entry {
 
     /// A use at `now`, as [`TokenInfo::check_use`] rules, recorded in the
     /// atomics. Returns whether the values changed and whether the entry
-    /// just became dirty (to be put on the dirty list).
+    /// just became dirty (to be put on the dirty list). The request
+    /// path: inlined into its caller.
+    #[inline(always)]
     pub(super) fn use_at(
         self: &Arc<Self>,
         user: Option<&str>,

@@ -249,20 +249,23 @@ impl Cache {
         now: Timestamp,
     ) -> Result<Identity, AuthError> {
         let (identity, changed, newly_dirty) = match entry.use_at(user, now) {
-            Err(expired @ AuthError::Expired { .. }) => {
-                // Before refusing, take in a use the entry may have missed
-                // (rule 2): one that reached the orphans or a flush after
-                // the entry was built from the file.
-                let Some(touch) = lock(&self.buffer).of(&entry.digest) else {
-                    return Err(expired);
-                };
-                entry.absorb(touch);
-                entry.use_at(user, now)?
-            }
-            result => result?,
+            Ok(used) => used,
+            Err(AuthError::Expired { .. }) => self.use_expired(entry, user, now)?,
+            Err(e) => return Err(e),
         };
-        // A prune may be deleting the token: this use stands only if the
-        // prune saw it (rule 4).
+        if changed {
+            self.used(entry, newly_dirty)?;
+        }
+        Ok(identity)
+    }
+
+    /// What follows a use that moved the entry's values (once a second at
+    /// most per token), kept out of the request path's common case.
+    #[inline(never)]
+    fn used(&self, entry: &Arc<Entry>, newly_dirty: bool) -> Result<(), AuthError> {
+        // A prune may be deleting the token: a use that moved its deadline
+        // stands only if the prune saw it (rule 4). A use that moved
+        // nothing answered by a deadline the prune saw too.
         if entry.doom.load(Ordering::SeqCst) != LIVE && !entry.survives_prune() {
             return Err(AuthError::Unknown);
         }
@@ -275,13 +278,29 @@ impl Cache {
         // the orphans before this one landed; move it again so that reads
         // see it. (Either this sees the flag, or the removal's swap of
         // `dirty`, which comes after it sets the flag, sees this use.)
-        if changed
-            && entry.removed.load(Ordering::SeqCst)
+        if entry.removed.load(Ordering::SeqCst)
             && let Some(touch) = entry.touch()
         {
             lock(&self.buffer).orphan(entry.digest, touch);
         }
-        Ok(identity)
+        Ok(())
+    }
+
+    /// A cached entry found the token expired. Before refusing, it takes in
+    /// a use it may have missed (rule 2): one that reached the orphans or a
+    /// flush after the entry was built from the file.
+    #[cold]
+    #[inline(never)]
+    fn use_expired(
+        &self,
+        entry: &Arc<Entry>,
+        user: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(Identity, bool, bool), AuthError> {
+        if let Some(touch) = lock(&self.buffer).of(&entry.digest) {
+            entry.absorb(touch);
+        }
+        entry.use_at(user, now)
     }
 
     /// A use of `digest`, whose record `info` was just read from the file
