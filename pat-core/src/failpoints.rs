@@ -18,6 +18,8 @@ pub use self::armed::{CacheStats, Failpoints};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Point {
+    /// A lookup found the record cached and has not used it yet.
+    HitFound,
     /// A lookup's read of the record returned; nothing is decided yet.
     LookupRead,
     /// A lookup read a record and its miss passed the "no write since"
@@ -34,17 +36,22 @@ pub enum Point {
     /// A prune chose the tokens it found expired and has not looked at
     /// them again.
     PruneChose,
+    /// A prune condemned the tokens still expired at its last look and has
+    /// not written their deletion. A failure here is a write that failed.
+    PruneDecided,
 }
 
 impl Point {
     /// Every point.
-    pub const ALL: [Point; 6] = [
+    pub const ALL: [Point; 8] = [
+        Point::HitFound,
         Point::LookupRead,
         Point::CacheInsert,
         Point::FlushWrite,
         Point::FlushCommitted,
         Point::DeleteCommitted,
         Point::PruneChose,
+        Point::PruneDecided,
     ];
 }
 
@@ -64,8 +71,8 @@ pub(crate) struct Hooks {
 impl Hooks {
     /// The set, created on first use.
     #[cfg(any(test, feature = "failpoints"))]
-    pub(crate) fn get(&self) -> &Failpoints {
-        self.set.get_or_init(Default::default)
+    pub(crate) fn get(&self) -> std::sync::Arc<Failpoints> {
+        self.set.get_or_init(Default::default).clone()
     }
 
     /// A thread reaches `point`: nothing happens unless a test armed it.
@@ -199,11 +206,14 @@ mod armed {
             }
         }
 
-        /// Every thread reaching `point` fails there, until [`release`].
+        /// Every thread reaching `point` fails there, until [`release`];
+        /// a thread paused there goes on with the failure.
         ///
         /// [`release`]: Failpoints::release
         pub fn fail(&self, point: Point) {
-            self.state().armed.insert(point, Mode::Fail);
+            let mut state = self.state();
+            state.armed.insert(point, Mode::Fail);
+            state.held.remove(&point);
             self.changed.notify_all();
         }
 
@@ -267,6 +277,11 @@ mod armed {
                                 .wait(state)
                                 .unwrap_or_else(PoisonError::into_inner);
                         }
+                        // Released by `fail`: go on with the failure.
+                        match state.armed.get(&point) {
+                            Some(Mode::Fail) => Err(Injected(point)),
+                            _ => Ok(()),
+                        }
                     };
                     // On a runtime's worker (PostgreSQL's), the worker's other
                     // tasks move to another thread while this one waits, as
@@ -275,11 +290,9 @@ mod armed {
                     if tokio::runtime::Handle::try_current().is_ok_and(|h| {
                         h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
                     }) {
-                        tokio::task::block_in_place(wait);
-                        return Ok(());
+                        return tokio::task::block_in_place(wait);
                     }
-                    wait();
-                    Ok(())
+                    wait()
                 }
             }
         }

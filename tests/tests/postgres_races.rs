@@ -422,3 +422,41 @@ fn the_concurrent_model_holds_on_two_replicas() {
         run_for: Duration::from_secs(5),
     });
 }
+
+// Found in review: dropping a store while its periodic flush held a batch
+// let the runtime cancel that flush; the final flush in `Drop` found those
+// uses gone from the cache (the batch had taken them) and wrote nothing.
+#[test]
+fn dropping_a_store_during_a_flush_loses_no_use() {
+    let Some(pg) = postgres() else { return };
+    let db = pg.database();
+    let a = replica(&db, |b| b.flush_interval(Duration::from_millis(50)));
+    let t = a
+        .create(
+            &NewToken::new("alice", ExpiryPolicy::sliding(HOUR, None)),
+            at(0),
+        )
+        .unwrap();
+    let fp = a.failpoints();
+    fp.pause(Point::FlushWrite);
+    auth(&a, t.secret.expose_secret(), at(30)).unwrap();
+    assert!(
+        fp.wait_paused(Point::FlushWrite, PATIENCE),
+        "the periodic flush never took the use"
+    );
+    let releaser = {
+        let fp = fp.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(300));
+            fp.release(Point::FlushWrite);
+        })
+    };
+    drop(a);
+    releaser.join().unwrap();
+    let b = replica(&db, |b| b);
+    assert_eq!(
+        b.get(t.info.id).unwrap().last_used_at,
+        Some(at(30)),
+        "a use answered before the store was dropped was lost"
+    );
+}

@@ -202,11 +202,18 @@ impl Cache {
         let generation = self.generation.load(Ordering::Acquire);
         let guard = self.records.guard();
         match self.records.get(digest, &guard) {
-            Some(entry) if !self.stale(entry.read_at) => Ok(self.record_use(entry, user, now)),
+            Some(entry) if !self.stale(entry.read_at) => {
+                let _ = self.hooks.at(Point::HitFound);
+                self.record_use(entry, user, now, generation)
+            }
             Some(entry) => {
-                // Read again, keeping the use not written yet.
+                // Read again, keeping the use not written yet; under the
+                // lock every removal takes (rules 2 and 4).
                 let entry = entry.clone();
-                self.remove(&entry);
+                {
+                    let _clock = lock(&self.clock);
+                    self.remove_in(&entry, &guard);
+                }
                 Err(Miss {
                     generation: self.generation.load(Ordering::Acquire),
                     started: Instant::now(),
@@ -242,48 +249,64 @@ impl Cache {
             .is_some_and(|bound| read_at.elapsed() >= bound)
     }
 
+    /// A use of a cached entry; a [`Miss`] (with `generation`, noted
+    /// before the entry was found) when the entry left the map while the
+    /// use moved its values: the record is read again.
     fn record_use(
         &self,
         entry: &Arc<Entry>,
         user: Option<&str>,
         now: Timestamp,
-    ) -> Result<Identity, AuthError> {
+        generation: u64,
+    ) -> Result<Result<Identity, AuthError>, Miss> {
         let (identity, changed, newly_dirty) = match entry.use_at(user, now) {
             Ok(used) => used,
-            Err(AuthError::Expired { .. }) => self.use_expired(entry, user, now)?,
-            Err(e) => return Err(e),
+            Err(AuthError::Expired { .. }) => match self.use_expired(entry, user, now) {
+                Ok(used) => used,
+                Err(e) => return Ok(Err(e)),
+            },
+            Err(e) => return Ok(Err(e)),
         };
         if changed {
-            self.used(entry, newly_dirty)?;
+            return match self.used(entry, newly_dirty) {
+                Some(Ok(())) => Ok(Ok(identity)),
+                Some(Err(e)) => Ok(Err(e)),
+                None => Err(Miss {
+                    generation,
+                    started: Instant::now(),
+                }),
+            };
         }
-        Ok(identity)
+        Ok(Ok(identity))
     }
 
     /// What follows a use that moved the entry's values (once a second at
-    /// most per token), kept out of the request path's common case.
+    /// most per token), kept out of the request path's common case. A use
+    /// that moved nothing answered by values every reader saw already.
     #[inline(never)]
-    fn used(&self, entry: &Arc<Entry>, newly_dirty: bool) -> Result<(), AuthError> {
-        // A prune may be deleting the token: a use that moved its deadline
-        // stands only if the prune saw it (rule 4). A use that moved
-        // nothing answered by a deadline the prune saw too.
-        if entry.doom.load(Ordering::SeqCst) != LIVE && !entry.survives_prune() {
-            return Err(AuthError::Unknown);
-        }
+    fn used(&self, entry: &Arc<Entry>, newly_dirty: bool) -> Option<Result<(), AuthError>> {
+        // Pushed whatever follows: the flag is set, and an entry dirty but
+        // off the list would never be flushed again (a flush skips a token
+        // deleted meanwhile).
         if newly_dirty {
             let mut dirty = lock(&self.dirty);
             dirty.push(entry.clone());
             self.compact_dirty(&mut dirty);
         }
-        // Removed meanwhile: the removal may have moved the entry's use to
-        // the orphans before this one landed; move it again so that reads
-        // see it. (Either this sees the flag, or the removal's swap of
-        // `dirty`, which comes after it sets the flag, sees this use.)
-        if entry.removed.load(Ordering::SeqCst)
-            && let Some(touch) = entry.touch()
-        {
-            lock(&self.buffer).orphan(entry.digest, touch);
+        // A prune may be deleting the token: a use that moved its deadline
+        // stands only if the prune saw it (rule 4).
+        if entry.doom.load(Ordering::SeqCst) != LIVE && !entry.survives_prune() {
+            return Some(Err(AuthError::Unknown));
         }
-        Ok(())
+        // Removed meanwhile (evicted, read again, deleted): an entry out of
+        // the map answers nothing its successor or a prune could not see;
+        // the record is read again. (Either this sees the flag, or the
+        // removal, which sets it before it swaps `dirty`, sees this use and
+        // keeps it in the orphans.)
+        if entry.removed.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(Ok(()))
     }
 
     /// A cached entry found the token expired. Before refusing, it takes in
@@ -318,8 +341,6 @@ impl Cache {
         if self.capacity == 0 || last_try {
             return self.use_uncached(&miss, digest, info, user, now, last_try);
         }
-        let pending = lock(&self.buffer).of(&digest);
-        let fresh = Arc::new(Entry::new(digest, info, pending, miss.started));
         let entry = {
             let mut clock = lock(&self.clock);
             if self.generation.load(Ordering::Acquire) != miss.generation {
@@ -328,9 +349,17 @@ impl Cache {
             // Rule 1's window: a deletion cannot run between the check
             // above and the insert below.
             let _ = self.hooks.at(Point::CacheInsert);
-            if lock(&self.buffer).condemned.contains(&digest) {
-                return Some(Err(AuthError::Unknown));
-            }
+            // Every use kept outside an entry is written under `clock` or
+            // moved between the buffer's maps at once (rule 2): read here,
+            // none can be missed.
+            let pending = {
+                let buffer = lock(&self.buffer);
+                if buffer.condemned.contains_key(&digest) {
+                    return Some(Err(AuthError::Unknown));
+                }
+                buffer.of(&digest)
+            };
+            let fresh = Arc::new(Entry::new(digest, info, pending, miss.started));
             let guard = self.records.guard();
             match self.records.try_insert(digest, fresh.clone(), &guard) {
                 Ok(_) => {
@@ -342,7 +371,7 @@ impl Cache {
                 Err(e) => e.current.clone(),
             }
         };
-        Some(self.record_use(&entry, user, now))
+        self.record_use(&entry, user, now, miss.generation).ok()
     }
 
     /// A use recorded in the orphan map, for a record that is not cached;
@@ -356,13 +385,16 @@ impl Cache {
         now: Timestamp,
         last_try: bool,
     ) -> Option<Result<Identity, AuthError>> {
+        // With a cache, under the lock inserts take: a new entry sees this
+        // use (rule 2).
+        let _clock = (self.capacity > 0).then(|| lock(&self.clock));
         let mut buffer = lock(&self.buffer);
         // A flush bumps the generation before it drops the orphan uses it
         // wrote, under this lock: a read that missed them sees the bump.
         if !last_try && self.generation.load(Ordering::Acquire) != miss.generation {
             return None;
         }
-        if buffer.condemned.contains(&digest) {
+        if buffer.condemned.contains_key(&digest) {
             return Some(Err(AuthError::Unknown));
         }
         let (last_used_at, expiry) = match buffer.of(&digest) {
@@ -437,12 +469,8 @@ impl Cache {
         }
     }
 
-    /// Takes `entry` out of the map; its unwritten use, if any, moves to
-    /// the orphans.
-    fn remove(&self, entry: &Arc<Entry>) {
-        self.remove_in(entry, &self.records.guard());
-    }
-
+    /// Takes `entry` out of the map, under `clock`; its unwritten use, if
+    /// any, moves to the orphans.
     fn remove_in(&self, entry: &Arc<Entry>, guard: &impl papaya::Guard) {
         self.records
             .remove_if(&entry.digest, |_, e| Arc::ptr_eq(e, entry), guard)
@@ -547,27 +575,40 @@ impl Cache {
             let cached = entry.map(|e| e.deadline());
             let buffered = buffer.of(digest).map(|t| t.expires_at);
             let alive = cached.max(buffered).is_some_and(|d| d > limit);
-            let fate = if alive { LIVE } else { CONDEMNED };
+            if !alive {
+                *buffer.condemned.entry(*digest).or_default() += 1;
+                condemned.push(*digest);
+            }
+            // Another prune may hold it condemned still.
+            let fate = if buffer.condemned.contains_key(digest) {
+                CONDEMNED
+            } else {
+                LIVE
+            };
             if let Some(e) = entry {
                 e.doom.store(fate, Ordering::SeqCst);
-            }
-            if !alive {
-                buffer.condemned.insert(*digest);
-                condemned.push(*digest);
             }
         }
         condemned
     }
 
-    /// The prune that condemned `digests` failed: they live on.
+    /// The prune that condemned `digests` did not delete them (its write
+    /// failed, or the database kept them): they live on, unless another
+    /// prune condemned them too.
     pub(crate) fn spare(&self, digests: &[TokenDigest]) {
         let guard = self.records.guard();
         let mut buffer = lock(&self.buffer);
         for digest in digests {
-            if let Some(e) = self.records.get(digest, &guard) {
-                e.doom.store(LIVE, Ordering::SeqCst);
+            let Some(count) = buffer.condemned.get_mut(digest) else {
+                continue; // deleted meanwhile
+            };
+            *count -= 1;
+            if *count == 0 {
+                buffer.condemned.remove(digest);
+                if let Some(e) = self.records.get(digest, &guard) {
+                    e.doom.store(LIVE, Ordering::SeqCst);
+                }
             }
-            buffer.condemned.remove(digest);
         }
     }
 
@@ -579,6 +620,7 @@ impl Cache {
     /// The sizes of every map and list, for the race tests' bounds.
     #[cfg(any(test, feature = "failpoints"))]
     pub(crate) fn stats(&self) -> crate::failpoints::CacheStats {
+        let audit = self.audit_len();
         // Under the lock inserts take, which evict before they let go.
         let clock = lock(&self.clock);
         let records = self.records.len();
@@ -592,7 +634,7 @@ impl Cache {
             orphans,
             flushing,
             unknown: self.unknown.len(),
-            audit: self.audit_len(),
+            audit,
         }
     }
 }

@@ -24,7 +24,7 @@ pub(super) struct Buffer {
     next_flush: u64,
     /// Tokens a prune is deleting (see `Cache::doom`): refused until the
     /// deletion is done, or spared if it fails.
-    pub(super) condemned: HashSet<TokenDigest>,
+    pub(super) condemned: HashMap<TokenDigest, u32>,
 }
 
 impl Buffer {
@@ -135,11 +135,15 @@ impl Cache {
         let mut dirty = lock(&self.dirty);
         let mut buffer = lock(&self.buffer);
         for e in batch.entries {
+            // Flag first, then look, as a use does: either this sees the
+            // removal, or the removal (which sets `removed`, then swaps
+            // `dirty`) sees the flag and keeps the use in the orphans.
+            let was_dirty = e.dirty.swap(true, Ordering::SeqCst);
             if e.removed.load(Ordering::SeqCst) {
                 if let Some(t) = e.touch() {
                     buffer.orphan(e.digest, t);
                 }
-            } else if !e.dirty.swap(true, Ordering::SeqCst) {
+            } else if !was_dirty {
                 dirty.push(e);
             }
         }

@@ -227,6 +227,7 @@ impl PgStoreBuilder {
             timeout: self.timeout,
             prune_margin: self.prune_margin,
             audit_retention: self.audit_retention,
+            stop_flushing: tokio::sync::Notify::new(),
             listening: AtomicBool::new(false),
         });
         let open_error = |e: PgError| match e {
@@ -256,9 +257,10 @@ impl PgStoreBuilder {
         rx.recv()
             .unwrap_or(Err(PgError::Stopped))
             .map_err(open_error)?;
-        let store = PgStore {
+        let mut store = PgStore {
             shared: shared.clone(),
             handle,
+            flusher: None,
             _runtime: runtime,
         };
         if self.listen {
@@ -272,9 +274,10 @@ impl PgStoreBuilder {
             }
         }
         if let Some(every) = self.flush_interval {
-            store
+            let flusher = store
                 .handle()
                 .spawn(flush_every(Arc::downgrade(&shared), every));
+            store.flusher = Some(flusher);
         }
         Ok(store)
     }
@@ -308,6 +311,8 @@ pub struct PgStore {
     /// The runtime's handle; spawning on it after the runtime stopped drops
     /// the task, which the waiting side sees as "closing".
     handle: tokio::runtime::Handle,
+    /// The periodic flush, stopped (and waited for) before the last one.
+    flusher: Option<tokio::task::JoinHandle<()>>,
     // Last: dropped after the final flush in `Drop`.
     _runtime: crate::block_on::OwnedRuntime,
 }
@@ -325,6 +330,8 @@ struct Shared {
     prune_margin: Duration,
     listening: AtomicBool,
     audit_retention: Duration,
+    /// Tells the periodic flush to stop.
+    stop_flushing: tokio::sync::Notify,
 }
 
 impl fmt::Debug for PgStore {
@@ -383,7 +390,7 @@ impl PgStore {
     /// The store's failpoints, for the race tests (feature `failpoints`).
     #[cfg(feature = "failpoints")]
     #[doc(hidden)]
-    pub fn failpoints(&self) -> &crate::failpoints::Failpoints {
+    pub fn failpoints(&self) -> std::sync::Arc<crate::failpoints::Failpoints> {
         self.shared.cache.hooks.get()
     }
 
@@ -414,6 +421,16 @@ impl PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
+        // A periodic flush under way holds a batch whose entries are clean:
+        // let it finish (not be cancelled with the runtime), then write the
+        // rest.
+        if let Some(flusher) = self.flusher.take() {
+            self.shared.stop_flushing.notify_one();
+            let _ = self.block(async move {
+                let _ = flusher.await;
+                Ok(())
+            });
+        }
         if let Err(e) = self.flush() {
             tracing::warn!(error = %crate::error::chain(&e), "could not write buffered token uses");
         }
@@ -863,7 +880,14 @@ async fn flush_every(shared: std::sync::Weak<Shared>, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.tick().await;
     loop {
-        ticks.tick().await;
+        {
+            let Some(s) = shared.upgrade() else { return };
+            tokio::select! {
+                _ = ticks.tick() => {}
+                // Stopped between two flushes, never inside one.
+                () = s.stop_flushing.notified() => return,
+            }
+        }
         let Some(s) = shared.upgrade() else { return };
         if let Err(e) = s.flush().await {
             tracing::warn!(error = %crate::error::chain(&e), "could not write buffered token uses");
@@ -1083,6 +1107,10 @@ impl Audited for PgStore {
             let limit = Timestamp::from_unix_secs(now.as_unix_secs().saturating_sub(margin as u64))
                 .unwrap_or(now);
             let condemned = shared.cache.doom(&expired, limit);
+            if let Err(e) = shared.cache.hooks.at(Point::PruneDecided) {
+                shared.cache.spare(&condemned);
+                return Err(PgError::Injected(e).into());
+            }
             let doomed: Vec<Vec<u8>> = condemned.iter().map(|d| d.as_bytes().to_vec()).collect();
             let sql = format!(
                 "DELETE FROM pat_tokens WHERE digest = ANY($1) AND expires_at + $2 <= $3 \
@@ -1415,7 +1443,11 @@ impl Shared {
         };
         let (created, old) = match tokio::time::timeout(self.timeout, run).await {
             Ok(r) => r?,
-            Err(_) => return Err(PgError::Timeout.into()),
+            Err(_) => {
+                // It may have committed: nothing cached can be trusted.
+                self.cache.forget(None);
+                return Err(PgError::Timeout.into());
+            }
         };
         self.cache.deleted(&[old]);
         Ok(created)
@@ -1448,7 +1480,12 @@ impl Shared {
             txn.commit().await?;
             Ok((rows, digests))
         };
-        let (rows, digests) = self.timed(run).await?;
+        let (rows, digests) = self.timed(run).await.inspect_err(|e| {
+            if matches!(e, PgError::Timeout) {
+                // It may have committed: nothing cached can be trusted.
+                self.cache.forget(None);
+            }
+        })?;
         self.cache.deleted(&digests);
         Ok(rows)
     }

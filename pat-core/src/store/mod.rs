@@ -427,7 +427,7 @@ impl Store {
     /// The store's failpoints, for the race tests (feature `failpoints`).
     #[cfg(any(test, feature = "failpoints"))]
     #[doc(hidden)]
-    pub fn failpoints(&self) -> &crate::failpoints::Failpoints {
+    pub fn failpoints(&self) -> std::sync::Arc<crate::failpoints::Failpoints> {
         self.inner.cache.hooks.get()
     }
 
@@ -1072,6 +1072,10 @@ impl Audited for Inner {
             // A last look, ordered with the uses racing it.
             let digests: Vec<TokenDigest> = expired.iter().map(|(d, _)| *d).collect();
             condemned = self.cache.doom(&digests, now);
+            self.cache
+                .hooks
+                .at(Point::PruneDecided)
+                .map_err(|e| StoreError::Storage(BackendError::new(e)))?;
             let expired: Vec<TokenId> = expired
                 .into_iter()
                 .filter(|(d, _)| condemned.contains(d))

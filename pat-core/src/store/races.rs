@@ -411,3 +411,86 @@ fn a_use_after_a_prune_condemned_the_token_is_refused() {
     fp.release(Point::DeleteCommitted);
     assert_eq!(pruner.join().unwrap().unwrap(), 1);
 }
+
+// Found in review: a lookup holding an entry that was then evicted used it
+// after a prune, unable to see that entry, had condemned the token; the use
+// moved the deadline and was answered, and the prune deleted the token.
+#[test]
+fn a_use_of_an_evicted_entry_never_outlives_a_prune_that_could_not_see_it() {
+    let (_dir, store) = store_with(1);
+    let t = store.create(&sliding("alice"), at(0)).unwrap();
+    let other = store.create(&hard("bob"), at(0)).unwrap();
+    store.authenticate(t.secret.expose_secret(), at(0)).unwrap();
+    store.flush().unwrap();
+    let fp = store.failpoints();
+    fp.pause(Point::HitFound);
+    let lookup = {
+        let (store, secret) = (store.clone(), t.secret.expose_secret().to_owned());
+        thread::spawn(move || store.authenticate(&secret, at(59)).map(|_| ()))
+    };
+    assert!(fp.wait_paused(Point::HitFound, PATIENCE));
+    // The entry the lookup holds leaves the map; a prune condemns the
+    // token without it, and waits to write the deletion.
+    store
+        .authenticate(other.secret.expose_secret(), at(1))
+        .unwrap();
+    fp.pause(Point::PruneDecided);
+    let pruner = {
+        let store = store.clone();
+        thread::spawn(move || store.prune(at(60)))
+    };
+    assert!(fp.wait_paused(Point::PruneDecided, PATIENCE));
+    fp.release(Point::HitFound);
+    let answered = lookup.join().unwrap();
+    fp.release(Point::PruneDecided);
+    let pruned = pruner.join().unwrap().unwrap();
+    assert!(
+        !(answered.is_ok() && pruned == 1),
+        "a use moved the deadline to 119 and was answered, and the token was pruned at 60"
+    );
+}
+
+// Found in review: a use refused because a prune had condemned the token
+// left its entry marked dirty but off the dirty list; when the prune failed
+// and the token lived on, no later use of it was ever flushed.
+#[test]
+fn a_token_spared_by_a_failed_prune_still_has_its_uses_written() {
+    let (_dir, store) = store_with(16);
+    let t = store.create(&sliding("alice"), at(0)).unwrap();
+    store.authenticate(t.secret.expose_secret(), at(0)).unwrap();
+    store.flush().unwrap();
+    let fp = store.failpoints();
+    fp.pause(Point::PruneDecided);
+    let pruner = {
+        let store = store.clone();
+        thread::spawn(move || store.prune(at(60)))
+    };
+    assert!(fp.wait_paused(Point::PruneDecided, PATIENCE));
+    assert!(matches!(
+        store.authenticate(t.secret.expose_secret(), at(59)),
+        Err(AuthError::Unknown)
+    ));
+    // The deletion fails: the token lives on.
+    fp.fail(Point::PruneDecided);
+    assert!(pruner.join().unwrap().is_err());
+    fp.release(Point::PruneDecided);
+    store
+        .authenticate(t.secret.expose_secret(), at(100))
+        .expect("spared, and refreshed until 119");
+    store.flush().unwrap();
+    let txn = store.inner.db.begin_read().unwrap();
+    let tokens = txn.open_table(TOKENS).unwrap();
+    let stored = codec::decode(
+        tokens
+            .get(t.secret.digest().as_bytes())
+            .unwrap()
+            .unwrap()
+            .value(),
+    )
+    .unwrap();
+    assert_eq!(
+        stored.last_used_at,
+        Some(at(100)),
+        "the use at 100 was never written"
+    );
+}
