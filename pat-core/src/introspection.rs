@@ -116,17 +116,28 @@ impl Introspection {
             return Answer::error(403, "forbidden", "this caller may not introspect tokens");
         }
         let inactive = || Answer::json(200, &json!({ "active": false }));
-        let (digest, by_digest) = match form_value(body, "token") {
+        // A field that is there but cannot be read is the caller's mistake,
+        // never silently another question (`token=%zz` is not "no token").
+        let field = |key: &str| {
+            form_value(body, key).map_err(|()| {
+                Answer::error(
+                    400,
+                    "invalid_request",
+                    &format!("`{key}` is not percent-encoded UTF-8"),
+                )
+            })
+        };
+        let (token, hex, user) = match (field("token"), field("token_digest"), field("username")) {
+            (Ok(token), Ok(hex), Ok(user)) => (token, hex, user),
+            (Err(bad), ..) | (_, Err(bad), _) | (.., Err(bad)) => return bad,
+        };
+        let (digest, by_digest) = match token {
             Some(token) => (TokenDigest::from_token(&token).ok(), false),
-            None => (
-                form_value(body, "token_digest").and_then(|hex| digest_from_hex(&hex)),
-                true,
-            ),
+            None => (hex.and_then(|hex| digest_from_hex(&hex)), true),
         };
         let Some(digest) = digest else {
             return inactive();
         };
-        let user = form_value(body, "username");
         // Why a known token is inactive, for a digest request only (see the
         // module documentation); RFC 7662 requests get `{"active": false}`.
         let refused = |why: crate::AuthError| match why {
@@ -199,15 +210,17 @@ fn digest_from_hex(hex: &str) -> Option<TokenDigest> {
 }
 
 /// The first value of `key` in an `application/x-www-form-urlencoded` body
-/// (`+` is a space, `%XX` a byte); `None` when absent or not UTF-8.
-fn form_value(body: &[u8], key: &str) -> Option<String> {
-    body.split(|&b| b == b'&').find_map(|pair| {
+/// (`+` is a space, `%XX` a byte): `Ok(None)` when absent, `Err` when
+/// there but not percent-encoded UTF-8. Pairs whose key cannot be read are
+/// no field of ours.
+fn form_value(body: &[u8], key: &str) -> Result<Option<String>, ()> {
+    for pair in body.split(|&b| b == b'&') {
         let mut parts = pair.splitn(2, |&b| b == b'=');
-        let k = decode(parts.next()?)?;
-        (k == key)
-            .then(|| decode(parts.next().unwrap_or_default()))
-            .flatten()
-    })
+        if parts.next().and_then(decode).as_deref() == Some(key) {
+            return decode(parts.next().unwrap_or_default()).map(Some).ok_or(());
+        }
+    }
+    Ok(None)
 }
 
 pub(crate) fn decode(raw: &[u8]) -> Option<String> {
@@ -287,25 +300,54 @@ mod tests {
 
     #[test]
     fn form_bodies_are_decoded_strictly() {
+        let value = |body: &[u8]| form_value(body, "token");
+        assert_eq!(value(b"token=pat_abc"), Ok(Some("pat_abc".into())));
         assert_eq!(
-            form_value(b"token=pat_abc", "token").as_deref(),
-            Some("pat_abc")
+            value(b"token_type_hint=access_token&token=pat%5Fx+y"),
+            Ok(Some("pat_x y".into()))
         );
-        assert_eq!(
-            form_value(b"token_type_hint=access_token&token=pat%5Fx+y", "token").as_deref(),
-            Some("pat_x y")
-        );
-        assert_eq!(form_value(b"token", "token").as_deref(), Some(""));
-        assert_eq!(form_value(b"other=1", "token"), None);
-        assert_eq!(form_value(b"token=%zz", "token"), None);
-        assert_eq!(form_value(b"token=%4", "token"), None);
-        assert_eq!(form_value(b"token=%ff", "token"), None, "not UTF-8");
-        assert_eq!(form_value(b"", "token"), None);
-        assert_eq!(
-            form_value(b"token=%+f", "token"),
-            None,
-            "a sign is no digit"
-        );
+        assert_eq!(value(b"token"), Ok(Some(String::new())));
+        assert_eq!(value(b"other=1"), Ok(None));
+        assert_eq!(value(b""), Ok(None));
+        assert_eq!(value(b"%zz=1"), Ok(None), "not a key of ours");
+        // There, but unreadable: an error, not an absent field.
+        assert_eq!(value(b"token=%zz"), Err(()));
+        assert_eq!(value(b"token=%4"), Err(()));
+        assert_eq!(value(b"token=%ff"), Err(()), "not UTF-8");
+        assert_eq!(value(b"token=%+f"), Err(()), "a sign is no digit");
+    }
+
+    // Issue 21, finding 9: an unreadable `token` fell back to
+    // `token_digest`, answering a question the caller did not ask.
+    #[test]
+    fn an_unreadable_field_is_a_bad_request_never_another_question() {
+        let store = Arc::new(MemoryStore::new());
+        let hour = ExpiryPolicy::hard(Duration::from_secs(3600));
+        let caller = store.create(&NewToken::new("gw", hour), at(0)).unwrap();
+        let caller = Identity::new(&caller.info, caller.info.expiry.expires_at());
+        let alice = store.create(&NewToken::new("alice", hour), at(0)).unwrap();
+        let hex: String = alice
+            .secret
+            .digest()
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let intro = Introspection::new(store.clone()).allow_users(["gw"]);
+        for (form, field) in [
+            (format!("token=%zz&token_digest={hex}"), "`token`"),
+            (format!("token_digest={hex}%"), "`token_digest`"),
+            (format!("token_digest={hex}&username=%ff"), "`username`"),
+        ] {
+            let a = intro.answer_blocking(&caller, form.as_bytes(), at(1));
+            assert_eq!(a.status, 400, "{form}");
+            assert!(
+                a.body.contains("invalid_request") && a.body.contains(field),
+                "{}",
+                a.body
+            );
+        }
+        assert_eq!(store.get(alice.info.id).unwrap().last_used_at, None);
     }
 
     #[test]
