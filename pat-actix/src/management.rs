@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, Resource, Scope, web};
 use pat_core::Timestamp;
-use pat_core::management::{CSRF_HEADER, Management, Principal};
+use pat_core::management::{Management, Principal};
 use pat_core::panel::Panel;
 use pat_core::selfservice::Answer;
 
@@ -61,19 +61,22 @@ pub fn management(
         .service(web::resource("/{id}").route(web::delete().to(revoke)))
 }
 
-fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a [u8]> {
-    req.headers().get(name).map(|v| v.as_bytes())
-}
-
 /// The principal, after the CSRF check for a change.
 fn caller(api: &Api, req: &HttpRequest, changes: bool) -> Result<Principal, Answer> {
-    if changes
-        && let Some(refused) =
-            Management::refuse_cross_site(header(req, CSRF_HEADER), header(req, "sec-fetch-site"))
-    {
+    if changes && let Some(refused) = cross_site(req).refuse_token_change() {
         return Err(refused);
     }
     (api.principal)(req).ok_or_else(Management::unauthorized)
+}
+
+/// What [`pat_core::csrf`]'s rule looks at in `req`.
+pub(crate) fn cross_site(req: &HttpRequest) -> pat_core::csrf::CrossSite<'_> {
+    let header = |name: &str| req.headers().get(name).map(|v| v.as_bytes());
+    pat_core::csrf::CrossSite::new(
+        header("sec-fetch-site"),
+        header(pat_core::csrf::CSRF_HEADER),
+        header("authorization"),
+    )
 }
 
 async fn list(api: web::Data<Api>, req: HttpRequest) -> HttpResponse {

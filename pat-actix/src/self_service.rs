@@ -10,6 +10,8 @@ use actix_web::{HttpRequest, HttpResponse, Scope, web};
 use pat_core::selfservice::{Answer, SelfService};
 use pat_core::{Admin, Identity, Timestamp};
 
+use crate::management::cross_site;
+
 /// A scope at `path` with `GET {path}/self`, `DELETE {path}/self` and
 /// `POST {path}/self/rotate` over `admin`, to serve behind the PAT
 /// middleware (each handler takes the [`Identity`], so a request the
@@ -42,12 +44,18 @@ async fn lookup(s: web::Data<SelfService>, identity: Identity) -> HttpResponse {
     answer(web::block(move || s.lookup(&identity)).await)
 }
 
-async fn revoke(s: web::Data<SelfService>, identity: Identity) -> HttpResponse {
+async fn revoke(s: web::Data<SelfService>, identity: Identity, req: HttpRequest) -> HttpResponse {
+    if let Some(refused) = cross_site(&req).refuse_token_change() {
+        return answer(Ok(refused));
+    }
     let s = s.into_inner();
     answer(web::block(move || s.revoke(&identity)).await)
 }
 
 async fn rotate(s: web::Data<SelfService>, identity: Identity, req: HttpRequest) -> HttpResponse {
+    if let Some(refused) = cross_site(&req).refuse_token_change() {
+        return answer(Ok(refused));
+    }
     let s = s.into_inner();
     let now = Timestamp::now();
     let query = (!req.query_string().is_empty()).then(|| req.query_string().to_owned());
@@ -97,8 +105,12 @@ pub fn introspection(
 async fn introspect(
     intro: web::Data<pat_core::introspection::Introspection>,
     identity: Identity,
+    req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
+    if let Some(refused) = cross_site(&req).refuse_introspection() {
+        return answer(Ok(refused));
+    }
     let intro = intro.into_inner();
     let now = Timestamp::now();
     answer(web::block(move || intro.answer_blocking(&identity, &body, now)).await)

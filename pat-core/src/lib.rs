@@ -81,6 +81,7 @@ mod cache;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 mod credentials;
+pub mod csrf;
 mod error;
 mod expiry;
 #[cfg(any(unix, feature = "postgres"))]

@@ -34,12 +34,13 @@
 //! permissions on each (this crate does not know your tree, so a node
 //! below one of the caller's is refused too).
 //!
-//! # Cookie sessions
-//! `POST` and `DELETE` must carry the header [`CSRF_HEADER`] (any non-empty
-//! value; the panel sends it): a cross-site form cannot send a custom header,
-//! and a cross-site script cannot without a CORS preflight this API never
-//! allows. A request whose `Sec-Fetch-Site` says it came from another site
-//! is refused as well. Every answer carries `Cache-Control: no-store`.
+//! # Cross-site requests
+//! `POST` and `DELETE` follow [`crate::csrf`]'s rule: a request another
+//! site sent (its `Sec-Fetch-Site`) is refused, and one whose credentials
+//! a browser sends by itself (HTTP Basic, the app's cookie session) must
+//! carry the header [`CSRF_HEADER`] (any non-empty value; the panel sends
+//! it); a `Bearer` request needs nothing more. Every answer carries
+//! `Cache-Control: no-store`.
 //!
 //! Errors are JSON, `{"error", "error_description"}`, with the messages
 //! `pat-cli` gives for the same mistakes: 400 `invalid_request`, 401
@@ -62,9 +63,7 @@ use crate::selfservice::{Answer, SelfService, token_json};
 use crate::time::{Timestamp, parse_duration};
 use crate::token::TokenId;
 
-/// The header `POST` and `DELETE` must carry, with any non-empty value: the
-/// CSRF defence (see the [module documentation](self)).
-pub const CSRF_HEADER: &str = "x-pat-csrf";
+pub use crate::csrf::CSRF_HEADER;
 
 /// Who is calling the management API, as the app knows them.
 #[derive(Clone, Debug)]
@@ -174,20 +173,13 @@ impl Management {
     }
 
     /// The CSRF check of a `POST` or `DELETE`, from its [`CSRF_HEADER`] and
-    /// `Sec-Fetch-Site` headers: `Some(403)` to answer instead, `None` to go
-    /// on. The adapters call it before anything else.
+    /// `Sec-Fetch-Site` headers, for a request whose credentials a browser
+    /// may have sent by itself: `Some(403)` to answer instead, `None` to go
+    /// on. [`CrossSite::refuse_token_change`](crate::csrf::CrossSite::refuse_token_change)
+    /// also takes the `Authorization` header, and lets a `Bearer` request
+    /// through without [`CSRF_HEADER`]; the adapters use it.
     pub fn refuse_cross_site(csrf: Option<&[u8]>, sec_fetch_site: Option<&[u8]>) -> Option<Answer> {
-        if let Some(site) = sec_fetch_site
-            && !matches!(site, b"same-origin" | b"none")
-        {
-            return Some(forbidden("cross-site requests may not change tokens"));
-        }
-        if csrf.is_none_or(<[u8]>::is_empty) {
-            return Some(forbidden(&format!(
-                "a request that changes tokens must carry the `{CSRF_HEADER}` header"
-            )));
-        }
-        None
+        crate::csrf::CrossSite::new(sec_fetch_site, csrf, None).refuse_token_change()
     }
 
     /// `GET …[?user=NAME]`: the tokens of the principal, or (an admin) of

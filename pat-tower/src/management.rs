@@ -11,7 +11,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get};
 use pat_core::Timestamp;
-use pat_core::management::{CSRF_HEADER, Management, Principal};
+use pat_core::management::{Management, Principal};
 use pat_core::panel::Panel;
 use pat_core::selfservice::Answer;
 
@@ -65,21 +65,22 @@ where
         .with_state(api)
 }
 
-fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a [u8]> {
-    parts.headers.get(name).map(HeaderValue::as_bytes)
-}
-
 /// The principal, after the CSRF check for a change.
 fn caller(api: &Api, parts: &Parts, changes: bool) -> Result<Principal, Answer> {
-    if changes
-        && let Some(refused) = Management::refuse_cross_site(
-            header(parts, CSRF_HEADER),
-            header(parts, "sec-fetch-site"),
-        )
-    {
+    if changes && let Some(refused) = cross_site(&parts.headers).refuse_token_change() {
         return Err(refused);
     }
     (api.principal)(parts).ok_or_else(Management::unauthorized)
+}
+
+/// What [`pat_core::csrf`]'s rule looks at in `headers`.
+pub(crate) fn cross_site(headers: &axum::http::HeaderMap) -> pat_core::csrf::CrossSite<'_> {
+    let header = |name: &str| headers.get(name).map(HeaderValue::as_bytes);
+    pat_core::csrf::CrossSite::new(
+        header("sec-fetch-site"),
+        header(pat_core::csrf::CSRF_HEADER),
+        header("authorization"),
+    )
 }
 
 async fn list(State(api): State<Api>, parts: Parts, RawQuery(query): RawQuery) -> Response {

@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use pat_core::selfservice::{Answer, SelfService};
 use pat_core::{Admin, Identity, Timestamp};
+
+use crate::management::cross_site;
 
 /// `GET /self`, `DELETE /self` and `POST /self/rotate` over `admin`, to
 /// nest behind the PAT layer (each handler takes the [`Identity`], so a
@@ -43,15 +45,22 @@ async fn lookup(State(s): State<SelfService>, identity: Identity) -> Response {
     answer(tokio::task::spawn_blocking(move || s.lookup(&identity)).await)
 }
 
-async fn revoke(State(s): State<SelfService>, identity: Identity) -> Response {
+async fn revoke(State(s): State<SelfService>, identity: Identity, headers: HeaderMap) -> Response {
+    if let Some(refused) = cross_site(&headers).refuse_token_change() {
+        return answer(Ok(refused));
+    }
     answer(tokio::task::spawn_blocking(move || s.revoke(&identity)).await)
 }
 
 async fn rotate(
     State(s): State<SelfService>,
     identity: Identity,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    if let Some(refused) = cross_site(&headers).refuse_token_change() {
+        return answer(Ok(refused));
+    }
     let now = Timestamp::now();
     answer(tokio::task::spawn_blocking(move || s.rotate(&identity, query.as_deref(), now)).await)
 }
@@ -106,7 +115,10 @@ where
     S: Clone + Send + Sync + 'static,
 {
     post(
-        move |identity: Identity, body: axum::body::Bytes| async move {
+        move |identity: Identity, headers: HeaderMap, body: axum::body::Bytes| async move {
+            if let Some(refused) = cross_site(&headers).refuse_introspection() {
+                return answer(Ok(refused));
+            }
             let now = Timestamp::now();
             answer(
                 tokio::task::spawn_blocking(move || intro.answer_blocking(&identity, &body, now))
