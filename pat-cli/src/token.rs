@@ -70,6 +70,7 @@ fn flag_error(e: &NewTokenError) -> String {
     match e {
         NewTokenError::User { .. } => format!("invalid value for --user (-u): {e}"),
         NewTokenError::Label { .. } => format!("invalid value for --label (-l): {e}"),
+        NewTokenError::TooManyScopes { .. } => format!("too many --scope (-s): {e}"),
         NewTokenError::CapBelowWindow {
             window,
             max_lifetime,

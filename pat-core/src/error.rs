@@ -156,6 +156,15 @@ pub enum NewTokenError {
         /// The cap, formatted.
         max_lifetime: String,
     },
+    /// More scopes than a token may carry
+    /// ([`MAX_SCOPES`](crate::MAX_SCOPES)).
+    #[error("{count} scopes: a token carries at most {max}")]
+    TooManyScopes {
+        /// How many were given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Why a store file, its directory or its admin socket is not trusted: another

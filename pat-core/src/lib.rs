@@ -139,7 +139,7 @@ pub use policy::{Policy, PolicyViolation};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, PgStoreBuilder, SCHEMA_VERSION};
 pub use record::{
-    CreatedToken, DEFAULT_LABEL, Identity, MAX_NAME_LEN, NewToken, Rotation, TokenInfo,
+    CreatedToken, DEFAULT_LABEL, Identity, MAX_NAME_LEN, MAX_SCOPES, NewToken, Rotation, TokenInfo,
 };
 pub use scope::{NodeId, Perm, Scope, Scopes};
 #[cfg(unix)]

@@ -357,6 +357,7 @@ fn field_error(e: &crate::NewTokenError) -> String {
     match e {
         NewTokenError::User { .. } => format!("invalid value for `user`: {e}"),
         NewTokenError::Label { .. } => format!("invalid value for `label`: {e}"),
+        NewTokenError::TooManyScopes { .. } => format!("invalid value for `scopes`: {e}"),
         NewTokenError::CapBelowWindow {
             window,
             max_lifetime,

@@ -15,6 +15,11 @@ pub const DEFAULT_LABEL: &str = "Command generated token";
 /// Longest user, label or creator name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
 
+/// The most scopes one token carries: every path that creates a token
+/// refuses more (a record is read on every cache miss and returned whole by
+/// `/whoami`; 20,000 scopes made a 920 KB record).
+pub const MAX_SCOPES: usize = 64;
+
 /// Everything stored about a token except the token itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -218,6 +223,12 @@ impl NewToken {
         NewToken::check_user(&self.user)?;
         NewToken::check_label(&self.label)?;
         check_name(&self.created_by).map_err(|reason| NewTokenError::CreatedBy { reason })?;
+        if self.scopes.as_slice().len() > MAX_SCOPES {
+            return Err(NewTokenError::TooManyScopes {
+                count: self.scopes.as_slice().len(),
+                max: MAX_SCOPES,
+            });
+        }
         Ok(TokenInfo {
             id,
             user: self.user.clone(),
@@ -411,6 +422,33 @@ mod tests {
 
     fn new(user: &str) -> NewToken {
         NewToken::new(user, ExpiryPolicy::hard(Duration::from_secs(60)))
+    }
+
+    // Issue 21, finding 10: 20,000 scopes were accepted, a 920 KB record
+    // read on every miss and returned whole by `/whoami`.
+    #[test]
+    fn a_token_carries_at_most_64_scopes() {
+        let scopes = |n: usize| -> Scopes {
+            (0..n)
+                .map(|i| {
+                    format!("node:00000000-0000-4000-8000-{i:012x}:r")
+                        .parse::<crate::Scope>()
+                        .unwrap()
+                })
+                .collect()
+        };
+        let id = TokenId::from_u64(1);
+        let now = Timestamp::UNIX_EPOCH;
+        assert!(new("a").scopes(scopes(MAX_SCOPES)).to_info(id, now).is_ok());
+        let e = new("a")
+            .scopes(scopes(MAX_SCOPES + 1))
+            .to_info(id, now)
+            .unwrap_err();
+        assert!(
+            matches!(e, NewTokenError::TooManyScopes { count: 65, max: 64 }),
+            "{e}"
+        );
+        assert_eq!(e.to_string(), "65 scopes: a token carries at most 64");
     }
 
     #[test]

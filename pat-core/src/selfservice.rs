@@ -99,6 +99,9 @@ impl Answer {
                 Answer::error(404, "not_found", "the token no longer exists")
             }
             StoreError::NewToken(e) => Answer::error(400, "invalid_request", &e.to_string()),
+            // The store's policy refused the rotation: the client must not
+            // retry it, and needs to know which limit.
+            StoreError::Policy(e) => Answer::error(403, "forbidden", &e.to_string()),
             e => {
                 tracing::error!(
                     token_id = %identity.token_id(),

@@ -39,9 +39,17 @@ fn send(
     }
 }
 
-/// Ids, times and secrets masked.
+/// Ids, times and secrets masked, at any depth.
 fn masked(mut v: Value) -> Value {
-    if let Value::Object(map) = &mut v {
+    mask(&mut v);
+    v
+}
+
+fn mask(v: &mut Value) {
+    if let Value::Array(list) = v {
+        list.iter_mut().for_each(mask);
+    }
+    if let Value::Object(map) = v {
         for (k, x) in map.iter_mut() {
             if matches!(
                 k.as_str(),
@@ -57,10 +65,11 @@ fn masked(mut v: Value) -> Value {
             ) && !x.is_null()
             {
                 *x = Value::String("…".into());
+            } else {
+                mask(x);
             }
         }
     }
-    v
 }
 
 fn bearer(token: &str) -> String {
@@ -196,5 +205,96 @@ fn an_unreadable_introspection_field_is_a_bad_request() {
             said.push(r);
         }
         said
+    });
+}
+
+// Finding 5: a rotation the store's policy refused was answered 503
+// `temporarily_unavailable` (clients retry) and logged at ERROR.
+#[test]
+fn a_rotation_the_policy_refuses_is_403_naming_the_limit() {
+    on_both(|work, server| {
+        let token = work.token(&["-u", "alice", "-e", "1h"]);
+        work.cli_ok(&["policy", "set", "--max-lifetime", "1d"]);
+        let r = send(
+            server,
+            "POST",
+            "/tokens/self/rotate?expire=30d",
+            &[("authorization", &bearer(&token))],
+            None,
+        );
+        assert_eq!(
+            (r.status, &r.body["error"]),
+            (403, &Value::from("forbidden")),
+            "{r:?}"
+        );
+        let why = r.body["error_description"].to_string();
+        assert!(why.contains("1d") || why.contains("lifetime"), "{why}");
+        assert_eq!(hello(server, &bearer(&token)), 200, "not rotated");
+        vec![r]
+    });
+}
+
+// Finding 10: no limit on scopes (20,000 were accepted, a 920 KB record).
+// Every path that creates a token refuses more than 64, naming the field.
+#[test]
+fn no_path_creates_a_token_with_more_than_64_scopes() {
+    let many: Vec<String> = (0..65)
+        .map(|i| format!("node:00000000-0000-4000-8000-{i:012x}:r"))
+        .collect();
+    // The CLI, on the file.
+    let work = Workdir::new();
+    let mut args = vec!["token", "-u", "alice", "-e", "1h"];
+    for s in &many {
+        args.extend(["-s", s.as_str()]);
+    }
+    let out = work.cli(&args);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--scope") && err.contains("at most 64"),
+        "{err}"
+    );
+    // The admin socket of a running server, asked directly.
+    let server = work.start(ServerKind::Axum);
+    let client = pat_core::AdminClient::connect(pat_core::admin_socket_path(&work.db()))
+        .expect("the server's socket");
+    let scopes: pat_core::Scopes = many.iter().map(|s| s.parse().unwrap()).collect();
+    let new = pat_core::NewToken::new(
+        "alice",
+        pat_core::ExpiryPolicy::hard(std::time::Duration::from_secs(3600)),
+    )
+    .scopes(scopes);
+    let e = pat_core::Admin::create(&client, &new, pat_core::Timestamp::now()).unwrap_err();
+    assert!(e.to_string().contains("at most 64"), "{e}");
+    drop(server);
+    // The management API, on both servers.
+    on_both(|work, server| {
+        let alice = basic("alice", &work.token(&["-u", "alice", "-e", "1h"]));
+        let body = serde_json::json!({"label": "x", "expire": "10m", "scopes": many}).to_string();
+        let r = send(
+            server,
+            "POST",
+            "/api/tokens",
+            &[
+                ("authorization", alice.as_str()),
+                ("x-pat-csrf", "1"),
+                ("content-type", "application/json"),
+            ],
+            Some(&body),
+        );
+        assert_eq!(r.status, 400, "{r:?}");
+        assert!(
+            r.body["error_description"].to_string().contains("`scopes`"),
+            "{r:?}"
+        );
+        let listed = send(
+            server,
+            "GET",
+            "/api/tokens",
+            &[("authorization", alice.as_str())],
+            None,
+        );
+        assert_eq!(listed.body["tokens"].as_array().map(Vec::len), Some(1));
+        vec![r, listed]
     });
 }
