@@ -256,7 +256,7 @@ fn no_path_creates_a_token_with_more_than_64_scopes() {
     );
     // The admin socket of a running server, asked directly.
     let server = work.start(ServerKind::Axum);
-    let client = pat_core::AdminClient::connect(pat_core::admin_socket_path(&work.db()))
+    let client = pat_core::AdminClient::connect(pat_core::admin_socket_path(work.db()))
         .expect("the server's socket");
     let scopes: pat_core::Scopes = many.iter().map(|s| s.parse().unwrap()).collect();
     let new = pat_core::NewToken::new(
