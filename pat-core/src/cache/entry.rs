@@ -100,24 +100,23 @@ pub(crate) struct Entry {
     pub(super) dirty: AtomicBool,
     /// The CLOCK bit: used since the hand last passed.
     pub(super) referenced: AtomicBool,
-    /// Set when the entry leaves the map (evicted, stale, deleted or
-    /// changed elsewhere): a use racing the removal then moves its own use
-    /// to the orphans (see `Cache::record_use`), and the CLOCK queue drops
-    /// the entry's slot.
-    pub(super) removed: AtomicBool,
+    /// [`REMOVED`] once the entry left the map (evicted, stale, deleted or
+    /// changed elsewhere): a use racing the removal then reads the record
+    /// again (see `Cache::used`), and the CLOCK queue drops its slot.
+    /// [`DECIDING`] while a prune looks at the token, [`CONDEMNED`] once
+    /// it will delete it (see `Cache::doom`). One byte, so that the request
+    /// path checks all three with one load.
+    flags: AtomicU8,
     /// When the read of the record began, for the staleness bound.
     pub(super) read_at: Instant,
-    /// Whether a prune is deciding this token's fate, or has condemned it
-    /// ([`LIVE`], [`DECIDING`], [`CONDEMNED`]; see `Cache::doom`).
-    pub(super) doom: AtomicU8,
 }
 
-/// No prune is deciding about the entry.
-pub(super) const LIVE: u8 = 0;
+/// The entry left the map.
+const REMOVED: u8 = 1;
 /// A prune found the token expired and is looking again.
-pub(super) const DECIDING: u8 = 1;
+pub(super) const DECIDING: u8 = 2;
 /// A prune will delete the token: uses are refused as unknown.
-pub(super) const CONDEMNED: u8 = 2;
+pub(super) const CONDEMNED: u8 = 4;
 
 impl Entry {
     pub(super) fn new(
@@ -141,9 +140,8 @@ impl Entry {
             // A new record gets the chance a used one would: it is about to
             // be used.
             referenced: AtomicBool::new(true),
-            removed: AtomicBool::new(false),
+            flags: AtomicU8::new(0),
             read_at,
-            doom: AtomicU8::new(LIVE),
         }
     }
 
@@ -163,16 +161,43 @@ impl Entry {
         Timestamp::from_unix_secs(self.expires_at.load(Ordering::SeqCst)).unwrap_or(Timestamp::MAX)
     }
 
+    /// Whether anything but an ordinary use is going on: the entry left
+    /// the map, or a prune is deciding about it or condemned it. The
+    /// request path's one check, `SeqCst` for the handshake with a prune.
+    #[inline(always)]
+    pub(super) fn unusual(&self) -> bool {
+        self.flags.load(Ordering::SeqCst) != 0
+    }
+
+    /// Whether the entry left the map.
+    pub(super) fn is_removed(&self) -> bool {
+        self.flags.load(Ordering::SeqCst) & REMOVED != 0
+    }
+
+    /// Marks the entry as out of the map.
+    pub(super) fn mark_removed(&self) {
+        self.flags.fetch_or(REMOVED, Ordering::SeqCst);
+    }
+
+    /// Sets what a prune decided: [`DECIDING`], [`CONDEMNED`], or `0`.
+    pub(super) fn set_doom(&self, doom: u8) {
+        let _ = self
+            .flags
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| {
+                Some((f & REMOVED) | doom)
+            });
+    }
+
     /// Whether a use that just landed stands: a prune deciding about the
     /// token either saw the use (and spares it), or is seen here. Waits
     /// (microseconds, no I/O) while a prune decides.
     pub(super) fn survives_prune(&self) -> bool {
         loop {
-            match self.doom.load(Ordering::SeqCst) {
-                LIVE => return true,
-                CONDEMNED => return false,
-                _ => std::thread::yield_now(),
+            let flags = self.flags.load(Ordering::SeqCst);
+            if flags & DECIDING == 0 {
+                return flags & CONDEMNED == 0;
             }
+            std::thread::yield_now();
         }
     }
 
@@ -196,7 +221,8 @@ impl Entry {
         user: Option<&str>,
         now: Timestamp,
     ) -> Result<(Identity, bool, bool), AuthError> {
-        let stored = self.expires_at.load(Ordering::Acquire);
+        // SeqCst: part of the handshake with a prune (see `Cache::doom`).
+        let stored = self.expires_at.load(Ordering::SeqCst);
         let current = self
             .info
             .expiry
@@ -204,7 +230,7 @@ impl Entry {
         let next = self.info.check_use_with(current, user, now)?;
         let mut changed = false;
         if next.as_unix_secs() > stored {
-            // SeqCst, with the load of `doom` after it: see `Cache::doom`.
+            // SeqCst, with the load of the flags after it: see `Cache::doom`.
             self.expires_at
                 .fetch_max(next.as_unix_secs(), Ordering::SeqCst);
             changed = true;

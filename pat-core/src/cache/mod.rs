@@ -59,8 +59,9 @@
 //!    CLOCK queue holds one slot per insert and the dirty list one per
 //!    entry that became dirty, and each is compacted to the live entries
 //!    when it passes twice their number (an entry that left the map has
-//!    nothing left to flush: its use moved to the orphans); a failed flush
-//!    puts back only entries still cached; the unknown digests by the capacity (cleared
+//!    nothing left to flush: its answered uses moved to the orphans, and
+//!    it answers no use after); a failed flush puts back only entries still
+//!    cached; the unknown digests by the capacity (cleared
 //!    when full); pending audit entries by one per token and the capacity;
 //!    the orphans by the tokens used since the last successful flush.
 //!
@@ -76,6 +77,8 @@
 
 mod entry;
 mod replays;
+#[cfg(test)]
+mod tests;
 mod uses;
 
 use std::collections::VecDeque;
@@ -85,7 +88,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) use self::entry::{DigestHasher, Touch};
 
-use self::entry::{CONDEMNED, DECIDING, Entry, LIVE};
+use self::entry::{CONDEMNED, DECIDING, Entry};
 use self::replays::{PendingAudit, Replay};
 use self::uses::Buffer;
 use crate::error::AuthError;
@@ -118,6 +121,27 @@ pub(crate) struct Cache {
     audit: Mutex<PendingAudit>,
     /// Where tests pause threads; nothing unless armed.
     pub(crate) hooks: Hooks,
+}
+
+/// The tokens a prune condemned ([`Cache::doom`]): spared when dropped,
+/// except those deleted meanwhile, so that a prune that fails, panics or is
+/// cancelled leaves nothing refused.
+pub(crate) struct Condemned<'a> {
+    cache: &'a Cache,
+    digests: Vec<TokenDigest>,
+}
+
+impl Condemned<'_> {
+    /// The digests to delete.
+    pub(crate) fn digests(&self) -> &[TokenDigest] {
+        &self.digests
+    }
+}
+
+impl Drop for Condemned<'_> {
+    fn drop(&mut self) {
+        self.cache.spare(&self.digests);
+    }
 }
 
 /// A remembered unknown digest.
@@ -267,8 +291,12 @@ impl Cache {
             },
             Err(e) => return Ok(Err(e)),
         };
-        if changed {
-            return match self.used(entry, newly_dirty) {
+        // A use that moved nothing may still answer by values another use
+        // moved and was refused for (a prune condemned the token, or the
+        // entry left the map): it is judged alike. Two loads on the common
+        // path; the rest is cold.
+        if changed || entry.unusual() {
+            return match self.used(entry, changed && newly_dirty) {
                 Some(Ok(())) => Ok(Ok(identity)),
                 Some(Err(e)) => Ok(Err(e)),
                 None => Err(Miss {
@@ -281,8 +309,9 @@ impl Cache {
     }
 
     /// What follows a use that moved the entry's values (once a second at
-    /// most per token), kept out of the request path's common case. A use
-    /// that moved nothing answered by values every reader saw already.
+    /// most per token), or one of an entry a prune is deciding about or
+    /// that left the map; kept out of the request path's common case.
+    #[cold]
     #[inline(never)]
     fn used(&self, entry: &Arc<Entry>, newly_dirty: bool) -> Option<Result<(), AuthError>> {
         // Pushed whatever follows: the flag is set, and an entry dirty but
@@ -295,7 +324,7 @@ impl Cache {
         }
         // A prune may be deleting the token: a use that moved its deadline
         // stands only if the prune saw it (rule 4).
-        if entry.doom.load(Ordering::SeqCst) != LIVE && !entry.survives_prune() {
+        if !entry.survives_prune() {
             return Some(Err(AuthError::Unknown));
         }
         // Removed meanwhile (evicted, read again, deleted): an entry out of
@@ -303,7 +332,7 @@ impl Cache {
         // the record is read again. (Either this sees the flag, or the
         // removal, which sets it before it swaps `dirty`, sees this use and
         // keeps it in the orphans.)
-        if entry.removed.load(Ordering::SeqCst) {
+        if entry.is_removed() {
             return None;
         }
         Some(Ok(()))
@@ -386,8 +415,15 @@ impl Cache {
         last_try: bool,
     ) -> Option<Result<Identity, AuthError>> {
         // With a cache, under the lock inserts take: a new entry sees this
-        // use (rule 2).
+        // use (rule 2), and an entry cached meanwhile answers instead, its
+        // uses being newer than this read. (Under `clock` it cannot leave
+        // the map, and no prune is deciding about it.)
         let _clock = (self.capacity > 0).then(|| lock(&self.clock));
+        if let Some(entry) = self.records.get(&digest, &self.records.guard())
+            && let Ok(answered) = self.record_use(entry, user, now, miss.generation)
+        {
+            return Some(answered);
+        }
         let mut buffer = lock(&self.buffer);
         // A flush bumps the generation before it drops the orphan uses it
         // wrote, under this lock: a read that missed them sees the bump.
@@ -426,18 +462,16 @@ impl Cache {
 
     fn compact_clock(&self, clock: &mut VecDeque<Weak<Entry>>) {
         if clock.len() > self.live_bound() {
-            clock.retain(|slot| {
-                slot.upgrade()
-                    .is_some_and(|e| !e.removed.load(Ordering::Acquire))
-            });
+            clock.retain(|slot| slot.upgrade().is_some_and(|e| !e.is_removed()));
         }
     }
 
     fn compact_dirty(&self, dirty: &mut Vec<Arc<Entry>>) {
         if dirty.len() > self.live_bound() {
             // Entries removed from the map carry nothing a flush needs:
-            // their uses moved to the orphans when they were removed.
-            dirty.retain(|e| !e.removed.load(Ordering::Acquire));
+            // their answered uses moved to the orphans when they were
+            // removed, and they answer no use after (`used`).
+            dirty.retain(|e| !e.is_removed());
         }
     }
 
@@ -458,7 +492,7 @@ impl Cache {
             let Some(entry) = slot.upgrade() else {
                 continue;
             };
-            if entry.removed.load(Ordering::Acquire) {
+            if entry.is_removed() {
                 continue; // removed by a write or a re-read meanwhile
             }
             if entry.referenced.swap(false, Ordering::Relaxed) {
@@ -475,7 +509,7 @@ impl Cache {
         self.records
             .remove_if(&entry.digest, |_, e| Arc::ptr_eq(e, entry), guard)
             .ok();
-        entry.removed.store(true, Ordering::SeqCst);
+        entry.mark_removed();
         if entry.dirty.swap(false, Ordering::SeqCst)
             && let Some(touch) = entry.touch()
         {
@@ -538,7 +572,7 @@ impl Cache {
             let mut buffer = lock(&self.buffer);
             for d in digests {
                 if let Some(entry) = self.records.remove(d, &guard) {
-                    entry.removed.store(true, Ordering::SeqCst);
+                    entry.mark_removed();
                 }
                 buffer.orphans.remove(d);
                 buffer.condemned.remove(d);
@@ -550,18 +584,18 @@ impl Cache {
 
     /// A prune's last look at `candidates`, tokens it found expired at
     /// `limit` (their deadlines, buffered uses included, are no later):
-    /// the ones still expired are condemned and returned, to be deleted
-    /// and then passed to [`Cache::deleted`] (or to [`Cache::spare`] if
-    /// the deletion fails); the others were refreshed meanwhile and are
-    /// kept.
+    /// the ones still expired are condemned, to be deleted and then passed
+    /// to [`Cache::deleted`]; the others were refreshed meanwhile and are
+    /// kept. Those not deleted by the time the answer is dropped (the write
+    /// failed or was cancelled, or the database kept them) are spared.
     ///
     /// Rule 4: a use that lands while a prune deletes its token is either
     /// seen by the prune, which spares the token, or refused. For a cached
-    /// entry, the use moves the deadline and then reads `doom`, the prune
-    /// sets `doom` and then reads the deadline, all `SeqCst`: one of them
+    /// entry, the use moves the deadline and then reads its flags, the prune
+    /// sets [`DECIDING`] and then reads the deadline, all `SeqCst`: one of them
     /// sees the other. Uses of tokens not cached, and new entries, are
     /// decided under the locks held here.
-    pub(crate) fn doom(&self, candidates: &[TokenDigest], limit: Timestamp) -> Vec<TokenDigest> {
+    pub(crate) fn doom(&self, candidates: &[TokenDigest], limit: Timestamp) -> Condemned<'_> {
         let _ = self.hooks.at(Point::PruneChose);
         let _clock = lock(&self.clock);
         let guard = self.records.guard();
@@ -570,7 +604,7 @@ impl Cache {
         for digest in candidates {
             let entry = self.records.get(digest, &guard);
             if let Some(e) = entry {
-                e.doom.store(DECIDING, Ordering::SeqCst);
+                e.set_doom(DECIDING);
             }
             let cached = entry.map(|e| e.deadline());
             let buffered = buffer.of(digest).map(|t| t.expires_at);
@@ -583,30 +617,33 @@ impl Cache {
             let fate = if buffer.condemned.contains_key(digest) {
                 CONDEMNED
             } else {
-                LIVE
+                0
             };
             if let Some(e) = entry {
-                e.doom.store(fate, Ordering::SeqCst);
+                e.set_doom(fate);
             }
         }
-        condemned
+        Condemned {
+            cache: self,
+            digests: condemned,
+        }
     }
 
-    /// The prune that condemned `digests` did not delete them (its write
-    /// failed, or the database kept them): they live on, unless another
-    /// prune condemned them too.
-    pub(crate) fn spare(&self, digests: &[TokenDigest]) {
+    /// The prune that condemned `digests` did not delete them: they live
+    /// on, unless another prune condemned them too. Deleted ones are no
+    /// longer counted, and skipped.
+    fn spare(&self, digests: &[TokenDigest]) {
         let guard = self.records.guard();
         let mut buffer = lock(&self.buffer);
         for digest in digests {
             let Some(count) = buffer.condemned.get_mut(digest) else {
-                continue; // deleted meanwhile
+                continue; // deleted
             };
             *count -= 1;
             if *count == 0 {
                 buffer.condemned.remove(digest);
                 if let Some(e) = self.records.get(digest, &guard) {
-                    e.doom.store(LIVE, Ordering::SeqCst);
+                    e.set_doom(0);
                 }
             }
         }

@@ -136,10 +136,10 @@ impl Cache {
         let mut buffer = lock(&self.buffer);
         for e in batch.entries {
             // Flag first, then look, as a use does: either this sees the
-            // removal, or the removal (which sets `removed`, then swaps
+            // removal, or the removal (which marks the entry, then swaps
             // `dirty`) sees the flag and keeps the use in the orphans.
             let was_dirty = e.dirty.swap(true, Ordering::SeqCst);
-            if e.removed.load(Ordering::SeqCst) {
+            if e.is_removed() {
                 if let Some(t) = e.touch() {
                     buffer.orphan(e.digest, t);
                 }

@@ -883,9 +883,10 @@ async fn flush_every(shared: std::sync::Weak<Shared>, every: Duration) {
         {
             let Some(s) = shared.upgrade() else { return };
             tokio::select! {
-                _ = ticks.tick() => {}
+                biased;
                 // Stopped between two flushes, never inside one.
                 () = s.stop_flushing.notified() => return,
+                _ = ticks.tick() => {}
             }
         }
         let Some(s) = shared.upgrade() else { return };
@@ -1106,12 +1107,20 @@ impl Audited for PgStore {
             // A last look, ordered with this replica's uses racing it.
             let limit = Timestamp::from_unix_secs(now.as_unix_secs().saturating_sub(margin as u64))
                 .unwrap_or(now);
+            // Spared when dropped: whatever the database did not delete
+            // (another replica's use was written meanwhile, or the
+            // deletion failed) lives on; `change` forgets the deleted ones.
             let condemned = shared.cache.doom(&expired, limit);
-            if let Err(e) = shared.cache.hooks.at(Point::PruneDecided) {
-                shared.cache.spare(&condemned);
-                return Err(PgError::Injected(e).into());
-            }
-            let doomed: Vec<Vec<u8>> = condemned.iter().map(|d| d.as_bytes().to_vec()).collect();
+            shared
+                .cache
+                .hooks
+                .at(Point::PruneDecided)
+                .map_err(PgError::Injected)?;
+            let doomed: Vec<Vec<u8>> = condemned
+                .digests()
+                .iter()
+                .map(|d| d.as_bytes().to_vec())
+                .collect();
             let sql = format!(
                 "DELETE FROM pat_tokens WHERE digest = ANY($1) AND expires_at + $2 <= $3 \
                  RETURNING {COLUMNS}, digest"
@@ -1128,10 +1137,7 @@ impl Audited for PgStore {
                     )]
                 })
                 .await;
-            // Those the database kept (another replica's use was written
-            // meanwhile), or all of them if the deletion failed, live on;
-            // the deleted ones were forgotten by `change`.
-            shared.cache.spare(&condemned);
+            drop(condemned);
             let pruned = pruned?.len();
             // Retired secrets of tokens that are gone can only be refused
             // now, like any unknown token.

@@ -1053,8 +1053,10 @@ impl Audited for Inner {
     }
 
     fn prune_by(&self, now: Timestamp, actor: &str) -> Result<usize, StoreError> {
-        let mut condemned = Vec::new();
-        let pruned = self.delete(|txn, deleted| {
+        // Spared when dropped, after the deletion was forgotten: whatever
+        // it did not delete lives on.
+        let mut condemned = None;
+        self.delete(|txn, deleted| {
             let expired: Vec<(TokenDigest, TokenId)> = {
                 let tokens = txn.open_table(TOKENS).map_err(storage)?;
                 let mut expired = Vec::new();
@@ -1071,16 +1073,16 @@ impl Audited for Inner {
             };
             // A last look, ordered with the uses racing it.
             let digests: Vec<TokenDigest> = expired.iter().map(|(d, _)| *d).collect();
-            condemned = self.cache.doom(&digests, now);
+            let doomed = condemned.insert(self.cache.doom(&digests, now));
+            let expired: Vec<TokenId> = expired
+                .into_iter()
+                .filter(|(d, _)| doomed.digests().contains(d))
+                .map(|(_, id)| id)
+                .collect();
             self.cache
                 .hooks
                 .at(Point::PruneDecided)
                 .map_err(|e| StoreError::Storage(BackendError::new(e)))?;
-            let expired: Vec<TokenId> = expired
-                .into_iter()
-                .filter(|(d, _)| condemned.contains(d))
-                .map(|(_, id)| id)
-                .collect();
             for &id in &expired {
                 Inner::remove_in(txn, id, deleted)?;
             }
@@ -1096,11 +1098,7 @@ impl Audited for Inner {
             );
             audit_in(txn, &entry)?;
             Ok(expired.len())
-        });
-        if pruned.is_err() {
-            self.cache.spare(&condemned);
-        }
-        pruned
+        })
     }
 
     fn get_policy(&self) -> Result<Policy, StoreError> {

@@ -408,6 +408,12 @@ fn a_use_after_a_prune_condemned_the_token_is_refused() {
         store.authenticate(t.secret.expose_secret(), at(59)),
         Err(AuthError::Unknown)
     ));
+    // Found in review: a second use in the same second moved nothing, and
+    // was answered by the deadline the refused one had moved.
+    assert!(matches!(
+        store.authenticate(t.secret.expose_secret(), at(59)),
+        Err(AuthError::Unknown)
+    ));
     fp.release(Point::DeleteCommitted);
     assert_eq!(pruner.join().unwrap().unwrap(), 1);
 }
