@@ -73,6 +73,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         std::sync::Arc::new(args.admins.iter().cloned().collect());
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(hygiene))
             .app_data(web::Data::new(share.clone()))
             .route("/health", web::get().to(|| async { "ok" }))
             // Public, and before the `/tokens` scope, which would take it.
@@ -102,6 +103,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             )
     })
     .disable_signals()
+    .client_request_timeout(pat_core::hygiene::HEAD_READ_TIMEOUT)
     .bind(args.addr)?;
     if let Some(n) = args.workers {
         server = server.workers(n.into());
@@ -121,7 +123,42 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn whoami(identity: Identity) -> HttpResponse {
-    HttpResponse::Ok().json(contract::whoami_json(&identity))
+    HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(contract::whoami_json(&identity))
+}
+
+/// `pat_core::hygiene::refuse_request`, before every route. (actix-web's
+/// parser refuses `Content-Length` with `Transfer-Encoding` itself, alike.)
+async fn hygiene(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::http::header;
+    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    let refused = pat_core::hygiene::refuse_request(
+        target,
+        req.headers().contains_key(header::CONTENT_LENGTH),
+        req.headers().contains_key(header::TRANSFER_ENCODING),
+    );
+    let Some(answer) = refused else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let status = actix_web::http::StatusCode::from_u16(answer.status)
+        .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
+    let mut response = HttpResponse::build(status);
+    if answer.close {
+        response.force_close();
+    }
+    let response = if answer.body.is_empty() {
+        response.finish()
+    } else {
+        response
+            .insert_header((header::CONTENT_TYPE, "application/json"))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(answer.body)
+    };
+    Ok(req.into_response(response).map_into_right_body())
 }
 
 fn node(identity: &Identity, id: &str, perm: Perm) -> HttpResponse {

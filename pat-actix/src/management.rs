@@ -10,7 +10,7 @@ use pat_core::management::{Management, Principal};
 use pat_core::panel::Panel;
 use pat_core::selfservice::Answer;
 
-use crate::self_service::answer;
+use crate::self_service::{answer, read_body};
 
 type Who = dyn Fn(&HttpRequest) -> Option<Principal> + Send + Sync;
 
@@ -90,9 +90,13 @@ async fn list(api: web::Data<Api>, req: HttpRequest) -> HttpResponse {
     answer(web::block(move || api.management.list_blocking(&p, query.as_deref(), now)).await)
 }
 
-async fn create(api: web::Data<Api>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+async fn create(api: web::Data<Api>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let p = match caller(&api, &req, true) {
         Ok(p) => p,
+        Err(refused) => return answer(Ok(refused)),
+    };
+    let body = match read_body(&req, payload).await {
+        Ok(body) => body,
         Err(refused) => return answer(Ok(refused)),
     };
     let api = api.into_inner();

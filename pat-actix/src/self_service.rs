@@ -74,7 +74,37 @@ pub(crate) fn answer(joined: Result<Answer, actix_web::error::BlockingError>) ->
     if let Some(seconds) = answer.retry_after {
         response.insert_header((actix_web::http::header::RETRY_AFTER, seconds));
     }
+    if answer.close {
+        response.force_close();
+    }
     response.body(answer.body)
+}
+
+/// A route's body, within pat-core's limits
+/// ([`MAX_BODY_LEN`](pat_core::hygiene::MAX_BODY_LEN),
+/// [`BODY_READ_TIMEOUT`](pat_core::hygiene::BODY_READ_TIMEOUT)); the
+/// answer to send instead when it is too large, too slow or unreadable.
+pub(crate) async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<web::Bytes, Answer> {
+    use pat_core::hygiene::{BODY_READ_TIMEOUT, MAX_BODY_LEN};
+    let announced = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY_LEN as u64) {
+        return Err(Answer::body_too_large());
+    }
+    match actix_web::rt::time::timeout(BODY_READ_TIMEOUT, payload.to_bytes_limited(MAX_BODY_LEN))
+        .await
+    {
+        Err(_) => Err(Answer::body_too_slow()),
+        Ok(Err(_)) => Err(Answer::body_too_large()),
+        Ok(Ok(Err(_))) => Err(Answer::body_unreadable()),
+        Ok(Ok(Ok(body))) => Ok(body),
+    }
 }
 
 /// A resource at `path` answering `POST` RFC 7662 introspection (see
@@ -106,11 +136,15 @@ async fn introspect(
     intro: web::Data<pat_core::introspection::Introspection>,
     identity: Identity,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> HttpResponse {
     if let Some(refused) = cross_site(&req).refuse_introspection() {
         return answer(Ok(refused));
     }
+    let body = match read_body(&req, payload).await {
+        Ok(body) => body,
+        Err(refused) => return answer(Ok(refused)),
+    };
     let intro = intro.into_inner();
     let now = Timestamp::now();
     answer(web::block(move || intro.answer_blocking(&identity, &body, now)).await)
@@ -129,10 +163,14 @@ pub fn leak_reports(path: &str, reports: pat_core::leaks::LeakReports) -> actix_
 async fn report_leak(
     reports: web::Data<pat_core::leaks::LeakReports>,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> HttpResponse {
     let Some(peer) = req.peer_addr() else {
         return HttpResponse::BadRequest().finish();
+    };
+    let body = match read_body(&req, payload).await {
+        Ok(body) => body,
+        Err(refused) => return answer(Ok(refused)),
     };
     let reports = reports.into_inner();
     let now = Timestamp::now();

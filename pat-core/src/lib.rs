@@ -91,6 +91,7 @@ pub mod failpoints;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gate;
+pub mod hygiene;
 mod integrations;
 pub mod introspection;
 pub mod leaks;

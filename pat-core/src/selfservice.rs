@@ -60,6 +60,9 @@ pub struct Answer {
     pub body: String,
     /// Seconds for a `Retry-After` header (a rate limit), if any.
     pub retry_after: Option<u64>,
+    /// Whether to close the connection after it (`Connection: close`): a
+    /// body was left unread.
+    pub close: bool,
 }
 
 impl std::fmt::Debug for Answer {
@@ -83,6 +86,7 @@ impl Answer {
             status,
             body: body.to_string(),
             retry_after: None,
+            close: false,
         }
     }
 
@@ -279,6 +283,7 @@ mod tests {
             status: 200,
             body: r#"{"token":"pat_secret"}"#.into(),
             retry_after: None,
+            close: false,
         };
         assert!(!format!("{a:?}").contains("pat_secret"));
     }

@@ -104,7 +104,8 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .route(
             "/tokens/report-leak",
             pat_tower::leak_reports(pat_core::leaks::LeakReports::new(backend.admin())),
-        );
+        )
+        .layer(axum::middleware::from_fn(hygiene));
 
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
@@ -118,7 +119,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 /// `axum::serve` would do, but hyper's limits are set here to actix-web's
 /// (request headers at most 128 KiB and 96 of them, else 431), so that both
 /// reference servers answer every request alike, and headers must arrive
-/// within 30 s.
+/// within `pat_core::hygiene::HEAD_READ_TIMEOUT`.
 async fn serve_http1(listener: tokio::net::TcpListener, app: Router) {
     use hyper::server::conn::http1;
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -140,7 +141,7 @@ async fn serve_http1(listener: tokio::net::TcpListener, app: Router) {
         };
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(std::time::Duration::from_secs(30))
+            .header_read_timeout(pat_core::hygiene::HEAD_READ_TIMEOUT)
             .max_header_size(128 * 1024)
             .max_headers(96)
             .serve_connection(
@@ -161,8 +162,48 @@ async fn serve_http1(listener: tokio::net::TcpListener, app: Router) {
     graceful.shutdown().await;
 }
 
-async fn whoami(identity: Identity) -> Json<serde_json::Value> {
-    Json(contract::whoami_json(&identity))
+async fn whoami(identity: Identity) -> Response {
+    (
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Json(contract::whoami_json(&identity)),
+    )
+        .into_response()
+}
+
+/// `pat_core::hygiene::refuse_request`, before every route.
+async fn hygiene(req: Request, next: axum::middleware::Next) -> Response {
+    use axum::http::header;
+    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    let headers = req.headers();
+    let refused = pat_core::hygiene::refuse_request(
+        target,
+        headers.contains_key(header::CONTENT_LENGTH),
+        headers.contains_key(header::TRANSFER_ENCODING),
+    );
+    let Some(answer) = refused else {
+        return next.run(req).await;
+    };
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = if answer.body.is_empty() {
+        status.into_response()
+    } else {
+        (
+            status,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            answer.body,
+        )
+            .into_response()
+    };
+    if answer.close {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 fn node(identity: &Identity, id: &str, perm: Perm) -> Response {

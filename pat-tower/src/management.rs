@@ -15,7 +15,7 @@ use pat_core::management::{Management, Principal};
 use pat_core::panel::Panel;
 use pat_core::selfservice::Answer;
 
-use crate::self_service::answer;
+use crate::self_service::{answer, read_body};
 
 type Who = dyn Fn(&Parts) -> Option<Principal> + Send + Sync;
 
@@ -97,9 +97,13 @@ async fn list(State(api): State<Api>, parts: Parts, RawQuery(query): RawQuery) -
     )
 }
 
-async fn create(State(api): State<Api>, parts: Parts, body: axum::body::Bytes) -> Response {
+async fn create(State(api): State<Api>, parts: Parts, body: axum::body::Body) -> Response {
     let p = match caller(&api, &parts, true) {
         Ok(p) => p,
+        Err(refused) => return answer(Ok(refused)),
+    };
+    let body = match read_body(&parts.headers, body).await {
+        Ok(body) => body,
         Err(refused) => return answer(Ok(refused)),
     };
     let now = Timestamp::now();

@@ -89,7 +89,44 @@ pub(crate) fn answer(joined: Result<Answer, tokio::task::JoinError>) -> Response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
+    if answer.close {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
+}
+
+/// A route's body, within pat-core's limits
+/// ([`MAX_BODY_LEN`](pat_core::hygiene::MAX_BODY_LEN),
+/// [`BODY_READ_TIMEOUT`](pat_core::hygiene::BODY_READ_TIMEOUT)); the
+/// answer to send instead when it is too large, too slow or unreadable.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<axum::body::Bytes, Answer> {
+    use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+    use pat_core::hygiene::{BODY_READ_TIMEOUT, MAX_BODY_LEN};
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY_LEN as u64) {
+        return Err(Answer::body_too_large());
+    }
+    match tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        Limited::new(body, MAX_BODY_LEN).collect(),
+    )
+    .await
+    {
+        Err(_) => Err(Answer::body_too_slow()),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(Answer::body_too_large())
+        }
+        Ok(Err(_)) => Err(Answer::body_unreadable()),
+    }
 }
 
 /// `POST` RFC 7662 introspection (see [`pat_core::introspection`]), to
@@ -115,10 +152,14 @@ where
     S: Clone + Send + Sync + 'static,
 {
     post(
-        move |identity: Identity, headers: HeaderMap, body: axum::body::Bytes| async move {
+        move |identity: Identity, headers: HeaderMap, body: axum::body::Body| async move {
             if let Some(refused) = cross_site(&headers).refuse_introspection() {
                 return answer(Ok(refused));
             }
+            let body = match read_body(&headers, body).await {
+                Ok(body) => body,
+                Err(refused) => return answer(Ok(refused)),
+            };
             let now = Timestamp::now();
             answer(
                 tokio::task::spawn_blocking(move || intro.answer_blocking(&identity, &body, now))
@@ -140,7 +181,12 @@ where
         move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<
             std::net::SocketAddr,
         >,
-              body: axum::body::Bytes| async move {
+              headers: HeaderMap,
+              body: axum::body::Body| async move {
+            let body = match read_body(&headers, body).await {
+                Ok(body) => body,
+                Err(refused) => return answer(Ok(refused)),
+            };
             let now = Timestamp::now();
             answer(
                 tokio::task::spawn_blocking(move || reports.report_blocking(peer.ip(), &body, now))

@@ -141,6 +141,17 @@ impl Server {
 
     /// [`Server::start`] on `addr` (a server coming back on its old port).
     pub fn start_on(kind: ServerKind, db: &Path, addr: &str, extra: &[&str]) -> Server {
+        Server::spawn(kind, db, addr, extra, Stdio::inherit())
+    }
+
+    /// [`Server::start`] with the server's standard error (its log) written
+    /// to `log`.
+    pub fn start_logging(kind: ServerKind, db: &Path, extra: &[&str], log: &Path) -> Server {
+        let file = std::fs::File::create(log).expect("the log file");
+        Server::spawn(kind, db, "127.0.0.1:0", extra, Stdio::from(file))
+    }
+
+    fn spawn(kind: ServerKind, db: &Path, addr: &str, extra: &[&str], stderr: Stdio) -> Server {
         let exe = target_dir().join("examples").join(kind.example());
         let mut child = Command::new(&exe)
             .arg("--db")
@@ -148,7 +159,7 @@ impl Server {
             .args(["--addr", addr, "--workers", "2"])
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", exe.display()));
         let stdout = child.stdout.take().expect("piped stdout");

@@ -165,9 +165,25 @@ pub(crate) async fn shutdown_signal() {
 }
 
 /// Logs to stderr, filtered by `RUST_LOG`.
+/// Logs to standard error, filtered by `RUST_LOG` (errors only by
+/// default). actix-web's HTTP parser logs every malformed request at ERROR,
+/// though it is the client's mistake (and answered 400): those are left out
+/// unless `RUST_LOG` names `actix_http`.
 pub(crate) fn init_logging() {
+    let asked = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter = tracing_subscriber::EnvFilter::from_default_env();
+    if !asked.contains("actix_http") {
+        for quiet in [
+            "actix_http::h1::dispatcher=off",
+            "actix_http::h1::decoder=off",
+        ] {
+            if let Ok(directive) = quiet.parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
 }
