@@ -28,7 +28,8 @@
 //!   layer (a browser's Basic-auth dialog), an admin if named by
 //!   `--admin USER`;
 //! - `POST /tokens/report-leak`: public leak reports (`pat_core::leaks`): a
-//!   JSON array of tokens, the live ones revoked; 202 whatever they were.
+//!   JSON array of tokens, the live ones revoked; 202 whatever they were;
+//!   limited per client, read from the headers of a `--trusted-proxy CIDR`.
 //!
 //! Prints `listening on http://ADDR` once bound. Ctrl-C or SIGTERM stop it
 //! gracefully, writing buffered token uses.
@@ -67,7 +68,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let admin = backend.admin();
     let intro = backend.introspection(&args.introspectors);
     // One limiter for every worker.
-    let leaks = pat_core::leaks::LeakReports::new(backend.admin());
+    let leaks = args.leak_reports(backend.admin());
     let management = backend.management();
     let admins: std::sync::Arc<std::collections::BTreeSet<String>> =
         std::sync::Arc::new(args.admins.iter().cloned().collect());

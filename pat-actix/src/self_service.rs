@@ -152,8 +152,10 @@ async fn introspect(
 
 /// A resource at `path` answering `POST` leak reports (see
 /// [`pat_core::leaks`]): a public route, to serve without the PAT
-/// middleware. The client address is the connection's peer; the lookups run
-/// on actix's blocking pool.
+/// middleware. The client address is the connection's peer, or, from a
+/// trusted proxy
+/// ([`LeakReports::trusted_proxies`](pat_core::leaks::LeakReports::trusted_proxies)),
+/// from the headers it writes; the lookups run on actix's blocking pool.
 pub fn leak_reports(path: &str, reports: pat_core::leaks::LeakReports) -> actix_web::Resource {
     web::resource(path)
         .app_data(web::Data::new(reports))
@@ -172,7 +174,14 @@ async fn report_leak(
         Ok(body) => body,
         Err(refused) => return answer(Ok(refused)),
     };
+    let client = reports.client(
+        peer.ip(),
+        req.headers().get_all("forwarded").map(|v| v.as_bytes()),
+        req.headers()
+            .get_all("x-forwarded-for")
+            .map(|v| v.as_bytes()),
+    );
     let reports = reports.into_inner();
     let now = Timestamp::now();
-    answer(web::block(move || reports.report_blocking(peer.ip(), &body, now)).await)
+    answer(web::block(move || reports.report_blocking(client, &body, now)).await)
 }

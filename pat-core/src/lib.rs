@@ -101,6 +101,7 @@ pub mod panel;
 mod policy;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod proxy;
 mod record;
 #[cfg(feature = "remote")]
 pub mod remote;
@@ -139,6 +140,7 @@ pub use memory::MemoryStore;
 pub use policy::{Policy, PolicyViolation};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, PgStoreBuilder, SCHEMA_VERSION};
+pub use proxy::{Cidr, ParseCidrError, TrustedProxies};
 pub use record::{
     CreatedToken, DEFAULT_LABEL, Identity, MAX_NAME_LEN, MAX_SCOPES, NewToken, Rotation, TokenInfo,
 };

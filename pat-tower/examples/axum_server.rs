@@ -28,7 +28,8 @@
 //!   layer (a browser's Basic-auth dialog), an admin if named by
 //!   `--admin USER`;
 //! - `POST /tokens/report-leak`: public leak reports (`pat_core::leaks`): a
-//!   JSON array of tokens, the live ones revoked; 202 whatever they were.
+//!   JSON array of tokens, the live ones revoked; 202 whatever they were;
+//!   limited per client, read from the headers of a `--trusted-proxy CIDR`.
 //!
 //! Prints `listening on http://ADDR` once the socket is bound. Ctrl-C or
 //! SIGTERM stop it gracefully, writing buffered token uses.
@@ -103,7 +104,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .route("/health", get(|| async { "ok" }))
         .route(
             "/tokens/report-leak",
-            pat_tower::leak_reports(pat_core::leaks::LeakReports::new(backend.admin())),
+            pat_tower::leak_reports(args.leak_reports(backend.admin())),
         )
         .layer(axum::middleware::from_fn(hygiene));
 

@@ -172,7 +172,9 @@ where
 /// `POST` leak reports (see [`pat_core::leaks`]): a public route, to mount
 /// outside the PAT layer. The client address comes from axum's
 /// `ConnectInfo` (serve with `into_make_service_with_connect_info`, or
-/// insert it per connection); the lookups run on Tokio's blocking pool.
+/// insert it per connection), or, from a trusted proxy
+/// ([`LeakReports::trusted_proxies`](pat_core::leaks::LeakReports::trusted_proxies)),
+/// from the headers it writes; the lookups run on Tokio's blocking pool.
 pub fn leak_reports<S>(reports: pat_core::leaks::LeakReports) -> axum::routing::MethodRouter<S>
 where
     S: Clone + Send + Sync + 'static,
@@ -187,9 +189,20 @@ where
                 Ok(body) => body,
                 Err(refused) => return answer(Ok(refused)),
             };
+            let client = reports.client(
+                peer.ip(),
+                headers
+                    .get_all("forwarded")
+                    .iter()
+                    .map(HeaderValue::as_bytes),
+                headers
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .map(HeaderValue::as_bytes),
+            );
             let now = Timestamp::now();
             answer(
-                tokio::task::spawn_blocking(move || reports.report_blocking(peer.ip(), &body, now))
+                tokio::task::spawn_blocking(move || reports.report_blocking(client, &body, now))
                     .await,
             )
         },

@@ -469,3 +469,58 @@ fn client_mistakes_are_not_logged_as_errors() {
         assert!(!logged.contains("ERROR"), "{kind:?} logged: {logged}");
     }
 }
+
+// Finding 7: the leak-report limiter counted per exact address (one IPv6
+// /64 holds more than its table) and, full, refused every new reporter.
+// Behind a proxy every reporter is one address: the client comes from the
+// proxy's headers only when the server is told to trust it.
+#[test]
+fn leak_reports_are_limited_per_client_behind_a_trusted_proxy_only() {
+    let report = |server: &Server, forwarded_for: &str| {
+        send(
+            server,
+            "POST",
+            "/tokens/report-leak",
+            &[
+                ("content-type", "application/json"),
+                ("x-forwarded-for", forwarded_for),
+            ],
+            Some("[]"),
+        )
+    };
+    let mut seen = Vec::new();
+    for kind in [ServerKind::Axum, ServerKind::Actix] {
+        let work = Workdir::new();
+        let mut said = Vec::new();
+        // Not trusted: the header is the client's own word, and ignored.
+        let server = work.start(kind);
+        for i in 0..10 {
+            assert_eq!(report(&server, &format!("198.51.100.{i}")).status, 202);
+        }
+        let r = report(&server, "203.0.113.1");
+        assert_eq!(
+            r.status, 429,
+            "{kind:?}: a made-up address got past the limit"
+        );
+        said.push(r);
+        drop(server);
+        // Trusted: each client behind the proxy has its own budget.
+        let server = Server::start(kind, &work.db(), &["--trusted-proxy", "127.0.0.0/8"]);
+        for _ in 0..10 {
+            assert_eq!(report(&server, "198.51.100.7").status, 202);
+        }
+        let r = report(&server, "198.51.100.7");
+        assert_eq!(r.status, 429, "{kind:?}");
+        said.push(r);
+        let r = report(&server, "198.51.100.8, 127.0.0.1");
+        assert_eq!(r.status, 202, "{kind:?}: another client behind the proxy");
+        said.push(r);
+        // A client prepending its own entry gains nothing: the walk stops at
+        // the first address the trusted proxy wrote.
+        let r = report(&server, "203.0.113.9, 198.51.100.7");
+        assert_eq!(r.status, 429, "{kind:?}");
+        said.push(r);
+        seen.push(said);
+    }
+    assert_eq!(seen[0], seen[1], "the servers answered differently");
+}

@@ -37,6 +37,12 @@ pub(crate) struct Args {
     /// manage their own).
     #[arg(long = "admin", value_name = "USER")]
     pub(crate) admins: Vec<String>,
+    /// A reverse proxy in front of the server (an address or a network,
+    /// repeatable): its `Forwarded` or `X-Forwarded-For` names the client,
+    /// for the leak reports' rate limit [default: none, the client is the
+    /// connection's peer].
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub(crate) trusted_proxies: Vec<pat_core::Cidr>,
 }
 
 /// The management API's principal for the demo: the PAT user behind the
@@ -54,6 +60,17 @@ pub(crate) fn principal(
 }
 
 impl Args {
+    /// The leak-report route's decisions over `admin`, behind the trusted
+    /// proxies.
+    pub(crate) fn leak_reports(
+        &self,
+        admin: std::sync::Arc<dyn pat_core::Admin + Send + Sync>,
+    ) -> pat_core::leaks::LeakReports {
+        pat_core::leaks::LeakReports::new(admin).trusted_proxies(pat_core::TrustedProxies::new(
+            self.trusted_proxies.iter().copied(),
+        ))
+    }
+
     /// The PostgreSQL connection string, when `--db` is one.
     fn database_url(&self) -> Option<&str> {
         self.db
