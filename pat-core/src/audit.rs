@@ -34,10 +34,13 @@ pub enum AuditAction {
     /// A secret retired by a rotation was presented after its grace (it
     /// may have been stolen); the request was refused.
     ReplayedSecret,
+    /// A token's latest possible deadline was brought down to its parent's,
+    /// after a rotation shortened the parent (see [`crate::authority`]).
+    Shorten,
 }
 
 impl AuditAction {
-    const ALL: [AuditAction; 7] = [
+    const ALL: [AuditAction; 8] = [
         AuditAction::Create,
         AuditAction::Rotate,
         AuditAction::Revoke,
@@ -45,6 +48,7 @@ impl AuditAction {
         AuditAction::Prune,
         AuditAction::SetPolicy,
         AuditAction::ReplayedSecret,
+        AuditAction::Shorten,
     ];
 
     /// Its name in listings and storage (`revoke_user`, ...).
@@ -57,6 +61,7 @@ impl AuditAction {
             AuditAction::Prune => "prune",
             AuditAction::SetPolicy => "set_policy",
             AuditAction::ReplayedSecret => "replayed_secret",
+            AuditAction::Shorten => "shorten",
         }
     }
 

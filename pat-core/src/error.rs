@@ -357,6 +357,9 @@ pub enum StoreError {
     /// The store's policy refused the token (see [`Policy`](crate::Policy)).
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyViolation),
+    /// The token would outgrow what made it (see [`crate::authority`]).
+    #[error(transparent)]
+    Authority(#[from] crate::authority::AuthorityViolation),
     /// A stored record could not be decoded.
     #[error("store is damaged: {0}")]
     Corrupt(String),

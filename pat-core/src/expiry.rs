@@ -180,6 +180,24 @@ impl Expiry {
 }
 
 impl Expiry {
+    /// This expiry with its deadline no later than `limit`.
+    pub(crate) fn limited_to(&self, limit: Timestamp) -> Expiry {
+        match *self {
+            Expiry::Hard { expires_at } => Expiry::Hard {
+                expires_at: expires_at.min(limit),
+            },
+            Expiry::Sliding {
+                window,
+                max_lifetime,
+                expires_at,
+            } => Expiry::Sliding {
+                window,
+                max_lifetime,
+                expires_at: expires_at.min(limit),
+            },
+        }
+    }
+
     /// This expiry with a sliding deadline of at least `at` (a buffered
     /// refresh merged into a stored record); hard deadlines never move.
     pub(crate) fn extended_to(&self, at: Timestamp) -> Expiry {

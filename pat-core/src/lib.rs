@@ -74,6 +74,7 @@
 
 mod admin;
 mod audit;
+pub mod authority;
 mod backend;
 mod block_on;
 #[cfg(any(unix, feature = "postgres"))]
@@ -137,7 +138,7 @@ pub use gate::{
 #[cfg(any(feature = "axum", feature = "actix"))]
 pub use integrations::MissingIdentity;
 pub use memory::MemoryStore;
-pub use policy::{Policy, PolicyViolation};
+pub use policy::{OnReuse, Policy, PolicyViolation};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, PgStoreBuilder, SCHEMA_VERSION};
 pub use proxy::{Cidr, ParseCidrError, TrustedProxies};

@@ -10,7 +10,7 @@
 //! |---|---|
 //! | `GET …[?user=NAME]` | 200, `{"principal": {"user", "admin"}, "user", "tokens": [record…]}`; each record has a `status`, `active` or `expired` |
 //! | `POST …` | 201, the new token's record with its secret in `token` (the only time it is shown); body below |
-//! | `DELETE …/{id}` | 200, the record of the token just revoked |
+//! | `DELETE …/{id}` | 200, the record of the token just revoked, with `revoked_descendants`: how many tokens made with it went with it |
 //!
 //! The create body is a JSON object with the CLI's options: `label`,
 //! `expire` (a hard limit, e.g. `"30d"`) or `auto` (a sliding window, e.g.
@@ -27,12 +27,24 @@
 //!
 //! # No privilege escalation
 //! When the principal authenticated with a token ([`Principal::with_token`]),
-//! a token it creates may not outlive that token (its latest possible
-//! deadline, a hard limit or a sliding token's `max_lifetime`, must be no
-//! later than the caller's current deadline) nor reach further: a scoped
-//! caller may only create tokens scoped to its own nodes with at most its
-//! permissions on each (this crate does not know your tree, so a node
-//! below one of the caller's is refused too).
+//! a token it creates is that token's child ([`crate::authority`]): it may
+//! not outlive it (its latest possible deadline, a hard limit or a sliding
+//! token's `max_lifetime`, must be no later than the caller's deadline)
+//! nor reach further (a scoped caller may only create tokens scoped to its
+//! own nodes with at most its permissions on each; this crate does not
+//! know your tree, so a node below one of the caller's is refused too),
+//! and revoking the caller's token revokes it. The audit log names the
+//! token as the actor (`token ID`).
+//!
+//! A **scoped** token manages only itself and the tokens made with it
+//! (the list shows only those; revoking another is 403), and never has an
+//! admin's powers: those need an unscoped token or a session. A secret in
+//! its grace after a rotation authenticates, but creating or revoking with
+//! it is 403.
+//!
+//! Each listed record carries `descendants`, how many of the listed tokens
+//! were made with it (directly or further down): what revoking it takes
+//! with it.
 //!
 //! # Cross-site requests
 //! `POST` and `DELETE` follow [`crate::csrf`]'s rule: a request another
@@ -56,7 +68,7 @@ use serde_json::{Value, json};
 
 use crate::admin::Admin;
 use crate::error::StoreError;
-use crate::expiry::{Expiry, ExpiryPolicy};
+use crate::expiry::ExpiryPolicy;
 use crate::record::{Identity, NewToken, TokenInfo};
 use crate::scope::{Scope, Scopes};
 use crate::selfservice::{Answer, SelfService, token_json};
@@ -116,9 +128,44 @@ impl Principal {
         self.token.as_ref()
     }
 
+    /// Whether the principal has an admin's powers now: an admin, not
+    /// limited by a scoped token.
+    fn acts_as_admin(&self) -> bool {
+        self.admin
+            && self
+                .token
+                .as_ref()
+                .is_none_or(|t| t.scopes().is_unrestricted())
+    }
+
     /// Whether this principal may manage `user`'s tokens.
     fn manages(&self, user: &str) -> bool {
-        self.admin || self.user == user
+        self.acts_as_admin() || self.user == user
+    }
+
+    /// The token whose family alone a scoped principal manages.
+    fn scoped_to(&self) -> Option<TokenId> {
+        self.token
+            .as_ref()
+            .filter(|t| !t.scopes().is_unrestricted())
+            .map(Identity::token_id)
+    }
+
+    /// The audit log's actor: the token the principal authenticated with,
+    /// else the user.
+    fn actor(&self) -> String {
+        match &self.token {
+            Some(t) => format!("token {}", t.token_id()),
+            None => format!("user {}", self.user),
+        }
+    }
+
+    /// 403 when the principal authenticated with a secret in its grace.
+    fn refuse_previous_secret(&self) -> Option<Answer> {
+        self.token
+            .as_ref()
+            .filter(|t| t.is_previous_secret())
+            .map(|_| crate::selfservice::previous_secret_refused())
     }
 }
 
@@ -201,19 +248,37 @@ impl Management {
         }
         let user = user.unwrap_or_else(|| p.user.clone());
         if !p.manages(&user) {
-            return forbidden("only an admin may see another user's tokens");
+            return forbidden(if p.admin {
+                "an admin's powers need an unscoped token: a scoped token manages only itself \
+                 and the tokens made with it"
+            } else {
+                "only an admin may see another user's tokens"
+            });
         }
-        match self.admin.list(Some(&user), true, now) {
-            Ok(tokens) => Answer::json(
-                200,
-                &json!({
-                    "principal": { "user": p.user, "admin": p.admin },
-                    "user": user,
-                    "tokens": tokens.iter().map(|t| record(t, now)).collect::<Vec<_>>(),
-                }),
-            ),
-            Err(e) => failed(&e),
+        let mut tokens = match self.admin.list(Some(&user), true, now) {
+            Ok(tokens) => tokens,
+            Err(e) => return failed(&e),
+        };
+        if let Some(own) = p.scoped_to() {
+            let family = crate::authority::descendants_in(&tokens, own);
+            tokens.retain(|t| t.id == own || family.iter().any(|d| d.id == t.id));
         }
+        let listed: Vec<Value> = tokens
+            .iter()
+            .map(|t| {
+                let mut v = record(t, now);
+                v["descendants"] = json!(crate::authority::descendants_in(&tokens, t.id).len());
+                v
+            })
+            .collect();
+        Answer::json(
+            200,
+            &json!({
+                "principal": { "user": p.user, "admin": p.acts_as_admin() },
+                "user": user,
+                "tokens": listed,
+            }),
+        )
     }
 
     /// `POST …` with a JSON `body`: a new token, its secret in the answer
@@ -223,11 +288,19 @@ impl Management {
             Ok(r) => r,
             Err(why) => return bad(&why),
         };
+        if let Some(refused) = p.refuse_previous_secret() {
+            return refused;
+        }
         let user = request.user.unwrap_or_else(|| p.user.clone());
         if !p.manages(&user) {
-            return forbidden("only an admin may create tokens for another user");
+            return forbidden(if p.admin {
+                "an admin's powers need an unscoped token: a scoped token may only make tokens \
+                 for its own user"
+            } else {
+                "only an admin may create tokens for another user"
+            });
         }
-        let new = NewToken::new(user, request.expiry)
+        let mut new = NewToken::new(user, request.expiry)
             .label(
                 request
                     .label
@@ -235,17 +308,11 @@ impl Management {
             )
             .created_by(p.user.clone())
             .scopes(request.scopes);
-        let info = match new.to_info(TokenId::from_u64(0), now) {
-            Ok(info) => info,
-            Err(e) => return bad(&field_error(&e)),
-        };
-        if let Some(caller) = &p.token
-            && let Err(why) = within(caller, &info)
-        {
-            return forbidden(&why);
+        if let Some(caller) = &p.token {
+            // The store checks the rule against the parent's record.
+            new = new.parent(caller.token_id());
         }
-        let actor = format!("user {}", p.user);
-        match self.admin.acting_as(&actor).create(&new, now) {
+        match self.admin.acting_as(&p.actor()).create(&new, now) {
             Ok(created) => {
                 tracing::info!(token_id = %created.info.id, user = %created.info.user, by = %p.user, "token created");
                 let mut body = record(&created.info, now);
@@ -253,6 +320,7 @@ impl Management {
                 Answer::json(201, &body)
             }
             Err(StoreError::Policy(e)) => forbidden(&e.to_string()),
+            Err(StoreError::Authority(e)) => forbidden(&e.to_string()),
             Err(StoreError::NewToken(e)) => bad(&field_error(&e)),
             Err(e) => failed(&e),
         }
@@ -263,17 +331,32 @@ impl Management {
         let Ok(id) = id.parse::<TokenId>() else {
             return bad(&format!("`{}` is not a token id (16 hex digits)", id));
         };
+        if let Some(refused) = p.refuse_previous_secret() {
+            return refused;
+        }
         match self.admin.get(id) {
             Ok(info) if p.manages(&info.user) => {}
             // Another user's token is none of a non-admin's business.
             Ok(_) | Err(StoreError::NotFound(_)) => return not_found(),
             Err(e) => return failed(&e),
         }
-        let actor = format!("user {}", p.user);
-        match self.admin.acting_as(&actor).revoke(id) {
+        // What goes with it, as it stands just before.
+        let descendants = match self.admin.descendants(id) {
+            Ok(d) => d,
+            Err(e) => return failed(&e),
+        };
+        if let Some(own) = p.scoped_to()
+            && id != own
+            && !matches!(self.admin.descendants(own), Ok(d) if d.iter().any(|t| t.id == id))
+        {
+            return forbidden("a scoped token manages only itself and the tokens made with it");
+        }
+        match self.admin.acting_as(&p.actor()).revoke(id) {
             Ok(info) => {
                 tracing::info!(token_id = %info.id, user = %info.user, by = %p.user, "token revoked");
-                Answer::json(200, &record(&info, now))
+                let mut body = record(&info, now);
+                body["revoked_descendants"] = json!(descendants.len());
+                Answer::json(200, &body)
             }
             Err(StoreError::NotFound(_)) => not_found(),
             Err(e) => failed(&e),
@@ -367,58 +450,6 @@ fn field_error(e: &crate::NewTokenError) -> String {
         }
         other => format!("invalid token request: {other}"),
     }
-}
-
-/// The escalation rule: `new` neither outlives nor reaches further than
-/// the `caller`'s token.
-fn within(caller: &Identity, new: &TokenInfo) -> Result<(), String> {
-    let limit = caller.expires_at();
-    let latest = match new.expiry {
-        Expiry::Sliding {
-            max_lifetime: None, ..
-        } => None,
-        Expiry::Sliding {
-            max_lifetime: Some(cap),
-            ..
-        } => Some(new.issued_at().saturating_add(cap)),
-        Expiry::Hard { expires_at } => Some(expires_at),
-    };
-    match latest {
-        Some(latest) if latest <= limit => {}
-        Some(latest) => {
-            return Err(format!(
-                "a token may not create a token that outlives it: this one would live until \
-                 {latest}, the token you authenticated with expires at {limit}"
-            ));
-        }
-        None => {
-            return Err(format!(
-                "a token may not create a token that outlives it: give `max_lifetime` so that \
-                 the new token ends by {limit}, when the token you authenticated with expires"
-            ));
-        }
-    }
-    let allowed = caller.scopes();
-    if allowed.is_unrestricted() {
-        return Ok(());
-    }
-    if new.scopes.is_unrestricted() {
-        return Err(
-            "a scoped token may only create tokens scoped within its own scopes: give `scopes`"
-                .into(),
-        );
-    }
-    for s in &new.scopes {
-        if !allowed
-            .iter()
-            .any(|a| a.node == s.node && a.perm.contains(s.perm))
-        {
-            return Err(format!(
-                "scope `{s}` reaches further than the token you authenticated with ({allowed})"
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -44,6 +44,11 @@ struct State {
     retired: HashMap<TokenDigest, (TokenId, Timestamp)>,
     policy: Policy,
     audit: Vec<AuditEntry>,
+    /// Tokens reuse detection refuses until [`Verifier::flush`] revokes
+    /// their families (as the cached backends do, so that every backend
+    /// behaves alike).
+    refused: std::collections::HashSet<TokenId>,
+    revoke: std::collections::BTreeSet<TokenId>,
 }
 
 impl MemoryStore {
@@ -81,6 +86,50 @@ impl State {
     fn remove(&mut self, id: TokenId) -> Option<TokenInfo> {
         let digest = self.by_id.remove(&id)?;
         self.tokens.remove(&digest)
+    }
+
+    fn record(&self, id: TokenId) -> Option<&TokenInfo> {
+        self.by_id.get(&id).and_then(|d| self.tokens.get(d))
+    }
+
+    /// The tokens made with `id` (memory keeps no index: it scans).
+    fn children(&self, id: TokenId) -> Result<Vec<TokenInfo>, StoreError> {
+        Ok(self
+            .tokens
+            .values()
+            .filter(|t| t.parent == Some(id))
+            .cloned()
+            .collect())
+    }
+
+    /// Removes `root` and its descendants, with their audit entries.
+    fn remove_family(
+        &mut self,
+        root: TokenInfo,
+        actor: &str,
+        outcome: &str,
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        let descendants = crate::authority::family(root.id, |id| self.children(id))?;
+        self.remove(root.id);
+        for d in &descendants {
+            self.remove(d.id);
+        }
+        self.audit.extend(crate::authority::revocation_entries(
+            &root,
+            &descendants,
+            actor,
+            outcome,
+            now,
+        ));
+        Ok(1 + descendants.len())
+    }
+
+    /// Rewrites `info` (same id, same digest).
+    fn replace(&mut self, info: TokenInfo) {
+        if let Some(digest) = self.by_id.get(&info.id) {
+            self.tokens.insert(*digest, info);
+        }
     }
 
     /// Appends an audit entry about `info`'s token.
@@ -127,6 +176,7 @@ impl Verifier for MemoryStore {
         let mut state = self.state();
         let state = &mut *state;
         let mut digest = lookup.digest();
+        let mut previous = false;
         if !state.tokens.contains_key(digest) {
             // A secret retired by a rotation works as the current one
             // until its grace ends.
@@ -134,8 +184,8 @@ impl Verifier for MemoryStore {
                 return Verification::Ready(Err(AuthError::Unknown));
             };
             if let Err(e) = crate::backend::retired_secret(id, retires_at, lookup.now()) {
-                let user = state.by_id.get(&id).and_then(|d| state.tokens.get(d));
-                let user = user.map_or(String::new(), |i| i.user.clone());
+                let current = state.record(id).cloned();
+                let user = current.as_ref().map_or(String::new(), |i| i.user.clone());
                 state.audit.push(AuditEntry::new(
                     lookup.now(),
                     AuditAction::ReplayedSecret,
@@ -144,22 +194,61 @@ impl Verifier for MemoryStore {
                     "-",
                     "refused",
                 ));
+                // Reuse: the token and its descendants are refused now and
+                // revoked by the next flush.
+                if let Some(current) = current
+                    && state.policy.on_reuse == crate::OnReuse::Revoke
+                {
+                    if let Ok(family) = crate::authority::family(current.id, |p| state.children(p))
+                    {
+                        state.refused.extend(family.iter().map(|t| t.id));
+                    }
+                    state.refused.insert(current.id);
+                    state.revoke.insert(current.id);
+                }
                 return Verification::Ready(Err(e));
             }
             match state.by_id.get(&id) {
-                Some(current) => digest = current,
+                Some(current) => {
+                    digest = current;
+                    previous = true;
+                }
                 None => return Verification::Ready(Err(AuthError::Unknown)),
             }
         }
         let Some(info) = state.tokens.get_mut(digest) else {
             return Verification::Ready(Err(AuthError::Unknown));
         };
+        if state.refused.contains(&info.id) {
+            return Verification::Ready(Err(AuthError::Unknown));
+        }
         // `record_use` checks before it changes anything: a refused use
         // records nothing.
         let result = info
             .record_use(lookup.user(), lookup.now())
-            .map(|expires_at| Identity::new(info, expires_at));
+            .map(|expires_at| Identity::new(info, expires_at))
+            .map(|i| if previous { i.by_previous_secret() } else { i });
         Verification::Ready(result)
+    }
+
+    /// Carries out the revocations reuse detection asked for.
+    fn flush(&self) -> Result<usize, StoreError> {
+        let mut state = self.state();
+        let now = Timestamp::now();
+        for root in std::mem::take(&mut state.revoke) {
+            if let Some(info) = state.record(root).cloned() {
+                state.remove_family(
+                    info,
+                    crate::authority::REUSE_ACTOR,
+                    crate::authority::REUSE_OUTCOME,
+                    now,
+                )?;
+            }
+        }
+        let by_id = std::mem::take(&mut state.by_id);
+        state.refused.retain(|id| by_id.contains_key(id));
+        state.by_id = by_id;
+        Ok(0)
     }
 }
 
@@ -179,7 +268,13 @@ impl Audited for MemoryStore {
                 break id;
             }
         };
-        let info = new.to_info(id, now)?;
+        let mut info = new.to_info(id, now)?;
+        if let Some(parent) = new.parent {
+            let parent = state
+                .record(parent)
+                .ok_or(crate::authority::AuthorityViolation::NoParent(parent))?;
+            crate::authority::adopt(parent, &mut info, now)?;
+        }
         state.policy.check_lifetime(&info)?;
         let live = crate::policy::live_of(state.tokens.values(), &info.user, now);
         state.policy.check_count(&info.user, live)?;
@@ -251,12 +346,28 @@ impl Audited for MemoryStore {
     ) -> Result<CreatedToken, StoreError> {
         let mut state = self.state();
         let old = *state.by_id.get(&id).ok_or(StoreError::NotFound(id))?;
-        let info = state
+        if state.refused.contains(&id) {
+            // Reuse detection revokes it at the next flush.
+            return Err(StoreError::NotFound(id));
+        }
+        let before = state
             .tokens
             .get(&old)
             .ok_or_else(|| StoreError::Corrupt(format!("token {id} has no record")))?
-            .rotated(rotation, now)?;
-        state.policy.check_lifetime(&info)?;
+            .clone();
+        let parent = match before.parent {
+            None => None,
+            Some(p) => Some(
+                state
+                    .record(p)
+                    .cloned()
+                    .ok_or(crate::authority::AuthorityViolation::NoParent(p))?,
+            ),
+        };
+        let info =
+            crate::authority::rotate(&before, rotation, parent.as_ref(), &state.policy, now)?;
+        let retires_at = info.previous_until.unwrap_or(now);
+        let clamped = crate::authority::clamp_family(&info, |p| state.children(p))?;
         let secret = loop {
             let s = TokenSecret::generate();
             if !state.tokens.contains_key(&s.digest()) {
@@ -266,27 +377,67 @@ impl Audited for MemoryStore {
         state.tokens.remove(&old);
         state.tokens.insert(secret.digest(), info.clone());
         state.by_id.insert(id, secret.digest());
-        state.retired.insert(old, (id, rotation.retires_at(now)));
+        // At most one old secret works: earlier graces end now.
+        for (rid, until) in state.retired.values_mut() {
+            if *rid == id {
+                *until = (*until).min(now);
+            }
+        }
+        state.retired.insert(old, (id, retires_at));
         state.log(now, AuditAction::Rotate, Some(&info), actor, "ok");
+        for c in clamped {
+            state
+                .audit
+                .push(crate::authority::clamp_entry(&c, actor, now));
+            state.replace(c);
+        }
         Ok(CreatedToken::new(secret, info))
     }
 
     fn revoke_by(&self, id: TokenId, actor: &str) -> Result<TokenInfo, StoreError> {
         let mut state = self.state();
-        let info = state.remove(id).ok_or(StoreError::NotFound(id))?;
-        state.log(
-            Timestamp::now(),
-            AuditAction::Revoke,
-            Some(&info),
-            actor,
-            "ok",
-        );
+        let info = state.record(id).cloned().ok_or(StoreError::NotFound(id))?;
+        state.remove_family(info.clone(), actor, "ok", Timestamp::now())?;
         Ok(info)
+    }
+
+    fn descendants_of(&self, id: TokenId) -> Result<Vec<TokenInfo>, StoreError> {
+        let state = self.state();
+        crate::authority::family(id, |p| state.children(p))
     }
 
     fn revoke_user_by(&self, user: &str, actor: &str) -> Result<usize, StoreError> {
         let mut state = self.state();
-        let n = state.remove_where(|i| i.user == user);
+        let mine: Vec<TokenInfo> = state
+            .tokens
+            .values()
+            .filter(|i| i.user == user)
+            .cloned()
+            .collect();
+        let mut n = 0;
+        for info in mine {
+            // A descendant of one of them may be gone with it already.
+            if state.record(info.id).is_some() {
+                let descendants = crate::authority::family(info.id, |p| state.children(p))?;
+                state.remove(info.id);
+                n += 1;
+                for d in &descendants {
+                    state.remove(d.id);
+                }
+                if !descendants.is_empty() {
+                    let entries = crate::authority::revocation_entries(
+                        &info,
+                        &descendants,
+                        actor,
+                        "ok",
+                        Timestamp::now(),
+                    );
+                    // The user's own removal is the entry below.
+                    state.audit.extend(entries.into_iter().skip(1));
+                    n += descendants.len();
+                }
+            }
+        }
         state.audit.push(AuditEntry::new(
             Timestamp::now(),
             AuditAction::RevokeUser,

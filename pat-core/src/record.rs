@@ -44,6 +44,23 @@ pub struct TokenInfo {
     /// token still has the secret it was created with. The expiry runs from
     /// [`issued_at`](TokenInfo::issued_at).
     pub rotated_at: Option<Timestamp>,
+    /// The token its creator authenticated with, if any: revoking that one
+    /// revokes this one, and this one never outlives it nor reaches further
+    /// (see [`crate::authority`]).
+    pub parent: Option<TokenId>,
+    /// When the token's lifetime began: its creation, or an admin's
+    /// rotation that gave it a new lifetime. A sliding cap and the store
+    /// policy's maximum lifetime count from here, so that a rotation never
+    /// extends them.
+    pub lifetime_from: Timestamp,
+    /// The latest the token may live, whatever its expiry says: a limit its
+    /// family set (its parent's latest possible deadline). The deadline
+    /// never moves past it.
+    pub not_after: Option<Timestamp>,
+    /// When the secret the last rotation replaced stops working (the end of
+    /// its grace); `None` when it stopped at once, or the token was never
+    /// rotated.
+    pub previous_until: Option<Timestamp>,
 }
 
 impl TokenInfo {
@@ -67,7 +84,39 @@ impl TokenInfo {
             last_used_at: None,
             scopes: Scopes::unrestricted(),
             rotated_at: None,
+            parent: None,
+            lifetime_from: created_at,
+            not_after: None,
+            previous_until: None,
         }
+    }
+
+    /// The latest deadline the token can ever have: its hard deadline, or
+    /// for a sliding token the end of its cap (counted from
+    /// [`lifetime_from`](TokenInfo::lifetime_from)), and no later than
+    /// [`not_after`](TokenInfo::not_after); `None` for a sliding token with
+    /// neither, whose uses can keep it alive forever.
+    pub fn latest_possible(&self) -> Option<Timestamp> {
+        let own = match self.expiry {
+            Expiry::Hard { expires_at } => Some(expires_at),
+            Expiry::Sliding {
+                max_lifetime: Some(cap),
+                ..
+            } => Some(self.lifetime_from.saturating_add(cap)),
+            Expiry::Sliding {
+                max_lifetime: None, ..
+            } => None,
+        };
+        match (own, self.not_after) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When the secret a rotation replaced stops working, if it still works
+    /// at `now`.
+    pub fn previous_secret_until(&self, now: Timestamp) -> Option<Timestamp> {
+        self.previous_until.filter(|&t| now < t)
     }
 
     /// When the current secret was issued: the last rotation, else creation.
@@ -95,16 +144,41 @@ impl TokenInfo {
         }
     }
 
-    /// The record after `rotation` at `now`, the rule every backend applies:
-    /// same id, user, label, creator, scopes and last use; the expiry
-    /// restarts at `now` under the rotation's policy, else the token's own
-    /// ([`policy`](TokenInfo::policy)). The caller stores it under the new
-    /// secret's digest and retires the old one.
+    /// The record after `rotation` at `now`, before the authority rule
+    /// bounds it: same id, user, label, creator, scopes, parent and last
+    /// use; the expiry restarts at `now` under the rotation's policy, else
+    /// the token's own ([`policy`](TokenInfo::policy)), no later than
+    /// [`not_after`](TokenInfo::not_after). A rotation that
+    /// [resets the lifetime](Rotation::new_lifetime) starts
+    /// [`lifetime_from`](TokenInfo::lifetime_from) anew. Backends call
+    /// [`crate::authority::rotate`], which applies this and then the
+    /// envelope.
     pub fn rotated(&self, rotation: &Rotation, now: Timestamp) -> Result<TokenInfo, NewTokenError> {
         let policy = rotation.expiry.unwrap_or_else(|| self.policy());
+        // A new lifetime drops the limits of the old one; the parent's, if
+        // any, is applied again by `authority::rotate`.
+        let (lifetime_from, not_after) = if rotation.resets_lifetime {
+            (now, None)
+        } else {
+            (self.lifetime_from, self.not_after)
+        };
+        let mut expiry = policy.start(now)?;
+        if let Expiry::Sliding {
+            max_lifetime: Some(cap),
+            ..
+        } = expiry
+        {
+            // The cap counts from the lifetime's start, not from now.
+            expiry = expiry.limited_to(lifetime_from.saturating_add(cap));
+        }
+        if let Some(limit) = not_after {
+            expiry = expiry.limited_to(limit);
+        }
         Ok(TokenInfo {
-            expiry: policy.start(now)?,
+            expiry,
             rotated_at: Some(now),
+            lifetime_from,
+            not_after,
             ..self.clone()
         })
     }
@@ -140,7 +214,8 @@ impl TokenInfo {
                 expires_at: expiry.expires_at(),
             });
         }
-        Ok(expiry.touched(self.issued_at(), now).expires_at())
+        let next = expiry.touched(self.lifetime_from, now).expires_at();
+        Ok(self.not_after.map_or(next, |limit| next.min(limit)))
     }
 
     /// [`check_use`](TokenInfo::check_use), then records the use in this
@@ -183,6 +258,10 @@ pub struct NewToken {
     pub created_by: String,
     /// Node restrictions; empty for an unrestricted token.
     pub scopes: Scopes,
+    /// The token the creator authenticated with, if any (see
+    /// [`TokenInfo::parent`]): the store checks that the new token stays
+    /// within it.
+    pub parent: Option<TokenId>,
 }
 
 impl NewToken {
@@ -194,7 +273,15 @@ impl NewToken {
             label: DEFAULT_LABEL.to_owned(),
             created_by: String::new(),
             scopes: Scopes::unrestricted(),
+            parent: None,
         }
+    }
+
+    /// Makes the new token a child of `parent`, the token its creator
+    /// authenticated with.
+    pub fn parent(mut self, parent: TokenId) -> NewToken {
+        self.parent = Some(parent);
+        self
     }
 
     /// Sets the label.
@@ -239,6 +326,10 @@ impl NewToken {
             last_used_at: None,
             scopes: self.scopes.clone(),
             rotated_at: None,
+            parent: self.parent,
+            lifetime_from: now,
+            not_after: None,
+            previous_until: None,
         })
     }
 
@@ -321,8 +412,14 @@ pub struct Rotation {
     pub expiry: Option<ExpiryPolicy>,
     /// How long the old secret keeps working beside the new one; zero (the
     /// default) retires it at once. Presenting it after that is refused
-    /// like an unknown token and logged as a possible theft.
+    /// like an unknown token and logged as a possible theft. Capped by the
+    /// store's policy ([`Policy::max_grace`](crate::Policy::max_grace)) and
+    /// the token's own deadline.
     pub grace: std::time::Duration,
+    /// Whether the rotation gives the token a new lifetime (an admin's
+    /// decision, [`Rotation::new_lifetime`]) instead of staying within the
+    /// one it has.
+    pub resets_lifetime: bool,
 }
 
 impl Rotation {
@@ -335,6 +432,17 @@ impl Rotation {
     /// Gives the new secret this expiry policy instead of the token's own.
     pub fn expiry(mut self, policy: ExpiryPolicy) -> Rotation {
         self.expiry = Some(policy);
+        self
+    }
+
+    /// Gives the token a new lifetime under `policy`, counted from the
+    /// rotation: an admin's decision (`pat-cli token rotate -e/-a`), which
+    /// self-service and the management API never make. Without it a
+    /// rotation stays within the token's envelope (see
+    /// [`crate::authority`]).
+    pub fn new_lifetime(mut self, policy: ExpiryPolicy) -> Rotation {
+        self.expiry = Some(policy);
+        self.resets_lifetime = true;
         self
     }
 
@@ -363,6 +471,7 @@ pub struct Identity {
     token_id: TokenId,
     scopes: Scopes,
     expires_at: Timestamp,
+    previous_secret: bool,
 }
 
 impl Identity {
@@ -374,7 +483,22 @@ impl Identity {
             token_id: record.id,
             scopes: record.scopes.clone(),
             expires_at,
+            previous_secret: false,
         }
+    }
+
+    /// The same identity, authenticated with a secret a rotation replaced
+    /// and whose grace has not ended: it may use the token, but not
+    /// rotate, revoke or mint tokens with it.
+    pub fn by_previous_secret(mut self) -> Identity {
+        self.previous_secret = true;
+        self
+    }
+
+    /// Whether the request authenticated with a replaced secret still in
+    /// its grace (see [`by_previous_secret`](Identity::by_previous_secret)).
+    pub fn is_previous_secret(&self) -> bool {
+        self.previous_secret
     }
 
     /// The user the token belongs to.
@@ -411,6 +535,7 @@ impl fmt::Debug for Identity {
             .field("token_id", &self.token_id())
             .field("scopes", self.scopes())
             .field("expires_at", &self.expires_at)
+            .field("previous_secret", &self.previous_secret)
             .finish()
     }
 }

@@ -12,7 +12,11 @@
 //! | `DELETE …/self` | 200, the record of the token just revoked; the next request with it is refused |
 //! | `POST …/self/rotate` | 200, a new secret (shown once) for the same token; query `grace`, and `expire` or `auto` (with `max_lifetime`), durations like the CLI's |
 //!
-//! Changes are in the audit log as done by `token ID`.
+//! Changes are in the audit log as done by `token ID`. A rotation stays in
+//! the token's envelope ([`crate::authority::rotate`]): asking for a longer
+//! life, or past the policy or a parent, is 403 `forbidden` naming the
+//! limit. A secret in its grace after a rotation authenticates, but
+//! rotating or revoking with it is 403.
 //!
 //! Every answer is JSON with `Cache-Control: no-store`. A token that is gone
 //! by the time the call runs is 404 `not_found`, bad query parameters 400
@@ -106,6 +110,8 @@ impl Answer {
             // The store's policy refused the rotation: the client must not
             // retry it, and needs to know which limit.
             StoreError::Policy(e) => Answer::error(403, "forbidden", &e.to_string()),
+            // The authority rule refused it (a longer life, past a parent).
+            StoreError::Authority(e) => Answer::error(403, "forbidden", &e.to_string()),
             e => {
                 tracing::error!(
                     token_id = %identity.token_id(),
@@ -132,7 +138,20 @@ pub fn token_json(info: &TokenInfo) -> Value {
         "last_used_at": info.last_used_at.map(|t| t.to_string()),
         "created_at": info.created_at.to_string(),
         "rotated_at": info.rotated_at.map(|t| t.to_string()),
+        "parent": info.parent.map(|p| p.to_string()),
+        "previous_secret_until": info.previous_secret_until(Timestamp::now()).map(|t| t.to_string()),
     })
+}
+
+/// The answer to a secret in its grace asking to act on its token: it
+/// authenticates, but only the current secret rotates, revokes or mints.
+pub(crate) fn previous_secret_refused() -> Answer {
+    Answer::error(
+        403,
+        "forbidden",
+        "this secret was replaced by a rotation and only authenticates until its grace ends: \
+         use the current secret to rotate, revoke or make tokens",
+    )
 }
 
 impl SelfService {
@@ -169,6 +188,9 @@ impl SelfService {
 
     /// `DELETE …/self`: revokes the presenting token; its record as it was.
     pub fn revoke(&self, identity: &Identity) -> Answer {
+        if identity.is_previous_secret() {
+            return previous_secret_refused();
+        }
         match self.as_token(identity).revoke(identity.token_id()) {
             Ok(info) => {
                 tracing::info!(token_id = %info.id, user = %info.user, "token revoked itself");
@@ -182,6 +204,9 @@ impl SelfService {
     /// answered once with its record (`token` holds the secret,
     /// `previous_secret_retires_at` when the presented one stops working).
     pub fn rotate(&self, identity: &Identity, query: Option<&str>, now: Timestamp) -> Answer {
+        if identity.is_previous_secret() {
+            return previous_secret_refused();
+        }
         let rotation = match rotation(query.unwrap_or("")) {
             Ok(r) => r,
             Err(why) => return Answer::error(400, "invalid_request", &why),
@@ -194,7 +219,8 @@ impl SelfService {
                 tracing::info!(token_id = %created.info.id, user = %created.info.user, "token rotated itself");
                 let mut body = token_json(&created.info);
                 body["token"] = json!(created.secret.expose_secret());
-                body["previous_secret_retires_at"] = json!(rotation.retires_at(now).to_string());
+                let retires_at = created.info.previous_until.unwrap_or(now);
+                body["previous_secret_retires_at"] = json!(retires_at.to_string());
                 Answer::json(200, &body)
             }
             Err(e) => Answer::failed(&e, identity),

@@ -33,11 +33,16 @@ impl Touch {
         )
     }
 
-    /// Merges the buffered use into a record read from the file.
+    /// Merges the buffered use into a record read from the file, never
+    /// past the record's limit (a use buffered before its family's
+    /// deadline was brought down).
     pub(crate) fn apply(self, info: &mut TokenInfo) {
         let (last_used_at, expiry) = self.merge(info.last_used_at, info.expiry);
         info.last_used_at = Some(last_used_at);
-        info.expiry = expiry;
+        info.expiry = match info.not_after {
+            Some(limit) => expiry.limited_to(limit),
+            None => expiry,
+        };
     }
 
     /// The later of two buffered uses of one token.
@@ -104,8 +109,9 @@ pub(crate) struct Entry {
     /// changed elsewhere): a use racing the removal then reads the record
     /// again (see `Cache::used`), and the CLOCK queue drops its slot.
     /// [`DECIDING`] while a prune looks at the token, [`CONDEMNED`] once
-    /// it will delete it (see `Cache::doom`). One byte, so that the request
-    /// path checks all three with one load.
+    /// it will delete it (see `Cache::doom`), and [`REFUSED`] once reuse
+    /// detection will revoke it. One byte, so that the request path checks
+    /// them all with one load.
     flags: AtomicU8,
     /// When the read of the record began, for the staleness bound.
     pub(super) read_at: Instant,
@@ -117,6 +123,9 @@ const REMOVED: u8 = 1;
 pub(super) const DECIDING: u8 = 2;
 /// A prune will delete the token: uses are refused as unknown.
 pub(super) const CONDEMNED: u8 = 4;
+/// Reuse detection will revoke the token at the next flush: uses are
+/// refused as unknown from now on.
+const REFUSED: u8 = 8;
 
 impl Entry {
     pub(super) fn new(
@@ -184,8 +193,13 @@ impl Entry {
         let _ = self
             .flags
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| {
-                Some((f & REMOVED) | doom)
+                Some((f & (REMOVED | REFUSED)) | doom)
             });
+    }
+
+    /// Refuses every use from now on (reuse detection).
+    pub(super) fn mark_refused(&self) {
+        self.flags.fetch_or(REFUSED, Ordering::SeqCst);
     }
 
     /// Whether a use that just landed stands: a prune deciding about the
@@ -194,6 +208,9 @@ impl Entry {
     pub(super) fn survives_prune(&self) -> bool {
         loop {
             let flags = self.flags.load(Ordering::SeqCst);
+            if flags & REFUSED != 0 {
+                return false;
+            }
             if flags & DECIDING == 0 {
                 return flags & CONDEMNED == 0;
             }

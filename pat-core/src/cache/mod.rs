@@ -144,6 +144,17 @@ impl Drop for Condemned<'_> {
     }
 }
 
+/// Why a use of `entry` is refused: `why`, or unknown when the token is as
+/// good as gone (a prune deleting it, reuse detection revoking it), as
+/// every backend answers whatever else is wrong with the request.
+fn refusal(entry: &Entry, why: AuthError) -> AuthError {
+    if entry.unusual() && !entry.survives_prune() {
+        AuthError::Unknown
+    } else {
+        why
+    }
+}
+
 /// A remembered unknown digest.
 struct Unknown {
     /// When the backend said so, for the staleness bound.
@@ -287,9 +298,9 @@ impl Cache {
             Ok(used) => used,
             Err(AuthError::Expired { .. }) => match self.use_expired(entry, user, now) {
                 Ok(used) => used,
-                Err(e) => return Ok(Err(e)),
+                Err(e) => return Ok(Err(refusal(entry, e))),
             },
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return Ok(Err(refusal(entry, e))),
         };
         // A use that moved nothing may still answer by values another use
         // moved and was refused for (a prune condemned the token, or the
@@ -383,7 +394,7 @@ impl Cache {
             // none can be missed.
             let pending = {
                 let buffer = lock(&self.buffer);
-                if buffer.condemned.contains_key(&digest) {
+                if buffer.barred(&digest) {
                     return Some(Err(AuthError::Unknown));
                 }
                 buffer.of(&digest)
@@ -430,7 +441,7 @@ impl Cache {
         if !last_try && self.generation.load(Ordering::Acquire) != miss.generation {
             return None;
         }
-        if buffer.condemned.contains_key(&digest) {
+        if buffer.barred(&digest) {
             return Some(Err(AuthError::Unknown));
         }
         let (last_used_at, expiry) = match buffer.of(&digest) {
@@ -517,11 +528,9 @@ impl Cache {
         }
     }
 
-    /// Forgets the cached records of `digests` (changed or deleted by
-    /// another process; `None`: all of them, and the unknown digests),
-    /// keeping their unwritten uses. Only a shared database has other
-    /// processes writing.
-    #[cfg(feature = "postgres")]
+    /// Forgets the cached records of `digests` (changed by a write, here or
+    /// by another process; `None`: all of them, and the unknown digests),
+    /// keeping their unwritten uses.
     pub(crate) fn forget(&self, digests: Option<&[TokenDigest]>) {
         // Rule 1: under the lock inserts take.
         let mut clock = lock(&self.clock);
@@ -576,6 +585,7 @@ impl Cache {
                 }
                 buffer.orphans.remove(d);
                 buffer.condemned.remove(d);
+                buffer.refused.remove(d);
             }
         }
         self.compact_dirty(&mut lock(&self.dirty));

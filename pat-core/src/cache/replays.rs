@@ -18,13 +18,16 @@ pub(super) struct Replay {
     user: String,
 }
 
-/// The audit entries waiting for the next flush, one per token.
+/// The audit entries waiting for the next flush, one per token, and the
+/// revocations reuse detection asked for.
 #[derive(Default)]
 pub(super) struct PendingAudit {
     entries: HashMap<TokenId, AuditEntry>,
     /// Entries not kept because the bound was reached, since the last
     /// report of it.
     dropped: u64,
+    /// Tokens whose family the next flush revokes.
+    revoke: std::collections::BTreeSet<TokenId>,
 }
 
 /// The least number of audit entries kept for the next flush, whatever the
@@ -114,6 +117,46 @@ impl Cache {
                 pending.entries.entry(id).or_insert(e);
             }
         }
+    }
+
+    /// Reuse detection: an old secret of token `root` was presented after
+    /// its grace. Its family (`digests`, the token's current one and its
+    /// descendants') is refused from now on, in memory, and revoked by the
+    /// next flush (the request path never writes). Under the lock inserts
+    /// take, so a lookup that read a record before cannot cache it after.
+    pub(crate) fn reused(&self, root: TokenId, digests: &[TokenDigest]) {
+        {
+            let _clock = lock(&self.clock);
+            let guard = self.records.guard();
+            let mut buffer = lock(&self.buffer);
+            for d in digests {
+                buffer.refused.insert(*d);
+                if let Some(e) = self.records.get(d, &guard) {
+                    e.mark_refused();
+                }
+            }
+        }
+        lock(&self.audit).revoke.insert(root);
+    }
+
+    /// Whether reuse detection refuses `digest` until the next flush
+    /// revokes its token: a change to that token is refused as if it were
+    /// gone.
+    pub(crate) fn refused(&self, digest: &TokenDigest) -> bool {
+        lock(&self.buffer).refused.contains(digest)
+    }
+
+    /// The tokens whose families the next flush revokes.
+    pub(crate) fn take_revocations(&self) -> Vec<TokenId> {
+        std::mem::take(&mut lock(&self.audit).revoke)
+            .into_iter()
+            .collect()
+    }
+
+    /// Revocations a failed flush could not write: kept for the next one
+    /// (their tokens stay refused meanwhile).
+    pub(crate) fn unrevoked(&self, roots: Vec<TokenId>) {
+        lock(&self.audit).revoke.extend(roots);
     }
 
     /// How many audit entries wait for a flush.

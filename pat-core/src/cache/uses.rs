@@ -25,6 +25,16 @@ pub(super) struct Buffer {
     /// Tokens a prune is deleting (see `Cache::doom`): refused until the
     /// deletion is done, or spared if it fails.
     pub(super) condemned: HashMap<TokenDigest, u32>,
+    /// Tokens reuse detection refuses until the next flush revokes them.
+    pub(super) refused: HashSet<TokenDigest>,
+}
+
+impl Buffer {
+    /// Whether `digest` is refused before any record says so: a prune is
+    /// deleting it, or reuse detection revoking it.
+    pub(super) fn barred(&self, digest: &TokenDigest) -> bool {
+        self.condemned.contains_key(digest) || self.refused.contains(digest)
+    }
 }
 
 impl Buffer {

@@ -450,6 +450,11 @@ impl World<'_> {
 /// Give a backend a tiny cache capacity so that evictions happen all the
 /// time.
 pub fn run_concurrent(c: &Concurrent<'_>) {
+    // Races, not reuse detection: a rotated-away secret presented again is
+    // refused, and its token lives on (the default would revoke it).
+    c.replicas[0]
+        .set_policy(crate::Policy::default().on_reuse(crate::OnReuse::Refuse))
+        .expect("set the policy");
     let world = World {
         c,
         same: std::ptr::addr_eq(c.replicas[0], c.replicas[1]),

@@ -544,7 +544,16 @@ fn flush_races(b: &dyn Backend) {
     });
 }
 
+/// Refuse-and-log on reuse, for the cases about retired secrets themselves
+/// (the default revokes the token when one is replayed; see
+/// `reuse_revokes_the_family`).
+fn refuse_on_reuse(b: &dyn Backend) {
+    b.set_policy(Policy::default().on_reuse(crate::OnReuse::Refuse))
+        .expect("set the policy");
+}
+
 fn rotation_at_once(b: &dyn Backend) {
+    refuse_on_reuse(b);
     let old = create(b, &hard("alice", 10 * MIN), 0);
     auth(b, &old.secret, 1).expect("before");
     let new = b
@@ -579,6 +588,7 @@ fn rotation_at_once(b: &dyn Backend) {
 }
 
 fn rotation_with_grace(b: &dyn Backend) {
+    refuse_on_reuse(b);
     let old = create(b, &sliding("alice", 10 * MIN, None), 0);
     let new = b
         .rotate(old.info.id, &Rotation::new().grace(MIN), at(100))
@@ -635,23 +645,35 @@ fn rotation_restarts_expiry(b: &dyn Backend) {
     assert_eq!(r.info.expiry.expires_at(), at(5600));
     auth(b, &r.secret, 5001).expect("alive again");
 
-    // Sliding with a cap: the cap runs from the rotation.
+    // Sliding with a cap: the cap counts from the token's first issue, and
+    // a rotation stays within it (issue 21: rotations used to restart it);
+    // only a new lifetime, an admin's decision, starts it again.
     let s = create(b, &sliding("alice", MIN, Some(5 * MIN)), 0);
     let r = b
         .rotate(s.info.id, &Rotation::new(), at(200))
         .expect("rotate");
     assert_eq!(r.info.expiry.expires_at(), at(260));
-    for t in (230..=470).step_by(30) {
+    for t in (230..=290).step_by(30) {
         auth(b, &r.secret, t).expect("used every half window");
     }
     assert_eq!(
-        auth(b, &r.secret, 480).expect("capped").expires_at(),
-        at(200 + 300)
+        auth(b, &r.secret, 295).expect("capped").expires_at(),
+        at(300)
     );
     assert!(matches!(
-        auth(b, &r.secret, 500),
+        auth(b, &r.secret, 300),
         Err(AuthError::Expired { .. })
     ));
+    let again = Rotation::new().new_lifetime(sliding("alice", MIN, Some(5 * MIN)).expiry);
+    let r = b.rotate(s.info.id, &again, at(310)).expect("rotate");
+    assert_eq!(r.info.lifetime_from, at(310));
+    for t in (340..=580).step_by(30) {
+        auth(b, &r.secret, t).expect("used every half window");
+    }
+    assert_eq!(
+        auth(b, &r.secret, 600).expect("capped").expires_at(),
+        at(310 + 300)
+    );
 
     // A policy given replaces the token's own.
     let r = b
@@ -765,19 +787,35 @@ fn policy_limits(b: &dyn Backend) {
     create(b, &hard("carol", MIN), 2);
     create(b, &hard("bob", MIN), 400);
 
-    // Existing tokens are left alone; rotating one applies the policy.
+    // Existing tokens are left alone; rotating one applies the policy,
+    // whose maximum counts from the token's first issue (issue 21: a
+    // rotation used to start it again), so a rotation that would end past
+    // it is refused however short it asks...
     auth(b, &old.secret, 401).expect("a token older than the policy still works");
     assert!(matches!(
         b.rotate(old.info.id, &Rotation::new(), at(401)),
         Err(StoreError::Policy(PolicyViolation::Lifetime { .. }))
     ));
+    assert!(matches!(
+        b.rotate(
+            old.info.id,
+            &Rotation::new().expiry(ExpiryPolicy::hard(MIN)),
+            at(402)
+        ),
+        Err(StoreError::Policy(PolicyViolation::Lifetime { .. }))
+    ));
     auth(b, &old.secret, 402).expect("a refused rotation changes nothing");
+    // ...and one within it goes through; an admin's new lifetime counts
+    // from the rotation.
+    let young = create(b, &hard("carol", MIN), 400);
+    b.rotate(young.info.id, &Rotation::new(), at(430))
+        .expect("a rotation within the policy");
     b.rotate(
         old.info.id,
-        &Rotation::new().expiry(ExpiryPolicy::hard(MIN)),
+        &Rotation::new().new_lifetime(ExpiryPolicy::hard(5 * MIN)),
         at(402),
     )
-    .expect("a rotation within the policy");
+    .expect("a new lifetime within the policy");
 
     b.set_policy(Policy::NONE).expect("clear");
     assert_eq!(b.policy().expect("policy"), Policy::NONE);
@@ -892,21 +930,30 @@ fn audit_log(b: &dyn Backend) {
     }
 
     // A rotated secret replayed after its grace: refused, and in the log
-    // once written (a flush; the request path itself never writes).
+    // once written (a flush; the request path itself never writes), with
+    // the token's revocation by reuse detection after it.
     let u = create(b, &hard("dave", 10 * MIN), 50);
     b.rotate(u.info.id, &Rotation::new(), at(60))
         .expect("rotate");
     assert!(matches!(auth(b, &u.secret, 61), Err(AuthError::Unknown)));
     b.flush().expect("flush");
-    let last = b
-        .audit(at(0), None)
-        .expect("audit")
-        .pop()
-        .expect("an entry");
+    let log = b.audit(at(0), Some("dave")).expect("audit");
+    let tail: Vec<_> = log[log.len() - 2..]
+        .iter()
+        .map(|e| (e.action, e.token_id, e.actor.as_str()))
+        .collect();
     assert_eq!(
-        (last.action, last.token_id, last.outcome.as_str()),
-        (AuditAction::ReplayedSecret, Some(u.info.id), "refused")
+        tail,
+        [
+            (AuditAction::ReplayedSecret, Some(u.info.id), "-"),
+            (
+                AuditAction::Revoke,
+                Some(u.info.id),
+                crate::authority::REUSE_ACTOR
+            ),
+        ]
     );
+    assert_eq!(log[log.len() - 2].outcome, "refused");
 
     // Prune drops entries past the retention (90 days by default).
     let later = at(DEFAULT_AUDIT_RETENTION.as_secs() + 45);
@@ -1001,6 +1048,9 @@ struct Model {
     user: String,
     /// When the current secret was issued (creation or last rotation).
     issued_at: u64,
+    /// When the token's lifetime began (its creation: rotations stay
+    /// within it), from which a sliding cap counts.
+    lifetime_from: u64,
     rotated_at: Option<u64>,
     expires_at: u64,
     last_used_at: Option<u64>,
@@ -1032,6 +1082,9 @@ fn model_case(b: &dyn Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
     // presented again; a retired one with the time it stops working.
     let mut issued: Vec<(TokenId, TokenSecret)> = Vec::new();
     let mut retires: BTreeMap<TokenDigest, u64> = BTreeMap::new();
+    // Tokens an old secret was replayed for after its grace: refused, and
+    // revoked by the next flush (the default policy).
+    let mut reused: std::collections::BTreeSet<TokenId> = Default::default();
     let mut now = 1_000u64;
     let err = |e: &dyn std::fmt::Display| TestCaseError::fail(e.to_string());
     for op in ops {
@@ -1057,6 +1110,7 @@ fn model_case(b: &dyn Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     Model {
                         user,
                         issued_at: now,
+                        lifetime_from: now,
                         rotated_at: None,
                         expires_at: now + secs,
                         last_used_at: None,
@@ -1069,6 +1123,7 @@ fn model_case(b: &dyn Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Revoke(i) if !issued.is_empty() => {
                 let id = issued[i % issued.len()].0;
                 let got = b.revoke(id);
+                reused.remove(&id);
                 match model.remove(&id) {
                     Some(_) => prop_assert_eq!(got.map_err(|e| err(&e))?.id, id),
                     None => prop_assert!(matches!(got, Err(StoreError::NotFound(_)))),
@@ -1082,25 +1137,49 @@ fn model_case(b: &dyn Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     at(now),
                 );
                 match model.get_mut(&id) {
+                    // A token reuse detection is revoking is as good as gone.
+                    Some(_) if reused.contains(&id) => {
+                        prop_assert!(matches!(got, Err(StoreError::NotFound(_))), "{:?}", got)
+                    }
                     None => prop_assert!(matches!(got, Err(StoreError::NotFound(_))), "{:?}", got),
                     Some(m) => {
-                        let created = got.map_err(|e| err(&e))?;
+                        // Within its envelope: its own duration from now, a
+                        // sliding cap counted from the lifetime's start.
                         let lifetime = match m.window {
                             Some(w) => w,
                             None => (m.expires_at - m.issued_at).max(1),
                         };
+                        let mut expires_at = now + lifetime;
+                        if let Some(c) = m.cap {
+                            expires_at = expires_at.min(m.lifetime_from + c);
+                        }
+                        if expires_at <= now {
+                            prop_assert!(
+                                matches!(got, Err(StoreError::Authority(_))),
+                                "a token past its cap was rotated: {:?}",
+                                got
+                            );
+                            continue;
+                        }
+                        let created = got.map_err(|e| err(&e))?;
+                        // The grace ends by the old deadline, and every
+                        // earlier grace ends now.
+                        let grace_end = (now + grace).min(m.expires_at.max(now));
                         m.issued_at = now;
                         m.rotated_at = Some(now);
-                        m.expires_at = now + lifetime;
-                        // Every secret of the token current until now
-                        // retires (the presented one may be older).
-                        let current: Vec<TokenDigest> = issued
+                        m.expires_at = expires_at;
+                        for (_, s) in issued.iter().filter(|(i, _)| *i == id) {
+                            if let Some(until) = retires.get_mut(&s.digest()) {
+                                *until = (*until).min(now);
+                            }
+                        }
+                        let current = issued
                             .iter()
-                            .filter(|(i, s)| *i == id && !retires.contains_key(&s.digest()))
-                            .map(|(_, s)| s.digest())
-                            .collect();
-                        for d in current {
-                            retires.insert(d, now + grace);
+                            .rev()
+                            .find(|(i, _)| *i == id)
+                            .map(|(_, s)| s.digest());
+                        if let Some(d) = current {
+                            retires.insert(d, grace_end);
                         }
                         issued.push((id, created.secret));
                     }
@@ -1110,6 +1189,7 @@ fn model_case(b: &dyn Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let user = format!("user{u}");
                 let before = model.len();
                 model.retain(|_, m| m.user != user);
+                reused.retain(|id| model.contains_key(id));
                 prop_assert_eq!(
                     b.revoke_user(&user).map_err(|e| err(&e))?,
                     before - model.len()
@@ -1118,6 +1198,7 @@ fn model_case(b: &dyn Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Prune => {
                 let before = model.len();
                 model.retain(|_, m| now < m.expires_at);
+                reused.retain(|id| model.contains_key(id));
                 prop_assert_eq!(b.prune(at(now)).map_err(|e| err(&e))?, before - model.len());
             }
             Op::Auth(i) | Op::AuthAs(i, _) if !issued.is_empty() => {
@@ -1131,6 +1212,11 @@ fn model_case(b: &dyn Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 match model.get_mut(id) {
                     None => prop_assert!(matches!(got, Err(AuthError::Unknown)), "{:?}", got),
                     Some(_) if retired => {
+                        prop_assert!(matches!(got, Err(AuthError::Unknown)), "{:?}", got);
+                        // Reuse: refused from now on, revoked at the flush.
+                        reused.insert(*id);
+                    }
+                    Some(_) if reused.contains(id) => {
                         prop_assert!(matches!(got, Err(AuthError::Unknown)), "{:?}", got);
                     }
                     Some(m) if as_user.as_ref().is_some_and(|u| *u != m.user) => {
@@ -1148,7 +1234,7 @@ fn model_case(b: &dyn Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         if let Some(w) = m.window {
                             let mut next = now + w;
                             if let Some(c) = m.cap {
-                                next = next.min(m.issued_at + c);
+                                next = next.min(m.lifetime_from + c);
                             }
                             m.expires_at = m.expires_at.max(next);
                         }
@@ -1184,6 +1270,9 @@ fn model_case(b: &dyn Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Advance(s) => now += s,
             Op::Flush => {
                 b.flush().map_err(|e| err(&e))?;
+                for id in std::mem::take(&mut reused) {
+                    model.remove(&id);
+                }
             }
             Op::Revoke(_) | Op::Rotate(..) | Op::Auth(_) | Op::AuthAs(..) | Op::Find(_) => {}
         }

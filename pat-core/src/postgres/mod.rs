@@ -1,6 +1,7 @@
 //! The PostgreSQL backend (feature `postgres`): one token store for a fleet
 //! of replicas.
 
+mod family;
 mod schema;
 
 use std::fmt;
@@ -73,6 +74,12 @@ impl std::error::Error for PgError {}
 
 fn db_error(e: tokio_postgres::Error) -> PgError {
     PgError::Db(e)
+}
+
+impl From<tokio_postgres::Error> for PgError {
+    fn from(e: tokio_postgres::Error) -> PgError {
+        PgError::Db(e)
+    }
 }
 
 impl From<PgError> for StoreError {
@@ -438,10 +445,11 @@ impl Drop for PgStore {
 }
 
 const COLUMNS: &str = "id, username, label, created_at, created_by, sliding, expires_at, \
-                       window_secs, max_lifetime_secs, last_used_at, scopes, rotated_at";
+                       window_secs, max_lifetime_secs, last_used_at, scopes, rotated_at, \
+                       parent_id, lifetime_from, not_after, previous_until";
 
 /// Where statements put the digest after [`COLUMNS`] (`SELECT {COLUMNS}, digest`).
-const DIGEST: usize = 12;
+const DIGEST: usize = 16;
 
 fn secs(t: Timestamp) -> i64 {
     t.as_unix_secs() as i64
@@ -515,6 +523,17 @@ fn record(row: &Row) -> Result<TokenInfo, PgError> {
         .map(|s| s.parse::<Scope>())
         .collect::<Result<Scopes, _>>()
         .map_err(|e| PgError::Data(e.to_string()))?;
+    let opt_time = |i: usize, what: &str| {
+        row.get::<_, Option<i64>>(i)
+            .map(|v| timestamp(v, what))
+            .transpose()
+    };
+    info.parent = row
+        .get::<_, Option<i64>>(12)
+        .map(|v| TokenId::from_u64(v as u64));
+    info.lifetime_from = timestamp(row.get(13), "lifetime_from")?;
+    info.not_after = opt_time(14, "not_after")?;
+    info.previous_until = opt_time(15, "previous_until")?;
     Ok(info)
 }
 
@@ -554,6 +573,17 @@ impl Shared {
         let client = Arc::new(client);
         *slot = Some(client.clone());
         Ok(client)
+    }
+
+    /// Runs a transaction within the time limit.
+    async fn timed_pg<T>(
+        &self,
+        op: impl Future<Output = Result<T, PgError>>,
+    ) -> Result<T, PgError> {
+        match tokio::time::timeout(self.timeout, op).await {
+            Ok(r) => r,
+            Err(_) => Err(PgError::Timeout),
+        }
     }
 
     /// Runs a query within the time limit.
@@ -614,7 +644,7 @@ impl Shared {
         let mut followed = false;
         loop {
             let miss = match self.cache.hit(&digest, user.as_deref(), now) {
-                Ok(result) => return result,
+                Ok(result) => return previous(result, followed),
                 Err(miss) => miss,
             };
             let found = self
@@ -640,6 +670,11 @@ impl Shared {
                         return Err(AuthError::Unknown);
                     }
                     if !crate::backend::in_grace(retires_at, now) {
+                        if let Some(current) = current {
+                            self.reuse(id, current)
+                                .await
+                                .map_err(|e| AuthError::Store(e.into()))?;
+                        }
                         return Err(self.cache.replayed(digest, id, &user, now));
                     }
                     digest = current.ok_or(AuthError::Unknown)?;
@@ -652,15 +687,64 @@ impl Shared {
                 .cache
                 .miss(miss, digest, info, user.as_deref(), now, last_try)
             {
-                Some(result) => return result,
+                Some(result) => return previous(result, followed),
                 None => attempt += 1,
             }
         }
     }
 
+    /// Reuse detection, when the store's policy says so: the family of
+    /// token `id` (whose current secret is `current`) is refused at once on
+    /// this replica and revoked by its next flush.
+    async fn reuse(&self, id: TokenId, current: TokenDigest) -> Result<(), PgError> {
+        let client = self.client().await?;
+        let policy = self.timed(Shared::policy_in(&*client)).await?;
+        if policy.on_reuse != crate::OnReuse::Revoke {
+            return Ok(());
+        }
+        let mut digests: Vec<TokenDigest> = self
+            .timed_pg(family::descendants(&client, id))
+            .await?
+            .into_iter()
+            .map(|m| m.digest)
+            .collect();
+        digests.push(current);
+        self.cache.reused(id, &digests);
+        Ok(())
+    }
+
     /// Writes the buffered uses and the audit entries the request path
     /// noted, in one transaction.
     async fn flush(&self) -> Result<usize, StoreError> {
+        let written = self.flush_uses().await?;
+        // Reuse detection's revocations, each family audited.
+        let revocations = self.cache.take_revocations();
+        if !revocations.is_empty() {
+            let ids: Vec<i64> = revocations.iter().map(|id| id.as_u64() as i64).collect();
+            let now = Timestamp::now();
+            let entries = |root: &TokenInfo, descendants: &[TokenInfo]| {
+                crate::authority::revocation_entries(
+                    root,
+                    descendants,
+                    crate::authority::REUSE_ACTOR,
+                    crate::authority::REUSE_OUTCOME,
+                    now,
+                )
+            };
+            if let Err(e) = self
+                .revoke_families("id = ANY($1)", &[&ids], &entries, &|_| Vec::new())
+                .await
+            {
+                self.cache.unrevoked(revocations);
+                return Err(e.into());
+            }
+        }
+        Ok(written)
+    }
+
+    /// Writes the buffered uses and the audit entries the request path
+    /// noted, in one transaction.
+    async fn flush_uses(&self) -> Result<usize, StoreError> {
         let events = self.cache.take_audit();
         let batch = self.cache.take_uses();
         if batch.is_empty() && events.is_empty() {
@@ -752,6 +836,16 @@ async fn begin(
         .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
         .start()
         .await
+}
+
+/// A lookup's answer, marked as made with a replaced secret still in its
+/// grace when it `followed` one to its token.
+fn previous(result: Result<Identity, AuthError>, followed: bool) -> Result<Identity, AuthError> {
+    if followed {
+        result.map(Identity::by_previous_secret)
+    } else {
+        result
+    }
 }
 
 /// Appends `entry` to the audit log inside `txn`.
@@ -1036,26 +1130,31 @@ impl Audited for PgStore {
         let shared = self.shared.clone();
         let actor = actor.to_owned();
         self.block(async move {
-            let sql = format!("DELETE FROM pat_tokens WHERE id = $1 RETURNING {COLUMNS}, digest");
-            let audit = |rows: &[Row]| {
-                rows.iter()
-                    .map(|r| {
-                        AuditEntry::new(
-                            Timestamp::now(),
-                            AuditAction::Revoke,
-                            Some(id),
-                            r.get::<_, String>(1),
-                            &*actor,
-                            "ok",
-                        )
-                    })
-                    .collect()
+            let now = Timestamp::now();
+            let entries = |root: &TokenInfo, descendants: &[TokenInfo]| {
+                crate::authority::revocation_entries(root, descendants, &actor, "ok", now)
             };
-            let rows = shared
-                .change(&sql, &[&(id.as_u64() as i64)], &audit)
+            let roots = shared
+                .revoke_families("id = $1", &[&(id.as_u64() as i64)], &entries, &|_| {
+                    Vec::new()
+                })
                 .await?;
-            let row = rows.first().ok_or(StoreError::NotFound(id))?;
-            Ok(record(row)?)
+            roots.into_iter().next().ok_or(StoreError::NotFound(id))
+        })
+    }
+
+    fn descendants_of(&self, id: TokenId) -> Result<Vec<TokenInfo>, StoreError> {
+        let shared = self.shared.clone();
+        self.block(async move {
+            let client = shared.client().await?;
+            let members = shared.timed_pg(family::descendants(&client, id)).await?;
+            Ok(members
+                .into_iter()
+                .map(|mut m| {
+                    shared.cache.overlay(&m.digest, &mut m.info);
+                    m.info
+                })
+                .collect())
         })
     }
 
@@ -1064,19 +1163,31 @@ impl Audited for PgStore {
         let user = user.to_owned();
         let actor = actor.to_owned();
         self.block(async move {
-            let sql =
-                format!("DELETE FROM pat_tokens WHERE username = $1 RETURNING {COLUMNS}, digest");
-            let audit = |rows: &[Row]| {
+            let now = Timestamp::now();
+            let count = std::sync::atomic::AtomicUsize::new(0);
+            let entries = |root: &TokenInfo, descendants: &[TokenInfo]| {
+                // The user's own tokens are counted in the closing entry;
+                // their descendants each get their own.
+                crate::authority::revocation_entries(root, descendants, &actor, "ok", now)
+                    .into_iter()
+                    .skip(1)
+                    .collect()
+            };
+            let closing = |n: usize| {
+                count.store(n, Ordering::Relaxed);
                 vec![AuditEntry::new(
-                    Timestamp::now(),
+                    now,
                     AuditAction::RevokeUser,
                     None,
                     &*user,
                     &*actor,
-                    AuditEntry::count_outcome(rows.len()),
+                    AuditEntry::count_outcome(n),
                 )]
             };
-            Ok(shared.change(&sql, &[&user], &audit).await?.len())
+            shared
+                .revoke_families("username = $1", &[&user], &entries, &closing)
+                .await?;
+            Ok(count.load(Ordering::Relaxed))
         })
     }
 
@@ -1232,26 +1343,20 @@ impl Shared {
 
     /// The policy as `txn` sees it.
     async fn policy_in(
-        txn: &tokio_postgres::Transaction<'_>,
+        txn: &impl tokio_postgres::GenericClient,
     ) -> Result<Policy, tokio_postgres::Error> {
+        let keys: Vec<&str> = crate::policy::KEYS.to_vec();
         let rows = txn
             .query(
-                "SELECT key, value FROM pat_meta WHERE key = $1 OR key = $2",
-                &[
-                    &crate::policy::MAX_LIFETIME_KEY,
-                    &crate::policy::MAX_PER_USER_KEY,
-                ],
+                "SELECT key, value FROM pat_meta WHERE key = ANY($1)",
+                &[&keys],
             )
             .await?;
-        let get = |key: &str| {
+        Ok(Policy::from_pairs(|key| {
             rows.iter()
                 .find(|r| r.get::<_, &str>(0) == key)
                 .map(|r| r.get::<_, i64>(1).max(0) as u64)
-        };
-        Ok(Policy::from_pairs(
-            get(crate::policy::MAX_LIFETIME_KEY),
-            get(crate::policy::MAX_PER_USER_KEY),
-        ))
+        }))
     }
 
     /// Creation in one transaction, checked against the policy under a
@@ -1275,8 +1380,24 @@ impl Shared {
             txn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&info.user])
                 .await
                 .map_err(PgError::Db)?;
+            let mut info = info.clone();
+            if let Some(parent) = info.parent {
+                // Shared: a revocation of the parent (which locks its family
+                // for update) waits for this token, or this one finds the
+                // parent gone.
+                let sql =
+                    format!("SELECT {COLUMNS}, digest FROM pat_tokens WHERE id = $1 FOR SHARE");
+                let row = txn
+                    .query_opt(&sql, &[&(parent.as_u64() as i64)])
+                    .await
+                    .map_err(PgError::Db)?
+                    .ok_or(crate::authority::AuthorityViolation::NoParent(parent))?;
+                let mut parent = record(&row)?;
+                self.cache.overlay(&digest_of(&row, DIGEST)?, &mut parent);
+                crate::authority::adopt(&parent, &mut info, now)?;
+            }
             let policy = Shared::policy_in(&txn).await.map_err(PgError::Db)?;
-            policy.check_lifetime(info)?;
+            policy.check_lifetime(&info)?;
             if policy.max_tokens_per_user.is_some() {
                 let live: i64 = txn
                     .query_one(
@@ -1288,7 +1409,6 @@ impl Shared {
                     .get(0);
                 policy.check_count(&info.user, live.max(0) as usize)?;
             }
-            let mut info = info.clone();
             info.id = TokenId::generate();
             let secret = TokenSecret::generate();
             let (window, cap) = (info.expiry.window(), info.expiry.max_lifetime());
@@ -1298,8 +1418,9 @@ impl Shared {
             let inserted = txn
                 .execute(
                     "INSERT INTO pat_tokens (digest, id, username, label, created_at, created_by,
-                         sliding, expires_at, window_secs, max_lifetime_secs, last_used_at, scopes)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11)",
+                         sliding, expires_at, window_secs, max_lifetime_secs, last_used_at, scopes,
+                         parent_id, lifetime_from, not_after)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13, $14)",
                     &[
                         &digest,
                         &(info.id.as_u64() as i64),
@@ -1312,6 +1433,9 @@ impl Shared {
                         &window.map(|d| d.as_secs() as i64),
                         &cap.map(|d| d.as_secs() as i64),
                         &scopes,
+                        &info.parent.map(|p| p.as_u64() as i64),
+                        &secs(info.lifetime_from),
+                        &info.not_after.map(secs),
                     ],
                 )
                 .await;
@@ -1400,22 +1524,46 @@ impl Shared {
                 .map_err(PgError::Db)?
                 .ok_or(StoreError::NotFound(id))?;
             let old = digest_of(&row, DIGEST)?;
-            let mut info = record(&row)?;
+            if self.cache.refused(&old) {
+                // Reuse detection revokes it at the next flush.
+                return Err(StoreError::NotFound(id));
+            }
+            let mut before = record(&row)?;
             // This replica's unwritten use is kept; other replicas' land
             // on the old digest and are dropped, like uses racing a revoke.
-            self.cache.overlay(&old, &mut info);
-            let info = info.rotated(&rotation, now)?;
-            Shared::policy_in(&txn)
-                .await
-                .map_err(PgError::Db)?
-                .check_lifetime(&info)?;
+            self.cache.overlay(&old, &mut before);
+            let parent = match before.parent {
+                None => None,
+                Some(p) => {
+                    let sql =
+                        format!("SELECT {COLUMNS}, digest FROM pat_tokens WHERE id = $1 FOR SHARE");
+                    let row = txn
+                        .query_opt(&sql, &[&(p.as_u64() as i64)])
+                        .await
+                        .map_err(PgError::Db)?
+                        .ok_or(crate::authority::AuthorityViolation::NoParent(p))?;
+                    let mut parent = record(&row)?;
+                    self.cache.overlay(&digest_of(&row, DIGEST)?, &mut parent);
+                    Some(parent)
+                }
+            };
+            let policy = Shared::policy_in(&txn).await.map_err(PgError::Db)?;
+            let info = crate::authority::rotate(&before, &rotation, parent.as_ref(), &policy, now)?;
+            let retires_at = info.previous_until.unwrap_or(now);
+            // The family, locked: a rotation that shortens the token brings
+            // its descendants within it.
+            let members = family::lock(&txn, &[id.as_u64() as i64]).await?;
+            let clamped = crate::authority::clamp_family(&info, |p| {
+                Ok::<_, PgError>(family::children_in(&members, p))
+            })?;
             let secret = TokenSecret::generate();
             let new = secret.digest();
             let (window, cap) = (info.expiry.window(), info.expiry.max_lifetime());
             let (old_key, new_key): (&[u8], &[u8]) = (old.as_bytes(), new.as_bytes());
             txn.execute(
                 "UPDATE pat_tokens SET digest = $2, sliding = $3, expires_at = $4, window_secs = $5,
-                     max_lifetime_secs = $6, last_used_at = $7, rotated_at = $8
+                     max_lifetime_secs = $6, last_used_at = $7, rotated_at = $8,
+                     lifetime_from = $9, not_after = $10, previous_until = $11
                  WHERE id = $1",
                 &[
                     &(id.as_u64() as i64),
@@ -1426,26 +1574,42 @@ impl Shared {
                     &cap.map(|d| d.as_secs() as i64),
                     &info.last_used_at.map(secs),
                     &info.rotated_at.map(secs),
+                    &secs(info.lifetime_from),
+                    &info.not_after.map(secs),
+                    &info.previous_until.map(secs),
                 ],
+            )
+            .await
+            .map_err(PgError::Db)?;
+            // At most one old secret works: earlier graces end now.
+            txn.execute(
+                "UPDATE pat_retired SET retires_at = $2 WHERE id = $1 AND retires_at > $2",
+                &[&(id.as_u64() as i64), &secs(now)],
             )
             .await
             .map_err(PgError::Db)?;
             txn.execute(
                 "INSERT INTO pat_retired (digest, id, retires_at) VALUES ($1, $2, $3)",
-                &[
-                    &old_key,
-                    &(id.as_u64() as i64),
-                    &secs(rotation.retires_at(now)),
-                ],
+                &[&old_key, &(id.as_u64() as i64), &secs(retires_at)],
             )
             .await
             .map_err(PgError::Db)?;
-            notify(&txn, &[old]).await.map_err(PgError::Db)?;
+            let mut changed = vec![old];
+            for c in &clamped {
+                family::write_clamp(&txn, c).await?;
+                if let Some(m) = members.iter().find(|m| m.info.id == c.id) {
+                    changed.push(m.digest);
+                }
+                audit_in(&txn, &crate::authority::clamp_entry(c, actor, now))
+                    .await
+                    .map_err(PgError::Db)?;
+            }
+            notify(&txn, &changed).await.map_err(PgError::Db)?;
             let entry =
                 AuditEntry::new(now, AuditAction::Rotate, Some(id), &*info.user, actor, "ok");
             audit_in(&txn, &entry).await.map_err(PgError::Db)?;
             txn.commit().await.map_err(PgError::Db)?;
-            Ok::<_, StoreError>((CreatedToken::new(secret, info), old))
+            Ok::<_, StoreError>((CreatedToken::new(secret, info), changed))
         };
         let (created, old) = match tokio::time::timeout(self.timeout, run).await {
             Ok(r) => r?,
@@ -1455,8 +1619,76 @@ impl Shared {
                 return Err(PgError::Timeout.into());
             }
         };
-        self.cache.deleted(&[old]);
+        self.cache.deleted(&old[..1]);
+        self.cache.forget(Some(&old[1..]));
         Ok(created)
+    }
+
+    /// Revokes the families of the tokens `roots` picks (`WHERE …` on
+    /// `pat_tokens`, with `params`) in one transaction, each token audited
+    /// (`entries` makes the entries of a family's root and descendants,
+    /// `closing` any more, given how many tokens went); the records of the
+    /// roots.
+    async fn revoke_families(
+        &self,
+        roots: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        entries: &(dyn Fn(&TokenInfo, &[TokenInfo]) -> Vec<AuditEntry> + Sync),
+        closing: &(dyn Fn(usize) -> Vec<AuditEntry> + Sync),
+    ) -> Result<Vec<TokenInfo>, PgError> {
+        let mut writer = self.writer().await?;
+        let Some(client) = writer.as_mut() else {
+            return Err(PgError::Stopped);
+        };
+        let run = async {
+            let txn = begin(client).await?;
+            let root_ids: Vec<i64> = txn
+                .query(&format!("SELECT id FROM pat_tokens WHERE {roots}"), params)
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let members = family::lock(&txn, &root_ids).await?;
+            let mut gone: Vec<i64> = Vec::new();
+            let mut roots_found = Vec::new();
+            for &root in &root_ids {
+                let Some(r) = members.iter().find(|m| m.info.id.as_u64() as i64 == root) else {
+                    continue;
+                };
+                if gone.contains(&root) {
+                    continue; // a descendant of another root
+                }
+                let descendants = crate::authority::family(r.info.id, |p| {
+                    Ok::<_, PgError>(family::children_in(&members, p))
+                })?;
+                gone.push(root);
+                gone.extend(descendants.iter().map(|d| d.id.as_u64() as i64));
+                for e in entries(&r.info, &descendants) {
+                    audit_in(&txn, &e).await?;
+                }
+                roots_found.push(r.info.clone());
+            }
+            family::delete(&txn, &gone).await?;
+            for e in closing(gone.len()) {
+                audit_in(&txn, &e).await?;
+            }
+            let digests: Vec<TokenDigest> = members
+                .iter()
+                .filter(|m| gone.contains(&(m.info.id.as_u64() as i64)))
+                .map(|m| m.digest)
+                .collect();
+            notify(&txn, &digests).await?;
+            txn.commit().await?;
+            Ok((roots_found, digests))
+        };
+        let (roots, digests) = self.timed_pg(run).await.inspect_err(|e| {
+            if matches!(e, PgError::Timeout) {
+                // It may have committed: nothing cached can be trusted.
+                self.cache.forget(None);
+            }
+        })?;
+        self.cache.deleted(&digests);
+        Ok(roots)
     }
 
     /// A statement that changes tokens (`… RETURNING …, digest`, the digest

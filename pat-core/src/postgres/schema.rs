@@ -6,7 +6,7 @@ use tokio_postgres::Client;
 use super::{PgError, db_error};
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The lock every replica takes while it creates or checks the schema, so
 /// that two starting at once do not both create it.
@@ -67,13 +67,27 @@ const UPGRADE_V3: &str = "
     CREATE INDEX pat_audit_by_time ON pat_audit (at);
 ";
 
+/// Version 3 to 4: the authority rule. A token's parent (tokens made
+/// before had none), when its lifetime began (for those rotated before, at
+/// their last rotation, as rotations then restarted it), its family's
+/// limit, and the end of its replaced secret's grace.
+const UPGRADE_V4: &str = "
+    ALTER TABLE pat_tokens ADD COLUMN parent_id bigint;
+    ALTER TABLE pat_tokens ADD COLUMN lifetime_from bigint;
+    UPDATE pat_tokens SET lifetime_from = COALESCE(rotated_at, created_at);
+    ALTER TABLE pat_tokens ALTER COLUMN lifetime_from SET NOT NULL;
+    ALTER TABLE pat_tokens ADD COLUMN not_after bigint;
+    ALTER TABLE pat_tokens ADD COLUMN previous_until bigint;
+    CREATE INDEX pat_tokens_by_parent ON pat_tokens (parent_id) WHERE parent_id IS NOT NULL;
+";
+
 /// The upgrade from version `n - 1` to `n`, for `n` in `2..=SCHEMA_VERSION`.
-const UPGRADES: [&str; 2] = [UPGRADE_V2, UPGRADE_V3];
+const UPGRADES: [&str; 3] = [UPGRADE_V2, UPGRADE_V3, UPGRADE_V4];
 
 /// Creates the schema if the database has none, checks its version
 /// otherwise; all in one transaction under an advisory lock.
 pub(super) async fn ensure(client: &mut Client) -> Result<(), PgError> {
-    let txn = client.transaction().await.map_err(db_error)?;
+    let txn = super::begin(client).await.map_err(db_error)?;
     txn.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
         .await
         .map_err(db_error)?;

@@ -180,6 +180,13 @@ impl Admin for AdminClient {
         }
     }
 
+    fn descendants(&self, id: TokenId) -> Result<Vec<TokenInfo>, StoreError> {
+        match self.call(&Request::Descendants(id))? {
+            Reply::Tokens(list) => Ok(list),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
     fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
         match self.call(&Request::Revoke(id))? {
             Reply::Token(info) => Ok(info),

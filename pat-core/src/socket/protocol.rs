@@ -20,8 +20,9 @@ use crate::store::codec::{self, Reader, put_opt_u64, put_scopes, put_str};
 use crate::time::Timestamp;
 use crate::token::{TokenDigest, TokenId, TokenSecret};
 
-/// The protocol version this build speaks.
-pub(crate) const PROTOCOL_VERSION: u8 = 1;
+/// The protocol version this build speaks (2: lineage, lifetime-setting
+/// rotations, the grace and reuse policy, descendants).
+pub(crate) const PROTOCOL_VERSION: u8 = 2;
 /// Largest request frame a server reads.
 pub(crate) const MAX_REQUEST: usize = 64 * 1024;
 /// Largest reply frame a client reads: a listing of about 12 million
@@ -63,6 +64,7 @@ pub(crate) enum Request {
         digest: TokenDigest,
         now: Timestamp,
     },
+    Descendants(TokenId),
 }
 
 /// A successful answer.
@@ -136,6 +138,7 @@ impl Request {
                 put_str(&mut out, &new.created_by);
                 put_policy(&mut out, &new.expiry);
                 put_scopes(&mut out, &new.scopes);
+                put_opt_u64(&mut out, new.parent.map(TokenId::as_u64));
                 put_u64(&mut out, now.as_unix_secs());
             }
             Request::List {
@@ -181,6 +184,7 @@ impl Request {
                     }
                 }
                 put_secs(&mut out, rotation.grace);
+                out.push(u8::from(rotation.resets_lifetime));
                 put_u64(&mut out, now.as_unix_secs());
             }
             Request::GetPolicy => out.push(8),
@@ -192,6 +196,10 @@ impl Request {
                 out.push(11);
                 out.extend_from_slice(digest.as_bytes());
                 put_u64(&mut out, now.as_unix_secs());
+            }
+            Request::Descendants(id) => {
+                out.push(12);
+                put_u64(&mut out, id.as_u64());
             }
             Request::Audit { since, user } => {
                 out.push(10);
@@ -224,10 +232,11 @@ impl Request {
                 let created_by = r.string("created_by")?;
                 let expiry = read_policy(&mut r)?;
                 let scopes = r.scopes()?;
-                let new = NewToken::new(user, expiry)
+                let mut new = NewToken::new(user, expiry)
                     .label(label)
                     .created_by(created_by)
                     .scopes(scopes);
+                new.parent = r.opt_u64("parent")?.map(TokenId::from_u64);
                 Request::Create {
                     new,
                     now: r.timestamp("now")?,
@@ -257,12 +266,18 @@ impl Request {
             7 => {
                 let id = TokenId::from_u64(r.u64("id")?);
                 let mut rotation = Rotation::new();
-                match r.u8("expiry flag")? {
-                    0 => {}
-                    1 => rotation = rotation.expiry(read_policy(&mut r)?),
+                let expiry = match r.u8("expiry flag")? {
+                    0 => None,
+                    1 => Some(read_policy(&mut r)?),
                     f => return Err(format!("bad expiry flag {f}")),
-                }
+                };
                 rotation = rotation.grace(Duration::from_secs(r.u64("grace")?));
+                rotation = match (expiry, r.u8("new lifetime flag")?) {
+                    (None, 0) => rotation,
+                    (Some(policy), 0) => rotation.expiry(policy),
+                    (Some(policy), 1) => rotation.new_lifetime(policy),
+                    (_, f) => return Err(format!("bad new lifetime flag {f}")),
+                };
                 Request::Rotate {
                     id,
                     rotation,
@@ -275,6 +290,7 @@ impl Request {
                 digest: TokenDigest::from_bytes(r.array("digest")?),
                 now: r.timestamp("now")?,
             },
+            12 => Request::Descendants(TokenId::from_u64(r.u64("id")?)),
             10 => {
                 let since = r.timestamp("since")?;
                 let user = match r.u8("user flag")? {
@@ -329,9 +345,13 @@ fn put_policy_limits(out: &mut Vec<u8>, policy: &Policy) {
 }
 
 fn read_policy_limits(r: &mut Reader<'_>) -> Result<Policy, String> {
-    let lifetime = r.opt_u64("max lifetime")?;
-    let per_user = r.opt_u64("max tokens per user")?;
-    Ok(Policy::from_pairs(lifetime, per_user))
+    let mut values = std::collections::HashMap::new();
+    for key in crate::policy::KEYS {
+        if let Some(v) = r.opt_u64(key)? {
+            values.insert(key, v);
+        }
+    }
+    Ok(Policy::from_pairs(|key| values.get(key).copied()))
 }
 
 fn put_record(out: &mut Vec<u8>, info: &TokenInfo) {
@@ -589,8 +609,13 @@ mod tests {
 
     #[test]
     fn other_versions_are_refused_with_a_reason() {
-        let e = Request::decode(&[2, 0]).unwrap_err();
-        assert!(e.contains("unsupported protocol version 2"), "{e}");
+        let e = Request::decode(&[PROTOCOL_VERSION + 1, 0]).unwrap_err();
+        let said = format!("unsupported protocol version {}", PROTOCOL_VERSION + 1);
+        assert!(e.contains(&said), "{e}");
+        assert!(
+            Request::decode(&[PROTOCOL_VERSION - 1, 0]).is_err(),
+            "nor older"
+        );
         assert!(decode_reply(&[9, 0, 0]).is_err());
     }
 

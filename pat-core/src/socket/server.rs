@@ -375,6 +375,7 @@ fn dispatch(inner: &Inner, req: Request, peer: u32) -> Result<Reply, Failure> {
             .list_tokens(user.as_deref(), include_expired, now)
             .map(Reply::Tokens),
         Request::Get(id) => inner.get_token(id).map(Reply::Token),
+        Request::Descendants(id) => inner.descendants_of(id).map(Reply::Tokens),
         Request::Find { digest, now } => inner.find_token(&digest, now).map(Reply::Found),
         Request::Revoke(id) => inner.revoke_by(id, actor).map(Reply::Token),
         Request::RevokeUser(user) => inner

@@ -14,9 +14,12 @@
 //! u8   has_last_used, [u64 last_used_at]
 //! u32  scope count, then per scope: 16 bytes node UUID, u8 perm bits
 //! ```
-//! Version 2 is version 1 followed by `u64 rotated_at`. It is written only
-//! for rotated tokens, so a store that never rotated stays readable by
-//! builds that know version 1 alone.
+//! Version 2 is version 1 followed by `u64 rotated_at`; its lifetime began
+//! at that rotation (as rotations then restarted it).
+//! Version 3 is version 1 followed by `opt u64 rotated_at`, `opt u64
+//! parent`, `u64 lifetime_from`, `opt u64 not_after`, `opt u64
+//! previous_until` (the authority rule's fields). Each record is written in
+//! the oldest version that holds it.
 //! Decoding checks every length and value and never panics: a damaged record
 //! is an error naming what is wrong.
 
@@ -32,6 +35,21 @@ use crate::token::TokenId;
 const RECORD_V1: u8 = 1;
 /// Version 1 plus the time of the last rotation.
 const RECORD_V2: u8 = 2;
+/// Version 1 plus lineage, the lifetime's start, its limit and the grace
+/// of the replaced secret.
+const RECORD_V3: u8 = 3;
+
+/// The oldest version that holds `info`.
+fn version_of(info: &TokenInfo) -> u8 {
+    let lineage =
+        info.parent.is_some() || info.not_after.is_some() || info.previous_until.is_some();
+    match info.rotated_at {
+        _ if lineage => RECORD_V3,
+        None if info.lifetime_from == info.created_at => RECORD_V1,
+        Some(at) if info.lifetime_from == at => RECORD_V2,
+        _ => RECORD_V3,
+    }
+}
 
 pub(crate) fn encode(info: &TokenInfo) -> Vec<u8> {
     let mut out = Vec::with_capacity(
@@ -40,11 +58,8 @@ pub(crate) fn encode(info: &TokenInfo) -> Vec<u8> {
             + info.created_by.len()
             + 17 * info.scopes.as_slice().len(),
     );
-    out.push(if info.rotated_at.is_some() {
-        RECORD_V2
-    } else {
-        RECORD_V1
-    });
+    let version = version_of(info);
+    out.push(version);
     out.extend_from_slice(&info.id.as_u64().to_le_bytes());
     put_str(&mut out, &info.user);
     put_str(&mut out, &info.label);
@@ -68,8 +83,19 @@ pub(crate) fn encode(info: &TokenInfo) -> Vec<u8> {
     }
     put_opt_u64(&mut out, info.last_used_at.map(Timestamp::as_unix_secs));
     put_scopes(&mut out, &info.scopes);
-    if let Some(at) = info.rotated_at {
-        out.extend_from_slice(&at.as_unix_secs().to_le_bytes());
+    match version {
+        RECORD_V1 => {}
+        RECORD_V2 => {
+            let at = info.rotated_at.unwrap_or(info.created_at);
+            out.extend_from_slice(&at.as_unix_secs().to_le_bytes());
+        }
+        _ => {
+            put_opt_u64(&mut out, info.rotated_at.map(Timestamp::as_unix_secs));
+            put_opt_u64(&mut out, info.parent.map(TokenId::as_u64));
+            out.extend_from_slice(&info.lifetime_from.as_unix_secs().to_le_bytes());
+            put_opt_u64(&mut out, info.not_after.map(Timestamp::as_unix_secs));
+            put_opt_u64(&mut out, info.previous_until.map(Timestamp::as_unix_secs));
+        }
     }
     out
 }
@@ -101,7 +127,7 @@ pub(crate) fn put_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
 pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
     let mut r = Reader(bytes);
     let version = r.u8("record version")?;
-    if version != RECORD_V1 && version != RECORD_V2 {
+    if !matches!(version, RECORD_V1 | RECORD_V2 | RECORD_V3) {
         return Err(format!("unknown record version {version}"));
     }
     let id = TokenId::from_u64(r.u64("id")?);
@@ -125,23 +151,37 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
         Some(s) => Some(Timestamp::from_unix_secs(s).ok_or("last_used_at out of range")?),
     };
     let scopes = r.scopes()?;
-    let rotated_at = if version == RECORD_V2 {
-        Some(r.timestamp("rotated_at")?)
-    } else {
-        None
+    let opt_time = |r: &mut Reader<'_>, what: &str| -> Result<Option<Timestamp>, String> {
+        r.opt_u64(what)?
+            .map(|s| Timestamp::from_unix_secs(s).ok_or_else(|| format!("{what} out of range")))
+            .transpose()
+    };
+    let (rotated_at, parent, lifetime_from, not_after, previous_until) = match version {
+        RECORD_V1 => (None, None, created_at, None, None),
+        RECORD_V2 => {
+            let at = r.timestamp("rotated_at")?;
+            (Some(at), None, at, None, None)
+        }
+        _ => (
+            opt_time(&mut r, "rotated_at")?,
+            r.opt_u64("parent")?.map(TokenId::from_u64),
+            r.timestamp("lifetime_from")?,
+            opt_time(&mut r, "not_after")?,
+            opt_time(&mut r, "previous_until")?,
+        ),
     };
     r.finish()?;
-    Ok(TokenInfo {
-        id,
-        user,
-        label,
-        created_at,
-        created_by,
-        expiry,
-        last_used_at,
-        scopes,
-        rotated_at,
-    })
+    let mut info = TokenInfo::new(id, user, created_at, expiry);
+    info.label = label;
+    info.created_by = created_by;
+    info.last_used_at = last_used_at;
+    info.scopes = scopes;
+    info.rotated_at = rotated_at;
+    info.parent = parent;
+    info.lifetime_from = lifetime_from;
+    info.not_after = not_after;
+    info.previous_until = previous_until;
+    Ok(info)
 }
 
 /// Audit entries, version 1: `u8 version (1), u64 at, u8 action,
@@ -260,20 +300,30 @@ mod tests {
             ".{0,20}",
             ".{0,20}",
             0u64..=Timestamp::MAX.as_unix_secs(),
-            proptest::option::of(1u64..100_000),
             proptest::option::of(proptest::option::of(1u64..100_000)),
             proptest::option::of(0u64..=Timestamp::MAX.as_unix_secs()),
             proptest::collection::vec((any::<[u8; 16]>(), 1u8..=3), 0..5),
             proptest::option::of(0u64..=Timestamp::MAX.as_unix_secs()),
+            proptest::option::of((
+                proptest::option::of(any::<u64>()),
+                0u64..=Timestamp::MAX.as_unix_secs(),
+                proptest::option::of(0u64..=Timestamp::MAX.as_unix_secs()),
+                proptest::option::of(0u64..=Timestamp::MAX.as_unix_secs()),
+            )),
         )
-            .prop_map(|(id, user, label, t, _, sliding, last, scopes, rotated)| {
-                TokenInfo {
-                    id: TokenId::from_u64(id),
-                    user,
-                    label: label.clone(),
-                    created_at: Timestamp::from_unix_secs(t).unwrap(),
-                    created_by: label,
-                    expiry: match sliding {
+            .prop_map(
+                |(id, user, label, t, sliding, last, scopes, rotated, lineage)| {
+                    let mut info = TokenInfo::new(
+                        TokenId::from_u64(id),
+                        user,
+                        Timestamp::from_unix_secs(t).unwrap(),
+                        Expiry::Hard {
+                            expires_at: Timestamp::from_unix_secs(t).unwrap(),
+                        },
+                    );
+                    info.label = label.clone();
+                    info.created_by = label;
+                    info.expiry = match sliding {
                         None => Expiry::Hard {
                             expires_at: Timestamp::from_unix_secs(t).unwrap(),
                         },
@@ -282,18 +332,29 @@ mod tests {
                             max_lifetime: cap.map(Duration::from_secs),
                             expires_at: Timestamp::from_unix_secs(t).unwrap(),
                         },
-                    },
-                    last_used_at: last.map(|s| Timestamp::from_unix_secs(s).unwrap()),
-                    scopes: scopes
+                    };
+                    info.last_used_at = last.map(|s| Timestamp::from_unix_secs(s).unwrap());
+                    info.scopes = scopes
                         .into_iter()
                         .map(|(n, p)| Scope {
                             node: NodeId::from_bytes(n),
                             perm: Perm::from_bits(p).unwrap(),
                         })
-                        .collect(),
-                    rotated_at: rotated.map(|s| Timestamp::from_unix_secs(s).unwrap()),
-                }
-            })
+                        .collect();
+                    info.rotated_at = rotated.map(|s| Timestamp::from_unix_secs(s).unwrap());
+                    if let Some(at) = info.rotated_at {
+                        info.lifetime_from = at;
+                    }
+                    if let Some((parent, from, not_after, previous)) = lineage {
+                        info.parent = parent.map(TokenId::from_u64);
+                        info.lifetime_from = Timestamp::from_unix_secs(from).unwrap();
+                        info.not_after = not_after.map(|s| Timestamp::from_unix_secs(s).unwrap());
+                        info.previous_until =
+                            previous.map(|s| Timestamp::from_unix_secs(s).unwrap());
+                    }
+                    info
+                },
+            )
     }
 
     proptest! {
@@ -355,7 +416,34 @@ mod tests {
     }
 
     #[test]
+    fn records_are_written_in_the_oldest_version_that_holds_them() {
+        let mut info = TokenInfo::new(
+            TokenId::from_u64(1),
+            "alice",
+            Timestamp::UNIX_EPOCH,
+            Expiry::Hard {
+                expires_at: Timestamp::UNIX_EPOCH,
+            },
+        );
+        let at = |s| Timestamp::from_unix_secs(s).unwrap();
+        info.rotated_at = Some(at(5));
+        info.lifetime_from = at(5);
+        assert_eq!(
+            encode(&info)[0],
+            RECORD_V2,
+            "a rotation that restarted the lifetime"
+        );
+        info.lifetime_from = at(0);
+        assert_eq!(encode(&info)[0], RECORD_V3, "one within the lifetime");
+        assert_eq!(decode(&encode(&info)).unwrap(), info);
+        info.rotated_at = None;
+        info.parent = Some(TokenId::from_u64(9));
+        assert_eq!(encode(&info)[0], RECORD_V3, "a child");
+        assert_eq!(decode(&encode(&info)).unwrap(), info);
+    }
+
+    #[test]
     fn newer_record_versions_are_refused() {
-        assert_eq!(decode(&[3]).unwrap_err(), "unknown record version 3");
+        assert_eq!(decode(&[4]).unwrap_err(), "unknown record version 4");
     }
 }

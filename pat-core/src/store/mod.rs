@@ -30,7 +30,7 @@ use crate::token::{TokenDigest, TokenId, TokenSecret};
 
 /// The store's on-disk format version, kept in the file. Bump it for any
 /// change an older build would misread.
-pub const FORMAT_VERSION: u64 = 1;
+pub const FORMAT_VERSION: u64 = 2;
 
 const FORMAT_KEY: &str = "format_version";
 
@@ -49,6 +49,12 @@ const RETIRED: TableDefinition<'_, [u8; 32], (u64, u64)> = TableDefinition::new(
 const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("pat_audit");
 /// User -> public ids.
 const BY_USER: MultimapTableDefinition<'_, &str, u64> = MultimapTableDefinition::new("pat_by_user");
+/// Parent id -> the ids of the tokens made with it (format 2).
+const CHILDREN: MultimapTableDefinition<'_, u64, u64> =
+    MultimapTableDefinition::new("pat_children");
+/// Token id -> the digests its rotations retired (format 2).
+const RETIRED_BY_ID: MultimapTableDefinition<'_, u64, [u8; 32]> =
+    MultimapTableDefinition::new("pat_retired_by_id");
 
 fn storage(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Storage(BackendError::new(e.into()))
@@ -375,15 +381,31 @@ impl Store {
             return Err(AuthError::Unknown);
         };
         if !crate::backend::in_grace(retires_at, now) {
-            let user = current
-                .and_then(|d| self.inner.read_record(&d).ok().flatten())
-                .map_or(String::new(), |i| i.user);
+            let token =
+                current.and_then(|d| self.inner.read_record(&d).ok().flatten().map(|i| (d, i)));
+            if let Some((current, _)) = &token
+                && self.inner.get_policy()?.on_reuse == crate::OnReuse::Revoke
+            {
+                // The token and its family are refused at once and revoked
+                // by the next flush.
+                let mut family: Vec<TokenDigest> = self
+                    .inner
+                    .family_read(id)?
+                    .into_iter()
+                    .map(|(d, _)| d)
+                    .collect();
+                family.push(*current);
+                self.inner.cache.reused(id, &family);
+            }
+            let user = token.map_or(String::new(), |(_, i)| i.user);
             return Err(self.inner.cache.replayed(*digest, id, &user, now));
         }
         match current {
             // Still in its grace period; `current` is not retired, so this
             // recursion is one level deep.
-            Some(current) => self.lookup(&current, user, now),
+            Some(current) => self
+                .lookup(&current, user, now)
+                .map(Identity::by_previous_secret),
             None => Err(AuthError::Unknown),
         }
     }
@@ -550,7 +572,11 @@ impl Inner {
                 if found > FORMAT_VERSION {
                     return Err(InitError::Newer(found));
                 }
-                // Version 1 is the only one so far: nothing to migrate.
+                drop(meta);
+                drop(read);
+                if found < 2 {
+                    self.upgrade_to_2().map_err(|e| other(&e))?;
+                }
                 Ok(())
             }
             Err(TableError::TableDoesNotExist(_)) => {
@@ -574,6 +600,9 @@ impl Inner {
                     txn.open_table(TOKENS).map_err(|e| other(&e))?;
                     txn.open_table(BY_ID).map_err(|e| other(&e))?;
                     txn.open_multimap_table(BY_USER).map_err(|e| other(&e))?;
+                    txn.open_multimap_table(CHILDREN).map_err(|e| other(&e))?;
+                    txn.open_multimap_table(RETIRED_BY_ID)
+                        .map_err(|e| other(&e))?;
                 }
                 txn.commit().map_err(|e| other(&e))
             }
@@ -581,15 +610,43 @@ impl Inner {
         }
     }
 
+    /// Format 1 to 2 (the authority rule): the index of children (empty:
+    /// tokens made before had no parent) and the index of retired secrets
+    /// by token, filled from the retired secrets. Records keep their
+    /// versions; older ones read as tokens without parent.
+    fn upgrade_to_2(&self) -> Result<(), StoreError> {
+        self.write(|txn| {
+            txn.open_multimap_table(CHILDREN).map_err(storage)?;
+            let mut by_id = txn.open_multimap_table(RETIRED_BY_ID).map_err(storage)?;
+            match txn.open_table(RETIRED) {
+                Ok(retired) => {
+                    for entry in retired.iter().map_err(storage)? {
+                        let (digest, value) = entry.map_err(storage)?;
+                        by_id
+                            .insert(value.value().0, digest.value())
+                            .map_err(storage)?;
+                    }
+                }
+                Err(TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(storage(e)),
+            }
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            meta.insert(FORMAT_KEY, 2).map_err(storage)?;
+            Ok(())
+        })
+    }
+
     /// Writes the buffered uses and the audit entries the request path
     /// noted; see [`Store::flush`].
     fn flush(&self) -> Result<usize, StoreError> {
         let events = self.cache.take_audit();
+        let revocations = self.cache.take_revocations();
         let batch = self.cache.take_uses();
-        if batch.is_empty() && events.is_empty() {
+        if batch.is_empty() && events.is_empty() && revocations.is_empty() {
             self.cache.flushed(batch);
             return Ok(0);
         }
+        let mut changes = Changes::default();
         let written = self
             .cache
             .hooks
@@ -616,18 +673,35 @@ impl Inner {
                             .map_err(storage)?;
                         written += 1;
                     }
+                    drop(tokens);
+                    // Reuse detection's revocations, each family audited.
+                    let now = Timestamp::now();
+                    for &root in &revocations {
+                        if let Some((_, info)) = self.record_in(txn, root)? {
+                            self.revoke_family_in(
+                                txn,
+                                &mut changes,
+                                &info,
+                                crate::authority::REUSE_ACTOR,
+                                crate::authority::REUSE_OUTCOME,
+                                now,
+                            )?;
+                        }
+                    }
                     Ok(written)
                 })
             });
         match written {
             Ok(n) => {
                 let _ = self.cache.hooks.at(Point::FlushCommitted);
+                self.cache.deleted(&changes.deleted);
                 self.cache.flushed(batch);
                 Ok(n)
             }
             Err(e) => {
                 self.cache.unflushed(batch);
                 self.cache.unwritten_audit(events);
+                self.cache.unrevoked(revocations);
                 Err(e)
             }
         }
@@ -636,12 +710,109 @@ impl Inner {
     /// Commits a write that deletes tokens, then forgets them in memory.
     fn delete<T>(
         &self,
-        f: impl FnOnce(&WriteTransaction, &mut Vec<TokenDigest>) -> Result<T, StoreError>,
+        f: impl FnOnce(&WriteTransaction, &mut Changes) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut deleted = Vec::new();
-        let out = self.write(|txn| f(txn, &mut deleted))?;
-        self.cache.deleted(&deleted);
+        let mut changes = Changes::default();
+        let out = self.write(|txn| f(txn, &mut changes))?;
+        self.cache.deleted(&changes.deleted);
+        if !changes.changed.is_empty() {
+            self.cache.forget(Some(&changes.changed));
+        }
         Ok(out)
+    }
+
+    /// The token `id`'s digest and record (buffered use merged in), read in
+    /// `txn`.
+    fn record_in(
+        &self,
+        txn: &WriteTransaction,
+        id: TokenId,
+    ) -> Result<Option<([u8; 32], TokenInfo)>, StoreError> {
+        let by_id = txn.open_table(BY_ID).map_err(storage)?;
+        let Some(digest) = by_id.get(id.as_u64()).map_err(storage)?.map(|d| d.value()) else {
+            return Ok(None);
+        };
+        let tokens = txn.open_table(TOKENS).map_err(storage)?;
+        let bytes = tokens
+            .get(digest)
+            .map_err(storage)?
+            .ok_or_else(|| corrupt(format!("token {id} has no record")))?;
+        Ok(Some((digest, self.record(digest, bytes.value())?)))
+    }
+
+    /// The descendants of `id` with their digests, in a read transaction
+    /// (never the write lock: the request path's reuse detection reads it).
+    fn family_read(&self, id: TokenId) -> Result<Vec<(TokenDigest, TokenInfo)>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let children = txn.open_multimap_table(CHILDREN).map_err(storage)?;
+        let by_id = txn.open_table(BY_ID).map_err(storage)?;
+        let tokens = txn.open_table(TOKENS).map_err(storage)?;
+        let children_of = |parent: TokenId| -> Result<Vec<TokenInfo>, StoreError> {
+            let mut out = Vec::new();
+            for child in children.get(parent.as_u64()).map_err(storage)? {
+                let child = child.map_err(storage)?.value();
+                let Some(digest) = by_id.get(child).map_err(storage)?.map(|d| d.value()) else {
+                    continue;
+                };
+                if let Some(bytes) = tokens.get(digest).map_err(storage)? {
+                    out.push(self.record(digest, bytes.value())?);
+                }
+            }
+            Ok(out)
+        };
+        let found = crate::authority::family(id, children_of)?;
+        let mut out = Vec::with_capacity(found.len());
+        for info in found {
+            if let Some(digest) = by_id.get(info.id.as_u64()).map_err(storage)? {
+                out.push((TokenDigest::from_bytes(digest.value()), info));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The tokens made with `id`, read in `txn`.
+    fn children_in(
+        &self,
+        txn: &WriteTransaction,
+        id: TokenId,
+    ) -> Result<Vec<TokenInfo>, StoreError> {
+        let ids: Vec<u64> = {
+            let children = txn.open_multimap_table(CHILDREN).map_err(storage)?;
+            children
+                .get(id.as_u64())
+                .map_err(storage)?
+                .map(|c| c.map(|v| v.value()).map_err(storage))
+                .collect::<Result<_, _>>()?
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for child in ids {
+            if let Some((_, info)) = self.record_in(txn, TokenId::from_u64(child))? {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes `root` and its descendants in `txn`, with their audit
+    /// entries; how many went.
+    fn revoke_family_in(
+        &self,
+        txn: &WriteTransaction,
+        changes: &mut Changes,
+        root: &TokenInfo,
+        actor: &str,
+        outcome: &str,
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        let descendants = crate::authority::family(root.id, |id| self.children_in(txn, id))?;
+        Inner::remove_in(txn, root.id, &mut changes.deleted)?;
+        for d in &descendants {
+            Inner::remove_in(txn, d.id, &mut changes.deleted)?;
+        }
+        for e in crate::authority::revocation_entries(root, &descendants, actor, outcome, now) {
+            audit_in(txn, &e)?;
+        }
+        Ok(1 + descendants.len())
     }
 
     /// Reads and decodes a record, with its buffered use merged in.
@@ -723,6 +894,12 @@ impl Inner {
             let mut by_user = txn.open_multimap_table(BY_USER).map_err(storage)?;
             let mut created = Vec::with_capacity(infos.len());
             for mut info in infos {
+                if let Some(parent) = info.parent {
+                    let (_, parent) = self
+                        .record_in(txn, parent)?
+                        .ok_or(crate::authority::AuthorityViolation::NoParent(parent))?;
+                    crate::authority::adopt(&parent, &mut info, now)?;
+                }
                 policy.check_lifetime(&info)?;
                 if policy.max_tokens_per_user.is_some() {
                     // Counted in this transaction: tokens created earlier
@@ -759,6 +936,12 @@ impl Inner {
                 by_user
                     .insert(info.user.as_str(), info.id.as_u64())
                     .map_err(storage)?;
+                if let Some(parent) = info.parent {
+                    let mut children = txn.open_multimap_table(CHILDREN).map_err(storage)?;
+                    children
+                        .insert(parent.as_u64(), info.id.as_u64())
+                        .map_err(storage)?;
+                }
                 audit_in(
                     txn,
                     &AuditEntry::new(
@@ -804,13 +987,13 @@ impl Inner {
     }
 
     fn read_policy(meta: &impl ReadableTable<&'static str, u64>) -> Result<Policy, StoreError> {
-        let get = |key| -> Result<Option<u64>, StoreError> {
-            Ok(meta.get(key).map_err(storage)?.map(|v| v.value()))
-        };
-        Ok(Policy::from_pairs(
-            get(crate::policy::MAX_LIFETIME_KEY)?,
-            get(crate::policy::MAX_PER_USER_KEY)?,
-        ))
+        let mut values = std::collections::HashMap::new();
+        for key in crate::policy::KEYS {
+            if let Some(v) = meta.get(key).map_err(storage)? {
+                values.insert(key, v.value());
+            }
+        }
+        Ok(Policy::from_pairs(|key| values.get(key).copied()))
     }
 
     /// Drops the retired secrets of tokens that no longer exist: they can
@@ -825,8 +1008,11 @@ impl Inner {
                 gone.push(digest.value());
             }
         }
+        let mut retired_by_id = txn.open_multimap_table(RETIRED_BY_ID).map_err(storage)?;
         for digest in gone {
-            retired.remove(digest).map_err(storage)?;
+            if let Some(v) = retired.remove(digest).map_err(storage)? {
+                retired_by_id.remove(v.value().0, digest).map_err(storage)?;
+            }
         }
         Ok(())
     }
@@ -859,6 +1045,13 @@ impl Inner {
         by_user
             .remove(info.user.as_str(), id.as_u64())
             .map_err(storage)?;
+        let mut children = txn.open_multimap_table(CHILDREN).map_err(storage)?;
+        if let Some(parent) = info.parent {
+            children
+                .remove(parent.as_u64(), id.as_u64())
+                .map_err(storage)?;
+        }
+        children.remove_all(id.as_u64()).map_err(storage)?;
         Ok(Some(info))
     }
 }
@@ -866,6 +1059,15 @@ impl Inner {
 enum InitError {
     Newer(u64),
     Other(String),
+}
+
+/// What a write did to tokens, for the cache once it commits.
+#[derive(Default)]
+struct Changes {
+    /// Digests that no longer stand for a token.
+    deleted: Vec<TokenDigest>,
+    /// Digests whose record changed (a deadline brought down).
+    changed: Vec<TokenDigest>,
 }
 
 /// The admin operations, on the shared state so that the admin socket's
@@ -972,62 +1174,94 @@ impl Audited for Inner {
         actor: &str,
     ) -> Result<CreatedToken, StoreError> {
         // The old digest is forgotten in memory like a revoked one; its
-        // buffered use is merged into the record first (`self.record`), so
+        // buffered use is merged into the record first (`record_in`), so
         // no use is lost.
-        self.delete(|txn, deleted| {
-            let mut by_id = txn.open_table(BY_ID).map_err(storage)?;
-            let old = by_id
-                .get(id.as_u64())
-                .map_err(storage)?
-                .ok_or(StoreError::NotFound(id))?
-                .value();
-            let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
-            let info = {
-                let bytes = tokens
-                    .remove(old)
-                    .map_err(storage)?
-                    .ok_or_else(|| corrupt(format!("token {id} has no record")))?;
-                self.record(old, bytes.value())?
+        self.delete(|txn, changes| {
+            let (old, before) = self.record_in(txn, id)?.ok_or(StoreError::NotFound(id))?;
+            if self.cache.refused(&TokenDigest::from_bytes(old)) {
+                // Reuse detection revokes it at the next flush.
+                return Err(StoreError::NotFound(id));
+            }
+            let parent = match before.parent {
+                None => None,
+                Some(p) => Some(
+                    self.record_in(txn, p)?
+                        .ok_or(crate::authority::AuthorityViolation::NoParent(p))?
+                        .1,
+                ),
             };
-            let info = info.rotated(rotation, now)?;
-            Inner::policy_in(txn)?.check_lifetime(&info)?;
+            let policy = Inner::policy_in(txn)?;
+            let info = crate::authority::rotate(&before, rotation, parent.as_ref(), &policy, now)?;
+            let retires_at = info.previous_until.unwrap_or(now);
+            let clamped = crate::authority::clamp_family(&info, |p| self.children_in(txn, p))?;
+            let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
+            tokens.remove(old).map_err(storage)?;
             let secret = fresh_secret(&tokens)?;
             let digest = *secret.digest().as_bytes();
             tokens
                 .insert(digest, codec::encode(&info).as_slice())
                 .map_err(storage)?;
+            let mut by_id = txn.open_table(BY_ID).map_err(storage)?;
             by_id.insert(id.as_u64(), digest).map_err(storage)?;
+            // At most one old secret works: earlier graces end now.
             let mut retired = txn.open_table(RETIRED).map_err(storage)?;
+            let mut retired_by_id = txn.open_multimap_table(RETIRED_BY_ID).map_err(storage)?;
+            let earlier: Vec<[u8; 32]> = retired_by_id
+                .get(id.as_u64())
+                .map_err(storage)?
+                .map(|d| d.map(|v| v.value()).map_err(storage))
+                .collect::<Result<_, _>>()?;
+            for d in earlier {
+                let until = retired.get(d).map_err(storage)?.map(|v| v.value().1);
+                if let Some(until) = until
+                    && until > now.as_unix_secs()
+                {
+                    retired
+                        .insert(d, (id.as_u64(), now.as_unix_secs()))
+                        .map_err(storage)?;
+                }
+            }
             retired
-                .insert(old, (id.as_u64(), rotation.retires_at(now).as_unix_secs()))
+                .insert(old, (id.as_u64(), retires_at.as_unix_secs()))
                 .map_err(storage)?;
-            deleted.push(TokenDigest::from_bytes(old));
+            retired_by_id.insert(id.as_u64(), old).map_err(storage)?;
+            changes.deleted.push(TokenDigest::from_bytes(old));
             audit_in(
                 txn,
                 &AuditEntry::new(now, AuditAction::Rotate, Some(id), &*info.user, actor, "ok"),
             )?;
+            for c in clamped {
+                let Some(d) = by_id
+                    .get(c.id.as_u64())
+                    .map_err(storage)?
+                    .map(|d| d.value())
+                else {
+                    continue;
+                };
+                tokens
+                    .insert(d, codec::encode(&c).as_slice())
+                    .map_err(storage)?;
+                changes.changed.push(TokenDigest::from_bytes(d));
+                audit_in(txn, &crate::authority::clamp_entry(&c, actor, now))?;
+            }
             Ok(CreatedToken { secret, info })
         })
     }
 
     fn revoke_by(&self, id: TokenId, actor: &str) -> Result<TokenInfo, StoreError> {
-        self.delete(|txn, deleted| {
-            let info = Inner::remove_in(txn, id, deleted)?.ok_or(StoreError::NotFound(id))?;
-            let entry = AuditEntry::new(
-                Timestamp::now(),
-                AuditAction::Revoke,
-                Some(id),
-                &*info.user,
-                actor,
-                "ok",
-            );
-            audit_in(txn, &entry)?;
+        self.delete(|txn, changes| {
+            let (_, info) = self.record_in(txn, id)?.ok_or(StoreError::NotFound(id))?;
+            self.revoke_family_in(txn, changes, &info, actor, "ok", Timestamp::now())?;
             Ok(info)
         })
     }
 
+    fn descendants_of(&self, id: TokenId) -> Result<Vec<TokenInfo>, StoreError> {
+        Ok(self.family_read(id)?.into_iter().map(|(_, i)| i).collect())
+    }
+
     fn revoke_user_by(&self, user: &str, actor: &str) -> Result<usize, StoreError> {
-        self.delete(|txn, deleted| {
+        self.delete(|txn, changes| {
             let ids: Vec<u64> = {
                 let by_user = txn.open_multimap_table(BY_USER).map_err(storage)?;
                 by_user
@@ -1036,19 +1270,37 @@ impl Audited for Inner {
                     .map(|id| id.map(|v| v.value()).map_err(storage))
                     .collect::<Result<_, _>>()?
             };
+            let now = Timestamp::now();
+            let mut n = 0;
             for &id in &ids {
-                Inner::remove_in(txn, TokenId::from_u64(id), deleted)?;
+                let id = TokenId::from_u64(id);
+                // A descendant of one of them may be gone with it already.
+                let Some((_, info)) = self.record_in(txn, id)? else {
+                    continue;
+                };
+                let descendants = crate::authority::family(id, |p| self.children_in(txn, p))?;
+                Inner::remove_in(txn, id, &mut changes.deleted)?;
+                for d in &descendants {
+                    Inner::remove_in(txn, d.id, &mut changes.deleted)?;
+                }
+                let entries =
+                    crate::authority::revocation_entries(&info, &descendants, actor, "ok", now);
+                // The user's own tokens are the entry below.
+                for e in entries.into_iter().skip(1) {
+                    audit_in(txn, &e)?;
+                }
+                n += 1 + descendants.len();
             }
             let entry = AuditEntry::new(
-                Timestamp::now(),
+                now,
                 AuditAction::RevokeUser,
                 None,
                 user,
                 actor,
-                AuditEntry::count_outcome(ids.len()),
+                AuditEntry::count_outcome(n),
             );
             audit_in(txn, &entry)?;
-            Ok(ids.len())
+            Ok(n)
         })
     }
 
@@ -1056,7 +1308,7 @@ impl Audited for Inner {
         // Spared when dropped, after the deletion was forgotten: whatever
         // it did not delete lives on.
         let mut condemned = None;
-        self.delete(|txn, deleted| {
+        self.delete(|txn, changes| {
             let expired: Vec<(TokenDigest, TokenId)> = {
                 let tokens = txn.open_table(TOKENS).map_err(storage)?;
                 let mut expired = Vec::new();
@@ -1084,7 +1336,7 @@ impl Audited for Inner {
                 .at(Point::PruneDecided)
                 .map_err(|e| StoreError::Storage(BackendError::new(e)))?;
             for &id in &expired {
-                Inner::remove_in(txn, id, deleted)?;
+                Inner::remove_in(txn, id, &mut changes.deleted)?;
             }
             Inner::prune_retired(txn)?;
             self.prune_audit(txn, now)?;
@@ -1179,6 +1431,9 @@ impl Audited for Store {
     }
     fn revoke_by(&self, id: TokenId, actor: &str) -> Result<TokenInfo, StoreError> {
         self.inner.revoke_by(id, actor)
+    }
+    fn descendants_of(&self, id: TokenId) -> Result<Vec<TokenInfo>, StoreError> {
+        self.inner.descendants_of(id)
     }
     fn revoke_user_by(&self, user: &str, actor: &str) -> Result<usize, StoreError> {
         self.inner.revoke_user_by(user, actor)

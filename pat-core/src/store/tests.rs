@@ -268,10 +268,10 @@ fn newer_format_is_refused() {
         matches!(
             err,
             OpenError::NewerFormat {
-                found: 2,
-                supported: 1,
+                found,
+                supported: FORMAT_VERSION,
                 ..
-            }
+            } if found == FORMAT_VERSION + 1
         ),
         "{err:?}"
     );
