@@ -65,10 +65,16 @@ pub(crate) enum Command {
     /// tokens one user may hold. Creating or rotating a token that breaks it
     /// fails naming the limit; existing tokens are left alone, and
     /// `token list` marks those over it.
+    ///
+    /// It also sets how long a rotation may keep the replaced secret working
+    /// (the grace, at most a day by default) and what an old secret
+    /// presented after its grace does: `revoke` (the default) revokes the
+    /// token and the tokens made with it, since a thief may hold the new
+    /// secret too; `refuse` only refuses it and logs it.
     #[command(
         args_conflicts_with_subcommands = true,
         after_help = "Examples:\n  pat-cli policy\n  pat-cli policy set --max-lifetime 90d --max-tokens-per-user 10\n  \
-                      pat-cli policy set --max-lifetime none"
+                      pat-cli policy set --max-lifetime none\n  pat-cli policy set --max-grace 1h --on-reuse refuse"
     )]
     Policy(PolicyCommand),
 
@@ -114,7 +120,7 @@ pub(crate) struct PolicyCommand {
 #[derive(Debug, Subcommand)]
 pub(crate) enum PolicyAction {
     /// Change limits (those not given stay as they are); prints the policy.
-    #[command(group = clap::ArgGroup::new("limits").required(true).multiple(true).args(["max_lifetime", "max_tokens_per_user"]))]
+    #[command(group = clap::ArgGroup::new("limits").required(true).multiple(true).args(["max_lifetime", "max_tokens_per_user", "max_grace", "on_reuse"]))]
     Set {
         /// Longest life of a new token (e.g. 90d), or `none`.
         #[arg(long, value_name = "DURATION|none", value_parser = limit_duration)]
@@ -122,6 +128,14 @@ pub(crate) enum PolicyAction {
         /// Most live tokens per user (at least 1), or `none`.
         #[arg(long, value_name = "N|none", value_parser = limit_count)]
         max_tokens_per_user: Option<Limit<u32>>,
+        /// Longest a rotation keeps the replaced secret working (e.g. 1h),
+        /// or `default` (1 day).
+        #[arg(long, value_name = "DURATION|default", value_parser = grace_limit)]
+        max_grace: Option<Limit<Duration>>,
+        /// What an old secret presented after its grace does: `revoke` the
+        /// token and those made with it, or only `refuse` it.
+        #[arg(long, value_name = "revoke|refuse", value_parser = on_reuse)]
+        on_reuse: Option<pat_core::OnReuse>,
         /// Print a JSON object.
         #[arg(long)]
         json: bool,
@@ -137,6 +151,25 @@ fn limit_duration(s: &str) -> std::result::Result<Limit<Duration>, pat_core::Par
         return Ok(Limit(None));
     }
     duration(s).map(|d| Limit(Some(d)))
+}
+
+fn grace_limit(s: &str) -> std::result::Result<Limit<Duration>, pat_core::ParseDurationError> {
+    if s == "default" {
+        return Ok(Limit(None));
+    }
+    duration(s).map(|d| Limit(Some(d)))
+}
+
+fn on_reuse(s: &str) -> std::result::Result<pat_core::OnReuse, String> {
+    match s {
+        "revoke" => Ok(pat_core::OnReuse::Revoke),
+        "refuse" => Ok(pat_core::OnReuse::Refuse),
+        _ => Err(format!(
+            "`{}` is not a reaction: give `revoke` (the token and those made with it) or \
+             `refuse` (the old secret only)",
+            pat_core::printable(s)
+        )),
+    }
 }
 
 fn limit_count(s: &str) -> std::result::Result<Limit<u32>, String> {
@@ -228,7 +261,9 @@ pub(crate) enum TokenAction {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke tokens by id, or all tokens of a user.
+    /// Revoke tokens by id, or all tokens of a user. The tokens made with a
+    /// revoked token (through the management API or self-service) go with
+    /// it.
     #[command(group = clap::ArgGroup::new("target").required(true).args(["ids", "user"]))]
     Revoke {
         /// Ids of the tokens to revoke.
@@ -242,8 +277,14 @@ pub(crate) enum TokenAction {
     ///
     /// The expiry restarts under the token's own model (a hard limit gets
     /// the lifetime it was issued with; a sliding window, its window and
-    /// cap) unless -e or -a gives a new one. The old secret stops working at
-    /// once, or after --grace; presented later, it is refused and logged.
+    /// cap, counted from its first issue) unless -e or -a gives a new
+    /// lifetime: an admin's decision, audited, within the store's policy
+    /// and the deadline of the token it was made with. The tokens made with
+    /// it are shortened to match. The old secret stops working at once, or
+    /// after --grace (at most the policy's max grace); an earlier rotation's
+    /// old secret stops now. Presented later, an old secret revokes the
+    /// token (or, with `policy set --on-reuse refuse`, is refused and
+    /// logged).
     #[command(after_help = "Examples:\n  pat-cli token rotate 3f2a9c0d1e4b5a67\n  \
                       pat-cli token rotate 3f2a9c0d1e4b5a67 --grace 10m -e 30d -q")]
     Rotate {

@@ -40,6 +40,10 @@ fn base_json(info: &TokenInfo) -> Value {
         "created_at": info.created_at.to_string(),
         "created_by": info.created_by,
         "rotated_at": info.rotated_at.map(|t| t.to_string()),
+        "parent": info.parent.map(|p| p.to_string()),
+        "previous_secret_until": info
+            .previous_secret_until(Timestamp::now())
+            .map(|t| t.to_string()),
     })
 }
 
@@ -74,16 +78,14 @@ fn expiry_sentence(info: &TokenInfo) -> String {
     match info.expiry {
         Expiry::Hard { expires_at } => format!("Expires at {expires_at} (hard limit)."),
         Expiry::Sliding {
-            window,
-            max_lifetime,
-            expires_at,
+            window, expires_at, ..
         } => {
             let mut s = format!(
                 "Expires at {expires_at} unless it is used before: each use extends it to {} after the use",
                 format_duration(window)
             );
-            if let Some(cap) = max_lifetime {
-                let _ = write!(s, ", never past {}", info.issued_at().saturating_add(cap));
+            if let Some(end) = info.latest_possible() {
+                let _ = write!(s, ", never past {end}");
             }
             s.push('.');
             s
@@ -141,9 +143,15 @@ pub(crate) fn show_human(info: &TokenInfo, now: Timestamp) -> String {
     } else {
         "valid"
     };
-    let rotated = info
+    let mut rotated = info
         .rotated_at
         .map_or_else(String::new, |t| format!("rotated:    {t}\n"));
+    if let Some(until) = info.previous_secret_until(now) {
+        let _ = writeln!(rotated, "old secret: still works until {until} (its grace)");
+    }
+    if let Some(parent) = info.parent {
+        let _ = writeln!(rotated, "made with:  token {parent}");
+    }
     format!(
         "id:         {}\nuser:       {}\nlabel:      {}\nstatus:     {status}\n\
          expiry:     {}\ncreated:    {} by {}\n{rotated}last used:  {}\n{}\n",
@@ -169,7 +177,7 @@ fn model(expiry: &Expiry) -> String {
     }
 }
 
-const LIST_HEADER: [&str; 7] = [
+const LIST_HEADER: [&str; 8] = [
     "ID",
     "USER",
     "LABEL",
@@ -177,6 +185,7 @@ const LIST_HEADER: [&str; 7] = [
     "EXPIRES",
     "LAST USED",
     "SCOPES",
+    "PARENT",
 ];
 
 /// `pat-cli audit --json`: one array, an object per entry.
@@ -262,14 +271,22 @@ pub(crate) fn policy_json(policy: &Policy) -> Value {
     json!({
         "max_lifetime_seconds": policy.max_lifetime.map(|d| d.as_secs()),
         "max_tokens_per_user": policy.max_tokens_per_user,
+        "max_grace_seconds": policy
+            .max_grace
+            .unwrap_or(pat_core::authority::DEFAULT_MAX_GRACE)
+            .as_secs(),
+        "on_reuse": policy.on_reuse.as_str(),
     })
 }
 
 /// The cells of one row of `token list`.
-fn list_row(t: &TokenInfo, now: Timestamp, policy: &Policy) -> [String; 7] {
+fn list_row(t: &TokenInfo, now: Timestamp, policy: &Policy) -> [String; 8] {
     let mut model = model(&t.expiry);
     if !policy.allows(t) {
         model.push_str(", over policy");
+    }
+    if let Some(until) = t.previous_secret_until(now) {
+        let _ = write!(model, ", old secret until {until}");
     }
     let mut expires = t.expiry.expires_at().to_string();
     if t.is_expired(now) {
@@ -288,6 +305,7 @@ fn list_row(t: &TokenInfo, now: Timestamp, policy: &Policy) -> [String; 7] {
         } else {
             t.scopes.to_string()
         },
+        t.parent.map_or_else(|| "-".to_owned(), |p| p.to_string()),
     ]
 }
 

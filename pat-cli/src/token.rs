@@ -188,12 +188,22 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
             // Revoke all that exist, then fail if any did not.
             let mut missing = Vec::new();
             for id in ids {
+                // What goes with it, as it stands just before.
+                let descendants = match store.descendants(id) {
+                    Ok(d) => d.len(),
+                    Err(pat_core::StoreError::NotFound(_)) => 0,
+                    Err(e) => return Err(e.into()),
+                };
                 match acting(&*store).revoke(id) {
                     Ok(info) => println!(
-                        "revoked {} ({}, \"{}\")",
+                        "revoked {} ({}, \"{}\"){}",
                         info.id,
                         printable(&info.user),
-                        printable(&info.label)
+                        printable(&info.label),
+                        match descendants {
+                            0 => String::new(),
+                            n => format!(" and {n} token{} made with it", plural(n)),
+                        }
                     ),
                     Err(pat_core::StoreError::NotFound(id)) => missing.push(id.to_string()),
                     Err(e) => return Err(e.into()),
@@ -213,10 +223,14 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
             json,
         } => {
             let mut rotation = Rotation::new().grace(grace.unwrap_or_default());
+            // An admin's new lifetime: the policy, not the old envelope,
+            // bounds it.
             match (expire, auto) {
-                (Some(lifetime), _) => rotation = rotation.expiry(ExpiryPolicy::hard(lifetime)),
+                (Some(lifetime), _) => {
+                    rotation = rotation.new_lifetime(ExpiryPolicy::hard(lifetime));
+                }
                 (None, Some(window)) => {
-                    rotation = rotation.expiry(ExpiryPolicy::sliding(window, max_lifetime));
+                    rotation = rotation.new_lifetime(ExpiryPolicy::sliding(window, max_lifetime));
                 }
                 (None, None) => {}
             }
@@ -226,17 +240,16 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
                 usage_error(ErrorKind::ValueValidation, flag_error(&e));
             }
             let rotated = acting(&*store).rotate(id, &rotation, now)?;
+            // The grace the store gave (the policy caps the one asked).
+            let retires_at = rotated.info.previous_until.unwrap_or(now);
             if quiet {
                 println!("{}", rotated.secret.expose_secret());
             } else if json {
                 let mut v = output::created_json(&rotated);
-                v["previous_secret_retires_at"] = rotation.retires_at(now).to_string().into();
+                v["previous_secret_retires_at"] = retires_at.to_string().into();
                 println!("{v}");
             } else {
-                print!(
-                    "{}",
-                    output::rotated_human(&rotated, rotation.retires_at(now), now)
-                );
+                print!("{}", output::rotated_human(&rotated, retires_at, now));
             }
         }
         // Answered above, before a store is opened.
@@ -282,6 +295,8 @@ pub(crate) fn policy(db: &Path, cmd: PolicyCommand) -> Result {
         Some(PolicyAction::Set {
             max_lifetime,
             max_tokens_per_user,
+            max_grace,
+            on_reuse,
             json,
         }) => {
             let store = connect(db, false)?;
@@ -291,6 +306,12 @@ pub(crate) fn policy(db: &Path, cmd: PolicyCommand) -> Result {
             }
             if let Some(Limit(max)) = max_tokens_per_user {
                 policy = policy.max_tokens_per_user(max);
+            }
+            if let Some(Limit(max)) = max_grace {
+                policy = policy.max_grace(max);
+            }
+            if let Some(on_reuse) = on_reuse {
+                policy = policy.on_reuse(on_reuse);
             }
             acting(&*store).set_policy(policy)?;
             (store, json || cmd.json)

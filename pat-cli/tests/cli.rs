@@ -250,6 +250,10 @@ fn list_show_revoke_and_prune() {
 #[test]
 fn rotate_gives_a_new_secret_once_and_retires_the_old() {
     let env = Env::new();
+    // The old secrets are presented below to show they are refused; by
+    // default that revokes the token (see
+    // `a_replayed_old_secret_revokes_its_token_by_default`).
+    env.ok(&["policy", "set", "--on-reuse", "refuse"]);
     let old = env.token(&[
         "-u",
         "alice",
@@ -314,11 +318,34 @@ fn rotate_gives_a_new_secret_once_and_retires_the_old() {
     let shown = env.ok(&["token", "show", &id]);
     assert!(shown.contains("rotated:"), "{shown}");
     assert!(!shown.contains("pat_"), "{shown}");
+    // The live old secret is shown, with the end of its grace.
+    let until = v["previous_secret_retires_at"].as_str().unwrap();
+    assert!(
+        shown.contains(&format!("old secret: still works until {until}")),
+        "{shown}"
+    );
+    let listed = env.json(&["token", "show", &id, "--json"]);
+    assert_eq!(listed["previous_secret_until"], until);
+    assert!(
+        env.ok(&["token", "list"])
+            .contains(&format!("old secret until {until}")),
+        "the list marks it too"
+    );
 
-    // Quiet: exactly the token.
+    // Quiet: exactly the token. A new rotation ends the earlier grace: at
+    // most one old secret works, and this one has none.
     let quiet = env.ok(&["token", "rotate", &id, "-q", "-e", "1d"]);
     assert_eq!(quiet.lines().count(), 1);
     assert!(quiet.starts_with("pat_"));
+    let shown = env.json(&["token", "show", &id, "--json"]);
+    assert!(shown["previous_secret_until"].is_null(), "{shown}");
+    // The grace asked is capped by the policy's (a day by default).
+    let v = env.json(&["token", "rotate", &id, "--grace", "30d", "--json"]);
+    // RFC 3339 in UTC, one width: compared as text.
+    let retires = v["previous_secret_retires_at"].as_str().unwrap();
+    let day = Timestamp::now().saturating_add(std::time::Duration::from_secs(86_400));
+    assert!(retires <= day.to_string().as_str(), "{retires}");
+    let quiet = v["token"].as_str().unwrap().to_owned();
     assert_eq!(
         env.json(&["token", "list", "--json"])
             .as_array()
@@ -376,7 +403,8 @@ fn the_policy_limits_new_tokens_and_list_marks_old_ones() {
     env.token(&["-u", "alice", "-e", "30d", "-l", "old"]);
     assert_eq!(
         env.ok(&["policy"]),
-        "max lifetime:         none\nmax tokens per user:  none\n"
+        "max lifetime:         none\nmax tokens per user:  none\n\
+         max grace:            1d (default)\non reuse:             revoke\n"
     );
     let out = env.ok(&[
         "policy",
@@ -386,10 +414,16 @@ fn the_policy_limits_new_tokens_and_list_marks_old_ones() {
         "--max-tokens-per-user",
         "2",
     ]);
-    assert_eq!(out, "max lifetime:         7d\nmax tokens per user:  2\n");
+    assert_eq!(
+        out,
+        "max lifetime:         7d\nmax tokens per user:  2\n\
+         max grace:            1d (default)\non reuse:             revoke\n"
+    );
     let v = env.json(&["policy", "--json"]);
     assert_eq!(v["max_lifetime_seconds"], 604_800);
     assert_eq!(v["max_tokens_per_user"], 2);
+    assert_eq!(v["max_grace_seconds"], 86_400);
+    assert_eq!(v["on_reuse"], "revoke");
 
     // Refusals name the limit, exit 1 and store nothing.
     fails(
@@ -1091,9 +1125,18 @@ fn a_store_held_by_a_process_is_managed_through_its_socket() {
     };
     let said = String::from_utf8(out.stdout).unwrap();
     assert!(said.contains(" of b, live until"), "{said}");
-    // The policy through the socket.
-    env.ok(&["policy", "set", "--max-tokens-per-user", "5"]);
+    // The policy through the socket. Refuse on reuse: the old secret is
+    // presented below, which would otherwise revoke the token.
+    env.ok(&[
+        "policy",
+        "set",
+        "--max-tokens-per-user",
+        "5",
+        "--on-reuse",
+        "refuse",
+    ]);
     assert_eq!(held.policy().unwrap().max_tokens_per_user, Some(5));
+    assert_eq!(held.policy().unwrap().on_reuse, pat_core::OnReuse::Refuse);
     assert_eq!(env.json(&["policy", "--json"])["max_tokens_per_user"], 5);
     // Rotate through the socket: the holder refuses the old secret at once.
     let rotated = env.json(&["token", "rotate", id, "--json"]);
@@ -1253,4 +1296,86 @@ fn help_mentions_both_expiry_models() {
     ] {
         assert!(help.contains(needle), "{needle}");
     }
+}
+
+#[test]
+fn the_policy_sets_the_grace_and_what_a_replayed_secret_does() {
+    let env = Env::new();
+    env.token(&["-u", "alice", "-e", "30d"]);
+    let out = env.ok(&["policy", "set", "--max-grace", "1h", "--on-reuse", "refuse"]);
+    assert_eq!(
+        out,
+        "max lifetime:         none\nmax tokens per user:  none\n\
+         max grace:            1h\non reuse:             refuse\n"
+    );
+    let v = env.json(&["policy", "--json"]);
+    assert_eq!(v["max_grace_seconds"], 3600);
+    assert_eq!(v["on_reuse"], "refuse");
+    // The limits not given stay as they are.
+    env.ok(&["policy", "set", "--max-tokens-per-user", "5"]);
+    let v = env.json(&["policy", "--json"]);
+    assert_eq!(
+        (v["max_grace_seconds"].as_u64(), v["on_reuse"].as_str()),
+        (Some(3600), Some("refuse"))
+    );
+    let out = env.ok(&[
+        "policy",
+        "set",
+        "--max-grace",
+        "default",
+        "--on-reuse",
+        "revoke",
+    ]);
+    assert!(
+        out.contains("max grace:            1d (default)\non reuse:             revoke\n"),
+        "{out}"
+    );
+    // Bad values name the flag and what it accepts, exit 2 and change nothing.
+    fails(
+        env.run(&["policy", "set", "--on-reuse", "ignore"]),
+        2,
+        &["--on-reuse", "`ignore`", "revoke", "refuse"],
+    );
+    fails(
+        env.run(&["policy", "set", "--max-grace", "forever"]),
+        2,
+        &["--max-grace", "forever"],
+    );
+    assert_eq!(env.json(&["policy", "--json"])["on_reuse"], "revoke");
+}
+
+#[test]
+fn a_replayed_old_secret_revokes_its_token_by_default() {
+    let env = Env::new();
+    let old = env.token(&["-u", "alice", "-e", "1h"]);
+    let id = env
+        .store()
+        .authenticate(&old, Timestamp::now())
+        .unwrap()
+        .token_id()
+        .to_string();
+    let new = env.json(&["token", "rotate", &id, "--json"])["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let store = env.store();
+    assert!(matches!(
+        store.authenticate(&old, Timestamp::now()),
+        Err(AuthError::Unknown)
+    ));
+    // Refused at once, in memory; revoked by the flush.
+    assert!(matches!(
+        store.authenticate(&new, Timestamp::now()),
+        Err(AuthError::Unknown)
+    ));
+    store.flush().unwrap();
+    drop(store);
+    fails(
+        env.run(&["token", "show", &id]),
+        1,
+        &[&format!("no token with id {id}")],
+    );
+    let log = env.ok(&["audit", "-u", "alice"]);
+    assert!(log.contains("replayed_secret"), "{log}");
+    assert!(log.contains("reuse detection"), "{log}");
 }

@@ -49,6 +49,9 @@ struct State {
     /// behaves alike).
     refused: std::collections::HashSet<TokenId>,
     revoke: std::collections::BTreeSet<TokenId>,
+    /// Tokens whose replayed secret is in the audit log since the last
+    /// flush: one entry per token per flush, however often it is replayed.
+    replayed: std::collections::HashSet<TokenId>,
 }
 
 impl MemoryStore {
@@ -185,15 +188,17 @@ impl Verifier for MemoryStore {
             };
             if let Err(e) = crate::backend::retired_secret(id, retires_at, lookup.now()) {
                 let current = state.record(id).cloned();
-                let user = current.as_ref().map_or(String::new(), |i| i.user.clone());
-                state.audit.push(AuditEntry::new(
-                    lookup.now(),
-                    AuditAction::ReplayedSecret,
-                    Some(id),
-                    user,
-                    "-",
-                    "refused",
-                ));
+                if state.replayed.insert(id) {
+                    let user = current.as_ref().map_or(String::new(), |i| i.user.clone());
+                    state.audit.push(AuditEntry::new(
+                        lookup.now(),
+                        AuditAction::ReplayedSecret,
+                        Some(id),
+                        user,
+                        "-",
+                        "refused",
+                    ));
+                }
                 // Reuse: the token and its descendants are refused now and
                 // revoked by the next flush.
                 if let Some(current) = current
@@ -235,6 +240,7 @@ impl Verifier for MemoryStore {
     fn flush(&self) -> Result<usize, StoreError> {
         let mut state = self.state();
         let now = Timestamp::now();
+        state.replayed.clear();
         for root in std::mem::take(&mut state.revoke) {
             if let Some(info) = state.record(root).cloned() {
                 state.remove_family(

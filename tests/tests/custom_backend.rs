@@ -3,7 +3,7 @@
 //! worker thread, after a real await), driven through both adapters; the
 //! in-memory backend through the reference contract; and a backend that fails.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use pat_core::{
     Admin, AuditAction, AuditEntry, AuthError, BackendError, CreatedToken, DEFAULT_ACTOR,
-    DEFAULT_AUDIT_RETENTION, ExpiryPolicy, Gate, Identity, Lookup, MemoryStore, NewToken, Policy,
-    Rotation, StoreError, Timestamp, TokenDigest, TokenId, TokenInfo, TokenSecret, Verification,
-    Verifier, conformance,
+    DEFAULT_AUDIT_RETENTION, ExpiryPolicy, Gate, Identity, Lookup, MemoryStore, NewToken, OnReuse,
+    Policy, Rotation, StoreError, Timestamp, TokenDigest, TokenId, TokenInfo, TokenSecret,
+    Verification, Verifier, authority, conformance,
 };
 use pat_integration_tests::contract::{Tokens, cases};
 use pat_integration_tests::inproc::{self, Req};
@@ -28,36 +28,101 @@ struct Table {
     retired: HashMap<TokenDigest, (TokenId, Timestamp)>,
     policy: Policy,
     audit: Vec<AuditEntry>,
+    /// Tokens reuse detection refuses until the next flush revokes their
+    /// families, and the roots it revokes.
+    refused: HashSet<TokenId>,
+    revoke: Vec<TokenId>,
+    /// Tokens whose replay is in the audit log since the last flush.
+    replayed: HashSet<TokenId>,
 }
 
 impl Table {
     /// The row a presented digest stands for: its own, or, during a
-    /// rotation's grace, its token's current one. A replay after the grace
-    /// goes in the audit log.
-    fn resolve(&mut self, digest: &TokenDigest, now: Timestamp) -> Result<TokenDigest, AuthError> {
-        if self.rows.contains_key(digest) {
-            return Ok(*digest);
+    /// rotation's grace, its token's current one (then `true`). A replay
+    /// after the grace goes in the audit log, once per token per flush, and
+    /// (the default policy) refuses the token's family until the next flush
+    /// revokes it.
+    fn resolve(
+        &mut self,
+        digest: &TokenDigest,
+        now: Timestamp,
+    ) -> Result<(TokenDigest, bool), AuthError> {
+        let (found, previous) = if self.rows.contains_key(digest) {
+            (*digest, false)
+        } else {
+            let &(id, retires_at) = self.retired.get(digest).ok_or(AuthError::Unknown)?;
+            if let Err(e) = pat_core::retired_secret(id, retires_at, now) {
+                let user = self.current(id).map_or(String::new(), |i| i.user.clone());
+                if self.replayed.insert(id) {
+                    let entry = AuditEntry::new(
+                        now,
+                        AuditAction::ReplayedSecret,
+                        Some(id),
+                        &*user,
+                        "-",
+                        "refused",
+                    );
+                    self.audit.push(entry);
+                }
+                if self.policy.on_reuse == OnReuse::Revoke && self.ids.contains_key(&id) {
+                    let family = self.family(id);
+                    self.refused.extend(family.iter().map(|t| t.id));
+                    self.refused.insert(id);
+                    self.revoke.push(id);
+                }
+                return Err(e);
+            }
+            (*self.ids.get(&id).ok_or(AuthError::Unknown)?, true)
+        };
+        if self.refused.contains(&self.rows[&found].id) {
+            return Err(AuthError::Unknown);
         }
-        let &(id, retires_at) = self.retired.get(digest).ok_or(AuthError::Unknown)?;
-        if let Err(e) = pat_core::retired_secret(id, retires_at, now) {
-            let entry = AuditEntry::new(
-                now,
-                AuditAction::ReplayedSecret,
-                Some(id),
-                "",
-                "-",
-                "refused",
-            );
-            self.audit.push(entry);
-            return Err(e);
-        }
-        self.ids.get(&id).copied().ok_or(AuthError::Unknown)
+        Ok((found, previous))
+    }
+
+    fn current(&self, id: TokenId) -> Option<&TokenInfo> {
+        self.ids.get(&id).and_then(|d| self.rows.get(d))
+    }
+
+    /// The descendants of `id`, with pat-core's walk.
+    fn family(&self, id: TokenId) -> Vec<TokenInfo> {
+        let all: Vec<TokenInfo> = self.rows.values().cloned().collect();
+        authority::descendants_in(&all, id)
     }
 
     /// Deletes a token, recording nothing.
     fn remove(&mut self, id: TokenId) {
         if let Some(digest) = self.ids.remove(&id) {
             self.rows.remove(&digest);
+        }
+        self.refused.remove(&id);
+    }
+
+    /// Deletes `root` and its descendants, with the audit entries
+    /// pat-core writes for it; how many went.
+    fn remove_family(&mut self, root: &TokenInfo, actor: &str, outcome: &str) -> usize {
+        let descendants = self.family(root.id);
+        self.remove(root.id);
+        for d in &descendants {
+            self.remove(d.id);
+        }
+        self.audit.extend(authority::revocation_entries(
+            root,
+            &descendants,
+            actor,
+            outcome,
+            Timestamp::now(),
+        ));
+        1 + descendants.len()
+    }
+
+    /// Carries out the revocations reuse detection asked for.
+    fn flush(&mut self) {
+        self.replayed.clear();
+        for root in std::mem::take(&mut self.revoke) {
+            if let Some(info) = self.current(root).cloned() {
+                self.remove_family(&info, authority::REUSE_ACTOR, authority::REUSE_OUTCOME);
+            }
         }
     }
 
@@ -144,11 +209,15 @@ impl AsyncBackend {
                     }
                     for job in waiting.drain(..) {
                         let mut table = table.lock().unwrap();
-                        let result = table.resolve(&job.digest, job.now).and_then(|digest| {
-                            let info = table.rows.get_mut(&digest).expect("resolved row");
-                            info.record_use(job.user.as_deref(), job.now)
-                                .map(|expires_at| Identity::new(info, expires_at))
-                        });
+                        let result =
+                            table
+                                .resolve(&job.digest, job.now)
+                                .and_then(|(digest, previous)| {
+                                    let info = table.rows.get_mut(&digest).expect("resolved row");
+                                    info.record_use(job.user.as_deref(), job.now)
+                                        .map(|expires_at| Identity::new(info, expires_at))
+                                        .map(|i| if previous { i.by_previous_secret() } else { i })
+                                });
                         let _ = job.reply.send(result);
                     }
                 }
@@ -184,6 +253,11 @@ impl Verifier for AsyncBackend {
                 .unwrap_or_else(|_| Err(unavailable("the worker dropped the lookup")))
         })
     }
+
+    fn flush(&self) -> Result<usize, StoreError> {
+        self.table().flush();
+        Ok(0)
+    }
 }
 
 fn unavailable(why: &str) -> AuthError {
@@ -201,7 +275,13 @@ impl Admin for Acting<'_> {
                 break id;
             }
         };
-        let info = new.to_info(id, now)?;
+        let mut info = new.to_info(id, now)?;
+        if let Some(parent) = new.parent {
+            let parent = table
+                .current(parent)
+                .ok_or(authority::AuthorityViolation::NoParent(parent))?;
+            authority::adopt(parent, &mut info, now)?;
+        }
         table.policy.check_lifetime(&info)?;
         let live = table
             .rows
@@ -262,47 +342,85 @@ impl Admin for Acting<'_> {
     ) -> Result<CreatedToken, StoreError> {
         let mut table = self.b.table();
         let old = *table.ids.get(&id).ok_or(StoreError::NotFound(id))?;
-        let info = table.rows[&old].rotated(rotation, now)?;
-        table.policy.check_lifetime(&info)?;
+        if table.refused.contains(&id) {
+            return Err(StoreError::NotFound(id));
+        }
+        let before = table.rows[&old].clone();
+        let parent = match before.parent {
+            None => None,
+            Some(p) => Some(
+                table
+                    .current(p)
+                    .cloned()
+                    .ok_or(authority::AuthorityViolation::NoParent(p))?,
+            ),
+        };
+        // pat-core's rule: the envelope, the grace; then the family
+        // brought within the new deadline.
+        let info = authority::rotate(&before, rotation, parent.as_ref(), &table.policy, now)?;
+        let clamped = authority::clamp_family(&info, |p| {
+            Ok::<_, StoreError>(
+                table
+                    .rows
+                    .values()
+                    .filter(|t| t.parent == Some(p))
+                    .cloned()
+                    .collect(),
+            )
+        })?;
         let secret = TokenSecret::generate();
         table.rows.remove(&old);
         table.rows.insert(secret.digest(), info.clone());
         table.ids.insert(id, secret.digest());
-        table.retired.insert(old, (id, rotation.retires_at(now)));
+        // At most one old secret works: earlier graces end now.
+        for (rid, until) in table.retired.values_mut() {
+            if *rid == id {
+                *until = (*until).min(now);
+            }
+        }
+        table
+            .retired
+            .insert(old, (id, info.previous_until.unwrap_or(now)));
         table.log_at(now, AuditAction::Rotate, Some(&info), &self.actor);
+        for c in clamped {
+            table
+                .audit
+                .push(authority::clamp_entry(&c, &self.actor, now));
+            let digest = table.ids[&c.id];
+            table.rows.insert(digest, c);
+        }
         Ok(CreatedToken::new(secret, info))
     }
 
     fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
         let mut table = self.b.table();
-        let digest = table.ids.remove(&id).ok_or(StoreError::NotFound(id))?;
-        let info = table.rows.remove(&digest).expect("indexed row");
-        table.log(
-            AuditAction::Revoke,
-            Some(&info),
-            &info.user,
-            &self.actor,
-            "ok",
-        );
+        let info = table.current(id).cloned().ok_or(StoreError::NotFound(id))?;
+        table.remove_family(&info, &self.actor, "ok");
         Ok(info)
     }
 
     fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
-        let ids: Vec<TokenId> = self
-            .b
-            .table()
+        let mut table = self.b.table();
+        let ids: Vec<TokenId> = table
             .rows
             .values()
             .filter(|i| i.user == user)
             .map(|i| i.id)
             .collect();
-        let mut table = self.b.table();
-        for id in &ids {
-            table.remove(*id);
+        let mut n = 0;
+        for id in ids {
+            // A descendant of one of them may be gone with it already.
+            let Some(info) = table.current(id).cloned() else {
+                continue;
+            };
+            let before = table.audit.len();
+            n += table.remove_family(&info, &self.actor, "ok");
+            // The user's own token is the entry below.
+            table.audit.remove(before);
         }
-        let outcome = AuditEntry::count_outcome(ids.len());
+        let outcome = AuditEntry::count_outcome(n);
         table.log(AuditAction::RevokeUser, None, user, &self.actor, &outcome);
-        Ok(ids.len())
+        Ok(n)
     }
 
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {

@@ -11,6 +11,7 @@
 //! Each case gets a fresh backend from the closure. Time is injected (`now`
 //! starts near the epoch), so a backend must use the `now` it is given.
 
+mod authority;
 mod concurrent;
 
 pub use self::concurrent::{Concurrent, run_concurrent};
@@ -258,6 +259,30 @@ pub const CASES: &[(&str, Case)] = &[
     (
         "find answers what a secret stands for and records no use",
         find_without_use,
+    ),
+    (
+        "a token made with a token records it and stays within it",
+        authority::lineage,
+    ),
+    (
+        "revoking a token revokes its descendants, each audited",
+        authority::cascade,
+    ),
+    (
+        "a rotation stays in the token's envelope and shortens its family",
+        authority::envelope,
+    ),
+    (
+        "a rotation ends earlier graces, and the grace is capped",
+        authority::grace,
+    ),
+    (
+        "an old secret replayed after its grace revokes the family at the next flush",
+        authority::reuse,
+    ),
+    (
+        "a token's parent survives rotations of either",
+        authority::lineage_survives_rotation,
     ),
 ];
 

@@ -889,17 +889,23 @@ impl Inner {
             .collect::<Result<Vec<_>, _>>()?;
         self.write(|txn| {
             let policy = Inner::policy_in(txn)?;
-            let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
-            let mut by_id = txn.open_table(BY_ID).map_err(storage)?;
-            let mut by_user = txn.open_multimap_table(BY_USER).map_err(storage)?;
-            let mut created = Vec::with_capacity(infos.len());
-            for mut info in infos {
+            // Parents are read (in this transaction) before the tables are
+            // opened for writing.
+            let mut infos = infos;
+            for info in &mut infos {
                 if let Some(parent) = info.parent {
                     let (_, parent) = self
                         .record_in(txn, parent)?
                         .ok_or(crate::authority::AuthorityViolation::NoParent(parent))?;
-                    crate::authority::adopt(&parent, &mut info, now)?;
+                    crate::authority::adopt(&parent, info, now)?;
                 }
+            }
+            let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
+            let mut by_id = txn.open_table(BY_ID).map_err(storage)?;
+            let mut by_user = txn.open_multimap_table(BY_USER).map_err(storage)?;
+            let mut children = txn.open_multimap_table(CHILDREN).map_err(storage)?;
+            let mut created = Vec::with_capacity(infos.len());
+            for mut info in infos {
                 policy.check_lifetime(&info)?;
                 if policy.max_tokens_per_user.is_some() {
                     // Counted in this transaction: tokens created earlier
@@ -937,7 +943,6 @@ impl Inner {
                     .insert(info.user.as_str(), info.id.as_u64())
                     .map_err(storage)?;
                 if let Some(parent) = info.parent {
-                    let mut children = txn.open_multimap_table(CHILDREN).map_err(storage)?;
                     children
                         .insert(parent.as_u64(), info.id.as_u64())
                         .map_err(storage)?;
