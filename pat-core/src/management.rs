@@ -320,7 +320,7 @@ impl Management {
                 Answer::json(201, &body)
             }
             Err(StoreError::Policy(e)) => forbidden(&e.to_string()),
-            Err(StoreError::Authority(e)) => forbidden(&e.to_string()),
+            Err(StoreError::Authority(e)) => forbidden(&authority_error(&e)),
             Err(StoreError::NewToken(e)) => bad(&field_error(&e)),
             Err(e) => failed(&e),
         }
@@ -430,6 +430,19 @@ impl Request {
             expiry,
             scopes,
         })
+    }
+}
+
+/// The authority rule's refusal, naming the field to change where one
+/// would fix it.
+fn authority_error(e: &crate::authority::AuthorityViolation) -> String {
+    use crate::authority::AuthorityViolation;
+    match e {
+        AuthorityViolation::OutlivesParent { limit, asked: None } => format!(
+            "a token may not outlive the token it was made with: give `max_lifetime` so that \
+             the new token ends by {limit}, when the token you authenticated with expires"
+        ),
+        other => other.to_string(),
     }
 }
 

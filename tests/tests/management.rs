@@ -94,6 +94,8 @@ fn masked(v: &Value) -> String {
                             | "expires_at"
                             | "last_used_at"
                             | "rotated_at"
+                            | "parent"
+                            | "previous_secret_until"
                     ) && !x.is_null()
                     {
                         *x = json!("…");
@@ -219,9 +221,20 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
     let listed = api.list(&alice, "");
     assert_eq!(ids(&listed).len(), 3);
     assert!(!listed.body.to_string().contains(&secret[4..]));
-    // The audit log says who, through the panel.
+    // The audit log says who: the token alice authenticated with, whose
+    // child the new token is.
+    let login = listed.body["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["label"] == "login")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(created.body["parent"], login.as_str());
     let audit = work.cli_ok(&["audit", "-u", "alice"]);
-    assert!(audit.contains("user alice"), "{audit}");
+    assert!(audit.contains(&format!("token {login}")), "{audit}");
 
     // Revoke: 200 with the record; refused at once; gone from the list.
     let id = created.body["id"].as_str().unwrap();
@@ -252,11 +265,11 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
 
     // No escalation: a token cannot mint one that outlives it...
     for (body, says) in [
-        (json!({"label": "x", "expire": "2h"}), "outlives it"),
+        (json!({"label": "x", "expire": "2h"}), "may not outlive"),
         (json!({"label": "x", "auto": "10m"}), "give `max_lifetime`"),
         (
             json!({"label": "x", "auto": "10m", "max_lifetime": "2h"}),
-            "outlives it",
+            "may not outlive",
         ),
     ] {
         let said = api.create(&alice, body.clone());

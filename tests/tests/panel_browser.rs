@@ -237,6 +237,40 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
     assert!(!c.source().await.unwrap().contains(&secret));
     assert!(!displayed(&c, "#secret").await);
 
+    // The new token is a child of the login token, and each row says so;
+    // revoking the login warns that its child goes with it (dismissed).
+    let rows = text(&c, "#tokens").await;
+    assert!(
+        rows.contains("made with \u{201c}browser login\u{201d}"),
+        "{rows}"
+    );
+    assert!(rows.contains("1 token made with it"), "{rows}");
+    let mut login_button = None;
+    for row in c.find_all(Locator::Css("#tokens tr")).await.unwrap() {
+        let t = row.text().await.unwrap();
+        if t.contains("browser login") && !t.contains("made in a browser") {
+            login_button = Some(row.find(Locator::Css("button.revoke")).await.unwrap());
+        }
+    }
+    let _ = login_button
+        .expect("a revoke button on the login row")
+        .click()
+        .await;
+    until("the login's confirmation", || async {
+        c.get_alert_text().await.is_ok()
+    })
+    .await;
+    let asked = c.get_alert_text().await.unwrap();
+    assert!(
+        asked.contains("also revokes the token made with it"),
+        "{asked}"
+    );
+    c.dismiss_alert().await.unwrap();
+    assert!(
+        text(&c, "#tokens").await.contains("browser login"),
+        "not revoked"
+    );
+
     // Revoke from the keyboard, confirming.
     let rows = c.find_all(Locator::Css("#tokens tr")).await.unwrap();
     let mut button = None;

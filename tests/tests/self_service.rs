@@ -59,6 +59,7 @@ fn shape(v: &Value) -> Value {
         "last_used_at",
         "rotated_at",
         "previous_secret_retires_at",
+        "previous_secret_until",
     ] {
         if let Some(field) = v.get_mut(key)
             && !field.is_null()
@@ -75,6 +76,9 @@ fn session(kind: ServerKind) -> Vec<(u16, Value)> {
     let server = work.start(kind);
     let mut seen = Vec::new();
     let token = work.token(&["-u", "alice", "-a", "1h", "-l", "bot"]);
+    // Old secrets are presented below to show they are refused; by default
+    // that revokes the token (tests/tests/authority.rs shows it).
+    work.cli_ok(&["policy", "set", "--on-reuse", "refuse"]);
 
     // Lookup: the record, never a secret, not cacheable.
     let r = call(&server, "GET", "/tokens/self", Some(&bearer(&token)));
@@ -130,11 +134,12 @@ fn session(kind: ServerKind) -> Vec<(u16, Value)> {
     assert_eq!(hello(&server, &token), 401, "old secret refused at once");
     assert_eq!(hello(&server, &new), 200);
 
-    // Rotate with a grace and a new hard limit: both secrets work meanwhile.
+    // Rotate with a grace and a hard limit (no longer than the window it
+    // was issued with): both secrets work meanwhile.
     let r = call(
         &server,
         "POST",
-        "/tokens/self/rotate?grace=10m&expire=2h",
+        "/tokens/self/rotate?grace=10m&expire=30m",
         Some(&bearer(&new)),
     );
     assert_eq!(r.status, 200, "{}", r.body);

@@ -73,7 +73,21 @@
       exp.title = t.expires_at;
       cell(row, "Last used", when(t.last_used_at));
       cell(row, "Scopes", t.scopes.length ? t.scopes.join(" ") : "all (unrestricted)", "scopes");
-      cell(row, "Status", t.status, "status status-" + t.status);
+      const status = cell(row, "Status", t.status, "status status-" + t.status);
+      const notes = [];
+      if (t.previous_secret_until) notes.push("old secret works until " + when(t.previous_secret_until));
+      if (t.parent) {
+        const parent = list.tokens.find((p) => p.id === t.parent);
+        notes.push("made with " + (parent ? "\u201c" + parent.label + "\u201d" : "token " + t.parent));
+      }
+      if (t.descendants) notes.push(t.descendants + (t.descendants === 1 ? " token" : " tokens") + " made with it");
+      for (const n of notes) {
+        const note = document.createElement("span");
+        note.className = "hint note";
+        note.textContent = n;
+        status.appendChild(document.createElement("br"));
+        status.appendChild(note);
+      }
       const actions = cell(row, "Actions", "");
       const revoke = document.createElement("button");
       revoke.type = "button";
@@ -94,7 +108,11 @@
   }
 
   async function revokeToken(t) {
-    if (!window.confirm("Revoke the token \u201c" + t.label + "\u201d? Anything using it stops working at once.")) return;
+    const more = t.descendants
+      ? " It also revokes the " + (t.descendants === 1 ? "token" : t.descendants + " tokens") + " made with it."
+      : "";
+    if (!window.confirm("Revoke the token \u201c" + t.label + "\u201d?" + more + " Anything using " +
+      (t.descendants ? "them" : "it") + " stops working at once.")) return;
     showError("");
     try {
       await call("DELETE", "/" + encodeURIComponent(t.id));
