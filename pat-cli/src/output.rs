@@ -40,6 +40,7 @@ fn base_json(info: &TokenInfo) -> Value {
         "created_at": info.created_at.to_string(),
         "created_by": info.created_by,
         "rotated_at": info.rotated_at.map(|t| t.to_string()),
+        "latest_expires_at": info.latest_possible().map(|t| t.to_string()),
         "parent": info.parent.map(|p| p.to_string()),
         "previous_secret_until": info
             .previous_secret_until(Timestamp::now())

@@ -20,6 +20,7 @@
 //! so that the rule is written once.
 
 use crate::error::StoreError;
+use crate::expiry::Expiry;
 use crate::policy::Policy;
 use crate::record::{Rotation, TokenInfo};
 use crate::scope::Scopes;
@@ -192,7 +193,12 @@ pub fn rotate(
 ) -> Result<TokenInfo, StoreError> {
     let mut next = info.rotated(rotation, now)?;
     if !rotation.resets_lifetime {
-        let (issued, asked) = (issued_duration(info), issued_duration(&next));
+        let issued = issued_duration(info);
+        let asked = match rotation.expiry {
+            Some(crate::ExpiryPolicy::Hard { lifetime }) => lifetime,
+            Some(crate::ExpiryPolicy::Sliding { window, .. }) => window,
+            None => issued,
+        };
         if asked > issued {
             return Err(AuthorityViolation::Longer {
                 issued: format_duration(issued),
@@ -201,9 +207,22 @@ pub fn rotate(
             .into());
         }
         // A sliding cap counts from the lifetime's start, and stays even if
-        // the rotation asks for another model.
+        // the rotation asks for another model (a sliding one keeps it as
+        // its own cap, so that the record says so).
         if let Some(cap) = info.expiry.max_lifetime() {
             let end = info.lifetime_from.saturating_add(cap);
+            next.expiry = next.expiry.limited_to(end);
+            match &mut next.expiry {
+                Expiry::Sliding { max_lifetime, .. } => {
+                    *max_lifetime = Some(max_lifetime.map_or(cap, |c| c.min(cap)));
+                }
+                _ => next.not_after = min_opt(next.not_after, Some(end)),
+            }
+        }
+        // A hard token turned sliding would outlive its deadline by use:
+        // it ends by now + its issued lifetime, as a hard rotation would.
+        if info.expiry.window().is_none() && next.expiry.window().is_some() {
+            let end = now.saturating_add(issued);
             next.not_after = min_opt(next.not_after, Some(end));
             next.expiry = next.expiry.limited_to(end);
         }

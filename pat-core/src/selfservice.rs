@@ -138,6 +138,7 @@ pub fn token_json(info: &TokenInfo) -> Value {
         "last_used_at": info.last_used_at.map(|t| t.to_string()),
         "created_at": info.created_at.to_string(),
         "rotated_at": info.rotated_at.map(|t| t.to_string()),
+        "latest_expires_at": info.latest_possible().map(|t| t.to_string()),
         "parent": info.parent.map(|p| p.to_string()),
         "previous_secret_until": info.previous_secret_until(Timestamp::now()).map(|t| t.to_string()),
     })

@@ -96,6 +96,7 @@ fn masked(v: &Value) -> String {
                             | "rotated_at"
                             | "parent"
                             | "previous_secret_until"
+                            | "latest_expires_at"
                     ) && !x.is_null()
                     {
                         *x = json!("…");

@@ -60,6 +60,7 @@ fn shape(v: &Value) -> Value {
         "rotated_at",
         "previous_secret_retires_at",
         "previous_secret_until",
+        "latest_expires_at",
     ] {
         if let Some(field) = v.get_mut(key)
             && !field.is_null()

@@ -189,3 +189,29 @@ fn shortening_a_token_brings_its_family_within_it() {
     }
     assert_eq!(descendants_in(&all, root.id).len(), 3);
 }
+
+#[test]
+fn a_change_of_model_keeps_the_envelope() {
+    let policy = Policy::default();
+    // Capped sliding → uncapped sliding: the cap stays, said by the record.
+    let capped = token(ExpiryPolicy::sliding(10 * MIN, Some(DAY)), 0);
+    let r = Rotation::new().expiry(ExpiryPolicy::sliding(MIN, None));
+    let next = rotate(&capped, &r, None, &policy, at(600)).unwrap();
+    assert_eq!(next.expiry.max_lifetime(), Some(DAY));
+    assert_eq!(next.latest_possible(), Some(at(86_400)));
+    // A larger cap asked for is not given.
+    let r = Rotation::new().expiry(ExpiryPolicy::sliding(MIN, Some(2 * DAY)));
+    let next = rotate(&capped, &r, None, &policy, at(600)).unwrap();
+    assert_eq!(next.expiry.max_lifetime(), Some(DAY));
+    // Hard → sliding: ends by now + the hard lifetime, however used.
+    let hard = token(ExpiryPolicy::hard(DAY), 0);
+    let r = Rotation::new().expiry(ExpiryPolicy::sliding(MIN, None));
+    let next = rotate(&hard, &r, None, &policy, at(100)).unwrap();
+    assert_eq!(next.latest_possible(), Some(at(100 + 86_400)));
+    let used = next.check_use(None, at(150)).unwrap();
+    assert_eq!(used, at(210));
+    // Capped sliding → hard: ends by the cap.
+    let r = Rotation::new().expiry(ExpiryPolicy::hard(10 * MIN));
+    let next = rotate(&capped, &r, None, &policy, at(86_000)).unwrap();
+    assert_eq!(next.expiry.expires_at(), at(86_400));
+}
