@@ -238,6 +238,11 @@ impl Entry {
         user: Option<&str>,
         now: Timestamp,
     ) -> Result<(Identity, bool, bool), AuthError> {
+        // A token reuse detection is revoking records no use: refused
+        // before anything moves (a plain load on x86).
+        if self.flags.load(Ordering::Acquire) & REFUSED != 0 {
+            return Err(AuthError::Unknown);
+        }
         // SeqCst: part of the handshake with a prune (see `Cache::doom`).
         let stored = self.expires_at.load(Ordering::SeqCst);
         let current = self

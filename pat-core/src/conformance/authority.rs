@@ -421,6 +421,10 @@ pub(super) fn reuse(b: &dyn Backend) {
         auth(b, &child.secret, 70),
         Err(AuthError::Unknown)
     ));
+    // Refused uses record nothing.
+    for id in [root.info.id, child.info.id] {
+        assert_eq!(b.get(id).expect("get").last_used_at, Some(at(11)), "{id}");
+    }
     assert!(matches!(
         b.rotate(root.info.id, &Rotation::new(), at(71)),
         Err(StoreError::NotFound(_))
