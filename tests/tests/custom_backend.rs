@@ -552,6 +552,7 @@ impl Admin for AsyncBackend {
 fn a_backend_written_outside_pat_core_passes_the_shared_suite() {
     conformance::run_contract(|| AsyncBackend::new(1));
     conformance::run_model(|| AsyncBackend::new(1), 32);
+    conformance::run_authority(|| AsyncBackend::new(1), 64);
     let backend = AsyncBackend::new(1);
     conformance::run_concurrent(&conformance::Concurrent {
         replicas: [&backend, &backend],

@@ -26,6 +26,7 @@ fn postgres_passes_the_shared_suite() {
     let Some(pg) = postgres() else { return };
     conformance::run_contract(|| store(&pg.database()));
     conformance::run_model(|| store(&pg.database()), 16);
+    conformance::run_authority(|| store(&pg.database()), 16);
 }
 
 fn cli(db: &str, args: &[&str]) -> Output {

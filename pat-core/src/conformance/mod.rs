@@ -14,6 +14,7 @@
 mod authority;
 mod concurrent;
 
+pub use self::authority::run_authority;
 pub use self::concurrent::{Concurrent, run_concurrent};
 
 use std::collections::BTreeMap;
@@ -1340,6 +1341,11 @@ mod tests {
     }
 
     #[test]
+    fn memory_store_keeps_the_authority_rule() {
+        run_authority(MemoryStore::new, 256);
+    }
+
+    #[test]
     fn memory_store_holds_the_concurrent_model() {
         let store = MemoryStore::new();
         run_concurrent(&Concurrent {
@@ -1383,6 +1389,14 @@ mod tests {
         for capacity in CAPACITIES {
             let dir = tempfile::tempdir().unwrap();
             run_model(redb_stores(&dir, capacity), 32);
+        }
+    }
+
+    #[test]
+    fn redb_store_keeps_the_authority_rule() {
+        for capacity in CAPACITIES {
+            let dir = tempfile::tempdir().unwrap();
+            run_authority(redb_stores(&dir, capacity), 32);
         }
     }
 
