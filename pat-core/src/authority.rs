@@ -292,6 +292,41 @@ pub fn grace_end(
         .min(info.expiry.expires_at().max(now))
 }
 
+/// Old graces brought under the rule, for a store written before it:
+/// `graces` holds each retired secret's key, token and end of grace. Of a
+/// token's secrets still in their grace at `now`, the one ending last keeps
+/// it, at most [`DEFAULT_MAX_GRACE`] from now; the others end now. Returns
+/// each token with a live old secret and when its grace ends, for its
+/// record ([`TokenInfo::previous_until`]).
+pub fn bound_old_graces<K>(
+    graces: &mut [(K, TokenId, Timestamp)],
+    now: Timestamp,
+) -> Vec<(TokenId, Timestamp)> {
+    let mut kept: std::collections::BTreeMap<TokenId, usize> = Default::default();
+    for (i, (_, id, until)) in graces.iter().enumerate() {
+        if *until <= now {
+            continue;
+        }
+        match kept.get(id) {
+            Some(&j) if graces[j].2 >= *until => {}
+            _ => {
+                kept.insert(*id, i);
+            }
+        }
+    }
+    let most = now.saturating_add(DEFAULT_MAX_GRACE);
+    for (i, (_, id, until)) in graces.iter_mut().enumerate() {
+        if *until > now {
+            *until = if kept.get(id) == Some(&i) {
+                (*until).min(most)
+            } else {
+                now
+            };
+        }
+    }
+    kept.into_iter().map(|(id, i)| (id, graces[i].2)).collect()
+}
+
 /// A descendant of a token whose latest possible deadline is now `limit`:
 /// its record brought within it, or `None` when it is within already (then
 /// so are its own descendants).

@@ -215,3 +215,27 @@ fn a_change_of_model_keeps_the_envelope() {
     let next = rotate(&capped, &r, None, &policy, at(86_000)).unwrap();
     assert_eq!(next.expiry.expires_at(), at(86_400));
 }
+
+#[test]
+fn old_graces_are_bounded_to_one_a_day_long() {
+    let (a, b) = (TokenId::from_u64(1), TokenId::from_u64(2));
+    let century = at(100).saturating_add(DAY * 36_500);
+    let mut graces = vec![
+        ("a1", a, at(50)),    // ended already
+        ("a2", a, century),   // the last: kept, a day at most
+        ("a3", a, at(5_000)), // ends now
+        ("b1", b, at(1_000)), // kept as it is
+    ];
+    let kept = bound_old_graces(&mut graces, at(100));
+    assert_eq!(kept, [(a, at(100 + 86_400)), (b, at(1_000))]);
+    let ends: Vec<_> = graces.iter().map(|g| (g.0, g.2)).collect();
+    assert_eq!(
+        ends,
+        [
+            ("a1", at(50)),
+            ("a2", at(100 + 86_400)),
+            ("a3", at(100)),
+            ("b1", at(1_000))
+        ]
+    );
+}

@@ -594,9 +594,9 @@ fn authority_case<B: Backend + Send + Sync + 'static>(
     use proptest::prop_assert;
     use proptest::test_runner::TestCaseError;
 
+    use crate::TokenInfo;
     use crate::management::{Management, Principal};
     use crate::selfservice::SelfService;
-    use crate::TokenInfo;
 
     let fail = |e: &dyn std::fmt::Display| TestCaseError::fail(e.to_string());
     b.set_policy(Policy::default().max_lifetime(Some(std::time::Duration::from_secs(POLICY_MAX))))

@@ -70,7 +70,8 @@ const UPGRADE_V3: &str = "
 /// Version 3 to 4: the authority rule. A token's parent (tokens made
 /// before had none), when its lifetime began (for those rotated before, at
 /// their last rotation, as rotations then restarted it), its family's
-/// limit, and the end of its replaced secret's grace.
+/// limit, and the end of its replaced secret's grace (the old graces
+/// bounded as the rule bounds new ones).
 const UPGRADE_V4: &str = "
     ALTER TABLE pat_tokens ADD COLUMN parent_id bigint;
     ALTER TABLE pat_tokens ADD COLUMN lifetime_from bigint;
@@ -79,6 +80,21 @@ const UPGRADE_V4: &str = "
     ALTER TABLE pat_tokens ADD COLUMN not_after bigint;
     ALTER TABLE pat_tokens ADD COLUMN previous_until bigint;
     CREATE INDEX pat_tokens_by_parent ON pat_tokens (parent_id) WHERE parent_id IS NOT NULL;
+    -- The old graces under the rule, as authority::bound_old_graces does
+    -- for redb: of a token's secrets in their grace, the one ending last
+    -- keeps it, at most a day from now; the others end now.
+    WITH now AS (SELECT floor(extract(epoch FROM now()))::bigint AS t),
+    live AS (
+        SELECT digest, retires_at, row_number() OVER (
+            PARTITION BY id ORDER BY retires_at DESC, digest
+        ) AS n
+        FROM pat_retired, now WHERE retires_at > now.t
+    )
+    UPDATE pat_retired r
+    SET retires_at = CASE WHEN live.n = 1 THEN LEAST(live.retires_at, now.t + 86400) ELSE now.t END
+    FROM live, now WHERE r.digest = live.digest;
+    UPDATE pat_tokens t SET previous_until = r.retires_at
+    FROM pat_retired r WHERE r.id = t.id AND r.retires_at > floor(extract(epoch FROM now()))::bigint;
 ";
 
 /// The upgrade from version `n - 1` to `n`, for `n` in `2..=SCHEMA_VERSION`.

@@ -612,18 +612,49 @@ impl Inner {
 
     /// Format 1 to 2 (the authority rule): the index of children (empty:
     /// tokens made before had no parent) and the index of retired secrets
-    /// by token, filled from the retired secrets. Records keep their
-    /// versions; older ones read as tokens without parent.
+    /// by token, filled from the retired secrets. The old graces are
+    /// brought under the rule ([`crate::authority::bound_old_graces`]):
+    /// at most one live old secret per token, its grace at most the
+    /// default maximum from now, noted in the token's record. Records keep
+    /// their versions until rewritten; older ones read as tokens without
+    /// parent.
     fn upgrade_to_2(&self) -> Result<(), StoreError> {
+        let now = Timestamp::now();
         self.write(|txn| {
             txn.open_multimap_table(CHILDREN).map_err(storage)?;
             let mut by_id = txn.open_multimap_table(RETIRED_BY_ID).map_err(storage)?;
+            let mut graces = Vec::new();
             match txn.open_table(RETIRED) {
-                Ok(retired) => {
+                Ok(mut retired) => {
                     for entry in retired.iter().map_err(storage)? {
                         let (digest, value) = entry.map_err(storage)?;
-                        by_id
-                            .insert(value.value().0, digest.value())
+                        let (id, until) = value.value();
+                        by_id.insert(id, digest.value()).map_err(storage)?;
+                        let until = Timestamp::from_unix_secs(until).unwrap_or(Timestamp::MAX);
+                        graces.push((digest.value(), TokenId::from_u64(id), until));
+                    }
+                    let bounded = crate::authority::bound_old_graces(&mut graces, now);
+                    for (digest, id, until) in &graces {
+                        retired
+                            .insert(digest, (id.as_u64(), until.as_unix_secs()))
+                            .map_err(storage)?;
+                    }
+                    drop(retired);
+                    let by_token = txn.open_table(BY_ID).map_err(storage)?;
+                    let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
+                    for (id, until) in bounded {
+                        let Some(digest) = by_token.get(id.as_u64()).map_err(storage)? else {
+                            continue;
+                        };
+                        let digest = digest.value();
+                        let Some(bytes) = tokens.get(digest).map_err(storage)? else {
+                            continue;
+                        };
+                        let mut info = codec::decode(bytes.value()).map_err(corrupt)?;
+                        drop(bytes);
+                        info.previous_until = Some(until);
+                        tokens
+                            .insert(digest, codec::encode(&info).as_slice())
                             .map_err(storage)?;
                     }
                 }

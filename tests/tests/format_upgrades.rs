@@ -1,0 +1,211 @@
+//! Stores written by earlier builds (`tests/fixtures`, see its README),
+//! opened by today's: every token works as it did, nothing is lost, and the
+//! authority rule's fields start empty (no parent, the old grace kept until
+//! a rotation ends it). One test per backend and earlier format.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pat_core::{
+    Admin as _, AuthError, OnReuse, Perm, PgStore, Policy, Rotation, Store, Timestamp, conformance,
+};
+use pat_integration_tests::postgres::postgres;
+
+const NODE: &str = "0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a";
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+/// The secrets a fixture's tokens were made with, by name.
+fn secrets(name: &str) -> BTreeMap<String, String> {
+    std::fs::read_to_string(fixture(name))
+        .expect("the fixture's secrets")
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// What every earlier store holds, checked through today's backend `b`:
+/// alice's hard token, bob's scoped sliding one, carol's rotated one with
+/// its old secret in its grace; then a rotation ends that grace.
+fn holds_the_fixture_tokens(
+    b: &(impl pat_core::Admin + pat_core::Verifier),
+    secrets: &BTreeMap<String, String>,
+) {
+    let now = Timestamp::now();
+    let auth = |name: &str| conformance::authenticate(b, &secrets[name], None, now);
+    let alice = auth("alice").expect("alice's token works");
+    assert_eq!(alice.user(), "alice");
+    let bob = auth("bob").expect("bob's token works");
+    assert!(bob.permits([&NODE.parse().unwrap()], Perm::READ));
+    assert!(!bob.permits([&NODE.parse().unwrap()], Perm::WRITE));
+    let carol = auth("carol").expect("carol's current secret works");
+    let old = auth("carol_old").expect("carol's old secret is still in its grace");
+    assert_eq!(old.token_id(), carol.token_id());
+    assert!(old.is_previous_secret() && !carol.is_previous_secret());
+
+    let listed = b.list(None, true, now).expect("list");
+    let mut labels: Vec<&str> = listed.iter().map(|t| t.label.as_str()).collect();
+    labels.sort_unstable();
+    assert_eq!(labels, ["alice hard", "bob sliding", "carol rotated"]);
+    for t in &listed {
+        assert_eq!(
+            t.parent, None,
+            "{}: a token from before lineage has none",
+            t.label
+        );
+        // Rotations restarted a token's lifetime then: it began at the last.
+        assert_eq!(
+            t.lifetime_from,
+            t.rotated_at.unwrap_or(t.created_at),
+            "{}",
+            t.label
+        );
+    }
+    let info = b.get(carol.token_id()).expect("get carol");
+    assert!(info.rotated_at.is_some());
+    // The old build gave a century's grace: bounded now, at most a day.
+    let until = info
+        .previous_secret_until(now)
+        .expect("the old secret's grace, noted");
+    assert!(
+        until <= now.saturating_add(pat_core::authority::DEFAULT_MAX_GRACE),
+        "{info:?}"
+    );
+    assert_eq!(
+        b.descendants(alice.token_id()).expect("descendants").len(),
+        0
+    );
+
+    // A rotation today ends the old grace (refuse: the old secret is
+    // presented below on purpose).
+    b.set_policy(Policy::default().on_reuse(OnReuse::Refuse))
+        .expect("policy");
+    let rotated = b
+        .rotate(carol.token_id(), &Rotation::new(), now)
+        .expect("rotate carol");
+    assert!(matches!(auth("carol_old"), Err(AuthError::Unknown)));
+    assert!(matches!(auth("carol"), Err(AuthError::Unknown)));
+    conformance::authenticate(b, rotated.secret.expose_secret(), None, now)
+        .expect("the new secret works");
+    // A child of an old token is bound by it.
+    let child = b
+        .create(
+            &pat_core::NewToken::new(
+                "alice",
+                pat_core::ExpiryPolicy::hard(Duration::from_secs(60)),
+            )
+            .parent(alice.token_id()),
+            now,
+        )
+        .expect("a child of an old token");
+    assert_eq!(
+        b.descendants(alice.token_id()).expect("descendants")[0].id,
+        child.info.id
+    );
+}
+
+/// Store format 1 (record versions 1 and 2), written by commit 334c0b2, is
+/// upgraded to today's format in place.
+#[test]
+fn a_format_1_redb_store_is_upgraded_and_keeps_its_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pat.redb");
+    std::fs::copy(fixture("redb-format-1.redb"), &db).unwrap();
+    // A copy has the checkout's mode; a store must be its owner's alone.
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let secrets = secrets("redb-format-1.secrets");
+    {
+        let store = Store::builder()
+            .manual_flush()
+            .admin_socket(false)
+            .open(&db)
+            .expect("today's build opens a format 1 store");
+        holds_the_fixture_tokens(&store, &secrets);
+        store.flush().unwrap();
+    }
+    // Opened again: today's format, the same tokens, alice's still working.
+    let store = Store::builder()
+        .manual_flush()
+        .admin_socket(false)
+        .open(&db)
+        .expect("reopen");
+    assert_eq!(store.list(None, true, Timestamp::now()).unwrap().len(), 4);
+    conformance::authenticate(&store, &secrets["alice"], None, Timestamp::now())
+        .expect("alice after the reopen");
+    drop(store);
+    // The CLI reads it too.
+    let out = std::process::Command::new(pat_integration_tests::pat_cli())
+        .arg("--db")
+        .arg(&db)
+        .args(["token", "list", "--json"])
+        .env_remove("PAT_DB")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 4, "{listed}");
+}
+
+/// PostgreSQL schema 3, dumped from a database commit 334c0b2 wrote, is
+/// upgraded to today's schema when today's build connects.
+#[test]
+fn a_schema_3_postgres_database_is_upgraded_and_keeps_its_tokens() {
+    let Some(pg) = postgres() else { return };
+    let url = pg.database();
+    // pg_dump's psql meta-commands (`\restrict`) are not SQL.
+    let dump: String = std::fs::read_to_string(fixture("pg-schema-3.sql"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('\\'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connecting to the test database");
+        tokio::spawn(connection);
+        client.batch_execute(&dump).await.expect("the dump loads");
+    });
+    let secrets = secrets("pg-schema-3.secrets");
+    let store = PgStore::builder()
+        .manual_flush()
+        .connect(&url)
+        .expect("today's build connects to a schema 3 database");
+    holds_the_fixture_tokens(&store, &secrets);
+    drop(store);
+    let again = PgStore::builder()
+        .manual_flush()
+        .connect(&url)
+        .expect("again");
+    assert_eq!(again.list(None, true, Timestamp::now()).unwrap().len(), 4);
+    let version: i64 = rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .query_one(
+                "SELECT value FROM pat_meta WHERE key = 'schema_version'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    });
+    assert_eq!(version, pat_core::SCHEMA_VERSION);
+}
