@@ -356,6 +356,52 @@ fn no_path_creates_a_token_with_more_than_64_scopes() {
     });
 }
 
+// Finding 10's twin: a label is at most 255 bytes on every path that
+// creates a token, each with its kind of error.
+#[test]
+fn no_path_creates_a_token_with_a_label_over_255_bytes() {
+    let long = "l".repeat(256);
+    let work = Workdir::new();
+    let out = work.cli(&["token", "-u", "alice", "-e", "1h", "-l", &long]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--label") && err.contains("255 bytes"),
+        "{err}"
+    );
+    let server = work.start(ServerKind::Axum);
+    let client = pat_core::AdminClient::connect(pat_core::admin_socket_path(work.db()))
+        .expect("the server's socket");
+    let new = pat_core::NewToken::new(
+        "alice",
+        pat_core::ExpiryPolicy::hard(std::time::Duration::from_secs(3600)),
+    )
+    .label(long.clone());
+    let e = pat_core::Admin::create(&client, &new, pat_core::Timestamp::now()).unwrap_err();
+    assert!(e.to_string().contains("255 bytes"), "{e}");
+    drop(server);
+    on_both(|work, server| {
+        let alice = bearer(&work.token(&["-u", "alice", "-e", "1h"]));
+        let body = serde_json::json!({"label": long, "expire": "10m"}).to_string();
+        let r = send(
+            server,
+            "POST",
+            "/api/tokens",
+            &[
+                ("authorization", alice.as_str()),
+                ("content-type", "application/json"),
+            ],
+            Some(&body),
+        );
+        assert_eq!(r.status, 400, "{r:?}");
+        assert!(
+            r.body["error_description"].to_string().contains("`label`"),
+            "{r:?}"
+        );
+        vec![r]
+    });
+}
+
 /// Bytes written to `server` on one connection; what came back within
 /// `wait` (the connection closed, or the wait ran out).
 fn raw(server: &Server, request: &[u8], wait: std::time::Duration) -> (String, bool) {
