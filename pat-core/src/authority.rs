@@ -366,16 +366,18 @@ pub fn family<E>(
     }
 }
 
-/// The descendants of `root` to rewrite after a change gave it the latest
-/// possible deadline it now has ([`TokenInfo::latest_possible`]): each
-/// brought within its parent's ([`clamp`]), nearest first. Those within
+/// The descendants of `root` to rewrite after a rotation gave it the
+/// deadline it now has: its children brought within that deadline, as
+/// [`adopt`] required of them at their creation (so a sliding token
+/// rotated to a shorter window takes its family down with it), and theirs
+/// within their own new limit ([`clamp`]), nearest first. Those within
 /// already are left alone, and so are their own descendants.
 pub fn clamp_family<E>(
     root: &TokenInfo,
     mut children: impl FnMut(TokenId) -> Result<Vec<TokenInfo>, E>,
 ) -> Result<Vec<TokenInfo>, E> {
     let mut clamped: Vec<TokenInfo> = Vec::new();
-    let mut pending = vec![(root.id, root.latest_possible())];
+    let mut pending = vec![(root.id, Some(root.expiry.expires_at()))];
     while let Some((parent, limit)) = pending.pop() {
         let Some(limit) = limit else { continue };
         for child in children(parent)? {

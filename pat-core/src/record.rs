@@ -209,13 +209,25 @@ impl TokenInfo {
         if user.is_some_and(|u| u != self.user) {
             return Err(AuthError::WrongUser);
         }
+        // A buffered deadline may predate the family's limit: the limit
+        // wins, for the answer as for the deadline.
+        let expiry = self.limited(expiry);
         if expiry.is_expired(now) {
             return Err(AuthError::Expired {
                 expires_at: expiry.expires_at(),
             });
         }
-        let next = expiry.touched(self.lifetime_from, now).expires_at();
-        Ok(self.not_after.map_or(next, |limit| next.min(limit)))
+        Ok(self
+            .limited(expiry.touched(self.lifetime_from, now))
+            .expires_at())
+    }
+
+    /// `expiry` no later than [`not_after`](TokenInfo::not_after).
+    pub(crate) fn limited(&self, expiry: Expiry) -> Expiry {
+        match self.not_after {
+            Some(limit) => expiry.limited_to(limit),
+            None => expiry,
+        }
     }
 
     /// [`check_use`](TokenInfo::check_use), then records the use in this

@@ -239,3 +239,34 @@ fn old_graces_are_bounded_to_one_a_day_long() {
         ]
     );
 }
+
+#[test]
+fn a_sliding_parent_rotated_to_a_shorter_window_takes_its_family_down() {
+    let policy = Policy::default();
+    let parent = token(ExpiryPolicy::sliding(30 * DAY, Some(90 * DAY)), 0);
+    let mut child = token(ExpiryPolicy::hard(29 * DAY), 0);
+    child.parent = Some(parent.id);
+    let r = Rotation::new().expiry(ExpiryPolicy::sliding(MIN, None));
+    let next = rotate(&parent, &r, None, &policy, at(100)).unwrap();
+    assert_eq!(
+        next.latest_possible(),
+        Some(at(90 * 86_400)),
+        "its cap stays"
+    );
+    let all = [child.clone()];
+    let clamped = clamp_family(&next, |p| {
+        Ok::<_, std::convert::Infallible>(
+            all.iter()
+                .filter(|t| t.parent == Some(p))
+                .cloned()
+                .collect(),
+        )
+    })
+    .unwrap();
+    assert_eq!(clamped.len(), 1);
+    assert_eq!(
+        clamped[0].latest_possible(),
+        Some(at(160)),
+        "the parent's new deadline"
+    );
+}

@@ -39,10 +39,7 @@ impl Touch {
     pub(crate) fn apply(self, info: &mut TokenInfo) {
         let (last_used_at, expiry) = self.merge(info.last_used_at, info.expiry);
         info.last_used_at = Some(last_used_at);
-        info.expiry = match info.not_after {
-            Some(limit) => expiry.limited_to(limit),
-            None => expiry,
-        };
+        info.expiry = info.limited(expiry);
     }
 
     /// The later of two buffered uses of one token.
@@ -138,7 +135,8 @@ impl Entry {
         let mut expiry = info.expiry;
         if let Some(t) = pending {
             let (l, e) = t.merge(last_used, expiry);
-            (last_used, expiry) = (Some(l), e);
+            // Never past the family's limit, whenever the use was buffered.
+            (last_used, expiry) = (Some(l), info.limited(e));
         }
         Entry {
             digest,
@@ -223,7 +221,10 @@ impl Entry {
     pub(super) fn absorb(&self, touch: Touch) {
         self.last_used
             .fetch_max(touch.last_used_at.as_unix_secs() + 1, Ordering::AcqRel);
-        let deadline = self.info.expiry.extended_to(touch.expires_at).expires_at();
+        let deadline = self
+            .info
+            .limited(self.info.expiry.extended_to(touch.expires_at))
+            .expires_at();
         self.expires_at
             .fetch_max(deadline.as_unix_secs(), Ordering::AcqRel);
     }

@@ -808,3 +808,37 @@ fn authority_case<B: Backend + Send + Sync + 'static>(
     }
     Ok(())
 }
+
+/// A family an admin shortened is refused at its new deadline, however
+/// recently its tokens were used (a use buffered before the change does not
+/// carry the old deadline past it).
+pub(super) fn shortened_family_refused(b: &dyn Backend) {
+    let parent = create(b, &hard("erin", 10 * HOUR), 0);
+    let child = create(
+        b,
+        &sliding("erin", HOUR, Some(9 * HOUR)).parent(parent.info.id),
+        0,
+    );
+    assert_eq!(
+        auth(b, &child.secret, 1).expect("used").expires_at(),
+        at(3601)
+    );
+    b.rotate(
+        parent.info.id,
+        &Rotation::new().new_lifetime(ExpiryPolicy::hard(MIN)),
+        at(2),
+    )
+    .expect("shorten the parent");
+    let used = auth(b, &child.secret, 30).expect("alive until the parent's end");
+    assert_eq!(used.expires_at(), at(62));
+    assert!(matches!(
+        auth(b, &child.secret, 100),
+        Err(AuthError::Expired { expires_at }) if expires_at == at(62)
+    ));
+    b.flush().expect("flush");
+    assert_eq!(
+        b.get(child.info.id).expect("get").expiry.expires_at(),
+        at(62),
+        "the flush writes no deadline past the limit"
+    );
+}

@@ -285,6 +285,10 @@ pub const CASES: &[(&str, Case)] = &[
         "a token's parent survives rotations of either",
         authority::lineage_survives_rotation,
     ),
+    (
+        "a shortened family is refused at its new deadline, however recently used",
+        authority::shortened_family_refused,
+    ),
 ];
 
 /// Runs every contract case against a fresh backend from `make`, and

@@ -783,7 +783,8 @@ impl Shared {
                         "UPDATE pat_tokens AS t SET
                              last_used_at = GREATEST(COALESCE(t.last_used_at, u.last), u.last),
                              expires_at = CASE WHEN t.sliding
-                                               THEN GREATEST(t.expires_at, u.expires)
+                                               THEN GREATEST(t.expires_at, LEAST(
+                                                   u.expires, COALESCE(t.not_after, u.expires)))
                                                ELSE t.expires_at END
                          FROM unnest($1::bytea[], $2::bigint[], $3::bigint[])
                              AS u(digest, last, expires)
