@@ -348,13 +348,14 @@ pub fn family<E>(
     mut children: impl FnMut(TokenId) -> Result<Vec<TokenInfo>, E>,
 ) -> Result<Vec<TokenInfo>, E> {
     let mut found: Vec<TokenInfo> = Vec::new();
+    // A cycle cannot be made (a child is created after its parent), but a
+    // damaged store must not loop.
+    let mut seen = std::collections::HashSet::from([root]);
     let mut next = 0;
     let mut parent = root;
     loop {
         for child in children(parent)? {
-            // A cycle cannot be made (a child is created after its parent),
-            // but a damaged store must not loop.
-            if child.id != root && !found.iter().any(|f| f.id == child.id) {
+            if seen.insert(child.id) {
                 found.push(child);
             }
         }
@@ -443,17 +444,57 @@ pub fn clamp_entry(clamped: &TokenInfo, actor: &str, now: Timestamp) -> crate::A
 /// The descendants of `id` among `tokens` (children, their children...),
 /// nearest first: for backends without an index by parent.
 pub fn descendants_in(tokens: &[TokenInfo], id: TokenId) -> Vec<TokenInfo> {
+    let index = children_index(tokens);
     let children = |parent: TokenId| -> Result<Vec<TokenInfo>, std::convert::Infallible> {
-        Ok(tokens
-            .iter()
-            .filter(|t| t.parent == Some(parent))
-            .cloned()
+        Ok(index
+            .get(&parent)
+            .into_iter()
+            .flatten()
+            .map(|&i| tokens[i].clone())
             .collect())
     };
     match family(id, children) {
         Ok(found) => found,
         Err(never) => match never {},
     }
+}
+
+/// The positions in `tokens` of each token's children.
+fn children_index(tokens: &[TokenInfo]) -> std::collections::HashMap<TokenId, Vec<usize>> {
+    let mut index: std::collections::HashMap<TokenId, Vec<usize>> = Default::default();
+    for (i, t) in tokens.iter().enumerate() {
+        if let Some(p) = t.parent {
+            index.entry(p).or_default().push(i);
+        }
+    }
+    index
+}
+
+/// How many descendants among `tokens` each of them has, in one pass over
+/// the family trees (a listing shows it for every token; one walk per
+/// token would cost the square of a long chain).
+pub fn descendant_counts(tokens: &[TokenInfo]) -> std::collections::HashMap<TokenId, usize> {
+    let index = children_index(tokens);
+    let mut counts: std::collections::HashMap<TokenId, usize> = Default::default();
+    let mut expanded = std::collections::HashSet::new();
+    for t in tokens {
+        let mut stack = vec![(t.id, false)];
+        while let Some((id, done)) = stack.pop() {
+            if counts.contains_key(&id) {
+                continue;
+            }
+            let kids = index.get(&id).into_iter().flatten().map(|&i| tokens[i].id);
+            if done {
+                let n = kids.map(|c| 1 + counts.get(&c).copied().unwrap_or(0)).sum();
+                counts.insert(id, n);
+            } else if expanded.insert(id) {
+                // (Expanded once: a damaged store's cycle counts nothing twice.)
+                stack.push((id, true));
+                stack.extend(kids.map(|c| (c, false)));
+            }
+        }
+    }
+    counts
 }
 
 #[cfg(test)]

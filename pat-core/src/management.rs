@@ -260,14 +260,19 @@ impl Management {
             Err(e) => return failed(&e),
         };
         if let Some(own) = p.scoped_to() {
-            let family = crate::authority::descendants_in(&tokens, own);
-            tokens.retain(|t| t.id == own || family.iter().any(|d| d.id == t.id));
+            let family: std::collections::HashSet<TokenId> =
+                crate::authority::descendants_in(&tokens, own)
+                    .iter()
+                    .map(|d| d.id)
+                    .collect();
+            tokens.retain(|t| t.id == own || family.contains(&t.id));
         }
+        let counts = crate::authority::descendant_counts(&tokens);
         let listed: Vec<Value> = tokens
             .iter()
             .map(|t| {
                 let mut v = record(t, now);
-                v["descendants"] = json!(crate::authority::descendants_in(&tokens, t.id).len());
+                v["descendants"] = json!(counts.get(&t.id).copied().unwrap_or(0));
                 v
             })
             .collect();

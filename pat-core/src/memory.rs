@@ -276,9 +276,12 @@ impl Audited for MemoryStore {
         };
         let mut info = new.to_info(id, now)?;
         if let Some(parent) = new.parent {
-            let parent = state
-                .record(parent)
-                .ok_or(crate::authority::AuthorityViolation::NoParent(parent))?;
+            let gone = crate::authority::AuthorityViolation::NoParent(parent);
+            // A token reuse detection is revoking makes nothing.
+            if state.refused.contains(&parent) {
+                return Err(gone.into());
+            }
+            let parent = state.record(parent).ok_or(gone)?;
             crate::authority::adopt(parent, &mut info, now)?;
         }
         state.policy.check_lifetime(&info)?;

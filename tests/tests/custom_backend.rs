@@ -277,9 +277,11 @@ impl Admin for Acting<'_> {
         };
         let mut info = new.to_info(id, now)?;
         if let Some(parent) = new.parent {
-            let parent = table
-                .current(parent)
-                .ok_or(authority::AuthorityViolation::NoParent(parent))?;
+            let gone = authority::AuthorityViolation::NoParent(parent);
+            if table.refused.contains(&parent) {
+                return Err(gone.into());
+            }
+            let parent = table.current(parent).ok_or(gone)?;
             authority::adopt(parent, &mut info, now)?;
         }
         table.policy.check_lifetime(&info)?;

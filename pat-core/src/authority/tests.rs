@@ -270,3 +270,29 @@ fn a_sliding_parent_rotated_to_a_shorter_window_takes_its_family_down() {
         "the parent's new deadline"
     );
 }
+
+#[test]
+fn descendants_are_counted_in_one_pass_even_down_a_long_chain() {
+    // A chain of 5,000 tokens, each made with the one before, and a cycle a
+    // damaged store could hold.
+    let mut chain: Vec<TokenInfo> = (0..5_000)
+        .map(|_| token(ExpiryPolicy::hard(DAY), 0))
+        .collect();
+    for i in 1..chain.len() {
+        chain[i].parent = Some(chain[i - 1].id);
+    }
+    let counts = descendant_counts(&chain);
+    assert_eq!(counts[&chain[0].id], 4_999);
+    assert_eq!(counts[&chain[4_000].id], 999);
+    assert_eq!(counts[&chain[4_999].id], 0);
+    assert_eq!(descendants_in(&chain, chain[0].id).len(), 4_999);
+    let (mut a, mut b) = (
+        token(ExpiryPolicy::hard(DAY), 0),
+        token(ExpiryPolicy::hard(DAY), 0),
+    );
+    a.parent = Some(b.id);
+    b.parent = Some(a.id);
+    let cycle = [a.clone(), b];
+    let _ = descendant_counts(&cycle);
+    assert_eq!(descendants_in(&cycle, a.id).len(), 1);
+}

@@ -421,6 +421,9 @@ pub(super) fn reuse(b: &dyn Backend) {
         auth(b, &child.secret, 70),
         Err(AuthError::Unknown)
     ));
+    // It makes nothing more.
+    let v = authority(b.create(&hard("alice", MIN).parent(root.info.id), at(70)));
+    assert_eq!(v, AuthorityViolation::NoParent(root.info.id));
     // Refused uses record nothing.
     for id in [root.info.id, child.info.id] {
         assert_eq!(b.get(id).expect("get").last_used_at, Some(at(11)), "{id}");

@@ -1394,7 +1394,12 @@ impl Shared {
                     .map_err(PgError::Db)?
                     .ok_or(crate::authority::AuthorityViolation::NoParent(parent))?;
                 let mut parent = record(&row)?;
-                self.cache.overlay(&digest_of(&row, DIGEST)?, &mut parent);
+                let parent_digest = digest_of(&row, DIGEST)?;
+                if self.cache.refused(&parent_digest) {
+                    // Reuse detection is revoking it.
+                    return Err(crate::authority::AuthorityViolation::NoParent(parent.id).into());
+                }
+                self.cache.overlay(&parent_digest, &mut parent);
                 crate::authority::adopt(&parent, &mut info, now)?;
             }
             let policy = Shared::policy_in(&txn).await.map_err(PgError::Db)?;

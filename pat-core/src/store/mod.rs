@@ -924,10 +924,13 @@ impl Inner {
             // opened for writing.
             let mut infos = infos;
             for info in &mut infos {
-                if let Some(parent) = info.parent {
-                    let (_, parent) = self
-                        .record_in(txn, parent)?
-                        .ok_or(crate::authority::AuthorityViolation::NoParent(parent))?;
+                if let Some(id) = info.parent {
+                    let gone = crate::authority::AuthorityViolation::NoParent(id);
+                    let (digest, parent) = self.record_in(txn, id)?.ok_or(gone.clone())?;
+                    if self.cache.refused(&TokenDigest::from_bytes(digest)) {
+                        // Reuse detection is revoking it.
+                        return Err(gone.into());
+                    }
                     crate::authority::adopt(&parent, info, now)?;
                 }
             }
