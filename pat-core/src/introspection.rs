@@ -31,7 +31,12 @@
 //! Every answer carries `Cache-Control: no-store`. An introspection counts
 //! as a use of the token (a sliding token is refreshed, `last_used_at`
 //! moves) unless [`Introspection::counts_as_use`] says otherwise: the
-//! caller usually serves a request made with that token.
+//! caller usually serves a request made with that token. Counted as a use,
+//! an old secret presented after its grace is a replay for reuse detection
+//! (see [`Policy::on_reuse`](crate::Policy::on_reuse)), and one still in
+//! its grace is answered with `"pat_previous_secret": true`, which
+//! the remote verifier (`remote::RemoteVerifier`) carries into its
+//! identities.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -152,7 +157,18 @@ impl Introspection {
         };
         let info = match self.admin.find(&digest, now) {
             Ok(Some(info)) => info,
-            Ok(None) => return inactive(),
+            Ok(None) => {
+                // Presented like a use: an old secret after its grace is
+                // a replay, which reuse detection must see (the lookup
+                // answers unknown; `find` is blind to it).
+                if self.counts_as_use {
+                    let lookup = Lookup::new(digest, user.as_deref(), now);
+                    if let Verification::Pending(f) = self.verifier.verify(lookup) {
+                        let _ = crate::block_on::block_on(f);
+                    }
+                }
+                return inactive();
+            }
             Err(e) => {
                 tracing::error!(error = %crate::error::chain(&e), "introspection: store failed");
                 return crate::selfservice::SelfService::unavailable();
@@ -162,6 +178,7 @@ impl Introspection {
             return refused(why);
         }
         let mut exp = info.expiry.expires_at();
+        let mut previous = false;
         if self.counts_as_use {
             let lookup = Lookup::new(digest, user.as_deref(), now);
             let verified = match self.verifier.verify(lookup) {
@@ -169,7 +186,10 @@ impl Introspection {
                 Verification::Pending(f) => crate::block_on::block_on(f),
             };
             match verified {
-                Ok(identity) => exp = identity.expires_at(),
+                Ok(identity) => {
+                    exp = identity.expires_at();
+                    previous = identity.is_previous_secret();
+                }
                 Err(crate::AuthError::Store(e)) => {
                     tracing::error!(error = %crate::error::chain(&e), "introspection: store failed");
                     return crate::selfservice::SelfService::unavailable();
@@ -190,6 +210,11 @@ impl Introspection {
         if !info.scopes.is_unrestricted() {
             let scopes: Vec<String> = info.scopes.iter().map(ToString::to_string).collect();
             body["scope"] = json!(scopes.join(" "));
+        }
+        if previous {
+            // A secret in its grace after a rotation: it authenticates, but
+            // a remote verifier's routes must not let it act on tokens.
+            body["pat_previous_secret"] = json!(true);
         }
         Answer::json(200, &body)
     }
@@ -315,6 +340,36 @@ mod tests {
         assert_eq!(value(b"token=%4"), Err(()));
         assert_eq!(value(b"token=%ff"), Err(()), "not UTF-8");
         assert_eq!(value(b"token=%+f"), Err(()), "a sign is no digit");
+    }
+
+    #[test]
+    fn a_secret_in_its_grace_is_flagged_and_a_replay_is_seen_by_reuse_detection() {
+        use crate::Rotation;
+        let store = Arc::new(MemoryStore::new());
+        let hour = ExpiryPolicy::hard(Duration::from_secs(3600));
+        let caller = store.create(&NewToken::new("gw", hour), at(0)).unwrap();
+        let caller = Identity::new(&caller.info, caller.info.expiry.expires_at());
+        let first = store.create(&NewToken::new("alice", hour), at(0)).unwrap();
+        let id = first.info.id;
+        let second = store
+            .rotate(id, &Rotation::new().grace(Duration::from_secs(60)), at(1))
+            .unwrap();
+        let intro = Introspection::new(store.clone()).allow_users(["gw"]);
+        let ask = |secret: &crate::TokenSecret, t| {
+            let form = format!("token={}", secret.expose_secret());
+            intro.answer_blocking(&caller, form.as_bytes(), at(t)).body
+        };
+        assert!(ask(&first.secret, 2).contains(r#""pat_previous_secret":true"#));
+        assert!(!ask(&second.secret, 2).contains("pat_previous_secret"));
+        // After its grace: inactive, and a replay the policy revokes for.
+        assert_eq!(ask(&first.secret, 61), r#"{"active":false}"#);
+        assert_eq!(
+            ask(&second.secret, 62),
+            r#"{"active":false}"#,
+            "refused at once"
+        );
+        crate::Verifier::flush(&*store).unwrap();
+        assert!(store.get(id).is_err(), "revoked by the flush");
     }
 
     // Issue 21, finding 9: an unreadable `token` fell back to

@@ -607,7 +607,12 @@ fn parse_answer(body: &[u8]) -> Result<Said, String> {
     };
     let mut info = TokenInfo::new(id, user, iat, Expiry::Hard { expires_at: exp });
     info.scopes = scopes;
-    Ok(Said::Active(Identity::new(&info, exp)))
+    let identity = Identity::new(&info, exp);
+    Ok(Said::Active(match v.get("pat_previous_secret") {
+        Some(serde_json::Value::Bool(true)) => identity.by_previous_secret(),
+        None | Some(serde_json::Value::Bool(false)) => identity,
+        Some(_) => return Err("a `pat_previous_secret` that is not a boolean".into()),
+    }))
 }
 
 /// `application/x-www-form-urlencoded`: unreserved bytes as they are, the
@@ -657,6 +662,21 @@ mod tests {
             ("alice", id, Timestamp::from_unix_secs(100).unwrap())
         );
         assert_eq!(identity.scopes().to_string(), format!("node:{NODE}:r"));
+        assert!(!identity.is_previous_secret());
+        // A secret in its grace stays one through the verifier.
+        let previous = active.replace(
+            r#""active":true"#,
+            r#""active":true,"pat_previous_secret":true"#,
+        );
+        let Ok(Said::Active(identity)) = parse_answer(previous.as_bytes()) else {
+            panic!("{previous}");
+        };
+        assert!(identity.is_previous_secret());
+        let bad = active.replace(
+            r#""active":true"#,
+            r#""active":true,"pat_previous_secret":1"#,
+        );
+        assert!(parse_answer(bad.as_bytes()).is_err());
 
         assert_eq!(parse_answer(br#"{"active":false}"#), Ok(Said::Unknown));
         assert_eq!(
