@@ -84,6 +84,25 @@ pub enum AuthorityViolation {
     /// The token it would be made with is gone or expired.
     #[error("the token {0} it would be made with no longer exists")]
     NoParent(TokenId),
+    /// The secret presented is no longer the token's current one: a
+    /// rotation replaced it (perhaps on another replica, or while the
+    /// request was on its way).
+    #[error("the secret presented for token {0} was replaced by a rotation: use the current one")]
+    NotCurrent(TokenId),
+}
+
+/// The rule for a change asked with a token's secret (`presented`, when
+/// the caller knows it): the token `id`, whose current secret has digest
+/// `current`, is changed only if they are the same.
+pub fn check_presented(
+    id: TokenId,
+    current: &crate::TokenDigest,
+    presented: Option<&crate::TokenDigest>,
+) -> Result<(), AuthorityViolation> {
+    match presented {
+        Some(p) if p != current => Err(AuthorityViolation::NotCurrent(id)),
+        _ => Ok(()),
+    }
 }
 
 /// "would live until T", or "could live forever".

@@ -370,11 +370,12 @@ impl Gate {
             Err(_) => return done(self.invalid(TokenProblem::Malformed)),
         };
         match self.verifier.verify(Lookup::new(digest, user, now)) {
-            Verification::Ready(result) => done(judge(&self.config, result)),
+            Verification::Ready(result) => done(judge(&self.config, result, digest)),
             Verification::Pending(future) => Checking {
                 state: State::Verifying {
                     future,
                     config: self.config.clone(),
+                    digest,
                 },
             },
         }
@@ -410,11 +411,17 @@ fn reject(config: &Arc<GateConfig>, reason: RejectReason) -> Outcome {
 
 /// The outcome of a backend's answer. Every error maps to a rejection:
 /// nothing here passes a request that the backend did not accept.
-fn judge(config: &Arc<GateConfig>, result: Result<Identity, AuthError>) -> Outcome {
+fn judge(
+    config: &Arc<GateConfig>,
+    result: Result<Identity, AuthError>,
+    digest: TokenDigest,
+) -> Outcome {
     let problem = match result {
         Ok(identity) => {
             tracing::debug!(user = %identity.user(), token_id = %identity.token_id(), "token accepted");
-            return Outcome::Authenticated(identity);
+            // What was presented, so that acting on the token can require
+            // it to be the current secret.
+            return Outcome::Authenticated(identity.presented_as(digest));
         }
         Err(AuthError::Unknown) => TokenProblem::Unknown,
         Err(AuthError::Expired { .. }) => TokenProblem::Expired,
@@ -442,6 +449,7 @@ enum State {
     Verifying {
         future: VerifyFuture,
         config: Arc<GateConfig>,
+        digest: TokenDigest,
     },
 }
 
@@ -480,10 +488,14 @@ impl Future for Checking {
                     gate: Arc::new(GateConfig::new(DEFAULT_REALM)),
                 })),
             },
-            State::Verifying { future, config } => match future.as_mut().poll(cx) {
+            State::Verifying {
+                future,
+                config,
+                digest,
+            } => match future.as_mut().poll(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(result) => {
-                    let outcome = judge(config, result);
+                    let outcome = judge(config, result, *digest);
                     this.state = State::Done(None);
                     Poll::Ready(outcome)
                 }
@@ -609,7 +621,15 @@ mod tests {
                 panic!("{h}")
             };
             assert_eq!(id.user(), "alice");
+            // The digest presented rides along, for changes that need the
+            // current secret.
+            let digest = pat_core_digest(&f.token);
+            assert_eq!(id.presented(), Some(&digest));
         }
+    }
+
+    fn pat_core_digest(token: &str) -> crate::TokenDigest {
+        crate::TokenDigest::from_token(token).unwrap()
     }
 
     #[test]
@@ -829,6 +849,7 @@ mod tests {
             panic!("expected the identity")
         };
         assert_eq!(id.user(), "alice");
+        assert_eq!(id.presented(), Some(&token.secret.digest()));
         // Token work stays in the gate: a malformed token never reaches it.
         let bad = format!("Bearer {}", &token.secret.expose_secret()[..30]);
         assert!(matches!(

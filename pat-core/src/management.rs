@@ -314,8 +314,9 @@ impl Management {
             .created_by(p.user.clone())
             .scopes(request.scopes);
         if let Some(caller) = &p.token {
-            // The store checks the rule against the parent's record.
-            new = new.parent(caller.token_id());
+            // The store checks the rule against the parent's record, and
+            // that the secret presented is still its current one.
+            new = new.child_of(caller);
         }
         match self.admin.acting_as(&p.actor()).create(&new, now) {
             Ok(created) => {

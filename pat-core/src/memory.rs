@@ -281,6 +281,8 @@ impl Audited for MemoryStore {
             if state.refused.contains(&parent) {
                 return Err(gone.into());
             }
+            let digest = state.by_id.get(&parent).ok_or(gone.clone())?;
+            crate::authority::check_presented(parent, digest, new.parent_secret.as_ref())?;
             let parent = state.record(parent).ok_or(gone)?;
             crate::authority::adopt(parent, &mut info, now)?;
         }
@@ -359,6 +361,7 @@ impl Audited for MemoryStore {
             // Reuse detection revokes it at the next flush.
             return Err(StoreError::NotFound(id));
         }
+        crate::authority::check_presented(id, &old, rotation.presented.as_ref())?;
         let before = state
             .tokens
             .get(&old)

@@ -7,7 +7,7 @@ use crate::error::{AuthError, NewTokenError};
 use crate::expiry::{Expiry, ExpiryPolicy};
 use crate::scope::{NodeId, Perm, Scopes};
 use crate::time::Timestamp;
-use crate::token::{TokenId, TokenSecret};
+use crate::token::{TokenDigest, TokenId, TokenSecret};
 
 /// The label given to tokens created without one, as in Cells.
 pub const DEFAULT_LABEL: &str = "Command generated token";
@@ -274,6 +274,11 @@ pub struct NewToken {
     /// [`TokenInfo::parent`]): the store checks that the new token stays
     /// within it.
     pub parent: Option<TokenId>,
+    /// The digest of the parent's secret the creator presented, if known:
+    /// the store refuses the token unless it is the parent's current one
+    /// (a replica that has not seen a rotation yet must not let a replaced
+    /// secret mint; see [`Identity::presented`]).
+    pub parent_secret: Option<TokenDigest>,
 }
 
 impl NewToken {
@@ -286,6 +291,7 @@ impl NewToken {
             created_by: String::new(),
             scopes: Scopes::unrestricted(),
             parent: None,
+            parent_secret: None,
         }
     }
 
@@ -293,6 +299,15 @@ impl NewToken {
     /// authenticated with.
     pub fn parent(mut self, parent: TokenId) -> NewToken {
         self.parent = Some(parent);
+        self
+    }
+
+    /// Makes the new token a child of the token `identity` authenticated
+    /// with, and only if the secret presented is still that token's current
+    /// one ([`NewToken::parent_secret`]).
+    pub fn child_of(mut self, identity: &Identity) -> NewToken {
+        self.parent = Some(identity.token_id());
+        self.parent_secret = identity.presented().copied();
         self
     }
 
@@ -432,6 +447,10 @@ pub struct Rotation {
     /// decision, [`Rotation::new_lifetime`]) instead of staying within the
     /// one it has.
     pub resets_lifetime: bool,
+    /// The digest of the secret the caller presented, if known: the store
+    /// refuses the rotation unless it is the token's current secret (see
+    /// [`Rotation::presented`]).
+    pub presented: Option<TokenDigest>,
 }
 
 impl Rotation {
@@ -455,6 +474,15 @@ impl Rotation {
     pub fn new_lifetime(mut self, policy: ExpiryPolicy) -> Rotation {
         self.expiry = Some(policy);
         self.resets_lifetime = true;
+        self
+    }
+
+    /// Rotates only if `identity`'s presented secret is still the token's
+    /// current one: a token rotating itself with a secret another replica
+    /// has replaced already (or that was replaced while its request was
+    /// on its way) is refused.
+    pub fn presented(mut self, identity: &Identity) -> Rotation {
+        self.presented = identity.presented().copied();
         self
     }
 
@@ -484,6 +512,7 @@ pub struct Identity {
     scopes: Scopes,
     expires_at: Timestamp,
     previous_secret: bool,
+    presented: Option<TokenDigest>,
 }
 
 impl Identity {
@@ -496,7 +525,22 @@ impl Identity {
             scopes: record.scopes.clone(),
             expires_at,
             previous_secret: false,
+            presented: None,
         }
+    }
+
+    /// The same identity, noting the digest of the secret presented (the
+    /// gate does), so that acting on the token can require it to be the
+    /// current one ([`Rotation::presented`], [`NewToken::child_of`]).
+    pub fn presented_as(mut self, digest: TokenDigest) -> Identity {
+        self.presented = Some(digest);
+        self
+    }
+
+    /// The digest of the secret the request presented, when the gate noted
+    /// it.
+    pub fn presented(&self) -> Option<&TokenDigest> {
+        self.presented.as_ref()
     }
 
     /// The same identity, authenticated with a secret a rotation replaced

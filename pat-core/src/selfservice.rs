@@ -209,7 +209,8 @@ impl SelfService {
             return previous_secret_refused();
         }
         let rotation = match rotation(query.unwrap_or("")) {
-            Ok(r) => r,
+            // Only while the secret presented is the current one.
+            Ok(r) => r.presented(identity),
             Err(why) => return Answer::error(400, "invalid_request", &why),
         };
         match self

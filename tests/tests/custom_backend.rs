@@ -281,6 +281,8 @@ impl Admin for Acting<'_> {
             if table.refused.contains(&parent) {
                 return Err(gone.into());
             }
+            let digest = table.ids.get(&parent).ok_or(gone.clone())?;
+            authority::check_presented(parent, digest, new.parent_secret.as_ref())?;
             let parent = table.current(parent).ok_or(gone)?;
             authority::adopt(parent, &mut info, now)?;
         }
@@ -347,6 +349,7 @@ impl Admin for Acting<'_> {
         if table.refused.contains(&id) {
             return Err(StoreError::NotFound(id));
         }
+        authority::check_presented(id, &old, rotation.presented.as_ref())?;
         let before = table.rows[&old].clone();
         let parent = match before.parent {
             None => None,

@@ -845,3 +845,28 @@ pub(super) fn shortened_family_refused(b: &dyn Backend) {
         "the flush writes no deadline past the limit"
     );
 }
+
+/// A change asked with a secret a rotation replaced (seen by a replica
+/// that had not heard of the rotation yet, or replaced while the request
+/// was on its way) is refused: rotating and minting need the current one.
+pub(super) fn presented_secret_must_be_current(b: &dyn Backend) {
+    let t = create(b, &hard("frank", HOUR), 0);
+    let id = t.info.id;
+    let as_presented = |s: &crate::TokenSecret| {
+        crate::Identity::new(&t.info, t.info.expiry.expires_at()).presented_as(s.digest())
+    };
+    let s2 = b.rotate(id, &Rotation::new(), at(1)).expect("rotate");
+    let stale = as_presented(&t.secret);
+    let v = authority(b.rotate(id, &Rotation::new().presented(&stale), at(2)));
+    assert_eq!(v, AuthorityViolation::NotCurrent(id));
+    let v = authority(b.create(&hard("frank", MIN).child_of(&stale), at(2)));
+    assert_eq!(v, AuthorityViolation::NotCurrent(id));
+    // The current secret may.
+    let current = as_presented(&s2.secret);
+    let child = create(b, &hard("frank", MIN).child_of(&current), 3);
+    assert_eq!(child.info.parent, Some(id));
+    b.rotate(id, &Rotation::new().presented(&current), at(4))
+        .expect("rotate with the current secret");
+    // Nothing was changed by the refusals: two tokens, s2 replaced once.
+    assert_eq!(b.list(None, true, at(4)).expect("list").len(), 2);
+}

@@ -289,6 +289,10 @@ pub const CASES: &[(&str, Case)] = &[
         "a shortened family is refused at its new deadline, however recently used",
         authority::shortened_family_refused,
     ),
+    (
+        "rotating or minting needs the current secret, not a replaced one",
+        authority::presented_secret_must_be_current,
+    ),
 ];
 
 /// Runs every contract case against a fresh backend from `make`, and

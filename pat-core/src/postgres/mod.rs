@@ -1033,13 +1033,17 @@ impl Audited for PgStore {
         actor: &str,
     ) -> Result<CreatedToken, StoreError> {
         let info = new.to_info(TokenId::from_u64(0), now)?;
+        let new_parent_secret = new.parent_secret;
         let shared = self.shared.clone();
         let actor = actor.to_owned();
         self.block(async move {
             loop {
                 // `None`: an id (or, astronomically unlikely, a secret)
                 // was taken; draw again.
-                if let Some(created) = shared.create(&info, now, &actor).await? {
+                if let Some(created) = shared
+                    .create(&info, new_parent_secret.as_ref(), now, &actor)
+                    .await?
+                {
                     return Ok(created);
                 }
             }
@@ -1367,6 +1371,7 @@ impl Shared {
     async fn create(
         &self,
         info: &TokenInfo,
+        parent_secret: Option<&TokenDigest>,
         now: Timestamp,
         actor: &str,
     ) -> Result<Option<CreatedToken>, StoreError> {
@@ -1399,6 +1404,7 @@ impl Shared {
                     // Reuse detection is revoking it.
                     return Err(crate::authority::AuthorityViolation::NoParent(parent.id).into());
                 }
+                crate::authority::check_presented(parent.id, &parent_digest, parent_secret)?;
                 self.cache.overlay(&parent_digest, &mut parent);
                 crate::authority::adopt(&parent, &mut info, now)?;
             }
@@ -1534,6 +1540,7 @@ impl Shared {
                 // Reuse detection revokes it at the next flush.
                 return Err(StoreError::NotFound(id));
             }
+            crate::authority::check_presented(id, &old, rotation.presented.as_ref())?;
             let mut before = record(&row)?;
             // This replica's unwritten use is kept; other replicas' land
             // on the old digest and are dropped, like uses racing a revoke.

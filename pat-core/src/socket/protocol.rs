@@ -122,6 +122,25 @@ fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
+/// An optional digest: a flag byte, then the 32 bytes.
+fn put_opt_digest(out: &mut Vec<u8>, digest: Option<&TokenDigest>) {
+    match digest {
+        None => out.push(0),
+        Some(d) => {
+            out.push(1);
+            out.extend_from_slice(d.as_bytes());
+        }
+    }
+}
+
+fn read_opt_digest(r: &mut Reader<'_>, what: &str) -> Result<Option<TokenDigest>, String> {
+    match r.u8(what)? {
+        0 => Ok(None),
+        1 => Ok(Some(TokenDigest::from_bytes(r.array(what)?))),
+        f => Err(format!("bad {what} flag {f}")),
+    }
+}
+
 fn put_secs(out: &mut Vec<u8>, d: Duration) {
     put_u64(out, d.as_secs());
 }
@@ -139,6 +158,7 @@ impl Request {
                 put_policy(&mut out, &new.expiry);
                 put_scopes(&mut out, &new.scopes);
                 put_opt_u64(&mut out, new.parent.map(TokenId::as_u64));
+                put_opt_digest(&mut out, new.parent_secret.as_ref());
                 put_u64(&mut out, now.as_unix_secs());
             }
             Request::List {
@@ -185,6 +205,7 @@ impl Request {
                 }
                 put_secs(&mut out, rotation.grace);
                 out.push(u8::from(rotation.resets_lifetime));
+                put_opt_digest(&mut out, rotation.presented.as_ref());
                 put_u64(&mut out, now.as_unix_secs());
             }
             Request::GetPolicy => out.push(8),
@@ -237,6 +258,7 @@ impl Request {
                     .created_by(created_by)
                     .scopes(scopes);
                 new.parent = r.opt_u64("parent")?.map(TokenId::from_u64);
+                new.parent_secret = read_opt_digest(&mut r, "parent secret")?;
                 Request::Create {
                     new,
                     now: r.timestamp("now")?,
@@ -278,6 +300,7 @@ impl Request {
                     (Some(policy), 1) => rotation.new_lifetime(policy),
                     (_, f) => return Err(format!("bad new lifetime flag {f}")),
                 };
+                rotation.presented = read_opt_digest(&mut r, "presented secret")?;
                 Request::Rotate {
                     id,
                     rotation,
@@ -522,6 +545,13 @@ mod tests {
                 new: NewToken::new("bob", ExpiryPolicy::hard(Duration::from_secs(5))),
                 now,
             },
+            Request::Create {
+                new: NewToken::new("bob", ExpiryPolicy::hard(Duration::from_secs(5))).child_of(
+                    &crate::Identity::new(&new.to_info(TokenId::from_u64(3), now).unwrap(), now)
+                        .presented_as(TokenSecret::generate().digest()),
+                ),
+                now,
+            },
             Request::List {
                 user: Some("alice".into()),
                 include_expired: true,
@@ -546,6 +576,14 @@ mod tests {
                 rotation: Rotation::new()
                     .grace(Duration::from_secs(60))
                     .expiry(ExpiryPolicy::sliding(Duration::from_secs(5), None)),
+                now,
+            },
+            Request::Rotate {
+                id: TokenId::from_u64(11),
+                rotation: Rotation::new().presented(
+                    &crate::Identity::new(&new.to_info(TokenId::from_u64(11), now).unwrap(), now)
+                        .presented_as(TokenSecret::generate().digest()),
+                ),
                 now,
             },
             Request::GetPolicy,

@@ -923,14 +923,16 @@ impl Inner {
             // Parents are read (in this transaction) before the tables are
             // opened for writing.
             let mut infos = infos;
-            for info in &mut infos {
+            for (info, new) in infos.iter_mut().zip(news) {
                 if let Some(id) = info.parent {
                     let gone = crate::authority::AuthorityViolation::NoParent(id);
                     let (digest, parent) = self.record_in(txn, id)?.ok_or(gone.clone())?;
-                    if self.cache.refused(&TokenDigest::from_bytes(digest)) {
+                    let digest = TokenDigest::from_bytes(digest);
+                    if self.cache.refused(&digest) {
                         // Reuse detection is revoking it.
                         return Err(gone.into());
                     }
+                    crate::authority::check_presented(id, &digest, new.parent_secret.as_ref())?;
                     crate::authority::adopt(&parent, info, now)?;
                 }
             }
@@ -1221,6 +1223,11 @@ impl Audited for Inner {
                 // Reuse detection revokes it at the next flush.
                 return Err(StoreError::NotFound(id));
             }
+            crate::authority::check_presented(
+                id,
+                &TokenDigest::from_bytes(old),
+                rotation.presented.as_ref(),
+            )?;
             let parent = match before.parent {
                 None => None,
                 Some(p) => Some(
