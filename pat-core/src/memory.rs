@@ -16,7 +16,9 @@ use crate::token::{TokenDigest, TokenId, TokenSecret};
 /// A token backend in memory, with the semantics of the redb
 /// [`Store`](crate::Store) (the same model test and contract cases run
 /// against both), for unit tests, examples and prototypes. Nothing survives
-/// the process.
+/// the process. Like the cached backends, it revokes the families reuse
+/// detection refused when [`Verifier::flush`] runs (refused meanwhile);
+/// nothing calls it periodically, so call it yourself.
 ///
 /// ```
 /// use std::time::Duration;
