@@ -985,8 +985,10 @@ fn a_minted_token_is_audited_as_made_by_its_parent_and_dies_with_it() {
         let mut said = Vec::new();
         let login = work.token(&["-u", "alice", "-e", "1h", "-l", "login"]);
         let login_id = id_of(server, &login);
-        let mint = |token: &str, label: &str| {
-            let body = format!(r#"{{"label": "{label}", "expire": "30m"}}"#);
+        // Each shorter than the one before: a child may not outlive its
+        // parent, even by the second between two requests.
+        let mint = |token: &str, label: &str, expire: &str| {
+            let body = format!(r#"{{"label": "{label}", "expire": "{expire}"}}"#);
             let (status, made) = api(server, "POST", "/api/tokens", token, Some(&body));
             assert_eq!(status, 201, "{made}");
             (
@@ -994,8 +996,8 @@ fn a_minted_token_is_audited_as_made_by_its_parent_and_dies_with_it() {
                 text(&made, "token").to_owned(),
             )
         };
-        let (child_id, child) = mint(&login, "minted");
-        let (grand_id, grand) = mint(&child, "grand");
+        let (child_id, child) = mint(&login, "minted", "30m");
+        let (grand_id, grand) = mint(&child, "grand", "10m");
         let log: Value =
             serde_json::from_str(&work.cli_ok(&["audit", "-u", "alice", "--json"])).unwrap();
         let creator = |id: &str| {
@@ -1037,7 +1039,7 @@ fn a_minted_token_is_audited_as_made_by_its_parent_and_dies_with_it() {
         // The CLI says how many went with it.
         let login = work.token(&["-u", "alice", "-e", "1h", "-l", "login2"]);
         let login_id = id_of(server, &login);
-        mint(&login, "minted2");
+        mint(&login, "minted2", "30m");
         assert_eq!(
             work.cli_ok(&["token", "revoke", &login_id]),
             format!("revoked {login_id} (alice, \"login2\") and 1 token made with it\n")
