@@ -18,7 +18,7 @@
 //!   a scoped token reaches only its nodes (403 elsewhere, see `common/dav.rs`);
 //! - `GET /tokens/self`, `DELETE /tokens/self`, `POST /tokens/self/rotate`:
 //!   the presenting token looks itself up, revokes or rotates itself
-//!   (`pat_core::selfservice`), JSON; changes follow `pat_core::csrf`;
+//!   (`pat_core::self_service`), JSON; changes follow `pat_core::csrf`;
 //! - `POST /introspect`: RFC 7662 introspection (`pat_core::introspection`)
 //!   for callers whose user is named by `--introspector USER`; 403 for others;
 //! - `GET /ui/tokens`: the token panel (`pat_core::panel`), a page that

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, Resource, Scope, web};
 use pat_core::Timestamp;
+use pat_core::answer::Answer;
 use pat_core::management::{Management, Principal};
 use pat_core::panel::Panel;
-use pat_core::selfservice::Answer;
 
 use crate::self_service::{answer, read_body};
 

@@ -1,5 +1,5 @@
 //! The self-service routes as an actix-web [`Scope`]; the decisions are
-//! [`pat_core::selfservice`]'s, so pat-tower's router answers byte for
+//! [`pat_core::self_service`]'s, so pat-tower's router answers byte for
 //! byte alike.
 
 use std::sync::Arc;
@@ -7,7 +7,8 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, Scope, web};
-use pat_core::selfservice::{Answer, SelfService};
+use pat_core::answer::Answer;
+use pat_core::self_service::SelfService;
 use pat_core::{Admin, Identity, Timestamp};
 
 use crate::management::cross_site;

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::sys::Process;
-use crate::text::{Echo, Shown};
+use crate::backend::sys::Process;
+use crate::model::text::{Echo, Shown};
 use crate::{Timestamp, TokenId};
 
 /// A presented token is not well formed.
@@ -356,10 +356,10 @@ pub enum StoreError {
     NewToken(#[from] NewTokenError),
     /// The store's policy refused the token (see [`Policy`](crate::Policy)).
     #[error(transparent)]
-    Policy(#[from] crate::policy::PolicyViolation),
-    /// The token would outgrow what made it (see [`crate::authority`]).
+    Policy(#[from] crate::model::policy::PolicyViolation),
+    /// The token would outgrow what made it (see [`crate::backend::authority`]).
     #[error(transparent)]
-    Authority(#[from] crate::authority::AuthorityViolation),
+    Authority(#[from] crate::backend::authority::AuthorityViolation),
     /// A stored record could not be decoded.
     #[error("store is damaged: {0}")]
     Corrupt(String),

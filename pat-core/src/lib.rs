@@ -48,7 +48,7 @@
 //! - [`Gate`]: the request decision ([`Credentials`] parsing, token
 //!   validation, the lookup, [`Rejection`] with RFC 6750 / RFC 7617
 //!   challenges) that `pat-tower` and `pat-actix` share.
-//! - Routes' decisions, answered alike by both adapters: [`selfservice`] (a
+//! - Routes' decisions, answered alike by both adapters: [`self_service`] (a
 //!   token looks up, revokes or rotates itself), [`introspection`] (RFC
 //!   7662), [`leaks`] (public leak reports), [`management`] (an app's users
 //!   list, create and revoke their tokens) and [`panel`] (the settings page
@@ -72,89 +72,73 @@
 //! The extractor impls live here rather than in the adapters because Rust's
 //! orphan rule puts them beside the type.
 
-mod admin;
-mod audit;
-pub mod authority;
 mod backend;
-mod block_on;
-#[cfg(any(unix, feature = "postgres"))]
-mod cache;
-#[cfg(any(test, feature = "testing"))]
-pub mod conformance;
-mod credentials;
-pub mod csrf;
 mod error;
-mod expiry;
+mod gate;
+mod model;
+mod routes;
+mod testing;
+
+// The public modules, at the root as they always were.
+pub use backend::authority;
+#[cfg(feature = "remote")]
+pub use backend::remote;
+pub use routes::{answer, csrf, hygiene, introspection, leaks, management, panel, self_service};
+#[cfg(any(test, feature = "testing"))]
+pub use testing::conformance;
 #[cfg(any(unix, feature = "postgres"))]
 #[doc(hidden)]
-pub mod failpoints;
+pub use testing::failpoints;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
-pub mod fuzzing;
-mod gate;
-pub mod hygiene;
-mod integrations;
-pub mod introspection;
-pub mod leaks;
-pub mod management;
-mod memory;
-pub mod panel;
-mod policy;
-#[cfg(feature = "postgres")]
-mod postgres;
-mod proxy;
-mod record;
-#[cfg(feature = "remote")]
-pub mod remote;
-mod scope;
-pub mod selfservice;
-#[cfg(unix)]
-mod socket;
-#[cfg(unix)]
-mod store;
-mod sys;
-mod text;
-mod time;
-mod token;
-#[cfg(unix)]
-mod trust;
-mod webdav;
+pub use testing::fuzzing;
 
-pub use admin::Admin;
-pub use audit::{AuditAction, AuditEntry, DEFAULT_ACTOR, DEFAULT_AUDIT_RETENTION};
+/// The self-service decisions, under their old name.
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed `self_service`, as the adapters name it"
+)]
+pub mod selfservice {
+    pub use crate::routes::self_service::*;
+}
+
+pub use backend::admin::Admin;
+pub use backend::memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use backend::postgres::{PgStore, PgStoreBuilder, SCHEMA_VERSION};
+#[cfg(unix)]
+pub use backend::redb::socket::{AdminClient, admin_socket_path};
+#[cfg(unix)]
+pub use backend::redb::{FORMAT_VERSION, Store, StoreBuilder};
+pub use backend::sys::Process;
 pub use backend::{
     DEFAULT_CACHE_CAPACITY, DEFAULT_FLUSH_INTERVAL, IntoVerifier, Lookup, Verification, Verifier,
     VerifyFuture, retired_secret,
 };
-pub use credentials::{BasicCredentials, Credentials, CredentialsError, MAX_AUTHORIZATION_LEN};
 pub use error::{
     AuthError, BackendError, Error, NewTokenError, OpenError, ParseDurationError, ParseScopeError,
     ParseTokenError, ParseTokenIdError, StoreError, Untrusted, error_chain,
 };
-pub use expiry::{Expiry, ExpiryPolicy};
+pub use gate::credentials::{
+    BasicCredentials, Credentials, CredentialsError, MAX_AUTHORIZATION_LEN,
+};
+#[cfg(any(feature = "axum", feature = "actix"))]
+pub use gate::extractors::MissingIdentity;
 pub use gate::{
     Checking, DEFAULT_REALM, Gate, Mode, Outcome, RejectReason, Rejection, TokenProblem,
 };
-#[cfg(any(feature = "axum", feature = "actix"))]
-pub use integrations::MissingIdentity;
-pub use memory::MemoryStore;
-pub use policy::{OnReuse, Policy, PolicyViolation};
-#[cfg(feature = "postgres")]
-pub use postgres::{PgStore, PgStoreBuilder, SCHEMA_VERSION};
-pub use proxy::{Cidr, ParseCidrError, TrustedProxies};
-pub use record::{
+pub use model::audit::{AuditAction, AuditEntry, DEFAULT_ACTOR, DEFAULT_AUDIT_RETENTION};
+pub use model::expiry::{Expiry, ExpiryPolicy};
+pub use model::policy::{OnReuse, Policy, PolicyViolation};
+pub use model::record::{
     CreatedToken, DEFAULT_LABEL, Identity, MAX_NAME_LEN, MAX_SCOPES, NewToken, Rotation, TokenInfo,
 };
-pub use scope::{NodeId, Perm, Scope, Scopes};
-#[cfg(unix)]
-pub use socket::{AdminClient, admin_socket_path};
-#[cfg(unix)]
-pub use store::{FORMAT_VERSION, Store, StoreBuilder};
-pub use sys::Process;
-pub use text::{printable, redacted};
-pub use time::{Timestamp, format_duration, parse_duration};
-pub use token::{TOKEN_LEN, TOKEN_PREFIX, TokenDigest, TokenId, TokenSecret};
-pub use webdav::{DavAccess, dav_chain};
+pub use model::scope::{NodeId, Perm, Scope, Scopes};
+pub use model::text::{printable, redacted};
+pub use model::time::{Timestamp, format_duration, parse_duration};
+pub use model::token::{TOKEN_LEN, TOKEN_PREFIX, TokenDigest, TokenId, TokenSecret};
+pub use routes::proxy::{Cidr, ParseCidrError, TrustedProxies};
+pub use routes::webdav::{DavAccess, dav_chain};
 
 /// Logs written while a test runs a closure.
 #[cfg(test)]

@@ -11,9 +11,9 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get};
 use pat_core::Timestamp;
+use pat_core::answer::Answer;
 use pat_core::management::{Management, Principal};
 use pat_core::panel::Panel;
-use pat_core::selfservice::Answer;
 
 use crate::self_service::{answer, read_body};
 

@@ -1,5 +1,5 @@
 //! The self-service routes as an axum [`Router`] (feature `axum`); the
-//! decisions are [`pat_core::selfservice`]'s, so the actix scope answers
+//! decisions are [`pat_core::self_service`]'s, so the actix scope answers
 //! byte for byte alike.
 
 use std::sync::Arc;
@@ -9,7 +9,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use pat_core::selfservice::{Answer, SelfService};
+use pat_core::answer::Answer;
+use pat_core::self_service::SelfService;
 use pat_core::{Admin, Identity, Timestamp};
 
 use crate::management::cross_site;

@@ -1,0 +1,449 @@
+//! The explicit, versioned encoding of a stored [`TokenInfo`].
+//!
+//! Version 1, little-endian:
+//! ```text
+//! u8   record version (1)
+//! u64  token id
+//! str  user            (str = u32 byte length + UTF-8 bytes)
+//! str  label
+//! u64  created_at      (Unix seconds)
+//! str  created_by
+//! u8   expiry kind     (0 hard, 1 sliding)
+//! u64  expires_at
+//!      sliding only: u64 window secs, u8 has_cap, [u64 cap secs]
+//! u8   has_last_used, [u64 last_used_at]
+//! u32  scope count, then per scope: 16 bytes node UUID, u8 perm bits
+//! ```
+//! Version 2 is version 1 followed by `u64 rotated_at`; its lifetime began
+//! at that rotation (as rotations then restarted it).
+//! Version 3 is version 1 followed by `opt u64 rotated_at`, `opt u64
+//! parent`, `u64 lifetime_from`, `opt u64 not_after`, `opt u64
+//! previous_until` (the authority rule's fields). Each record is written in
+//! the oldest version that holds it.
+//! Decoding checks every length and value and never panics: a damaged record
+//! is an error naming what is wrong.
+
+use std::time::Duration;
+
+use crate::model::audit::{AuditAction, AuditEntry};
+use crate::model::expiry::Expiry;
+use crate::model::record::TokenInfo;
+use crate::model::scope::{NodeId, Perm, Scope, Scopes};
+use crate::model::time::Timestamp;
+use crate::model::token::TokenId;
+
+const RECORD_V1: u8 = 1;
+/// Version 1 plus the time of the last rotation.
+const RECORD_V2: u8 = 2;
+/// Version 1 plus lineage, the lifetime's start, its limit and the grace
+/// of the replaced secret.
+const RECORD_V3: u8 = 3;
+
+/// The oldest version that holds `info`.
+fn version_of(info: &TokenInfo) -> u8 {
+    let lineage =
+        info.parent.is_some() || info.not_after.is_some() || info.previous_until.is_some();
+    match info.rotated_at {
+        _ if lineage => RECORD_V3,
+        None if info.lifetime_from == info.created_at => RECORD_V1,
+        Some(at) if info.lifetime_from == at => RECORD_V2,
+        _ => RECORD_V3,
+    }
+}
+
+pub(crate) fn encode(info: &TokenInfo) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        64 + info.user.len()
+            + info.label.len()
+            + info.created_by.len()
+            + 17 * info.scopes.as_slice().len(),
+    );
+    let version = version_of(info);
+    out.push(version);
+    out.extend_from_slice(&info.id.as_u64().to_le_bytes());
+    put_str(&mut out, &info.user);
+    put_str(&mut out, &info.label);
+    out.extend_from_slice(&info.created_at.as_unix_secs().to_le_bytes());
+    put_str(&mut out, &info.created_by);
+    match info.expiry {
+        Expiry::Hard { expires_at } => {
+            out.push(0);
+            out.extend_from_slice(&expires_at.as_unix_secs().to_le_bytes());
+        }
+        Expiry::Sliding {
+            window,
+            max_lifetime,
+            expires_at,
+        } => {
+            out.push(1);
+            out.extend_from_slice(&expires_at.as_unix_secs().to_le_bytes());
+            out.extend_from_slice(&window.as_secs().to_le_bytes());
+            put_opt_u64(&mut out, max_lifetime.map(|d| d.as_secs()));
+        }
+    }
+    put_opt_u64(&mut out, info.last_used_at.map(Timestamp::as_unix_secs));
+    put_scopes(&mut out, &info.scopes);
+    match version {
+        RECORD_V1 => {}
+        RECORD_V2 => {
+            let at = info.rotated_at.unwrap_or(info.created_at);
+            out.extend_from_slice(&at.as_unix_secs().to_le_bytes());
+        }
+        _ => {
+            put_opt_u64(&mut out, info.rotated_at.map(Timestamp::as_unix_secs));
+            put_opt_u64(&mut out, info.parent.map(TokenId::as_u64));
+            out.extend_from_slice(&info.lifetime_from.as_unix_secs().to_le_bytes());
+            put_opt_u64(&mut out, info.not_after.map(Timestamp::as_unix_secs));
+            put_opt_u64(&mut out, info.previous_until.map(Timestamp::as_unix_secs));
+        }
+    }
+    out
+}
+
+/// `u32` count, then per scope 16 bytes of node UUID and the perm bits.
+pub(crate) fn put_scopes(out: &mut Vec<u8>, scopes: &Scopes) {
+    out.extend_from_slice(&(scopes.as_slice().len() as u32).to_le_bytes());
+    for s in scopes {
+        out.extend_from_slice(s.node.as_bytes());
+        out.push(s.perm.bits());
+    }
+}
+
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+pub(crate) fn put_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
+    match v {
+        None => out.push(0),
+        Some(v) => {
+            out.push(1);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
+    let mut r = Reader(bytes);
+    let version = r.u8("record version")?;
+    if !matches!(version, RECORD_V1 | RECORD_V2 | RECORD_V3) {
+        return Err(format!("unknown record version {version}"));
+    }
+    let id = TokenId::from_u64(r.u64("id")?);
+    let user = r.string("user")?;
+    let label = r.string("label")?;
+    let created_at = r.timestamp("created_at")?;
+    let created_by = r.string("created_by")?;
+    let kind = r.u8("expiry kind")?;
+    let expires_at = r.timestamp("expires_at")?;
+    let expiry = match kind {
+        0 => Expiry::Hard { expires_at },
+        1 => Expiry::Sliding {
+            expires_at,
+            window: Duration::from_secs(r.u64("window")?),
+            max_lifetime: r.opt_u64("max_lifetime")?.map(Duration::from_secs),
+        },
+        k => return Err(format!("unknown expiry kind {k}")),
+    };
+    let last_used_at = match r.opt_u64("last_used_at")? {
+        None => None,
+        Some(s) => Some(Timestamp::from_unix_secs(s).ok_or("last_used_at out of range")?),
+    };
+    let scopes = r.scopes()?;
+    let opt_time = |r: &mut Reader<'_>, what: &str| -> Result<Option<Timestamp>, String> {
+        r.opt_u64(what)?
+            .map(|s| Timestamp::from_unix_secs(s).ok_or_else(|| format!("{what} out of range")))
+            .transpose()
+    };
+    let (rotated_at, parent, lifetime_from, not_after, previous_until) = match version {
+        RECORD_V1 => (None, None, created_at, None, None),
+        RECORD_V2 => {
+            let at = r.timestamp("rotated_at")?;
+            (Some(at), None, at, None, None)
+        }
+        _ => (
+            opt_time(&mut r, "rotated_at")?,
+            r.opt_u64("parent")?.map(TokenId::from_u64),
+            r.timestamp("lifetime_from")?,
+            opt_time(&mut r, "not_after")?,
+            opt_time(&mut r, "previous_until")?,
+        ),
+    };
+    r.finish()?;
+    let mut info = TokenInfo::new(id, user, created_at, expiry);
+    info.label = label;
+    info.created_by = created_by;
+    info.last_used_at = last_used_at;
+    info.scopes = scopes;
+    info.rotated_at = rotated_at;
+    info.parent = parent;
+    info.lifetime_from = lifetime_from;
+    info.not_after = not_after;
+    info.previous_until = previous_until;
+    Ok(info)
+}
+
+/// Audit entries, version 1: `u8 version (1), u64 at, u8 action,
+/// opt u64 token id, str user, str actor, str outcome`.
+const AUDIT_V1: u8 = 1;
+
+pub(crate) fn encode_audit(e: &AuditEntry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + e.user.len() + e.actor.len() + e.outcome.len());
+    out.push(AUDIT_V1);
+    out.extend_from_slice(&e.at.as_unix_secs().to_le_bytes());
+    out.push(e.action.code());
+    put_opt_u64(&mut out, e.token_id.map(TokenId::as_u64));
+    put_str(&mut out, &e.user);
+    put_str(&mut out, &e.actor);
+    put_str(&mut out, &e.outcome);
+    out
+}
+
+pub(crate) fn decode_audit(bytes: &[u8]) -> Result<AuditEntry, String> {
+    let mut r = Reader(bytes);
+    let version = r.u8("audit entry version")?;
+    if version != AUDIT_V1 {
+        return Err(format!("unknown audit entry version {version}"));
+    }
+    let at = r.timestamp("audit time")?;
+    let code = r.u8("audit action")?;
+    let action =
+        AuditAction::from_code(code).ok_or_else(|| format!("unknown audit action {code}"))?;
+    let token_id = r.opt_u64("audit token id")?.map(TokenId::from_u64);
+    let user = r.string("audit user")?;
+    let actor = r.string("audit actor")?;
+    let outcome = r.string("audit outcome")?;
+    r.finish()?;
+    Ok(AuditEntry::new(at, action, token_id, user, actor, outcome))
+}
+
+/// Reads the fields written by the `put_*` helpers, checking every length.
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
+
+impl Reader<'_> {
+    /// Errors unless everything was read.
+    pub(crate) fn finish(&self) -> Result<(), String> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} trailing bytes", self.0.len()))
+        }
+    }
+
+    pub(crate) fn take(&mut self, n: usize, what: &str) -> Result<&[u8], String> {
+        if self.0.len() < n {
+            return Err(format!("record truncated in {what}"));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    pub(crate) fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N, what)?);
+        Ok(a)
+    }
+
+    pub(crate) fn u8(&mut self, what: &str) -> Result<u8, String> {
+        Ok(self.array::<1>(what)?[0])
+    }
+
+    pub(crate) fn u32(&mut self, what: &str) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    pub(crate) fn u64(&mut self, what: &str) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    pub(crate) fn opt_u64(&mut self, what: &str) -> Result<Option<u64>, String> {
+        match self.u8(what)? {
+            0 => Ok(None),
+            1 => Ok(Some(self.u64(what)?)),
+            f => Err(format!("bad presence flag {f} for {what}")),
+        }
+    }
+
+    pub(crate) fn timestamp(&mut self, what: &str) -> Result<Timestamp, String> {
+        Timestamp::from_unix_secs(self.u64(what)?).ok_or_else(|| format!("{what} out of range"))
+    }
+
+    /// Reads what [`put_scopes`] wrote.
+    pub(crate) fn scopes(&mut self) -> Result<Scopes, String> {
+        let n = self.u32("scope count")? as usize;
+        let mut scopes = Vec::with_capacity(n.min(self.0.len() / 17));
+        for _ in 0..n {
+            let node = NodeId::from_bytes(self.array("scope node")?);
+            let perm = Perm::from_bits(self.u8("scope perm")?).ok_or("bad scope permission")?;
+            scopes.push(Scope { node, perm });
+        }
+        Ok(scopes.into_iter().collect())
+    }
+
+    pub(crate) fn string(&mut self, what: &str) -> Result<String, String> {
+        let n = self.u32(what)? as usize;
+        let bytes = self.take(n, what)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| format!("{what} is not UTF-8"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_info() -> impl Strategy<Value = TokenInfo> {
+        (
+            any::<u64>(),
+            ".{0,20}",
+            ".{0,20}",
+            0u64..=Timestamp::MAX.as_unix_secs(),
+            proptest::option::of(proptest::option::of(1u64..100_000)),
+            proptest::option::of(0u64..=Timestamp::MAX.as_unix_secs()),
+            proptest::collection::vec((any::<[u8; 16]>(), 1u8..=3), 0..5),
+            proptest::option::of(0u64..=Timestamp::MAX.as_unix_secs()),
+            proptest::option::of((
+                proptest::option::of(any::<u64>()),
+                0u64..=Timestamp::MAX.as_unix_secs(),
+                proptest::option::of(0u64..=Timestamp::MAX.as_unix_secs()),
+                proptest::option::of(0u64..=Timestamp::MAX.as_unix_secs()),
+            )),
+        )
+            .prop_map(
+                |(id, user, label, t, sliding, last, scopes, rotated, lineage)| {
+                    let mut info = TokenInfo::new(
+                        TokenId::from_u64(id),
+                        user,
+                        Timestamp::from_unix_secs(t).unwrap(),
+                        Expiry::Hard {
+                            expires_at: Timestamp::from_unix_secs(t).unwrap(),
+                        },
+                    );
+                    info.label = label.clone();
+                    info.created_by = label;
+                    info.expiry = match sliding {
+                        None => Expiry::Hard {
+                            expires_at: Timestamp::from_unix_secs(t).unwrap(),
+                        },
+                        Some(cap) => Expiry::Sliding {
+                            window: Duration::from_secs(30),
+                            max_lifetime: cap.map(Duration::from_secs),
+                            expires_at: Timestamp::from_unix_secs(t).unwrap(),
+                        },
+                    };
+                    info.last_used_at = last.map(|s| Timestamp::from_unix_secs(s).unwrap());
+                    info.scopes = scopes
+                        .into_iter()
+                        .map(|(n, p)| Scope {
+                            node: NodeId::from_bytes(n),
+                            perm: Perm::from_bits(p).unwrap(),
+                        })
+                        .collect();
+                    info.rotated_at = rotated.map(|s| Timestamp::from_unix_secs(s).unwrap());
+                    if let Some(at) = info.rotated_at {
+                        info.lifetime_from = at;
+                    }
+                    if let Some((parent, from, not_after, previous)) = lineage {
+                        info.parent = parent.map(TokenId::from_u64);
+                        info.lifetime_from = Timestamp::from_unix_secs(from).unwrap();
+                        info.not_after = not_after.map(|s| Timestamp::from_unix_secs(s).unwrap());
+                        info.previous_until =
+                            previous.map(|s| Timestamp::from_unix_secs(s).unwrap());
+                    }
+                    info
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(info in arb_info()) {
+            prop_assert_eq!(decode(&encode(&info)).unwrap(), info);
+        }
+
+        #[test]
+        fn every_truncation_is_an_error(info in arb_info()) {
+            let bytes = encode(&info);
+            for cut in 0..bytes.len() {
+                prop_assert!(decode(&bytes[..cut]).is_err());
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            prop_assert!(decode(&longer).is_err());
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn audit_entries_round_trip_and_refuse_damage() {
+        let e = AuditEntry::new(
+            Timestamp::from_unix_secs(1_700_000_000).unwrap(),
+            AuditAction::RevokeUser,
+            Some(TokenId::from_u64(7)),
+            "alice",
+            "uid 0",
+            "3 tokens",
+        );
+        let bytes = encode_audit(&e);
+        assert_eq!(decode_audit(&bytes).unwrap(), e);
+        for cut in 0..bytes.len() {
+            assert!(decode_audit(&bytes[..cut]).is_err());
+        }
+        let mut bad = bytes.clone();
+        bad[9] = 99;
+        assert!(decode_audit(&bad).unwrap_err().contains("action"));
+    }
+
+    #[test]
+    fn records_never_rotated_keep_version_1() {
+        let mut info = TokenInfo::new(
+            TokenId::from_u64(1),
+            "alice",
+            Timestamp::UNIX_EPOCH,
+            Expiry::Hard {
+                expires_at: Timestamp::UNIX_EPOCH,
+            },
+        );
+        assert_eq!(encode(&info)[0], RECORD_V1);
+        info.rotated_at = Some(Timestamp::UNIX_EPOCH);
+        assert_eq!(encode(&info)[0], RECORD_V2);
+    }
+
+    #[test]
+    fn records_are_written_in_the_oldest_version_that_holds_them() {
+        let mut info = TokenInfo::new(
+            TokenId::from_u64(1),
+            "alice",
+            Timestamp::UNIX_EPOCH,
+            Expiry::Hard {
+                expires_at: Timestamp::UNIX_EPOCH,
+            },
+        );
+        let at = |s| Timestamp::from_unix_secs(s).unwrap();
+        info.rotated_at = Some(at(5));
+        info.lifetime_from = at(5);
+        assert_eq!(
+            encode(&info)[0],
+            RECORD_V2,
+            "a rotation that restarted the lifetime"
+        );
+        info.lifetime_from = at(0);
+        assert_eq!(encode(&info)[0], RECORD_V3, "one within the lifetime");
+        assert_eq!(decode(&encode(&info)).unwrap(), info);
+        info.rotated_at = None;
+        info.parent = Some(TokenId::from_u64(9));
+        assert_eq!(encode(&info)[0], RECORD_V3, "a child");
+        assert_eq!(decode(&encode(&info)).unwrap(), info);
+    }
+
+    #[test]
+    fn newer_record_versions_are_refused() {
+        assert_eq!(decode(&[4]).unwrap_err(), "unknown record version 4");
+    }
+}

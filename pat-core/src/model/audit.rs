@@ -1,0 +1,158 @@
+//! The audit log: every management action, appended in the same store and
+//! the same transaction as the action itself.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::model::time::Timestamp;
+use crate::model::token::TokenId;
+
+/// How long `prune` keeps audit entries by default: 90 days.
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
+
+/// The actor of an [`Admin`](crate::Admin) call made without
+/// [`acting_as`](crate::Admin::acting_as): the program that holds the store
+/// handle.
+pub const DEFAULT_ACTOR: &str = "api";
+
+/// What was done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuditAction {
+    /// A token was created.
+    Create,
+    /// A token got a new secret.
+    Rotate,
+    /// A token was revoked.
+    Revoke,
+    /// Every token of a user was revoked.
+    RevokeUser,
+    /// Expired tokens were deleted.
+    Prune,
+    /// The store's policy was changed.
+    SetPolicy,
+    /// A secret retired by a rotation was presented after its grace (it
+    /// may have been stolen); the request was refused.
+    ReplayedSecret,
+    /// A token's latest possible deadline was brought down to its parent's,
+    /// after a rotation shortened the parent (see [`crate::backend::authority`]).
+    Shorten,
+}
+
+impl AuditAction {
+    const ALL: [AuditAction; 8] = [
+        AuditAction::Create,
+        AuditAction::Rotate,
+        AuditAction::Revoke,
+        AuditAction::RevokeUser,
+        AuditAction::Prune,
+        AuditAction::SetPolicy,
+        AuditAction::ReplayedSecret,
+        AuditAction::Shorten,
+    ];
+
+    /// Its name in listings and storage (`revoke_user`, ...).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Create => "create",
+            AuditAction::Rotate => "rotate",
+            AuditAction::Revoke => "revoke",
+            AuditAction::RevokeUser => "revoke_user",
+            AuditAction::Prune => "prune",
+            AuditAction::SetPolicy => "set_policy",
+            AuditAction::ReplayedSecret => "replayed_secret",
+            AuditAction::Shorten => "shorten",
+        }
+    }
+
+    /// The action named `name` (see [`as_str`](AuditAction::as_str)).
+    pub fn from_name(name: &str) -> Option<AuditAction> {
+        AuditAction::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
+    /// Its code in the redb store's encoding (Unix only).
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pub(crate) const fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The action of a code (see [`code`](AuditAction::code)).
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pub(crate) fn from_code(code: u8) -> Option<AuditAction> {
+        AuditAction::ALL.get(usize::from(code)).copied()
+    }
+}
+
+impl fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One entry of the audit log. Never a secret: tokens appear by id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuditEntry {
+    /// When.
+    pub at: Timestamp,
+    /// What.
+    pub action: AuditAction,
+    /// The token concerned, if one.
+    pub token_id: Option<TokenId>,
+    /// The user concerned (the token's, or the one whose tokens were
+    /// revoked); empty for store-wide actions.
+    pub user: String,
+    /// Who: the OS user behind the CLI, `uid N` for an admin socket peer
+    /// (checked by the kernel), `token ID` for self-service, or
+    /// [`DEFAULT_ACTOR`].
+    pub actor: String,
+    /// What came of it (`ok`, `refused`, `3 tokens`, the new policy...).
+    pub outcome: String,
+}
+
+impl AuditEntry {
+    /// An entry at `at`, for backends.
+    pub fn new(
+        at: Timestamp,
+        action: AuditAction,
+        token_id: Option<TokenId>,
+        user: impl Into<String>,
+        actor: impl Into<String>,
+        outcome: impl Into<String>,
+    ) -> AuditEntry {
+        AuditEntry {
+            at,
+            action,
+            token_id,
+            user: user.into(),
+            actor: actor.into(),
+            outcome: outcome.into(),
+        }
+    }
+
+    /// The outcome of an action on `n` tokens (`1 token`, `3 tokens`), as
+    /// every backend writes it for revoke-user and prune.
+    pub fn count_outcome(n: usize) -> String {
+        format!("{n} token{}", if n == 1 { "" } else { "s" })
+    }
+
+    /// Whether it belongs in a listing from `since`, of `user` or all.
+    pub fn matches(&self, since: Timestamp, user: Option<&str>) -> bool {
+        self.at >= since && user.is_none_or(|u| self.user == u)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_names_and_codes_round_trip() {
+        for a in AuditAction::ALL {
+            assert_eq!(AuditAction::from_name(a.as_str()), Some(a));
+            assert_eq!(AuditAction::from_code(a.code()), Some(a));
+        }
+        assert_eq!(AuditAction::from_code(200), None);
+        assert_eq!(AuditAction::from_name("drop"), None);
+    }
+}

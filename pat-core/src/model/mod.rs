@@ -1,0 +1,11 @@
+//! The token model: the format, scopes, expiry, records, the store policy,
+//! audit entries, time and the text rules every output follows. No I/O.
+
+pub(crate) mod audit;
+pub(crate) mod expiry;
+pub(crate) mod policy;
+pub(crate) mod record;
+pub(crate) mod scope;
+pub(crate) mod text;
+pub(crate) mod time;
+pub(crate) mod token;

@@ -1,0 +1,89 @@
+//! The answer every route pat decides gives the adapters to send.
+
+use serde_json::{Value, json};
+
+use crate::model::record::TokenInfo;
+use crate::model::time::Timestamp;
+
+/// The answer of a route pat decides (self-service, management,
+/// introspection, leak reports, the request hygiene): status and JSON body. Send it with
+/// [`CONTENT_TYPE`](Answer::CONTENT_TYPE) and
+/// [`CACHE_CONTROL`](Answer::CACHE_CONTROL).
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The JSON body. After a rotation it holds the new secret: send it,
+    /// never log it.
+    pub body: String,
+    /// Seconds for a `Retry-After` header (a rate limit), if any.
+    pub retry_after: Option<u64>,
+    /// Whether to close the connection after it (`Connection: close`): a
+    /// body was left unread.
+    pub close: bool,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The body of a rotation holds a secret.
+        f.debug_struct("Answer")
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Answer {
+    /// The `Content-Type` of every answer.
+    pub const CONTENT_TYPE: &'static str = "application/json";
+    /// The `Cache-Control` of every answer: a record or a secret is never
+    /// kept by a cache.
+    pub const CACHE_CONTROL: &'static str = "no-store";
+
+    pub(crate) fn json(status: u16, body: &Value) -> Answer {
+        Answer {
+            status,
+            body: body.to_string(),
+            retry_after: None,
+            close: false,
+        }
+    }
+
+    pub(crate) fn error(status: u16, error: &str, description: &str) -> Answer {
+        Answer::json(
+            status,
+            &json!({ "error": error, "error_description": description }),
+        )
+    }
+
+    /// The answer when the store failed, or the call itself could not run
+    /// (a panicked worker): 503, retry later (the cause is logged, not
+    /// shown).
+    pub fn unavailable() -> Answer {
+        Answer::error(
+            503,
+            "temporarily_unavailable",
+            "the token store is unavailable; retry later",
+        )
+    }
+}
+
+/// A token's record as the routes show it (never a secret).
+pub fn token_json(info: &TokenInfo) -> Value {
+    json!({
+        "id": info.id.to_string(),
+        "user": info.user,
+        "label": info.label,
+        "scopes": info.scopes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "expiry": if info.expiry.window().is_some() { "sliding" } else { "hard" },
+        "auto_refresh_seconds": info.expiry.window().map(|d| d.as_secs()),
+        "max_lifetime_seconds": info.expiry.max_lifetime().map(|d| d.as_secs()),
+        "expires_at": info.expiry.expires_at().to_string(),
+        "last_used_at": info.last_used_at.map(|t| t.to_string()),
+        "created_at": info.created_at.to_string(),
+        "rotated_at": info.rotated_at.map(|t| t.to_string()),
+        "latest_expires_at": info.latest_possible().map(|t| t.to_string()),
+        "parent": info.parent.map(|p| p.to_string()),
+        "previous_secret_until": info.previous_secret_until(Timestamp::now()).map(|t| t.to_string()),
+    })
+}

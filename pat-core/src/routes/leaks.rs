@@ -1,0 +1,307 @@
+//! Leak reports, as GitHub's credential revocation API: whoever finds a
+//! token (in a public repository, a log, a ticket) posts it, and it is
+//! revoked. The route is public, so it answers the same whatever was
+//! posted (it must not tell a caller which tokens were valid) and is rate
+//! limited per client address.
+//!
+//! `POST` a JSON array of up to [`MAX_REPORTED`] token strings: each one
+//! that is a live token is revoked, the audit log naming the actor
+//! `reported leaked by ADDRESS`. The answer is `202 {"status":"received"}`
+//! for any such array (idempotent: reporting again changes nothing), 400
+//! for a body that is not one, and 429 with `Retry-After` past the limit.
+//!
+//! The limit counts per IPv4 address and per IPv6 `/64` (one host holds a
+//! whole `/64`), in windows that end; the limiter remembers at most 10,000
+//! clients, and past that forgets the one whose window began first, so a
+//! flood of addresses costs honest reporters at most one window. Behind a
+//! reverse proxy every reporter would be the proxy: name it with
+//! [`LeakReports::trusted_proxies`], and the client address is read from
+//! the headers it writes (see [`TrustedProxies`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::routes::proxy::{TrustedProxies, unmapped};
+
+use crate::backend::admin::Admin;
+use crate::model::time::Timestamp;
+use crate::model::token::TokenDigest;
+use crate::routes::answer::Answer;
+
+/// The most tokens one report may carry.
+pub const MAX_REPORTED: usize = 1000;
+
+/// How many clients the limiter remembers at most; past it, the one whose
+/// window began first is forgotten.
+const MAX_CLIENTS: usize = 10_000;
+
+/// What the limit counts by: an IPv4 address, or the `/64` of an IPv6 one.
+type Client = IpAddr;
+
+/// The client `addr` counts as.
+fn counted_as(addr: IpAddr) -> Client {
+    match unmapped(addr) {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        v4 => v4,
+    }
+}
+
+/// The limiter's memory: each client's window (start, reports) and the
+/// clients in the order their windows began.
+#[derive(Default)]
+struct Windows {
+    clients: HashMap<Client, (u64, u32)>,
+    /// Oldest first; an element whose start no longer matches its client's
+    /// window is stale and skipped.
+    order: VecDeque<(Client, u64)>,
+}
+
+/// The leak-report decisions over a backend.
+#[derive(Clone)]
+pub struct LeakReports {
+    admin: Arc<dyn Admin + Send + Sync>,
+    limit: u32,
+    window: Duration,
+    proxies: TrustedProxies,
+    windows: Arc<Mutex<Windows>>,
+}
+
+impl std::fmt::Debug for LeakReports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeakReports")
+            .field("limit", &self.limit)
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LeakReports {
+    /// Leak reports revoking tokens of `admin`, at most 10 reports a minute
+    /// from one address.
+    pub fn new(admin: Arc<dyn Admin + Send + Sync>) -> LeakReports {
+        LeakReports {
+            admin,
+            limit: 10,
+            window: Duration::from_secs(60),
+            proxies: TrustedProxies::none(),
+            windows: Arc::new(Mutex::new(Windows::default())),
+        }
+    }
+
+    /// The reverse proxies in front of the route, whose `Forwarded` or
+    /// `X-Forwarded-For` name the real client (default: none, and the
+    /// client is the connection's peer).
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> LeakReports {
+        self.proxies = proxies;
+        self
+    }
+
+    /// The client of a report that arrived from `peer` with these header
+    /// values (see [`TrustedProxies::client`]): what the adapters pass to
+    /// [`report_blocking`](LeakReports::report_blocking).
+    pub fn client<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded: impl IntoIterator<Item = &'a [u8]>,
+        x_forwarded_for: impl IntoIterator<Item = &'a [u8]>,
+    ) -> IpAddr {
+        self.proxies.client(peer, forwarded, x_forwarded_for)
+    }
+
+    /// At most `reports` reports per `window` from one client address.
+    pub fn limit(mut self, reports: u32, window: Duration) -> LeakReports {
+        self.limit = reports;
+        self.window = window.max(Duration::from_secs(1));
+        self
+    }
+
+    /// The answer to `client` posting `body` at `now`. Blocks (store
+    /// reads and writes): the adapters run it on a blocking pool.
+    pub fn report_blocking(&self, client: IpAddr, body: &[u8], now: Timestamp) -> Answer {
+        if let Err(retry_after) = self.admit(client, now) {
+            let mut a = Answer::error(
+                429,
+                "too_many_requests",
+                "too many leak reports from this address; retry later",
+            );
+            a.retry_after = Some(retry_after);
+            return a;
+        }
+        let tokens: Vec<String> = match serde_json::from_slice(body) {
+            Ok(tokens) => tokens,
+            Err(_) => {
+                return Answer::error(
+                    400,
+                    "invalid_request",
+                    "the body must be a JSON array of token strings",
+                );
+            }
+        };
+        if tokens.len() > MAX_REPORTED {
+            return Answer::error(
+                400,
+                "invalid_request",
+                &format!("at most {MAX_REPORTED} tokens per report"),
+            );
+        }
+        let actor = format!("reported leaked by {client}");
+        let admin = self.admin.acting_as(&actor);
+        let mut revoked = 0;
+        for token in &tokens {
+            let Ok(digest) = TokenDigest::from_token(token) else {
+                continue;
+            };
+            match self.admin.find(&digest, now) {
+                Ok(Some(info)) if !info.is_expired(now) => match admin.revoke(info.id) {
+                    Ok(_) => revoked += 1,
+                    Err(crate::StoreError::NotFound(_)) => {}
+                    Err(e) => {
+                        tracing::error!(error = %crate::error::chain(&e), "leak report: revoke failed")
+                    }
+                },
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %crate::error::chain(&e), "leak report: lookup failed")
+                }
+            }
+        }
+        if revoked > 0 {
+            tracing::warn!(%client, revoked, "tokens reported leaked were revoked");
+        }
+        Answer::json(202, &serde_json::json!({ "status": "received" }))
+    }
+
+    /// Counts a report from `addr`; `Err(seconds to wait)` past the limit.
+    fn admit(&self, addr: IpAddr, now: Timestamp) -> Result<(), u64> {
+        let client = counted_as(addr);
+        let now = now.as_unix_secs();
+        let window = self.window.as_secs();
+        let mut w = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        let Windows { clients, order } = &mut *w;
+        let fresh = match clients.get(&client) {
+            None => true,
+            Some(&(start, _)) => now >= start + window,
+        };
+        if fresh {
+            // A new window: forget the oldest clients past the bound (and
+            // stale elements of the order on the way).
+            while clients.len() >= MAX_CLIENTS && !clients.contains_key(&client) {
+                let Some((oldest, start)) = order.pop_front() else {
+                    break;
+                };
+                if clients.get(&oldest).is_some_and(|&(s, _)| s == start) {
+                    clients.remove(&oldest);
+                }
+            }
+            clients.insert(client, (now, 0));
+            order.push_back((client, now));
+            if order.len() > 2 * MAX_CLIENTS {
+                order.retain(|(c, start)| clients.get(c).is_some_and(|&(s, _)| s == *start));
+            }
+        }
+        let (start, count) = clients.entry(client).or_insert((now, 0));
+        if *count >= self.limit {
+            return Err((*start + window).saturating_sub(now).max(1));
+        }
+        *count += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::{ExpiryPolicy, MemoryStore, NewToken};
+
+    fn at(secs: u64) -> Timestamp {
+        Timestamp::from_unix_secs(secs).unwrap()
+    }
+
+    #[test]
+    fn the_limit_is_per_address_and_per_window_and_bounded() {
+        let store = Arc::new(MemoryStore::new());
+        let t = store
+            .create(
+                &NewToken::new("alice", ExpiryPolicy::hard(Duration::from_secs(3600))),
+                at(0),
+            )
+            .unwrap();
+        let reports = LeakReports::new(store.clone()).limit(2, Duration::from_secs(60));
+        let one = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        let two = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+        assert_eq!(reports.report_blocking(one, b"[]", at(10)).status, 202);
+        assert_eq!(reports.report_blocking(one, b"[]", at(20)).status, 202);
+        let refused = reports.report_blocking(one, b"[]", at(30));
+        assert_eq!((refused.status, refused.retry_after), (429, Some(40)));
+        // Another address has its own count; the window ends.
+        assert_eq!(reports.report_blocking(two, b"[]", at(30)).status, 202);
+        let body = serde_json::to_vec(&[t.secret.expose_secret()]).unwrap();
+        assert_eq!(reports.report_blocking(one, &body, at(70)).status, 202);
+        assert!(store.get(t.info.id).is_err(), "revoked");
+        let log = store.audit(at(0), Some("alice")).unwrap();
+        assert_eq!(log.last().unwrap().actor, "reported leaked by 192.0.2.1");
+
+        // A flood of addresses: the limiter stays bounded, and forgets the
+        // oldest client rather than lock every new one out. (Issue 21,
+        // finding 7: a full table refused every new reporter.)
+        let many = LeakReports::new(store).limit(1, Duration::from_secs(60));
+        for i in 0..2 * MAX_CLIENTS as u32 {
+            let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+            assert_eq!(many.report_blocking(ip, b"[]", at(100)).status, 202);
+        }
+        assert_eq!(many.report_blocking(two, b"[]", at(100)).status, 202);
+        let w = many.windows.lock().unwrap();
+        assert!(w.clients.len() <= MAX_CLIENTS);
+        assert!(w.order.len() <= 2 * MAX_CLIENTS);
+    }
+
+    // Finding 7: the limit was per exact address, and one IPv6 /64 holds
+    // more addresses than the table.
+    #[test]
+    fn an_ipv6_64_counts_as_one_client() {
+        let reports =
+            LeakReports::new(Arc::new(MemoryStore::new())).limit(1, Duration::from_secs(60));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            reports
+                .report_blocking(ip("2001:db8::1"), b"[]", at(0))
+                .status,
+            202
+        );
+        assert_eq!(
+            reports
+                .report_blocking(ip("2001:db8::2"), b"[]", at(0))
+                .status,
+            429
+        );
+        assert_eq!(
+            reports
+                .report_blocking(ip("2001:db8::ffff:ffff:ffff:ffff"), b"[]", at(0))
+                .status,
+            429
+        );
+        assert_eq!(
+            reports
+                .report_blocking(ip("2001:db8:0:1::1"), b"[]", at(0))
+                .status,
+            202
+        );
+        // An IPv4-mapped address is its IPv4 address.
+        assert_eq!(
+            reports
+                .report_blocking(ip("192.0.2.9"), b"[]", at(0))
+                .status,
+            202
+        );
+        assert_eq!(
+            reports
+                .report_blocking(ip("::ffff:192.0.2.9"), b"[]", at(0))
+                .status,
+            429
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! The decisions of the routes pat mounts (self-service, management,
+//! introspection, leak reports, the panel, WebDAV access), answered alike by
+//! both adapters, and the rules they share (the cross-site rule, request
+//! hygiene, trusted proxies).
+
+pub mod answer;
+pub mod csrf;
+pub mod hygiene;
+pub mod introspection;
+pub mod leaks;
+pub mod management;
+pub mod panel;
+pub(crate) mod proxy;
+pub mod self_service;
+pub(crate) mod webdav;

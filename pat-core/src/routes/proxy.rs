@@ -1,0 +1,268 @@
+//! Who the client is behind proxies the integrator trusts: the connection's
+//! peer, unless that peer is a trusted proxy, in which case the address it
+//! says it forwarded for (`Forwarded`, RFC 7239, else `X-Forwarded-For`),
+//! read right to left and stopping at the first address that is not a
+//! trusted proxy. Without trusted proxies the headers are never read: any
+//! client can write them.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// An IPv4 or IPv6 network, `192.0.2.0/24` or `2001:db8::/32`; a bare
+/// address is the network of that address alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+/// Why a text is not a [`Cidr`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{}` is not an address or a network (e.g. 10.0.0.0/8, 2001:db8::/32): {reason}",
+    crate::model::text::redacted(text)
+)]
+pub struct ParseCidrError {
+    text: String,
+    reason: &'static str,
+}
+
+impl Cidr {
+    /// Whether `addr` is in this network (an IPv4-mapped IPv6 address counts
+    /// as its IPv4 address).
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        match (self.network, unmapped(addr)) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = ParseCidrError;
+
+    fn from_str(text: &str) -> Result<Cidr, ParseCidrError> {
+        let err = |reason| ParseCidrError {
+            text: text.to_owned(),
+            reason,
+        };
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let network: IpAddr = addr.parse().map_err(|_| err("not an IP address"))?;
+        let network = unmapped(network);
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or_else(|| err("the prefix length is too long for the address"))?,
+            Some(_) => return Err(err("the prefix length is not a number")),
+        };
+        Ok(Cidr { network, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+/// An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`) as the IPv4 address it
+/// stands for; any other address as it is.
+pub(crate) fn unmapped(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The proxies whose forwarding headers are believed (none by default).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustedProxies {
+    networks: Vec<Cidr>,
+}
+
+impl TrustedProxies {
+    /// Trusts no proxy: the client is always the connection's peer.
+    pub fn none() -> TrustedProxies {
+        TrustedProxies::default()
+    }
+
+    /// Trusts the proxies in `networks`.
+    pub fn new(networks: impl IntoIterator<Item = Cidr>) -> TrustedProxies {
+        TrustedProxies {
+            networks: networks.into_iter().collect(),
+        }
+    }
+
+    /// Whether `addr` is a trusted proxy.
+    pub fn trusts(&self, addr: IpAddr) -> bool {
+        self.networks.iter().any(|n| n.contains(addr))
+    }
+
+    /// The client of a request that arrived from `peer`, with these
+    /// `Forwarded` and `X-Forwarded-For` header values (every line of each,
+    /// in order). `Forwarded` is read when present, else
+    /// `X-Forwarded-For`; a value that is not an address (`unknown`, an
+    /// obfuscated identifier, garbage) ends the walk at the proxy that
+    /// wrote it.
+    pub fn client<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded: impl IntoIterator<Item = &'a [u8]>,
+        x_forwarded_for: impl IntoIterator<Item = &'a [u8]>,
+    ) -> IpAddr {
+        let mut client = unmapped(peer);
+        if !self.trusts(client) {
+            return client;
+        }
+        let mut hops: Vec<Option<IpAddr>> = Vec::new();
+        for line in forwarded {
+            hops.extend(forwarded_for(line));
+        }
+        if hops.is_empty() {
+            for line in x_forwarded_for {
+                hops.extend(line.split(|&b| b == b',').map(|v| {
+                    std::str::from_utf8(v)
+                        .ok()
+                        .and_then(|v| v.trim().parse().ok())
+                }));
+            }
+        }
+        for hop in hops.into_iter().rev() {
+            let Some(addr) = hop else {
+                return client;
+            };
+            client = unmapped(addr);
+            if !self.trusts(client) {
+                return client;
+            }
+        }
+        client
+    }
+}
+
+/// The `for=` of each element of one `Forwarded` line (RFC 7239), in
+/// order: `None` for one that is not an address.
+fn forwarded_for(line: &[u8]) -> Vec<Option<IpAddr>> {
+    let Ok(line) = std::str::from_utf8(line) else {
+        return vec![None];
+    };
+    line.split(',')
+        .filter_map(|element| {
+            element.split(';').find_map(|pair| {
+                let (key, value) = pair.split_once('=')?;
+                key.trim()
+                    .eq_ignore_ascii_case("for")
+                    .then(|| node_address(value.trim()))
+            })
+        })
+        .collect()
+}
+
+/// A `Forwarded` node (`192.0.2.1`, `"192.0.2.1:80"`, `"[2001:db8::1]:80"`)
+/// as its address.
+fn node_address(node: &str) -> Option<IpAddr> {
+    let node = node
+        .strip_prefix('"')
+        .and_then(|n| n.strip_suffix('"'))
+        .unwrap_or(node);
+    if let Some(rest) = node.strip_prefix('[') {
+        let (v6, _port) = rest.split_once(']')?;
+        return v6.parse().ok();
+    }
+    match node.parse() {
+        Ok(addr) => Some(addr),
+        // An IPv4 address with a port.
+        Err(_) => node.rsplit_once(':').and_then(|(a, _)| a.parse().ok()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn networks_parse_strictly_and_contain_what_they_should() {
+        let net: Cidr = "192.0.2.0/24".parse().unwrap();
+        assert!(net.contains(ip("192.0.2.200")) && !net.contains(ip("192.0.3.1")));
+        assert!(net.contains(ip("::ffff:192.0.2.7")), "IPv4-mapped");
+        let v6: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains(ip("2001:db8:ffff::1")) && !v6.contains(ip("2001:db9::1")));
+        assert!(!v6.contains(ip("192.0.2.1")));
+        let one: Cidr = "10.1.2.3".parse().unwrap();
+        assert_eq!(one.to_string(), "10.1.2.3/32");
+        assert!("0.0.0.0/0".parse::<Cidr>().unwrap().contains(ip("8.8.8.8")));
+        for bad in [
+            "10.0.0.0/33",
+            "10.0.0.0/",
+            "10.0.0.0/x",
+            "example.com",
+            "::/129",
+            "",
+        ] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_client_is_the_first_untrusted_address_from_the_right() {
+        let proxies = TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]);
+        let peer = ip("10.0.0.1");
+        let xff = |v: &'static str| proxies.client(peer, None, Some(v.as_bytes()));
+        assert_eq!(xff("198.51.100.7"), ip("198.51.100.7"));
+        // A client writing its own header gets nothing from it: the walk
+        // stops at the first untrusted address.
+        assert_eq!(xff("1.1.1.1, 198.51.100.7, 10.0.0.2"), ip("198.51.100.7"));
+        assert_eq!(xff("10.0.0.3, 10.0.0.2"), ip("10.0.0.3"), "all trusted");
+        assert_eq!(
+            xff("garbage, 10.0.0.2"),
+            ip("10.0.0.2"),
+            "stops at the writer"
+        );
+        assert_eq!(xff(""), ip("10.0.0.1"));
+        // Not from a trusted proxy: the headers are never read.
+        assert_eq!(
+            proxies.client(ip("203.0.113.5"), None, Some(&b"198.51.100.7"[..])),
+            ip("203.0.113.5")
+        );
+        assert_eq!(
+            TrustedProxies::none().client(peer, None, Some(&b"198.51.100.7"[..])),
+            peer
+        );
+        // Forwarded wins over X-Forwarded-For, with its quoting and ports.
+        let fwd = |v: &'static str| proxies.client(peer, Some(v.as_bytes()), Some(&b"9.9.9.9"[..]));
+        assert_eq!(fwd("for=198.51.100.7;proto=https"), ip("198.51.100.7"));
+        assert_eq!(
+            fwd(r#"for="[2001:db8:cafe::17]:4711""#),
+            ip("2001:db8:cafe::17")
+        );
+        assert_eq!(
+            fwd(r#"for="198.51.100.7:80", for=10.0.0.9"#),
+            ip("198.51.100.7")
+        );
+        assert_eq!(fwd("for=unknown"), peer);
+        assert_eq!(fwd("For=_hidden, for=10.0.0.9"), ip("10.0.0.9"));
+    }
+}
