@@ -5,13 +5,15 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::backend::admin::Audited;
+use crate::backend::block_on::block_on;
+use crate::backend::engine;
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, StoreError};
 use crate::model::audit::{AuditAction, AuditEntry, DEFAULT_AUDIT_RETENTION};
 use crate::model::policy::Policy;
 use crate::model::record::{CreatedToken, Identity, NewToken, Rotation, TokenInfo};
 use crate::model::time::Timestamp;
-use crate::model::token::{TokenDigest, TokenId, TokenSecret};
+use crate::model::token::{TokenDigest, TokenId};
 
 /// A token backend in memory, with the semantics of the redb
 /// [`Store`](crate::Store) (the same model test and contract cases run
@@ -97,64 +99,11 @@ impl State {
         self.by_id.get(&id).and_then(|d| self.tokens.get(d))
     }
 
-    /// The tokens made with `id` (memory keeps no index: it scans).
-    fn children(&self, id: TokenId) -> Result<Vec<TokenInfo>, StoreError> {
-        Ok(self
-            .tokens
-            .values()
-            .filter(|t| t.parent == Some(id))
-            .cloned()
-            .collect())
-    }
-
-    /// Removes `root` and its descendants, with their audit entries.
-    fn remove_family(
-        &mut self,
-        root: TokenInfo,
-        actor: &str,
-        outcome: &str,
-        now: Timestamp,
-    ) -> Result<usize, StoreError> {
-        let descendants = crate::backend::authority::family(root.id, |id| self.children(id))?;
-        self.remove(root.id);
-        for d in &descendants {
-            self.remove(d.id);
-        }
-        self.audit
-            .extend(crate::backend::authority::revocation_entries(
-                &root,
-                &descendants,
-                actor,
-                outcome,
-                now,
-            ));
-        Ok(1 + descendants.len())
-    }
-
-    /// Rewrites `info` (same id, same digest).
-    fn replace(&mut self, info: TokenInfo) {
-        if let Some(digest) = self.by_id.get(&info.id) {
-            self.tokens.insert(*digest, info);
-        }
-    }
-
-    /// Appends an audit entry about `info`'s token.
-    fn log(
-        &mut self,
-        at: Timestamp,
-        action: AuditAction,
-        info: Option<&TokenInfo>,
-        actor: &str,
-        outcome: &str,
-    ) {
-        self.audit.push(AuditEntry::new(
-            at,
-            action,
-            info.map(|i| i.id),
-            info.map_or("", |i| i.user.as_str()),
-            actor,
-            outcome,
-        ));
+    /// The descendants of `id`: no index by parent here, so one scan, then
+    /// a walk of it.
+    fn descendants(&self, id: TokenId) -> Vec<TokenInfo> {
+        let all: Vec<TokenInfo> = self.tokens.values().cloned().collect();
+        crate::backend::authority::descendants_in(&all, id)
     }
 
     /// Drops the retired secrets of tokens that no longer exist.
@@ -207,11 +156,8 @@ impl Verifier for MemoryStore {
                 if let Some(current) = current
                     && state.policy.on_reuse == crate::OnReuse::Revoke
                 {
-                    if let Ok(family) =
-                        crate::backend::authority::family(current.id, |p| state.children(p))
-                    {
-                        state.refused.extend(family.iter().map(|t| t.id));
-                    }
+                    let family = state.descendants(current.id);
+                    state.refused.extend(family.iter().map(|t| t.id));
                     state.refused.insert(current.id);
                     state.revoke.insert(current.id);
                 }
@@ -245,20 +191,120 @@ impl Verifier for MemoryStore {
         let mut state = self.state();
         let now = Timestamp::now();
         state.replayed.clear();
-        for root in std::mem::take(&mut state.revoke) {
-            if let Some(info) = state.record(root).cloned() {
-                state.remove_family(
-                    info,
-                    crate::backend::authority::REUSE_ACTOR,
-                    crate::backend::authority::REUSE_OUTCOME,
-                    now,
-                )?;
-            }
-        }
+        let roots: Vec<TokenId> = std::mem::take(&mut state.revoke).into_iter().collect();
+        block_on(engine::revoke_reused(&mut *state, &roots, now))?;
         let by_id = std::mem::take(&mut state.by_id);
         state.refused.retain(|id| by_id.contains_key(id));
         state.by_id = by_id;
         Ok(0)
+    }
+}
+
+/// The store's state as the engine's transaction: the lock is held for the
+/// whole operation, so nothing needs locking row by row.
+impl engine::Tx for State {
+    async fn token(
+        &mut self,
+        id: TokenId,
+        _lock: engine::Lock,
+    ) -> Result<Option<(TokenDigest, TokenInfo)>, StoreError> {
+        Ok(self
+            .by_id
+            .get(&id)
+            .and_then(|d| self.tokens.get(d).map(|i| (*d, i.clone()))))
+    }
+
+    async fn family(&mut self, id: TokenId) -> Result<Vec<TokenInfo>, StoreError> {
+        Ok(self.descendants(id))
+    }
+
+    async fn tokens_of(&mut self, user: &str) -> Result<Vec<TokenId>, StoreError> {
+        Ok(self
+            .tokens
+            .values()
+            .filter(|i| i.user == user)
+            .map(|i| i.id)
+            .collect())
+    }
+
+    async fn lock_user(&mut self, _user: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn live_count(&mut self, user: &str, now: Timestamp) -> Result<usize, StoreError> {
+        Ok(crate::model::policy::live_of(
+            self.tokens.values(),
+            user,
+            now,
+        ))
+    }
+
+    async fn policy(&mut self) -> Result<Policy, StoreError> {
+        Ok(self.policy)
+    }
+
+    fn is_refused(&self, digest: &TokenDigest) -> bool {
+        self.tokens
+            .get(digest)
+            .is_some_and(|i| self.refused.contains(&i.id))
+    }
+
+    async fn insert(&mut self, digest: &TokenDigest, info: &TokenInfo) -> Result<bool, StoreError> {
+        if self.by_id.contains_key(&info.id) || self.tokens.contains_key(digest) {
+            return Ok(false);
+        }
+        self.tokens.insert(*digest, info.clone());
+        self.by_id.insert(info.id, *digest);
+        Ok(true)
+    }
+
+    async fn replace_secret(
+        &mut self,
+        old: &TokenDigest,
+        digest: &TokenDigest,
+        info: &TokenInfo,
+    ) -> Result<bool, StoreError> {
+        if self.tokens.contains_key(digest) {
+            return Ok(false);
+        }
+        self.tokens.remove(old);
+        self.tokens.insert(*digest, info.clone());
+        self.by_id.insert(info.id, *digest);
+        Ok(true)
+    }
+
+    async fn rewrite(&mut self, info: &TokenInfo) -> Result<(), StoreError> {
+        if let Some(digest) = self.by_id.get(&info.id) {
+            self.tokens.insert(*digest, info.clone());
+        }
+        Ok(())
+    }
+
+    async fn retire(
+        &mut self,
+        old: &TokenDigest,
+        id: TokenId,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        for (rid, end) in self.retired.values_mut() {
+            if *rid == id {
+                *end = (*end).min(now);
+            }
+        }
+        self.retired.insert(*old, (id, until));
+        Ok(())
+    }
+
+    async fn remove(&mut self, id: TokenId) -> Result<(), StoreError> {
+        State::remove(self, id);
+        self.refused.remove(&id);
+        Ok(())
+    }
+
+    async fn audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.audit.push(entry.clone());
+        Ok(())
     }
 }
 
@@ -271,38 +317,7 @@ impl Audited for MemoryStore {
         now: Timestamp,
         actor: &str,
     ) -> Result<CreatedToken, StoreError> {
-        let mut state = self.state();
-        let id = loop {
-            let id = TokenId::generate();
-            if !state.by_id.contains_key(&id) {
-                break id;
-            }
-        };
-        let mut info = new.to_info(id, now)?;
-        if let Some(parent) = new.parent {
-            let gone = crate::backend::authority::AuthorityViolation::NoParent(parent);
-            // A token reuse detection is revoking makes nothing.
-            if state.refused.contains(&parent) {
-                return Err(gone.into());
-            }
-            let digest = state.by_id.get(&parent).ok_or(gone.clone())?;
-            crate::backend::authority::check_presented(parent, digest, new.parent_secret.as_ref())?;
-            let parent = state.record(parent).ok_or(gone)?;
-            crate::backend::authority::adopt(parent, &mut info, now)?;
-        }
-        state.policy.check_lifetime(&info)?;
-        let live = crate::model::policy::live_of(state.tokens.values(), &info.user, now);
-        state.policy.check_count(&info.user, live)?;
-        let secret = loop {
-            let s = TokenSecret::generate();
-            if !state.tokens.contains_key(&s.digest()) {
-                break s;
-            }
-        };
-        state.tokens.insert(secret.digest(), info.clone());
-        state.by_id.insert(id, secret.digest());
-        state.log(now, AuditAction::Create, Some(&info), actor, "ok");
-        Ok(CreatedToken::new(secret, info))
+        block_on(engine::create(&mut *self.state(), new, now, actor))
     }
 
     fn list_tokens(
@@ -359,116 +374,33 @@ impl Audited for MemoryStore {
         now: Timestamp,
         actor: &str,
     ) -> Result<CreatedToken, StoreError> {
-        let mut state = self.state();
-        let old = *state.by_id.get(&id).ok_or(StoreError::NotFound(id))?;
-        if state.refused.contains(&id) {
-            // Reuse detection revokes it at the next flush.
-            return Err(StoreError::NotFound(id));
-        }
-        crate::backend::authority::check_presented(id, &old, rotation.presented.as_ref())?;
-        let before = state
-            .tokens
-            .get(&old)
-            .ok_or_else(|| StoreError::Corrupt(format!("token {id} has no record")))?
-            .clone();
-        let parent = match before.parent {
-            None => None,
-            Some(p) => Some(
-                state
-                    .record(p)
-                    .cloned()
-                    .ok_or(crate::backend::authority::AuthorityViolation::NoParent(p))?,
-            ),
-        };
-        let info = crate::backend::authority::rotate(
-            &before,
-            rotation,
-            parent.as_ref(),
-            &state.policy,
-            now,
-        )?;
-        let retires_at = info.previous_until.unwrap_or(now);
-        let clamped = crate::backend::authority::clamp_family(&info, |p| state.children(p))?;
-        let secret = loop {
-            let s = TokenSecret::generate();
-            if !state.tokens.contains_key(&s.digest()) {
-                break s;
-            }
-        };
-        state.tokens.remove(&old);
-        state.tokens.insert(secret.digest(), info.clone());
-        state.by_id.insert(id, secret.digest());
-        // At most one old secret works: earlier graces end now.
-        for (rid, until) in state.retired.values_mut() {
-            if *rid == id {
-                *until = (*until).min(now);
-            }
-        }
-        state.retired.insert(old, (id, retires_at));
-        state.log(now, AuditAction::Rotate, Some(&info), actor, "ok");
-        for c in clamped {
-            state
-                .audit
-                .push(crate::backend::authority::clamp_entry(&c, actor, now));
-            state.replace(c);
-        }
-        Ok(CreatedToken::new(secret, info))
+        block_on(engine::rotate(&mut *self.state(), id, rotation, now, actor))
     }
 
     fn revoke_by(&self, id: TokenId, actor: &str) -> Result<TokenInfo, StoreError> {
-        let mut state = self.state();
-        let info = state.record(id).cloned().ok_or(StoreError::NotFound(id))?;
-        state.remove_family(info.clone(), actor, "ok", Timestamp::now())?;
-        Ok(info)
+        let gone = block_on(engine::revoke(
+            &mut *self.state(),
+            id,
+            actor,
+            "ok",
+            Timestamp::now(),
+        ))?;
+        // The root comes first.
+        gone.into_iter().next().ok_or(StoreError::NotFound(id))
     }
 
     fn descendants_of(&self, id: TokenId) -> Result<Vec<TokenInfo>, StoreError> {
-        let state = self.state();
-        crate::backend::authority::family(id, |p| state.children(p))
+        Ok(self.state().descendants(id))
     }
 
     fn revoke_user_by(&self, user: &str, actor: &str) -> Result<usize, StoreError> {
-        let mut state = self.state();
-        let mine: Vec<TokenInfo> = state
-            .tokens
-            .values()
-            .filter(|i| i.user == user)
-            .cloned()
-            .collect();
-        let mut n = 0;
-        for info in mine {
-            // A descendant of one of them may be gone with it already.
-            if state.record(info.id).is_some() {
-                let descendants =
-                    crate::backend::authority::family(info.id, |p| state.children(p))?;
-                state.remove(info.id);
-                n += 1;
-                for d in &descendants {
-                    state.remove(d.id);
-                }
-                if !descendants.is_empty() {
-                    let entries = crate::backend::authority::revocation_entries(
-                        &info,
-                        &descendants,
-                        actor,
-                        "ok",
-                        Timestamp::now(),
-                    );
-                    // The user's own removal is the entry below.
-                    state.audit.extend(entries.into_iter().skip(1));
-                    n += descendants.len();
-                }
-            }
-        }
-        state.audit.push(AuditEntry::new(
-            Timestamp::now(),
-            AuditAction::RevokeUser,
-            None,
+        let gone = block_on(engine::revoke_user(
+            &mut *self.state(),
             user,
             actor,
-            AuditEntry::count_outcome(n),
-        ));
-        Ok(n)
+            Timestamp::now(),
+        ))?;
+        Ok(gone.len())
     }
 
     fn prune_by(&self, now: Timestamp, actor: &str) -> Result<usize, StoreError> {

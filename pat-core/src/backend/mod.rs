@@ -6,6 +6,7 @@ pub mod authority;
 pub(crate) mod block_on;
 #[cfg(any(unix, feature = "postgres"))]
 pub(crate) mod cache;
+pub(crate) mod engine;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;

@@ -2,6 +2,7 @@
 
 pub(crate) mod socket;
 pub(crate) mod trust;
+mod tx;
 
 pub(crate) mod codec;
 mod open;
@@ -18,8 +19,11 @@ use redb::{
     ReadableTable, StorageError, TableDefinition, TableError, WriteTransaction,
 };
 
+use self::tx::RedbTx;
 use crate::backend::admin::Audited;
+use crate::backend::block_on::block_on;
 use crate::backend::cache::Cache;
+use crate::backend::engine;
 use crate::backend::redb::socket::{AdminServer, StartError, admin_socket_path};
 use crate::backend::{DEFAULT_CACHE_CAPACITY, DEFAULT_FLUSH_INTERVAL};
 use crate::backend::{Lookup, Verification, Verifier};
@@ -28,7 +32,7 @@ use crate::model::audit::{AuditAction, AuditEntry};
 use crate::model::policy::Policy;
 use crate::model::record::{CreatedToken, Identity, NewToken, Rotation, TokenInfo};
 use crate::model::time::Timestamp;
-use crate::model::token::{TokenDigest, TokenId, TokenSecret};
+use crate::model::token::{TokenDigest, TokenId};
 use crate::testing::failpoints::Point;
 
 /// The store's on-disk format version, kept in the file. Bump it for any
@@ -61,21 +65,6 @@ const RETIRED_BY_ID: MultimapTableDefinition<'_, u64, [u8; 32]> =
 
 fn storage(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Storage(BackendError::new(e.into()))
-}
-
-/// A new secret whose digest no record has. A collision of 190-bit secrets
-/// is astronomically unlikely; it is drawn again rather than overwritten.
-fn fresh_secret(tokens: &redb::Table<'_, [u8; 32], &[u8]>) -> Result<TokenSecret, StoreError> {
-    loop {
-        let secret = TokenSecret::generate();
-        if tokens
-            .get(secret.digest().as_bytes())
-            .map_err(storage)?
-            .is_none()
-        {
-            return Ok(secret);
-        }
-    }
 }
 
 /// Appends `entry` to the audit log inside `txn`.
@@ -709,19 +698,12 @@ impl Inner {
                     }
                     drop(tokens);
                     // Reuse detection's revocations, each family audited.
-                    let now = Timestamp::now();
-                    for &root in &revocations {
-                        if let Some((_, info)) = self.record_in(txn, root)? {
-                            self.revoke_family_in(
-                                txn,
-                                &mut changes,
-                                &info,
-                                crate::backend::authority::REUSE_ACTOR,
-                                crate::backend::authority::REUSE_OUTCOME,
-                                now,
-                            )?;
-                        }
-                    }
+                    let mut tx = RedbTx::new(self, txn, &mut changes);
+                    block_on(engine::revoke_reused(
+                        &mut tx,
+                        &revocations,
+                        Timestamp::now(),
+                    ))?;
                     Ok(written)
                 })
             });
@@ -827,31 +809,6 @@ impl Inner {
         Ok(out)
     }
 
-    /// Removes `root` and its descendants in `txn`, with their audit
-    /// entries; how many went.
-    fn revoke_family_in(
-        &self,
-        txn: &WriteTransaction,
-        changes: &mut Changes,
-        root: &TokenInfo,
-        actor: &str,
-        outcome: &str,
-        now: Timestamp,
-    ) -> Result<usize, StoreError> {
-        let descendants =
-            crate::backend::authority::family(root.id, |id| self.children_in(txn, id))?;
-        Inner::remove_in(txn, root.id, &mut changes.deleted)?;
-        for d in &descendants {
-            Inner::remove_in(txn, d.id, &mut changes.deleted)?;
-        }
-        for e in
-            crate::backend::authority::revocation_entries(root, &descendants, actor, outcome, now)
-        {
-            audit_in(txn, &e)?;
-        }
-        Ok(1 + descendants.len())
-    }
-
     /// Reads and decodes a record, with its buffered use merged in.
     fn record(&self, digest: [u8; 32], bytes: &[u8]) -> Result<TokenInfo, StoreError> {
         let mut info = codec::decode(bytes).map_err(corrupt)?;
@@ -920,93 +877,16 @@ impl Inner {
         actor: &str,
     ) -> Result<Vec<CreatedToken>, StoreError> {
         // Validate everything before writing anything.
-        let infos = news
-            .iter()
-            .map(|n| n.to_info(TokenId::from_u64(0), now))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.write(|txn| {
-            let policy = Inner::policy_in(txn)?;
-            // Parents are read (in this transaction) before the tables are
-            // opened for writing.
-            let mut infos = infos;
-            for (info, new) in infos.iter_mut().zip(news) {
-                if let Some(id) = info.parent {
-                    let gone = crate::backend::authority::AuthorityViolation::NoParent(id);
-                    let (digest, parent) = self.record_in(txn, id)?.ok_or(gone.clone())?;
-                    let digest = TokenDigest::from_bytes(digest);
-                    if self.cache.refused(&digest) {
-                        // Reuse detection is revoking it.
-                        return Err(gone.into());
-                    }
-                    crate::backend::authority::check_presented(
-                        id,
-                        &digest,
-                        new.parent_secret.as_ref(),
-                    )?;
-                    crate::backend::authority::adopt(&parent, info, now)?;
-                }
-            }
-            let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
-            let mut by_id = txn.open_table(BY_ID).map_err(storage)?;
-            let mut by_user = txn.open_multimap_table(BY_USER).map_err(storage)?;
-            let mut children = txn.open_multimap_table(CHILDREN).map_err(storage)?;
-            let mut created = Vec::with_capacity(infos.len());
-            for mut info in infos {
-                policy.check_lifetime(&info)?;
-                if policy.max_tokens_per_user.is_some() {
-                    // Counted in this transaction: tokens created earlier
-                    // in the batch count too.
-                    let mut live = 0;
-                    for id in by_user.get(info.user.as_str()).map_err(storage)? {
-                        let id = id.map_err(storage)?.value();
-                        let Some(digest) = by_id.get(id).map_err(storage)? else {
-                            continue;
-                        };
-                        let digest = digest.value();
-                        if let Some(bytes) = tokens.get(digest).map_err(storage)?
-                            && !self.record(digest, bytes.value())?.is_expired(now)
-                        {
-                            live += 1;
-                        }
-                    }
-                    policy.check_count(&info.user, live)?;
-                }
-                // Collisions of 64-bit ids or 190-bit secrets are
-                // astronomically unlikely; draw again rather than overwrite.
-                info.id = loop {
-                    let id = TokenId::generate();
-                    if by_id.get(id.as_u64()).map_err(storage)?.is_none() {
-                        break id;
-                    }
-                };
-                let secret = fresh_secret(&tokens)?;
-                let digest = *secret.digest().as_bytes();
-                tokens
-                    .insert(digest, codec::encode(&info).as_slice())
-                    .map_err(storage)?;
-                by_id.insert(info.id.as_u64(), digest).map_err(storage)?;
-                by_user
-                    .insert(info.user.as_str(), info.id.as_u64())
-                    .map_err(storage)?;
-                if let Some(parent) = info.parent {
-                    children
-                        .insert(parent.as_u64(), info.id.as_u64())
-                        .map_err(storage)?;
-                }
-                audit_in(
-                    txn,
-                    &AuditEntry::new(
-                        now,
-                        AuditAction::Create,
-                        Some(info.id),
-                        &*info.user,
-                        actor,
-                        "ok",
-                    ),
-                )?;
-                created.push(CreatedToken { secret, info });
-            }
-            Ok(created)
+        for n in news {
+            n.to_info(TokenId::from_u64(0), now)?;
+        }
+        self.delete(|txn, changes| {
+            let mut tx = RedbTx::new(self, txn, changes);
+            // Counted in this transaction: tokens created earlier in the
+            // batch count too.
+            news.iter()
+                .map(|new| block_on(engine::create(&mut tx, new, now, actor)))
+                .collect()
         })
     }
 
@@ -1228,94 +1108,17 @@ impl Audited for Inner {
         // buffered use is merged into the record first (`record_in`), so
         // no use is lost.
         self.delete(|txn, changes| {
-            let (old, before) = self.record_in(txn, id)?.ok_or(StoreError::NotFound(id))?;
-            if self.cache.refused(&TokenDigest::from_bytes(old)) {
-                // Reuse detection revokes it at the next flush.
-                return Err(StoreError::NotFound(id));
-            }
-            crate::backend::authority::check_presented(
-                id,
-                &TokenDigest::from_bytes(old),
-                rotation.presented.as_ref(),
-            )?;
-            let parent = match before.parent {
-                None => None,
-                Some(p) => Some(
-                    self.record_in(txn, p)?
-                        .ok_or(crate::backend::authority::AuthorityViolation::NoParent(p))?
-                        .1,
-                ),
-            };
-            let policy = Inner::policy_in(txn)?;
-            let info = crate::backend::authority::rotate(
-                &before,
-                rotation,
-                parent.as_ref(),
-                &policy,
-                now,
-            )?;
-            let retires_at = info.previous_until.unwrap_or(now);
-            let clamped =
-                crate::backend::authority::clamp_family(&info, |p| self.children_in(txn, p))?;
-            let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
-            tokens.remove(old).map_err(storage)?;
-            let secret = fresh_secret(&tokens)?;
-            let digest = *secret.digest().as_bytes();
-            tokens
-                .insert(digest, codec::encode(&info).as_slice())
-                .map_err(storage)?;
-            let mut by_id = txn.open_table(BY_ID).map_err(storage)?;
-            by_id.insert(id.as_u64(), digest).map_err(storage)?;
-            // At most one old secret works: earlier graces end now.
-            let mut retired = txn.open_table(RETIRED).map_err(storage)?;
-            let mut retired_by_id = txn.open_multimap_table(RETIRED_BY_ID).map_err(storage)?;
-            let earlier: Vec<[u8; 32]> = retired_by_id
-                .get(id.as_u64())
-                .map_err(storage)?
-                .map(|d| d.map(|v| v.value()).map_err(storage))
-                .collect::<Result<_, _>>()?;
-            for d in earlier {
-                let until = retired.get(d).map_err(storage)?.map(|v| v.value().1);
-                if let Some(until) = until
-                    && until > now.as_unix_secs()
-                {
-                    retired
-                        .insert(d, (id.as_u64(), now.as_unix_secs()))
-                        .map_err(storage)?;
-                }
-            }
-            retired
-                .insert(old, (id.as_u64(), retires_at.as_unix_secs()))
-                .map_err(storage)?;
-            retired_by_id.insert(id.as_u64(), old).map_err(storage)?;
-            changes.deleted.push(TokenDigest::from_bytes(old));
-            audit_in(
-                txn,
-                &AuditEntry::new(now, AuditAction::Rotate, Some(id), &*info.user, actor, "ok"),
-            )?;
-            for c in clamped {
-                let Some(d) = by_id
-                    .get(c.id.as_u64())
-                    .map_err(storage)?
-                    .map(|d| d.value())
-                else {
-                    continue;
-                };
-                tokens
-                    .insert(d, codec::encode(&c).as_slice())
-                    .map_err(storage)?;
-                changes.changed.push(TokenDigest::from_bytes(d));
-                audit_in(txn, &crate::backend::authority::clamp_entry(&c, actor, now))?;
-            }
-            Ok(CreatedToken { secret, info })
+            let mut tx = RedbTx::new(self, txn, changes);
+            block_on(engine::rotate(&mut tx, id, rotation, now, actor))
         })
     }
 
     fn revoke_by(&self, id: TokenId, actor: &str) -> Result<TokenInfo, StoreError> {
         self.delete(|txn, changes| {
-            let (_, info) = self.record_in(txn, id)?.ok_or(StoreError::NotFound(id))?;
-            self.revoke_family_in(txn, changes, &info, actor, "ok", Timestamp::now())?;
-            Ok(info)
+            let mut tx = RedbTx::new(self, txn, changes);
+            let gone = block_on(engine::revoke(&mut tx, id, actor, "ok", Timestamp::now()))?;
+            // The root comes first.
+            gone.into_iter().next().ok_or(StoreError::NotFound(id))
         })
     }
 
@@ -1325,51 +1128,8 @@ impl Audited for Inner {
 
     fn revoke_user_by(&self, user: &str, actor: &str) -> Result<usize, StoreError> {
         self.delete(|txn, changes| {
-            let ids: Vec<u64> = {
-                let by_user = txn.open_multimap_table(BY_USER).map_err(storage)?;
-                by_user
-                    .get(user)
-                    .map_err(storage)?
-                    .map(|id| id.map(|v| v.value()).map_err(storage))
-                    .collect::<Result<_, _>>()?
-            };
-            let now = Timestamp::now();
-            let mut n = 0;
-            for &id in &ids {
-                let id = TokenId::from_u64(id);
-                // A descendant of one of them may be gone with it already.
-                let Some((_, info)) = self.record_in(txn, id)? else {
-                    continue;
-                };
-                let descendants =
-                    crate::backend::authority::family(id, |p| self.children_in(txn, p))?;
-                Inner::remove_in(txn, id, &mut changes.deleted)?;
-                for d in &descendants {
-                    Inner::remove_in(txn, d.id, &mut changes.deleted)?;
-                }
-                let entries = crate::backend::authority::revocation_entries(
-                    &info,
-                    &descendants,
-                    actor,
-                    "ok",
-                    now,
-                );
-                // The user's own tokens are the entry below.
-                for e in entries.into_iter().skip(1) {
-                    audit_in(txn, &e)?;
-                }
-                n += 1 + descendants.len();
-            }
-            let entry = AuditEntry::new(
-                now,
-                AuditAction::RevokeUser,
-                None,
-                user,
-                actor,
-                AuditEntry::count_outcome(n),
-            );
-            audit_in(txn, &entry)?;
-            Ok(n)
+            let mut tx = RedbTx::new(self, txn, changes);
+            block_on(engine::revoke_user(&mut tx, user, actor, Timestamp::now())).map(|g| g.len())
         })
     }
 

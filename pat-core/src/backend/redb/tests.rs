@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use super::*;
-use crate::{Admin as _, ExpiryPolicy, ParseTokenError};
+use crate::{Admin as _, ExpiryPolicy, ParseTokenError, TokenSecret};
 
 const MIN: Duration = Duration::from_secs(60);
 

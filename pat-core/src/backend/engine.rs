@@ -1,0 +1,317 @@
+//! The engine: every rule a change to tokens follows, written once, over a
+//! backend's transaction ([`Tx`]). A backend supplies storage (records and
+//! their indexes, retired secrets, the policy, audit rows, and its locks)
+//! and calls these inside its own transaction; the rules themselves are
+//! here and in [`crate::backend::authority`].
+//!
+//! The operations are `async` so that PostgreSQL can await its statements;
+//! redb and the in-memory store answer every call at once and drive them
+//! with [`block_on`](crate::backend::block_on::block_on), which then never
+//! waits.
+
+use std::future::Future;
+
+use crate::backend::authority::{self, AuthorityViolation};
+use crate::error::StoreError;
+use crate::model::audit::{AuditAction, AuditEntry};
+use crate::model::policy::Policy;
+use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
+use crate::model::time::Timestamp;
+use crate::model::token::{TokenDigest, TokenId, TokenSecret};
+
+/// How a read of a token's record locks it until the transaction ends
+/// (PostgreSQL's row locks; the other backends hold the whole store).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lock {
+    /// The record is about to change.
+    Update,
+    /// The record must not change (a parent, while a child is made or
+    /// rotated under it).
+    Share,
+}
+
+/// What a backend's write transaction offers the engine. Reads see the
+/// transaction's own writes, and records come with their buffered uses
+/// merged in.
+pub(crate) trait Tx: Send {
+    /// Token `id`'s current digest and record.
+    fn token(
+        &mut self,
+        id: TokenId,
+        lock: Lock,
+    ) -> impl Future<Output = Result<Option<(TokenDigest, TokenInfo)>, StoreError>> + Send;
+
+    /// Every descendant of `id` (children, theirs...), locked for update
+    /// where the backend locks rows, so that nothing joins the family
+    /// while the transaction runs.
+    fn family(
+        &mut self,
+        id: TokenId,
+    ) -> impl Future<Output = Result<Vec<TokenInfo>, StoreError>> + Send;
+
+    /// The ids of `user`'s tokens.
+    fn tokens_of(
+        &mut self,
+        user: &str,
+    ) -> impl Future<Output = Result<Vec<TokenId>, StoreError>> + Send;
+
+    /// Serialises creations for `user` until the transaction ends (so that
+    /// two creations cannot both pass the per-user count); a no-op where
+    /// the whole store is held.
+    fn lock_user(&mut self, user: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// How many of `user`'s tokens are alive at `now`.
+    fn live_count(
+        &mut self,
+        user: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// The store's policy.
+    fn policy(&mut self) -> impl Future<Output = Result<Policy, StoreError>> + Send;
+
+    /// Whether reuse detection refuses `digest` until its next flush.
+    fn is_refused(&self, digest: &TokenDigest) -> bool;
+
+    /// Stores a new token under `digest`; `false` (nothing written) when
+    /// the id or the digest is taken.
+    fn insert(
+        &mut self,
+        digest: &TokenDigest,
+        info: &TokenInfo,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives the token `info.id`, whose secret is `old`, the secret
+    /// `digest` and the record `info`; `false` when `digest` is taken.
+    fn replace_secret(
+        &mut self,
+        old: &TokenDigest,
+        digest: &TokenDigest,
+        info: &TokenInfo,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Rewrites a token's record, same secret (a clamped deadline).
+    fn rewrite(&mut self, info: &TokenInfo) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Keeps `old`, a secret of token `id` a rotation replaced, working
+    /// until `until`, and ends the grace of every earlier one at `now`.
+    fn retire(
+        &mut self,
+        old: &TokenDigest,
+        id: TokenId,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Deletes token `id` and its index entries.
+    fn remove(&mut self, id: TokenId) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Appends an entry to the audit log.
+    fn audit(&mut self, entry: &AuditEntry) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Creates the token `new` asks for at `now`, by `actor`: the record
+/// validated, adopted by its parent, checked against the policy, stored
+/// under a fresh id and secret, audited.
+pub(crate) async fn create(
+    tx: &mut impl Tx,
+    new: &NewToken,
+    now: Timestamp,
+    actor: &str,
+) -> Result<CreatedToken, StoreError> {
+    let mut info = new.to_info(TokenId::from_u64(0), now)?;
+    // Before anything is read, so that the count below is what committed.
+    tx.lock_user(&info.user).await?;
+    if let Some(id) = info.parent {
+        let gone = AuthorityViolation::NoParent(id);
+        let (digest, parent) = tx.token(id, Lock::Share).await?.ok_or(gone.clone())?;
+        if tx.is_refused(&digest) {
+            // Reuse detection is revoking it.
+            return Err(gone.into());
+        }
+        authority::check_presented(id, &digest, new.parent_secret.as_ref())?;
+        authority::adopt(&parent, &mut info, now)?;
+    }
+    let policy = tx.policy().await?;
+    policy.check_lifetime(&info)?;
+    if policy.max_tokens_per_user.is_some() {
+        let live = tx.live_count(&info.user, now).await?;
+        policy.check_count(&info.user, live)?;
+    }
+    // Collisions of 64-bit ids or 190-bit secrets are astronomically
+    // unlikely; draw again rather than overwrite.
+    let secret = loop {
+        info.id = TokenId::generate();
+        let secret = TokenSecret::generate();
+        if tx.insert(&secret.digest(), &info).await? {
+            break secret;
+        }
+    };
+    let entry = AuditEntry::new(
+        now,
+        AuditAction::Create,
+        Some(info.id),
+        &*info.user,
+        actor,
+        "ok",
+    );
+    tx.audit(&entry).await?;
+    Ok(CreatedToken::new(secret, info))
+}
+
+/// A rotation of token `id` at `now`, by `actor`: within the authority
+/// rule ([`authority::rotate`]), the old secret retired for its grace and
+/// earlier graces ended, the family brought within the new deadline, each
+/// change audited. Returns the new secret and record.
+pub(crate) async fn rotate(
+    tx: &mut impl Tx,
+    id: TokenId,
+    rotation: &Rotation,
+    now: Timestamp,
+    actor: &str,
+) -> Result<CreatedToken, StoreError> {
+    let (old, before) = tx
+        .token(id, Lock::Update)
+        .await?
+        .ok_or(StoreError::NotFound(id))?;
+    if tx.is_refused(&old) {
+        // Reuse detection revokes it at the next flush.
+        return Err(StoreError::NotFound(id));
+    }
+    authority::check_presented(id, &old, rotation.presented.as_ref())?;
+    let parent = match before.parent {
+        None => None,
+        Some(p) => Some(
+            tx.token(p, Lock::Share)
+                .await?
+                .ok_or(AuthorityViolation::NoParent(p))?
+                .1,
+        ),
+    };
+    let policy = tx.policy().await?;
+    let info = authority::rotate(&before, rotation, parent.as_ref(), &policy, now)?;
+    let family = tx.family(id).await?;
+    let clamped = authority::clamp_family(&info, |p| {
+        Ok::<_, std::convert::Infallible>(children(&family, p))
+    })
+    .unwrap_or_else(|never| match never {});
+    let secret = loop {
+        let secret = TokenSecret::generate();
+        if tx.replace_secret(&old, &secret.digest(), &info).await? {
+            break secret;
+        }
+    };
+    tx.retire(&old, id, info.previous_until.unwrap_or(now), now)
+        .await?;
+    let entry = AuditEntry::new(now, AuditAction::Rotate, Some(id), &*info.user, actor, "ok");
+    tx.audit(&entry).await?;
+    for c in clamped {
+        tx.rewrite(&c).await?;
+        tx.audit(&authority::clamp_entry(&c, actor, now)).await?;
+    }
+    Ok(CreatedToken::new(secret, info))
+}
+
+/// The children of `parent` among `family`.
+fn children(family: &[TokenInfo], parent: TokenId) -> Vec<TokenInfo> {
+    family
+        .iter()
+        .filter(|t| t.parent == Some(parent))
+        .cloned()
+        .collect()
+}
+
+/// Revokes token `id` and its descendants, by `actor` (`outcome` in the
+/// root's audit entry): the records as they were, root first, or
+/// [`StoreError::NotFound`].
+pub(crate) async fn revoke(
+    tx: &mut impl Tx,
+    id: TokenId,
+    actor: &str,
+    outcome: &str,
+    now: Timestamp,
+) -> Result<Vec<TokenInfo>, StoreError> {
+    let gone = revoke_family(tx, id, actor, outcome, now, true).await?;
+    if gone.is_empty() {
+        return Err(StoreError::NotFound(id));
+    }
+    Ok(gone)
+}
+
+/// Revokes token `id` (if it is still there) and its descendants; the
+/// root's own entry only `with_root`.
+async fn revoke_family(
+    tx: &mut impl Tx,
+    id: TokenId,
+    actor: &str,
+    outcome: &str,
+    now: Timestamp,
+    with_root: bool,
+) -> Result<Vec<TokenInfo>, StoreError> {
+    let descendants = tx.family(id).await?;
+    let Some((_, root)) = tx.token(id, Lock::Update).await? else {
+        return Ok(Vec::new());
+    };
+    tx.remove(id).await?;
+    for d in &descendants {
+        tx.remove(d.id).await?;
+    }
+    let entries = authority::revocation_entries(&root, &descendants, actor, outcome, now);
+    for e in entries.iter().skip(usize::from(!with_root)) {
+        tx.audit(e).await?;
+    }
+    let mut gone = Vec::with_capacity(1 + descendants.len());
+    gone.push(root);
+    gone.extend(descendants);
+    Ok(gone)
+}
+
+/// Revokes every token of `user` and their descendants (whoever they
+/// belong to), by `actor`: one entry for the user, one per descendant.
+/// Returns the tokens removed.
+pub(crate) async fn revoke_user(
+    tx: &mut impl Tx,
+    user: &str,
+    actor: &str,
+    now: Timestamp,
+) -> Result<Vec<TokenInfo>, StoreError> {
+    let mut gone = Vec::new();
+    for id in tx.tokens_of(user).await? {
+        // A descendant of one of them may be gone with it already.
+        gone.extend(revoke_family(tx, id, actor, "ok", now, false).await?);
+    }
+    let entry = AuditEntry::new(
+        now,
+        AuditAction::RevokeUser,
+        None,
+        user,
+        actor,
+        AuditEntry::count_outcome(gone.len()),
+    );
+    tx.audit(&entry).await?;
+    Ok(gone)
+}
+
+/// Reuse detection's revocations, asked by the request path and carried
+/// out by a flush: each root's family, audited with the cause.
+pub(crate) async fn revoke_reused(
+    tx: &mut impl Tx,
+    roots: &[TokenId],
+    now: Timestamp,
+) -> Result<Vec<TokenInfo>, StoreError> {
+    let mut gone = Vec::new();
+    for &id in roots {
+        gone.extend(
+            revoke_family(
+                tx,
+                id,
+                authority::REUSE_ACTOR,
+                authority::REUSE_OUTCOME,
+                now,
+                true,
+            )
+            .await?,
+        );
+    }
+    Ok(gone)
+}
