@@ -1,6 +1,5 @@
 //! A token's family in PostgreSQL: the rows of its descendants, locked so
-//! that nothing is made under them while a change runs, and the changes
-//! that reach them (revocation, a rotation's clamp). The rules are
+//! that nothing is made under them while a change runs. The rules are
 //! [`crate::backend::authority`]'s; this only stores.
 
 use std::collections::BTreeSet;
@@ -76,25 +75,4 @@ pub(super) fn children_in(family: &[Member], parent: TokenId) -> Vec<TokenInfo> 
         .filter(|m| m.info.parent == Some(parent))
         .map(|m| m.info.clone())
         .collect()
-}
-
-/// Deletes `ids` in `txn`.
-pub(super) async fn delete(txn: &Transaction<'_>, ids: &[i64]) -> Result<(), PgError> {
-    txn.execute("DELETE FROM pat_tokens WHERE id = ANY($1)", &[&ids])
-        .await?;
-    Ok(())
-}
-
-/// Writes a clamped descendant's deadline and limit in `txn`.
-pub(super) async fn write_clamp(txn: &Transaction<'_>, info: &TokenInfo) -> Result<(), PgError> {
-    txn.execute(
-        "UPDATE pat_tokens SET expires_at = $2, not_after = $3 WHERE id = $1",
-        &[
-            &(info.id.as_u64() as i64),
-            &(info.expiry.expires_at().as_unix_secs() as i64),
-            &info.not_after.map(|t| t.as_unix_secs() as i64),
-        ],
-    )
-    .await?;
-    Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod family;
 mod schema;
+mod tx;
 
 use std::fmt;
 use std::future::Future;
@@ -14,8 +15,10 @@ use std::time::Duration;
 use tokio::sync::Mutex as AsyncMutex;
 use tokio_postgres::{Client, NoTls, Row};
 
+use self::tx::PgTx;
 use crate::backend::admin::Audited;
 use crate::backend::cache::Cache;
+use crate::backend::engine;
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
 use crate::model::audit::{AuditAction, AuditEntry};
@@ -24,10 +27,14 @@ use crate::model::policy::Policy;
 use crate::model::record::{CreatedToken, Identity, NewToken, Rotation, TokenInfo};
 use crate::model::scope::{Scope, Scopes};
 use crate::model::time::Timestamp;
-use crate::model::token::{TokenDigest, TokenId, TokenSecret};
+use crate::model::token::{TokenDigest, TokenId};
 use crate::testing::failpoints::Point;
 
 pub use schema::SCHEMA_VERSION;
+
+/// The future of an engine operation in a [`PgTx`], boxed so that
+/// [`Shared::write`] can take any of them.
+type TxFuture<'t, T> = std::pin::Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 't>>;
 
 type Connection =
     tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>;
@@ -720,23 +727,17 @@ impl Shared {
         // Reuse detection's revocations, each family audited.
         let revocations = self.cache.take_revocations();
         if !revocations.is_empty() {
-            let ids: Vec<i64> = revocations.iter().map(|id| id.as_u64() as i64).collect();
-            let now = Timestamp::now();
-            let entries = |root: &TokenInfo, descendants: &[TokenInfo]| {
-                crate::backend::authority::revocation_entries(
-                    root,
-                    descendants,
-                    crate::backend::authority::REUSE_ACTOR,
-                    crate::backend::authority::REUSE_OUTCOME,
-                    now,
-                )
-            };
-            if let Err(e) = self
-                .revoke_families("id = ANY($1)", &[&ids], &entries, &|_| Vec::new())
-                .await
-            {
+            let roots = revocations.clone();
+            let revoked = self
+                .write(move |tx| {
+                    Box::pin(
+                        async move { engine::revoke_reused(tx, &roots, Timestamp::now()).await },
+                    )
+                })
+                .await;
+            if let Err(e) = revoked {
                 self.cache.unrevoked(revocations);
-                return Err(e.into());
+                return Err(e);
             }
         }
         Ok(written)
@@ -1032,21 +1033,15 @@ impl Audited for PgStore {
         now: Timestamp,
         actor: &str,
     ) -> Result<CreatedToken, StoreError> {
-        let info = new.to_info(TokenId::from_u64(0), now)?;
-        let new_parent_secret = new.parent_secret;
         let shared = self.shared.clone();
+        let new = new.clone();
         let actor = actor.to_owned();
         self.block(async move {
-            loop {
-                // `None`: an id (or, astronomically unlikely, a secret)
-                // was taken; draw again.
-                if let Some(created) = shared
-                    .create(&info, new_parent_secret.as_ref(), now, &actor)
-                    .await?
-                {
-                    return Ok(created);
-                }
-            }
+            shared
+                .write(move |tx| {
+                    Box::pin(async move { engine::create(tx, &new, now, &actor).await })
+                })
+                .await
         })
     }
 
@@ -1128,23 +1123,27 @@ impl Audited for PgStore {
         let shared = self.shared.clone();
         let rotation = *rotation;
         let actor = actor.to_owned();
-        self.block(async move { shared.rotate(id, rotation, now, &actor).await })
+        self.block(async move {
+            shared
+                .write(move |tx| {
+                    Box::pin(async move { engine::rotate(tx, id, &rotation, now, &actor).await })
+                })
+                .await
+        })
     }
 
     fn revoke_by(&self, id: TokenId, actor: &str) -> Result<TokenInfo, StoreError> {
         let shared = self.shared.clone();
         let actor = actor.to_owned();
         self.block(async move {
-            let now = Timestamp::now();
-            let entries = |root: &TokenInfo, descendants: &[TokenInfo]| {
-                crate::backend::authority::revocation_entries(root, descendants, &actor, "ok", now)
-            };
-            let roots = shared
-                .revoke_families("id = $1", &[&(id.as_u64() as i64)], &entries, &|_| {
-                    Vec::new()
+            let gone = shared
+                .write(move |tx| {
+                    Box::pin(
+                        async move { engine::revoke(tx, id, &actor, "ok", Timestamp::now()).await },
+                    )
                 })
                 .await?;
-            roots.into_iter().next().ok_or(StoreError::NotFound(id))
+            gone.into_iter().next().ok_or(StoreError::NotFound(id))
         })
     }
 
@@ -1168,31 +1167,14 @@ impl Audited for PgStore {
         let user = user.to_owned();
         let actor = actor.to_owned();
         self.block(async move {
-            let now = Timestamp::now();
-            let count = std::sync::atomic::AtomicUsize::new(0);
-            let entries = |root: &TokenInfo, descendants: &[TokenInfo]| {
-                // The user's own tokens are counted in the closing entry;
-                // their descendants each get their own.
-                crate::backend::authority::revocation_entries(root, descendants, &actor, "ok", now)
-                    .into_iter()
-                    .skip(1)
-                    .collect()
-            };
-            let closing = |n: usize| {
-                count.store(n, Ordering::Relaxed);
-                vec![AuditEntry::new(
-                    now,
-                    AuditAction::RevokeUser,
-                    None,
-                    &*user,
-                    &*actor,
-                    AuditEntry::count_outcome(n),
-                )]
-            };
-            shared
-                .revoke_families("username = $1", &[&user], &entries, &closing)
+            let gone = shared
+                .write(move |tx| {
+                    Box::pin(async move {
+                        engine::revoke_user(tx, &user, &actor, Timestamp::now()).await
+                    })
+                })
                 .await?;
-            Ok(count.load(Ordering::Relaxed))
+            Ok(gone.len())
         })
     }
 
@@ -1364,123 +1346,43 @@ impl Shared {
         }))
     }
 
-    /// Creation in one transaction, checked against the policy under a
-    /// per-user advisory lock (so replicas creating for one user at once
-    /// cannot both pass the count). `None` when the id or secret drawn was
-    /// taken.
-    async fn create(
+    /// Runs `op`, one of the engine's operations, in a transaction on the
+    /// writer connection: committed with the notifications of what it
+    /// deleted or changed, which this replica's cache then forgets. A
+    /// timeout may have committed: the whole cache is dropped.
+    async fn write<T: Send>(
         &self,
-        info: &TokenInfo,
-        parent_secret: Option<&TokenDigest>,
-        now: Timestamp,
-        actor: &str,
-    ) -> Result<Option<CreatedToken>, StoreError> {
+        op: impl for<'t> FnOnce(&'t mut PgTx<'_>) -> TxFuture<'t, T> + Send,
+    ) -> Result<T, StoreError> {
         let mut writer = self.writer().await?;
         let Some(client) = writer.as_mut() else {
             return Err(PgError::Stopped.into());
         };
         let run = async {
             let txn = begin(client).await.map_err(PgError::Db)?;
-            // The user's lock before anything is read, so that the policy
-            // and the count below are what committed before it.
-            txn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&info.user])
-                .await
-                .map_err(PgError::Db)?;
-            let mut info = info.clone();
-            if let Some(parent) = info.parent {
-                // Shared: a revocation of the parent (which locks its family
-                // for update) waits for this token, or this one finds the
-                // parent gone.
-                let sql =
-                    format!("SELECT {COLUMNS}, digest FROM pat_tokens WHERE id = $1 FOR SHARE");
-                let row = txn
-                    .query_opt(&sql, &[&(parent.as_u64() as i64)])
-                    .await
-                    .map_err(PgError::Db)?
-                    .ok_or(crate::backend::authority::AuthorityViolation::NoParent(
-                        parent,
-                    ))?;
-                let mut parent = record(&row)?;
-                let parent_digest = digest_of(&row, DIGEST)?;
-                if self.cache.refused(&parent_digest) {
-                    // Reuse detection is revoking it.
-                    return Err(
-                        crate::backend::authority::AuthorityViolation::NoParent(parent.id).into(),
-                    );
-                }
-                crate::backend::authority::check_presented(
-                    parent.id,
-                    &parent_digest,
-                    parent_secret,
-                )?;
-                self.cache.overlay(&parent_digest, &mut parent);
-                crate::backend::authority::adopt(&parent, &mut info, now)?;
-            }
-            let policy = Shared::policy_in(&txn).await.map_err(PgError::Db)?;
-            policy.check_lifetime(&info)?;
-            if policy.max_tokens_per_user.is_some() {
-                let live: i64 = txn
-                    .query_one(
-                        "SELECT count(*) FROM pat_tokens WHERE username = $1 AND expires_at > $2",
-                        &[&info.user, &secs(now)],
-                    )
-                    .await
-                    .map_err(PgError::Db)?
-                    .get(0);
-                policy.check_count(&info.user, live.max(0) as usize)?;
-            }
-            info.id = TokenId::generate();
-            let secret = TokenSecret::generate();
-            let (window, cap) = (info.expiry.window(), info.expiry.max_lifetime());
-            let scopes: Vec<String> = info.scopes.iter().map(ToString::to_string).collect();
-            let digest = secret.digest();
-            let digest: &[u8] = digest.as_bytes();
-            let inserted = txn
-                .execute(
-                    "INSERT INTO pat_tokens (digest, id, username, label, created_at, created_by,
-                         sliding, expires_at, window_secs, max_lifetime_secs, last_used_at, scopes,
-                         parent_id, lifetime_from, not_after)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13, $14)",
-                    &[
-                        &digest,
-                        &(info.id.as_u64() as i64),
-                        &info.user,
-                        &info.label,
-                        &secs(info.created_at),
-                        &info.created_by,
-                        &window.is_some(),
-                        &secs(info.expiry.expires_at()),
-                        &window.map(|d| d.as_secs() as i64),
-                        &cap.map(|d| d.as_secs() as i64),
-                        &scopes,
-                        &info.parent.map(|p| p.as_u64() as i64),
-                        &secs(info.lifetime_from),
-                        &info.not_after.map(secs),
-                    ],
-                )
-                .await;
-            match inserted {
-                Ok(_) => {}
-                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
-                    return Ok(None);
-                }
-                Err(e) => return Err(PgError::Db(e).into()),
-            }
-            let entry = AuditEntry::new(
-                now,
-                AuditAction::Create,
-                Some(info.id),
-                &*info.user,
-                actor,
-                "ok",
-            );
-            audit_in(&txn, &entry).await.map_err(PgError::Db)?;
+            let mut tx = PgTx::new(&txn, &self.cache);
+            let out = op(&mut tx).await?;
+            let PgTx {
+                deleted, changed, ..
+            } = tx;
+            let all: Vec<TokenDigest> = deleted.iter().chain(&changed).copied().collect();
+            notify(&txn, &all).await.map_err(PgError::Db)?;
             txn.commit().await.map_err(PgError::Db)?;
-            Ok::<_, StoreError>(Some(CreatedToken::new(secret, info)))
+            Ok::<_, StoreError>((out, deleted, changed))
         };
         match tokio::time::timeout(self.timeout, run).await {
-            Ok(r) => r,
-            Err(_) => Err(PgError::Timeout.into()),
+            Ok(r) => {
+                let (out, deleted, changed) = r?;
+                self.cache.deleted(&deleted);
+                if !changed.is_empty() {
+                    self.cache.forget(Some(&changed));
+                }
+                Ok(out)
+            }
+            Err(_) => {
+                self.cache.forget(None);
+                Err(PgError::Timeout.into())
+            }
         }
     }
 
@@ -1520,202 +1422,6 @@ impl Shared {
             txn.commit().await
         };
         self.timed(run).await.map_err(StoreError::from)
-    }
-
-    /// Rotation in one transaction: the record (locked), a new secret under
-    /// the same id, the old digest retired and announced to the replicas.
-    async fn rotate(
-        &self,
-        id: TokenId,
-        rotation: Rotation,
-        now: Timestamp,
-        actor: &str,
-    ) -> Result<CreatedToken, StoreError> {
-        let mut writer = self.writer().await?;
-        let Some(client) = writer.as_mut() else {
-            return Err(PgError::Stopped.into());
-        };
-        let run = async {
-            let txn = begin(client).await.map_err(PgError::Db)?;
-            let sql = format!("SELECT {COLUMNS}, digest FROM pat_tokens WHERE id = $1 FOR UPDATE");
-            let row = txn
-                .query_opt(&sql, &[&(id.as_u64() as i64)])
-                .await
-                .map_err(PgError::Db)?
-                .ok_or(StoreError::NotFound(id))?;
-            let old = digest_of(&row, DIGEST)?;
-            if self.cache.refused(&old) {
-                // Reuse detection revokes it at the next flush.
-                return Err(StoreError::NotFound(id));
-            }
-            crate::backend::authority::check_presented(id, &old, rotation.presented.as_ref())?;
-            let mut before = record(&row)?;
-            // This replica's unwritten use is kept; other replicas' land
-            // on the old digest and are dropped, like uses racing a revoke.
-            self.cache.overlay(&old, &mut before);
-            let parent = match before.parent {
-                None => None,
-                Some(p) => {
-                    let sql =
-                        format!("SELECT {COLUMNS}, digest FROM pat_tokens WHERE id = $1 FOR SHARE");
-                    let row = txn
-                        .query_opt(&sql, &[&(p.as_u64() as i64)])
-                        .await
-                        .map_err(PgError::Db)?
-                        .ok_or(crate::backend::authority::AuthorityViolation::NoParent(p))?;
-                    let mut parent = record(&row)?;
-                    self.cache.overlay(&digest_of(&row, DIGEST)?, &mut parent);
-                    Some(parent)
-                }
-            };
-            let policy = Shared::policy_in(&txn).await.map_err(PgError::Db)?;
-            let info = crate::backend::authority::rotate(
-                &before,
-                &rotation,
-                parent.as_ref(),
-                &policy,
-                now,
-            )?;
-            let retires_at = info.previous_until.unwrap_or(now);
-            // The family, locked: a rotation that shortens the token brings
-            // its descendants within it.
-            let members = family::lock(&txn, &[id.as_u64() as i64]).await?;
-            let clamped = crate::backend::authority::clamp_family(&info, |p| {
-                Ok::<_, PgError>(family::children_in(&members, p))
-            })?;
-            let secret = TokenSecret::generate();
-            let new = secret.digest();
-            let (window, cap) = (info.expiry.window(), info.expiry.max_lifetime());
-            let (old_key, new_key): (&[u8], &[u8]) = (old.as_bytes(), new.as_bytes());
-            txn.execute(
-                "UPDATE pat_tokens SET digest = $2, sliding = $3, expires_at = $4, window_secs = $5,
-                     max_lifetime_secs = $6, last_used_at = $7, rotated_at = $8,
-                     lifetime_from = $9, not_after = $10, previous_until = $11
-                 WHERE id = $1",
-                &[
-                    &(id.as_u64() as i64),
-                    &new_key,
-                    &window.is_some(),
-                    &secs(info.expiry.expires_at()),
-                    &window.map(|d| d.as_secs() as i64),
-                    &cap.map(|d| d.as_secs() as i64),
-                    &info.last_used_at.map(secs),
-                    &info.rotated_at.map(secs),
-                    &secs(info.lifetime_from),
-                    &info.not_after.map(secs),
-                    &info.previous_until.map(secs),
-                ],
-            )
-            .await
-            .map_err(PgError::Db)?;
-            // At most one old secret works: earlier graces end now.
-            txn.execute(
-                "UPDATE pat_retired SET retires_at = $2 WHERE id = $1 AND retires_at > $2",
-                &[&(id.as_u64() as i64), &secs(now)],
-            )
-            .await
-            .map_err(PgError::Db)?;
-            txn.execute(
-                "INSERT INTO pat_retired (digest, id, retires_at) VALUES ($1, $2, $3)",
-                &[&old_key, &(id.as_u64() as i64), &secs(retires_at)],
-            )
-            .await
-            .map_err(PgError::Db)?;
-            let mut changed = vec![old];
-            for c in &clamped {
-                family::write_clamp(&txn, c).await?;
-                if let Some(m) = members.iter().find(|m| m.info.id == c.id) {
-                    changed.push(m.digest);
-                }
-                audit_in(&txn, &crate::backend::authority::clamp_entry(c, actor, now))
-                    .await
-                    .map_err(PgError::Db)?;
-            }
-            notify(&txn, &changed).await.map_err(PgError::Db)?;
-            let entry =
-                AuditEntry::new(now, AuditAction::Rotate, Some(id), &*info.user, actor, "ok");
-            audit_in(&txn, &entry).await.map_err(PgError::Db)?;
-            txn.commit().await.map_err(PgError::Db)?;
-            Ok::<_, StoreError>((CreatedToken::new(secret, info), changed))
-        };
-        let (created, old) = match tokio::time::timeout(self.timeout, run).await {
-            Ok(r) => r?,
-            Err(_) => {
-                // It may have committed: nothing cached can be trusted.
-                self.cache.forget(None);
-                return Err(PgError::Timeout.into());
-            }
-        };
-        self.cache.deleted(&old[..1]);
-        self.cache.forget(Some(&old[1..]));
-        Ok(created)
-    }
-
-    /// Revokes the families of the tokens `roots` picks (`WHERE …` on
-    /// `pat_tokens`, with `params`) in one transaction, each token audited
-    /// (`entries` makes the entries of a family's root and descendants,
-    /// `closing` any more, given how many tokens went); the records of the
-    /// roots.
-    async fn revoke_families(
-        &self,
-        roots: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-        entries: &(dyn Fn(&TokenInfo, &[TokenInfo]) -> Vec<AuditEntry> + Sync),
-        closing: &(dyn Fn(usize) -> Vec<AuditEntry> + Sync),
-    ) -> Result<Vec<TokenInfo>, PgError> {
-        let mut writer = self.writer().await?;
-        let Some(client) = writer.as_mut() else {
-            return Err(PgError::Stopped);
-        };
-        let run = async {
-            let txn = begin(client).await?;
-            let root_ids: Vec<i64> = txn
-                .query(&format!("SELECT id FROM pat_tokens WHERE {roots}"), params)
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            let members = family::lock(&txn, &root_ids).await?;
-            let mut gone: Vec<i64> = Vec::new();
-            let mut roots_found = Vec::new();
-            for &root in &root_ids {
-                let Some(r) = members.iter().find(|m| m.info.id.as_u64() as i64 == root) else {
-                    continue;
-                };
-                if gone.contains(&root) {
-                    continue; // a descendant of another root
-                }
-                let descendants = crate::backend::authority::family(r.info.id, |p| {
-                    Ok::<_, PgError>(family::children_in(&members, p))
-                })?;
-                gone.push(root);
-                gone.extend(descendants.iter().map(|d| d.id.as_u64() as i64));
-                for e in entries(&r.info, &descendants) {
-                    audit_in(&txn, &e).await?;
-                }
-                roots_found.push(r.info.clone());
-            }
-            family::delete(&txn, &gone).await?;
-            for e in closing(gone.len()) {
-                audit_in(&txn, &e).await?;
-            }
-            let digests: Vec<TokenDigest> = members
-                .iter()
-                .filter(|m| gone.contains(&(m.info.id.as_u64() as i64)))
-                .map(|m| m.digest)
-                .collect();
-            notify(&txn, &digests).await?;
-            txn.commit().await?;
-            Ok((roots_found, digests))
-        };
-        let (roots, digests) = self.timed_pg(run).await.inspect_err(|e| {
-            if matches!(e, PgError::Timeout) {
-                // It may have committed: nothing cached can be trusted.
-                self.cache.forget(None);
-            }
-        })?;
-        self.cache.deleted(&digests);
-        Ok(roots)
     }
 
     /// A statement that changes tokens (`… RETURNING …, digest`, the digest
@@ -1759,6 +1465,7 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::token::TokenSecret;
 
     #[test]
     fn digests_travel_as_hex() {
