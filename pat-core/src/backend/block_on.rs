@@ -8,8 +8,9 @@ use std::thread::{self, Thread};
 
 /// Runs `future` to completion on the calling thread, parking it while the
 /// future waits. For a backend's lookup future, which by the
-/// [`Verifier`](crate::Verifier) contract does not need an ambient runtime;
-/// only ever called off the async workers (on a blocking pool).
+/// [`Verifier`](crate::Verifier) contract does not need an ambient runtime,
+/// and for the engine's operations over a store that never waits (redb,
+/// memory), which then cost one poll and no allocation.
 pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     struct Unpark(Thread);
     impl Wake for Unpark {
@@ -17,9 +18,18 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
             self.0.unpark();
         }
     }
+    let mut future = pin!(future);
+    // Most futures here are ready at once: no waker is made for them.
+    if let Poll::Ready(out) = future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        return out;
+    }
+    // A future that waits registers the waker it was polled with, so it
+    // is polled again, with one that wakes this thread, before parking.
     let waker = Waker::from(Arc::new(Unpark(thread::current())));
     let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
     loop {
         match future.as_mut().poll(&mut cx) {
             Poll::Ready(out) => return out,

@@ -19,12 +19,13 @@ use self::tx::PgTx;
 use crate::backend::admin::Audited;
 use crate::backend::cache::Cache;
 use crate::backend::engine;
+use crate::backend::engine::lookup::Found;
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
 use crate::model::audit::{AuditAction, AuditEntry};
 use crate::model::expiry::Expiry;
 use crate::model::policy::Policy;
-use crate::model::record::{CreatedToken, Identity, NewToken, Rotation, TokenInfo};
+use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 use crate::model::scope::{Scope, Scopes};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
@@ -478,23 +479,6 @@ fn duration(v: Option<i64>, what: &str) -> Result<Option<Duration>, PgError> {
     .transpose()
 }
 
-/// What a presented digest stands for.
-enum Found {
-    /// A token's current secret.
-    Token(TokenInfo),
-    /// A secret a rotation retired: its token, when it stops working, and
-    /// the token's current digest (`None` once the token is gone).
-    Retired {
-        id: TokenId,
-        retires_at: Timestamp,
-        current: Option<TokenDigest>,
-        /// The token's user, for the audit log (empty once it is gone).
-        user: String,
-    },
-    /// Nothing: never issued, revoked or pruned.
-    Nothing,
-}
-
 /// A row (in [`COLUMNS`] order) as a record.
 fn record(row: &Row) -> Result<TokenInfo, PgError> {
     let expires_at = timestamp(row.get(6), "expires_at")?;
@@ -606,7 +590,7 @@ impl Shared {
 
     /// What a digest stands for, in one round trip (a miss of an unknown
     /// token, the common miss under a flood, costs one query).
-    async fn read(&self, digest: &TokenDigest) -> Result<Found, PgError> {
+    async fn read_digest(&self, digest: &TokenDigest) -> Result<Found, PgError> {
         let client = self.client().await?;
         let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("t.{c}")).collect();
         let sql = format!(
@@ -635,89 +619,6 @@ impl Shared {
             current,
             user: row.get::<_, Option<String>>(DIGEST + 3).unwrap_or_default(),
         })
-    }
-
-    /// The request path's miss: read, cache, use. Retried like the redb
-    /// store's when a change was heard while reading.
-    async fn lookup(
-        &self,
-        digest: TokenDigest,
-        user: Option<String>,
-        now: Timestamp,
-    ) -> Result<Identity, AuthError> {
-        const ATTEMPTS: u32 = 4;
-        let mut attempt = 1;
-        let mut digest = digest;
-        let mut followed = false;
-        loop {
-            let miss = match self.cache.hit(&digest, user.as_deref(), now) {
-                Ok(result) => return previous(result, followed),
-                Err(miss) => miss,
-            };
-            let found = self
-                .read(&digest)
-                .await
-                .map_err(|e| AuthError::Store(e.into()))?;
-            let _ = self.cache.hooks.at(Point::LookupRead);
-            let info = match found {
-                Found::Token(info) => info,
-                Found::Nothing => {
-                    self.cache.unknown(digest);
-                    return Err(AuthError::Unknown);
-                }
-                // A secret retired by a rotation works as its token's
-                // current one until its grace ends.
-                Found::Retired {
-                    id,
-                    retires_at,
-                    current,
-                    user,
-                } => {
-                    if followed {
-                        return Err(AuthError::Unknown);
-                    }
-                    if !crate::backend::in_grace(retires_at, now) {
-                        if let Some(current) = current {
-                            self.reuse(id, current)
-                                .await
-                                .map_err(|e| AuthError::Store(e.into()))?;
-                        }
-                        return Err(self.cache.replayed(digest, id, &user, now));
-                    }
-                    digest = current.ok_or(AuthError::Unknown)?;
-                    followed = true;
-                    continue;
-                }
-            };
-            let last_try = attempt == ATTEMPTS;
-            match self
-                .cache
-                .miss(miss, digest, info, user.as_deref(), now, last_try)
-            {
-                Some(result) => return previous(result, followed),
-                None => attempt += 1,
-            }
-        }
-    }
-
-    /// Reuse detection, when the store's policy says so: the family of
-    /// token `id` (whose current secret is `current`) is refused at once on
-    /// this replica and revoked by its next flush.
-    async fn reuse(&self, id: TokenId, current: TokenDigest) -> Result<(), PgError> {
-        let client = self.client().await?;
-        let policy = self.timed(Shared::policy_in(&*client)).await?;
-        if policy.on_reuse != crate::OnReuse::Revoke {
-            return Ok(());
-        }
-        let mut digests: Vec<TokenDigest> = self
-            .timed_pg(family::descendants(&client, id))
-            .await?
-            .into_iter()
-            .map(|m| m.digest)
-            .collect();
-        digests.push(current);
-        self.cache.reused(id, &digests);
-        Ok(())
     }
 
     /// Writes the buffered uses and the audit entries the request path
@@ -838,16 +739,6 @@ async fn begin(
         .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
         .start()
         .await
-}
-
-/// A lookup's answer, marked as made with a replaced secret still in its
-/// grace when it `followed` one to its token.
-fn previous(result: Result<Identity, AuthError>, followed: bool) -> Result<Identity, AuthError> {
-    if followed {
-        result.map(Identity::by_previous_secret)
-    } else {
-        result
-    }
 }
 
 /// Appends `entry` to the audit log inside `txn`.
@@ -992,6 +883,22 @@ async fn flush_every(shared: std::sync::Weak<Shared>, every: Duration) {
     }
 }
 
+impl engine::lookup::Reads for Shared {
+    async fn read(&self, digest: &TokenDigest) -> Result<Found, StoreError> {
+        Ok(self.read_digest(digest).await?)
+    }
+
+    async fn reuse_family(&self, id: TokenId) -> Result<Option<Vec<TokenDigest>>, StoreError> {
+        let client = self.client().await?;
+        let policy = self.timed(Shared::policy_in(&*client)).await?;
+        if policy.on_reuse != crate::OnReuse::Revoke {
+            return Ok(None);
+        }
+        let family = self.timed_pg(family::descendants(&client, id)).await?;
+        Ok(Some(family.into_iter().map(|m| m.digest).collect()))
+    }
+}
+
 impl Verifier for PgStore {
     fn verify(&self, lookup: Lookup<'_>) -> Verification {
         let shared = &self.shared;
@@ -1000,7 +907,7 @@ impl Verifier for PgStore {
             .hit(lookup.digest(), lookup.user(), lookup.now())
         {
             Ok(result) => Verification::Ready(result),
-            Err(_) => {
+            Err(miss) => {
                 let (digest, user, now) = (
                     *lookup.digest(),
                     lookup.user().map(str::to_owned),
@@ -1009,7 +916,10 @@ impl Verifier for PgStore {
                 let shared = shared.clone();
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 self.handle().spawn(async move {
-                    let _ = tx.send(shared.lookup(digest, user, now).await);
+                    let cache = &shared.cache;
+                    let found =
+                        engine::lookup::lookup(&*shared, cache, miss, digest, user.as_deref(), now);
+                    let _ = tx.send(found.await);
                 });
                 Verification::pending(async move {
                     rx.await
@@ -1080,22 +990,7 @@ impl Audited for PgStore {
     ) -> Result<Option<TokenInfo>, StoreError> {
         let shared = self.shared.clone();
         let digest = *digest;
-        self.block(async move {
-            let (digest, mut info) = match shared.read(&digest).await? {
-                Found::Token(info) => (digest, info),
-                Found::Retired {
-                    retires_at,
-                    current: Some(current),
-                    ..
-                } if now < retires_at => match shared.read(&current).await? {
-                    Found::Token(info) => (current, info),
-                    _ => return Ok(None),
-                },
-                _ => return Ok(None),
-            };
-            shared.cache.overlay(&digest, &mut info);
-            Ok(Some(info))
-        })
+        self.block(async move { engine::lookup::find(&*shared, &shared.cache, &digest, now).await })
     }
 
     fn get_token(&self, id: TokenId) -> Result<TokenInfo, StoreError> {

@@ -332,73 +332,17 @@ impl Store {
         now: Timestamp,
     ) -> Result<Identity, AuthError> {
         let cache = &self.inner.cache;
-        // A write racing with the read is rare (a flush a second, admin
-        // commands); a retry gets a read that no write followed. After a few,
-        // the latest read is used without caching it.
-        const READ_ATTEMPTS: u32 = 4;
-        let mut attempt = 1;
-        loop {
-            let miss = match cache.hit(digest, user, now) {
-                Ok(result) => return result,
-                Err(miss) => miss,
-            };
-            let read = self.inner.read_record(digest)?;
-            let _ = self.inner.cache.hooks.at(Point::LookupRead);
-            let Some(info) = read else {
-                return self.retired_lookup(digest, user, now);
-            };
-            // The last attempt always answers.
-            let last_try = attempt == READ_ATTEMPTS;
-            match cache.miss(miss, *digest, info, user, now, last_try) {
-                Some(result) => return result,
-                None => attempt += 1,
-            }
-        }
-    }
-
-    /// A digest that is no token's: a secret retired by a rotation works as
-    /// its token's current one until its grace ends, and is refused as
-    /// unknown (and logged) after. Grace-period lookups read the file each
-    /// time (they are transitional) and then go through the current
-    /// secret's cache entry, so their uses are recorded on the token.
-    #[cold]
-    fn retired_lookup(
-        &self,
-        digest: &TokenDigest,
-        user: Option<&str>,
-        now: Timestamp,
-    ) -> Result<Identity, AuthError> {
-        let Some((id, retires_at, current)) = self.inner.read_retired(digest)? else {
-            self.inner.cache.unknown(*digest);
-            return Err(AuthError::Unknown);
-        };
-        if !crate::backend::in_grace(retires_at, now) {
-            let token =
-                current.and_then(|d| self.inner.read_record(&d).ok().flatten().map(|i| (d, i)));
-            if let Some((current, _)) = &token
-                && self.inner.get_policy()?.on_reuse == crate::OnReuse::Revoke
-            {
-                // The token and its family are refused at once and revoked
-                // by the next flush.
-                let mut family: Vec<TokenDigest> = self
-                    .inner
-                    .family_read(id)?
-                    .into_iter()
-                    .map(|(d, _)| d)
-                    .collect();
-                family.push(*current);
-                self.inner.cache.reused(id, &family);
-            }
-            let user = token.map_or(String::new(), |(_, i)| i.user);
-            return Err(self.inner.cache.replayed(*digest, id, &user, now));
-        }
-        match current {
-            // Still in its grace period; `current` is not retired, so this
-            // recursion is one level deep.
-            Some(current) => self
-                .lookup(&current, user, now)
-                .map(Identity::by_previous_secret),
-            None => Err(AuthError::Unknown),
+        match cache.hit(digest, user, now) {
+            Ok(result) => result,
+            // redb's reads never wait, so neither does this.
+            Err(miss) => block_on(engine::lookup::lookup(
+                &*self.inner,
+                cache,
+                miss,
+                *digest,
+                user,
+                now,
+            )),
         }
     }
 
@@ -1066,19 +1010,7 @@ impl Audited for Inner {
         digest: &TokenDigest,
         now: Timestamp,
     ) -> Result<Option<TokenInfo>, StoreError> {
-        let current = match self.read_record(digest)? {
-            Some(info) => Some((*digest, info)),
-            None => match self.read_retired(digest)? {
-                Some((_, retires_at, Some(current))) if now < retires_at => {
-                    self.read_record(&current)?.map(|info| (current, info))
-                }
-                _ => None,
-            },
-        };
-        Ok(current.map(|(digest, mut info)| {
-            self.cache.overlay(&digest, &mut info);
-            info
-        }))
+        block_on(engine::lookup::find(self, &self.cache, digest, now))
     }
 
     fn get_token(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
@@ -1300,6 +1232,38 @@ impl Audited for Store {
         user: Option<&str>,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         self.inner.read_audit(since, user)
+    }
+}
+
+impl engine::lookup::Reads for Inner {
+    async fn read(&self, digest: &TokenDigest) -> Result<engine::lookup::Found, StoreError> {
+        use engine::lookup::Found;
+        if let Some(info) = self.read_record(digest)? {
+            return Ok(Found::Token(info));
+        }
+        let Some((id, retires_at, current)) = self.read_retired(digest)? else {
+            return Ok(Found::Nothing);
+        };
+        // The token's user, for the audit log when the secret is replayed.
+        let user = match current {
+            Some(d) => self.read_record(&d)?.map(|i| i.user),
+            None => None,
+        };
+        Ok(Found::Retired {
+            id,
+            retires_at,
+            current: current.filter(|_| user.is_some()),
+            user: user.unwrap_or_default(),
+        })
+    }
+
+    async fn reuse_family(&self, id: TokenId) -> Result<Option<Vec<TokenDigest>>, StoreError> {
+        if self.get_policy()?.on_reuse != crate::OnReuse::Revoke {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.family_read(id)?.into_iter().map(|(d, _)| d).collect(),
+        ))
     }
 }
 

@@ -9,6 +9,8 @@
 //! with [`block_on`](crate::backend::block_on::block_on), which then never
 //! waits.
 
+pub(crate) mod lookup;
+
 use std::future::Future;
 
 use crate::backend::authority::{self, AuthorityViolation};

@@ -1,0 +1,156 @@
+//! The lookup rule, once for every cached backend: what a presented digest
+//! stands for, read from storage after the cache missed; a retired secret
+//! followed to its token within its grace and refused (audited, and its
+//! family refused when the policy revokes reuse) after it; the record
+//! cached, checked and its use recorded by [`Cache::miss`], which asks for
+//! another read when a write raced this one.
+//!
+//! A backend supplies [`Reads`]; the cache's protocol is
+//! [`crate::backend::cache`]'s.
+
+use std::future::Future;
+
+use crate::backend::cache::{Cache, Miss};
+use crate::error::{AuthError, StoreError};
+use crate::model::record::{Identity, TokenInfo};
+use crate::model::time::Timestamp;
+use crate::model::token::{TokenDigest, TokenId};
+use crate::testing::failpoints::Point;
+
+/// How many reads a lookup makes when writes keep racing it; the last one
+/// answers without caching its record.
+const ATTEMPTS: u32 = 4;
+
+/// What a presented digest stands for in storage.
+pub(crate) enum Found {
+    /// A token's current secret.
+    Token(TokenInfo),
+    /// A secret a rotation retired: its token, when it stops working, and
+    /// the token's current digest (`None` once the token is gone).
+    Retired {
+        id: TokenId,
+        retires_at: Timestamp,
+        current: Option<TokenDigest>,
+        /// The token's user, for the audit log (empty once it is gone).
+        user: String,
+    },
+    /// Nothing: never issued, revoked or pruned.
+    Nothing,
+}
+
+/// The reads a lookup makes, outside any write transaction.
+pub(crate) trait Reads: Sync {
+    /// What `digest` stands for.
+    fn read(&self, digest: &TokenDigest) -> impl Future<Output = Result<Found, StoreError>> + Send;
+
+    /// When the store's policy revokes the families of reused secrets, the
+    /// current digests of token `id`'s descendants; `None` when it does
+    /// not.
+    fn reuse_family(
+        &self,
+        id: TokenId,
+    ) -> impl Future<Output = Result<Option<Vec<TokenDigest>>, StoreError>> + Send;
+}
+
+/// The lookup of `digest` (for `user`, with HTTP Basic) after `cache`
+/// missed it with `miss`.
+pub(crate) async fn lookup(
+    store: &impl Reads,
+    cache: &Cache,
+    miss: Miss,
+    digest: TokenDigest,
+    user: Option<&str>,
+    now: Timestamp,
+) -> Result<Identity, AuthError> {
+    let mut miss = miss;
+    let mut digest = digest;
+    let mut followed = false;
+    let mut attempt = 1;
+    loop {
+        let found = store.read(&digest).await?;
+        let _ = cache.hooks.at(Point::LookupRead);
+        let info = match found {
+            Found::Token(info) => info,
+            Found::Nothing => {
+                cache.unknown(digest);
+                return Err(AuthError::Unknown);
+            }
+            Found::Retired {
+                id,
+                retires_at,
+                current,
+                user: owner,
+            } => {
+                // A retired secret leads to a current one, never to another
+                // retired one.
+                if followed {
+                    return Err(AuthError::Unknown);
+                }
+                if !crate::backend::in_grace(retires_at, now) {
+                    if let Some(current) = current
+                        && let Some(mut family) = store.reuse_family(id).await?
+                    {
+                        // The token and its family are refused at once and
+                        // revoked by the next flush.
+                        family.push(current);
+                        cache.reused(id, &family);
+                    }
+                    return Err(cache.replayed(digest, id, &owner, now));
+                }
+                // Within its grace: as the current secret, through its
+                // cache entry, so that the use is recorded on the token.
+                digest = current.ok_or(AuthError::Unknown)?;
+                followed = true;
+                miss = match cache.hit(&digest, user, now) {
+                    Ok(result) => return previous(result, followed),
+                    Err(miss) => miss,
+                };
+                continue;
+            }
+        };
+        match cache.miss(miss, digest, info, user, now, attempt == ATTEMPTS) {
+            Some(result) => return previous(result, followed),
+            None => attempt += 1,
+        }
+        miss = match cache.hit(&digest, user, now) {
+            Ok(result) => return previous(result, followed),
+            Err(miss) => miss,
+        };
+    }
+}
+
+/// A lookup's answer, marked as made with a replaced secret still in its
+/// grace when it `followed` one to its token.
+fn previous(result: Result<Identity, AuthError>, followed: bool) -> Result<Identity, AuthError> {
+    if followed {
+        result.map(Identity::by_previous_secret)
+    } else {
+        result
+    }
+}
+
+/// The token `digest` stands for at `now`, without recording a use
+/// ([`Admin::find`](crate::Admin::find)): the token whose current secret
+/// it is, or whose replaced secret it is while its grace lasts; with
+/// `cache`'s unwritten use merged in.
+pub(crate) async fn find(
+    store: &impl Reads,
+    cache: &Cache,
+    digest: &TokenDigest,
+    now: Timestamp,
+) -> Result<Option<TokenInfo>, StoreError> {
+    let (digest, mut info) = match store.read(digest).await? {
+        Found::Token(info) => (*digest, info),
+        Found::Retired {
+            retires_at,
+            current: Some(current),
+            ..
+        } if crate::backend::in_grace(retires_at, now) => match store.read(&current).await? {
+            Found::Token(info) => (current, info),
+            _ => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    cache.overlay(&digest, &mut info);
+    Ok(Some(info))
+}
