@@ -8,6 +8,7 @@ pub(crate) mod block_on;
 pub(crate) mod cache;
 pub(crate) mod engine;
 pub(crate) mod memory;
+pub(crate) mod options;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 #[cfg(unix)]

@@ -20,6 +20,7 @@ use crate::backend::admin::Audited;
 use crate::backend::cache::Cache;
 use crate::backend::engine;
 use crate::backend::engine::lookup::Found;
+use crate::backend::options::{StoreOptions, store_options};
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
 use crate::model::audit::{AuditAction, AuditEntry};
@@ -121,11 +122,9 @@ fn shown(config: &tokio_postgres::Config) -> String {
 pub struct PgStoreBuilder {
     pool: usize,
     fresh_for: Duration,
-    flush_interval: Option<Duration>,
-    cache_capacity: usize,
+    options: StoreOptions,
     timeout: Duration,
     prune_margin: Duration,
-    audit_retention: Duration,
     listen: bool,
 }
 
@@ -134,11 +133,9 @@ impl Default for PgStoreBuilder {
         PgStoreBuilder {
             pool: DEFAULT_POOL,
             fresh_for: DEFAULT_FRESH_FOR,
-            flush_interval: Some(crate::DEFAULT_FLUSH_INTERVAL),
-            cache_capacity: crate::DEFAULT_CACHE_CAPACITY,
+            options: StoreOptions::default(),
             timeout: DEFAULT_TIMEOUT,
             prune_margin: DEFAULT_PRUNE_MARGIN,
-            audit_retention: crate::model::audit::DEFAULT_AUDIT_RETENTION,
             listen: true,
         }
     }
@@ -159,24 +156,7 @@ impl PgStoreBuilder {
         self
     }
 
-    /// How often buffered uses are written, in one statement (default 1 s).
-    pub fn flush_interval(mut self, every: Duration) -> PgStoreBuilder {
-        self.flush_interval = Some(every);
-        self
-    }
-
-    /// Uses are written only by [`PgStore::flush`] and when the store is
-    /// dropped (tests, short-lived tools).
-    pub fn manual_flush(mut self) -> PgStoreBuilder {
-        self.flush_interval = None;
-        self
-    }
-
-    /// Token records kept in memory (default 100,000; 0: none).
-    pub fn cache_capacity(mut self, records: usize) -> PgStoreBuilder {
-        self.cache_capacity = records;
-        self
-    }
+    store_options!(PgStoreBuilder, PgStore);
 
     /// How long a query may take before the request is answered 503
     /// (default 2 s).
@@ -190,13 +170,6 @@ impl PgStoreBuilder {
     /// still land. 0 for a single process.
     pub fn prune_margin(mut self, margin: Duration) -> PgStoreBuilder {
         self.prune_margin = margin;
-        self
-    }
-
-    /// How long `prune` keeps audit log entries (default
-    /// [`DEFAULT_AUDIT_RETENTION`](crate::DEFAULT_AUDIT_RETENTION), 90 days).
-    pub fn audit_retention(mut self, keep: Duration) -> PgStoreBuilder {
-        self.audit_retention = keep;
         self
     }
 
@@ -238,10 +211,10 @@ impl PgStoreBuilder {
             // The staleness bound holds with or without LISTEN: without it
             // (PgBouncer, tools) it is the only way other replicas' writes
             // are seen.
-            cache: Cache::new(self.cache_capacity, Some(self.fresh_for)),
+            cache: Cache::new(self.options.cache_capacity, Some(self.fresh_for)),
             timeout: self.timeout,
             prune_margin: self.prune_margin,
-            audit_retention: self.audit_retention,
+            audit_retention: self.options.audit_retention,
             stop_flushing: tokio::sync::Notify::new(),
             listening: AtomicBool::new(false),
         });
@@ -288,7 +261,7 @@ impl PgStoreBuilder {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
-        if let Some(every) = self.flush_interval {
+        if let Some(every) = self.options.flush_interval {
             let flusher = store
                 .handle()
                 .spawn(flush_every(Arc::downgrade(&shared), every));

@@ -20,12 +20,13 @@ use redb::{
 };
 
 use self::tx::RedbTx;
+use crate::backend::DEFAULT_CACHE_CAPACITY;
 use crate::backend::admin::Audited;
 use crate::backend::block_on::block_on;
 use crate::backend::cache::Cache;
 use crate::backend::engine;
+use crate::backend::options::{StoreOptions, store_options};
 use crate::backend::redb::socket::{AdminServer, StartError, admin_socket_path};
-use crate::backend::{DEFAULT_CACHE_CAPACITY, DEFAULT_FLUSH_INTERVAL};
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
 use crate::model::audit::{AuditAction, AuditEntry};
@@ -86,6 +87,9 @@ fn corrupt(e: String) -> StoreError {
 
 /// Options for opening a [`Store`].
 ///
+/// Its cache of records is exact: every write goes through this process
+/// (the CLI's through the admin socket), which updates it.
+///
 /// ```
 /// use std::time::Duration;
 /// # let dir = tempfile::tempdir()?;
@@ -96,39 +100,21 @@ fn corrupt(e: String) -> StoreError {
 /// ```
 #[derive(Clone, Debug)]
 pub struct StoreBuilder {
-    flush_interval: Option<Duration>,
+    options: StoreOptions,
     admin_socket: bool,
-    cache_capacity: usize,
-    audit_retention: Duration,
 }
 
 impl Default for StoreBuilder {
     fn default() -> StoreBuilder {
         StoreBuilder {
-            flush_interval: Some(DEFAULT_FLUSH_INTERVAL),
+            options: StoreOptions::default(),
             admin_socket: true,
-            cache_capacity: DEFAULT_CACHE_CAPACITY,
-            audit_retention: crate::model::audit::DEFAULT_AUDIT_RETENTION,
         }
     }
 }
 
 impl StoreBuilder {
-    /// How often a background thread writes buffered token uses (sliding
-    /// refreshes and last-use times) in one transaction. Default: 1 s. A crash
-    /// loses at most this much refresh information, never a token.
-    pub fn flush_interval(mut self, every: Duration) -> StoreBuilder {
-        self.flush_interval = Some(every);
-        self
-    }
-
-    /// No background thread: buffered uses are written only by
-    /// [`Store::flush`] and when the store is dropped. For tests and
-    /// short-lived tools.
-    pub fn manual_flush(mut self) -> StoreBuilder {
-        self.flush_interval = None;
-        self
-    }
+    store_options!(StoreBuilder, Store);
 
     /// Whether to serve the admin socket `<db>.sock` (default: yes), so that
     /// `pat-cli` can create, list and revoke tokens while this process holds
@@ -143,35 +129,15 @@ impl StoreBuilder {
     /// (default: yes, up to [`DEFAULT_CACHE_CAPACITY`]), so that later
     /// requests with them read no file. Off is the same as a capacity of 0.
     pub fn cache(mut self, enabled: bool) -> StoreBuilder {
-        self.cache_capacity = if enabled { DEFAULT_CACHE_CAPACITY } else { 0 };
-        self
-    }
-
-    /// How many token records to keep in memory at most (default
-    /// [`DEFAULT_CACHE_CAPACITY`], about 300 bytes each for typical names).
-    /// Past it, records not used recently are evicted (a CLOCK sweep); a
-    /// request for an evicted token reads the file again (a few
-    /// microseconds). The cache is exact: every write goes through this
-    /// process, which updates it. The same capacity bounds the memory of
-    /// digests that are no token's (see [`Store::cached_unknown`]), about
-    /// 50 bytes each.
-    pub fn cache_capacity(mut self, records: usize) -> StoreBuilder {
-        self.cache_capacity = records;
-        self
-    }
-
-    /// How long `prune` keeps audit log entries (default
-    /// [`DEFAULT_AUDIT_RETENTION`](crate::DEFAULT_AUDIT_RETENTION), 90 days).
-    pub fn audit_retention(mut self, keep: Duration) -> StoreBuilder {
-        self.audit_retention = keep;
+        self.options.cache_capacity = if enabled { DEFAULT_CACHE_CAPACITY } else { 0 };
         self
     }
 
     /// Opens the store at `path`, creating it (mode 0600) if it does not exist.
     /// See [`Store::open`].
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Store, OpenError> {
-        let mut inner = Inner::open(path.as_ref(), self.cache_capacity)?;
-        inner.audit_retention = self.audit_retention;
+        let mut inner = Inner::open(path.as_ref(), self.options.cache_capacity)?;
+        inner.audit_retention = self.options.audit_retention;
         let inner = Arc::new(inner);
         let admin = if self.admin_socket {
             let socket = admin_socket_path(path.as_ref());
@@ -191,6 +157,7 @@ impl StoreBuilder {
             None
         };
         let flusher = self
+            .options
             .flush_interval
             .map(|every| Flusher::spawn(&inner, every))
             .transpose()

@@ -1,0 +1,77 @@
+//! The options every caching store shares (redb's [`StoreBuilder`] and
+//! PostgreSQL's `PgStoreBuilder`): their defaults, and the builder methods
+//! and their documentation, written once.
+//!
+//! [`StoreBuilder`]: crate::StoreBuilder
+
+use std::time::Duration;
+
+use crate::backend::{DEFAULT_CACHE_CAPACITY, DEFAULT_FLUSH_INTERVAL};
+use crate::model::audit::DEFAULT_AUDIT_RETENTION;
+
+/// How a store caches records, buffers uses and keeps its audit log.
+#[derive(Clone, Debug)]
+pub(crate) struct StoreOptions {
+    /// How often buffered uses are written; `None`: only by `flush`.
+    pub(crate) flush_interval: Option<Duration>,
+    /// Token records kept in memory at most (0: none).
+    pub(crate) cache_capacity: usize,
+    /// How long `prune` keeps audit log entries.
+    pub(crate) audit_retention: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            flush_interval: Some(DEFAULT_FLUSH_INTERVAL),
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            audit_retention: DEFAULT_AUDIT_RETENTION,
+        }
+    }
+}
+
+/// The builder methods of [`StoreOptions`], for a builder `$builder` with a
+/// field `options` whose store `$store` has a `flush` method.
+macro_rules! store_options {
+    ($builder:ident, $store:ident) => {
+        /// How often a background task writes buffered token uses (sliding
+        /// refreshes and last-use times) in one transaction (default
+        /// [`DEFAULT_FLUSH_INTERVAL`](crate::DEFAULT_FLUSH_INTERVAL), 1 s).
+        /// A crash loses at most this much refresh information, never a
+        /// token.
+        pub fn flush_interval(mut self, every: std::time::Duration) -> $builder {
+            self.options.flush_interval = Some(every);
+            self
+        }
+
+        #[doc = concat!(
+                    "No background task: buffered uses are written only by [`", stringify!($store),
+                    "::flush`] and when the store is dropped. For tests and short-lived tools."
+                )]
+        pub fn manual_flush(mut self) -> $builder {
+            self.options.flush_interval = None;
+            self
+        }
+
+        /// How many token records to keep in memory at most (default
+        /// [`DEFAULT_CACHE_CAPACITY`](crate::DEFAULT_CACHE_CAPACITY), about
+        /// 300 bytes each for typical names; 0 keeps none, and uses are
+        /// still buffered). Past it, records not used recently are evicted
+        /// (a CLOCK sweep) and a request for an evicted token reads storage
+        /// again. The same capacity bounds the memory of digests that are
+        /// no token's, about 50 bytes each.
+        pub fn cache_capacity(mut self, records: usize) -> $builder {
+            self.options.cache_capacity = records;
+            self
+        }
+
+        /// How long `prune` keeps audit log entries (default
+        /// [`DEFAULT_AUDIT_RETENTION`](crate::DEFAULT_AUDIT_RETENTION), 90
+        /// days).
+        pub fn audit_retention(mut self, keep: std::time::Duration) -> $builder {
+            self.options.audit_retention = keep;
+            self
+        }
+    };
+}
+pub(crate) use store_options;
