@@ -33,18 +33,18 @@
 //! ```
 
 use std::fmt;
-use std::future::{Future, Ready, ready};
+use std::future::{Future, Ready};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::Method;
 use actix_web::http::header::{ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION};
 use actix_web::{Error, HttpMessage as _, HttpResponse};
-use pat_core::{Checking, Gate, Mode, Outcome};
+use pat_core::Gate;
+use pat_core::adapter::{Waiting, cors_preflight};
 use pin_project_lite::pin_project;
 
 // One dependency for an integrator: what a service behind the middleware uses.
@@ -139,36 +139,7 @@ impl PatMiddleware {
 }
 
 impl<R> PatMiddleware<R> {
-    /// Sets the realm of the `WWW-Authenticate` challenges (default `"pat"`).
-    pub fn realm(mut self, realm: &str) -> Self {
-        self.gate = self.gate.realm(realm);
-        self
-    }
-
-    /// Optional mode: requests without credentials, or with a Bearer token
-    /// or Basic password that is not a PAT, pass on without an [`Identity`].
-    pub fn optional(self) -> Self {
-        self.mode(Mode::Optional)
-    }
-
-    /// Sets the mode ([`Mode::Required`] by default).
-    pub fn mode(mut self, mode: Mode) -> Self {
-        self.gate = self.gate.mode(mode);
-        self
-    }
-
-    /// Checks CORS preflights too (by default they pass without identity).
-    pub fn reject_preflight(mut self, reject: bool) -> Self {
-        self.gate = self.gate.reject_preflight(reject);
-        self
-    }
-
-    /// The `Retry-After` seconds of the 503 answered when the backend is
-    /// unavailable (default 1).
-    pub fn retry_after(mut self, seconds: u32) -> Self {
-        self.gate = self.gate.retry_after(seconds);
-        self
-    }
+    pat_core::gate_options!();
 
     /// Uses `on_rejection` to build rejection responses.
     pub fn on_rejection<R2>(self, on_rejection: R2) -> PatMiddleware<R2> {
@@ -192,7 +163,7 @@ where
     type Future = Ready<Result<PatService<S, R>, ()>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(PatService {
+        std::future::ready(Ok(PatService {
             service: Rc::new(service),
             gate: self.gate.clone(),
             on_rejection: self.on_rejection.clone(),
@@ -200,9 +171,8 @@ where
     }
 }
 
-/// The service made by [`PatMiddleware`].
-#[doc(hidden)]
-pub struct PatService<S, R> {
+/// The [`Service`] made by [`PatMiddleware`].
+pub struct PatService<S, R = DefaultRejection> {
     service: Rc<S>,
     gate: Gate,
     on_rejection: Arc<R>,
@@ -229,50 +199,46 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let preflight = req.method() == Method::OPTIONS
-            && req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD);
+        let preflight = cors_preflight(
+            req.method().as_str(),
+            req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD),
+        );
         let authorization = req.headers().get_all(AUTHORIZATION).map(|v| v.as_bytes());
         let checking = self.gate.check(authorization, preflight);
-        match checking.into_ready() {
-            Ok(outcome) => match admit(&self.gate, &req, outcome) {
-                Ok(()) => ResponseFuture::Inner {
+        let kind = match checking.into_ready() {
+            Ok(outcome) => match admit(&self.gate, outcome, &req) {
+                Ok(()) => Kind::Inner {
                     future: self.service.call(req),
                 },
-                Err(rejection) => ResponseFuture::Rejected {
+                Err(rejection) => Kind::Rejected {
                     response: Some(reject(req, &*self.on_rejection, &rejection)),
                 },
             },
             // The backend answers later: keep the request until it does.
-            Err(checking) => ResponseFuture::Verifying {
-                waiting: Some(Box::new(Waiting {
+            Err(checking) => Kind::Verifying {
+                waiting: Box::new(Waiting::new(
                     checking,
-                    request: req,
-                    service: self.service.clone(),
-                    gate: self.gate.clone(),
-                    on_rejection: self.on_rejection.clone(),
-                })),
+                    Held {
+                        request: req,
+                        service: self.service.clone(),
+                        gate: self.gate.clone(),
+                        on_rejection: self.on_rejection.clone(),
+                    },
+                )),
             },
-        }
+        };
+        ResponseFuture { kind }
     }
 }
 
-/// Applies the gate's outcome to the request: the identity inserted, or the
-/// rejection to answer with. Exhaustive, with no catch-all arm: nothing the
-/// gate did not accept reaches the inner service.
-fn admit(gate: &Gate, req: &ServiceRequest, outcome: Outcome) -> Result<(), Rejection> {
-    match outcome {
-        Outcome::Authenticated(identity) => {
-            req.extensions_mut().insert(identity);
-            Ok(())
-        }
-        // Optional mode or a preflight: leave what an `Identity` extractor
-        // should answer.
-        Outcome::Anonymous => {
-            req.extensions_mut().insert(gate.missing_credentials());
-            Ok(())
-        }
-        Outcome::Rejected(rejection) => Err(rejection),
-    }
+/// [`Gate::admit`] on the request's extensions (a `RefCell` borrow, ended
+/// before the request moves on).
+fn admit(
+    gate: &Gate,
+    outcome: pat_core::Outcome,
+    req: &ServiceRequest,
+) -> Result<(), pat_core::Rejection> {
+    gate.admit(outcome, &mut *req.extensions_mut())
 }
 
 fn reject<B>(
@@ -284,39 +250,35 @@ fn reject<B>(
         .map_into_right_body()
 }
 
-/// What a request waiting for the backend holds on to. Boxed, so that the
-/// response future stays small on the usual path (a backend that answers at
-/// once); the box is made only when the backend answers later.
-#[doc(hidden)]
-pub struct Waiting<S, R> {
-    checking: Checking,
+/// What a request waiting for the backend holds on to.
+struct Held<S, R> {
     request: ServiceRequest,
     service: Rc<S>,
     gate: Gate,
     on_rejection: Arc<R>,
 }
 
-impl<S, R> fmt::Debug for Waiting<S, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Waiting").finish_non_exhaustive()
+pin_project! {
+    /// The response future of [`PatService`]: waiting for the backend, then
+    /// the inner service's future, or a ready rejection. Boxed only where
+    /// the backend itself answers with a future (a network round trip).
+    pub struct ResponseFuture<S, B, R>
+    where
+        S: Service<ServiceRequest>,
+    {
+        #[pin]
+        kind: Kind<S, B, R>,
     }
 }
 
 pin_project! {
-    /// The future of [`PatService`]: waiting for the backend, then the inner
-    /// service's future, or a ready rejection. Boxed only where the backend
-    /// itself answers with a future.
-    #[doc(hidden)]
-    #[project = ResponseFutureProj]
-    pub enum ResponseFuture<S, B, R>
+    #[project = KindProj]
+    enum Kind<S, B, R>
     where
         S: Service<ServiceRequest>,
     {
-        /// Waiting for a backend that answers later.
-        Verifying { waiting: Option<Box<Waiting<S, R>>> },
-        /// The inner service is answering.
+        Verifying { waiting: Box<Waiting<Held<S, R>>> },
         Inner { #[pin] future: S::Future },
-        /// Rejected before the inner service.
         Rejected { response: Option<ServiceResponse<EitherBody<B, BoxBody>>> },
     }
 }
@@ -338,41 +300,34 @@ where
 {
     type Output = Result<ServiceResponse<EitherBody<B, BoxBody>>, Error>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut kind = self.project().kind;
         loop {
-            match self.as_mut().project() {
-                ResponseFutureProj::Verifying { waiting } => {
-                    let mut state = waiting
-                        .take()
-                        .expect("ResponseFuture polled after completion");
-                    let outcome = match Pin::new(&mut state.checking).poll(cx) {
-                        Poll::Ready(outcome) => outcome,
-                        Poll::Pending => {
-                            *waiting = Some(state);
-                            return Poll::Pending;
-                        }
+            match kind.as_mut().project() {
+                KindProj::Verifying { waiting } => {
+                    let Some((outcome, held)) = ready!(waiting.poll_outcome(cx)) else {
+                        panic!("ResponseFuture polled after completion");
                     };
-                    let Waiting {
+                    let Held {
                         request,
                         service,
                         gate,
                         on_rejection,
-                        ..
-                    } = *state;
-                    match admit(&gate, &request, outcome) {
-                        Ok(()) => self.set(ResponseFuture::Inner {
+                    } = held;
+                    match admit(&gate, outcome, &request) {
+                        Ok(()) => kind.set(Kind::Inner {
                             future: service.call(request),
                         }),
                         Err(rejection) => {
-                            self.set(ResponseFuture::Rejected { response: None });
+                            kind.set(Kind::Rejected { response: None });
                             return Poll::Ready(Ok(reject(request, &*on_rejection, &rejection)));
                         }
                     }
                 }
-                ResponseFutureProj::Inner { future } => {
+                KindProj::Inner { future } => {
                     return future.poll(cx).map_ok(ServiceResponse::map_into_left_body);
                 }
-                ResponseFutureProj::Rejected { response } => {
+                KindProj::Rejected { response } => {
                     return Poll::Ready(Ok(response
                         .take()
                         .expect("ResponseFuture polled after completion")));

@@ -119,6 +119,7 @@ pub use error::{
     AuthError, BackendError, Error, NewTokenError, OpenError, ParseDurationError, ParseScopeError,
     ParseTokenError, ParseTokenIdError, StoreError, Untrusted, error_chain,
 };
+pub use gate::adapter;
 pub use gate::credentials::{
     BasicCredentials, Credentials, CredentialsError, MAX_AUTHORIZATION_LEN,
 };

@@ -33,11 +33,12 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use http::header::{ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION};
-use http::{Method, Request, Response};
-use pat_core::{Checking, Gate, Mode, Outcome};
+use http::{Request, Response};
+use pat_core::Gate;
+use pat_core::adapter::{Waiting, cors_preflight};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -145,36 +146,7 @@ impl PatLayer {
 }
 
 impl<R> PatLayer<R> {
-    /// Sets the realm of the `WWW-Authenticate` challenges (default `"pat"`).
-    pub fn realm(mut self, realm: &str) -> Self {
-        self.gate = self.gate.realm(realm);
-        self
-    }
-
-    /// Optional mode: requests without credentials, or with a Bearer token
-    /// or Basic password that is not a PAT, pass on without an [`Identity`].
-    pub fn optional(self) -> Self {
-        self.mode(Mode::Optional)
-    }
-
-    /// Sets the mode ([`Mode::Required`] by default).
-    pub fn mode(mut self, mode: Mode) -> Self {
-        self.gate = self.gate.mode(mode);
-        self
-    }
-
-    /// Checks CORS preflights too (by default they pass without identity).
-    pub fn reject_preflight(mut self, reject: bool) -> Self {
-        self.gate = self.gate.reject_preflight(reject);
-        self
-    }
-
-    /// The `Retry-After` seconds of the 503 answered when the backend is
-    /// unavailable (default 1).
-    pub fn retry_after(mut self, seconds: u32) -> Self {
-        self.gate = self.gate.retry_after(seconds);
-        self
-    }
+    pat_core::gate_options!();
 
     /// Uses `on_rejection` to build rejection responses.
     pub fn on_rejection<R2>(self, on_rejection: R2) -> PatLayer<R2> {
@@ -228,8 +200,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let preflight = req.method() == Method::OPTIONS
-            && req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD);
+        let preflight = cors_preflight(
+            req.method().as_str(),
+            req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD),
+        );
         let authorization = req
             .headers()
             .get_all(AUTHORIZATION)
@@ -237,7 +211,7 @@ where
             .map(|v| v.as_bytes());
         let checking = self.gate.check(authorization, preflight);
         match checking.into_ready() {
-            Ok(outcome) => match admit(&self.gate, &mut req, outcome) {
+            Ok(outcome) => match self.gate.admit(outcome, req.extensions_mut()) {
                 Ok(()) => ResponseFuture {
                     kind: Kind::Inner {
                         future: self.ready_inner().call(req),
@@ -253,13 +227,15 @@ where
             // that was driven to readiness until it does.
             Err(checking) => ResponseFuture {
                 kind: Kind::Verifying {
-                    waiting: Some(Box::new(Waiting {
+                    waiting: Box::new(Waiting::new(
                         checking,
-                        request: req,
-                        inner: self.ready_inner(),
-                        gate: self.gate.clone(),
-                        on_rejection: self.on_rejection.clone(),
-                    })),
+                        Held {
+                            request: req,
+                            inner: self.ready_inner(),
+                            gate: self.gate.clone(),
+                            on_rejection: self.on_rejection.clone(),
+                        },
+                    )),
                 },
             },
         }
@@ -271,25 +247,6 @@ impl<S: Clone, R> PatService<S, R> {
     fn ready_inner(&mut self) -> S {
         let clone = self.inner.clone();
         std::mem::replace(&mut self.inner, clone)
-    }
-}
-
-/// Applies the gate's outcome to the request: the identity inserted, or the
-/// rejection to answer with. Exhaustive, with no catch-all arm: nothing the
-/// gate did not accept reaches the inner service.
-fn admit<B>(gate: &Gate, req: &mut Request<B>, outcome: Outcome) -> Result<(), Rejection> {
-    match outcome {
-        Outcome::Authenticated(identity) => {
-            req.extensions_mut().insert(identity);
-            Ok(())
-        }
-        // Optional mode or a preflight: leave what an extractor demanding an
-        // identity should answer.
-        Outcome::Anonymous => {
-            req.extensions_mut().insert(gate.missing_credentials());
-            Ok(())
-        }
-        Outcome::Rejected(rejection) => Err(rejection),
     }
 }
 
@@ -306,11 +263,8 @@ pin_project! {
     }
 }
 
-/// What a request waiting for the backend holds on to. Boxed, so that the
-/// response future stays small to move on the usual path (a backend that
-/// answers at once); the box is made only when the backend answers later.
-struct Waiting<S, Req, R> {
-    checking: Checking,
+/// What a request waiting for the backend holds on to.
+struct Held<S, Req, R> {
     request: Req,
     inner: S,
     gate: Gate,
@@ -320,7 +274,7 @@ struct Waiting<S, Req, R> {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, S, Req, R, Res> {
-        Verifying { waiting: Option<Box<Waiting<S, Req, R>>> },
+        Verifying { waiting: Box<Waiting<Held<S, Req, R>>> },
         Inner { #[pin] future: F },
         Rejected { response: Option<Res> },
     }
@@ -354,24 +308,16 @@ where
         loop {
             match kind.as_mut().project() {
                 KindProj::Verifying { waiting } => {
-                    let mut state = waiting
-                        .take()
-                        .expect("ResponseFuture polled after completion");
-                    let outcome = match Pin::new(&mut state.checking).poll(cx) {
-                        Poll::Ready(outcome) => outcome,
-                        Poll::Pending => {
-                            *waiting = Some(state);
-                            return Poll::Pending;
-                        }
+                    let Some((outcome, held)) = ready!(waiting.poll_outcome(cx)) else {
+                        panic!("ResponseFuture polled after completion");
                     };
-                    let Waiting {
+                    let Held {
                         mut request,
                         mut inner,
                         gate,
                         on_rejection,
-                        ..
-                    } = *state;
-                    match admit(&gate, &mut request, outcome) {
+                    } = held;
+                    match gate.admit(outcome, request.extensions_mut()) {
                         Ok(()) => kind.set(Kind::Inner {
                             future: inner.call(request),
                         }),

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
-use http::StatusCode;
+use http::{Method, StatusCode};
 use http::header::WWW_AUTHENTICATE;
 use pat_core::{Admin as _, ExpiryPolicy, NewToken, Store, Timestamp, TokenSecret};
 use tower::{ServiceBuilder, ServiceExt as _};

@@ -2,6 +2,7 @@
 //! headers, authenticate, pass through, or reject with RFC 6750 / RFC 7617
 //! challenges. pat-tower and pat-actix only translate types around this.
 
+pub mod adapter;
 pub(crate) mod credentials;
 pub(crate) mod extractors;
 

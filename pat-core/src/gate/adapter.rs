@@ -1,0 +1,147 @@
+//! What a framework adapter needs from the gate, written once for all of
+//! them (pat-tower and pat-actix, and one you write for another framework):
+//! which requests are CORS preflights, what goes in a request's extensions
+//! once the gate decided, the state of a request waiting for a backend
+//! that answers later, and the builder methods an adapter's middleware
+//! forwards to its [`Gate`] ([`gate_options!`](crate::gate_options)).
+
+use std::task::{Context, Poll};
+
+use crate::gate::{Checking, Gate, Outcome, Rejection};
+
+/// Whether a request is a CORS preflight: `OPTIONS` with an
+/// `Access-Control-Request-Method` header. Browsers never attach
+/// credentials to one, so the gate lets it through without an identity
+/// unless told otherwise ([`Gate::reject_preflight`]).
+pub fn cors_preflight(method: &str, has_access_control_request_method: bool) -> bool {
+    method == "OPTIONS" && has_access_control_request_method
+}
+
+/// A request's typed extensions, where an adapter leaves what the gate
+/// decided for the handlers' extractors: `http`'s and actix-web's.
+pub trait Extensions {
+    /// Inserts `value`, replacing any of its type.
+    fn insert_value<T: Clone + Send + Sync + 'static>(&mut self, value: T);
+}
+
+#[cfg(feature = "http")]
+impl Extensions for http::Extensions {
+    fn insert_value<T: Clone + Send + Sync + 'static>(&mut self, value: T) {
+        self.insert(value);
+    }
+}
+
+#[cfg(feature = "actix")]
+impl Extensions for actix_web::dev::Extensions {
+    fn insert_value<T: Clone + Send + Sync + 'static>(&mut self, value: T) {
+        self.insert(value);
+    }
+}
+
+impl Gate {
+    /// Applies `outcome` to a request: an accepted token's
+    /// [`Identity`](crate::Identity) inserted into `extensions`; for a
+    /// request let through anonymously (optional mode, a preflight) the
+    /// rejection an extractor demanding an identity should answer with; or
+    /// the rejection to answer now. Exhaustive: nothing the gate did not
+    /// accept reaches the inner service.
+    pub fn admit(
+        &self,
+        outcome: Outcome,
+        extensions: &mut impl Extensions,
+    ) -> Result<(), Rejection> {
+        match outcome {
+            Outcome::Authenticated(identity) => {
+                extensions.insert_value(identity);
+                Ok(())
+            }
+            Outcome::Anonymous => {
+                extensions.insert_value(self.missing_credentials());
+                Ok(())
+            }
+            Outcome::Rejected(rejection) => Err(rejection),
+        }
+    }
+}
+
+/// A request waiting for a backend that answers later, with what the
+/// adapter holds for it meanwhile (the request, the inner service, the
+/// rejection hook). An adapter's response future boxes one only then, so
+/// that it stays small on the usual path (a backend that answers at once).
+pub struct Waiting<T> {
+    checking: Checking,
+    held: Option<T>,
+}
+
+impl<T> std::fmt::Debug for Waiting<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiting")
+            .field("checking", &self.checking)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Waiting<T> {
+    /// `checking` (not ready yet, see [`Checking::into_ready`]) and what to
+    /// hand back with its outcome.
+    pub fn new(checking: Checking, held: T) -> Waiting<T> {
+        Waiting {
+            checking,
+            held: Some(held),
+        }
+    }
+
+    /// Polls the check: once decided, its outcome and what was held. `None`
+    /// when polled again after that (a caller's bug).
+    pub fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Option<(Outcome, T)>> {
+        match std::pin::Pin::new(&mut self.checking).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(outcome) => Poll::Ready(self.held.take().map(|held| (outcome, held))),
+        }
+    }
+}
+
+/// The builder methods an adapter's middleware forwards to its [`Gate`]
+/// (in an `impl` block of a type with a field `gate: Gate`), with their
+/// documentation, so that every adapter offers the same ones.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! gate_options {
+    () => {
+        /// Sets the realm of the `WWW-Authenticate` challenges (default
+        /// `"pat"`). `"` and `\` are escaped; characters outside printable
+        /// ASCII become `_`.
+        pub fn realm(mut self, realm: &str) -> Self {
+            self.gate = self.gate.realm(realm);
+            self
+        }
+
+        /// Optional mode: requests without credentials, or with a Bearer
+        /// token or Basic password that is not a PAT, pass on without an
+        /// [`Identity`]($crate::Identity).
+        pub fn optional(self) -> Self {
+            self.mode($crate::Mode::Optional)
+        }
+
+        /// Sets the mode ([`Mode::Required`]($crate::Mode::Required) by
+        /// default).
+        pub fn mode(mut self, mode: $crate::Mode) -> Self {
+            self.gate = self.gate.mode(mode);
+            self
+        }
+
+        /// Checks CORS preflights too (by default they pass without
+        /// identity, since browsers never attach credentials to them).
+        pub fn reject_preflight(mut self, reject: bool) -> Self {
+            self.gate = self.gate.reject_preflight(reject);
+            self
+        }
+
+        /// The `Retry-After` seconds of the 503 answered when the backend
+        /// is unavailable (default 1).
+        pub fn retry_after(mut self, seconds: u32) -> Self {
+            self.gate = self.gate.retry_after(seconds);
+            self
+        }
+    };
+}
