@@ -48,6 +48,8 @@ use pat_core::adapter::{Waiting, cors_preflight};
 use pin_project_lite::pin_project;
 
 // One dependency for an integrator: what a service behind the middleware uses.
+pub use introspection::introspection;
+pub use leaks::leak_reports;
 pub use management::{management, token_panel};
 /// Everything else of pat-core: backends, the token format, errors.
 #[doc(no_inline)]
@@ -60,8 +62,11 @@ pub use pat_core::{
 #[cfg(unix)]
 #[doc(no_inline)]
 pub use pat_core::{AdminClient, Store, StoreBuilder};
-pub use self_service::{introspection, leak_reports, self_service};
+pub use self_service::self_service;
 
+mod answer;
+mod introspection;
+mod leaks;
 mod management;
 mod self_service;
 

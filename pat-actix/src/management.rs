@@ -10,7 +10,7 @@ use pat_core::answer::Answer;
 use pat_core::management::{Management, Principal};
 use pat_core::panel::Panel;
 
-use crate::self_service::{answer, read_body};
+use crate::answer::{answer, cross_site, read_body};
 
 type Who = dyn Fn(&HttpRequest) -> Option<Principal> + Send + Sync;
 
@@ -63,20 +63,7 @@ pub fn management(
 
 /// The principal, after the CSRF check for a change.
 fn caller(api: &Api, req: &HttpRequest, changes: bool) -> Result<Principal, Answer> {
-    if changes && let Some(refused) = cross_site(req).refuse_token_change() {
-        return Err(refused);
-    }
-    (api.principal)(req).ok_or_else(Management::unauthorized)
-}
-
-/// What [`pat_core::csrf`]'s rule looks at in `req`.
-pub(crate) fn cross_site(req: &HttpRequest) -> pat_core::csrf::CrossSite<'_> {
-    let header = |name: &str| req.headers().get(name).map(|v| v.as_bytes());
-    pat_core::csrf::CrossSite::new(
-        header("sec-fetch-site"),
-        header(pat_core::csrf::CSRF_HEADER),
-        header("authorization"),
-    )
+    Management::caller(changes, &cross_site(req), || (api.principal)(req))
 }
 
 async fn list(api: web::Data<Api>, req: HttpRequest) -> HttpResponse {

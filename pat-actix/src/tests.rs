@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::http::header::WWW_AUTHENTICATE;
 use actix_web::{App, HttpRequest, test, web};
 use base64::Engine as _;

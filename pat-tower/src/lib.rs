@@ -45,6 +45,10 @@ use tower_service::Service;
 
 // One dependency for an integrator: what a service behind the layer uses.
 #[cfg(feature = "axum")]
+pub use introspection::introspection;
+#[cfg(feature = "axum")]
+pub use leaks::leak_reports;
+#[cfg(feature = "axum")]
 pub use management::{management, token_panel};
 /// Everything else of pat-core: backends, the token format, errors.
 #[doc(no_inline)]
@@ -53,8 +57,14 @@ pub use pat_core;
 #[doc(no_inline)]
 pub use pat_core::MissingIdentity;
 #[cfg(feature = "axum")]
-pub use self_service::{introspection, leak_reports, self_service};
+pub use self_service::self_service;
 
+#[cfg(feature = "axum")]
+mod answer;
+#[cfg(feature = "axum")]
+mod introspection;
+#[cfg(feature = "axum")]
+mod leaks;
 #[cfg(feature = "axum")]
 mod management;
 #[cfg(feature = "axum")]

@@ -15,7 +15,7 @@ use pat_core::answer::Answer;
 use pat_core::management::{Management, Principal};
 use pat_core::panel::Panel;
 
-use crate::self_service::{answer, read_body};
+use crate::answer::{answer, cross_site, read_body};
 
 type Who = dyn Fn(&Parts) -> Option<Principal> + Send + Sync;
 
@@ -67,20 +67,9 @@ where
 
 /// The principal, after the CSRF check for a change.
 fn caller(api: &Api, parts: &Parts, changes: bool) -> Result<Principal, Answer> {
-    if changes && let Some(refused) = cross_site(&parts.headers).refuse_token_change() {
-        return Err(refused);
-    }
-    (api.principal)(parts).ok_or_else(Management::unauthorized)
-}
-
-/// What [`pat_core::csrf`]'s rule looks at in `headers`.
-pub(crate) fn cross_site(headers: &axum::http::HeaderMap) -> pat_core::csrf::CrossSite<'_> {
-    let header = |name: &str| headers.get(name).map(HeaderValue::as_bytes);
-    pat_core::csrf::CrossSite::new(
-        header("sec-fetch-site"),
-        header(pat_core::csrf::CSRF_HEADER),
-        header("authorization"),
-    )
+    Management::caller(changes, &cross_site(&parts.headers), || {
+        (api.principal)(parts)
+    })
 }
 
 async fn list(State(api): State<Api>, parts: Parts, RawQuery(query): RawQuery) -> Response {

@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
-use http::{Method, StatusCode};
 use http::header::WWW_AUTHENTICATE;
+use http::{Method, StatusCode};
 use pat_core::{Admin as _, ExpiryPolicy, NewToken, Store, Timestamp, TokenSecret};
 use tower::{ServiceBuilder, ServiceExt as _};
 

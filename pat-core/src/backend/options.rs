@@ -75,3 +75,42 @@ macro_rules! store_options {
     };
 }
 pub(crate) use store_options;
+
+/// What a caching store tells about its cache (in an `impl` block of a
+/// store whose field `$field` holds the [`Cache`](crate::backend::cache::Cache)
+/// as `cache`), written once for redb and PostgreSQL.
+macro_rules! cache_accessors {
+    ($field:ident) => {
+        /// How many tokens have uses buffered in memory, not written yet.
+        pub fn pending_uses(&self) -> usize {
+            self.$field.cache.pending()
+        }
+
+        /// How many token records are cached in memory.
+        pub fn cached_records(&self) -> usize {
+            self.$field.cache.len()
+        }
+
+        /// How many digests are remembered as no token's (never issued,
+        /// revoked or pruned): presented again, they are refused without a
+        /// read. At most the cache capacity; none with the cache off.
+        pub fn cached_unknown(&self) -> usize {
+            self.$field.cache.unknown_len()
+        }
+
+        /// The store's failpoints, for the race tests (feature `failpoints`).
+        #[cfg(any(test, feature = "failpoints"))]
+        #[doc(hidden)]
+        pub fn failpoints(&self) -> std::sync::Arc<crate::testing::failpoints::Failpoints> {
+            self.$field.cache.hooks.get()
+        }
+
+        /// The sizes of the cache's maps and lists (feature `failpoints`).
+        #[cfg(any(test, feature = "failpoints"))]
+        #[doc(hidden)]
+        pub fn cache_stats(&self) -> crate::testing::failpoints::CacheStats {
+            self.$field.cache.stats()
+        }
+    };
+}
+pub(crate) use cache_accessors;

@@ -69,6 +69,17 @@ impl<'a> CrossSite<'a> {
         self.refuse_other_site()
     }
 
+    /// The headers of a request, each found by `header` (its value by
+    /// lowercase name): what an adapter calls, so that the names are
+    /// written once.
+    pub fn from_headers(header: impl Fn(&str) -> Option<&'a [u8]>) -> CrossSite<'a> {
+        CrossSite::new(
+            header("sec-fetch-site"),
+            header(CSRF_HEADER),
+            header("authorization"),
+        )
+    }
+
     fn refuse_other_site(&self) -> Option<Answer> {
         match self.sec_fetch_site {
             Some(b"same-origin" | b"none") | None => None,

@@ -233,6 +233,21 @@ impl Management {
         crate::routes::csrf::CrossSite::new(sec_fetch_site, csrf, None).refuse_token_change()
     }
 
+    /// Who calls a route, for the adapters: for a change (`changes`), the
+    /// CSRF check first ([`CrossSite::refuse_token_change`](crate::routes::csrf::CrossSite::refuse_token_change));
+    /// then `principal`, the app's answer, or 401 ([`Management::unauthorized`])
+    /// when it found none.
+    pub fn caller(
+        changes: bool,
+        cross_site: &crate::routes::csrf::CrossSite<'_>,
+        principal: impl FnOnce() -> Option<Principal>,
+    ) -> Result<Principal, Answer> {
+        if changes && let Some(refused) = cross_site.refuse_token_change() {
+            return Err(refused);
+        }
+        principal().ok_or_else(Management::unauthorized)
+    }
+
     /// `GET …[?user=NAME]`: the tokens of the principal, or (an admin) of
     /// `NAME`, expired ones included, oldest first.
     pub fn list_blocking(&self, p: &Principal, query: Option<&str>, now: Timestamp) -> Answer {

@@ -20,7 +20,7 @@ use crate::backend::admin::Audited;
 use crate::backend::cache::Cache;
 use crate::backend::engine;
 use crate::backend::engine::lookup::Found;
-use crate::backend::options::{StoreOptions, store_options};
+use crate::backend::options::{StoreOptions, cache_accessors, store_options};
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
 use crate::model::audit::{AuditAction, AuditEntry};
@@ -358,36 +358,7 @@ impl PgStore {
         self.block(async move { shared.flush().await })
     }
 
-    /// How many tokens have uses buffered in memory.
-    pub fn pending_uses(&self) -> usize {
-        self.shared.cache.pending()
-    }
-
-    /// How many token records are cached in memory.
-    pub fn cached_records(&self) -> usize {
-        self.shared.cache.len()
-    }
-
-    /// How many digests this replica remembers as no token's (never
-    /// issued, revoked or pruned): presented again, they are refused
-    /// without a query. At most the cache capacity.
-    pub fn cached_unknown(&self) -> usize {
-        self.shared.cache.unknown_len()
-    }
-
-    /// The store's failpoints, for the race tests (feature `failpoints`).
-    #[cfg(feature = "failpoints")]
-    #[doc(hidden)]
-    pub fn failpoints(&self) -> std::sync::Arc<crate::testing::failpoints::Failpoints> {
-        self.shared.cache.hooks.get()
-    }
-
-    /// The sizes of the cache's maps and lists (feature `failpoints`).
-    #[cfg(feature = "failpoints")]
-    #[doc(hidden)]
-    pub fn cache_stats(&self) -> crate::testing::failpoints::CacheStats {
-        self.shared.cache.stats()
-    }
+    cache_accessors!(shared);
 
     fn handle(&self) -> &tokio::runtime::Handle {
         &self.handle

@@ -25,7 +25,7 @@ use crate::backend::admin::Audited;
 use crate::backend::block_on::block_on;
 use crate::backend::cache::Cache;
 use crate::backend::engine;
-use crate::backend::options::{StoreOptions, store_options};
+use crate::backend::options::{StoreOptions, cache_accessors, store_options};
 use crate::backend::redb::socket::{AdminServer, StartError, admin_socket_path};
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
@@ -332,36 +332,7 @@ impl Store {
             .create_many(news, now, crate::model::audit::DEFAULT_ACTOR)
     }
 
-    /// How many tokens have uses buffered in memory.
-    pub fn pending_uses(&self) -> usize {
-        self.inner.cache.pending()
-    }
-
-    /// How many token records are cached in memory.
-    pub fn cached_records(&self) -> usize {
-        self.inner.cache.len()
-    }
-
-    /// How many digests are remembered as no token's (never issued,
-    /// revoked or pruned): presented again, they are refused without a
-    /// read. At most the cache capacity; none with the cache off.
-    pub fn cached_unknown(&self) -> usize {
-        self.inner.cache.unknown_len()
-    }
-
-    /// The store's failpoints, for the race tests (feature `failpoints`).
-    #[cfg(any(test, feature = "failpoints"))]
-    #[doc(hidden)]
-    pub fn failpoints(&self) -> std::sync::Arc<crate::testing::failpoints::Failpoints> {
-        self.inner.cache.hooks.get()
-    }
-
-    /// The sizes of the cache's maps and lists (feature `failpoints`).
-    #[cfg(any(test, feature = "failpoints"))]
-    #[doc(hidden)]
-    pub fn cache_stats(&self) -> crate::testing::failpoints::CacheStats {
-        self.inner.cache.stats()
-    }
+    cache_accessors!(inner);
 
     /// How many lookups read the file (cache misses, unknown tokens
     /// included) since the store was opened.
