@@ -31,6 +31,8 @@
 //!     );
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+// docs.rs (`--cfg docsrs`, nightly) shows which feature each item needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::fmt;
 use std::future::{Future, Ready};

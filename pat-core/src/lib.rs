@@ -71,6 +71,8 @@
 //!
 //! The extractor impls live here rather than in the adapters because Rust's
 //! orphan rule puts them beside the type.
+// docs.rs (`--cfg docsrs`, nightly) shows which feature each item needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
 mod error;

@@ -41,8 +41,9 @@ fn checksum_digits(head_and_body: &[u8]) -> [u8; CHECKSUM_LEN] {
 }
 
 /// Whether every byte is an ASCII letter or digit: branchless arithmetic
-/// LLVM vectorises (about 5 ns for a token, where `all(is_ascii_alphanumeric)`
-/// takes 23: `cargo bench -p pat-core`, `token/validate_and_digest`).
+/// LLVM vectorises, several times faster than `all(is_ascii_alphanumeric)`
+/// (`cargo bench -p pat-core`, `token/validate_and_digest`; figures in
+/// BENCHMARKS.md).
 fn all_alphanumeric(bytes: &[u8]) -> bool {
     bytes.iter().fold(true, |ok, &b| {
         let lower = b | 0x20;

@@ -287,11 +287,11 @@ impl Store {
     /// A cache hit takes no lock and allocates nothing. A miss reads
     /// the file on the calling thread, which may be an async worker: a redb
     /// read of a record is a B-tree descent through pages redb keeps in its
-    /// own cache (64 MiB here), so it costs microseconds, not a disk wait;
-    /// `cargo bench -p pat-core` measures it (`store/hard_uncached_100k`,
-    /// about 1.1 µs on the 2-core CI machine, see BENCHMARKS.md), less than
-    /// parsing the request around it. That is why the miss stays synchronous
-    /// rather than paying a thread hop on every miss.
+    /// own cache (64 MiB here), so it costs microseconds, not a disk wait
+    /// (`cargo bench -p pat-core`, `store/hard_uncached_100k`; figures in
+    /// BENCHMARKS.md), less than parsing the request around it. That is why
+    /// the miss stays synchronous rather than paying a thread hop on every
+    /// miss.
     fn lookup(
         &self,
         digest: &TokenDigest,
@@ -344,9 +344,9 @@ impl Store {
 }
 
 /// Dropping the store stops the admin socket, joins the flush thread and
-/// writes what is buffered: a durable commit, about 1.2 ms median (2 ms max
-/// over 20 runs, on this project's CI machine). That blocks the dropping
-/// thread once per process, at shutdown; to keep it off an async worker,
+/// writes what is buffered: a durable commit (an fsync). That blocks the
+/// dropping thread once per process, at shutdown; to keep it off an async
+/// worker,
 /// drop the last `Arc<Store>` (or call [`Store::flush`]) after the server's
 /// future has finished, as the reference servers do.
 impl Drop for Store {
