@@ -61,7 +61,7 @@ pub use pat_core::{
     Admin, ExpiryPolicy, Identity, IntoVerifier, MemoryStore, MissingIdentity, NewToken, NodeId,
     Perm, Rejection, Scope, Scopes, Timestamp, TokenId, Verifier,
 };
-#[cfg(unix)]
+#[cfg(all(unix, feature = "redb"))]
 #[doc(no_inline)]
 pub use pat_core::{AdminClient, Store, StoreBuilder};
 pub use self_service::self_service;

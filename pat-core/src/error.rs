@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use crate::backend::sys::Process;
 use crate::model::text::{Echo, Shown};
 use crate::{Timestamp, TokenId};
 
@@ -470,4 +469,22 @@ pub enum Error {
     /// See [`AuthError`].
     #[error(transparent)]
     Auth(#[from] AuthError),
+}
+
+/// A process, as the system names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Process {
+    /// Its process id.
+    pub pid: u32,
+    /// Its command name, when the system tells.
+    pub name: Option<String>,
+}
+
+impl std::fmt::Display for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.name {
+            Some(name) => write!(f, "pid {}, {}", self.pid, crate::printable(name)),
+            None => write!(f, "pid {}", self.pid),
+        }
+    }
 }

@@ -55,6 +55,9 @@
 //!   that drives it).
 //!
 //! # Features
+//! - `redb` (default): `Store`, the token store in one redb file, and
+//!   `AdminClient`, which reaches it through its admin socket (Unix only).
+//!   Turn default features off for a service on PostgreSQL alone.
 //! - `http`: `Rejection::to_response` builds an `http::Response`.
 //! - `axum`: [`Identity`] is an axum extractor (with `Option<Identity>`).
 //! - `actix`: [`Identity`] is an actix-web extractor; `Rejection::actix_response`.
@@ -88,7 +91,7 @@ pub use backend::remote;
 pub use routes::{answer, csrf, hygiene, introspection, leaks, management, panel, self_service};
 #[cfg(any(test, feature = "testing"))]
 pub use testing::conformance;
-#[cfg(any(unix, feature = "postgres"))]
+#[cfg(any(all(unix, feature = "redb"), feature = "postgres"))]
 #[doc(hidden)]
 pub use testing::failpoints;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -108,18 +111,17 @@ pub use backend::admin::Admin;
 pub use backend::memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use backend::postgres::{PgStore, PgStoreBuilder, SCHEMA_VERSION};
-#[cfg(unix)]
+#[cfg(all(unix, feature = "redb"))]
 pub use backend::redb::socket::{AdminClient, admin_socket_path};
-#[cfg(unix)]
+#[cfg(all(unix, feature = "redb"))]
 pub use backend::redb::{FORMAT_VERSION, Store, StoreBuilder};
-pub use backend::sys::Process;
 pub use backend::{
     DEFAULT_CACHE_CAPACITY, DEFAULT_FLUSH_INTERVAL, IntoVerifier, Lookup, Verification, Verifier,
     VerifyFuture, retired_secret,
 };
 pub use error::{
     AuthError, BackendError, Error, NewTokenError, OpenError, ParseDurationError, ParseScopeError,
-    ParseTokenError, ParseTokenIdError, StoreError, Untrusted, error_chain,
+    ParseTokenError, ParseTokenIdError, Process, StoreError, Untrusted, error_chain,
 };
 pub use gate::adapter;
 pub use gate::credentials::{

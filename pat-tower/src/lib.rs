@@ -76,7 +76,7 @@ pub use pat_core::{
     Admin, ExpiryPolicy, Identity, IntoVerifier, MemoryStore, NewToken, NodeId, Perm, Rejection,
     Scope, Scopes, Timestamp, TokenId, Verifier,
 };
-#[cfg(unix)]
+#[cfg(all(unix, feature = "redb"))]
 #[doc(no_inline)]
 pub use pat_core::{AdminClient, Store, StoreBuilder};
 

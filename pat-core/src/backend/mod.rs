@@ -4,18 +4,18 @@
 pub(crate) mod admin;
 pub mod authority;
 pub(crate) mod block_on;
-#[cfg(any(unix, feature = "postgres"))]
+#[cfg(any(all(unix, feature = "redb"), feature = "postgres"))]
 pub(crate) mod cache;
 pub(crate) mod engine;
 pub(crate) mod memory;
+#[cfg(any(all(unix, feature = "redb"), feature = "postgres"))]
 pub(crate) mod options;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
-#[cfg(unix)]
+#[cfg(all(unix, feature = "redb"))]
 pub(crate) mod redb;
 #[cfg(feature = "remote")]
 pub mod remote;
-pub(crate) mod sys;
 
 use std::fmt;
 use std::future::Future;

@@ -71,13 +71,13 @@ impl AuditAction {
     }
 
     /// Its code in the redb store's encoding (Unix only).
-    #[cfg_attr(not(unix), allow(dead_code))]
+    #[cfg_attr(not(all(unix, feature = "redb")), allow(dead_code))]
     pub(crate) const fn code(self) -> u8 {
         self as u8
     }
 
     /// The action of a code (see [`code`](AuditAction::code)).
-    #[cfg_attr(not(unix), allow(dead_code))]
+    #[cfg_attr(not(all(unix, feature = "redb")), allow(dead_code))]
     pub(crate) fn from_code(code: u8) -> Option<AuditAction> {
         AuditAction::ALL.get(usize::from(code)).copied()
     }

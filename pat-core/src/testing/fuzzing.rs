@@ -161,7 +161,7 @@ pub fn duration(data: &[u8]) {
 
 /// A stored record: no panic; what decodes encodes to bytes that decode to
 /// the same record.
-#[cfg(unix)]
+#[cfg(all(unix, feature = "redb"))]
 pub fn record(data: &[u8]) {
     use crate::backend::redb::codec;
     if let Ok(info) = codec::decode(data) {
@@ -172,7 +172,7 @@ pub fn record(data: &[u8]) {
 
 /// An admin-socket request frame and body, as the service reads them: no
 /// panic, the frame limit holds, and what decodes re-encodes to the same.
-#[cfg(unix)]
+#[cfg(all(unix, feature = "redb"))]
 pub fn admin_request(data: &[u8]) {
     use crate::backend::redb::socket::protocol::{MAX_REQUEST, Request, read_frame};
     let mut cursor = std::io::Cursor::new(data);
@@ -187,7 +187,7 @@ pub fn admin_request(data: &[u8]) {
 
 /// An admin-socket reply body, as the CLI reads it: no panic, and what
 /// decodes re-encodes to the same.
-#[cfg(unix)]
+#[cfg(all(unix, feature = "redb"))]
 pub fn admin_reply(data: &[u8]) {
     use crate::backend::redb::socket::protocol::{decode_reply, encode_reply};
     if let Ok(reply) = decode_reply(data) {
@@ -282,11 +282,11 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("duration", duration),
     ("management", management),
     ("introspection_form", introspection_form),
-    #[cfg(unix)]
+    #[cfg(all(unix, feature = "redb"))]
     ("record", record),
-    #[cfg(unix)]
+    #[cfg(all(unix, feature = "redb"))]
     ("admin_request", admin_request),
-    #[cfg(unix)]
+    #[cfg(all(unix, feature = "redb"))]
     ("admin_reply", admin_reply),
 ];
 

@@ -3,7 +3,7 @@
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
-#[cfg(any(unix, feature = "postgres"))]
+#[cfg(any(all(unix, feature = "redb"), feature = "postgres"))]
 #[doc(hidden)]
 pub mod failpoints;
 #[cfg(any(test, feature = "fuzzing"))]

@@ -9,6 +9,8 @@
 //! with [`block_on`](crate::backend::block_on::block_on), which then never
 //! waits.
 
+// Over the cache, which only the caching stores build.
+#[cfg(any(all(unix, feature = "redb"), feature = "postgres"))]
 pub(crate) mod lookup;
 
 use std::future::Future;

@@ -1,6 +1,7 @@
 //! The redb token store.
 
 pub(crate) mod socket;
+pub(crate) mod sys;
 pub(crate) mod trust;
 mod tx;
 
@@ -391,7 +392,7 @@ impl Inner {
         let from_db = |e: DatabaseError| match e {
             DatabaseError::DatabaseAlreadyOpen => OpenError::Locked {
                 path: path.clone(),
-                holder: crate::backend::sys::lock_holder(&path),
+                holder: crate::backend::redb::sys::lock_holder(&path),
             },
             DatabaseError::Storage(StorageError::Io(e))
                 if !matches!(e.kind(), ErrorKind::UnexpectedEof | ErrorKind::InvalidData) =>

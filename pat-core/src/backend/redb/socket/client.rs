@@ -106,7 +106,7 @@ impl AdminClient {
         trust::check_socket_file(&meta).map_err(Opening::Untrusted)?;
         let stream = UnixStream::connect(&self.path).map_err(Opening::Io)?;
         let (peer, euid) = (
-            crate::backend::sys::peer_uid(&stream).map_err(Opening::Io)?,
+            crate::backend::redb::sys::peer_uid(&stream).map_err(Opening::Io)?,
             trust::euid(),
         );
         if !peer_allowed(peer, euid) {

@@ -248,7 +248,7 @@ fn accept_loop(listener: &UnixListener, inner: &Weak<Inner>, stop: &AtomicBool) 
                 continue;
             }
         };
-        let peer = match crate::backend::sys::peer_uid(&stream) {
+        let peer = match crate::backend::redb::sys::peer_uid(&stream) {
             Ok(uid) if peer_allowed(uid, own_uid) => uid,
             Ok(uid) => {
                 tracing::warn!(

@@ -8,7 +8,7 @@ use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use super::Process;
+use crate::error::Process;
 
 /// The effective uid of the process at the other end of `stream`, as the
 /// kernel recorded it when the connection was made (`getpeereid`).

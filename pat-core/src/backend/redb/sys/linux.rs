@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use super::Process;
+use crate::error::Process;
 
 /// The effective uid of the process at the other end of `stream`, as the
 /// kernel recorded it when the connection was made.

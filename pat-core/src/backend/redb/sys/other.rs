@@ -6,7 +6,7 @@ use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use super::Process;
+use crate::error::Process;
 
 /// Always an error: the peer cannot be told, so it is not trusted.
 pub(crate) fn peer_uid(_stream: &UnixStream) -> io::Result<u32> {
