@@ -39,7 +39,7 @@ pub fn self_service(path: &str, admin: Arc<dyn Admin + Send + Sync>) -> Scope {
 
 async fn lookup(s: web::Data<SelfService>, identity: Identity) -> HttpResponse {
     let s = s.into_inner();
-    answer(web::block(move || s.lookup(&identity)).await)
+    answer(web::block(move || s.lookup_blocking(&identity)).await)
 }
 
 async fn revoke(s: web::Data<SelfService>, identity: Identity, req: HttpRequest) -> HttpResponse {
@@ -47,7 +47,7 @@ async fn revoke(s: web::Data<SelfService>, identity: Identity, req: HttpRequest)
         return answer(Ok(refused));
     }
     let s = s.into_inner();
-    answer(web::block(move || s.revoke(&identity)).await)
+    answer(web::block(move || s.revoke_blocking(&identity)).await)
 }
 
 async fn rotate(s: web::Data<SelfService>, identity: Identity, req: HttpRequest) -> HttpResponse {
@@ -57,5 +57,5 @@ async fn rotate(s: web::Data<SelfService>, identity: Identity, req: HttpRequest)
     let s = s.into_inner();
     let now = Timestamp::now();
     let query = (!req.query_string().is_empty()).then(|| req.query_string().to_owned());
-    answer(web::block(move || s.rotate(&identity, query.as_deref(), now)).await)
+    answer(web::block(move || s.rotate_blocking(&identity, query.as_deref(), now)).await)
 }

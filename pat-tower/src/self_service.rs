@@ -42,14 +42,14 @@ where
 }
 
 async fn lookup(State(s): State<SelfService>, identity: Identity) -> Response {
-    answer(tokio::task::spawn_blocking(move || s.lookup(&identity)).await)
+    answer(tokio::task::spawn_blocking(move || s.lookup_blocking(&identity)).await)
 }
 
 async fn revoke(State(s): State<SelfService>, identity: Identity, headers: HeaderMap) -> Response {
     if let Some(refused) = cross_site(&headers).refuse_token_change() {
         return answer(Ok(refused));
     }
-    answer(tokio::task::spawn_blocking(move || s.revoke(&identity)).await)
+    answer(tokio::task::spawn_blocking(move || s.revoke_blocking(&identity)).await)
 }
 
 async fn rotate(
@@ -62,5 +62,8 @@ async fn rotate(
         return answer(Ok(refused));
     }
     let now = Timestamp::now();
-    answer(tokio::task::spawn_blocking(move || s.rotate(&identity, query.as_deref(), now)).await)
+    answer(
+        tokio::task::spawn_blocking(move || s.rotate_blocking(&identity, query.as_deref(), now))
+            .await,
+    )
 }

@@ -192,7 +192,10 @@ impl Policy {
     // Storage only: a build with no store but memory does not need it.
     /// How the store keeps it: `(key, value)` pairs, absent limits (and the
     /// default reaction to reuse) as `None`.
-    #[cfg_attr(not(any(all(unix, feature = "redb"), feature = "postgres")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(all(unix, feature = "redb"), feature = "postgres")),
+        allow(dead_code)
+    )]
     pub(crate) fn to_pairs(self) -> [(&'static str, Option<u64>); 4] {
         [
             (MAX_LIFETIME_KEY, self.max_lifetime.map(|d| d.as_secs())),
@@ -207,7 +210,10 @@ impl Policy {
 
     /// The policy from the stored pairs (see [`Policy::to_pairs`]), each
     /// looked up by key with `get`.
-    #[cfg_attr(not(any(all(unix, feature = "redb"), feature = "postgres")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(all(unix, feature = "redb"), feature = "postgres")),
+        allow(dead_code)
+    )]
     pub(crate) fn from_pairs(get: impl Fn(&'static str) -> Option<u64>) -> Policy {
         Policy {
             max_lifetime: get(MAX_LIFETIME_KEY).map(Duration::from_secs),
@@ -223,16 +229,31 @@ impl Policy {
 }
 
 /// Keys of the policy in a store's metadata table.
-#[cfg_attr(not(any(all(unix, feature = "redb"), feature = "postgres")), allow(dead_code))]
+#[cfg_attr(
+    not(any(all(unix, feature = "redb"), feature = "postgres")),
+    allow(dead_code)
+)]
 pub(crate) const MAX_LIFETIME_KEY: &str = "policy_max_lifetime_secs";
-#[cfg_attr(not(any(all(unix, feature = "redb"), feature = "postgres")), allow(dead_code))]
+#[cfg_attr(
+    not(any(all(unix, feature = "redb"), feature = "postgres")),
+    allow(dead_code)
+)]
 pub(crate) const MAX_PER_USER_KEY: &str = "policy_max_tokens_per_user";
-#[cfg_attr(not(any(all(unix, feature = "redb"), feature = "postgres")), allow(dead_code))]
+#[cfg_attr(
+    not(any(all(unix, feature = "redb"), feature = "postgres")),
+    allow(dead_code)
+)]
 pub(crate) const MAX_GRACE_KEY: &str = "policy_max_grace_secs";
-#[cfg_attr(not(any(all(unix, feature = "redb"), feature = "postgres")), allow(dead_code))]
+#[cfg_attr(
+    not(any(all(unix, feature = "redb"), feature = "postgres")),
+    allow(dead_code)
+)]
 pub(crate) const ON_REUSE_KEY: &str = "policy_on_reuse";
 /// Every key, for backends that read them all at once.
-#[cfg_attr(not(any(all(unix, feature = "redb"), feature = "postgres")), allow(dead_code))]
+#[cfg_attr(
+    not(any(all(unix, feature = "redb"), feature = "postgres")),
+    allow(dead_code)
+)]
 pub(crate) const KEYS: [&str; 4] = [
     MAX_LIFETIME_KEY,
     MAX_PER_USER_KEY,

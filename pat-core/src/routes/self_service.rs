@@ -101,14 +101,42 @@ impl SelfService {
         Answer::unavailable()
     }
 
+    /// Renamed [`lookup_blocking`](SelfService::lookup_blocking).
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed `lookup_blocking`, like every blocking route call"
+    )]
+    pub fn lookup(&self, identity: &Identity) -> Answer {
+        self.lookup_blocking(identity)
+    }
+
+    /// Renamed [`revoke_blocking`](SelfService::revoke_blocking).
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed `revoke_blocking`, like every blocking route call"
+    )]
+    pub fn revoke(&self, identity: &Identity) -> Answer {
+        self.revoke_blocking(identity)
+    }
+
+    /// Renamed [`rotate_blocking`](SelfService::rotate_blocking).
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed `rotate_blocking`, like every blocking route call"
+    )]
+    pub fn rotate(&self, identity: &Identity, query: Option<&str>, now: Timestamp) -> Answer {
+        self.rotate_blocking(identity, query, now)
+    }
+
     /// The store, acting for the audit log as the token itself.
     fn as_token(&self, identity: &Identity) -> Box<dyn Admin + '_> {
         self.admin
             .acting_as(&format!("token {}", identity.token_id()))
     }
 
-    /// `GET …/self`: the presenting token's record.
-    pub fn lookup(&self, identity: &Identity) -> Answer {
+    /// `GET …/self`: the presenting token's record. Blocks on the store, as
+    /// every `_blocking` route call does: call it off the async workers.
+    pub fn lookup_blocking(&self, identity: &Identity) -> Answer {
         match self.admin.get(identity.token_id()) {
             Ok(info) => Answer::json(200, &token_json(&info)),
             Err(e) => failed(&e, identity),
@@ -116,7 +144,7 @@ impl SelfService {
     }
 
     /// `DELETE …/self`: revokes the presenting token; its record as it was.
-    pub fn revoke(&self, identity: &Identity) -> Answer {
+    pub fn revoke_blocking(&self, identity: &Identity) -> Answer {
         if identity.is_previous_secret() {
             return previous_secret_refused();
         }
@@ -132,7 +160,12 @@ impl SelfService {
     /// `POST …/self/rotate[?query]`: a new secret for the presenting token,
     /// answered once with its record (`token` holds the secret,
     /// `previous_secret_retires_at` when the presented one stops working).
-    pub fn rotate(&self, identity: &Identity, query: Option<&str>, now: Timestamp) -> Answer {
+    pub fn rotate_blocking(
+        &self,
+        identity: &Identity,
+        query: Option<&str>,
+        now: Timestamp,
+    ) -> Answer {
         if identity.is_previous_secret() {
             return previous_secret_refused();
         }

@@ -712,7 +712,7 @@ fn authority_case<B: Backend + Send + Sync + 'static>(
                 if let Some(e) = expire {
                     query.push_str(&format!("&expire={e}s"));
                 }
-                let a = own.rotate(&identity, Some(&query), at(now));
+                let a = own.rotate_blocking(&identity, Some(&query), at(now));
                 prop_assert!(
                     matches!(a.status, 200 | 400 | 403 | 404),
                     "rotate: {} {}",
