@@ -6,15 +6,17 @@
 //! change, `FOR SHARE` a parent that must not, a family in id order. The
 //! digests a transaction deletes or rewrites are announced to the other
 //! replicas inside it (`pg_notify`, delivered at commit) and forgotten by
-//! this replica's cache once it commits.
+//! this replica's cache once it commits. Here too: the writer connection,
+//! [`Shared::write`] (an engine operation in one such transaction), and the
+//! statements that change tokens outside the engine (policy, prune).
 
-use tokio_postgres::Transaction;
+use tokio_postgres::{Client, Row, Transaction};
 
-use super::{COLUMNS, DIGEST, PgError, Shared, audit_in, digest_of, family, record, secs};
+use super::{COLUMNS, DIGEST, PgError, Shared, TxFuture, digest_of, family, notify, record, secs};
 use crate::backend::cache::Cache;
 use crate::backend::engine::{Lock, Tx};
 use crate::error::StoreError;
-use crate::model::audit::AuditEntry;
+use crate::model::audit::{AuditAction, AuditEntry};
 use crate::model::policy::Policy;
 use crate::model::record::TokenInfo;
 use crate::model::time::Timestamp;
@@ -278,5 +280,192 @@ impl Tx for PgTx<'_> {
 
     async fn audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
         audit_in(self.txn, entry).await.map_err(db)
+    }
+}
+
+/// A transaction at READ COMMITTED, whatever the server's or the role's
+/// `default_transaction_isolation` says: each statement sees what committed
+/// before it, so a count taken after a lock sees every write the lock waited
+/// for (at REPEATABLE READ the first statement's snapshot would hide them).
+pub(super) async fn begin(
+    client: &mut Client,
+) -> Result<tokio_postgres::Transaction<'_>, tokio_postgres::Error> {
+    client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+        .start()
+        .await
+}
+
+/// Appends `entry` to the audit log inside `txn`.
+pub(super) async fn audit_in(
+    txn: &tokio_postgres::Transaction<'_>,
+    entry: &AuditEntry,
+) -> Result<(), tokio_postgres::Error> {
+    txn.execute(
+        "INSERT INTO pat_audit (at, action, token_id, username, actor, outcome)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &secs(entry.at),
+            &entry.action.as_str(),
+            &entry.token_id.map(|id| id.as_u64() as i64),
+            &entry.user,
+            &entry.actor,
+            &entry.outcome,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+impl Shared {
+    /// The writer connection, connected now if missing or broken.
+    pub(super) async fn writer(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, PgError> {
+        let mut writer = self.writer.lock().await;
+        if writer.as_ref().is_none_or(Client::is_closed) {
+            let (client, connection) = self.connect().await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "database connection ended");
+                }
+            });
+            *writer = Some(client);
+        }
+        Ok(writer)
+    }
+
+    /// The policy as `txn` sees it.
+    pub(super) async fn policy_in(
+        txn: &impl tokio_postgres::GenericClient,
+    ) -> Result<Policy, tokio_postgres::Error> {
+        let keys: Vec<&str> = crate::model::policy::KEYS.to_vec();
+        let rows = txn
+            .query(
+                "SELECT key, value FROM pat_meta WHERE key = ANY($1)",
+                &[&keys],
+            )
+            .await?;
+        Ok(Policy::from_pairs(|key| {
+            rows.iter()
+                .find(|r| r.get::<_, &str>(0) == key)
+                .map(|r| r.get::<_, i64>(1).max(0) as u64)
+        }))
+    }
+
+    /// Runs `op`, one of the engine's operations, in a transaction on the
+    /// writer connection: committed with the notifications of what it
+    /// deleted or changed, which this replica's cache then forgets. A
+    /// timeout may have committed: the whole cache is dropped.
+    pub(super) async fn write<T: Send>(
+        &self,
+        op: impl for<'t> FnOnce(&'t mut PgTx<'_>) -> TxFuture<'t, T> + Send,
+    ) -> Result<T, StoreError> {
+        let mut writer = self.writer().await?;
+        let Some(client) = writer.as_mut() else {
+            return Err(PgError::Stopped.into());
+        };
+        let run = async {
+            let txn = begin(client).await.map_err(PgError::Db)?;
+            let mut tx = PgTx::new(&txn, &self.cache);
+            let out = op(&mut tx).await?;
+            let PgTx {
+                deleted, changed, ..
+            } = tx;
+            let all: Vec<TokenDigest> = deleted.iter().chain(&changed).copied().collect();
+            notify(&txn, &all).await.map_err(PgError::Db)?;
+            txn.commit().await.map_err(PgError::Db)?;
+            Ok::<_, StoreError>((out, deleted, changed))
+        };
+        match tokio::time::timeout(self.timeout, run).await {
+            Ok(r) => {
+                let (out, deleted, changed) = r?;
+                self.cache.deleted(&deleted);
+                if !changed.is_empty() {
+                    self.cache.forget(Some(&changed));
+                }
+                Ok(out)
+            }
+            Err(_) => {
+                self.cache.forget(None);
+                Err(PgError::Timeout.into())
+            }
+        }
+    }
+
+    /// Replaces the policy's rows in one transaction.
+    pub(super) async fn set_policy(&self, policy: Policy, actor: &str) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        let Some(client) = writer.as_mut() else {
+            return Err(PgError::Stopped.into());
+        };
+        let run = async {
+            let txn = begin(client).await?;
+            for (key, value) in policy.to_pairs() {
+                match value {
+                    Some(v) => {
+                        txn.execute(
+                            "INSERT INTO pat_meta (key, value) VALUES ($1, $2)
+                             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                            &[&key, &(v.min(i64::MAX as u64) as i64)],
+                        )
+                        .await?;
+                    }
+                    None => {
+                        txn.execute("DELETE FROM pat_meta WHERE key = $1", &[&key])
+                            .await?;
+                    }
+                }
+            }
+            let entry = AuditEntry::new(
+                Timestamp::now(),
+                AuditAction::SetPolicy,
+                None,
+                "",
+                actor,
+                policy.summary(),
+            );
+            audit_in(&txn, &entry).await?;
+            txn.commit().await
+        };
+        self.timed(run).await.map_err(StoreError::from)
+    }
+
+    /// A statement that changes tokens (`… RETURNING …, digest`, the digest
+    /// in column [`DIGEST`]), in a transaction that notifies the other replicas; the
+    /// rows it returned, forgotten here too.
+    pub(super) async fn change(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        audit: &(dyn Fn(&[Row]) -> Vec<AuditEntry> + Sync),
+    ) -> Result<Vec<Row>, PgError> {
+        let mut writer = self.writer().await?;
+        let Some(client) = writer.as_mut() else {
+            return Err(PgError::Stopped);
+        };
+        let run = async {
+            let txn = begin(client).await?;
+            let rows = txn.query(sql, params).await?;
+            let digests: Vec<TokenDigest> = rows
+                .iter()
+                .filter_map(|r| digest_of(r, DIGEST).ok())
+                .collect();
+            notify(&txn, &digests).await?;
+            for entry in audit(&rows) {
+                audit_in(&txn, &entry).await?;
+            }
+            txn.commit().await?;
+            Ok((rows, digests))
+        };
+        let (rows, digests) = self.timed(run).await.inspect_err(|e| {
+            if matches!(e, PgError::Timeout) {
+                // It may have committed: nothing cached can be trusted.
+                self.cache.forget(None);
+            }
+        })?;
+        self.cache.deleted(&digests);
+        Ok(rows)
     }
 }

@@ -1,0 +1,292 @@
+//! The admin operations of [`PgStore`]: the engine's rules in a
+//! [`PgTx`](super::tx::PgTx), and the reads and listings that need no rule.
+
+use std::time::Duration;
+
+use tokio_postgres::Row;
+
+use super::{
+    COLUMNS, DIGEST, PgError, PgStore, Shared, begin, digest_of, family, record, secs, timestamp,
+};
+use crate::backend::admin::Audited;
+use crate::backend::engine;
+use crate::error::StoreError;
+use crate::model::audit::{AuditAction, AuditEntry};
+use crate::model::policy::Policy;
+use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
+use crate::model::time::Timestamp;
+use crate::model::token::{TokenDigest, TokenId};
+use crate::testing::failpoints::Point;
+
+crate::backend::admin::admin_from_audited!(PgStore);
+
+impl Audited for PgStore {
+    fn create_by(
+        &self,
+        new: &NewToken,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<CreatedToken, StoreError> {
+        let shared = self.shared.clone();
+        let new = new.clone();
+        let actor = actor.to_owned();
+        self.block(async move {
+            shared
+                .write(move |tx| {
+                    Box::pin(async move { engine::create(tx, &new, now, &actor).await })
+                })
+                .await
+        })
+    }
+
+    fn list_tokens(
+        &self,
+        user: Option<&str>,
+        include_expired: bool,
+        now: Timestamp,
+    ) -> Result<Vec<TokenInfo>, StoreError> {
+        let shared = self.shared.clone();
+        let user = user.map(str::to_owned);
+        let mut out = self.block(async move {
+            let client = shared.client().await?;
+            let rows = match &user {
+                Some(u) => {
+                    let sql =
+                        format!("SELECT {COLUMNS}, digest FROM pat_tokens WHERE username = $1");
+                    shared.timed(client.query(&sql, &[u])).await?
+                }
+                None => {
+                    let sql = format!("SELECT {COLUMNS}, digest FROM pat_tokens");
+                    shared.timed(client.query(&sql, &[])).await?
+                }
+            };
+            shared.records(&rows, DIGEST)
+        })?;
+        out.retain(|i| include_expired || !i.is_expired(now));
+        out.sort_by_key(|i| (i.created_at, i.id));
+        Ok(out)
+    }
+
+    fn find_token(
+        &self,
+        digest: &TokenDigest,
+        now: Timestamp,
+    ) -> Result<Option<TokenInfo>, StoreError> {
+        let shared = self.shared.clone();
+        let digest = *digest;
+        self.block(async move { engine::lookup::find(&*shared, &shared.cache, &digest, now).await })
+    }
+
+    fn get_token(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+        let shared = self.shared.clone();
+        self.block(async move {
+            let client = shared.client().await?;
+            let sql = format!("SELECT {COLUMNS}, digest FROM pat_tokens WHERE id = $1");
+            let rows = shared
+                .timed(client.query(&sql, &[&(id.as_u64() as i64)]))
+                .await?;
+            shared
+                .records(&rows, DIGEST)?
+                .pop()
+                .ok_or(StoreError::NotFound(id))
+        })
+    }
+
+    fn rotate_by(
+        &self,
+        id: TokenId,
+        rotation: &Rotation,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<CreatedToken, StoreError> {
+        let shared = self.shared.clone();
+        let rotation = *rotation;
+        let actor = actor.to_owned();
+        self.block(async move {
+            shared
+                .write(move |tx| {
+                    Box::pin(async move { engine::rotate(tx, id, &rotation, now, &actor).await })
+                })
+                .await
+        })
+    }
+
+    fn revoke_by(&self, id: TokenId, actor: &str) -> Result<TokenInfo, StoreError> {
+        let shared = self.shared.clone();
+        let actor = actor.to_owned();
+        self.block(async move {
+            let gone = shared
+                .write(move |tx| {
+                    Box::pin(
+                        async move { engine::revoke(tx, id, &actor, "ok", Timestamp::now()).await },
+                    )
+                })
+                .await?;
+            gone.into_iter().next().ok_or(StoreError::NotFound(id))
+        })
+    }
+
+    fn descendants_of(&self, id: TokenId) -> Result<Vec<TokenInfo>, StoreError> {
+        let shared = self.shared.clone();
+        self.block(async move {
+            let client = shared.client().await?;
+            let members = shared.timed_pg(family::descendants(&client, id)).await?;
+            Ok(members
+                .into_iter()
+                .map(|mut m| {
+                    shared.cache.overlay(&m.digest, &mut m.info);
+                    m.info
+                })
+                .collect())
+        })
+    }
+
+    fn revoke_user_by(&self, user: &str, actor: &str) -> Result<usize, StoreError> {
+        let shared = self.shared.clone();
+        let user = user.to_owned();
+        let actor = actor.to_owned();
+        self.block(async move {
+            let gone = shared
+                .write(move |tx| {
+                    Box::pin(async move {
+                        engine::revoke_user(tx, &user, &actor, Timestamp::now()).await
+                    })
+                })
+                .await?;
+            Ok(gone.len())
+        })
+    }
+
+    fn prune_by(&self, now: Timestamp, actor: &str) -> Result<usize, StoreError> {
+        let shared = self.shared.clone();
+        let actor = actor.to_owned();
+        self.block(async move {
+            let margin = shared.prune_margin.as_secs() as i64;
+            // Candidates by the database's view, then those this replica
+            // knows to be alive (a sliding token used here, not written yet)
+            // are kept.
+            let client = shared.client().await?;
+            let sql =
+                format!("SELECT {COLUMNS}, digest FROM pat_tokens WHERE expires_at + $1 <= $2");
+            let rows = shared
+                .timed(client.query(&sql, &[&margin, &secs(now)]))
+                .await?;
+            let mut expired: Vec<TokenDigest> = Vec::new();
+            for row in &rows {
+                let mut info = record(row)?;
+                let digest = digest_of(row, DIGEST)?;
+                shared.cache.overlay(&digest, &mut info);
+                let margin = Duration::from_secs(margin as u64);
+                if info.expiry.expires_at().saturating_add(margin) <= now {
+                    expired.push(digest);
+                }
+            }
+            // A last look, ordered with this replica's uses racing it.
+            let limit = Timestamp::from_unix_secs(now.as_unix_secs().saturating_sub(margin as u64))
+                .unwrap_or(now);
+            // Spared when dropped: whatever the database did not delete
+            // (another replica's use was written meanwhile, or the
+            // deletion failed) lives on; `change` forgets the deleted ones.
+            let condemned = shared.cache.doom(&expired, limit);
+            shared
+                .cache
+                .hooks
+                .at(Point::PruneDecided)
+                .map_err(PgError::Injected)?;
+            let doomed: Vec<Vec<u8>> = condemned
+                .digests()
+                .iter()
+                .map(|d| d.as_bytes().to_vec())
+                .collect();
+            let sql = format!(
+                "DELETE FROM pat_tokens WHERE digest = ANY($1) AND expires_at + $2 <= $3 \
+                 RETURNING {COLUMNS}, digest"
+            );
+            let pruned = shared
+                .change(&sql, &[&doomed, &margin, &secs(now)], &|rows: &[Row]| {
+                    vec![AuditEntry::new(
+                        now,
+                        AuditAction::Prune,
+                        None,
+                        "",
+                        &*actor,
+                        AuditEntry::count_outcome(rows.len()),
+                    )]
+                })
+                .await;
+            drop(condemned);
+            let pruned = pruned?.len();
+            // Retired secrets of tokens that are gone can only be refused
+            // now, like any unknown token.
+            let client = shared.client().await?;
+            shared
+                .timed(client.execute(
+                    "DELETE FROM pat_retired r \
+                     WHERE NOT EXISTS (SELECT 1 FROM pat_tokens t WHERE t.id = r.id)",
+                    &[],
+                ))
+                .await?;
+            let horizon = now
+                .as_unix_secs()
+                .saturating_sub(shared.audit_retention.as_secs()) as i64;
+            shared
+                .timed(client.execute("DELETE FROM pat_audit WHERE at < $1", &[&horizon]))
+                .await?;
+            Ok(pruned)
+        })
+    }
+
+    fn get_policy(&self) -> Result<Policy, StoreError> {
+        let shared = self.shared.clone();
+        self.block(async move {
+            let mut writer = shared.writer().await?;
+            let Some(client) = writer.as_mut() else {
+                return Err(PgError::Stopped.into());
+            };
+            let txn = begin(client).await.map_err(PgError::Db)?;
+            let policy = Shared::policy_in(&txn).await.map_err(PgError::Db)?;
+            txn.commit().await.map_err(PgError::Db)?;
+            Ok(policy)
+        })
+    }
+
+    fn set_policy_by(&self, policy: Policy, actor: &str) -> Result<(), StoreError> {
+        let shared = self.shared.clone();
+        let actor = actor.to_owned();
+        self.block(async move { shared.set_policy(policy, &actor).await })
+    }
+
+    fn read_audit(
+        &self,
+        since: Timestamp,
+        user: Option<&str>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let shared = self.shared.clone();
+        let user = user.map(str::to_owned);
+        self.block(async move {
+            let client = shared.client().await?;
+            let sql = "SELECT at, action, token_id, username, actor, outcome FROM pat_audit \
+                       WHERE at >= $1 AND ($2::text IS NULL OR username = $2) ORDER BY seq";
+            let rows = shared
+                .timed(client.query(sql, &[&secs(since), &user]))
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    let action: String = r.get(1);
+                    Ok(AuditEntry::new(
+                        timestamp(r.get(0), "audit time")?,
+                        AuditAction::from_name(&action).ok_or_else(|| {
+                            PgError::Data(format!("unknown audit action {action}"))
+                        })?,
+                        r.get::<_, Option<i64>>(2)
+                            .map(|v| TokenId::from_u64(v as u64)),
+                        r.get::<_, String>(3),
+                        r.get::<_, String>(4),
+                        r.get::<_, String>(5),
+                    ))
+                })
+                .collect::<Result<Vec<_>, PgError>>()
+                .map_err(StoreError::from)
+        })
+    }
+}

@@ -1,0 +1,144 @@
+//! Hearing other replicas: the notifications a write sends inside its
+//! transaction, the listener that evicts what they name, and the periodic
+//! flush.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::{Shared, schema};
+use crate::model::token::TokenDigest;
+
+/// Tells the other replicas that these tokens changed, inside `txn`. A
+/// payload holds at most 8,000 bytes: past a hundred tokens, replicas drop
+/// their whole cache instead.
+pub(super) async fn notify(
+    txn: &tokio_postgres::Transaction<'_>,
+    digests: &[TokenDigest],
+) -> Result<(), tokio_postgres::Error> {
+    if digests.is_empty() {
+        return Ok(());
+    }
+    let payload = if digests.len() > 100 {
+        "*".to_owned()
+    } else {
+        digests.iter().map(hex).collect::<Vec<_>>().join(",")
+    };
+    txn.execute("SELECT pg_notify($1, $2)", &[&schema::CHANNEL, &payload])
+        .await?;
+    Ok(())
+}
+
+pub(super) fn hex(d: &TokenDigest) -> String {
+    d.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(super) fn unhex(s: &str) -> Option<TokenDigest> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        let text = std::str::from_utf8(chunk).ok()?;
+        out[i] = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(TokenDigest::from_bytes(out))
+}
+
+/// The listener: evicts what other replicas change; on every (re)connect,
+/// drops the whole cache, since notifications may have been missed.
+pub(super) async fn listen(shared: std::sync::Weak<Shared>) {
+    use futures_util::StreamExt as _;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(s) = shared.upgrade() else { return };
+        let connected = s.connect().await;
+        drop(s);
+        let (client, mut connection) = match connected {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "database listener cannot connect; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        tokio::spawn(async move {
+            let mut messages = std::pin::pin!(messages);
+            while let Some(m) = messages.next().await {
+                match m {
+                    Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                        if tx.send(n.payload().to_owned()).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        if client
+            .batch_execute(&format!("LISTEN {}", schema::CHANNEL))
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        backoff = Duration::from_millis(100);
+        {
+            let Some(s) = shared.upgrade() else { return };
+            s.cache.forget(None);
+            s.listening.store(true, Ordering::Release);
+        }
+        while let Some(payload) = rx.recv().await {
+            let Some(s) = shared.upgrade() else { return };
+            if payload == "*" {
+                s.cache.forget(None);
+            } else {
+                let digests: Vec<TokenDigest> = payload.split(',').filter_map(unhex).collect();
+                s.cache.forget(Some(&digests));
+            }
+        }
+        // The connection is gone: until the next one listens, nothing cached
+        // can be trusted beyond the staleness bound; drop it all now.
+        let Some(s) = shared.upgrade() else { return };
+        s.listening.store(false, Ordering::Release);
+        s.cache.forget(None);
+        tracing::warn!("database listener lost its connection; reconnecting");
+    }
+}
+
+pub(super) async fn flush_every(shared: std::sync::Weak<Shared>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        {
+            let Some(s) = shared.upgrade() else { return };
+            tokio::select! {
+                biased;
+                // Stopped between two flushes, never inside one.
+                () = s.stop_flushing.notified() => return,
+                _ = ticks.tick() => {}
+            }
+        }
+        let Some(s) = shared.upgrade() else { return };
+        if let Err(e) = s.flush().await {
+            tracing::warn!(error = %crate::error::chain(&e), "could not write buffered token uses");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::token::TokenSecret;
+
+    #[test]
+    fn digests_travel_as_hex() {
+        let d = TokenSecret::generate().digest();
+        assert_eq!(unhex(&hex(&d)), Some(d));
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex(&"g".repeat(64)), None);
+    }
+}

@@ -1,0 +1,96 @@
+//! Rows as records: the columns pat reads, and their conversions.
+
+use std::time::Duration;
+
+use tokio_postgres::Row;
+
+use super::PgError;
+use crate::model::expiry::Expiry;
+use crate::model::record::TokenInfo;
+use crate::model::scope::{Scope, Scopes};
+use crate::model::time::Timestamp;
+use crate::model::token::{TokenDigest, TokenId};
+
+pub(super) const COLUMNS: &str = "id, username, label, created_at, created_by, sliding, expires_at, \
+                       window_secs, max_lifetime_secs, last_used_at, scopes, rotated_at, \
+                       parent_id, lifetime_from, not_after, previous_until";
+
+/// Where statements put the digest after [`COLUMNS`] (`SELECT {COLUMNS}, digest`).
+pub(super) const DIGEST: usize = 16;
+
+pub(super) fn secs(t: Timestamp) -> i64 {
+    t.as_unix_secs() as i64
+}
+
+pub(super) fn timestamp(v: i64, what: &str) -> Result<Timestamp, PgError> {
+    u64::try_from(v)
+        .ok()
+        .and_then(Timestamp::from_unix_secs)
+        .ok_or_else(|| PgError::Data(format!("{what} out of range")))
+}
+
+pub(super) fn duration(v: Option<i64>, what: &str) -> Result<Option<Duration>, PgError> {
+    v.map(|s| {
+        u64::try_from(s)
+            .map(Duration::from_secs)
+            .map_err(|_| PgError::Data(format!("{what} is negative")))
+    })
+    .transpose()
+}
+
+/// A row (in [`COLUMNS`] order) as a record.
+pub(super) fn record(row: &Row) -> Result<TokenInfo, PgError> {
+    let expires_at = timestamp(row.get(6), "expires_at")?;
+    let expiry = if row.get::<_, bool>(5) {
+        Expiry::Sliding {
+            window: duration(row.get(7), "window")?
+                .ok_or_else(|| PgError::Data("sliding token without a window".into()))?,
+            max_lifetime: duration(row.get(8), "max lifetime")?,
+            expires_at,
+        }
+    } else {
+        Expiry::Hard { expires_at }
+    };
+    let mut info = TokenInfo::new(
+        TokenId::from_u64(row.get::<_, i64>(0) as u64),
+        row.get::<_, String>(1),
+        timestamp(row.get(3), "created_at")?,
+        expiry,
+    );
+    info.label = row.get(2);
+    info.created_by = row.get(4);
+    info.last_used_at = row
+        .get::<_, Option<i64>>(9)
+        .map(|v| timestamp(v, "last_used_at"))
+        .transpose()?;
+    info.rotated_at = row
+        .get::<_, Option<i64>>(11)
+        .map(|v| timestamp(v, "rotated_at"))
+        .transpose()?;
+    let scopes: Vec<String> = row.get(10);
+    info.scopes = scopes
+        .iter()
+        .map(|s| s.parse::<Scope>())
+        .collect::<Result<Scopes, _>>()
+        .map_err(|e| PgError::Data(e.to_string()))?;
+    let opt_time = |i: usize, what: &str| {
+        row.get::<_, Option<i64>>(i)
+            .map(|v| timestamp(v, what))
+            .transpose()
+    };
+    info.parent = row
+        .get::<_, Option<i64>>(12)
+        .map(|v| TokenId::from_u64(v as u64));
+    info.lifetime_from = timestamp(row.get(13), "lifetime_from")?;
+    info.not_after = opt_time(14, "not_after")?;
+    info.previous_until = opt_time(15, "previous_until")?;
+    Ok(info)
+}
+
+pub(super) fn digest_of(row: &Row, column: usize) -> Result<TokenDigest, PgError> {
+    let bytes: Vec<u8> = row.get(column);
+    let array: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| PgError::Data("a digest is not 32 bytes".into()))?;
+    Ok(TokenDigest::from_bytes(array))
+}
