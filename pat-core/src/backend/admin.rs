@@ -196,9 +196,14 @@ pub(crate) struct Acting<'a, T: ?Sized> {
 }
 
 /// Implements [`Admin`] for a type that implements [`Audited`], the plain
-/// calls acting as [`DEFAULT_ACTOR`].
+/// calls acting as [`DEFAULT_ACTOR`]. `Handle => get`: for a handle whose
+/// state implements [`Audited`] (`get(&handle)` borrows it), so that the
+/// handle forwards nothing itself.
 macro_rules! admin_from_audited {
     ($t:ty) => {
+        $crate::backend::admin::admin_from_audited!($t => ::std::convert::identity);
+    };
+    ($t:ty => $get:path) => {
         impl $crate::backend::admin::Admin for $t {
             fn create(
                 &self,
@@ -206,7 +211,7 @@ macro_rules! admin_from_audited {
                 now: $crate::Timestamp,
             ) -> Result<$crate::CreatedToken, $crate::StoreError> {
                 $crate::backend::admin::Audited::create_by(
-                    self,
+                    $get(self),
                     new,
                     now,
                     $crate::model::audit::DEFAULT_ACTOR,
@@ -218,17 +223,20 @@ macro_rules! admin_from_audited {
                 include_expired: bool,
                 now: $crate::Timestamp,
             ) -> Result<Vec<$crate::TokenInfo>, $crate::StoreError> {
-                $crate::backend::admin::Audited::list_tokens(self, user, include_expired, now)
+                $crate::backend::admin::Audited::list_tokens(
+                    $get(self), user, include_expired, now)
             }
             fn get(&self, id: $crate::TokenId) -> Result<$crate::TokenInfo, $crate::StoreError> {
-                $crate::backend::admin::Audited::get_token(self, id)
+                $crate::backend::admin::Audited::get_token(
+                    $get(self), id)
             }
             fn find(
                 &self,
                 digest: &$crate::TokenDigest,
                 now: $crate::Timestamp,
             ) -> Result<Option<$crate::TokenInfo>, $crate::StoreError> {
-                $crate::backend::admin::Audited::find_token(self, digest, now)
+                $crate::backend::admin::Audited::find_token(
+                    $get(self), digest, now)
             }
             fn rotate(
                 &self,
@@ -237,7 +245,7 @@ macro_rules! admin_from_audited {
                 now: $crate::Timestamp,
             ) -> Result<$crate::CreatedToken, $crate::StoreError> {
                 $crate::backend::admin::Audited::rotate_by(
-                    self,
+                    $get(self),
                     id,
                     rotation,
                     now,
@@ -246,7 +254,7 @@ macro_rules! admin_from_audited {
             }
             fn revoke(&self, id: $crate::TokenId) -> Result<$crate::TokenInfo, $crate::StoreError> {
                 $crate::backend::admin::Audited::revoke_by(
-                    self,
+                    $get(self),
                     id,
                     $crate::model::audit::DEFAULT_ACTOR,
                 )
@@ -255,28 +263,29 @@ macro_rules! admin_from_audited {
                 &self,
                 id: $crate::TokenId,
             ) -> Result<Vec<$crate::TokenInfo>, $crate::StoreError> {
-                $crate::backend::admin::Audited::descendants_of(self, id)
+                $crate::backend::admin::Audited::descendants_of(
+                    $get(self), id)
             }
             fn revoke_user(&self, user: &str) -> Result<usize, $crate::StoreError> {
                 $crate::backend::admin::Audited::revoke_user_by(
-                    self,
+                    $get(self),
                     user,
                     $crate::model::audit::DEFAULT_ACTOR,
                 )
             }
             fn prune(&self, now: $crate::Timestamp) -> Result<usize, $crate::StoreError> {
                 $crate::backend::admin::Audited::prune_by(
-                    self,
+                    $get(self),
                     now,
                     $crate::model::audit::DEFAULT_ACTOR,
                 )
             }
             fn policy(&self) -> Result<$crate::Policy, $crate::StoreError> {
-                $crate::backend::admin::Audited::get_policy(self)
+                $crate::backend::admin::Audited::get_policy($get(self))
             }
             fn set_policy(&self, policy: $crate::Policy) -> Result<(), $crate::StoreError> {
                 $crate::backend::admin::Audited::set_policy_by(
-                    self,
+                    $get(self),
                     policy,
                     $crate::model::audit::DEFAULT_ACTOR,
                 )
@@ -286,11 +295,12 @@ macro_rules! admin_from_audited {
                 since: $crate::Timestamp,
                 user: Option<&str>,
             ) -> Result<Vec<$crate::AuditEntry>, $crate::StoreError> {
-                $crate::backend::admin::Audited::read_audit(self, since, user)
+                $crate::backend::admin::Audited::read_audit(
+                    $get(self), since, user)
             }
             fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn $crate::backend::admin::Admin + 'a> {
                 Box::new($crate::backend::admin::Acting {
-                    store: self,
+                    store: $get(self),
                     actor: actor.to_owned(),
                 })
             }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::testing::failpoints::Point;
-use crate::{Admin as _, ExpiryPolicy};
+use crate::{Admin as _, AuditAction, ExpiryPolicy, Rotation};
 
 const MIN: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);

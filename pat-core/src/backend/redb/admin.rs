@@ -1,0 +1,310 @@
+//! The admin operations, on the shared state so that the admin socket's
+//! thread serves them too: the engine's rules in a [`RedbTx`], and the
+//! reads and listings that need no rule.
+
+use redb::{ReadableDatabase, ReadableTable, TableError, WriteTransaction};
+
+use super::tx::RedbTx;
+use super::{
+    AUDIT, BY_ID, BY_USER, Inner, META, RETIRED, RETIRED_BY_ID, TOKENS, audit_in, codec, corrupt,
+    storage,
+};
+use crate::backend::admin::Audited;
+use crate::backend::block_on::block_on;
+use crate::backend::engine;
+use crate::error::{BackendError, StoreError};
+use crate::model::audit::{AuditAction, AuditEntry};
+use crate::model::policy::Policy;
+use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
+use crate::model::time::Timestamp;
+use crate::model::token::{TokenDigest, TokenId};
+use crate::testing::failpoints::Point;
+
+impl Inner {
+    /// Creates tokens in one durable transaction: all or none.
+    pub(super) fn create_many(
+        &self,
+        news: &[NewToken],
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<Vec<CreatedToken>, StoreError> {
+        // Validate everything before writing anything.
+        for n in news {
+            n.to_info(TokenId::from_u64(0), now)?;
+        }
+        self.delete(|txn, changes| {
+            let mut tx = RedbTx::new(self, txn, changes);
+            // Counted in this transaction: tokens created earlier in the
+            // batch count too.
+            news.iter()
+                .map(|new| block_on(engine::create(&mut tx, new, now, actor)))
+                .collect()
+        })
+    }
+
+    /// Drops audit entries older than the retention, inside `txn`.
+    pub(super) fn prune_audit(
+        &self,
+        txn: &WriteTransaction,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let horizon = now
+            .as_unix_secs()
+            .saturating_sub(self.audit_retention.as_secs());
+        let mut audit = txn.open_table(AUDIT).map_err(storage)?;
+        let mut old = Vec::new();
+        for entry in audit.iter().map_err(storage)? {
+            let (k, v) = entry.map_err(storage)?;
+            // Not assumed in time order: `now` is the caller's clock.
+            let e = codec::decode_audit(v.value()).map_err(corrupt)?;
+            if e.at.as_unix_secs() < horizon {
+                old.push(k.value());
+            }
+        }
+        for k in old {
+            audit.remove(k).map_err(storage)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the retired secrets of tokens that no longer exist: they can
+    /// only ever be refused now, like any unknown token.
+    pub(super) fn prune_retired(txn: &WriteTransaction) -> Result<(), StoreError> {
+        let by_id = txn.open_table(BY_ID).map_err(storage)?;
+        let mut retired = txn.open_table(RETIRED).map_err(storage)?;
+        let mut gone = Vec::new();
+        for entry in retired.iter().map_err(storage)? {
+            let (digest, value) = entry.map_err(storage)?;
+            if by_id.get(value.value().0).map_err(storage)?.is_none() {
+                gone.push(digest.value());
+            }
+        }
+        let mut retired_by_id = txn.open_multimap_table(RETIRED_BY_ID).map_err(storage)?;
+        for digest in gone {
+            if let Some(v) = retired.remove(digest).map_err(storage)? {
+                retired_by_id.remove(v.value().0, digest).map_err(storage)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The admin operations, on the shared state so that the admin socket's
+/// thread can serve them too.
+impl Audited for Inner {
+    fn create_by(
+        &self,
+        new: &NewToken,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<CreatedToken, StoreError> {
+        let mut created = self.create_many(std::slice::from_ref(new), now, actor)?;
+        created
+            .pop()
+            .ok_or_else(|| corrupt("no token created".into()))
+    }
+
+    fn list_tokens(
+        &self,
+        user: Option<&str>,
+        include_expired: bool,
+        now: Timestamp,
+    ) -> Result<Vec<TokenInfo>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let tokens = txn.open_table(TOKENS).map_err(storage)?;
+        let mut out = Vec::new();
+        let mut keep = |info: TokenInfo| {
+            if include_expired || !info.is_expired(now) {
+                out.push(info);
+            }
+        };
+        match user {
+            Some(user) => {
+                let by_user = txn.open_multimap_table(BY_USER).map_err(storage)?;
+                let by_id = txn.open_table(BY_ID).map_err(storage)?;
+                for id in by_user.get(user).map_err(storage)? {
+                    let id = id.map_err(storage)?.value();
+                    let digest = by_id
+                        .get(id)
+                        .map_err(storage)?
+                        .ok_or_else(|| {
+                            corrupt(format!("user index names unknown token {id:016x}"))
+                        })?
+                        .value();
+                    let record = tokens
+                        .get(digest)
+                        .map_err(storage)?
+                        .ok_or_else(|| corrupt(format!("token {id:016x} has no record")))?;
+                    keep(self.record(digest, record.value())?);
+                }
+            }
+            None => {
+                for entry in tokens.iter().map_err(storage)? {
+                    let (k, v) = entry.map_err(storage)?;
+                    keep(self.record(k.value(), v.value())?);
+                }
+            }
+        }
+        out.sort_by_key(|i| (i.created_at, i.id));
+        Ok(out)
+    }
+
+    fn find_token(
+        &self,
+        digest: &TokenDigest,
+        now: Timestamp,
+    ) -> Result<Option<TokenInfo>, StoreError> {
+        block_on(engine::lookup::find(self, &self.cache, digest, now))
+    }
+
+    fn get_token(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let by_id = txn.open_table(BY_ID).map_err(storage)?;
+        let digest = by_id
+            .get(id.as_u64())
+            .map_err(storage)?
+            .ok_or(StoreError::NotFound(id))?
+            .value();
+        let tokens = txn.open_table(TOKENS).map_err(storage)?;
+        let record = tokens
+            .get(digest)
+            .map_err(storage)?
+            .ok_or_else(|| corrupt(format!("token {id} has no record")))?;
+        self.record(digest, record.value())
+    }
+
+    fn rotate_by(
+        &self,
+        id: TokenId,
+        rotation: &Rotation,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<CreatedToken, StoreError> {
+        // The old digest is forgotten in memory like a revoked one; its
+        // buffered use is merged into the record first (`record_in`), so
+        // no use is lost.
+        self.delete(|txn, changes| {
+            let mut tx = RedbTx::new(self, txn, changes);
+            block_on(engine::rotate(&mut tx, id, rotation, now, actor))
+        })
+    }
+
+    fn revoke_by(&self, id: TokenId, actor: &str) -> Result<TokenInfo, StoreError> {
+        self.delete(|txn, changes| {
+            let mut tx = RedbTx::new(self, txn, changes);
+            let gone = block_on(engine::revoke(&mut tx, id, actor, "ok", Timestamp::now()))?;
+            // The root comes first.
+            gone.into_iter().next().ok_or(StoreError::NotFound(id))
+        })
+    }
+
+    fn descendants_of(&self, id: TokenId) -> Result<Vec<TokenInfo>, StoreError> {
+        Ok(self.family_read(id)?.into_iter().map(|(_, i)| i).collect())
+    }
+
+    fn revoke_user_by(&self, user: &str, actor: &str) -> Result<usize, StoreError> {
+        self.delete(|txn, changes| {
+            let mut tx = RedbTx::new(self, txn, changes);
+            block_on(engine::revoke_user(&mut tx, user, actor, Timestamp::now())).map(|g| g.len())
+        })
+    }
+
+    fn prune_by(&self, now: Timestamp, actor: &str) -> Result<usize, StoreError> {
+        // Spared when dropped, after the deletion was forgotten: whatever
+        // it did not delete lives on.
+        let mut condemned = None;
+        self.delete(|txn, changes| {
+            let expired: Vec<(TokenDigest, TokenId)> = {
+                let tokens = txn.open_table(TOKENS).map_err(storage)?;
+                let mut expired = Vec::new();
+                for entry in tokens.iter().map_err(storage)? {
+                    let (k, v) = entry.map_err(storage)?;
+                    // Merged with buffered uses: a sliding token refreshed
+                    // in memory is alive even if the file says otherwise.
+                    let info = self.record(k.value(), v.value())?;
+                    if info.is_expired(now) {
+                        expired.push((TokenDigest::from_bytes(k.value()), info.id));
+                    }
+                }
+                expired
+            };
+            // A last look, ordered with the uses racing it.
+            let digests: Vec<TokenDigest> = expired.iter().map(|(d, _)| *d).collect();
+            let doomed = condemned.insert(self.cache.doom(&digests, now));
+            let expired: Vec<TokenId> = expired
+                .into_iter()
+                .filter(|(d, _)| doomed.digests().contains(d))
+                .map(|(_, id)| id)
+                .collect();
+            self.cache
+                .hooks
+                .at(Point::PruneDecided)
+                .map_err(|e| StoreError::Storage(BackendError::new(e)))?;
+            for &id in &expired {
+                Inner::remove_in(txn, id, &mut changes.deleted)?;
+            }
+            Inner::prune_retired(txn)?;
+            self.prune_audit(txn, now)?;
+            let entry = AuditEntry::new(
+                now,
+                AuditAction::Prune,
+                None,
+                "",
+                actor,
+                AuditEntry::count_outcome(expired.len()),
+            );
+            audit_in(txn, &entry)?;
+            Ok(expired.len())
+        })
+    }
+
+    fn get_policy(&self) -> Result<Policy, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let meta = txn.open_table(META).map_err(storage)?;
+        Inner::read_policy(&meta)
+    }
+
+    fn set_policy_by(&self, policy: Policy, actor: &str) -> Result<(), StoreError> {
+        self.write(|txn| {
+            let entry = AuditEntry::new(
+                Timestamp::now(),
+                AuditAction::SetPolicy,
+                None,
+                "",
+                actor,
+                policy.summary(),
+            );
+            audit_in(txn, &entry)?;
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            for (key, value) in policy.to_pairs() {
+                match value {
+                    Some(v) => meta.insert(key, v).map_err(storage)?,
+                    None => meta.remove(key).map_err(storage)?,
+                };
+            }
+            Ok(())
+        })
+    }
+
+    fn read_audit(
+        &self,
+        since: Timestamp,
+        user: Option<&str>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let audit = match txn.open_table(AUDIT) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(storage(e)),
+        };
+        let mut out = Vec::new();
+        for entry in audit.iter().map_err(storage)? {
+            let (_, v) = entry.map_err(storage)?;
+            let e = codec::decode_audit(v.value()).map_err(corrupt)?;
+            if e.matches(since, user) {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+}

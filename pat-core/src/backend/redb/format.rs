@@ -1,0 +1,201 @@
+//! Opening the database: its tables, the format version and the upgrades
+//! from older formats.
+
+use std::fmt;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, StorageError, TableError};
+
+use super::{
+    BY_ID, BY_USER, CHILDREN, FORMAT_KEY, FORMAT_VERSION, Inner, META, RETIRED, RETIRED_BY_ID,
+    TOKENS, codec, corrupt, open, storage,
+};
+use crate::backend::cache::Cache;
+use crate::error::{OpenError, StoreError};
+use crate::model::time::Timestamp;
+use crate::model::token::TokenId;
+
+impl Inner {
+    pub(super) fn open(path: &Path, cache_capacity: usize) -> Result<Inner, OpenError> {
+        let opened = open::open_file(path)?;
+        let result = Inner::open_db(path.to_path_buf(), opened.file, cache_capacity);
+        if result.is_err() && opened.created {
+            // Leave nothing half-made behind: the next open would find an
+            // empty file and refuse it.
+            let _ = std::fs::remove_file(path);
+        }
+        result
+    }
+
+    pub(super) fn open_db(
+        path: PathBuf,
+        file: std::fs::File,
+        cache_capacity: usize,
+    ) -> Result<Inner, OpenError> {
+        let io = |source| OpenError::Io {
+            path: path.clone(),
+            source,
+        };
+        let not_a_store = |detail: String| OpenError::NotAStore {
+            path: path.clone(),
+            detail,
+        };
+        let from_db = |e: DatabaseError| match e {
+            DatabaseError::DatabaseAlreadyOpen => OpenError::Locked {
+                path: path.clone(),
+                holder: crate::backend::redb::sys::lock_holder(&path),
+            },
+            DatabaseError::Storage(StorageError::Io(e))
+                if !matches!(e.kind(), ErrorKind::UnexpectedEof | ErrorKind::InvalidData) =>
+            {
+                io(e)
+            }
+            e => not_a_store(e.to_string()),
+        };
+        let backend = redb::backends::FileBackend::new(file).map_err(from_db)?;
+        // The integrity check makes redb report a damaged file as an error
+        // where a plain open could panic; a token store is small, so reading
+        // it whole on open is cheap.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Database::builder()
+                .set_check_integrity_on_open(true)
+                .set_cache_size(64 << 20)
+                .create_with_backend(backend)
+        }));
+        let db = match opened {
+            Ok(r) => r.map_err(from_db)?,
+            Err(_) => return Err(not_a_store("the storage engine could not read it".into())),
+        };
+        let store = Inner {
+            db,
+            path: path.clone(),
+            cache: Cache::new(cache_capacity, None),
+            file_reads: std::sync::atomic::AtomicU64::new(0),
+            audit_retention: crate::model::audit::DEFAULT_AUDIT_RETENTION,
+        };
+        match store.init_format() {
+            Ok(()) => Ok(store),
+            Err(InitError::Newer(found)) => Err(OpenError::NewerFormat {
+                path,
+                found,
+                supported: FORMAT_VERSION,
+            }),
+            Err(InitError::Other(detail)) => Err(not_a_store(detail)),
+        }
+    }
+
+    /// Creates the tables of a new store, or checks the format of an old one.
+    pub(super) fn init_format(&self) -> Result<(), InitError> {
+        let other = |e: &dyn fmt::Display| InitError::Other(e.to_string());
+        let read = self.db.begin_read().map_err(|e| other(&e))?;
+        match read.open_table(META) {
+            Ok(meta) => {
+                let found = meta
+                    .get(FORMAT_KEY)
+                    .map_err(|e| other(&e))?
+                    .map(|v| v.value())
+                    .ok_or_else(|| InitError::Other("no format version".into()))?;
+                if found > FORMAT_VERSION {
+                    return Err(InitError::Newer(found));
+                }
+                drop(meta);
+                drop(read);
+                if found < 2 {
+                    self.upgrade_to_2().map_err(|e| other(&e))?;
+                }
+                Ok(())
+            }
+            Err(TableError::TableDoesNotExist(_)) => {
+                if read.list_tables().map_err(|e| other(&e))?.next().is_some()
+                    || read
+                        .list_multimap_tables()
+                        .map_err(|e| other(&e))?
+                        .next()
+                        .is_some()
+                {
+                    return Err(InitError::Other(
+                        "it holds another application's tables".into(),
+                    ));
+                }
+                drop(read);
+                let txn = self.db.begin_write().map_err(|e| other(&e))?;
+                {
+                    let mut meta = txn.open_table(META).map_err(|e| other(&e))?;
+                    meta.insert(FORMAT_KEY, FORMAT_VERSION)
+                        .map_err(|e| other(&e))?;
+                    txn.open_table(TOKENS).map_err(|e| other(&e))?;
+                    txn.open_table(BY_ID).map_err(|e| other(&e))?;
+                    txn.open_multimap_table(BY_USER).map_err(|e| other(&e))?;
+                    txn.open_multimap_table(CHILDREN).map_err(|e| other(&e))?;
+                    txn.open_multimap_table(RETIRED_BY_ID)
+                        .map_err(|e| other(&e))?;
+                }
+                txn.commit().map_err(|e| other(&e))
+            }
+            Err(e) => Err(other(&e)),
+        }
+    }
+
+    /// Format 1 to 2 (the authority rule): the index of children (empty:
+    /// tokens made before had no parent) and the index of retired secrets
+    /// by token, filled from the retired secrets. The old graces are
+    /// brought under the rule ([`crate::backend::authority::bound_old_graces`]):
+    /// at most one live old secret per token, its grace at most the
+    /// default maximum from now, noted in the token's record. Records keep
+    /// their versions until rewritten; older ones read as tokens without
+    /// parent.
+    pub(super) fn upgrade_to_2(&self) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        self.write(|txn| {
+            txn.open_multimap_table(CHILDREN).map_err(storage)?;
+            let mut by_id = txn.open_multimap_table(RETIRED_BY_ID).map_err(storage)?;
+            let mut graces = Vec::new();
+            match txn.open_table(RETIRED) {
+                Ok(mut retired) => {
+                    for entry in retired.iter().map_err(storage)? {
+                        let (digest, value) = entry.map_err(storage)?;
+                        let (id, until) = value.value();
+                        by_id.insert(id, digest.value()).map_err(storage)?;
+                        let until = Timestamp::from_unix_secs(until).unwrap_or(Timestamp::MAX);
+                        graces.push((digest.value(), TokenId::from_u64(id), until));
+                    }
+                    let bounded = crate::backend::authority::bound_old_graces(&mut graces, now);
+                    for (digest, id, until) in &graces {
+                        retired
+                            .insert(digest, (id.as_u64(), until.as_unix_secs()))
+                            .map_err(storage)?;
+                    }
+                    drop(retired);
+                    let by_token = txn.open_table(BY_ID).map_err(storage)?;
+                    let mut tokens = txn.open_table(TOKENS).map_err(storage)?;
+                    for (id, until) in bounded {
+                        let Some(digest) = by_token.get(id.as_u64()).map_err(storage)? else {
+                            continue;
+                        };
+                        let digest = digest.value();
+                        let Some(bytes) = tokens.get(digest).map_err(storage)? else {
+                            continue;
+                        };
+                        let mut info = codec::decode(bytes.value()).map_err(corrupt)?;
+                        drop(bytes);
+                        info.previous_until = Some(until);
+                        tokens
+                            .insert(digest, codec::encode(&info).as_slice())
+                            .map_err(storage)?;
+                    }
+                }
+                Err(TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(storage(e)),
+            }
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            meta.insert(FORMAT_KEY, 2).map_err(storage)?;
+            Ok(())
+        })
+    }
+}
+
+pub(super) enum InitError {
+    Newer(u64),
+    Other(String),
+}
