@@ -1,0 +1,349 @@
+//! The gate's decisions, request by request.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+
+use super::*;
+use crate::testing::conformance::block_on;
+use crate::{Admin as _, ExpiryPolicy, MemoryStore, NewToken, Store, TokenSecret};
+
+fn at(s: u64) -> Timestamp {
+    Timestamp::from_unix_secs(s).unwrap()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Arc<Store>,
+    gate: Gate,
+    token: String,
+    expired: String,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        Store::builder()
+            .manual_flush()
+            .open(dir.path().join("pat.redb"))
+            .unwrap(),
+    );
+    let hour = ExpiryPolicy::hard(Duration::from_secs(3600));
+    let token = store
+        .create(&NewToken::new("alice", hour), at(1000))
+        .unwrap();
+    let old = ExpiryPolicy::hard(Duration::from_secs(10));
+    let expired = store.create(&NewToken::new("alice", old), at(0)).unwrap();
+    Fixture {
+        _dir: dir,
+        gate: Gate::new(store.clone()),
+        store,
+        token: token.secret.expose_secret().to_owned(),
+        expired: expired.secret.expose_secret().to_owned(),
+    }
+}
+
+fn check(gate: &Gate, headers: &[&str]) -> Outcome {
+    block_on(gate.check_at(headers.iter().map(|h| h.as_bytes()), false, at(1001)))
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let raw = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+#[track_caller]
+fn rejected(o: Outcome) -> Rejection {
+    match o {
+        Outcome::Rejected(r) => r,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn bearer_and_basic_authenticate() {
+    let f = fixture();
+    for h in [format!("Bearer {}", f.token), basic("alice", &f.token)] {
+        let Outcome::Authenticated(id) = check(&f.gate, &[&h]) else {
+            panic!("{h}")
+        };
+        assert_eq!(id.user(), "alice");
+        // The digest presented rides along, for changes that need the
+        // current secret.
+        let digest = pat_core_digest(&f.token);
+        assert_eq!(id.presented(), Some(&digest));
+    }
+}
+
+fn pat_core_digest(token: &str) -> crate::TokenDigest {
+    crate::TokenDigest::from_token(token).unwrap()
+}
+
+#[test]
+fn no_credentials_gets_challenges_without_error() {
+    let f = fixture();
+    let r = rejected(check(&f.gate, &[]));
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.error_code(), None);
+    assert_eq!(
+        r.challenges(),
+        [
+            "Bearer realm=\"pat\"",
+            "Basic realm=\"pat\", charset=\"UTF-8\""
+        ]
+    );
+}
+
+#[test]
+fn refused_tokens_say_why() {
+    let f = fixture();
+    let unknown = TokenSecret::generate();
+    let cases = [
+        (format!("Bearer {}", f.expired), "the token has expired"),
+        (
+            format!("Bearer {}", unknown.expose_secret()),
+            "the token is unknown or revoked",
+        ),
+        (
+            format!("Bearer {}", &f.token[..30]),
+            "the token is malformed",
+        ),
+        (
+            "Bearer ghp_other".to_owned(),
+            "the credentials are not a personal access token",
+        ),
+        (
+            basic("bob", &f.token),
+            "the user name does not match the token",
+        ),
+        (
+            basic("alice", "hunter2"),
+            "the credentials are not a personal access token",
+        ),
+    ];
+    for (h, why) in cases {
+        let r = rejected(check(&f.gate, &[&h]));
+        assert_eq!(r.status(), 401, "{h}");
+        assert_eq!(r.error_code(), Some("invalid_token"));
+        assert!(
+            r.challenges()[0].ends_with(&format!(
+                "error=\"invalid_token\", error_description=\"{why}\""
+            )),
+            "{h}: {:?}",
+            r.challenges()
+        );
+        assert!(r.challenges()[0].starts_with("Bearer realm=\"pat\", "));
+    }
+}
+
+#[test]
+fn a_wrong_user_does_not_refresh_the_token() {
+    let f = fixture();
+    let _ = check(&f.gate, &[&basic("bob", &f.token)]);
+    assert_eq!(f.store.pending_uses(), 0);
+}
+
+#[test]
+fn broken_headers_are_400_invalid_request() {
+    let f = fixture();
+    let bearer = format!("Bearer {}", f.token);
+    for headers in [
+        vec!["Basic %%%"],
+        vec!["Bearer"],
+        vec![bearer.as_str(), bearer.as_str()],
+    ] {
+        let r = rejected(check(&f.gate, &headers));
+        assert_eq!(r.status(), 400);
+        assert_eq!(r.error_code(), Some("invalid_request"));
+        assert_eq!(r.challenges().len(), 2);
+    }
+    let r = rejected(block_on(f.gate.check_at(
+        [b"Bearer \xff".as_slice()],
+        false,
+        at(0),
+    )));
+    assert_eq!(r.status(), 400);
+}
+
+#[test]
+fn optional_mode_passes_what_is_not_ours_and_still_rejects_bad_pats() {
+    let f = fixture();
+    let gate = f.gate.clone().mode(Mode::Optional);
+    for h in [vec![], vec!["Bearer ghp_other"], vec!["Negotiate abc"]] {
+        assert!(matches!(check(&gate, &h), Outcome::Anonymous), "{h:?}");
+    }
+    let b = basic("alice", "hunter2");
+    assert!(matches!(check(&gate, &[&b]), Outcome::Anonymous));
+    let expired = format!("Bearer {}", f.expired);
+    assert_eq!(rejected(check(&gate, &[&expired])).status(), 401);
+    let token = format!("Bearer {}", f.token);
+    assert!(matches!(check(&gate, &[&token]), Outcome::Authenticated(_)));
+    // Required mode: another scheme is "no credentials of ours".
+    let r = rejected(check(&f.gate, &["Negotiate abc"]));
+    assert_eq!((r.status(), r.error_code()), (401, None));
+}
+
+#[test]
+fn preflights_pass_unless_configured() {
+    let f = fixture();
+    assert!(matches!(
+        f.gate.check_at([], true, at(0)).into_ready(),
+        Ok(Outcome::Anonymous)
+    ));
+    let strict = f.gate.clone().reject_preflight(true);
+    assert!(matches!(
+        strict.check_at([], true, at(0)).into_ready(),
+        Ok(Outcome::Rejected(_))
+    ));
+}
+
+#[test]
+fn realm_is_escaped_into_valid_header_values() {
+    let f = fixture();
+    let gate = f.gate.clone().realm("my \"app\" \\ é");
+    let r = rejected(check(&gate, &[]));
+    assert_eq!(r.challenges()[0], r#"Bearer realm="my \"app\" \\ _""#);
+    assert_eq!(gate.realm_name(), "my \"app\" \\ é");
+}
+
+#[test]
+fn outcomes_are_logged_without_secrets() {
+    let f = fixture();
+    let logs = crate::test_logs::capture(|| {
+        check(&f.gate, &[&format!("Bearer {}", f.token)]);
+        check(&f.gate, &[&format!("Bearer {}", f.expired)]);
+        check(&f.gate, &[&basic("alice", &f.token)]);
+        check(&f.gate, &[&basic("bob", &f.token)]);
+    });
+    assert!(
+        logs.contains("token accepted") && logs.contains("user=alice"),
+        "{logs}"
+    );
+    assert!(logs.contains("token_id="), "{logs}");
+    assert!(logs.contains("Expired"), "{logs}");
+    for secret in [&f.token, &f.expired] {
+        assert!(!logs.contains(&secret[4..]), "secret in logs: {logs}");
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("alice:{}", f.token));
+    assert!(!logs.contains(&encoded));
+}
+
+#[test]
+fn json_body_is_small_and_valid() {
+    let f = fixture();
+    let r = rejected(check(&f.gate, &["Bearer ghp_x"]));
+    assert_eq!(
+        r.json_body(),
+        r#"{"error":"invalid_token","error_description":"the credentials are not a personal access token"}"#
+    );
+    assert_eq!(
+        rejected(check(&f.gate, &[])).json_body(),
+        r#"{"error":"unauthorized"}"#
+    );
+}
+
+/// A backend answering every lookup later, from another thread, or
+/// failing: what a networked backend does.
+struct Remote {
+    inner: Arc<MemoryStore>,
+    down: bool,
+}
+
+impl Verifier for Remote {
+    fn verify(&self, lookup: Lookup<'_>) -> Verification {
+        let (inner, down) = (self.inner.clone(), self.down);
+        let (digest, user, now) = (
+            *lookup.digest(),
+            lookup.user().map(str::to_owned),
+            lookup.now(),
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let result = if down {
+                Err(AuthError::Store(crate::StoreError::Storage(
+                    crate::BackendError::new(std::io::Error::other("connection refused")),
+                )))
+            } else {
+                block_on(inner.verify(Lookup::new(digest, user.as_deref(), now)))
+            };
+            let _ = tx.send(result);
+        });
+        Verification::pending(std::future::poll_fn(move |cx| match rx.try_recv() {
+            Ok(r) => std::task::Poll::Ready(r),
+            Err(_) => {
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            }
+        }))
+    }
+}
+
+#[test]
+fn a_backend_may_answer_later() {
+    let inner = Arc::new(MemoryStore::new());
+    let hour = ExpiryPolicy::hard(std::time::Duration::from_secs(3600));
+    let token = inner
+        .create(&NewToken::new("alice", hour), at(1000))
+        .unwrap();
+    let gate = Gate::new(Remote { inner, down: false });
+    let header = format!("Bearer {}", token.secret.expose_secret());
+    let checking = gate.check_at([header.as_bytes()], false, at(1001));
+    let pending = checking
+        .into_ready()
+        .expect_err("a remote lookup is pending");
+    let Outcome::Authenticated(id) = block_on(pending) else {
+        panic!("expected the identity")
+    };
+    assert_eq!(id.user(), "alice");
+    assert_eq!(id.presented(), Some(&token.secret.digest()));
+    // Token work stays in the gate: a malformed token never reaches it.
+    let bad = format!("Bearer {}", &token.secret.expose_secret()[..30]);
+    assert!(matches!(
+        gate.check_at([bad.as_bytes()], false, at(1001)).into_ready(),
+        Ok(Outcome::Rejected(r)) if r.reason() == RejectReason::InvalidToken(TokenProblem::Malformed)
+    ));
+}
+
+#[test]
+fn an_unavailable_backend_is_503_with_retry_after_never_401() {
+    let gate = Gate::new(Remote {
+        inner: Arc::new(MemoryStore::new()),
+        down: true,
+    })
+    .retry_after(7);
+    let token = TokenSecret::generate();
+    let r = rejected(check(
+        &gate,
+        &[&format!("Bearer {}", token.expose_secret())],
+    ));
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.retry_after(), Some(7));
+    assert!(r.challenges().is_empty());
+    assert_eq!(
+        r.json_body(),
+        r#"{"error":"temporarily_unavailable","error_description":"the token store is unavailable"}"#
+    );
+    // In optional mode too: a PAT nobody could check does not pass.
+    let optional = gate.mode(Mode::Optional);
+    let r = rejected(check(
+        &optional,
+        &[&format!("Bearer {}", token.expose_secret())],
+    ));
+    assert_eq!(r.status(), 503);
+}
+
+#[test]
+fn two_headers_of_other_schemes_are_not_ours() {
+    let f = fixture();
+    let optional = f.gate.clone().mode(Mode::Optional);
+    let negotiate = format!("Negotiate {}", "YII".repeat(2000));
+    let two = [negotiate.as_str(), "Digest username=\"x\""];
+    assert!(matches!(check(&optional, &two), Outcome::Anonymous));
+    assert_eq!(rejected(check(&f.gate, &two)).status(), 401);
+    let bearer = format!("Bearer {}", f.token);
+    let mixed = ["Digest username=\"x\"", bearer.as_str()];
+    assert_eq!(rejected(check(&optional, &mixed)).status(), 400);
+}
