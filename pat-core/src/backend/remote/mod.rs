@@ -61,6 +61,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod builder;
+mod wire;
+
+pub use self::builder::RemoteVerifierBuilder;
+use self::wire::{form_encode, parse_answer};
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -71,11 +77,9 @@ use http::HeaderValue;
 
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, BackendError, StoreError};
-use crate::model::expiry::Expiry;
-use crate::model::record::{Identity, TokenInfo};
-use crate::model::scope::Scopes;
+use crate::model::record::Identity;
 use crate::model::time::Timestamp;
-use crate::model::token::{TokenDigest, TokenId, TokenSecret};
+use crate::model::token::{TokenDigest, TokenSecret};
 
 /// Default time an endpoint's answer is reused for.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(2);
@@ -115,154 +119,6 @@ pub enum RemoteError {
     /// The HTTP client or its runtime could not be built.
     #[error("could not build the HTTP client")]
     Client(#[source] BackendError),
-}
-
-/// Options of a [`RemoteVerifier`].
-#[derive(Debug, Clone)]
-pub struct RemoteVerifierBuilder {
-    ttl: Duration,
-    capacity: usize,
-    timeout: Duration,
-    allow_plain_http: bool,
-    client: Option<reqwest::Client>,
-    max_in_flight: usize,
-}
-
-impl Default for RemoteVerifierBuilder {
-    fn default() -> RemoteVerifierBuilder {
-        RemoteVerifierBuilder {
-            ttl: DEFAULT_TTL,
-            capacity: DEFAULT_CAPACITY,
-            timeout: DEFAULT_TIMEOUT,
-            allow_plain_http: false,
-            client: None,
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-        }
-    }
-}
-
-impl RemoteVerifierBuilder {
-    /// How long an answer is reused (default [`DEFAULT_TTL`]); the longest a
-    /// revocation at the endpoint goes unseen here. Zero caches nothing.
-    pub fn ttl(mut self, ttl: Duration) -> RemoteVerifierBuilder {
-        self.ttl = ttl;
-        self
-    }
-
-    /// How many active answers, and separately how many refusals, are kept
-    /// (default [`DEFAULT_CAPACITY`] each); each map is emptied when it is
-    /// full, so memory stays bounded whatever digests clients present, and
-    /// unknown tokens never push out the identities of tokens in use.
-    pub fn capacity(mut self, capacity: usize) -> RemoteVerifierBuilder {
-        self.capacity = capacity;
-        self
-    }
-
-    /// The deadline of one request to the endpoint (default
-    /// [`DEFAULT_TIMEOUT`]); past it the lookup answers [`AuthError::Store`].
-    pub fn timeout(mut self, timeout: Duration) -> RemoteVerifierBuilder {
-        self.timeout = timeout;
-        self
-    }
-
-    /// How many requests to the endpoint may be under way at once (default
-    /// [`DEFAULT_MAX_IN_FLIGHT`]). Lookups for the same digest share one
-    /// request whatever this is; past the bound, a request waits up to the
-    /// timeout for a turn, then its lookup answers [`AuthError::Store`].
-    pub fn max_in_flight(mut self, n: usize) -> RemoteVerifierBuilder {
-        self.max_in_flight = n;
-        self
-    }
-
-    /// Allows `http://` to a host that is not a loopback address (a private
-    /// network you trust, a sidecar). Off by default.
-    pub fn allow_plain_http(mut self, allow: bool) -> RemoteVerifierBuilder {
-        self.allow_plain_http = allow;
-        self
-    }
-
-    /// The HTTP client to use (TLS roots, proxies, client certificates);
-    /// the timeout above still applies to each request.
-    pub fn client(mut self, client: reqwest::Client) -> RemoteVerifierBuilder {
-        self.client = Some(client);
-        self
-    }
-
-    /// A verifier asking the introspection endpoint at `url`, authenticating
-    /// with `token` (whose user the endpoint must allow). Nothing is sent
-    /// until the first lookup.
-    pub fn connect(self, url: &str, token: &TokenSecret) -> Result<RemoteVerifier, RemoteError> {
-        let endpoint = checked_url(url, self.allow_plain_http)?;
-        let client_error =
-            |e: &dyn fmt::Display| RemoteError::Client(BackendError::new(Msg(e.to_string())));
-        let client = match self.client {
-            Some(client) => client,
-            None => reqwest::Client::builder()
-                .build()
-                .map_err(|e| client_error(&crate::error::chain(&e)))?,
-        };
-        let mut authorization = HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
-            .map_err(|_| client_error(&"the token is not a header value"))?;
-        authorization.set_sensitive(true);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("pat-remote")
-            .enable_all()
-            .build()
-            .map_err(|e| RemoteError::Client(BackendError::new(e)))?;
-        Ok(RemoteVerifier {
-            shared: Arc::new(Shared {
-                endpoint,
-                client,
-                authorization,
-                timeout: self.timeout,
-                ttl: self.ttl,
-                capacity: self.capacity.max(1),
-                active: papaya::HashMap::with_hasher(std::hash::RandomState::new()),
-                refused: papaya::HashMap::with_hasher(std::hash::RandomState::new()),
-                waiting: std::sync::Mutex::new(HashMap::new()),
-                in_flight: tokio::sync::Semaphore::new(self.max_in_flight.max(1)),
-            }),
-            handle: rt.handle().clone(),
-            _runtime: crate::backend::block_on::OwnedRuntime::new(rt),
-        })
-    }
-}
-
-/// A checked endpoint: absolute, http(s), plain only where allowed.
-fn checked_url(url: &str, allow_plain_http: bool) -> Result<reqwest::Url, RemoteError> {
-    let bad = |reason: &str| RemoteError::Url {
-        url: url.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(bad(
-            "credentials in the URL are not used; pass the token instead",
-        ));
-    }
-    match parsed.scheme() {
-        "https" => {}
-        "http" => {
-            let host = parsed.host_str().unwrap_or_default();
-            let bare = host.trim_start_matches('[').trim_end_matches(']');
-            let loopback = match bare.parse::<std::net::IpAddr>() {
-                Ok(ip) => ip.is_loopback(),
-                Err(_) => host.eq_ignore_ascii_case("localhost"),
-            };
-            if !loopback && !allow_plain_http {
-                return Err(RemoteError::PlainHttp {
-                    url: url.to_owned(),
-                });
-            }
-        }
-        other => {
-            return Err(bad(&format!(
-                "the scheme must be http or https, not `{other}`"
-            )));
-        }
-    }
-    Ok(parsed)
 }
 
 /// Checks presented tokens by asking a pat introspection endpoint, with a
@@ -565,71 +421,6 @@ impl Shared {
     }
 }
 
-/// An RFC 7662 answer as pat's endpoint gives it to a digest request.
-fn parse_answer(body: &[u8]) -> Result<Said, String> {
-    let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("a body that is not JSON ({e})"))?;
-    let field = |k: &str| v.get(k).ok_or_else(|| format!("an answer without `{k}`"));
-    let time = |k: &str| -> Result<Timestamp, String> {
-        field(k)?
-            .as_u64()
-            .and_then(Timestamp::from_unix_secs)
-            .ok_or_else(|| format!("an `{k}` that is not a time"))
-    };
-    match v.get("active") {
-        Some(serde_json::Value::Bool(false)) => {
-            return Ok(
-                match v.get("pat_reason").and_then(serde_json::Value::as_str) {
-                    Some("expired") => Said::Expired(time("exp")?),
-                    Some("wrong_user") => Said::WrongUser,
-                    _ => Said::Unknown,
-                },
-            );
-        }
-        Some(serde_json::Value::Bool(true)) => {}
-        _ => return Err("no boolean `active`".into()),
-    }
-    let user = field("username")?
-        .as_str()
-        .filter(|u| !u.is_empty())
-        .ok_or("a `username` that is not a name")?;
-    let id: TokenId = field("jti")?
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or("a `jti` that is not a pat token id")?;
-    let (exp, iat) = (time("exp")?, time("iat")?);
-    let scopes = match v.get("scope") {
-        None => Scopes::unrestricted(),
-        Some(s) => {
-            let s = s.as_str().ok_or("a `scope` that is not a string")?;
-            s.split(' ')
-                .map(str::parse)
-                .collect::<Result<Scopes, _>>()
-                .map_err(|e| format!("a `scope` pat does not read ({e})"))?
-        }
-    };
-    let mut info = TokenInfo::new(id, user, iat, Expiry::Hard { expires_at: exp });
-    info.scopes = scopes;
-    let identity = Identity::new(&info, exp);
-    Ok(Said::Active(match v.get("pat_previous_secret") {
-        Some(serde_json::Value::Bool(true)) => identity.by_previous_secret(),
-        None | Some(serde_json::Value::Bool(false)) => identity,
-        Some(_) => return Err("a `pat_previous_secret` that is not a boolean".into()),
-    }))
-}
-
-/// `application/x-www-form-urlencoded`: unreserved bytes as they are, the
-/// rest as `%XX`.
-fn form_encode(value: &str, out: &mut String) {
-    for &b in value.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-}
-
 #[derive(Debug)]
 struct Msg(String);
 
@@ -646,118 +437,4 @@ fn failure(message: &str) -> StoreError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const NODE: &str = "0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a";
-
-    #[test]
-    fn endpoint_answers_are_read_strictly() {
-        let id = TokenId::generate();
-        let active = format!(
-            r#"{{"active":true,"username":"alice","sub":"alice","token_type":"pat","exp":100,"iat":10,"jti":"{id}","scope":"node:{NODE}:r"}}"#
-        );
-        let Ok(Said::Active(identity)) = parse_answer(active.as_bytes()) else {
-            panic!("{active}");
-        };
-        assert_eq!(
-            (identity.user(), identity.token_id(), identity.expires_at()),
-            ("alice", id, Timestamp::from_unix_secs(100).unwrap())
-        );
-        assert_eq!(identity.scopes().to_string(), format!("node:{NODE}:r"));
-        assert!(!identity.is_previous_secret());
-        // A secret in its grace stays one through the verifier.
-        let previous = active.replace(
-            r#""active":true"#,
-            r#""active":true,"pat_previous_secret":true"#,
-        );
-        let Ok(Said::Active(identity)) = parse_answer(previous.as_bytes()) else {
-            panic!("{previous}");
-        };
-        assert!(identity.is_previous_secret());
-        let bad = active.replace(
-            r#""active":true"#,
-            r#""active":true,"pat_previous_secret":1"#,
-        );
-        assert!(parse_answer(bad.as_bytes()).is_err());
-
-        assert_eq!(parse_answer(br#"{"active":false}"#), Ok(Said::Unknown));
-        assert_eq!(
-            parse_answer(br#"{"active":false,"pat_reason":"wrong_user"}"#),
-            Ok(Said::WrongUser)
-        );
-        assert_eq!(
-            parse_answer(br#"{"active":false,"pat_reason":"expired","exp":5}"#),
-            Ok(Said::Expired(Timestamp::from_unix_secs(5).unwrap()))
-        );
-        for (body, says) in [
-            ("<html>", "not JSON"),
-            ("{}", "no boolean `active`"),
-            (r#"{"active":"yes"}"#, "no boolean `active`"),
-            (
-                r#"{"active":false,"pat_reason":"expired"}"#,
-                "without `exp`",
-            ),
-            (r#"{"active":true,"jti":"x"}"#, "without `username`"),
-            (r#"{"active":true,"username":"","jti":"x"}"#, "not a name"),
-            (r#"{"active":true,"username":"a","jti":"x"}"#, "`jti`"),
-        ] {
-            let e = parse_answer(body.as_bytes()).unwrap_err();
-            assert!(e.contains(says), "{body}: {e}");
-        }
-        let bad_scope = active.replace(":r\"", ":x\"");
-        assert!(
-            parse_answer(bad_scope.as_bytes())
-                .unwrap_err()
-                .contains("scope")
-        );
-        let negative = active.replace("\"exp\":100", "\"exp\":-1");
-        assert!(
-            parse_answer(negative.as_bytes())
-                .unwrap_err()
-                .contains("`exp`")
-        );
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn no_answer_panics(body in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
-            let _ = parse_answer(&body);
-        }
-    }
-
-    #[test]
-    fn waiters_get_an_answer_even_when_a_round_trip_panics() {
-        let v = RemoteVerifier::connect("http://127.0.0.1:9/x", &TokenSecret::generate()).unwrap();
-        let asked: Asked = (TokenSecret::generate().digest(), None);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        v.shared
-            .waiting
-            .lock()
-            .unwrap()
-            .insert(asked.clone(), vec![tx]);
-        let shared = &v.shared;
-        let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _reply = Reply {
-                shared,
-                asked: &asked,
-                answer: Err("the remote check stopped before an answer".into()),
-            };
-            panic!("a bug in a round trip");
-        }));
-        assert!(crashed.is_err());
-        let answer = rx.blocking_recv().expect("answered, not dropped");
-        assert!(answer.is_err());
-        assert!(
-            v.shared.waiting.lock().unwrap().is_empty(),
-            "nobody left waiting"
-        );
-    }
-
-    #[test]
-    fn user_names_are_form_encoded() {
-        let mut out = String::new();
-        form_encode("a b&c=d/é~", &mut out);
-        assert_eq!(out, "a%20b%26c%3Dd%2F%C3%A9~");
-    }
-}
+mod tests;

@@ -1,0 +1,75 @@
+//! What travels to and from the endpoint: a form-encoded request, and the
+//! RFC 7662 answer read as pat's endpoint gives it.
+
+use crate::model::expiry::Expiry;
+use crate::model::record::{Identity, TokenInfo};
+use crate::model::scope::Scopes;
+use crate::model::time::Timestamp;
+use crate::model::token::TokenId;
+
+use super::Said;
+
+/// An RFC 7662 answer as pat's endpoint gives it to a digest request.
+pub(super) fn parse_answer(body: &[u8]) -> Result<Said, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("a body that is not JSON ({e})"))?;
+    let field = |k: &str| v.get(k).ok_or_else(|| format!("an answer without `{k}`"));
+    let time = |k: &str| -> Result<Timestamp, String> {
+        field(k)?
+            .as_u64()
+            .and_then(Timestamp::from_unix_secs)
+            .ok_or_else(|| format!("an `{k}` that is not a time"))
+    };
+    match v.get("active") {
+        Some(serde_json::Value::Bool(false)) => {
+            return Ok(
+                match v.get("pat_reason").and_then(serde_json::Value::as_str) {
+                    Some("expired") => Said::Expired(time("exp")?),
+                    Some("wrong_user") => Said::WrongUser,
+                    _ => Said::Unknown,
+                },
+            );
+        }
+        Some(serde_json::Value::Bool(true)) => {}
+        _ => return Err("no boolean `active`".into()),
+    }
+    let user = field("username")?
+        .as_str()
+        .filter(|u| !u.is_empty())
+        .ok_or("a `username` that is not a name")?;
+    let id: TokenId = field("jti")?
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or("a `jti` that is not a pat token id")?;
+    let (exp, iat) = (time("exp")?, time("iat")?);
+    let scopes = match v.get("scope") {
+        None => Scopes::unrestricted(),
+        Some(s) => {
+            let s = s.as_str().ok_or("a `scope` that is not a string")?;
+            s.split(' ')
+                .map(str::parse)
+                .collect::<Result<Scopes, _>>()
+                .map_err(|e| format!("a `scope` pat does not read ({e})"))?
+        }
+    };
+    let mut info = TokenInfo::new(id, user, iat, Expiry::Hard { expires_at: exp });
+    info.scopes = scopes;
+    let identity = Identity::new(&info, exp);
+    Ok(Said::Active(match v.get("pat_previous_secret") {
+        Some(serde_json::Value::Bool(true)) => identity.by_previous_secret(),
+        None | Some(serde_json::Value::Bool(false)) => identity,
+        Some(_) => return Err("a `pat_previous_secret` that is not a boolean".into()),
+    }))
+}
+
+/// `application/x-www-form-urlencoded`: unreserved bytes as they are, the
+/// rest as `%XX`.
+pub(super) fn form_encode(value: &str, out: &mut String) {
+    for &b in value.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
