@@ -75,7 +75,9 @@
 //! Locks, always taken in this order and never across I/O: `clock`, then
 //! `dirty`, then `buffer`; `audit` alone.
 
+mod clock;
 mod entry;
+mod prune;
 mod replays;
 #[cfg(test)]
 mod tests;
@@ -88,7 +90,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) use self::entry::{DigestHasher, Touch};
 
-use self::entry::{CONDEMNED, DECIDING, Entry};
+use self::entry::Entry;
 use self::replays::{PendingAudit, Replay};
 use self::uses::Buffer;
 use crate::error::AuthError;
@@ -121,27 +123,6 @@ pub(crate) struct Cache {
     audit: Mutex<PendingAudit>,
     /// Where tests pause threads; nothing unless armed.
     pub(crate) hooks: Hooks,
-}
-
-/// The tokens a prune condemned ([`Cache::doom`]): spared when dropped,
-/// except those deleted meanwhile, so that a prune that fails, panics or is
-/// cancelled leaves nothing refused.
-pub(crate) struct Condemned<'a> {
-    cache: &'a Cache,
-    digests: Vec<TokenDigest>,
-}
-
-impl Condemned<'_> {
-    /// The digests to delete.
-    pub(crate) fn digests(&self) -> &[TokenDigest] {
-        &self.digests
-    }
-}
-
-impl Drop for Condemned<'_> {
-    fn drop(&mut self) {
-        self.cache.spare(&self.digests);
-    }
 }
 
 /// Why a use of `entry` is refused: `why`, or unknown when the token is as
@@ -462,72 +443,6 @@ impl Cache {
         Some(result)
     }
 
-    /// Queues a new entry for the CLOCK hand. Slots of entries that left
-    /// the map are dropped when the queue reaches twice the live entries
-    /// (plus a little): each compaction follows as many inserts as it
-    /// walks slots, so inserts stay O(1) amortised.
-    fn push_clock(&self, clock: &mut VecDeque<Weak<Entry>>, entry: &Arc<Entry>) {
-        clock.push_back(Arc::downgrade(entry));
-        self.compact_clock(clock);
-    }
-
-    fn compact_clock(&self, clock: &mut VecDeque<Weak<Entry>>) {
-        if clock.len() > self.live_bound() {
-            clock.retain(|slot| slot.upgrade().is_some_and(|e| !e.is_removed()));
-        }
-    }
-
-    fn compact_dirty(&self, dirty: &mut Vec<Arc<Entry>>) {
-        if dirty.len() > self.live_bound() {
-            // Entries removed from the map carry nothing a flush needs:
-            // their answered uses moved to the orphans when they were
-            // removed, and they answer no use after (`used`).
-            dirty.retain(|e| !e.is_removed());
-        }
-    }
-
-    /// How long the CLOCK queue and the dirty list may grow before their
-    /// slots of removed entries are dropped: twice the live entries, plus
-    /// a little so that a small cache does not compact on every insert.
-    fn live_bound(&self) -> usize {
-        2 * self.records.len() + 64
-    }
-
-    /// Evicts records past the capacity, CLOCK-wise: a record used since
-    /// the hand last passed gets a second chance.
-    fn evict(&self, clock: &mut VecDeque<Weak<Entry>>, guard: &impl papaya::Guard) {
-        while self.records.len() > self.capacity {
-            let Some(slot) = clock.pop_front() else {
-                return;
-            };
-            let Some(entry) = slot.upgrade() else {
-                continue;
-            };
-            if entry.is_removed() {
-                continue; // removed by a write or a re-read meanwhile
-            }
-            if entry.referenced.swap(false, Ordering::Relaxed) {
-                clock.push_back(slot);
-                continue;
-            }
-            self.remove_in(&entry, guard);
-        }
-    }
-
-    /// Takes `entry` out of the map, under `clock`; its unwritten use, if
-    /// any, moves to the orphans.
-    fn remove_in(&self, entry: &Arc<Entry>, guard: &impl papaya::Guard) {
-        self.records
-            .remove_if(&entry.digest, |_, e| Arc::ptr_eq(e, entry), guard)
-            .ok();
-        entry.mark_removed();
-        if entry.dirty.swap(false, Ordering::SeqCst)
-            && let Some(touch) = entry.touch()
-        {
-            lock(&self.buffer).orphan(entry.digest, touch);
-        }
-    }
-
     /// Forgets the cached records of `digests` (changed by a write, here or
     /// by another process; `None`: all of them, and the unknown digests),
     /// keeping their unwritten uses.
@@ -590,73 +505,6 @@ impl Cache {
         }
         self.compact_dirty(&mut lock(&self.dirty));
         self.compact_clock(&mut clock);
-    }
-
-    /// A prune's last look at `candidates`, tokens it found expired at
-    /// `limit` (their deadlines, buffered uses included, are no later):
-    /// the ones still expired are condemned, to be deleted and then passed
-    /// to [`Cache::deleted`]; the others were refreshed meanwhile and are
-    /// kept. Those not deleted by the time the answer is dropped (the write
-    /// failed or was cancelled, or the database kept them) are spared.
-    ///
-    /// Rule 4: a use that lands while a prune deletes its token is either
-    /// seen by the prune, which spares the token, or refused. For a cached
-    /// entry, the use moves the deadline and then reads its flags, the prune
-    /// sets [`DECIDING`] and then reads the deadline, all `SeqCst`: one of them
-    /// sees the other. Uses of tokens not cached, and new entries, are
-    /// decided under the locks held here.
-    pub(crate) fn doom(&self, candidates: &[TokenDigest], limit: Timestamp) -> Condemned<'_> {
-        let _ = self.hooks.at(Point::PruneChose);
-        let _clock = lock(&self.clock);
-        let guard = self.records.guard();
-        let mut buffer = lock(&self.buffer);
-        let mut condemned = Vec::new();
-        for digest in candidates {
-            let entry = self.records.get(digest, &guard);
-            if let Some(e) = entry {
-                e.set_doom(DECIDING);
-            }
-            let cached = entry.map(|e| e.deadline());
-            let buffered = buffer.of(digest).map(|t| t.expires_at);
-            let alive = cached.max(buffered).is_some_and(|d| d > limit);
-            if !alive {
-                *buffer.condemned.entry(*digest).or_default() += 1;
-                condemned.push(*digest);
-            }
-            // Another prune may hold it condemned still.
-            let fate = if buffer.condemned.contains_key(digest) {
-                CONDEMNED
-            } else {
-                0
-            };
-            if let Some(e) = entry {
-                e.set_doom(fate);
-            }
-        }
-        Condemned {
-            cache: self,
-            digests: condemned,
-        }
-    }
-
-    /// The prune that condemned `digests` did not delete them: they live
-    /// on, unless another prune condemned them too. Deleted ones are no
-    /// longer counted, and skipped.
-    fn spare(&self, digests: &[TokenDigest]) {
-        let guard = self.records.guard();
-        let mut buffer = lock(&self.buffer);
-        for digest in digests {
-            let Some(count) = buffer.condemned.get_mut(digest) else {
-                continue; // deleted
-            };
-            *count -= 1;
-            if *count == 0 {
-                buffer.condemned.remove(digest);
-                if let Some(e) = self.records.get(digest, &guard) {
-                    e.set_doom(0);
-                }
-            }
-        }
     }
 
     /// How many records are cached.
