@@ -113,7 +113,7 @@ impl Rejection {
     }
 
     /// Seconds for a `Retry-After` header: set when the backend was
-    /// unavailable (see [`Gate::retry_after`]).
+    /// unavailable (see [`Gate::retry_after`](crate::Gate::retry_after)).
     pub fn retry_after(&self) -> Option<u32> {
         match self.reason {
             RejectReason::StoreUnavailable => Some(self.gate.retry_after),

@@ -58,7 +58,7 @@ impl RemoteVerifierBuilder {
     }
 
     /// The deadline of one request to the endpoint (default
-    /// [`DEFAULT_TIMEOUT`]); past it the lookup answers [`AuthError::Store`].
+    /// [`DEFAULT_TIMEOUT`]); past it the lookup answers [`AuthError::Store`](crate::AuthError::Store).
     pub fn timeout(mut self, timeout: Duration) -> RemoteVerifierBuilder {
         self.timeout = timeout;
         self
@@ -67,7 +67,7 @@ impl RemoteVerifierBuilder {
     /// How many requests to the endpoint may be under way at once (default
     /// [`DEFAULT_MAX_IN_FLIGHT`]). Lookups for the same digest share one
     /// request whatever this is; past the bound, a request waits up to the
-    /// timeout for a turn, then its lookup answers [`AuthError::Store`].
+    /// timeout for a turn, then its lookup answers [`AuthError::Store`](crate::AuthError::Store).
     pub fn max_in_flight(mut self, n: usize) -> RemoteVerifierBuilder {
         self.max_in_flight = n;
         self

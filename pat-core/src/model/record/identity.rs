@@ -1,0 +1,106 @@
+//! Who a request authenticated as.
+
+use std::fmt;
+
+use super::TokenInfo;
+use crate::model::scope::{NodeId, Perm, Scopes};
+use crate::model::time::Timestamp;
+use crate::model::token::{TokenDigest, TokenId};
+
+/// Who a request authenticated as: what the adapters insert into request
+/// extensions and handlers read.
+///
+/// Made and cloned without allocating or touching memory shared between
+/// cores (for user names up to 24 bytes and unscoped tokens; scopes are
+/// shared, not copied). `Debug` shows the user, token id, scopes and
+/// deadline; there is no secret in it to show.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Identity {
+    user: compact_str::CompactString,
+    token_id: TokenId,
+    scopes: Scopes,
+    expires_at: Timestamp,
+    previous_secret: bool,
+    presented: Option<TokenDigest>,
+}
+
+impl Identity {
+    /// The identity a backend answers for a successful use of the token whose
+    /// record is `record`; `expires_at` is the deadline after this use.
+    pub fn new(record: &TokenInfo, expires_at: Timestamp) -> Identity {
+        Identity {
+            user: compact_str::CompactString::new(&record.user),
+            token_id: record.id,
+            scopes: record.scopes.clone(),
+            expires_at,
+            previous_secret: false,
+            presented: None,
+        }
+    }
+
+    /// The same identity, noting the digest of the secret presented (the
+    /// gate does), so that acting on the token can require it to be the
+    /// current one ([`Rotation::presented`](crate::Rotation::presented), [`NewToken::child_of`](crate::NewToken::child_of)).
+    pub fn presented_as(mut self, digest: TokenDigest) -> Identity {
+        self.presented = Some(digest);
+        self
+    }
+
+    /// The digest of the secret the request presented, when the gate noted
+    /// it.
+    pub fn presented(&self) -> Option<&TokenDigest> {
+        self.presented.as_ref()
+    }
+
+    /// The same identity, authenticated with a secret a rotation replaced
+    /// and whose grace has not ended: it may use the token, but not
+    /// rotate, revoke or mint tokens with it.
+    pub fn by_previous_secret(mut self) -> Identity {
+        self.previous_secret = true;
+        self
+    }
+
+    /// Whether the request authenticated with a replaced secret still in
+    /// its grace (see [`by_previous_secret`](Identity::by_previous_secret)).
+    pub fn is_previous_secret(&self) -> bool {
+        self.previous_secret
+    }
+
+    /// The user the token belongs to.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The token's public id.
+    pub fn token_id(&self) -> TokenId {
+        self.token_id
+    }
+
+    /// The token's scopes; empty when unrestricted.
+    pub fn scopes(&self) -> &Scopes {
+        &self.scopes
+    }
+
+    /// The deadline after this use (moved forward for sliding tokens).
+    pub fn expires_at(&self) -> Timestamp {
+        self.expires_at
+    }
+
+    /// Whether the token allows `perm` on the first node of `chain` (that
+    /// node, then its ancestors). See [`Scopes::permits`].
+    pub fn permits<'a>(&self, chain: impl IntoIterator<Item = &'a NodeId>, perm: Perm) -> bool {
+        self.scopes.permits(chain, perm)
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("user", &self.user())
+            .field("token_id", &self.token_id())
+            .field("scopes", self.scopes())
+            .field("expires_at", &self.expires_at)
+            .field("previous_secret", &self.previous_secret)
+            .finish()
+    }
+}

@@ -1,0 +1,255 @@
+//! What the store keeps about a token, what a request to create one carries,
+//! and what a successful authentication yields.
+
+mod identity;
+mod new;
+mod rotation;
+
+pub use self::identity::Identity;
+pub use self::new::{CreatedToken, NewToken};
+pub use self::rotation::Rotation;
+
+use crate::error::{AuthError, NewTokenError};
+use crate::model::expiry::{Expiry, ExpiryPolicy};
+use crate::model::scope::Scopes;
+use crate::model::time::Timestamp;
+use crate::model::token::TokenId;
+
+/// The label given to tokens created without one, as in Cells.
+pub const DEFAULT_LABEL: &str = "Command generated token";
+
+/// Longest user, label or creator name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 255;
+
+/// The most scopes one token carries: every path that creates a token
+/// refuses more (a record is read on every cache miss and returned whole by
+/// `/whoami`; 20,000 scopes made a 920 KB record).
+pub const MAX_SCOPES: usize = 64;
+
+/// Everything stored about a token except the token itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenInfo {
+    /// Public id.
+    pub id: TokenId,
+    /// The user the token logs in as.
+    pub user: String,
+    /// A human label.
+    pub label: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Who created it (an OS user for the CLI).
+    pub created_by: String,
+    /// Expiry model and current deadline.
+    pub expiry: Expiry,
+    /// Last successful authentication, if any.
+    pub last_used_at: Option<Timestamp>,
+    /// Node restrictions; empty means unrestricted.
+    pub scopes: Scopes,
+    /// When the current secret was issued by a rotation; `None` while the
+    /// token still has the secret it was created with. The expiry runs from
+    /// [`issued_at`](TokenInfo::issued_at).
+    pub rotated_at: Option<Timestamp>,
+    /// The token its creator authenticated with, if any: revoking that one
+    /// revokes this one, and this one never outlives it nor reaches further
+    /// (see [`crate::backend::authority`]).
+    pub parent: Option<TokenId>,
+    /// When the token's lifetime began: its creation, or an admin's
+    /// rotation that gave it a new lifetime. A sliding cap and the store
+    /// policy's maximum lifetime count from here, so that a rotation never
+    /// extends them.
+    pub lifetime_from: Timestamp,
+    /// The latest the token may live, whatever its expiry says: a limit its
+    /// family set (its parent's latest possible deadline). The deadline
+    /// never moves past it.
+    pub not_after: Option<Timestamp>,
+    /// When the secret the last rotation replaced stops working (the end of
+    /// its grace); `None` when it stopped at once, or the token was never
+    /// rotated.
+    pub previous_until: Option<Timestamp>,
+}
+
+impl TokenInfo {
+    /// A record with the required fields; the label, creator, last use and
+    /// scopes start empty (unrestricted) and are public fields to set. For
+    /// backends rebuilding records they read; new tokens come from
+    /// [`NewToken::to_info`], which also validates the names.
+    pub fn new(
+        id: TokenId,
+        user: impl Into<String>,
+        created_at: Timestamp,
+        expiry: Expiry,
+    ) -> TokenInfo {
+        TokenInfo {
+            id,
+            user: user.into(),
+            label: String::new(),
+            created_at,
+            created_by: String::new(),
+            expiry,
+            last_used_at: None,
+            scopes: Scopes::unrestricted(),
+            rotated_at: None,
+            parent: None,
+            lifetime_from: created_at,
+            not_after: None,
+            previous_until: None,
+        }
+    }
+
+    /// The latest deadline the token can ever have: its hard deadline, or
+    /// for a sliding token the end of its cap (counted from
+    /// [`lifetime_from`](TokenInfo::lifetime_from)), and no later than
+    /// [`not_after`](TokenInfo::not_after); `None` for a sliding token with
+    /// neither, whose uses can keep it alive forever.
+    pub fn latest_possible(&self) -> Option<Timestamp> {
+        let own = match self.expiry {
+            Expiry::Hard { expires_at } => Some(expires_at),
+            Expiry::Sliding {
+                max_lifetime: Some(cap),
+                ..
+            } => Some(self.lifetime_from.saturating_add(cap)),
+            Expiry::Sliding {
+                max_lifetime: None, ..
+            } => None,
+        };
+        match (own, self.not_after) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When the secret a rotation replaced stops working, if it still works
+    /// at `now`.
+    pub fn previous_secret_until(&self, now: Timestamp) -> Option<Timestamp> {
+        self.previous_until.filter(|&t| now < t)
+    }
+
+    /// When the current secret was issued: the last rotation, else creation.
+    /// A sliding token's cap and a hard token's lifetime run from here.
+    pub fn issued_at(&self) -> Timestamp {
+        self.rotated_at.unwrap_or(self.created_at)
+    }
+
+    /// The policy this token's expiry follows: the sliding window and cap
+    /// as stored, or for a hard limit the lifetime its current secret was
+    /// issued with (at least one second).
+    pub fn policy(&self) -> ExpiryPolicy {
+        match self.expiry {
+            Expiry::Hard { expires_at } => ExpiryPolicy::hard(std::time::Duration::from_secs(
+                expires_at
+                    .as_unix_secs()
+                    .saturating_sub(self.issued_at().as_unix_secs())
+                    .max(1),
+            )),
+            Expiry::Sliding {
+                window,
+                max_lifetime,
+                ..
+            } => ExpiryPolicy::sliding(window, max_lifetime),
+        }
+    }
+
+    /// The record after `rotation` at `now`, before the authority rule
+    /// bounds it: same id, user, label, creator, scopes, parent and last
+    /// use; the expiry restarts at `now` under the rotation's policy, else
+    /// the token's own ([`policy`](TokenInfo::policy)), no later than
+    /// [`not_after`](TokenInfo::not_after). A rotation that
+    /// [resets the lifetime](Rotation::new_lifetime) starts
+    /// [`lifetime_from`](TokenInfo::lifetime_from) anew. Backends call
+    /// [`crate::backend::authority::rotate`], which applies this and then the
+    /// envelope.
+    pub fn rotated(&self, rotation: &Rotation, now: Timestamp) -> Result<TokenInfo, NewTokenError> {
+        let policy = rotation.expiry.unwrap_or_else(|| self.policy());
+        // A new lifetime drops the limits of the old one; the parent's, if
+        // any, is applied again by `authority::rotate`.
+        let (lifetime_from, not_after) = if rotation.resets_lifetime {
+            (now, None)
+        } else {
+            (self.lifetime_from, self.not_after)
+        };
+        let mut expiry = policy.start(now)?;
+        if let Expiry::Sliding {
+            max_lifetime: Some(cap),
+            ..
+        } = expiry
+        {
+            // The cap counts from the lifetime's start, not from now.
+            expiry = expiry.limited_to(lifetime_from.saturating_add(cap));
+        }
+        if let Some(limit) = not_after {
+            expiry = expiry.limited_to(limit);
+        }
+        Ok(TokenInfo {
+            expiry,
+            rotated_at: Some(now),
+            lifetime_from,
+            not_after,
+            ..self.clone()
+        })
+    }
+
+    /// Whether the token is dead at `now`.
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.expiry.is_expired(now)
+    }
+
+    /// The rule for a presented token, shared by every backend: with HTTP
+    /// Basic (`user` given) the user must be the token's, else
+    /// [`AuthError::WrongUser`]; the token must be alive at `now`, else
+    /// [`AuthError::Expired`]. Returns the deadline after this use (moved
+    /// forward for a sliding token, see
+    /// [`Expiry::touched`](crate::Expiry::touched)). Records nothing.
+    pub fn check_use(&self, user: Option<&str>, now: Timestamp) -> Result<Timestamp, AuthError> {
+        self.check_use_with(self.expiry, user, now)
+    }
+
+    /// [`check_use`](TokenInfo::check_use) with `expiry` in place of the
+    /// record's (the record merged with a buffered use).
+    pub(crate) fn check_use_with(
+        &self,
+        expiry: Expiry,
+        user: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Timestamp, AuthError> {
+        if user.is_some_and(|u| u != self.user) {
+            return Err(AuthError::WrongUser);
+        }
+        // A buffered deadline may predate the family's limit: the limit
+        // wins, for the answer as for the deadline.
+        let expiry = self.limited(expiry);
+        if expiry.is_expired(now) {
+            return Err(AuthError::Expired {
+                expires_at: expiry.expires_at(),
+            });
+        }
+        Ok(self
+            .limited(expiry.touched(self.lifetime_from, now))
+            .expires_at())
+    }
+
+    /// `expiry` no later than [`not_after`](TokenInfo::not_after).
+    pub(crate) fn limited(&self, expiry: Expiry) -> Expiry {
+        match self.not_after {
+            Some(limit) => expiry.limited_to(limit),
+            None => expiry,
+        }
+    }
+
+    /// [`check_use`](TokenInfo::check_use), then records the use in this
+    /// record: the new deadline, and `last_used_at` moved to `now` unless it
+    /// is later already. For backends that update records in place.
+    pub fn record_use(
+        &mut self,
+        user: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Timestamp, AuthError> {
+        let expires_at = self.check_use(user, now)?;
+        self.expiry = self.expiry.extended_to(expires_at);
+        self.last_used_at = Some(self.last_used_at.map_or(now, |t| t.max(now)));
+        Ok(expires_at)
+    }
+}
+
+#[cfg(test)]
+mod tests;
