@@ -9,7 +9,7 @@ use crate::backend::block_on::block_on;
 use crate::backend::engine;
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, StoreError};
-use crate::model::audit::{AuditAction, AuditEntry, DEFAULT_AUDIT_RETENTION};
+use crate::model::audit::{AuditEntry, DEFAULT_AUDIT_RETENTION};
 use crate::model::policy::Policy;
 use crate::model::record::{CreatedToken, Identity, NewToken, Rotation, TokenInfo};
 use crate::model::time::Timestamp;
@@ -142,14 +142,9 @@ impl Verifier for MemoryStore {
                 let current = state.record(id).cloned();
                 if state.replayed.insert(id) {
                     let user = current.as_ref().map_or(String::new(), |i| i.user.clone());
-                    state.audit.push(AuditEntry::new(
-                        lookup.now(),
-                        AuditAction::ReplayedSecret,
-                        Some(id),
-                        user,
-                        "-",
-                        "refused",
-                    ));
+                    state
+                        .audit
+                        .push(AuditEntry::replayed(id, &user, lookup.now()));
                 }
                 // Reuse: the token and its descendants are refused now and
                 // revoked by the next flush.
@@ -413,14 +408,7 @@ impl Audited for MemoryStore {
         )
         .unwrap_or(Timestamp::UNIX_EPOCH);
         state.audit.retain(|e| e.at >= horizon);
-        state.audit.push(AuditEntry::new(
-            now,
-            AuditAction::Prune,
-            None,
-            "",
-            actor,
-            AuditEntry::count_outcome(n),
-        ));
+        state.audit.push(AuditEntry::pruned(n, actor, now));
         Ok(n)
     }
 
@@ -431,14 +419,9 @@ impl Audited for MemoryStore {
     fn set_policy_by(&self, policy: Policy, actor: &str) -> Result<(), StoreError> {
         let mut state = self.state();
         state.policy = policy;
-        state.audit.push(AuditEntry::new(
-            Timestamp::now(),
-            AuditAction::SetPolicy,
-            None,
-            "",
-            actor,
-            policy.summary(),
-        ));
+        state
+            .audit
+            .push(AuditEntry::policy_set(&policy, actor, Timestamp::now()));
         Ok(())
     }
 

@@ -136,6 +136,48 @@ impl AuditEntry {
         format!("{n} token{}", if n == 1 { "" } else { "s" })
     }
 
+    /// The entry of a policy change to `policy` by `actor` at `at`, as
+    /// every backend writes it.
+    pub(crate) fn policy_set(
+        policy: &crate::model::policy::Policy,
+        actor: &str,
+        at: Timestamp,
+    ) -> AuditEntry {
+        AuditEntry::new(
+            at,
+            AuditAction::SetPolicy,
+            None,
+            "",
+            actor,
+            policy.summary(),
+        )
+    }
+
+    /// The entry of a prune by `actor` at `at` that deleted `n` tokens.
+    pub(crate) fn pruned(n: usize, actor: &str, at: Timestamp) -> AuditEntry {
+        AuditEntry::new(
+            at,
+            AuditAction::Prune,
+            None,
+            "",
+            actor,
+            AuditEntry::count_outcome(n),
+        )
+    }
+
+    /// The entry of token `id`'s (of `user`) replaced secret presented
+    /// after its grace, at `at`: refused, by no one the store knows.
+    pub(crate) fn replayed(id: TokenId, user: &str, at: Timestamp) -> AuditEntry {
+        AuditEntry::new(
+            at,
+            AuditAction::ReplayedSecret,
+            Some(id),
+            user,
+            "-",
+            "refused",
+        )
+    }
+
     /// Whether it belongs in a listing from `since`, of `user` or all.
     pub fn matches(&self, since: Timestamp, user: Option<&str>) -> bool {
         self.at >= since && user.is_none_or(|u| self.user == u)

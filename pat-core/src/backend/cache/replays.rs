@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::{Cache, Unknown, lock};
 use crate::error::AuthError;
-use crate::model::audit::{AuditAction, AuditEntry};
+use crate::model::audit::AuditEntry;
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
 
@@ -77,14 +77,7 @@ impl Cache {
         }
         pending.entries.insert(
             replay.id,
-            AuditEntry::new(
-                now,
-                AuditAction::ReplayedSecret,
-                Some(replay.id),
-                &*replay.user,
-                "-",
-                "refused",
-            ),
+            AuditEntry::replayed(replay.id, &replay.user, now),
         );
     }
 

@@ -204,14 +204,7 @@ impl Audited for PgStore {
             );
             let pruned = shared
                 .change(&sql, &[&doomed, &margin, &secs(now)], &|rows: &[Row]| {
-                    vec![AuditEntry::new(
-                        now,
-                        AuditAction::Prune,
-                        None,
-                        "",
-                        &*actor,
-                        AuditEntry::count_outcome(rows.len()),
-                    )]
+                    vec![AuditEntry::pruned(rows.len(), &actor, now)]
                 })
                 .await;
             drop(condemned);

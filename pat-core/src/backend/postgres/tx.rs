@@ -16,7 +16,7 @@ use super::{COLUMNS, DIGEST, PgError, Shared, TxFuture, digest_of, family, notif
 use crate::backend::cache::Cache;
 use crate::backend::engine::{Lock, Tx};
 use crate::error::StoreError;
-use crate::model::audit::{AuditAction, AuditEntry};
+use crate::model::audit::AuditEntry;
 use crate::model::policy::Policy;
 use crate::model::record::TokenInfo;
 use crate::model::time::Timestamp;
@@ -418,14 +418,7 @@ impl Shared {
                     }
                 }
             }
-            let entry = AuditEntry::new(
-                Timestamp::now(),
-                AuditAction::SetPolicy,
-                None,
-                "",
-                actor,
-                policy.summary(),
-            );
+            let entry = AuditEntry::policy_set(&policy, actor, Timestamp::now());
             audit_in(&txn, &entry).await?;
             txn.commit().await
         };

@@ -13,7 +13,7 @@ use crate::backend::admin::Audited;
 use crate::backend::block_on::block_on;
 use crate::backend::engine;
 use crate::error::{BackendError, StoreError};
-use crate::model::audit::{AuditAction, AuditEntry};
+use crate::model::audit::AuditEntry;
 use crate::model::policy::Policy;
 use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 use crate::model::time::Timestamp;
@@ -245,14 +245,7 @@ impl Audited for Inner {
             }
             Inner::prune_retired(txn)?;
             self.prune_audit(txn, now)?;
-            let entry = AuditEntry::new(
-                now,
-                AuditAction::Prune,
-                None,
-                "",
-                actor,
-                AuditEntry::count_outcome(expired.len()),
-            );
+            let entry = AuditEntry::pruned(expired.len(), actor, now);
             audit_in(txn, &entry)?;
             Ok(expired.len())
         })
@@ -266,14 +259,7 @@ impl Audited for Inner {
 
     fn set_policy_by(&self, policy: Policy, actor: &str) -> Result<(), StoreError> {
         self.write(|txn| {
-            let entry = AuditEntry::new(
-                Timestamp::now(),
-                AuditAction::SetPolicy,
-                None,
-                "",
-                actor,
-                policy.summary(),
-            );
+            let entry = AuditEntry::policy_set(&policy, actor, Timestamp::now());
             audit_in(txn, &entry)?;
             let mut meta = txn.open_table(META).map_err(storage)?;
             for (key, value) in policy.to_pairs() {
