@@ -120,30 +120,7 @@ pub struct PatMiddleware<R = DefaultRejection> {
     on_rejection: Arc<R>,
 }
 
-impl<R> fmt::Debug for PatMiddleware<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PatMiddleware")
-            .field("gate", &self.gate)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PatMiddleware {
-    /// Required mode, realm `"pat"`, checking tokens with `verifier`: a
-    /// [`Store`], a [`MemoryStore`] or any [`Verifier`], by
-    /// value or in an `Arc` (keep a clone to flush it or manage tokens).
-    pub fn new(verifier: impl IntoVerifier) -> PatMiddleware {
-        PatMiddleware::from_gate(Gate::new(verifier))
-    }
-
-    /// Middleware around an already configured [`Gate`].
-    pub fn from_gate(gate: Gate) -> PatMiddleware {
-        PatMiddleware {
-            gate,
-            on_rejection: Arc::new(DefaultRejection),
-        }
-    }
-}
+pat_core::gate_middleware!(PatMiddleware, Arc::new(DefaultRejection));
 
 impl<R> PatMiddleware<R> {
     pat_core::gate_options!();

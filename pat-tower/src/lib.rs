@@ -131,31 +131,7 @@ pub struct PatLayer<R = DefaultRejection> {
     on_rejection: R,
 }
 
-impl<R> fmt::Debug for PatLayer<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PatLayer")
-            .field("gate", &self.gate)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PatLayer {
-    /// A layer in required mode, realm `"pat"`, checking tokens with
-    /// `verifier`: a [`Store`], a [`MemoryStore`] or any
-    /// [`Verifier`], by value or in an `Arc` (keep a clone to flush it or
-    /// manage tokens).
-    pub fn new(verifier: impl IntoVerifier) -> PatLayer {
-        PatLayer::from_gate(Gate::new(verifier))
-    }
-
-    /// A layer around an already configured [`Gate`].
-    pub fn from_gate(gate: Gate) -> PatLayer {
-        PatLayer {
-            gate,
-            on_rejection: DefaultRejection,
-        }
-    }
-}
+pat_core::gate_middleware!(PatLayer, DefaultRejection);
 
 impl<R> PatLayer<R> {
     pat_core::gate_options!();

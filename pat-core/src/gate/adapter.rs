@@ -145,3 +145,39 @@ macro_rules! gate_options {
         }
     };
 }
+
+/// What every adapter's middleware type `$ty<R>` (fields `gate: Gate` and
+/// `on_rejection`) has alike: its `Debug` (the gate, never the hook), and
+/// `new` and `from_gate` with the default rejection `$default`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! gate_middleware {
+    ($ty:ident, $default:expr) => {
+        impl<R> ::std::fmt::Debug for $ty<R> {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("gate", &self.gate)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl $ty {
+            /// Required mode, realm `"pat"`, checking tokens with
+            /// `verifier`: a redb `Store`, a
+            /// [`MemoryStore`]($crate::MemoryStore) or any
+            /// [`Verifier`]($crate::Verifier), by value or in an `Arc`
+            /// (keep a clone to flush it or manage tokens).
+            pub fn new(verifier: impl $crate::IntoVerifier) -> $ty {
+                $ty::from_gate($crate::Gate::new(verifier))
+            }
+
+            /// Around an already configured [`Gate`]($crate::Gate).
+            pub fn from_gate(gate: $crate::Gate) -> $ty {
+                $ty {
+                    gate,
+                    on_rejection: $default,
+                }
+            }
+        }
+    };
+}
