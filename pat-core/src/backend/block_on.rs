@@ -59,3 +59,52 @@ impl Drop for OwnedRuntime {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Pending until another thread sets `done`, which it does a moment
+    /// after being handed the waker of a poll.
+    struct Later {
+        polls: u32,
+        done: Arc<AtomicBool>,
+    }
+
+    impl Future for Later {
+        type Output = u32;
+
+        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+            self.polls += 1;
+            if self.done.load(Ordering::Acquire) {
+                return Poll::Ready(self.polls);
+            }
+            let (waker, done) = (cx.waker().clone(), self.done.clone());
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(20));
+                done.store(true, Ordering::Release);
+                waker.wake();
+            });
+            Poll::Pending
+        }
+    }
+
+    #[test]
+    fn a_ready_future_is_polled_once() {
+        assert_eq!(block_on(std::future::ready(7)), 7);
+    }
+
+    #[test]
+    fn a_future_that_waits_after_the_first_poll_is_woken_through_a_later_one() {
+        // The first poll sees the no-op waker: its wake-up is lost, and the
+        // second poll's waker must be the one that ends the wait.
+        let polls = block_on(Later {
+            polls: 0,
+            done: Arc::new(AtomicBool::new(false)),
+        });
+        assert!(polls >= 2, "polled {polls} times");
+    }
+}
