@@ -322,15 +322,13 @@ impl Audited for MemoryStore {
         now: Timestamp,
     ) -> Result<Vec<TokenInfo>, StoreError> {
         let state = self.state();
-        let mut out: Vec<TokenInfo> = state
+        let found = state
             .tokens
             .values()
             .filter(|i| user.is_none_or(|u| i.user == u))
-            .filter(|i| include_expired || !i.is_expired(now))
             .cloned()
             .collect();
-        out.sort_by_key(|i| (i.created_at, i.id));
-        Ok(out)
+        Ok(engine::listing(found, include_expired, now))
     }
 
     fn find_token(

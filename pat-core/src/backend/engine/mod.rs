@@ -319,3 +319,16 @@ pub(crate) async fn revoke_reused(
     }
     Ok(gone)
 }
+
+/// A listing of `records` (every token a backend found for the request):
+/// expired ones only `include_expired`, oldest first, ties by id
+/// ([`Admin::list`](crate::Admin::list)).
+pub(crate) fn listing(
+    mut records: Vec<TokenInfo>,
+    include_expired: bool,
+    now: Timestamp,
+) -> Vec<TokenInfo> {
+    records.retain(|i| include_expired || !i.is_expired(now));
+    records.sort_by_key(|i| (i.created_at, i.id));
+    records
+}

@@ -47,7 +47,7 @@ impl Audited for PgStore {
     ) -> Result<Vec<TokenInfo>, StoreError> {
         let shared = self.shared.clone();
         let user = user.map(str::to_owned);
-        let mut out = self.block(async move {
+        let out = self.block(async move {
             let client = shared.client().await?;
             let rows = match &user {
                 Some(u) => {
@@ -62,9 +62,7 @@ impl Audited for PgStore {
             };
             shared.records(&rows, DIGEST)
         })?;
-        out.retain(|i| include_expired || !i.is_expired(now));
-        out.sort_by_key(|i| (i.created_at, i.id));
-        Ok(out)
+        Ok(engine::listing(out, include_expired, now))
     }
 
     fn find_token(

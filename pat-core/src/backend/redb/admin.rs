@@ -113,11 +113,7 @@ impl Audited for Inner {
         let txn = self.db.begin_read().map_err(storage)?;
         let tokens = txn.open_table(TOKENS).map_err(storage)?;
         let mut out = Vec::new();
-        let mut keep = |info: TokenInfo| {
-            if include_expired || !info.is_expired(now) {
-                out.push(info);
-            }
-        };
+        let mut keep = |info: TokenInfo| out.push(info);
         match user {
             Some(user) => {
                 let by_user = txn.open_multimap_table(BY_USER).map_err(storage)?;
@@ -145,8 +141,7 @@ impl Audited for Inner {
                 }
             }
         }
-        out.sort_by_key(|i| (i.created_at, i.id));
-        Ok(out)
+        Ok(engine::listing(out, include_expired, now))
     }
 
     fn find_token(
