@@ -113,7 +113,6 @@ impl Audited for Inner {
         let txn = self.db.begin_read().map_err(storage)?;
         let tokens = txn.open_table(TOKENS).map_err(storage)?;
         let mut out = Vec::new();
-        let mut keep = |info: TokenInfo| out.push(info);
         match user {
             Some(user) => {
                 let by_user = txn.open_multimap_table(BY_USER).map_err(storage)?;
@@ -131,13 +130,13 @@ impl Audited for Inner {
                         .get(digest)
                         .map_err(storage)?
                         .ok_or_else(|| corrupt(format!("token {id:016x} has no record")))?;
-                    keep(self.record(digest, record.value())?);
+                    out.push(self.record(digest, record.value())?);
                 }
             }
             None => {
                 for entry in tokens.iter().map_err(storage)? {
                     let (k, v) = entry.map_err(storage)?;
-                    keep(self.record(k.value(), v.value())?);
+                    out.push(self.record(k.value(), v.value())?);
                 }
             }
         }
