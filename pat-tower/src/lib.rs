@@ -296,9 +296,7 @@ where
         loop {
             match kind.as_mut().project() {
                 KindProj::Verifying { waiting } => {
-                    let Some((outcome, held)) = ready!(waiting.poll_outcome(cx)) else {
-                        panic!("ResponseFuture polled after completion");
-                    };
+                    let (outcome, held) = ready!(waiting.poll_outcome(cx));
                     let Held {
                         mut request,
                         mut inner,

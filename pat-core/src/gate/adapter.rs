@@ -91,12 +91,17 @@ impl<T> Waiting<T> {
         }
     }
 
-    /// Polls the check: once decided, its outcome and what was held. `None`
-    /// when polled again after that (a caller's bug).
-    pub fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Option<(Outcome, T)>> {
+    /// Polls the check: once decided, its outcome and what was held.
+    ///
+    /// # Panics
+    /// When polled again after that, as a future polled after completion.
+    pub fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<(Outcome, T)> {
         match std::pin::Pin::new(&mut self.checking).poll(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(outcome) => Poll::Ready(self.held.take().map(|held| (outcome, held))),
+            Poll::Ready(outcome) => match self.held.take() {
+                Some(held) => Poll::Ready((outcome, held)),
+                None => panic!("a request's check polled after completion"),
+            },
         }
     }
 }
