@@ -8,26 +8,39 @@ use std::thread::{self, Thread};
 
 /// Runs `future` to completion on the calling thread, parking it while the
 /// future waits. For a backend's lookup future, which by the
-/// [`Verifier`](crate::Verifier) contract does not need an ambient runtime,
-/// and for the engine's operations over a store that never waits (redb,
-/// memory), which then cost one poll and no allocation.
+/// [`Verifier`](crate::Verifier) contract does not need an ambient runtime;
+/// only ever called off the async workers (on a blocking pool).
 pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
     let mut future = pin!(future);
-    // Most futures here are ready at once: no waker is made for them.
+    wait(future.as_mut())
+}
+
+/// Runs one of the engine's futures over a store that never waits (redb,
+/// memory): one poll, no waker made, no allocation. Should such a future
+/// ever wait, it is polled again with a waker that wakes this thread, and
+/// waited for like [`block_on`] waits.
+pub(crate) fn run_ready<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
     if let Poll::Ready(out) = future
         .as_mut()
         .poll(&mut Context::from_waker(Waker::noop()))
     {
         return out;
     }
-    // A future that waits registers the waker it was polled with, so it
-    // is polled again, with one that wakes this thread, before parking.
+    // Its wake-up, if any, went to the no-op waker: poll again, with a
+    // real one, before parking.
+    wait(future)
+}
+
+/// Polls `future` with a waker that unparks this thread, parking between
+/// polls, until it is ready.
+fn wait<F: Future + ?Sized>(mut future: std::pin::Pin<&mut F>) -> F::Output {
+    struct Unpark(Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
     let waker = Waker::from(Arc::new(Unpark(thread::current())));
     let mut cx = Context::from_waker(&waker);
     loop {
@@ -93,7 +106,8 @@ mod tests {
     }
 
     #[test]
-    fn a_ready_future_is_polled_once() {
+    fn a_ready_future_is_answered_at_once() {
+        assert_eq!(run_ready(std::future::ready(7)), 7);
         assert_eq!(block_on(std::future::ready(7)), 7);
     }
 
@@ -101,10 +115,19 @@ mod tests {
     fn a_future_that_waits_after_the_first_poll_is_woken_through_a_later_one() {
         // The first poll sees the no-op waker: its wake-up is lost, and the
         // second poll's waker must be the one that ends the wait.
-        let polls = block_on(Later {
+        let polls = run_ready(Later {
             polls: 0,
             done: Arc::new(AtomicBool::new(false)),
         });
         assert!(polls >= 2, "polled {polls} times");
+    }
+
+    #[test]
+    fn block_on_waits_for_a_future_woken_from_another_thread() {
+        let polls = block_on(Later {
+            polls: 0,
+            done: Arc::new(AtomicBool::new(false)),
+        });
+        assert_eq!(polls, 2);
     }
 }

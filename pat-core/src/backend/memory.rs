@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::backend::admin::Audited;
-use crate::backend::block_on::block_on;
+use crate::backend::block_on::run_ready;
 use crate::backend::engine;
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, StoreError};
@@ -187,7 +187,7 @@ impl Verifier for MemoryStore {
         let now = Timestamp::now();
         state.replayed.clear();
         let roots: Vec<TokenId> = std::mem::take(&mut state.revoke).into_iter().collect();
-        block_on(engine::revoke_reused(&mut *state, &roots, now))?;
+        run_ready(engine::revoke_reused(&mut *state, &roots, now))?;
         let by_id = std::mem::take(&mut state.by_id);
         state.refused.retain(|id| by_id.contains_key(id));
         state.by_id = by_id;
@@ -312,7 +312,7 @@ impl Audited for MemoryStore {
         now: Timestamp,
         actor: &str,
     ) -> Result<CreatedToken, StoreError> {
-        block_on(engine::create(&mut *self.state(), new, now, actor))
+        run_ready(engine::create(&mut *self.state(), new, now, actor))
     }
 
     fn list_tokens(
@@ -367,11 +367,11 @@ impl Audited for MemoryStore {
         now: Timestamp,
         actor: &str,
     ) -> Result<CreatedToken, StoreError> {
-        block_on(engine::rotate(&mut *self.state(), id, rotation, now, actor))
+        run_ready(engine::rotate(&mut *self.state(), id, rotation, now, actor))
     }
 
     fn revoke_by(&self, id: TokenId, actor: &str) -> Result<TokenInfo, StoreError> {
-        let gone = block_on(engine::revoke(
+        let gone = run_ready(engine::revoke(
             &mut *self.state(),
             id,
             actor,
@@ -387,7 +387,7 @@ impl Audited for MemoryStore {
     }
 
     fn revoke_user_by(&self, user: &str, actor: &str) -> Result<usize, StoreError> {
-        let gone = block_on(engine::revoke_user(
+        let gone = run_ready(engine::revoke_user(
             &mut *self.state(),
             user,
             actor,

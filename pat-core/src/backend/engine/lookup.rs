@@ -31,8 +31,9 @@ pub(crate) enum Found {
         id: TokenId,
         retires_at: Timestamp,
         current: Option<TokenDigest>,
-        /// The token's user, for the audit log (empty once it is gone).
-        user: String,
+        /// The token's user, for the audit log, when the read found it at
+        /// once (`None`: [`Reads::owner`] is asked if it is needed).
+        user: Option<String>,
     },
     /// Nothing: never issued, revoked or pruned.
     Nothing,
@@ -42,6 +43,11 @@ pub(crate) enum Found {
 pub(crate) trait Reads: Sync {
     /// What `digest` stands for.
     fn read(&self, digest: &TokenDigest) -> impl Future<Output = Result<Found, StoreError>> + Send;
+
+    /// The user of the token whose current secret is `current`, for the
+    /// audit entry of a replayed old secret (empty when it cannot be read:
+    /// the replay is refused and audited all the same).
+    fn owner(&self, current: &TokenDigest) -> impl Future<Output = String> + Send;
 
     /// When the store's policy revokes the families of reused secrets, the
     /// current digests of token `id`'s descendants; `None` when it does
@@ -87,6 +93,11 @@ pub(crate) async fn lookup(
                     return Err(AuthError::Unknown);
                 }
                 if !crate::backend::in_grace(retires_at, now) {
+                    let owner = match (owner, current) {
+                        (Some(owner), _) => owner,
+                        (None, Some(current)) => store.owner(&current).await,
+                        (None, None) => String::new(),
+                    };
                     if let Some(current) = current
                         && let Some(mut family) = store.reuse_family(id).await?
                     {

@@ -6,7 +6,7 @@
 //!
 //! The operations are `async` so that PostgreSQL can await its statements;
 //! redb and the in-memory store answer every call at once and drive them
-//! with [`block_on`](crate::backend::block_on::block_on), which then never
+//! with [`run_ready`](crate::backend::block_on::run_ready), which then never
 //! waits.
 
 // Over the cache, which only the caching stores build.
@@ -52,6 +52,18 @@ pub(crate) trait Tx: Send {
         &mut self,
         id: TokenId,
     ) -> impl Future<Output = Result<Vec<TokenInfo>, StoreError>> + Send;
+
+    /// Locks `roots` and every descendant of them for update, all at once
+    /// (PostgreSQL: in id order), before a revocation of several families
+    /// walks them one by one, so that two such revocations meeting in a
+    /// family wait for each other rather than deadlock. A no-op where the
+    /// whole store is held.
+    fn lock_families(
+        &mut self,
+        _roots: &[TokenId],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
 
     /// The ids of `user`'s tokens.
     fn tokens_of(
@@ -279,8 +291,10 @@ pub(crate) async fn revoke_user(
     actor: &str,
     now: Timestamp,
 ) -> Result<Vec<TokenInfo>, StoreError> {
+    let ids = tx.tokens_of(user).await?;
+    tx.lock_families(&ids).await?;
     let mut gone = Vec::new();
-    for id in tx.tokens_of(user).await? {
+    for id in ids {
         // A descendant of one of them may be gone with it already.
         gone.extend(revoke_family(tx, id, actor, "ok", now, false).await?);
     }
@@ -303,6 +317,7 @@ pub(crate) async fn revoke_reused(
     roots: &[TokenId],
     now: Timestamp,
 ) -> Result<Vec<TokenInfo>, StoreError> {
+    tx.lock_families(roots).await?;
     let mut gone = Vec::new();
     for &id in roots {
         gone.extend(

@@ -250,7 +250,7 @@ impl Shared {
             id: TokenId::from_u64(id as u64),
             retires_at: timestamp(row.get(DIGEST + 1), "retires_at")?,
             current,
-            user: row.get::<_, Option<String>>(DIGEST + 3).unwrap_or_default(),
+            user: Some(row.get::<_, Option<String>>(DIGEST + 3).unwrap_or_default()),
         })
     }
 
@@ -363,6 +363,22 @@ impl Shared {
 impl engine::lookup::Reads for Shared {
     async fn read(&self, digest: &TokenDigest) -> Result<Found, StoreError> {
         Ok(self.read_digest(digest).await?)
+    }
+
+    async fn owner(&self, current: &TokenDigest) -> String {
+        // The read joined the owner already; asked only when it did not.
+        let key: &[u8] = current.as_bytes();
+        let found = async {
+            let client = self.client().await?;
+            self.timed(
+                client.query_opt("SELECT username FROM pat_tokens WHERE digest = $1", &[&key]),
+            )
+            .await
+        };
+        match found.await {
+            Ok(Some(row)) => row.get(0),
+            _ => String::new(),
+        }
     }
 
     async fn reuse_family(&self, id: TokenId) -> Result<Option<Vec<TokenDigest>>, StoreError> {

@@ -90,11 +90,14 @@ impl Tx for PgTx<'_> {
         })
     }
 
-    /// The user's tokens, each locked with its family (in id order, all at
-    /// once, so that two revocations meeting in a family wait for each
-    /// other rather than deadlock).
+    async fn lock_families(&mut self, roots: &[TokenId]) -> Result<(), StoreError> {
+        let ids: Vec<i64> = roots.iter().map(|&id| id_param(id)).collect();
+        family::lock(self.txn, &ids).await?;
+        Ok(())
+    }
+
     async fn tokens_of(&mut self, user: &str) -> Result<Vec<TokenId>, StoreError> {
-        let ids: Vec<i64> = self
+        let ids = self
             .txn
             .query(
                 "SELECT id FROM pat_tokens WHERE username = $1 ORDER BY id",
@@ -103,13 +106,9 @@ impl Tx for PgTx<'_> {
             .await
             .map_err(db)?
             .iter()
-            .map(|r| r.get(0))
+            .map(|r| TokenId::from_u64(r.get::<_, i64>(0) as u64))
             .collect();
-        family::lock(self.txn, &ids).await?;
-        Ok(ids
-            .into_iter()
-            .map(|i| TokenId::from_u64(i as u64))
-            .collect())
+        Ok(ids)
     }
 
     async fn lock_user(&mut self, user: &str) -> Result<(), StoreError> {

@@ -10,7 +10,7 @@ use super::{
     storage,
 };
 use crate::backend::admin::Audited;
-use crate::backend::block_on::block_on;
+use crate::backend::block_on::run_ready;
 use crate::backend::engine;
 use crate::error::{BackendError, StoreError};
 use crate::model::audit::AuditEntry;
@@ -37,7 +37,7 @@ impl Inner {
             // Counted in this transaction: tokens created earlier in the
             // batch count too.
             news.iter()
-                .map(|new| block_on(engine::create(&mut tx, new, now, actor)))
+                .map(|new| run_ready(engine::create(&mut tx, new, now, actor)))
                 .collect()
         })
     }
@@ -148,7 +148,7 @@ impl Audited for Inner {
         digest: &TokenDigest,
         now: Timestamp,
     ) -> Result<Option<TokenInfo>, StoreError> {
-        block_on(engine::lookup::find(self, &self.cache, digest, now))
+        run_ready(engine::lookup::find(self, &self.cache, digest, now))
     }
 
     fn get_token(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
@@ -179,14 +179,14 @@ impl Audited for Inner {
         // no use is lost.
         self.delete(|txn, changes| {
             let mut tx = RedbTx::new(self, txn, changes);
-            block_on(engine::rotate(&mut tx, id, rotation, now, actor))
+            run_ready(engine::rotate(&mut tx, id, rotation, now, actor))
         })
     }
 
     fn revoke_by(&self, id: TokenId, actor: &str) -> Result<TokenInfo, StoreError> {
         self.delete(|txn, changes| {
             let mut tx = RedbTx::new(self, txn, changes);
-            let gone = block_on(engine::revoke(&mut tx, id, actor, "ok", Timestamp::now()))?;
+            let gone = run_ready(engine::revoke(&mut tx, id, actor, "ok", Timestamp::now()))?;
             // The root comes first.
             gone.into_iter().next().ok_or(StoreError::NotFound(id))
         })
@@ -199,7 +199,7 @@ impl Audited for Inner {
     fn revoke_user_by(&self, user: &str, actor: &str) -> Result<usize, StoreError> {
         self.delete(|txn, changes| {
             let mut tx = RedbTx::new(self, txn, changes);
-            block_on(engine::revoke_user(&mut tx, user, actor, Timestamp::now())).map(|g| g.len())
+            run_ready(engine::revoke_user(&mut tx, user, actor, Timestamp::now())).map(|g| g.len())
         })
     }
 

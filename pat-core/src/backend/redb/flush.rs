@@ -8,7 +8,7 @@ use redb::ReadableTable;
 
 use super::tx::RedbTx;
 use super::{Changes, Inner, TOKENS, audit_in, codec, corrupt, storage};
-use crate::backend::block_on::block_on;
+use crate::backend::block_on::run_ready;
 use crate::backend::engine;
 use crate::error::{BackendError, StoreError};
 use crate::model::time::Timestamp;
@@ -87,7 +87,7 @@ impl Inner {
                     drop(tokens);
                     // Reuse detection's revocations, each family audited.
                     let mut tx = RedbTx::new(self, txn, &mut changes);
-                    block_on(engine::revoke_reused(
+                    run_ready(engine::revoke_reused(
                         &mut tx,
                         &revocations,
                         Timestamp::now(),

@@ -25,7 +25,7 @@ use redb::{
 pub use self::builder::StoreBuilder;
 use self::flush::Flusher;
 use crate::backend::admin::Audited;
-use crate::backend::block_on::block_on;
+use crate::backend::block_on::run_ready;
 use crate::backend::cache::Cache;
 use crate::backend::engine;
 use crate::backend::options::cache_accessors;
@@ -199,7 +199,7 @@ impl Store {
         match cache.hit(digest, user, now) {
             Ok(result) => result,
             // redb's reads never wait, so neither does this.
-            Err(miss) => block_on(engine::lookup::lookup(
+            Err(miss) => run_ready(engine::lookup::lookup(
                 &*self.inner,
                 cache,
                 miss,
@@ -486,17 +486,19 @@ impl engine::lookup::Reads for Inner {
         let Some((id, retires_at, current)) = self.read_retired(digest)? else {
             return Ok(Found::Nothing);
         };
-        // The token's user, for the audit log when the secret is replayed.
-        let user = match current {
-            Some(d) => self.read_record(&d)?.map(|i| i.user),
-            None => None,
-        };
         Ok(Found::Retired {
             id,
             retires_at,
-            current: current.filter(|_| user.is_some()),
-            user: user.unwrap_or_default(),
+            current,
+            user: None,
         })
+    }
+
+    async fn owner(&self, current: &TokenDigest) -> String {
+        match self.read_record(current) {
+            Ok(Some(info)) => info.user,
+            _ => String::new(),
+        }
     }
 
     async fn reuse_family(&self, id: TokenId) -> Result<Option<Vec<TokenDigest>>, StoreError> {
