@@ -183,10 +183,9 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let preflight = cors_preflight(
-            req.method().as_str(),
-            req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD),
-        );
+        let preflight = cors_preflight(req.method().as_str(), || {
+            req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+        });
         let authorization = req.headers().get_all(AUTHORIZATION).map(|v| v.as_bytes());
         let checking = self.gate.check(authorization, preflight);
         let kind = match checking.into_ready() {

@@ -188,10 +188,9 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let preflight = cors_preflight(
-            req.method().as_str(),
-            req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD),
-        );
+        let preflight = cors_preflight(req.method().as_str(), || {
+            req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+        });
         let authorization = req
             .headers()
             .get_all(AUTHORIZATION)

@@ -10,11 +10,16 @@ use std::task::{Context, Poll};
 use crate::gate::{Checking, Gate, Outcome, Rejection};
 
 /// Whether a request is a CORS preflight: `OPTIONS` with an
-/// `Access-Control-Request-Method` header. Browsers never attach
-/// credentials to one, so the gate lets it through without an identity
-/// unless told otherwise ([`Gate::reject_preflight`]).
-pub fn cors_preflight(method: &str, has_access_control_request_method: bool) -> bool {
-    method == "OPTIONS" && has_access_control_request_method
+/// `Access-Control-Request-Method` header (`has_access_control_request_method`
+/// is asked only for an `OPTIONS`, so other requests pay no header lookup).
+/// Browsers never attach credentials to one, so the gate lets it through
+/// without an identity unless told otherwise ([`Gate::reject_preflight`]).
+#[inline]
+pub fn cors_preflight(
+    method: &str,
+    has_access_control_request_method: impl FnOnce() -> bool,
+) -> bool {
+    method == "OPTIONS" && has_access_control_request_method()
 }
 
 /// A request's typed extensions, where an adapter leaves what the gate
@@ -26,6 +31,7 @@ pub trait Extensions {
 
 #[cfg(feature = "http")]
 impl Extensions for http::Extensions {
+    #[inline]
     fn insert_value<T: Clone + Send + Sync + 'static>(&mut self, value: T) {
         self.insert(value);
     }
@@ -33,6 +39,7 @@ impl Extensions for http::Extensions {
 
 #[cfg(feature = "actix")]
 impl Extensions for actix_web::dev::Extensions {
+    #[inline]
     fn insert_value<T: Clone + Send + Sync + 'static>(&mut self, value: T) {
         self.insert(value);
     }
