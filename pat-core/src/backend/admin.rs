@@ -8,6 +8,34 @@ use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
 
+/// Who a store handle's changes are audited as made by:
+/// [`DEFAULT_ACTOR`](crate::DEFAULT_ACTOR) for the store itself, another name
+/// for the handle [`Admin::acting_as`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Actor(std::borrow::Cow<'static, str>);
+
+impl Default for Actor {
+    fn default() -> Actor {
+        Actor(std::borrow::Cow::Borrowed(
+            crate::model::audit::DEFAULT_ACTOR,
+        ))
+    }
+}
+
+impl From<&str> for Actor {
+    fn from(name: &str) -> Actor {
+        Actor(std::borrow::Cow::Owned(name.to_owned()))
+    }
+}
+
+impl std::ops::Deref for Actor {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Managing tokens: what `pat-cli token ...` does.
 ///
 /// Implemented by every backend ([`Store`](crate::Store),
@@ -145,221 +173,5 @@ impl<T: Admin + ?Sized> Admin for &T {
     }
     fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn Admin + 'a> {
         (**self).acting_as(actor)
-    }
-}
-
-/// The changes of [`Admin`], with the actor the audit log records; what
-/// pat's own backends implement, and [`Admin`] follows from it.
-pub(crate) trait Audited {
-    fn create_by(
-        &self,
-        new: &NewToken,
-        now: Timestamp,
-        actor: &str,
-    ) -> Result<CreatedToken, StoreError>;
-    fn rotate_by(
-        &self,
-        id: TokenId,
-        rotation: &Rotation,
-        now: Timestamp,
-        actor: &str,
-    ) -> Result<CreatedToken, StoreError>;
-    fn revoke_by(&self, id: TokenId, actor: &str) -> Result<TokenInfo, StoreError>;
-    fn revoke_user_by(&self, user: &str, actor: &str) -> Result<usize, StoreError>;
-    fn prune_by(&self, now: Timestamp, actor: &str) -> Result<usize, StoreError>;
-    fn set_policy_by(&self, policy: Policy, actor: &str) -> Result<(), StoreError>;
-    fn list_tokens(
-        &self,
-        user: Option<&str>,
-        include_expired: bool,
-        now: Timestamp,
-    ) -> Result<Vec<TokenInfo>, StoreError>;
-    fn get_token(&self, id: TokenId) -> Result<TokenInfo, StoreError>;
-    fn descendants_of(&self, id: TokenId) -> Result<Vec<TokenInfo>, StoreError>;
-    fn find_token(
-        &self,
-        digest: &TokenDigest,
-        now: Timestamp,
-    ) -> Result<Option<TokenInfo>, StoreError>;
-    fn get_policy(&self) -> Result<Policy, StoreError>;
-    fn read_audit(
-        &self,
-        since: Timestamp,
-        user: Option<&str>,
-    ) -> Result<Vec<AuditEntry>, StoreError>;
-}
-
-/// A backend acting as someone (see [`Admin::acting_as`]).
-pub(crate) struct Acting<'a, T: ?Sized> {
-    pub(crate) store: &'a T,
-    pub(crate) actor: String,
-}
-
-/// Implements [`Admin`] for a type that implements [`Audited`], the plain
-/// calls acting as [`DEFAULT_ACTOR`]. `Handle => get`: for a handle whose
-/// state implements [`Audited`] (`get(&handle)` borrows it), so that the
-/// handle forwards nothing itself.
-macro_rules! admin_from_audited {
-    ($t:ty) => {
-        $crate::backend::admin::admin_from_audited!($t => ::std::convert::identity);
-    };
-    ($t:ty => $get:path) => {
-        impl $crate::backend::admin::Admin for $t {
-            fn create(
-                &self,
-                new: &$crate::NewToken,
-                now: $crate::Timestamp,
-            ) -> Result<$crate::CreatedToken, $crate::StoreError> {
-                $crate::backend::admin::Audited::create_by(
-                    $get(self),
-                    new,
-                    now,
-                    $crate::model::audit::DEFAULT_ACTOR,
-                )
-            }
-            fn list(
-                &self,
-                user: Option<&str>,
-                include_expired: bool,
-                now: $crate::Timestamp,
-            ) -> Result<Vec<$crate::TokenInfo>, $crate::StoreError> {
-                $crate::backend::admin::Audited::list_tokens(
-                    $get(self), user, include_expired, now)
-            }
-            fn get(&self, id: $crate::TokenId) -> Result<$crate::TokenInfo, $crate::StoreError> {
-                $crate::backend::admin::Audited::get_token(
-                    $get(self), id)
-            }
-            fn find(
-                &self,
-                digest: &$crate::TokenDigest,
-                now: $crate::Timestamp,
-            ) -> Result<Option<$crate::TokenInfo>, $crate::StoreError> {
-                $crate::backend::admin::Audited::find_token(
-                    $get(self), digest, now)
-            }
-            fn rotate(
-                &self,
-                id: $crate::TokenId,
-                rotation: &$crate::Rotation,
-                now: $crate::Timestamp,
-            ) -> Result<$crate::CreatedToken, $crate::StoreError> {
-                $crate::backend::admin::Audited::rotate_by(
-                    $get(self),
-                    id,
-                    rotation,
-                    now,
-                    $crate::model::audit::DEFAULT_ACTOR,
-                )
-            }
-            fn revoke(&self, id: $crate::TokenId) -> Result<$crate::TokenInfo, $crate::StoreError> {
-                $crate::backend::admin::Audited::revoke_by(
-                    $get(self),
-                    id,
-                    $crate::model::audit::DEFAULT_ACTOR,
-                )
-            }
-            fn descendants(
-                &self,
-                id: $crate::TokenId,
-            ) -> Result<Vec<$crate::TokenInfo>, $crate::StoreError> {
-                $crate::backend::admin::Audited::descendants_of(
-                    $get(self), id)
-            }
-            fn revoke_user(&self, user: &str) -> Result<usize, $crate::StoreError> {
-                $crate::backend::admin::Audited::revoke_user_by(
-                    $get(self),
-                    user,
-                    $crate::model::audit::DEFAULT_ACTOR,
-                )
-            }
-            fn prune(&self, now: $crate::Timestamp) -> Result<usize, $crate::StoreError> {
-                $crate::backend::admin::Audited::prune_by(
-                    $get(self),
-                    now,
-                    $crate::model::audit::DEFAULT_ACTOR,
-                )
-            }
-            fn policy(&self) -> Result<$crate::Policy, $crate::StoreError> {
-                $crate::backend::admin::Audited::get_policy($get(self))
-            }
-            fn set_policy(&self, policy: $crate::Policy) -> Result<(), $crate::StoreError> {
-                $crate::backend::admin::Audited::set_policy_by(
-                    $get(self),
-                    policy,
-                    $crate::model::audit::DEFAULT_ACTOR,
-                )
-            }
-            fn audit(
-                &self,
-                since: $crate::Timestamp,
-                user: Option<&str>,
-            ) -> Result<Vec<$crate::AuditEntry>, $crate::StoreError> {
-                $crate::backend::admin::Audited::read_audit(
-                    $get(self), since, user)
-            }
-            fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn $crate::backend::admin::Admin + 'a> {
-                Box::new($crate::backend::admin::Acting {
-                    store: $get(self),
-                    actor: actor.to_owned(),
-                })
-            }
-        }
-    };
-}
-pub(crate) use admin_from_audited;
-
-impl<T: Audited + ?Sized> Admin for Acting<'_, T> {
-    fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
-        self.store.create_by(new, now, &self.actor)
-    }
-    fn list(
-        &self,
-        user: Option<&str>,
-        include_expired: bool,
-        now: Timestamp,
-    ) -> Result<Vec<TokenInfo>, StoreError> {
-        self.store.list_tokens(user, include_expired, now)
-    }
-    fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
-        self.store.get_token(id)
-    }
-    fn find(&self, digest: &TokenDigest, now: Timestamp) -> Result<Option<TokenInfo>, StoreError> {
-        self.store.find_token(digest, now)
-    }
-    fn rotate(
-        &self,
-        id: TokenId,
-        rotation: &Rotation,
-        now: Timestamp,
-    ) -> Result<CreatedToken, StoreError> {
-        self.store.rotate_by(id, rotation, now, &self.actor)
-    }
-    fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
-        self.store.revoke_by(id, &self.actor)
-    }
-    fn descendants(&self, id: TokenId) -> Result<Vec<TokenInfo>, StoreError> {
-        self.store.descendants_of(id)
-    }
-    fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
-        self.store.revoke_user_by(user, &self.actor)
-    }
-    fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
-        self.store.prune_by(now, &self.actor)
-    }
-    fn policy(&self) -> Result<Policy, StoreError> {
-        self.store.get_policy()
-    }
-    fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
-        self.store.set_policy_by(policy, &self.actor)
-    }
-    fn audit(&self, since: Timestamp, user: Option<&str>) -> Result<Vec<AuditEntry>, StoreError> {
-        self.store.read_audit(since, user)
-    }
-    fn acting_as<'b>(&'b self, actor: &str) -> Box<dyn Admin + 'b> {
-        Box::new(Acting {
-            store: self.store,
-            actor: actor.to_owned(),
-        })
     }
 }

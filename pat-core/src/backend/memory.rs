@@ -2,9 +2,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::backend::admin::Audited;
+use crate::backend::admin::{Actor, Admin};
 use crate::backend::block_on::run_ready;
 use crate::backend::engine;
 use crate::backend::{Lookup, Verification, Verifier};
@@ -37,8 +37,12 @@ use crate::model::token::{TokenDigest, TokenId};
 /// ```
 #[derive(Default)]
 pub struct MemoryStore {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
+    /// Who the audit log records as making this handle's changes
+    /// ([`Admin::acting_as`] makes a handle with another).
+    actor: Actor,
 }
+
 
 #[derive(Default)]
 struct State {
@@ -72,6 +76,14 @@ impl MemoryStore {
     /// Whether it holds no token.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The same store, its changes audited as made by `actor`.
+    fn acting(&self, actor: &str) -> MemoryStore {
+        MemoryStore {
+            state: self.state.clone(),
+            actor: Actor::from(actor),
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -303,19 +315,13 @@ impl engine::Tx for State {
     }
 }
 
-crate::backend::admin::admin_from_audited!(MemoryStore);
-
-impl Audited for MemoryStore {
-    fn create_by(
-        &self,
-        new: &NewToken,
-        now: Timestamp,
-        actor: &str,
-    ) -> Result<CreatedToken, StoreError> {
+impl Admin for MemoryStore {
+    fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
+        let actor: &str = &self.actor;
         run_ready(engine::create(&mut *self.state(), new, now, actor))
     }
 
-    fn list_tokens(
+    fn list(
         &self,
         user: Option<&str>,
         include_expired: bool,
@@ -331,11 +337,7 @@ impl Audited for MemoryStore {
         Ok(engine::listing(found, include_expired, now))
     }
 
-    fn find_token(
-        &self,
-        digest: &TokenDigest,
-        now: Timestamp,
-    ) -> Result<Option<TokenInfo>, StoreError> {
+    fn find(&self, digest: &TokenDigest, now: Timestamp) -> Result<Option<TokenInfo>, StoreError> {
         let state = self.state();
         if let Some(info) = state.tokens.get(digest) {
             return Ok(Some(info.clone()));
@@ -350,7 +352,7 @@ impl Audited for MemoryStore {
         })
     }
 
-    fn get_token(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+    fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
         let state = self.state();
         state
             .by_id
@@ -360,17 +362,18 @@ impl Audited for MemoryStore {
             .ok_or(StoreError::NotFound(id))
     }
 
-    fn rotate_by(
+    fn rotate(
         &self,
         id: TokenId,
         rotation: &Rotation,
         now: Timestamp,
-        actor: &str,
     ) -> Result<CreatedToken, StoreError> {
+        let actor: &str = &self.actor;
         run_ready(engine::rotate(&mut *self.state(), id, rotation, now, actor))
     }
 
-    fn revoke_by(&self, id: TokenId, actor: &str) -> Result<TokenInfo, StoreError> {
+    fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+        let actor: &str = &self.actor;
         let gone = run_ready(engine::revoke(
             &mut *self.state(),
             id,
@@ -382,11 +385,12 @@ impl Audited for MemoryStore {
         gone.into_iter().next().ok_or(StoreError::NotFound(id))
     }
 
-    fn descendants_of(&self, id: TokenId) -> Result<Vec<TokenInfo>, StoreError> {
+    fn descendants(&self, id: TokenId) -> Result<Vec<TokenInfo>, StoreError> {
         Ok(self.state().descendants(id))
     }
 
-    fn revoke_user_by(&self, user: &str, actor: &str) -> Result<usize, StoreError> {
+    fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
+        let actor: &str = &self.actor;
         let gone = run_ready(engine::revoke_user(
             &mut *self.state(),
             user,
@@ -396,7 +400,8 @@ impl Audited for MemoryStore {
         Ok(gone.len())
     }
 
-    fn prune_by(&self, now: Timestamp, actor: &str) -> Result<usize, StoreError> {
+    fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let actor: &str = &self.actor;
         let mut state = self.state();
         let n = state.remove_where(|i| i.is_expired(now));
         state.prune_retired();
@@ -410,11 +415,12 @@ impl Audited for MemoryStore {
         Ok(n)
     }
 
-    fn get_policy(&self) -> Result<Policy, StoreError> {
+    fn policy(&self) -> Result<Policy, StoreError> {
         Ok(self.state().policy)
     }
 
-    fn set_policy_by(&self, policy: Policy, actor: &str) -> Result<(), StoreError> {
+    fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
+        let actor: &str = &self.actor;
         let mut state = self.state();
         state.policy = policy;
         state
@@ -423,11 +429,7 @@ impl Audited for MemoryStore {
         Ok(())
     }
 
-    fn read_audit(
-        &self,
-        since: Timestamp,
-        user: Option<&str>,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
+    fn audit(&self, since: Timestamp, user: Option<&str>) -> Result<Vec<AuditEntry>, StoreError> {
         let state = self.state();
         Ok(state
             .audit
@@ -435,5 +437,9 @@ impl Audited for MemoryStore {
             .filter(|e| e.matches(since, user))
             .cloned()
             .collect())
+    }
+
+    fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn Admin + 'a> {
+        Box::new(self.acting(actor))
     }
 }

@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 use super::{
     COLUMNS, DIGEST, PgError, PgStore, Shared, begin, digest_of, family, record, secs, timestamp,
 };
-use crate::backend::admin::Audited;
+use crate::backend::admin::Admin;
 use crate::backend::engine;
 use crate::error::StoreError;
 use crate::model::audit::{AuditAction, AuditEntry};
@@ -18,15 +18,9 @@ use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
 use crate::testing::failpoints::Point;
 
-crate::backend::admin::admin_from_audited!(PgStore);
-
-impl Audited for PgStore {
-    fn create_by(
-        &self,
-        new: &NewToken,
-        now: Timestamp,
-        actor: &str,
-    ) -> Result<CreatedToken, StoreError> {
+impl Admin for PgStore {
+    fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
+        let actor: &str = &self.actor;
         let shared = self.shared.clone();
         let new = new.clone();
         let actor = actor.to_owned();
@@ -39,7 +33,7 @@ impl Audited for PgStore {
         })
     }
 
-    fn list_tokens(
+    fn list(
         &self,
         user: Option<&str>,
         include_expired: bool,
@@ -65,17 +59,13 @@ impl Audited for PgStore {
         Ok(engine::listing(out, include_expired, now))
     }
 
-    fn find_token(
-        &self,
-        digest: &TokenDigest,
-        now: Timestamp,
-    ) -> Result<Option<TokenInfo>, StoreError> {
+    fn find(&self, digest: &TokenDigest, now: Timestamp) -> Result<Option<TokenInfo>, StoreError> {
         let shared = self.shared.clone();
         let digest = *digest;
         self.block(async move { engine::lookup::find(&*shared, &shared.cache, &digest, now).await })
     }
 
-    fn get_token(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+    fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
         let shared = self.shared.clone();
         self.block(async move {
             let client = shared.client().await?;
@@ -90,13 +80,13 @@ impl Audited for PgStore {
         })
     }
 
-    fn rotate_by(
+    fn rotate(
         &self,
         id: TokenId,
         rotation: &Rotation,
         now: Timestamp,
-        actor: &str,
     ) -> Result<CreatedToken, StoreError> {
+        let actor: &str = &self.actor;
         let shared = self.shared.clone();
         let rotation = *rotation;
         let actor = actor.to_owned();
@@ -109,7 +99,8 @@ impl Audited for PgStore {
         })
     }
 
-    fn revoke_by(&self, id: TokenId, actor: &str) -> Result<TokenInfo, StoreError> {
+    fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+        let actor: &str = &self.actor;
         let shared = self.shared.clone();
         let actor = actor.to_owned();
         self.block(async move {
@@ -124,7 +115,7 @@ impl Audited for PgStore {
         })
     }
 
-    fn descendants_of(&self, id: TokenId) -> Result<Vec<TokenInfo>, StoreError> {
+    fn descendants(&self, id: TokenId) -> Result<Vec<TokenInfo>, StoreError> {
         let shared = self.shared.clone();
         self.block(async move {
             let client = shared.client().await?;
@@ -139,7 +130,8 @@ impl Audited for PgStore {
         })
     }
 
-    fn revoke_user_by(&self, user: &str, actor: &str) -> Result<usize, StoreError> {
+    fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
+        let actor: &str = &self.actor;
         let shared = self.shared.clone();
         let user = user.to_owned();
         let actor = actor.to_owned();
@@ -155,7 +147,8 @@ impl Audited for PgStore {
         })
     }
 
-    fn prune_by(&self, now: Timestamp, actor: &str) -> Result<usize, StoreError> {
+    fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let actor: &str = &self.actor;
         let shared = self.shared.clone();
         let actor = actor.to_owned();
         self.block(async move {
@@ -227,7 +220,7 @@ impl Audited for PgStore {
         })
     }
 
-    fn get_policy(&self) -> Result<Policy, StoreError> {
+    fn policy(&self) -> Result<Policy, StoreError> {
         let shared = self.shared.clone();
         self.block(async move {
             let mut writer = shared.writer().await?;
@@ -241,17 +234,14 @@ impl Audited for PgStore {
         })
     }
 
-    fn set_policy_by(&self, policy: Policy, actor: &str) -> Result<(), StoreError> {
+    fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
+        let actor: &str = &self.actor;
         let shared = self.shared.clone();
         let actor = actor.to_owned();
         self.block(async move { shared.set_policy(policy, &actor).await })
     }
 
-    fn read_audit(
-        &self,
-        since: Timestamp,
-        user: Option<&str>,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
+    fn audit(&self, since: Timestamp, user: Option<&str>) -> Result<Vec<AuditEntry>, StoreError> {
         let shared = self.shared.clone();
         let user = user.map(str::to_owned);
         self.block(async move {
@@ -279,5 +269,9 @@ impl Audited for PgStore {
                 .collect::<Result<Vec<_>, PgError>>()
                 .map_err(StoreError::from)
         })
+    }
+
+    fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn Admin + 'a> {
+        Box::new(self.acting(actor))
     }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::Mutex as AsyncMutex;
 
-use super::{PgError, PgStore, SCHEMA_VERSION, Shared, flush_every, listen, schema};
+use super::{PgError, PgStore, Running, SCHEMA_VERSION, Shared, flush_every, listen, schema};
+use crate::backend::admin::Actor;
 use crate::backend::cache::Cache;
 use crate::backend::options::{StoreOptions, store_options};
 use crate::error::{BackendError, OpenError};
@@ -166,8 +167,11 @@ impl PgStoreBuilder {
         let mut store = PgStore {
             shared: shared.clone(),
             handle,
-            flusher: None,
-            _runtime: runtime,
+            actor: Actor::default(),
+            running: Some(Running {
+                flusher: None,
+                _runtime: runtime,
+            }),
         };
         if self.listen {
             store.handle().spawn(listen(Arc::downgrade(&shared)));
@@ -183,7 +187,9 @@ impl PgStoreBuilder {
             let flusher = store
                 .handle()
                 .spawn(flush_every(Arc::downgrade(&shared), every));
-            store.flusher = Some(flusher);
+            if let Some(running) = store.running.as_mut() {
+                running.flusher = Some(flusher);
+            }
         }
         Ok(store)
     }

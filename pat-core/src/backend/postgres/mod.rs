@@ -20,6 +20,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use tokio_postgres::{Client, NoTls, Row};
 
 use self::tx::{audit_in, begin};
+use crate::backend::admin::Actor;
 use crate::backend::cache::Cache;
 use crate::backend::engine;
 use crate::backend::engine::lookup::Found;
@@ -72,9 +73,20 @@ pub struct PgStore {
     /// The runtime's handle; spawning on it after the runtime stopped drops
     /// the task, which the waiting side sees as "closing".
     handle: tokio::runtime::Handle,
+    /// Who the audit log records as making this handle's changes
+    /// ([`Admin::acting_as`](crate::Admin::acting_as) makes a handle with
+    /// another).
+    actor: Actor,
+    /// What the store's own handle runs, stopped when it is dropped; `None`
+    /// in a handle acting as someone.
+    running: Option<Running>,
+}
+
+/// The periodic flush and the runtime of a connected store.
+struct Running {
     /// The periodic flush, stopped (and waited for) before the last one.
     flusher: Option<tokio::task::JoinHandle<()>>,
-    // Last: dropped after the final flush in `Drop`.
+    // Dropped after the final flush in `Drop`.
     _runtime: crate::backend::block_on::OwnedRuntime,
 }
 
@@ -133,6 +145,17 @@ impl PgStore {
 
     cache_accessors!(shared);
 
+    /// A handle on the same store whose changes are audited as made by
+    /// `actor`; it runs nothing of its own, so dropping it stops nothing.
+    fn acting(&self, actor: &str) -> PgStore {
+        PgStore {
+            shared: self.shared.clone(),
+            handle: self.handle.clone(),
+            actor: Actor::from(actor),
+            running: None,
+        }
+    }
+
     fn handle(&self) -> &tokio::runtime::Handle {
         &self.handle
     }
@@ -156,7 +179,12 @@ impl Drop for PgStore {
         // A periodic flush under way holds a batch whose entries are clean:
         // let it finish (not be cancelled with the runtime), then write the
         // rest.
-        if let Some(flusher) = self.flusher.take() {
+        // Only the store's own handle: a handle acting as someone shares
+        // the store and runs nothing.
+        let Some(mut running) = self.running.take() else {
+            return;
+        };
+        if let Some(flusher) = running.flusher.take() {
             self.shared.stop_flushing.notify_one();
             let _ = self.block(async move {
                 let _ = flusher.await;
@@ -166,6 +194,8 @@ impl Drop for PgStore {
         if let Err(e) = self.flush() {
             tracing::warn!(error = %crate::error::chain(&e), "could not write buffered token uses");
         }
+        // The runtime last, once nothing more needs it.
+        drop(running);
     }
 }
 

@@ -6,10 +6,10 @@ use redb::{ReadableDatabase, ReadableTable, TableError, WriteTransaction};
 
 use super::tx::RedbTx;
 use super::{
-    AUDIT, BY_ID, BY_USER, Inner, META, RETIRED, RETIRED_BY_ID, TOKENS, audit_in, codec, corrupt,
-    storage,
+    AUDIT, BY_ID, BY_USER, Inner, META, RETIRED, RETIRED_BY_ID, Store, TOKENS, audit_in, codec,
+    corrupt, storage,
 };
-use crate::backend::admin::Audited;
+use crate::backend::admin::Admin;
 use crate::backend::block_on::run_ready;
 use crate::backend::engine;
 use crate::error::{BackendError, StoreError};
@@ -21,6 +21,13 @@ use crate::model::token::{TokenDigest, TokenId};
 use crate::testing::failpoints::Point;
 
 impl Inner {
+    /// The policy as it is committed now.
+    pub(super) fn policy(&self) -> Result<Policy, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let meta = txn.open_table(META).map_err(storage)?;
+        Inner::read_policy(&meta)
+    }
+
     /// Creates tokens in one durable transaction: all or none.
     pub(super) fn create_many(
         &self,
@@ -91,26 +98,24 @@ impl Inner {
 
 /// The admin operations, on the shared state so that the admin socket's
 /// thread can serve them too.
-impl Audited for Inner {
-    fn create_by(
-        &self,
-        new: &NewToken,
-        now: Timestamp,
-        actor: &str,
-    ) -> Result<CreatedToken, StoreError> {
-        let mut created = self.create_many(std::slice::from_ref(new), now, actor)?;
+impl Admin for Store {
+    fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
+        let state: &Inner = &self.inner;
+        let actor: &str = &self.actor;
+        let mut created = state.create_many(std::slice::from_ref(new), now, actor)?;
         created
             .pop()
             .ok_or_else(|| corrupt("no token created".into()))
     }
 
-    fn list_tokens(
+    fn list(
         &self,
         user: Option<&str>,
         include_expired: bool,
         now: Timestamp,
     ) -> Result<Vec<TokenInfo>, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let state: &Inner = &self.inner;
+        let txn = state.db.begin_read().map_err(storage)?;
         let tokens = txn.open_table(TOKENS).map_err(storage)?;
         let mut out = Vec::new();
         match user {
@@ -130,29 +135,27 @@ impl Audited for Inner {
                         .get(digest)
                         .map_err(storage)?
                         .ok_or_else(|| corrupt(format!("token {id:016x} has no record")))?;
-                    out.push(self.record(digest, record.value())?);
+                    out.push(state.record(digest, record.value())?);
                 }
             }
             None => {
                 for entry in tokens.iter().map_err(storage)? {
                     let (k, v) = entry.map_err(storage)?;
-                    out.push(self.record(k.value(), v.value())?);
+                    out.push(state.record(k.value(), v.value())?);
                 }
             }
         }
         Ok(engine::listing(out, include_expired, now))
     }
 
-    fn find_token(
-        &self,
-        digest: &TokenDigest,
-        now: Timestamp,
-    ) -> Result<Option<TokenInfo>, StoreError> {
-        run_ready(engine::lookup::find(self, &self.cache, digest, now))
+    fn find(&self, digest: &TokenDigest, now: Timestamp) -> Result<Option<TokenInfo>, StoreError> {
+        let state: &Inner = &self.inner;
+        run_ready(engine::lookup::find(state, &state.cache, digest, now))
     }
 
-    fn get_token(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+    fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+        let state: &Inner = &self.inner;
+        let txn = state.db.begin_read().map_err(storage)?;
         let by_id = txn.open_table(BY_ID).map_err(storage)?;
         let digest = by_id
             .get(id.as_u64())
@@ -164,50 +167,58 @@ impl Audited for Inner {
             .get(digest)
             .map_err(storage)?
             .ok_or_else(|| corrupt(format!("token {id} has no record")))?;
-        self.record(digest, record.value())
+        state.record(digest, record.value())
     }
 
-    fn rotate_by(
+    fn rotate(
         &self,
         id: TokenId,
         rotation: &Rotation,
         now: Timestamp,
-        actor: &str,
     ) -> Result<CreatedToken, StoreError> {
+        let state: &Inner = &self.inner;
+        let actor: &str = &self.actor;
         // The old digest is forgotten in memory like a revoked one; its
         // buffered use is merged into the record first (`record_in`), so
         // no use is lost.
-        self.delete(|txn, changes| {
-            let mut tx = RedbTx::new(self, txn, changes);
+        state.delete(|txn, changes| {
+            let mut tx = RedbTx::new(state, txn, changes);
             run_ready(engine::rotate(&mut tx, id, rotation, now, actor))
         })
     }
 
-    fn revoke_by(&self, id: TokenId, actor: &str) -> Result<TokenInfo, StoreError> {
-        self.delete(|txn, changes| {
-            let mut tx = RedbTx::new(self, txn, changes);
+    fn revoke(&self, id: TokenId) -> Result<TokenInfo, StoreError> {
+        let state: &Inner = &self.inner;
+        let actor: &str = &self.actor;
+        state.delete(|txn, changes| {
+            let mut tx = RedbTx::new(state, txn, changes);
             let gone = run_ready(engine::revoke(&mut tx, id, actor, "ok", Timestamp::now()))?;
             // The root comes first.
             gone.into_iter().next().ok_or(StoreError::NotFound(id))
         })
     }
 
-    fn descendants_of(&self, id: TokenId) -> Result<Vec<TokenInfo>, StoreError> {
-        Ok(self.family_read(id)?.into_iter().map(|(_, i)| i).collect())
+    fn descendants(&self, id: TokenId) -> Result<Vec<TokenInfo>, StoreError> {
+        let state: &Inner = &self.inner;
+        Ok(state.family_read(id)?.into_iter().map(|(_, i)| i).collect())
     }
 
-    fn revoke_user_by(&self, user: &str, actor: &str) -> Result<usize, StoreError> {
-        self.delete(|txn, changes| {
-            let mut tx = RedbTx::new(self, txn, changes);
+    fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
+        let state: &Inner = &self.inner;
+        let actor: &str = &self.actor;
+        state.delete(|txn, changes| {
+            let mut tx = RedbTx::new(state, txn, changes);
             run_ready(engine::revoke_user(&mut tx, user, actor, Timestamp::now())).map(|g| g.len())
         })
     }
 
-    fn prune_by(&self, now: Timestamp, actor: &str) -> Result<usize, StoreError> {
+    fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let state: &Inner = &self.inner;
+        let actor: &str = &self.actor;
         // Spared when dropped, after the deletion was forgotten: whatever
         // it did not delete lives on.
         let mut condemned = None;
-        self.delete(|txn, changes| {
+        state.delete(|txn, changes| {
             let expired: Vec<(TokenDigest, TokenId)> = {
                 let tokens = txn.open_table(TOKENS).map_err(storage)?;
                 let mut expired = Vec::new();
@@ -215,7 +226,7 @@ impl Audited for Inner {
                     let (k, v) = entry.map_err(storage)?;
                     // Merged with buffered uses: a sliding token refreshed
                     // in memory is alive even if the file says otherwise.
-                    let info = self.record(k.value(), v.value())?;
+                    let info = state.record(k.value(), v.value())?;
                     if info.is_expired(now) {
                         expired.push((TokenDigest::from_bytes(k.value()), info.id));
                     }
@@ -224,13 +235,14 @@ impl Audited for Inner {
             };
             // A last look, ordered with the uses racing it.
             let digests: Vec<TokenDigest> = expired.iter().map(|(d, _)| *d).collect();
-            let doomed = condemned.insert(self.cache.doom(&digests, now));
+            let doomed = condemned.insert(state.cache.doom(&digests, now));
             let expired: Vec<TokenId> = expired
                 .into_iter()
                 .filter(|(d, _)| doomed.digests().contains(d))
                 .map(|(_, id)| id)
                 .collect();
-            self.cache
+            state
+                .cache
                 .hooks
                 .at(Point::PruneDecided)
                 .map_err(|e| StoreError::Storage(BackendError::new(e)))?;
@@ -238,21 +250,21 @@ impl Audited for Inner {
                 Inner::remove_in(txn, id, &mut changes.deleted)?;
             }
             Inner::prune_retired(txn)?;
-            self.prune_audit(txn, now)?;
+            state.prune_audit(txn, now)?;
             let entry = AuditEntry::pruned(expired.len(), actor, now);
             audit_in(txn, &entry)?;
             Ok(expired.len())
         })
     }
 
-    fn get_policy(&self) -> Result<Policy, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
-        let meta = txn.open_table(META).map_err(storage)?;
-        Inner::read_policy(&meta)
+    fn policy(&self) -> Result<Policy, StoreError> {
+        self.inner.policy()
     }
 
-    fn set_policy_by(&self, policy: Policy, actor: &str) -> Result<(), StoreError> {
-        self.write(|txn| {
+    fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
+        let state: &Inner = &self.inner;
+        let actor: &str = &self.actor;
+        state.write(|txn| {
             let entry = AuditEntry::policy_set(&policy, actor, Timestamp::now());
             audit_in(txn, &entry)?;
             let mut meta = txn.open_table(META).map_err(storage)?;
@@ -266,12 +278,9 @@ impl Audited for Inner {
         })
     }
 
-    fn read_audit(
-        &self,
-        since: Timestamp,
-        user: Option<&str>,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+    fn audit(&self, since: Timestamp, user: Option<&str>) -> Result<Vec<AuditEntry>, StoreError> {
+        let state: &Inner = &self.inner;
+        let txn = state.db.begin_read().map_err(storage)?;
         let audit = match txn.open_table(AUDIT) {
             Ok(t) => t,
             Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -286,5 +295,9 @@ impl Audited for Inner {
             }
         }
         Ok(out)
+    }
+
+    fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn Admin + 'a> {
+        Box::new(self.acting(actor))
     }
 }

@@ -3,8 +3,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{Flusher, Inner, Store};
+use super::{Flusher, Inner, Running, Store};
 use crate::backend::DEFAULT_CACHE_CAPACITY;
+use crate::backend::admin::Actor;
 use crate::backend::options::{StoreOptions, store_options};
 use crate::backend::redb::socket::{AdminServer, StartError, admin_socket_path};
 use crate::error::OpenError;
@@ -91,8 +92,8 @@ impl StoreBuilder {
             })?;
         Ok(Store {
             inner,
-            flusher,
-            admin,
+            actor: Actor::default(),
+            running: Some(Running { flusher, admin }),
         })
     }
 }

@@ -24,7 +24,7 @@ use redb::{
 
 pub use self::builder::StoreBuilder;
 use self::flush::Flusher;
-use crate::backend::admin::Audited;
+use crate::backend::admin::Actor;
 use crate::backend::block_on::run_ready;
 use crate::backend::cache::Cache;
 use crate::backend::engine;
@@ -101,6 +101,16 @@ fn corrupt(e: String) -> StoreError {
 /// refresh is still in memory.
 pub struct Store {
     inner: Arc<Inner>,
+    /// Who the audit log records as making this handle's changes
+    /// ([`Admin::acting_as`] makes a handle with another).
+    actor: Actor,
+    /// What the process's own handle runs, stopped when it is dropped;
+    /// `None` in a handle acting as someone (and the admin socket's).
+    running: Option<Running>,
+}
+
+/// The admin socket and the flush thread of an open store.
+struct Running {
     flusher: Option<Flusher>,
     admin: Option<AdminServer>,
 }
@@ -122,17 +132,34 @@ impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
             .field("path", &self.inner.path)
-            .field("background_flush", &self.flusher.is_some())
-            .field("admin_socket", &self.admin.is_some())
+            .field("actor", &&*self.actor)
+            .field(
+                "background_flush",
+                &self.running.as_ref().is_some_and(|r| r.flusher.is_some()),
+            )
+            .field(
+                "admin_socket",
+                &self.running.as_ref().is_some_and(|r| r.admin.is_some()),
+            )
             .finish_non_exhaustive()
     }
 }
 
 impl Store {
-    /// The state the admin operations act on (the flush thread and the
-    /// admin socket share it).
-    fn state(&self) -> &Inner {
-        &self.inner
+    /// A handle on the same store whose changes are audited as made by
+    /// `actor`; it runs nothing of its own, so dropping it stops nothing.
+    fn acting(&self, actor: &str) -> Store {
+        Store::acting_on(self.inner.clone(), actor)
+    }
+
+    /// A handle on `inner` acting as `actor` (the admin socket's, for each
+    /// request: the peer's uid).
+    pub(crate) fn acting_on(inner: Arc<Inner>, actor: &str) -> Store {
+        Store {
+            inner,
+            actor: Actor::from(actor),
+            running: None,
+        }
     }
 
     /// Opens the store at `path` with the default options, creating it (mode
@@ -225,8 +252,7 @@ impl Store {
         news: &[NewToken],
         now: Timestamp,
     ) -> Result<Vec<CreatedToken>, StoreError> {
-        self.inner
-            .create_many(news, now, crate::model::audit::DEFAULT_ACTOR)
+        self.inner.create_many(news, now, &self.actor)
     }
 
     cache_accessors!(inner);
@@ -248,9 +274,14 @@ impl Store {
 /// future has finished, as the reference servers do.
 impl Drop for Store {
     fn drop(&mut self) {
+        // Only the process's own handle: a handle acting as someone shares
+        // the store and runs nothing.
+        let Some(running) = self.running.take() else {
+            return;
+        };
         // Stop taking admin requests first, then write what is buffered.
-        drop(self.admin.take());
-        if let Some(flusher) = self.flusher.take() {
+        drop(running.admin);
+        if let Some(flusher) = running.flusher {
             flusher.stop();
         }
         if let Err(e) = self.inner.flush() {
@@ -475,8 +506,6 @@ mod races;
 #[cfg(test)]
 mod tests;
 
-crate::backend::admin::admin_from_audited!(Store => Store::state);
-
 impl engine::lookup::Reads for Inner {
     async fn read(&self, digest: &TokenDigest) -> Result<engine::lookup::Found, StoreError> {
         use engine::lookup::Found;
@@ -502,7 +531,7 @@ impl engine::lookup::Reads for Inner {
     }
 
     async fn reuse_family(&self, id: TokenId) -> Result<Option<Vec<TokenDigest>>, StoreError> {
-        if self.get_policy()?.on_reuse != crate::OnReuse::Revoke {
+        if self.policy()?.on_reuse != crate::OnReuse::Revoke {
             return Ok(None);
         }
         Ok(Some(

@@ -11,9 +11,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::protocol::{self, Failure, Reply, Request};
-use crate::backend::admin::Audited as _;
-use crate::backend::redb::Inner;
+use crate::backend::admin::Admin as _;
 use crate::backend::redb::trust;
+use crate::backend::redb::{Inner, Store};
 use crate::error::{StoreError, Untrusted};
 
 /// How long a connection may take to send one whole request, or to read a
@@ -359,40 +359,35 @@ fn serve(stream: &UnixStream, inner: &Weak<Inner>, id: u64, shared: &SharedSlots
 
 /// Carries out one request for the peer with uid `peer`, recorded in the
 /// audit log as `uid N`: the kernel's word, not a name the client claims.
-fn dispatch(inner: &Inner, req: Request, peer: u32) -> Result<Reply, Failure> {
-    let actor = format!("uid {peer}");
-    let actor = actor.as_str();
+fn dispatch(inner: &Arc<Inner>, req: Request, peer: u32) -> Result<Reply, Failure> {
+    let store = Store::acting_on(inner.clone(), &format!("uid {peer}"));
     let result = match req {
         Request::Hello => Ok(Reply::Hello {
             pid: std::process::id(),
         }),
-        Request::Create { new, now } => inner.create_by(&new, now, actor).map(Reply::Created),
+        Request::Create { new, now } => store.create(&new, now).map(Reply::Created),
         Request::List {
             user,
             include_expired,
             now,
-        } => inner
-            .list_tokens(user.as_deref(), include_expired, now)
+        } => store
+            .list(user.as_deref(), include_expired, now)
             .map(Reply::Tokens),
-        Request::Get(id) => inner.get_token(id).map(Reply::Token),
-        Request::Descendants(id) => inner.descendants_of(id).map(Reply::Tokens),
-        Request::Find { digest, now } => inner.find_token(&digest, now).map(Reply::Found),
-        Request::Revoke(id) => inner.revoke_by(id, actor).map(Reply::Token),
-        Request::RevokeUser(user) => inner
-            .revoke_user_by(&user, actor)
-            .map(|n| Reply::Count(n as u64)),
-        Request::Prune(now) => inner.prune_by(now, actor).map(|n| Reply::Count(n as u64)),
-        Request::Rotate { id, rotation, now } => inner
-            .rotate_by(id, &rotation, now, actor)
-            .map(Reply::Created),
-        Request::GetPolicy => inner.get_policy().map(Reply::Policy),
-        Request::SetPolicy(policy) => inner
-            .set_policy_by(policy, actor)
-            .and_then(|()| inner.get_policy())
-            .map(Reply::Policy),
-        Request::Audit { since, user } => {
-            inner.read_audit(since, user.as_deref()).map(Reply::Audit)
+        Request::Get(id) => store.get(id).map(Reply::Token),
+        Request::Descendants(id) => store.descendants(id).map(Reply::Tokens),
+        Request::Find { digest, now } => store.find(&digest, now).map(Reply::Found),
+        Request::Revoke(id) => store.revoke(id).map(Reply::Token),
+        Request::RevokeUser(user) => store.revoke_user(&user).map(|n| Reply::Count(n as u64)),
+        Request::Prune(now) => store.prune(now).map(|n| Reply::Count(n as u64)),
+        Request::Rotate { id, rotation, now } => {
+            store.rotate(id, &rotation, now).map(Reply::Created)
         }
+        Request::GetPolicy => store.policy().map(Reply::Policy),
+        Request::SetPolicy(policy) => store
+            .set_policy(policy)
+            .and_then(|()| store.policy())
+            .map(Reply::Policy),
+        Request::Audit { since, user } => store.audit(since, user.as_deref()).map(Reply::Audit),
     };
     result.map_err(|e| match e {
         StoreError::NotFound(id) => Failure::NotFound(id),

@@ -227,3 +227,46 @@ fn connecting_to_nothing_is_a_socket_error() {
     let err = AdminClient::connect(dir.path().join("none.sock")).unwrap_err();
     assert!(matches!(err, StoreError::Socket { .. }), "{err:?}");
 }
+
+#[test]
+fn a_handle_acting_as_someone_stops_nothing_when_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pat.redb");
+    let store = Store::builder()
+        .flush_interval(Duration::from_millis(20))
+        .open(&db)
+        .unwrap();
+    let created = store
+        .acting_as("alice-admin")
+        .create(
+            &NewToken::new("alice", ExpiryPolicy::sliding(HOUR, None)),
+            now(),
+        )
+        .unwrap();
+    // The handle `acting_as` made is gone: the store's socket still
+    // answers, and its flush thread still writes uses.
+    let client = AdminClient::connect(admin_socket_path(&db)).unwrap();
+    assert_eq!(
+        client.get(created.info.id).unwrap().created_by,
+        created.info.created_by
+    );
+    store
+        .authenticate(created.secret.expose_secret(), now())
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.pending_uses() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flush thread stopped"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // And it was audited as the actor it was made through.
+    let entries = client.audit(Timestamp::UNIX_EPOCH, Some("alice")).unwrap();
+    assert_eq!(entries[0].actor, "alice-admin");
+    drop(store);
+    assert!(
+        !admin_socket_path(&db).exists(),
+        "the store's own handle stops the socket"
+    );
+}
