@@ -43,7 +43,6 @@ pub struct MemoryStore {
     actor: Actor,
 }
 
-
 #[derive(Default)]
 struct State {
     tokens: HashMap<TokenDigest, TokenInfo>,
@@ -138,59 +137,128 @@ impl State {
     }
 }
 
-impl Verifier for MemoryStore {
-    fn verify(&self, lookup: Lookup<'_>) -> Verification {
+/// The state as the lookup rule's storage.
+impl engine::lookup::Reads for MemoryStore {
+    async fn read(&self, digest: &TokenDigest) -> Result<engine::lookup::Found, StoreError> {
+        use engine::lookup::Found;
+        let state = self.state();
+        if let Some(info) = state.tokens.get(digest) {
+            return Ok(Found::Token(info.clone()));
+        }
+        let Some(&(id, retires_at)) = state.retired.get(digest) else {
+            return Ok(Found::Nothing);
+        };
+        let current = state.by_id.get(&id).copied();
+        Ok(Found::Retired {
+            id,
+            retires_at,
+            current,
+            user: Some(state.record(id).map_or(String::new(), |i| i.user.clone())),
+        })
+    }
+
+    async fn owner(&self, current: &TokenDigest) -> String {
+        let state = self.state();
+        state
+            .tokens
+            .get(current)
+            .map_or(String::new(), |i| i.user.clone())
+    }
+
+    async fn reuse_family(&self, id: TokenId) -> Result<Option<Vec<TokenDigest>>, StoreError> {
+        let state = self.state();
+        if state.policy.on_reuse != crate::OnReuse::Revoke {
+            return Ok(None);
+        }
+        let family = state.descendants(id);
+        Ok(Some(
+            family
+                .iter()
+                .filter_map(|t| state.by_id.get(&t.id).copied())
+                .collect(),
+        ))
+    }
+}
+
+/// The state as where the lookup rule keeps uses and refusals: nothing is
+/// cached, so every lookup reads, and a use is written into the record at
+/// once.
+impl engine::lookup::Uses for MemoryStore {
+    type Miss = ();
+
+    fn hit(
+        &self,
+        _digest: &TokenDigest,
+        _user: Option<&str>,
+        _now: Timestamp,
+    ) -> Result<Result<Identity, AuthError>, ()> {
+        Err(())
+    }
+
+    fn miss(
+        &self,
+        (): (),
+        digest: TokenDigest,
+        _read: TokenInfo,
+        user: Option<&str>,
+        now: Timestamp,
+        _last_try: bool,
+    ) -> Option<Result<Identity, AuthError>> {
         let mut state = self.state();
         let state = &mut *state;
-        let mut digest = lookup.digest();
-        let mut previous = false;
-        if !state.tokens.contains_key(digest) {
-            // A secret retired by a rotation works as the current one
-            // until its grace ends.
-            let Some(&(id, retires_at)) = state.retired.get(digest) else {
-                return Verification::Ready(Err(AuthError::Unknown));
-            };
-            if let Err(e) = crate::backend::retired_secret(id, retires_at, lookup.now()) {
-                let current = state.record(id).cloned();
-                if state.replayed.insert(id) {
-                    let user = current.as_ref().map_or(String::new(), |i| i.user.clone());
-                    state
-                        .audit
-                        .push(AuditEntry::replayed(id, &user, lookup.now()));
-                }
-                // Reuse: the token and its descendants are refused now and
-                // revoked by the next flush.
-                if let Some(current) = current
-                    && state.policy.on_reuse == crate::OnReuse::Revoke
-                {
-                    let family = state.descendants(current.id);
-                    state.refused.extend(family.iter().map(|t| t.id));
-                    state.refused.insert(current.id);
-                    state.revoke.insert(current.id);
-                }
-                return Verification::Ready(Err(e));
-            }
-            match state.by_id.get(&id) {
-                Some(current) => {
-                    digest = current;
-                    previous = true;
-                }
-                None => return Verification::Ready(Err(AuthError::Unknown)),
-            }
-        }
-        let Some(info) = state.tokens.get_mut(digest) else {
-            return Verification::Ready(Err(AuthError::Unknown));
+        // Under the lock again: revoked or refused since the read is unknown.
+        let Some(info) = state.tokens.get_mut(&digest) else {
+            return Some(Err(AuthError::Unknown));
         };
         if state.refused.contains(&info.id) {
-            return Verification::Ready(Err(AuthError::Unknown));
+            return Some(Err(AuthError::Unknown));
         }
         // `record_use` checks before it changes anything: a refused use
         // records nothing.
-        let result = info
-            .record_use(lookup.user(), lookup.now())
-            .map(|expires_at| Identity::new(info, expires_at))
-            .map(|i| if previous { i.by_previous_secret() } else { i });
-        Verification::Ready(result)
+        Some(
+            info.record_use(user, now)
+                .map(|expires_at| Identity::new(info, expires_at)),
+        )
+    }
+
+    fn unknown(&self, _digest: TokenDigest) {}
+
+    fn replayed(&self, _digest: TokenDigest, id: TokenId, user: &str, now: Timestamp) -> AuthError {
+        crate::backend::warn_replay(id);
+        let mut state = self.state();
+        // One entry per token per flush, however often it is replayed.
+        if state.replayed.insert(id) {
+            state.audit.push(AuditEntry::replayed(id, user, now));
+        }
+        AuthError::Unknown
+    }
+
+    fn reused(&self, root: TokenId, digests: &[TokenDigest]) {
+        let mut state = self.state();
+        let state = &mut *state;
+        let ids: Vec<TokenId> = digests
+            .iter()
+            .filter_map(|d| state.tokens.get(d).map(|i| i.id))
+            .collect();
+        state.refused.extend(ids);
+        state.refused.insert(root);
+        state.revoke.insert(root);
+    }
+
+    fn overlay(&self, _digest: &TokenDigest, _info: &mut TokenInfo) {}
+}
+
+impl Verifier for MemoryStore {
+    fn verify(&self, lookup: Lookup<'_>) -> Verification {
+        // No cache: every lookup reads the state, under the engine's rule.
+        Verification::Ready(run_ready(engine::lookup::lookup(
+            self,
+            self,
+            (),
+            *lookup.digest(),
+            lookup.user(),
+            lookup.now(),
+        )))
     }
 
     /// Carries out the revocations reuse detection asked for.
@@ -338,18 +406,7 @@ impl Admin for MemoryStore {
     }
 
     fn find(&self, digest: &TokenDigest, now: Timestamp) -> Result<Option<TokenInfo>, StoreError> {
-        let state = self.state();
-        if let Some(info) = state.tokens.get(digest) {
-            return Ok(Some(info.clone()));
-        }
-        Ok(match state.retired.get(digest) {
-            Some(&(id, retires_at)) if now < retires_at => state
-                .by_id
-                .get(&id)
-                .and_then(|d| state.tokens.get(d))
-                .cloned(),
-            _ => None,
-        })
+        run_ready(engine::lookup::find(self, self, digest, now))
     }
 
     fn get(&self, id: TokenId) -> Result<TokenInfo, StoreError> {

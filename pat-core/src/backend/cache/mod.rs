@@ -93,10 +93,11 @@ pub(crate) use self::entry::{DigestHasher, Touch};
 use self::entry::Entry;
 use self::replays::{PendingAudit, Replay};
 use self::uses::Buffer;
+use crate::backend::engine::lookup::Uses;
 use crate::error::AuthError;
 use crate::model::record::{Identity, TokenInfo};
 use crate::model::time::Timestamp;
-use crate::model::token::TokenDigest;
+use crate::model::token::{TokenDigest, TokenId};
 use crate::testing::failpoints::{Hooks, Point};
 
 /// The store's memory; see the module documentation.
@@ -531,5 +532,51 @@ impl Cache {
             unknown: self.unknown.len(),
             audit,
         }
+    }
+}
+
+/// The shared cache as the lookup rule's [`Uses`]: its protocol, as is.
+impl Uses for Cache {
+    type Miss = Miss;
+
+    fn hit(
+        &self,
+        digest: &TokenDigest,
+        user: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Result<Identity, AuthError>, Miss> {
+        Cache::hit(self, digest, user, now)
+    }
+
+    fn miss(
+        &self,
+        miss: Miss,
+        digest: TokenDigest,
+        info: TokenInfo,
+        user: Option<&str>,
+        now: Timestamp,
+        last_try: bool,
+    ) -> Option<Result<Identity, AuthError>> {
+        Cache::miss(self, miss, digest, info, user, now, last_try)
+    }
+
+    fn unknown(&self, digest: TokenDigest) {
+        Cache::unknown(self, digest);
+    }
+
+    fn replayed(&self, digest: TokenDigest, id: TokenId, user: &str, now: Timestamp) -> AuthError {
+        Cache::replayed(self, digest, id, user, now)
+    }
+
+    fn reused(&self, root: TokenId, digests: &[TokenDigest]) {
+        Cache::reused(self, root, digests);
+    }
+
+    fn overlay(&self, digest: &TokenDigest, info: &mut TokenInfo) {
+        Cache::overlay(self, digest, info);
+    }
+
+    fn read_done(&self) {
+        let _ = self.hooks.at(Point::LookupRead);
     }
 }

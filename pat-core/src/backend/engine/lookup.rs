@@ -1,21 +1,20 @@
-//! The lookup rule, once for every cached backend: what a presented digest
-//! stands for, read from storage after the cache missed; a retired secret
+//! The lookup rule, once for every backend: what a presented digest stands
+//! for, read from storage when no cached record answered; a retired secret
 //! followed to its token within its grace and refused (audited, and its
 //! family refused when the policy revokes reuse) after it; the record
-//! cached, checked and its use recorded by [`Cache::miss`], which asks for
-//! another read when a write raced this one.
+//! checked and its use recorded by [`Uses::miss`] (for the cached backends
+//! [`Cache::miss`](crate::backend::cache::Cache::miss), which asks for
+//! another read when a write raced this one).
 //!
-//! A backend supplies [`Reads`]; the cache's protocol is
-//! [`crate::backend::cache`]'s.
+//! A backend supplies [`Reads`] (its storage) and [`Uses`] (where uses and
+//! refusals are kept: the shared cache, or the in-memory store itself).
 
 use std::future::Future;
 
-use crate::backend::cache::{Cache, Miss};
 use crate::error::{AuthError, StoreError};
 use crate::model::record::{Identity, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
-use crate::testing::failpoints::Point;
 
 /// How many reads a lookup makes when writes keep racing it; the last one
 /// answers without caching its record.
@@ -58,12 +57,58 @@ pub(crate) trait Reads: Sync {
     ) -> impl Future<Output = Result<Option<Vec<TokenDigest>>, StoreError>> + Send;
 }
 
-/// The lookup of `digest` (for `user`, with HTTP Basic) after `cache`
+/// Where a lookup keeps what it learns: uses, unknown digests, replays and
+/// reuse refusals (the shared cache's protocol for redb and PostgreSQL).
+pub(crate) trait Uses: Sync {
+    /// What a read must be handed back with, once it missed.
+    type Miss: Send;
+
+    /// A use of `digest` if a cached record answers, else what
+    /// [`Uses::miss`] needs.
+    fn hit(
+        &self,
+        digest: &TokenDigest,
+        user: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Result<Identity, AuthError>, Self::Miss>;
+
+    /// A use of `digest`, whose record `info` was just read after `miss`;
+    /// `None` to read again (a write raced the read), never with
+    /// `last_try`.
+    fn miss(
+        &self,
+        miss: Self::Miss,
+        digest: TokenDigest,
+        info: TokenInfo,
+        user: Option<&str>,
+        now: Timestamp,
+        last_try: bool,
+    ) -> Option<Result<Identity, AuthError>>;
+
+    /// `digest` stands for no token.
+    fn unknown(&self, digest: TokenDigest);
+
+    /// Token `id`'s (of `user`) replaced secret `digest` came back after
+    /// its grace: noted for the audit log, and the refusal to answer.
+    fn replayed(&self, digest: TokenDigest, id: TokenId, user: &str, now: Timestamp) -> AuthError;
+
+    /// Reuse detection refuses `digests` (token `root`'s family) from now
+    /// on, and revokes the family at the next flush.
+    fn reused(&self, root: TokenId, digests: &[TokenDigest]);
+
+    /// A use of `digest` not written yet, merged into a record just read.
+    fn overlay(&self, digest: &TokenDigest, info: &mut TokenInfo);
+
+    /// A read of storage has returned (the race tests pause here).
+    fn read_done(&self) {}
+}
+
+/// The lookup of `digest` (for `user`, with HTTP Basic) after `uses`
 /// missed it with `miss`.
-pub(crate) async fn lookup(
+pub(crate) async fn lookup<U: Uses>(
     store: &impl Reads,
-    cache: &Cache,
-    miss: Miss,
+    cache: &U,
+    miss: U::Miss,
     digest: TokenDigest,
     user: Option<&str>,
     now: Timestamp,
@@ -74,7 +119,7 @@ pub(crate) async fn lookup(
     let mut attempt = 1;
     loop {
         let found = store.read(&digest).await?;
-        let _ = cache.hooks.at(Point::LookupRead);
+        cache.read_done();
         let info = match found {
             Found::Token(info) => info,
             Found::Nothing => {
@@ -146,7 +191,7 @@ fn previous(result: Result<Identity, AuthError>, followed: bool) -> Result<Ident
 /// `cache`'s unwritten use merged in.
 pub(crate) async fn find(
     store: &impl Reads,
-    cache: &Cache,
+    cache: &impl Uses,
     digest: &TokenDigest,
     now: Timestamp,
 ) -> Result<Option<TokenInfo>, StoreError> {

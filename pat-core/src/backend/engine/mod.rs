@@ -9,8 +9,6 @@
 //! with [`run_ready`](crate::backend::block_on::run_ready), which then never
 //! waits.
 
-// Over the cache, which only the caching stores build.
-#[cfg(any(all(unix, feature = "redb"), feature = "postgres"))]
 pub(crate) mod lookup;
 
 use std::future::Future;
