@@ -47,7 +47,13 @@
 //!   contract, so other crates can write backends.
 //! - [`Gate`]: the request decision ([`Credentials`] parsing, token
 //!   validation, the lookup, [`Rejection`] with RFC 6750 / RFC 7617
-//!   challenges) that `pat-tower` and `pat-actix` share.
+//!   challenges) that `pat-tower` and `pat-actix` share, and [`adapter`],
+//!   the rest of what an adapter for any framework needs.
+//! - More backends: `PgStore` (feature `postgres`), for a fleet of
+//!   replicas, and `remote::RemoteVerifier` (feature `remote`), which asks
+//!   a pat introspection endpoint. `Store`, `MemoryStore` and `PgStore`
+//!   run one engine: creation, rotation, revocation and the lookup are
+//!   written once, and each backend only stores.
 //! - Routes' decisions, answered alike by both adapters: [`self_service`] (a
 //!   token looks up, revokes or rotates itself), [`introspection`] (RFC
 //!   7662), [`leaks`] (public leak reports), [`management`] (an app's users
