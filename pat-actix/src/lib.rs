@@ -103,6 +103,32 @@ impl OnRejection for DefaultRejection {
     }
 }
 
+/// A rejection answered with a JSON body beside the status and challenges:
+/// `{"error":"invalid_token","error_description":"…"}`
+/// ([`Rejection::json_body`]), `Content-Type: application/json`, as
+/// `pat-tower`'s `JsonRejection` answers.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Arc::new(pat_core::Store::open(dir.path().join("pat.redb"))?);
+/// use pat_actix::{JsonRejection, PatMiddleware};
+/// let middleware = PatMiddleware::new(store).on_rejection(JsonRejection);
+/// # let _ = middleware;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JsonRejection;
+
+impl OnRejection for JsonRejection {
+    fn response(&self, rejection: &Rejection) -> HttpResponse {
+        rejection
+            .actix_response()
+            .content_type("application/json")
+            .body(rejection.json_body())
+    }
+}
+
 impl<F: Fn(&Rejection) -> HttpResponse> OnRejection for F {
     fn response(&self, rejection: &Rejection) -> HttpResponse {
         self(rejection)

@@ -371,6 +371,30 @@ async fn rejection_body_is_customisable() {
 }
 
 #[actix_web::test]
+async fn json_rejection_answers_json_with_the_status_and_challenges() {
+    let f = fixture();
+    let app = test::init_service(
+        App::new().service(
+            web::scope("")
+                .wrap(PatMiddleware::new(f.store.clone()).on_rejection(JsonRejection))
+                .route("/", web::get().to(echo)),
+        ),
+    )
+    .await;
+    // No credentials: 401 with both challenges, and the JSON says so.
+    let req = test::TestRequest::get().uri("/").to_request();
+    let res = test::call_service(&app, req).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.headers().get("content-type").unwrap(),
+        "application/json"
+    );
+    assert_eq!(res.headers().get_all(WWW_AUTHENTICATE).count(), 2);
+    let body = test::read_body(res).await;
+    assert_eq!(body, r#"{"error":"unauthorized"}"#);
+}
+
+#[actix_web::test]
 async fn fails_closed_on_every_refusal_at_once_or_later() {
     use pat_core::conformance::Scripted;
     // `Outcome` is exhaustive and `admit` has no catch-all arm, so a new kind

@@ -115,6 +115,33 @@ impl<B: Default> OnRejection<B> for DefaultRejection {
     }
 }
 
+/// A rejection answered with a JSON body beside the status and challenges:
+/// `{"error":"invalid_token","error_description":"…"}`
+/// ([`Rejection::json_body`]), `Content-Type: application/json`.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Arc::new(pat_core::Store::open(dir.path().join("pat.redb"))?);
+/// use axum::Router;
+/// use pat_tower::{JsonRejection, PatLayer};
+/// let app: Router = Router::new().layer(PatLayer::new(store).on_rejection(JsonRejection));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JsonRejection;
+
+impl<B: From<String>> OnRejection<B> for JsonRejection {
+    fn response(&self, rejection: &Rejection) -> Response<B> {
+        let mut response = rejection.to_response(B::from(rejection.json_body()));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
 impl<B, F> OnRejection<B> for F
 where
     F: Fn(&Rejection) -> Response<B>,

@@ -334,6 +334,28 @@ async fn rejection_response_is_customisable() {
 }
 
 #[tokio::test]
+async fn json_rejection_answers_json_with_the_status_and_challenges() {
+    let f = fixture();
+    let mut svc = ServiceBuilder::new()
+        .layer(PatLayer::new(f.store.clone()).on_rejection(JsonRejection))
+        .service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(String::from("inner")))
+        });
+    let req = Request::builder()
+        .header("authorization", "Bearer ghp_x")
+        .body(())
+        .unwrap();
+    let res = svc.ready().await.unwrap().call(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    assert_eq!(res.headers().get_all(WWW_AUTHENTICATE).iter().count(), 2);
+    assert_eq!(
+        res.body(),
+        r#"{"error":"invalid_token","error_description":"the credentials are not a personal access token"}"#
+    );
+}
+
+#[tokio::test]
 async fn sliding_use_is_recorded_without_a_write() {
     let f = fixture();
     let new = NewToken::new(
