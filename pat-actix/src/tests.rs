@@ -301,6 +301,9 @@ async fn extractors() {
     )
     .await;
     assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+    // It names the cause and the fix.
+    assert_eq!(a.body, pat_core::MissingIdentity::NO_MIDDLEWARE);
+    assert!(a.body.contains("PatMiddleware"), "{}", a.body);
 }
 
 #[actix_web::test]

@@ -415,6 +415,7 @@ mod axum_extractor {
             .route("/maybe", get(maybe))
             .layer(layer)
             .route("/unprotected", get(whoami))
+            .route("/unprotected_maybe", get(maybe))
     }
 
     async fn get_path(
@@ -485,6 +486,21 @@ mod axum_extractor {
         )
         .await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[tokio::test]
+    async fn a_route_no_layer_covers_says_so() {
+        let f = fixture();
+        let auth = format!("Bearer {}", f.token);
+        let app = || app(PatLayer::new(f.store.clone()));
+        // The 500 names the cause and the fix, not just "internal error".
+        let (status, _, body) = get_path(app(), "/unprotected", Some(&auth)).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body, pat_core::MissingIdentity::NO_MIDDLEWARE);
+        assert!(body.contains("PatLayer"), "{body}");
+        // Option<Identity> there is None, even with a valid token.
+        let (status, _, body) = get_path(app(), "/unprotected_maybe", Some(&auth)).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "anonymous"));
     }
 }
 

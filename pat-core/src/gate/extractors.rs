@@ -5,13 +5,17 @@
 #[cfg(any(feature = "axum", feature = "actix"))]
 mod missing {
     use std::fmt;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     use crate::Rejection;
 
     /// Why the [`Identity`](crate::Identity) extractor failed, in axum and
     /// actix-web alike: the middleware let the request through anonymously
     /// (answered with its rejection: 401 and its challenges), or is not
-    /// installed on this route (500, and an error in the log: a wiring bug).
+    /// installed on this route (500 whose body names the cause and the fix,
+    /// [`NO_MIDDLEWARE`](MissingIdentity::NO_MIDDLEWARE), and a `warn`
+    /// once: a wiring mistake). `Option<Identity>` on such a route is
+    /// `None`, and warns the same.
     #[derive(Clone, Debug)]
     pub struct MissingIdentity(pub(crate) Option<Rejection>);
 
@@ -28,13 +32,42 @@ mod missing {
         }
     }
 
+    impl MissingIdentity {
+        /// What a route that no pat middleware covers is told, in its 500's
+        /// body and (once per process) in a `warn` event: the cause and
+        /// the fix.
+        pub const NO_MIDDLEWARE: &'static str = "the Identity extractor is used on a route that no \
+            pat middleware covers: add PatLayer (pat-tower) or PatMiddleware (pat-actix) \
+            around this route; a route that is public should not take an Identity";
+
+        /// No middleware ran for this request: logged once per process as a
+        /// `warn` (a wiring mistake, not a client's), then at `debug`.
+        pub(crate) fn no_middleware() -> MissingIdentity {
+            static WARNED: AtomicBool = AtomicBool::new(false);
+            if WARNED.swap(true, Ordering::Relaxed) {
+                tracing::debug!("{}", MissingIdentity::NO_MIDDLEWARE);
+            } else {
+                tracing::warn!("{}", MissingIdentity::NO_MIDDLEWARE);
+            }
+            MissingIdentity(None)
+        }
+
+        /// What the extractors found in a request's extensions: the
+        /// middleware's rejection for an anonymous request, or (nothing
+        /// there) no middleware at all.
+        pub(crate) fn from_rejection(rejection: Option<&Rejection>) -> MissingIdentity {
+            match rejection {
+                Some(r) => MissingIdentity(Some(r.clone())),
+                None => MissingIdentity::no_middleware(),
+            }
+        }
+    }
+
     impl fmt::Display for MissingIdentity {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             match self.0 {
                 Some(_) => f.write_str("no personal access token"),
-                None => f.write_str(
-                    "the Identity extractor is used on a route without the pat middleware",
-                ),
+                None => f.write_str(MissingIdentity::NO_MIDDLEWARE),
             }
         }
     }
@@ -94,18 +127,20 @@ mod axum_extractor {
         fn into_response(self) -> Response {
             match &self.0 {
                 Some(rejection) => rejection.to_response(Body::empty()),
-                None => {
-                    tracing::error!("{self}");
-                    StatusCode::INTERNAL_SERVER_ERROR.into_response()
-                }
+                None => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    MissingIdentity::NO_MIDDLEWARE,
+                )
+                    .into_response(),
             }
         }
     }
 
     /// The authenticated identity, inserted by `PatLayer`. Without one (the
     /// layer in optional mode let an anonymous request through) the request is
-    /// answered 401 with the layer's challenges; on a route without the layer,
-    /// 500. See [`MissingIdentity`].
+    /// answered 401 with the layer's challenges; on a route the layer does
+    /// not cover, 500 naming the mistake. See [`MissingIdentity`].
     impl<S: Send + Sync> FromRequestParts<S> for Identity {
         type Rejection = MissingIdentity;
 
@@ -115,15 +150,16 @@ mod axum_extractor {
         ) -> Result<Self, MissingIdentity> {
             match parts.extensions.get::<Identity>() {
                 Some(identity) => Ok(identity.clone()),
-                None => Err(MissingIdentity(
-                    parts.extensions.get::<Rejection>().cloned(),
+                None => Err(MissingIdentity::from_rejection(
+                    parts.extensions.get::<Rejection>(),
                 )),
             }
         }
     }
 
     /// `Option<Identity>`: `None` for a request the layer let through
-    /// anonymously.
+    /// anonymously; `None` too on a route the layer does not cover, with a
+    /// `warn` (once) naming the mistake.
     impl<S: Send + Sync> OptionalFromRequestParts<S> for Identity {
         type Rejection = Infallible;
 
@@ -131,7 +167,11 @@ mod axum_extractor {
             parts: &mut Parts,
             _state: &S,
         ) -> Result<Option<Self>, Infallible> {
-            Ok(parts.extensions.get::<Identity>().cloned())
+            let identity = parts.extensions.get::<Identity>().cloned();
+            if identity.is_none() && parts.extensions.get::<Rejection>().is_none() {
+                MissingIdentity::no_middleware();
+            }
+            Ok(identity)
         }
     }
 }
@@ -178,16 +218,18 @@ mod actix_extractor {
         fn error_response(&self) -> HttpResponse {
             match &self.0 {
                 Some(rejection) => rejection.actix_response().finish(),
-                None => {
-                    tracing::error!("{self}");
-                    HttpResponse::InternalServerError().finish()
-                }
+                None => HttpResponse::InternalServerError()
+                    .content_type("text/plain; charset=utf-8")
+                    .body(MissingIdentity::NO_MIDDLEWARE),
             }
         }
     }
 
     /// The authenticated identity, inserted by `PatMiddleware`.
-    /// `Option<Identity>` is `None` for requests let through anonymously.
+    /// `Option<Identity>` is `None` for requests let through anonymously. On
+    /// a route the middleware does not cover, `Identity` answers 500 naming
+    /// the mistake and `Option<Identity>` is `None`, both with a `warn`
+    /// (once). See [`MissingIdentity`].
     impl FromRequest for Identity {
         type Error = MissingIdentity;
         type Future = Ready<Result<Identity, MissingIdentity>>;
@@ -196,7 +238,7 @@ mod actix_extractor {
             let ext = req.extensions();
             ready(match ext.get::<Identity>() {
                 Some(identity) => Ok(identity.clone()),
-                None => Err(MissingIdentity(ext.get::<Rejection>().cloned())),
+                None => Err(MissingIdentity::from_rejection(ext.get::<Rejection>())),
             })
         }
     }
