@@ -1,5 +1,6 @@
 //! Errors, one enum per operation, all convertible into [`Error`].
 
+use std::fmt;
 use std::path::PathBuf;
 
 use crate::model::text::{Echo, Shown};
@@ -167,8 +168,10 @@ pub enum NewTokenError {
 }
 
 /// Why a store file, its directory or its admin socket is not trusted: another
-/// user could have planted it or could replace it. Each message says the fix.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// user could have planted it or could replace it. Each message says the fix,
+/// and `Debug` shows the message (modes in octal), so an error returned from
+/// `main` says what to do too.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Untrusted {
     /// The path is a symbolic link; links are not followed.
@@ -235,6 +238,12 @@ pub enum Untrusted {
         /// Its permission bits.
         mode: u32,
     },
+}
+
+impl fmt::Debug for Untrusted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Untrusted").field(&self.to_string()).finish()
+    }
 }
 
 /// A store file could not be opened.
@@ -486,5 +495,23 @@ impl std::fmt::Display for Process {
             Some(name) => write!(f, "pid {}, {}", self.pid, crate::printable(name)),
             None => write!(f, "pid {}", self.pid),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_untrusted_store_returned_from_main_says_its_mode_in_octal_and_the_fix() {
+        // What `fn main() -> Result<(), Box<dyn Error>>` prints: `Debug`.
+        let e = OpenError::Untrusted {
+            path: PathBuf::from("/srv/pat.redb"),
+            reason: Untrusted::Mode { mode: 0o644 },
+        };
+        let shown = format!("{e:?}");
+        assert!(shown.contains("0644"), "{shown}");
+        assert!(shown.contains("chmod 600"), "{shown}");
+        assert!(!shown.contains("420"), "a decimal mode: {shown}");
     }
 }
