@@ -457,3 +457,45 @@ async fn the_middleware_is_send_sync_and_clone() {
     fn assert_send_sync_clone<T: Send + Sync + Clone>() {}
     assert_send_sync_clone::<PatMiddleware>();
 }
+
+#[actix_web::test]
+async fn the_readme_layout_keeps_404_for_paths_that_do_not_exist() {
+    // The middleware on a resource, as the README shows: an unknown path is
+    // 404 as in axum, not the middleware's 401.
+    let f = fixture();
+    let app = test::init_service(
+        App::new()
+            .route("/health", web::get().to(|| async { "ok" }))
+            .service(
+                web::resource("/whoami")
+                    .wrap(PatMiddleware::new(f.store.clone()))
+                    .route(web::get().to(whoami)),
+            ),
+    )
+    .await;
+    let get = |path: &str, auth: Option<String>| {
+        let mut req = test::TestRequest::get().uri(path);
+        if let Some(a) = auth {
+            req = req.append_header(("authorization", a));
+        }
+        req.to_request()
+    };
+    let status = |res: actix_web::dev::ServiceResponse| res.status();
+    assert_eq!(
+        status(test::call_service(&app, get("/nope", None)).await),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        status(test::call_service(&app, get("/health", None)).await),
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(test::call_service(&app, get("/whoami", None)).await),
+        StatusCode::UNAUTHORIZED
+    );
+    let auth = Some(format!("Bearer {}", f.token));
+    assert_eq!(
+        status(test::call_service(&app, get("/whoami", auth)).await),
+        StatusCode::OK
+    );
+}
