@@ -13,7 +13,7 @@ use crate::answer::{answer, cross_site, read_body};
 /// ```no_run
 /// # fn f(store: std::sync::Arc<pat_actix::Store>) {
 /// use actix_web::App;
-/// use pat_actix::pat_core::introspection::Introspection;
+/// use pat_actix::Introspection;
 /// use pat_actix::{PatMiddleware, introspection};
 /// let pat = PatMiddleware::new(store.clone());
 /// let intro = Introspection::new(store).allow_users(["gateway"]);

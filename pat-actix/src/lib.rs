@@ -64,6 +64,13 @@ pub use pat_core::{
 #[cfg(all(unix, feature = "redb"))]
 #[doc(no_inline)]
 pub use pat_core::{AdminClient, Store, StoreBuilder};
+/// What the token routes take, here so that one dependency is enough.
+#[doc(no_inline)]
+pub use pat_core::{
+    introspection::Introspection,
+    leaks::LeakReports,
+    management::{Management, Principal},
+};
 pub use self_service::self_service;
 
 mod answer;

@@ -29,7 +29,7 @@ struct Api {
 /// ```no_run
 /// # fn f(store: std::sync::Arc<pat_actix::Store>) {
 /// use actix_web::{App, HttpMessage as _};
-/// use pat_actix::pat_core::management::{Management, Principal};
+/// use pat_actix::{Management, Principal};
 /// use pat_actix::{Identity, PatMiddleware, management, token_panel};
 /// let pat = PatMiddleware::new(store.clone());
 /// let api = management("/api/tokens", Management::new(store), |req| {

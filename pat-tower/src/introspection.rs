@@ -15,7 +15,7 @@ use crate::answer::{answer, cross_site, read_body};
 /// ```no_run
 /// # fn f(store: std::sync::Arc<pat_tower::Store>) {
 /// use axum::Router;
-/// use pat_tower::pat_core::introspection::Introspection;
+/// use pat_tower::Introspection;
 /// use pat_tower::{PatLayer, introspection};
 /// let app: Router = Router::new()
 ///     .route("/introspect", introspection(Introspection::new(store.clone()).allow_users(["gateway"])))

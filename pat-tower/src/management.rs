@@ -34,7 +34,7 @@ struct Api {
 /// ```no_run
 /// # fn f(store: std::sync::Arc<pat_tower::Store>) {
 /// use axum::Router;
-/// use pat_tower::pat_core::management::{Management, Principal};
+/// use pat_tower::{Management, Principal};
 /// use pat_tower::{Identity, PatLayer, management, token_panel};
 /// let api = management(Management::new(store.clone()), |req| {
 ///     let identity = req.extensions.get::<Identity>()?;
