@@ -56,6 +56,9 @@ pub use management::{management, token_panel};
 /// Everything else of pat-core: backends, the token format, errors.
 #[doc(no_inline)]
 pub use pat_core;
+#[cfg(feature = "remote")]
+#[doc(no_inline)]
+pub use pat_core::remote;
 #[doc(no_inline)]
 pub use pat_core::{
     Admin, ExpiryPolicy, Identity, IntoVerifier, MemoryStore, MissingIdentity, NewToken, NodeId,
@@ -64,6 +67,9 @@ pub use pat_core::{
 #[cfg(all(unix, feature = "redb"))]
 #[doc(no_inline)]
 pub use pat_core::{AdminClient, Store, StoreBuilder};
+#[cfg(feature = "postgres")]
+#[doc(no_inline)]
+pub use pat_core::{PgStore, PgStoreBuilder};
 /// What the token routes take, here so that one dependency is enough.
 #[doc(no_inline)]
 pub use pat_core::{

@@ -71,6 +71,9 @@ mod leaks;
 mod management;
 #[cfg(feature = "axum")]
 mod self_service;
+#[cfg(feature = "remote")]
+#[doc(no_inline)]
+pub use pat_core::remote;
 #[doc(no_inline)]
 pub use pat_core::{
     Admin, ExpiryPolicy, Identity, IntoVerifier, MemoryStore, NewToken, NodeId, Perm, Rejection,
@@ -79,6 +82,9 @@ pub use pat_core::{
 #[cfg(all(unix, feature = "redb"))]
 #[doc(no_inline)]
 pub use pat_core::{AdminClient, Store, StoreBuilder};
+#[cfg(feature = "postgres")]
+#[doc(no_inline)]
+pub use pat_core::{PgStore, PgStoreBuilder};
 /// What the token routes take, here so that one dependency is enough.
 #[doc(no_inline)]
 pub use pat_core::{
