@@ -202,13 +202,16 @@ impl engine::lookup::Uses for MemoryStore {
         _read: TokenInfo,
         user: Option<&str>,
         now: Timestamp,
-        _last_try: bool,
+        last_try: bool,
     ) -> Option<Result<Identity, AuthError>> {
         let mut state = self.state();
         let state = &mut *state;
-        // Under the lock again: revoked or refused since the read is unknown.
+        // Under the lock again. Gone since the read (revoked, or rotated:
+        // its secret may now be one in its grace): read again, as the
+        // cached backends do when a write raced the read; unknown only on
+        // the last try.
         let Some(info) = state.tokens.get_mut(&digest) else {
-            return Some(Err(AuthError::Unknown));
+            return last_try.then_some(Err(AuthError::Unknown));
         };
         if state.refused.contains(&info.id) {
             return Some(Err(AuthError::Unknown));
