@@ -6,43 +6,21 @@
 //! Run it with two values of `N` and subtract.
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use actix_web::dev::Service as _;
 use actix_web::{App, test, web};
 use pat_actix::PatMiddleware;
-use pat_core::{Admin as _, ExpiryPolicy, NewToken, Store, Timestamp};
+
+#[path = "../../pat-tower/examples/common/driver.rs"]
+mod driver;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let (Some(kind), Some(n)) = (args.next(), args.next()) else {
-        return Err("usage: hot_path_middleware hard|sliding|basic N".into());
-    };
-    let n: u64 = n.parse()?;
-    let dir = tempfile::tempdir()?;
-    let store = std::sync::Arc::new(
-        Store::builder()
-            .admin_socket(false)
-            .manual_flush()
-            .open(dir.path().join("pat.redb"))?,
-    );
-    let day = Duration::from_secs(86_400);
-    let expiry = match kind.as_str() {
-        "hard" | "basic" => ExpiryPolicy::hard(day),
-        "sliding" => ExpiryPolicy::sliding(day, None),
-        other => return Err(format!("unknown kind {other:?}").into()),
-    };
-    let created = store.create(&NewToken::new("alice", expiry), Timestamp::now())?;
-    let secret = created.secret.expose_secret();
-    let header = if kind == "basic" {
-        let pair = format!("alice:{secret}");
-        format!(
-            "Basic {}",
-            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pair)
-        )
-    } else {
-        format!("Bearer {secret}")
-    };
+    let driver::Driver {
+        _dir,
+        store,
+        header,
+        n,
+    } = driver::driver("hot_path_middleware")?;
     let system = actix_web::rt::System::new();
     system.block_on(async {
         let service = test::init_service(

@@ -6,44 +6,23 @@
 
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use http::{Request, Response};
-use pat_core::{Admin as _, ExpiryPolicy, NewToken, Store, Timestamp};
+
 use pat_tower::PatLayer;
 use tower::{Service, ServiceBuilder};
 
+#[path = "common/driver.rs"]
+mod driver;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let (Some(kind), Some(n)) = (args.next(), args.next()) else {
-        return Err("usage: hot_path_layer hard|sliding|basic N".into());
-    };
-    let n: u64 = n.parse()?;
-    let dir = tempfile::tempdir()?;
-    let store = std::sync::Arc::new(
-        Store::builder()
-            .admin_socket(false)
-            .manual_flush()
-            .open(dir.path().join("pat.redb"))?,
-    );
-    let day = Duration::from_secs(86_400);
-    let expiry = match kind.as_str() {
-        "hard" | "basic" => ExpiryPolicy::hard(day),
-        "sliding" => ExpiryPolicy::sliding(day, None),
-        other => return Err(format!("unknown kind {other:?}").into()),
-    };
-    let created = store.create(&NewToken::new("alice", expiry), Timestamp::now())?;
-    let secret = created.secret.expose_secret();
-    let header = if kind == "basic" {
-        let pair = format!("alice:{secret}");
-        format!(
-            "Basic {}",
-            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pair)
-        )
-    } else {
-        format!("Bearer {secret}")
-    };
+    let driver::Driver {
+        _dir,
+        store,
+        header,
+        n,
+    } = driver::driver("hot_path_layer")?;
     let mut service = ServiceBuilder::new()
         .layer(PatLayer::new(store.clone()))
         .service(tower::service_fn(|_req: Request<()>| async {

@@ -1,0 +1,60 @@
+//! What the callgrind drivers share (`hot_path_layer` here, pat-actix's
+//! `hot_path_middleware` by `#[path]`): the arguments `KIND N`, a store with
+//! one token of that kind, and the `Authorization` header presenting it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pat_core::{Admin as _, ExpiryPolicy, NewToken, Store, Timestamp};
+
+/// A driver's store and request: the token of `kind` (`hard`, `sliding` or
+/// `basic`) and how many more requests to send.
+pub(crate) struct Driver {
+    /// Holds the store's file.
+    pub(crate) _dir: tempfile::TempDir,
+    /// The store, no admin socket, flushed by hand.
+    pub(crate) store: Arc<Store>,
+    /// `Bearer …`, or `Basic …` for `basic`.
+    pub(crate) header: String,
+    /// The requests to send after the first.
+    pub(crate) n: u64,
+}
+
+/// Reads `KIND N` from the command line of the driver `name`.
+pub(crate) fn driver(name: &str) -> Result<Driver, Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let (Some(kind), Some(n)) = (args.next(), args.next()) else {
+        return Err(format!("usage: {name} hard|sliding|basic N").into());
+    };
+    let n: u64 = n.parse()?;
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(
+        Store::builder()
+            .admin_socket(false)
+            .manual_flush()
+            .open(dir.path().join("pat.redb"))?,
+    );
+    let day = Duration::from_secs(86_400);
+    let expiry = match kind.as_str() {
+        "hard" | "basic" => ExpiryPolicy::hard(day),
+        "sliding" => ExpiryPolicy::sliding(day, None),
+        other => return Err(format!("unknown kind {other:?}").into()),
+    };
+    let created = store.create(&NewToken::new("alice", expiry), Timestamp::now())?;
+    let secret = created.secret.expose_secret();
+    let header = if kind == "basic" {
+        let pair = format!("alice:{secret}");
+        format!(
+            "Basic {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pair)
+        )
+    } else {
+        format!("Bearer {secret}")
+    };
+    Ok(Driver {
+        _dir: dir,
+        store,
+        header,
+        n,
+    })
+}
