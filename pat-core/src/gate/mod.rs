@@ -5,6 +5,8 @@
 pub mod adapter;
 pub(crate) mod credentials;
 pub(crate) mod extractors;
+pub(crate) mod limiter;
+pub(crate) mod login;
 mod rejection;
 
 use self::rejection::GateConfig;
@@ -187,6 +189,22 @@ impl Gate {
             Ok(Some(Credentials::Bearer(token))) => (token, None),
             Ok(Some(Credentials::Basic(ref basic))) => (basic.password(), Some(basic.user())),
         };
+        self.check_token(token, user, optional, now)
+    }
+
+    /// The decision on a token (the Bearer token, or the Basic password of
+    /// `user`): prefix and checksum, then the backend. In `optional` mode a
+    /// foreign token passes anonymously.
+    fn check_token(
+        &self,
+        token: &str,
+        user: Option<&str>,
+        optional: bool,
+        now: Timestamp,
+    ) -> Checking {
+        let done = |outcome| Checking {
+            state: State::Done(Some(outcome)),
+        };
         let digest = match TokenDigest::from_token(token) {
             Ok(digest) => digest,
             Err(ParseTokenError::Foreign) if optional => return done(Outcome::Anonymous),
@@ -194,6 +212,14 @@ impl Gate {
                 return done(self.invalid(TokenProblem::NotAToken));
             }
             Err(_) => return done(self.invalid(TokenProblem::Malformed)),
+        };
+        self.check_digest(digest, user, now)
+    }
+
+    /// The backend's decision on a well-formed token's digest.
+    fn check_digest(&self, digest: TokenDigest, user: Option<&str>, now: Timestamp) -> Checking {
+        let done = |outcome| Checking {
+            state: State::Done(Some(outcome)),
         };
         match self.verifier.verify(Lookup::new(digest, user, now)) {
             Verification::Ready(result) => done(judge(&self.config, result, digest)),

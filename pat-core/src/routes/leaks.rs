@@ -18,12 +18,12 @@
 //! [`LeakReports::trusted_proxies`], and the client address is read from
 //! the headers it writes (see [`TrustedProxies`]).
 
-use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Ipv6Addr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::routes::proxy::{TrustedProxies, unmapped};
+use crate::gate::limiter::PerAddress;
+use crate::routes::proxy::TrustedProxies;
 
 use crate::backend::admin::Admin;
 use crate::model::time::Timestamp;
@@ -33,46 +33,19 @@ use crate::routes::answer::Answer;
 /// The most tokens one report may carry.
 pub const MAX_REPORTED: usize = 1000;
 
-/// How many clients the limiter remembers at most; past it, the one whose
-/// window began first is forgotten.
-const MAX_CLIENTS: usize = 10_000;
-
-/// What the limit counts by: an IPv4 address, or the `/64` of an IPv6 one.
-type Client = IpAddr;
-
-/// The client `addr` counts as.
-fn counted_as(addr: IpAddr) -> Client {
-    match unmapped(addr) {
-        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
-        v4 => v4,
-    }
-}
-
-/// The limiter's memory: each client's window (start, reports) and the
-/// clients in the order their windows began.
-#[derive(Default)]
-struct Windows {
-    clients: HashMap<Client, (u64, u32)>,
-    /// Oldest first; an element whose start no longer matches its client's
-    /// window is stale and skipped.
-    order: VecDeque<(Client, u64)>,
-}
-
 /// The leak-report decisions over a backend.
 #[derive(Clone)]
 pub struct LeakReports {
     admin: Arc<dyn Admin + Send + Sync>,
-    limit: u32,
-    window: Duration,
     proxies: TrustedProxies,
-    windows: Arc<Mutex<Windows>>,
+    limiter: Arc<PerAddress>,
 }
 
 impl std::fmt::Debug for LeakReports {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LeakReports")
-            .field("limit", &self.limit)
-            .field("window", &self.window)
+            .field("limit", &self.limiter.limit())
+            .field("window", &self.limiter.window())
             .finish_non_exhaustive()
     }
 }
@@ -83,10 +56,8 @@ impl LeakReports {
     pub fn new(admin: Arc<dyn Admin + Send + Sync>) -> LeakReports {
         LeakReports {
             admin,
-            limit: 10,
-            window: Duration::from_secs(60),
             proxies: TrustedProxies::none(),
-            windows: Arc::new(Mutex::new(Windows::default())),
+            limiter: Arc::new(PerAddress::new(10, Duration::from_secs(60))),
         }
     }
 
@@ -112,15 +83,14 @@ impl LeakReports {
 
     /// At most `reports` reports per `window` from one client address.
     pub fn limit(mut self, reports: u32, window: Duration) -> LeakReports {
-        self.limit = reports;
-        self.window = window.max(Duration::from_secs(1));
+        self.limiter = Arc::new(PerAddress::new(reports, window));
         self
     }
 
     /// The answer to `client` posting `body` at `now`. Blocks (store
     /// reads and writes): the adapters run it on a blocking pool.
     pub fn report_blocking(&self, client: IpAddr, body: &[u8], now: Timestamp) -> Answer {
-        if let Err(retry_after) = self.admit(client, now) {
+        if let Err(retry_after) = self.limiter.admit(client, now) {
             let mut a = Answer::error(
                 429,
                 "too_many_requests",
@@ -172,42 +142,6 @@ impl LeakReports {
         }
         Answer::json(202, &serde_json::json!({ "status": "received" }))
     }
-
-    /// Counts a report from `addr`; `Err(seconds to wait)` past the limit.
-    fn admit(&self, addr: IpAddr, now: Timestamp) -> Result<(), u64> {
-        let client = counted_as(addr);
-        let now = now.as_unix_secs();
-        let window = self.window.as_secs();
-        let mut w = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        let Windows { clients, order } = &mut *w;
-        let fresh = match clients.get(&client) {
-            None => true,
-            Some(&(start, _)) => now >= start + window,
-        };
-        if fresh {
-            // A new window: forget the oldest clients past the bound (and
-            // stale elements of the order on the way).
-            while clients.len() >= MAX_CLIENTS && !clients.contains_key(&client) {
-                let Some((oldest, start)) = order.pop_front() else {
-                    break;
-                };
-                if clients.get(&oldest).is_some_and(|&(s, _)| s == start) {
-                    clients.remove(&oldest);
-                }
-            }
-            clients.insert(client, (now, 0));
-            order.push_back((client, now));
-            if order.len() > 2 * MAX_CLIENTS {
-                order.retain(|(c, start)| clients.get(c).is_some_and(|&(s, _)| s == *start));
-            }
-        }
-        let (start, count) = clients.entry(client).or_insert((now, 0));
-        if *count >= self.limit {
-            return Err((*start + window).saturating_sub(now).max(1));
-        }
-        *count += 1;
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -215,6 +149,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
+    use crate::gate::limiter::MAX_CLIENTS;
     use crate::{ExpiryPolicy, MemoryStore, NewToken};
 
     fn at(secs: u64) -> Timestamp {
@@ -254,9 +189,9 @@ mod tests {
             assert_eq!(many.report_blocking(ip, b"[]", at(100)).status, 202);
         }
         assert_eq!(many.report_blocking(two, b"[]", at(100)).status, 202);
-        let w = many.windows.lock().unwrap();
-        assert!(w.clients.len() <= MAX_CLIENTS);
-        assert!(w.order.len() <= 2 * MAX_CLIENTS);
+        let (clients, order) = many.limiter.sizes();
+        assert!(clients <= MAX_CLIENTS);
+        assert!(order <= 2 * MAX_CLIENTS);
     }
 
     // Finding 7: the limit was per exact address, and one IPv6 /64 holds

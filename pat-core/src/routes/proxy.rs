@@ -9,6 +9,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use crate::gate::limiter::unmapped;
+
 /// An IPv4 or IPv6 network, `192.0.2.0/24` or `2001:db8::/32`; a bare
 /// address is the network of that address alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -81,15 +83,6 @@ impl FromStr for Cidr {
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.network, self.prefix)
-    }
-}
-
-/// An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`) as the IPv4 address it
-/// stands for; any other address as it is.
-pub(crate) fn unmapped(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
-        v4 => v4,
     }
 }
 
