@@ -94,6 +94,8 @@ mod testing;
 pub use backend::authority;
 #[cfg(feature = "remote")]
 pub use backend::remote;
+#[cfg(unix)]
+pub use backend::trust;
 pub use routes::{answer, csrf, hygiene, introspection, leaks, management, panel, self_service};
 #[cfg(any(test, feature = "testing"))]
 pub use testing::conformance;

@@ -16,6 +16,8 @@ pub(crate) mod postgres;
 pub(crate) mod redb;
 #[cfg(feature = "remote")]
 pub mod remote;
+#[cfg(unix)]
+pub mod trust;
 
 use std::fmt;
 use std::future::Future;

@@ -6,7 +6,6 @@ mod flush;
 mod format;
 pub(crate) mod socket;
 pub(crate) mod sys;
-pub(crate) mod trust;
 mod tx;
 
 pub(crate) mod codec;

@@ -8,7 +8,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
-use crate::backend::redb::trust;
+use crate::backend::trust;
 use crate::error::{OpenError, Untrusted};
 
 /// An opened store file.
@@ -77,7 +77,7 @@ pub(super) fn open_file(path: &Path) -> Result<Opened, OpenError> {
             }
         })?;
     let meta = file.metadata().map_err(io)?;
-    trust::check_store_file(&meta).map_err(untrusted)?;
+    trust::check_private_file(&meta).map_err(untrusted)?;
     if meta.len() == 0 {
         return Err(OpenError::Empty {
             path: PathBuf::from(path),

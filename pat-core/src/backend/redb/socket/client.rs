@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::protocol::{self, Failure, Reply, Request};
 use crate::backend::admin::Admin;
 use crate::backend::redb::socket::server::peer_allowed;
-use crate::backend::redb::trust;
+use crate::backend::trust;
 use crate::error::{StoreError, Untrusted};
 use crate::model::audit::AuditEntry;
 use crate::model::policy::Policy;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use super::protocol::{self, Failure, Reply, Request};
 use crate::backend::admin::Admin as _;
-use crate::backend::redb::trust;
 use crate::backend::redb::{Inner, Store};
+use crate::backend::trust;
 use crate::error::{StoreError, Untrusted};
 
 /// How long a connection may take to send one whole request, or to read a

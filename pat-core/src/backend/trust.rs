@@ -1,8 +1,11 @@
-//! Whether a file beside the store may be trusted. Another local user who can
-//! plant a store file (or its socket) where a service will open it, or
-//! replace one, can make the service accept their tokens; so the store, its
-//! directory and the admin socket must belong to this process's user (or
-//! root, for directories and sockets), and must not be open to others.
+//! Whether a file holding a secret may be trusted. Another local user who
+//! can plant a store file (or its socket, or a server's host key) where a
+//! service will open it, or replace or read one, can make the service accept
+//! their tokens or pass for it; so the store, its directory and the admin
+//! socket must belong to this process's user (or root, for directories and
+//! sockets), and must not be open to others. The rules are here once, for
+//! the stores and for whatever else an application keeps a secret in
+//! ([`check_private_file`]).
 
 use std::fs::Metadata;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
@@ -21,9 +24,22 @@ const OPEN_TO_OTHERS: u32 = 0o077;
 const WRITABLE_BY_OTHERS: u32 = 0o022;
 const STICKY: u32 = 0o1000;
 
-/// The store file, from `fstat` of the opened file: a regular file of ours,
-/// mode 0600 or narrower.
-pub(crate) fn check_store_file(meta: &Metadata) -> Result<(), Untrusted> {
+/// A file holding a secret (the redb store, a server's private key), from
+/// `fstat` of the opened file (opened with `O_NOFOLLOW`, so that a link is
+/// not followed): a regular file of this process's user, mode 0600 or
+/// narrower. The error says what is wrong and the fix.
+///
+/// ```
+/// use std::os::unix::fs::PermissionsExt as _;
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("host_key");
+/// std::fs::write(&path, "secret").unwrap();
+/// std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+/// let meta = std::fs::File::open(&path).unwrap().metadata().unwrap();
+/// let refused = pat_core::trust::check_private_file(&meta).unwrap_err();
+/// assert!(refused.to_string().contains("chmod 600"));
+/// ```
+pub fn check_private_file(meta: &Metadata) -> Result<(), Untrusted> {
     if !meta.file_type().is_file() {
         return Err(Untrusted::Kind {
             expected: "regular file",
