@@ -31,6 +31,9 @@
 //!   JSON array of tokens, the live ones revoked; 202 whatever they were;
 //!   limited per client, read from the headers of a `--trusted-proxy CIDR`.
 //!
+//! With `--sftp-addr ADDR`, the share is served over SFTP too, printing
+//! `sftp listening on ADDR` after the HTTP line (see `common/sftp.rs`).
+//!
 //! Prints `listening on http://ADDR` once bound. Ctrl-C or SIGTERM stop it
 //! gracefully, writing buffered token uses.
 
@@ -48,6 +51,8 @@ mod contract;
 mod dav;
 #[path = "../../pat-tower/examples/common/server.rs"]
 mod server;
+#[path = "../../pat-tower/examples/common/sftp.rs"]
+mod sftp;
 use contract::NodeAnswer;
 use dav::{ByPath, Share};
 use server::Args;
@@ -59,9 +64,11 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let sftp_key = args.sftp_key()?;
     let backend = args.backend()?;
     let store = backend.verifier();
     let share = args.share()?;
+    let sftp = server::sftp(sftp_key, &share, store.clone()).await?;
 
     // Built once and cloned into each worker's App.
     let pat = PatMiddleware::new(store.clone()).realm(&args.realm);
@@ -109,13 +116,18 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(n) = args.workers {
         server = server.workers(n.into());
     }
+    let stop = server::shutdown_signal();
     for addr in server.addrs() {
         println!("listening on http://{addr}");
+    }
+    if let Some(sftp) = sftp {
+        println!("sftp listening on {}", sftp.local_addr()?);
+        tokio::spawn(sftp.run());
     }
     let server = server.run();
     let handle = server.handle();
     actix_web::rt::spawn(async move {
-        server::shutdown_signal().await;
+        stop.await;
         handle.stop(true).await;
     });
     server.await?;

@@ -31,7 +31,11 @@
 //!   JSON array of tokens, the live ones revoked; 202 whatever they were;
 //!   limited per client, read from the headers of a `--trusted-proxy CIDR`.
 //!
-//! Prints `listening on http://ADDR` once the socket is bound. Ctrl-C or
+//! With `--sftp-addr ADDR`, the share of `/dav/` is served over SFTP too, to
+//! a user name and a token as the password (see `common/sftp.rs`).
+//!
+//! Prints `listening on http://ADDR` once the socket is bound (then
+//! `sftp listening on ADDR` with `--sftp-addr`). Ctrl-C or
 //! SIGTERM stop it gracefully, writing buffered token uses.
 
 use std::collections::HashMap;
@@ -50,6 +54,8 @@ mod contract;
 mod dav;
 #[path = "common/server.rs"]
 mod server;
+#[path = "common/sftp.rs"]
+mod sftp;
 use contract::NodeAnswer;
 use dav::{ByPath, Share};
 use server::Args;
@@ -70,9 +76,11 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let sftp_key = args.sftp_key()?;
     let backend = args.backend()?;
     let store = backend.verifier();
     let share = args.share()?;
+    let sftp = server::sftp(sftp_key, &share, store.clone()).await?;
     let admins: std::collections::BTreeSet<String> = args.admins.iter().cloned().collect();
 
     // The share is handed only to the routes that use it, so that `/hello`
@@ -109,26 +117,36 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .layer(axum::middleware::from_fn(hygiene));
 
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    let stop = server::shutdown_signal();
     println!("listening on http://{}", listener.local_addr()?);
-    serve_http1(listener, app).await;
+    if let Some(sftp) = sftp {
+        println!("sftp listening on {}", sftp.local_addr()?);
+        tokio::spawn(sftp.run());
+    }
+    serve_http1(listener, app, stop).await;
     store.flush()?;
     Ok(())
 }
 
-/// Serves HTTP/1.1 until Ctrl-C or SIGTERM, then lets open requests finish.
+/// Serves HTTP/1.1 until `stop` (Ctrl-C or SIGTERM), then lets open
+/// requests finish.
 ///
 /// `axum::serve` would do, but hyper's limits are set here to actix-web's
 /// (request headers at most 128 KiB and 96 of them, else 431), so that both
 /// reference servers answer every request alike, and headers must arrive
 /// within `pat_core::hygiene::HEAD_READ_TIMEOUT`.
-async fn serve_http1(listener: tokio::net::TcpListener, app: Router) {
+async fn serve_http1(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    stop: impl std::future::Future<Output = ()>,
+) {
     use hyper::server::conn::http1;
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::server::graceful::GracefulShutdown;
     use hyper_util::service::TowerToHyperService;
 
     let graceful = GracefulShutdown::new();
-    let mut stop = std::pin::pin!(server::shutdown_signal());
+    let mut stop = std::pin::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -130,6 +130,7 @@ impl Workdir {
 pub struct Server {
     child: Child,
     base: String,
+    sftp: Option<String>,
 }
 
 impl Server {
@@ -141,19 +142,49 @@ impl Server {
 
     /// [`Server::start`] on `addr` (a server coming back on its old port).
     pub fn start_on(kind: ServerKind, db: &Path, addr: &str, extra: &[&str]) -> Server {
-        Server::spawn(kind, db, addr, extra, Stdio::inherit())
+        Server::spawn(kind, db, addr, extra, Stdio::inherit(), None)
     }
 
     /// [`Server::start`] with the server's standard error (its log) written
     /// to `log`.
     pub fn start_logging(kind: ServerKind, db: &Path, extra: &[&str], log: &Path) -> Server {
         let file = std::fs::File::create(log).expect("the log file");
-        Server::spawn(kind, db, "127.0.0.1:0", extra, Stdio::from(file))
+        Server::spawn(kind, db, "127.0.0.1:0", extra, Stdio::from(file), None)
     }
 
-    fn spawn(kind: ServerKind, db: &Path, addr: &str, extra: &[&str], stderr: Stdio) -> Server {
+    /// [`Server::start_logging`] with `RUST_LOG=rust_log`.
+    pub fn start_logging_at(
+        kind: ServerKind,
+        db: &Path,
+        extra: &[&str],
+        log: &Path,
+        rust_log: &str,
+    ) -> Server {
+        let file = std::fs::File::create(log).expect("the log file");
+        Server::spawn(
+            kind,
+            db,
+            "127.0.0.1:0",
+            extra,
+            Stdio::from(file),
+            Some(rust_log),
+        )
+    }
+
+    fn spawn(
+        kind: ServerKind,
+        db: &Path,
+        addr: &str,
+        extra: &[&str],
+        stderr: Stdio,
+        rust_log: Option<&str>,
+    ) -> Server {
         let exe = target_dir().join("examples").join(kind.example());
-        let mut child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        if let Some(filter) = rust_log {
+            command.env("RUST_LOG", filter);
+        }
+        let mut child = command
             .arg("--db")
             .arg(db)
             .args(["--addr", addr, "--workers", "2"])
@@ -167,29 +198,62 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                // `listening on http://ADDR`, then `sftp listening on ADDR`
+                // with --sftp-addr.
                 if let Some(url) = line.strip_prefix("listening on ") {
                     let _ = tx.send(url.to_owned());
+                } else if let Some(addr) = line.strip_prefix("sftp listening on ") {
+                    let _ = tx.send(addr.to_owned());
                 }
             }
         });
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(base) => Server { child, base },
-            Err(_) => {
+        let wait = Duration::from_secs(60);
+        let base = rx.recv_timeout(wait);
+        let sftp = extra
+            .contains(&"--sftp-addr")
+            .then(|| rx.recv_timeout(wait));
+        match (base, sftp) {
+            (Ok(base), None) => Server {
+                child,
+                base,
+                sftp: None,
+            },
+            (Ok(base), Some(Ok(sftp))) => Server {
+                child,
+                base,
+                sftp: Some(sftp),
+            },
+            _ => {
                 let _ = child.kill();
                 let status = child.wait();
-                panic!("{kind:?} server did not print its address (exit: {status:?})");
+                panic!("{kind:?} server did not print its addresses (exit: {status:?})");
             }
         }
+    }
+
+    /// The `HOST:PORT` of its SFTP server (started with `--sftp-addr`).
+    pub fn sftp_addr(&self) -> &str {
+        self.sftp.as_deref().expect("started without --sftp-addr")
     }
 
     /// Runs `kind` on `db` expecting it to fail at start-up; returns its exit
     /// code and stderr. Fails the test if it is still running after 60 s.
     pub fn start_failing(kind: ServerKind, db: &Path) -> (Option<i32>, String) {
+        Server::start_failing_with(kind, db, &[])
+    }
+
+    /// [`Server::start_failing`] with `EXTRA` flags.
+    pub fn start_failing_with(
+        kind: ServerKind,
+        db: &Path,
+        extra: &[&str],
+    ) -> (Option<i32>, String) {
         let exe = target_dir().join("examples").join(kind.example());
         let mut child = Command::new(&exe)
             .arg("--db")
             .arg(db)
             .args(["--addr", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -198,7 +262,7 @@ impl Server {
         while child.try_wait().expect("waiting for the server").is_none() {
             if std::time::Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("{kind:?} kept running on a store another server holds");
+                panic!("{kind:?} kept running where it should have refused to start");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -254,6 +318,17 @@ fn signal(pid: u32, sig: &str) {
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
         .status();
+}
+
+/// The reference servers' test share, under `root`:
+/// projects/a/{readme.txt, sub/deep.txt}, projects/b/secret.txt, other.txt.
+pub fn make_share_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("projects/a/sub")).unwrap();
+    std::fs::create_dir_all(root.join("projects/b")).unwrap();
+    std::fs::write(root.join("projects/a/readme.txt"), "read me").unwrap();
+    std::fs::write(root.join("projects/a/sub/deep.txt"), "deep").unwrap();
+    std::fs::write(root.join("projects/b/secret.txt"), "secret").unwrap();
+    std::fs::write(root.join("other.txt"), "other").unwrap();
 }
 
 /// A blocking HTTP client with a generous timeout (a stuck server fails the

@@ -4,24 +4,12 @@
 //! both servers answer every request alike. A real WebDAV client (rclone)
 //! repeats the read-only case when it is installed.
 
-use std::path::Path;
 use std::process::Command;
 
-use pat_integration_tests::{Server, ServerKind, Workdir, basic, client};
+use pat_integration_tests::{Server, ServerKind, Workdir, basic, client, make_share_tree};
 use reqwest::Method;
 use reqwest::blocking::RequestBuilder;
 use serde_json::Value;
-
-/// A share: projects/a/{readme.txt, sub/deep.txt}, projects/b/secret.txt,
-/// other.txt.
-fn make_tree(root: &Path) {
-    std::fs::create_dir_all(root.join("projects/a/sub")).unwrap();
-    std::fs::create_dir_all(root.join("projects/b")).unwrap();
-    std::fs::write(root.join("projects/a/readme.txt"), "read me").unwrap();
-    std::fs::write(root.join("projects/a/sub/deep.txt"), "deep").unwrap();
-    std::fs::write(root.join("projects/b/secret.txt"), "secret").unwrap();
-    std::fs::write(root.join("other.txt"), "other").unwrap();
-}
 
 struct Share {
     work: Workdir,
@@ -33,7 +21,7 @@ impl Share {
     fn new() -> Share {
         let work = Workdir::new();
         let root = work.path().join("share");
-        make_tree(&root);
+        make_share_tree(&root);
         let admin = work.token(&["-u", "alice", "-e", "1h"]);
         Share { work, root, admin }
     }

@@ -178,8 +178,7 @@ impl Share {
         uri_path: &str,
         destination: Option<&[u8]>,
     ) -> Result<(), Refusal> {
-        let scopes = identity.scopes();
-        if scopes.is_unrestricted() {
+        if identity.scopes().is_unrestricted() {
             return Ok(());
         }
         let access = DavAccess::of(method);
@@ -190,22 +189,60 @@ impl Share {
                     .and_then(|d| http::Uri::try_from(d).ok())
                     .ok_or(Refusal::BadRequest)?;
                 let dest = share_path(uri.path()).ok_or(Refusal::BadRequest)?;
-                let parent = dest.parent().ok_or(Refusal::Forbidden)?.to_path_buf();
-                Some(self.nodes.chain(&parent))
+                Some(dest.parent().ok_or(Refusal::Forbidden)?.to_path_buf())
             }
             _ => None,
         };
-        let allowed = scopes.allow_dav(
-            access,
-            &self.nodes.chain(&target),
-            destination_parent.as_deref(),
-            || self.nodes.leads_to_readable(identity, &target),
-        );
-        if allowed {
+        if self.allows(identity, access, &target, destination_parent.as_deref()) {
             Ok(())
         } else {
             Err(Refusal::Forbidden)
         }
+    }
+
+    /// Whether `identity` may do `access` to `target` (relative to the
+    /// root), with `destination_parent` the folder a `Move` or `Copy` puts
+    /// it in: pat-core's `Scopes::allow_dav`, for WebDAV and SFTP alike.
+    pub(crate) fn allows(
+        &self,
+        identity: &Identity,
+        access: DavAccess,
+        target: &Path,
+        destination_parent: Option<&Path>,
+    ) -> bool {
+        let scopes = identity.scopes();
+        if scopes.is_unrestricted() {
+            return true;
+        }
+        let destination_parent = destination_parent.map(|p| self.nodes.chain(p));
+        scopes.allow_dav(
+            access,
+            &self.nodes.chain(target),
+            destination_parent.as_deref(),
+            || self.nodes.leads_to_readable(identity, target),
+        )
+    }
+
+    /// The share's root folder.
+    pub(crate) fn root(&self) -> &Path {
+        &self.nodes.root
+    }
+
+    /// Whether a listing of its folder shows `rel` to `identity` (links
+    /// never).
+    pub(crate) fn shows(&self, identity: &Identity, rel: &Path) -> bool {
+        self.nodes.shows(identity, rel)
+    }
+
+    /// Whether `rel` (relative to the root) has a link in it: such a path
+    /// is neither listed nor opened.
+    pub(crate) fn has_link(&self, rel: &Path) -> bool {
+        self.nodes.has_link(rel)
+    }
+
+    /// After a rename from `from` to `to`: the node index follows.
+    pub(crate) fn moved(&self, from: &Path, to: &Path) {
+        self.nodes.moved(from, to);
     }
 
     /// `GET /nodes/by-path?path=…`: the node id of a file or folder, for an
@@ -381,8 +418,13 @@ impl Nodes {
             .any(|s| self.path_of(s.node).is_some_and(|p| p.starts_with(rel)))
     }
 
-    /// Whether a listing shows `rel` to `identity`.
+    /// Whether a listing shows `rel` to `identity`: never a link.
     fn shows(&self, identity: &Identity, rel: &Path) -> bool {
+        let is_link = std::fs::symlink_metadata(self.root.join(rel))
+            .is_ok_and(|m| m.file_type().is_symlink());
+        if is_link {
+            return false;
+        }
         let scopes = identity.scopes();
         scopes.is_unrestricted()
             || scopes.reveals(&self.chain(rel), |node| {
@@ -392,16 +434,26 @@ impl Nodes {
 
     /// Refuses a path with a link in it, below the root.
     fn no_links(&self, path: &DavPath) -> FsResult<()> {
+        if self.has_link(path.as_rel_ospath()) {
+            Err(FsError::Forbidden)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether a part of `rel` (below the root) is a link; the parts
+    /// after a missing one are not looked at.
+    fn has_link(&self, rel: &Path) -> bool {
         let mut full = self.root.clone();
-        for part in path.as_rel_ospath().components() {
+        for part in rel.components() {
             full.push(part);
             match std::fs::symlink_metadata(&full) {
-                Ok(m) if m.file_type().is_symlink() => return Err(FsError::Forbidden),
+                Ok(m) if m.file_type().is_symlink() => return true,
                 Ok(_) => {}
-                Err(_) => return Ok(()),
+                Err(_) => return false,
             }
         }
-        Ok(())
+        false
     }
 
     /// After a `MOVE`: the index follows (the attributes moved with the files).
@@ -460,9 +512,7 @@ impl GuardedFileSystem<Access> for SafeFs {
             while let Some(entry) = stream.next().await {
                 let entry = entry?;
                 let rel = dir.join(OsStr::from_bytes(&entry.name()));
-                let is_link = std::fs::symlink_metadata(self.nodes.root.join(&rel))
-                    .is_ok_and(|m| m.file_type().is_symlink());
-                if !is_link && self.nodes.shows(&access.identity, &rel) {
+                if self.nodes.shows(&access.identity, &rel) {
                     shown.push(Ok(entry));
                 }
             }

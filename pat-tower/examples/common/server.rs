@@ -43,6 +43,17 @@ pub(crate) struct Args {
     /// connection's peer].
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     pub(crate) trusted_proxies: Vec<pat_core::Cidr>,
+    /// Address to serve the WebDAV share over SFTP on, for logins with a
+    /// user name and a token as the password; port 0 picks a free port
+    /// [default: no SFTP].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) sftp_addr: Option<SocketAddr>,
+    /// The SFTP server's private host key (OpenSSH format), created (Ed25519,
+    /// mode 0600) if missing; refused if a link, another user's, or readable
+    /// by others [default: `<db>.ssh_host_ed25519_key` beside a redb store;
+    /// required with a PostgreSQL --db].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) sftp_host_key: Option<PathBuf>,
 }
 
 /// The management API's principal for the demo: the PAT user behind the
@@ -97,6 +108,32 @@ impl Args {
         Ok(Backend::Redb(std::sync::Arc::new(builder.open(&self.db)?)))
     }
 
+    /// `--sftp-addr` and the host key of `--sftp-host-key` (or its
+    /// default), checked before anything else starts; `None` without SFTP.
+    pub(crate) fn sftp_key(
+        &self,
+    ) -> Result<Option<(SocketAddr, russh::keys::PrivateKey)>, Box<dyn std::error::Error>> {
+        let Some(addr) = self.sftp_addr else {
+            return Ok(None);
+        };
+        let path = match (&self.sftp_host_key, self.database_url()) {
+            (Some(path), _) => path.clone(),
+            (None, Some(_)) => {
+                return Err(
+                    "--sftp-host-key PATH is required with a PostgreSQL --db: there \
+                            is no store folder to keep the SFTP host key beside"
+                        .into(),
+                );
+            }
+            (None, None) => {
+                let mut path = self.db.clone().into_os_string();
+                path.push(".ssh_host_ed25519_key");
+                path.into()
+            }
+        };
+        Ok(Some((addr, super::sftp::host_key(&path)?)))
+    }
+
     /// The WebDAV share of `--dav-root`, or of a private `dav` folder next to
     /// the store, created if missing (see `Share::open` for what is refused).
     pub(crate) fn share(&self) -> std::io::Result<super::dav::Share> {
@@ -116,6 +153,23 @@ impl Args {
             }
         }
     }
+}
+
+/// The SFTP server of [`Args::sftp_key`], bound, serving `share` to
+/// logins checked by `verifier`.
+pub(crate) async fn sftp(
+    key: Option<(SocketAddr, russh::keys::PrivateKey)>,
+    share: &super::dav::Share,
+    verifier: std::sync::Arc<dyn pat_core::Verifier>,
+) -> Result<Option<super::sftp::SftpServer>, Box<dyn std::error::Error>> {
+    let Some((addr, key)) = key else {
+        return Ok(None);
+    };
+    let logins = pat_core::Logins::new(verifier);
+    let server = super::sftp::SftpServer::bind(addr, key, share.clone(), logins)
+        .await
+        .map_err(|e| format!("cannot listen for SFTP on {addr}: {e}"))?;
+    Ok(Some(server))
 }
 
 /// The token store behind a reference server.
@@ -171,13 +225,19 @@ pub(crate) fn exit_code(result: Result<(), Box<dyn std::error::Error>>) -> std::
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed by the call,
+/// not by the first poll: call it before printing `listening on`, so that a
+/// supervisor stopping the server as soon as it is ready gets a graceful
+/// exit, not the default action of the signal.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
     }
 }
 
