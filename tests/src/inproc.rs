@@ -213,3 +213,34 @@ pub fn actix_seen(configure: impl Fn(&mut ServiceConfig), reqs: &[Req]) -> Vec<S
         out
     })
 }
+
+/// Serves `app` on 127.0.0.1 on a thread of its own (a two-thread
+/// runtime) for the rest of the test process; its `http://ADDR`.
+pub fn serve(app: axum::Router) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    format!("http://{}", rx.recv().expect("the service's address"))
+}
+
+/// An introspection endpoint (`/introspect`) over `store`, for callers
+/// whose user is `gateway`.
+pub fn endpoint_over(store: &std::sync::Arc<pat_core::MemoryStore>) -> axum::Router {
+    use pat_core::introspection::Introspection;
+    axum::Router::new()
+        .route(
+            "/introspect",
+            pat_tower::introspection(Introspection::new(store.clone()).allow_users(["gateway"])),
+        )
+        .layer(pat_tower::PatLayer::new(store.clone()))
+}

@@ -13,6 +13,7 @@ use base64::Engine as _;
 pub mod contract;
 pub mod inproc;
 pub mod postgres;
+pub mod sftp;
 
 /// One of the reference servers, which share one HTTP contract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -501,3 +501,53 @@ fn unknown_digests_are_remembered_by_each_replica() {
     conformance::authenticate(&b, fresh.secret.expose_secret(), None, Timestamp::now())
         .expect("a new token works on every replica at once");
 }
+
+/// Issue 23: SFTP on replicas of one database. The host key must be named
+/// (there is no store folder to keep it beside); a token made on the
+/// database logs in on both, and once revoked is refused on both.
+#[test]
+fn both_replicas_serve_sftp_logins_from_the_database() {
+    use pat_integration_tests::sftp::{have_openssh, sftp};
+    let Some(pg) = postgres() else { return };
+    if !have_openssh() {
+        return;
+    }
+    let db = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let servers = ServerKind::ALL.map(|kind| {
+        let share = dir.path().join(format!("dav-{kind:?}"));
+        std::fs::create_dir_all(&share).unwrap();
+        std::fs::write(share.join("hello.txt"), "hello").unwrap();
+        let key = dir.path().join(format!("host-key-{kind:?}"));
+        Server::start(
+            kind,
+            Path::new(&db),
+            &[
+                "--dav-root",
+                share.to_str().unwrap(),
+                "--sftp-addr",
+                "127.0.0.1:0",
+                "--sftp-host-key",
+                key.to_str().unwrap(),
+            ],
+        )
+    });
+    let (token, id) = token(&db, &["-u", "alice", "-e", "1h"]);
+    for s in &servers {
+        let run = sftp(s, &token, "ls -1\n");
+        assert!(
+            run.ok && run.out.contains("hello.txt"),
+            "{}{}",
+            run.out,
+            run.err
+        );
+    }
+    cli_ok(&db, &["token", "revoke", &id]);
+    std::thread::sleep(Duration::from_millis(1500));
+    for s in &servers {
+        assert!(!sftp(s, &token, "ls -1\n").ok, "a revoked token logged in");
+    }
+    for s in servers {
+        assert!(s.stop());
+    }
+}

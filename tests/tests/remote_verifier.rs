@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use pat_core::remote::{RemoteError, RemoteVerifier};
 use pat_core::{Gate, Lookup, TokenDigest, TokenSecret, Verifier};
-use pat_integration_tests::inproc::{Req, actix_seen, echo_actix, echo_router, tower_seen};
+use pat_integration_tests::inproc::{
+    Req, actix_seen, echo_actix, echo_router, endpoint_over, serve, tower_seen,
+};
 use pat_integration_tests::{Server, ServerKind, Workdir, basic, client};
 use serde_json::Value;
 
@@ -18,36 +20,6 @@ const NODE: &str = "0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a";
 const TTL: Duration = Duration::from_secs(1);
 
 /// Serves `app` on 127.0.0.1 in the background; its base URL.
-fn serve(app: axum::Router) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    format!("http://{}", rx.recv().expect("the service's address"))
-}
-
-/// An introspection endpoint over `store`, behind its PAT layer, allowing
-/// the user `gateway`.
-fn endpoint_over(store: &Arc<pat_core::MemoryStore>) -> axum::Router {
-    use pat_core::introspection::Introspection;
-    axum::Router::new()
-        .route(
-            "/introspect",
-            pat_tower::introspection(Introspection::new(store.clone()).allow_users(["gateway"])),
-        )
-        .layer(pat_tower::PatLayer::new(store.clone()))
-}
-
-/// `GET /` on the service with `authorization`: status, `Retry-After`, body.
 fn get(base: &str, authorization: &str) -> (u16, Option<String>, String) {
     let resp = client()
         .get(format!("{base}/"))
