@@ -54,6 +54,8 @@
 //!   a pat introspection endpoint. `Store`, `MemoryStore` and `PgStore`
 //!   run one engine: creation, rotation, revocation and the lookup are
 //!   written once, and each backend only stores.
+//! - [`Logins`]: the same decision for another protocol's login (SSH, FTP,
+//!   IMAP...): a user name and a token as the password.
 //! - Routes' decisions, answered alike by both adapters: [`self_service`] (a
 //!   token looks up, revokes or rotates itself), [`introspection`] (RFC
 //!   7662), [`leaks`] (public leak reports), [`management`] (an app's users
@@ -67,6 +69,11 @@
 //! - `http`: `Rejection::to_response` builds an `http::Response`.
 //! - `axum`: [`Identity`] is an axum extractor (with `Option<Identity>`).
 //! - `actix`: [`Identity`] is an actix-web extractor; `Rejection::actix_response`.
+//! - `serde` (on by default in the adapters): [`Identity`], [`Scopes`],
+//!   [`Scope`], [`NodeId`], [`Perm`], [`TokenId`] and [`Timestamp`] are
+//!   `Serialize`, each as the string pat prints; an `Identity` is
+//!   `{"user", "token_id", "scopes", "expires_at"}`, the reference servers'
+//!   `/whoami` (so `json!({ "me": identity })` works in a handler).
 //! - `postgres`: `PgStore`, the PostgreSQL backend, for a fleet of replicas.
 //! - `remote`: `remote::RemoteVerifier`, which checks tokens by asking a pat
 //!   introspection endpoint, for services with no database access.

@@ -257,3 +257,43 @@ mod webdav {
         }
     }
 }
+
+/// Issue 29: `/whoami` answers the identity as pat-core serializes it
+/// (the `serde` feature), the same on both servers: the token's id, user,
+/// scopes and deadline as `pat-cli` prints them.
+#[test]
+fn whoami_is_the_serialized_identity() {
+    let work = Workdir::new();
+    let created: serde_json::Value = serde_json::from_str(&work.cli_ok(&[
+        "token",
+        "-u",
+        "alice",
+        "-e",
+        "1h",
+        "-s",
+        &format!("node:{NODE}:r"),
+        "--json",
+    ]))
+    .unwrap();
+    let expected = serde_json::json!({
+        "user": "alice",
+        "token_id": created["id"],
+        "scopes": [format!("node:{NODE}:r")],
+        "expires_at": created["expires_at"],
+    });
+    for kind in ServerKind::ALL {
+        let server = work.start(kind);
+        let res = client()
+            .get(server.url("/whoami"))
+            .header(
+                "authorization",
+                format!("Bearer {}", created["token"].as_str().unwrap()),
+            )
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let body: serde_json::Value = serde_json::from_str(&res.text().unwrap()).unwrap();
+        assert_eq!(body, expected, "{kind:?}");
+        assert!(server.stop());
+    }
+}

@@ -6,6 +6,8 @@ pub(crate) mod expiry;
 pub(crate) mod policy;
 pub(crate) mod record;
 pub(crate) mod scope;
+#[cfg(feature = "serde")]
+mod serde;
 pub(crate) mod text;
 pub(crate) mod time;
 pub(crate) mod token;

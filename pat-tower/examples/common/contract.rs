@@ -26,12 +26,8 @@ pub(crate) fn node_answer(identity: &Identity, id: &str, perm: Perm) -> NodeAnsw
     }
 }
 
-/// The `/whoami` body.
+/// The `/whoami` body: the identity as it serializes (pat-core's `serde`
+/// feature), so the contract pins that shape.
 pub(crate) fn whoami_json(identity: &Identity) -> serde_json::Value {
-    serde_json::json!({
-        "user": identity.user(),
-        "token_id": identity.token_id().to_string(),
-        "scopes": identity.scopes().iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "expires_at": identity.expires_at().to_string(),
-    })
+    serde_json::json!(identity)
 }

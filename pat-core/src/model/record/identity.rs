@@ -13,7 +13,9 @@ use crate::model::token::{TokenDigest, TokenId};
 /// Made and cloned without allocating or touching memory shared between
 /// cores (for user names up to 24 bytes and unscoped tokens; scopes are
 /// shared, not copied). `Debug` shows the user, token id, scopes and
-/// deadline; there is no secret in it to show.
+/// deadline; there is no secret in it to show. With the `serde` feature it
+/// serializes as `{"user", "token_id", "scopes", "expires_at"}`, each value
+/// the string pat prints (`"node:UUID:rw"`, RFC 3339).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Identity {
     user: compact_str::CompactString,
