@@ -46,7 +46,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use actix_web::http::header::{ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION};
 use actix_web::{Error, HttpMessage as _, HttpResponse};
 use pat_core::Gate;
-use pat_core::adapter::{Waiting, cors_preflight};
+use pat_core::adapter::{AnswerRejection, RejectWith, Waiting, cors_preflight};
 use pin_project_lite::pin_project;
 
 // One dependency for an integrator: what a service behind the middleware uses.
@@ -153,22 +153,43 @@ impl<F: Fn(&Rejection) -> HttpResponse> OnRejection for F {
 ///
 /// `Send + Sync + Clone` (with a `Send + Sync` rejection hook): build it once,
 /// outside `HttpServer::new`, and clone it into each worker's `App`.
-#[derive(Clone)]
 pub struct PatMiddleware<R = DefaultRejection> {
     gate: Gate,
-    on_rejection: Arc<R>,
+    on_rejection: Arc<Hook<R>>,
 }
 
-pat_core::gate_middleware!(PatMiddleware, Arc::new(DefaultRejection));
+impl<R> Clone for PatMiddleware<R> {
+    fn clone(&self) -> PatMiddleware<R> {
+        PatMiddleware {
+            gate: self.gate.clone(),
+            on_rejection: self.on_rejection.clone(),
+        }
+    }
+}
+
+/// A rejection hook, shared by a middleware and its services, and seen by
+/// the `Identity` extractor of a request let through anonymously
+/// ([`RejectWith`]), so that it answers as the middleware would.
+struct Hook<R>(R);
+
+impl<R: OnRejection + Send + Sync> AnswerRejection<HttpResponse> for Hook<R> {
+    fn answer(&self, rejection: &Rejection) -> HttpResponse {
+        self.0.response(rejection)
+    }
+}
+
+pat_core::gate_middleware!(PatMiddleware, Arc::new(Hook(DefaultRejection)));
 
 impl<R> PatMiddleware<R> {
     pat_core::gate_options!();
 
-    /// Uses `on_rejection` to build rejection responses.
+    /// Uses `on_rejection` to build rejection responses: the middleware's
+    /// own, and those of an `Identity` extractor on a request it let
+    /// through anonymously (optional mode).
     pub fn on_rejection<R2>(self, on_rejection: R2) -> PatMiddleware<R2> {
         PatMiddleware {
             gate: self.gate,
-            on_rejection: Arc::new(on_rejection),
+            on_rejection: Arc::new(Hook(on_rejection)),
         }
     }
 }
@@ -177,7 +198,7 @@ impl<S, B, R> Transform<S, ServiceRequest> for PatMiddleware<R>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody,
-    R: OnRejection,
+    R: OnRejection + Send + Sync + 'static,
 {
     type Response = ServiceResponse<EitherBody<B, BoxBody>>;
     type Error = Error;
@@ -198,7 +219,7 @@ where
 pub struct PatService<S, R = DefaultRejection> {
     service: Rc<S>,
     gate: Gate,
-    on_rejection: Arc<R>,
+    on_rejection: Arc<Hook<R>>,
 }
 
 impl<S, R> fmt::Debug for PatService<S, R> {
@@ -213,7 +234,7 @@ impl<S, B, R> Service<ServiceRequest> for PatService<S, R>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody,
-    R: OnRejection,
+    R: OnRejection + Send + Sync + 'static,
 {
     type Response = ServiceResponse<EitherBody<B, BoxBody>>;
     type Error = Error;
@@ -228,7 +249,7 @@ where
         let authorization = req.headers().get_all(AUTHORIZATION).map(|v| v.as_bytes());
         let checking = self.gate.check(authorization, preflight);
         let kind = match checking.into_ready() {
-            Ok(outcome) => match admit(&self.gate, outcome, &req) {
+            Ok(outcome) => match admit(&self.gate, outcome, &req, &self.on_rejection) {
                 Ok(()) => Kind::Inner {
                     future: self.service.call(req),
                 },
@@ -255,20 +276,23 @@ where
 
 /// [`Gate::admit`] on the request's extensions (a `RefCell` borrow, ended
 /// before the request moves on).
-fn admit(
+fn admit<R: OnRejection + Send + Sync + 'static>(
     gate: &Gate,
     outcome: pat_core::Outcome,
     req: &ServiceRequest,
+    on_rejection: &Arc<Hook<R>>,
 ) -> Result<(), pat_core::Rejection> {
-    gate.admit(outcome, &mut *req.extensions_mut())
+    gate.admit_with(outcome, &mut *req.extensions_mut(), || {
+        RejectWith::<HttpResponse>::new(on_rejection.clone())
+    })
 }
 
-fn reject<B>(
+fn reject<B, R: OnRejection>(
     req: ServiceRequest,
-    on_rejection: &impl OnRejection,
+    on_rejection: &Hook<R>,
     rejection: &Rejection,
 ) -> ServiceResponse<EitherBody<B, BoxBody>> {
-    req.into_response(on_rejection.response(rejection))
+    req.into_response(on_rejection.0.response(rejection))
         .map_into_right_body()
 }
 
@@ -277,7 +301,7 @@ struct Held<S, R> {
     request: ServiceRequest,
     service: Rc<S>,
     gate: Gate,
-    on_rejection: Arc<R>,
+    on_rejection: Arc<Hook<R>>,
 }
 
 pin_project! {
@@ -318,7 +342,7 @@ impl<S, B, R> Future for ResponseFuture<S, B, R>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
     B: MessageBody,
-    R: OnRejection,
+    R: OnRejection + Send + Sync + 'static,
 {
     type Output = Result<ServiceResponse<EitherBody<B, BoxBody>>, Error>;
 
@@ -334,7 +358,7 @@ where
                         gate,
                         on_rejection,
                     } = held;
-                    match admit(&gate, outcome, &request) {
+                    match admit(&gate, outcome, &request, &on_rejection) {
                         Ok(()) => kind.set(Kind::Inner {
                             future: service.call(request),
                         }),

@@ -373,6 +373,42 @@ async fn rejection_body_is_customisable() {
     );
 }
 
+// Issue 29, item 3: the extractor answered an anonymous request 401 with
+// an empty body, whatever the middleware's `on_rejection`.
+#[actix_web::test]
+async fn the_extractor_answers_an_anonymous_request_with_the_middlewares_hook() {
+    let f = fixture();
+    let app = test::init_service(
+        App::new().service(
+            web::scope("")
+                .wrap(
+                    PatMiddleware::new(f.store.clone())
+                        .optional()
+                        .on_rejection(JsonRejection),
+                )
+                .route("/whoami", web::get().to(whoami)),
+        ),
+    )
+    .await;
+    let res = test::call_service(&app, test::TestRequest::get().uri("/whoami").to_request()).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.headers().get("content-type").unwrap(),
+        "application/json"
+    );
+    assert_eq!(res.headers().get_all(WWW_AUTHENTICATE).count(), 2);
+    assert_eq!(test::read_body(res).await, r#"{"error":"unauthorized"}"#);
+    // The default hook: an empty body, as before.
+    let a = send(
+        PatMiddleware::new(f.store.clone()).optional(),
+        actix_web::http::Method::GET,
+        "/whoami",
+        &[],
+    )
+    .await;
+    assert_eq!((a.status, a.body.as_str()), (StatusCode::UNAUTHORIZED, ""));
+}
+
 #[actix_web::test]
 async fn json_rejection_answers_json_with_the_status_and_challenges() {
     let f = fixture();

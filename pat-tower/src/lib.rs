@@ -35,12 +35,13 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::header::{ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION};
 use http::{Request, Response};
 use pat_core::Gate;
-use pat_core::adapter::{Waiting, cors_preflight};
+use pat_core::adapter::{AnswerRejection, RejectWith, Waiting, cors_preflight};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -164,28 +165,49 @@ where
     }
 }
 
-/// A [`Layer`] that authenticates requests with personal access tokens.
-#[derive(Clone)]
-pub struct PatLayer<R = DefaultRejection> {
-    gate: Gate,
-    on_rejection: R,
+/// A rejection hook, shared by a layer and its services, and seen by the
+/// `Identity` extractor of a request let through anonymously
+/// ([`RejectWith`]), so that it answers as the layer would.
+struct Hook<R>(R);
+
+impl<B, R: OnRejection<B> + Send + Sync> AnswerRejection<Response<B>> for Hook<R> {
+    fn answer(&self, rejection: &Rejection) -> Response<B> {
+        self.0.response(rejection)
+    }
 }
 
-pat_core::gate_middleware!(PatLayer, DefaultRejection);
+/// A [`Layer`] that authenticates requests with personal access tokens.
+pub struct PatLayer<R = DefaultRejection> {
+    gate: Gate,
+    on_rejection: Arc<Hook<R>>,
+}
 
-impl<R> PatLayer<R> {
-    pat_core::gate_options!();
-
-    /// Uses `on_rejection` to build rejection responses.
-    pub fn on_rejection<R2>(self, on_rejection: R2) -> PatLayer<R2> {
+impl<R> Clone for PatLayer<R> {
+    fn clone(&self) -> PatLayer<R> {
         PatLayer {
-            gate: self.gate,
-            on_rejection,
+            gate: self.gate.clone(),
+            on_rejection: self.on_rejection.clone(),
         }
     }
 }
 
-impl<S, R: Clone> Layer<S> for PatLayer<R> {
+pat_core::gate_middleware!(PatLayer, Arc::new(Hook(DefaultRejection)));
+
+impl<R> PatLayer<R> {
+    pat_core::gate_options!();
+
+    /// Uses `on_rejection` to build rejection responses: the layer's own,
+    /// and those of an `Identity` extractor on a request the layer let
+    /// through anonymously (optional mode).
+    pub fn on_rejection<R2>(self, on_rejection: R2) -> PatLayer<R2> {
+        PatLayer {
+            gate: self.gate,
+            on_rejection: Arc::new(Hook(on_rejection)),
+        }
+    }
+}
+
+impl<S, R> Layer<S> for PatLayer<R> {
     type Service = PatService<S, R>;
 
     fn layer(&self, inner: S) -> PatService<S, R> {
@@ -198,11 +220,37 @@ impl<S, R: Clone> Layer<S> for PatLayer<R> {
 }
 
 /// The [`Service`] made by [`PatLayer`].
-#[derive(Clone)]
 pub struct PatService<S, R = DefaultRejection> {
     inner: S,
     gate: Gate,
-    on_rejection: R,
+    on_rejection: Arc<Hook<R>>,
+}
+
+impl<S: Clone, R> Clone for PatService<S, R> {
+    fn clone(&self) -> PatService<S, R> {
+        PatService {
+            inner: self.inner.clone(),
+            gate: self.gate.clone(),
+            on_rejection: self.on_rejection.clone(),
+        }
+    }
+}
+
+/// Admits a request ([`Gate::admit`]), leaving the layer's hook for the
+/// extractor of a request let through anonymously.
+fn admit<ReqBody, ResBody, R>(
+    gate: &Gate,
+    outcome: pat_core::Outcome,
+    req: &mut Request<ReqBody>,
+    on_rejection: &Arc<Hook<R>>,
+) -> Result<(), Rejection>
+where
+    ResBody: 'static,
+    R: OnRejection<ResBody> + Send + Sync + 'static,
+{
+    gate.admit_with(outcome, req.extensions_mut(), || {
+        RejectWith::<Response<ResBody>>::new(on_rejection.clone())
+    })
 }
 
 impl<S: fmt::Debug, R> fmt::Debug for PatService<S, R> {
@@ -217,7 +265,8 @@ impl<S: fmt::Debug, R> fmt::Debug for PatService<S, R> {
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for PatService<S, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    R: OnRejection<ResBody> + Clone,
+    ResBody: 'static,
+    R: OnRejection<ResBody> + Send + Sync + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -238,7 +287,7 @@ where
             .map(|v| v.as_bytes());
         let checking = self.gate.check(authorization, preflight);
         match checking.into_ready() {
-            Ok(outcome) => match self.gate.admit(outcome, req.extensions_mut()) {
+            Ok(outcome) => match admit(&self.gate, outcome, &mut req, &self.on_rejection) {
                 Ok(()) => ResponseFuture {
                     kind: Kind::Inner {
                         future: self.ready_inner().call(req),
@@ -246,7 +295,7 @@ where
                 },
                 Err(rejection) => ResponseFuture {
                     kind: Kind::Rejected {
-                        response: Some(self.on_rejection.response(&rejection)),
+                        response: Some(self.on_rejection.0.response(&rejection)),
                     },
                 },
             },
@@ -295,7 +344,7 @@ struct Held<S, Req, R> {
     request: Req,
     inner: S,
     gate: Gate,
-    on_rejection: R,
+    on_rejection: Arc<Hook<R>>,
 }
 
 pin_project! {
@@ -326,7 +375,8 @@ where
 impl<S, ReqBody, R, ResBody> Future for ResponseFuture<S, ReqBody, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    R: OnRejection<ResBody>,
+    ResBody: 'static,
+    R: OnRejection<ResBody> + Send + Sync + 'static,
 {
     type Output = Result<Response<ResBody>, S::Error>;
 
@@ -342,12 +392,12 @@ where
                         gate,
                         on_rejection,
                     } = held;
-                    match gate.admit(outcome, request.extensions_mut()) {
+                    match admit(&gate, outcome, &mut request, &on_rejection) {
                         Ok(()) => kind.set(Kind::Inner {
                             future: inner.call(request),
                         }),
                         Err(rejection) => {
-                            let response = on_rejection.response(&rejection);
+                            let response = on_rejection.0.response(&rejection);
                             kind.set(Kind::Rejected { response: None });
                             return Poll::Ready(Ok(response));
                         }

@@ -488,6 +488,48 @@ mod axum_extractor {
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     }
 
+    // Issue 29, item 3: the extractor answered an anonymous request 401
+    // with an empty body, whatever the layer's `on_rejection`.
+    #[tokio::test]
+    async fn the_extractor_answers_an_anonymous_request_with_the_layers_hook() {
+        let f = fixture();
+        let json = PatLayer::new(f.store.clone())
+            .optional()
+            .on_rejection(crate::JsonRejection);
+        let app = Router::new().route("/whoami", get(whoami)).layer(json);
+        let res = app
+            .oneshot(Request::get("/whoami").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(res.headers()["content-type"], "application/json");
+        assert_eq!(res.headers().get_all(WWW_AUTHENTICATE).iter().count(), 2);
+        let body = http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&body[..], br#"{"error":"unauthorized"}"#);
+        // A closure hook, and the default (empty) one, alike.
+        let custom = PatLayer::new(f.store.clone())
+            .optional()
+            .on_rejection(|r: &Rejection| r.to_response(Body::from("custom")));
+        let app = Router::new().route("/whoami", get(whoami)).layer(custom);
+        let (status, challenges, body) = get_path(app, "/whoami", None).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::UNAUTHORIZED, "custom")
+        );
+        assert_eq!(challenges.len(), 2);
+        let plain = PatLayer::new(f.store.clone()).optional();
+        let (status, _, body) = get_path(
+            Router::new().route("/whoami", get(whoami)).layer(plain),
+            "/whoami",
+            None,
+        )
+        .await;
+        assert_eq!((status, body.as_str()), (StatusCode::UNAUTHORIZED, ""));
+    }
+
     #[tokio::test]
     async fn a_route_no_layer_covers_says_so() {
         let f = fixture();

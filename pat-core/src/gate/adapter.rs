@@ -5,6 +5,8 @@
 //! that answers later, and the builder methods an adapter's middleware
 //! forwards to its [`Gate`] ([`gate_options!`](crate::gate_options)).
 
+use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::gate::{Checking, Gate, Outcome, Rejection};
@@ -45,7 +47,63 @@ impl Extensions for actix_web::dev::Extensions {
     }
 }
 
+/// A middleware's rejection hook as the handlers see it: how the
+/// middleware answers a [`Rejection`], in its framework's response type
+/// `Res`. The adapters implement it for their `on_rejection` hooks.
+pub trait AnswerRejection<Res>: Send + Sync {
+    /// The middleware's response to `rejection`.
+    fn answer(&self, rejection: &Rejection) -> Res;
+}
+
+/// What an adapter leaves beside the [`Rejection`] of a request it let
+/// through anonymously (optional mode): its rejection hook, so that an
+/// [`Identity`](crate::Identity) extractor demanding an identity there
+/// answers as the middleware itself would, with the hook's body (a JSON
+/// one, say) rather than an empty one. Cloning shares the hook.
+pub struct RejectWith<Res: 'static>(Arc<dyn AnswerRejection<Res>>);
+
+impl<Res: 'static> RejectWith<Res> {
+    /// The hook `answer`.
+    pub fn new(answer: Arc<dyn AnswerRejection<Res>>) -> RejectWith<Res> {
+        RejectWith(answer)
+    }
+
+    /// The hook's response to `rejection`.
+    pub fn answer(&self, rejection: &Rejection) -> Res {
+        self.0.answer(rejection)
+    }
+}
+
+impl<Res: 'static> Clone for RejectWith<Res> {
+    fn clone(&self) -> RejectWith<Res> {
+        RejectWith(self.0.clone())
+    }
+}
+
+impl<Res: 'static> fmt::Debug for RejectWith<Res> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RejectWith(..)")
+    }
+}
+
 impl Gate {
+    /// [`admit`](Gate::admit), leaving `hook()` too in the extensions of a
+    /// request let through anonymously (see [`RejectWith`]); `hook` is
+    /// called only then.
+    pub fn admit_with<Res: 'static>(
+        &self,
+        outcome: Outcome,
+        extensions: &mut impl Extensions,
+        hook: impl FnOnce() -> RejectWith<Res>,
+    ) -> Result<(), Rejection> {
+        let anonymous = matches!(outcome, Outcome::Anonymous);
+        self.admit(outcome, extensions)?;
+        if anonymous {
+            extensions.insert_value(hook());
+        }
+        Ok(())
+    }
+
     /// Applies `outcome` to a request: an accepted token's
     /// [`Identity`](crate::Identity) inserted into `extensions`; for a
     /// request let through anonymously (optional mode, a preflight) the

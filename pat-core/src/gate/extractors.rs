@@ -16,19 +16,29 @@ mod missing {
     /// [`NO_MIDDLEWARE`](MissingIdentity::NO_MIDDLEWARE), and a `warn`
     /// once: a wiring mistake). `Option<Identity>` on such a route is
     /// `None`, and warns the same.
+    ///
+    /// An anonymous request is answered by the middleware's own rejection
+    /// hook (`on_rejection`, so a `JsonRejection` body there too), when the
+    /// middleware left it ([`RejectWith`](crate::adapter::RejectWith)).
     #[derive(Clone, Debug)]
-    pub struct MissingIdentity(pub(crate) Option<Rejection>);
+    pub struct MissingIdentity {
+        pub(crate) rejection: Option<Rejection>,
+        #[cfg(feature = "axum")]
+        pub(crate) axum: Option<crate::adapter::RejectWith<axum_core::response::Response>>,
+        #[cfg(feature = "actix")]
+        pub(crate) actix: Option<crate::adapter::RejectWith<actix_web::HttpResponse>>,
+    }
 
     impl MissingIdentity {
         /// The middleware's rejection for this request; `None` when no
         /// middleware saw it.
         pub fn rejection(&self) -> Option<&Rejection> {
-            self.0.as_ref()
+            self.rejection.as_ref()
         }
 
         /// The HTTP status this answers with: the rejection's, or 500.
         pub fn status(&self) -> u16 {
-            self.0.as_ref().map_or(500, Rejection::status)
+            self.rejection.as_ref().map_or(500, Rejection::status)
         }
     }
 
@@ -49,7 +59,17 @@ mod missing {
             } else {
                 tracing::warn!("{}", MissingIdentity::NO_MIDDLEWARE);
             }
-            MissingIdentity(None)
+            MissingIdentity::new(None)
+        }
+
+        fn new(rejection: Option<Rejection>) -> MissingIdentity {
+            MissingIdentity {
+                rejection,
+                #[cfg(feature = "axum")]
+                axum: None,
+                #[cfg(feature = "actix")]
+                actix: None,
+            }
         }
 
         /// What the extractors found in a request's extensions: the
@@ -57,7 +77,7 @@ mod missing {
         /// there) no middleware at all.
         pub(crate) fn from_rejection(rejection: Option<&Rejection>) -> MissingIdentity {
             match rejection {
-                Some(r) => MissingIdentity(Some(r.clone())),
+                Some(r) => MissingIdentity::new(Some(r.clone())),
                 None => MissingIdentity::no_middleware(),
             }
         }
@@ -65,7 +85,7 @@ mod missing {
 
     impl fmt::Display for MissingIdentity {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            match self.0 {
+            match self.rejection {
                 Some(_) => f.write_str("no personal access token"),
                 None => f.write_str(MissingIdentity::NO_MIDDLEWARE),
             }
@@ -119,14 +139,19 @@ mod axum_extractor {
     use http::request::Parts;
 
     use super::MissingIdentity;
+    use crate::adapter::RejectWith;
     use crate::{Identity, Rejection};
 
-    /// 401 (or the middleware's other rejection) with its challenges; 500
+    /// 401 (or the middleware's other rejection) with its challenges, and
+    /// the body of the middleware's rejection hook when it left one; 500
     /// on a route without the layer.
     impl IntoResponse for MissingIdentity {
         fn into_response(self) -> Response {
-            match &self.0 {
-                Some(rejection) => rejection.to_response(Body::empty()),
+            match &self.rejection {
+                Some(rejection) => match &self.axum {
+                    Some(hook) => hook.answer(rejection),
+                    None => rejection.to_response(Body::empty()),
+                },
                 None => (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -150,9 +175,12 @@ mod axum_extractor {
         ) -> Result<Self, MissingIdentity> {
             match parts.extensions.get::<Identity>() {
                 Some(identity) => Ok(identity.clone()),
-                None => Err(MissingIdentity::from_rejection(
-                    parts.extensions.get::<Rejection>(),
-                )),
+                None => {
+                    let mut missing =
+                        MissingIdentity::from_rejection(parts.extensions.get::<Rejection>());
+                    missing.axum = parts.extensions.get::<RejectWith<Response>>().cloned();
+                    Err(missing)
+                }
             }
         }
     }
@@ -188,6 +216,7 @@ mod actix_extractor {
     };
 
     use super::MissingIdentity;
+    use crate::adapter::RejectWith;
     use crate::{Identity, Rejection};
 
     impl Rejection {
@@ -216,8 +245,11 @@ mod actix_extractor {
         }
 
         fn error_response(&self) -> HttpResponse {
-            match &self.0 {
-                Some(rejection) => rejection.actix_response().finish(),
+            match &self.rejection {
+                Some(rejection) => match &self.actix {
+                    Some(hook) => hook.answer(rejection),
+                    None => rejection.actix_response().finish(),
+                },
                 None => HttpResponse::InternalServerError()
                     .content_type("text/plain; charset=utf-8")
                     .body(MissingIdentity::NO_MIDDLEWARE),
@@ -238,7 +270,11 @@ mod actix_extractor {
             let ext = req.extensions();
             ready(match ext.get::<Identity>() {
                 Some(identity) => Ok(identity.clone()),
-                None => Err(MissingIdentity::from_rejection(ext.get::<Rejection>())),
+                None => {
+                    let mut missing = MissingIdentity::from_rejection(ext.get::<Rejection>());
+                    missing.actix = ext.get::<RejectWith<HttpResponse>>().cloned();
+                    Err(missing)
+                }
             })
         }
     }
