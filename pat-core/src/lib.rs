@@ -101,7 +101,7 @@ mod testing;
 pub use backend::authority;
 #[cfg(feature = "remote")]
 pub use backend::remote;
-#[cfg(unix)]
+#[cfg(all(unix, feature = "redb"))]
 pub use backend::trust;
 pub use routes::{answer, csrf, hygiene, introspection, leaks, management, panel, self_service};
 #[cfg(any(test, feature = "testing"))]

@@ -16,7 +16,7 @@ pub(crate) mod postgres;
 pub(crate) mod redb;
 #[cfg(feature = "remote")]
 pub mod remote;
-#[cfg(unix)]
+#[cfg(all(unix, feature = "redb"))]
 pub mod trust;
 
 use std::fmt;

@@ -5,13 +5,11 @@
 //! socket must belong to this process's user (or root, for directories and
 //! sockets), and must not be open to others. The rules are here once, for
 //! the stores and for whatever else an application keeps a secret in
-//! ([`check_private_file`]).
+//! ([`check_private_file`]). With the `redb` feature (Unix only).
 
 use std::fs::Metadata;
-#[cfg(feature = "redb")]
 use std::os::unix::fs::FileTypeExt as _;
 use std::os::unix::fs::MetadataExt as _;
-#[cfg(feature = "redb")]
 use std::path::Path;
 
 use crate::error::Untrusted;
@@ -23,10 +21,8 @@ pub(crate) fn euid() -> u32 {
 
 /// Group and other permission bits.
 const OPEN_TO_OTHERS: u32 = 0o077;
-#[cfg(feature = "redb")]
 /// Group and other write bits.
 const WRITABLE_BY_OTHERS: u32 = 0o022;
-#[cfg(feature = "redb")]
 const STICKY: u32 = 0o1000;
 
 /// A file holding a secret (the redb store, a server's private key), from
@@ -58,7 +54,6 @@ pub fn check_private_file(meta: &Metadata) -> Result<(), Untrusted> {
     Ok(())
 }
 
-#[cfg(feature = "redb")]
 /// A socket at the admin socket path, from `lstat`: a socket (not a link) of
 /// ours or root's, that others cannot write to.
 pub(crate) fn check_socket_file(meta: &Metadata) -> Result<(), Untrusted> {
@@ -76,7 +71,6 @@ pub(crate) fn check_socket_file(meta: &Metadata) -> Result<(), Untrusted> {
     Ok(())
 }
 
-#[cfg(feature = "redb")]
 /// The directory holding the store (`dir`, with its `meta`): ours or root's,
 /// and if others may write to it, sticky (so they cannot rename or remove our
 /// files).

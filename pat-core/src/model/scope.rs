@@ -27,7 +27,7 @@ impl NodeId {
     /// A new random (version 4) UUID, for an application giving its files
     /// and folders ids.
     pub fn generate() -> NodeId {
-        let mut b: [u8; 16] = rand::random();
+        let mut b: [u8; 16] = rand::Rng::random(&mut crate::model::token::os_rng());
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
         NodeId(b)

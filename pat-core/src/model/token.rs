@@ -13,7 +13,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use rand::Rng;
+use rand::{Rng, TryRngCore as _};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
@@ -135,12 +135,20 @@ impl fmt::Debug for TokenDigest {
 #[derive(Clone, PartialEq, Eq)]
 pub struct TokenSecret(Zeroizing<String>);
 
+/// The operating system's generator (`getrandom`), for every secret and id
+/// pat makes: nothing to seed, nothing in userspace to leak or fork, and a
+/// draw per token is nothing beside the store write that follows. Panics,
+/// as `rand::rng()` would, if the OS has no randomness to give.
+pub(crate) fn os_rng() -> impl Rng {
+    rand::rngs::OsRng.unwrap_err()
+}
+
 impl TokenSecret {
-    /// Generates a fresh token from the OS-seeded CSPRNG.
+    /// Generates a fresh token from the operating system's CSPRNG.
     pub fn generate() -> TokenSecret {
         let mut text = Zeroizing::new(String::with_capacity(TOKEN_LEN));
         text.push_str(HEAD);
-        let mut rng = rand::rng();
+        let mut rng = os_rng();
         for _ in 0..BODY_LEN {
             text.push(char::from(rng.sample(rand::distr::Alphanumeric)));
         }
@@ -179,11 +187,11 @@ impl fmt::Debug for TokenSecret {
 pub struct TokenId(u64);
 
 impl TokenId {
-    /// A random id from the OS-seeded CSPRNG, for a new token. A backend
+    /// A random id from the operating system's CSPRNG, for a new token. A backend
     /// draws again on the (astronomically unlikely) collision with an id it
     /// holds.
     pub fn generate() -> TokenId {
-        TokenId(rand::rng().random())
+        TokenId(os_rng().random())
     }
 
     /// The id as a number, as stored.

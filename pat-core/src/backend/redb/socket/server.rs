@@ -121,7 +121,10 @@ fn bind_private(path: &Path) -> io::Result<UnixListener> {
         _ => Path::new("."),
     };
     let private = loop {
-        let candidate = dir.join(format!(".pat{:04x}", rand::random::<u16>()));
+        let candidate = dir.join(format!(
+            ".pat{:04x}",
+            rand::Rng::random::<u16>(&mut crate::model::token::os_rng())
+        ));
         match std::fs::DirBuilder::new().mode(0o700).create(&candidate) {
             Ok(()) => break candidate,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
