@@ -67,16 +67,18 @@ pub use pat_core::{
 #[cfg(all(unix, feature = "redb"))]
 #[doc(no_inline)]
 pub use pat_core::{AdminClient, Store, StoreBuilder};
-#[cfg(feature = "postgres")]
-#[doc(no_inline)]
-pub use pat_core::{PgStore, PgStoreBuilder};
-/// What the token routes take, here so that one dependency is enough.
+/// What the token routes take, and logins of other protocols, here so
+/// that one dependency is enough.
 #[doc(no_inline)]
 pub use pat_core::{
+    LoginRefused, Logins,
     introspection::Introspection,
     leaks::LeakReports,
     management::{Management, Principal},
 };
+#[cfg(feature = "postgres")]
+#[doc(no_inline)]
+pub use pat_core::{PgStore, PgStoreBuilder};
 pub use self_service::self_service;
 
 mod answer;
