@@ -167,9 +167,11 @@ where
     }
 }
 
-/// A rejection hook, shared by a layer and its services, and seen by the
-/// `Identity` extractor of a request let through anonymously
-/// ([`RejectWith`]), so that it answers as the layer would.
+/// A rejection hook as the `Identity` extractor of a request let through
+/// anonymously sees it ([`RejectWith`]), so that it answers as the layer
+/// would. Made (an allocation) only for such a request: the services keep
+/// the hook itself, since axum clones a route's service for every request
+/// and an `Arc` there would cost two atomic operations each time.
 struct Hook<R>(R);
 
 impl<B, R: OnRejection<B> + Send + Sync> AnswerRejection<Response<B>> for Hook<R> {
@@ -179,21 +181,13 @@ impl<B, R: OnRejection<B> + Send + Sync> AnswerRejection<Response<B>> for Hook<R
 }
 
 /// A [`Layer`] that authenticates requests with personal access tokens.
+#[derive(Clone)]
 pub struct PatLayer<R = DefaultRejection> {
     gate: Gate,
-    on_rejection: Arc<Hook<R>>,
+    on_rejection: R,
 }
 
-impl<R> Clone for PatLayer<R> {
-    fn clone(&self) -> PatLayer<R> {
-        PatLayer {
-            gate: self.gate.clone(),
-            on_rejection: self.on_rejection.clone(),
-        }
-    }
-}
-
-pat_core::gate_middleware!(PatLayer, Arc::new(Hook(DefaultRejection)));
+pat_core::gate_middleware!(PatLayer, DefaultRejection);
 
 impl<R> PatLayer<R> {
     pat_core::gate_options!();
@@ -204,12 +198,12 @@ impl<R> PatLayer<R> {
     pub fn on_rejection<R2>(self, on_rejection: R2) -> PatLayer<R2> {
         PatLayer {
             gate: self.gate,
-            on_rejection: Arc::new(Hook(on_rejection)),
+            on_rejection,
         }
     }
 }
 
-impl<S, R> Layer<S> for PatLayer<R> {
+impl<S, R: Clone> Layer<S> for PatLayer<R> {
     type Service = PatService<S, R>;
 
     fn layer(&self, inner: S) -> PatService<S, R> {
@@ -222,20 +216,11 @@ impl<S, R> Layer<S> for PatLayer<R> {
 }
 
 /// The [`Service`] made by [`PatLayer`].
+#[derive(Clone)]
 pub struct PatService<S, R = DefaultRejection> {
     inner: S,
     gate: Gate,
-    on_rejection: Arc<Hook<R>>,
-}
-
-impl<S: Clone, R> Clone for PatService<S, R> {
-    fn clone(&self) -> PatService<S, R> {
-        PatService {
-            inner: self.inner.clone(),
-            gate: self.gate.clone(),
-            on_rejection: self.on_rejection.clone(),
-        }
-    }
+    on_rejection: R,
 }
 
 /// Admits a request ([`Gate::admit`]), leaving the layer's hook for the
@@ -244,14 +229,14 @@ fn admit<ReqBody, ResBody, R>(
     gate: &Gate,
     outcome: pat_core::Outcome,
     req: &mut Request<ReqBody>,
-    on_rejection: &Arc<Hook<R>>,
+    on_rejection: &R,
 ) -> Result<(), Rejection>
 where
     ResBody: 'static,
-    R: OnRejection<ResBody> + Send + Sync + 'static,
+    R: OnRejection<ResBody> + Clone + Send + Sync + 'static,
 {
     gate.admit_with(outcome, req.extensions_mut(), || {
-        RejectWith::<Response<ResBody>>::new(on_rejection.clone())
+        RejectWith::<Response<ResBody>>::new(Arc::new(Hook(on_rejection.clone())))
     })
 }
 
@@ -268,7 +253,7 @@ impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for PatService<S, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     ResBody: 'static,
-    R: OnRejection<ResBody> + Send + Sync + 'static,
+    R: OnRejection<ResBody> + Clone + Send + Sync + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -297,7 +282,7 @@ where
                 },
                 Err(rejection) => ResponseFuture {
                     kind: Kind::Rejected {
-                        response: Some(self.on_rejection.0.response(&rejection)),
+                        response: Some(self.on_rejection.response(&rejection)),
                     },
                 },
             },
@@ -346,7 +331,7 @@ struct Held<S, Req, R> {
     request: Req,
     inner: S,
     gate: Gate,
-    on_rejection: Arc<Hook<R>>,
+    on_rejection: R,
 }
 
 pin_project! {
@@ -378,7 +363,7 @@ impl<S, ReqBody, R, ResBody> Future for ResponseFuture<S, ReqBody, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: 'static,
-    R: OnRejection<ResBody> + Send + Sync + 'static,
+    R: OnRejection<ResBody> + Clone + Send + Sync + 'static,
 {
     type Output = Result<Response<ResBody>, S::Error>;
 
@@ -399,7 +384,7 @@ where
                             future: inner.call(request),
                         }),
                         Err(rejection) => {
-                            let response = on_rejection.0.response(&rejection);
+                            let response = on_rejection.response(&rejection);
                             kind.set(Kind::Rejected { response: None });
                             return Poll::Ready(Ok(response));
                         }

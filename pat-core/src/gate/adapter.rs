@@ -90,6 +90,7 @@ impl Gate {
     /// [`admit`](Gate::admit), leaving `hook()` too in the extensions of a
     /// request let through anonymously (see [`RejectWith`]); `hook` is
     /// called only then.
+    #[inline]
     pub fn admit_with<Res: 'static>(
         &self,
         outcome: Outcome,

@@ -195,6 +195,7 @@ impl Gate {
     /// The decision on a token (the Bearer token, or the Basic password of
     /// `user`): prefix and checksum, then the backend. In `optional` mode a
     /// foreign token passes anonymously.
+    #[inline]
     fn check_token(
         &self,
         token: &str,
@@ -217,6 +218,7 @@ impl Gate {
     }
 
     /// The backend's decision on a well-formed token's digest.
+    #[inline]
     fn check_digest(&self, digest: TokenDigest, user: Option<&str>, now: Timestamp) -> Checking {
         let done = |outcome| Checking {
             state: State::Done(Some(outcome)),
