@@ -152,7 +152,10 @@ async fn serve_http1(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
+                    // Out of descriptors, say: retrying at once would spin
+                    // and flood the log (actix-web's server pauses too).
                     tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }
             },

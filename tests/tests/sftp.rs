@@ -16,8 +16,13 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+#[path = "sftp/limits.rs"]
+mod limits;
+
 use pat_core::{Admin as _, ExpiryPolicy, NewToken, Store, Timestamp};
-use pat_integration_tests::sftp::{batch_args, have, have_openssh, run_sftp, sftp, ssh_options};
+use pat_integration_tests::sftp::{
+    batch_args, have, have_openssh, run_sftp, sftp, sftp_as, ssh_options,
+};
 use pat_integration_tests::{Server, ServerKind, Workdir, basic, client, make_share_tree};
 use reqwest::Method;
 use serde_json::Value;
@@ -175,13 +180,17 @@ fn refused_logins_look_alike_to_the_client_and_the_log_says_which() {
             assert!(run.err.contains("Permission denied"), "{}", run.err);
             answers.push(run.err.replace(token, "TOKEN"));
         }
+        // A token pasted into the user name field (the attack review's
+        // F4: it was logged whole).
+        let run = sftp_as(&server, &share.admin, "x", "ls /\n");
+        assert!(!run.ok);
         answers.dedup();
         assert_eq!(
             answers.len(),
             1,
             "{kind:?}: the answers differ: {answers:?}"
         );
-        // A good token still works (five failures are below the limit).
+        // A good token still works (six failures are below the limit).
         assert!(sftp(&server, &share.admin, "ls /\n").ok);
         assert!(server.stop());
         let log = std::fs::read_to_string(&log).unwrap();
@@ -189,6 +198,10 @@ fn refused_logins_look_alike_to_the_client_and_the_log_says_which() {
             assert!(log.contains(reason), "{kind:?}: `{reason}` not in {log}");
             assert!(!log.contains(token), "{kind:?}: the log shows a password");
         }
+        assert!(
+            !log.contains(&share.admin),
+            "{kind:?}: the log shows a token typed as a user name"
+        );
         assert!(log.contains("login refused"), "{log}");
     }
 }
@@ -360,8 +373,24 @@ fn links_are_neither_listed_nor_followed_and_modes_stay() {
     std::os::unix::fs::symlink("../b/secret.txt", a.join("link.txt")).unwrap();
     std::os::unix::fs::symlink("../b", a.join("dirlink")).unwrap();
     std::os::unix::fs::symlink("/etc", share.root.join("etc")).unwrap();
+    // A time past the protocol's u32 seconds (the attack review's F3: a
+    // time russh-sftp's calendar could not show ended the session).
+    let later = std::time::UNIX_EPOCH + Duration::from_secs(1 << 33);
+    std::fs::File::options()
+        .write(true)
+        .open(share.root.join("other.txt"))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
     for kind in ServerKind::ALL {
         let server = share.start(kind);
+        let run = sftp(&server, &share.admin, "ls -l /\n");
+        assert!(
+            run.ok && run.out.contains("other.txt"),
+            "{kind:?}: {}{}",
+            run.out,
+            run.err
+        );
         let run = sftp(&server, &share.admin, "ls -1 /projects/a\nls -1 /\n");
         assert!(run.ok, "{}", run.err);
         for link in ["link.txt", "dirlink", "etc"] {

@@ -31,7 +31,7 @@ use super::limiter::PerAddress;
 use super::{Gate, Outcome, RejectReason, TokenProblem};
 use crate::backend::IntoVerifier;
 use crate::model::record::Identity;
-use crate::model::text::printable;
+use crate::model::text::redacted;
 use crate::model::time::Timestamp;
 
 /// Failed logins one address may make per window, by default.
@@ -47,8 +47,8 @@ pub const DEFAULT_LOGIN_WINDOW: Duration = Duration::from_secs(300);
 /// A client must get the same answer for every refusal (a wrong token, an
 /// unknown user, another user's token, an expired one); the
 /// [`LoginRefused`] says which for the log, and [`check`](Logins::check)
-/// logs it (at `info`, with the user name made printable and never the
-/// password). Cheap to clone: clones share the backend and the failure
+/// logs it (at `info`, with the user name made printable, a token typed
+/// into it cut to `pat_…`, and never the password). Cheap to clone: clones share the backend and the failure
 /// counts.
 #[derive(Clone, Debug)]
 pub struct Logins {
@@ -137,7 +137,8 @@ impl Logins {
         now: Timestamp,
     ) -> Result<Identity, LoginRefused> {
         let result = self.decide(user, password, peer, now).await;
-        let shown = printable(user);
+        // A token typed into the user name field is cut to `pat_…`.
+        let shown = redacted(user);
         match &result {
             Ok(identity) => {
                 tracing::debug!(user = %shown, ?peer, token_id = %identity.token_id(), "login accepted");
@@ -177,7 +178,7 @@ impl Logins {
         let result = refusal(outcome);
         if let Err(refused) = &result {
             tracing::info!(
-                user = %printable(identity.user()),
+                user = %redacted(identity.user()),
                 token_id = %identity.token_id(),
                 reason = %refused,
                 "session token refused"

@@ -21,6 +21,17 @@
 //!   are refused (modes asked for by `OPEN` and `MKDIR` are ignored). Only
 //!   the `sftp` subsystem is served: no shell, no commands, no forwarding.
 //!
+//! - Bounds, so that no client takes the process's file descriptors (its
+//!   HTTP side needs them too): 128 connections, of which 32 may be
+//!   logging in, each given 30 s to do it (OpenSSH's `MaxStartups` and
+//!   `LoginGraceTime`); 4 SFTP sessions per connection, 64 open files per
+//!   session and 2,048 in the server. Past a bound, a new connection is
+//!   closed at once and a new session or file refused.
+//! - A token learns nothing outside its scopes: the scope check comes
+//!   before any look at the path (so not even that a link is there), and
+//!   a handle opened for writing does not tell a write-only token the
+//!   file's size or times.
+//!
 //! File operations are plain blocking calls on the runtime's threads: a
 //! reference server, not a file server.
 
@@ -31,6 +42,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pat_core::{DavAccess, Identity, LoginRefused, Logins};
@@ -51,6 +63,18 @@ const ATTEMPTS_PER_CONNECTION: usize = 3;
 const REJECTION_TIME: Duration = Duration::from_millis(500);
 /// Open files and folders per SFTP session.
 const MAX_HANDLES: usize = 64;
+/// SFTP sessions (channels) per connection, open or starting.
+const MAX_SESSIONS: usize = 4;
+/// Open files and folders in the whole server: whatever the connections
+/// do, the process keeps file descriptors for its HTTP side.
+const MAX_SERVER_HANDLES: usize = 2048;
+/// SSH connections in the whole server; past it a new one is closed at once.
+const MAX_CONNECTIONS: usize = 128;
+/// Connections still logging in; past it a new one is closed at once
+/// (OpenSSH's `MaxStartups`).
+const MAX_LOGGING_IN: usize = 32;
+/// How long a connection may take to log in (OpenSSH's `LoginGraceTime`).
+const LOGIN_GRACE: Duration = Duration::from_secs(30);
 /// The most bytes one `READ` answers.
 const MAX_READ: u32 = 64 * 1024;
 /// Entries per `READDIR` answer.
@@ -67,6 +91,44 @@ pub(crate) struct SftpServer {
 struct Shared {
     share: Share,
     logins: Logins,
+    /// Open connections, connections logging in, open handles.
+    connections: Arc<Counter>,
+    logging_in: Arc<Counter>,
+    handles: Arc<Counter>,
+}
+
+/// A count with a limit, taken by [`Slot`]s.
+struct Counter {
+    taken: AtomicUsize,
+    limit: usize,
+}
+
+impl Counter {
+    fn new(limit: usize) -> Counter {
+        Counter {
+            taken: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// One of it, or `None` at the limit.
+    fn take(self: &Arc<Counter>) -> Option<Slot> {
+        self.taken
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(self.clone()))
+    }
+}
+
+/// One taken from a [`Counter`], given back when dropped.
+struct Slot(Arc<Counter>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.taken.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl SftpServer {
@@ -92,7 +154,13 @@ impl SftpServer {
         Ok(SftpServer {
             listener: tokio::net::TcpListener::bind(addr).await?,
             config: Arc::new(config),
-            shared: Arc::new(Shared { share, logins }),
+            shared: Arc::new(Shared {
+                share,
+                logins,
+                connections: Arc::new(Counter::new(MAX_CONNECTIONS)),
+                logging_in: Arc::new(Counter::new(MAX_LOGGING_IN)),
+                handles: Arc::new(Counter::new(MAX_SERVER_HANDLES)),
+            }),
         })
     }
 
@@ -112,24 +180,81 @@ impl SftpServer {
                     continue;
                 }
             };
+            // Past either limit the socket is closed at once: a flood of
+            // idle connections cannot take the process's descriptors.
+            let (Some(open), Some(logging_in)) = (
+                self.shared.connections.take(),
+                self.shared.logging_in.take(),
+            ) else {
+                tracing::debug!(%peer, "sftp: too many connections; closed");
+                continue;
+            };
+            let logged_in = Arc::new(tokio::sync::Notify::new());
             let connection = Connection {
                 shared: self.shared.clone(),
                 peer,
                 identity: None,
                 channels: HashMap::new(),
+                sessions: Arc::new(Counter::new(MAX_SESSIONS)),
+                logging_in: Some(logging_in),
+                logged_in: logged_in.clone(),
             };
             let config = self.config.clone();
             tokio::spawn(async move {
-                match russh::server::run_stream(config, socket, connection).await {
-                    Ok(session) => {
-                        if let Err(e) = session.await {
-                            tracing::debug!(%peer, error = %e, "sftp: connection ended with an error");
-                        }
-                    }
-                    Err(e) => tracing::debug!(%peer, error = %e, "sftp: handshake failed"),
-                }
+                let _open = open;
+                serve_connection(config, socket, connection, peer, logged_in).await;
             });
         }
+    }
+}
+
+/// One connection: the handshake and the login within [`LOGIN_GRACE`],
+/// then the session until either side ends it.
+async fn serve_connection(
+    config: Arc<russh::server::Config>,
+    socket: tokio::net::TcpStream,
+    connection: Connection,
+    peer: SocketAddr,
+    logged_in: Arc<tokio::sync::Notify>,
+) {
+    let grace = tokio::time::sleep(LOGIN_GRACE);
+    tokio::pin!(grace);
+    let started = tokio::select! {
+        started = russh::server::run_stream(config, socket, connection) => started,
+        () = &mut grace => {
+            tracing::debug!(%peer, "sftp: no handshake within the login grace time; closed");
+            return;
+        }
+    };
+    let mut session = match started {
+        Ok(session) => session,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "sftp: handshake failed");
+            return;
+        }
+    };
+    let ended = tokio::select! {
+        ended = &mut session => Some(ended),
+        () = logged_in.notified() => None,
+        () = &mut grace => {
+            tracing::debug!(%peer, "sftp: no login within the login grace time; closed");
+            let _ = session
+                .handle()
+                .disconnect(
+                    russh::Disconnect::ByApplication,
+                    "login grace time is over".into(),
+                    "en".into(),
+                )
+                .await;
+            return;
+        }
+    };
+    let ended = match ended {
+        Some(ended) => ended,
+        None => session.await,
+    };
+    if let Err(e) = ended {
+        tracing::debug!(%peer, error = %e, "sftp: connection ended with an error");
     }
 }
 
@@ -196,7 +321,13 @@ struct Connection {
     shared: Arc<Shared>,
     peer: SocketAddr,
     identity: Option<Identity>,
-    channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Session channels opened, waiting for their subsystem request.
+    channels: HashMap<ChannelId, (Channel<Msg>, Slot)>,
+    /// SFTP sessions of this connection, open or starting.
+    sessions: Arc<Counter>,
+    /// Held until the login succeeds.
+    logging_in: Option<Slot>,
+    logged_in: Arc<tokio::sync::Notify>,
 }
 
 impl Connection {
@@ -209,6 +340,8 @@ impl Connection {
         match checked {
             Ok(identity) => {
                 self.identity = Some(identity);
+                self.logging_in = None;
+                self.logged_in.notify_one();
                 Auth::Accept
             }
             // Logged by `Logins::check`; the client learns nothing more,
@@ -253,8 +386,9 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.channels.len() < 4 {
-            self.channels.insert(channel.id(), channel);
+        // Dropping `reply` refuses the channel.
+        if let Some(slot) = self.sessions.take() {
+            self.channels.insert(channel.id(), (channel, slot));
             reply.accept().await;
         }
         Ok(())
@@ -268,7 +402,7 @@ impl russh::server::Handler for Connection {
     ) -> Result<(), Self::Error> {
         let channel = self.channels.remove(&channel_id);
         match (name, channel, &self.identity) {
-            ("sftp", Some(channel), Some(identity)) => {
+            ("sftp", Some((channel, slot)), Some(identity)) => {
                 session.channel_success(channel_id)?;
                 let sftp = SftpSession {
                     shared: self.shared.clone(),
@@ -276,6 +410,7 @@ impl russh::server::Handler for Connection {
                     session: session.handle(),
                     handles: HashMap::new(),
                     next_handle: 0,
+                    _slot: slot,
                 };
                 russh_sftp::server::run(channel.into_stream(), sftp).await;
             }
@@ -310,10 +445,19 @@ impl russh::server::Handler for Connection {
     }
 }
 
-/// An open file or folder of an SFTP session.
+/// An open file or folder of an SFTP session, with its place among the
+/// server's handles.
 enum Open {
-    File { file: File, write: bool },
-    Dir { entries: VecDeque<Entry> },
+    File {
+        file: File,
+        write: bool,
+        rel: PathBuf,
+        _slot: Slot,
+    },
+    Dir {
+        entries: VecDeque<Entry>,
+        _slot: Slot,
+    },
 }
 
 /// One SFTP session: who logged in, and what they have open.
@@ -323,6 +467,8 @@ struct SftpSession {
     session: russh::server::Handle,
     handles: HashMap<String, Open>,
     next_handle: u64,
+    /// Its place among the connection's sessions.
+    _slot: Slot,
 }
 
 fn refuse(code: StatusCode, why: &str) -> StatusReply {
@@ -385,8 +531,22 @@ fn shown(rel: &Path) -> String {
     format!("/{}", rel.to_string_lossy())
 }
 
+/// The attributes of a file, built here: russh-sftp's own conversion
+/// panics on a time its calendar cannot show (a host can set one). Times
+/// are clamped to the protocol's `u32` seconds.
 fn attributes(meta: &std::fs::Metadata) -> FileAttributes {
-    FileAttributes::from(meta)
+    use std::os::unix::fs::MetadataExt as _;
+    let secs = |t: i64| u32::try_from(t.max(0)).unwrap_or(u32::MAX);
+    FileAttributes {
+        size: Some(meta.size()),
+        uid: Some(meta.uid()),
+        user: None,
+        gid: Some(meta.gid()),
+        group: None,
+        permissions: Some(meta.mode()),
+        atime: Some(secs(meta.atime())),
+        mtime: Some(secs(meta.mtime())),
+    }
 }
 
 impl SftpSession {
@@ -418,15 +578,12 @@ impl SftpSession {
         }
     }
 
-    /// The share path of `path`, after the token's check, refused when a
-    /// part of it is a link.
+    /// The share path of `path`, after the token's check. Nothing is
+    /// looked up yet: [`allow`](Self::allow) comes first, so that a token
+    /// learns nothing (not even that a link is there) outside its scopes.
     async fn path(&mut self, path: &str) -> Result<PathBuf, StatusReply> {
         self.authorize().await?;
-        let rel = share_path(path).ok_or_else(|| refuse(StatusCode::BadMessage, "invalid path"))?;
-        if self.shared.share.has_link(&rel) {
-            return Err(no_links());
-        }
-        Ok(rel)
+        share_path(path).ok_or_else(|| refuse(StatusCode::BadMessage, "invalid path"))
     }
 
     /// [`path`](Self::path), but not the root (which is not removed,
@@ -439,26 +596,37 @@ impl SftpSession {
         Ok(rel)
     }
 
+    /// Whether the token may do `access` to `rel` (see `Share::allows`),
+    /// then whether `rel` is free of links: every operation on a path asks
+    /// this before it touches the path.
     fn allow(&self, access: DavAccess, rel: &Path, to: Option<&Path>) -> Result<(), StatusReply> {
-        if self.shared.share.allows(&self.identity, access, rel, to) {
-            Ok(())
-        } else {
-            Err(denied())
+        if !self.shared.share.allows(&self.identity, access, rel, to) {
+            return Err(denied());
         }
+        if self.shared.share.has_link(rel) {
+            return Err(no_links());
+        }
+        Ok(())
     }
 
     fn full(&self, rel: &Path) -> PathBuf {
         self.shared.share.root().join(rel)
     }
 
-    fn add(&mut self, open: Open) -> Result<String, StatusReply> {
+    /// A place for one more open file or folder.
+    fn slot(&self) -> Result<Slot, StatusReply> {
+        let too_many = || refuse(StatusCode::Failure, "too many open files");
         if self.handles.len() >= MAX_HANDLES {
-            return Err(refuse(StatusCode::Failure, "too many open files"));
+            return Err(too_many());
         }
+        self.shared.handles.take().ok_or_else(too_many)
+    }
+
+    fn add(&mut self, open: Open) -> String {
         self.next_handle += 1;
         let handle = self.next_handle.to_string();
         self.handles.insert(handle.clone(), open);
-        Ok(handle)
+        handle
     }
 
     fn stat(&self, rel: &Path) -> Result<FileAttributes, StatusReply> {
@@ -577,7 +745,10 @@ impl russh_sftp::server::Handler for SftpSession {
     async fn fstat(&mut self, id: u32, handle: String) -> Result<Attrs, StatusReply> {
         self.authorize().await?;
         match self.handles.get(&handle) {
-            Some(Open::File { file, .. }) => {
+            Some(Open::File { file, rel, .. }) => {
+                // As `stat` would: a write-only token does not learn a
+                // file's size or times from a handle it writes with.
+                self.allow(DavAccess::List, rel, None)?;
                 let meta = file.metadata().map_err(|e| failed(&e))?;
                 Ok(Attrs {
                     id,
@@ -606,6 +777,9 @@ impl russh_sftp::server::Handler for SftpSession {
         if write {
             self.allow(DavAccess::Write, &rel, None)?;
         }
+        // Before the file is opened: a descriptor is not taken past the
+        // limits.
+        let slot = self.slot()?;
         let nofollow = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
         let file = OpenOptions::new()
             .read(read)
@@ -620,7 +794,12 @@ impl russh_sftp::server::Handler for SftpSession {
         if file.metadata().is_ok_and(|m| !m.is_file()) {
             return Err(refuse(StatusCode::Failure, "not a regular file"));
         }
-        let handle = self.add(Open::File { file, write })?;
+        let handle = self.add(Open::File {
+            file,
+            write,
+            rel,
+            _slot: slot,
+        });
         Ok(Handle { id, handle })
     }
 
@@ -653,7 +832,9 @@ impl russh_sftp::server::Handler for SftpSession {
     ) -> Result<Status, StatusReply> {
         self.authorize().await?;
         match self.handles.get(&handle) {
-            Some(Open::File { file, write: true }) => {
+            Some(Open::File {
+                file, write: true, ..
+            }) => {
                 file.write_all_at(&data, offset).map_err(|e| failed(&e))?;
                 Ok(ok(id))
             }
@@ -678,14 +859,18 @@ impl russh_sftp::server::Handler for SftpSession {
     async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, StatusReply> {
         let rel = self.path(&path).await?;
         self.allow(DavAccess::List, &rel, None)?;
+        let slot = self.slot()?;
         let entries = self.list(&rel)?;
-        let handle = self.add(Open::Dir { entries })?;
+        let handle = self.add(Open::Dir {
+            entries,
+            _slot: slot,
+        });
         Ok(Handle { id, handle })
     }
 
     async fn readdir(&mut self, id: u32, handle: String) -> Result<Name, StatusReply> {
         self.authorize().await?;
-        let Some(Open::Dir { entries }) = self.handles.get_mut(&handle) else {
+        let Some(Open::Dir { entries, .. }) = self.handles.get_mut(&handle) else {
             return Err(refuse(StatusCode::Failure, "no such handle"));
         };
         if entries.is_empty() {
@@ -739,6 +924,9 @@ impl russh_sftp::server::Handler for SftpSession {
         let to = self.below_root(&newpath).await?;
         let parent = to.parent().unwrap_or(Path::new(""));
         self.allow(DavAccess::Move, &from, Some(parent))?;
+        if self.shared.share.has_link(&to) {
+            return Err(no_links());
+        }
         let (from_full, to_full) = (self.full(&from), self.full(&to));
         std::fs::symlink_metadata(&from_full).map_err(|e| failed(&e))?;
         // SFTP's rename does not replace (OpenSSH's server alike).
@@ -770,7 +958,9 @@ impl russh_sftp::server::Handler for SftpSession {
     ) -> Result<Status, StatusReply> {
         self.authorize().await?;
         match self.handles.get(&handle) {
-            Some(Open::File { file, write: true }) => {
+            Some(Open::File {
+                file, write: true, ..
+            }) => {
                 self.set(Path::new(""), Some(file), &attrs)?;
                 Ok(ok(id))
             }
