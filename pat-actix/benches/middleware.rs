@@ -3,12 +3,19 @@
 //! The overhead is `middleware/bearer` minus `middleware/none`; compare it
 //! with `store/hard/100000` of `cargo bench -p pat-core`.
 //!
+//! The peer of issue 28 takes the same request over the same handler:
+//! `peer/static_bearer`, actix-web-httpauth's `HttpAuthentication::bearer`
+//! with a validator comparing one static token (the floor of any bearer
+//! check); `scripts/peers.sh` gives the same in instruction counts.
+//!
 //! Run with `cargo bench -p pat-actix`.
 
 use std::hint::black_box;
 
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::{App, test, web};
+use actix_web_httpauth::extractors::bearer::BearerAuth;
+use actix_web_httpauth::middleware::HttpAuthentication;
 use criterion::{Criterion, criterion_group, criterion_main};
 use pat_actix::PatMiddleware;
 
@@ -26,7 +33,7 @@ fn bench(c: &mut Criterion) {
     } = fixture::fixture();
 
     let system = actix_web::rt::System::new();
-    let (bare, layered) = system.block_on(async {
+    let (bare, layered, peer) = system.block_on(async {
         let bare =
             test::init_service(App::new().route("/", web::get().to(|| async { "ok" }))).await;
         let layered = test::init_service(
@@ -37,7 +44,30 @@ fn bench(c: &mut Criterion) {
             ),
         )
         .await;
-        (bare, layered)
+        let token: std::sync::Arc<str> = hard
+            .strip_prefix("Bearer ")
+            .expect("a bearer header")
+            .into();
+        let peer = test::init_service(
+            App::new().service(
+                web::scope("")
+                    .wrap(HttpAuthentication::bearer(
+                        move |req, credentials: BearerAuth| {
+                            let ok = credentials.token() == &*token;
+                            async move {
+                                if ok {
+                                    Ok(req)
+                                } else {
+                                    Err((actix_web::error::ErrorUnauthorized("no"), req))
+                                }
+                            }
+                        },
+                    ))
+                    .route("/", web::get().to(|| async { "ok" })),
+            ),
+        )
+        .await;
+        (bare, layered, peer)
     });
     // The bare handler gets the very same request, header included, so the
     // difference is the middleware's alone.
@@ -57,6 +87,7 @@ fn bench(c: &mut Criterion) {
         Some(&sliding),
     );
     case(c, &system, "middleware/basic", &layered, Some(&basic));
+    case(c, &system, "peer/static_bearer", &peer, Some(&hard));
     case(
         c,
         &system,

@@ -4,11 +4,18 @@
 //! with a cached token (KIND `hard`, `sliding` or `basic`), then `N` more,
 //! through the middleware over a trivial handler, on actix's test service.
 //! Run it with two values of `N` and subtract.
+//!
+//! The peers of issue 28 over the same handler and request: `bare` (no
+//! middleware: the floor every added cost is counted from) and `static`
+//! (actix-web-httpauth's `HttpAuthentication::bearer`, its validator
+//! comparing one static token).
 
 use std::hint::black_box;
 
 use actix_web::dev::Service as _;
 use actix_web::{App, test, web};
+use actix_web_httpauth::extractors::bearer::BearerAuth;
+use actix_web_httpauth::middleware::HttpAuthentication;
 use pat_actix::PatMiddleware;
 
 #[path = "../../pat-tower/examples/common/driver.rs"]
@@ -16,20 +23,33 @@ mod driver;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let driver::Driver {
+        kind,
+        secret,
         _dir,
         store,
         header,
         n,
     } = driver::driver("hot_path_middleware")?;
     let system = actix_web::rt::System::new();
+    let secret: std::sync::Arc<str> = secret.into();
     system.block_on(async {
-        let service = test::init_service(
-            App::new().service(
-                web::scope("")
-                    .wrap(PatMiddleware::new(store.clone()))
-                    .route("/", web::get().to(|| async { "" })),
-            ),
-        )
+        let route = || web::scope("").route("/", web::get().to(|| async { "" }));
+        let pat = PatMiddleware::new(store.clone());
+        let peer = HttpAuthentication::bearer(move |req, credentials: BearerAuth| {
+            let ok = credentials.token() == &*secret;
+            async move {
+                if ok {
+                    Ok(req)
+                } else {
+                    Err((actix_web::error::ErrorUnauthorized("no"), req))
+                }
+            }
+        });
+        let service = test::init_service(match kind.as_str() {
+            "bare" => App::new().service(route()),
+            "static" => App::new().service(route().wrap(peer)),
+            _ => App::new().service(route().wrap(pat)),
+        })
         .await;
         let once = || async {
             let request = test::TestRequest::get()

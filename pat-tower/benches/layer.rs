@@ -9,6 +9,13 @@
 //! the same store runs in the background, asked once): what a service with
 //! no store of its own pays per request between two round trips.
 //!
+//! The peers of issue 28 take the same request over the same handler:
+//! `peer/static_bearer` (tower-http's `ValidateRequestHeaderLayer::bearer`,
+//! the floor of any bearer check) and `peer/digest` (a SHA-256 lookup in a
+//! papaya map of 100,001 digests behind `AsyncRequireAuthorizationLayer`:
+//! what writing it yourself costs). See `examples/common/peers.rs`, and
+//! `scripts/peers.sh` for the same comparison in instruction counts.
+//!
 //! Run with `cargo bench -p pat-tower`.
 
 use std::convert::Infallible;
@@ -21,6 +28,8 @@ use tower::{Service, ServiceBuilder, ServiceExt as _};
 
 #[path = "common/fixture.rs"]
 mod fixture;
+#[path = "../examples/common/peers.rs"]
+mod peers;
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -58,6 +67,16 @@ fn bench(c: &mut Criterion) {
         &mut layered,
         Some(&unknown),
     );
+    let token = hard.strip_prefix("Bearer ").expect("a bearer header");
+    let mut static_peer = ServiceBuilder::new()
+        .layer(peers::static_bearer(token))
+        .service(handler());
+    bench_service(c, &rt, "peer/static_bearer", &mut static_peer, Some(&hard));
+    let digest = peers::DigestPeer::new(&[("alice", token)], 100_000);
+    let mut digest_peer = ServiceBuilder::new()
+        .layer(digest.layer())
+        .service(handler());
+    bench_service(c, &rt, "peer/digest", &mut digest_peer, Some(&hard));
     let mut remote = ServiceBuilder::new()
         .layer(PatLayer::new(remote_verifier(&store)))
         .service(handler());

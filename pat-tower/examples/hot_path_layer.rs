@@ -3,6 +3,12 @@
 //! `hot_path_layer KIND N` sends one request with a cached token (KIND
 //! `hard`, `sliding` or `basic`), then `N` more, through the layer over a
 //! trivial handler. Run it with two values of `N` and subtract.
+//!
+//! The peers of issue 28 over the same handler and request: `bare` (no
+//! check: the floor every added cost is counted from), `static`
+//! (tower-http's `ValidateRequestHeaderLayer::bearer`) and `digest` (a
+//! SHA-256 lookup in a papaya map behind `AsyncRequireAuthorizationLayer`;
+//! see `common/peers.rs`).
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -15,22 +21,58 @@ use tower::{Service, ServiceBuilder};
 
 #[path = "common/driver.rs"]
 mod driver;
+#[path = "common/peers.rs"]
+mod peers;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let driver::Driver {
+        kind,
+        secret,
         _dir,
         store,
         header,
         n,
     } = driver::driver("hot_path_layer")?;
-    let mut service = ServiceBuilder::new()
-        .layer(PatLayer::new(store.clone()))
-        .service(tower::service_fn(|_req: Request<()>| async {
+    let handler = || {
+        tower::service_fn(|_req: Request<()>| async {
             Ok::<_, Infallible>(Response::new(String::new()))
-        }));
+        })
+    };
+    match kind.as_str() {
+        "bare" => drive(handler(), &header, n),
+        "static" => drive(
+            ServiceBuilder::new()
+                .layer(peers::static_bearer(&secret))
+                .service(handler()),
+            &header,
+            n,
+        ),
+        "digest" => drive(
+            ServiceBuilder::new()
+                .layer(peers::DigestPeer::new(&[("alice", &secret)], 0).layer())
+                .service(handler()),
+            &header,
+            n,
+        ),
+        _ => drive(
+            ServiceBuilder::new()
+                .layer(PatLayer::new(store.clone()))
+                .service(handler()),
+            &header,
+            n,
+        ),
+    }
+}
+
+/// One request, then `n` more, through `service`, each answered at once.
+fn drive<S>(mut service: S, header: &str, n: u64) -> Result<(), Box<dyn std::error::Error>>
+where
+    S: Service<Request<()>, Response = Response<String>>,
+    S::Error: std::error::Error + 'static,
+{
     let mut once = || -> Result<u16, Box<dyn std::error::Error>> {
         let request = Request::builder()
-            .header("authorization", header.as_str())
+            .header("authorization", header)
             .body(())?;
         std::future::poll_fn(|cx| service.poll_ready(cx))
             .now_or_never()

@@ -8,8 +8,13 @@ use std::time::Duration;
 use pat_core::{Admin as _, ExpiryPolicy, NewToken, Store, Timestamp};
 
 /// A driver's store and request: the token of `kind` (`hard`, `sliding` or
-/// `basic`) and how many more requests to send.
+/// `basic`; or a peer's, `bare`, `static` or `digest`, all with a hard
+/// token) and how many more requests to send.
 pub(crate) struct Driver {
+    /// The kind asked for.
+    pub(crate) kind: String,
+    /// The token, for a peer's own check.
+    pub(crate) secret: String,
     /// Holds the store's file.
     pub(crate) _dir: tempfile::TempDir,
     /// The store, no admin socket, flushed by hand.
@@ -24,7 +29,7 @@ pub(crate) struct Driver {
 pub(crate) fn driver(name: &str) -> Result<Driver, Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (Some(kind), Some(n)) = (args.next(), args.next()) else {
-        return Err(format!("usage: {name} hard|sliding|basic N").into());
+        return Err(format!("usage: {name} hard|sliding|basic|bare|static|digest N").into());
     };
     let n: u64 = n.parse()?;
     let dir = tempfile::tempdir()?;
@@ -36,12 +41,12 @@ pub(crate) fn driver(name: &str) -> Result<Driver, Box<dyn std::error::Error>> {
     );
     let day = Duration::from_secs(86_400);
     let expiry = match kind.as_str() {
-        "hard" | "basic" => ExpiryPolicy::hard(day),
+        "hard" | "basic" | "bare" | "static" | "digest" => ExpiryPolicy::hard(day),
         "sliding" => ExpiryPolicy::sliding(day, None),
         other => return Err(format!("unknown kind {other:?}").into()),
     };
     let created = store.create(&NewToken::new("alice", expiry), Timestamp::now())?;
-    let secret = created.secret.expose_secret();
+    let secret = created.secret.expose_secret().to_owned();
     let header = if kind == "basic" {
         let pair = format!("alice:{secret}");
         format!(
@@ -52,6 +57,8 @@ pub(crate) fn driver(name: &str) -> Result<Driver, Box<dyn std::error::Error>> {
         format!("Bearer {secret}")
     };
     Ok(Driver {
+        kind,
+        secret,
         _dir: dir,
         store,
         header,
