@@ -51,7 +51,7 @@ mod contract;
 mod dav;
 #[path = "../../pat-tower/examples/common/server.rs"]
 mod server;
-#[path = "../../pat-tower/examples/common/sftp.rs"]
+#[path = "../../pat-tower/examples/common/sftp/mod.rs"]
 mod sftp;
 use contract::NodeAnswer;
 use dav::{ByPath, Share};

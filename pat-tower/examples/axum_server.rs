@@ -54,7 +54,7 @@ mod contract;
 mod dav;
 #[path = "common/server.rs"]
 mod server;
-#[path = "common/sftp.rs"]
+#[path = "common/sftp/mod.rs"]
 mod sftp;
 use contract::NodeAnswer;
 use dav::{ByPath, Share};
