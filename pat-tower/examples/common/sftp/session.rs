@@ -63,6 +63,10 @@ fn denied() -> StatusReply {
     )
 }
 
+fn no_such_handle() -> StatusReply {
+    refuse(StatusCode::Failure, "no such handle")
+}
+
 fn no_links() -> StatusReply {
     refuse(
         StatusCode::PermissionDenied,
@@ -221,6 +225,28 @@ impl SftpSession {
         self.shared.handles.take().ok_or_else(too_many)
     }
 
+    /// The open file `handle` names, and the share path it was opened at.
+    fn file(&self, handle: &str) -> Result<(&File, &Path), StatusReply> {
+        match self.handles.get(handle) {
+            Some(Open::File { file, rel, .. }) => Ok((file, rel)),
+            _ => Err(no_such_handle()),
+        }
+    }
+
+    /// The open file `handle` names, if it was opened for writing.
+    fn writable(&self, handle: &str) -> Result<&File, StatusReply> {
+        match self.handles.get(handle) {
+            Some(Open::File {
+                file, write: true, ..
+            }) => Ok(file),
+            Some(Open::File { .. }) => Err(refuse(
+                StatusCode::PermissionDenied,
+                "the file was not opened for writing",
+            )),
+            _ => Err(no_such_handle()),
+        }
+    }
+
     fn add(&mut self, open: Open) -> String {
         self.next_handle += 1;
         let handle = self.next_handle.to_string();
@@ -343,19 +369,15 @@ impl russh_sftp::server::Handler for SftpSession {
 
     async fn fstat(&mut self, id: u32, handle: String) -> Result<Attrs, StatusReply> {
         self.authorize().await?;
-        match self.handles.get(&handle) {
-            Some(Open::File { file, rel, .. }) => {
-                // As `stat` would: a write-only token does not learn a
-                // file's size or times from a handle it writes with.
-                self.allow(DavAccess::List, rel, None)?;
-                let meta = file.metadata().map_err(|e| failed(&e))?;
-                Ok(Attrs {
-                    id,
-                    attrs: attributes(&meta),
-                })
-            }
-            _ => Err(refuse(StatusCode::Failure, "no such handle")),
-        }
+        let (file, rel) = self.file(&handle)?;
+        // As `stat` would: a write-only token does not learn a file's size
+        // or times from a handle it writes with.
+        self.allow(DavAccess::List, rel, None)?;
+        let meta = file.metadata().map_err(|e| failed(&e))?;
+        Ok(Attrs {
+            id,
+            attrs: attributes(&meta),
+        })
     }
 
     async fn open(
@@ -410,9 +432,7 @@ impl russh_sftp::server::Handler for SftpSession {
         len: u32,
     ) -> Result<Data, StatusReply> {
         self.authorize().await?;
-        let Some(Open::File { file, .. }) = self.handles.get(&handle) else {
-            return Err(refuse(StatusCode::Failure, "no such handle"));
-        };
+        let (file, _) = self.file(&handle)?;
         let mut data = vec![0; len.min(MAX_READ) as usize];
         let n = file.read_at(&mut data, offset).map_err(|e| failed(&e))?;
         if n == 0 && !data.is_empty() {
@@ -430,19 +450,9 @@ impl russh_sftp::server::Handler for SftpSession {
         data: Vec<u8>,
     ) -> Result<Status, StatusReply> {
         self.authorize().await?;
-        match self.handles.get(&handle) {
-            Some(Open::File {
-                file, write: true, ..
-            }) => {
-                file.write_all_at(&data, offset).map_err(|e| failed(&e))?;
-                Ok(ok(id))
-            }
-            Some(Open::File { .. }) => Err(refuse(
-                StatusCode::PermissionDenied,
-                "the file was not opened for writing",
-            )),
-            _ => Err(refuse(StatusCode::Failure, "no such handle")),
-        }
+        let file = self.writable(&handle)?;
+        file.write_all_at(&data, offset).map_err(|e| failed(&e))?;
+        Ok(ok(id))
     }
 
     async fn close(&mut self, id: u32, handle: String) -> Result<Status, StatusReply> {
@@ -451,7 +461,7 @@ impl russh_sftp::server::Handler for SftpSession {
         self.authorize().await?;
         match closed {
             Some(_) => Ok(ok(id)),
-            None => Err(refuse(StatusCode::Failure, "no such handle")),
+            None => Err(no_such_handle()),
         }
     }
 
@@ -470,7 +480,7 @@ impl russh_sftp::server::Handler for SftpSession {
     async fn readdir(&mut self, id: u32, handle: String) -> Result<Name, StatusReply> {
         self.authorize().await?;
         let Some(Open::Dir { entries, .. }) = self.handles.get_mut(&handle) else {
-            return Err(refuse(StatusCode::Failure, "no such handle"));
+            return Err(no_such_handle());
         };
         if entries.is_empty() {
             return Err(StatusCode::Eof.into());
@@ -556,19 +566,9 @@ impl russh_sftp::server::Handler for SftpSession {
         attrs: FileAttributes,
     ) -> Result<Status, StatusReply> {
         self.authorize().await?;
-        match self.handles.get(&handle) {
-            Some(Open::File {
-                file, write: true, ..
-            }) => {
-                self.set(Path::new(""), Some(file), &attrs)?;
-                Ok(ok(id))
-            }
-            Some(_) => Err(refuse(
-                StatusCode::PermissionDenied,
-                "the file was not opened for writing",
-            )),
-            None => Err(refuse(StatusCode::Failure, "no such handle")),
-        }
+        let file = self.writable(&handle)?;
+        self.set(Path::new(""), Some(file), &attrs)?;
+        Ok(ok(id))
     }
 
     async fn readlink(&mut self, _id: u32, _path: String) -> Result<Name, StatusReply> {
