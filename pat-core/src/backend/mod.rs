@@ -39,7 +39,8 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
 
 /// One presented token, as the gate hands it to a backend: already validated
-/// and hashed.
+/// and hashed (for [`Verifier::verify_cached`], only its prefix and length
+/// checked).
 #[derive(Clone, Copy, Debug)]
 pub struct Lookup<'a> {
     digest: TokenDigest,
@@ -220,6 +221,26 @@ impl Future for Verification {
 pub trait Verifier: Send + Sync {
     /// Looks a presented token up and records its use; see the contract.
     fn verify(&self, lookup: Lookup<'_>) -> Verification;
+
+    /// The answer [`verify`](Verifier::verify) would give, if this backend
+    /// can give it from what it remembers without a read (a cached record
+    /// or a remembered unknown digest), with the use recorded as `verify`
+    /// records it; `None` when it would have to read (nothing recorded).
+    ///
+    /// The gate asks this first, having checked only the token's prefix and
+    /// length: here, unlike in `verify`, the lookup's digest may be of a
+    /// value with a broken checksum. Answer `Some` only for a digest that
+    /// `verify` saw before (then it was well formed, since the gate checks
+    /// everything it hands `verify`) or that belongs to an issued token;
+    /// never `Some(Err(AuthError::Unknown))` for a digest merely absent,
+    /// which would turn the gate's "malformed" into "unknown". The default
+    /// answers `None`: the gate then checks the token whole and calls
+    /// `verify`, as for any miss.
+    #[inline]
+    fn verify_cached(&self, lookup: Lookup<'_>) -> Option<Result<Identity, AuthError>> {
+        let _ = lookup;
+        None
+    }
 
     /// Writes buffered uses, if the backend buffers them, and returns how many
     /// tokens it updated. Servers call it on shutdown. The default does

@@ -201,7 +201,7 @@ impl Logins {
         }
         let outcome = self
             .gate
-            .check_token(password, Some(user), false, now)
+            .check_token(password.as_bytes(), Some(user), false, now)
             .await;
         let refused = match refusal(outcome) {
             Err(LoginRefused::Invalid(problem)) => LoginRefused::Invalid(problem),

@@ -20,10 +20,10 @@ use std::task::{Context, Poll};
 
 use crate::backend::{IntoVerifier, Lookup, Verification, Verifier, VerifyFuture};
 use crate::error::{AuthError, ParseTokenError};
-use crate::gate::credentials::{Credentials, CredentialsError};
+use crate::gate::credentials::{Credentials, CredentialsError, RawCredentials};
 use crate::model::record::Identity;
 use crate::model::time::Timestamp;
-use crate::model::token::TokenDigest;
+use crate::model::token::{Presented, TokenDigest};
 
 /// Whether requests without our credentials may pass.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -173,7 +173,7 @@ impl Gate {
         let Some(value) = values.next() else {
             return done(not_ours());
         };
-        let parsed = Credentials::parse(value);
+        let parsed = RawCredentials::parse(value);
         if let Some(second) = values.next() {
             // Authorization is not a list header: two of them are a broken
             // request, unless none of them is ours to judge.
@@ -186,19 +186,23 @@ impl Gate {
         let (token, user) = match parsed {
             Err(e) => return done(self.reject(RejectReason::InvalidRequest(e))),
             Ok(None) => return done(not_ours()),
-            Ok(Some(Credentials::Bearer(token))) => (token, None),
-            Ok(Some(Credentials::Basic(ref basic))) => (basic.password(), Some(basic.user())),
+            Ok(Some(RawCredentials::Bearer(token))) => (token, None),
+            Ok(Some(RawCredentials::Basic(ref basic))) => {
+                (basic.password().as_bytes(), Some(basic.user()))
+            }
         };
         self.check_token(token, user, optional, now)
     }
 
     /// The decision on a token (the Bearer token, or the Basic password of
-    /// `user`): prefix and checksum, then the backend. In `optional` mode a
-    /// foreign token passes anonymously.
+    /// `user`): its prefix and length, what the backend remembers, else the
+    /// rest of its shape and the backend's read (see
+    /// [`Verifier::verify_cached`]). In `optional`
+    /// mode a foreign token passes anonymously.
     #[inline]
     fn check_token(
         &self,
-        token: &str,
+        token: &[u8],
         user: Option<&str>,
         optional: bool,
         now: Timestamp,
@@ -206,24 +210,53 @@ impl Gate {
         let done = |outcome| Checking {
             state: State::Done(Some(outcome)),
         };
-        let digest = match TokenDigest::from_token(token) {
-            Ok(digest) => digest,
-            Err(ParseTokenError::Foreign) if optional => return done(Outcome::Anonymous),
-            Err(ParseTokenError::Foreign) => {
-                return done(self.invalid(TokenProblem::NotAToken));
-            }
-            Err(_) => return done(self.invalid(TokenProblem::Malformed)),
+        let presented = match Presented::parse(token) {
+            Ok(presented) => presented,
+            Err(e) => return done(self.misshapen(token, &e, optional)),
         };
-        self.check_digest(digest, user, now)
+        let verifier = &*self.verifier;
+        let verified = presented.verify(
+            |digest| {
+                verifier
+                    .verify_cached(Lookup::new(*digest, user, now))
+                    .map(Verification::Ready)
+            },
+            |digest| verifier.verify(Lookup::new(*digest, user, now)),
+        );
+        match verified {
+            Ok(verification) => self.checking(verification, *presented.digest()),
+            Err(e) => done(self.misshapen(token, &e, optional)),
+        }
+    }
+
+    /// The answer to a token not of our shape, as [`Credentials::parse`] and
+    /// [`TokenDigest::from_token`] would lead to: a Bearer token that is not
+    /// UTF-8 is a broken request; one without our prefix is not ours.
+    #[cold]
+    fn misshapen(&self, token: &[u8], e: &ParseTokenError, optional: bool) -> Outcome {
+        if std::str::from_utf8(token).is_err() {
+            return self.reject(RejectReason::InvalidRequest(CredentialsError::NotUtf8));
+        }
+        match e {
+            ParseTokenError::Foreign if optional => Outcome::Anonymous,
+            ParseTokenError::Foreign => self.invalid(TokenProblem::NotAToken),
+            _ => self.invalid(TokenProblem::Malformed),
+        }
     }
 
     /// The backend's decision on a well-formed token's digest.
     #[inline]
     fn check_digest(&self, digest: TokenDigest, user: Option<&str>, now: Timestamp) -> Checking {
+        self.checking(self.verifier.verify(Lookup::new(digest, user, now)), digest)
+    }
+
+    /// The check for the backend's answer about `digest`.
+    #[inline]
+    fn checking(&self, verification: Verification, digest: TokenDigest) -> Checking {
         let done = |outcome| Checking {
             state: State::Done(Some(outcome)),
         };
-        match self.verifier.verify(Lookup::new(digest, user, now)) {
+        match verification {
             Verification::Ready(result) => done(judge(&self.config, result, digest)),
             Verification::Pending(future) => Checking {
                 state: State::Verifying {
@@ -265,25 +298,34 @@ fn reject(config: &Arc<GateConfig>, reason: RejectReason) -> Outcome {
 
 /// The outcome of a backend's answer. Every error maps to a rejection:
 /// nothing here passes a request that the backend did not accept.
+#[inline]
 fn judge(
     config: &Arc<GateConfig>,
     result: Result<Identity, AuthError>,
     digest: TokenDigest,
 ) -> Outcome {
-    let problem = match result {
+    match result {
         Ok(identity) => {
             tracing::debug!(user = %identity.user(), token_id = %identity.token_id(), "token accepted");
             // What was presented, so that acting on the token can require
             // it to be the current secret.
-            return Outcome::Authenticated(identity.presented_as(digest));
+            Outcome::Authenticated(identity.presented_as(digest))
         }
-        Err(AuthError::Unknown) => TokenProblem::Unknown,
-        Err(AuthError::Expired { .. }) => TokenProblem::Expired,
-        Err(AuthError::WrongUser) => TokenProblem::WrongUser,
+        Err(e) => refuse(config, e),
+    }
+}
+
+/// The rejection for a backend's refusal.
+#[cold]
+fn refuse(config: &Arc<GateConfig>, e: AuthError) -> Outcome {
+    let problem = match e {
+        AuthError::Unknown => TokenProblem::Unknown,
+        AuthError::Expired { .. } => TokenProblem::Expired,
+        AuthError::WrongUser => TokenProblem::WrongUser,
         // The gate validated the token already; a backend that says otherwise
         // is refused all the same.
-        Err(AuthError::Malformed(_)) => TokenProblem::Malformed,
-        Err(AuthError::Store(e)) => {
+        AuthError::Malformed(_) => TokenProblem::Malformed,
+        AuthError::Store(e) => {
             tracing::error!(error = %crate::error::chain(&e), "token backend unavailable");
             return reject(config, RejectReason::StoreUnavailable);
         }
@@ -310,6 +352,7 @@ enum State {
 impl Checking {
     /// The outcome if it is known already (no await needed), else the check
     /// itself, to poll as a future.
+    #[inline]
     pub fn into_ready(self) -> Result<Outcome, Checking> {
         match self.state {
             State::Done(Some(outcome)) => Ok(outcome),

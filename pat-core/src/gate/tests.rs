@@ -139,6 +139,69 @@ fn refused_tokens_say_why() {
     }
 }
 
+/// The gate asks the backend's memory before it checks a token's alphabet
+/// and checksum: nothing it refused before may change its answer, cached
+/// or not, whatever the backend (redb's cache answers hits; the memory
+/// store answers nothing from memory, so it sees every check first).
+#[test]
+fn checks_skipped_on_a_hit_still_refuse_every_damaged_token() {
+    let f = fixture();
+    let memory = MemoryStore::new();
+    let hour = ExpiryPolicy::hard(Duration::from_secs(3600));
+    let kept = memory
+        .create(&NewToken::new("alice", hour), at(1000))
+        .unwrap();
+    let kept = kept.secret.expose_secret().to_owned();
+    let unknown = TokenSecret::generate().expose_secret().to_owned();
+    for (gate, token) in [(&f.gate, &f.token), (&Gate::new(memory), &kept)] {
+        // Warm: the token cached, an unknown one remembered as unknown.
+        assert!(matches!(
+            check(gate, &[&format!("Bearer {token}")]),
+            Outcome::Authenticated(_)
+        ));
+        let r = rejected(check(gate, &[&format!("Bearer {unknown}")]));
+        assert_eq!(
+            r.reason(),
+            RejectReason::InvalidToken(TokenProblem::Unknown)
+        );
+        let last = token.len() - 1;
+        let flip = |b: u8| if b == b'A' { "B" } else { "A" };
+        let checksum = format!("{}{}", &token[..last], flip(token.as_bytes()[last]));
+        let body = format!(
+            "{}{}{}",
+            &token[..10],
+            flip(token.as_bytes()[10]),
+            &token[11..]
+        );
+        let alphabet = format!("{}-{}", &token[..10], &token[11..]);
+        for damaged in [checksum, body, alphabet] {
+            for header in [format!("Bearer {damaged}"), basic("alice", &damaged)] {
+                let r = rejected(check(gate, &[&header]));
+                assert_eq!(
+                    r.reason(),
+                    RejectReason::InvalidToken(TokenProblem::Malformed),
+                    "{header}"
+                );
+            }
+        }
+        // A token's length of bytes that are not UTF-8 is still a broken
+        // request, as `Credentials::parse` says.
+        let mut bytes = format!("Bearer {token}").into_bytes();
+        let at_end = bytes.len() - 1;
+        bytes[at_end] = 0xff;
+        let r = rejected(block_on(gate.check_at([bytes.as_slice()], false, at(1001))));
+        assert_eq!(
+            r.reason(),
+            RejectReason::InvalidRequest(CredentialsError::NotUtf8)
+        );
+        // And the token itself is still accepted.
+        assert!(matches!(
+            check(gate, &[&format!("Bearer {token}")]),
+            Outcome::Authenticated(_)
+        ));
+    }
+}
+
 #[test]
 fn a_wrong_user_does_not_refresh_the_token() {
     let f = fixture();

@@ -90,7 +90,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) use self::entry::{DigestHasher, Touch};
 
-use self::entry::Entry;
+use self::entry::{Entry, Used};
 use self::replays::{PendingAudit, Replay};
 use self::uses::Buffer;
 use crate::backend::engine::lookup::Uses;
@@ -276,7 +276,7 @@ impl Cache {
         now: Timestamp,
         generation: u64,
     ) -> Result<Result<Identity, AuthError>, Miss> {
-        let (identity, changed, newly_dirty) = match entry.use_at(user, now) {
+        let used = match entry.use_at(user, now) {
             Ok(used) => used,
             Err(AuthError::Expired { .. }) => match self.use_expired(entry, user, now) {
                 Ok(used) => used,
@@ -288,9 +288,9 @@ impl Cache {
         // moved and was refused for (a prune condemned the token, or the
         // entry left the map): it is judged alike. Two loads on the common
         // path; the rest is cold.
-        if changed || entry.unusual() {
-            return match self.used(entry, changed && newly_dirty) {
-                Some(Ok(())) => Ok(Ok(identity)),
+        if used.changed || entry.unusual() {
+            return match self.used(entry, used.changed && used.newly_dirty) {
+                Some(Ok(())) => Ok(Ok(entry.identity(&used))),
                 Some(Err(e)) => Ok(Err(e)),
                 None => Err(Miss {
                     generation,
@@ -298,7 +298,7 @@ impl Cache {
                 }),
             };
         }
-        Ok(Ok(identity))
+        Ok(Ok(entry.identity(&used)))
     }
 
     /// What follows a use that moved the entry's values (once a second at
@@ -341,7 +341,7 @@ impl Cache {
         entry: &Arc<Entry>,
         user: Option<&str>,
         now: Timestamp,
-    ) -> Result<(Identity, bool, bool), AuthError> {
+    ) -> Result<Used, AuthError> {
         if let Some(touch) = lock(&self.buffer).of(&entry.digest) {
             entry.absorb(touch);
         }

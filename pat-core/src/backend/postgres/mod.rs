@@ -27,7 +27,7 @@ use crate::backend::engine::lookup::Found;
 use crate::backend::options::cache_accessors;
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, OpenError, StoreError};
-use crate::model::record::TokenInfo;
+use crate::model::record::{Identity, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
 use crate::testing::failpoints::Point;
@@ -450,6 +450,14 @@ impl Verifier for PgStore {
                 })
             }
         }
+    }
+
+    #[inline]
+    fn verify_cached(&self, lookup: Lookup<'_>) -> Option<Result<Identity, AuthError>> {
+        self.shared
+            .cache
+            .hit(lookup.digest(), lookup.user(), lookup.now())
+            .ok()
     }
 
     fn flush(&self) -> Result<usize, StoreError> {

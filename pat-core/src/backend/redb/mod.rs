@@ -35,7 +35,7 @@ use crate::model::audit::AuditEntry;
 use crate::model::policy::Policy;
 use crate::model::record::{CreatedToken, Identity, NewToken, TokenInfo};
 use crate::model::time::Timestamp;
-use crate::model::token::{TokenDigest, TokenId};
+use crate::model::token::{Presented, TokenDigest, TokenId};
 
 /// The store's on-disk format version, kept in the file. Bump it for any
 /// change an older build would misread.
@@ -190,7 +190,7 @@ impl Store {
     /// go through [`Verifier::verify`] instead, with the digest the gate
     /// computed.
     pub fn authenticate(&self, presented: &str, now: Timestamp) -> Result<Identity, AuthError> {
-        self.lookup(&TokenDigest::from_token(presented)?, None, now)
+        self.authenticate_presented(presented, None, now)
     }
 
     /// Like [`authenticate`](Store::authenticate), for HTTP Basic: the token
@@ -202,7 +202,20 @@ impl Store {
         presented: &str,
         now: Timestamp,
     ) -> Result<Identity, AuthError> {
-        self.lookup(&TokenDigest::from_token(presented)?, Some(user), now)
+        self.authenticate_presented(presented, Some(user), now)
+    }
+
+    fn authenticate_presented(
+        &self,
+        presented: &str,
+        user: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Identity, AuthError> {
+        let cache = &self.inner.cache;
+        Presented::parse(presented.as_bytes())?.verify(
+            |digest| cache.hit(digest, user, now).ok(),
+            |digest| self.lookup(digest, user, now),
+        )?
     }
 
     /// The lookup behind [`Verifier::verify`].
@@ -542,6 +555,14 @@ impl engine::lookup::Reads for Inner {
 impl Verifier for Store {
     fn verify(&self, lookup: Lookup<'_>) -> Verification {
         Verification::Ready(self.lookup(lookup.digest(), lookup.user(), lookup.now()))
+    }
+
+    #[inline]
+    fn verify_cached(&self, lookup: Lookup<'_>) -> Option<Result<Identity, AuthError>> {
+        self.inner
+            .cache
+            .hit(lookup.digest(), lookup.user(), lookup.now())
+            .ok()
     }
 
     fn flush(&self) -> Result<usize, StoreError> {

@@ -240,6 +240,11 @@ impl RemoteVerifier {
 }
 
 impl Verifier for RemoteVerifier {
+    #[inline]
+    fn verify_cached(&self, lookup: Lookup<'_>) -> Option<Result<Identity, AuthError>> {
+        self.shared.cached(&lookup)
+    }
+
     fn verify(&self, lookup: Lookup<'_>) -> Verification {
         if let Some(result) = self.shared.cached(&lookup) {
             return Verification::Ready(result);

@@ -30,8 +30,25 @@ impl Identity {
     /// The identity a backend answers for a successful use of the token whose
     /// record is `record`; `expires_at` is the deadline after this use.
     pub fn new(record: &TokenInfo, expires_at: Timestamp) -> Identity {
+        Identity::with_user(
+            compact_str::CompactString::new(&record.user),
+            record,
+            expires_at,
+        )
+    }
+
+    /// [`Identity::new`] with the record's user name made already (a cache
+    /// entry keeps one, so that a hit copies it rather than measuring and
+    /// copying the string again).
+    #[inline]
+    pub(crate) fn with_user(
+        user: compact_str::CompactString,
+        record: &TokenInfo,
+        expires_at: Timestamp,
+    ) -> Identity {
+        debug_assert_eq!(user, record.user);
         Identity {
-            user: compact_str::CompactString::new(&record.user),
+            user,
             token_id: record.id,
             scopes: record.scopes.clone(),
             expires_at,
@@ -43,6 +60,7 @@ impl Identity {
     /// The same identity, noting the digest of the secret presented (the
     /// gate does), so that acting on the token can require it to be the
     /// current one ([`Rotation::presented`](crate::Rotation::presented), [`NewToken::child_of`](crate::NewToken::child_of)).
+    #[inline]
     pub fn presented_as(mut self, digest: TokenDigest) -> Identity {
         self.presented = Some(digest);
         self
