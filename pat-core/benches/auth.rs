@@ -145,6 +145,32 @@ fn stores(c: &mut Criterion) {
             b.iter(|| store.authenticate(black_box(hard), now).is_ok())
         });
     }
+    // Scale: a million tokens, 10,000 of them in use at once, each request
+    // the next of them (so the cache's entries, the map's buckets and the
+    // secrets no longer stay in the CPU's nearest caches), against the
+    // single hot token of `hard/1000000` above.
+    let (million, _, _) = &sized[2].1;
+    let in_use: Vec<String> = million
+        .create_many(
+            &(0..10_000)
+                .map(|i| NewToken::new(format!("in-use{i}"), ExpiryPolicy::hard(DAY)))
+                .collect::<Vec<_>>(),
+            now,
+        )
+        .expect("create")
+        .into_iter()
+        .map(|made| made.secret.expose_secret().to_owned())
+        .collect();
+    for t in &in_use {
+        million.authenticate(t, now).expect("valid");
+    }
+    let mut turn = 0;
+    group.bench_function("hard_10k_in_use/1000000", |b| {
+        b.iter(|| {
+            turn = (turn + 1) % in_use.len();
+            million.authenticate(black_box(&in_use[turn]), now).is_ok()
+        })
+    });
     group.bench_function("sliding_100k", |b| {
         b.iter(|| store.authenticate(black_box(sliding), now).is_ok())
     });
