@@ -551,3 +551,150 @@ fn both_replicas_serve_sftp_logins_from_the_database() {
         assert!(s.stop());
     }
 }
+
+/// A measurement, not a check (`cargo test --release -p
+/// pat-integration-tests --test postgres -- --ignored --nocapture
+/// cold_start`, `PAT_COLD_START_STALENESS_SECS` to change the replica's
+/// staleness bound from 60 s): a replica started cold while 256 clients
+/// present 100,000 distinct tokens, each client going round its share, so
+/// that at first every request is a miss. Reports how long that first pass
+/// takes (after it every token is cached and the replica runs at its
+/// cached rate, measured by the passes after it), and what one client
+/// presenting an already cached token waits meanwhile (a hit never queues
+/// for the pool). Reported in BENCHMARKS.md.
+#[test]
+#[ignore = "a measurement; run on purpose"]
+fn cold_start() {
+    use pat_core::{Lookup, Timestamp, TokenDigest, TokenId, TokenSecret, Verifier as _};
+    const TOKENS: usize = 100_000;
+    const CLIENTS: usize = 256;
+    const PASSES: usize = 3;
+    let Some(pg) = postgres() else { return };
+    let db = pg.database();
+    drop(store(&db)); // the schema
+    let now = Timestamp::now();
+    let secrets: Vec<TokenSecret> = (0..TOKENS).map(|_| TokenSecret::generate()).collect();
+    let digests: Vec<TokenDigest> = secrets.iter().map(TokenSecret::digest).collect();
+    // One statement for every row: `Admin::create` is a transaction each,
+    // minutes for 100,000.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&db, tokio_postgres::NoTls)
+            .await
+            .expect("connecting to the test database");
+        tokio::spawn(connection);
+        let rows: Vec<Vec<u8>> = digests.iter().map(|d| d.as_bytes().to_vec()).collect();
+        let ids: Vec<i64> = (0..TOKENS)
+            .map(|_| TokenId::generate().as_u64() as i64)
+            .collect();
+        let users: Vec<String> = (0..TOKENS).map(|i| format!("user{i}")).collect();
+        let (at, until) = (
+            now.as_unix_secs() as i64,
+            now.as_unix_secs() as i64 + 86_400,
+        );
+        client
+            .execute(
+                "INSERT INTO pat_tokens (digest, id, username, label, created_at, created_by,
+                     sliding, expires_at, window_secs, max_lifetime_secs, last_used_at, scopes,
+                     lifetime_from)
+                 SELECT d, i, u, '', $4, 'bench', false, $5, NULL, NULL, NULL, '{}', $4
+                 FROM unnest($1::bytea[], $2::bigint[], $3::text[]) AS t(d, i, u)",
+                &[&rows, &ids, &users, &at, &until],
+            )
+            .await
+            .expect("insert");
+    });
+    // Each token comes round once a pass, which takes longer than the
+    // default staleness bound (1 s): with it, every request would read its
+    // record again. A minute is what a fleet whose LISTEN connection holds
+    // can afford (notifications carry the changes; the bound only covers a
+    // lost one).
+    let staleness = std::env::var("PAT_COLD_START_STALENESS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(Duration::from_secs(60), Duration::from_secs);
+    let replica = Arc::new(
+        PgStore::builder()
+            .cache_capacity(2 * TOKENS)
+            .staleness(staleness)
+            .connect(&db)
+            .expect("replica"),
+    );
+    let digests = Arc::new(digests);
+    let hot = digests[0];
+    rt.block_on(replica.verify(Lookup::new(hot, None, now)))
+        .expect("the hot token");
+    // One pass: every client presents each of its tokens once.
+    let pass = |replica: &Arc<PgStore>| {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let (replica, digests) = (replica.clone(), digests.clone());
+                tokio::spawn(async move {
+                    for d in digests.iter().skip(c).step_by(CLIENTS) {
+                        replica
+                            .verify(Lookup::new(*d, None, now))
+                            .await
+                            .expect("a token in use");
+                    }
+                })
+            })
+            .collect();
+        async move {
+            for client in clients {
+                client.await.expect("client");
+            }
+        }
+    };
+    let done = Arc::new(AtomicBool::new(false));
+    let (cold, hits) = rt.block_on(async {
+        let hitter = {
+            let (replica, done) = (replica.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut waits = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    let asked = Instant::now();
+                    replica
+                        .verify(Lookup::new(hot, None, now))
+                        .await
+                        .expect("the hot token");
+                    waits.push(asked.elapsed());
+                    tokio::task::yield_now().await;
+                }
+                waits
+            })
+        };
+        let started = Instant::now();
+        pass(&replica).await;
+        let cold = started.elapsed();
+        done.store(true, Ordering::Relaxed);
+        (cold, hitter.await.expect("hitter"))
+    });
+    let warm = rt.block_on(async {
+        let started = Instant::now();
+        for _ in 0..PASSES {
+            pass(&replica).await;
+        }
+        started.elapsed() / PASSES as u32
+    });
+    let rate = |d: Duration| TOKENS as f64 / d.as_secs_f64();
+    let mut hits = hits;
+    hits.sort();
+    let pct = |p: usize| hits[(hits.len() - 1) * p / 100];
+    eprintln!(
+        "cold start, {TOKENS} tokens, {CLIENTS} clients, the default pool (4 connections), \
+         staleness {staleness:?}: the first pass (every request a miss) took {cold:?} \
+         ({:.0}/s): every token is cached then; a cached pass takes {warm:?} ({:.0}/s, \
+         mean of {PASSES}); a cached token presented meanwhile: p50 {:?}, p99 {:?}, \
+         max {:?} ({} hits)",
+        rate(cold),
+        rate(warm),
+        pct(50),
+        pct(99),
+        hits[hits.len() - 1],
+        hits.len(),
+    );
+}
