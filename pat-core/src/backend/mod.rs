@@ -229,13 +229,14 @@ pub trait Verifier: Send + Sync {
     ///
     /// The gate asks this first, having checked only the token's prefix and
     /// length: here, unlike in `verify`, the lookup's digest may be of a
-    /// value with a broken checksum. Answer `Some` only for a digest that
-    /// `verify` saw before (then it was well formed, since the gate checks
-    /// everything it hands `verify`) or that belongs to an issued token;
-    /// never `Some(Err(AuthError::Unknown))` for a digest merely absent,
-    /// which would turn the gate's "malformed" into "unknown". The default
-    /// answers `None`: the gate then checks the token whole and calls
-    /// `verify`, as for any miss.
+    /// value with a broken checksum. Answer `Some` only for the digest of a
+    /// token this backend holds (an issued token's secret is well formed):
+    /// from a cached record, never from a memory of unknown digests or of
+    /// refusals, which a lookup by a caller's digest (introspection's
+    /// `token_digest`, or any caller of `verify`) can fill with digests no
+    /// token check vouched for, and which would turn the gate's "malformed"
+    /// into "unknown". The default answers `None`: the gate then checks the
+    /// token whole and calls `verify`, as for any miss.
     #[inline]
     fn verify_cached(&self, lookup: Lookup<'_>) -> Option<Result<Identity, AuthError>> {
         let _ = lookup;

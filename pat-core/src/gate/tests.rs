@@ -175,6 +175,14 @@ fn checks_skipped_on_a_hit_still_refuse_every_damaged_token() {
         );
         let alphabet = format!("{}-{}", &token[..10], &token[11..]);
         for damaged in [checksum, body, alphabet] {
+            // A lookup by digest (introspection's `token_digest` makes one)
+            // notes the damaged value's digest as unknown: that memory must
+            // not answer before the checks.
+            let digest = crate::TokenDigest::from_bytes(
+                <sha2::Sha256 as sha2::Digest>::digest(damaged.as_bytes()).into(),
+            );
+            let looked_up = block_on(gate.verifier().verify(Lookup::new(digest, None, at(1001))));
+            assert!(matches!(looked_up, Err(AuthError::Unknown)));
             for header in [format!("Bearer {damaged}"), basic("alice", &damaged)] {
                 let r = rejected(check(gate, &[&header]));
                 assert_eq!(

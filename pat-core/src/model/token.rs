@@ -95,11 +95,11 @@ fn check_alphabet_and_checksum(bytes: &[u8]) -> Result<(), ParseTokenError> {
 /// not know the digest.
 ///
 /// Skipping those checks on a remembered digest changes no answer: only a
-/// token of the right alphabet and checksum is ever issued, and a digest is
-/// remembered (as a token or as unknown) only after a lookup the checks let
-/// through, so a value that fails them is never a hit (short of a SHA-256
-/// collision) and goes on to be refused as before, still without touching
-/// the store. What it saves is the alphabet pass, the CRC32 and its base62
+/// token of the right alphabet and checksum is ever issued, and the memory
+/// asked first answers only for tokens the backend holds (see
+/// [`Verifier::verify_cached`](crate::Verifier::verify_cached)), so a value
+/// that fails them is never a hit (short of a SHA-256 collision) and goes on
+/// to be refused as before, still without touching the store. What it saves is the alphabet pass, the CRC32 and its base62
 /// digits on every cached request (BENCHMARKS.md, section 14).
 #[derive(Clone, Copy)]
 pub(crate) struct Presented<'a> {
@@ -132,7 +132,7 @@ impl<'a> Presented<'a> {
     /// The request path's order, for the gate and
     /// [`Store::authenticate`](crate::Store::authenticate) alike: what the
     /// backend remembers answers at once (`remembered`, which must answer
-    /// only for digests it saw well formed: see
+    /// only for tokens it holds: see
     /// [`Verifier::verify_cached`](crate::Verifier::verify_cached)); any
     /// other value must pass the rest of the checks before `read` may look
     /// it up. `Err` is a value that fails them (nothing was looked up).

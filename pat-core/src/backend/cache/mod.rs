@@ -210,11 +210,37 @@ impl Cache {
 
     /// The request path: a use of `digest` if its record is cached, else
     /// what [`Cache::miss`] needs.
+    #[inline]
     pub(crate) fn hit(
         &self,
         digest: &TokenDigest,
         user: Option<&str>,
         now: Timestamp,
+    ) -> Result<Result<Identity, AuthError>, Miss> {
+        self.probe(digest, user, now, true)
+    }
+
+    /// [`hit`](Cache::hit) answering from a cached record only: `None` for
+    /// a digest it holds no record of, even one remembered as unknown (a
+    /// lookup by a caller's digest, such as introspection's `token_digest`,
+    /// remembers digests no token check vouched for). What
+    /// [`Verifier::verify_cached`](crate::Verifier::verify_cached) answers.
+    #[inline]
+    pub(crate) fn hit_record(
+        &self,
+        digest: &TokenDigest,
+        user: Option<&str>,
+        now: Timestamp,
+    ) -> Option<Result<Identity, AuthError>> {
+        self.probe(digest, user, now, false).ok()
+    }
+
+    fn probe(
+        &self,
+        digest: &TokenDigest,
+        user: Option<&str>,
+        now: Timestamp,
+        unknown: bool,
     ) -> Result<Result<Identity, AuthError>, Miss> {
         let generation = self.generation.load(Ordering::Acquire);
         let guard = self.records.guard();
@@ -236,7 +262,11 @@ impl Cache {
                     started: Instant::now(),
                 })
             }
-            None => self.hit_unknown(digest, generation, now),
+            None if unknown => self.hit_unknown(digest, generation, now),
+            None => Err(Miss {
+                generation,
+                started: Instant::now(),
+            }),
         }
     }
 

@@ -456,8 +456,7 @@ impl Verifier for PgStore {
     fn verify_cached(&self, lookup: Lookup<'_>) -> Option<Result<Identity, AuthError>> {
         self.shared
             .cache
-            .hit(lookup.digest(), lookup.user(), lookup.now())
-            .ok()
+            .hit_record(lookup.digest(), lookup.user(), lookup.now())
     }
 
     fn flush(&self) -> Result<usize, StoreError> {

@@ -213,7 +213,7 @@ impl Store {
     ) -> Result<Identity, AuthError> {
         let cache = &self.inner.cache;
         Presented::parse(presented.as_bytes())?.verify(
-            |digest| cache.hit(digest, user, now).ok(),
+            |digest| cache.hit_record(digest, user, now),
             |digest| self.lookup(digest, user, now),
         )?
     }
@@ -561,8 +561,7 @@ impl Verifier for Store {
     fn verify_cached(&self, lookup: Lookup<'_>) -> Option<Result<Identity, AuthError>> {
         self.inner
             .cache
-            .hit(lookup.digest(), lookup.user(), lookup.now())
-            .ok()
+            .hit_record(lookup.digest(), lookup.user(), lookup.now())
     }
 
     fn flush(&self) -> Result<usize, StoreError> {

@@ -242,11 +242,11 @@ impl RemoteVerifier {
 impl Verifier for RemoteVerifier {
     #[inline]
     fn verify_cached(&self, lookup: Lookup<'_>) -> Option<Result<Identity, AuthError>> {
-        self.shared.cached(&lookup)
+        self.shared.cached(&lookup, false)
     }
 
     fn verify(&self, lookup: Lookup<'_>) -> Verification {
-        if let Some(result) = self.shared.cached(&lookup) {
+        if let Some(result) = self.shared.cached(&lookup, true) {
             return Verification::Ready(result);
         }
         let asked: Asked = (*lookup.digest(), lookup.user().map(CompactString::new));
@@ -286,12 +286,16 @@ impl Verifier for RemoteVerifier {
 
 impl Shared {
     /// The cached answer for this lookup, if one is fresh and still says
-    /// something about it.
-    fn cached(&self, lookup: &Lookup<'_>) -> Option<Result<Identity, AuthError>> {
+    /// something about it; a cached refusal only with `refusals` (not for
+    /// `verify_cached`: a caller of `verify` may have asked about a digest
+    /// no token check vouched for).
+    fn cached(&self, lookup: &Lookup<'_>, refusals: bool) -> Option<Result<Identity, AuthError>> {
         let (active, refused) = (self.active.pin(), self.refused.pin());
-        let answer = active
-            .get(lookup.digest())
-            .or_else(|| refused.get(lookup.digest()))?;
+        let answer = match active.get(lookup.digest()) {
+            Some(answer) => answer,
+            None if refusals => refused.get(lookup.digest())?,
+            None => return None,
+        };
         if answer.at.elapsed() >= self.ttl {
             return None;
         }
