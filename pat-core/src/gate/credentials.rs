@@ -10,13 +10,23 @@ use zeroize::Zeroizing;
 /// characters; this leaves room for long user names in Basic.
 pub const MAX_AUTHORIZATION_LEN: usize = 4096;
 
-/// Credentials of a scheme this crate handles.
-#[derive(Debug)]
+/// Credentials of a scheme this crate handles. `Debug` never prints the
+/// Bearer token or the Basic password.
 pub enum Credentials<'a> {
     /// `Authorization: Bearer <token>`.
     Bearer(&'a str),
     /// `Authorization: Basic base64(user:password)`; the password is the token.
     Basic(BasicCredentials),
+}
+
+impl fmt::Debug for Credentials<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // The token may be a live secret.
+            Credentials::Bearer(_) => f.write_str("Bearer(\"…\")"),
+            Credentials::Basic(basic) => f.debug_tuple("Basic").field(basic).finish(),
+        }
+    }
 }
 
 /// Decoded HTTP Basic credentials. The password is zeroed on drop and never
@@ -309,6 +319,16 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(
             shown.contains("alice") && !shown.contains("secret"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_bearer_token() {
+        let c = Credentials::parse(b"Bearer pat_secret").unwrap().unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            shown.starts_with("Bearer") && !shown.contains("secret"),
             "{shown}"
         );
     }
