@@ -85,10 +85,15 @@ pub enum CredentialsError {
     Repeated,
 }
 
+/// The blanks around and after an `Authorization` scheme: spaces and tabs.
+fn is_blank(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
 /// The scheme of an `Authorization` value, read from its bytes before
 /// anything else: `(scheme, rest)`, both trimmed of spaces and tabs.
 fn split_scheme(value: &[u8]) -> (&[u8], &[u8]) {
-    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let blank = |b: &u8| is_blank(*b);
     let start = value.iter().position(|b| !blank(b)).unwrap_or(value.len());
     let value = &value[start..];
     let end = value.iter().position(blank).unwrap_or(value.len());
@@ -107,7 +112,6 @@ fn split_scheme(value: &[u8]) -> (&[u8], &[u8]) {
 #[inline]
 fn exact_bearer(value: &[u8]) -> Option<&[u8]> {
     const HEAD: &[u8; 7] = b"bearer ";
-    let blank = |b: u8| b == b' ' || b == b'\t';
     if value.len() <= HEAD.len()
         || value.len() > MAX_AUTHORIZATION_LEN
         || !value[..HEAD.len()].eq_ignore_ascii_case(HEAD)
@@ -116,7 +120,7 @@ fn exact_bearer(value: &[u8]) -> Option<&[u8]> {
     }
     let rest = &value[HEAD.len()..];
     match (rest.first(), rest.last()) {
-        (Some(&first), Some(&last)) if !blank(first) && !blank(last) => Some(rest),
+        (Some(&first), Some(&last)) if !is_blank(first) && !is_blank(last) => Some(rest),
         _ => None,
     }
 }

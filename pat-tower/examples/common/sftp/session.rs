@@ -199,6 +199,14 @@ impl SftpSession {
         Ok(rel)
     }
 
+    /// [`below_root`](Self::below_root), allowed to be written (made,
+    /// removed, its attributes set): what every change of one path asks.
+    async fn changeable(&mut self, path: &str) -> Result<PathBuf, StatusReply> {
+        let rel = self.below_root(path).await?;
+        self.allow(DavAccess::Write, &rel, None)?;
+        Ok(rel)
+    }
+
     /// Whether the token may do `access` to `rel` (see `Share::allows`),
     /// then whether `rel` is free of links: every operation on a path asks
     /// this before it touches the path.
@@ -498,22 +506,19 @@ impl russh_sftp::server::Handler for SftpSession {
         path: String,
         _attrs: FileAttributes,
     ) -> Result<Status, StatusReply> {
-        let rel = self.below_root(&path).await?;
-        self.allow(DavAccess::Write, &rel, None)?;
+        let rel = self.changeable(&path).await?;
         std::fs::create_dir(self.full(&rel)).map_err(|e| failed(&e))?;
         Ok(ok(id))
     }
 
     async fn rmdir(&mut self, id: u32, path: String) -> Result<Status, StatusReply> {
-        let rel = self.below_root(&path).await?;
-        self.allow(DavAccess::Write, &rel, None)?;
+        let rel = self.changeable(&path).await?;
         std::fs::remove_dir(self.full(&rel)).map_err(|e| failed(&e))?;
         Ok(ok(id))
     }
 
     async fn remove(&mut self, id: u32, filename: String) -> Result<Status, StatusReply> {
-        let rel = self.below_root(&filename).await?;
-        self.allow(DavAccess::Write, &rel, None)?;
+        let rel = self.changeable(&filename).await?;
         let full = self.full(&rel);
         let meta = std::fs::symlink_metadata(&full).map_err(|e| failed(&e))?;
         if meta.is_dir() {
@@ -553,8 +558,7 @@ impl russh_sftp::server::Handler for SftpSession {
         path: String,
         attrs: FileAttributes,
     ) -> Result<Status, StatusReply> {
-        let rel = self.below_root(&path).await?;
-        self.allow(DavAccess::Write, &rel, None)?;
+        let rel = self.changeable(&path).await?;
         self.set(&self.full(&rel), None, &attrs)?;
         Ok(ok(id))
     }
