@@ -360,3 +360,77 @@ fn made_up_tokens_never_push_out_a_cached_identity() {
     );
     assert_eq!(verifier.cached_active(), 1);
 }
+
+/// The gate asks the verifier's memory before a token's alphabet and
+/// checksum: only cached identities answer there. A refusal the endpoint
+/// gave for a digest no token check vouched for (a caller of `verify` may
+/// ask about any digest) must not turn a damaged token from "malformed"
+/// into "unknown", and a cached identity still answers with no round trip.
+#[test]
+fn the_gate_asks_only_cached_identities_before_checking_a_token() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use pat_core::{
+        Admin as _, ExpiryPolicy, MemoryStore, NewToken, Outcome, RejectReason, Timestamp,
+        TokenProblem,
+    };
+
+    let store = Arc::new(MemoryStore::new());
+    let hour = ExpiryPolicy::hard(Duration::from_secs(3600));
+    let now = Timestamp::now();
+    let own = store
+        .create(&NewToken::new("gateway", hour), now)
+        .unwrap()
+        .secret;
+    let alice = store
+        .create(&NewToken::new("alice", hour), now)
+        .unwrap()
+        .secret;
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+    let counted = axum::middleware::from_fn(
+        |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            SEEN.fetch_add(1, Ordering::SeqCst);
+            next.run(req).await
+        },
+    );
+    let endpoint = serve(endpoint_over(&store).layer(counted));
+    let verifier = Arc::new(
+        RemoteVerifier::builder()
+            .ttl(Duration::from_secs(600))
+            .connect(&format!("{endpoint}/introspect"), &own)
+            .unwrap(),
+    );
+    let gate = Gate::new(verifier.clone());
+    let check = |token: &str| {
+        let header = format!("Bearer {token}");
+        pat_core::conformance::block_on(gate.check_at([header.as_bytes()], false, now))
+    };
+    assert!(matches!(
+        check(alice.expose_secret()),
+        Outcome::Authenticated(_)
+    ));
+    let mut damaged = alice.expose_secret().to_owned();
+    let last = damaged.pop().unwrap();
+    damaged.push(if last == 'A' { 'B' } else { 'A' });
+    let digest =
+        TokenDigest::from_bytes(<sha2::Sha256 as sha2::Digest>::digest(damaged.as_bytes()).into());
+    let planted = pat_core::conformance::block_on(verifier.verify(Lookup::new(digest, None, now)));
+    assert!(planted.is_err(), "the endpoint knows no such token");
+    let seen = SEEN.load(Ordering::SeqCst);
+    match check(&damaged) {
+        Outcome::Rejected(r) => assert_eq!(
+            r.reason(),
+            RejectReason::InvalidToken(TokenProblem::Malformed)
+        ),
+        other => panic!("a damaged token: {other:?}"),
+    }
+    assert!(matches!(
+        check(alice.expose_secret()),
+        Outcome::Authenticated(_)
+    ));
+    assert_eq!(
+        SEEN.load(Ordering::SeqCst),
+        seen,
+        "neither the damaged token nor the cached one cost a round trip"
+    );
+}
