@@ -112,10 +112,17 @@ fn split_scheme(value: &[u8]) -> (&[u8], &[u8]) {
 #[inline]
 fn exact_bearer(value: &[u8]) -> Option<&[u8]> {
     const HEAD: &[u8; 7] = b"bearer ";
-    if value.len() <= HEAD.len()
-        || value.len() > MAX_AUTHORIZATION_LEN
-        || !value[..HEAD.len()].eq_ignore_ascii_case(HEAD)
-    {
+    if value.len() <= HEAD.len() || value.len() > MAX_AUTHORIZATION_LEN {
+        return None;
+    }
+    // `eq_ignore_ascii_case` as one comparison of a word: setting bit 5
+    // lowercases an ASCII letter, and for a letter L only L and its capital
+    // have L once it is set. The seventh byte, the space, is compared as it
+    // is (bit 5 would turn a NUL into a space).
+    let mut word = [0; 8];
+    word[..HEAD.len()].copy_from_slice(&value[..HEAD.len()]);
+    const LETTERS: u64 = 0x0000_2020_2020_2020;
+    if u64::from_le_bytes(word) | LETTERS != u64::from_le_bytes(*b"bearer \0") {
         return None;
     }
     let rest = &value[HEAD.len()..];
@@ -335,6 +342,23 @@ mod tests {
             shown.starts_with("Bearer") && !shown.contains("secret"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn the_scheme_is_compared_as_eq_ignore_ascii_case_would() {
+        // Every byte at every place of the scheme and its space (the word
+        // compare's one risk is a byte other than a letter's two cases).
+        for place in 0..7 {
+            for byte in 0..=u8::MAX {
+                let mut v = b"BeArEr pat_x".to_vec();
+                v[place] = byte;
+                assert_eq!(
+                    exact_bearer(&v).is_some(),
+                    v[..7].eq_ignore_ascii_case(b"bearer "),
+                    "byte {byte:#04x} at {place}"
+                );
+            }
+        }
     }
 
     proptest! {

@@ -28,12 +28,15 @@ impl Timestamp {
     /// The current system time, truncated to the second.
     ///
     /// A clock set before 1970 reads as the epoch; one set after 9999 as
-    /// [`Timestamp::MAX`].
+    /// [`Timestamp::MAX`]. On Linux it is the kernel's coarse real-time
+    /// clock (`CLOCK_REALTIME_COARSE`: the time of the last timer tick, a
+    /// few milliseconds behind at most, read without the TSC and its
+    /// conversion), since every request reads it and its answer is
+    /// truncated to the second anyway: a token is accepted at most one tick
+    /// past its expiry second. Elsewhere it is [`SystemTime::now`].
+    #[inline]
     pub fn now() -> Timestamp {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        Timestamp(secs.min(MAX_UNIX_SECS))
+        Timestamp(unix_secs_now().min(MAX_UNIX_SECS))
     }
 
     /// The instant `secs` seconds after the epoch, or `None` past year 9999.
@@ -190,9 +193,52 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
+/// Whole seconds since the epoch, from the coarse clock (see
+/// [`Timestamp::now`]); 0 for a clock set before 1970.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[inline]
+fn unix_secs_now() -> u64 {
+    use nix::time::{ClockId, clock_gettime};
+    match clock_gettime(ClockId::CLOCK_REALTIME_COARSE) {
+        // Negative before 1970: the epoch, as the portable path answers.
+        Ok(t) => u64::try_from(t.tv_sec()).unwrap_or(0),
+        // Only a kernel without the clock (before Linux 2.6.32) fails.
+        Err(_) => system_secs_now(),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[inline]
+fn unix_secs_now() -> u64 {
+    system_secs_now()
+}
+
+/// Whole seconds since the epoch from [`SystemTime::now`]; 0 before 1970.
+#[cfg_attr(any(target_os = "linux", target_os = "android"), cold)]
+fn system_secs_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn now_is_the_system_time_at_most_a_tick_behind() {
+        for _ in 0..1_000 {
+            let before = system_secs_now();
+            let now = Timestamp::now().as_unix_secs();
+            let after = system_secs_now();
+            // The coarse clock lags by a tick (milliseconds): it may still
+            // read the second before one the system clock just entered.
+            assert!(
+                before.saturating_sub(1) <= now && now <= after,
+                "{before} {now} {after}"
+            );
+        }
+    }
 
     #[test]
     fn cells_units() {
