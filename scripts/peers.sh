@@ -3,7 +3,8 @@
 # instructions counted by callgrind (repeatable on a noisy machine): each
 # guard over the same trivial handler and request, minus the bare handler
 # (`bare`). Tower: tower-http's static bearer compare (`static`), a
-# hand-written SHA-256 lookup in a papaya map (`digest`), pat (`hard`,
+# hand-written SHA-256 lookup in a papaya map (`digest`), the same with
+# each token's deadline checked (`digest_expiry`), pat (`hard`,
 # `sliding`, `basic`). actix-web: actix-web-httpauth's bearer with a static
 # compare (`static`), pat. See pat-tower/examples/common/peers.rs.
 set -euo pipefail
@@ -19,7 +20,7 @@ per_op() {
   echo $(( (full - base) / n ))
 }
 printf '%-22s %-8s %12s %12s\n' driver guard instr/op added
-for spec in "hot_path_layer:bare static digest hard sliding basic" \
+for spec in "hot_path_layer:bare static digest digest_expiry hard sliding basic" \
             "hot_path_middleware:bare static hard sliding basic"; do
   driver=${spec%%:*}
   bare=0

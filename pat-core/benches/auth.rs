@@ -87,6 +87,24 @@ fn floor_and_jwt(c: &mut Criterion, token: &str) {
             black_box(map.get(&d).copied())
         })
     });
+    // The same floor with 10,000 tokens in use at once, each lookup the
+    // next of them: what the memory hierarchy alone costs any digest-keyed
+    // store at that scale (compare `store/hard_10k_in_use/1000000` with
+    // `store/hard/1000000` by this ratio).
+    let in_use: Vec<String> = (0..10_000)
+        .map(|_| TokenSecret::generate().expose_secret().to_owned())
+        .collect();
+    for (i, t) in in_use.iter().enumerate() {
+        map.insert(Sha256::digest(t.as_bytes()).into(), i as u64);
+    }
+    let mut turn = 0;
+    c.bench_function("floor/sha256_and_lookup_10k_in_use", |b| {
+        b.iter(|| {
+            turn = (turn + 1) % in_use.len();
+            let d: [u8; 32] = Sha256::digest(black_box(&in_use[turn]).as_bytes()).into();
+            black_box(map.get(&d).copied())
+        })
+    });
 
     #[derive(serde::Serialize, serde::Deserialize)]
     struct Claims {

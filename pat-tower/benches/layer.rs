@@ -77,6 +77,16 @@ fn bench(c: &mut Criterion) {
         .layer(digest.layer())
         .service(handler());
     bench_service(c, &rt, "peer/digest", &mut digest_peer, Some(&hard));
+    let mut expiring_peer = ServiceBuilder::new()
+        .layer(digest.clone().expiring().layer())
+        .service(handler());
+    bench_service(
+        c,
+        &rt,
+        "peer/digest_expiry",
+        &mut expiring_peer,
+        Some(&hard),
+    );
     let mut remote = ServiceBuilder::new()
         .layer(PatLayer::new(remote_verifier(&store)))
         .service(handler());

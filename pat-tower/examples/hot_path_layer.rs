@@ -7,8 +7,9 @@
 //! The peers of issue 28 over the same handler and request: `bare` (no
 //! check: the floor every added cost is counted from), `static`
 //! (tower-http's `ValidateRequestHeaderLayer::bearer`) and `digest` (a
-//! SHA-256 lookup in a papaya map behind `AsyncRequireAuthorizationLayer`;
-//! see `common/peers.rs`).
+//! SHA-256 lookup in a papaya map behind `AsyncRequireAuthorizationLayer`)
+//! and `digest_expiry` (the same with each token's deadline checked); see
+//! `common/peers.rs`.
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -50,6 +51,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "digest" => drive(
             ServiceBuilder::new()
                 .layer(peers::DigestPeer::new(&[("alice", &secret)], 0).layer())
+                .service(handler()),
+            &header,
+            n,
+        ),
+        "digest_expiry" => drive(
+            ServiceBuilder::new()
+                .layer(
+                    peers::DigestPeer::new(&[("alice", &secret)], 0)
+                        .expiring()
+                        .layer(),
+                )
                 .service(handler()),
             &header,
             n,

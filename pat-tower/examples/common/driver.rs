@@ -29,7 +29,9 @@ pub(crate) struct Driver {
 pub(crate) fn driver(name: &str) -> Result<Driver, Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (Some(kind), Some(n)) = (args.next(), args.next()) else {
-        return Err(format!("usage: {name} hard|sliding|basic|bare|static|digest N").into());
+        return Err(
+            format!("usage: {name} hard|sliding|basic|bare|static|digest|digest_expiry N").into(),
+        );
     };
     let n: u64 = n.parse()?;
     let dir = tempfile::tempdir()?;
@@ -41,7 +43,9 @@ pub(crate) fn driver(name: &str) -> Result<Driver, Box<dyn std::error::Error>> {
     );
     let day = Duration::from_secs(86_400);
     let expiry = match kind.as_str() {
-        "hard" | "basic" | "bare" | "static" | "digest" => ExpiryPolicy::hard(day),
+        "hard" | "basic" | "bare" | "static" | "digest" | "digest_expiry" => {
+            ExpiryPolicy::hard(day)
+        }
         "sliding" => ExpiryPolicy::sliding(day, None),
         other => return Err(format!("unknown kind {other:?}").into()),
     };

@@ -7,7 +7,10 @@
 //!   check can do, the floor.
 //! - [`DigestPeer`]: what "write it yourself" costs: tower-http's
 //!   `AsyncRequireAuthorizationLayer` with a SHA-256 digest of the bearer
-//!   token looked up in a papaya map, the user put in the extensions.
+//!   token looked up in a papaya map, the user put in the extensions;
+//!   with [`DigestPeer::expiring`], the least a personal access token
+//!   needs beyond that: each token's deadline, checked against
+//!   `SystemTime::now()` as a user would write it.
 
 use std::sync::Arc;
 
@@ -39,7 +42,17 @@ pub(crate) struct User(pub(crate) Arc<str>);
 /// The hand-written digest peer: `SHA-256(token) -> user`.
 #[derive(Clone)]
 pub(crate) struct DigestPeer {
-    users: Arc<papaya::HashMap<[u8; 32], Arc<str>>>,
+    users: Arc<papaya::HashMap<[u8; 32], Known>>,
+    /// Whether deadlines are checked.
+    expiring: bool,
+}
+
+/// What the digest peer keeps of a token.
+#[derive(Clone)]
+struct Known {
+    user: Arc<str>,
+    /// Seconds since the epoch (a day from the peer's creation).
+    expires_at: u64,
 }
 
 impl DigestPeer {
@@ -47,19 +60,30 @@ impl DigestPeer {
     /// digests, as many as pat's store holds.
     pub(crate) fn new(tokens: &[(&str, &str)], others: usize) -> DigestPeer {
         let users = papaya::HashMap::new();
+        let expires_at = unix_secs() + 86_400;
         {
             let pinned = users.pin();
             for i in 0..others {
                 let digest: [u8; 32] = Sha256::digest(format!("other token {i}")).into();
-                pinned.insert(digest, Arc::from(format!("user{i}")));
+                let user = Arc::from(format!("user{i}"));
+                pinned.insert(digest, Known { user, expires_at });
             }
             for (user, token) in tokens {
-                pinned.insert(Sha256::digest(token).into(), Arc::from(*user));
+                let user = Arc::from(*user);
+                pinned.insert(Sha256::digest(token).into(), Known { user, expires_at });
             }
         }
         DigestPeer {
             users: Arc::new(users),
+            expiring: false,
         }
+    }
+
+    /// The same peer, refusing a token past its deadline.
+    #[allow(dead_code)]
+    pub(crate) fn expiring(mut self) -> DigestPeer {
+        self.expiring = true;
+        self
     }
 
     /// The layer.
@@ -81,7 +105,9 @@ impl<B> AsyncAuthorizeRequest<B> for DigestPeer {
             .and_then(|v| v.strip_prefix("Bearer "))
             .and_then(|token| {
                 let digest: [u8; 32] = Sha256::digest(token).into();
-                self.users.pin().get(&digest).cloned()
+                let users = self.users.pin();
+                let known = users.get(&digest)?;
+                (!self.expiring || unix_secs() < known.expires_at).then(|| known.user.clone())
             });
         std::future::ready(match user {
             Some(user) => {
@@ -95,4 +121,11 @@ impl<B> AsyncAuthorizeRequest<B> for DigestPeer {
             }
         })
     }
+}
+
+/// The system time in seconds since the epoch.
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
