@@ -100,6 +100,25 @@ pub(crate) enum Command {
         json: bool,
     },
 
+    /// Print rules that let secret scanners find this store's tokens.
+    ///
+    /// `regex` prints one regular expression (RE2, PCRE and Python syntax
+    /// alike; group 1 is the token). `gitleaks` prints a gitleaks
+    /// configuration that extends gitleaks' default rules with one for these
+    /// tokens; gitleaks runs no code, so it also reports a value of a token's
+    /// shape whose checksum is broken. `detect-secrets` prints a plugin for
+    /// Yelp's detect-secrets (`--plugin FILE`) that checks the checksum and
+    /// reports real tokens only. Every store's tokens start with `pat_`.
+    #[command(
+        after_help = "Examples:\n  pat-cli scan-rules --format gitleaks > .gitleaks.toml && gitleaks dir --config .gitleaks.toml .\n  \
+                      pat-cli scan-rules --format detect-secrets > pat_tokens.py && detect-secrets scan --plugin pat_tokens.py"
+    )]
+    ScanRules {
+        /// What to print the rules for.
+        #[arg(long, value_enum, default_value_t = ScanFormat::Regex)]
+        format: ScanFormat,
+    },
+
     /// Print a shell completion script.
     Completions {
         /// The shell to complete for.
@@ -355,6 +374,13 @@ impl Cli {
             Command::Audit { since, user, json } => {
                 token::audit(&self.db, since, user.as_deref(), json)
             }
+            Command::ScanRules { format } => {
+                // Every token starts with the one prefix until a store can
+                // choose its own.
+                let rules = pat_core::scanning::ScanRules::new([pat_core::TOKEN_PREFIX])?;
+                print!("{}", rules.render(format.into()));
+                Ok(())
+            }
             Command::Completions { shell } => {
                 clap_complete::generate(
                     shell,
@@ -364,6 +390,27 @@ impl Cli {
                 );
                 Ok(())
             }
+        }
+    }
+}
+
+/// The scanners `scan-rules` prints for.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum ScanFormat {
+    /// One regular expression.
+    Regex,
+    /// A gitleaks configuration (TOML).
+    Gitleaks,
+    /// A detect-secrets plugin (Python).
+    DetectSecrets,
+}
+
+impl From<ScanFormat> for pat_core::scanning::RuleFormat {
+    fn from(format: ScanFormat) -> Self {
+        match format {
+            ScanFormat::Regex => Self::Regex,
+            ScanFormat::Gitleaks => Self::Gitleaks,
+            ScanFormat::DetectSecrets => Self::DetectSecrets,
         }
     }
 }

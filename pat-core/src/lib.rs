@@ -154,6 +154,7 @@ pub use model::policy::{OnReuse, Policy, PolicyViolation};
 pub use model::record::{
     CreatedToken, DEFAULT_LABEL, Identity, MAX_NAME_LEN, MAX_SCOPES, NewToken, Rotation, TokenInfo,
 };
+pub use model::scanning;
 pub use model::scope::{NodeId, Perm, Scope, Scopes};
 pub use model::text::{printable, redacted};
 pub use model::time::{Timestamp, format_duration, parse_duration};

@@ -56,6 +56,30 @@ fn target_dir() -> &'static Path {
     })
 }
 
+/// Whether `program` runs; under `CI=true` a missing one fails the test.
+pub fn have(program: &str) -> bool {
+    let found = std::process::Command::new(program)
+        .arg("-V")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    required(program, found)
+}
+
+/// `found`, for a tool a test drives; under `CI=true` a missing one fails
+/// the test (`.ci/run` installs it), elsewhere the test says it skipped.
+pub fn required(what: &str, found: bool) -> bool {
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{what} is required under CI=true (.ci/run installs it)"
+        );
+        eprintln!("skipped: {what} is not installed");
+    }
+    found
+}
+
 /// The `pat-cli` binary.
 pub fn pat_cli() -> PathBuf {
     target_dir().join("pat-cli")

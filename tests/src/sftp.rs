@@ -6,23 +6,7 @@ use std::process::{Command, Stdio};
 
 use crate::Server;
 
-/// Whether `program` runs; under `CI=true` a missing one fails the test.
-pub fn have(program: &str) -> bool {
-    let found = Command::new(program)
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{program} is required under CI=true (.ci/run installs it)"
-        );
-        eprintln!("skipped: {program} is not installed");
-    }
-    found
-}
+pub use crate::have;
 
 /// Whether OpenSSH's `sftp` and `sshpass` are there (see [`have`]).
 pub fn have_openssh() -> bool {

@@ -5,6 +5,7 @@ pub(crate) mod audit;
 pub(crate) mod expiry;
 pub(crate) mod policy;
 pub(crate) mod record;
+pub mod scanning;
 pub(crate) mod scope;
 #[cfg(feature = "serde")]
 mod serde;

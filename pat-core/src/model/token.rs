@@ -23,12 +23,13 @@ use crate::error::{ParseTokenError, ParseTokenIdError};
 pub const TOKEN_PREFIX: &str = "pat";
 
 const HEAD: &str = "pat_";
-const BODY_LEN: usize = 32;
-const CHECKSUM_LEN: usize = 6;
+pub(crate) const BODY_LEN: usize = 32;
+pub(crate) const CHECKSUM_LEN: usize = 6;
 /// Length of a whole token, prefix included.
 pub const TOKEN_LEN: usize = HEAD.len() + BODY_LEN + CHECKSUM_LEN;
 
-const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+pub(crate) const BASE62: &[u8; 62] =
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 fn checksum_digits(head_and_body: &[u8]) -> [u8; CHECKSUM_LEN] {
     let mut n = crc32fast::hash(head_and_body);
