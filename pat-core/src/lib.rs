@@ -103,7 +103,9 @@ pub use backend::authority;
 pub use backend::remote;
 #[cfg(all(unix, feature = "redb"))]
 pub use backend::trust;
-pub use routes::{answer, csrf, hygiene, introspection, leaks, management, panel, self_service};
+pub use routes::{
+    answer, csrf, hygiene, introspection, leaks, management, panel, secret_scanning, self_service,
+};
 #[cfg(any(test, feature = "testing"))]
 pub use testing::conformance;
 #[cfg(any(all(unix, feature = "redb"), feature = "postgres"))]

@@ -11,5 +11,6 @@ pub mod leaks;
 pub mod management;
 pub mod panel;
 pub(crate) mod proxy;
+pub mod secret_scanning;
 pub mod self_service;
 pub(crate) mod webdav;

@@ -1,0 +1,601 @@
+//! GitHub's secret scanning partner endpoint: GitHub finds a token of this
+//! store in a public repository, a gist or an issue, and posts it here;
+//! each live one is revoked at once, and GitHub is told which were real.
+//!
+//! GitHub signs each request: `Github-Public-Key-Signature` is the base64
+//! of a DER ECDSA signature (NIST P-256, SHA-256) over the raw body, made
+//! with the key `Github-Public-Key-Identifier` names. The keys are
+//! GitHub's own, published at `https://api.github.com/meta/public_keys/secret_scanning`;
+//! pat never fetches them: the operator puts that answer
+//! (`{"public_keys": [{"key_identifier", "key", "is_current"}]}`) in a file
+//! ([`KeyFile`], read again when it changes), or the integrator plugs in
+//! a [`KeySource`] of their own (a fetcher with its cache).
+//!
+//! The body is a JSON array of `{"token", "type", "url", "source"}`. The
+//! answer is `200` with GitHub's feedback format, one entry per reported
+//! token: `{"token_hash": SHA-256 hex, "token_type", "label":
+//! "true_positive" | "false_positive"}`, true for a token of this store
+//! that was live. Refused, revoking nothing: a missing, malformed or wrong
+//! signature, an unknown key identifier, a body changed after signing
+//! (`401`); a body that is not such an array, or holds more than
+//! [`MAX_REPORTED`](crate::leaks::MAX_REPORTED) tokens (`400`). The
+//! adapters refuse a body over [`MAX_BODY_LEN`](crate::hygiene::MAX_BODY_LEN)
+//! (`413`) before it gets here. Signed reports are not held to the public
+//! leak route's per-address limit: GitHub sends from few addresses, and
+//! an unsigned request costs one signature check.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use p256::ecdsa::signature::Verifier as _;
+use p256::ecdsa::{Signature, VerifyingKey};
+use p256::pkcs8::DecodePublicKey as _;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use crate::backend::admin::Admin;
+use crate::leaks::MAX_REPORTED;
+use crate::model::text::printable;
+use crate::model::time::Timestamp;
+use crate::model::token::TokenDigest;
+use crate::routes::answer::Answer;
+
+/// The header naming the key that signed a request.
+pub const KEY_IDENTIFIER_HEADER: &str = "github-public-key-identifier";
+/// The header holding the request's signature.
+pub const SIGNATURE_HEADER: &str = "github-public-key-signature";
+
+/// The longest `url` or `source` kept in the audit actor.
+const MAX_NOTED: usize = 200;
+
+/// GitHub's public keys, as `meta/public_keys/secret_scanning` answers.
+#[derive(Clone, Debug)]
+pub struct PublicKeys {
+    keys: Vec<(String, VerifyingKey)>,
+}
+
+/// Keys that cannot be read or used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    /// The key file could not be read.
+    #[error("cannot read the secret scanning keys file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not GitHub's format.
+    #[error("secret scanning keys: {0}")]
+    Format(String),
+}
+
+impl PublicKeys {
+    /// Reads GitHub's answer: `{"public_keys": [{"key_identifier": …,
+    /// "key": PEM, "is_current": …}]}`. Every key is kept, current or not
+    /// (GitHub signs with a retired key for a while after a rotation).
+    pub fn parse(json: &[u8]) -> Result<PublicKeys, KeysError> {
+        let value: Value = serde_json::from_slice(json)
+            .map_err(|e| KeysError::Format(format!("not JSON: {e}")))?;
+        let list = value
+            .get("public_keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| KeysError::Format("no \"public_keys\" array".into()))?;
+        let mut keys = Vec::with_capacity(list.len());
+        for (i, entry) in list.iter().enumerate() {
+            let id = entry
+                .get("key_identifier")
+                .and_then(Value::as_str)
+                .ok_or_else(|| KeysError::Format(format!("key {i}: no \"key_identifier\"")))?;
+            let pem = entry
+                .get("key")
+                .and_then(Value::as_str)
+                .ok_or_else(|| KeysError::Format(format!("key {i}: no \"key\"")))?;
+            let key = VerifyingKey::from_public_key_pem(pem).map_err(|e| {
+                KeysError::Format(format!("key {i}: not a P-256 public key in PEM: {e}"))
+            })?;
+            keys.push((id.to_owned(), key));
+        }
+        Ok(PublicKeys { keys })
+    }
+
+    fn get(&self, id: &str) -> Option<&VerifyingKey> {
+        self.keys.iter().find(|(k, _)| k == id).map(|(_, key)| key)
+    }
+}
+
+/// Where the endpoint gets GitHub's keys: [`PublicKeys`] as they are, a
+/// [`KeyFile`], or the integrator's own (a fetcher with its cache; called
+/// for each report, on the blocking pool).
+pub trait KeySource: Send + Sync {
+    /// The keys to check a report with now.
+    fn keys(&self) -> Result<Arc<PublicKeys>, KeysError>;
+}
+
+impl KeySource for PublicKeys {
+    fn keys(&self) -> Result<Arc<PublicKeys>, KeysError> {
+        Ok(Arc::new(self.clone()))
+    }
+}
+
+/// GitHub's keys in a file, read again when its modification time or size
+/// changes. A file that becomes unreadable or malformed keeps the keys read
+/// last (logged as an error), so a half-written update loses no report.
+#[derive(Debug)]
+pub struct KeyFile {
+    path: PathBuf,
+    last: Mutex<(Stamp, Arc<PublicKeys>)>,
+}
+
+/// A file's modification time and size, when known: what tells a change.
+type Stamp = Option<(SystemTime, u64)>;
+
+impl KeyFile {
+    /// Reads `path` now: an error if it is not GitHub's format.
+    pub fn open(path: impl AsRef<Path>) -> Result<KeyFile, KeysError> {
+        let path = path.as_ref().to_path_buf();
+        let (stamp, keys) = read_key_file(&path)?;
+        Ok(KeyFile {
+            path,
+            last: Mutex::new((stamp, Arc::new(keys))),
+        })
+    }
+}
+
+fn read_key_file(path: &Path) -> Result<(Stamp, PublicKeys), KeysError> {
+    let read = |source| KeysError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read)?;
+    let bytes = std::fs::read(path).map_err(read)?;
+    let stamp = meta.modified().ok().map(|m| (m, meta.len()));
+    Ok((stamp, PublicKeys::parse(&bytes)?))
+}
+
+impl KeySource for KeyFile {
+    fn keys(&self) -> Result<Arc<PublicKeys>, KeysError> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::fs::metadata(&self.path)
+            .ok()
+            .and_then(|m| m.modified().ok().map(|t| (t, m.len())));
+        if now.is_some() && now != last.0 {
+            match read_key_file(&self.path) {
+                Ok((stamp, keys)) => *last = (stamp, Arc::new(keys)),
+                Err(e) => {
+                    tracing::error!(error = %crate::error::chain(&e), "secret scanning keys: keeping the keys read before");
+                }
+            }
+        }
+        Ok(last.1.clone())
+    }
+}
+
+/// The partner endpoint's decisions over a backend.
+#[derive(Clone)]
+pub struct SecretScanning {
+    admin: Arc<dyn Admin + Send + Sync>,
+    keys: Arc<dyn KeySource>,
+}
+
+impl std::fmt::Debug for SecretScanning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretScanning").finish_non_exhaustive()
+    }
+}
+
+impl SecretScanning {
+    /// Reports signed by one of `keys`, revoking tokens of `admin`.
+    pub fn new(
+        admin: Arc<dyn Admin + Send + Sync>,
+        keys: impl KeySource + 'static,
+    ) -> SecretScanning {
+        SecretScanning {
+            admin,
+            keys: Arc::new(keys),
+        }
+    }
+
+    /// The answer to a report: `key_id` and `signature` are the values of
+    /// [`KEY_IDENTIFIER_HEADER`] and [`SIGNATURE_HEADER`], `body` the raw
+    /// body. Blocks (store reads and writes): the adapters run it on a
+    /// blocking pool.
+    pub fn report_blocking(
+        &self,
+        key_id: Option<&[u8]>,
+        signature: Option<&[u8]>,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Answer {
+        if let Err(why) = self.verify(key_id, signature, body) {
+            tracing::warn!(why, "secret scanning report refused");
+            return Answer::error(401, "invalid_signature", why);
+        }
+        let Some(items) = parse_report(body) else {
+            return Answer::error(
+                400,
+                "invalid_request",
+                &format!(
+                    "the body must be a JSON array of at most {MAX_REPORTED} objects with a \"token\" string"
+                ),
+            );
+        };
+        let mut feedback = Vec::with_capacity(items.len());
+        let mut revoked = 0;
+        for item in &items {
+            let live = self.revoke(item, now);
+            revoked += usize::from(live);
+            feedback.push(json!({
+                "token_hash": hex(&Sha256::digest(item.token.as_bytes())),
+                "token_type": item.kind,
+                "label": if live { "true_positive" } else { "false_positive" },
+            }));
+        }
+        if revoked > 0 {
+            tracing::warn!(revoked, "tokens GitHub secret scanning found were revoked");
+        }
+        Answer::json(200, &Value::Array(feedback))
+    }
+
+    fn verify(
+        &self,
+        key_id: Option<&[u8]>,
+        signature: Option<&[u8]>,
+        body: &[u8],
+    ) -> Result<(), &'static str> {
+        let (Some(key_id), Some(signature)) = (key_id, signature) else {
+            return Err(
+                "a signed report needs the Github-Public-Key-Identifier and Github-Public-Key-Signature headers",
+            );
+        };
+        let key_id = std::str::from_utf8(key_id).map_err(|_| "unknown key identifier")?;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(signature.trim_ascii())
+            .map_err(|_| "the signature is not base64")?;
+        let signature = Signature::from_der(&der).map_err(|_| "the signature is not DER ECDSA")?;
+        let keys = self.keys.keys().map_err(|e| {
+            tracing::error!(error = %crate::error::chain(&e), "secret scanning keys unavailable");
+            "no keys to check the signature with"
+        })?;
+        let key = keys.get(key_id).ok_or("unknown key identifier")?;
+        key.verify(body, &signature)
+            .map_err(|_| "the signature does not match the body")
+    }
+
+    /// Revokes `item`'s token if it is a live one of this store; whether
+    /// it was.
+    fn revoke(&self, item: &Reported, now: Timestamp) -> bool {
+        let Ok(digest) = TokenDigest::from_token(&item.token) else {
+            return false;
+        };
+        match self.admin.find(&digest, now) {
+            Ok(Some(info)) if !info.is_expired(now) => {
+                let actor = format!(
+                    "GitHub secret scanning ({}: {})",
+                    noted(&item.source),
+                    noted(&item.url)
+                );
+                match self.admin.acting_as(&actor).revoke(info.id) {
+                    Ok(_) => true,
+                    Err(crate::StoreError::NotFound(_)) => false,
+                    Err(e) => {
+                        tracing::error!(error = %crate::error::chain(&e), "secret scanning: revoke failed");
+                        false
+                    }
+                }
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::error!(error = %crate::error::chain(&e), "secret scanning: lookup failed");
+                false
+            }
+        }
+    }
+}
+
+/// One reported match.
+struct Reported {
+    token: String,
+    kind: String,
+    url: String,
+    source: String,
+}
+
+fn parse_report(body: &[u8]) -> Option<Vec<Reported>> {
+    let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(body) else {
+        return None;
+    };
+    if items.len() > MAX_REPORTED {
+        return None;
+    }
+    let text = |item: &Value, key: &str| {
+        item.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    items
+        .iter()
+        .map(|item| {
+            Some(Reported {
+                token: item.get("token")?.as_str()?.to_owned(),
+                kind: text(item, "type"),
+                url: text(item, "url"),
+                source: text(item, "source"),
+            })
+        })
+        .collect()
+}
+
+/// `text` as the audit log may keep it: printable, and short.
+fn noted(text: &str) -> String {
+    let shown = printable(text).to_string();
+    match shown.char_indices().nth(MAX_NOTED) {
+        Some((cut, _)) => format!("{}…", &shown[..cut]),
+        None => shown,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use p256::ecdsa::SigningKey;
+    use p256::ecdsa::signature::Signer as _;
+    use p256::pkcs8::{EncodePublicKey as _, LineEnding};
+    use rand::TryRngCore as _;
+
+    use super::*;
+    use crate::{ExpiryPolicy, MemoryStore, NewToken};
+
+    fn key() -> SigningKey {
+        loop {
+            let mut bytes = [0u8; 32];
+            rand::rngs::OsRng.try_fill_bytes(&mut bytes).unwrap();
+            if let Ok(key) = SigningKey::from_slice(&bytes) {
+                return key;
+            }
+        }
+    }
+
+    fn keys_json(keys: &[(&str, &SigningKey)]) -> Vec<u8> {
+        let list: Vec<Value> = keys
+            .iter()
+            .map(|(id, key)| {
+                json!({
+                    "key_identifier": id,
+                    "key": key.verifying_key().to_public_key_pem(LineEnding::LF).unwrap(),
+                    "is_current": true,
+                })
+            })
+            .collect();
+        serde_json::to_vec(&json!({ "public_keys": list })).unwrap()
+    }
+
+    fn sign(key: &SigningKey, body: &[u8]) -> String {
+        let signature: Signature = key.sign(body);
+        base64::engine::general_purpose::STANDARD.encode(signature.to_der())
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_unix_secs(1_800_000_000).unwrap()
+    }
+
+    struct Setup {
+        store: Arc<MemoryStore>,
+        scanning: SecretScanning,
+        github: SigningKey,
+        live: String,
+        live_id: crate::TokenId,
+    }
+
+    fn setup() -> Setup {
+        let store = Arc::new(MemoryStore::new());
+        let made = store
+            .create(
+                &NewToken::new("alice", ExpiryPolicy::hard(Duration::from_secs(3600))),
+                now(),
+            )
+            .unwrap();
+        let github = key();
+        let keys = PublicKeys::parse(&keys_json(&[("k1", &github)])).unwrap();
+        Setup {
+            scanning: SecretScanning::new(store.clone(), keys),
+            store,
+            github,
+            live: made.secret.expose_secret().to_owned(),
+            live_id: made.info.id,
+        }
+    }
+
+    fn report(tokens: &[&str]) -> Vec<u8> {
+        let items: Vec<Value> = tokens
+            .iter()
+            .map(|t| {
+                json!({
+                    "token": t,
+                    "type": "pat_personal_access_token",
+                    "url": "https://github.com/octo/repo/blob/abc/config.env",
+                    "source": "content",
+                })
+            })
+            .collect();
+        serde_json::to_vec(&items).unwrap()
+    }
+
+    #[test]
+    fn a_signed_report_revokes_live_tokens_and_labels_each() {
+        let s = setup();
+        let other = crate::TokenSecret::generate();
+        let body = report(&[&s.live, other.expose_secret(), "not a token"]);
+        let signature = sign(&s.github, &body);
+        let a = s
+            .scanning
+            .report_blocking(Some(b"k1"), Some(signature.as_bytes()), &body, now());
+        assert_eq!(a.status, 200, "{}", a.body);
+        let feedback: Value = serde_json::from_str(&a.body).unwrap();
+        let labels: Vec<&str> = feedback
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["label"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            labels,
+            ["true_positive", "false_positive", "false_positive"]
+        );
+        assert_eq!(
+            feedback[0]["token_hash"],
+            hex(&Sha256::digest(s.live.as_bytes()))
+        );
+        assert_eq!(feedback[0]["token_type"], "pat_personal_access_token");
+        assert!(s.store.get(s.live_id).is_err(), "revoked");
+        let log = s.store.audit(Timestamp::UNIX_EPOCH, Some("alice")).unwrap();
+        assert_eq!(
+            log.last().unwrap().actor,
+            "GitHub secret scanning (content: https://github.com/octo/repo/blob/abc/config.env)"
+        );
+        // Sent again: the token is no longer live.
+        let again =
+            s.scanning
+                .report_blocking(Some(b"k1"), Some(signature.as_bytes()), &body, now());
+        assert!(again.body.contains("\"false_positive\"") && !again.body.contains("true_"));
+    }
+
+    #[test]
+    fn an_unsigned_or_wrongly_signed_report_revokes_nothing() {
+        let s = setup();
+        let body = report(&[&s.live]);
+        let good = sign(&s.github, &body);
+        let stranger = sign(&key(), &body);
+        let mut changed = body.clone();
+        changed.extend_from_slice(b" ");
+        let bad_der = base64::engine::general_purpose::STANDARD.encode(b"not der");
+        type Case<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, &'a [u8], &'a str);
+        let cases: [Case<'_>; 8] = [
+            (None, None, &body, "no headers"),
+            (Some(b"k1"), None, &body, "no signature"),
+            (None, Some(good.as_bytes()), &body, "no key id"),
+            (Some(b"k2"), Some(good.as_bytes()), &body, "unknown key"),
+            (Some(b"k1"), Some(stranger.as_bytes()), &body, "another key"),
+            (Some(b"k1"), Some(b"%%%"), &body, "not base64"),
+            (Some(b"k1"), Some(bad_der.as_bytes()), &body, "not DER"),
+            (Some(b"k1"), Some(good.as_bytes()), &changed, "body changed"),
+        ];
+        for (id, signature, body, case) in cases {
+            let a = s.scanning.report_blocking(id, signature, body, now());
+            assert_eq!(a.status, 401, "{case}: {}", a.body);
+            assert!(!a.body.contains(&s.live), "{case}");
+        }
+        assert!(s.store.get(s.live_id).is_ok(), "nothing revoked");
+    }
+
+    #[test]
+    fn a_signed_body_that_is_not_a_report_is_refused() {
+        let s = setup();
+        let many = report(&vec![s.live.as_str(); MAX_REPORTED + 1]);
+        for body in [
+            b"{}".to_vec(),
+            b"not json".to_vec(),
+            br#"[{"type": "x"}]"#.to_vec(),
+            br#"[{"token": 7}]"#.to_vec(),
+            many,
+        ] {
+            let signature = sign(&s.github, &body);
+            let a =
+                s.scanning
+                    .report_blocking(Some(b"k1"), Some(signature.as_bytes()), &body, now());
+            assert_eq!(
+                a.status,
+                400,
+                "{}",
+                String::from_utf8_lossy(&body[..20.min(body.len())])
+            );
+        }
+        assert!(s.store.get(s.live_id).is_ok(), "nothing revoked");
+    }
+
+    #[test]
+    fn what_github_says_of_the_finding_reaches_the_log_printable_and_short() {
+        let s = setup();
+        let items = json!([{
+            "token": s.live,
+            "type": "t",
+            "url": format!("https://x/\u{1b}[31m{}", "a".repeat(500)),
+            "source": "issue\ncomment",
+        }]);
+        let body = serde_json::to_vec(&items).unwrap();
+        let signature = sign(&s.github, &body);
+        let a = s
+            .scanning
+            .report_blocking(Some(b"k1"), Some(signature.as_bytes()), &body, now());
+        assert_eq!(a.status, 200);
+        let actor = s
+            .store
+            .audit(Timestamp::UNIX_EPOCH, Some("alice"))
+            .unwrap()
+            .last()
+            .unwrap()
+            .actor
+            .clone();
+        assert!(!actor.chars().any(char::is_control), "{actor:?}");
+        assert!(
+            actor.chars().count() < 2 * MAX_NOTED + 40,
+            "{}",
+            actor.len()
+        );
+    }
+
+    #[test]
+    fn the_key_file_is_read_again_when_it_changes_and_kept_when_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let (one, two) = (key(), key());
+        std::fs::write(&path, keys_json(&[("k1", &one)])).unwrap();
+        let store = Arc::new(MemoryStore::new());
+        let scanning = SecretScanning::new(store, KeyFile::open(&path).unwrap());
+        let body = report(&[]);
+        let by = |key: &SigningKey, id: &[u8]| {
+            let signature = sign(key, &body);
+            scanning
+                .report_blocking(Some(id), Some(signature.as_bytes()), &body, now())
+                .status
+        };
+        assert_eq!(by(&one, b"k1"), 200);
+        assert_eq!(by(&two, b"k2"), 401);
+        // GitHub rotated its key: the operator writes the new answer (a
+        // longer file, so that the size changes whatever the clock).
+        std::fs::write(&path, keys_json(&[("k1", &one), ("k2", &two)])).unwrap();
+        assert_eq!(by(&two, b"k2"), 200);
+        assert_eq!(by(&one, b"k1"), 200);
+        // A half-written file keeps the keys read before.
+        std::fs::write(&path, b"{\"public_keys\": [").unwrap();
+        assert_eq!(by(&two, b"k2"), 200);
+        assert!(KeyFile::open(&path).is_err());
+        assert!(KeyFile::open(dir.path().join("missing.json")).is_err());
+    }
+
+    #[test]
+    fn keys_not_in_githubs_format_are_refused_naming_the_fault() {
+        for (json, says) in [
+            (&b"nope"[..], "not JSON"),
+            (b"{}", "public_keys"),
+            (br#"{"public_keys": [{"key": "x"}]}"#, "key_identifier"),
+            (br#"{"public_keys": [{"key_identifier": "a"}]}"#, "no \"key\""),
+            (
+                br#"{"public_keys": [{"key_identifier": "a", "key": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"}]}"#,
+                "P-256",
+            ),
+        ] {
+            let e = PublicKeys::parse(json).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
+    }
+}
