@@ -29,7 +29,10 @@
 //!   `--admin USER`;
 //! - `POST /tokens/report-leak`: public leak reports (`pat_core::leaks`): a
 //!   JSON array of tokens, the live ones revoked; 202 whatever they were;
-//!   limited per client, read from the headers of a `--trusted-proxy CIDR`.
+//!   limited per client, read from the headers of a `--trusted-proxy CIDR`;
+//! - `POST /secret-scanning/github`: GitHub's secret scanning partner
+//!   endpoint (`pat_core::secret_scanning`): signed reports, checked with
+//!   the keys of `--github-keys PATH`, the live tokens revoked; public.
 //!
 //! With `--sftp-addr ADDR`, the share is served over SFTP too, printing
 //! `sftp listening on ADDR` after the HTTP line (see `common/sftp.rs`).
@@ -76,6 +79,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let intro = backend.introspection(&args.introspectors);
     // One limiter for every worker.
     let leaks = args.leak_reports(backend.admin());
+    let scanning = args.secret_scanning(backend.admin())?;
     let management = backend.management();
     let admins: std::sync::Arc<std::collections::BTreeSet<String>> =
         std::sync::Arc::new(args.admins.iter().cloned().collect());
@@ -88,6 +92,10 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .service(pat_actix::leak_reports(
                 "/tokens/report-leak",
                 leaks.clone(),
+            ))
+            .service(pat_actix::secret_scanning(
+                "/secret-scanning/github",
+                scanning.clone(),
             ))
             .service(pat_actix::self_service("/tokens", admin.clone()).wrap(pat.clone()))
             .service(pat_actix::introspection("/introspect", intro.clone()).wrap(pat.clone()))

@@ -75,16 +75,19 @@ pub use pat_core::{
     introspection::Introspection,
     leaks::LeakReports,
     management::{Management, Principal},
+    secret_scanning::SecretScanning,
 };
 #[cfg(feature = "postgres")]
 #[doc(no_inline)]
 pub use pat_core::{PgStore, PgStoreBuilder};
+pub use secret_scanning::secret_scanning;
 pub use self_service::self_service;
 
 mod answer;
 mod introspection;
 mod leaks;
 mod management;
+mod secret_scanning;
 mod self_service;
 
 /// Builds the response for a rejected request.

@@ -29,7 +29,10 @@
 //!   `--admin USER`;
 //! - `POST /tokens/report-leak`: public leak reports (`pat_core::leaks`): a
 //!   JSON array of tokens, the live ones revoked; 202 whatever they were;
-//!   limited per client, read from the headers of a `--trusted-proxy CIDR`.
+//!   limited per client, read from the headers of a `--trusted-proxy CIDR`;
+//! - `POST /secret-scanning/github`: GitHub's secret scanning partner
+//!   endpoint (`pat_core::secret_scanning`): signed reports, checked with
+//!   the keys of `--github-keys PATH`, the live tokens revoked; public.
 //!
 //! With `--sftp-addr ADDR`, the share of `/dav/` is served over SFTP too, to
 //! a user name and a token as the password (see `common/sftp.rs`).
@@ -113,6 +116,10 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .route(
             "/tokens/report-leak",
             pat_tower::leak_reports(args.leak_reports(backend.admin())),
+        )
+        .route(
+            "/secret-scanning/github",
+            pat_tower::secret_scanning(args.secret_scanning(backend.admin())?),
         )
         .layer(axum::middleware::from_fn(hygiene));
 

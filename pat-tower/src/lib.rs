@@ -60,6 +60,8 @@ pub use pat_core;
 #[doc(no_inline)]
 pub use pat_core::MissingIdentity;
 #[cfg(feature = "axum")]
+pub use secret_scanning::secret_scanning;
+#[cfg(feature = "axum")]
 pub use self_service::self_service;
 
 #[cfg(feature = "axum")]
@@ -70,6 +72,8 @@ mod introspection;
 mod leaks;
 #[cfg(feature = "axum")]
 mod management;
+#[cfg(feature = "axum")]
+mod secret_scanning;
 #[cfg(feature = "axum")]
 mod self_service;
 #[cfg(feature = "remote")]
@@ -91,6 +95,7 @@ pub use pat_core::{
     introspection::Introspection,
     leaks::LeakReports,
     management::{Management, Principal},
+    secret_scanning::SecretScanning,
 };
 #[cfg(feature = "postgres")]
 #[doc(no_inline)]

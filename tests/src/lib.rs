@@ -365,6 +365,18 @@ pub fn client() -> reqwest::blocking::Client {
         .expect("HTTP client")
 }
 
+/// The status of `GET /hello` with `token` as a Bearer token: 200 while
+/// it is accepted.
+pub fn hello(server: &Server, token: &str) -> u16 {
+    client()
+        .get(server.url("/hello"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
 /// The `Authorization` value for HTTP Basic.
 pub fn basic(user: &str, password: &str) -> String {
     let raw = format!("{user}:{password}");

@@ -3,7 +3,7 @@
 //! reporter's address; the answer is the same whatever was reported; the
 //! route is rate limited per address; both servers answer alike.
 
-use pat_integration_tests::{Server, ServerKind, Workdir, client};
+use pat_integration_tests::{Server, ServerKind, Workdir, client, hello};
 use serde_json::{Value, json};
 
 fn report(server: &Server, body: &str) -> (u16, Option<String>, String) {
@@ -19,16 +19,6 @@ fn report(server: &Server, body: &str) -> (u16, Option<String>, String) {
         .get("retry-after")
         .map(|v| v.to_str().unwrap().to_owned());
     (status, retry, resp.text().expect("body"))
-}
-
-fn hello(server: &Server, token: &str) -> u16 {
-    client()
-        .get(server.url("/hello"))
-        .header("authorization", format!("Bearer {token}"))
-        .send()
-        .expect("request")
-        .status()
-        .as_u16()
 }
 
 fn session(kind: ServerKind) -> Vec<(u16, String)> {

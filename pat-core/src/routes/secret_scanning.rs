@@ -50,8 +50,9 @@ pub const SIGNATURE_HEADER: &str = "github-public-key-signature";
 /// The longest `url` or `source` kept in the audit actor.
 const MAX_NOTED: usize = 200;
 
-/// GitHub's public keys, as `meta/public_keys/secret_scanning` answers.
-#[derive(Clone, Debug)]
+/// GitHub's public keys, as `meta/public_keys/secret_scanning` answers;
+/// the default holds none, and every report is refused.
+#[derive(Clone, Debug, Default)]
 pub struct PublicKeys {
     keys: Vec<(String, VerifyingKey)>,
 }

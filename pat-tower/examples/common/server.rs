@@ -54,6 +54,12 @@ pub(crate) struct Args {
     /// required with a PostgreSQL --db].
     #[arg(long, value_name = "PATH")]
     pub(crate) sftp_host_key: Option<PathBuf>,
+    /// GitHub's secret scanning public keys: the JSON that `GET
+    /// https://api.github.com/meta/public_keys/secret_scanning` answers,
+    /// read again when the file changes, for `POST /secret-scanning/github`
+    /// [default: none, every report refused].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) github_keys: Option<PathBuf>,
 }
 
 /// The management API's principal for the demo: the PAT user behind the
@@ -71,6 +77,20 @@ pub(crate) fn principal(
 }
 
 impl Args {
+    /// GitHub's secret scanning reports revoking tokens of `admin`,
+    /// checked with the keys of `--github-keys` (none without it).
+    pub(crate) fn secret_scanning(
+        &self,
+        admin: std::sync::Arc<dyn pat_core::Admin + Send + Sync>,
+    ) -> Result<pat_core::secret_scanning::SecretScanning, pat_core::secret_scanning::KeysError>
+    {
+        use pat_core::secret_scanning::{KeyFile, PublicKeys, SecretScanning};
+        Ok(match &self.github_keys {
+            Some(path) => SecretScanning::new(admin, KeyFile::open(path)?),
+            None => SecretScanning::new(admin, PublicKeys::default()),
+        })
+    }
+
     /// The leak-report route's decisions over `admin`, behind the trusted
     /// proxies.
     pub(crate) fn leak_reports(

@@ -1,0 +1,264 @@
+//! GitHub's secret scanning partner endpoint through both reference
+//! servers (real processes, a real client, real P-256 signatures): a
+//! signed report revokes the live tokens in it and answers GitHub's
+//! feedback; unsigned, wrongly signed, altered, cross-site, oversized and
+//! slow requests revoke nothing; GitHub's key rotation is picked up from
+//! the key file; both servers answer alike.
+
+use std::io::{Read as _, Write as _};
+use std::time::Duration;
+
+use base64::Engine as _;
+use p256::ecdsa::signature::Signer as _;
+use p256::ecdsa::{Signature, SigningKey};
+use p256::pkcs8::{EncodePublicKey as _, LineEnding};
+use pat_integration_tests::{Server, ServerKind, Workdir, client, hello};
+use serde_json::{Value, json};
+use sha2::Digest as _;
+
+/// A key standing for GitHub's: made from OS randomness.
+fn github_key() -> SigningKey {
+    loop {
+        let bytes: [u8; 32] = rand_bytes();
+        if let Ok(key) = SigningKey::from_slice(&bytes) {
+            return key;
+        }
+    }
+}
+
+fn rand_bytes() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("/dev/urandom");
+    bytes
+}
+
+/// GitHub's `meta/public_keys/secret_scanning` answer for `keys`.
+fn keys_file(keys: &[(&str, &SigningKey)]) -> String {
+    let list: Vec<Value> = keys
+        .iter()
+        .map(|(id, key)| {
+            json!({
+                "key_identifier": id,
+                "key": key.verifying_key().to_public_key_pem(LineEnding::LF).unwrap(),
+                "is_current": true,
+            })
+        })
+        .collect();
+    json!({ "public_keys": list }).to_string()
+}
+
+fn signature(key: &SigningKey, body: &[u8]) -> String {
+    let signature: Signature = key.sign(body);
+    base64::engine::general_purpose::STANDARD.encode(signature.to_der())
+}
+
+fn post(server: &Server, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, String) {
+    let mut req = client().post(server.url("/secret-scanning/github"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let resp = req.body(body).send().expect("request");
+    (resp.status().as_u16(), resp.text().expect("body"))
+}
+
+fn signed(server: &Server, key: &SigningKey, id: &str, body: &[u8]) -> (u16, String) {
+    let sig = signature(key, body);
+    post(
+        server,
+        &[
+            ("content-type", "application/json"),
+            ("github-public-key-identifier", id),
+            ("github-public-key-signature", &sig),
+        ],
+        body.to_vec(),
+    )
+}
+
+fn report(tokens: &[&str]) -> Vec<u8> {
+    let items: Vec<Value> = tokens
+        .iter()
+        .map(|t| {
+            json!({
+                "token": t,
+                "type": "pat_personal_access_token",
+                "url": "https://github.com/octo/repo/blob/abc/.env",
+                "source": "content",
+            })
+        })
+        .collect();
+    serde_json::to_vec(&items).unwrap()
+}
+
+fn session(kind: ServerKind) -> Vec<(u16, String)> {
+    let work = Workdir::new();
+    let (first, second) = (github_key(), github_key());
+    let keys = work.path().join("github-keys.json");
+    std::fs::write(&keys, keys_file(&[("k1", &first)])).unwrap();
+    let server = Server::start(kind, &work.db(), &["--github-keys", keys.to_str().unwrap()]);
+    let leaked = work.token(&["-u", "alice", "-e", "1h"]);
+    let kept = work.token(&["-u", "alice", "-e", "1h"]);
+    let mut seen = Vec::new();
+
+    // Every refusal first: nothing is revoked by any of them.
+    let body = report(&[&leaked]);
+    let good = signature(&first, &body);
+    let stranger = signature(&github_key(), &body);
+    let mut altered = body.clone();
+    altered.push(b'\n');
+    /// Headers, body, the status expected, what the case is.
+    type Refusal<'a> = (Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a str);
+    let refusals: Vec<Refusal<'_>> = vec![
+        (vec![], body.clone(), 401, "unsigned"),
+        (
+            vec![("github-public-key-identifier", "k1")],
+            body.clone(),
+            401,
+            "no signature",
+        ),
+        (
+            vec![
+                ("github-public-key-identifier", "k9"),
+                ("github-public-key-signature", &good),
+            ],
+            body.clone(),
+            401,
+            "unknown key",
+        ),
+        (
+            vec![
+                ("github-public-key-identifier", "k1"),
+                ("github-public-key-signature", &stranger),
+            ],
+            body.clone(),
+            401,
+            "another key",
+        ),
+        (
+            vec![
+                ("github-public-key-identifier", "k1"),
+                ("github-public-key-signature", &good),
+            ],
+            altered,
+            401,
+            "body changed after signing",
+        ),
+        // A cross-site form: a browser can post to the route, but cannot
+        // sign for GitHub.
+        (
+            vec![
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("origin", "https://evil.example"),
+                ("sec-fetch-site", "cross-site"),
+            ],
+            format!("token={leaked}").into_bytes(),
+            401,
+            "cross-site form",
+        ),
+        (
+            vec![
+                ("github-public-key-identifier", "k1"),
+                ("github-public-key-signature", &good),
+            ],
+            vec![b' '; 70 * 1024],
+            413,
+            "oversized",
+        ),
+    ];
+    for (headers, body, status, case) in refusals {
+        let (got, answer) = post(&server, &headers, body);
+        assert_eq!(got, status, "{kind:?} {case}: {answer}");
+        assert!(!answer.contains(&leaked), "{case}: the token echoed");
+        seen.push((got, case.to_owned()));
+        assert_eq!(
+            hello(&server, &leaked),
+            200,
+            "{kind:?} {case}: revoked nothing"
+        );
+    }
+    // Signed, but not a report.
+    let (status, _) = signed(&server, &first, "k1", b"{\"token\": 1}");
+    assert_eq!(status, 400);
+
+    // A signed report: the live token revoked at once, the feedback per
+    // token.
+    let forged = pat_core::TokenSecret::generate();
+    let body = report(&[&leaked, forged.expose_secret()]);
+    let (status, answer) = signed(&server, &first, "k1", &body);
+    assert_eq!(status, 200, "{answer}");
+    let feedback: Value = serde_json::from_str(&answer).unwrap();
+    let hash = |t: &str| {
+        sha2::Sha256::digest(t.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    assert_eq!(
+        feedback,
+        json!([
+            {"token_hash": hash(&leaked), "token_type": "pat_personal_access_token", "label": "true_positive"},
+            {"token_hash": hash(forged.expose_secret()), "token_type": "pat_personal_access_token", "label": "false_positive"},
+        ])
+    );
+    assert!(!answer.contains(&leaked), "the feedback holds hashes only");
+    assert_eq!(hello(&server, &leaked), 401, "revoked at once");
+    assert_eq!(hello(&server, &kept), 200);
+    seen.push((status, "report".to_owned()));
+    let audit = work.cli_ok(&["audit", "-u", "alice", "--json"]);
+    assert!(
+        audit.contains(
+            "GitHub secret scanning (content: https://github.com/octo/repo/blob/abc/.env)"
+        ),
+        "{audit}"
+    );
+
+    // GitHub rotates its key: the operator writes the new answer, and
+    // reports signed with the new key are taken without a restart.
+    let (status, _) = signed(&server, &second, "k2", &report(&[&kept]));
+    assert_eq!(status, 401, "k2 not known yet");
+    std::fs::write(&keys, keys_file(&[("k1", &first), ("k2", &second)])).unwrap();
+    let (status, answer) = signed(&server, &second, "k2", &report(&[&kept]));
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("true_positive"));
+    assert_eq!(hello(&server, &kept), 401);
+    seen
+}
+
+#[test]
+fn both_servers_take_signed_reports_and_refuse_the_rest_alike() {
+    let axum = session(ServerKind::Axum);
+    let actix = session(ServerKind::Actix);
+    assert_eq!(axum, actix);
+}
+
+#[test]
+fn a_slow_body_is_cut_off_and_revokes_nothing() {
+    let run = |kind: ServerKind| {
+        let work = Workdir::new();
+        let server = work.start(kind);
+        let token = work.token(&["-u", "alice", "-e", "1h"]);
+        let addr = server.base().trim_start_matches("http://").to_owned();
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(40)))
+            .unwrap();
+        // Announces a report, sends the start of it, then stalls.
+        write!(
+            conn,
+            "POST /secret-scanning/github HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n[{{\"token\": \"{token}\""
+        )
+        .unwrap();
+        let mut answer = Vec::new();
+        let _ = conn.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{kind:?}: {answer}");
+        assert_eq!(hello(&server, &token), 200, "{kind:?}: revoked nothing");
+        answer.lines().next().unwrap_or_default().to_owned()
+    };
+    let (axum, actix) = std::thread::scope(|s| {
+        let a = s.spawn(|| run(ServerKind::Axum));
+        let b = s.spawn(|| run(ServerKind::Actix));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(axum, actix);
+}
