@@ -159,19 +159,35 @@ fn read_key_file(path: &Path) -> Result<(Stamp, PublicKeys), KeysError> {
 
 impl KeySource for KeyFile {
     fn keys(&self) -> Result<Arc<PublicKeys>, KeysError> {
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        // The file is looked at and read with no lock held: a slow disk
+        // delays only the report that noticed the change.
         let now = std::fs::metadata(&self.path)
             .ok()
             .and_then(|m| m.modified().ok().map(|t| (t, m.len())));
-        if now.is_some() && now != last.0 {
-            match read_key_file(&self.path) {
-                Ok((stamp, keys)) => *last = (stamp, Arc::new(keys)),
-                Err(e) => {
-                    tracing::error!(error = %crate::error::chain(&e), "secret scanning keys: keeping the keys read before");
-                }
+        {
+            let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            if now.is_none() || now == last.0 {
+                return Ok(last.1.clone());
             }
         }
-        Ok(last.1.clone())
+        match read_key_file(&self.path) {
+            Ok((stamp, keys)) => {
+                // Two reports racing a change both read the file; an older
+                // read stored last is read again by the next report, its
+                // stamp no longer the file's.
+                let keys = Arc::new(keys);
+                *self.last.lock().unwrap_or_else(|p| p.into_inner()) = (stamp, keys.clone());
+                Ok(keys)
+            }
+            Err(e) => {
+                tracing::error!(error = %crate::error::chain(&e), "secret scanning keys: keeping the keys read before");
+                // Noted as seen, so that the broken file is read (and
+                // logged) once, not on every report until it is fixed.
+                let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+                last.0 = now;
+                Ok(last.1.clone())
+            }
+        }
     }
 }
 
@@ -579,6 +595,13 @@ mod tests {
         // A half-written file keeps the keys read before.
         std::fs::write(&path, b"{\"public_keys\": [").unwrap();
         assert_eq!(by(&two, b"k2"), 200);
+        assert_eq!(by(&two, b"k2"), 200, "the broken file read once");
+        // Fixed: read again.
+        let three = key();
+        std::fs::write(&path, keys_json(&[("k3", &three)])).unwrap();
+        assert_eq!(by(&three, b"k3"), 200);
+        assert_eq!(by(&two, b"k2"), 401, "GitHub retired k2");
+        std::fs::write(&path, b"{\"public_keys\": [").unwrap();
         assert!(KeyFile::open(&path).is_err());
         assert!(KeyFile::open(dir.path().join("missing.json")).is_err());
     }
