@@ -378,8 +378,12 @@ impl Cli {
                 // Every token starts with the one prefix until a store can
                 // choose its own.
                 let rules = pat_core::scanning::ScanRules::new([pat_core::TOKEN_PREFIX])?;
-                print!("{}", rules.render(format.into()));
-                Ok(())
+                let text = rules.render(format.into());
+                // A reader that stops early (`| head -1`) is no error.
+                match std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {
+                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                    _ => Ok(()),
+                }
             }
             Command::Completions { shell } => {
                 clap_complete::generate(

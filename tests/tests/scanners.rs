@@ -44,7 +44,7 @@ fn plant(work: &Workdir) -> Planted {
     write("live.env", format!("# settings\nPAT_TOKEN={live}\n"));
     write("broken.env", format!("PAT_TOKEN=\"{broken}\"\n"));
     write("other.env", format!("ACME_TOKEN={other}\n"));
-    write("longer.env", format!("ID=x{live}\n"));
+    write("longer.env", format!("ID={live}x\n"));
     Planted { dir, live, broken }
 }
 

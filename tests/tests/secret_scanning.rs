@@ -208,7 +208,8 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
     let audit = work.cli_ok(&["audit", "-u", "alice", "--json"]);
     assert!(
         audit.contains(
-            "GitHub secret scanning (content: https://github.com/octo/repo/blob/abc/.env)"
+            // JSON-escaped: the actor quotes what GitHub said.
+            r#"GitHub secret scanning (\"content\": \"https://github.com/octo/repo/blob/abc/.env\")"#
         ),
         "{audit}"
     );

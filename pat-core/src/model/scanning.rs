@@ -13,7 +13,10 @@
 //! use pat_core::scanning::{RuleFormat, ScanRules};
 //!
 //! let rules = ScanRules::new(["pat"]).unwrap();
-//! assert_eq!(rules.render(RuleFormat::Regex), "\\b((?:pat)_[0-9A-Za-z]{38})\\b\n");
+//! assert_eq!(
+//!     rules.render(RuleFormat::Regex),
+//!     "((?:pat)_[0-9A-Za-z]{38})(?:[^0-9A-Za-z]|$)\n"
+//! );
 //! assert!(ScanRules::new(["p"]).is_err());
 //! ```
 //!
@@ -53,6 +56,7 @@ pub struct ScanRules {
 
 /// A prefix the rules cannot be made for: tokens never carry it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum InvalidPrefix {
     /// No prefix at all.
     #[error("no token prefix given")]
@@ -95,12 +99,14 @@ impl ScanRules {
     }
 
     /// The regular expression: a prefix, `_`, the body and checksum
-    /// characters, between word boundaries (a longer word is not a token).
-    /// Group 1 is the whole token. Prefixes are letters and digits, so
-    /// nothing in it needs escaping.
+    /// characters, then anything but a letter or digit, or the end (a
+    /// longer run of them is not a token). Group 1 is the whole token.
+    /// Nothing is asked of what comes before: a token is still found after
+    /// `%20`, an escaped `\n` or an `ID_`. Prefixes are letters and digits,
+    /// so nothing in it needs escaping.
     pub fn regex(&self) -> String {
         format!(
-            r"\b((?:{})_[0-9A-Za-z]{{{}}})\b",
+            r"((?:{})_[0-9A-Za-z]{{{}}})(?:[^0-9A-Za-z]|$)",
             self.prefixes.join("|"),
             BODY_LEN + CHECKSUM_LEN
         )
@@ -247,9 +253,11 @@ mod tests {
         for (text, found) in [
             (format!("PAT={token}\n"), Some(token)),
             (format!("\"{token}\","), Some(token)),
-            (format!("x{token}"), None),
+            (format!("x{token}"), Some(token)),
+            (format!("Bearer%20{token}"), Some(token)),
+            (format!("\\n{token}\\n"), Some(token)),
+            (format!("{token}_old"), Some(token)),
             (format!("{token}0"), None),
-            (format!("{token}_"), None),
             (format!("ghp_{}", &token[4..]), None),
             (token[..token.len() - 1].to_owned(), None),
         ] {

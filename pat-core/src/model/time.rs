@@ -195,26 +195,41 @@ pub fn format_duration(d: Duration) -> String {
 
 /// Whole seconds since the epoch, from the coarse clock (see
 /// [`Timestamp::now`]); 0 for a clock set before 1970.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+// 64-bit only: a 32-bit `time_t` would wrap in 2038, where std uses the
+// 64-bit call.
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    target_pointer_width = "64"
+))]
 #[inline]
 fn unix_secs_now() -> u64 {
     use nix::time::{ClockId, clock_gettime};
     match clock_gettime(ClockId::CLOCK_REALTIME_COARSE) {
-        // Negative before 1970: the epoch, as the portable path answers.
-        Ok(t) => u64::try_from(t.tv_sec()).unwrap_or(0),
+        // Negative: a clock set before 1970; the portable path says what
+        // that reads as.
+        Ok(t) => u64::try_from(t.tv_sec()).unwrap_or_else(|_| system_secs_now()),
         // Only a kernel without the clock (before Linux 2.6.32) fails.
         Err(_) => system_secs_now(),
     }
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(all(
+    any(target_os = "linux", target_os = "android"),
+    target_pointer_width = "64"
+)))]
 #[inline]
 fn unix_secs_now() -> u64 {
     system_secs_now()
 }
 
 /// Whole seconds since the epoch from [`SystemTime::now`]; 0 before 1970.
-#[cfg_attr(any(target_os = "linux", target_os = "android"), cold)]
+#[cfg_attr(
+    all(
+        any(target_os = "linux", target_os = "android"),
+        target_pointer_width = "64"
+    ),
+    cold
+)]
 fn system_secs_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -54,11 +54,12 @@ const MAX_NOTED: usize = 200;
 /// the default holds none, and every report is refused.
 #[derive(Clone, Debug, Default)]
 pub struct PublicKeys {
-    keys: Vec<(String, VerifyingKey)>,
+    keys: Arc<[(String, VerifyingKey)]>,
 }
 
 /// Keys that cannot be read or used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeysError {
     /// The key file could not be read.
     #[error("cannot read the secret scanning keys file {path}")]
@@ -72,6 +73,14 @@ pub enum KeysError {
     /// Not GitHub's format.
     #[error("secret scanning keys: {0}")]
     Format(String),
+    /// A key file not in GitHub's format.
+    #[error("secret scanning keys file {path}: {why}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong in it.
+        why: String,
+    },
 }
 
 impl PublicKeys {
@@ -98,9 +107,19 @@ impl PublicKeys {
             let key = VerifyingKey::from_public_key_pem(pem).map_err(|e| {
                 KeysError::Format(format!("key {i}: not a P-256 public key in PEM: {e}"))
             })?;
+            if keys.iter().any(|(k, _): &(String, VerifyingKey)| k == id) {
+                return Err(KeysError::Format(format!(
+                    "key {i}: the key_identifier {id:?} is given twice"
+                )));
+            }
             keys.push((id.to_owned(), key));
         }
-        Ok(PublicKeys { keys })
+        Ok(PublicKeys { keys: keys.into() })
+    }
+
+    /// Whether there is no key (every report is refused).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
     }
 
     fn get(&self, id: &str) -> Option<&VerifyingKey> {
@@ -131,8 +150,23 @@ pub struct KeyFile {
     last: Mutex<(Stamp, Arc<PublicKeys>)>,
 }
 
-/// A file's modification time and size, when known: what tells a change.
-type Stamp = Option<(SystemTime, u64)>;
+/// What tells that a file changed: its modification time and size, and on
+/// Unix its inode and change time too (which no copy that keeps times,
+/// nor a rewrite of the same size within a clock tick, keeps).
+type Stamp = Option<(SystemTime, u64, u64, i64, i64)>;
+
+fn stamp_of(meta: &std::fs::Metadata) -> Stamp {
+    #[cfg(unix)]
+    let (ino, ctime, ctime_ns) = {
+        use std::os::unix::fs::MetadataExt as _;
+        (meta.ino(), meta.ctime(), meta.ctime_nsec())
+    };
+    #[cfg(not(unix))]
+    let (ino, ctime, ctime_ns) = (0, 0, 0);
+    meta.modified()
+        .ok()
+        .map(|m| (m, meta.len(), ino, ctime, ctime_ns))
+}
 
 impl KeyFile {
     /// Reads `path` now: an error if it is not GitHub's format.
@@ -153,8 +187,15 @@ fn read_key_file(path: &Path) -> Result<(Stamp, PublicKeys), KeysError> {
     };
     let meta = std::fs::metadata(path).map_err(read)?;
     let bytes = std::fs::read(path).map_err(read)?;
-    let stamp = meta.modified().ok().map(|m| (m, meta.len()));
-    Ok((stamp, PublicKeys::parse(&bytes)?))
+
+    let keys = PublicKeys::parse(&bytes).map_err(|e| match e {
+        KeysError::Format(why) => KeysError::File {
+            path: path.to_path_buf(),
+            why,
+        },
+        other => other,
+    })?;
+    Ok((stamp_of(&meta), keys))
 }
 
 impl KeySource for KeyFile {
@@ -163,7 +204,7 @@ impl KeySource for KeyFile {
         // delays only the report that noticed the change.
         let now = std::fs::metadata(&self.path)
             .ok()
-            .and_then(|m| m.modified().ok().map(|t| (t, m.len())));
+            .and_then(|m| stamp_of(&m));
         {
             let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
             if now.is_none() || now == last.0 {
@@ -241,10 +282,23 @@ impl SecretScanning {
             );
         };
         let mut feedback = Vec::with_capacity(items.len());
+        let mut labels: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
         let mut revoked = 0;
         for item in &items {
-            let live = self.revoke(item, now);
-            revoked += usize::from(live);
+            // The same token twice in a report gets the same label.
+            let live = match labels.get(item.token.as_str()) {
+                Some(&live) => live,
+                None => {
+                    let Ok(live) = self.revoke(item, now) else {
+                        // GitHub sends again what it did not get an answer
+                        // to, and a revocation done already is a no-op.
+                        return Answer::unavailable();
+                    };
+                    labels.insert(&item.token, live);
+                    revoked += usize::from(live);
+                    live
+                }
+            };
             feedback.push(json!({
                 "token_hash": hex(&Sha256::digest(item.token.as_bytes())),
                 "token_type": item.kind,
@@ -277,37 +331,42 @@ impl SecretScanning {
             tracing::error!(error = %crate::error::chain(&e), "secret scanning keys unavailable");
             "no keys to check the signature with"
         })?;
+        if keys.is_empty() {
+            return Err("no GitHub keys are configured: every report is refused");
+        }
         let key = keys.get(key_id).ok_or("unknown key identifier")?;
         key.verify(body, &signature)
             .map_err(|_| "the signature does not match the body")
     }
 
     /// Revokes `item`'s token if it is a live one of this store; whether
-    /// it was.
-    fn revoke(&self, item: &Reported, now: Timestamp) -> bool {
+    /// it was, or `Err` when the store failed (logged).
+    fn revoke(&self, item: &Reported, now: Timestamp) -> Result<bool, ()> {
         let Ok(digest) = TokenDigest::from_token(&item.token) else {
-            return false;
+            return Ok(false);
         };
         match self.admin.find(&digest, now) {
             Ok(Some(info)) if !info.is_expired(now) => {
+                // Quoted: the URL names a file in someone's repository,
+                // chosen by whoever leaked the token.
                 let actor = format!(
-                    "GitHub secret scanning ({}: {})",
+                    "GitHub secret scanning ({:?}: {:?})",
                     noted(&item.source),
                     noted(&item.url)
                 );
                 match self.admin.acting_as(&actor).revoke(info.id) {
-                    Ok(_) => true,
-                    Err(crate::StoreError::NotFound(_)) => false,
+                    Ok(_) => Ok(true),
+                    Err(crate::StoreError::NotFound(_)) => Ok(false),
                     Err(e) => {
-                        tracing::error!(error = %crate::error::chain(&e), "secret scanning: revoke failed");
-                        false
+                        tracing::error!(token_id = %info.id, error = %crate::error::chain(&e), "secret scanning: revoke failed");
+                        Err(())
                     }
                 }
             }
-            Ok(_) => false,
+            Ok(_) => Ok(false),
             Err(e) => {
                 tracing::error!(error = %crate::error::chain(&e), "secret scanning: lookup failed");
-                false
+                Err(())
             }
         }
     }
@@ -451,7 +510,7 @@ mod tests {
     fn a_signed_report_revokes_live_tokens_and_labels_each() {
         let s = setup();
         let other = crate::TokenSecret::generate();
-        let body = report(&[&s.live, other.expose_secret(), "not a token"]);
+        let body = report(&[&s.live, other.expose_secret(), "not a token", &s.live]);
         let signature = sign(&s.github, &body);
         let a = s
             .scanning
@@ -464,9 +523,15 @@ mod tests {
             .iter()
             .map(|f| f["label"].as_str().unwrap())
             .collect();
+        // The same token twice: the same label.
         assert_eq!(
             labels,
-            ["true_positive", "false_positive", "false_positive"]
+            [
+                "true_positive",
+                "false_positive",
+                "false_positive",
+                "true_positive"
+            ]
         );
         assert_eq!(
             feedback[0]["token_hash"],
@@ -477,7 +542,7 @@ mod tests {
         let log = s.store.audit(Timestamp::UNIX_EPOCH, Some("alice")).unwrap();
         assert_eq!(
             log.last().unwrap().actor,
-            "GitHub secret scanning (content: https://github.com/octo/repo/blob/abc/config.env)"
+            r#"GitHub secret scanning ("content": "https://github.com/octo/repo/blob/abc/config.env")"#
         );
         // Sent again: the token is no longer live.
         let again =
@@ -604,15 +669,30 @@ mod tests {
         std::fs::write(&path, b"{\"public_keys\": [").unwrap();
         assert!(KeyFile::open(&path).is_err());
         assert!(KeyFile::open(dir.path().join("missing.json")).is_err());
+        let named = KeyFile::open(&path).unwrap_err().to_string();
+        assert!(named.contains("keys.json"), "{named}");
+        // No keys at all: every report refused, saying so.
+        let none = SecretScanning::new(Arc::new(MemoryStore::new()), PublicKeys::default());
+        let signature = sign(&one, &body);
+        let a = none.report_blocking(Some(b"k1"), Some(signature.as_bytes()), &body, now());
+        assert_eq!(a.status, 401);
+        assert!(
+            a.body.contains("no GitHub keys are configured"),
+            "{}",
+            a.body
+        );
     }
 
     #[test]
     fn keys_not_in_githubs_format_are_refused_naming_the_fault() {
+        let k = key();
+        let twice = keys_json(&[("a", &k), ("a", &k)]);
         for (json, says) in [
             (&b"nope"[..], "not JSON"),
             (b"{}", "public_keys"),
             (br#"{"public_keys": [{"key": "x"}]}"#, "key_identifier"),
             (br#"{"public_keys": [{"key_identifier": "a"}]}"#, "no \"key\""),
+            (&twice, "given twice"),
             (
                 br#"{"public_keys": [{"key_identifier": "a", "key": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"}]}"#,
                 "P-256",
