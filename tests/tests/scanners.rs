@@ -1,8 +1,8 @@
 //! Rules for secret scanners (issue 25): `pat-cli scan-rules`, run for
 //! real, and what it prints used the way each scanner uses it, on the same
 //! planted files: a live token of ours, the same token with a broken
-//! checksum, a well-formed token of another prefix, and a token inside a
-//! longer word.
+//! checksum, a well-formed token of another prefix, and a token followed
+//! by more letters (a longer run is no token).
 //!
 //! detect-secrets (Yelp's, from PyPI) runs for real; `.ci/run` installs it
 //! and under `CI=true` this test fails without it. gitleaks is a Go binary
