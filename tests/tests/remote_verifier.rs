@@ -312,8 +312,19 @@ fn the_endpoint_sees_one_request_per_token_and_a_bounded_number_at_once() {
 /// can compute a checksum) fills and clears the refusals, and the token in
 /// use stays cached. (Issue 20: one map held both, so random well-formed
 /// digests flushed legitimate answers and every one cost a round trip.)
-#[test]
-fn made_up_tokens_never_push_out_a_cached_identity() {
+/// A memory store holding the verifier's own token (`gateway`) and
+/// alice's, behind an introspection endpoint that counts its requests.
+struct Counted {
+    _store: Arc<pat_core::MemoryStore>,
+    now: pat_core::Timestamp,
+    own: TokenSecret,
+    alice: TokenSecret,
+    endpoint: String,
+    /// Requests the endpoint has answered (leaked: one per test).
+    seen: &'static std::sync::atomic::AtomicUsize,
+}
+
+fn counted_endpoint() -> Counted {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use pat_core::{Admin as _, ExpiryPolicy, MemoryStore, NewToken, Timestamp};
@@ -321,22 +332,43 @@ fn made_up_tokens_never_push_out_a_cached_identity() {
     let store = Arc::new(MemoryStore::new());
     let hour = ExpiryPolicy::hard(Duration::from_secs(3600));
     let now = Timestamp::now();
-    let own = store
-        .create(&NewToken::new("gateway", hour), now)
-        .unwrap()
-        .secret;
-    let alice = store
-        .create(&NewToken::new("alice", hour), now)
-        .unwrap()
-        .secret;
-    static SEEN: AtomicUsize = AtomicUsize::new(0);
+    let made = |user: &str| {
+        store
+            .create(&NewToken::new(user, hour), now)
+            .unwrap()
+            .secret
+    };
+    let (own, alice) = (made("gateway"), made("alice"));
+    let seen: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
     let counted = axum::middleware::from_fn(
-        |req: axum::extract::Request, next: axum::middleware::Next| async move {
-            SEEN.fetch_add(1, Ordering::SeqCst);
+        move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            seen.fetch_add(1, Ordering::SeqCst);
             next.run(req).await
         },
     );
     let endpoint = serve(endpoint_over(&store).layer(counted));
+    Counted {
+        _store: store,
+        now,
+        own,
+        alice,
+        endpoint,
+        seen,
+    }
+}
+
+#[test]
+fn made_up_tokens_never_push_out_a_cached_identity() {
+    use std::sync::atomic::Ordering;
+
+    let Counted {
+        now,
+        own,
+        alice,
+        endpoint,
+        seen: requests,
+        ..
+    } = counted_endpoint();
     let verifier = RemoteVerifier::builder()
         .capacity(4)
         .ttl(Duration::from_secs(600))
@@ -346,15 +378,15 @@ fn made_up_tokens_never_push_out_a_cached_identity() {
         pat_core::conformance::block_on(verifier.verify(Lookup::new(t.digest(), None, now)))
     };
     check(&alice).expect("alice's token");
-    assert_eq!(SEEN.load(Ordering::SeqCst), 1);
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
     for _ in 0..20 {
         assert!(check(&TokenSecret::generate()).is_err());
     }
-    assert_eq!(SEEN.load(Ordering::SeqCst), 21);
+    assert_eq!(requests.load(Ordering::SeqCst), 21);
     assert!(verifier.cached() <= 1 + 4, "bounded: {}", verifier.cached());
     check(&alice).expect("alice's token, from the cache");
     assert_eq!(
-        SEEN.load(Ordering::SeqCst),
+        requests.load(Ordering::SeqCst),
         21,
         "the flood pushed alice's answer out"
     );
@@ -368,32 +400,18 @@ fn made_up_tokens_never_push_out_a_cached_identity() {
 /// into "unknown", and a cached identity still answers with no round trip.
 #[test]
 fn the_gate_asks_only_cached_identities_before_checking_a_token() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::Ordering;
 
-    use pat_core::{
-        Admin as _, ExpiryPolicy, MemoryStore, NewToken, Outcome, RejectReason, Timestamp,
-        TokenProblem,
-    };
+    use pat_core::{Outcome, RejectReason, TokenProblem};
 
-    let store = Arc::new(MemoryStore::new());
-    let hour = ExpiryPolicy::hard(Duration::from_secs(3600));
-    let now = Timestamp::now();
-    let own = store
-        .create(&NewToken::new("gateway", hour), now)
-        .unwrap()
-        .secret;
-    let alice = store
-        .create(&NewToken::new("alice", hour), now)
-        .unwrap()
-        .secret;
-    static SEEN: AtomicUsize = AtomicUsize::new(0);
-    let counted = axum::middleware::from_fn(
-        |req: axum::extract::Request, next: axum::middleware::Next| async move {
-            SEEN.fetch_add(1, Ordering::SeqCst);
-            next.run(req).await
-        },
-    );
-    let endpoint = serve(endpoint_over(&store).layer(counted));
+    let Counted {
+        now,
+        own,
+        alice,
+        endpoint,
+        seen: requests,
+        ..
+    } = counted_endpoint();
     let verifier = Arc::new(
         RemoteVerifier::builder()
             .ttl(Duration::from_secs(600))
@@ -416,7 +434,7 @@ fn the_gate_asks_only_cached_identities_before_checking_a_token() {
         TokenDigest::from_bytes(<sha2::Sha256 as sha2::Digest>::digest(damaged.as_bytes()).into());
     let planted = pat_core::conformance::block_on(verifier.verify(Lookup::new(digest, None, now)));
     assert!(planted.is_err(), "the endpoint knows no such token");
-    let seen = SEEN.load(Ordering::SeqCst);
+    let seen = requests.load(Ordering::SeqCst);
     match check(&damaged) {
         Outcome::Rejected(r) => assert_eq!(
             r.reason(),
@@ -429,7 +447,7 @@ fn the_gate_asks_only_cached_identities_before_checking_a_token() {
         Outcome::Authenticated(_)
     ));
     assert_eq!(
-        SEEN.load(Ordering::SeqCst),
+        requests.load(Ordering::SeqCst),
         seen,
         "neither the damaged token nor the cached one cost a round trip"
     );
