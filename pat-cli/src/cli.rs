@@ -100,6 +100,29 @@ pub(crate) enum Command {
         json: bool,
     },
 
+    /// Create a new store, with its own token prefix.
+    ///
+    /// Every token of the store reads PREFIX_…, so that secret scanners
+    /// (`scan-rules`, GitHub's partner program) can tell its tokens from
+    /// other services'. A good prefix is short, unique to your service and
+    /// ends the word: `acme`, not `pat` or `token`. A store made by a first
+    /// `token` command gets `pat`; `prefix set` changes a store's prefix
+    /// later, keeping the tokens of its former ones working.
+    #[command(after_help = "Examples:\n  pat-cli --db /var/lib/acme/pat.redb init --prefix acme")]
+    Init {
+        /// The store's token prefix: 2 to 16 ASCII letters and digits.
+        #[arg(long, value_name = "PREFIX", value_parser = prefix, default_value = "pat")]
+        prefix: pat_core::Prefix,
+    },
+
+    /// Show the store's token prefixes, or change the current one with
+    /// `prefix set`.
+    ///
+    /// New tokens carry the current prefix; tokens made under a former one
+    /// keep working until they expire or are revoked, everywhere the store
+    /// is used. A store keeps at most 16 prefixes.
+    Prefix(PrefixCommand),
+
     /// Print rules that let secret scanners find this store's tokens.
     ///
     /// `regex` prints one regular expression (RE2, PCRE and Python syntax
@@ -108,7 +131,8 @@ pub(crate) enum Command {
     /// tokens; gitleaks runs no code, so it also reports a value of a token's
     /// shape whose checksum is broken. `detect-secrets` prints a plugin for
     /// Yelp's detect-secrets (`--plugin FILE`) that checks the checksum and
-    /// reports real tokens only. Every store's tokens start with `pat_`.
+    /// reports real tokens only. The rules find the store's current and
+    /// former prefixes; with no store at --db, the default prefix `pat`.
     #[command(
         after_help = "Examples:\n  pat-cli scan-rules --format gitleaks > .gitleaks.toml && gitleaks dir --config .gitleaks.toml .\n  \
                       pat-cli scan-rules --format detect-secrets > pat_tokens.py && detect-secrets scan --plugin pat_tokens.py"
@@ -124,6 +148,34 @@ pub(crate) enum Command {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PrefixCommand {
+    /// Print a JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    #[command(subcommand)]
+    pub(crate) action: Option<PrefixAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PrefixAction {
+    /// Make PREFIX the store's current token prefix (audited); prints the
+    /// prefixes.
+    Set {
+        /// 2 to 16 ASCII letters and digits.
+        #[arg(value_parser = prefix)]
+        prefix: pat_core::Prefix,
+        /// Print a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn prefix(s: &str) -> std::result::Result<pat_core::Prefix, pat_core::ParsePrefixError> {
+    s.parse()
 }
 
 #[derive(Debug, Args)]
@@ -374,10 +426,12 @@ impl Cli {
             Command::Audit { since, user, json } => {
                 token::audit(&self.db, since, user.as_deref(), json)
             }
+            Command::Init { prefix } => token::init(&self.db, prefix),
+            Command::Prefix(cmd) => token::prefixes(&self.db, cmd),
             Command::ScanRules { format } => {
-                // Every token starts with the one prefix until a store can
-                // choose its own.
-                let rules = pat_core::scanning::ScanRules::new([pat_core::TOKEN_PREFIX])?;
+                let prefixes = token::scan_prefixes(&self.db)?;
+                let rules =
+                    pat_core::scanning::ScanRules::new(prefixes.iter().map(|p| p.as_str()))?;
                 let text = rules.render(format.into());
                 // A reader that stops early (`| head -1`) is no error.
                 match std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {

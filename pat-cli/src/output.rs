@@ -280,6 +280,14 @@ pub(crate) fn policy_json(policy: &Policy) -> Value {
     })
 }
 
+/// `pat-cli prefix --json`: the current prefix and the former ones.
+pub(crate) fn prefixes_json(all: &[pat_core::Prefix]) -> Value {
+    json!({
+        "current": all.first().map(|p| p.as_str()),
+        "former": all.iter().skip(1).map(|p| p.as_str()).collect::<Vec<_>>(),
+    })
+}
+
 /// The cells of one row of `token list`.
 fn list_row(t: &TokenInfo, now: Timestamp, policy: &Policy) -> [String; 8] {
     let mut model = model(&t.expiry);

@@ -10,7 +10,8 @@ use pat_core::{
 };
 
 use crate::cli::{
-    CreateArgs, Limit, PolicyAction, PolicyCommand, Result, TokenAction, usage_error,
+    CreateArgs, Limit, PolicyAction, PolicyCommand, PrefixAction, PrefixCommand, Result,
+    TokenAction, usage_error,
 };
 use crate::output;
 
@@ -93,19 +94,35 @@ fn check(db: &Path) -> Result {
     let mut line = String::new();
     stdin.lock().read_line(&mut line)?;
     let presented = line.trim();
-    let digest = match pat_core::TokenDigest::from_token(presented) {
+    let store = match std::fs::symlink_metadata(db).is_err() && !is_database_url(db) {
+        true => None,
+        false => Some(connect(db, true)?),
+    };
+    let stored = match &store {
+        Some(store) => store.token_prefixes()?,
+        None => vec![pat_core::Prefix::DEFAULT],
+    };
+    let prefixes = pat_core::Prefixes::from_stored(&stored)?;
+    let digest = match prefixes.digest(presented) {
         Ok(d) => d,
+        Err(e) if e.is_foreign() => {
+            return Err(format!(
+                "not a well-formed token: it does not start with {} (this store's prefix{})",
+                heads(&stored),
+                if stored.len() == 1 { "" } else { "es" }
+            )
+            .into());
+        }
         Err(e) => return Err(format!("not a well-formed token: {e}").into()),
     };
     let formed = "well-formed (prefix, length and checksum are right)";
-    if std::fs::symlink_metadata(db).is_err() && !is_database_url(db) {
+    let Some(store) = store else {
         println!(
             "{formed}; no store at `{}` to look it up",
             printable(&db.to_string_lossy())
         );
         return Ok(());
-    }
-    let store = connect(db, true)?;
+    };
     let now = Timestamp::now();
     match store.find(&digest, now)? {
         None => println!("{formed}; unknown to this store (never issued, revoked or pruned)"),
@@ -324,6 +341,89 @@ pub(crate) fn policy(db: &Path, cmd: PolicyCommand) -> Result {
         print!("{policy}");
     }
     Ok(())
+}
+
+/// The heads of tokens of `prefixes`: `` `acme_` or `pat_` ``.
+fn heads(prefixes: &[pat_core::Prefix]) -> String {
+    let heads: Vec<String> = prefixes.iter().map(|p| format!("`{p}_`")).collect();
+    heads.join(" or ")
+}
+
+/// `pat-cli init`: a new store with its prefix.
+pub(crate) fn init(db: &Path, prefix: pat_core::Prefix) -> Result {
+    let exists = |current: pat_core::Prefix| {
+        format!(
+            "store `{}` exists already, with the prefix `{current}`; `pat-cli prefix set {prefix}` \
+             changes it (its tokens of the former prefix keep working)",
+            printable(&db.to_string_lossy())
+        )
+    };
+    let stored = if let Some(url) = db.to_str().filter(|_| is_database_url(db)) {
+        let store = pat_core::PgStore::builder()
+            .listen(false)
+            .cache_capacity(0)
+            .manual_flush()
+            .prefix(prefix)
+            .connect(url)?;
+        store.token_prefixes()?
+    } else {
+        if std::fs::symlink_metadata(db).is_ok() {
+            let current = connect(db, true)?.token_prefixes()?[0];
+            return Err(exists(current).into());
+        }
+        let store = Store::builder()
+            .manual_flush()
+            .admin_socket(false)
+            .prefix(prefix)
+            .open(db)?;
+        store.token_prefixes()?
+    };
+    // A database that had pat's tables keeps its own prefix.
+    if stored != [prefix] {
+        return Err(exists(stored[0]).into());
+    }
+    println!(
+        "created store `{}`; its tokens start with `{prefix}_`",
+        printable(&db.to_string_lossy())
+    );
+    Ok(())
+}
+
+/// `pat-cli prefix [set NEW]`.
+pub(crate) fn prefixes(db: &Path, cmd: PrefixCommand) -> Result {
+    let store = connect(db, true)?;
+    let json = match cmd.action {
+        None => cmd.json,
+        Some(PrefixAction::Set { prefix, json }) => {
+            acting(&*store).set_prefix(prefix)?;
+            json || cmd.json
+        }
+    };
+    let all = store.token_prefixes()?;
+    if json {
+        println!("{}", output::prefixes_json(&all));
+    } else {
+        println!("current: {}", all[0]);
+        let former: Vec<&str> = all[1..].iter().map(|p| p.as_str()).collect();
+        println!(
+            "former:  {}",
+            if former.is_empty() {
+                "-".to_owned()
+            } else {
+                former.join(", ")
+            }
+        );
+    }
+    Ok(())
+}
+
+/// The prefixes `scan-rules` prints rules for: the store's, or `pat`
+/// when there is no store at `db` (nothing is created).
+pub(crate) fn scan_prefixes(db: &Path) -> Result<Vec<pat_core::Prefix>> {
+    if std::fs::symlink_metadata(db).is_err() && !is_database_url(db) {
+        return Ok(vec![pat_core::Prefix::DEFAULT]);
+    }
+    Ok(connect(db, true)?.token_prefixes()?)
 }
 
 /// The store at `db`: opened directly when no process holds it, else

@@ -12,12 +12,14 @@ use crate::{Timestamp, TokenId};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ParseTokenError {
-    /// The value does not start with `pat_`: it is some other kind of secret
-    /// (another auth layer's) and not ours to judge.
-    #[error("not a personal access token: it does not start with `pat_`")]
+    /// The value does not start with one of the store's prefixes and `_`
+    /// (`pat_` unless the store was given another): it is some other kind
+    /// of secret (another auth layer's, another store's) and not ours to
+    /// judge.
+    #[error("not a personal access token: it does not start with this service's token prefix")]
     Foreign,
     /// Right prefix, wrong length: truncated or run into other text.
-    #[error("token has {found} characters after `pat_`, expected {expected}")]
+    #[error("token has {found} characters after its prefix, expected {expected}")]
     Length {
         /// Characters after the prefix.
         found: usize,
@@ -368,6 +370,9 @@ pub enum StoreError {
     /// The token would outgrow what made it (see [`crate::backend::authority`]).
     #[error(transparent)]
     Authority(#[from] crate::backend::authority::AuthorityViolation),
+    /// The store cannot take that token prefix.
+    #[error(transparent)]
+    Prefix(#[from] crate::model::prefix::PrefixError),
     /// A stored record could not be decoded.
     #[error("store is damaged: {0}")]
     Corrupt(String),

@@ -153,6 +153,9 @@ pub use gate::{
 pub use model::audit::{AuditAction, AuditEntry, DEFAULT_ACTOR, DEFAULT_AUDIT_RETENTION};
 pub use model::expiry::{Expiry, ExpiryPolicy};
 pub use model::policy::{OnReuse, Policy, PolicyViolation};
+pub use model::prefix::{
+    MAX_PREFIX_LEN, MAX_PREFIXES, MIN_PREFIX_LEN, ParsePrefixError, Prefix, PrefixError, Prefixes,
+};
 pub use model::record::{
     CreatedToken, DEFAULT_LABEL, Identity, MAX_NAME_LEN, MAX_SCOPES, NewToken, Rotation, TokenInfo,
 };

@@ -4,6 +4,7 @@
 use crate::error::StoreError;
 use crate::model::audit::AuditEntry;
 use crate::model::policy::Policy;
+use crate::model::prefix::{Prefix, PrefixError};
 use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
@@ -108,6 +109,28 @@ pub trait Admin {
     /// alone.
     fn set_policy(&self, policy: Policy) -> Result<(), StoreError>;
 
+    /// The store's token prefixes: the current one first (every token
+    /// [`create`](Admin::create) or [`rotate`](Admin::rotate) makes
+    /// carries it), then those it had before, whose tokens still work, in
+    /// the order it took them. The default, for a backend that keeps no
+    /// prefix: `pat` alone.
+    fn token_prefixes(&self) -> Result<Vec<Prefix>, StoreError> {
+        Ok(vec![Prefix::DEFAULT])
+    }
+
+    /// Makes `prefix` the store's current token prefix, durably and
+    /// audited ([`AuditAction::SetPrefix`](crate::AuditAction::SetPrefix)):
+    /// tokens made from now on carry it, and tokens of the earlier ones
+    /// keep working, here and on every replica. Setting the current one is
+    /// a no-op; one the store had before becomes current again; a store
+    /// that has had [`MAX_PREFIXES`](crate::MAX_PREFIXES) refuses another
+    /// ([`PrefixError::TooMany`]). The default, for a backend that keeps no
+    /// prefix, refuses ([`PrefixError::Fixed`]).
+    fn set_prefix(&self, prefix: Prefix) -> Result<(), StoreError> {
+        let _ = prefix;
+        Err(PrefixError::Fixed.into())
+    }
+
     /// The audit log, oldest first: the entries at or after `since`
     /// concerning `user`, or all. Every change above appends one, in the
     /// same transaction, recorded as done by [`DEFAULT_ACTOR`](crate::DEFAULT_ACTOR) unless made
@@ -167,6 +190,12 @@ impl<T: Admin + ?Sized> Admin for &T {
     }
     fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
         (**self).set_policy(policy)
+    }
+    fn token_prefixes(&self) -> Result<Vec<Prefix>, StoreError> {
+        (**self).token_prefixes()
+    }
+    fn set_prefix(&self, prefix: Prefix) -> Result<(), StoreError> {
+        (**self).set_prefix(prefix)
     }
     fn audit(&self, since: Timestamp, user: Option<&str>) -> Result<Vec<AuditEntry>, StoreError> {
         (**self).audit(since, user)

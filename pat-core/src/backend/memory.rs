@@ -11,6 +11,7 @@ use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, StoreError};
 use crate::model::audit::{AuditEntry, DEFAULT_AUDIT_RETENTION};
 use crate::model::policy::Policy;
+use crate::model::prefix::{Prefix, Prefixes};
 use crate::model::record::{CreatedToken, Identity, NewToken, Rotation, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
@@ -38,6 +39,9 @@ use crate::model::token::{TokenDigest, TokenId};
 #[derive(Default)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
+    /// The store's prefixes as the request path reads them; the state
+    /// holds them as stored.
+    prefixes: Arc<Prefixes>,
     /// Who the audit log records as making this handle's changes
     /// ([`Admin::acting_as`] makes a handle with another).
     actor: Actor,
@@ -50,6 +54,8 @@ struct State {
     /// Secrets retired by rotations: token id and when they stop working.
     retired: HashMap<TokenDigest, (TokenId, Timestamp)>,
     policy: Policy,
+    /// The current token prefix (the store's [`Prefixes`] hold the rest).
+    prefix: Prefix,
     audit: Vec<AuditEntry>,
     /// Tokens reuse detection refuses until [`Verifier::flush`] revokes
     /// their families (as the cached backends do, so that every backend
@@ -67,6 +73,17 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
+    /// An empty store whose tokens carry `prefix` (see
+    /// [`StoreBuilder::prefix`](crate::StoreBuilder::prefix)).
+    pub fn with_prefix(prefix: Prefix) -> MemoryStore {
+        let store = MemoryStore {
+            prefixes: Arc::new(Prefixes::new(prefix)),
+            ..MemoryStore::default()
+        };
+        store.state().prefix = prefix;
+        store
+    }
+
     /// How many tokens it holds, expired ones included.
     pub fn len(&self) -> usize {
         self.state().tokens.len()
@@ -81,6 +98,7 @@ impl MemoryStore {
     fn acting(&self, actor: &str) -> MemoryStore {
         MemoryStore {
             state: self.state.clone(),
+            prefixes: self.prefixes.clone(),
             actor: Actor::from(actor),
         }
     }
@@ -264,6 +282,10 @@ impl Verifier for MemoryStore {
         )))
     }
 
+    fn prefixes(&self) -> &Prefixes {
+        &self.prefixes
+    }
+
     /// Carries out the revocations reuse detection asked for.
     fn flush(&self) -> Result<usize, StoreError> {
         let mut state = self.state();
@@ -319,6 +341,10 @@ impl engine::Tx for State {
 
     async fn policy(&mut self) -> Result<Policy, StoreError> {
         Ok(self.policy)
+    }
+
+    fn prefix(&self) -> Prefix {
+        self.prefix
     }
 
     fn is_refused(&self, digest: &TokenDigest) -> bool {
@@ -486,6 +512,26 @@ impl Admin for MemoryStore {
         state
             .audit
             .push(AuditEntry::policy_set(&policy, actor, Timestamp::now()));
+        Ok(())
+    }
+
+    fn token_prefixes(&self) -> Result<Vec<Prefix>, StoreError> {
+        Ok(self.prefixes.all())
+    }
+
+    fn set_prefix(&self, prefix: Prefix) -> Result<(), StoreError> {
+        let actor: &str = &self.actor;
+        // Under the state's lock, so that two changes are one after the
+        // other.
+        let mut state = self.state();
+        if !crate::model::prefix::change(&self.prefixes.all(), prefix)? {
+            return Ok(());
+        }
+        self.prefixes.remember(prefix)?;
+        state.prefix = prefix;
+        state
+            .audit
+            .push(AuditEntry::prefix_set(prefix, actor, Timestamp::now()));
         Ok(())
     }
 

@@ -27,6 +27,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::error::{AuthError, StoreError};
+use crate::model::prefix::Prefixes;
 use crate::model::record::{Identity, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
@@ -241,6 +242,17 @@ pub trait Verifier: Send + Sync {
     fn verify_cached(&self, lookup: Lookup<'_>) -> Option<Result<Identity, AuthError>> {
         let _ = lookup;
         None
+    }
+
+    /// The prefixes of this backend's tokens: the gate checks a presented
+    /// token's against them before anything else, and in optional mode
+    /// lets a token of any other pass as not ours. A backend that keeps a
+    /// prefix per store answers its own [`Prefixes`] (and, when the store's
+    /// prefix changes, [`Prefixes::remember`]s the new one); the default is
+    /// [`Prefixes::standard`], `pat` alone.
+    #[inline]
+    fn prefixes(&self) -> &Prefixes {
+        Prefixes::standard()
     }
 
     /// Writes buffered uses, if the backend buffers them, and returns how many

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::backend::{DEFAULT_CACHE_CAPACITY, DEFAULT_FLUSH_INTERVAL};
 use crate::model::audit::DEFAULT_AUDIT_RETENTION;
+use crate::model::prefix::Prefix;
 
 /// How a store caches records, buffers uses and keeps its audit log.
 #[derive(Clone, Debug)]
@@ -18,6 +19,8 @@ pub(crate) struct StoreOptions {
     pub(crate) cache_capacity: usize,
     /// How long `prune` keeps audit log entries.
     pub(crate) audit_retention: Duration,
+    /// The token prefix of a store created by this open.
+    pub(crate) prefix: Prefix,
 }
 
 impl Default for StoreOptions {
@@ -26,6 +29,7 @@ impl Default for StoreOptions {
             flush_interval: Some(DEFAULT_FLUSH_INTERVAL),
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             audit_retention: DEFAULT_AUDIT_RETENTION,
+            prefix: Prefix::DEFAULT,
         }
     }
 }
@@ -70,6 +74,18 @@ macro_rules! store_options {
         /// days).
         pub fn audit_retention(mut self, keep: std::time::Duration) -> $builder {
             self.options.audit_retention = keep;
+            self
+        }
+
+        /// The token prefix of a store this open creates (default
+        /// [`Prefix::DEFAULT`](crate::Prefix::DEFAULT), `pat`): every token
+        /// it makes reads `<prefix>_…`, so that secret scanners can tell
+        /// them from other services' tokens. A store that exists keeps its
+        /// own, whatever this says: change it with
+        /// [`Admin::set_prefix`](crate::Admin::set_prefix) (`pat-cli prefix
+        /// set`), which keeps the tokens of the former ones working.
+        pub fn prefix(mut self, prefix: crate::Prefix) -> $builder {
+            self.options.prefix = prefix;
             self
         }
     };

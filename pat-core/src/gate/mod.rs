@@ -23,7 +23,7 @@ use crate::error::{AuthError, ParseTokenError};
 use crate::gate::credentials::{Credentials, CredentialsError, RawCredentials};
 use crate::model::record::Identity;
 use crate::model::time::Timestamp;
-use crate::model::token::{Presented, TokenDigest};
+use crate::model::token::TokenDigest;
 
 /// Whether requests without our credentials may pass.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -210,11 +210,11 @@ impl Gate {
         let done = |outcome| Checking {
             state: State::Done(Some(outcome)),
         };
-        let presented = match Presented::parse(token) {
+        let verifier = &*self.verifier;
+        let presented = match verifier.prefixes().presented(token) {
             Ok(presented) => presented,
             Err(e) => return done(self.misshapen(token, &e, optional)),
         };
-        let verifier = &*self.verifier;
         let verified = presented.verify(
             |digest| {
                 verifier
@@ -231,7 +231,8 @@ impl Gate {
 
     /// The answer to a token not of our shape, as [`Credentials::parse`] and
     /// [`TokenDigest::from_token`] would lead to: a Bearer token that is not
-    /// UTF-8 is a broken request; one without our prefix is not ours.
+    /// UTF-8 is a broken request; one without one of the backend's prefixes
+    /// is not ours.
     #[cold]
     fn misshapen(&self, token: &[u8], e: &ParseTokenError, optional: bool) -> Outcome {
         if std::str::from_utf8(token).is_err() {

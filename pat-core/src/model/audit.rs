@@ -37,10 +37,12 @@ pub enum AuditAction {
     /// A token's latest possible deadline was brought down to its parent's,
     /// after a rotation shortened the parent (see [`crate::backend::authority`]).
     Shorten,
+    /// The store's token prefix was changed (the former ones keep working).
+    SetPrefix,
 }
 
 impl AuditAction {
-    const ALL: [AuditAction; 8] = [
+    const ALL: [AuditAction; 9] = [
         AuditAction::Create,
         AuditAction::Rotate,
         AuditAction::Revoke,
@@ -49,6 +51,7 @@ impl AuditAction {
         AuditAction::SetPolicy,
         AuditAction::ReplayedSecret,
         AuditAction::Shorten,
+        AuditAction::SetPrefix,
     ];
 
     /// Its name in listings and storage (`revoke_user`, ...).
@@ -62,6 +65,7 @@ impl AuditAction {
             AuditAction::SetPolicy => "set_policy",
             AuditAction::ReplayedSecret => "replayed_secret",
             AuditAction::Shorten => "shorten",
+            AuditAction::SetPrefix => "set_prefix",
         }
     }
 
@@ -150,6 +154,22 @@ impl AuditEntry {
             "",
             actor,
             policy.summary(),
+        )
+    }
+
+    /// The entry of `actor` making `prefix` the store's at `at`.
+    pub(crate) fn prefix_set(
+        prefix: crate::model::prefix::Prefix,
+        actor: &str,
+        at: Timestamp,
+    ) -> AuditEntry {
+        AuditEntry::new(
+            at,
+            AuditAction::SetPrefix,
+            None,
+            "",
+            actor,
+            format!("prefix {prefix}"),
         )
     }
 

@@ -4,6 +4,7 @@
 pub(crate) mod audit;
 pub(crate) mod expiry;
 pub(crate) mod policy;
+pub(crate) mod prefix;
 pub(crate) mod record;
 pub mod scanning;
 pub(crate) mod scope;

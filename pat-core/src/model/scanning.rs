@@ -25,12 +25,9 @@
 
 use std::fmt;
 
+use super::prefix::Prefix;
+pub use super::prefix::{MAX_PREFIX_LEN, MIN_PREFIX_LEN};
 use super::token::{BASE62, BODY_LEN, CHECKSUM_LEN};
-
-/// The shortest prefix a store may give its tokens.
-pub const MIN_PREFIX_LEN: usize = 2;
-/// The longest prefix a store may give its tokens.
-pub const MAX_PREFIX_LEN: usize = 16;
 
 /// The output a scanner reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,9 +75,7 @@ impl ScanRules {
         let mut kept: Vec<String> = Vec::new();
         for prefix in prefixes {
             let prefix = prefix.as_ref();
-            if !(MIN_PREFIX_LEN..=MAX_PREFIX_LEN).contains(&prefix.len())
-                || !prefix.bytes().all(|b| b.is_ascii_alphanumeric())
-            {
+            if Prefix::new(prefix).is_err() {
                 return Err(InvalidPrefix::Shape(prefix.to_owned()));
             }
             if !kept.iter().any(|k| k == prefix) {

@@ -1,11 +1,13 @@
 //! The token format: generation, offline validation and the SHA-256 digest.
 //!
-//! A token reads `pat_<body><checksum>`:
-//! - `pat_`: the prefix, so people and secret scanners recognise it;
+//! A token reads `<prefix>_<body><checksum>`:
+//! - the prefix (the store's: `pat` unless it was given another, see
+//!   [`Prefix`]) and `_`, so people and secret scanners recognise it and
+//!   tell whose it is;
 //! - body: 32 characters drawn uniformly from `[A-Za-z0-9]` by the
 //!   OS-seeded CSPRNG (about 190 bits), alphanumeric so a double-click selects
 //!   the whole token;
-//! - checksum: CRC32 of `pat_<body>`, as 6 base62 digits, so a mistyped or
+//! - checksum: CRC32 of `<prefix>_<body>`, as 6 base62 digits, so a mistyped or
 //!   truncated token is refused without touching the store.
 //!
 //! The store never sees a token, only its [`TokenDigest`].
@@ -18,15 +20,19 @@ use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 use crate::error::{ParseTokenError, ParseTokenIdError};
+use crate::model::prefix::{MAX_PREFIX_LEN, MIN_PREFIX_LEN, Prefix};
 
-/// The prefix every token starts with, before the `_` separator.
+/// The default prefix, before the `_` separator: a store's tokens carry it
+/// unless the store was given another ([`Prefix`]).
 pub const TOKEN_PREFIX: &str = "pat";
 
-const HEAD: &str = "pat_";
 pub(crate) const BODY_LEN: usize = 32;
 pub(crate) const CHECKSUM_LEN: usize = 6;
-/// Length of a whole token, prefix included.
-pub const TOKEN_LEN: usize = HEAD.len() + BODY_LEN + CHECKSUM_LEN;
+/// Length of a whole token of the default prefix, prefix included (a token
+/// of prefix `p` has `p.len() + 1 + 38` characters).
+pub const TOKEN_LEN: usize = TOKEN_PREFIX.len() + 1 + BODY_LEN + CHECKSUM_LEN;
+/// What follows a token's head: the body and the checksum.
+const TAIL_LEN: usize = BODY_LEN + CHECKSUM_LEN;
 
 pub(crate) const BASE62: &[u8; 62] =
     b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -52,36 +58,51 @@ fn all_alphanumeric(bytes: &[u8]) -> bool {
     })
 }
 
-/// Checks the format and checksum of a presented token, without allocating.
+/// Checks the format and checksum of a presented token of any prefix,
+/// without allocating.
 fn validate(presented: &str) -> Result<(), ParseTokenError> {
-    check_head_and_length(presented.as_bytes())?;
-    check_alphabet_and_checksum(presented.as_bytes())
+    let bytes = presented.as_bytes();
+    let head = any_head(bytes)?;
+    check_length(bytes, head)?;
+    check_alphabet_and_checksum(bytes, head)
 }
 
-/// Prefix and length: enough to tell a value meant as one of our tokens
-/// (whose digest a backend may remember) from anything else.
-#[inline]
-fn check_head_and_length(bytes: &[u8]) -> Result<(), ParseTokenError> {
-    if !bytes.starts_with(HEAD.as_bytes()) {
+/// The length of the head (a prefix of the format's shape and `_`) of a
+/// value of any prefix.
+fn any_head(bytes: &[u8]) -> Result<usize, ParseTokenError> {
+    let n = bytes
+        .iter()
+        .take(MAX_PREFIX_LEN + 1)
+        .position(|&b| !b.is_ascii_alphanumeric())
+        .ok_or(ParseTokenError::Foreign)?;
+    if n < MIN_PREFIX_LEN || bytes[n] != b'_' {
         return Err(ParseTokenError::Foreign);
     }
-    let found = bytes.len() - HEAD.len();
-    if found != BODY_LEN + CHECKSUM_LEN {
+    Ok(n + 1)
+}
+
+/// The length after a head of `head` bytes: enough, with the prefix, to
+/// tell a value meant as one of our tokens (whose digest a backend may
+/// remember) from anything else.
+#[inline]
+fn check_length(bytes: &[u8], head: usize) -> Result<(), ParseTokenError> {
+    let found = bytes.len() - head;
+    if found != TAIL_LEN {
         return Err(ParseTokenError::Length {
             found,
-            expected: BODY_LEN + CHECKSUM_LEN,
+            expected: TAIL_LEN,
         });
     }
     Ok(())
 }
 
-/// The alphabet and the checksum of a value [`check_head_and_length`]
-/// accepted. A value that passes is ASCII.
-fn check_alphabet_and_checksum(bytes: &[u8]) -> Result<(), ParseTokenError> {
-    if !all_alphanumeric(&bytes[HEAD.len()..]) {
+/// The alphabet and the checksum of a value [`check_length`] accepted. A
+/// value that passes is ASCII.
+fn check_alphabet_and_checksum(bytes: &[u8], head: usize) -> Result<(), ParseTokenError> {
+    if !all_alphanumeric(&bytes[head..]) {
         return Err(ParseTokenError::Charset);
     }
-    let (head_and_body, checksum) = bytes.split_at(TOKEN_LEN - CHECKSUM_LEN);
+    let (head_and_body, checksum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
     // Fixed-width base62 spells each CRC32 one way, so comparing the digits
     // compares the values.
     if checksum != checksum_digits(head_and_body) {
@@ -105,16 +126,20 @@ fn check_alphabet_and_checksum(bytes: &[u8]) -> Result<(), ParseTokenError> {
 #[derive(Clone, Copy)]
 pub(crate) struct Presented<'a> {
     token: &'a [u8],
+    head: usize,
     digest: TokenDigest,
 }
 
 impl<'a> Presented<'a> {
-    /// Checks the prefix and length of `token` and hashes it.
+    /// Checks the length of `token`, whose first `head` bytes are one of
+    /// the store's prefixes and `_` (see
+    /// [`Prefixes`](crate::Prefixes)), and hashes it.
     #[inline]
-    pub(crate) fn parse(token: &'a [u8]) -> Result<Presented<'a>, ParseTokenError> {
-        check_head_and_length(token)?;
+    pub(crate) fn parse(token: &'a [u8], head: usize) -> Result<Presented<'a>, ParseTokenError> {
+        check_length(token, head)?;
         Ok(Presented {
             token,
+            head,
             digest: TokenDigest(Sha256::digest(token).into()),
         })
     }
@@ -127,7 +152,7 @@ impl<'a> Presented<'a> {
     /// Checks the alphabet and the checksum: a value that fails is
     /// mistyped, damaged or made up. One that passes is ASCII.
     pub(crate) fn check_rest(&self) -> Result<(), ParseTokenError> {
-        check_alphabet_and_checksum(self.token)
+        check_alphabet_and_checksum(self.token, self.head)
     }
 
     /// The request path's order, for the gate and
@@ -168,15 +193,17 @@ impl fmt::Debug for Presented<'_> {
 pub struct TokenDigest([u8; 32]);
 
 impl TokenDigest {
-    /// Validates a presented token (prefix, length, alphabet, checksum) and
-    /// returns its digest. No allocation, no store access.
+    /// Validates a presented token of any prefix (its shape, length,
+    /// alphabet, checksum) and returns its digest. No allocation, no store
+    /// access. Whether the token is a given store's, by its prefix, is
+    /// [`Prefixes::digest`](crate::Prefixes::digest).
     ///
     /// ```
     /// use pat_core::{ParseTokenError, TokenDigest, TokenSecret};
     /// let secret = TokenSecret::generate();
     /// assert_eq!(TokenDigest::from_token(secret.expose_secret())?, secret.digest());
     /// assert_eq!(
-    ///     TokenDigest::from_token("ghp_notours"),
+    ///     TokenDigest::from_token("Bearer notours"),
     ///     Err(ParseTokenError::Foreign)
     /// );
     /// # Ok::<(), ParseTokenError>(())
@@ -213,7 +240,8 @@ impl fmt::Debug for TokenDigest {
 
 /// A plaintext token, as handed to its owner once at creation.
 ///
-/// Its memory is zeroed on drop. `Debug` prints `TokenSecret("pat_…")`, and
+/// Its memory is zeroed on drop. `Debug` prints its prefix only
+/// (`TokenSecret("pat_…")`), and
 /// there is no `Display`: reading the token takes an explicit call to
 /// [`expose_secret`](TokenSecret::expose_secret).
 #[derive(Clone, PartialEq, Eq)]
@@ -228,10 +256,19 @@ pub(crate) fn os_rng() -> impl Rng {
 }
 
 impl TokenSecret {
-    /// Generates a fresh token from the operating system's CSPRNG.
+    /// Generates a fresh token of the default prefix `pat` from the
+    /// operating system's CSPRNG; a store makes its tokens with its own
+    /// ([`Prefixes::generate`](crate::Prefixes::generate)).
     pub fn generate() -> TokenSecret {
-        let mut text = Zeroizing::new(String::with_capacity(TOKEN_LEN));
-        text.push_str(HEAD);
+        TokenSecret::generate_with(Prefix::DEFAULT)
+    }
+
+    /// Generates a fresh token of `prefix` from the operating system's
+    /// CSPRNG.
+    pub fn generate_with(prefix: Prefix) -> TokenSecret {
+        let mut text = Zeroizing::new(String::with_capacity(prefix.head_len() + TAIL_LEN));
+        text.push_str(prefix.as_str());
+        text.push('_');
         let mut rng = os_rng();
         for _ in 0..BODY_LEN {
             text.push(char::from(rng.sample(rand::distr::Alphanumeric)));
@@ -241,11 +278,18 @@ impl TokenSecret {
         TokenSecret(text)
     }
 
-    /// Validates `presented` (see [`TokenDigest::from_token`]) and keeps a
-    /// zeroizing copy.
+    /// Validates `presented`, of any prefix (see
+    /// [`TokenDigest::from_token`]), and keeps a zeroizing copy.
     pub fn parse(presented: &str) -> Result<TokenSecret, ParseTokenError> {
         validate(presented)?;
         Ok(TokenSecret(Zeroizing::new(presented.to_owned())))
+    }
+
+    /// The token's prefix (no secret: it names the store that made it).
+    pub fn prefix(&self) -> Prefix {
+        // A secret is well formed, so its head is found and is a prefix.
+        let head = any_head(self.0.as_bytes()).unwrap_or(1);
+        Prefix::new(&self.0[..head - 1]).unwrap_or_default()
     }
 
     /// The plaintext token. Show it to its owner once; never log it.
@@ -261,7 +305,10 @@ impl TokenSecret {
 
 impl fmt::Debug for TokenSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TokenSecret(\"pat_…\")")
+        // The prefix is no secret; the rest is. A secret is well formed,
+        // so its head is found.
+        let head = any_head(self.0.as_bytes()).unwrap_or(0);
+        write!(f, "TokenSecret(\"{}…\")", &self.0[..head])
     }
 }
 
@@ -444,8 +491,7 @@ mod tests {
                 ".*",
             ],
         ) {
-            let split = Presented::parse(s.as_bytes())
-                .and_then(|p| p.check_rest().map(|()| *p.digest()));
+            let split = crate::Prefixes::default().digest(&s);
             prop_assert_eq!(split, TokenDigest::from_token(&s));
         }
 

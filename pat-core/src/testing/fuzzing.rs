@@ -75,18 +75,27 @@ pub fn authorization(data: &[u8]) {
     }
 }
 
-/// A presented token: no panic; a digest only for `pat_` + 38 letters and
-/// digits, and then the same digest as the parsed secret's.
+/// A presented token: no panic; a digest only for a prefix (2 to 16
+/// letters and digits), `_` and 38 letters and digits, and then the same
+/// digest as the parsed secret's; the default set of prefixes agrees for a
+/// `pat_` token and calls any other foreign.
 pub fn token(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     match TokenDigest::from_token(text) {
         Ok(digest) => {
-            assert!(text.len() == crate::TOKEN_LEN && text.starts_with("pat_"));
-            assert!(text[4..].bytes().all(|b| b.is_ascii_alphanumeric()));
+            let (prefix, tail) = text.split_once('_').expect("a head");
+            assert!(crate::Prefix::new(prefix).is_ok(), "{prefix:?}");
+            assert!(tail.len() == 38 && tail.bytes().all(|b| b.is_ascii_alphanumeric()));
             let secret = TokenSecret::parse(text).expect("parses as it validates");
             assert_eq!(secret.digest(), digest);
+            let standard = crate::Prefixes::default().digest(text);
+            if prefix == "pat" {
+                assert_eq!(standard, Ok(digest));
+            } else {
+                assert_eq!(standard, Err(crate::ParseTokenError::Foreign));
+            }
         }
         Err(e) => {
             assert!(TokenSecret::parse(text).is_err());
@@ -102,8 +111,8 @@ pub fn token(data: &[u8]) {
 
 /// Every message a presented token can get, digits masked.
 const TOKEN_ERRORS: &[&str] = &[
-    "not a personal access token: it does not start with `pat_`",
-    "token has # characters after `pat_`, expected #",
+    "not a personal access token: it does not start with this service's token prefix",
+    "token has # characters after its prefix, expected #",
     "token contains a character that is not an ASCII letter or digit",
     "token checksum does not match: the token was mistyped or altered",
 ];

@@ -17,6 +17,7 @@ use crate::backend::authority::{self, AuthorityViolation};
 use crate::error::StoreError;
 use crate::model::audit::{AuditAction, AuditEntry};
 use crate::model::policy::Policy;
+use crate::model::prefix::Prefix;
 use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId, TokenSecret};
@@ -83,6 +84,9 @@ pub(crate) trait Tx: Send {
 
     /// The store's policy.
     fn policy(&mut self) -> impl Future<Output = Result<Policy, StoreError>> + Send;
+
+    /// The store's current token prefix, which new secrets carry.
+    fn prefix(&self) -> Prefix;
 
     /// Whether reuse detection refuses `digest` until its next flush.
     fn is_refused(&self, digest: &TokenDigest) -> bool;
@@ -156,7 +160,7 @@ pub(crate) async fn create(
     // unlikely; draw again rather than overwrite.
     let secret = loop {
         info.id = TokenId::generate();
-        let secret = TokenSecret::generate();
+        let secret = TokenSecret::generate_with(tx.prefix());
         if tx.insert(&secret.digest(), &info).await? {
             break secret;
         }
@@ -210,7 +214,7 @@ pub(crate) async fn rotate(
     })
     .unwrap_or_else(|never| match never {});
     let secret = loop {
-        let secret = TokenSecret::generate();
+        let secret = TokenSecret::generate_with(tx.prefix());
         if tx.replace_secret(&old, &secret.digest(), &info).await? {
             break secret;
         }

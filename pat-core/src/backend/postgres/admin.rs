@@ -13,6 +13,7 @@ use crate::backend::engine;
 use crate::error::StoreError;
 use crate::model::audit::{AuditAction, AuditEntry};
 use crate::model::policy::Policy;
+use crate::model::prefix::Prefix;
 use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
@@ -239,6 +240,23 @@ impl Admin for PgStore {
         let shared = self.shared.clone();
         let actor = actor.to_owned();
         self.block(async move { shared.set_policy(policy, &actor).await })
+    }
+
+    fn token_prefixes(&self) -> Result<Vec<Prefix>, StoreError> {
+        let shared = self.shared.clone();
+        self.block(async move {
+            let client = shared.client().await?;
+            let stored = shared
+                .timed_pg(super::schema::stored_prefixes(&*client))
+                .await?;
+            Ok(stored)
+        })
+    }
+
+    fn set_prefix(&self, prefix: Prefix) -> Result<(), StoreError> {
+        let shared = self.shared.clone();
+        let actor = self.actor.to_string();
+        self.block(async move { shared.set_prefix(prefix, &actor).await })
     }
 
     fn audit(&self, since: Timestamp, user: Option<&str>) -> Result<Vec<AuditEntry>, StoreError> {

@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use tokio::sync::Mutex as AsyncMutex;
 
-use super::{PgError, PgStore, Running, SCHEMA_VERSION, Shared, flush_every, listen, schema};
+use super::{
+    PgError, PgStore, Running, SCHEMA_VERSION, Shared, connect_to, flush_every, listen, schema,
+};
 use crate::backend::admin::Actor;
 use crate::backend::cache::Cache;
 use crate::backend::options::{StoreOptions, store_options};
 use crate::error::{BackendError, OpenError};
+use crate::model::prefix::Prefixes;
 
 /// Defaults of [`PgStoreBuilder`].
 pub(super) const DEFAULT_POOL: usize = 4;
@@ -121,6 +124,37 @@ impl PgStoreBuilder {
             })?;
         let handle = rt.handle().clone();
         let runtime = crate::backend::block_on::OwnedRuntime::new(rt);
+        let open_error = |e: PgError| match e {
+            PgError::Newer { found } => OpenError::NewerSchema {
+                database: database.clone(),
+                found,
+                supported: SCHEMA_VERSION,
+            },
+            e => OpenError::Database {
+                database: database.clone(),
+                source: BackendError::new(e),
+            },
+        };
+        // Waited for on a std channel, not `block_on`: the caller may be
+        // inside another runtime (a server's), where `block_on` panics.
+        let (setup, timeout, prefix) = (config.clone(), self.timeout, self.options.prefix);
+        let (tx, rx) = std::sync::mpsc::channel();
+        handle.spawn(async move {
+            let result = async {
+                let (mut client, connection) = connect_to(&setup, timeout).await?;
+                tokio::spawn(connection);
+                schema::ensure(&mut client, prefix).await
+            }
+            .await;
+            let _ = tx.send(result);
+        });
+        let stored = rx
+            .recv()
+            .unwrap_or(Err(PgError::Stopped))
+            .map_err(open_error)?;
+        // The database's own: what the builder said counts only for a new one.
+        let prefixes =
+            Prefixes::from_stored(&stored).map_err(|e| open_error(PgError::Data(e.to_string())))?;
         let shared = Arc::new(Shared {
             config,
             database: database.clone(),
@@ -136,34 +170,8 @@ impl PgStoreBuilder {
             audit_retention: self.options.audit_retention,
             stop_flushing: tokio::sync::Notify::new(),
             listening: AtomicBool::new(false),
+            prefixes,
         });
-        let open_error = |e: PgError| match e {
-            PgError::Newer { found } => OpenError::NewerSchema {
-                database: database.clone(),
-                found,
-                supported: SCHEMA_VERSION,
-            },
-            e => OpenError::Database {
-                database: database.clone(),
-                source: BackendError::new(e),
-            },
-        };
-        // Waited for on a std channel, not `block_on`: the caller may be
-        // inside another runtime (a server's), where `block_on` panics.
-        let setup = shared.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        handle.spawn(async move {
-            let result = async {
-                let (mut client, connection) = setup.connect().await?;
-                tokio::spawn(connection);
-                schema::ensure(&mut client).await
-            }
-            .await;
-            let _ = tx.send(result);
-        });
-        rx.recv()
-            .unwrap_or(Err(PgError::Stopped))
-            .map_err(open_error)?;
         let mut store = PgStore {
             shared: shared.clone(),
             handle,

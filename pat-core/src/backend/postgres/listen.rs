@@ -8,6 +8,9 @@ use std::time::Duration;
 use super::{Shared, schema};
 use crate::model::token::TokenDigest;
 
+/// The payload that tells replicas the store's token prefixes changed.
+pub(super) const PREFIXES_CHANGED: &str = "prefixes";
+
 /// Tells the other replicas that these tokens changed, inside `txn`. A
 /// payload holds at most 8,000 bytes: past a hundred tokens, replicas drop
 /// their whole cache instead.
@@ -89,11 +92,15 @@ pub(super) async fn listen(shared: std::sync::Weak<Shared>) {
         {
             let Some(s) = shared.upgrade() else { return };
             s.cache.forget(None);
+            // A change of prefix may have been missed too.
+            hear_prefixes(&s, &client).await;
             s.listening.store(true, Ordering::Release);
         }
         while let Some(payload) = rx.recv().await {
             let Some(s) = shared.upgrade() else { return };
-            if payload == "*" {
+            if payload == PREFIXES_CHANGED {
+                hear_prefixes(&s, &client).await;
+            } else if payload == "*" {
                 s.cache.forget(None);
             } else {
                 let digests: Vec<TokenDigest> = payload.split(',').filter_map(unhex).collect();
@@ -106,6 +113,17 @@ pub(super) async fn listen(shared: std::sync::Weak<Shared>) {
         s.listening.store(false, Ordering::Release);
         s.cache.forget(None);
         tracing::warn!("database listener lost its connection; reconnecting");
+    }
+}
+
+/// Takes in the store's prefixes as the database holds them.
+async fn hear_prefixes(s: &Shared, client: &tokio_postgres::Client) {
+    let result = match schema::stored_prefixes(client).await {
+        Ok(stored) => s.prefixes.remember_all(&stored).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not read the store's token prefixes");
     }
 }
 

@@ -27,6 +27,7 @@ use crate::backend::engine::lookup::Found;
 use crate::backend::options::cache_accessors;
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, OpenError, StoreError};
+use crate::model::prefix::Prefixes;
 use crate::model::record::{Identity, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
@@ -105,6 +106,21 @@ struct Shared {
     audit_retention: Duration,
     /// Tells the periodic flush to stop.
     stop_flushing: tokio::sync::Notify,
+    /// The database's token prefixes, as the request path reads them:
+    /// changes are heard as token changes are.
+    prefixes: Prefixes,
+}
+
+/// A new connection to the database `config` names, within `timeout`.
+async fn connect_to(
+    config: &tokio_postgres::Config,
+    timeout: Duration,
+) -> Result<(Client, Connection), PgError> {
+    match tokio::time::timeout(timeout, config.connect(NoTls)).await {
+        Ok(Ok(pair)) => Ok(pair),
+        Ok(Err(e)) => Err(PgError::Db(e)),
+        Err(_) => Err(PgError::Timeout),
+    }
 }
 
 impl fmt::Debug for PgStore {
@@ -201,12 +217,7 @@ impl Drop for PgStore {
 
 impl Shared {
     async fn connect(&self) -> Result<(Client, Connection), PgError> {
-        let connecting = self.config.connect(NoTls);
-        match tokio::time::timeout(self.timeout, connecting).await {
-            Ok(Ok(pair)) => Ok(pair),
-            Ok(Err(e)) => Err(PgError::Db(e)),
-            Err(_) => Err(PgError::Timeout),
-        }
+        connect_to(&self.config, self.timeout).await
     }
 
     /// A client of the pool, connected now if its slot is empty or broken.
@@ -457,6 +468,11 @@ impl Verifier for PgStore {
         self.shared
             .cache
             .hit_record(lookup.digest(), lookup.user(), lookup.now())
+    }
+
+    #[inline]
+    fn prefixes(&self) -> &Prefixes {
+        &self.shared.prefixes
     }
 
     fn flush(&self) -> Result<usize, StoreError> {

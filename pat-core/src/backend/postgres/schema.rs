@@ -4,9 +4,10 @@
 use tokio_postgres::Client;
 
 use super::{PgError, db_error};
+use crate::model::prefix::Prefix;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The lock every replica takes while it creates or checks the schema, so
 /// that two starting at once do not both create it.
@@ -97,12 +98,27 @@ const UPGRADE_V4: &str = "
     FROM pat_retired r WHERE r.id = t.id AND r.retires_at > floor(extract(epoch FROM now()))::bigint;
 ";
 
-/// The upgrade from version `n - 1` to `n`, for `n` in `2..=SCHEMA_VERSION`.
-const UPGRADES: [&str; 3] = [UPGRADE_V2, UPGRADE_V3, UPGRADE_V4];
+/// Version 4 to 5: a token prefix per store. Every prefix the store has
+/// had, numbered in the order it took them, and the current one's number;
+/// the tokens of a store from before all carry `pat`, the only prefix
+/// there was.
+const UPGRADE_V5: &str = "
+    CREATE TABLE pat_prefixes (
+        seq bigint PRIMARY KEY,
+        prefix text NOT NULL UNIQUE CHECK (prefix ~ '^[A-Za-z0-9]{2,16}$')
+    );
+    INSERT INTO pat_prefixes (seq, prefix) VALUES (0, 'pat');
+    INSERT INTO pat_meta (key, value) VALUES ('prefix_current', 0);
+";
 
-/// Creates the schema if the database has none, checks its version
-/// otherwise; all in one transaction under an advisory lock.
-pub(super) async fn ensure(client: &mut Client) -> Result<(), PgError> {
+/// The upgrade from version `n - 1` to `n`, for `n` in `2..=SCHEMA_VERSION`.
+const UPGRADES: [&str; 4] = [UPGRADE_V2, UPGRADE_V3, UPGRADE_V4, UPGRADE_V5];
+
+/// Creates the schema if the database has none (its tokens to carry
+/// `prefix`), checks and upgrades its version otherwise; all in one
+/// transaction under an advisory lock. Returns the store's prefixes, the
+/// current one first.
+pub(super) async fn ensure(client: &mut Client, prefix: Prefix) -> Result<Vec<Prefix>, PgError> {
     let txn = super::begin(client).await.map_err(db_error)?;
     txn.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
         .await
@@ -112,6 +128,7 @@ pub(super) async fn ensure(client: &mut Client) -> Result<(), PgError> {
         .await
         .map_err(db_error)?
         .get(0);
+    let mut created = false;
     let found = if exists {
         let found: Option<i64> = txn
             .query_opt(
@@ -132,6 +149,7 @@ pub(super) async fn ensure(client: &mut Client) -> Result<(), PgError> {
             Some(v) => v,
         }
     } else {
+        created = true;
         txn.batch_execute(CREATE_V1).await.map_err(db_error)?;
         txn.execute(
             "INSERT INTO pat_meta (key, value) VALUES ('schema_version', 1)",
@@ -152,5 +170,46 @@ pub(super) async fn ensure(client: &mut Client) -> Result<(), PgError> {
         .await
         .map_err(db_error)?;
     }
-    txn.commit().await.map_err(db_error)
+    if created {
+        txn.execute(
+            "UPDATE pat_prefixes SET prefix = $1 WHERE seq = 0",
+            &[&prefix.as_str()],
+        )
+        .await
+        .map_err(db_error)?;
+    }
+    let prefixes = stored_prefixes(&txn).await?;
+    txn.commit().await.map_err(db_error)?;
+    Ok(prefixes)
+}
+
+/// The prefixes stored, the current one first.
+pub(super) async fn stored_prefixes(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<Vec<Prefix>, PgError> {
+    let rows = client
+        .query(
+            "SELECT p.prefix, p.seq = m.value FROM pat_prefixes p
+             LEFT JOIN pat_meta m ON m.key = 'prefix_current' ORDER BY p.seq",
+            &[],
+        )
+        .await
+        .map_err(db_error)?;
+    let mut all = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let prefix = Prefix::new(row.get(0))
+            .map_err(|e| PgError::Data(format!("stored token prefix: {e}")))?;
+        if row.get::<_, Option<bool>>(1) == Some(true) {
+            all.insert(0, prefix);
+        } else {
+            all.push(prefix);
+        }
+    }
+    if !rows
+        .iter()
+        .any(|r| r.get::<_, Option<bool>>(1) == Some(true))
+    {
+        return Err(PgError::Data("no current token prefix".into()));
+    }
+    Ok(all)
 }

@@ -18,6 +18,7 @@ use crate::backend::engine::{Lock, Tx};
 use crate::error::StoreError;
 use crate::model::audit::AuditEntry;
 use crate::model::policy::Policy;
+use crate::model::prefix::Prefix;
 use crate::model::record::TokenInfo;
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
@@ -27,6 +28,8 @@ use crate::model::token::{TokenDigest, TokenId};
 pub(super) struct PgTx<'a> {
     txn: &'a Transaction<'a>,
     cache: &'a Cache,
+    /// The current token prefix, as this replica last heard it.
+    prefix: Prefix,
     /// Digests that no longer stand for a token (revoked, rotated away).
     pub(super) deleted: Vec<TokenDigest>,
     /// Digests whose records changed (a clamped deadline).
@@ -34,10 +37,11 @@ pub(super) struct PgTx<'a> {
 }
 
 impl<'a> PgTx<'a> {
-    pub(super) fn new(txn: &'a Transaction<'a>, cache: &'a Cache) -> PgTx<'a> {
+    pub(super) fn new(txn: &'a Transaction<'a>, cache: &'a Cache, prefix: Prefix) -> PgTx<'a> {
         PgTx {
             txn,
             cache,
+            prefix,
             deleted: Vec::new(),
             changed: Vec::new(),
         }
@@ -136,6 +140,12 @@ impl Tx for PgTx<'_> {
 
     async fn policy(&mut self) -> Result<Policy, StoreError> {
         Shared::policy_in(self.txn).await.map_err(db)
+    }
+
+    fn prefix(&self) -> Prefix {
+        // A replica that has not heard of a change yet makes a token of the
+        // former prefix, which works everywhere.
+        self.prefix
     }
 
     fn is_refused(&self, digest: &TokenDigest) -> bool {
@@ -367,7 +377,7 @@ impl Shared {
         };
         let run = async {
             let txn = begin(client).await.map_err(PgError::Db)?;
-            let mut tx = PgTx::new(&txn, &self.cache);
+            let mut tx = PgTx::new(&txn, &self.cache, self.prefixes.current());
             let out = op(&mut tx).await?;
             let PgTx {
                 deleted, changed, ..
@@ -391,6 +401,70 @@ impl Shared {
                 Err(PgError::Timeout.into())
             }
         }
+    }
+
+    /// Makes `prefix` current in one transaction that tells every replica,
+    /// then here.
+    pub(super) async fn set_prefix(&self, prefix: Prefix, actor: &str) -> Result<(), StoreError> {
+        // Held until the change is remembered, so that this replica's
+        // changes are remembered in the order they were stored.
+        let mut writer = self.writer().await?;
+        let Some(client) = writer.as_mut() else {
+            return Err(PgError::Stopped.into());
+        };
+        let run = async {
+            let txn = begin(client).await.map_err(PgError::Db)?;
+            // Two changes, from any replicas, one after the other.
+            txn.execute(
+                "SELECT value FROM pat_meta WHERE key = 'prefix_current' FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(PgError::Db)?;
+            let stored = super::schema::stored_prefixes(&txn).await?;
+            if !crate::model::prefix::change(&stored, prefix)? {
+                return Ok::<_, StoreError>(false);
+            }
+            let text = prefix.as_str();
+            txn.execute(
+                "INSERT INTO pat_prefixes (seq, prefix)
+                 SELECT COALESCE(MAX(seq), -1) + 1, $1 FROM pat_prefixes
+                 ON CONFLICT (prefix) DO NOTHING",
+                &[&text],
+            )
+            .await
+            .map_err(PgError::Db)?;
+            txn.execute(
+                "UPDATE pat_meta SET value = (SELECT seq FROM pat_prefixes WHERE prefix = $1)
+                 WHERE key = 'prefix_current'",
+                &[&text],
+            )
+            .await
+            .map_err(PgError::Db)?;
+            audit_in(
+                &txn,
+                &AuditEntry::prefix_set(prefix, actor, Timestamp::now()),
+            )
+            .await
+            .map_err(PgError::Db)?;
+            txn.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&super::schema::CHANNEL, &super::listen::PREFIXES_CHANGED],
+            )
+            .await
+            .map_err(PgError::Db)?;
+            txn.commit().await.map_err(PgError::Db)?;
+            Ok(true)
+        };
+        let changed = match tokio::time::timeout(self.timeout, run).await {
+            Ok(r) => r?,
+            Err(_) => return Err(PgError::Timeout.into()),
+        };
+        if changed {
+            self.prefixes.remember(prefix)?;
+        }
+        drop(writer);
+        Ok(())
     }
 
     /// Replaces the policy's rows in one transaction.

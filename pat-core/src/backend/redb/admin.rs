@@ -6,8 +6,8 @@ use redb::{ReadableDatabase, ReadableTable, TableError, WriteTransaction};
 
 use super::tx::RedbTx;
 use super::{
-    AUDIT, BY_ID, BY_USER, Inner, META, RETIRED, RETIRED_BY_ID, Store, TOKENS, audit_in, codec,
-    corrupt, storage,
+    AUDIT, BY_ID, BY_USER, Inner, META, PREFIXES, RETIRED, RETIRED_BY_ID, Store, TOKENS, audit_in,
+    codec, corrupt, storage,
 };
 use crate::backend::admin::Admin;
 use crate::backend::block_on::run_ready;
@@ -15,6 +15,7 @@ use crate::backend::engine;
 use crate::error::{BackendError, StoreError};
 use crate::model::audit::AuditEntry;
 use crate::model::policy::Policy;
+use crate::model::prefix::Prefix;
 use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
@@ -276,6 +277,56 @@ impl Admin for Store {
             }
             Ok(())
         })
+    }
+
+    fn token_prefixes(&self) -> Result<Vec<Prefix>, StoreError> {
+        Ok(self.inner.prefixes.all())
+    }
+
+    fn set_prefix(&self, prefix: Prefix) -> Result<(), StoreError> {
+        let state: &Inner = &self.inner;
+        let actor: &str = &self.actor;
+        let _changing = state.prefixes.lock_changes();
+        let changed = state.write(|txn| {
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            let mut prefixes = txn.open_table(PREFIXES).map_err(storage)?;
+            let stored = super::format::read_prefixes(&meta, &prefixes)?;
+            if !crate::model::prefix::change(&stored, prefix)? {
+                return Ok(false);
+            }
+            let mut number = None;
+            let mut last = 0;
+            for entry in prefixes.iter().map_err(storage)? {
+                let (n, text) = entry.map_err(storage)?;
+                last = last.max(n.value());
+                if text.value() == prefix.as_str() {
+                    number = Some(n.value());
+                }
+            }
+            let number = match number {
+                Some(n) => n,
+                None => {
+                    prefixes
+                        .insert(last + 1, prefix.as_str())
+                        .map_err(storage)?;
+                    last + 1
+                }
+            };
+            meta.insert(super::CURRENT_PREFIX_KEY, number)
+                .map_err(storage)?;
+            drop((meta, prefixes));
+            audit_in(
+                txn,
+                &AuditEntry::prefix_set(prefix, actor, Timestamp::now()),
+            )?;
+            Ok(true)
+        })?;
+        if changed {
+            // Committed: from now on new tokens carry it, and the request
+            // path takes them.
+            state.prefixes.remember(prefix)?;
+        }
+        Ok(())
     }
 
     fn audit(&self, since: Timestamp, user: Option<&str>) -> Result<Vec<AuditEntry>, StoreError> {

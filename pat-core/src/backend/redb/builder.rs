@@ -61,7 +61,11 @@ impl StoreBuilder {
     /// Opens the store at `path`, creating it (mode 0600) if it does not exist.
     /// See [`Store::open`].
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Store, OpenError> {
-        let mut inner = Inner::open(path.as_ref(), self.options.cache_capacity)?;
+        let mut inner = Inner::open(
+            path.as_ref(),
+            self.options.cache_capacity,
+            self.options.prefix,
+        )?;
         inner.audit_retention = self.options.audit_retention;
         let inner = Arc::new(inner);
         let admin = if self.admin_socket {

@@ -8,18 +8,23 @@ use std::path::{Path, PathBuf};
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, StorageError, TableError};
 
 use super::{
-    BY_ID, BY_USER, CHILDREN, FORMAT_KEY, FORMAT_VERSION, Inner, META, RETIRED, RETIRED_BY_ID,
-    TOKENS, codec, corrupt, open, storage,
+    BY_ID, BY_USER, CHILDREN, CURRENT_PREFIX_KEY, FORMAT_KEY, FORMAT_VERSION, Inner, META,
+    PREFIXES, RETIRED, RETIRED_BY_ID, TOKENS, codec, corrupt, open, storage,
 };
 use crate::backend::cache::Cache;
 use crate::error::{OpenError, StoreError};
+use crate::model::prefix::{Prefix, Prefixes};
 use crate::model::time::Timestamp;
 use crate::model::token::TokenId;
 
 impl Inner {
-    pub(super) fn open(path: &Path, cache_capacity: usize) -> Result<Inner, OpenError> {
+    pub(super) fn open(
+        path: &Path,
+        cache_capacity: usize,
+        prefix: Prefix,
+    ) -> Result<Inner, OpenError> {
         let opened = open::open_file(path)?;
-        let result = Inner::open_db(path.to_path_buf(), opened.file, cache_capacity);
+        let result = Inner::open_db(path.to_path_buf(), opened.file, cache_capacity, prefix);
         if result.is_err() && opened.created {
             // Leave nothing half-made behind: the next open would find an
             // empty file and refuse it.
@@ -28,10 +33,12 @@ impl Inner {
         result
     }
 
+    /// Opens the database in `file`; a new store gets `prefix`.
     pub(super) fn open_db(
         path: PathBuf,
         file: std::fs::File,
         cache_capacity: usize,
+        prefix: Prefix,
     ) -> Result<Inner, OpenError> {
         let io = |source| OpenError::Io {
             path: path.clone(),
@@ -67,14 +74,23 @@ impl Inner {
             Ok(r) => r.map_err(from_db)?,
             Err(_) => return Err(not_a_store("the storage engine could not read it".into())),
         };
-        let store = Inner {
+        let mut store = Inner {
             db,
             path: path.clone(),
             cache: Cache::new(cache_capacity, None),
             file_reads: std::sync::atomic::AtomicU64::new(0),
             audit_retention: crate::model::audit::DEFAULT_AUDIT_RETENTION,
+            prefixes: Prefixes::new(prefix),
         };
-        match store.init_format() {
+        match store.init_format(prefix).and_then(|()| {
+            let stored = store
+                .stored_prefixes()
+                .map_err(|e| InitError::Other(e.to_string()))?;
+            // The store's own: what `prefix` said counts only for a new one.
+            store.prefixes =
+                Prefixes::from_stored(&stored).map_err(|e| InitError::Other(e.to_string()))?;
+            Ok(())
+        }) {
             Ok(()) => Ok(store),
             Err(InitError::Newer(found)) => Err(OpenError::NewerFormat {
                 path,
@@ -85,8 +101,9 @@ impl Inner {
         }
     }
 
-    /// Creates the tables of a new store, or checks the format of an old one.
-    pub(super) fn init_format(&self) -> Result<(), InitError> {
+    /// Creates the tables of a new store (whose tokens get `prefix`), or
+    /// checks the format of an old one and upgrades it.
+    pub(super) fn init_format(&self, prefix: Prefix) -> Result<(), InitError> {
         let other = |e: &dyn fmt::Display| InitError::Other(e.to_string());
         let read = self.db.begin_read().map_err(|e| other(&e))?;
         match read.open_table(META) {
@@ -103,6 +120,9 @@ impl Inner {
                 drop(read);
                 if found < 2 {
                     self.upgrade_to_2().map_err(|e| other(&e))?;
+                }
+                if found < 3 {
+                    self.upgrade_to_3().map_err(|e| other(&e))?;
                 }
                 Ok(())
             }
@@ -131,6 +151,7 @@ impl Inner {
                     txn.open_multimap_table(RETIRED_BY_ID)
                         .map_err(|e| other(&e))?;
                 }
+                write_first_prefix(&txn, prefix).map_err(|e| other(&e))?;
                 txn.commit().map_err(|e| other(&e))
             }
             Err(e) => Err(other(&e)),
@@ -193,6 +214,69 @@ impl Inner {
             Ok(())
         })
     }
+}
+
+impl Inner {
+    /// Format 2 to 3 (a prefix per store): the store's tokens all carry
+    /// `pat`, the only prefix there was.
+    pub(super) fn upgrade_to_3(&self) -> Result<(), StoreError> {
+        self.write(|txn| {
+            write_first_prefix(txn, Prefix::DEFAULT)?;
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            meta.insert(FORMAT_KEY, 3).map_err(storage)?;
+            Ok(())
+        })
+    }
+
+    /// The prefixes stored, the current one first (see
+    /// [`Prefixes::all`]).
+    pub(super) fn stored_prefixes(&self) -> Result<Vec<Prefix>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let meta = txn.open_table(META).map_err(storage)?;
+        let prefixes = txn.open_table(PREFIXES).map_err(storage)?;
+        read_prefixes(&meta, &prefixes)
+    }
+}
+
+/// A new store's first prefix, current.
+fn write_first_prefix(txn: &redb::WriteTransaction, prefix: Prefix) -> Result<(), StoreError> {
+    let mut prefixes = txn.open_table(PREFIXES).map_err(storage)?;
+    prefixes.insert(0, prefix.as_str()).map_err(storage)?;
+    let mut meta = txn.open_table(META).map_err(storage)?;
+    meta.insert(CURRENT_PREFIX_KEY, 0).map_err(storage)?;
+    Ok(())
+}
+
+/// The prefixes in `prefixes`, the current one (as `meta` names it) first.
+pub(super) fn read_prefixes(
+    meta: &impl ReadableTable<&'static str, u64>,
+    prefixes: &impl ReadableTable<u64, &'static str>,
+) -> Result<Vec<Prefix>, StoreError> {
+    let current = meta
+        .get(CURRENT_PREFIX_KEY)
+        .map_err(storage)?
+        .map(|v| v.value())
+        .ok_or_else(|| corrupt("no current token prefix".into()))?;
+    let mut all = Vec::new();
+    for entry in prefixes.iter().map_err(storage)? {
+        let (n, text) = entry.map_err(storage)?;
+        let prefix =
+            Prefix::new(text.value()).map_err(|e| corrupt(format!("stored token prefix: {e}")))?;
+        if n.value() == current {
+            all.insert(0, prefix);
+        } else {
+            all.push(prefix);
+        }
+    }
+    if all
+        .first()
+        .is_none_or(|_| prefixes.get(current).ok().flatten().is_none())
+    {
+        return Err(corrupt(format!(
+            "the current token prefix, number {current}, is missing"
+        )));
+    }
+    Ok(all)
 }
 
 pub(super) enum InitError {

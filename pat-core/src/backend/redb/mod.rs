@@ -33,18 +33,24 @@ use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
 use crate::model::audit::AuditEntry;
 use crate::model::policy::Policy;
+use crate::model::prefix::Prefixes;
 use crate::model::record::{CreatedToken, Identity, NewToken, TokenInfo};
 use crate::model::time::Timestamp;
-use crate::model::token::{Presented, TokenDigest, TokenId};
+use crate::model::token::{TokenDigest, TokenId};
 
 /// The store's on-disk format version, kept in the file. Bump it for any
 /// change an older build would misread.
-pub const FORMAT_VERSION: u64 = 2;
+pub const FORMAT_VERSION: u64 = 3;
 
 const FORMAT_KEY: &str = "format_version";
+/// The key, in [`META`], of the current prefix's number in [`PREFIXES`].
+const CURRENT_PREFIX_KEY: &str = "prefix_current";
 
-/// Store-wide facts: the format version.
+/// Store-wide facts: the format version, the policy, the current prefix.
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("pat_meta");
+/// Every token prefix the store has had, numbered in the order it took them
+/// (format 3).
+const PREFIXES: TableDefinition<'_, u64, &str> = TableDefinition::new("pat_prefixes");
 /// Token records, keyed by the SHA-256 digest of the token.
 const TOKENS: TableDefinition<'_, [u8; 32], &[u8]> = TableDefinition::new("pat_tokens");
 /// Public id -> digest.
@@ -125,6 +131,8 @@ pub(crate) struct Inner {
     file_reads: std::sync::atomic::AtomicU64,
     /// How long `prune` keeps audit entries.
     audit_retention: Duration,
+    /// The store's token prefixes, as the request path reads them.
+    prefixes: Prefixes,
 }
 
 impl fmt::Debug for Store {
@@ -212,7 +220,8 @@ impl Store {
         now: Timestamp,
     ) -> Result<Identity, AuthError> {
         let cache = &self.inner.cache;
-        Presented::parse(presented.as_bytes())?.verify(
+        let prefixes = &self.inner.prefixes;
+        prefixes.presented(presented.as_bytes())?.verify(
             |digest| cache.hit_record(digest, user, now),
             |digest| self.lookup(digest, user, now),
         )?
@@ -562,6 +571,11 @@ impl Verifier for Store {
         self.inner
             .cache
             .hit_record(lookup.digest(), lookup.user(), lookup.now())
+    }
+
+    #[inline]
+    fn prefixes(&self) -> &Prefixes {
+        &self.inner.prefixes
     }
 
     fn flush(&self) -> Result<usize, StoreError> {

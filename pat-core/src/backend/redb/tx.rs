@@ -12,6 +12,7 @@ use crate::backend::engine::{Lock, Tx};
 use crate::error::StoreError;
 use crate::model::audit::AuditEntry;
 use crate::model::policy::Policy;
+use crate::model::prefix::Prefix;
 use crate::model::record::TokenInfo;
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
@@ -86,6 +87,12 @@ impl Tx for RedbTx<'_> {
 
     async fn policy(&mut self) -> Result<Policy, StoreError> {
         Inner::policy_in(self.txn)
+    }
+
+    fn prefix(&self) -> Prefix {
+        // The file has one writer, this process, which updates its set as
+        // it commits a change: the set is the file's.
+        self.inner.prefixes.current()
     }
 
     fn is_refused(&self, digest: &TokenDigest) -> bool {

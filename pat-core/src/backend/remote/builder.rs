@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::HeaderValue;
 
 use crate::error::BackendError;
+use crate::model::prefix::{Prefix, Prefixes};
 use crate::model::token::TokenSecret;
 
 use super::{
@@ -25,6 +26,7 @@ pub struct RemoteVerifierBuilder {
     allow_plain_http: bool,
     client: Option<reqwest::Client>,
     max_in_flight: usize,
+    prefixes: Vec<Prefix>,
 }
 
 impl Default for RemoteVerifierBuilder {
@@ -36,6 +38,7 @@ impl Default for RemoteVerifierBuilder {
             allow_plain_http: false,
             client: None,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            prefixes: Vec::new(),
         }
     }
 }
@@ -87,6 +90,19 @@ impl RemoteVerifierBuilder {
         self
     }
 
+    /// The token prefixes of the endpoint's store (see
+    /// [`Prefixes`](crate::Prefixes)), current first, as `pat-cli prefix
+    /// list` prints them. A token of no prefix here is not the endpoint's:
+    /// the gate calls it foreign (in optional mode it passes to another
+    /// auth layer) and never asks. By default, the prefix of the verifier's
+    /// own token, which the endpoint's store made with its current one:
+    /// name the store's former prefixes here if tokens made under them are
+    /// still in use.
+    pub fn prefixes(mut self, prefixes: impl IntoIterator<Item = Prefix>) -> RemoteVerifierBuilder {
+        self.prefixes = prefixes.into_iter().collect();
+        self
+    }
+
     /// A verifier asking the introspection endpoint at `url`, authenticating
     /// with `token` (whose user the endpoint must allow). Nothing is sent
     /// until the first lookup.
@@ -109,7 +125,14 @@ impl RemoteVerifierBuilder {
             .enable_all()
             .build()
             .map_err(|e| RemoteError::Client(BackendError::new(e)))?;
+        let told = match self.prefixes.is_empty() {
+            true => vec![token.prefix()],
+            false => self.prefixes,
+        };
+        let prefixes = Prefixes::from_stored(&told)
+            .map_err(|e| client_error(&format!("token prefixes: {e}")))?;
         Ok(RemoteVerifier {
+            prefixes,
             shared: Arc::new(Shared {
                 endpoint,
                 client,

@@ -77,6 +77,7 @@ use http::HeaderValue;
 
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, BackendError, StoreError};
+use crate::model::prefix::Prefixes;
 use crate::model::record::Identity;
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenSecret};
@@ -126,6 +127,8 @@ pub enum RemoteError {
 /// staleness it allows and how failures are answered.
 pub struct RemoteVerifier {
     shared: Arc<Shared>,
+    /// The endpoint's store's token prefixes, as this verifier was told.
+    prefixes: Prefixes,
     handle: tokio::runtime::Handle,
     _runtime: crate::backend::block_on::OwnedRuntime,
 }
@@ -240,6 +243,11 @@ impl RemoteVerifier {
 }
 
 impl Verifier for RemoteVerifier {
+    #[inline]
+    fn prefixes(&self) -> &Prefixes {
+        &self.prefixes
+    }
+
     #[inline]
     fn verify_cached(&self, lookup: Lookup<'_>) -> Option<Result<Identity, AuthError>> {
         self.shared.cached(&lookup, false)

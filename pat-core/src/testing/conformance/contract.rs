@@ -169,6 +169,10 @@ pub const CASES: &[(&str, Case)] = &[
         "rotating or minting needs the current secret, not a replaced one",
         super::authority::presented_secret_must_be_current,
     ),
+    (
+        "a changed prefix keeps the tokens of the former ones working",
+        super::prefix::prefix_change,
+    ),
 ];
 
 /// Runs every contract case against a fresh backend from `make`, and

@@ -6,8 +6,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use crate::{
-    Admin, AuthError, ExpiryPolicy, Identity, Lookup, NewToken, Timestamp, TokenDigest,
-    TokenSecret, Verifier,
+    Admin, AuthError, ExpiryPolicy, Identity, Lookup, NewToken, Timestamp, TokenSecret, Verifier,
 };
 
 /// A backend under test: the admin side and the verifier side.
@@ -23,15 +22,16 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     crate::backend::block_on::block_on(future)
 }
 
-/// What the gate does with a presented token, without HTTP: validate it,
-/// look its digest up (as `user` for HTTP Basic) and wait for the answer.
+/// What the gate does with a presented token, without HTTP: validate it
+/// (one of the backend's prefixes, the length, the checksum), look its
+/// digest up (as `user` for HTTP Basic) and wait for the answer.
 pub fn authenticate(
     backend: &dyn Verifier,
     token: &str,
     user: Option<&str>,
     now: Timestamp,
 ) -> Result<Identity, AuthError> {
-    let digest = TokenDigest::from_token(token)?;
+    let digest = backend.prefixes().digest(token)?;
     block_on(backend.verify(Lookup::new(digest, user, now)))
 }
 

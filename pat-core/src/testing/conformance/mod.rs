@@ -18,6 +18,7 @@ mod concurrent;
 mod contract;
 mod harness;
 mod model;
+mod prefix;
 mod rotation;
 
 pub use self::authority_model::run_authority;

@@ -12,6 +12,7 @@ use crate::backend::trust;
 use crate::error::{StoreError, Untrusted};
 use crate::model::audit::AuditEntry;
 use crate::model::policy::Policy;
+use crate::model::prefix::Prefix;
 use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
@@ -204,6 +205,20 @@ impl Admin for AdminClient {
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
         match self.call(&Request::Prune(now))? {
             Reply::Count(n) => Ok(n as usize),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn token_prefixes(&self) -> Result<Vec<Prefix>, StoreError> {
+        match self.call(&Request::GetPrefixes)? {
+            Reply::Prefixes(prefixes) => Ok(prefixes),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn set_prefix(&self, prefix: Prefix) -> Result<(), StoreError> {
+        match self.call(&Request::SetPrefix(prefix))? {
+            Reply::Prefixes(_) => Ok(()),
             other => Err(self.unexpected(&other)),
         }
     }

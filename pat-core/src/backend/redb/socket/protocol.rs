@@ -14,6 +14,7 @@ use std::time::Duration;
 use crate::model::audit::AuditEntry;
 use crate::model::expiry::ExpiryPolicy;
 use crate::model::policy::Policy;
+use crate::model::prefix::Prefix;
 use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 
 use crate::backend::redb::codec::{self, Reader, put_opt_u64, put_scopes, put_str};
@@ -65,6 +66,8 @@ pub(crate) enum Request {
         now: Timestamp,
     },
     Descendants(TokenId),
+    GetPrefixes,
+    SetPrefix(Prefix),
 }
 
 /// A successful answer.
@@ -78,6 +81,7 @@ pub(crate) enum Reply {
     Policy(Policy),
     Audit(Vec<AuditEntry>),
     Found(Option<TokenInfo>),
+    Prefixes(Vec<Prefix>),
 }
 
 /// A failed operation, as the client will report it.
@@ -116,6 +120,10 @@ pub(crate) fn read_frame(r: &mut impl Read, max: usize) -> io::Result<Option<Vec
     let mut body = vec![0u8; len];
     r.read_exact(&mut body)?;
     Ok(Some(body))
+}
+
+fn read_prefix(r: &mut Reader<'_>) -> Result<Prefix, String> {
+    Prefix::new(&r.string("prefix")?).map_err(|e| e.to_string())
 }
 
 fn put_u64(out: &mut Vec<u8>, v: u64) {
@@ -222,6 +230,11 @@ impl Request {
                 out.push(12);
                 put_u64(&mut out, id.as_u64());
             }
+            Request::GetPrefixes => out.push(13),
+            Request::SetPrefix(prefix) => {
+                out.push(14);
+                put_str(&mut out, prefix.as_str());
+            }
             Request::Audit { since, user } => {
                 out.push(10);
                 put_u64(&mut out, since.as_unix_secs());
@@ -314,6 +327,8 @@ impl Request {
                 now: r.timestamp("now")?,
             },
             12 => Request::Descendants(TokenId::from_u64(r.u64("id")?)),
+            13 => Request::GetPrefixes,
+            14 => Request::SetPrefix(read_prefix(&mut r)?),
             10 => {
                 let since = r.timestamp("since")?;
                 let user = match r.u8("user flag")? {
@@ -433,6 +448,13 @@ pub(crate) fn encode_reply(reply: &Result<Reply, Failure>) -> Vec<u8> {
                         }
                     }
                 }
+                Reply::Prefixes(prefixes) => {
+                    out.push(8);
+                    out.extend_from_slice(&(prefixes.len() as u32).to_le_bytes());
+                    for prefix in prefixes {
+                        put_str(&mut out, prefix.as_str());
+                    }
+                }
                 Reply::Audit(entries) => {
                     out.push(6);
                     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
@@ -504,6 +526,14 @@ pub(crate) fn decode_reply(body: &[u8]) -> Result<Result<Reply, Failure>, String
                 entries.push(codec::decode_audit(r.take(len, "audit entry")?)?);
             }
             Ok(Reply::Audit(entries))
+        }
+        (0, 8) => {
+            let n = r.u32("count")? as usize;
+            let mut prefixes = Vec::with_capacity(n.min(crate::MAX_PREFIXES));
+            for _ in 0..n {
+                prefixes.push(read_prefix(&mut r)?);
+            }
+            Ok(Reply::Prefixes(prefixes))
         }
         (1, 1) => Err(Failure::NotFound(TokenId::from_u64(r.u64("id")?))),
         (1, 2) => Err(Failure::Message(r.string("message")?)),
@@ -599,6 +629,8 @@ mod tests {
                 since: now,
                 user: None,
             },
+            Request::GetPrefixes,
+            Request::SetPrefix("acme".parse().unwrap()),
             Request::SetPolicy(Policy::NONE),
             Request::SetPolicy(
                 Policy::NONE

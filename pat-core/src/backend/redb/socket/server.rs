@@ -385,6 +385,11 @@ fn dispatch(inner: &Arc<Inner>, req: Request, peer: u32) -> Result<Reply, Failur
         Request::Rotate { id, rotation, now } => {
             store.rotate(id, &rotation, now).map(Reply::Created)
         }
+        Request::GetPrefixes => store.token_prefixes().map(Reply::Prefixes),
+        Request::SetPrefix(prefix) => store
+            .set_prefix(prefix)
+            .and_then(|()| store.token_prefixes())
+            .map(Reply::Prefixes),
         Request::GetPolicy => store.policy().map(Reply::Policy),
         Request::SetPolicy(policy) => store
             .set_policy(policy)

@@ -1,0 +1,538 @@
+//! Token prefixes: each store's own, so that a secret scanner can tell
+//! whose a leaked token is.
+//!
+//! A store has a current [`Prefix`] (`pat` unless it was created with
+//! another), which every token made from then on carries, and remembers the
+//! prefixes it had before, so that tokens made under them keep working.
+//! [`Prefixes`] is that set as the request path reads it: lock-free, and
+//! changed in place when an admin sets a new prefix, in this process or on
+//! another replica.
+//!
+//! ```
+//! use pat_core::{Prefix, Prefixes};
+//!
+//! let acme: Prefix = "acme".parse()?;
+//! let prefixes = Prefixes::new(acme);
+//! let secret = prefixes.generate();
+//! assert!(secret.expose_secret().starts_with("acme_"));
+//! assert!(prefixes.digest(secret.expose_secret()).is_ok());
+//! // A token of another store's prefix is not this one's.
+//! let other = Prefixes::default().generate();
+//! assert!(prefixes.digest(other.expose_secret()).unwrap_err().is_foreign());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+
+use crate::error::ParseTokenError;
+use crate::model::text::Echo;
+use crate::model::token::{Presented, TokenDigest, TokenSecret};
+
+/// The shortest prefix a store may give its tokens.
+pub const MIN_PREFIX_LEN: usize = 2;
+/// The longest prefix a store may give its tokens.
+pub const MAX_PREFIX_LEN: usize = 16;
+/// How many prefixes a store keeps, its current one included: a store that
+/// has had this many refuses another (setting one it had before is always
+/// allowed).
+pub const MAX_PREFIXES: usize = 16;
+
+/// A token prefix: 2 to 16 ASCII letters and digits, written before the
+/// `_` that starts a token (`acme` in `acme_…`).
+///
+/// Inline and `Copy`: no allocation to hold or compare one.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Prefix {
+    bytes: [u8; MAX_PREFIX_LEN],
+    len: u8,
+}
+
+impl Prefix {
+    /// `pat`, the prefix of a store that was not given another.
+    pub const DEFAULT: Prefix = Prefix {
+        bytes: *b"pat\0\0\0\0\0\0\0\0\0\0\0\0\0",
+        len: 3,
+    };
+
+    /// Checks `s` (2 to 16 ASCII letters and digits).
+    pub fn new(s: &str) -> Result<Prefix, ParsePrefixError> {
+        let problem = if s.len() < MIN_PREFIX_LEN {
+            "it is shorter than 2 characters"
+        } else if s.len() > MAX_PREFIX_LEN {
+            "it is longer than 16 characters"
+        } else if !s.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            "it has a character that is not an ASCII letter or digit"
+        } else {
+            let mut bytes = [0; MAX_PREFIX_LEN];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            return Ok(Prefix {
+                bytes,
+                len: s.len() as u8,
+            });
+        };
+        Err(ParsePrefixError {
+            input: s.to_owned(),
+            problem,
+        })
+    }
+
+    /// The prefix's letters and digits.
+    pub fn as_str(&self) -> &str {
+        // ASCII by construction, so this never fails.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    /// The prefix's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// The length of a token's head: the prefix and its `_`.
+    pub(crate) fn head_len(&self) -> usize {
+        usize::from(self.len) + 1
+    }
+
+    /// Whether `token` starts with this prefix and `_`.
+    #[inline]
+    pub(crate) fn heads(&self, token: &[u8]) -> bool {
+        let n = usize::from(self.len);
+        token.len() > n && token[n] == b'_' && token[..n] == self.bytes[..n]
+    }
+
+    const fn to_words(self) -> [u64; 2] {
+        let mut words = [0u64; 2];
+        let mut i = 0;
+        while i < MAX_PREFIX_LEN {
+            words[i / 8] |= (self.bytes[i] as u64) << (8 * (i % 8));
+            i += 1;
+        }
+        words
+    }
+
+    fn from_words(words: [u64; 2], len: u8) -> Prefix {
+        let mut bytes = [0; MAX_PREFIX_LEN];
+        bytes[..8].copy_from_slice(&words[0].to_le_bytes());
+        bytes[8..].copy_from_slice(&words[1].to_le_bytes());
+        Prefix { bytes, len }
+    }
+}
+
+impl Default for Prefix {
+    fn default() -> Prefix {
+        Prefix::DEFAULT
+    }
+}
+
+impl FromStr for Prefix {
+    type Err = ParsePrefixError;
+
+    fn from_str(s: &str) -> Result<Prefix, ParsePrefixError> {
+        Prefix::new(s)
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Prefix({:?})", self.as_str())
+    }
+}
+
+/// A value that is not a token prefix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{}` is not a token prefix: {problem}; a prefix is 2 to 16 ASCII letters and digits, \
+     such as `acme`",
+    Echo(input)
+)]
+#[non_exhaustive]
+pub struct ParsePrefixError {
+    /// What was given.
+    pub input: String,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
+
+/// A store cannot take another prefix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrefixError {
+    /// The store has had [`MAX_PREFIXES`] prefixes already.
+    #[error(
+        "the store has had {max} prefixes already, the most it keeps; set one of them again \
+         (`pat-cli prefix list` shows them)",
+        max = MAX_PREFIXES
+    )]
+    TooMany,
+    /// These prefixes are not a store's: they cannot change.
+    #[error("this backend's token prefixes are fixed")]
+    Fixed,
+}
+
+/// One remembered prefix: written once, before it is published, never
+/// changed after; two words and a length so that it can be built in a
+/// `const` and read without a lock.
+struct Slot {
+    words: [AtomicU64; 2],
+    len: AtomicU8,
+}
+
+impl Slot {
+    const fn empty() -> Slot {
+        Slot {
+            words: [AtomicU64::new(0), AtomicU64::new(0)],
+            len: AtomicU8::new(0),
+        }
+    }
+
+    fn load(&self) -> Prefix {
+        Prefix::from_words(
+            [
+                self.words[0].load(Ordering::Relaxed),
+                self.words[1].load(Ordering::Relaxed),
+            ],
+            self.len.load(Ordering::Relaxed),
+        )
+    }
+
+    const fn of(prefix: Prefix) -> Slot {
+        let words = prefix.to_words();
+        Slot {
+            words: [AtomicU64::new(words[0]), AtomicU64::new(words[1])],
+            len: AtomicU8::new(prefix.len),
+        }
+    }
+
+    fn store(&self, prefix: Prefix) {
+        let words = prefix.to_words();
+        self.words[0].store(words[0], Ordering::Relaxed);
+        self.words[1].store(words[1], Ordering::Relaxed);
+        self.len.store(prefix.len, Ordering::Relaxed);
+    }
+}
+
+/// A store's prefixes as the request path reads them: the current one, in
+/// which every new token is made, and those it had before, whose tokens
+/// still work. A token of any other prefix is not this store's: in
+/// optional mode the gate lets it pass to another auth layer.
+///
+/// Reading takes no lock: slots are written once before they are published
+/// and never changed. [`remember`](Prefixes::remember) (the backends call it
+/// after storing a new prefix, or when another replica did) takes a lock
+/// only against another writer.
+pub struct Prefixes {
+    slots: [Slot; MAX_PREFIXES],
+    /// How many slots are published.
+    count: AtomicUsize,
+    /// The slot of the current prefix.
+    current: AtomicUsize,
+    writer: Mutex<()>,
+    /// Held by a backend across a change it stores and then remembers.
+    changes: Mutex<()>,
+    fixed: bool,
+}
+
+static STANDARD: Prefixes = Prefixes::with(Prefix::DEFAULT, true);
+
+impl Prefixes {
+    const fn with(current: Prefix, fixed: bool) -> Prefixes {
+        let mut slots = [const { Slot::empty() }; MAX_PREFIXES];
+        slots[0] = Slot::of(current);
+        Prefixes {
+            slots,
+            count: AtomicUsize::new(1),
+            current: AtomicUsize::new(0),
+            writer: Mutex::new(()),
+            changes: Mutex::new(()),
+            fixed,
+        }
+    }
+
+    /// A set of one prefix, `current`.
+    pub const fn new(current: Prefix) -> Prefixes {
+        Prefixes::with(current, false)
+    }
+
+    /// The set a store holds, as
+    /// [`Admin::token_prefixes`](crate::Admin::token_prefixes) lists it
+    /// (the current one first); `pat` alone for an empty list.
+    pub fn from_stored(all: &[Prefix]) -> Result<Prefixes, PrefixError> {
+        let set = Prefixes::new(all.first().copied().unwrap_or_default());
+        set.remember_all(all)?;
+        Ok(set)
+    }
+
+    /// The set of a backend that keeps no prefix of its own: `pat` alone,
+    /// unchangeable. [`Verifier::prefixes`](crate::Verifier::prefixes)
+    /// answers it by default.
+    pub fn standard() -> &'static Prefixes {
+        &STANDARD
+    }
+
+    /// The prefix new tokens are made with.
+    #[inline]
+    pub fn current(&self) -> Prefix {
+        self.slots[self.current.load(Ordering::Acquire)].load()
+    }
+
+    /// Every prefix: the current one first, then the others in the order
+    /// the store took them.
+    pub fn all(&self) -> Vec<Prefix> {
+        let current = self.current.load(Ordering::Acquire);
+        let count = self.count.load(Ordering::Acquire);
+        let mut all = Vec::with_capacity(count);
+        all.push(self.slots[current].load());
+        for (i, slot) in self.slots[..count].iter().enumerate() {
+            if i != current {
+                all.push(slot.load());
+            }
+        }
+        all
+    }
+
+    /// Whether `prefix` is one of the set's.
+    pub fn contains(&self, prefix: Prefix) -> bool {
+        let count = self.count.load(Ordering::Acquire);
+        self.slots[..count].iter().any(|s| s.load() == prefix)
+    }
+
+    /// Remembers each of `all` (a store's prefixes as
+    /// [`Admin::token_prefixes`](crate::Admin::token_prefixes) lists them,
+    /// the current one first) and makes the first current: what a backend
+    /// does when it opens a store or hears that another replica changed it.
+    pub fn remember_all(&self, all: &[Prefix]) -> Result<(), PrefixError> {
+        for &prefix in all.iter().skip(1).chain(all.first()) {
+            self.remember(prefix)?;
+        }
+        Ok(())
+    }
+
+    /// Makes `prefix` the current one, adding it to the set if it is new.
+    /// For backends: call it once the prefix is stored (or another replica
+    /// stored it), so that the request path accepts its tokens before any
+    /// is made.
+    pub fn remember(&self, prefix: Prefix) -> Result<(), PrefixError> {
+        if self.fixed {
+            return Err(PrefixError::Fixed);
+        }
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let count = self.count.load(Ordering::Acquire);
+        let slot = match self.slots[..count].iter().position(|s| s.load() == prefix) {
+            Some(i) => i,
+            None if count == MAX_PREFIXES => return Err(PrefixError::TooMany),
+            None => {
+                self.slots[count].store(prefix);
+                self.count.store(count + 1, Ordering::Release);
+                count
+            }
+        };
+        self.current.store(slot, Ordering::Release);
+        Ok(())
+    }
+
+    /// Serialises a backend's changes of prefix: held across storing one
+    /// and [`remember`](Prefixes::remember)ing it, so that two changes are
+    /// remembered in the order they were stored. The request path never
+    /// takes it.
+    pub(crate) fn lock_changes(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.changes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new token in the current prefix.
+    pub fn generate(&self) -> TokenSecret {
+        TokenSecret::generate_with(self.current())
+    }
+
+    /// Checks `presented` (one of these prefixes, then the length,
+    /// alphabet and checksum) and returns its digest. A value of no prefix
+    /// of the set is [`ParseTokenError::Foreign`]: not this store's.
+    pub fn digest(&self, presented: &str) -> Result<TokenDigest, ParseTokenError> {
+        let presented = self.presented(presented.as_bytes())?;
+        presented.check_rest()?;
+        Ok(*presented.digest())
+    }
+
+    /// The request path's first check: one of these prefixes and the
+    /// length, then the digest. The current prefix is tried first; the
+    /// others only for a value it does not start.
+    #[inline]
+    pub(crate) fn presented<'a>(&self, token: &'a [u8]) -> Result<Presented<'a>, ParseTokenError> {
+        let current = self.current();
+        if current.heads(token) {
+            return Presented::parse(token, current.head_len());
+        }
+        self.presented_former(token)
+    }
+
+    #[cold]
+    fn presented_former<'a>(&self, token: &'a [u8]) -> Result<Presented<'a>, ParseTokenError> {
+        let count = self.count.load(Ordering::Acquire);
+        let former = self.slots[..count].iter().map(Slot::load);
+        match former.into_iter().find(|p| p.heads(token)) {
+            Some(prefix) => Presented::parse(token, prefix.head_len()),
+            None => Err(ParseTokenError::Foreign),
+        }
+    }
+}
+
+/// Whether making `prefix` current changes a store whose prefixes are
+/// `stored` (current first, as [`Prefixes::all`] lists them): `false` when
+/// it is current already; refused when it is new and the store has had
+/// [`MAX_PREFIXES`]. Every backend asks this, inside the transaction that
+/// stores the change.
+pub(crate) fn change(stored: &[Prefix], prefix: Prefix) -> Result<bool, PrefixError> {
+    match stored.iter().position(|&p| p == prefix) {
+        Some(0) => Ok(false),
+        Some(_) => Ok(true),
+        None if stored.len() >= MAX_PREFIXES => Err(PrefixError::TooMany),
+        None => Ok(true),
+    }
+}
+
+impl Default for Prefixes {
+    /// `pat` alone, as a new store has it.
+    fn default() -> Prefixes {
+        Prefixes::new(Prefix::DEFAULT)
+    }
+}
+
+impl fmt::Debug for Prefixes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prefixes")
+            .field("current", &self.current())
+            .field("all", &self.all())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Prefix {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_prefix_is_two_to_sixteen_letters_and_digits() {
+        for good in ["ab", "acme", "Acme2", "abcdefghijklmnop"] {
+            assert_eq!(Prefix::new(good).unwrap().as_str(), good);
+        }
+        for (bad, problem) in [
+            ("", "shorter"),
+            ("a", "shorter"),
+            ("abcdefghijklmnopq", "longer"),
+            ("ac_me", "letter or digit"),
+            ("acmé", "letter or digit"),
+            ("a\x1b[2J", "letter or digit"),
+        ] {
+            let e = Prefix::new(bad).unwrap_err();
+            let shown = e.to_string();
+            assert!(shown.contains(problem), "{bad:?}: {shown}");
+            assert!(
+                shown.contains("2 to 16 ASCII letters and digits"),
+                "{shown}"
+            );
+            assert!(!shown.contains('\x1b'), "{shown}");
+        }
+        assert_eq!(Prefix::DEFAULT, p("pat"));
+        assert_eq!(format!("{:?}", p("acme")), "Prefix(\"acme\")");
+    }
+
+    #[test]
+    fn the_current_prefix_makes_tokens_and_every_remembered_one_is_taken() {
+        let set = Prefixes::new(p("acme"));
+        let first = set.generate();
+        assert!(first.expose_secret().starts_with("acme_"));
+        assert_eq!(first.prefix(), p("acme"));
+        assert_eq!(format!("{first:?}"), "TokenSecret(\"acme_…\")");
+        set.remember(p("beta")).unwrap();
+        let second = set.generate();
+        assert!(second.expose_secret().starts_with("beta_"));
+        assert_eq!(set.all(), [p("beta"), p("acme")]);
+        for t in [&first, &second] {
+            assert_eq!(set.digest(t.expose_secret()), Ok(t.digest()));
+        }
+        // Another store's token, a truncated one of ours, a damaged one.
+        let other = TokenSecret::generate_with(p("other"));
+        assert_eq!(
+            set.digest(other.expose_secret()),
+            Err(ParseTokenError::Foreign)
+        );
+        assert_eq!(
+            set.digest(&first.expose_secret()[..30]),
+            Err(ParseTokenError::Length {
+                found: 25,
+                expected: 38
+            })
+        );
+        let mut typo = second.expose_secret().to_owned();
+        let last = typo.pop().unwrap();
+        typo.push(if last == 'a' { 'b' } else { 'a' });
+        assert_eq!(set.digest(&typo), Err(ParseTokenError::Checksum));
+        // A prefix that another one starts is not mistaken for it.
+        let long = Prefixes::new(p("acmex"));
+        assert_eq!(
+            long.digest(first.expose_secret()),
+            Err(ParseTokenError::Foreign)
+        );
+        // Back to a former one: no new slot.
+        set.remember(p("acme")).unwrap();
+        assert_eq!(set.all(), [p("acme"), p("beta")]);
+    }
+
+    #[test]
+    fn a_set_holds_at_most_max_prefixes_and_the_standard_one_is_fixed() {
+        let set = Prefixes::default();
+        for i in 1..MAX_PREFIXES {
+            set.remember(p(&format!("p{i}"))).unwrap();
+        }
+        assert_eq!(set.remember(p("more")), Err(PrefixError::TooMany));
+        set.remember(Prefix::DEFAULT).unwrap();
+        assert_eq!(set.current(), Prefix::DEFAULT);
+        assert_eq!(set.all().len(), MAX_PREFIXES);
+        assert_eq!(
+            Prefixes::standard().remember(p("acme")),
+            Err(PrefixError::Fixed)
+        );
+        assert_eq!(Prefixes::standard().all(), [Prefix::DEFAULT]);
+        let stored = [p("beta"), p("pat"), p("acme")];
+        assert_eq!(Prefixes::from_stored(&stored).unwrap().all(), stored);
+        assert_eq!(change(&stored, p("beta")), Ok(false));
+        assert_eq!(change(&stored, p("acme")), Ok(true));
+        assert_eq!(change(&stored, p("new")), Ok(true));
+        let full: Vec<Prefix> = (0..MAX_PREFIXES).map(|i| p(&format!("p{i}"))).collect();
+        assert_eq!(change(&full, p("new")), Err(PrefixError::TooMany));
+        assert_eq!(change(&full, p("p3")), Ok(true));
+    }
+
+    #[test]
+    fn readers_see_a_remembered_prefix_whole() {
+        let set = std::sync::Arc::new(Prefixes::new(p("aaaaaaaaaaaaaaaa")));
+        let writer = {
+            let set = set.clone();
+            std::thread::spawn(move || {
+                for i in 0..MAX_PREFIXES - 1 {
+                    let c = char::from(b'b' + i as u8);
+                    set.remember(p(&c.to_string().repeat(16))).unwrap();
+                }
+            })
+        };
+        while !writer.is_finished() {
+            let current = set.current();
+            let s = current.as_str();
+            assert_eq!(s.len(), 16, "{s:?}");
+            assert!(s.bytes().all(|b| b == s.as_bytes()[0]), "torn: {s:?}");
+        }
+        writer.join().unwrap();
+        assert_eq!(set.all().len(), MAX_PREFIXES);
+    }
+}
