@@ -1,7 +1,8 @@
 //! Personal access tokens: the logic behind `pat-tower`, `pat-actix` and
 //! `pat-cli`.
 //!
-//! A token looks like `pat_` + 32 random letters and digits + a 6-character
+//! A token looks like `pat_` (the store's prefix, `pat` unless it was given
+//! its own, and `_`) + 32 random letters and digits + a 6-character
 //! checksum. It belongs to one user, expires either at a fixed time or after a
 //! sliding idle window, and may be restricted to some nodes with scopes
 //! (`node:<uuid>:r|w|rw`). The [`Store`] keeps only SHA-256 digests of tokens,
@@ -34,7 +35,9 @@
 //! ```
 //!
 //! # The pieces
-//! - [`TokenSecret`], [`TokenDigest`], [`TokenId`]: the token format.
+//! - [`TokenSecret`], [`TokenDigest`], [`TokenId`]: the token format;
+//!   [`Prefix`], [`Prefixes`]: a store's token prefixes, current and
+//!   former, as the gate checks them.
 //! - [`Scopes`], [`Perm`], [`NodeId`]: `node:<uuid>:<perm>` restrictions;
 //!   [`Identity::permits`] checks them; [`DavAccess`], [`Scopes::allow_dav`]
 //!   and [`Scopes::reveals`] apply them to a WebDAV share.

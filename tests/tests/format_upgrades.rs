@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pat_core::{
-    Admin as _, AuthError, OnReuse, Perm, PgStore, Policy, Rotation, Store, Timestamp, conformance,
+    Admin as _, AuthError, OnReuse, Perm, PgStore, Policy, Rotation, Store, Timestamp,
+    Verifier as _, conformance,
 };
 use pat_integration_tests::postgres::postgres;
 
@@ -99,7 +100,8 @@ fn holds_the_fixture_tokens(
         .create(
             &pat_core::NewToken::new(
                 "alice",
-                pat_core::ExpiryPolicy::hard(Duration::from_secs(60)),
+                // An hour: the CLI below may be built first, which takes a minute.
+                pat_core::ExpiryPolicy::hard(Duration::from_secs(3600)),
             )
             .parent(alice.token_id()),
             now,
@@ -163,24 +165,7 @@ fn a_format_1_redb_store_is_upgraded_and_keeps_its_tokens() {
 fn a_schema_3_postgres_database_is_upgraded_and_keeps_its_tokens() {
     let Some(pg) = postgres() else { return };
     let url = pg.database();
-    // pg_dump's psql meta-commands (`\restrict`) are not SQL.
-    let dump: String = std::fs::read_to_string(fixture("pg-schema-3.sql"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('\\'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("connecting to the test database");
-        tokio::spawn(connection);
-        client.batch_execute(&dump).await.expect("the dump loads");
-    });
+    load_dump(&url, "pg-schema-3.sql");
     let secrets = secrets("pg-schema-3.secrets");
     let store = PgStore::builder()
         .manual_flush()
@@ -193,6 +178,10 @@ fn a_schema_3_postgres_database_is_upgraded_and_keeps_its_tokens() {
         .connect(&url)
         .expect("again");
     assert_eq!(again.list(None, true, Timestamp::now()).unwrap().len(), 4);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let version: i64 = rt.block_on(async {
         let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
             .await
@@ -208,4 +197,122 @@ fn a_schema_3_postgres_database_is_upgraded_and_keeps_its_tokens() {
             .get(0)
     });
     assert_eq!(version, pat_core::SCHEMA_VERSION);
+}
+
+/// What the stores written just before the prefix per store hold, checked
+/// through today's backend `b`: the three tokens work (carol's old secret's
+/// grace, bounded to a day when it was written, is over), the store's one
+/// prefix is `pat`, and a new prefix keeps them working.
+fn holds_the_prefix_less_tokens(
+    b: &(impl pat_core::Admin + pat_core::Verifier),
+    secrets: &BTreeMap<String, String>,
+) {
+    let now = Timestamp::now();
+    let auth = |name: &str| conformance::authenticate(b, &secrets[name], None, now);
+    assert_eq!(auth("alice").expect("alice's token works").user(), "alice");
+    let bob = auth("bob").expect("bob's token works");
+    assert!(bob.permits([&NODE.parse().unwrap()], Perm::READ));
+    auth("carol").expect("carol's current secret works");
+    let mut labels: Vec<String> = b
+        .list(None, true, now)
+        .expect("list")
+        .into_iter()
+        .map(|t| t.label)
+        .collect();
+    labels.sort_unstable();
+    assert_eq!(labels, ["alice hard", "bob sliding", "carol rotated"]);
+    assert_eq!(
+        b.token_prefixes().expect("prefixes"),
+        [pat_core::Prefix::DEFAULT]
+    );
+    let acme: pat_core::Prefix = "acme".parse().unwrap();
+    b.set_prefix(acme).expect("a new prefix");
+    let made = b
+        .create(
+            &pat_core::NewToken::new(
+                "dave",
+                pat_core::ExpiryPolicy::hard(Duration::from_secs(3600)),
+            )
+            .label("dave acme"),
+            now,
+        )
+        .expect("create");
+    assert!(made.secret.expose_secret().starts_with("acme_"));
+    conformance::authenticate(b, made.secret.expose_secret(), None, now).expect("dave's works");
+    auth("alice").expect("alice's `pat_` token still works");
+}
+
+/// Store format 2, written by commit 449f38e just before the prefix per
+/// store, is upgraded to format 3: its tokens carry `pat`, which it keeps.
+#[test]
+fn a_format_2_redb_store_is_upgraded_and_its_tokens_keep_the_prefix_pat() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pat.redb");
+    std::fs::copy(fixture("redb-format-2.redb"), &db).unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let secrets = secrets("redb-format-2.secrets");
+    let open = || {
+        Store::builder()
+            .manual_flush()
+            .admin_socket(false)
+            // A store that exists keeps its own prefix.
+            .prefix("other".parse().unwrap())
+            .open(&db)
+            .expect("today's build opens a format 2 store")
+    };
+    holds_the_prefix_less_tokens(&open(), &secrets);
+    let again = open();
+    assert_eq!(
+        again.token_prefixes().unwrap(),
+        ["acme".parse().unwrap(), pat_core::Prefix::DEFAULT],
+        "the new prefix and the old one, kept"
+    );
+    conformance::authenticate(&again, &secrets["bob"], None, Timestamp::now())
+        .expect("bob after the reopen");
+}
+
+/// PostgreSQL schema 4, dumped from a database commit 449f38e wrote, is
+/// upgraded to schema 5: its tokens carry `pat`, which it keeps.
+#[test]
+fn a_schema_4_postgres_database_is_upgraded_and_its_tokens_keep_the_prefix_pat() {
+    let Some(pg) = postgres() else { return };
+    let url = pg.database();
+    load_dump(&url, "pg-schema-4.sql");
+    let secrets = secrets("pg-schema-4.secrets");
+    let connect = || {
+        PgStore::builder()
+            .manual_flush()
+            .prefix("other".parse().unwrap())
+            .connect(&url)
+            .expect("today's build connects to a schema 4 database")
+    };
+    holds_the_prefix_less_tokens(&connect(), &secrets);
+    let again = connect();
+    assert_eq!(
+        again.token_prefixes().unwrap(),
+        ["acme".parse().unwrap(), pat_core::Prefix::DEFAULT]
+    );
+    assert_eq!(again.prefixes().all(), again.token_prefixes().unwrap());
+}
+
+/// Loads a fixture's `pg_dump` into the database at `url`.
+fn load_dump(url: &str, name: &str) {
+    // pg_dump's psql meta-commands (`\restrict`) are not SQL.
+    let dump: String = std::fs::read_to_string(fixture(name))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('\\'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connecting to the test database");
+        tokio::spawn(connection);
+        client.batch_execute(&dump).await.expect("the dump loads");
+    });
 }

@@ -257,6 +257,44 @@ fn optional_mode_passes_what_is_not_ours_and_still_rejects_bad_pats() {
     assert_eq!((r.status(), r.error_code()), (401, None));
 }
 
+/// A store with its own prefix: in optional mode a token of another
+/// (`pat_`, well formed) is not ours and passes; its own tokens, of the
+/// current and a former prefix, authenticate, Bearer and Basic; in required
+/// mode the other is "not a token".
+#[test]
+fn optional_mode_passes_a_token_of_another_prefix() {
+    use crate::Prefix;
+    let store = std::sync::Arc::new(MemoryStore::with_prefix("acme".parse().unwrap()));
+    let new = NewToken::new("alice", ExpiryPolicy::hard(Duration::from_secs(3600)));
+    let acme = store.create(&new, at(0)).unwrap().secret;
+    store.set_prefix("beta".parse().unwrap()).unwrap();
+    let beta = store.create(&new, at(0)).unwrap().secret;
+    assert_eq!(
+        store.token_prefixes().unwrap()[1],
+        "acme".parse::<Prefix>().unwrap()
+    );
+    let optional = Gate::new(store.clone()).mode(Mode::Optional);
+    let other = TokenSecret::generate();
+    let bearer = |t: &TokenSecret| format!("Bearer {}", t.expose_secret());
+    assert!(matches!(
+        check(&optional, &[&bearer(&other)]),
+        Outcome::Anonymous
+    ));
+    assert!(matches!(
+        check(&optional, &[&basic("alice", other.expose_secret())]),
+        Outcome::Anonymous
+    ));
+    for t in [&acme, &beta] {
+        let o = check(&optional, &[&bearer(t)]);
+        assert!(matches!(o, Outcome::Authenticated(_)), "{o:?}");
+        let b = basic("alice", t.expose_secret());
+        assert!(matches!(check(&optional, &[&b]), Outcome::Authenticated(_)));
+    }
+    let required = Gate::new(store);
+    let r = rejected(check(&required, &[&bearer(&other)]));
+    assert_eq!((r.status(), r.error_code()), (401, Some("invalid_token")));
+}
+
 #[test]
 fn preflights_pass_unless_configured() {
     let f = fixture();
