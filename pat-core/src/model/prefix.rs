@@ -235,8 +235,6 @@ pub struct Prefixes {
     /// The slot of the current prefix.
     current: AtomicUsize,
     writer: Mutex<()>,
-    /// Held by a backend across a change it stores and then remembers.
-    changes: Mutex<()>,
     fixed: bool,
 }
 
@@ -251,7 +249,6 @@ impl Prefixes {
             count: AtomicUsize::new(1),
             current: AtomicUsize::new(0),
             writer: Mutex::new(()),
-            changes: Mutex::new(()),
             fixed,
         }
     }
@@ -336,14 +333,6 @@ impl Prefixes {
         };
         self.current.store(slot, Ordering::Release);
         Ok(())
-    }
-
-    /// Serialises a backend's changes of prefix: held across storing one
-    /// and [`remember`](Prefixes::remember)ing it, so that two changes are
-    /// remembered in the order they were stored. The request path never
-    /// takes it.
-    pub(crate) fn lock_changes(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.changes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A new token in the current prefix.

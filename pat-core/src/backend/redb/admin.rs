@@ -286,7 +286,10 @@ impl Admin for Store {
     fn set_prefix(&self, prefix: Prefix) -> Result<(), StoreError> {
         let state: &Inner = &self.inner;
         let actor: &str = &self.actor;
-        let _changing = state.prefixes.lock_changes();
+        let _changing = state
+            .prefix_changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let changed = state.write(|txn| {
             let mut meta = txn.open_table(META).map_err(storage)?;
             let mut prefixes = txn.open_table(PREFIXES).map_err(storage)?;

@@ -81,6 +81,7 @@ impl Inner {
             file_reads: std::sync::atomic::AtomicU64::new(0),
             audit_retention: crate::model::audit::DEFAULT_AUDIT_RETENTION,
             prefixes: Prefixes::new(prefix),
+            prefix_changes: std::sync::Mutex::new(()),
         };
         match store.init_format(prefix).and_then(|()| {
             let stored = store

@@ -133,6 +133,9 @@ pub(crate) struct Inner {
     audit_retention: Duration,
     /// The store's token prefixes, as the request path reads them.
     prefixes: Prefixes,
+    /// Held across storing a change of prefix and remembering it, so that
+    /// two changes are remembered in the order they were stored.
+    prefix_changes: std::sync::Mutex<()>,
 }
 
 impl fmt::Debug for Store {
