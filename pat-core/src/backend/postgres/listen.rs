@@ -93,13 +93,13 @@ pub(super) async fn listen(shared: std::sync::Weak<Shared>) {
             let Some(s) = shared.upgrade() else { return };
             s.cache.forget(None);
             // A change of prefix may have been missed too.
-            hear_prefixes(&s, &client).await;
+            hear_prefixes(&s).await;
             s.listening.store(true, Ordering::Release);
         }
         while let Some(payload) = rx.recv().await {
             let Some(s) = shared.upgrade() else { return };
             if payload == PREFIXES_CHANGED {
-                hear_prefixes(&s, &client).await;
+                hear_prefixes(&s).await;
             } else if payload == "*" {
                 s.cache.forget(None);
             } else {
@@ -116,9 +116,15 @@ pub(super) async fn listen(shared: std::sync::Weak<Shared>) {
     }
 }
 
-/// Takes in the store's prefixes as the database holds them.
-async fn hear_prefixes(s: &Shared, client: &tokio_postgres::Client) {
-    let result = match schema::stored_prefixes(client).await {
+/// Takes in the store's prefixes as the database holds them, read on a
+/// pooled connection (the listener's stays a listener: its last statement,
+/// which operators see in `pg_stat_activity`, is its `LISTEN`).
+async fn hear_prefixes(s: &Shared) {
+    let read = async {
+        let client = s.client().await?;
+        s.timed_pg(schema::stored_prefixes(&*client)).await
+    };
+    let result = match read.await {
         Ok(stored) => s.prefixes.remember_all(&stored).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
