@@ -179,18 +179,59 @@ pub enum PrefixError {
 
 /// One remembered prefix: written once, before it is published, never
 /// changed after; two words and a length so that it can be built in a
-/// `const` and read without a lock.
+/// `const` and read without a lock, and the masks of the words' bytes that
+/// hold it, so that a token's first 16 bytes are compared with it in two
+/// words (BENCHMARKS.md, section 16).
 struct Slot {
     words: [AtomicU64; 2],
+    masks: [AtomicU64; 2],
     len: AtomicU8,
+}
+
+/// The masks of the first `len` bytes of two little-endian words.
+const fn masks(len: u8) -> [u64; 2] {
+    let bits = 8 * len as u32;
+    let low = if bits >= 64 {
+        u64::MAX
+    } else {
+        (1 << bits) - 1
+    };
+    let high = if bits >= 128 {
+        u64::MAX
+    } else if bits <= 64 {
+        0
+    } else {
+        (1 << (bits - 64)) - 1
+    };
+    [low, high]
 }
 
 impl Slot {
     const fn empty() -> Slot {
         Slot {
             words: [AtomicU64::new(0), AtomicU64::new(0)],
+            masks: [AtomicU64::new(0), AtomicU64::new(0)],
             len: AtomicU8::new(0),
         }
+    }
+
+    /// The length of `token`'s head if it starts with this prefix and
+    /// `_`; `None` otherwise, or when the token is too short to be read as
+    /// two words (no token of ours is).
+    #[inline]
+    fn head_of(&self, token: &[u8]) -> Option<usize> {
+        let len = usize::from(self.len.load(Ordering::Relaxed));
+        let (Some(first), Some(second), Some(&sep)) =
+            (token.first_chunk::<8>(), token.get(8..16), token.get(len))
+        else {
+            return None;
+        };
+        let second: [u8; 8] = second.try_into().ok()?;
+        let word = |i: usize, bytes: [u8; 8]| {
+            u64::from_le_bytes(bytes) & self.masks[i].load(Ordering::Relaxed)
+                == self.words[i].load(Ordering::Relaxed)
+        };
+        (word(0, *first) & word(1, second) & (sep == b'_')).then_some(len + 1)
     }
 
     fn load(&self) -> Prefix {
@@ -205,16 +246,21 @@ impl Slot {
 
     const fn of(prefix: Prefix) -> Slot {
         let words = prefix.to_words();
+        let masks = masks(prefix.len);
         Slot {
             words: [AtomicU64::new(words[0]), AtomicU64::new(words[1])],
+            masks: [AtomicU64::new(masks[0]), AtomicU64::new(masks[1])],
             len: AtomicU8::new(prefix.len),
         }
     }
 
     fn store(&self, prefix: Prefix) {
         let words = prefix.to_words();
-        self.words[0].store(words[0], Ordering::Relaxed);
-        self.words[1].store(words[1], Ordering::Relaxed);
+        let masks = masks(prefix.len);
+        for i in 0..2 {
+            self.words[i].store(words[i], Ordering::Relaxed);
+            self.masks[i].store(masks[i], Ordering::Relaxed);
+        }
         self.len.store(prefix.len, Ordering::Relaxed);
     }
 }
@@ -354,13 +400,15 @@ impl Prefixes {
     /// others only for a value it does not start.
     #[inline]
     pub(crate) fn presented<'a>(&self, token: &'a [u8]) -> Result<Presented<'a>, ParseTokenError> {
-        let current = self.current();
-        if current.heads(token) {
-            return Presented::parse(token, current.head_len());
+        let current = &self.slots[self.current.load(Ordering::Acquire)];
+        match current.head_of(token) {
+            Some(head) => Presented::parse(token, head),
+            None => self.presented_former(token),
         }
-        self.presented_former(token)
     }
 
+    /// A value the current prefix does not start (or too short to read
+    /// as two words): the former prefixes, compared byte by byte.
     #[cold]
     fn presented_former<'a>(&self, token: &'a [u8]) -> Result<Presented<'a>, ParseTokenError> {
         let count = self.count.load(Ordering::Acquire);
@@ -523,5 +571,46 @@ mod tests {
         }
         writer.join().unwrap();
         assert_eq!(set.all().len(), MAX_PREFIXES);
+    }
+
+    proptest::proptest! {
+        /// The request path's two-word compare agrees with comparing the
+        /// prefix byte by byte, for any prefix and any bytes: a token of
+        /// the prefix, one changed at any place, cut anywhere, or noise.
+        #[test]
+        fn the_word_compare_is_the_byte_compare(
+            prefix in "[A-Za-z0-9]{2,16}",
+            other in "[A-Za-z0-9]{2,16}",
+            cut in 0usize..60,
+            at in 0usize..20,
+            byte in proptest::prelude::any::<u8>(),
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..60),
+        ) {
+            let set = Prefixes::new(p(&prefix));
+            set.remember(p(&other)).unwrap();
+            set.remember(p(&prefix)).unwrap();
+            let token = TokenSecret::generate_with(p(&prefix)).expose_secret().as_bytes().to_vec();
+            let mut changed = token.clone();
+            if at < changed.len() {
+                changed[at] = byte;
+            }
+            let cut = token[..cut.min(token.len())].to_vec();
+            for bytes in [token, changed, cut, noise] {
+                let reference = match set.all().into_iter().find(|q| q.heads(&bytes)) {
+                    Some(q) => Presented::parse(&bytes, q.head_len()).map(|p| *p.digest()),
+                    None => Err(ParseTokenError::Foreign),
+                };
+                let fast = set.presented(&bytes).map(|p| *p.digest());
+                proptest::prop_assert_eq!(fast, reference, "{:?}", bytes);
+            }
+        }
+    }
+
+    #[test]
+    fn masks_cover_the_prefix_bytes() {
+        assert_eq!(masks(2), [0xffff, 0]);
+        assert_eq!(masks(8), [u64::MAX, 0]);
+        assert_eq!(masks(9), [u64::MAX, 0xff]);
+        assert_eq!(masks(16), [u64::MAX, u64::MAX]);
     }
 }
