@@ -154,6 +154,9 @@ async fn whoami(base: String, token: String) -> (u16, String) {
 
 async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
     let work = Workdir::new();
+    // A store of its own prefix, a former one kept: the panel says both.
+    work.cli_ok(&["init", "--prefix", "acme"]);
+    work.cli_ok(&["prefix", "set", "acme2"]);
     let server = Server::start(kind, &work.db(), &["--admin", "root"]);
     let login = work.token(&["-u", "alice", "-e", "30d", "-l", "browser login"]);
     let root = work.token(&["-u", "root", "-e", "30d"]);
@@ -170,6 +173,10 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
     .await;
     assert!(text(&c, "#tokens").await.contains("browser login"));
     assert!(!displayed(&c, "#picker").await, "not an admin");
+    assert_eq!(
+        text(&c, "#prefix").await,
+        "This service's tokens start with acme2_ (older ones with acme_)."
+    );
 
     // Create through the form, submitted with Enter from the last field.
     let field = |css: &'static str| {

@@ -8,7 +8,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET …[?user=NAME]` | 200, `{"principal": {"user", "admin"}, "user", "tokens": [record…]}`; each record has a `status`, `active` or `expired` |
+//! | `GET …[?user=NAME]` | 200, `{"principal": {"user", "admin"}, "user", "prefixes", "tokens": [record…]}`; `prefixes` are the store's token prefixes, the current one (which new tokens carry) first; each record has a `status`, `active` or `expired` |
 //! | `POST …` | 201, the new token's record with its secret in `token` (the only time it is shown); body below |
 //! | `DELETE …/{id}` | 200, the record of the token just revoked, with `revoked_descendants`: how many tokens made with it went with it |
 //!
@@ -286,6 +286,10 @@ impl Management {
                     .collect();
             tokens.retain(|t| t.id == own || family.contains(&t.id));
         }
+        let prefixes = match self.admin.token_prefixes() {
+            Ok(all) => all,
+            Err(e) => return failed(&e),
+        };
         let counts = crate::backend::authority::descendant_counts(&tokens);
         let listed: Vec<Value> = tokens
             .iter()
@@ -300,6 +304,7 @@ impl Management {
             &json!({
                 "principal": { "user": p.user, "admin": p.acts_as_admin() },
                 "user": user,
+                "prefixes": prefixes.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
                 "tokens": listed,
             }),
         )

@@ -62,6 +62,10 @@
     $("who").textContent = "Signed in as " + list.principal.user + (list.principal.admin ? " (admin)" : "") +
       ". Tokens of " + list.user + ".";
     $("picker").hidden = !list.principal.admin;
+    // No secret: the prefix says whose a token is, as scanners read it.
+    const [current, ...former] = list.prefixes;
+    $("prefix").textContent = "This service's tokens start with " + current + "_" +
+      (former.length ? " (older ones with " + former.map((p) => p + "_").join(", ") + ")" : "") + ".";
     const body = $("tokens");
     body.replaceChildren();
     for (const t of list.tokens) {
