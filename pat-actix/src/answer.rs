@@ -35,23 +35,42 @@ pub(crate) async fn read_body(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<web::Bytes, Answer> {
-    use pat_core::hygiene::{BODY_READ_TIMEOUT, MAX_BODY_LEN};
+    read_body_within(req, payload, pat_core::hygiene::MAX_BODY_LEN).await
+}
+
+/// [`read_body`] with a route's own limit of `limit` bytes.
+pub(crate) async fn read_body_within(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, Answer> {
+    use pat_core::hygiene::BODY_READ_TIMEOUT;
     let announced = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > MAX_BODY_LEN as u64) {
-        return Err(Answer::body_too_large());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(Answer::body_larger_than(limit));
     }
-    match actix_web::rt::time::timeout(BODY_READ_TIMEOUT, payload.to_bytes_limited(MAX_BODY_LEN))
-        .await
-    {
+    match actix_web::rt::time::timeout(BODY_READ_TIMEOUT, payload.to_bytes_limited(limit)).await {
         Err(_) => Err(Answer::body_too_slow()),
-        Ok(Err(_)) => Err(Answer::body_too_large()),
+        Ok(Err(_)) => Err(Answer::body_larger_than(limit)),
         Ok(Ok(Err(_))) => Err(Answer::body_unreadable()),
         Ok(Ok(Ok(body))) => Ok(body),
     }
+}
+
+/// The `Forwarded` and `X-Forwarded-For` values of `req`, as
+/// [`TrustedProxies::client`](pat_core::TrustedProxies::client) reads them.
+pub(crate) fn forwarding(
+    req: &HttpRequest,
+) -> (impl Iterator<Item = &[u8]>, impl Iterator<Item = &[u8]>) {
+    let headers = req.headers();
+    (
+        headers.get_all("forwarded").map(|v| v.as_bytes()),
+        headers.get_all("x-forwarded-for").map(|v| v.as_bytes()),
+    )
 }
 
 /// What [`pat_core::csrf`]'s rule looks at in `req`.

@@ -4,7 +4,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use pat_core::Timestamp;
 
-use crate::answer::{answer, read_body};
+use crate::answer::{answer, forwarding, read_body};
 
 /// A resource at `path` answering `POST` leak reports (see
 /// [`pat_core::leaks`]): a public route, to serve without the PAT
@@ -30,13 +30,8 @@ async fn report_leak(
         Ok(body) => body,
         Err(refused) => return answer(Ok(refused)),
     };
-    let client = reports.client(
-        peer.ip(),
-        req.headers().get_all("forwarded").map(|v| v.as_bytes()),
-        req.headers()
-            .get_all("x-forwarded-for")
-            .map(|v| v.as_bytes()),
-    );
+    let (forwarded, x_forwarded_for) = forwarding(&req);
+    let client = reports.client(peer.ip(), forwarded, x_forwarded_for);
     let reports = reports.into_inner();
     let now = Timestamp::now();
     answer(web::block(move || reports.report_blocking(client, &body, now)).await)

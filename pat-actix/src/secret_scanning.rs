@@ -3,17 +3,22 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use pat_core::Timestamp;
-use pat_core::secret_scanning::{KEY_IDENTIFIER_HEADER, SIGNATURE_HEADER, SecretScanning};
+use pat_core::secret_scanning::{
+    KEY_IDENTIFIER_HEADER, MAX_REPORT_LEN, SIGNATURE_HEADER, SecretScanning,
+};
 
-use crate::answer::{answer, read_body};
+use crate::answer::{answer, forwarding, read_body_within};
 
 /// A resource at `path` answering `POST` GitHub's secret scanning reports
 /// (see [`pat_core::secret_scanning`]): a public route, to serve without
 /// the PAT middleware (GitHub signs its requests; it holds no token). The
-/// body is read whole, within
-/// [`MAX_BODY_LEN`](pat_core::hygiene::MAX_BODY_LEN) and
-/// [`BODY_READ_TIMEOUT`](pat_core::hygiene::BODY_READ_TIMEOUT), since the
-/// signature covers its bytes; the check and the revocations run on
+/// client address is the connection's peer, or, from a trusted proxy
+/// ([`SecretScanning::trusted_proxies`]), from the headers it writes.
+/// [`SecretScanning::precheck`] answers before the body is read (a client
+/// past its refusals, headers that hold no signature); the body is read
+/// whole, within [`MAX_REPORT_LEN`](pat_core::secret_scanning::MAX_REPORT_LEN)
+/// and [`BODY_READ_TIMEOUT`](pat_core::hygiene::BODY_READ_TIMEOUT), since
+/// the signature covers its bytes; the check and the revocations run on
 /// actix's blocking pool.
 pub fn secret_scanning(path: &str, scanning: SecretScanning) -> actix_web::Resource {
     web::resource(path)
@@ -26,17 +31,25 @@ async fn report(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let body = match read_body(&req, payload).await {
+    let Some(peer) = req.peer_addr() else {
+        return HttpResponse::BadRequest().finish();
+    };
+    let (forwarded, x_forwarded_for) = forwarding(&req);
+    let client = scanning.client(peer.ip(), forwarded, x_forwarded_for);
+    let header = |name| req.headers().get(name).map(|v| v.as_bytes().to_vec());
+    let (key_id, signature) = (header(KEY_IDENTIFIER_HEADER), header(SIGNATURE_HEADER));
+    let now = Timestamp::now();
+    if let Some(refused) = scanning.precheck(client, key_id.as_deref(), signature.as_deref(), now) {
+        return answer(Ok(refused));
+    }
+    let body = match read_body_within(&req, payload, MAX_REPORT_LEN).await {
         Ok(body) => body,
         Err(refused) => return answer(Ok(refused)),
     };
-    let header = |name| req.headers().get(name).map(|v| v.as_bytes().to_vec());
-    let (key_id, signature) = (header(KEY_IDENTIFIER_HEADER), header(SIGNATURE_HEADER));
     let scanning = scanning.into_inner();
-    let now = Timestamp::now();
     answer(
         web::block(move || {
-            scanning.report_blocking(key_id.as_deref(), signature.as_deref(), &body, now)
+            scanning.report_blocking(client, key_id.as_deref(), signature.as_deref(), &body, now)
         })
         .await,
     )

@@ -48,28 +48,49 @@ pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: axum::body::Body,
 ) -> Result<axum::body::Bytes, Answer> {
+    read_body_within(headers, body, pat_core::hygiene::MAX_BODY_LEN).await
+}
+
+/// [`read_body`] with a route's own limit of `limit` bytes.
+pub(crate) async fn read_body_within(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<axum::body::Bytes, Answer> {
     use http_body_util::{BodyExt as _, LengthLimitError, Limited};
-    use pat_core::hygiene::{BODY_READ_TIMEOUT, MAX_BODY_LEN};
+    use pat_core::hygiene::BODY_READ_TIMEOUT;
     let announced = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > MAX_BODY_LEN as u64) {
-        return Err(Answer::body_too_large());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(Answer::body_larger_than(limit));
     }
-    match tokio::time::timeout(
-        BODY_READ_TIMEOUT,
-        Limited::new(body, MAX_BODY_LEN).collect(),
-    )
-    .await
-    {
+    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
         Err(_) => Err(Answer::body_too_slow()),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(Answer::body_too_large())
+            Err(Answer::body_larger_than(limit))
         }
         Ok(Err(_)) => Err(Answer::body_unreadable()),
     }
+}
+
+/// The `Forwarded` and `X-Forwarded-For` values of `headers`, as
+/// [`TrustedProxies::client`](pat_core::TrustedProxies::client) reads them.
+pub(crate) fn forwarding(
+    headers: &HeaderMap,
+) -> (impl Iterator<Item = &[u8]>, impl Iterator<Item = &[u8]>) {
+    (
+        headers
+            .get_all("forwarded")
+            .iter()
+            .map(HeaderValue::as_bytes),
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(HeaderValue::as_bytes),
+    )
 }
 
 /// What [`pat_core::csrf`]'s rule looks at in `headers`.

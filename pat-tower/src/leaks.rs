@@ -2,11 +2,11 @@
 //! [`pat_core::leaks`]'s.
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderMap;
 use axum::routing::{MethodRouter, post};
 use pat_core::Timestamp;
 
-use crate::answer::{answer, read_body};
+use crate::answer::{answer, forwarding, read_body};
 
 /// `POST` leak reports (see [`pat_core::leaks`]): a public route, to mount
 /// outside the PAT layer. The client address comes from axum's
@@ -28,17 +28,8 @@ where
                 Ok(body) => body,
                 Err(refused) => return answer(Ok(refused)),
             };
-            let client = reports.client(
-                peer.ip(),
-                headers
-                    .get_all("forwarded")
-                    .iter()
-                    .map(HeaderValue::as_bytes),
-                headers
-                    .get_all("x-forwarded-for")
-                    .iter()
-                    .map(HeaderValue::as_bytes),
-            );
+            let (forwarded, x_forwarded_for) = forwarding(&headers);
+            let client = reports.client(peer.ip(), forwarded, x_forwarded_for);
             let now = Timestamp::now();
             answer(
                 tokio::task::spawn_blocking(move || reports.report_blocking(client, &body, now))

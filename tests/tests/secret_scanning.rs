@@ -161,7 +161,7 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
                 ("github-public-key-identifier", "k1"),
                 ("github-public-key-signature", &good),
             ],
-            vec![b' '; 70 * 1024],
+            vec![b' '; pat_core::secret_scanning::MAX_REPORT_LEN + 1],
             413,
             "oversized",
         ),
@@ -205,6 +205,30 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
     assert_eq!(hello(&server, &leaked), 401, "revoked at once");
     assert_eq!(hello(&server, &kept), 200);
     seen.push((status, "report".to_owned()));
+
+    // The largest report GitHub sends, 1,000 findings with long URLs
+    // (about 300 KiB, past the 64 KiB of pat's other routes): taken whole.
+    let many: Vec<String> = (0..pat_core::leaks::MAX_REPORTED)
+        .map(|_| pat_core::TokenSecret::generate().expose_secret().to_owned())
+        .collect();
+    let items: Vec<Value> = many
+        .iter()
+        .map(|t| {
+            json!({
+                "token": t,
+                "type": "pat_personal_access_token",
+                "url": format!("https://github.com/octo/repo/blob/{}/config/{}.env", "a".repeat(40), "deep/".repeat(30)),
+                "source": "content",
+            })
+        })
+        .collect();
+    let big = serde_json::to_vec(&items).unwrap();
+    assert!(big.len() > 256 * 1024, "{}", big.len());
+    let (status, answer) = signed(&server, &first, "k1", &big);
+    assert_eq!(status, 200, "{kind:?}: {answer}");
+    let feedback: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(feedback.as_array().unwrap().len(), many.len());
+    seen.push((status, "the largest report".to_owned()));
     let audit = work.cli_ok(&["audit", "-u", "alice", "--json"]);
     assert!(
         audit.contains(
@@ -223,6 +247,19 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
     assert_eq!(status, 200, "{answer}");
     assert!(answer.contains("true_positive"));
     assert_eq!(hello(&server, &kept), 401);
+
+    // Refusals are limited per address: seven so far; the eleventh is
+    // 429 before its body is read, and then even a good report waits.
+    let body = report(&[&kept]);
+    for _ in 0..3 {
+        let (status, _) = signed(&server, &github_key(), "k1", &body);
+        assert_eq!(status, 401);
+    }
+    let (status, answer) = signed(&server, &github_key(), "k1", &body);
+    assert_eq!(status, 429, "{kind:?}: {answer}");
+    let (status, _) = signed(&server, &first, "k1", &body);
+    assert_eq!(status, 429, "held back for the rest of the window");
+    seen.push((status, "over the refusals".to_owned()));
     seen
 }
 
@@ -243,10 +280,13 @@ fn a_slow_body_is_cut_off_and_revokes_nothing() {
         let mut conn = std::net::TcpStream::connect(&addr).unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(40)))
             .unwrap();
-        // Announces a report, sends the start of it, then stalls.
+        // Announces a signed report, sends the start of it, then stalls.
+        let sig = signature(&github_key(), b"[]");
         write!(
             conn,
-            "POST /secret-scanning/github HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n[{{\"token\": \"{token}\""
+            "POST /secret-scanning/github HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n\
+             github-public-key-identifier: k1\r\ngithub-public-key-signature: {sig}\r\n\
+             content-length: 1000\r\n\r\n[{{\"token\": \"{token}\""
         )
         .unwrap();
         let mut answer = Vec::new();

@@ -56,6 +56,14 @@ impl Answer {
         )
     }
 
+    /// 429 with `Retry-After: retry_after` (seconds): a client past a
+    /// per-address limit.
+    pub(crate) fn too_many(description: &str, retry_after: u64) -> Answer {
+        let mut a = Answer::error(429, "too_many_requests", description);
+        a.retry_after = Some(retry_after);
+        a
+    }
+
     /// The answer when the store failed, or the call itself could not run
     /// (a panicked worker): 503, retry later (the cause is logged, not
     /// shown).

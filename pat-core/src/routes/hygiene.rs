@@ -30,10 +30,17 @@ impl Answer {
     /// 413: the body is over [`MAX_BODY_LEN`]. The connection is closed
     /// (the rest of the body is not read).
     pub fn body_too_large() -> Answer {
+        Answer::body_larger_than(MAX_BODY_LEN)
+    }
+
+    /// 413: the body is over `limit` bytes, a route's own limit (as
+    /// [`MAX_REPORT_LEN`](crate::secret_scanning::MAX_REPORT_LEN)). The
+    /// connection is closed.
+    pub fn body_larger_than(limit: usize) -> Answer {
         let mut a = Answer::error(
             413,
             "invalid_request",
-            &format!("the body is larger than {MAX_BODY_LEN} bytes"),
+            &format!("the body is larger than {limit} bytes"),
         );
         a.close = true;
         a

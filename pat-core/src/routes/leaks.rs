@@ -91,13 +91,10 @@ impl LeakReports {
     /// reads and writes): the adapters run it on a blocking pool.
     pub fn report_blocking(&self, client: IpAddr, body: &[u8], now: Timestamp) -> Answer {
         if let Err(retry_after) = self.limiter.admit(client, now) {
-            let mut a = Answer::error(
-                429,
-                "too_many_requests",
+            return Answer::too_many(
                 "too many leak reports from this address; retry later",
+                retry_after,
             );
-            a.retry_after = Some(retry_after);
-            return a;
         }
         let tokens: Vec<String> = match serde_json::from_slice(body) {
             Ok(tokens) => tokens,

@@ -19,10 +19,16 @@
 //! signature, an unknown key identifier, a body changed after signing
 //! (`401`); a body that is not such an array, or holds more than
 //! [`MAX_REPORTED`](crate::leaks::MAX_REPORTED) tokens (`400`). The
-//! adapters refuse a body over [`MAX_BODY_LEN`](crate::hygiene::MAX_BODY_LEN)
-//! (`413`) before it gets here. Signed reports are not held to the public
-//! leak route's per-address limit: GitHub sends from few addresses, and
-//! an unsigned request costs one signature check.
+//! adapters refuse a body over [`MAX_REPORT_LEN`] (`413`, 1 MiB: a report
+//! of 1,000 findings with long URLs) before it gets here. Signed reports
+//! are not held to the public leak route's per-address limit (GitHub sends
+//! from few addresses); refused ones are: past
+//! [`DEFAULT_REFUSALS`] a minute from one client address (an IPv4
+//! address, an IPv6 `/64`), that client gets `429` with `Retry-After` before
+//! its body is read or its signature checked, so that a flood of forged
+//! signatures cannot keep the blocking pool busy with P-256 checks.
+//! [`SecretScanning::precheck`] is what the adapters ask before reading
+//! the body: the limit, and the headers' shape, checked without I/O.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -36,14 +42,27 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::backend::admin::Admin;
+use crate::gate::limiter::PerAddress;
 use crate::leaks::MAX_REPORTED;
 use crate::model::text::printable;
 use crate::model::time::Timestamp;
 use crate::model::token::TokenDigest;
 use crate::routes::answer::Answer;
+use crate::routes::proxy::TrustedProxies;
 
 /// The header naming the key that signed a request.
 pub const KEY_IDENTIFIER_HEADER: &str = "github-public-key-identifier";
+
+/// The largest report body the adapters read: 1 MiB. GitHub sends at most
+/// [`MAX_REPORTED`](crate::leaks::MAX_REPORTED) findings in one report,
+/// each with the URL of where it was found, which a 64 KiB limit
+/// ([`MAX_BODY_LEN`](crate::hygiene::MAX_BODY_LEN)) would cut at about
+/// 300: GitHub would get `413` on every retry.
+pub const MAX_REPORT_LEN: usize = 1024 * 1024;
+
+/// Refused reports one client address may send in a minute by default
+/// (see [`SecretScanning::refusal_limit`]).
+pub const DEFAULT_REFUSALS: u32 = 10;
 /// The header holding the request's signature.
 pub const SIGNATURE_HEADER: &str = "github-public-key-signature";
 
@@ -237,12 +256,38 @@ impl KeySource for KeyFile {
 pub struct SecretScanning {
     admin: Arc<dyn Admin + Send + Sync>,
     keys: Arc<dyn KeySource>,
+    proxies: TrustedProxies,
+    /// Refused reports per client address.
+    refusals: Arc<PerAddress>,
 }
 
 impl std::fmt::Debug for SecretScanning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecretScanning").finish_non_exhaustive()
     }
+}
+
+/// The key identifier and the signature the headers hold, or why they
+/// hold none: their shape, checked without a key.
+fn signed_by<'a>(
+    key_id: Option<&'a [u8]>,
+    signature: Option<&[u8]>,
+) -> Result<(&'a str, Signature), &'static str> {
+    let (Some(key_id), Some(signature)) = (key_id, signature) else {
+        return Err(
+            "a signed report needs the Github-Public-Key-Identifier and Github-Public-Key-Signature headers",
+        );
+    };
+    let key_id = std::str::from_utf8(key_id).map_err(|_| "unknown key identifier")?;
+    // A DER P-256 signature is at most 72 bytes: 96 in base64.
+    if signature.len() > 128 {
+        return Err("the signature is not DER ECDSA");
+    }
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(signature.trim_ascii())
+        .map_err(|_| "the signature is not base64")?;
+    let signature = Signature::from_der(&der).map_err(|_| "the signature is not DER ECDSA")?;
+    Ok((key_id, signature))
 }
 
 impl SecretScanning {
@@ -254,7 +299,72 @@ impl SecretScanning {
         SecretScanning {
             admin,
             keys: Arc::new(keys),
+            proxies: TrustedProxies::none(),
+            refusals: Arc::new(PerAddress::new(
+                DEFAULT_REFUSALS,
+                std::time::Duration::from_secs(60),
+            )),
         }
+    }
+
+    /// The reverse proxies in front of the route, whose `Forwarded` or
+    /// `X-Forwarded-For` name the real client (default: none, and the
+    /// client is the connection's peer).
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> SecretScanning {
+        self.proxies = proxies;
+        self
+    }
+
+    /// The client of a report that arrived from `peer` with these header
+    /// values (see [`TrustedProxies::client`]): what the adapters pass to
+    /// [`precheck`](SecretScanning::precheck) and
+    /// [`report_blocking`](SecretScanning::report_blocking).
+    pub fn client<'a>(
+        &self,
+        peer: std::net::IpAddr,
+        forwarded: impl IntoIterator<Item = &'a [u8]>,
+        x_forwarded_for: impl IntoIterator<Item = &'a [u8]>,
+    ) -> std::net::IpAddr {
+        self.proxies.client(peer, forwarded, x_forwarded_for)
+    }
+
+    /// At most `refused` refused reports per `window` from one client
+    /// address (default [`DEFAULT_REFUSALS`] a minute); past it, `429`
+    /// before anything is read or checked. Signed reports never count.
+    pub fn refusal_limit(mut self, refused: u32, window: std::time::Duration) -> SecretScanning {
+        self.refusals = Arc::new(PerAddress::new(refused, window));
+        self
+    }
+
+    /// The answer to send without reading the body, if there is one: the
+    /// client is past its limit of refused reports (`429`), or the
+    /// headers cannot hold a signature (missing, not base64 of a DER
+    /// ECDSA signature: `401`, counted as a refusal). No I/O, no key
+    /// lookup: the adapters ask it on their event loop, before the body.
+    pub fn precheck(
+        &self,
+        client: std::net::IpAddr,
+        key_id: Option<&[u8]>,
+        signature: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Option<Answer> {
+        if let Err(retry_after) = self.refusals.check(client, now) {
+            return Some(Answer::too_many(
+                "too many refused reports from this address; retry later",
+                retry_after,
+            ));
+        }
+        match signed_by(key_id, signature) {
+            Ok(_) => None,
+            Err(why) => Some(self.refused(client, why, now)),
+        }
+    }
+
+    /// A refusal of `client`'s report, counted against its limit.
+    fn refused(&self, client: std::net::IpAddr, why: &str, now: Timestamp) -> Answer {
+        tracing::warn!(why, %client, "secret scanning report refused");
+        let _ = self.refusals.admit(client, now);
+        Answer::error(401, "invalid_signature", why)
     }
 
     /// The answer to a report: `key_id` and `signature` are the values of
@@ -263,14 +373,17 @@ impl SecretScanning {
     /// blocking pool.
     pub fn report_blocking(
         &self,
+        client: std::net::IpAddr,
         key_id: Option<&[u8]>,
         signature: Option<&[u8]>,
         body: &[u8],
         now: Timestamp,
     ) -> Answer {
+        if let Some(refused) = self.precheck(client, key_id, signature, now) {
+            return refused;
+        }
         if let Err(why) = self.verify(key_id, signature, body) {
-            tracing::warn!(why, "secret scanning report refused");
-            return Answer::error(401, "invalid_signature", why);
+            return self.refused(client, why, now);
         }
         let Some(items) = parse_report(body) else {
             return Answer::error(
@@ -317,16 +430,7 @@ impl SecretScanning {
         signature: Option<&[u8]>,
         body: &[u8],
     ) -> Result<(), &'static str> {
-        let (Some(key_id), Some(signature)) = (key_id, signature) else {
-            return Err(
-                "a signed report needs the Github-Public-Key-Identifier and Github-Public-Key-Signature headers",
-            );
-        };
-        let key_id = std::str::from_utf8(key_id).map_err(|_| "unknown key identifier")?;
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(signature.trim_ascii())
-            .map_err(|_| "the signature is not base64")?;
-        let signature = Signature::from_der(&der).map_err(|_| "the signature is not DER ECDSA")?;
+        let (key_id, signature) = signed_by(key_id, signature)?;
         let keys = self.keys.keys().map_err(|e| {
             tracing::error!(error = %crate::error::chain(&e), "secret scanning keys unavailable");
             "no keys to check the signature with"
@@ -431,6 +535,9 @@ mod tests {
     use super::*;
     use crate::{ExpiryPolicy, MemoryStore, NewToken};
 
+    /// Where the tests' reports come from (TEST-NET-1).
+    const GITHUB: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
     fn key() -> SigningKey {
         loop {
             let mut bytes = [0u8; 32];
@@ -470,6 +577,19 @@ mod tests {
         github: SigningKey,
         live: String,
         live_id: crate::TokenId,
+    }
+
+    impl Setup {
+        /// `body`, with `signature` by the key `k1`, from GitHub's address.
+        fn signed(&self, signature: &str, body: &[u8]) -> Answer {
+            self.scanning.report_blocking(
+                GITHUB,
+                Some(b"k1"),
+                Some(signature.as_bytes()),
+                body,
+                now(),
+            )
+        }
     }
 
     fn setup() -> Setup {
@@ -512,9 +632,7 @@ mod tests {
         let other = crate::TokenSecret::generate();
         let body = report(&[&s.live, other.expose_secret(), "not a token", &s.live]);
         let signature = sign(&s.github, &body);
-        let a = s
-            .scanning
-            .report_blocking(Some(b"k1"), Some(signature.as_bytes()), &body, now());
+        let a = s.signed(&signature, &body);
         assert_eq!(a.status, 200, "{}", a.body);
         let feedback: Value = serde_json::from_str(&a.body).unwrap();
         let labels: Vec<&str> = feedback
@@ -545,9 +663,7 @@ mod tests {
             r#"GitHub secret scanning ("content": "https://github.com/octo/repo/blob/abc/config.env")"#
         );
         // Sent again: the token is no longer live.
-        let again =
-            s.scanning
-                .report_blocking(Some(b"k1"), Some(signature.as_bytes()), &body, now());
+        let again = s.signed(&signature, &body);
         assert!(again.body.contains("\"false_positive\"") && !again.body.contains("true_"));
     }
 
@@ -571,12 +687,68 @@ mod tests {
             (Some(b"k1"), Some(bad_der.as_bytes()), &body, "not DER"),
             (Some(b"k1"), Some(good.as_bytes()), &changed, "body changed"),
         ];
-        for (id, signature, body, case) in cases {
-            let a = s.scanning.report_blocking(id, signature, body, now());
+        for (i, (id, signature, body, case)) in cases.into_iter().enumerate() {
+            // Each from its own address: the limit of refusals is tested below.
+            let from = std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10 + i as u8));
+            let a = s.scanning.report_blocking(from, id, signature, body, now());
             assert_eq!(a.status, 401, "{case}: {}", a.body);
             assert!(!a.body.contains(&s.live), "{case}");
         }
         assert!(s.store.get(s.live_id).is_ok(), "nothing revoked");
+    }
+
+    /// Past the limit of refused reports, a client gets 429 before its
+    /// signature is checked (even a good one); another client, and signed
+    /// reports however many, are not held back.
+    #[test]
+    fn refused_reports_are_limited_per_address_and_signed_ones_never_count() {
+        let mut s = setup();
+        s.scanning = s.scanning.refusal_limit(3, Duration::from_secs(60));
+        let body = report(&["pat_notalivetoken"]);
+        let good = sign(&s.github, &body);
+        let forged = sign(&key(), &body);
+        let attacker = std::net::IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 7));
+        let send = |from, signature: &str| {
+            s.scanning
+                .report_blocking(from, Some(b"k1"), Some(signature.as_bytes()), &body, now())
+        };
+        for _ in 0..3 {
+            assert_eq!(send(attacker, &forged).status, 401);
+        }
+        let held = send(attacker, &good);
+        assert_eq!(held.status, 429, "{}", held.body);
+        assert_eq!(held.retry_after, Some(60));
+        let pre = s
+            .scanning
+            .precheck(attacker, Some(b"k1"), Some(good.as_bytes()), now());
+        assert_eq!(pre.map(|a| a.status), Some(429), "before the body is read");
+        for _ in 0..20 {
+            assert_eq!(
+                send(GITHUB, &good).status,
+                200,
+                "signed reports never count"
+            );
+        }
+        // The shape of the headers is checked without a key (each refusal
+        // counted: from an address of its own).
+        for (i, (id, signature)) in [
+            (None, Some(good.as_bytes())),
+            (Some(&b"k1"[..]), Some(&b"%%%"[..])),
+            (Some(&b"k1"[..]), Some(&[b'A'; 200][..])),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let from = std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, i as u8));
+            let pre = s.scanning.precheck(from, id, signature, now());
+            assert_eq!(pre.map(|a| a.status), Some(401));
+        }
+        assert!(
+            s.scanning
+                .precheck(GITHUB, Some(b"k9"), Some(good.as_bytes()), now())
+                .is_none(),
+            "an unknown key is told only after the body, by the key source"
+        );
     }
 
     #[test]
@@ -591,9 +763,7 @@ mod tests {
             many,
         ] {
             let signature = sign(&s.github, &body);
-            let a =
-                s.scanning
-                    .report_blocking(Some(b"k1"), Some(signature.as_bytes()), &body, now());
+            let a = s.signed(&signature, &body);
             assert_eq!(
                 a.status,
                 400,
@@ -615,9 +785,7 @@ mod tests {
         }]);
         let body = serde_json::to_vec(&items).unwrap();
         let signature = sign(&s.github, &body);
-        let a = s
-            .scanning
-            .report_blocking(Some(b"k1"), Some(signature.as_bytes()), &body, now());
+        let a = s.signed(&signature, &body);
         assert_eq!(a.status, 200);
         let actor = s
             .store
@@ -647,7 +815,7 @@ mod tests {
         let by = |key: &SigningKey, id: &[u8]| {
             let signature = sign(key, &body);
             scanning
-                .report_blocking(Some(id), Some(signature.as_bytes()), &body, now())
+                .report_blocking(GITHUB, Some(id), Some(signature.as_bytes()), &body, now())
                 .status
         };
         assert_eq!(by(&one, b"k1"), 200);
@@ -674,7 +842,13 @@ mod tests {
         // No keys at all: every report refused, saying so.
         let none = SecretScanning::new(Arc::new(MemoryStore::new()), PublicKeys::default());
         let signature = sign(&one, &body);
-        let a = none.report_blocking(Some(b"k1"), Some(signature.as_bytes()), &body, now());
+        let a = none.report_blocking(
+            GITHUB,
+            Some(b"k1"),
+            Some(signature.as_bytes()),
+            &body,
+            now(),
+        );
         assert_eq!(a.status, 401);
         assert!(
             a.body.contains("no GitHub keys are configured"),

@@ -78,17 +78,21 @@ pub(crate) fn principal(
 
 impl Args {
     /// GitHub's secret scanning reports revoking tokens of `admin`,
-    /// checked with the keys of `--github-keys` (none without it).
+    /// checked with the keys of `--github-keys` (none without it), behind
+    /// the trusted proxies.
     pub(crate) fn secret_scanning(
         &self,
         admin: std::sync::Arc<dyn pat_core::Admin + Send + Sync>,
     ) -> Result<pat_core::secret_scanning::SecretScanning, pat_core::secret_scanning::KeysError>
     {
         use pat_core::secret_scanning::{KeyFile, PublicKeys, SecretScanning};
-        Ok(match &self.github_keys {
+        let scanning = match &self.github_keys {
             Some(path) => SecretScanning::new(admin, KeyFile::open(path)?),
             None => SecretScanning::new(admin, PublicKeys::default()),
-        })
+        };
+        Ok(scanning.trusted_proxies(pat_core::TrustedProxies::new(
+            self.trusted_proxies.iter().copied(),
+        )))
     }
 
     /// The leak-report route's decisions over `admin`, behind the trusted
