@@ -2,8 +2,10 @@
 //! servers (real processes, a real client, real P-256 signatures): a
 //! signed report revokes the live tokens in it and answers GitHub's
 //! feedback; unsigned, wrongly signed, altered, cross-site, oversized and
-//! slow requests revoke nothing; GitHub's key rotation is picked up from
-//! the key file; both servers answer alike.
+//! slow requests revoke nothing; refused reports are limited per address;
+//! GitHub's key rotation is picked up from the key file; a store failure
+//! is 503, and the report is taken once the store is back; both servers
+//! answer alike.
 
 use std::io::{Read as _, Write as _};
 use std::time::Duration;
@@ -302,4 +304,81 @@ fn a_slow_body_is_cut_off_and_revokes_nothing() {
         (a.join().unwrap(), b.join().unwrap())
     });
     assert_eq!(axum, actix);
+}
+
+/// The store fails under a report: 503 (GitHub sends it again), never a
+/// `false_positive` that would leave a leaked live token alive; once the
+/// database is back, the same report revokes it. Both servers, as
+/// replicas on a PostgreSQL server of the test's own.
+#[test]
+fn a_store_failure_is_503_and_the_report_is_taken_when_it_is_back() {
+    let Some(pg) = pat_integration_tests::postgres::dedicated() else {
+        return;
+    };
+    let db = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let github = github_key();
+    let keys = dir.path().join("github-keys.json");
+    std::fs::write(&keys, keys_file(&[("k1", &github)])).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(pat_integration_tests::pat_cli())
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .env_remove("PAT_DB")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let leaked = run(&["token", "-q", "-u", "alice", "-e", "1h"]);
+    let servers: Vec<Server> = ServerKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let share = dir.path().join(format!("dav-{kind:?}"));
+            std::fs::create_dir_all(&share).unwrap();
+            Server::start(
+                kind,
+                std::path::Path::new(&db),
+                &[
+                    "--github-keys",
+                    keys.to_str().unwrap(),
+                    "--dav-root",
+                    share.to_str().unwrap(),
+                ],
+            )
+        })
+        .collect();
+    let body = report(&[&leaked]);
+    assert!(pg.stop(), "stopping the database");
+    for s in &servers {
+        let (status, answer) = signed(s, &github, "k1", &body);
+        assert_eq!(status, 503, "{}: {answer}", s.base());
+        assert!(!answer.contains("false_positive"), "{answer}");
+    }
+    assert!(pg.start(), "starting the database again");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        let (status, answer) = signed(&servers[0], &github, "k1", &body);
+        if status == 200 {
+            break answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}: {answer}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(answer.contains("true_positive"), "{answer}");
+    for s in &servers {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while hello(s, &leaked) != 401 {
+            assert!(std::time::Instant::now() < deadline, "still accepted");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    for s in servers {
+        assert!(s.stop());
+    }
 }
