@@ -452,3 +452,46 @@ fn the_gate_asks_only_cached_identities_before_checking_a_token() {
         "neither the damaged token nor the cached one cost a round trip"
     );
 }
+
+/// A store's prefix changes while a verifier runs in front of it: the
+/// verifier, told nothing, takes its own token's prefix; a token of the new
+/// prefix is not its store's until an answer of the endpoint names it,
+/// which the next use of any token brings; one told the prefixes at the
+/// start takes it at once. Tokens of the former prefix keep working.
+#[test]
+fn the_verifier_learns_a_changed_prefix_from_the_endpoint() {
+    let work = Workdir::new();
+    work.cli_ok(&["init", "--prefix", "acme"]);
+    let endpoint = Server::start(ServerKind::Axum, &work.db(), &["--introspector", "gateway"]);
+    let gateway = TokenSecret::parse(&work.token(&["-u", "gateway", "-e", "1h"])).unwrap();
+    let alice = work.token(&["-u", "alice", "-e", "1h"]);
+    assert!(alice.starts_with("acme_"));
+    let connect = |told: &[&str]| {
+        let verifier = RemoteVerifier::builder()
+            .ttl(Duration::ZERO)
+            .prefixes(told.iter().map(|p| p.parse().unwrap()))
+            .connect(&endpoint.url("/introspect"), &gateway)
+            .expect("a loopback endpoint");
+        let gate = Gate::new(Arc::new(verifier));
+        serve(echo_router(&gate))
+    };
+    let learning = connect(&[]);
+    let told = connect(&["beta", "acme"]);
+    assert_eq!(get(&learning, &bearer(&alice)).0, 200);
+
+    work.cli_ok(&["prefix", "set", "beta"]);
+    let bob = work.token(&["-u", "bob", "-e", "1h"]);
+    assert!(bob.starts_with("beta_"));
+    assert_eq!(get(&told, &bearer(&bob)).0, 200, "told: taken at once");
+    let (status, _, said) = get(&learning, &bearer(&bob));
+    assert_eq!(status, 401, "not its store's yet: {said}");
+    // Any token's active answer names the store's prefixes now.
+    assert_eq!(get(&learning, &bearer(&alice)).0, 200);
+    assert_eq!(get(&learning, &bearer(&bob)).0, 200, "learnt");
+    assert_eq!(
+        get(&learning, &bearer(&alice)).0,
+        200,
+        "the former still works"
+    );
+    assert!(endpoint.stop());
+}

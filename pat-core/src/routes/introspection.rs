@@ -26,7 +26,10 @@
 //! clients get the same errors as with a local store:
 //! `{"active": false, "pat_reason": "expired", "exp": …}` or
 //! `{"active": false, "pat_reason": "wrong_user"}`. (The caller is already
-//! allowed to introspect, and could learn as much without `username`.)
+//! allowed to introspect, and could learn as much without `username`.) An
+//! active answer to these requests also carries `"pat_prefixes"`, the
+//! store's token prefixes (current first), from which the verifier learns
+//! a change of prefix.
 //!
 //! Every answer carries `Cache-Control: no-store`. An introspection counts
 //! as a use of the token (a sliding token is refreshed, `last_used_at`
@@ -215,6 +218,12 @@ impl Introspection {
             // A secret in its grace after a rotation: it authenticates, but
             // a remote verifier's routes must not let it act on tokens.
             body["pat_previous_secret"] = json!(true);
+        }
+        if by_digest {
+            // What a remote verifier checks a token's prefix against
+            // before it asks: the store's, current first.
+            let prefixes = self.verifier.prefixes().all();
+            body["pat_prefixes"] = json!(prefixes.iter().map(|p| p.as_str()).collect::<Vec<_>>());
         }
         Answer::json(200, &body)
     }

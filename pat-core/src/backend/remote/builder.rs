@@ -95,9 +95,12 @@ impl RemoteVerifierBuilder {
     /// list` prints them. A token of no prefix here is not the endpoint's:
     /// the gate calls it foreign (in optional mode it passes to another
     /// auth layer) and never asks. By default, the prefix of the verifier's
-    /// own token, which the endpoint's store made with its current one:
-    /// name the store's former prefixes here if tokens made under them are
-    /// still in use.
+    /// own token, which the endpoint's store made with its current one.
+    /// Either way the verifier learns the store's prefixes from the
+    /// endpoint's answers (`pat_prefixes`, see
+    /// [`introspection`](crate::introspection)) as tokens are used: name
+    /// the store's former prefixes here if tokens made under them may be
+    /// the first presented.
     pub fn prefixes(mut self, prefixes: impl IntoIterator<Item = Prefix>) -> RemoteVerifierBuilder {
         self.prefixes = prefixes.into_iter().collect();
         self
@@ -132,8 +135,8 @@ impl RemoteVerifierBuilder {
         let prefixes = Prefixes::from_stored(&told)
             .map_err(|e| client_error(&format!("token prefixes: {e}")))?;
         Ok(RemoteVerifier {
-            prefixes,
             shared: Arc::new(Shared {
+                prefixes,
                 endpoint,
                 client,
                 authorization,

@@ -127,8 +127,6 @@ pub enum RemoteError {
 /// staleness it allows and how failures are answered.
 pub struct RemoteVerifier {
     shared: Arc<Shared>,
-    /// The endpoint's store's token prefixes, as this verifier was told.
-    prefixes: Prefixes,
     handle: tokio::runtime::Handle,
     _runtime: crate::backend::block_on::OwnedRuntime,
 }
@@ -145,6 +143,9 @@ impl fmt::Debug for RemoteVerifier {
 
 struct Shared {
     endpoint: reqwest::Url,
+    /// The endpoint's store's token prefixes: as this verifier was told,
+    /// and as the endpoint's answers say since.
+    prefixes: Prefixes,
     client: reqwest::Client,
     /// `Bearer <the verifier's token>`, marked sensitive.
     authorization: HeaderValue,
@@ -245,7 +246,7 @@ impl RemoteVerifier {
 impl Verifier for RemoteVerifier {
     #[inline]
     fn prefixes(&self) -> &Prefixes {
-        &self.prefixes
+        &self.shared.prefixes
     }
 
     #[inline]
@@ -429,12 +430,19 @@ impl Shared {
                 crate::error::chain(&e)
             ))
         })?;
-        parse_answer(&body).map_err(|reason| {
+        let (said, prefixes) = parse_answer(&body).map_err(|reason| {
             failure(&format!(
                 "introspection endpoint {} answered {reason}",
                 self.endpoint
             ))
-        })
+        })?;
+        // The store's prefixes, in the order it has them: learnt before
+        // the answer is, so that the next token of a new prefix is asked
+        // about. Past the most a set keeps, the newest are not learnt.
+        if !prefixes.is_empty() && prefixes != self.prefixes.all() {
+            let _ = self.prefixes.remember_all(&prefixes);
+        }
+        Ok(said)
     }
 }
 

@@ -11,9 +11,10 @@ fn endpoint_answers_are_read_strictly() {
     let active = format!(
         r#"{{"active":true,"username":"alice","sub":"alice","token_type":"pat","exp":100,"iat":10,"jti":"{id}","scope":"node:{NODE}:r"}}"#
     );
-    let Ok(Said::Active(identity)) = parse_answer(active.as_bytes()) else {
+    let Ok((Said::Active(identity), prefixes)) = parse_answer(active.as_bytes()) else {
         panic!("{active}");
     };
+    assert!(prefixes.is_empty(), "an older endpoint names none");
     assert_eq!(
         (identity.user(), identity.token_id(), identity.expires_at()),
         ("alice", id, Timestamp::from_unix_secs(100).unwrap())
@@ -25,23 +26,39 @@ fn endpoint_answers_are_read_strictly() {
         r#""active":true"#,
         r#""active":true,"pat_previous_secret":true"#,
     );
-    let Ok(Said::Active(identity)) = parse_answer(previous.as_bytes()) else {
+    let Ok((Said::Active(identity), _)) = parse_answer(previous.as_bytes()) else {
         panic!("{previous}");
     };
     assert!(identity.is_previous_secret());
+    // The store's prefixes; one that is not a prefix is skipped.
+    let named = active.replace(
+        r#""active":true"#,
+        r#""active":true,"pat_prefixes":["beta","no_t","acme"]"#,
+    );
+    let Ok((_, prefixes)) = parse_answer(named.as_bytes()) else {
+        panic!("{named}");
+    };
+    assert_eq!(
+        prefixes,
+        [
+            "beta".parse::<crate::Prefix>().unwrap(),
+            "acme".parse().unwrap()
+        ]
+    );
     let bad = active.replace(
         r#""active":true"#,
         r#""active":true,"pat_previous_secret":1"#,
     );
     assert!(parse_answer(bad.as_bytes()).is_err());
 
-    assert_eq!(parse_answer(br#"{"active":false}"#), Ok(Said::Unknown));
+    let said = |body: &[u8]| parse_answer(body).map(|(said, _)| said);
+    assert_eq!(said(br#"{"active":false}"#), Ok(Said::Unknown));
     assert_eq!(
-        parse_answer(br#"{"active":false,"pat_reason":"wrong_user"}"#),
+        said(br#"{"active":false,"pat_reason":"wrong_user"}"#),
         Ok(Said::WrongUser)
     );
     assert_eq!(
-        parse_answer(br#"{"active":false,"pat_reason":"expired","exp":5}"#),
+        said(br#"{"active":false,"pat_reason":"expired","exp":5}"#),
         Ok(Said::Expired(Timestamp::from_unix_secs(5).unwrap()))
     );
     for (body, says) in [

@@ -2,6 +2,7 @@
 //! RFC 7662 answer read as pat's endpoint gives it.
 
 use crate::model::expiry::Expiry;
+use crate::model::prefix::Prefix;
 use crate::model::record::{Identity, TokenInfo};
 use crate::model::scope::Scopes;
 use crate::model::time::Timestamp;
@@ -10,7 +11,7 @@ use crate::model::token::TokenId;
 use super::Said;
 
 /// An RFC 7662 answer as pat's endpoint gives it to a digest request.
-pub(super) fn parse_answer(body: &[u8]) -> Result<Said, String> {
+pub(super) fn parse_answer(body: &[u8]) -> Result<(Said, Vec<Prefix>), String> {
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("a body that is not JSON ({e})"))?;
     let field = |k: &str| v.get(k).ok_or_else(|| format!("an answer without `{k}`"));
@@ -22,13 +23,14 @@ pub(super) fn parse_answer(body: &[u8]) -> Result<Said, String> {
     };
     match v.get("active") {
         Some(serde_json::Value::Bool(false)) => {
-            return Ok(
+            return Ok((
                 match v.get("pat_reason").and_then(serde_json::Value::as_str) {
                     Some("expired") => Said::Expired(time("exp")?),
                     Some("wrong_user") => Said::WrongUser,
                     _ => Said::Unknown,
                 },
-            );
+                Vec::new(),
+            ));
         }
         Some(serde_json::Value::Bool(true)) => {}
         _ => return Err("no boolean `active`".into()),
@@ -55,11 +57,23 @@ pub(super) fn parse_answer(body: &[u8]) -> Result<Said, String> {
     let mut info = TokenInfo::new(id, user, iat, Expiry::Hard { expires_at: exp });
     info.scopes = scopes;
     let identity = Identity::new(&info, exp);
-    Ok(Said::Active(match v.get("pat_previous_secret") {
+    // The store's prefixes (an endpoint of an older build sends none);
+    // one that is not a prefix is skipped, not trusted.
+    let prefixes = v
+        .get("pat_prefixes")
+        .and_then(serde_json::Value::as_array)
+        .map(|all| {
+            all.iter()
+                .filter_map(|p| p.as_str().and_then(|p| Prefix::new(p).ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let said = Said::Active(match v.get("pat_previous_secret") {
         Some(serde_json::Value::Bool(true)) => identity.by_previous_secret(),
         None | Some(serde_json::Value::Bool(false)) => identity,
         Some(_) => return Err("a `pat_previous_secret` that is not a boolean".into()),
-    }))
+    });
+    Ok((said, prefixes))
 }
 
 /// `application/x-www-form-urlencoded`: unreserved bytes as they are, the
