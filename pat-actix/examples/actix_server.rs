@@ -32,7 +32,10 @@
 //!   limited per client, read from the headers of a `--trusted-proxy CIDR`;
 //! - `POST /secret-scanning/github`: GitHub's secret scanning partner
 //!   endpoint (`pat_core::secret_scanning`): signed reports, checked with
-//!   the keys of `--github-keys PATH`, the live tokens revoked; public.
+//!   the keys of `--github-keys PATH`, the live tokens revoked; public;
+//! - `GET /gitlab/v1/revocable_token_types`, `POST /gitlab/v1/revoke_tokens`:
+//!   GitLab's Token Revocation API (`pat_core::gitlab_revocation`), with the
+//!   secret in `--gitlab-secret-file PATH` (not served without it); public.
 //!
 //! With `--sftp-addr ADDR`, the share is served over SFTP too, printing
 //! `sftp listening on ADDR` after the HTTP line (see `common/sftp.rs`).
@@ -80,6 +83,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // One limiter for every worker.
     let leaks = args.leak_reports(backend.admin());
     let scanning = args.secret_scanning(backend.admin())?;
+    let gitlab = args.gitlab_revocation(backend.admin())?;
     let management = backend.management();
     let admins: std::sync::Arc<std::collections::BTreeSet<String>> =
         std::sync::Arc::new(args.admins.iter().cloned().collect());
@@ -97,6 +101,11 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 "/secret-scanning/github",
                 scanning.clone(),
             ))
+            .configure(|app| {
+                if let Some(api) = &gitlab {
+                    app.service(pat_actix::gitlab_revocation("/gitlab", api.clone()));
+                }
+            })
             .service(pat_actix::self_service("/tokens", admin.clone()).wrap(pat.clone()))
             .service(pat_actix::introspection("/introspect", intro.clone()).wrap(pat.clone()))
             .service(

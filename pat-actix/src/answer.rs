@@ -15,9 +15,11 @@ pub(crate) fn answer(joined: Result<Answer, actix_web::error::BlockingError>) ->
     let mut response = HttpResponse::build(
         StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
     );
-    response
-        .insert_header((CONTENT_TYPE, Answer::CONTENT_TYPE))
-        .insert_header((CACHE_CONTROL, Answer::CACHE_CONTROL));
+    if !answer.body.is_empty() {
+        // A 204 has no body, so no type of one.
+        response.insert_header((CONTENT_TYPE, Answer::CONTENT_TYPE));
+    }
+    response.insert_header((CACHE_CONTROL, Answer::CACHE_CONTROL));
     if let Some(seconds) = answer.retry_after {
         response.insert_header((actix_web::http::header::RETRY_AFTER, seconds));
     }

@@ -50,6 +50,7 @@ use pat_core::adapter::{AnswerRejection, RejectWith, Waiting, cors_preflight};
 use pin_project_lite::pin_project;
 
 // One dependency for an integrator: what a service behind the middleware uses.
+pub use gitlab_revocation::gitlab_revocation;
 pub use introspection::introspection;
 pub use leaks::leak_reports;
 pub use management::{management, token_panel};
@@ -84,6 +85,7 @@ pub use secret_scanning::secret_scanning;
 pub use self_service::self_service;
 
 mod answer;
+mod gitlab_revocation;
 mod introspection;
 mod leaks;
 mod management;

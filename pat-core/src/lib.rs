@@ -107,7 +107,8 @@ pub use backend::remote;
 #[cfg(all(unix, feature = "redb"))]
 pub use backend::trust;
 pub use routes::{
-    answer, csrf, hygiene, introspection, leaks, management, panel, secret_scanning, self_service,
+    answer, csrf, gitlab_revocation, hygiene, introspection, leaks, management, panel,
+    secret_scanning, self_service,
 };
 #[cfg(any(test, feature = "testing"))]
 pub use testing::conformance;

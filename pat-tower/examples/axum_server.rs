@@ -32,7 +32,10 @@
 //!   limited per client, read from the headers of a `--trusted-proxy CIDR`;
 //! - `POST /secret-scanning/github`: GitHub's secret scanning partner
 //!   endpoint (`pat_core::secret_scanning`): signed reports, checked with
-//!   the keys of `--github-keys PATH`, the live tokens revoked; public.
+//!   the keys of `--github-keys PATH`, the live tokens revoked; public;
+//! - `GET /gitlab/v1/revocable_token_types`, `POST /gitlab/v1/revoke_tokens`:
+//!   GitLab's Token Revocation API (`pat_core::gitlab_revocation`), with the
+//!   secret in `--gitlab-secret-file PATH` (not served without it); public.
 //!
 //! With `--sftp-addr ADDR`, the share of `/dav/` is served over SFTP too, to
 //! a user name and a token as the password (see `common/sftp.rs`).
@@ -120,8 +123,12 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .route(
             "/secret-scanning/github",
             pat_tower::secret_scanning(args.secret_scanning(backend.admin())?),
-        )
-        .layer(axum::middleware::from_fn(hygiene));
+        );
+    let app = match args.gitlab_revocation(backend.admin())? {
+        Some(api) => app.nest("/gitlab", pat_tower::gitlab_revocation(api)),
+        None => app,
+    }
+    .layer(axum::middleware::from_fn(hygiene));
 
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let stop = server::shutdown_signal();

@@ -12,6 +12,7 @@ pub(crate) fn answer(joined: Result<Answer, tokio::task::JoinError>) -> Response
     // A panicking store call is a failed call, not a dropped connection.
     let answer = joined.unwrap_or_else(|_| Answer::unavailable());
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let empty = answer.body.is_empty();
     let mut response = (
         status,
         [
@@ -31,6 +32,10 @@ pub(crate) fn answer(joined: Result<Answer, tokio::task::JoinError>) -> Response
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if empty {
+        // A 204: no body, so no type of one.
+        response.headers_mut().remove(header::CONTENT_TYPE);
     }
     if answer.close {
         response

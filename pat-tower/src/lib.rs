@@ -48,6 +48,8 @@ use tower_service::Service;
 
 // One dependency for an integrator: what a service behind the layer uses.
 #[cfg(feature = "axum")]
+pub use gitlab_revocation::gitlab_revocation;
+#[cfg(feature = "axum")]
 pub use introspection::introspection;
 #[cfg(feature = "axum")]
 pub use leaks::leak_reports;
@@ -66,6 +68,8 @@ pub use self_service::self_service;
 
 #[cfg(feature = "axum")]
 mod answer;
+#[cfg(feature = "axum")]
+mod gitlab_revocation;
 #[cfg(feature = "axum")]
 mod introspection;
 #[cfg(feature = "axum")]

@@ -377,6 +377,36 @@ pub fn hello(server: &Server, token: &str) -> u16 {
         .as_u16()
 }
 
+/// The status line of `server`'s answer to a `POST` to `path` with
+/// `headers` that announces a body of `len` bytes and sends none of it: a
+/// route that refuses it by its length answers at once (sending a body
+/// that large races the server's close, and the client's write fails).
+pub fn post_announcing(
+    server: &Server,
+    path: &str,
+    headers: &[(&str, &str)],
+    len: usize,
+) -> String {
+    use std::io::{Read as _, Write as _};
+    let addr = server.base().trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut head = format!("POST {path} HTTP/1.1\r\nHost: x\r\ncontent-length: {len}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    conn.write_all(head.as_bytes()).expect("write");
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// The `Authorization` value for HTTP Basic.
 pub fn basic(user: &str, password: &str) -> String {
     let raw = format!("{user}:{password}");

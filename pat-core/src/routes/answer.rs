@@ -56,6 +56,17 @@ impl Answer {
         )
     }
 
+    /// 204, no body: done, nothing to say (the adapters send no
+    /// `Content-Type` with it).
+    pub(crate) fn no_content() -> Answer {
+        Answer {
+            status: 204,
+            body: String::new(),
+            retry_after: None,
+            close: false,
+        }
+    }
+
     /// 429 with `Retry-After: retry_after` (seconds): a client past a
     /// per-address limit.
     pub(crate) fn too_many(description: &str, retry_after: u64) -> Answer {

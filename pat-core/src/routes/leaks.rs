@@ -61,25 +61,7 @@ impl LeakReports {
         }
     }
 
-    /// The reverse proxies in front of the route, whose `Forwarded` or
-    /// `X-Forwarded-For` name the real client (default: none, and the
-    /// client is the connection's peer).
-    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> LeakReports {
-        self.proxies = proxies;
-        self
-    }
-
-    /// The client of a report that arrived from `peer` with these header
-    /// values (see [`TrustedProxies::client`]): what the adapters pass to
-    /// [`report_blocking`](LeakReports::report_blocking).
-    pub fn client<'a>(
-        &self,
-        peer: IpAddr,
-        forwarded: impl IntoIterator<Item = &'a [u8]>,
-        x_forwarded_for: impl IntoIterator<Item = &'a [u8]>,
-    ) -> IpAddr {
-        self.proxies.client(peer, forwarded, x_forwarded_for)
-    }
+    crate::routes::proxy::client_address!(LeakReports);
 
     /// At most `reports` reports per `window` from one client address.
     pub fn limit(mut self, reports: u32, window: Duration) -> LeakReports {

@@ -5,6 +5,7 @@
 
 pub mod answer;
 pub mod csrf;
+pub mod gitlab_revocation;
 pub mod hygiene;
 pub mod introspection;
 pub mod leaks;

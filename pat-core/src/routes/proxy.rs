@@ -86,6 +86,35 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// The builder method and the lookup of the client address that every
+/// public route's decisions share (leak reports, GitHub's and GitLab's
+/// revocation routes), for a type `$ty` with a field `proxies`.
+macro_rules! client_address {
+    ($ty:ident) => {
+        /// The reverse proxies in front of the route, whose `Forwarded`
+        /// or `X-Forwarded-For` name the real client (default: none, and
+        /// the client is the connection's peer).
+        pub fn trusted_proxies(mut self, proxies: crate::TrustedProxies) -> $ty {
+            self.proxies = proxies;
+            self
+        }
+
+        /// The client of a call that arrived from `peer` with these header
+        /// values (see [`TrustedProxies::client`](crate::TrustedProxies::client)):
+        /// the address the adapters pass on, which the route's
+        /// per-address limit counts.
+        pub fn client<'a>(
+            &self,
+            peer: std::net::IpAddr,
+            forwarded: impl IntoIterator<Item = &'a [u8]>,
+            x_forwarded_for: impl IntoIterator<Item = &'a [u8]>,
+        ) -> std::net::IpAddr {
+            self.proxies.client(peer, forwarded, x_forwarded_for)
+        }
+    };
+}
+pub(crate) use client_address;
+
 /// The proxies whose forwarding headers are believed (none by default).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrustedProxies {

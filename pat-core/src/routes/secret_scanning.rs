@@ -307,26 +307,7 @@ impl SecretScanning {
         }
     }
 
-    /// The reverse proxies in front of the route, whose `Forwarded` or
-    /// `X-Forwarded-For` name the real client (default: none, and the
-    /// client is the connection's peer).
-    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> SecretScanning {
-        self.proxies = proxies;
-        self
-    }
-
-    /// The client of a report that arrived from `peer` with these header
-    /// values (see [`TrustedProxies::client`]): what the adapters pass to
-    /// [`precheck`](SecretScanning::precheck) and
-    /// [`report_blocking`](SecretScanning::report_blocking).
-    pub fn client<'a>(
-        &self,
-        peer: std::net::IpAddr,
-        forwarded: impl IntoIterator<Item = &'a [u8]>,
-        x_forwarded_for: impl IntoIterator<Item = &'a [u8]>,
-    ) -> std::net::IpAddr {
-        self.proxies.client(peer, forwarded, x_forwarded_for)
-    }
+    crate::routes::proxy::client_address!(SecretScanning);
 
     /// At most `refused` refused reports per `window` from one client
     /// address (default [`DEFAULT_REFUSALS`] a minute); past it, `429`
@@ -446,32 +427,48 @@ impl SecretScanning {
     /// Revokes `item`'s token if it is a live one of this store; whether
     /// it was, or `Err` when the store failed (logged).
     fn revoke(&self, item: &Reported, now: Timestamp) -> Result<bool, ()> {
-        let Ok(digest) = TokenDigest::from_token(&item.token) else {
-            return Ok(false);
+        // Quoted: the URL names a file in someone's repository, chosen by
+        // whoever leaked the token.
+        let actor = || {
+            format!(
+                "GitHub secret scanning ({:?}: {:?})",
+                noted(&item.source),
+                noted(&item.url)
+            )
         };
-        match self.admin.find(&digest, now) {
-            Ok(Some(info)) if !info.is_expired(now) => {
-                // Quoted: the URL names a file in someone's repository,
-                // chosen by whoever leaked the token.
-                let actor = format!(
-                    "GitHub secret scanning ({:?}: {:?})",
-                    noted(&item.source),
-                    noted(&item.url)
-                );
-                match self.admin.acting_as(&actor).revoke(info.id) {
-                    Ok(_) => Ok(true),
-                    Err(crate::StoreError::NotFound(_)) => Ok(false),
-                    Err(e) => {
-                        tracing::error!(token_id = %info.id, error = %crate::error::chain(&e), "secret scanning: revoke failed");
-                        Err(())
-                    }
+        revoke_found(&*self.admin, &item.token, actor, now)
+    }
+}
+
+/// Revokes `token` if it is a live one of the store `admin`, audited as
+/// done by `actor`: whether it was, or `Err` when the store failed
+/// (logged), so that the reporter is told to send it again. A value that
+/// is no token, or no token of this store's, is not looked up further
+/// than its digest. For every route that takes reports of found tokens.
+pub(crate) fn revoke_found(
+    admin: &(dyn Admin + Send + Sync),
+    token: &str,
+    actor: impl FnOnce() -> String,
+    now: Timestamp,
+) -> Result<bool, ()> {
+    let Ok(digest) = TokenDigest::from_token(token) else {
+        return Ok(false);
+    };
+    match admin.find(&digest, now) {
+        Ok(Some(info)) if !info.is_expired(now) => {
+            match admin.acting_as(&actor()).revoke(info.id) {
+                Ok(_) => Ok(true),
+                Err(crate::StoreError::NotFound(_)) => Ok(false),
+                Err(e) => {
+                    tracing::error!(token_id = %info.id, error = %crate::error::chain(&e), "a reported token: revoke failed");
+                    Err(())
                 }
             }
-            Ok(_) => Ok(false),
-            Err(e) => {
-                tracing::error!(error = %crate::error::chain(&e), "secret scanning: lookup failed");
-                Err(())
-            }
+        }
+        Ok(_) => Ok(false),
+        Err(e) => {
+            tracing::error!(error = %crate::error::chain(&e), "a reported token: lookup failed");
+            Err(())
         }
     }
 }
@@ -511,7 +508,7 @@ fn parse_report(body: &[u8]) -> Option<Vec<Reported>> {
 }
 
 /// `text` as the audit log may keep it: printable, and short.
-fn noted(text: &str) -> String {
+pub(crate) fn noted(text: &str) -> String {
     let shown = printable(text).to_string();
     match shown.char_indices().nth(MAX_NOTED) {
         Some((cut, _)) => format!("{}…", &shown[..cut]),

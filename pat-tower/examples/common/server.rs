@@ -60,6 +60,11 @@ pub(crate) struct Args {
     /// [default: none, every report refused].
     #[arg(long, value_name = "PATH")]
     pub(crate) github_keys: Option<PathBuf>,
+    /// A file holding the secret GitLab authenticates with
+    /// (`secret_detection_token_revocation_token`), for GitLab's Token
+    /// Revocation API at `/gitlab/v1/…` [default: none, not served].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) gitlab_secret_file: Option<PathBuf>,
 }
 
 /// The management API's principal for the demo: the PAT user behind the
@@ -93,6 +98,26 @@ impl Args {
         Ok(scanning.trusted_proxies(pat_core::TrustedProxies::new(
             self.trusted_proxies.iter().copied(),
         )))
+    }
+
+    /// GitLab's Token Revocation API revoking tokens of `admin`, with the
+    /// secret of `--gitlab-secret-file`, behind the trusted proxies; `None`
+    /// without it.
+    pub(crate) fn gitlab_revocation(
+        &self,
+        admin: std::sync::Arc<dyn pat_core::Admin + Send + Sync>,
+    ) -> Result<Option<pat_core::gitlab_revocation::TokenRevocation>, String> {
+        let Some(path) = &self.gitlab_secret_file else {
+            return Ok(None);
+        };
+        let shown = pat_core::printable(&path.to_string_lossy()).into_owned();
+        let secret = std::fs::read_to_string(path)
+            .map_err(|e| format!("--gitlab-secret-file `{shown}`: {e}"))?;
+        let api = pat_core::gitlab_revocation::TokenRevocation::new(admin, &secret)
+            .map_err(|e| format!("--gitlab-secret-file `{shown}`: {e}"))?;
+        Ok(Some(api.trusted_proxies(pat_core::TrustedProxies::new(
+            self.trusted_proxies.iter().copied(),
+        ))))
     }
 
     /// The leak-report route's decisions over `admin`, behind the trusted
