@@ -40,11 +40,12 @@ async fn token_types(api: web::Data<TokenRevocation>, req: HttpRequest) -> HttpR
     let Some((client, authorization)) = caller(&api, &req) else {
         return HttpResponse::BadRequest().finish();
     };
-    answer(Ok(api.token_types(
-        client,
-        authorization.as_deref(),
-        Timestamp::now(),
-    )))
+    answer(Ok(
+        match api.precheck(client, authorization.as_deref(), Timestamp::now()) {
+            Ok(admitted) => api.token_types(admitted),
+            Err(refused) => refused,
+        },
+    ))
 }
 
 async fn revoke(
@@ -56,15 +57,14 @@ async fn revoke(
         return HttpResponse::BadRequest().finish();
     };
     let now = Timestamp::now();
-    if let Some(refused) = api.precheck(client, authorization.as_deref(), now) {
-        return answer(Ok(refused));
-    }
+    let admitted = match api.precheck(client, authorization.as_deref(), now) {
+        Ok(admitted) => admitted,
+        Err(refused) => return answer(Ok(refused)),
+    };
     let body = match read_body_within(&req, payload, MAX_REPORT_LEN).await {
         Ok(body) => body,
         Err(refused) => return answer(Ok(refused)),
     };
     let api = api.into_inner();
-    answer(
-        web::block(move || api.revoke_blocking(client, authorization.as_deref(), &body, now)).await,
-    )
+    answer(web::block(move || api.revoke_blocking(admitted, &body, now)).await)
 }

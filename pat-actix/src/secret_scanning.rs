@@ -39,9 +39,10 @@ async fn report(
     let header = |name| req.headers().get(name).map(|v| v.as_bytes().to_vec());
     let (key_id, signature) = (header(KEY_IDENTIFIER_HEADER), header(SIGNATURE_HEADER));
     let now = Timestamp::now();
-    if let Some(refused) = scanning.precheck(client, key_id.as_deref(), signature.as_deref(), now) {
-        return answer(Ok(refused));
-    }
+    let admitted = match scanning.precheck(client, key_id.as_deref(), signature.as_deref(), now) {
+        Ok(admitted) => admitted,
+        Err(refused) => return answer(Ok(refused)),
+    };
     let body = match read_body_within(&req, payload, MAX_REPORT_LEN).await {
         Ok(body) => body,
         Err(refused) => return answer(Ok(refused)),
@@ -49,7 +50,13 @@ async fn report(
     let scanning = scanning.into_inner();
     answer(
         web::block(move || {
-            scanning.report_blocking(client, key_id.as_deref(), signature.as_deref(), &body, now)
+            scanning.report_blocking(
+                admitted,
+                key_id.as_deref(),
+                signature.as_deref(),
+                &body,
+                now,
+            )
         })
         .await,
     )

@@ -368,7 +368,7 @@ pub(crate) fn init(db: &Path, prefix: pat_core::Prefix) -> Result {
         store.token_prefixes()?
     } else {
         if std::fs::symlink_metadata(db).is_ok() {
-            let current = connect(db, true)?.token_prefixes()?[0];
+            let current = current_of(&connect(db, true)?.token_prefixes()?)?;
             return Err(exists(current).into());
         }
         let store = Store::builder()
@@ -380,13 +380,21 @@ pub(crate) fn init(db: &Path, prefix: pat_core::Prefix) -> Result {
     };
     // A database that had pat's tables keeps its own prefix.
     if stored != [prefix] {
-        return Err(exists(stored[0]).into());
+        return Err(exists(current_of(&stored)?).into());
     }
     println!(
         "created store `{}`; its tokens start with `{prefix}_`",
         printable(&db.to_string_lossy())
     );
     Ok(())
+}
+
+/// The current prefix of a store's list; an empty list (a confused
+/// service behind the socket) is an error, not a panic.
+fn current_of(all: &[pat_core::Prefix]) -> Result<pat_core::Prefix> {
+    all.first()
+        .copied()
+        .ok_or_else(|| "the store named no token prefix".into())
 }
 
 /// `pat-cli prefix [set NEW]`.
@@ -403,8 +411,8 @@ pub(crate) fn prefixes(db: &Path, cmd: PrefixCommand) -> Result {
     if json {
         println!("{}", output::prefixes_json(&all));
     } else {
-        println!("current: {}", all[0]);
-        let former: Vec<&str> = all[1..].iter().map(|p| p.as_str()).collect();
+        println!("current: {}", current_of(&all)?);
+        let former: Vec<&str> = all.iter().skip(1).map(|p| p.as_str()).collect();
         println!(
             "former:  {}",
             if former.is_empty() {

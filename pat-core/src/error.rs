@@ -46,7 +46,7 @@ impl ParseTokenError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "{} is not a token id: ids are 16 hex digits, as `pat-cli token list` shows",
-    if input.starts_with("pat_") { "a token (`pat_…`)".to_owned() } else { format!("`{}`", Echo(input)) }
+    if crate::model::text::holds_token(input) { format!("a token (`{}`)", Echo(input)) } else { format!("`{}`", Echo(input)) }
 )]
 #[non_exhaustive]
 pub struct ParseTokenIdError {

@@ -35,7 +35,12 @@ where
                     let (forwarded, x_forwarded_for) = forwarding(&headers);
                     let client = types.client(peer.ip(), forwarded, x_forwarded_for);
                     let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-                    answer(Ok(types.token_types(client, authorization, Timestamp::now())))
+                    answer(Ok(
+                        match types.precheck(client, authorization, Timestamp::now()) {
+                            Ok(admitted) => types.token_types(admitted),
+                            Err(refused) => refused,
+                        },
+                    ))
                 },
             ),
         )
@@ -47,20 +52,19 @@ where
                       body: Body| async move {
                     let (forwarded, x_forwarded_for) = forwarding(&headers);
                     let client = api.client(peer.ip(), forwarded, x_forwarded_for);
-                    let authorization = headers
-                        .get(header::AUTHORIZATION)
-                        .map(|v| v.as_bytes().to_vec());
+                    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
                     let now = Timestamp::now();
-                    if let Some(refused) = api.precheck(client, authorization.as_deref(), now) {
-                        return answer(Ok(refused));
-                    }
+                    let admitted = match api.precheck(client, authorization, now) {
+                        Ok(admitted) => admitted,
+                        Err(refused) => return answer(Ok(refused)),
+                    };
                     let body = match read_body_within(&headers, body, MAX_REPORT_LEN).await {
                         Ok(body) => body,
                         Err(refused) => return answer(Ok(refused)),
                     };
                     answer(
                         tokio::task::spawn_blocking(move || {
-                            api.revoke_blocking(client, authorization.as_deref(), &body, now)
+                            api.revoke_blocking(admitted, &body, now)
                         })
                         .await,
                     )

@@ -40,11 +40,11 @@ where
                 .map(|v| v.as_bytes().to_vec());
             let signature = headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes().to_vec());
             let now = Timestamp::now();
-            if let Some(refused) =
-                scanning.precheck(client, key_id.as_deref(), signature.as_deref(), now)
-            {
-                return answer(Ok(refused));
-            }
+            let admitted =
+                match scanning.precheck(client, key_id.as_deref(), signature.as_deref(), now) {
+                    Ok(admitted) => admitted,
+                    Err(refused) => return answer(Ok(refused)),
+                };
             let body = match read_body_within(&headers, body, MAX_REPORT_LEN).await {
                 Ok(body) => body,
                 Err(refused) => return answer(Ok(refused)),
@@ -52,7 +52,7 @@ where
             answer(
                 tokio::task::spawn_blocking(move || {
                     scanning.report_blocking(
-                        client,
+                        admitted,
                         key_id.as_deref(),
                         signature.as_deref(),
                         &body,

@@ -70,7 +70,10 @@ fn session(kind: ServerKind) -> Vec<(u16, Option<String>, String)> {
         vec![],
     );
     assert_eq!(types.0, 200, "{kind:?}: {types:?}");
-    assert_eq!(types.2, json!({"types": [DEFAULT_TYPE]}).to_string());
+    assert_eq!(
+        types.2,
+        json!({"types": [DEFAULT_TYPE, "gitleaks_rule_id_pat-personal-access-token"]}).to_string()
+    );
     seen.push(types);
 
     let body = findings(DEFAULT_TYPE, &[&leaked, "glpat-someone-elses"]);
@@ -163,9 +166,10 @@ fn session(kind: ServerKind) -> Vec<(u16, Option<String>, String)> {
     assert_eq!(again.0, 204);
     seen.push(done);
 
-    // Four refusals so far (the cross-site form had no secret either):
-    // the eleventh is 429, and then even the secret waits.
-    for _ in 0..6 {
+    // Two refusals counted so far, the wrong secrets (calls with none
+    // cost nothing and are not): the eleventh is 429, and then even the
+    // secret waits.
+    for _ in 0..8 {
         let got = call(
             &server,
             false,

@@ -86,15 +86,35 @@ impl PerAddress {
     /// `Err(seconds to wait)` when `addr` has reached the limit in its
     /// window; counts nothing.
     pub(crate) fn check(&self, addr: IpAddr, now: Timestamp) -> Result<(), u64> {
-        self.with(addr, now, false)
+        self.with(addr, now, false).map(drop)
     }
 
     /// [`check`](PerAddress::check), and counts one when below the limit.
     pub(crate) fn admit(&self, addr: IpAddr, now: Timestamp) -> Result<(), u64> {
+        self.with(addr, now, true).map(drop)
+    }
+
+    /// [`admit`](PerAddress::admit), answering the start of the window
+    /// it counted in, for [`forgive`](PerAddress::forgive).
+    pub(crate) fn admit_in(&self, addr: IpAddr, now: Timestamp) -> Result<u64, u64> {
         self.with(addr, now, true)
     }
 
-    fn with(&self, addr: IpAddr, now: Timestamp, count_it: bool) -> Result<(), u64> {
+    /// Takes back one count of `addr` made in the window that started at
+    /// `start` (a call counted before it was checked, that passed); none
+    /// once that window is over.
+    pub(crate) fn forgive(&self, addr: IpAddr, start: u64) {
+        let mut w = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((s, count)) = w.clients.get_mut(&counted_as(addr))
+            && *s == start
+        {
+            *count = count.saturating_sub(1);
+        }
+    }
+
+    /// The check, counting one with `count_it`: the start of the window,
+    /// or the seconds to wait.
+    fn with(&self, addr: IpAddr, now: Timestamp, count_it: bool) -> Result<u64, u64> {
         let client = counted_as(addr);
         let now = now.as_unix_secs();
         let window = self.window.as_secs();
@@ -110,7 +130,7 @@ impl PerAddress {
                 return if self.limit == 0 {
                     Err(window.max(1))
                 } else {
-                    Ok(())
+                    Ok(now)
                 };
             }
             // A new window: forget the oldest clients past the bound (and
@@ -136,7 +156,7 @@ impl PerAddress {
         if count_it {
             *count += 1;
         }
-        Ok(())
+        Ok(*start)
     }
 
     /// How many clients it remembers, and the length of its order (tests).

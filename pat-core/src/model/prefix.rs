@@ -351,11 +351,11 @@ impl Prefixes {
     /// [`Admin::token_prefixes`](crate::Admin::token_prefixes) lists them,
     /// the current one first) and makes the first current: what a backend
     /// does when it opens a store or hears that another replica changed it.
+    /// The current prefix changes once, to the first: never, meanwhile, to
+    /// another of the list (a token made then would carry it).
     pub fn remember_all(&self, all: &[Prefix]) -> Result<(), PrefixError> {
-        for &prefix in all.iter().skip(1).chain(all.first()) {
-            self.remember(prefix)?;
-        }
-        Ok(())
+        let order = all.iter().skip(1).chain(all.first()).copied();
+        self.take(order, all.first().copied())
     }
 
     /// Makes `prefix` the current one, adding it to the set if it is new.
@@ -363,21 +363,37 @@ impl Prefixes {
     /// stored it), so that the request path accepts its tokens before any
     /// is made.
     pub fn remember(&self, prefix: Prefix) -> Result<(), PrefixError> {
+        self.take(std::iter::once(prefix), Some(prefix))
+    }
+
+    /// Adds each of `prefixes` the set lacks, then makes `current` the
+    /// current one, under the writer lock. Past [`MAX_PREFIXES`] nothing
+    /// more is added and the current one stays (`TooMany`).
+    fn take(
+        &self,
+        prefixes: impl Iterator<Item = Prefix>,
+        current: Option<Prefix>,
+    ) -> Result<(), PrefixError> {
         if self.fixed {
             return Err(PrefixError::Fixed);
         }
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let count = self.count.load(Ordering::Acquire);
-        let slot = match self.slots[..count].iter().position(|s| s.load() == prefix) {
-            Some(i) => i,
-            None if count == MAX_PREFIXES => return Err(PrefixError::TooMany),
-            None => {
-                self.slots[count].store(prefix);
-                self.count.store(count + 1, Ordering::Release);
-                count
+        let mut count = self.count.load(Ordering::Acquire);
+        let find = |count: usize, p: Prefix| self.slots[..count].iter().position(|s| s.load() == p);
+        for prefix in prefixes {
+            if find(count, prefix).is_some() {
+                continue;
             }
-        };
-        self.current.store(slot, Ordering::Release);
+            if count == MAX_PREFIXES {
+                return Err(PrefixError::TooMany);
+            }
+            self.slots[count].store(prefix);
+            count += 1;
+            self.count.store(count, Ordering::Release);
+        }
+        if let Some(slot) = current.and_then(|p| find(count, p)) {
+            self.current.store(slot, Ordering::Release);
+        }
         Ok(())
     }
 
@@ -604,6 +620,29 @@ mod tests {
                 proptest::prop_assert_eq!(fast, reference, "{:?}", bytes);
             }
         }
+    }
+
+    /// Hearing a store's list again (a replica's notification) never
+    /// makes a former prefix current, not even for a moment: a token made
+    /// then would carry it.
+    #[test]
+    fn remembering_a_list_moves_the_current_prefix_once() {
+        let set = std::sync::Arc::new(Prefixes::new(p("old")));
+        set.remember(p("acme")).unwrap();
+        let list = [p("acme"), p("old"), p("beta")];
+        let hearing = {
+            let set = set.clone();
+            std::thread::spawn(move || {
+                for _ in 0..2000 {
+                    set.remember_all(&list).unwrap();
+                }
+            })
+        };
+        while !hearing.is_finished() {
+            assert_eq!(set.current(), p("acme"));
+        }
+        hearing.join().unwrap();
+        assert_eq!(set.all(), [p("acme"), p("old"), p("beta")]);
     }
 
     #[test]

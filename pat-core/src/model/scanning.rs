@@ -29,6 +29,11 @@ use super::prefix::Prefix;
 pub use super::prefix::{MAX_PREFIX_LEN, MIN_PREFIX_LEN};
 use super::token::{BASE62, BODY_LEN, CHECKSUM_LEN};
 
+/// The id of the gitleaks rule [`RuleFormat::Gitleaks`] prints (GitLab's
+/// secret detection names its findings after it, see
+/// [`crate::gitlab_revocation`]).
+pub const GITLEAKS_RULE_ID: &str = "pat-personal-access-token";
+
 /// The output a scanner reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -138,7 +143,7 @@ impl ScanRules {
              useDefault = true\n\
              \n\
              [[rules]]\n\
-             id = \"pat-personal-access-token\"\n\
+             id = \"{GITLEAKS_RULE_ID}\"\n\
              description = \"Personal access token ({names})\"\n\
              regex = '''{regex}'''\n\
              secretGroup = 1\n\

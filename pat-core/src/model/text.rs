@@ -72,43 +72,80 @@ pub fn printable(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// `s` with anything shaped like a token (`pat_` and 8 or more letters or
-/// digits) cut to `pat_…`, then [`printable`]: for messages that repeat what
-/// someone typed, which may be a real token pasted in the wrong place.
+/// `s` with anything shaped like a token cut to its prefix and `_` (`pat_…`,
+/// `acme_…`), then [`printable`]: for messages that repeat what someone
+/// typed, which may be a real token pasted in the wrong place. Shaped like a
+/// token: `pat_` and 8 or more letters or digits (a `pat_` token cut short
+/// still shows little), or any prefix of 2 to 16 letters and digits, `_`
+/// and 30 or more (a token of another store's prefix, without cutting the
+/// names people give things, `backup_server_2024`).
 ///
 /// ```
 /// let pasted = "pat_0123456789abcdefghijklmnopqrstuvwxyz01";
 /// assert_eq!(pat_core::redacted(&format!("id `{pasted}`")), "id `pat_…`");
 /// assert_eq!(pat_core::redacted("pat_smith"), "pat_smith");
+/// let acme = "acme_0123456789abcdefghijklmnopqrstuvwxyz01";
+/// assert_eq!(pat_core::redacted(acme), "acme_…");
 /// ```
 pub fn redacted(s: &str) -> Cow<'_, str> {
-    const HEAD: &str = "pat_";
-    const SHORTEST: usize = 8;
-    let token_at = |i: usize| {
-        s[i..].starts_with(HEAD)
-            && s[i + HEAD.len()..]
-                .bytes()
-                .take_while(u8::is_ascii_alphanumeric)
-                .count()
-                >= SHORTEST
-    };
-    if !s.match_indices(HEAD).any(|(i, _)| token_at(i)) {
+    let spans = token_spans(s);
+    if spans.is_empty() {
         return printable(s);
     }
     let mut out = String::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if token_at(i) {
-            out.push_str("pat_…");
-            i += HEAD.len();
-            i += s[i..].bytes().take_while(u8::is_ascii_alphanumeric).count();
+    let mut at = 0;
+    for tail in spans {
+        out.push_str(&s[at..tail]);
+        out.push('…');
+        at = tail
+            + s[tail..]
+                .bytes()
+                .take_while(u8::is_ascii_alphanumeric)
+                .count();
+    }
+    out.push_str(&s[at..]);
+    Cow::Owned(printable(&out).into_owned())
+}
+
+/// Whether `s` holds something shaped like a token (see [`redacted`]).
+pub(crate) fn holds_token(s: &str) -> bool {
+    !token_spans(s).is_empty()
+}
+
+/// Where the secret part (after the `_`) of each token in `s` starts, in
+/// order.
+fn token_spans(s: &str) -> Vec<usize> {
+    const SHORTEST_PAT: usize = 8;
+    const SHORTEST_OTHER: usize = 30;
+    let bytes = s.as_bytes();
+    let mut spans = Vec::new();
+    let mut from = 0;
+    while let Some(offset) = bytes[from..].iter().position(|&b| b == b'_') {
+        let underscore = from + offset;
+        let before = bytes[..underscore]
+            .iter()
+            .rev()
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .count();
+        let tail = underscore + 1;
+        let after = bytes[tail..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .count();
+        // Any run before it that ends in a prefix counts (hiding too much
+        // beats showing a secret): `pat` after other letters too.
+        let shortest = match bytes[..underscore].ends_with(b"pat") {
+            true => SHORTEST_PAT,
+            false => SHORTEST_OTHER,
+        };
+        if before >= super::prefix::MIN_PREFIX_LEN && after >= shortest {
+            spans.push(tail);
+            from = tail + after;
         } else {
-            let c = s[i..].chars().next().unwrap_or('\0');
-            out.push(c);
-            i += c.len_utf8().max(1);
+            from = tail;
         }
     }
-    Cow::Owned(printable(&out).into_owned())
+    spans
 }
 
 /// A string someone typed, as an error message may repeat it: [`redacted`].
@@ -159,6 +196,13 @@ mod tests {
         assert_eq!(redacted(&format!("é{t}\x1b")), "épat_…\\u{1b}");
         assert_eq!(redacted("pat_"), "pat_");
         assert_eq!(redacted("pat_1234567"), "pat_1234567");
+        // Another store's prefix.
+        let acme = "acme_AbCdEfGh0123456789abcdefghijklmnopqrst";
+        assert_eq!(redacted(&format!("«{acme}» and {t}")), "«acme_…» and pat_…");
+        assert_eq!(redacted("backup_server_2024"), "backup_server_2024");
+        assert_eq!(redacted("_"), "_");
+        assert_eq!(redacted("a_"), "a_");
+        assert!(holds_token(acme) && !holds_token("pat_smith"));
     }
 
     proptest! {
@@ -167,6 +211,17 @@ mod tests {
             let with_token = format!("{s}pat_{body}{s}");
             let shown = redacted(&with_token);
             prop_assert!(!shown.contains(&body[..8]) || s.contains(&body[..8]));
+        }
+
+        #[test]
+        fn a_token_of_any_prefix_is_cut(
+            s in "\\PC{0,20}",
+            prefix in "[A-Za-z0-9]{2,16}",
+            body in "[A-Za-z0-9]{38}",
+        ) {
+            let text = format!("{s} {prefix}_{body} {s}");
+            let shown = redacted(&text);
+            prop_assert!(!shown.contains(&body[..30]) || s.contains(&body[..30]), "{}", shown);
         }
 
         #[test]

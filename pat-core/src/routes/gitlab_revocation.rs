@@ -8,7 +8,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET …/v1/revocable_token_types` | 200, `{"types": [...]}`: the finding types this service revokes ([`DEFAULT_TYPE`] unless set) |
+//! | `GET …/v1/revocable_token_types` | 200, `{"types": [...]}`: the finding types this service revokes ([`DEFAULT_TYPE`] and the rule id's own spelling unless set) |
 //! | `POST …/v1/revoke_tokens` | 204: every live token of this store in the JSON array of `{"type", "token", "location"}` is revoked (audit actor `GitLab secret detection ("LOCATION")`, quoted); 400 for another body or a type this service does not revoke (revoking nothing: GitLab must not retry it); 503 when the store fails (GitLab may send it again; a revocation done already is a no-op) |
 //!
 //! A missing or wrong secret is `401`, compared in constant time. Past
@@ -44,11 +44,25 @@ use crate::leaks::MAX_REPORTED;
 use crate::model::time::Timestamp;
 use crate::routes::answer::Answer;
 use crate::routes::proxy::TrustedProxies;
-use crate::routes::secret_scanning::{DEFAULT_REFUSALS, noted, revoke_found};
+use crate::routes::secret_scanning::{Admitted, DEFAULT_REFUSALS, noted, revoke_found};
 
 /// The finding type GitLab gives a token found by the gitleaks rule that
-/// `pat-cli scan-rules --format gitleaks` prints.
+/// `pat-cli scan-rules --format gitleaks` prints
+/// ([`GITLEAKS_RULE_ID`](crate::scanning::GITLEAKS_RULE_ID)), as GitLab's
+/// docs spell such names (lowercase, `_` between words). The rule's id as
+/// written, with its `-`, is offered too ([`TokenRevocation::types`]
+/// lists both), since only a running GitLab says which it sends.
 pub const DEFAULT_TYPE: &str = "gitleaks_rule_id_pat_personal_access_token";
+
+/// The types offered by default: [`DEFAULT_TYPE`], and the rule's id as
+/// written.
+fn default_types() -> Arc<[String]> {
+    let id = crate::scanning::GITLEAKS_RULE_ID;
+    Arc::from([
+        format!("gitleaks_rule_id_{}", id.replace('-', "_")),
+        format!("gitleaks_rule_id_{id}"),
+    ])
+}
 
 /// The shortest pre-shared secret [`TokenRevocation::new`] takes.
 pub const MIN_SECRET_LEN: usize = 16;
@@ -94,7 +108,8 @@ impl TokenRevocation {
         admin: Arc<dyn Admin + Send + Sync>,
         secret: &str,
     ) -> Result<TokenRevocation, WeakSecret> {
-        let secret = secret.trim();
+        // Trimmed as a presented one is: ASCII whitespace only.
+        let secret = secret.trim_ascii();
         if secret.chars().count() < MIN_SECRET_LEN {
             return Err(WeakSecret {
                 found: secret.chars().count(),
@@ -103,13 +118,14 @@ impl TokenRevocation {
         Ok(TokenRevocation {
             admin,
             secret: Sha256::digest(secret.as_bytes()).into(),
-            types: Arc::from([DEFAULT_TYPE.to_owned()]),
+            types: default_types(),
             proxies: TrustedProxies::none(),
             refusals: Arc::new(PerAddress::new(DEFAULT_REFUSALS, Duration::from_secs(60))),
         })
     }
 
-    /// The finding types this service revokes (default [`DEFAULT_TYPE`]).
+    /// The finding types this service revokes (default [`DEFAULT_TYPE`]
+    /// and `gitleaks_rule_id_pat-personal-access-token`).
     pub fn types<I>(mut self, types: I) -> TokenRevocation
     where
         I: IntoIterator,
@@ -130,66 +146,61 @@ impl TokenRevocation {
         self
     }
 
-    /// The answer to send before the body is read, if there is one: the
-    /// client is past its refusals (`429`), or `authorization` is not the
-    /// secret (`401`, counted). No I/O: the adapters ask it on their event
-    /// loop.
+    /// What to do before anything else: `Err`, the answer to send (the
+    /// client is past its refusals, `429`; no `Authorization`, `401`, not
+    /// counted, since turning it away costs nothing; `Authorization` that
+    /// is not the secret, `401`, counted: a guess); `Ok`, a call with the
+    /// secret, to hand to [`token_types`](TokenRevocation::token_types) or
+    /// [`revoke_blocking`](TokenRevocation::revoke_blocking). No I/O: the
+    /// adapters ask it on their event loop, before any body is read.
     pub fn precheck(
         &self,
         client: IpAddr,
         authorization: Option<&[u8]>,
         now: Timestamp,
-    ) -> Option<Answer> {
-        if let Err(retry_after) = self.refusals.check(client, now) {
-            return Some(Answer::too_many(
+    ) -> Result<Admitted, Answer> {
+        let too_many = |retry_after| {
+            Answer::too_many(
                 "too many refused calls from this address; retry later",
                 retry_after,
-            ));
-        }
-        let presented: [u8; 32] =
-            Sha256::digest(authorization.unwrap_or_default().trim_ascii()).into();
+            )
+        };
+        self.refusals.check(client, now).map_err(too_many)?;
+        let refused = || {
+            tracing::warn!(%client, "GitLab token revocation call refused: not the shared secret");
+            Answer::error(
+                401,
+                "invalid_token",
+                "the Authorization header is not the shared secret",
+            )
+        };
+        let Some(authorization) = authorization else {
+            return Err(refused());
+        };
+        let presented: [u8; 32] = Sha256::digest(authorization.trim_ascii()).into();
         // Every byte compared, whatever the first difference.
         let differs = presented
             .iter()
             .zip(&self.secret)
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if authorization.is_some() && differs == 0 {
-            return None;
+        if differs != 0 {
+            self.refusals.admit(client, now).map_err(too_many)?;
+            return Err(refused());
         }
-        tracing::warn!(%client, "GitLab token revocation call refused: not the shared secret");
-        let _ = self.refusals.admit(client, now);
-        Some(Answer::error(
-            401,
-            "invalid_token",
-            "the Authorization header is not the shared secret",
-        ))
+        Ok(Admitted::uncounted(client))
     }
 
-    /// `GET …/v1/revocable_token_types`.
-    pub fn token_types(
-        &self,
-        client: IpAddr,
-        authorization: Option<&[u8]>,
-        now: Timestamp,
-    ) -> Answer {
-        if let Some(refused) = self.precheck(client, authorization, now) {
-            return refused;
-        }
+    /// `GET …/v1/revocable_token_types`, for a call `precheck` admitted.
+    pub fn token_types(&self, admitted: Admitted) -> Answer {
+        let _ = admitted;
         Answer::json(200, &json!({ "types": &*self.types }))
     }
 
-    /// `POST …/v1/revoke_tokens` with the raw `body`. Blocks (store reads
-    /// and writes): the adapters run it on a blocking pool.
-    pub fn revoke_blocking(
-        &self,
-        client: IpAddr,
-        authorization: Option<&[u8]>,
-        body: &[u8],
-        now: Timestamp,
-    ) -> Answer {
-        if let Some(refused) = self.precheck(client, authorization, now) {
-            return refused;
-        }
+    /// `POST …/v1/revoke_tokens` with the raw `body`, for a call
+    /// `precheck` admitted. Blocks (store reads and writes): the adapters
+    /// run it on a blocking pool.
+    pub fn revoke_blocking(&self, admitted: Admitted, body: &[u8], now: Timestamp) -> Answer {
+        let _ = admitted;
         let Some(items) = parse(body) else {
             return Answer::error(
                 400,
@@ -308,16 +319,24 @@ mod tests {
         .enumerate()
         {
             let from = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, i as u8));
-            let a = api.revoke_blocking(from, authorization, &body, now());
+            let a = match api.precheck(from, authorization, now()) {
+                Err(refused) => refused,
+                Ok(admitted) => api.revoke_blocking(admitted, &body, now()),
+            };
             assert_eq!(a.status, status, "case {i}: {}", a.body);
             assert!(!a.body.contains(token), "case {i}: echoed");
         }
         assert!(store.get(live.info.id).is_ok(), "nothing revoked");
 
-        let types = api.token_types(GITLAB, auth, now());
+        let admit = || api.precheck(GITLAB, auth, now()).unwrap();
+        let types = api.token_types(admit());
         assert_eq!(types.status, 200);
-        assert_eq!(types.body, json!({"types": [DEFAULT_TYPE]}).to_string());
-        let a = api.revoke_blocking(GITLAB, auth, &body, now());
+        assert_eq!(
+            types.body,
+            json!({"types": [DEFAULT_TYPE, "gitleaks_rule_id_pat-personal-access-token"]})
+                .to_string()
+        );
+        let a = api.revoke_blocking(admit(), &body, now());
         assert_eq!(a.status, 204, "{}", a.body);
         assert!(store.get(live.info.id).is_err(), "revoked");
         assert!(store.get(kept.info.id).is_ok());
@@ -327,7 +346,7 @@ mod tests {
             r#"GitLab secret detection ("https://gitlab.example/x/-/blob/abc/.env")"#
         );
         // Sent again: a no-op, still 204.
-        assert_eq!(api.revoke_blocking(GITLAB, auth, &body, now()).status, 204);
+        assert_eq!(api.revoke_blocking(admit(), &body, now()).status, 204);
     }
 
     #[test]
@@ -341,13 +360,21 @@ mod tests {
             .unwrap()
             .refusal_limit(2, Duration::from_secs(60))
             .types(["mine"]);
-        for _ in 0..2 {
-            assert_eq!(api.token_types(GITLAB, Some(b"guess"), now()).status, 401);
+        // No secret at all costs nothing to refuse and is not counted
+        // (another service's webhooks from the same address lock no one out).
+        for _ in 0..5 {
+            assert_eq!(api.precheck(GITLAB, None, now()).unwrap_err().status, 401);
         }
-        let held = api.token_types(GITLAB, Some(SECRET.as_bytes()), now());
+        for _ in 0..2 {
+            let guess = api.precheck(GITLAB, Some(b"guess"), now()).unwrap_err();
+            assert_eq!(guess.status, 401);
+        }
+        let held = api
+            .precheck(GITLAB, Some(SECRET.as_bytes()), now())
+            .unwrap_err();
         assert_eq!((held.status, held.retry_after), (429, Some(60)));
         let other = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
-        let a = api.token_types(other, Some(SECRET.as_bytes()), now());
+        let a = api.token_types(api.precheck(other, Some(SECRET.as_bytes()), now()).unwrap());
         assert_eq!(a.body, r#"{"types":["mine"]}"#);
     }
 }

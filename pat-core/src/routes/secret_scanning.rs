@@ -267,6 +267,39 @@ impl std::fmt::Debug for SecretScanning {
     }
 }
 
+/// A call a route's precheck let through, to hand to the call that
+/// answers it (the only way to make one): counted as a refusal until it
+/// proves to be none, when the route gives the count back.
+#[derive(Debug)]
+#[must_use = "a call admitted is answered by the route's blocking call"]
+pub struct Admitted {
+    client: std::net::IpAddr,
+    /// The window its count went to, if it was counted.
+    counted: Option<u64>,
+}
+
+impl Admitted {
+    /// A call admitted without a count.
+    pub(crate) fn uncounted(client: std::net::IpAddr) -> Admitted {
+        Admitted {
+            client,
+            counted: None,
+        }
+    }
+
+    /// The client it came from.
+    pub fn client(&self) -> std::net::IpAddr {
+        self.client
+    }
+
+    /// Gives its count back to `limiter`.
+    pub(crate) fn forgive(&self, limiter: &PerAddress) {
+        if let Some(window) = self.counted {
+            limiter.forgive(self.client, window);
+        }
+    }
+}
+
 /// The key identifier and the signature the headers hold, or why they
 /// hold none: their shape, checked without a key.
 fn signed_by<'a>(
@@ -317,55 +350,57 @@ impl SecretScanning {
         self
     }
 
-    /// The answer to send without reading the body, if there is one: the
-    /// client is past its limit of refused reports (`429`), or the
-    /// headers cannot hold a signature (missing, not base64 of a DER
-    /// ECDSA signature: `401`, counted as a refusal). No I/O, no key
-    /// lookup: the adapters ask it on their event loop, before the body.
+    /// What to do before the body is read: `Err`, the answer to send (the
+    /// client is past its limit of refused reports, `429`; the headers
+    /// cannot hold a signature, `401`, not counted, since turning it away
+    /// costs nothing); `Ok`, a call to read and hand to
+    /// [`report_blocking`](SecretScanning::report_blocking), counted as a
+    /// refusal until its signature holds, so that forged reports sent at
+    /// once are counted before any is checked. No I/O, no key lookup: the
+    /// adapters ask it on their event loop.
     pub fn precheck(
         &self,
         client: std::net::IpAddr,
         key_id: Option<&[u8]>,
         signature: Option<&[u8]>,
         now: Timestamp,
-    ) -> Option<Answer> {
-        if let Err(retry_after) = self.refusals.check(client, now) {
-            return Some(Answer::too_many(
+    ) -> Result<Admitted, Answer> {
+        let too_many = |retry_after| {
+            Answer::too_many(
                 "too many refused reports from this address; retry later",
                 retry_after,
-            ));
+            )
+        };
+        self.refusals.check(client, now).map_err(too_many)?;
+        if let Err(why) = signed_by(key_id, signature) {
+            tracing::warn!(why, %client, "secret scanning report refused");
+            return Err(Answer::error(401, "invalid_signature", why));
         }
-        match signed_by(key_id, signature) {
-            Ok(_) => None,
-            Err(why) => Some(self.refused(client, why, now)),
-        }
+        let window = self.refusals.admit_in(client, now).map_err(too_many)?;
+        Ok(Admitted {
+            client,
+            counted: Some(window),
+        })
     }
 
-    /// A refusal of `client`'s report, counted against its limit.
-    fn refused(&self, client: std::net::IpAddr, why: &str, now: Timestamp) -> Answer {
-        tracing::warn!(why, %client, "secret scanning report refused");
-        let _ = self.refusals.admit(client, now);
-        Answer::error(401, "invalid_signature", why)
-    }
-
-    /// The answer to a report: `key_id` and `signature` are the values of
-    /// [`KEY_IDENTIFIER_HEADER`] and [`SIGNATURE_HEADER`], `body` the raw
-    /// body. Blocks (store reads and writes): the adapters run it on a
-    /// blocking pool.
+    /// The answer to a report `precheck` admitted: `key_id` and
+    /// `signature` are the values of [`KEY_IDENTIFIER_HEADER`] and
+    /// [`SIGNATURE_HEADER`], `body` the raw body. Blocks (store reads and
+    /// writes): the adapters run it on a blocking pool.
     pub fn report_blocking(
         &self,
-        client: std::net::IpAddr,
+        admitted: Admitted,
         key_id: Option<&[u8]>,
         signature: Option<&[u8]>,
         body: &[u8],
         now: Timestamp,
     ) -> Answer {
-        if let Some(refused) = self.precheck(client, key_id, signature, now) {
-            return refused;
-        }
         if let Err(why) = self.verify(key_id, signature, body) {
-            return self.refused(client, why, now);
+            tracing::warn!(why, client = %admitted.client, "secret scanning report refused");
+            return Answer::error(401, "invalid_signature", why);
         }
+        // Signed: not a refusal after all.
+        admitted.forgive(&self.refusals);
         let Some(items) = parse_report(body) else {
             return Answer::error(
                 400,
@@ -576,15 +611,30 @@ mod tests {
         live_id: crate::TokenId,
     }
 
+    /// What the adapters do with a report: the precheck, then the
+    /// blocking call.
+    fn ask(
+        scanning: &SecretScanning,
+        from: std::net::IpAddr,
+        key_id: Option<&[u8]>,
+        signature: Option<&[u8]>,
+        body: &[u8],
+    ) -> Answer {
+        match scanning.precheck(from, key_id, signature, now()) {
+            Err(answer) => answer,
+            Ok(admitted) => scanning.report_blocking(admitted, key_id, signature, body, now()),
+        }
+    }
+
     impl Setup {
         /// `body`, with `signature` by the key `k1`, from GitHub's address.
         fn signed(&self, signature: &str, body: &[u8]) -> Answer {
-            self.scanning.report_blocking(
+            ask(
+                &self.scanning,
                 GITHUB,
                 Some(b"k1"),
                 Some(signature.as_bytes()),
                 body,
-                now(),
             )
         }
     }
@@ -687,7 +737,7 @@ mod tests {
         for (i, (id, signature, body, case)) in cases.into_iter().enumerate() {
             // Each from its own address: the limit of refusals is tested below.
             let from = std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10 + i as u8));
-            let a = s.scanning.report_blocking(from, id, signature, body, now());
+            let a = ask(&s.scanning, from, id, signature, body);
             assert_eq!(a.status, 401, "{case}: {}", a.body);
             assert!(!a.body.contains(&s.live), "{case}");
         }
@@ -706,8 +756,13 @@ mod tests {
         let forged = sign(&key(), &body);
         let attacker = std::net::IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 7));
         let send = |from, signature: &str| {
-            s.scanning
-                .report_blocking(from, Some(b"k1"), Some(signature.as_bytes()), &body, now())
+            ask(
+                &s.scanning,
+                from,
+                Some(b"k1"),
+                Some(signature.as_bytes()),
+                &body,
+            )
         };
         for _ in 0..3 {
             assert_eq!(send(attacker, &forged).status, 401);
@@ -718,7 +773,11 @@ mod tests {
         let pre = s
             .scanning
             .precheck(attacker, Some(b"k1"), Some(good.as_bytes()), now());
-        assert_eq!(pre.map(|a| a.status), Some(429), "before the body is read");
+        assert_eq!(
+            pre.map_err(|a| a.status).err(),
+            Some(429),
+            "before the body is read"
+        );
         for _ in 0..20 {
             assert_eq!(
                 send(GITHUB, &good).status,
@@ -726,8 +785,30 @@ mod tests {
                 "signed reports never count"
             );
         }
-        // The shape of the headers is checked without a key (each refusal
-        // counted: from an address of its own).
+        // Forged reports sent at once are counted before any is checked:
+        // three admitted, the fourth held, with none answered yet.
+        let flood = std::net::IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 8));
+        let admitted: Vec<Admitted> = (0..3)
+            .map(|_| {
+                s.scanning
+                    .precheck(flood, Some(b"k1"), Some(forged.as_bytes()), now())
+                    .expect("admitted")
+            })
+            .collect();
+        let held = s
+            .scanning
+            .precheck(flood, Some(b"k1"), Some(forged.as_bytes()), now());
+        assert_eq!(held.map_err(|a| a.status).err(), Some(429));
+        drop(admitted);
+        // Headers that cannot hold a signature cost nothing to refuse and
+        // are not counted: another service's webhooks from GitHub's
+        // addresses lock no one out.
+        for _ in 0..10 {
+            let pre = s.scanning.precheck(GITHUB, None, None, now());
+            assert_eq!(pre.map_err(|a| a.status).err(), Some(401));
+        }
+        assert_eq!(send(GITHUB, &good).status, 200);
+        // The shape of the headers is checked without a key.
         for (i, (id, signature)) in [
             (None, Some(good.as_bytes())),
             (Some(&b"k1"[..]), Some(&b"%%%"[..])),
@@ -738,12 +819,12 @@ mod tests {
         {
             let from = std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, i as u8));
             let pre = s.scanning.precheck(from, id, signature, now());
-            assert_eq!(pre.map(|a| a.status), Some(401));
+            assert_eq!(pre.map_err(|a| a.status).err(), Some(401));
         }
         assert!(
             s.scanning
                 .precheck(GITHUB, Some(b"k9"), Some(good.as_bytes()), now())
-                .is_none(),
+                .is_ok(),
             "an unknown key is told only after the body, by the key source"
         );
     }
@@ -811,9 +892,14 @@ mod tests {
         let body = report(&[]);
         let by = |key: &SigningKey, id: &[u8]| {
             let signature = sign(key, &body);
-            scanning
-                .report_blocking(GITHUB, Some(id), Some(signature.as_bytes()), &body, now())
-                .status
+            ask(
+                &scanning,
+                GITHUB,
+                Some(id),
+                Some(signature.as_bytes()),
+                &body,
+            )
+            .status
         };
         assert_eq!(by(&one, b"k1"), 200);
         assert_eq!(by(&two, b"k2"), 401);
@@ -839,12 +925,12 @@ mod tests {
         // No keys at all: every report refused, saying so.
         let none = SecretScanning::new(Arc::new(MemoryStore::new()), PublicKeys::default());
         let signature = sign(&one, &body);
-        let a = none.report_blocking(
+        let a = ask(
+            &none,
             GITHUB,
             Some(b"k1"),
             Some(signature.as_bytes()),
             &body,
-            now(),
         );
         assert_eq!(a.status, 401);
         assert!(

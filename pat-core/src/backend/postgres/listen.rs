@@ -150,6 +150,11 @@ pub(super) async fn flush_every(shared: std::sync::Weak<Shared>, every: Duration
         if let Err(e) = s.flush().await {
             tracing::warn!(error = %crate::error::chain(&e), "could not write buffered token uses");
         }
+        if !s.listening.load(Ordering::Acquire) {
+            // No notifications (LISTEN off, PgBouncer, the listener away):
+            // a change of prefix elsewhere is read here instead.
+            hear_prefixes(&s).await;
+        }
     }
 }
 

@@ -423,6 +423,9 @@ impl Shared {
             .map_err(PgError::Db)?;
             let stored = super::schema::stored_prefixes(&txn).await?;
             if !crate::model::prefix::change(&stored, prefix)? {
+                // Current already (another replica set it, or a retry of a
+                // change that committed): this replica takes the store's.
+                self.prefixes.remember_all(&stored)?;
                 return Ok::<_, StoreError>(false);
             }
             let text = prefix.as_str();
