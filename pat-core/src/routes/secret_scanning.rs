@@ -28,7 +28,13 @@
 //! its body is read or its signature checked, so that a flood of forged
 //! signatures cannot keep the blocking pool busy with P-256 checks.
 //! [`SecretScanning::precheck`] is what the adapters ask before reading
-//! the body: the limit, and the headers' shape, checked without I/O.
+//! the body: the limit, and the headers' shape, checked without I/O. A
+//! report is counted when the precheck admits it and given back once its
+//! signature holds, so forged reports sent at once are counted before any
+//! is checked (and at most that many reports from one address are being
+//! checked at a time); a call without signature headers costs nothing to
+//! refuse and is not counted, so that other services' webhooks from
+//! GitHub's addresses cannot lock GitHub out.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
