@@ -12,10 +12,13 @@
 //! | `POST …/v1/revoke_tokens` | 204: every live token of this store in the JSON array of `{"type", "token", "location"}` is revoked (audit actor `GitLab secret detection ("LOCATION")`, quoted); 400 for another body or a type this service does not revoke (revoking nothing: GitLab must not retry it); 503 when the store fails (GitLab may send it again; a revocation done already is a no-op) |
 //!
 //! A missing or wrong secret is `401`, compared in constant time. Past
-//! [`DEFAULT_REFUSALS`](crate::secret_scanning::DEFAULT_REFUSALS) refused
-//! calls a minute from one client address (an IPv4 address, an IPv6 `/64`),
-//! that client gets `429` with `Retry-After` before anything else is
-//! checked, so that the secret cannot be guessed at speed. The body is read
+//! [`DEFAULT_REFUSALS`](crate::secret_scanning::DEFAULT_REFUSALS) wrong
+//! secrets a minute from one client address (an IPv4 address, an IPv6
+//! `/64`), that client gets `429` with `Retry-After` before anything else
+//! is checked, so that the secret cannot be guessed at speed; a call with
+//! no `Authorization` at all is refused without being counted, so that
+//! other callers sharing GitLab's address (its webhooks) cannot lock it
+//! out. The body is read
 //! within [`MAX_REPORT_LEN`](crate::secret_scanning::MAX_REPORT_LEN), at
 //! most [`MAX_REPORTED`](crate::leaks::MAX_REPORTED) tokens.
 //!
