@@ -275,3 +275,75 @@ fn an_unknown_format_is_a_usage_error_listing_the_formats() {
         assert!(err.contains(part), "{part} missing from: {err}");
     }
 }
+
+/// The rules of a store with its own prefixes, read from the store: the
+/// real detect-secrets reports the tokens of its current and former
+/// prefixes, and neither a well-formed token of the default `pat` (another
+/// service's) nor one of its own with a broken checksum.
+#[test]
+fn detect_secrets_with_a_stores_rules_reports_its_current_and_former_prefixes() {
+    if !have_detect_secrets() {
+        return;
+    }
+    let work = Workdir::new();
+    work.cli_ok(&["init", "--prefix", "acme"]);
+    let acme = work.token(&["-u", "alice", "-e", "1d"]);
+    work.cli_ok(&["prefix", "set", "beta"]);
+    let beta = work.token(&["-u", "bob", "-e", "1d"]);
+    assert!(acme.starts_with("acme_") && beta.starts_with("beta_"));
+    let last = beta.chars().last().unwrap();
+    let broken = format!(
+        "{}{}",
+        &beta[..beta.len() - 1],
+        if last == 'A' { 'B' } else { 'A' }
+    );
+    let other = pat_core::TokenSecret::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        ("acme.env", acme.clone()),
+        ("beta.env", beta.clone()),
+        ("broken.env", broken),
+        ("pat.env", other.expose_secret().to_owned()),
+    ];
+    for (name, token) in &files {
+        std::fs::write(dir.path().join(name), format!("TOKEN={token}\n")).unwrap();
+    }
+    let plugin = dir.path().join("store_tokens.py");
+    std::fs::write(
+        &plugin,
+        work.cli_ok(&["scan-rules", "--format", "detect-secrets"]),
+    )
+    .unwrap();
+    let out = Command::new("python3")
+        .args(["-m", "detect_secrets", "scan", "--plugin"])
+        .arg(&plugin)
+        .args(files.map(|(name, _)| name))
+        .current_dir(dir.path())
+        .output()
+        .expect("detect-secrets");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let baseline: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let mut found: Vec<String> = baseline["results"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|found| found.as_array().unwrap())
+        .filter(|found| {
+            found["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("Personal access token"))
+        })
+        .map(|found| found["filename"].as_str().unwrap().to_owned())
+        .collect();
+    found.sort();
+    assert_eq!(found, ["acme.env", "beta.env"], "{baseline}");
+    // The regex names both, current first.
+    assert_eq!(
+        work.cli_ok(&["scan-rules"]),
+        "((?:beta|acme)_[0-9A-Za-z]{38})(?:[^0-9A-Za-z]|$)\n"
+    );
+}
