@@ -77,8 +77,8 @@ pub fn printable(s: &str) -> Cow<'_, str> {
 /// typed, which may be a real token pasted in the wrong place. Shaped like a
 /// token: `pat_` and 8 or more letters or digits (a `pat_` token cut short
 /// still shows little), or any prefix of 2 to 16 letters and digits, `_`
-/// and 30 or more (a token of another store's prefix, without cutting the
-/// names people give things, `backup_server_2024`).
+/// and 20 or more (a token of another store's prefix, even cut short,
+/// without cutting the names people give things, `backup_server_2024`).
 ///
 /// ```
 /// let pasted = "pat_0123456789abcdefghijklmnopqrstuvwxyz01";
@@ -116,7 +116,7 @@ pub(crate) fn holds_token(s: &str) -> bool {
 /// order.
 fn token_spans(s: &str) -> Vec<usize> {
     const SHORTEST_PAT: usize = 8;
-    const SHORTEST_OTHER: usize = 30;
+    const SHORTEST_OTHER: usize = 20;
     let bytes = s.as_bytes();
     let mut spans = Vec::new();
     let mut from = 0;
@@ -221,7 +221,7 @@ mod tests {
         ) {
             let text = format!("{s} {prefix}_{body} {s}");
             let shown = redacted(&text);
-            prop_assert!(!shown.contains(&body[..30]) || s.contains(&body[..30]), "{}", shown);
+            prop_assert!(!shown.contains(&body[..20]) || s.contains(&body[..20]), "{}", shown);
         }
 
         #[test]

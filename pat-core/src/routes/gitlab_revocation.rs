@@ -47,7 +47,7 @@ use crate::leaks::MAX_REPORTED;
 use crate::model::time::Timestamp;
 use crate::routes::answer::Answer;
 use crate::routes::proxy::TrustedProxies;
-use crate::routes::secret_scanning::{Admitted, DEFAULT_REFUSALS, noted, revoke_found};
+use crate::routes::secret_scanning::{Admitted, DEFAULT_REFUSALS, Route, noted, revoke_found};
 
 /// The finding type GitLab gives a token found by the gitleaks rule that
 /// `pat-cli scan-rules --format gitleaks` prints
@@ -170,7 +170,6 @@ impl TokenRevocation {
         };
         self.refusals.check(client, now).map_err(too_many)?;
         let refused = || {
-            tracing::warn!(%client, "GitLab token revocation call refused: not the shared secret");
             Answer::error(
                 401,
                 "invalid_token",
@@ -178,6 +177,8 @@ impl TokenRevocation {
             )
         };
         let Some(authorization) = authorization else {
+            // Free to refuse, and not counted: no warning per call either.
+            tracing::debug!(%client, "GitLab token revocation call without a secret");
             return Err(refused());
         };
         let presented: [u8; 32] = Sha256::digest(authorization.trim_ascii()).into();
@@ -187,15 +188,18 @@ impl TokenRevocation {
             .zip(&self.secret)
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
         if differs != 0 {
+            tracing::warn!(%client, "GitLab token revocation call refused: not the shared secret");
             self.refusals.admit(client, now).map_err(too_many)?;
             return Err(refused());
         }
-        Ok(Admitted::uncounted(client))
+        Ok(Admitted::uncounted(client, Route::GitLab))
     }
 
     /// `GET …/v1/revocable_token_types`, for a call `precheck` admitted.
     pub fn token_types(&self, admitted: Admitted) -> Answer {
-        let _ = admitted;
+        if !admitted.is_for(Route::GitLab) {
+            return not_admitted();
+        }
         Answer::json(200, &json!({ "types": &*self.types }))
     }
 
@@ -203,7 +207,9 @@ impl TokenRevocation {
     /// `precheck` admitted. Blocks (store reads and writes): the adapters
     /// run it on a blocking pool.
     pub fn revoke_blocking(&self, admitted: Admitted, body: &[u8], now: Timestamp) -> Answer {
-        let _ = admitted;
+        if !admitted.is_for(Route::GitLab) {
+            return not_admitted();
+        }
         let Some(items) = parse(body) else {
             return Answer::error(
                 400,
@@ -238,6 +244,12 @@ impl TokenRevocation {
         }
         Answer::no_content()
     }
+}
+
+/// The answer to a call another route's precheck admitted: a wiring
+/// mistake, refused as a call without the secret.
+fn not_admitted() -> Answer {
+    Answer::error(401, "invalid_token", "not admitted by this route")
 }
 
 /// One finding GitLab sends.
@@ -350,6 +362,34 @@ mod tests {
         );
         // Sent again: a no-op, still 204.
         assert_eq!(api.revoke_blocking(admit(), &body, now()).status, 204);
+    }
+
+    /// An `Admitted` of GitHub's route opens nothing here, and GitLab's
+    /// none of GitHub's.
+    #[test]
+    fn a_call_admitted_by_another_route_is_refused() {
+        let store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+        let api = TokenRevocation::new(store.clone(), SECRET).unwrap();
+        let github = crate::secret_scanning::SecretScanning::new(
+            store,
+            crate::secret_scanning::PublicKeys::default(),
+        );
+        let der = p256::ecdsa::Signature::from_slice(&[1u8; 64])
+            .unwrap()
+            .to_der();
+        let signature = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der);
+        let theirs = || {
+            github
+                .precheck(GITLAB, Some(b"k1"), Some(signature.as_bytes()), now())
+                .unwrap()
+        };
+        assert_eq!(api.token_types(theirs()).status, 401);
+        assert_eq!(api.revoke_blocking(theirs(), b"[]", now()).status, 401);
+        let ours = api
+            .precheck(GITLAB, Some(SECRET.as_bytes()), now())
+            .unwrap();
+        let a = github.report_blocking(ours, Some(b"k1"), Some(signature.as_bytes()), b"[]", now());
+        assert_eq!(a.status, 401);
     }
 
     #[test]

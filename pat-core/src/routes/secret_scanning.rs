@@ -273,6 +273,13 @@ impl std::fmt::Debug for SecretScanning {
     }
 }
 
+/// The public routes whose prechecks admit calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    GitHub,
+    GitLab,
+}
+
 /// A call a route's precheck let through, to hand to the call that
 /// answers it (the only way to make one): counted as a refusal until it
 /// proves to be none, when the route gives the count back.
@@ -280,17 +287,25 @@ impl std::fmt::Debug for SecretScanning {
 #[must_use = "a call admitted is answered by the route's blocking call"]
 pub struct Admitted {
     client: std::net::IpAddr,
+    /// The route whose precheck made it: another route's refuses it.
+    route: Route,
     /// The window its count went to, if it was counted.
     counted: Option<u64>,
 }
 
 impl Admitted {
-    /// A call admitted without a count.
-    pub(crate) fn uncounted(client: std::net::IpAddr) -> Admitted {
+    /// A call to `route` admitted without a count.
+    pub(crate) fn uncounted(client: std::net::IpAddr, route: Route) -> Admitted {
         Admitted {
             client,
+            route,
             counted: None,
         }
+    }
+
+    /// Whether it was admitted by `route`'s precheck.
+    pub(crate) fn is_for(&self, route: Route) -> bool {
+        self.route == route
     }
 
     /// The client it came from.
@@ -350,7 +365,10 @@ impl SecretScanning {
 
     /// At most `refused` refused reports per `window` from one client
     /// address (default [`DEFAULT_REFUSALS`] a minute); past it, `429`
-    /// before anything is read or checked. Signed reports never count.
+    /// before anything is read or checked. A report counts from the
+    /// precheck until its signature holds: at most `refused` reports from
+    /// one address are being read and checked at once, GitHub's too (past
+    /// that, GitHub is answered 429 and sends again later).
     pub fn refusal_limit(mut self, refused: u32, window: std::time::Duration) -> SecretScanning {
         self.refusals = Arc::new(PerAddress::new(refused, window));
         self
@@ -379,12 +397,14 @@ impl SecretScanning {
         };
         self.refusals.check(client, now).map_err(too_many)?;
         if let Err(why) = signed_by(key_id, signature) {
-            tracing::warn!(why, %client, "secret scanning report refused");
+            // Free to refuse, and not counted: no warning per call either.
+            tracing::debug!(why, %client, "secret scanning report refused");
             return Err(Answer::error(401, "invalid_signature", why));
         }
         let window = self.refusals.admit_in(client, now).map_err(too_many)?;
         Ok(Admitted {
             client,
+            route: Route::GitHub,
             counted: Some(window),
         })
     }
@@ -401,6 +421,9 @@ impl SecretScanning {
         body: &[u8],
         now: Timestamp,
     ) -> Answer {
+        if !admitted.is_for(Route::GitHub) {
+            return Answer::error(401, "invalid_signature", "not admitted by this route");
+        }
         if let Err(why) = self.verify(key_id, signature, body) {
             tracing::warn!(why, client = %admitted.client, "secret scanning report refused");
             return Answer::error(401, "invalid_signature", why);

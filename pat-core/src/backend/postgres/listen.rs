@@ -120,6 +120,10 @@ pub(super) async fn listen(shared: std::sync::Weak<Shared>) {
 /// pooled connection (the listener's stays a listener: its last statement,
 /// which operators see in `pg_stat_activity`, is its `LISTEN`).
 async fn hear_prefixes(s: &Shared) {
+    // Under the writer's lock, which a change of prefix here holds until
+    // it is remembered: a list read before that change is not remembered
+    // after it.
+    let _order = s.writer.lock().await;
     let read = async {
         let client = s.client().await?;
         s.timed_pg(schema::stored_prefixes(&*client)).await

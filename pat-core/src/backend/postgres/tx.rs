@@ -425,7 +425,9 @@ impl Shared {
             if !crate::model::prefix::change(&stored, prefix)? {
                 // Current already (another replica set it, or a retry of a
                 // change that committed): this replica takes the store's.
-                self.prefixes.remember_all(&stored)?;
+                // (A list that does not fit is the store's problem, not
+                // this call's: nothing was to change.)
+                let _ = self.prefixes.remember_all(&stored);
                 return Ok::<_, StoreError>(false);
             }
             let text = prefix.as_str();
