@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use pat_core::failpoints::Point;
 use pat_core::{
     Admin as _, AuditAction, AuthError, ExpiryPolicy, NewToken, PgStore, PgStoreBuilder, Policy,
-    Rotation, StoreError, Timestamp, conformance,
+    Rotation, StoreError, Timestamp, Verifier as _, conformance,
 };
 use pat_integration_tests::postgres::postgres;
 
@@ -459,4 +459,41 @@ fn dropping_a_store_during_a_flush_loses_no_use() {
         Some(at(30)),
         "a use answered before the store was dropped was lost"
     );
+}
+
+// Found in this stop's reviews: a replica that does not listen (PgBouncer,
+// `listen(false)`) never learnt a prefix set elsewhere, so it refused that
+// prefix's tokens as not its store's; and a `set_prefix` of the prefix
+// already current (set by another replica) left the caller behind.
+#[test]
+fn replicas_without_notifications_learn_a_changed_prefix() {
+    let Some(pg) = postgres() else { return };
+    let db = pg.database();
+    let deaf = replica(&db, |b| {
+        b.listen(false).flush_interval(Duration::from_millis(50))
+    });
+    let behind = replica(&db, |b| b.listen(false));
+    let setter = replica(&db, |b| b);
+    let acme: pat_core::Prefix = "acme".parse().unwrap();
+    setter.set_prefix(acme).unwrap();
+    let made = setter.create(&hard("alice"), at(0)).unwrap();
+    assert!(made.secret.expose_secret().starts_with("acme_"));
+    // Learnt by the periodic flush, without a notification.
+    let deadline = Instant::now() + PATIENCE;
+    while deaf.prefixes().current() != acme {
+        assert!(Instant::now() < deadline, "{:?}", deaf.prefixes());
+        thread::sleep(Duration::from_millis(20));
+    }
+    auth(&deaf, made.secret.expose_secret(), at(1)).expect("its token, accepted");
+    // Set again where it is current already: the caller takes the store's.
+    assert_eq!(behind.prefixes().current(), pat_core::Prefix::DEFAULT);
+    behind.set_prefix(acme).unwrap();
+    assert_eq!(behind.prefixes().all(), [acme, pat_core::Prefix::DEFAULT]);
+    let changes = setter
+        .audit(Timestamp::UNIX_EPOCH, None)
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == AuditAction::SetPrefix)
+        .count();
+    assert_eq!(changes, 1, "the second call changed nothing");
 }
