@@ -365,6 +365,18 @@ pub fn client() -> reqwest::blocking::Client {
         .expect("HTTP client")
 }
 
+/// Both reference servers on the PostgreSQL database `db` (replicas of one
+/// store), each with its WebDAV share in `dir` and the flags `extra`.
+pub fn replicas(db: &str, dir: &Path, extra: &[&str]) -> [Server; 2] {
+    ServerKind::ALL.map(|kind| {
+        let share = dir.join(format!("dav-{kind:?}"));
+        std::fs::create_dir_all(&share).expect("share");
+        let mut flags = vec!["--dav-root", share.to_str().expect("path")];
+        flags.extend_from_slice(extra);
+        Server::start(kind, Path::new(db), &flags)
+    })
+}
+
 /// The status of `GET /hello` with `token` as a Bearer token: 200 while
 /// it is accepted.
 pub fn hello(server: &Server, token: &str) -> u16 {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use pat_core::{PgStore, conformance};
 use pat_integration_tests::postgres::{Postgres, postgres};
-use pat_integration_tests::{Server, ServerKind, client, pat_cli};
+use pat_integration_tests::{Server, ServerKind, client, pat_cli, replicas};
 
 fn store(url: &str) -> PgStore {
     PgStore::builder()
@@ -68,26 +68,13 @@ fn status(server: &Server, token: &str) -> u16 {
         .unwrap_or(0)
 }
 
-/// Both reference servers on `db`, with their shares in `dir`.
-fn replicas(db: &str, dir: &Path) -> [Server; 2] {
-    ServerKind::ALL.map(|kind| {
-        let share = dir.join(format!("dav-{kind:?}"));
-        std::fs::create_dir_all(&share).expect("share");
-        Server::start(
-            kind,
-            Path::new(db),
-            &["--dav-root", share.to_str().expect("path")],
-        )
-    })
-}
-
 #[test]
 fn replicas_see_new_tokens_at_once_and_revocations_within_the_bound() {
     let Some(pg) = postgres() else { return };
     let db = pg.database();
     let dir = tempfile::tempdir().unwrap();
     let (early, _) = token(&db, &["-u", "alice", "-e", "1h"]);
-    let servers = replicas(&db, dir.path());
+    let servers = replicas(&db, dir.path(), &[]);
     for s in &servers {
         assert_eq!(status(s, &early), 200);
     }
@@ -126,7 +113,7 @@ fn sliding_uses_on_two_replicas_merge_and_tokens_survive_a_crash() {
     let db = pg.database();
     let dir = tempfile::tempdir().unwrap();
     let (sliding, sliding_id) = token(&db, &["-u", "alice", "-a", "1h"]);
-    let servers = replicas(&db, dir.path());
+    let servers = replicas(&db, dir.path(), &[]);
     let twenty: Vec<String> = (0..20)
         .map(|i| token(&db, &["-u", &format!("user{i}"), "-e", "1h"]).0)
         .collect();
@@ -144,7 +131,7 @@ fn sliding_uses_on_two_replicas_merge_and_tokens_survive_a_crash() {
     for s in servers {
         s.kill(); // SIGKILL, as a crash
     }
-    let servers = replicas(&db, dir.path());
+    let servers = replicas(&db, dir.path(), &[]);
     for s in &servers {
         for t in &twenty {
             assert_eq!(status(s, t), 200, "a token was lost");
@@ -164,7 +151,7 @@ fn a_database_outage_is_503_then_recovers_without_a_restart() {
     let db = pg.database();
     let dir = tempfile::tempdir().unwrap();
     let (steady, _) = token(&db, &["-u", "alice", "-e", "1h"]);
-    let servers = replicas(&db, dir.path());
+    let servers = replicas(&db, dir.path(), &[]);
     let outage = run_through_outage(&pg, &servers, &steady);
     // During the outage: cached answers (200) up to the staleness bound,
     // then 503; never 401 (the token may be fine), never 500.
@@ -282,7 +269,7 @@ fn revocation_propagation() {
     let busy = admin
         .create(&NewToken::new("load", hour), Timestamp::now())
         .unwrap();
-    let servers = replicas(&db, dir.path());
+    let servers = replicas(&db, dir.path(), &[]);
     // Load: two threads per replica, as fast as they go.
     let stop = Arc::new(AtomicBool::new(false));
     let loads: Vec<_> = servers

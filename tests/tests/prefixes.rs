@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pat_integration_tests::postgres::postgres;
-use pat_integration_tests::{Server, ServerKind, Workdir, hello, pat_cli};
+use pat_integration_tests::{Server, ServerKind, Workdir, hello, pat_cli, replicas};
 
 /// `pat-cli --db DB ARGS`, its status, stdout and stderr.
 fn cli(db: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
@@ -163,18 +163,5 @@ fn a_postgres_store_gets_its_prefix_and_every_replica_hears_a_change() {
     let Some(pg) = postgres() else { return };
     let db = pg.database();
     let dir = tempfile::tempdir().unwrap();
-    a_store_with_its_own_prefix(&db, || {
-        ServerKind::ALL
-            .into_iter()
-            .map(|kind| {
-                let share = dir.path().join(format!("dav-{kind:?}"));
-                std::fs::create_dir_all(&share).unwrap();
-                Server::start(
-                    kind,
-                    Path::new(&db),
-                    &["--dav-root", share.to_str().unwrap()],
-                )
-            })
-            .collect()
-    });
+    a_store_with_its_own_prefix(&db, || replicas(&db, dir.path(), &[]).into());
 }

@@ -14,7 +14,9 @@ use base64::Engine as _;
 use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey};
 use p256::pkcs8::{EncodePublicKey as _, LineEnding};
-use pat_integration_tests::{Server, ServerKind, Workdir, client, hello, post_announcing};
+use pat_integration_tests::{
+    Server, ServerKind, Workdir, client, hello, post_announcing, replicas,
+};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
@@ -351,23 +353,7 @@ fn a_store_failure_is_503_and_the_report_is_taken_when_it_is_back() {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     };
     let leaked = run(&["token", "-q", "-u", "alice", "-e", "1h"]);
-    let servers: Vec<Server> = ServerKind::ALL
-        .into_iter()
-        .map(|kind| {
-            let share = dir.path().join(format!("dav-{kind:?}"));
-            std::fs::create_dir_all(&share).unwrap();
-            Server::start(
-                kind,
-                std::path::Path::new(&db),
-                &[
-                    "--github-keys",
-                    keys.to_str().unwrap(),
-                    "--dav-root",
-                    share.to_str().unwrap(),
-                ],
-            )
-        })
-        .collect();
+    let servers = replicas(&db, dir.path(), &["--github-keys", keys.to_str().unwrap()]);
     let body = report(&[&leaked]);
     assert!(pg.stop(), "stopping the database");
     for s in &servers {
