@@ -2,7 +2,7 @@
 //! processes, a real client): with the pre-shared secret, the token types
 //! and a revocation of the live tokens found; without it, or with a type
 //! this service does not revoke, a body that is not findings, a cross-site
-//! form or an oversized body, nothing revoked; guesses of the secret
+//! form, an oversized or a stalled body, nothing revoked; guesses of the secret
 //! limited per address; both servers answer alike.
 
 use pat_core::gitlab_revocation::DEFAULT_TYPE;
@@ -236,4 +236,45 @@ fn without_a_secret_file_the_routes_are_not_served_and_a_weak_secret_is_refused(
         );
         assert!(!err.contains("short"), "the secret echoed: {err}");
     }
+}
+
+/// A body that stalls after the secret: 408 when the read times out, the
+/// connection closed, nothing revoked; both servers alike.
+#[test]
+fn a_slow_body_is_cut_off_and_revokes_nothing() {
+    use std::io::{Read as _, Write as _};
+    let run = |kind: ServerKind| {
+        let work = Workdir::new();
+        let secret = work.path().join("gitlab-secret");
+        std::fs::write(&secret, SECRET).unwrap();
+        let server = Server::start(
+            kind,
+            &work.db(),
+            &["--gitlab-secret-file", secret.to_str().unwrap()],
+        );
+        let token = work.token(&["-u", "alice", "-e", "1h"]);
+        let addr = server.base().trim_start_matches("http://").to_owned();
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(40)))
+            .unwrap();
+        write!(
+            conn,
+            "POST /gitlab/v1/revoke_tokens HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n\
+             authorization: {SECRET}\r\ncontent-length: 1000\r\n\r\n\
+             [{{\"type\": \"{DEFAULT_TYPE}\", \"token\": \"{token}\""
+        )
+        .unwrap();
+        let mut answer = Vec::new();
+        let _ = conn.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{kind:?}: {answer}");
+        assert_eq!(hello(&server, &token), 200, "{kind:?}: revoked nothing");
+        answer.lines().next().unwrap_or_default().to_owned()
+    };
+    let (axum, actix) = std::thread::scope(|s| {
+        let a = s.spawn(|| run(ServerKind::Axum));
+        let b = s.spawn(|| run(ServerKind::Actix));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(axum, actix);
 }
