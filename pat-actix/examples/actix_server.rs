@@ -9,6 +9,9 @@
 //! - `GET /health`: 200 `ok`, no authentication;
 //! - `GET /hello`: 200 `ok`, behind the middleware;
 //! - `GET /whoami`: 200 JSON `{"user", "token_id", "scopes", "expires_at"}`;
+//! - `GET /demo/read`, `GET /demo/write`: 200 `ok` for a token holding the
+//!   named permission `demo:read` or `demo:write` (declared in the store's
+//!   catalog at start), else 403 `insufficient_scope`;
 //! - `GET /nodes/{uuid}`: 200 `ok` if the token may read the node, else 403
 //!   `forbidden`; `PUT /nodes/{uuid}`: 204 if it may write, else 403;
 //!   400 `invalid node id` when `{uuid}` is not a UUID;
@@ -48,7 +51,7 @@ use std::collections::HashMap;
 use actix_web::{App, HttpMessage as _, HttpResponse, HttpServer, web};
 use clap::Parser as _;
 use dav_server::actix::{DavRequest, DavResponse};
-use pat_actix::{Identity, PatMiddleware, Perm};
+use pat_actix::{Identity, PatMiddleware, Perm, RequireScopes};
 
 // The contract is defined once, beside the axum server.
 #[path = "../../pat-tower/examples/common/contract.rs"]
@@ -78,6 +81,11 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     // Built once and cloned into each worker's App.
     let pat = PatMiddleware::new(store.clone()).realm(&args.realm);
+    // Each route that needs a named permission, with its guard.
+    let guarded = contract::GUARDED
+        .iter()
+        .map(|&(path, permission)| Ok((path, RequireScopes::all([permission])?.realm(&args.realm))))
+        .collect::<Result<Vec<_>, pat_core::ParsePermissionError>>()?;
     let admin = backend.admin();
     let intro = backend.introspection(&args.introspectors);
     // One limiter for every worker.
@@ -116,6 +124,16 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 .wrap(pat.clone()),
             )
             .service(pat_actix::token_panel("/ui/tokens", "/api/tokens").wrap(pat.clone()))
+            .configure(|app| {
+                for (path, guard) in &guarded {
+                    app.service(
+                        web::resource(*path)
+                            .wrap(guard.clone())
+                            .wrap(pat.clone())
+                            .route(web::get().to(|| async { "ok" })),
+                    );
+                }
+            })
             .service(
                 web::scope("")
                     .wrap(pat.clone())

@@ -81,6 +81,9 @@ pub use pat_core::{
 #[cfg(feature = "postgres")]
 #[doc(no_inline)]
 pub use pat_core::{PgStore, PgStoreBuilder};
+pub use scopes::{
+    DefaultInsufficient, GuardFuture, OnInsufficientScope, RequireScopes, RequireScopesService,
+};
 pub use secret_scanning::secret_scanning;
 pub use self_service::self_service;
 
@@ -89,6 +92,7 @@ mod gitlab_revocation;
 mod introspection;
 mod leaks;
 mod management;
+mod scopes;
 mod secret_scanning;
 mod self_service;
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
-use pat_core::{DEFAULT_LABEL, Scope, TokenId};
+use pat_core::{DEFAULT_LABEL, Permission, TokenId, TokenScope};
 
 use crate::token;
 
@@ -49,12 +49,16 @@ pub(crate) enum Command {
     /// (30s, 10m, 24h, 7d, 1h30m).
     ///
     /// By default a token grants what a login grants. Scopes restrict it to
-    /// nodes: node:NODE_UUID:PERM, PERM being r, w or rw.
+    /// nodes: node:NODE_UUID:PERM, PERM being r, w or rw; and to the
+    /// permissions of the store's catalog it names (`scopes list`), such
+    /// as repo:read, or repo:* for every repo: permission. A token with any
+    /// scope holds only what its scopes name.
     #[command(
         args_conflicts_with_subcommands = true,
         subcommand_negates_reqs = true,
         after_help = "Examples:\n  pat-cli token -u admin -e 24h\n  pat-cli token -u admin -a 10m\n  \
-                      pat-cli token -u alice -e 7d -s node:0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a:r"
+                      pat-cli token -u alice -e 7d -s node:0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a:r\n  \
+                      pat-cli token -u alice -e 30d -s repo:read -s read_api"
     )]
     Token(Box<TokenCommand>),
 
@@ -115,6 +119,23 @@ pub(crate) enum Command {
         prefix: pat_core::Prefix,
     },
 
+    /// List the permissions tokens of this store may carry, or change the
+    /// catalog with `scopes define` and `scopes remove`.
+    ///
+    /// A permission is 1 to 64 characters of a-z, 0-9, `_`, `.`, `:` and
+    /// `-` (`node:` starts node scopes). One may imply others, as GitLab's
+    /// `api` implies `read_api`: a token holding it holds those too. A
+    /// token's scope `repo:*` holds every `repo:` permission, those defined
+    /// later included. A service may declare its permissions itself when it
+    /// opens the store.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Examples:\n  pat-cli scopes define read_api --description \"Read the API\"\n  \
+                      pat-cli scopes define api --implies read_api\n  pat-cli scopes list --json\n  \
+                      pat-cli scopes remove read_api --force"
+    )]
+    Scopes(ScopesCommand),
+
     /// Show the store's token prefixes, or change the current one with
     /// `prefix set`.
     ///
@@ -172,6 +193,55 @@ pub(crate) enum PrefixAction {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScopesCommand {
+    /// Print a JSON array.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    #[command(subcommand)]
+    pub(crate) action: Option<ScopesAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ScopesAction {
+    /// List the catalog (the default).
+    List {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a permission, or change the definition of one (audited).
+    Define {
+        /// Its name, e.g. repo:read.
+        #[arg(value_parser = permission)]
+        name: Permission,
+        /// What it allows, as listings and the token panel show it.
+        #[arg(short, long, value_name = "TEXT", default_value = "")]
+        description: String,
+        /// A permission it implies (one the catalog has, or being defined
+        /// with it); repeat the flag for more.
+        #[arg(long, value_name = "NAME", value_parser = permission)]
+        implies: Vec<Permission>,
+    },
+    /// Take a permission out of the catalog (audited). Refused while live
+    /// tokens carry it, saying how many, unless --force: they then lose it,
+    /// and a token left with no scope is revoked (never widened to what a
+    /// login grants).
+    Remove {
+        /// The permission.
+        #[arg(value_parser = permission)]
+        name: Permission,
+        /// Take it from the tokens that carry it.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn permission(s: &str) -> std::result::Result<Permission, pat_core::ParsePermissionError> {
+    s.parse()
 }
 
 fn prefix(s: &str) -> std::result::Result<pat_core::Prefix, pat_core::ParsePrefixError> {
@@ -285,10 +355,11 @@ pub(crate) struct CreateArgs {
     #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
     pub(crate) max_lifetime: Option<Duration>,
 
-    /// Restrict the token to a node: node:NODE_UUID:PERM (PERM r, w or rw).
-    /// Repeat the flag or separate scopes with commas.
+    /// Restrict the token to a node, node:NODE_UUID:PERM (PERM r, w or
+    /// rw), or to a permission of the store's catalog (repo:read, or repo:*
+    /// for all of repo:). Repeat the flag or separate scopes with commas.
     #[arg(short, long = "scope", value_name = "SCOPE", value_delimiter = ',', value_parser = scope)]
-    pub(crate) scopes: Vec<Scope>,
+    pub(crate) scopes: Vec<TokenScope>,
 
     /// A label to recognise the token by in listings.
     #[arg(short, long, value_name = "LABEL", default_value = DEFAULT_LABEL, value_parser = label)]
@@ -406,7 +477,7 @@ fn duration(s: &str) -> std::result::Result<Duration, pat_core::ParseDurationErr
     pat_core::parse_duration(s)
 }
 
-fn scope(s: &str) -> std::result::Result<Scope, pat_core::ParseScopeError> {
+fn scope(s: &str) -> std::result::Result<TokenScope, pat_core::ParseScopeError> {
     s.parse()
 }
 
@@ -428,6 +499,7 @@ impl Cli {
             }
             Command::Init { prefix } => token::init(&self.db, prefix),
             Command::Prefix(cmd) => token::prefixes(&self.db, cmd),
+            Command::Scopes(cmd) => token::scopes(&self.db, cmd),
             Command::ScanRules { format } => {
                 let prefixes = token::scan_prefixes(&self.db)?;
                 let rules =

@@ -36,7 +36,7 @@ fn base_json(info: &TokenInfo) -> Value {
         "expires_at": info.expiry.expires_at().to_string(),
         "auto_refresh_seconds": info.expiry.window().map(|d| d.as_secs()),
         "max_lifetime_seconds": info.expiry.max_lifetime().map(|d| d.as_secs()),
-        "scopes": info.scopes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "scopes": info.scopes.entries().map(|s| s.to_string()).collect::<Vec<_>>(),
         "created_at": info.created_at.to_string(),
         "created_by": info.created_by,
         "rotated_at": info.rotated_at.map(|t| t.to_string()),
@@ -286,6 +286,53 @@ pub(crate) fn prefixes_json(all: &[pat_core::Prefix]) -> Value {
         "current": all.first().map(|p| p.as_str()),
         "former": all.iter().skip(1).map(|p| p.as_str()).collect::<Vec<_>>(),
     })
+}
+
+/// `scopes list`: a table of the catalog, descriptions made printable.
+pub(crate) fn catalog_human(catalog: &pat_core::Catalog) -> String {
+    if catalog.is_empty() {
+        return "no permissions defined (add one with `pat-cli scopes define NAME`)\n".to_owned();
+    }
+    let defs: Vec<&pat_core::PermissionDef> = catalog.iter().collect();
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = write_table(
+        &mut out,
+        ["PERMISSION", "IMPLIES", "DESCRIPTION"],
+        &defs,
+        |d| {
+            let implies: Vec<&str> = d.implies.iter().map(|n| n.as_str()).collect();
+            [
+                d.name.to_string(),
+                if implies.is_empty() {
+                    "-".to_owned()
+                } else {
+                    implies.join(",")
+                },
+                printable(&d.description).into_owned(),
+            ]
+        },
+    );
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What `scopes remove` did.
+pub(crate) fn removal_human(
+    name: &pat_core::Permission,
+    removal: &pat_core::PermissionRemoval,
+) -> String {
+    let tokens = |n: usize| format!("{n} token{}", if n == 1 { "" } else { "s" });
+    let mut out = format!("removed `{name}`");
+    if removal.narrowed > 0 {
+        out.push_str(&format!("; {} lost it", tokens(removal.narrowed)));
+    }
+    if removal.revoked > 0 {
+        out.push_str(&format!(
+            "; {} revoked (no scope left, or made with one that had none)",
+            tokens(removal.revoked)
+        ));
+    }
+    out
 }
 
 /// The cells of one row of `token list`.

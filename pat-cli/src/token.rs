@@ -11,7 +11,7 @@ use pat_core::{
 
 use crate::cli::{
     CreateArgs, Limit, PolicyAction, PolicyCommand, PrefixAction, PrefixCommand, Result,
-    TokenAction, usage_error,
+    ScopesAction, ScopesCommand, TokenAction, usage_error,
 };
 use crate::output;
 
@@ -54,7 +54,29 @@ pub(crate) fn create(db: &Path, args: CreateArgs) -> Result {
     if let Err(e) = new.to_info(TokenId::from_u64(0), now) {
         usage_error(ErrorKind::ValueValidation, flag_error(&e));
     }
-    let store = connect(db, false)?;
+    // Named permissions must be the catalog's: a usage error naming them
+    // and what comes close, before anything is created (not even a store).
+    let missing = std::fs::symlink_metadata(db).is_err() && !is_database_url(db);
+    let store = match (missing, new.scopes.named().is_empty()) {
+        (true, false) => None,
+        _ => Some(connect(db, false)?),
+    };
+    if !new.scopes.named().is_empty() {
+        let catalog = match &store {
+            Some(store) => store.permissions()?,
+            None => pat_core::Catalog::new(),
+        };
+        if let Err(e) = catalog.check(&new.scopes) {
+            usage_error(
+                ErrorKind::ValueValidation,
+                format!("invalid value for --scope (-s): {e}"),
+            );
+        }
+    }
+    let store = match store {
+        Some(store) => store,
+        None => connect(db, false)?,
+    };
     let created = acting(&*store).create(&new, now)?;
     if args.quiet {
         println!("{}", created.secret.expose_secret());
@@ -421,6 +443,45 @@ pub(crate) fn prefixes(db: &Path, cmd: PrefixCommand) -> Result {
                 former.join(", ")
             }
         );
+    }
+    Ok(())
+}
+
+/// `pat-cli scopes [list | define | remove]`
+pub(crate) fn scopes(db: &Path, cmd: ScopesCommand) -> Result {
+    let store = connect(db, !matches!(cmd.action, Some(ScopesAction::Define { .. })))?;
+    let json = match cmd.action {
+        None => cmd.json,
+        Some(ScopesAction::List { json }) => json || cmd.json,
+        Some(ScopesAction::Define {
+            name,
+            description,
+            implies,
+        }) => {
+            let def = implies
+                .into_iter()
+                .fold(pat_core::PermissionDef::new(name.clone()), |d, i| {
+                    d.implies(i)
+                })
+                .description(description);
+            let changed = acting(&*store).define_permissions(&[def])?;
+            println!(
+                "{} `{name}`",
+                if changed { "defined" } else { "unchanged:" }
+            );
+            return Ok(());
+        }
+        Some(ScopesAction::Remove { name, force }) => {
+            let removal = acting(&*store).remove_permission(&name, force)?;
+            println!("{}", output::removal_human(&name, &removal));
+            return Ok(());
+        }
+    };
+    let catalog = store.permissions()?;
+    if json {
+        println!("{}", pat_core::management::catalog_json(&catalog));
+    } else {
+        print!("{}", output::catalog_human(&catalog));
     }
     Ok(())
 }

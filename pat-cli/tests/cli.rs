@@ -868,9 +868,15 @@ fn usage_errors_name_the_flag_and_value_and_exit_2() {
             &["token", "-u", "a", "-e", "1h", "-s", &bad_scope],
             &["--scope", "`x` is not a permission"],
         ),
+        // Not a node scope: a permission's name, which the (missing)
+        // store's catalog lacks.
         (
             &["token", "-u", "a", "-e", "1h", "-s", "file:1:r"],
-            &["--scope", "`file`"],
+            &["--scope", "`file:1:r`", "in the catalog"],
+        ),
+        (
+            &["token", "-u", "a", "-e", "1h", "-s", "Repo:Read"],
+            &["--scope", "`Repo:Read` is not a permission", "a-z"],
         ),
         (
             &["token", "-u", "a", "-e", "1h", "-q", "--json"],

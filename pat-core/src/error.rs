@@ -54,7 +54,8 @@ pub struct ParseTokenIdError {
     pub input: String,
 }
 
-/// A scope is not `node:<uuid>:<perm>`.
+/// A scope is not `node:<uuid>:<perm>` (or, where named permissions are
+/// taken too, a [`Permission`](crate::Permission)).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ParseScopeError {
@@ -100,6 +101,9 @@ pub enum ParseScopeError {
         /// The part that should be a permission.
         perm: String,
     },
+    /// Not a node scope, and not a permission name either.
+    #[error("scope {0}")]
+    Permission(crate::model::permission::ParsePermissionError),
 }
 
 /// A duration is not a positive number of seconds with a unit.
@@ -339,6 +343,10 @@ pub enum OpenError {
         /// The newest version this build reads.
         supported: i64,
     },
+    /// The permissions the builder declared could not be written into the
+    /// store's catalog (see `StoreBuilder::permissions`).
+    #[error("cannot declare the service's permissions in the store's catalog")]
+    Permissions(#[source] Box<StoreError>),
     /// The file could not be read or created.
     #[error("cannot open store `{}`", Shown(path))]
     Io {
@@ -373,6 +381,10 @@ pub enum StoreError {
     /// The store cannot take that token prefix.
     #[error(transparent)]
     Prefix(#[from] crate::model::prefix::PrefixError),
+    /// The catalog cannot take that change, or a token names a permission
+    /// it lacks.
+    #[error(transparent)]
+    Catalog(#[from] crate::model::permission::CatalogError),
     /// A stored record could not be decoded.
     #[error("store is damaged: {0}")]
     Corrupt(String),

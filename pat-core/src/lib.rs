@@ -151,11 +151,16 @@ pub use gate::credentials::{
 #[cfg(any(feature = "axum", feature = "actix"))]
 pub use gate::extractors::MissingIdentity;
 pub use gate::login::{DEFAULT_LOGIN_FAILURES, DEFAULT_LOGIN_WINDOW, LoginRefused, Logins};
+pub use gate::scopes::{InsufficientScope, ScopeGuard};
 pub use gate::{
     Checking, DEFAULT_REALM, Gate, Mode, Outcome, RejectReason, Rejection, TokenProblem,
 };
 pub use model::audit::{AuditAction, AuditEntry, DEFAULT_ACTOR, DEFAULT_AUDIT_RETENTION};
 pub use model::expiry::{Expiry, ExpiryPolicy};
+pub use model::permission::{
+    Catalog, CatalogError, MAX_CATALOG_LEN, MAX_DESCRIPTION_LEN, MAX_IMPLIES, MAX_PERMISSION_LEN,
+    ParsePermissionError, Permission, PermissionDef, PermissionRemoval,
+};
 pub use model::policy::{OnReuse, Policy, PolicyViolation};
 pub use model::prefix::{
     MAX_PREFIX_LEN, MAX_PREFIXES, MIN_PREFIX_LEN, ParsePrefixError, Prefix, PrefixError, Prefixes,
@@ -164,7 +169,7 @@ pub use model::record::{
     CreatedToken, DEFAULT_LABEL, Identity, MAX_NAME_LEN, MAX_SCOPES, NewToken, Rotation, TokenInfo,
 };
 pub use model::scanning;
-pub use model::scope::{NodeId, Perm, Scope, Scopes};
+pub use model::scope::{NodeId, Perm, Scope, Scopes, TokenScope};
 pub use model::text::{printable, redacted};
 pub use model::time::{Timestamp, format_duration, parse_duration};
 pub use model::token::{TOKEN_LEN, TOKEN_PREFIX, TokenDigest, TokenId, TokenSecret};

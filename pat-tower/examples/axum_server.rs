@@ -9,6 +9,9 @@
 //! - `GET /health`: 200 `ok`, no authentication;
 //! - `GET /hello`: 200 `ok`, behind the layer;
 //! - `GET /whoami`: 200 JSON `{"user", "token_id", "scopes", "expires_at"}`;
+//! - `GET /demo/read`, `GET /demo/write`: 200 `ok` for a token holding the
+//!   named permission `demo:read` or `demo:write` (declared in the store's
+//!   catalog at start), else 403 `insufficient_scope`;
 //! - `GET /nodes/{uuid}`: 200 `ok` if the token may read the node, else 403
 //!   `forbidden`; `PUT /nodes/{uuid}`: 204 if it may write, else 403;
 //!   400 `invalid node id` when `{uuid}` is not a UUID;
@@ -52,7 +55,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Extension, Json, Router};
 use clap::Parser as _;
-use pat_tower::{Identity, PatLayer, Perm};
+use pat_tower::{Identity, PatLayer, Perm, RequireScopes};
 
 #[path = "common/contract.rs"]
 mod contract;
@@ -97,8 +100,18 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .route("/dav/", any(handle_dav))
         .route("/dav/{*path}", any(handle_dav))
         .layer(Extension(share));
+    // Each route that needs a named permission, behind its guard.
+    let mut guarded = Router::new();
+    for (path, permission) in contract::GUARDED {
+        guarded = guarded.merge(
+            Router::new()
+                .route(path, get(|| async { "ok" }))
+                .route_layer(RequireScopes::all([permission])?.realm(&args.realm)),
+        );
+    }
     let app = Router::new()
         .route("/hello", get(|| async { "ok" }))
+        .merge(guarded)
         .route("/whoami", get(whoami))
         .route("/nodes/{id}", get(read_node).put(write_node))
         .nest("/tokens", pat_tower::self_service(backend.admin()))

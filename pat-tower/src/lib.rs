@@ -62,8 +62,11 @@ pub use pat_core;
 #[doc(no_inline)]
 pub use pat_core::MissingIdentity;
 #[cfg(feature = "axum")]
-pub use secret_scanning::secret_scanning;
+pub use scopes::{
+    DefaultInsufficient, GuardFuture, OnInsufficientScope, RequireScopes, RequireScopesService,
+};
 #[cfg(feature = "axum")]
+pub use secret_scanning::secret_scanning;
 pub use self_service::self_service;
 
 #[cfg(feature = "axum")]
@@ -76,6 +79,7 @@ mod introspection;
 mod leaks;
 #[cfg(feature = "axum")]
 mod management;
+mod scopes;
 #[cfg(feature = "axum")]
 mod secret_scanning;
 #[cfg(feature = "axum")]

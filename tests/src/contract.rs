@@ -22,11 +22,29 @@ pub struct Tokens {
     pub expired: String,
     /// alice, revoked.
     pub revoked: String,
+    /// alice, hard limit 1 h, holding the named permission `demo:read`
+    /// (the reference servers' catalog).
+    pub demo_reader: String,
+}
+
+/// The reference servers' catalog (`demo:read`, `demo:write`,
+/// `demo:admin`), as they declare it when they start.
+pub fn demo_permissions() -> Vec<pat_core::PermissionDef> {
+    crate::inproc::decisions::permissions()
 }
 
 impl Tokens {
-    /// The four tokens, created through `admin` (any backend).
+    /// The tokens, created through `admin` (any backend), after the
+    /// reference servers' catalog is defined there.
     pub fn create(admin: &dyn pat_core::Admin) -> Tokens {
+        // A backend without a catalog holds the names its tokens carry as
+        // written.
+        match admin.define_permissions(&demo_permissions()) {
+            Err(pat_core::StoreError::Catalog(pat_core::CatalogError::Fixed)) => {}
+            r => {
+                r.expect("the catalog");
+            }
+        }
         use pat_core::{ExpiryPolicy, NewToken, Scopes, Timestamp};
         use std::time::Duration;
         let now = Timestamp::now();
@@ -35,9 +53,11 @@ impl Tokens {
             let created = admin.create(&new, at).expect("create");
             (created.secret.expose_secret().to_owned(), created.info.id)
         };
-        let scope: Scopes = [format!("node:{NODE}:r").parse().expect("scope")]
-            .into_iter()
-            .collect();
+        let scope: Scopes = [format!("node:{NODE}:r")
+            .parse::<pat_core::Scope>()
+            .expect("scope")]
+        .into_iter()
+        .collect();
         let sliding = ExpiryPolicy::sliding(Duration::from_secs(600), None);
         let two_hours_ago = Timestamp::from_unix_secs(now.as_unix_secs() - 7200).expect("time");
         let (revoked, revoked_id) = make(NewToken::new("alice", hour), now);
@@ -47,6 +67,17 @@ impl Tokens {
             read_only: make(NewToken::new("alice", sliding).scopes(scope), now).0,
             expired: make(NewToken::new("alice", hour), two_hours_ago).0,
             revoked,
+            demo_reader: make(
+                NewToken::new("alice", hour).scopes(
+                    [pat_core::TokenScope::Named(
+                        "demo:read".parse().expect("name"),
+                    )]
+                    .into_iter()
+                    .collect(),
+                ),
+                now,
+            )
+            .0,
         }
     }
 }
@@ -81,6 +112,14 @@ fn challenges(error: Option<(&str, &str)>) -> Option<Vec<String>> {
         bearer,
         "Basic realm=\"pat\", charset=\"UTF-8\"".to_owned(),
     ])
+}
+
+/// The challenge of a token without the permission `scope` a route needs.
+fn insufficient(scope: &str) -> String {
+    format!(
+        "Bearer realm=\"pat\", error=\"insufficient_scope\", error_description=\"the token \
+         lacks a permission this route needs\", scope=\"{scope}\""
+    )
 }
 
 /// Every case of the contract, with these tokens.
@@ -248,6 +287,51 @@ pub fn cases(t: &Tokens) -> Vec<Case> {
                 "invalid_request",
                 "the Authorization header has no credentials",
             ))),
+        ),
+        case(
+            "a route's permission, held",
+            Method::GET,
+            "/demo/read",
+            bearer(&t.demo_reader),
+            200,
+            Some("ok"),
+            None,
+        ),
+        case(
+            "another permission than the token holds",
+            Method::GET,
+            "/demo/write",
+            bearer(&t.demo_reader),
+            403,
+            Some(""),
+            Some(vec![insufficient("demo:write")]),
+        ),
+        case(
+            "an unscoped token holds every permission",
+            Method::GET,
+            "/demo/write",
+            bearer(&t.full),
+            200,
+            Some("ok"),
+            None,
+        ),
+        case(
+            "a node-scoped token holds no permission",
+            Method::GET,
+            "/demo/read",
+            bearer(&t.read_only),
+            403,
+            Some(""),
+            Some(vec![insufficient("demo:read")]),
+        ),
+        case(
+            "a guarded route without credentials",
+            Method::GET,
+            "/demo/read",
+            None,
+            401,
+            Some(""),
+            challenges(None),
         ),
         case(
             "whoami without credentials",

@@ -14,7 +14,7 @@ use crate::contract::{Case, Seen};
 
 #[path = "../../pat-tower/examples/common/contract.rs"]
 #[allow(dead_code, unreachable_pub)]
-mod decisions;
+pub(crate) mod decisions;
 use decisions::NodeAnswer;
 
 /// One request: method, path and headers.
@@ -57,8 +57,17 @@ pub fn reference_router(gate: &Gate) -> axum::Router {
             NodeAnswer::BadRequest => (StatusCode::BAD_REQUEST, "invalid node id").into_response(),
         }
     }
+    let mut guarded = axum::Router::new();
+    for (path, permission) in decisions::GUARDED {
+        guarded = guarded.merge(
+            axum::Router::new()
+                .route(path, get(|| async { "ok" }))
+                .route_layer(pat_tower::RequireScopes::all([permission]).expect("a permission")),
+        );
+    }
     axum::Router::new()
         .route("/hello", get(|| async { "ok" }))
+        .merge(guarded)
         .route(
             "/whoami",
             get(|identity: Identity| async move { axum::Json(decisions::whoami_json(&identity)) }),
@@ -98,7 +107,24 @@ pub fn reference_actix(gate: &Gate) -> impl Fn(&mut ServiceConfig) + Clone + Sen
         HttpResponse::Ok().json(decisions::whoami_json(&identity))
     }
     let pat = pat_actix::PatMiddleware::from_gate(gate.clone());
+    let guards: Vec<(&str, pat_actix::RequireScopes)> = decisions::GUARDED
+        .iter()
+        .map(|&(path, permission)| {
+            (
+                path,
+                pat_actix::RequireScopes::all([permission]).expect("a permission"),
+            )
+        })
+        .collect();
     move |cfg: &mut ServiceConfig| {
+        for (path, guard) in &guards {
+            cfg.service(
+                web::resource(*path)
+                    .wrap(guard.clone())
+                    .wrap(pat.clone())
+                    .route(web::get().to(|| async { "ok" })),
+            );
+        }
         cfg.route("/health", web::get().to(|| async { "ok" }))
             .service(
                 web::scope("")

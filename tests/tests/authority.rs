@@ -315,7 +315,10 @@ fn no_path_creates_a_token_with_more_than_64_scopes() {
     let server = work.start(ServerKind::Axum);
     let client = pat_core::AdminClient::connect(pat_core::admin_socket_path(work.db()))
         .expect("the server's socket");
-    let scopes: pat_core::Scopes = many.iter().map(|s| s.parse().unwrap()).collect();
+    let scopes: pat_core::Scopes = many
+        .iter()
+        .map(|s| s.parse::<pat_core::Scope>().unwrap())
+        .collect();
     let new = pat_core::NewToken::new(
         "alice",
         pat_core::ExpiryPolicy::hard(std::time::Duration::from_secs(3600)),

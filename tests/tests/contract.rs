@@ -20,6 +20,20 @@ fn setup() -> (Workdir, Tokens) {
             .unwrap();
     let revoked = created["token"].as_str().unwrap().to_owned();
     work.cli_ok(&["token", "revoke", created["id"].as_str().unwrap()]);
+    // The servers' catalog, as they declare it when they start; a token of
+    // one of its permissions, made with the CLI.
+    for (name, implies) in [
+        ("demo:read", None),
+        ("demo:write", Some("demo:read")),
+        ("demo:admin", Some("demo:write")),
+    ] {
+        let mut args = vec!["scopes", "define", name];
+        if let Some(implied) = implies {
+            args.extend(["--implies", implied]);
+        }
+        work.cli_ok(&args);
+    }
+    let demo_reader = work.token(&["-u", "alice", "-e", "1h", "-s", "demo:read"]);
     // An expired token: created two hours ago with a one-hour limit.
     let expired = {
         let store = Store::open(work.db()).unwrap();
@@ -40,6 +54,7 @@ fn setup() -> (Workdir, Tokens) {
             read_only,
             expired,
             revoked,
+            demo_reader,
         },
     )
 }

@@ -316,3 +316,95 @@ fn load_dump(url: &str, name: &str) {
         client.batch_execute(&dump).await.expect("the dump loads");
     });
 }
+
+/// What the stores written just before named permissions hold, checked
+/// through today's backend as `open` opens it: the three tokens of the
+/// prefix `acme` work, the store's prefixes are still `beta` then `acme`,
+/// its catalog is empty, and permissions defined now are carried by a new
+/// token, also after a reopen, while the old tokens, which carry none,
+/// hold every permission (unscoped) or none (node-scoped) as before.
+fn holds_the_tokens_from_before_permissions<B: pat_core::Admin + pat_core::Verifier>(
+    open: impl Fn() -> B,
+    secrets: &BTreeMap<String, String>,
+) {
+    let now = Timestamp::now();
+    let auth = |b: &B, name: &str| conformance::authenticate(b, &secrets[name], None, now);
+    let b = open();
+    let alice = auth(&b, "alice").expect("alice's token works");
+    assert!(alice.has_scope("anything"), "unscoped: every permission");
+    let bob = auth(&b, "bob").expect("bob's token works");
+    assert!(bob.permits([&NODE.parse().unwrap()], Perm::READ));
+    assert!(!bob.has_scope("anything"), "node-scoped: no permission");
+    auth(&b, "carol").expect("carol's current secret works");
+    assert_eq!(
+        b.token_prefixes().expect("prefixes"),
+        [
+            "beta".parse().unwrap(),
+            "acme".parse::<pat_core::Prefix>().unwrap()
+        ]
+    );
+    assert!(b.permissions().expect("catalog").is_empty(), "none before");
+    b.define_permissions(&[
+        pat_core::PermissionDef::new("read_api".parse().unwrap()),
+        pat_core::PermissionDef::new("api".parse().unwrap()).implies("read_api".parse().unwrap()),
+    ])
+    .expect("define");
+    let scopes = ["api".parse::<pat_core::TokenScope>().unwrap()]
+        .into_iter()
+        .collect();
+    let made = b
+        .create(
+            &pat_core::NewToken::new(
+                "dave",
+                pat_core::ExpiryPolicy::hard(Duration::from_secs(3600)),
+            )
+            .scopes(scopes),
+            now,
+        )
+        .expect("create");
+    assert!(made.secret.expose_secret().starts_with("beta_"));
+    drop(b);
+    let again = open();
+    assert_eq!(again.permissions().expect("catalog").len(), 2, "kept");
+    let dave = conformance::authenticate(&again, made.secret.expose_secret(), None, now)
+        .expect("dave's token works after a reopen");
+    assert!(dave.has_scope("read_api") && !dave.has_scope("admin"));
+    auth(&again, "alice").expect("alice after the reopen");
+}
+
+/// Store format 3, written by commit 563e90d just before named
+/// permissions, is upgraded to format 4: an empty catalog, and records
+/// with names in record version 4.
+#[test]
+fn a_format_3_redb_store_is_upgraded_with_an_empty_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pat.redb");
+    std::fs::copy(fixture("redb-format-3.redb"), &db).unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let secrets = secrets("redb-format-3.secrets");
+    let open = || {
+        Store::builder()
+            .manual_flush()
+            .admin_socket(false)
+            .open(&db)
+            .expect("today's build opens a format 3 store")
+    };
+    holds_the_tokens_from_before_permissions(open, &secrets);
+}
+
+/// PostgreSQL schema 5, dumped from a database commit 563e90d wrote, is
+/// upgraded to schema 6: an empty catalog, tokens' names in `scopes`.
+#[test]
+fn a_schema_5_postgres_database_is_upgraded_with_an_empty_catalog() {
+    let Some(pg) = postgres() else { return };
+    let url = pg.database();
+    load_dump(&url, "pg-schema-5.sql");
+    let secrets = secrets("pg-schema-5.secrets");
+    let connect = || {
+        PgStore::builder()
+            .manual_flush()
+            .connect(&url)
+            .expect("today's build connects to a schema 5 database")
+    };
+    holds_the_tokens_from_before_permissions(connect, &secrets);
+}

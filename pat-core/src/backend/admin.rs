@@ -3,6 +3,9 @@
 
 use crate::error::StoreError;
 use crate::model::audit::AuditEntry;
+use crate::model::permission::{
+    Catalog, CatalogError, Permission, PermissionDef, PermissionRemoval,
+};
 use crate::model::policy::Policy;
 use crate::model::prefix::{Prefix, PrefixError};
 use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
@@ -131,6 +134,46 @@ pub trait Admin {
         Err(PrefixError::Fixed.into())
     }
 
+    /// The store's catalog of named permissions: what tokens may carry
+    /// beside node scopes and route guards ask for. The default, for a
+    /// backend that keeps none: empty.
+    fn permissions(&self) -> Result<Catalog, StoreError> {
+        Ok(Catalog::new())
+    }
+
+    /// Adds `defs` to the catalog, or changes the definitions of names it
+    /// has, all or nothing and durably, each change audited
+    /// ([`AuditAction::DefinePermission`](crate::AuditAction::DefinePermission));
+    /// `false` when the catalog said all that already. Refused, changing
+    /// nothing, with [`CatalogError`]: an implied name it would lack, a
+    /// cycle of implications, a definition breaking its own rules. What
+    /// tokens hold changes at once (a wildcard now stands for a new name),
+    /// here and on every replica. The default, for a backend that keeps no
+    /// catalog, refuses ([`CatalogError::Fixed`]).
+    fn define_permissions(&self, defs: &[PermissionDef]) -> Result<bool, StoreError> {
+        let _ = defs;
+        Err(CatalogError::Fixed.into())
+    }
+
+    /// Takes `name` out of the catalog, durably and audited
+    /// ([`AuditAction::RemovePermission`](crate::AuditAction::RemovePermission)).
+    /// Refused while another permission implies it
+    /// ([`CatalogError::Implied`]), and while live tokens carry it
+    /// ([`CatalogError::InUse`], with how many) unless `force`: then each
+    /// token that carries it loses it
+    /// ([`AuditAction::LosePermission`](crate::AuditAction::LosePermission)),
+    /// and one left with no scope at all is revoked with its descendants,
+    /// never widened to unrestricted. The default refuses
+    /// ([`CatalogError::Fixed`]).
+    fn remove_permission(
+        &self,
+        name: &Permission,
+        force: bool,
+    ) -> Result<PermissionRemoval, StoreError> {
+        let _ = (name, force);
+        Err(CatalogError::Fixed.into())
+    }
+
     /// The audit log, oldest first: the entries at or after `since`
     /// concerning `user`, or all. Every change above appends one, in the
     /// same transaction, recorded as done by [`DEFAULT_ACTOR`](crate::DEFAULT_ACTOR) unless made
@@ -196,6 +239,19 @@ impl<T: Admin + ?Sized> Admin for &T {
     }
     fn set_prefix(&self, prefix: Prefix) -> Result<(), StoreError> {
         (**self).set_prefix(prefix)
+    }
+    fn permissions(&self) -> Result<Catalog, StoreError> {
+        (**self).permissions()
+    }
+    fn define_permissions(&self, defs: &[PermissionDef]) -> Result<bool, StoreError> {
+        (**self).define_permissions(defs)
+    }
+    fn remove_permission(
+        &self,
+        name: &Permission,
+        force: bool,
+    ) -> Result<PermissionRemoval, StoreError> {
+        (**self).remove_permission(name, force)
     }
     fn audit(&self, since: Timestamp, user: Option<&str>) -> Result<Vec<AuditEntry>, StoreError> {
         (**self).audit(since, user)

@@ -151,7 +151,13 @@ pub fn adopt(
 /// Whether `scopes` reach no further than `allowed`: an unrestricted
 /// parent allows anything; a scoped one only its own nodes, with at most
 /// its permissions on each (pat does not know the app's tree, so a node
-/// below one of the parent's is refused too).
+/// below one of the parent's is refused too), and only the named
+/// permissions it holds. `allowed` must be resolved by the catalog
+/// ([`Catalog::resolve`](crate::Catalog::resolve)), so that its
+/// implications count: a name is allowed when the parent holds it, a
+/// wildcard only under a wildcard of the parent's that covers it
+/// ([`Permission::covers`](crate::Permission::covers)), since a wildcard
+/// stands for names the catalog may gain later.
 pub fn within_scopes(allowed: &Scopes, scopes: &Scopes) -> Result<(), AuthorityViolation> {
     if allowed.is_unrestricted() {
         return Ok(());
@@ -168,6 +174,14 @@ pub fn within_scopes(allowed: &Scopes, scopes: &Scopes) -> Result<(), AuthorityV
         {
             return Err(AuthorityViolation::Wider(format!(
                 "scope `{s}` reaches further than the token it is made with ({allowed})"
+            )));
+        }
+    }
+    for name in scopes.named() {
+        let covered = allowed.named().iter().any(|a| a.covers(name));
+        if !covered && (name.is_wildcard() || !allowed.has(name.as_str())) {
+            return Err(AuthorityViolation::Wider(format!(
+                "permission `{name}` is more than the token it is made with holds ({allowed})"
             )));
         }
     }

@@ -10,6 +10,9 @@ use crate::backend::engine;
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, StoreError};
 use crate::model::audit::{AuditEntry, DEFAULT_AUDIT_RETENTION};
+use crate::model::permission::{
+    Catalog, Permission, PermissionDef, PermissionRemoval, SharedCatalog,
+};
 use crate::model::policy::Policy;
 use crate::model::prefix::{Prefix, Prefixes};
 use crate::model::record::{CreatedToken, Identity, NewToken, Rotation, TokenInfo};
@@ -42,6 +45,9 @@ pub struct MemoryStore {
     /// The store's prefixes as the request path reads them; the state
     /// holds them as stored.
     prefixes: Arc<Prefixes>,
+    /// The catalog as lookups resolve with it; the state holds it as
+    /// stored.
+    catalog: Arc<SharedCatalog>,
     /// Who the audit log records as making this handle's changes
     /// ([`Admin::acting_as`] makes a handle with another).
     actor: Actor,
@@ -56,6 +62,8 @@ struct State {
     policy: Policy,
     /// The current token prefix (the store's [`Prefixes`] hold the rest).
     prefix: Prefix,
+    /// The catalog of named permissions, as stored.
+    permissions: BTreeMap<Permission, PermissionDef>,
     audit: Vec<AuditEntry>,
     /// Tokens reuse detection refuses until [`Verifier::flush`] revokes
     /// their families (as the cached backends do, so that every backend
@@ -99,6 +107,7 @@ impl MemoryStore {
         MemoryStore {
             state: self.state.clone(),
             prefixes: self.prefixes.clone(),
+            catalog: self.catalog.clone(),
             actor: Actor::from(actor),
         }
     }
@@ -157,6 +166,10 @@ impl State {
 
 /// The state as the lookup rule's storage.
 impl engine::lookup::Reads for MemoryStore {
+    fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.get()
+    }
+
     async fn read(&self, digest: &TokenDigest) -> Result<engine::lookup::Found, StoreError> {
         use engine::lookup::Found;
         let state = self.state();
@@ -217,7 +230,7 @@ impl engine::lookup::Uses for MemoryStore {
         &self,
         (): (),
         digest: TokenDigest,
-        _read: TokenInfo,
+        read: TokenInfo,
         user: Option<&str>,
         now: Timestamp,
         last_try: bool,
@@ -235,10 +248,10 @@ impl engine::lookup::Uses for MemoryStore {
             return Some(Err(AuthError::Unknown));
         }
         // `record_use` checks before it changes anything: a refused use
-        // records nothing.
+        // records nothing. The scopes as the lookup resolved them.
         Some(
             info.record_use(user, now)
-                .map(|expires_at| Identity::new(info, expires_at)),
+                .map(|expires_at| Identity::new(info, expires_at).holding(read.scopes)),
         )
     }
 
@@ -351,6 +364,30 @@ impl engine::Tx for State {
         self.tokens
             .get(digest)
             .is_some_and(|i| self.refused.contains(&i.id))
+    }
+
+    async fn catalog(&mut self, _lock: engine::Lock) -> Result<Catalog, StoreError> {
+        Catalog::of(self.permissions.values().cloned())
+            .map_err(|e| StoreError::Corrupt(format!("the catalog: {e}")))
+    }
+
+    async fn put_permission(&mut self, def: &PermissionDef) -> Result<(), StoreError> {
+        self.permissions.insert(def.name.clone(), def.clone());
+        Ok(())
+    }
+
+    async fn delete_permission(&mut self, name: &Permission) -> Result<(), StoreError> {
+        self.permissions.remove(name);
+        Ok(())
+    }
+
+    async fn carrying(&mut self, name: &Permission) -> Result<Vec<TokenInfo>, StoreError> {
+        Ok(self
+            .tokens
+            .values()
+            .filter(|i| i.scopes.named().contains(name))
+            .cloned()
+            .collect())
     }
 
     async fn insert(&mut self, digest: &TokenDigest, info: &TokenInfo) -> Result<bool, StoreError> {
@@ -533,6 +570,44 @@ impl Admin for MemoryStore {
             .audit
             .push(AuditEntry::prefix_set(prefix, actor, Timestamp::now()));
         Ok(())
+    }
+
+    fn permissions(&self) -> Result<Catalog, StoreError> {
+        Ok((*self.catalog.get()).clone())
+    }
+
+    fn define_permissions(&self, defs: &[PermissionDef]) -> Result<bool, StoreError> {
+        let actor: &str = &self.actor;
+        let mut state = self.state();
+        let after = run_ready(engine::catalog::define(
+            &mut *state,
+            defs,
+            actor,
+            Timestamp::now(),
+        ))?;
+        // Under the state's lock: lookups resolve with what is stored.
+        Ok(after.map(|c| self.catalog.set(c)).is_some())
+    }
+
+    fn remove_permission(
+        &self,
+        name: &Permission,
+        force: bool,
+    ) -> Result<PermissionRemoval, StoreError> {
+        let actor: &str = &self.actor;
+        let mut state = self.state();
+        let removed = run_ready(engine::catalog::remove(
+            &mut *state,
+            name,
+            force,
+            actor,
+            Timestamp::now(),
+        ))?;
+        self.catalog.set(removed.catalog);
+        Ok(PermissionRemoval::new(
+            removed.narrowed.len(),
+            removed.revoked.len(),
+        ))
     }
 
     fn audit(&self, since: Timestamp, user: Option<&str>) -> Result<Vec<AuditEntry>, StoreError> {

@@ -21,6 +21,8 @@ pub(crate) struct StoreOptions {
     pub(crate) audit_retention: Duration,
     /// The token prefix of a store created by this open.
     pub(crate) prefix: Prefix,
+    /// The permissions the service declares, written into the catalog.
+    pub(crate) permissions: Vec<crate::model::permission::PermissionDef>,
 }
 
 impl Default for StoreOptions {
@@ -30,6 +32,7 @@ impl Default for StoreOptions {
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             audit_retention: DEFAULT_AUDIT_RETENTION,
             prefix: Prefix::DEFAULT,
+            permissions: Vec::new(),
         }
     }
 }
@@ -86,6 +89,22 @@ macro_rules! store_options {
         /// set`), which keeps the tokens of the former ones working.
         pub fn prefix(mut self, prefix: crate::Prefix) -> $builder {
             self.options.prefix = prefix;
+            self
+        }
+
+        /// Permissions the service knows (its scopes: `repo:read`, `api`),
+        /// written into the store's catalog when it opens, so that the CLI,
+        /// the panel and every replica know them too. Added or updated,
+        /// audited when anything changed
+        /// ([`Admin::define_permissions`](crate::Admin::define_permissions));
+        /// permissions the catalog has beyond these are kept (remove them
+        /// with `pat-cli scopes remove`). A definition the catalog refuses
+        /// (a cycle, an implied name it lacks) fails the open.
+        pub fn permissions(
+            mut self,
+            defs: impl IntoIterator<Item = crate::PermissionDef>,
+        ) -> $builder {
+            self.options.permissions.extend(defs);
             self
         }
     };

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use crate::gate::{Checking, Gate, Outcome, Rejection};
@@ -22,6 +23,23 @@ pub fn cors_preflight(
     has_access_control_request_method: impl FnOnce() -> bool,
 ) -> bool {
     method == "OPTIONS" && has_access_control_request_method()
+}
+
+/// What a route that no pat middleware covers is told, when it asks for an
+/// identity (an extractor, a scope guard): the cause and the fix.
+pub const NO_MIDDLEWARE: &str = "the Identity extractor or a scope guard is used on a route that \
+    no pat middleware covers: add PatLayer (pat-tower) or PatMiddleware (pat-actix) around this \
+    route; a route that is public should not take an Identity";
+
+/// Logs [`NO_MIDDLEWARE`]: once per process as a `warn` (a wiring mistake,
+/// not a client's), then at `debug`.
+pub fn no_middleware() {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if WARNED.swap(true, Ordering::Relaxed) {
+        tracing::debug!("{NO_MIDDLEWARE}");
+    } else {
+        tracing::warn!("{NO_MIDDLEWARE}");
+    }
 }
 
 /// A request's typed extensions, where an adapter leaves what the gate

@@ -5,7 +5,6 @@
 #[cfg(any(feature = "axum", feature = "actix"))]
 mod missing {
     use std::fmt;
-    use std::sync::atomic::{AtomicBool, Ordering};
 
     use crate::Rejection;
 
@@ -46,19 +45,12 @@ mod missing {
         /// What a route that no pat middleware covers is told, in its 500's
         /// body and (once per process) in a `warn` event: the cause and
         /// the fix.
-        pub const NO_MIDDLEWARE: &'static str = "the Identity extractor is used on a route that no \
-            pat middleware covers: add PatLayer (pat-tower) or PatMiddleware (pat-actix) \
-            around this route; a route that is public should not take an Identity";
+        pub const NO_MIDDLEWARE: &'static str = crate::adapter::NO_MIDDLEWARE;
 
         /// No middleware ran for this request: logged once per process as a
         /// `warn` (a wiring mistake, not a client's), then at `debug`.
         pub(crate) fn no_middleware() -> MissingIdentity {
-            static WARNED: AtomicBool = AtomicBool::new(false);
-            if WARNED.swap(true, Ordering::Relaxed) {
-                tracing::debug!("{}", MissingIdentity::NO_MIDDLEWARE);
-            } else {
-                tracing::warn!("{}", MissingIdentity::NO_MIDDLEWARE);
-            }
+            crate::adapter::no_middleware();
             MissingIdentity::new(None)
         }
 
@@ -122,6 +114,20 @@ mod http_response {
             if let Some(secs) = self.retry_after() {
                 res.headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from(secs));
+            }
+            res
+        }
+    }
+
+    impl crate::InsufficientScope {
+        /// The response this answer calls for: `403`, its
+        /// `WWW-Authenticate` challenge, and `body`.
+        pub fn to_response<B>(&self, body: B) -> Response<B> {
+            let mut res = Response::new(body);
+            *res.status_mut() = StatusCode::FORBIDDEN;
+            // The challenge is printable ASCII by construction.
+            if let Ok(v) = HeaderValue::try_from(self.challenge()) {
+                res.headers_mut().insert(WWW_AUTHENTICATE, v);
             }
             res
         }
@@ -234,6 +240,19 @@ mod actix_extractor {
             }
             if let Some(secs) = self.retry_after() {
                 builder.insert_header((RETRY_AFTER, HeaderValue::from(secs)));
+            }
+            builder
+        }
+    }
+
+    impl crate::InsufficientScope {
+        /// An actix-web response builder with this answer's status (`403`)
+        /// and `WWW-Authenticate` challenge; add a body, or `finish()` it
+        /// empty.
+        pub fn actix_response(&self) -> HttpResponseBuilder {
+            let mut builder = HttpResponse::build(StatusCode::FORBIDDEN);
+            if let Ok(v) = HeaderValue::try_from(self.challenge()) {
+                builder.insert_header((WWW_AUTHENTICATE, v));
             }
             builder
         }

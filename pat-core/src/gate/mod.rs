@@ -8,6 +8,7 @@ pub(crate) mod extractors;
 pub(crate) mod limiter;
 pub(crate) mod login;
 mod rejection;
+pub(crate) mod scopes;
 
 use self::rejection::GateConfig;
 pub use self::rejection::{RejectReason, Rejection, TokenProblem};

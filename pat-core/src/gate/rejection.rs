@@ -167,6 +167,25 @@ pub(super) struct GateConfig {
     pub(super) challenges: Vec<[String; 2]>,
 }
 
+/// `realm` as a challenge's quoted string: `"` and `\\` escaped, anything
+/// but printable ASCII made `_`, so that a header value always holds.
+pub(super) fn quoted_realm(realm: &str) -> String {
+    let mut quoted = String::with_capacity(realm.len() + 2);
+    quoted.push('"');
+    for c in realm.chars() {
+        match c {
+            '"' | '\\' => {
+                quoted.push('\\');
+                quoted.push(c);
+            }
+            ' '..='~' => quoted.push(c),
+            _ => quoted.push('_'),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
 /// Every rejection reason that carries challenges.
 pub(super) const CHALLENGED: [RejectReason; 13] = [
     RejectReason::MissingCredentials,
@@ -204,19 +223,7 @@ impl GateConfig {
     }
 
     pub(super) fn build_challenges(&mut self) {
-        let mut quoted = String::with_capacity(self.realm.len() + 2);
-        quoted.push('"');
-        for c in self.realm.chars() {
-            match c {
-                '"' | '\\' => {
-                    quoted.push('\\');
-                    quoted.push(c);
-                }
-                ' '..='~' => quoted.push(c),
-                _ => quoted.push('_'),
-            }
-        }
-        quoted.push('"');
+        let quoted = quoted_realm(&self.realm);
         let bearer = format!("Bearer realm={quoted}");
         let basic = format!("Basic realm={quoted}, charset=\"UTF-8\"");
         self.challenges = CHALLENGED

@@ -39,10 +39,18 @@ pub enum AuditAction {
     Shorten,
     /// The store's token prefix was changed (the former ones keep working).
     SetPrefix,
+    /// A named permission was added to the catalog, or its definition
+    /// changed (the outcome names it).
+    DefinePermission,
+    /// A named permission was taken out of the catalog (the outcome names
+    /// it).
+    RemovePermission,
+    /// A token lost a named permission taken out of the catalog by force.
+    LosePermission,
 }
 
 impl AuditAction {
-    const ALL: [AuditAction; 9] = [
+    const ALL: [AuditAction; 12] = [
         AuditAction::Create,
         AuditAction::Rotate,
         AuditAction::Revoke,
@@ -52,6 +60,9 @@ impl AuditAction {
         AuditAction::ReplayedSecret,
         AuditAction::Shorten,
         AuditAction::SetPrefix,
+        AuditAction::DefinePermission,
+        AuditAction::RemovePermission,
+        AuditAction::LosePermission,
     ];
 
     /// Its name in listings and storage (`revoke_user`, ...).
@@ -66,6 +77,9 @@ impl AuditAction {
             AuditAction::ReplayedSecret => "replayed_secret",
             AuditAction::Shorten => "shorten",
             AuditAction::SetPrefix => "set_prefix",
+            AuditAction::DefinePermission => "define_permission",
+            AuditAction::RemovePermission => "remove_permission",
+            AuditAction::LosePermission => "lose_permission",
         }
     }
 

@@ -1,12 +1,14 @@
-//! Scopes: `node:<uuid>:<perm>` restrictions carried by a token.
+//! Scopes: the `node:<uuid>:<perm>` restrictions and the named
+//! permissions a token carries.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
 use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::error::ParseScopeError;
+use crate::model::permission::Permission;
 
 /// A node's UUID, kept as 16 bytes and printed in canonical lowercase
 /// hyphenated form.
@@ -199,15 +201,64 @@ impl FromStr for Scope {
     }
 }
 
-/// The scopes of a token, one entry per node, sorted by node.
+/// One scope as `-s` takes it: a node scope or a named permission.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TokenScope {
+    /// `node:<uuid>:<perm>`.
+    Node(Scope),
+    /// A catalog permission (`repo:read`) or a wildcard (`repo:*`).
+    Named(Permission),
+}
+
+impl fmt::Display for TokenScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenScope::Node(s) => s.fmt(f),
+            TokenScope::Named(p) => p.fmt(f),
+        }
+    }
+}
+
+impl FromStr for TokenScope {
+    type Err = ParseScopeError;
+
+    /// `node:<uuid>:<perm>` (see [`Scope`]'s parser), else a
+    /// [`Permission`].
+    fn from_str(s: &str) -> Result<TokenScope, ParseScopeError> {
+        if s == "node" || s.starts_with("node:") {
+            return s.parse().map(TokenScope::Node);
+        }
+        Permission::new(s)
+            .map(TokenScope::Named)
+            .map_err(ParseScopeError::Permission)
+    }
+}
+
+/// The scopes of a token: node scopes, one per node and sorted by node,
+/// and named permissions, sorted.
 ///
-/// Empty means unrestricted: the token grants what a login grants. Adding a
-/// scope for a node already present merges the permissions (`r` + `w` =
-/// `rw`). Cloning shares the list (and there is none to share when
-/// unrestricted), so an [`Identity`](crate::Identity) per request costs no
-/// allocation.
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct Scopes(Option<Arc<[Scope]>>);
+/// Empty means unrestricted: the token grants what a login grants, every
+/// node and every permission. A token with any scope reaches only the
+/// nodes its node scopes name and holds only the permissions its named
+/// scopes name (with what the catalog makes of them, [`granted`]): a token
+/// of named permissions reaches no node, and one of node scopes holds no
+/// permission. Adding a scope for a node already present merges the
+/// permissions (`r` + `w` = `rw`). Cloning shares the lists (and there are
+/// none to share when unrestricted), so an [`Identity`](crate::Identity)
+/// per request costs no allocation.
+///
+/// [`granted`]: Scopes::granted
+#[derive(Clone, Default)]
+pub struct Scopes(Option<Arc<Restricted>>);
+
+/// What a scoped token's scopes hold.
+struct Restricted {
+    nodes: Box<[Scope]>,
+    /// As written on the token: names and wildcards, sorted, once each.
+    named: Box<[Permission]>,
+    /// What the token holds ([`Catalog::resolve`](crate::Catalog::resolve)), sorted, once each.
+    granted: Box<[Permission]>,
+}
 
 impl Scopes {
     /// No scopes: an unrestricted token.
@@ -215,19 +266,110 @@ impl Scopes {
         Scopes(None)
     }
 
+    /// Restricted to nothing: no node, no permission. What a remote
+    /// verifier makes of an endpoint's empty `scope` (a token whose
+    /// wildcards stand for no name there); a store never keeps it.
+    pub fn none() -> Scopes {
+        Scopes(Some(Arc::new(Restricted {
+            nodes: Box::new([]),
+            named: Box::new([]),
+            granted: Box::new([]),
+        })))
+    }
+
+    /// Node scopes (merged per node) and named permissions (once each).
+    /// What it holds is its names as written until a catalog
+    /// [resolves](crate::Catalog::resolve) them.
+    pub fn new(
+        nodes: impl IntoIterator<Item = Scope>,
+        named: impl IntoIterator<Item = Permission>,
+    ) -> Scopes {
+        let mut merged: BTreeMap<NodeId, Perm> = BTreeMap::new();
+        for s in nodes {
+            *merged.entry(s.node).or_insert(s.perm) |= s.perm;
+        }
+        let named: BTreeSet<Permission> = named.into_iter().collect();
+        if merged.is_empty() && named.is_empty() {
+            return Scopes(None);
+        }
+        let granted = named.iter().filter(|n| !n.is_wildcard()).cloned().collect();
+        Scopes(Some(Arc::new(Restricted {
+            nodes: merged
+                .into_iter()
+                .map(|(node, perm)| Scope { node, perm })
+                .collect(),
+            named: named.into_iter().collect(),
+            granted,
+        })))
+    }
+
+    /// The same scopes, holding `granted` (sorted, once each).
+    pub(crate) fn with_granted(&self, granted: Box<[Permission]>) -> Scopes {
+        match &self.0 {
+            None => Scopes(None),
+            Some(r) => Scopes(Some(Arc::new(Restricted {
+                nodes: r.nodes.clone(),
+                named: r.named.clone(),
+                granted,
+            }))),
+        }
+    }
+
     /// Whether the token is unrestricted.
     pub fn is_unrestricted(&self) -> bool {
         self.0.is_none()
     }
 
-    /// The scopes, sorted by node, one per node.
+    /// The node scopes, sorted by node, one per node.
     pub fn as_slice(&self) -> &[Scope] {
-        self.0.as_deref().unwrap_or(&[])
+        self.0.as_deref().map_or(&[], |r| &r.nodes)
     }
 
-    /// Iterates over the scopes.
+    /// Iterates over the node scopes.
     pub fn iter(&self) -> std::slice::Iter<'_, Scope> {
         self.as_slice().iter()
+    }
+
+    /// The named permissions as the token carries them (wildcards
+    /// included), sorted.
+    pub fn named(&self) -> &[Permission] {
+        self.0.as_deref().map_or(&[], |r| &r.named)
+    }
+
+    /// The permissions the token holds: its names, and what its
+    /// wildcards and implications come to in the catalog of the backend
+    /// that answered for it ([`Catalog::resolve`](crate::Catalog::resolve)); sorted. Empty for an
+    /// unrestricted token, which holds every permission ([`has`](Scopes::has)).
+    pub fn granted(&self) -> &[Permission] {
+        self.0.as_deref().map_or(&[], |r| &r.granted)
+    }
+
+    /// Every scope, node scopes first, as `-s` takes them.
+    pub fn entries(&self) -> impl Iterator<Item = TokenScope> + '_ {
+        self.iter()
+            .map(|s| TokenScope::Node(*s))
+            .chain(self.named().iter().cloned().map(TokenScope::Named))
+    }
+
+    /// Whether the token holds the permission `name`: always when
+    /// unrestricted, else when it is among [`granted`](Scopes::granted).
+    /// A binary search: no allocation.
+    #[inline]
+    pub fn has(&self, name: &str) -> bool {
+        match &self.0 {
+            None => true,
+            Some(r) => r.granted.binary_search_by(|g| g.as_str().cmp(name)).is_ok(),
+        }
+    }
+
+    /// Whether the token holds every one of `names`.
+    pub fn has_all<S: AsRef<str>>(&self, names: &[S]) -> bool {
+        names.iter().all(|n| self.has(n.as_ref()))
+    }
+
+    /// Whether the token holds at least one of `names` (never for none).
+    pub fn has_any<S: AsRef<str>>(&self, names: &[S]) -> bool {
+        names.iter().any(|n| self.has(n.as_ref()))
     }
 
     /// Whether `perm` is allowed on the first node of `chain`, where `chain`
@@ -244,8 +386,8 @@ impl Scopes {
         };
         let mut granted = Perm(0);
         for node in chain {
-            if let Ok(i) = scopes.binary_search_by(|s| s.node.cmp(node)) {
-                granted |= scopes[i].perm;
+            if let Ok(i) = scopes.nodes.binary_search_by(|s| s.node.cmp(node)) {
+                granted |= scopes.nodes[i].perm;
                 if granted.contains(perm) {
                     return true;
                 }
@@ -255,21 +397,38 @@ impl Scopes {
     }
 }
 
+/// Equal when they carry the same scopes, as written.
+impl PartialEq for Scopes {
+    fn eq(&self, other: &Scopes) -> bool {
+        self.as_slice() == other.as_slice() && self.named() == other.named()
+    }
+}
+
+impl Eq for Scopes {}
+
+impl std::hash::Hash for Scopes {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
+        self.named().hash(state);
+    }
+}
+
 impl FromIterator<Scope> for Scopes {
     fn from_iter<I: IntoIterator<Item = Scope>>(iter: I) -> Scopes {
-        let mut merged: BTreeMap<NodeId, Perm> = BTreeMap::new();
+        Scopes::new(iter, [])
+    }
+}
+
+impl FromIterator<TokenScope> for Scopes {
+    fn from_iter<I: IntoIterator<Item = TokenScope>>(iter: I) -> Scopes {
+        let (mut nodes, mut named) = (Vec::new(), Vec::new());
         for s in iter {
-            *merged.entry(s.node).or_insert(s.perm) |= s.perm;
+            match s {
+                TokenScope::Node(s) => nodes.push(s),
+                TokenScope::Named(p) => named.push(p),
+            }
         }
-        if merged.is_empty() {
-            return Scopes(None);
-        }
-        Scopes(Some(
-            merged
-                .into_iter()
-                .map(|(node, perm)| Scope { node, perm })
-                .collect(),
-        ))
+        Scopes::new(nodes, named)
     }
 }
 
@@ -284,15 +443,16 @@ impl<'a> IntoIterator for &'a Scopes {
 impl fmt::Debug for Scopes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.iter().map(ToString::to_string))
+            .entries(self.entries().map(|s| s.to_string()))
             .finish()
     }
 }
 
 impl fmt::Display for Scopes {
-    /// Comma-separated, as `-s` accepts them; empty when unrestricted.
+    /// Comma-separated, as `-s` accepts them, node scopes first; empty when
+    /// unrestricted.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, s) in self.iter().enumerate() {
+        for (i, s) in self.entries().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
             }

@@ -5,7 +5,7 @@
 //! | type | serialized as |
 //! |---|---|
 //! | [`Identity`] | `{"user": "alice", "token_id": "505bcfcab54de539", "scopes": ["node:…:r"], "expires_at": "2026-12-01T16:03:59Z"}`, what the reference servers' `/whoami` answers |
-//! | [`Scopes`] | an array of scopes, `[]` when unrestricted |
+//! | [`Scopes`] | an array of scopes, node scopes then named permissions as carried (`["node:…:r", "repo:*"]`), `[]` when unrestricted |
 //! | [`Scope`] | `"node:0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a:rw"` |
 //! | [`NodeId`] | `"0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a"` |
 //! | [`Perm`] | `"r"`, `"w"` or `"rw"` |
@@ -17,8 +17,9 @@
 
 use serde::ser::{Serialize, SerializeSeq as _, SerializeStruct as _, Serializer};
 
+use crate::model::permission::Permission;
 use crate::model::record::Identity;
-use crate::model::scope::{NodeId, Perm, Scope, Scopes};
+use crate::model::scope::{NodeId, Perm, Scope, Scopes, TokenScope};
 use crate::model::time::Timestamp;
 use crate::model::token::TokenId;
 
@@ -33,13 +34,15 @@ macro_rules! as_display {
     )*};
 }
 
-as_display!(TokenId, Timestamp, Scope, NodeId, Perm);
+as_display!(
+    TokenId, Timestamp, Scope, NodeId, Perm, Permission, TokenScope
+);
 
 impl Serialize for Scopes {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.iter().len()))?;
-        for scope in self.iter() {
-            seq.serialize_element(scope)?;
+        let mut seq = serializer.serialize_seq(Some(self.iter().len() + self.named().len()))?;
+        for scope in self.entries() {
+            seq.serialize_element(&scope)?;
         }
         seq.end()
     }

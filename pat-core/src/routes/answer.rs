@@ -87,13 +87,30 @@ impl Answer {
     }
 }
 
+/// A catalog as the routes and `pat-cli scopes list --json` show it: an
+/// array of `{"name", "description", "implies"}`, by name.
+pub fn catalog_json(catalog: &crate::Catalog) -> Value {
+    Value::Array(
+        catalog
+            .iter()
+            .map(|d| {
+                json!({
+                    "name": d.name.as_str(),
+                    "description": d.description,
+                    "implies": d.implies.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )
+}
+
 /// A token's record as the routes show it (never a secret).
 pub fn token_json(info: &TokenInfo) -> Value {
     json!({
         "id": info.id.to_string(),
         "user": info.user,
         "label": info.label,
-        "scopes": info.scopes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "scopes": info.scopes.entries().map(|s| s.to_string()).collect::<Vec<_>>(),
         "expiry": if info.expiry.window().is_some() { "sliding" } else { "hard" },
         "auto_refresh_seconds": info.expiry.window().map(|d| d.as_secs()),
         "max_lifetime_seconds": info.expiry.max_lifetime().map(|d| d.as_secs()),

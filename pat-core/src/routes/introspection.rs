@@ -211,7 +211,12 @@ impl Introspection {
             "jti": info.id.to_string(),
         });
         if !info.scopes.is_unrestricted() {
-            let scopes: Vec<String> = info.scopes.iter().map(ToString::to_string).collect();
+            // Node scopes, then every permission the token holds, its
+            // wildcards and implications resolved by this store's catalog,
+            // so that a remote verifier needs none.
+            let scopes: Vec<String> = (info.scopes.iter().map(ToString::to_string))
+                .chain(info.scopes.granted().iter().map(ToString::to_string))
+                .collect();
             body["scope"] = json!(scopes.join(" "));
         }
         if previous {

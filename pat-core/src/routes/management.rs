@@ -70,9 +70,10 @@ use crate::backend::admin::Admin;
 use crate::error::StoreError;
 use crate::model::expiry::ExpiryPolicy;
 use crate::model::record::{Identity, NewToken, TokenInfo};
-use crate::model::scope::{Scope, Scopes};
+use crate::model::scope::{Scopes, TokenScope};
 use crate::model::time::{Timestamp, parse_duration};
 use crate::model::token::TokenId;
+pub use crate::routes::answer::catalog_json;
 use crate::routes::answer::{Answer, token_json};
 
 pub use crate::routes::csrf::CSRF_HEADER;
@@ -290,6 +291,11 @@ impl Management {
             Ok(all) => all,
             Err(e) => return failed(&e),
         };
+        // What a new token may carry: the panel offers them as checkboxes.
+        let permissions = match self.admin.permissions() {
+            Ok(catalog) => catalog_json(&catalog),
+            Err(e) => return failed(&e),
+        };
         let counts = crate::backend::authority::descendant_counts(&tokens);
         let listed: Vec<Value> = tokens
             .iter()
@@ -305,6 +311,7 @@ impl Management {
                 "principal": { "user": p.user, "admin": p.acts_as_admin() },
                 "user": user,
                 "prefixes": prefixes.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+                "permissions": permissions,
                 "tokens": listed,
             }),
         )
@@ -352,6 +359,8 @@ impl Management {
             Err(StoreError::Policy(e)) => forbidden(&e.to_string()),
             Err(StoreError::Authority(e)) => forbidden(&authority_error(&e)),
             Err(StoreError::NewToken(e)) => bad(&field_error(&e)),
+            // A name the catalog lacks, a wildcard that stands for none.
+            Err(StoreError::Catalog(e)) => bad(&format!("invalid value for `scopes`: {e}")),
             Err(e) => failed(&e),
         }
     }
@@ -448,7 +457,7 @@ impl Request {
                 .iter()
                 .map(|s| {
                     let s = s.as_str().ok_or("`scopes` must be a list of strings")?;
-                    s.parse::<Scope>()
+                    s.parse::<TokenScope>()
                         .map_err(|e| format!("invalid value for `scopes`: {e}"))
                 })
                 .collect::<Result<Scopes, String>>()?,
@@ -515,7 +524,7 @@ mod tests {
     fn a_token_may_mint_up_to_its_own_deadline_and_scopes_but_not_past() {
         let store = Arc::new(MemoryStore::new());
         let m = Management::new(store.clone());
-        let scoped: Scopes = [format!("node:{NODE}:rw").parse().unwrap()]
+        let scoped: Scopes = [format!("node:{NODE}:rw").parse::<crate::Scope>().unwrap()]
             .into_iter()
             .collect();
         let login = store

@@ -26,6 +26,32 @@ pub(crate) fn node_answer(identity: &Identity, id: &str, perm: Perm) -> NodeAnsw
     }
 }
 
+/// The permissions the reference servers declare in their store's catalog
+/// when they start: `demo:read`, `demo:write` (which implies `demo:read`)
+/// and `demo:admin` (which implies `demo:write`).
+pub(crate) fn permissions() -> Vec<pat_core::PermissionDef> {
+    let name = |s: &str| {
+        s.parse::<pat_core::Permission>()
+            .expect("a permission name")
+    };
+    vec![
+        pat_core::PermissionDef::new(name("demo:read")).description("Read the demo's records"),
+        pat_core::PermissionDef::new(name("demo:write"))
+            .description("Change the demo's records")
+            .implies(name("demo:read")),
+        pat_core::PermissionDef::new(name("demo:admin"))
+            .description("Administer the demo")
+            .implies(name("demo:write")),
+    ]
+}
+
+/// The routes that need a named permission: `GET /demo/read` needs
+/// `demo:read`, `GET /demo/write` needs `demo:write`; each answers 200 `ok`
+/// to a token that holds it (an unscoped one holds every permission), 403
+/// `insufficient_scope` to one that does not.
+pub(crate) const GUARDED: [(&str, &str); 2] =
+    [("/demo/read", "demo:read"), ("/demo/write", "demo:write")];
+
 /// The `/whoami` body: the identity as it serializes (pat-core's `serde`
 /// feature), so the contract pins that shape.
 pub(crate) fn whoami_json(identity: &Identity) -> serde_json::Value {

@@ -142,7 +142,8 @@ impl Args {
     /// database shared with other replicas.
     pub(crate) fn backend(&self) -> Result<Backend, pat_core::OpenError> {
         if let Some(url) = self.database_url() {
-            let mut builder = pat_core::PgStore::builder();
+            let mut builder =
+                pat_core::PgStore::builder().permissions(super::contract::permissions());
             if let Some(n) = self.cache_capacity {
                 builder = builder.cache_capacity(n);
             }
@@ -150,7 +151,7 @@ impl Args {
                 builder.connect(url)?,
             )));
         }
-        let mut builder = pat_core::Store::builder();
+        let mut builder = pat_core::Store::builder().permissions(super::contract::permissions());
         if let Some(n) = self.cache_capacity {
             builder = builder.cache_capacity(n);
         }

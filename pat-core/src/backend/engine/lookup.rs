@@ -10,8 +10,10 @@
 //! refusals are kept: the shared cache, or the in-memory store itself).
 
 use std::future::Future;
+use std::sync::Arc;
 
 use crate::error::{AuthError, StoreError};
+use crate::model::permission::Catalog;
 use crate::model::record::{Identity, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
@@ -40,6 +42,9 @@ pub(crate) enum Found {
 
 /// The reads a lookup makes, outside any write transaction.
 pub(crate) trait Reads: Sync {
+    /// The catalog a record read is resolved with ([`resolved`]).
+    fn catalog(&self) -> Arc<Catalog>;
+
     /// What `digest` stands for.
     fn read(&self, digest: &TokenDigest) -> impl Future<Output = Result<Found, StoreError>> + Send;
 
@@ -121,7 +126,7 @@ pub(crate) async fn lookup<U: Uses>(
         let found = store.read(&digest).await?;
         cache.read_done();
         let info = match found {
-            Found::Token(info) => info,
+            Found::Token(info) => resolved(store, info),
             Found::Nothing => {
                 cache.unknown(digest);
                 return Err(AuthError::Unknown);
@@ -208,5 +213,16 @@ pub(crate) async fn find(
         _ => return Ok(None),
     };
     cache.overlay(&digest, &mut info);
-    Ok(Some(info))
+    Ok(Some(resolved(store, info)))
+}
+
+/// A record just read, holding what its named permissions come to in the
+/// store's catalog now ([`Catalog::resolve`]): done once per read, so that
+/// a check on the request path is a binary search. The backend forgets
+/// its cached records when the catalog changes.
+fn resolved(store: &impl Reads, mut info: TokenInfo) -> TokenInfo {
+    if !info.scopes.named().is_empty() {
+        info.scopes = store.catalog().resolve(&info.scopes);
+    }
+    info
 }

@@ -9,6 +9,7 @@
 //! with [`run_ready`](crate::backend::block_on::run_ready), which then never
 //! waits.
 
+pub(crate) mod catalog;
 pub(crate) mod lookup;
 
 use std::future::Future;
@@ -16,6 +17,7 @@ use std::future::Future;
 use crate::backend::authority::{self, AuthorityViolation};
 use crate::error::StoreError;
 use crate::model::audit::{AuditAction, AuditEntry};
+use crate::model::permission::{Catalog, Permission, PermissionDef};
 use crate::model::policy::Policy;
 use crate::model::prefix::Prefix;
 use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
@@ -88,6 +90,33 @@ pub(crate) trait Tx: Send {
     /// The store's current token prefix, which new secrets carry.
     fn prefix(&self) -> Prefix;
 
+    /// The store's catalog of named permissions, kept from changing until
+    /// the transaction ends: with [`Lock::Share`] other changes to it wait
+    /// (a token is being made with it), with [`Lock::Update`] every other
+    /// transaction that asks for it waits (it is about to change).
+    /// PostgreSQL locks its rows or its table; the other backends hold the
+    /// whole store.
+    fn catalog(&mut self, lock: Lock) -> impl Future<Output = Result<Catalog, StoreError>> + Send;
+
+    /// Stores `def`, a new permission or a changed definition.
+    fn put_permission(
+        &mut self,
+        def: &PermissionDef,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes permission `name` out of the catalog.
+    fn delete_permission(
+        &mut self,
+        name: &Permission,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every token whose scopes carry `name` as written (not through a
+    /// wildcard), expired ones included, locked for update.
+    fn carrying(
+        &mut self,
+        name: &Permission,
+    ) -> impl Future<Output = Result<Vec<TokenInfo>, StoreError>> + Send;
+
     /// Whether reuse detection refuses `digest` until its next flush.
     fn is_refused(&self, digest: &TokenDigest) -> bool;
 
@@ -140,14 +169,28 @@ pub(crate) async fn create(
     let mut info = new.to_info(TokenId::from_u64(0), now)?;
     // Before anything is read, so that the count below is what committed.
     tx.lock_user(&info.user).await?;
+    // Read for a token of named permissions, or one made with a token
+    // (whose named permissions count): a plain creation costs no read of
+    // the catalog. Before the parent's record, so that every transaction
+    // takes the catalog before token rows (PostgreSQL's locks).
+    let mut catalog = None;
+    if !info.scopes.named().is_empty() || info.parent.is_some() {
+        let read = tx.catalog(Lock::Share).await?;
+        read.check(&info.scopes)?;
+        catalog = Some(read);
+    }
     if let Some(id) = info.parent {
         let gone = AuthorityViolation::NoParent(id);
-        let (digest, parent) = tx.token(id, Lock::Share).await?.ok_or(gone.clone())?;
+        let (digest, mut parent) = tx.token(id, Lock::Share).await?.ok_or(gone.clone())?;
         if tx.is_refused(&digest) {
             // Reuse detection is revoking it.
             return Err(gone.into());
         }
         authority::check_presented(id, &digest, new.parent_secret.as_ref())?;
+        if let Some(catalog) = &catalog {
+            // What the parent holds, its implications counted.
+            parent.scopes = catalog.resolve(&parent.scopes);
+        }
         authority::adopt(&parent, &mut info, now)?;
     }
     let policy = tx.policy().await?;

@@ -12,6 +12,7 @@ use crate::backend::admin::Admin;
 use crate::backend::engine;
 use crate::error::StoreError;
 use crate::model::audit::{AuditAction, AuditEntry};
+use crate::model::permission::{Catalog, Permission, PermissionDef, PermissionRemoval};
 use crate::model::policy::Policy;
 use crate::model::prefix::Prefix;
 use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
@@ -250,6 +251,57 @@ impl Admin for PgStore {
                 .timed_pg(super::schema::stored_prefixes(&*client))
                 .await?;
             Ok(stored)
+        })
+    }
+
+    fn permissions(&self) -> Result<Catalog, StoreError> {
+        // The database's, not this replica's copy: an admin reads what was
+        // committed, wherever.
+        let shared = self.shared.clone();
+        self.block(async move {
+            let client = shared.client().await?;
+            Ok(shared
+                .timed_pg(super::schema::stored_catalog(&*client, ""))
+                .await?)
+        })
+    }
+
+    fn define_permissions(&self, defs: &[PermissionDef]) -> Result<bool, StoreError> {
+        let shared = self.shared.clone();
+        let defs = defs.to_vec();
+        let actor = self.actor.to_string();
+        self.block(async move {
+            let after = shared
+                .write(move |tx| {
+                    Box::pin(async move {
+                        engine::catalog::define(tx, &defs, &actor, Timestamp::now()).await
+                    })
+                })
+                .await?;
+            Ok(after.is_some())
+        })
+    }
+
+    fn remove_permission(
+        &self,
+        name: &Permission,
+        force: bool,
+    ) -> Result<PermissionRemoval, StoreError> {
+        let shared = self.shared.clone();
+        let name = name.clone();
+        let actor = self.actor.to_string();
+        self.block(async move {
+            let removed = shared
+                .write(move |tx| {
+                    Box::pin(async move {
+                        engine::catalog::remove(tx, &name, force, &actor, Timestamp::now()).await
+                    })
+                })
+                .await?;
+            Ok(PermissionRemoval::new(
+                removed.narrowed.len(),
+                removed.revoked.len(),
+            ))
         })
     }
 

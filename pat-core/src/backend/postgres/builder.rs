@@ -14,6 +14,7 @@ use crate::backend::admin::Actor;
 use crate::backend::cache::Cache;
 use crate::backend::options::{StoreOptions, store_options};
 use crate::error::{BackendError, OpenError};
+use crate::model::permission::SharedCatalog;
 use crate::model::prefix::Prefixes;
 
 /// Defaults of [`PgStoreBuilder`].
@@ -148,7 +149,7 @@ impl PgStoreBuilder {
             .await;
             let _ = tx.send(result);
         });
-        let stored = rx
+        let (stored, catalog) = rx
             .recv()
             .unwrap_or(Err(PgError::Stopped))
             .map_err(open_error)?;
@@ -171,7 +172,9 @@ impl PgStoreBuilder {
             stop_flushing: tokio::sync::Notify::new(),
             listening: AtomicBool::new(false),
             prefixes,
+            catalog: SharedCatalog::default(),
         });
+        shared.catalog.set(catalog);
         let mut store = PgStore {
             shared: shared.clone(),
             handle,
@@ -198,6 +201,10 @@ impl PgStoreBuilder {
             if let Some(running) = store.running.as_mut() {
                 running.flusher = Some(flusher);
             }
+        }
+        if !self.options.permissions.is_empty() {
+            crate::Admin::define_permissions(&store, &self.options.permissions)
+                .map_err(|e| OpenError::Permissions(Box::new(e)))?;
         }
         Ok(store)
     }

@@ -10,6 +10,8 @@ use crate::model::token::TokenDigest;
 
 /// The payload that tells replicas the store's token prefixes changed.
 pub(super) const PREFIXES_CHANGED: &str = "prefixes";
+/// The payload that tells replicas the catalog of permissions changed.
+pub(super) const CATALOG_CHANGED: &str = "catalog";
 
 /// Tells the other replicas that these tokens changed, inside `txn`. A
 /// payload holds at most 8,000 bytes: past a hundred tokens, replicas drop
@@ -92,14 +94,17 @@ pub(super) async fn listen(shared: std::sync::Weak<Shared>) {
         {
             let Some(s) = shared.upgrade() else { return };
             s.cache.forget(None);
-            // A change of prefix may have been missed too.
+            // A change of prefix or of the catalog may have been missed too.
             hear_prefixes(&s).await;
+            hear_catalog(&s).await;
             s.listening.store(true, Ordering::Release);
         }
         while let Some(payload) = rx.recv().await {
             let Some(s) = shared.upgrade() else { return };
             if payload == PREFIXES_CHANGED {
                 hear_prefixes(&s).await;
+            } else if payload == CATALOG_CHANGED {
+                hear_catalog(&s).await;
             } else if payload == "*" {
                 s.cache.forget(None);
             } else {
@@ -137,6 +142,28 @@ async fn hear_prefixes(s: &Shared) {
     }
 }
 
+/// Takes in the catalog as the database holds it, read on a pooled
+/// connection, if it differs from the one lookups resolve with.
+async fn hear_catalog(s: &Shared) {
+    // Under the writer's lock, which a change here holds until it is
+    // published: a catalog read before it is not published after it.
+    let _order = s.writer.lock().await;
+    let read = async {
+        let client = s.client().await?;
+        s.timed_pg(schema::stored_catalog(&*client, "")).await
+    };
+    match read.await {
+        Ok(stored) => {
+            if *s.catalog.get() != stored {
+                s.publish(stored);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the store's catalog of permissions");
+        }
+    }
+}
+
 pub(super) async fn flush_every(shared: std::sync::Weak<Shared>, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.tick().await;
@@ -156,8 +183,9 @@ pub(super) async fn flush_every(shared: std::sync::Weak<Shared>, every: Duration
         }
         if !s.listening.load(Ordering::Acquire) {
             // No notifications (LISTEN off, PgBouncer, the listener away):
-            // a change of prefix elsewhere is read here instead.
+            // a change of prefix or catalog elsewhere is read here instead.
             hear_prefixes(&s).await;
+            hear_catalog(&s).await;
         }
     }
 }

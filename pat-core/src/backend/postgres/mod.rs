@@ -27,6 +27,7 @@ use crate::backend::engine::lookup::Found;
 use crate::backend::options::cache_accessors;
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, OpenError, StoreError};
+use crate::model::permission::{Catalog, SharedCatalog};
 use crate::model::prefix::Prefixes;
 use crate::model::record::{Identity, TokenInfo};
 use crate::model::time::Timestamp;
@@ -109,6 +110,9 @@ struct Shared {
     /// The database's token prefixes, as the request path reads them:
     /// changes are heard as token changes are.
     prefixes: Prefixes,
+    /// The catalog lookups resolve named permissions with: changes are
+    /// heard as token changes are, and set under the writer's lock.
+    catalog: SharedCatalog,
 }
 
 /// A new connection to the database `config` names, within `timeout`.
@@ -401,7 +405,21 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Makes `catalog` the one lookups resolve with, and forgets every
+    /// cached record (what each token holds may have changed; unwritten
+    /// uses are kept). Called under the writer's lock.
+    fn publish(&self, catalog: Catalog) {
+        self.catalog.set(catalog);
+        self.cache.forget(None);
+    }
+}
+
 impl engine::lookup::Reads for Shared {
+    fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.get()
+    }
+
     async fn read(&self, digest: &TokenDigest) -> Result<Found, StoreError> {
         Ok(self.read_digest(digest).await?)
     }

@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use super::PgError;
 use crate::model::expiry::Expiry;
 use crate::model::record::TokenInfo;
-use crate::model::scope::{Scope, Scopes};
+use crate::model::scope::{Scopes, TokenScope};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
 
@@ -70,7 +70,7 @@ pub(super) fn record(row: &Row) -> Result<TokenInfo, PgError> {
     let scopes: Vec<String> = row.get(10);
     info.scopes = scopes
         .iter()
-        .map(|s| s.parse::<Scope>())
+        .map(|s| s.parse::<TokenScope>())
         .collect::<Result<Scopes, _>>()
         .map_err(|e| PgError::Data(e.to_string()))?;
     let opt_time = |i: usize, what: &str| {

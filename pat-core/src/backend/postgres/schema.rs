@@ -4,10 +4,11 @@
 use tokio_postgres::Client;
 
 use super::{PgError, db_error};
+use crate::model::permission::{Catalog, Permission, PermissionDef};
 use crate::model::prefix::Prefix;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The lock every replica takes while it creates or checks the schema, so
 /// that two starting at once do not both create it.
@@ -111,14 +112,29 @@ const UPGRADE_V5: &str = "
     INSERT INTO pat_meta (key, value) VALUES ('prefix_current', 0);
 ";
 
+/// Version 5 to 6: named permissions. The catalog (empty: a store from
+/// before had none); tokens carry their names in `scopes` beside node
+/// scopes, as `-s` writes them.
+const UPGRADE_V6: &str = "
+    CREATE TABLE pat_permissions (
+        name text PRIMARY KEY
+            CHECK (name ~ '^[a-z0-9_.:-]{1,64}$' AND left(name, 5) <> 'node:'),
+        description text NOT NULL,
+        implies text[] NOT NULL
+    );
+";
+
 /// The upgrade from version `n - 1` to `n`, for `n` in `2..=SCHEMA_VERSION`.
-const UPGRADES: [&str; 4] = [UPGRADE_V2, UPGRADE_V3, UPGRADE_V4, UPGRADE_V5];
+const UPGRADES: [&str; 5] = [UPGRADE_V2, UPGRADE_V3, UPGRADE_V4, UPGRADE_V5, UPGRADE_V6];
 
 /// Creates the schema if the database has none (its tokens to carry
 /// `prefix`), checks and upgrades its version otherwise; all in one
 /// transaction under an advisory lock. Returns the store's prefixes, the
-/// current one first.
-pub(super) async fn ensure(client: &mut Client, prefix: Prefix) -> Result<Vec<Prefix>, PgError> {
+/// current one first, and its catalog.
+pub(super) async fn ensure(
+    client: &mut Client,
+    prefix: Prefix,
+) -> Result<(Vec<Prefix>, Catalog), PgError> {
     let txn = super::begin(client).await.map_err(db_error)?;
     txn.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
         .await
@@ -179,8 +195,35 @@ pub(super) async fn ensure(client: &mut Client, prefix: Prefix) -> Result<Vec<Pr
         .map_err(db_error)?;
     }
     let prefixes = stored_prefixes(&txn).await?;
+    let catalog = stored_catalog(&txn, "").await?;
     txn.commit().await.map_err(db_error)?;
-    Ok(prefixes)
+    Ok((prefixes, catalog))
+}
+
+/// The catalog stored, checked as a whole; `lock` is appended to the
+/// query (`FOR SHARE`, or nothing).
+pub(super) async fn stored_catalog(
+    client: &impl tokio_postgres::GenericClient,
+    lock: &str,
+) -> Result<Catalog, PgError> {
+    let rows = client
+        .query(
+            &format!("SELECT name, description, implies FROM pat_permissions {lock}"),
+            &[],
+        )
+        .await
+        .map_err(db_error)?;
+    let mut defs = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let bad = |e: &dyn std::fmt::Display| PgError::Data(format!("stored permission: {e}"));
+        let name = Permission::new(row.get(0)).map_err(|e| bad(&e))?;
+        let mut def = PermissionDef::new(name).description(row.get::<_, String>(1));
+        for implied in row.get::<_, Vec<String>>(2) {
+            def = def.implies(Permission::new(&implied).map_err(|e| bad(&e))?);
+        }
+        defs.push(def);
+    }
+    Catalog::of(defs).map_err(|e| PgError::Data(format!("the catalog: {e}")))
 }
 
 /// The prefixes stored, the current one first.

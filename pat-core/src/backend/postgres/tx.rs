@@ -17,6 +17,7 @@ use crate::backend::cache::Cache;
 use crate::backend::engine::{Lock, Tx};
 use crate::error::StoreError;
 use crate::model::audit::AuditEntry;
+use crate::model::permission::{Catalog, Permission, PermissionDef};
 use crate::model::policy::Policy;
 use crate::model::prefix::Prefix;
 use crate::model::record::TokenInfo;
@@ -32,8 +33,11 @@ pub(super) struct PgTx<'a> {
     prefix: Prefix,
     /// Digests that no longer stand for a token (revoked, rotated away).
     pub(super) deleted: Vec<TokenDigest>,
-    /// Digests whose records changed (a clamped deadline).
+    /// Digests whose records changed (a clamped deadline, a permission
+    /// taken away).
     pub(super) changed: Vec<TokenDigest>,
+    /// Whether the catalog changed.
+    pub(super) catalog_changed: bool,
 }
 
 impl<'a> PgTx<'a> {
@@ -44,6 +48,7 @@ impl<'a> PgTx<'a> {
             prefix,
             deleted: Vec::new(),
             changed: Vec::new(),
+            catalog_changed: false,
         }
     }
 }
@@ -152,9 +157,72 @@ impl Tx for PgTx<'_> {
         self.cache.refused(digest)
     }
 
+    async fn catalog(&mut self, lock: Lock) -> Result<Catalog, StoreError> {
+        let lock = match lock {
+            // Its rows: a removal or a change of them waits; a name added
+            // meanwhile is not one this transaction uses.
+            Lock::Share => "FOR SHARE",
+            Lock::Update => {
+                // The whole table, against every other change (two
+                // definitions that each pass alone may form a cycle
+                // together) and every creation that reads it for share:
+                // those under way are waited for, so that a removal sees
+                // their tokens, and later ones wait. Lookups' plain reads
+                // go on. Taken before any token row, as creations do.
+                self.txn
+                    .batch_execute("LOCK TABLE pat_permissions IN EXCLUSIVE MODE")
+                    .await
+                    .map_err(db)?;
+                ""
+            }
+        };
+        Ok(super::schema::stored_catalog(self.txn, lock).await?)
+    }
+
+    async fn put_permission(&mut self, def: &PermissionDef) -> Result<(), StoreError> {
+        let implies: Vec<&str> = def.implies.iter().map(Permission::as_str).collect();
+        self.txn
+            .execute(
+                "INSERT INTO pat_permissions (name, description, implies) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE
+                 SET description = EXCLUDED.description, implies = EXCLUDED.implies",
+                &[&def.name.as_str(), &def.description, &implies],
+            )
+            .await
+            .map_err(db)?;
+        self.catalog_changed = true;
+        Ok(())
+    }
+
+    async fn delete_permission(&mut self, name: &Permission) -> Result<(), StoreError> {
+        self.txn
+            .execute(
+                "DELETE FROM pat_permissions WHERE name = $1",
+                &[&name.as_str()],
+            )
+            .await
+            .map_err(db)?;
+        self.catalog_changed = true;
+        Ok(())
+    }
+
+    async fn carrying(&mut self, name: &Permission) -> Result<Vec<TokenInfo>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS}, digest FROM pat_tokens WHERE $1 = ANY(scopes) ORDER BY id FOR UPDATE"
+        );
+        let rows = self.txn.query(&sql, &[&name.as_str()]).await.map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let mut info = record(row)?;
+                self.cache.overlay(&digest_of(row, DIGEST)?, &mut info);
+                Ok(info)
+            })
+            .collect()
+    }
+
     async fn insert(&mut self, digest: &TokenDigest, info: &TokenInfo) -> Result<bool, StoreError> {
         let (window, cap) = (info.expiry.window(), info.expiry.max_lifetime());
-        let scopes: Vec<String> = info.scopes.iter().map(ToString::to_string).collect();
+        let scopes: Vec<String> = info.scopes.entries().map(|s| s.to_string()).collect();
         let key: &[u8] = digest.as_bytes();
         // A taken id or digest inserts nothing (and, unlike a unique
         // violation, leaves the transaction usable for another draw).
@@ -225,18 +293,21 @@ impl Tx for PgTx<'_> {
         Ok(updated == 1)
     }
 
-    /// Writes the deadline a rotation's clamp gave a descendant (its other
-    /// fields do not change).
+    /// Writes what the engine changes of a record in place: the deadline a
+    /// rotation's clamp gave a descendant, the scopes a removal from the
+    /// catalog left (its other fields do not change).
     async fn rewrite(&mut self, info: &TokenInfo) -> Result<(), StoreError> {
+        let scopes: Vec<String> = info.scopes.entries().map(|s| s.to_string()).collect();
         let row = self
             .txn
             .query_opt(
-                "UPDATE pat_tokens SET expires_at = $2, not_after = $3 WHERE id = $1
+                "UPDATE pat_tokens SET expires_at = $2, not_after = $3, scopes = $4 WHERE id = $1
                  RETURNING digest",
                 &[
                     &id_param(info.id),
                     &secs(info.expiry.expires_at()),
                     &info.not_after.map(secs),
+                    &scopes,
                 ],
             )
             .await
@@ -380,19 +451,40 @@ impl Shared {
             let mut tx = PgTx::new(&txn, &self.cache, self.prefixes.current());
             let out = op(&mut tx).await?;
             let PgTx {
-                deleted, changed, ..
+                deleted,
+                changed,
+                catalog_changed,
+                ..
             } = tx;
             let all: Vec<TokenDigest> = deleted.iter().chain(&changed).copied().collect();
             notify(&txn, &all).await.map_err(PgError::Db)?;
+            // The catalog as this transaction leaves it, told to every
+            // replica at commit.
+            let catalog = if catalog_changed {
+                txn.execute(
+                    "SELECT pg_notify($1, $2)",
+                    &[&super::schema::CHANNEL, &super::listen::CATALOG_CHANGED],
+                )
+                .await
+                .map_err(PgError::Db)?;
+                Some(super::schema::stored_catalog(&txn, "").await?)
+            } else {
+                None
+            };
             txn.commit().await.map_err(PgError::Db)?;
-            Ok::<_, StoreError>((out, deleted, changed))
+            Ok::<_, StoreError>((out, deleted, changed, catalog))
         };
         match tokio::time::timeout(self.timeout, run).await {
             Ok(r) => {
-                let (out, deleted, changed) = r?;
+                let (out, deleted, changed, catalog) = r?;
                 self.cache.deleted(&deleted);
                 if !changed.is_empty() {
                     self.cache.forget(Some(&changed));
+                }
+                if let Some(catalog) = catalog {
+                    // Under the writer's lock, as the listener sets what it
+                    // hears: the later change is the one kept.
+                    self.publish(catalog);
                 }
                 Ok(out)
             }

@@ -14,6 +14,7 @@ use crate::backend::block_on::run_ready;
 use crate::backend::engine;
 use crate::error::{BackendError, StoreError};
 use crate::model::audit::AuditEntry;
+use crate::model::permission::{Catalog, Permission, PermissionDef, PermissionRemoval};
 use crate::model::policy::Policy;
 use crate::model::prefix::Prefix;
 use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
@@ -22,6 +23,14 @@ use crate::model::token::{TokenDigest, TokenId};
 use crate::testing::failpoints::Point;
 
 impl Inner {
+    /// After a committed change of the catalog: lookups resolve with
+    /// `catalog` from now on, and no cached record keeps what the old one
+    /// made of its permissions (its unwritten use is kept).
+    fn published(&self, catalog: Catalog) {
+        self.catalog.set(catalog);
+        self.cache.forget(None);
+    }
+
     /// The policy as it is committed now.
     pub(super) fn policy(&self) -> Result<Policy, StoreError> {
         let txn = self.db.begin_read().map_err(storage)?;
@@ -281,6 +290,59 @@ impl Admin for Store {
 
     fn token_prefixes(&self) -> Result<Vec<Prefix>, StoreError> {
         Ok(self.inner.prefixes.all())
+    }
+
+    fn permissions(&self) -> Result<Catalog, StoreError> {
+        Ok((*self.inner.catalog.get()).clone())
+    }
+
+    fn define_permissions(&self, defs: &[PermissionDef]) -> Result<bool, StoreError> {
+        let state: &Inner = &self.inner;
+        let actor: &str = &self.actor;
+        let _changing = state
+            .catalog_changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let after = state.delete(|txn, changes| {
+            let mut tx = RedbTx::new(state, txn, changes);
+            run_ready(engine::catalog::define(
+                &mut tx,
+                defs,
+                actor,
+                Timestamp::now(),
+            ))
+        })?;
+        let Some(after) = after else {
+            return Ok(false);
+        };
+        state.published(after);
+        Ok(true)
+    }
+
+    fn remove_permission(
+        &self,
+        name: &Permission,
+        force: bool,
+    ) -> Result<PermissionRemoval, StoreError> {
+        let state: &Inner = &self.inner;
+        let actor: &str = &self.actor;
+        let _changing = state
+            .catalog_changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let removed = state.delete(|txn, changes| {
+            let mut tx = RedbTx::new(state, txn, changes);
+            run_ready(engine::catalog::remove(
+                &mut tx,
+                name,
+                force,
+                actor,
+                Timestamp::now(),
+            ))
+        })?;
+        let outcome = PermissionRemoval::new(removed.narrowed.len(), removed.revoked.len());
+        state.published(removed.catalog);
+        Ok(outcome)
     }
 
     fn set_prefix(&self, prefix: Prefix) -> Result<(), StoreError> {

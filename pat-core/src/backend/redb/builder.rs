@@ -94,10 +94,15 @@ impl StoreBuilder {
                 path: path.as_ref().to_path_buf(),
                 source,
             })?;
-        Ok(Store {
+        let store = Store {
             inner,
             actor: Actor::default(),
             running: Some(Running { flusher, admin }),
-        })
+        };
+        if !self.options.permissions.is_empty() {
+            crate::Admin::define_permissions(&store, &self.options.permissions)
+                .map_err(|e| OpenError::Permissions(Box::new(e)))?;
+        }
+        Ok(store)
     }
 }

@@ -18,8 +18,10 @@
 //! at that rotation (as rotations then restarted it).
 //! Version 3 is version 1 followed by `opt u64 rotated_at`, `opt u64
 //! parent`, `u64 lifetime_from`, `opt u64 not_after`, `opt u64
-//! previous_until` (the authority rule's fields). Each record is written in
-//! the oldest version that holds it.
+//! previous_until` (the authority rule's fields).
+//! Version 4 is version 3 followed by the named permissions: `u32` count,
+//! then each as a `str`. Each record is written in the oldest version that
+//! holds it.
 //! Decoding checks every length and value and never panics: a damaged record
 //! is an error naming what is wrong.
 
@@ -27,6 +29,7 @@ use std::time::Duration;
 
 use crate::model::audit::{AuditAction, AuditEntry};
 use crate::model::expiry::Expiry;
+use crate::model::permission::{Permission, PermissionDef};
 use crate::model::record::TokenInfo;
 use crate::model::scope::{NodeId, Perm, Scope, Scopes};
 use crate::model::time::Timestamp;
@@ -38,12 +41,15 @@ const RECORD_V2: u8 = 2;
 /// Version 1 plus lineage, the lifetime's start, its limit and the grace
 /// of the replaced secret.
 const RECORD_V3: u8 = 3;
+/// Version 3 plus named permissions.
+const RECORD_V4: u8 = 4;
 
 /// The oldest version that holds `info`.
 fn version_of(info: &TokenInfo) -> u8 {
     let lineage =
         info.parent.is_some() || info.not_after.is_some() || info.previous_until.is_some();
     match info.rotated_at {
+        _ if !info.scopes.named().is_empty() => RECORD_V4,
         _ if lineage => RECORD_V3,
         None if info.lifetime_from == info.created_at => RECORD_V1,
         Some(at) if info.lifetime_from == at => RECORD_V2,
@@ -95,9 +101,20 @@ pub(crate) fn encode(info: &TokenInfo) -> Vec<u8> {
             out.extend_from_slice(&info.lifetime_from.as_unix_secs().to_le_bytes());
             put_opt_u64(&mut out, info.not_after.map(Timestamp::as_unix_secs));
             put_opt_u64(&mut out, info.previous_until.map(Timestamp::as_unix_secs));
+            if version == RECORD_V4 {
+                put_named(&mut out, &info.scopes);
+            }
         }
     }
     out
+}
+
+/// `u32` count, then each named permission as a `str`.
+pub(crate) fn put_named(out: &mut Vec<u8>, scopes: &Scopes) {
+    out.extend_from_slice(&(scopes.named().len() as u32).to_le_bytes());
+    for name in scopes.named() {
+        put_str(out, name.as_str());
+    }
 }
 
 /// `u32` count, then per scope 16 bytes of node UUID and the perm bits.
@@ -127,7 +144,7 @@ pub(crate) fn put_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
 pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
     let mut r = Reader(bytes);
     let version = r.u8("record version")?;
-    if !matches!(version, RECORD_V1 | RECORD_V2 | RECORD_V3) {
+    if !matches!(version, RECORD_V1 | RECORD_V2 | RECORD_V3 | RECORD_V4) {
         return Err(format!("unknown record version {version}"));
     }
     let id = TokenId::from_u64(r.u64("id")?);
@@ -150,7 +167,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
         None => None,
         Some(s) => Some(Timestamp::from_unix_secs(s).ok_or("last_used_at out of range")?),
     };
-    let scopes = r.scopes()?;
+    let mut scopes = r.scopes()?;
     let opt_time = |r: &mut Reader<'_>, what: &str| -> Result<Option<Timestamp>, String> {
         r.opt_u64(what)?
             .map(|s| Timestamp::from_unix_secs(s).ok_or_else(|| format!("{what} out of range")))
@@ -170,6 +187,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
             opt_time(&mut r, "previous_until")?,
         ),
     };
+    if version == RECORD_V4 {
+        scopes = r.named(scopes)?;
+    }
     r.finish()?;
     let mut info = TokenInfo::new(id, user, created_at, expiry);
     info.label = label;
@@ -182,6 +202,39 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
     info.not_after = not_after;
     info.previous_until = previous_until;
     Ok(info)
+}
+
+/// A catalog definition, keyed by its name, version 1: `u8 version (1),
+/// str description, u32 count, then each implied name as a str`.
+const PERMISSION_V1: u8 = 1;
+
+pub(crate) fn encode_permission(def: &PermissionDef) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + def.description.len() + 16 * def.implies.len());
+    out.push(PERMISSION_V1);
+    put_str(&mut out, &def.description);
+    out.extend_from_slice(&(def.implies.len() as u32).to_le_bytes());
+    for name in &def.implies {
+        put_str(&mut out, name.as_str());
+    }
+    out
+}
+
+pub(crate) fn decode_permission(name: &str, bytes: &[u8]) -> Result<PermissionDef, String> {
+    let mut r = Reader(bytes);
+    let version = r.u8("permission version")?;
+    if version != PERMISSION_V1 {
+        return Err(format!("unknown permission version {version}"));
+    }
+    let name = Permission::new(name).map_err(|e| e.to_string())?;
+    let description = r.string("description")?;
+    let n = r.u32("implication count")? as usize;
+    let mut def = PermissionDef::new(name).description(description);
+    for _ in 0..n.min(bytes.len()) {
+        let implied = r.string("implied permission")?;
+        def = def.implies(Permission::new(&implied).map_err(|e| e.to_string())?);
+    }
+    r.finish()?;
+    Ok(def)
 }
 
 /// Audit entries, version 1: `u8 version (1), u64 at, u8 action,
@@ -270,6 +323,17 @@ impl Reader<'_> {
         Timestamp::from_unix_secs(self.u64(what)?).ok_or_else(|| format!("{what} out of range"))
     }
 
+    /// Reads what [`put_named`] wrote, beside the node scopes `nodes`.
+    pub(crate) fn named(&mut self, nodes: Scopes) -> Result<Scopes, String> {
+        let n = self.u32("permission count")? as usize;
+        let mut named = Vec::with_capacity(n.min(self.0.len() / 5));
+        for _ in 0..n {
+            let name = self.string("permission")?;
+            named.push(Permission::new(&name).map_err(|e| e.to_string())?);
+        }
+        Ok(Scopes::new(nodes.iter().copied(), named))
+    }
+
     /// Reads what [`put_scopes`] wrote.
     pub(crate) fn scopes(&mut self) -> Result<Scopes, String> {
         let n = self.u32("scope count")? as usize;
@@ -310,9 +374,10 @@ mod tests {
                 proptest::option::of(0u64..=Timestamp::MAX.as_unix_secs()),
                 proptest::option::of(0u64..=Timestamp::MAX.as_unix_secs()),
             )),
+            proptest::collection::vec("[a-z]{1,8}(:[a-z_]{1,5})?(:\\*)?", 0..3),
         )
             .prop_map(
-                |(id, user, label, t, sliding, last, scopes, rotated, lineage)| {
+                |(id, user, label, t, sliding, last, scopes, rotated, lineage, named)| {
                     let mut info = TokenInfo::new(
                         TokenId::from_u64(id),
                         user,
@@ -334,13 +399,13 @@ mod tests {
                         },
                     };
                     info.last_used_at = last.map(|s| Timestamp::from_unix_secs(s).unwrap());
-                    info.scopes = scopes
-                        .into_iter()
-                        .map(|(n, p)| Scope {
+                    info.scopes = Scopes::new(
+                        scopes.into_iter().map(|(n, p)| Scope {
                             node: NodeId::from_bytes(n),
                             perm: Perm::from_bits(p).unwrap(),
-                        })
-                        .collect();
+                        }),
+                        named.iter().map(|n| n.parse::<Permission>().unwrap()),
+                    );
                     info.rotated_at = rotated.map(|s| Timestamp::from_unix_secs(s).unwrap());
                     if let Some(at) = info.rotated_at {
                         info.lifetime_from = at;
@@ -444,6 +509,6 @@ mod tests {
 
     #[test]
     fn newer_record_versions_are_refused() {
-        assert_eq!(decode(&[4]).unwrap_err(), "unknown record version 4");
+        assert_eq!(decode(&[5]).unwrap_err(), "unknown record version 5");
     }
 }

@@ -9,10 +9,11 @@ use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, StorageErro
 
 use super::{
     BY_ID, BY_USER, CHILDREN, CURRENT_PREFIX_KEY, FORMAT_KEY, FORMAT_VERSION, Inner, META,
-    PREFIXES, RETIRED, RETIRED_BY_ID, TOKENS, codec, corrupt, open, storage,
+    PERMISSIONS, PREFIXES, RETIRED, RETIRED_BY_ID, TOKENS, codec, corrupt, open, storage,
 };
 use crate::backend::cache::Cache;
 use crate::error::{OpenError, StoreError};
+use crate::model::permission::{Catalog, SharedCatalog};
 use crate::model::prefix::{Prefix, Prefixes};
 use crate::model::time::Timestamp;
 use crate::model::token::TokenId;
@@ -82,6 +83,8 @@ impl Inner {
             audit_retention: crate::model::audit::DEFAULT_AUDIT_RETENTION,
             prefixes: Prefixes::new(prefix),
             prefix_changes: std::sync::Mutex::new(()),
+            catalog: SharedCatalog::default(),
+            catalog_changes: std::sync::Mutex::new(()),
         };
         match store.init_format(prefix).and_then(|()| {
             let stored = store
@@ -90,6 +93,10 @@ impl Inner {
             // The store's own: what `prefix` said counts only for a new one.
             store.prefixes =
                 Prefixes::from_stored(&stored).map_err(|e| InitError::Other(e.to_string()))?;
+            let catalog = store
+                .stored_catalog()
+                .map_err(|e| InitError::Other(e.to_string()))?;
+            store.catalog.set(catalog);
             Ok(())
         }) {
             Ok(()) => Ok(store),
@@ -125,6 +132,9 @@ impl Inner {
                 if found < 3 {
                     self.upgrade_to_3().map_err(|e| other(&e))?;
                 }
+                if found < 4 {
+                    self.upgrade_to_4().map_err(|e| other(&e))?;
+                }
                 Ok(())
             }
             Err(TableError::TableDoesNotExist(_)) => {
@@ -151,6 +161,7 @@ impl Inner {
                     txn.open_multimap_table(CHILDREN).map_err(|e| other(&e))?;
                     txn.open_multimap_table(RETIRED_BY_ID)
                         .map_err(|e| other(&e))?;
+                    txn.open_table(PERMISSIONS).map_err(|e| other(&e))?;
                 }
                 write_first_prefix(&txn, prefix).map_err(|e| other(&e))?;
                 txn.commit().map_err(|e| other(&e))
@@ -229,6 +240,25 @@ impl Inner {
         })
     }
 
+    /// Format 3 to 4 (named permissions): an empty catalog. Records keep
+    /// their versions; one with named permissions is written in record
+    /// version 4.
+    pub(super) fn upgrade_to_4(&self) -> Result<(), StoreError> {
+        self.write(|txn| {
+            txn.open_table(PERMISSIONS).map_err(storage)?;
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            meta.insert(FORMAT_KEY, 4).map_err(storage)?;
+            Ok(())
+        })
+    }
+
+    /// The catalog as committed now.
+    pub(super) fn stored_catalog(&self) -> Result<Catalog, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(PERMISSIONS).map_err(storage)?;
+        read_catalog(&table)
+    }
+
     /// The prefixes stored, the current one first (see
     /// [`Prefixes::all`]).
     pub(super) fn stored_prefixes(&self) -> Result<Vec<Prefix>, StoreError> {
@@ -237,6 +267,18 @@ impl Inner {
         let prefixes = txn.open_table(PREFIXES).map_err(storage)?;
         read_prefixes(&meta, &prefixes)
     }
+}
+
+/// The catalog in `table`, checked as a whole.
+pub(super) fn read_catalog(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Catalog, StoreError> {
+    let mut defs = Vec::new();
+    for entry in table.iter().map_err(storage)? {
+        let (name, bytes) = entry.map_err(storage)?;
+        defs.push(codec::decode_permission(name.value(), bytes.value()).map_err(corrupt)?);
+    }
+    Catalog::of(defs).map_err(|e| corrupt(format!("the catalog: {e}")))
 }
 
 /// A new store's first prefix, current.

@@ -32,6 +32,7 @@ use crate::backend::redb::socket::AdminServer;
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, BackendError, OpenError, StoreError};
 use crate::model::audit::AuditEntry;
+use crate::model::permission::{Catalog, SharedCatalog};
 use crate::model::policy::Policy;
 use crate::model::prefix::Prefixes;
 use crate::model::record::{CreatedToken, Identity, NewToken, TokenInfo};
@@ -40,7 +41,7 @@ use crate::model::token::{TokenDigest, TokenId};
 
 /// The store's on-disk format version, kept in the file. Bump it for any
 /// change an older build would misread.
-pub const FORMAT_VERSION: u64 = 3;
+pub const FORMAT_VERSION: u64 = 4;
 
 const FORMAT_KEY: &str = "format_version";
 /// The key, in [`META`], of the current prefix's number in [`PREFIXES`].
@@ -51,6 +52,9 @@ const META: TableDefinition<'_, &str, u64> = TableDefinition::new("pat_meta");
 /// Every token prefix the store has had, numbered in the order it took them
 /// (format 3).
 const PREFIXES: TableDefinition<'_, u64, &str> = TableDefinition::new("pat_prefixes");
+/// The catalog of named permissions: name -> definition (see
+/// `codec::encode_permission`; format 4).
+const PERMISSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("pat_permissions");
 /// Token records, keyed by the SHA-256 digest of the token.
 const TOKENS: TableDefinition<'_, [u8; 32], &[u8]> = TableDefinition::new("pat_tokens");
 /// Public id -> digest.
@@ -136,6 +140,10 @@ pub(crate) struct Inner {
     /// Held across storing a change of prefix and remembering it, so that
     /// two changes are remembered in the order they were stored.
     prefix_changes: std::sync::Mutex<()>,
+    /// The catalog lookups resolve named permissions with: the file's.
+    catalog: SharedCatalog,
+    /// Held across storing a change of the catalog and publishing it.
+    catalog_changes: std::sync::Mutex<()>,
 }
 
 impl fmt::Debug for Store {
@@ -531,6 +539,10 @@ mod races;
 mod tests;
 
 impl engine::lookup::Reads for Inner {
+    fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.get()
+    }
+
     async fn read(&self, digest: &TokenDigest) -> Result<engine::lookup::Found, StoreError> {
         use engine::lookup::Found;
         if let Some(info) = self.read_record(digest)? {

@@ -5,12 +5,13 @@
 use redb::{ReadableMultimapTable as _, ReadableTable as _, WriteTransaction};
 
 use super::{
-    BY_ID, BY_USER, CHILDREN, Changes, Inner, RETIRED, RETIRED_BY_ID, TOKENS, audit_in, codec,
-    storage,
+    BY_ID, BY_USER, CHILDREN, Changes, Inner, PERMISSIONS, RETIRED, RETIRED_BY_ID, TOKENS,
+    audit_in, codec, corrupt, storage,
 };
 use crate::backend::engine::{Lock, Tx};
 use crate::error::StoreError;
 use crate::model::audit::AuditEntry;
+use crate::model::permission::{Catalog, Permission, PermissionDef};
 use crate::model::policy::Policy;
 use crate::model::prefix::Prefix;
 use crate::model::record::TokenInfo;
@@ -97,6 +98,39 @@ impl Tx for RedbTx<'_> {
 
     fn is_refused(&self, digest: &TokenDigest) -> bool {
         self.inner.cache.refused(digest)
+    }
+
+    async fn catalog(&mut self, _lock: Lock) -> Result<Catalog, StoreError> {
+        let table = self.txn.open_table(PERMISSIONS).map_err(storage)?;
+        super::format::read_catalog(&table)
+    }
+
+    async fn put_permission(&mut self, def: &PermissionDef) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(PERMISSIONS).map_err(storage)?;
+        table
+            .insert(def.name.as_str(), codec::encode_permission(def).as_slice())
+            .map_err(storage)?;
+        Ok(())
+    }
+
+    async fn delete_permission(&mut self, name: &Permission) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(PERMISSIONS).map_err(storage)?;
+        table.remove(name.as_str()).map_err(storage)?;
+        Ok(())
+    }
+
+    async fn carrying(&mut self, name: &Permission) -> Result<Vec<TokenInfo>, StoreError> {
+        // Every record read: an admin's removal, not the request path.
+        let tokens = self.txn.open_table(TOKENS).map_err(storage)?;
+        let mut out = Vec::new();
+        for entry in tokens.iter().map_err(storage)? {
+            let (_, bytes) = entry.map_err(storage)?;
+            let info = codec::decode(bytes.value()).map_err(corrupt)?;
+            if info.scopes.named().contains(name) {
+                out.push(info);
+            }
+        }
+        Ok(out)
     }
 
     async fn insert(&mut self, digest: &TokenDigest, info: &TokenInfo) -> Result<bool, StoreError> {

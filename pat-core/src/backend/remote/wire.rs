@@ -4,7 +4,7 @@
 use crate::model::expiry::Expiry;
 use crate::model::prefix::Prefix;
 use crate::model::record::{Identity, TokenInfo};
-use crate::model::scope::Scopes;
+use crate::model::scope::{Scopes, TokenScope};
 use crate::model::time::Timestamp;
 use crate::model::token::TokenId;
 
@@ -48,10 +48,19 @@ pub(super) fn parse_answer(body: &[u8]) -> Result<(Said, Vec<Prefix>), String> {
         None => Scopes::unrestricted(),
         Some(s) => {
             let s = s.as_str().ok_or("a `scope` that is not a string")?;
-            s.split(' ')
-                .map(str::parse)
+            let scopes = s
+                .split(' ')
+                .filter(|part| !part.is_empty())
+                .map(str::parse::<TokenScope>)
                 .collect::<Result<Scopes, _>>()
-                .map_err(|e| format!("a `scope` pat does not read ({e})"))?
+                .map_err(|e| format!("a `scope` pat does not read ({e})"))?;
+            // A `scope` with nothing in it restricts to nothing: never
+            // read as no restriction at all.
+            if scopes.is_unrestricted() {
+                Scopes::none()
+            } else {
+                scopes
+            }
         }
     };
     let mut info = TokenInfo::new(id, user, iat, Expiry::Hard { expires_at: exp });

@@ -66,6 +66,14 @@ impl Identity {
         self
     }
 
+    /// The same identity, holding `scopes` (the record's, resolved by the
+    /// catalog: see [`Catalog::resolve`](crate::Catalog::resolve)).
+    pub(crate) fn holding(mut self, scopes: Scopes) -> Identity {
+        debug_assert_eq!(scopes, self.scopes);
+        self.scopes = scopes;
+        self
+    }
+
     /// The digest of the secret the request presented, when the gate noted
     /// it.
     pub fn presented(&self) -> Option<&TokenDigest> {
@@ -110,6 +118,24 @@ impl Identity {
     /// node, then its ancestors). See [`Scopes::permits`].
     pub fn permits<'a>(&self, chain: impl IntoIterator<Item = &'a NodeId>, perm: Perm) -> bool {
         self.scopes.permits(chain, perm)
+    }
+
+    /// Whether the token holds the named permission `name` (`repo:read`),
+    /// its implications and wildcards counted: always for an unrestricted
+    /// token, never for one of node scopes alone. See [`Scopes::has`].
+    #[inline]
+    pub fn has_scope(&self, name: &str) -> bool {
+        self.scopes.has(name)
+    }
+
+    /// Whether the token holds every one of `names`.
+    pub fn has_all_scopes<S: AsRef<str>>(&self, names: &[S]) -> bool {
+        self.scopes.has_all(names)
+    }
+
+    /// Whether the token holds at least one of `names`.
+    pub fn has_any_scope<S: AsRef<str>>(&self, names: &[S]) -> bool {
+        self.scopes.has_any(names)
     }
 }
 

@@ -100,9 +100,10 @@ impl NewToken {
         NewToken::check_user(&self.user)?;
         NewToken::check_label(&self.label)?;
         check_name(&self.created_by).map_err(|reason| NewTokenError::CreatedBy { reason })?;
-        if self.scopes.as_slice().len() > MAX_SCOPES {
+        let count = self.scopes.as_slice().len() + self.scopes.named().len();
+        if count > MAX_SCOPES {
             return Err(NewTokenError::TooManyScopes {
-                count: self.scopes.as_slice().len(),
+                count,
                 max: MAX_SCOPES,
             });
         }

@@ -66,6 +66,7 @@
     const [current, ...former] = list.prefixes;
     $("prefix").textContent = "This service's tokens start with " + current + "_" +
       (former.length ? " (older ones with " + former.map((p) => p + "_").join(", ") + ")" : "") + ".";
+    renderPermissions(list.permissions || []);
     const body = $("tokens");
     body.replaceChildren();
     for (const t of list.tokens) {
@@ -105,6 +106,36 @@
     $("empty").hidden = list.tokens.length !== 0;
   }
 
+  // The catalog as checkboxes, with descriptions, as GitHub's token page
+  // offers its scopes; kept checked across reloads of the list.
+  function renderPermissions(permissions) {
+    const box = $("permission-list");
+    const checked = new Set(Array.from(box.querySelectorAll("input:checked"), (i) => i.value));
+    box.replaceChildren();
+    for (const p of permissions) {
+      const label = document.createElement("label");
+      label.className = "permission";
+      const input = document.createElement("input");
+      input.type = "checkbox";
+      input.name = "permission";
+      input.value = p.name;
+      input.checked = checked.has(p.name);
+      const name = document.createElement("code");
+      name.textContent = p.name;
+      label.append(input, " ", name);
+      const about = [p.description, p.implies.length ? "includes " + p.implies.join(", ") : ""]
+        .filter(Boolean).join("; ");
+      if (about) {
+        const hint = document.createElement("span");
+        hint.className = "hint";
+        hint.textContent = " " + about;
+        label.appendChild(hint);
+      }
+      box.appendChild(label);
+    }
+    $("permissions").hidden = permissions.length === 0;
+  }
+
   async function load() {
     const query = state.user && state.principal && state.user !== state.principal.user
       ? "?user=" + encodeURIComponent(state.user) : "";
@@ -140,6 +171,7 @@
     const cap = form.elements.cap.value.trim();
     if (sliding && cap) request.max_lifetime = cap;
     const scopes = form.elements.scopes.value.split(/[\s,]+/).filter(Boolean);
+    for (const box of form.querySelectorAll("input[name=permission]:checked")) scopes.push(box.value);
     if (scopes.length) request.scopes = scopes;
     if (state.principal && state.user !== state.principal.user) request.user = state.user;
     try {

@@ -173,6 +173,22 @@ pub const CASES: &[(&str, Case)] = &[
         "a changed prefix keeps the tokens of the former ones working",
         super::prefix::prefix_change,
     ),
+    (
+        "the catalog is kept and checked, and tokens hold what their names come to",
+        super::catalog::catalog_and_holdings,
+    ),
+    (
+        "a change of the catalog changes what tokens hold at once",
+        super::catalog::catalog_changes_reach_tokens,
+    ),
+    (
+        "a removed permission leaves its tokens, revoking those left with nothing",
+        super::catalog::removal,
+    ),
+    (
+        "a token made with a token holds no permission its parent lacks",
+        super::catalog::children_hold_no_more,
+    ),
 ];
 
 /// Runs every contract case against a fresh backend from `make`, and

@@ -14,6 +14,7 @@
 mod audit;
 mod authority;
 mod authority_model;
+mod catalog;
 mod concurrent;
 mod contract;
 mod harness;

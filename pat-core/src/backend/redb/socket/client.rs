@@ -11,6 +11,7 @@ use crate::backend::redb::socket::server::peer_allowed;
 use crate::backend::trust;
 use crate::error::{StoreError, Untrusted};
 use crate::model::audit::AuditEntry;
+use crate::model::permission::{Catalog, Permission, PermissionDef, PermissionRemoval};
 use crate::model::policy::Policy;
 use crate::model::prefix::Prefix;
 use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
@@ -219,6 +220,38 @@ impl Admin for AdminClient {
     fn set_prefix(&self, prefix: Prefix) -> Result<(), StoreError> {
         match self.call(&Request::SetPrefix(prefix))? {
             Reply::Prefixes(_) => Ok(()),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn permissions(&self) -> Result<Catalog, StoreError> {
+        match self.call(&Request::GetPermissions)? {
+            Reply::Permissions(defs) => Catalog::of(defs).map_err(|e| {
+                StoreError::Remote(format!(
+                    "the service sent a catalog that does not hold: {e}"
+                ))
+            }),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn define_permissions(&self, defs: &[PermissionDef]) -> Result<bool, StoreError> {
+        match self.call(&Request::DefinePermissions(defs.to_vec()))? {
+            Reply::Count(n) => Ok(n > 0),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn remove_permission(
+        &self,
+        name: &Permission,
+        force: bool,
+    ) -> Result<PermissionRemoval, StoreError> {
+        match self.call(&Request::RemovePermission {
+            name: name.clone(),
+            force,
+        })? {
+            Reply::Removal(removal) => Ok(removal),
             other => Err(self.unexpected(&other)),
         }
     }

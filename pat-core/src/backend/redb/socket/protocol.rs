@@ -13,17 +13,19 @@ use std::time::Duration;
 
 use crate::model::audit::AuditEntry;
 use crate::model::expiry::ExpiryPolicy;
+use crate::model::permission::{Permission, PermissionDef, PermissionRemoval};
 use crate::model::policy::Policy;
 use crate::model::prefix::Prefix;
 use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 
-use crate::backend::redb::codec::{self, Reader, put_opt_u64, put_scopes, put_str};
+use crate::backend::redb::codec::{self, Reader, put_named, put_opt_u64, put_scopes, put_str};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId, TokenSecret};
 
 /// The protocol version this build speaks (2: lineage, lifetime-setting
-/// rotations, the grace and reuse policy, descendants).
-pub(crate) const PROTOCOL_VERSION: u8 = 2;
+/// rotations, the grace and reuse policy, descendants; 3: named
+/// permissions in a creation and the catalog's operations).
+pub(crate) const PROTOCOL_VERSION: u8 = 3;
 /// Largest request frame a server reads.
 pub(crate) const MAX_REQUEST: usize = 64 * 1024;
 /// Largest reply frame a client reads: a listing of about 12 million
@@ -68,6 +70,12 @@ pub(crate) enum Request {
     Descendants(TokenId),
     GetPrefixes,
     SetPrefix(Prefix),
+    GetPermissions,
+    DefinePermissions(Vec<PermissionDef>),
+    RemovePermission {
+        name: Permission,
+        force: bool,
+    },
 }
 
 /// A successful answer.
@@ -82,6 +90,8 @@ pub(crate) enum Reply {
     Audit(Vec<AuditEntry>),
     Found(Option<TokenInfo>),
     Prefixes(Vec<Prefix>),
+    Permissions(Vec<PermissionDef>),
+    Removal(PermissionRemoval),
 }
 
 /// A failed operation, as the client will report it.
@@ -120,6 +130,29 @@ pub(crate) fn read_frame(r: &mut impl Read, max: usize) -> io::Result<Option<Vec
     let mut body = vec![0u8; len];
     r.read_exact(&mut body)?;
     Ok(Some(body))
+}
+
+/// `u32` count, then each definition: its name, then as the store keeps
+/// it (`codec::encode_permission`), length first.
+fn put_permissions(out: &mut Vec<u8>, defs: &[PermissionDef]) {
+    out.extend_from_slice(&(defs.len() as u32).to_le_bytes());
+    for def in defs {
+        put_str(out, def.name.as_str());
+        let bytes = codec::encode_permission(def);
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(&bytes);
+    }
+}
+
+fn read_permissions(r: &mut Reader<'_>) -> Result<Vec<PermissionDef>, String> {
+    let n = r.u32("permission count")? as usize;
+    let mut defs = Vec::with_capacity(n.min(crate::MAX_CATALOG_LEN));
+    for _ in 0..n {
+        let name = r.string("permission")?;
+        let len = r.u32("definition length")? as usize;
+        defs.push(codec::decode_permission(&name, r.take(len, "definition")?)?);
+    }
+    Ok(defs)
 }
 
 fn read_prefix(r: &mut Reader<'_>) -> Result<Prefix, String> {
@@ -165,6 +198,7 @@ impl Request {
                 put_str(&mut out, &new.created_by);
                 put_policy(&mut out, &new.expiry);
                 put_scopes(&mut out, &new.scopes);
+                put_named(&mut out, &new.scopes);
                 put_opt_u64(&mut out, new.parent.map(TokenId::as_u64));
                 put_opt_digest(&mut out, new.parent_secret.as_ref());
                 put_u64(&mut out, now.as_unix_secs());
@@ -231,6 +265,16 @@ impl Request {
                 put_u64(&mut out, id.as_u64());
             }
             Request::GetPrefixes => out.push(13),
+            Request::GetPermissions => out.push(15),
+            Request::DefinePermissions(defs) => {
+                out.push(16);
+                put_permissions(&mut out, defs);
+            }
+            Request::RemovePermission { name, force } => {
+                out.push(17);
+                put_str(&mut out, name.as_str());
+                out.push(u8::from(*force));
+            }
             Request::SetPrefix(prefix) => {
                 out.push(14);
                 put_str(&mut out, prefix.as_str());
@@ -266,6 +310,7 @@ impl Request {
                 let created_by = r.string("created_by")?;
                 let expiry = read_policy(&mut r)?;
                 let scopes = r.scopes()?;
+                let scopes = r.named(scopes)?;
                 let mut new = NewToken::new(user, expiry)
                     .label(label)
                     .created_by(created_by)
@@ -329,6 +374,16 @@ impl Request {
             12 => Request::Descendants(TokenId::from_u64(r.u64("id")?)),
             13 => Request::GetPrefixes,
             14 => Request::SetPrefix(read_prefix(&mut r)?),
+            15 => Request::GetPermissions,
+            16 => Request::DefinePermissions(read_permissions(&mut r)?),
+            17 => Request::RemovePermission {
+                name: Permission::new(&r.string("permission")?).map_err(|e| e.to_string())?,
+                force: match r.u8("force flag")? {
+                    0 => false,
+                    1 => true,
+                    f => return Err(format!("bad force flag {f}")),
+                },
+            },
             10 => {
                 let since = r.timestamp("since")?;
                 let user = match r.u8("user flag")? {
@@ -455,6 +510,15 @@ pub(crate) fn encode_reply(reply: &Result<Reply, Failure>) -> Vec<u8> {
                         put_str(&mut out, prefix.as_str());
                     }
                 }
+                Reply::Permissions(defs) => {
+                    out.push(9);
+                    put_permissions(&mut out, defs);
+                }
+                Reply::Removal(removal) => {
+                    out.push(10);
+                    put_u64(&mut out, removal.narrowed as u64);
+                    put_u64(&mut out, removal.revoked as u64);
+                }
                 Reply::Audit(entries) => {
                     out.push(6);
                     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
@@ -535,6 +599,11 @@ pub(crate) fn decode_reply(body: &[u8]) -> Result<Result<Reply, Failure>, String
             }
             Ok(Reply::Prefixes(prefixes))
         }
+        (0, 9) => Ok(Reply::Permissions(read_permissions(&mut r)?)),
+        (0, 10) => Ok(Reply::Removal(PermissionRemoval::new(
+            r.u64("narrowed")? as usize,
+            r.u64("revoked")? as usize,
+        ))),
         (1, 1) => Err(Failure::NotFound(TokenId::from_u64(r.u64("id")?))),
         (1, 2) => Err(Failure::Message(r.string("message")?)),
         (s, k) => return Err(format!("unknown reply {s}/{k}")),

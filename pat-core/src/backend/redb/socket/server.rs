@@ -390,6 +390,15 @@ fn dispatch(inner: &Arc<Inner>, req: Request, peer: u32) -> Result<Reply, Failur
             .set_prefix(prefix)
             .and_then(|()| store.token_prefixes())
             .map(Reply::Prefixes),
+        Request::GetPermissions => store
+            .permissions()
+            .map(|c| Reply::Permissions(c.iter().cloned().collect())),
+        Request::DefinePermissions(defs) => store
+            .define_permissions(&defs)
+            .map(|changed| Reply::Count(u64::from(changed))),
+        Request::RemovePermission { name, force } => {
+            store.remove_permission(&name, force).map(Reply::Removal)
+        }
         Request::GetPolicy => store.policy().map(Reply::Policy),
         Request::SetPolicy(policy) => store
             .set_policy(policy)
