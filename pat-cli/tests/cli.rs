@@ -1385,3 +1385,185 @@ fn a_replayed_old_secret_revokes_its_token_by_default() {
     assert!(log.contains("replayed_secret"), "{log}");
     assert!(log.contains("reuse detection"), "{log}");
 }
+
+/// Issue 24: `scopes define|list|remove` keep the catalog, `-s` takes its
+/// names (and refuses others as usage errors with close matches), and a
+/// removal is refused while live tokens carry the name, unless forced.
+#[test]
+fn the_catalog_is_managed_and_tokens_carry_its_names() {
+    let env = Env::new();
+    assert_eq!(
+        env.ok(&["scopes", "define", "read_api", "-d", "Read the API"]),
+        "defined `read_api`\n"
+    );
+    env.ok(&["scopes", "define", "api", "--implies", "read_api"]);
+    env.ok(&["scopes", "define", "repo:read"]);
+    assert_eq!(
+        env.ok(&["scopes", "define", "repo:read"]),
+        "unchanged: `repo:read`\n"
+    );
+    let listed = env.json(&["scopes", "list", "--json"]);
+    assert_eq!(
+        listed,
+        serde_json::json!([
+            {"name": "api", "description": "", "implies": ["read_api"]},
+            {"name": "read_api", "description": "Read the API", "implies": []},
+            {"name": "repo:read", "description": "", "implies": []},
+        ])
+    );
+    let human = env.ok(&["scopes"]);
+    assert!(human.starts_with("PERMISSION"), "{human}");
+    let lines: Vec<&str> = human.lines().collect();
+    assert_eq!(lines[1], "api         read_api", "{human}");
+    assert_eq!(lines[2], "read_api    -         Read the API", "{human}");
+
+    // Tokens carry names and node scopes together.
+    let v = env.json(&[
+        "token",
+        "-u",
+        "alice",
+        "-e",
+        "1h",
+        "-s",
+        "api",
+        "-s",
+        &format!("node:{NODE}:r"),
+        "--json",
+    ]);
+    assert_eq!(
+        v["scopes"],
+        serde_json::json!([format!("node:{NODE}:r"), "api"])
+    );
+    let secret = v["token"].as_str().unwrap().to_owned();
+    let shown = env.ok(&["token", "show", v["id"].as_str().unwrap()]);
+    assert!(
+        shown.contains(&format!("Scopes: node:{NODE}:r,api.")),
+        "{shown}"
+    );
+    let who = env.store().authenticate(&secret, Timestamp::now()).unwrap();
+    assert!(who.has_scope("read_api") && !who.has_scope("repo:read"));
+
+    // An unknown name: a usage error naming it and what is close, nothing made.
+    let before = env
+        .json(&["token", "list", "--json"])
+        .as_array()
+        .unwrap()
+        .len();
+    fails(
+        env.run(&["token", "-u", "alice", "-e", "1h", "-s", "repo:raed"]),
+        2,
+        &["--scope", "`repo:raed`", "did you mean `repo:read`"],
+    );
+    fails(
+        env.run(&["token", "-u", "alice", "-e", "1h", "-s", "org:*"]),
+        2,
+        &["--scope", "`org:*` stands for no permission"],
+    );
+    assert_eq!(
+        env.json(&["token", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        before
+    );
+
+    // Definitions the catalog refuses, saying why; nothing changes.
+    fails(
+        env.run(&["scopes", "define", "read_api", "--implies", "api"]),
+        1,
+        &["cycle", "api → read_api → api"],
+    );
+    fails(
+        env.run(&["scopes", "define", "x", "--implies", "nope"]),
+        1,
+        &["no permission `nope`"],
+    );
+    fails(
+        env.run(&["scopes", "define", "Bad"]),
+        2,
+        &["`Bad` is not a permission"],
+    );
+
+    // Removal: implied, in use, then by force.
+    fails(
+        env.run(&["scopes", "remove", "read_api"]),
+        1,
+        &["`read_api` is implied by `api`"],
+    );
+    fails(
+        env.run(&["scopes", "remove", "api"]),
+        1,
+        &["1 live token carries `api`", "--force"],
+    );
+    let only = env.token(&["-u", "bob", "-e", "1h", "-s", "api"]);
+    assert_eq!(
+        env.ok(&["scopes", "remove", "api", "--force"]),
+        "removed `api`; 1 token lost it; 1 token revoked (no scope left, or made with one that \
+         had none)\n"
+    );
+    let store = env.store();
+    assert!(matches!(
+        store.authenticate(&only, Timestamp::now()),
+        Err(AuthError::Unknown)
+    ));
+    let who = store.authenticate(&secret, Timestamp::now()).unwrap();
+    assert!(!who.has_scope("api") && who.permits([&NODE.parse().unwrap()], Perm::READ));
+    drop(store);
+    let audit = env.ok(&["audit"]);
+    for action in ["define_permission", "remove_permission", "lose_permission"] {
+        assert!(audit.contains(action), "{action}: {audit}");
+    }
+}
+
+/// The catalog through a running store's admin socket: defined there, the
+/// service's tokens hold the new names on its very next request.
+#[test]
+fn the_catalog_is_changed_through_the_socket_of_a_running_store() {
+    let env = Env::new();
+    env.ok(&["scopes", "define", "repo:read"]);
+    let wild = env.token(&["-u", "alice", "-e", "1h", "-s", "repo:*"]);
+    let held = env.store();
+    let who = held.authenticate(&wild, Timestamp::now()).unwrap();
+    assert!(who.has_scope("repo:read") && !who.has_scope("repo:admin"));
+    env.ok(&[
+        "scopes",
+        "define",
+        "repo:admin",
+        "-d",
+        "Administer repositories",
+    ]);
+    let who = held.authenticate(&wild, Timestamp::now()).unwrap();
+    assert!(
+        who.has_scope("repo:admin"),
+        "the cached record was resolved again"
+    );
+    let listed = env.json(&["scopes", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let made = env.token(&["-u", "bob", "-e", "1h", "-s", "repo:admin"]);
+    assert!(
+        held.authenticate(&made, Timestamp::now())
+            .unwrap()
+            .has_scope("repo:admin")
+    );
+    fails(
+        env.run(&["token", "-u", "bob", "-e", "1h", "-s", "repo:amdin"]),
+        2,
+        &["did you mean `repo:admin`"],
+    );
+    fails(
+        env.run(&["scopes", "remove", "repo:admin"]),
+        1,
+        &["1 live token carries `repo:admin`"],
+    );
+    env.ok(&["scopes", "remove", "repo:admin", "--force"]);
+    assert!(matches!(
+        held.authenticate(&made, Timestamp::now()),
+        Err(AuthError::Unknown)
+    ));
+    assert!(
+        !held
+            .authenticate(&wild, Timestamp::now())
+            .unwrap()
+            .has_scope("repo:admin")
+    );
+}

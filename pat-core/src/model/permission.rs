@@ -541,8 +541,8 @@ pub enum CatalogError {
     },
     /// Live tokens carry the permission being removed.
     #[error(
-        "{tokens} token{s} carr{y} `{}`; remove it with force to take it from {them} (a token \
-         left with no scope is revoked)",
+        "{tokens} live token{s} carr{y} `{}`; remove it with force (`pat-cli scopes remove \
+         --force`) to take it from {them} (a token left with no scope is revoked)",
         Echo(name),
         s = if *tokens == 1 { "" } else { "s" },
         y = if *tokens == 1 { "ies" } else { "y" },
