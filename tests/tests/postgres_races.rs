@@ -497,3 +497,96 @@ fn replicas_without_notifications_learn_a_changed_prefix() {
         .count();
     assert_eq!(changes, 1, "the second call changed nothing");
 }
+
+/// Issue 24: a change of the catalog on one replica changes what tokens
+/// hold on every other, cached ones included: at once where it listens
+/// (a `catalog` notification), by the periodic flush where it does not.
+#[test]
+fn a_catalog_change_reaches_every_replica() {
+    let Some(pg) = postgres() else { return };
+    let db = pg.database();
+    let name = |s: &str| s.parse::<pat_core::Permission>().unwrap();
+    let setter = replica(&db, |b| {
+        b.permissions([pat_core::PermissionDef::new(name("repo:read"))])
+    });
+    let listening = replica(&db, |b| b);
+    let deaf = replica(&db, |b| {
+        b.listen(false).flush_interval(Duration::from_millis(50))
+    });
+    let scopes = ["repo:*".parse::<pat_core::TokenScope>().unwrap()]
+        .into_iter()
+        .collect();
+    let made = setter.create(&hard("alice").scopes(scopes), at(0)).unwrap();
+    let secret = made.secret.expose_secret().to_owned();
+    for r in [&listening, &deaf] {
+        let who = auth(r, &secret, at(1)).unwrap();
+        assert!(who.has_scope("repo:read") && !who.has_scope("repo:admin"));
+    }
+    setter
+        .define_permissions(&[pat_core::PermissionDef::new(name("repo:admin"))])
+        .unwrap();
+    assert!(
+        auth(&setter, &secret, at(2))
+            .unwrap()
+            .has_scope("repo:admin")
+    );
+    for (what, r) in [("listening", &listening), ("deaf", &deaf)] {
+        let deadline = Instant::now() + PATIENCE;
+        while !auth(r, &secret, at(2)).unwrap().has_scope("repo:admin") {
+            assert!(Instant::now() < deadline, "{what}: the new name never came");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Two definitions on two replicas that each hold alone but form a cycle
+/// together: one waits for the other and is refused, never both kept.
+#[test]
+fn definitions_racing_on_two_replicas_never_form_a_cycle() {
+    let Some(pg) = postgres() else { return };
+    let db = pg.database();
+    let name = |s: &str| s.parse::<pat_core::Permission>().unwrap();
+    let def = |a: &str, b: &str| pat_core::PermissionDef::new(name(a)).implies(name(b));
+    let one = Arc::new(replica(&db, |b| {
+        b.permissions([
+            pat_core::PermissionDef::new(name("x")),
+            pat_core::PermissionDef::new(name("y")),
+        ])
+    }));
+    let two = Arc::new(replica(&db, |b| b));
+    for round in 0..5 {
+        // Back to no implication, then both at once.
+        one.define_permissions(&[
+            pat_core::PermissionDef::new(name("x")),
+            pat_core::PermissionDef::new(name("y")),
+        ])
+        .unwrap();
+        let start = Arc::new(Barrier::new(2));
+        let racers: Vec<_> = [(one.clone(), def("x", "y")), (two.clone(), def("y", "x"))]
+            .into_iter()
+            .map(|(store, d)| {
+                let start = start.clone();
+                thread::spawn(move || {
+                    start.wait();
+                    store.define_permissions(&[d])
+                })
+            })
+            .collect();
+        let results: Vec<_> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+        let kept = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(kept, 1, "round {round}: {results:?}");
+        assert!(
+            results.iter().any(|r| matches!(
+                r,
+                Err(pat_core::StoreError::Catalog(
+                    pat_core::CatalogError::Cycle { .. }
+                ))
+            )),
+            "round {round}: {results:?}"
+        );
+        let catalog = one.permissions().unwrap();
+        let implied =
+            catalog.get("x").unwrap().implies.len() + catalog.get("y").unwrap().implies.len();
+        assert_eq!(implied, 1, "round {round}: one implication kept");
+    }
+}
