@@ -290,6 +290,47 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
         );
         assert_eq!(said.status, status, "{scopes}: {}", said.body);
     }
+    // ... nor one holding a permission it lacks (issue 24): implications
+    // count, a wildcard needs one that covers it, and an unknown name is
+    // a bad request naming it.
+    let writer = format!(
+        "Bearer {}",
+        work.token(&["-u", "alice", "-e", "1h", "-s", "demo:write"])
+    );
+    for (scopes, status, says) in [
+        (json!(null), 403, "scoped within its own scopes"),
+        (json!(["demo:admin"]), 403, "`demo:admin`"),
+        (json!(["demo:*"]), 403, "`demo:*`"),
+        (
+            json!(["demo:write", format!("node:{NODE}:r")]),
+            403,
+            "reaches further",
+        ),
+        (json!(["demo:nope"]), 400, "no permission `demo:nope`"),
+        (json!(["Demo"]), 400, "`Demo` is not a permission"),
+        (json!(["demo:read"]), 201, ""),
+        (json!(["demo:write"]), 201, ""),
+    ] {
+        let said = api.create(
+            &writer,
+            json!({"label": "sub", "expire": "30m", "scopes": scopes}),
+        );
+        assert_eq!(said.status, status, "{scopes}: {}", said.body);
+        if status != 201 {
+            assert!(description(&said).contains(says), "{scopes}: {}", said.body);
+        }
+    }
+    let listed = api.list(&alice, "");
+    let names: Vec<&str> = listed.body["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["demo:admin", "demo:export", "demo:read", "demo:write"]
+    );
 
     // CSRF: a change without the header, or from another site, is refused.
     let body = json!({"label": "x", "expire": "10m"}).to_string();

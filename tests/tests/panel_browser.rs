@@ -152,6 +152,29 @@ async fn whoami(base: String, token: String) -> (u16, String) {
     .unwrap()
 }
 
+/// The status and `WWW-Authenticate` of `GET path` with `token`.
+async fn get(base: String, path: &'static str, token: String) -> (u16, Option<String>) {
+    tokio::task::spawn_blocking(move || {
+        let r = client()
+            .get(format!("{base}{path}"))
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+        let challenge = r
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (r.status().as_u16(), challenge)
+    })
+    .await
+    .unwrap()
+}
+
+/// The element at `css`.
+async fn field_at(c: &Client, css: &str) -> fantoccini::elements::Element {
+    c.find(Locator::Css(css)).await.unwrap()
+}
+
 async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
     let work = Workdir::new();
     // A store of its own prefix, a former one kept: the panel says both.
@@ -308,6 +331,60 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
     let (status, _) = whoami(server.base().to_owned(), secret).await;
     assert_eq!(status, 401, "revoked");
 
+    // Issue 24: the catalog as checkboxes with descriptions; a token of two
+    // permissions works on a route that needs one of them and is refused,
+    // 403 insufficient_scope, on one that needs another.
+    let offered = text(&c, "#permissions").await;
+    assert!(offered.contains("demo:write"), "{offered}");
+    assert!(offered.contains("Change the demo's records"), "{offered}");
+    assert!(offered.contains("includes demo:read"), "{offered}");
+    field("#create input[name=label]")
+        .await
+        .send_keys("two permissions")
+        .await
+        .unwrap();
+    field("#create input[name=duration]")
+        .await
+        .send_keys("1h")
+        .await
+        .unwrap();
+    for name in ["demo:read", "demo:export"] {
+        field_at(&c, &format!("#permission-list input[value=\"{name}\"]"))
+            .await
+            .click()
+            .await
+            .unwrap();
+    }
+    field("#create-submit").await.click().await.unwrap();
+    until("the second secret", || displayed(&c, "#secret")).await;
+    let two = field("#secret-value")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    until("its row", || async {
+        text(&c, "#tokens").await.contains("two permissions")
+    })
+    .await;
+    assert!(
+        text(&c, "#tokens").await.contains("demo:export demo:read"),
+        "the table shows its permissions"
+    );
+    let base = server.base().to_owned();
+    assert_eq!(
+        get(base.clone(), "/demo/read", two.clone()).await,
+        (200, None)
+    );
+    let (status, challenge) = get(base, "/demo/write", two).await;
+    assert_eq!(status, 403);
+    let challenge = challenge.expect("a challenge");
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"")
+            && challenge.contains("scope=\"demo:write\""),
+        "{challenge}"
+    );
+
     // Keyboard: Tab from the top reaches every control, in reading order.
     c.execute(
         "document.activeElement.blur(); window.scrollTo(0, 0)",
@@ -316,7 +393,7 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
     .await
     .unwrap();
     let mut reached = Vec::new();
-    for _ in 0..12 {
+    for _ in 0..16 {
         c.active_element()
             .await
             .unwrap()
@@ -339,6 +416,7 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
         "label",
         "model",
         "duration",
+        "permission",
         "scopes",
         "create-submit",
     ];

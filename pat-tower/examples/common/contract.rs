@@ -27,8 +27,8 @@ pub(crate) fn node_answer(identity: &Identity, id: &str, perm: Perm) -> NodeAnsw
 }
 
 /// The permissions the reference servers declare in their store's catalog
-/// when they start: `demo:read`, `demo:write` (which implies `demo:read`)
-/// and `demo:admin` (which implies `demo:write`).
+/// when they start: `demo:read`, `demo:write` (which implies `demo:read`),
+/// `demo:admin` (which implies `demo:write`) and `demo:export`.
 pub(crate) fn permissions() -> Vec<pat_core::PermissionDef> {
     let name = |s: &str| {
         s.parse::<pat_core::Permission>()
@@ -42,6 +42,7 @@ pub(crate) fn permissions() -> Vec<pat_core::PermissionDef> {
         pat_core::PermissionDef::new(name("demo:admin"))
             .description("Administer the demo")
             .implies(name("demo:write")),
+        pat_core::PermissionDef::new(name("demo:export")).description("Export the demo's records"),
     ]
 }
 
