@@ -60,6 +60,26 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
     }
     seen.push((status, shape.to_string()));
 
+    // Named permissions (issue 24): `scope` lists what the token holds,
+    // its wildcard and implications resolved by the store's catalog (the
+    // server declares demo:read < demo:write < demo:admin, demo:export),
+    // so that a remote verifier needs none.
+    let named = work.token(&[
+        "-u",
+        "alice",
+        "-e",
+        "1h",
+        "-s",
+        "demo:write",
+        "-s",
+        &format!("node:{NODE}:r"),
+    ]);
+    let (status, _, body) = introspect(&server, Some(&gateway), &format!("token={named}"));
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["scope"], format!("node:{NODE}:r demo:read demo:write"));
+    seen.push((status, v["scope"].to_string()));
+
     // The hint is accepted and ignored; an encoded underscore decodes.
     let encoded = alice.replacen('_', "%5F", 1);
     let (status, _, body) = introspect(

@@ -114,6 +114,29 @@ fn behind(kind: ServerKind) {
     assert_eq!(identity.scopes().to_string(), format!("node:{NODE}:r"));
     assert!(identity.expires_at() > now);
 
+    // Named permissions arrive resolved: the verifier holds no catalog.
+    for (scope, holds, lacks) in [
+        (
+            "demo:*",
+            &["demo:read", "demo:write", "demo:admin", "demo:export"][..],
+            &["admin"][..],
+        ),
+        ("demo:write", &["demo:read", "demo:write"], &["demo:admin"]),
+    ] {
+        let token = work.token(&["-u", "dave", "-e", "1h", "-s", scope]);
+        let digest = TokenDigest::from_token(&token).unwrap();
+        let identity = rt
+            .block_on(verifier.verify(Lookup::new(digest, None, now)))
+            .expect("dave's token");
+        for name in holds {
+            assert!(identity.has_scope(name), "{scope} holds {name}");
+        }
+        for name in lacks {
+            assert!(!identity.has_scope(name), "{scope} lacks {name}");
+        }
+        assert!(!identity.permits([&NODE.parse().unwrap()], pat_core::Perm::READ));
+    }
+
     // The same answers through actix-web (in process, same verifier).
     let reqs: Vec<Req> = [bearer(&alice), bearer(unknown.expose_secret())]
         .into_iter()
