@@ -142,3 +142,122 @@ fn both_adapters_answer_every_case_alike_in_both_modes() {
         .unwrap();
     assert_eq!(optional_nothing.2, 200);
 }
+
+/// Issue 24: the two route guards side by side, with the JSON hooks of
+/// both the guard and the middleware, in optional mode: a token holding
+/// the permission passes, one lacking it gets the same 403 and JSON body
+/// from each, a request without a token the middleware's own 401 (its
+/// hook's body), and a route no middleware covers a 500 naming the fix.
+#[test]
+fn both_guards_answer_alike_with_their_hooks() {
+    use pat_core::{PermissionDef, TokenScope};
+    let store = Arc::new(MemoryStore::new());
+    store
+        .define_permissions(&[
+            PermissionDef::new("repo:read".parse().unwrap()),
+            PermissionDef::new("repo:write".parse().unwrap()),
+        ])
+        .unwrap();
+    let hour = ExpiryPolicy::hard(Duration::from_secs(3600));
+    let reader = store
+        .create(
+            &NewToken::new("alice", hour).scopes(
+                ["repo:read".parse::<TokenScope>().unwrap()]
+                    .into_iter()
+                    .collect(),
+            ),
+            Timestamp::now(),
+        )
+        .unwrap();
+    let bearer = format!("Bearer {}", reader.secret.expose_secret());
+    let gate = Gate::new(store.clone()).mode(Mode::Optional);
+    let req = |path: &str, auth: Option<&str>| Req {
+        method: http::Method::GET,
+        path: path.to_owned(),
+        headers: auth
+            .map(|a| ("authorization", a.to_owned()))
+            .into_iter()
+            .collect(),
+    };
+    let reqs = [
+        req("/read", Some(&bearer)),
+        req("/write", Some(&bearer)),
+        req("/write", None),
+        req("/bare", Some(&bearer)),
+    ];
+
+    let tower_app = {
+        use axum::routing::get;
+        use pat_tower::{JsonRejection, PatLayer, RequireScopes};
+        let guarded = |path: &str, name: &str| {
+            axum::Router::new()
+                .route(path, get(|| async { "ok" }))
+                .route_layer(
+                    RequireScopes::all([name])
+                        .unwrap()
+                        .on_insufficient(JsonRejection),
+                )
+        };
+        let bare = axum::Router::new()
+            .route("/bare", get(|| async { "ok" }))
+            .route_layer(RequireScopes::all(["repo:read"]).unwrap());
+        guarded("/read", "repo:read")
+            .merge(guarded("/write", "repo:write"))
+            .layer(PatLayer::from_gate(gate.clone()).on_rejection(JsonRejection))
+            .merge(bare)
+    };
+    let actix_app = {
+        use actix_web::web;
+        use pat_actix::{JsonRejection, PatMiddleware, RequireScopes};
+        let pat = PatMiddleware::from_gate(gate.clone()).on_rejection(JsonRejection);
+        move |cfg: &mut actix_web::web::ServiceConfig| {
+            for (path, name) in [("/read", "repo:read"), ("/write", "repo:write")] {
+                cfg.service(
+                    web::resource(path)
+                        .wrap(
+                            RequireScopes::all([name])
+                                .unwrap()
+                                .on_insufficient(JsonRejection),
+                        )
+                        .wrap(pat.clone())
+                        .route(web::get().to(|| async { "ok" })),
+                );
+            }
+            cfg.service(
+                web::resource("/bare")
+                    .wrap(RequireScopes::all(["repo:read"]).unwrap())
+                    .route(web::get().to(|| async { "ok" })),
+            );
+        }
+    };
+    let tower = inproc::tower_seen(tower_app, &reqs);
+    let actix = inproc::actix_seen(actix_app, &reqs);
+    let statuses: Vec<u16> = tower.iter().map(|s| s.status).collect();
+    assert_eq!(statuses, [200, 403, 401, 500]);
+    assert_eq!(
+        tower[1].challenges,
+        [
+            "Bearer realm=\"pat\", error=\"insufficient_scope\", error_description=\"the token \
+          lacks a permission this route needs\", scope=\"repo:write\""
+        ]
+    );
+    assert_eq!(
+        tower[1].body,
+        "{\"error\":\"insufficient_scope\",\"error_description\":\"the token lacks a \
+         permission this route needs\",\"scope\":\"repo:write\"}"
+    );
+    assert!(
+        tower[2].body.contains("\"error\""),
+        "the middleware's hook: {}",
+        tower[2].body
+    );
+    for ((t, a), r) in tower.iter().zip(&actix).zip(&reqs) {
+        if r.path == "/bare" {
+            // No middleware: both 500; actix names the fix in its body.
+            assert_eq!((t.status, a.status), (500, 500));
+            assert!(a.body.contains("PatMiddleware"), "{}", a.body);
+            continue;
+        }
+        assert_eq!(t, a, "the adapters differ on {}", r.path);
+    }
+}
