@@ -48,6 +48,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let service = test::init_service(match kind.as_str() {
             "bare" => App::new().service(route()),
             "static" => App::new().service(route().wrap(peer)),
+            // The route behind a scope guard the token passes.
+            "guarded" => App::new().service(
+                route()
+                    .wrap(pat_actix::RequireScopes::all(["repo:read"]).expect("a permission"))
+                    .wrap(pat),
+            ),
             _ => App::new().service(route().wrap(pat)),
         })
         .await;

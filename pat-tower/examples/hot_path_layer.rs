@@ -66,6 +66,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &header,
             n,
         ),
+        // The route behind a scope guard the token passes.
+        "guarded" => drive(
+            ServiceBuilder::new()
+                .layer(PatLayer::new(store.clone()))
+                .layer(pat_tower::RequireScopes::all(["repo:read"])?)
+                .service(handler()),
+            &header,
+            n,
+        ),
         _ => drive(
             ServiceBuilder::new()
                 .layer(PatLayer::new(store.clone()))

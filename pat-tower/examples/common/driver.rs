@@ -8,8 +8,11 @@ use std::time::Duration;
 use pat_core::{Admin as _, ExpiryPolicy, NewToken, Store, Timestamp};
 
 /// A driver's store and request: the token of `kind` (`hard`, `sliding` or
-/// `basic`; or a peer's, `bare`, `static` or `digest`, all with a hard
-/// token) and how many more requests to send.
+/// `basic`; `named`, a hard token holding the named permission
+/// `repo:read`, and `guarded`, the same for a route behind a scope guard;
+/// or a peer's, `bare`,
+/// `static` or `digest`, all with a hard token) and how many more requests
+/// to send.
 pub(crate) struct Driver {
     /// The kind asked for.
     pub(crate) kind: String,
@@ -29,9 +32,10 @@ pub(crate) struct Driver {
 pub(crate) fn driver(name: &str) -> Result<Driver, Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (Some(kind), Some(n)) = (args.next(), args.next()) else {
-        return Err(
-            format!("usage: {name} hard|sliding|basic|bare|static|digest|digest_expiry N").into(),
-        );
+        return Err(format!(
+            "usage: {name} hard|sliding|basic|named|guarded|bare|static|digest|digest_expiry N"
+        )
+        .into());
     };
     let n: u64 = n.parse()?;
     let dir = tempfile::tempdir()?;
@@ -43,13 +47,25 @@ pub(crate) fn driver(name: &str) -> Result<Driver, Box<dyn std::error::Error>> {
     );
     let day = Duration::from_secs(86_400);
     let expiry = match kind.as_str() {
-        "hard" | "basic" | "bare" | "static" | "digest" | "digest_expiry" => {
+        "hard" | "basic" | "named" | "guarded" | "bare" | "static" | "digest" | "digest_expiry" => {
             ExpiryPolicy::hard(day)
         }
         "sliding" => ExpiryPolicy::sliding(day, None),
         other => return Err(format!("unknown kind {other:?}").into()),
     };
-    let created = store.create(&NewToken::new("alice", expiry), Timestamp::now())?;
+    let mut new = NewToken::new("alice", expiry);
+    if kind == "guarded" || kind == "named" {
+        store.define_permissions(&[
+            pat_core::PermissionDef::new("repo:read".parse()?),
+            pat_core::PermissionDef::new("repo:write".parse()?),
+        ])?;
+        new = new.scopes(
+            ["repo:read".parse::<pat_core::TokenScope>()?]
+                .into_iter()
+                .collect(),
+        );
+    }
+    let created = store.create(&new, Timestamp::now())?;
     let secret = created.secret.expose_secret().to_owned();
     let header = if kind == "basic" {
         let pair = format!("alice:{secret}");
