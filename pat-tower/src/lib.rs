@@ -62,6 +62,8 @@ pub use pat_core;
 #[doc(no_inline)]
 pub use pat_core::MissingIdentity;
 #[cfg(feature = "axum")]
+#[cfg(feature = "axum")]
+pub use scoped::{Permissions, ScopeRejection, Scoped};
 pub use scopes::{
     DefaultInsufficient, GuardFuture, OnInsufficientScope, RequireScopes, RequireScopesService,
 };
@@ -79,6 +81,8 @@ mod introspection;
 mod leaks;
 #[cfg(feature = "axum")]
 mod management;
+#[cfg(feature = "axum")]
+mod scoped;
 mod scopes;
 #[cfg(feature = "axum")]
 mod secret_scanning;

@@ -251,6 +251,43 @@ fn both_guards_answer_alike_with_their_hooks() {
         "the middleware's hook: {}",
         tower[2].body
     );
+    // axum's extractor form answers as the layer does (the default, empty
+    // body): the same status and challenge.
+    pat_tower::permissions! {
+        struct WriteRepo: all("repo:write");
+    }
+    pat_tower::permissions! {
+        struct ReadOrWrite: any("repo:read", "repo:write");
+    }
+    let extracting = {
+        use axum::routing::get;
+        use pat_tower::{PatLayer, Scoped};
+        axum::Router::new()
+            .route(
+                "/write",
+                get(|Scoped(_, _): Scoped<WriteRepo>| async { "ok" }),
+            )
+            .route(
+                "/read",
+                get(|Scoped(who, _): Scoped<ReadOrWrite>| async move { who.user().to_owned() }),
+            )
+            .layer(PatLayer::from_gate(gate.clone()))
+    };
+    let seen = inproc::tower_seen(
+        extracting,
+        &[
+            req("/write", Some(&bearer)),
+            req("/read", Some(&bearer)),
+            req("/read", None),
+        ],
+    );
+    assert_eq!(seen[0].status, 403);
+    assert_eq!(seen[0].challenges, tower[1].challenges);
+    assert_eq!((seen[1].status, seen[1].body.as_str()), (200, "alice"));
+    assert_eq!(
+        seen[2].status, 401,
+        "optional mode: the extractor asks for a token"
+    );
     for ((t, a), r) in tower.iter().zip(&actix).zip(&reqs) {
         if r.path == "/bare" {
             // No middleware: both 500; actix names the fix in its body.
