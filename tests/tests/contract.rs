@@ -126,6 +126,20 @@ fn whoami_reports_the_identity() {
         let v: Value = serde_json::from_str(&res.text().unwrap()).unwrap();
         assert_eq!(v["user"], "alice", "{kind:?}");
         assert_eq!(v["scopes"], serde_json::json!([format!("node:{NODE}:r")]));
+        // Named permissions as the token carries them (issue 24).
+        let named = client()
+            .get(server.url("/whoami"))
+            .header("authorization", format!("Bearer {}", tokens.demo_reader))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let named: Value = serde_json::from_str(&named).unwrap();
+        assert_eq!(
+            named["scopes"],
+            serde_json::json!(["demo:read"]),
+            "{kind:?}"
+        );
         assert_eq!(v["token_id"].as_str().unwrap().len(), 16);
         // A sliding token: the use moved its expiry to about now + 10 minutes.
         let expires =

@@ -101,6 +101,13 @@ pub(super) fn catalog_and_holdings(b: &dyn Backend) {
         [name("api"), name("repo:*")],
         "as written"
     );
+    // A rotation keeps them.
+    let rotated = b
+        .rotate(t.info.id, &crate::Rotation::new(), super::harness::at(2))
+        .expect("rotate");
+    let who = auth(b, &rotated.secret, 3).expect("the new secret");
+    assert!(who.has_scope("read_api") && who.has_scope("repo:write"));
+    assert_eq!(rotated.info.scopes, listed.scopes);
 
     let typo = catalog_error(b.create(&hard("alice", MIN).scopes(scopes(&["repo:raed"])), t0()));
     assert!(
