@@ -554,6 +554,20 @@ pub enum CatalogError {
         /// How many tokens carry it.
         tokens: usize,
     },
+    /// The change takes away an implication through which the token a
+    /// token was made with holds a permission that token carries: the
+    /// child would hold more than its parent.
+    #[error(
+        "token {token} carries `{}`, which the token it was made with would no longer hold: \
+         revoke it, or remove the permission by force, first",
+        Echo(name)
+    )]
+    Outgrown {
+        /// The permission.
+        name: String,
+        /// The child token's id.
+        token: String,
+    },
     /// The catalog would pass [`MAX_CATALOG_LEN`] permissions.
     #[error("a catalog holds at most {max} permissions", max = MAX_CATALOG_LEN)]
     TooMany,

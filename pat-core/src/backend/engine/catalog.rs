@@ -33,6 +33,7 @@ pub(crate) async fn define(
     if !after.define(defs.iter().cloned())? {
         return Ok(None);
     }
+    keeps_families_within(tx, &before, &after).await?;
     for def in after.iter() {
         if before.get(def.name.as_str()) != Some(def) {
             tx.put_permission(def).await?;
@@ -48,6 +49,55 @@ pub(crate) async fn define(
         }
     }
     Ok(Some(after))
+}
+
+/// Refuses a change that takes implications away when a token made with
+/// another holds, by name, a permission that token would then no longer
+/// hold (the authority rule: no token out-reaches what made it). Only the
+/// names the lost implications led to can be affected: those tokens are
+/// read, and each one's parent resolved with the new catalog.
+async fn keeps_families_within(
+    tx: &mut impl Tx,
+    before: &Catalog,
+    after: &Catalog,
+) -> Result<(), StoreError> {
+    // The names reachable, in the old catalog, from an implication the new
+    // one lacks.
+    let mut affected: Vec<&Permission> = Vec::new();
+    for def in before.iter() {
+        let kept = after.get(def.name.as_str());
+        for implied in &def.implies {
+            if kept.is_none_or(|k| !k.implies.contains(implied)) {
+                affected.push(implied);
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(name) = affected.pop() {
+        if !seen.insert(name) {
+            continue;
+        }
+        if let Some(def) = before.get(name.as_str()) {
+            affected.extend(def.implies.iter());
+        }
+    }
+    for name in seen {
+        for token in tx.carrying(name).await? {
+            let Some(parent) = token.parent else { continue };
+            let Some((_, parent)) = tx.token(parent, Lock::Share).await? else {
+                continue;
+            };
+            if !parent.scopes.is_unrestricted() && !after.resolve(&parent.scopes).has(name.as_str())
+            {
+                return Err(CatalogError::Outgrown {
+                    name: name.to_string(),
+                    token: token.id.to_string(),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a removal did.

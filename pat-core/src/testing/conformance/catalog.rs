@@ -268,7 +268,7 @@ pub(super) fn children_hold_no_more(b: &dyn Backend) {
         )
     };
     let api = parent_of(&["api"]);
-    child(&api, &["read_api"]).expect("implied by the parent's");
+    let via_api = child(&api, &["read_api"]).expect("implied by the parent's");
     child(&api, &["api"]).expect("the parent's own");
     for wider in [&["repo:read"][..], &["repo:*"], &[]] {
         assert!(
@@ -288,6 +288,30 @@ pub(super) fn children_hold_no_more(b: &dyn Backend) {
         matches!(child(&reader, &["repo:*"]), Err(StoreError::Authority(_))),
         "a wildcard stands for names the catalog may gain: not from names"
     );
+    // An implication its parent held the child's name through cannot be
+    // taken away while the child carries it, here or further down a chain.
+    let refused = catalog_error(b.define_permissions(&[def("api", &[])]));
+    assert!(
+        matches!(&refused, CatalogError::Outgrown { name, token }
+            if name == "read_api" && *token == via_api.info.id.to_string()),
+        "{refused}"
+    );
+    let catalog = b.permissions().expect("catalog");
+    assert_eq!(catalog.get("api").expect("api").implies, [name("read_api")]);
+    b.define_permissions(&[def("repo:admin", &["read_api"])])
+        .expect("repo:admin");
+    b.define_permissions(&[def("api", &["read_api", "repo:admin"])])
+        .expect("two ways to read_api");
+    b.define_permissions(&[def("api", &["repo:admin"])])
+        .expect("read_api still held through repo:admin");
+    let refused = catalog_error(b.define_permissions(&[def("repo:admin", &[])]));
+    assert!(
+        matches!(refused, CatalogError::Outgrown { .. }),
+        "down a chain: {refused}"
+    );
+    b.revoke(via_api.info.id).expect("revoke the child");
+    b.define_permissions(&[def("repo:admin", &[])])
+        .expect("no child carries it any more");
     let node = parent_of(&[&format!("node:{NODE}:rw")]);
     assert!(matches!(
         child(&node, &["read_api"]),
