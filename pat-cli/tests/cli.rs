@@ -1483,6 +1483,16 @@ fn the_catalog_is_managed_and_tokens_carry_its_names() {
         2,
         &["`Bad` is not a permission"],
     );
+    // Nothing a terminal acts on, nor anything that hides or reorders what
+    // is around it, reaches the catalog; the message does not repeat it.
+    for hostile in ["\x1b[2Jgone", "evil\u{202e}txt", "a\u{200b}b"] {
+        let out = env.run(&["scopes", "define", "y", "-d", hostile]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{hostile:?}: {err}");
+        assert!(err.contains("its description has"), "{err}");
+        assert!(!err.contains(hostile), "{err}");
+    }
+    assert!(!env.ok(&["scopes"]).contains("\ny "));
 
     // Removal: implied, in use, then by force.
     fails(

@@ -164,7 +164,7 @@ impl<S: fmt::Debug, R> fmt::Debug for RequireScopesService<S, R> {
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopesService<S, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    ResBody: Default + 'static,
+    ResBody: Default + From<String> + 'static,
     R: OnInsufficientScope<ResBody>,
 {
     type Response = Response<ResBody>;
@@ -206,7 +206,9 @@ where
 /// The answer to a request that reached the guard without an identity: the
 /// `PatLayer`'s own for an anonymous request, 500 on a route it does not
 /// cover.
-fn missing<ReqBody, ResBody: Default + 'static>(req: &Request<ReqBody>) -> Response<ResBody> {
+fn missing<ReqBody, ResBody: Default + From<String> + 'static>(
+    req: &Request<ReqBody>,
+) -> Response<ResBody> {
     let extensions = req.extensions();
     match (
         extensions.get::<Rejection>(),
@@ -215,9 +217,14 @@ fn missing<ReqBody, ResBody: Default + 'static>(req: &Request<ReqBody>) -> Respo
         (Some(rejection), Some(hook)) => hook.answer(rejection),
         (Some(rejection), None) => rejection.to_response(ResBody::default()),
         (None, _) => {
+            // As pat-actix's guard and the `Identity` extractor answer.
             pat_core::adapter::no_middleware();
-            let mut res = Response::new(ResBody::default());
+            let mut res = Response::new(ResBody::from(pat_core::adapter::NO_MIDDLEWARE.to_owned()));
             *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            res.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
             res
         }
     }

@@ -162,7 +162,7 @@ pub fn within_scopes(allowed: &Scopes, scopes: &Scopes) -> Result<(), AuthorityV
     if allowed.is_unrestricted() {
         return Ok(());
     }
-    if scopes.is_unrestricted() {
+    if scopes.is_unrestricted() || (scopes.as_slice().is_empty() && scopes.named().is_empty()) {
         return Err(AuthorityViolation::Wider(
             "a scoped token may only make tokens scoped within its own scopes: give scopes".into(),
         ));

@@ -230,7 +230,7 @@ impl engine::lookup::Uses for MemoryStore {
         &self,
         (): (),
         digest: TokenDigest,
-        read: TokenInfo,
+        _read: TokenInfo,
         user: Option<&str>,
         now: Timestamp,
         last_try: bool,
@@ -248,11 +248,14 @@ impl engine::lookup::Uses for MemoryStore {
             return Some(Err(AuthError::Unknown));
         }
         // `record_use` checks before it changes anything: a refused use
-        // records nothing. The scopes as the lookup resolved them.
-        Some(
-            info.record_use(user, now)
-                .map(|expires_at| Identity::new(info, expires_at).holding(read.scopes)),
-        )
+        // records nothing. What the record holds, with the catalog as it is
+        // under this lock (changed under it too): the record may have
+        // changed since the read.
+        let catalog = self.catalog.get();
+        Some(info.record_use(user, now).map(|expires_at| {
+            let scopes = engine::lookup::resolved_scopes(&catalog, &info.scopes);
+            Identity::new(info, expires_at).holding(scopes)
+        }))
     }
 
     fn unknown(&self, _digest: TokenDigest) {}

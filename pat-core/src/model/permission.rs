@@ -72,8 +72,8 @@ impl Permission {
         if s.len() > MAX_PERMISSION_LEN {
             return problem("it is longer than 64 bytes");
         }
-        if s.starts_with("node:") {
-            return problem("`node:` starts node scopes (node:<uuid>:<perm>)");
+        if s == "node" || s.starts_with("node:") {
+            return problem("`node` and `node:` start node scopes (node:<uuid>:<perm>)");
         }
         let body = match s.strip_suffix('*') {
             Some(stem) if stem.ends_with(':') || stem.ends_with('.') => stem,
@@ -224,6 +224,17 @@ impl PermissionDef {
         }
         if self.description.chars().any(char::is_control) {
             return Err(bad("its description has a control character"));
+        }
+        // Shown in terminals and the panel: nothing that hides or reorders
+        // what is around it (the CLI's filter would escape it).
+        if self
+            .description
+            .chars()
+            .any(crate::model::text::is_invisible)
+        {
+            return Err(bad(
+                "its description has an invisible or direction-changing character",
+            ));
         }
         if self.implies.len() > MAX_IMPLIES {
             return Err(bad("it implies more than 64 permissions"));
@@ -683,6 +694,7 @@ mod tests {
             ("repo read", "a-z"),
             ("rêpo", "a-z"),
             ("node:x", "`node:`"),
+            ("node", "`node`"),
             ("repo*", "`:*` or `.*`"),
             ("*", "`:*` or `.*`"),
             ("re*po:*", "`:*` or `.*`"),
@@ -760,6 +772,19 @@ mod tests {
         assert!(err.to_string().contains("a wildcard"), "{err}");
         let err = catalog.define([def("x", &["api:*"])]).unwrap_err();
         assert!(err.to_string().contains("implies a wildcard"), "{err}");
+        let hidden = PermissionDef::new(p("y")).description("a\u{202e}b");
+        assert!(
+            catalog
+                .define([hidden])
+                .unwrap_err()
+                .to_string()
+                .contains("invisible")
+        );
+        let plain = PermissionDef::new(p("y")).description("Lire les dépôts \\ tout");
+        catalog
+            .define([plain])
+            .expect("letters of any language and a backslash");
+        catalog.remove("y").unwrap();
         let bell = PermissionDef::new(p("y")).description("ring\x07");
         assert!(
             catalog

@@ -268,8 +268,10 @@ impl Scopes {
 
     /// Restricted to nothing: no node, no permission. What a remote
     /// verifier makes of an endpoint's empty `scope` (a token whose
-    /// wildcards stand for no name there); a store never keeps it.
-    pub fn none() -> Scopes {
+    /// wildcards stand for no name there). Not public: a store keeps no
+    /// such record (it would read back as unrestricted), and no creation
+    /// can ask for one.
+    pub(crate) fn none() -> Scopes {
         Scopes(Some(Arc::new(Restricted {
             nodes: Box::new([]),
             named: Box::new([]),
@@ -340,6 +342,12 @@ impl Scopes {
     /// wildcards and implications come to in the catalog of the backend
     /// that answered for it ([`Catalog::resolve`](crate::Catalog::resolve)); sorted. Empty for an
     /// unrestricted token, which holds every permission ([`has`](Scopes::has)).
+    ///
+    /// Resolved for the scopes of an [`Identity`](crate::Identity) and of
+    /// a record [`Admin::find`](crate::Admin::find) returns; a record from
+    /// [`Admin::get`](crate::Admin::get) or [`Admin::list`](crate::Admin::list)
+    /// holds its names as written (resolve it with
+    /// [`Admin::permissions`](crate::Admin::permissions) to ask it).
     pub fn granted(&self) -> &[Permission] {
         self.0.as_deref().map_or(&[], |r| &r.granted)
     }
@@ -397,10 +405,13 @@ impl Scopes {
     }
 }
 
-/// Equal when they carry the same scopes, as written.
+/// Equal when they carry the same scopes, as written (and are both
+/// unrestricted, or both not).
 impl PartialEq for Scopes {
     fn eq(&self, other: &Scopes) -> bool {
-        self.as_slice() == other.as_slice() && self.named() == other.named()
+        self.is_unrestricted() == other.is_unrestricted()
+            && self.as_slice() == other.as_slice()
+            && self.named() == other.named()
     }
 }
 
@@ -408,6 +419,7 @@ impl Eq for Scopes {}
 
 impl std::hash::Hash for Scopes {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.is_unrestricted().hash(state);
         self.as_slice().hash(state);
         self.named().hash(state);
     }
@@ -515,6 +527,20 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(s.to_string(), format!("node:{A}:rw,node:{B}:r"));
+    }
+
+    #[test]
+    fn restricted_to_nothing_is_not_unrestricted() {
+        assert_ne!(Scopes::none(), Scopes::unrestricted());
+        assert!(!Scopes::none().has("anything") && Scopes::unrestricted().has("anything"));
+        assert!(
+            crate::backend::authority::within_scopes(
+                &[scope(&format!("node:{A}:r"))].into_iter().collect(),
+                &Scopes::none()
+            )
+            .is_err(),
+            "never stored: it would read back as unrestricted"
+        );
     }
 
     #[test]

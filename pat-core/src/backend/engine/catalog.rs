@@ -51,37 +51,40 @@ pub(crate) async fn define(
     Ok(Some(after))
 }
 
-/// Refuses a change that takes implications away when a token made with
-/// another holds, by name, a permission that token would then no longer
-/// hold (the authority rule: no token out-reaches what made it). Only the
-/// names the lost implications led to can be affected: those tokens are
-/// read, and each one's parent resolved with the new catalog.
-async fn keeps_families_within(
-    tx: &mut impl Tx,
-    before: &Catalog,
-    after: &Catalog,
-) -> Result<(), StoreError> {
-    // The names reachable, in the old catalog, from an implication the new
-    // one lacks.
-    let mut affected: Vec<&Permission> = Vec::new();
+/// The names a change from `before` to `after` may take from a token
+/// that holds them through implications: those reachable, in `before`,
+/// from an implication `after` lacks (a removed definition's included).
+fn affected(before: &Catalog, after: &Catalog) -> Vec<Permission> {
+    let mut todo: Vec<&Permission> = Vec::new();
     for def in before.iter() {
         let kept = after.get(def.name.as_str());
         for implied in &def.implies {
             if kept.is_none_or(|k| !k.implies.contains(implied)) {
-                affected.push(implied);
+                todo.push(implied);
             }
         }
     }
     let mut seen = std::collections::BTreeSet::new();
-    while let Some(name) = affected.pop() {
-        if !seen.insert(name) {
-            continue;
-        }
-        if let Some(def) = before.get(name.as_str()) {
-            affected.extend(def.implies.iter());
+    while let Some(name) = todo.pop() {
+        if seen.insert(name)
+            && let Some(def) = before.get(name.as_str())
+        {
+            todo.extend(def.implies.iter());
         }
     }
-    for name in seen {
+    seen.into_iter().cloned().collect()
+}
+
+/// The tokens that carry one of `names` by name while the token they were
+/// made with, resolved with `after`, no longer holds it (the authority
+/// rule: no token out-reaches what made it), with that name.
+async fn outgrown(
+    tx: &mut impl Tx,
+    after: &Catalog,
+    names: &[Permission],
+) -> Result<Vec<(TokenInfo, Permission)>, StoreError> {
+    let mut out = Vec::new();
+    for name in names {
         for token in tx.carrying(name).await? {
             let Some(parent) = token.parent else { continue };
             let Some((_, parent)) = tx.token(parent, Lock::Share).await? else {
@@ -89,15 +92,32 @@ async fn keeps_families_within(
             };
             if !parent.scopes.is_unrestricted() && !after.resolve(&parent.scopes).has(name.as_str())
             {
-                return Err(CatalogError::Outgrown {
-                    name: name.to_string(),
-                    token: token.id.to_string(),
-                }
-                .into());
+                out.push((token, name.clone()));
             }
         }
     }
-    Ok(())
+    Ok(out)
+}
+
+fn outgrown_error(token: &TokenInfo, name: &Permission) -> StoreError {
+    CatalogError::Outgrown {
+        name: name.to_string(),
+        token: token.id.to_string(),
+    }
+    .into()
+}
+
+/// Refuses a change that would leave a token holding, by name, what the
+/// token it was made with no longer holds.
+async fn keeps_families_within(
+    tx: &mut impl Tx,
+    before: &Catalog,
+    after: &Catalog,
+) -> Result<(), StoreError> {
+    match outgrown(tx, after, &affected(before, after)).await?.first() {
+        Some((token, name)) => Err(outgrown_error(token, name)),
+        None => Ok(()),
+    }
 }
 
 /// What a removal did.
@@ -124,7 +144,8 @@ pub(crate) async fn remove(
     actor: &str,
     now: Timestamp,
 ) -> Result<Removed, StoreError> {
-    let mut catalog = tx.catalog(Lock::Update).await?;
+    let before = tx.catalog(Lock::Update).await?;
+    let mut catalog = before.clone();
     catalog.remove(name.as_str())?;
     let carrying = tx.carrying(name).await?;
     let live = carrying.iter().filter(|t| !t.is_expired(now)).count();
@@ -134,6 +155,12 @@ pub(crate) async fn remove(
             tokens: live,
         }
         .into());
+    }
+    // What the removed name implied: a token made with one that held it
+    // only through the removed name loses it too, which needs force.
+    let implied = affected(&before, &catalog);
+    if !force && let Some((token, lost)) = outgrown(tx, &catalog, &implied).await?.first() {
+        return Err(outgrown_error(token, lost));
     }
     tx.delete_permission(name).await?;
     let entry = AuditEntry::new(
@@ -151,30 +178,58 @@ pub(crate) async fn remove(
         revoked: Vec::new(),
     };
     for token in carrying {
-        // Revoked already, as a descendant of one revoked before it.
-        let Some((_, mut info)) = tx.token(token.id, Lock::Update).await? else {
-            continue;
-        };
-        let scopes = without(&info.scopes, name);
-        if scopes.is_unrestricted() {
-            let gone = revoke_family(tx, info.id, actor, LAST_SCOPE_OUTCOME, now, true).await?;
-            removed.revoked.extend(gone);
-            continue;
+        take(tx, &token, name, actor, now, &mut removed).await?;
+    }
+    // By force: every token left holding by name what its parent no longer
+    // holds loses it, down the family (each round takes at least one name
+    // from one token, so this ends).
+    loop {
+        let found = outgrown(tx, &removed.catalog, &implied).await?;
+        if found.is_empty() {
+            break;
         }
-        info.scopes = scopes;
-        tx.rewrite(&info).await?;
-        let entry = AuditEntry::new(
-            now,
-            AuditAction::LosePermission,
-            Some(info.id),
-            &*info.user,
-            actor,
-            name.as_str(),
-        );
-        tx.audit(&entry).await?;
-        removed.narrowed.push(info);
+        for (token, lost) in found {
+            take(tx, &token, &lost, actor, now, &mut removed).await?;
+        }
     }
     Ok(removed)
+}
+
+/// Takes `name` from `token` (if it is still there), by `actor`: its record
+/// rewritten and audited, or, left with no scope, revoked with its
+/// descendants.
+async fn take(
+    tx: &mut impl Tx,
+    token: &TokenInfo,
+    name: &Permission,
+    actor: &str,
+    now: Timestamp,
+    removed: &mut Removed,
+) -> Result<(), StoreError> {
+    // Revoked already, as a descendant of one revoked before it.
+    let Some((_, mut info)) = tx.token(token.id, Lock::Update).await? else {
+        return Ok(());
+    };
+    let scopes = without(&info.scopes, name);
+    if scopes.is_unrestricted() {
+        let gone = revoke_family(tx, info.id, actor, LAST_SCOPE_OUTCOME, now, true).await?;
+        removed.revoked.extend(gone);
+        return Ok(());
+    }
+    info.scopes = scopes;
+    tx.rewrite(&info).await?;
+    let entry = AuditEntry::new(
+        now,
+        AuditAction::LosePermission,
+        Some(info.id),
+        &*info.user,
+        actor,
+        name.as_str(),
+    );
+    tx.audit(&entry).await?;
+    removed.narrowed.retain(|t| t.id != info.id);
+    removed.narrowed.push(info);
+    Ok(())
 }
 
 /// `scopes` without the named permission `name`: unrestricted when it was

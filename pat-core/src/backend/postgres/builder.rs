@@ -173,6 +173,7 @@ impl PgStoreBuilder {
             listening: AtomicBool::new(false),
             prefixes,
             catalog: SharedCatalog::default(),
+            catalog_stale: AtomicBool::new(false),
         });
         shared.catalog.set(catalog);
         let mut store = PgStore {

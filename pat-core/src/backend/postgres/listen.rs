@@ -154,12 +154,20 @@ async fn hear_catalog(s: &Shared) {
     };
     match read.await {
         Ok(stored) => {
+            s.catalog_stale.store(false, Ordering::Release);
             if *s.catalog.get() != stored {
                 s.publish(stored);
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, "could not read the store's catalog of permissions");
+            // Until it is read, cached records are read again (resolved with
+            // what this replica has, at worst for one flush interval more).
+            s.catalog_stale.store(true, Ordering::Release);
+            s.cache.forget(None);
+            tracing::warn!(
+                error = %e,
+                "could not read the store's catalog of permissions; reading it again at the next flush"
+            );
         }
     }
 }
@@ -185,6 +193,9 @@ pub(super) async fn flush_every(shared: std::sync::Weak<Shared>, every: Duration
             // No notifications (LISTEN off, PgBouncer, the listener away):
             // a change of prefix or catalog elsewhere is read here instead.
             hear_prefixes(&s).await;
+            hear_catalog(&s).await;
+        } else if s.catalog_stale.load(Ordering::Acquire) {
+            // A change heard but not read.
             hear_catalog(&s).await;
         }
     }

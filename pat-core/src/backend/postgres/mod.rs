@@ -113,6 +113,9 @@ struct Shared {
     /// The catalog lookups resolve named permissions with: changes are
     /// heard as token changes are, and set under the writer's lock.
     catalog: SharedCatalog,
+    /// A catalog change was heard but could not be read: the periodic
+    /// flush reads it until it can.
+    catalog_stale: AtomicBool,
 }
 
 /// A new connection to the database `config` names, within `timeout`.

@@ -118,9 +118,9 @@ const UPGRADE_V5: &str = "
 const UPGRADE_V6: &str = "
     CREATE TABLE pat_permissions (
         name text PRIMARY KEY
-            CHECK (name ~ '^[a-z0-9_.:-]{1,64}$' AND left(name, 5) <> 'node:'),
+            CHECK (name ~ '^[a-z0-9_.:-]{1,64}$' AND name <> 'node' AND left(name, 5) <> 'node:'),
         description text NOT NULL,
-        implies text[] NOT NULL
+        implies text[] NOT NULL CHECK (array_position(implies, NULL) IS NULL)
     );
 ";
 
@@ -217,8 +217,11 @@ pub(super) async fn stored_catalog(
     for row in &rows {
         let bad = |e: &dyn std::fmt::Display| PgError::Data(format!("stored permission: {e}"));
         let name = Permission::new(row.get(0)).map_err(|e| bad(&e))?;
-        let mut def = PermissionDef::new(name).description(row.get::<_, String>(1));
-        for implied in row.get::<_, Vec<String>>(2) {
+        let implies: Vec<Option<String>> = row.try_get(2).map_err(|e| bad(&e))?;
+        let mut def =
+            PermissionDef::new(name).description(row.try_get::<_, String>(1).map_err(|e| bad(&e))?);
+        for implied in implies {
+            let implied = implied.ok_or_else(|| bad(&"an implication is NULL"))?;
             def = def.implies(Permission::new(&implied).map_err(|e| bad(&e))?);
         }
         defs.push(def);

@@ -318,3 +318,85 @@ pub(super) fn children_hold_no_more(b: &dyn Backend) {
         Err(StoreError::Authority(_))
     ));
 }
+
+/// A removal may not leave a child holding, by name, what its parent held
+/// only through the removed name: refused, or by force taken from the
+/// child too (and from its own children). Two ways in: a parent carrying
+/// the removed name, and a parent holding it through a wildcard.
+pub(super) fn removal_keeps_families_within(b: &dyn Backend) {
+    if !defined(b) {
+        return;
+    }
+    let long = std::time::Duration::from_secs(200 * 365 * 86_400);
+    let presented = |t: &crate::CreatedToken| {
+        Identity::new(&t.info, t.info.expiry.expires_at()).presented_as(t.secret.digest())
+    };
+    let node = format!("node:{NODE}:r");
+    // A parent of `api` (which implies read_api) and a node; its child
+    // reads the API, and a grandchild too.
+    let parent = create(b, &hard("erin", long).scopes(scopes(&["api", &node])), 0);
+    let child = create(
+        b,
+        &hard("erin", long - MIN)
+            .scopes(scopes(&["read_api"]))
+            .child_of(&presented(&parent)),
+        1,
+    );
+    let grandchild = create(
+        b,
+        &hard("erin", long - 2 * MIN)
+            .scopes(scopes(&["read_api"]))
+            .child_of(&presented(&child)),
+        2,
+    );
+    let refused = catalog_error(b.remove_permission(&name("api"), false));
+    assert!(matches!(refused, CatalogError::InUse { .. }), "{refused}");
+    let removal = b.remove_permission(&name("api"), true).expect("by force");
+    assert_eq!(
+        removal,
+        PermissionRemoval::new(1, 2),
+        "the parent narrowed, the child and grandchild left with nothing"
+    );
+    let who = auth(b, &parent.secret, 3).expect("the parent, narrower");
+    assert!(!who.has_scope("read_api") && who.permits([&NODE], Perm::READ));
+    for gone in [&child, &grandchild] {
+        assert!(matches!(auth(b, &gone.secret, 3), Err(AuthError::Unknown)));
+    }
+
+    // A parent holding `repo:write` only through `repo:*`; its child
+    // carries `repo:read`, which repo:write implies but the wildcard also
+    // covers: unaffected. One carrying only what `repo:write` led to is not.
+    b.define_permissions(&[
+        def("audit", &[]),
+        def("repo:write", &["repo:read", "audit"]),
+    ])
+    .expect("define");
+    let wild = create(b, &hard("finn", long).scopes(scopes(&["repo:*"])), 0);
+    let reads = create(
+        b,
+        &hard("finn", long - MIN)
+            .scopes(scopes(&["repo:read"]))
+            .child_of(&presented(&wild)),
+        1,
+    );
+    let audits = create(
+        b,
+        &hard("finn", long - MIN)
+            .scopes(scopes(&["audit", "repo:read"]))
+            .child_of(&presented(&wild)),
+        1,
+    );
+    let refused = catalog_error(b.remove_permission(&name("repo:write"), false));
+    assert!(
+        matches!(&refused, CatalogError::Outgrown { name, token }
+            if name == "audit" && *token == audits.info.id.to_string()),
+        "nobody carries repo:write, yet the child would outgrow its parent: {refused}"
+    );
+    let removal = b
+        .remove_permission(&name("repo:write"), true)
+        .expect("by force");
+    assert_eq!(removal, PermissionRemoval::new(1, 0));
+    let who = auth(b, &audits.secret, 3).expect("narrower");
+    assert!(!who.has_scope("audit") && who.has_scope("repo:read"));
+    auth(b, &reads.secret, 3).expect("unaffected");
+}

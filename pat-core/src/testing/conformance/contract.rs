@@ -189,6 +189,10 @@ pub const CASES: &[(&str, Case)] = &[
         "a token made with a token holds no permission its parent lacks",
         super::catalog::children_hold_no_more,
     ),
+    (
+        "a removal leaves no child holding what its parent lost",
+        super::catalog::removal_keeps_families_within,
+    ),
 ];
 
 /// Runs every contract case against a fresh backend from `make`, and
