@@ -85,7 +85,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let guarded = contract::GUARDED
         .iter()
         .map(|&(path, permission)| Ok((path, RequireScopes::all([permission])?.realm(&args.realm))))
-        .collect::<Result<Vec<_>, pat_core::ParsePermissionError>>()?;
+        .collect::<Result<Vec<_>, pat_core::ScopeGuardError>>()?;
     let admin = backend.admin();
     let intro = backend.introspection(&args.introspectors);
     // One limiter for every worker.

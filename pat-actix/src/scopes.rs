@@ -14,7 +14,7 @@ use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::{Error, HttpMessage as _, HttpResponse};
 use pat_core::adapter::RejectWith;
-use pat_core::{Identity, InsufficientScope, ParsePermissionError, Rejection, ScopeGuard};
+use pat_core::{Identity, InsufficientScope, Rejection, ScopeGuard, ScopeGuardError};
 use pin_project_lite::pin_project;
 
 use crate::JsonRejection;
@@ -109,14 +109,14 @@ impl RequireScopes {
     /// A guard for routes that need every one of `names`.
     pub fn all<S: AsRef<str>>(
         names: impl IntoIterator<Item = S>,
-    ) -> Result<RequireScopes, ParsePermissionError> {
+    ) -> Result<RequireScopes, ScopeGuardError> {
         ScopeGuard::all(names).map(RequireScopes::new)
     }
 
     /// A guard for routes that need at least one of `names`.
     pub fn any<S: AsRef<str>>(
         names: impl IntoIterator<Item = S>,
-    ) -> Result<RequireScopes, ParsePermissionError> {
+    ) -> Result<RequireScopes, ScopeGuardError> {
         ScopeGuard::any(names).map(RequireScopes::new)
     }
 

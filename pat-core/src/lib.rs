@@ -151,7 +151,7 @@ pub use gate::credentials::{
 #[cfg(any(feature = "axum", feature = "actix"))]
 pub use gate::extractors::MissingIdentity;
 pub use gate::login::{DEFAULT_LOGIN_FAILURES, DEFAULT_LOGIN_WINDOW, LoginRefused, Logins};
-pub use gate::scopes::{InsufficientScope, ScopeGuard};
+pub use gate::scopes::{InsufficientScope, ScopeGuard, ScopeGuardError};
 pub use gate::{
     Checking, DEFAULT_REALM, Gate, Mode, Outcome, RejectReason, Rejection, TokenProblem,
 };

@@ -62,13 +62,13 @@ pub use pat_core;
 #[doc(no_inline)]
 pub use pat_core::MissingIdentity;
 #[cfg(feature = "axum")]
-#[cfg(feature = "axum")]
 pub use scoped::{Permissions, ScopeRejection, Scoped};
 pub use scopes::{
     DefaultInsufficient, GuardFuture, OnInsufficientScope, RequireScopes, RequireScopesService,
 };
 #[cfg(feature = "axum")]
 pub use secret_scanning::secret_scanning;
+#[cfg(feature = "axum")]
 pub use self_service::self_service;
 
 #[cfg(feature = "axum")]

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use pat_core::adapter::RejectWith;
-use pat_core::{Identity, InsufficientScope, ParsePermissionError, Rejection, ScopeGuard};
+use pat_core::{Identity, InsufficientScope, Rejection, ScopeGuard, ScopeGuardError};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -93,14 +93,14 @@ impl RequireScopes {
     /// A guard for routes that need every one of `names`.
     pub fn all<S: AsRef<str>>(
         names: impl IntoIterator<Item = S>,
-    ) -> Result<RequireScopes, ParsePermissionError> {
+    ) -> Result<RequireScopes, ScopeGuardError> {
         ScopeGuard::all(names).map(RequireScopes::new)
     }
 
     /// A guard for routes that need at least one of `names`.
     pub fn any<S: AsRef<str>>(
         names: impl IntoIterator<Item = S>,
-    ) -> Result<RequireScopes, ParsePermissionError> {
+    ) -> Result<RequireScopes, ScopeGuardError> {
         ScopeGuard::any(names).map(RequireScopes::new)
     }
 

@@ -251,10 +251,12 @@ impl engine::lookup::Uses for MemoryStore {
         // records nothing. What the record holds, with the catalog as it is
         // under this lock (changed under it too): the record may have
         // changed since the read.
-        let catalog = self.catalog.get();
         Some(info.record_use(user, now).map(|expires_at| {
-            let scopes = engine::lookup::resolved_scopes(&catalog, &info.scopes);
-            Identity::new(info, expires_at).holding(scopes)
+            let identity = Identity::new(info, expires_at);
+            if info.scopes.named().is_empty() {
+                return identity;
+            }
+            identity.holding(self.catalog.get().resolve(&info.scopes))
         }))
     }
 

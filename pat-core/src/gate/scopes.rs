@@ -13,7 +13,7 @@
 //!     "Bearer realm=\"pat\", error=\"insufficient_scope\", \
 //!      error_description=\"the token lacks a permission this route needs\", scope=\"repo:write\""
 //! );
-//! # Ok::<(), pat_core::ParsePermissionError>(())
+//! # Ok::<(), pat_core::ScopeGuardError>(())
 //! ```
 
 use std::fmt;
@@ -21,6 +21,24 @@ use std::sync::Arc;
 
 use crate::model::permission::{ParsePermissionError, Permission};
 use crate::model::record::Identity;
+
+/// A guard cannot be made of these names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScopeGuardError {
+    /// One is not a permission name.
+    #[error(transparent)]
+    Name(#[from] ParsePermissionError),
+    /// One is a wildcard: a route asks for names.
+    #[error(
+        "scope guard: `{}` is a wildcard; a route asks for names such as `repo:read`",
+        crate::model::text::Echo(.0)
+    )]
+    Wildcard(String),
+    /// None was given.
+    #[error("a scope guard needs at least one permission name")]
+    Empty,
+}
 
 /// The `error_description` of an insufficient-scope answer.
 const DESCRIPTION: &str = "the token lacks a permission this route needs";
@@ -42,37 +60,31 @@ impl ScopeGuard {
     /// A guard that lets through a token holding every one of `names`.
     pub fn all<S: AsRef<str>>(
         names: impl IntoIterator<Item = S>,
-    ) -> Result<ScopeGuard, ParsePermissionError> {
+    ) -> Result<ScopeGuard, ScopeGuardError> {
         ScopeGuard::new(names, false)
     }
 
     /// A guard that lets through a token holding at least one of `names`.
     pub fn any<S: AsRef<str>>(
         names: impl IntoIterator<Item = S>,
-    ) -> Result<ScopeGuard, ParsePermissionError> {
+    ) -> Result<ScopeGuard, ScopeGuardError> {
         ScopeGuard::new(names, true)
     }
 
     fn new<S: AsRef<str>>(
         names: impl IntoIterator<Item = S>,
         any: bool,
-    ) -> Result<ScopeGuard, ParsePermissionError> {
+    ) -> Result<ScopeGuard, ScopeGuardError> {
         let mut list = Vec::new();
         for name in names {
             let name = Permission::new(name.as_ref())?;
             if name.is_wildcard() {
-                return Err(ParsePermissionError {
-                    input: name.to_string(),
-                    problem: "a route needs permissions, not a wildcard",
-                });
+                return Err(ScopeGuardError::Wildcard(name.to_string()));
             }
             list.push(name);
         }
         if list.is_empty() {
-            return Err(ParsePermissionError {
-                input: String::new(),
-                problem: "a guard needs at least one permission",
-            });
+            return Err(ScopeGuardError::Empty);
         }
         let insufficient = InsufficientScope::new(&list, crate::gate::DEFAULT_REALM);
         Ok(ScopeGuard {
@@ -259,9 +271,18 @@ mod tests {
 
     #[test]
     fn a_guard_is_made_of_names_only() {
-        assert!(ScopeGuard::all(["repo:*"]).is_err());
-        assert!(ScopeGuard::all(["Repo"]).is_err());
-        assert!(ScopeGuard::any(Vec::<&str>::new()).is_err());
+        assert_eq!(
+            ScopeGuard::all(["repo:*"]).unwrap_err().to_string(),
+            "scope guard: `repo:*` is a wildcard; a route asks for names such as `repo:read`"
+        );
+        assert!(matches!(
+            ScopeGuard::all(["Repo"]),
+            Err(ScopeGuardError::Name(_))
+        ));
+        assert_eq!(
+            ScopeGuard::any(Vec::<&str>::new()).unwrap_err().to_string(),
+            "a scope guard needs at least one permission name"
+        );
         let guard = ScopeGuard::all(["api"]).unwrap().realm("my \"app\"");
         assert!(
             guard

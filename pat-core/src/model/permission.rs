@@ -150,6 +150,12 @@ impl fmt::Debug for Permission {
     }
 }
 
+impl AsRef<str> for Permission {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl std::borrow::Borrow<str> for Permission {
     fn borrow(&self) -> &str {
         &self.0
@@ -176,13 +182,15 @@ pub struct ParsePermissionError {
 /// permissions a token holding it holds too (GitLab's `api` implies
 /// `read_api`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PermissionDef {
     /// The name (never a wildcard).
     pub name: Permission,
     /// What it allows, as the panel and `pat-cli scopes list` show it; may
     /// be empty.
     pub description: String,
-    /// The names it implies, sorted, each in the catalog.
+    /// The names it implies (sorted, once each, and each in the catalog,
+    /// once a [`Catalog`] holds the definition).
     pub implies: Vec<Permission>,
 }
 
@@ -569,15 +577,15 @@ pub enum CatalogError {
     /// token was made with holds a permission that token carries: the
     /// child would hold more than its parent.
     #[error(
-        "token {token} carries `{}`, which the token it was made with would no longer hold: \
-         revoke it, or remove the permission by force, first",
+        "token {token} carries `{}`, which the token it was made with would no longer hold \
+         after this change: revoke token {token} first (a removal by force takes it away)",
         Echo(name)
     )]
     Outgrown {
         /// The permission.
         name: String,
-        /// The child token's id.
-        token: String,
+        /// The child token.
+        token: crate::model::token::TokenId,
     },
     /// The catalog would pass [`MAX_CATALOG_LEN`] permissions.
     #[error("a catalog holds at most {max} permissions", max = MAX_CATALOG_LEN)]

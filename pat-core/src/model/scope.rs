@@ -203,11 +203,24 @@ impl FromStr for Scope {
 
 /// One scope as `-s` takes it: a node scope or a named permission.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum TokenScope {
     /// `node:<uuid>:<perm>`.
     Node(Scope),
     /// A catalog permission (`repo:read`) or a wildcard (`repo:*`).
     Named(Permission),
+}
+
+impl From<Scope> for TokenScope {
+    fn from(scope: Scope) -> TokenScope {
+        TokenScope::Node(scope)
+    }
+}
+
+impl From<Permission> for TokenScope {
+    fn from(name: Permission) -> TokenScope {
+        TokenScope::Named(name)
+    }
 }
 
 impl fmt::Display for TokenScope {
@@ -271,6 +284,7 @@ impl Scopes {
     /// wildcards stand for no name there). Not public: a store keeps no
     /// such record (it would read back as unrestricted), and no creation
     /// can ask for one.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     pub(crate) fn none() -> Scopes {
         Scopes(Some(Arc::new(Restricted {
             nodes: Box::new([]),

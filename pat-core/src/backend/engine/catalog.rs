@@ -102,7 +102,7 @@ async fn outgrown(
 fn outgrown_error(token: &TokenInfo, name: &Permission) -> StoreError {
     CatalogError::Outgrown {
         name: name.to_string(),
-        token: token.id.to_string(),
+        token: token.id,
     }
     .into()
 }

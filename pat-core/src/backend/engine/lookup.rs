@@ -15,7 +15,6 @@ use std::sync::Arc;
 use crate::error::{AuthError, StoreError};
 use crate::model::permission::Catalog;
 use crate::model::record::{Identity, TokenInfo};
-use crate::model::scope::Scopes;
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
 
@@ -226,15 +225,4 @@ fn resolved(store: &impl Reads, mut info: TokenInfo) -> TokenInfo {
         info.scopes = store.catalog().resolve(&info.scopes);
     }
     info
-}
-
-/// What `scopes` hold in `catalog`: for a backend that answers from a
-/// record it holds under its own lock rather than the one just read (the
-/// in-memory store), with the catalog that lock guards.
-pub(crate) fn resolved_scopes(catalog: &Catalog, scopes: &Scopes) -> Scopes {
-    if scopes.named().is_empty() {
-        scopes.clone()
-    } else {
-        catalog.resolve(scopes)
-    }
 }

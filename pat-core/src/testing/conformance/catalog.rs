@@ -293,7 +293,7 @@ pub(super) fn children_hold_no_more(b: &dyn Backend) {
     let refused = catalog_error(b.define_permissions(&[def("api", &[])]));
     assert!(
         matches!(&refused, CatalogError::Outgrown { name, token }
-            if name == "read_api" && *token == via_api.info.id.to_string()),
+            if name == "read_api" && *token == via_api.info.id),
         "{refused}"
     );
     let catalog = b.permissions().expect("catalog");
@@ -389,7 +389,7 @@ pub(super) fn removal_keeps_families_within(b: &dyn Backend) {
     let refused = catalog_error(b.remove_permission(&name("repo:write"), false));
     assert!(
         matches!(&refused, CatalogError::Outgrown { name, token }
-            if name == "audit" && *token == audits.info.id.to_string()),
+            if name == "audit" && *token == audits.info.id),
         "nobody carries repo:write, yet the child would outgrow its parent: {refused}"
     );
     let removal = b
