@@ -240,3 +240,149 @@ fn without(scopes: &Scopes, name: &Permission) -> Scopes {
         scopes.named().iter().filter(|n| *n != name).cloned(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use crate::backend::admin::Admin as _;
+    use crate::backend::authority::within_scopes;
+    use crate::{
+        ExpiryPolicy, Identity, MemoryStore, NewToken, Permission, PermissionDef, Scopes,
+        Timestamp, TokenId,
+    };
+
+    const NAMES: [&str; 5] = ["a", "b", "c", "g:x", "g:y"];
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Define `NAMES[n]` implying the names of the bits of `implies`.
+        Define(usize, u8),
+        /// Remove `NAMES[n]`, by force or not.
+        Remove(usize, bool),
+        /// Mint a token with the names of the bits of `names` (bit 5: the
+        /// wildcard `g:*`), a child of the `parent`-th token made so far
+        /// (modulo their number), or a root when there is none or `root`.
+        Mint {
+            names: u8,
+            parent: usize,
+            root: bool,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..NAMES.len(), any::<u8>()).prop_map(|(n, i)| Op::Define(n, i)),
+            (0..NAMES.len(), any::<bool>()).prop_map(|(n, f)| Op::Remove(n, f)),
+            (1u8..64, any::<usize>(), any::<bool>()).prop_map(|(names, parent, root)| Op::Mint {
+                names,
+                parent,
+                root
+            }),
+        ]
+    }
+
+    fn names_of(bits: u8, wildcard: bool) -> Vec<Permission> {
+        let mut out: Vec<Permission> = (0..NAMES.len())
+            .filter(|i| bits & (1 << i) != 0)
+            .map(|i| NAMES[i].parse().unwrap())
+            .collect();
+        if wildcard && bits & 0b10_0000 != 0 {
+            out.push("g:*".parse().unwrap());
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Whatever definitions, removals and mintings come in whatever
+        /// order, no token holds by name what the token it was made with
+        /// does not hold in the catalog as it stands, and no token made
+        /// scoped is ever unrestricted.
+        #[test]
+        fn no_child_outgrows_its_parent_whatever_the_catalog_does(
+            ops in proptest::collection::vec(op(), 1..60),
+        ) {
+            let store = MemoryStore::new();
+            // Every name, implying nothing yet: the ops change it from there.
+            store
+                .define_permissions(
+                    &NAMES.map(|n| PermissionDef::new(n.parse().unwrap())),
+                )
+                .unwrap();
+            let long = ExpiryPolicy::hard(Duration::from_secs(100 * 365 * 86_400));
+            let mut made: Vec<(TokenId, Identity)> = Vec::new();
+            let mut lifetime = 100 * 365 * 86_400;
+            for op in ops {
+                match op {
+                    Op::Define(n, implies) => {
+                        let def = names_of(implies, false)
+                            .into_iter()
+                            .fold(PermissionDef::new(NAMES[n].parse().unwrap()), |d, i| d.implies(i));
+                        let _ = store.define_permissions(&[def]);
+                    }
+                    Op::Remove(n, force) => {
+                        let _ = store.remove_permission(&NAMES[n].parse().unwrap(), force);
+                    }
+                    Op::Mint { names, parent, root } => {
+                        // Lifetimes shrink, so that a child never outlives
+                        // its parent; a child's names are mostly ones its
+                        // parent holds now, so that minting succeeds.
+                        lifetime -= 60;
+                        let policy = ExpiryPolicy::hard(Duration::from_secs(lifetime));
+                        let new = if root || made.is_empty() {
+                            NewToken::new("u", long).scopes(Scopes::new([], names_of(names, true)))
+                        } else {
+                            let (id, parent) = &made[parent % made.len()];
+                            let Ok(record) = store.get(*id) else { continue };
+                            let held = store.permissions().unwrap().resolve(&record.scopes);
+                            let wanted = names_of(names, true);
+                            let mut some: Vec<Permission> = wanted
+                                .iter()
+                                .filter(|n| held.has(n.as_str()) || held.named().contains(n))
+                                .cloned()
+                                .collect();
+                            if some.is_empty() {
+                                some = wanted;
+                            }
+                            NewToken::new("u", policy)
+                                .scopes(Scopes::new([], some))
+                                .child_of(parent)
+                        };
+                        if let Ok(created) = store.create(&new, Timestamp::now()) {
+                            let identity = Identity::new(&created.info, created.info.expiry.expires_at())
+                                .presented_as(created.secret.digest());
+                            made.push((created.info.id, identity));
+                        }
+                    }
+                }
+                let catalog = store.permissions().unwrap();
+                let tokens: BTreeMap<TokenId, crate::TokenInfo> = store
+                    .list(None, true, Timestamp::now())
+                    .unwrap()
+                    .into_iter()
+                    .map(|t| (t.id, t))
+                    .collect();
+                for t in tokens.values() {
+                    prop_assert!(!t.scopes.is_unrestricted(), "{t:?} became unrestricted");
+                    prop_assert!(
+                        !(t.scopes.as_slice().is_empty() && t.scopes.named().is_empty()),
+                        "{t:?} restricted to nothing but stored"
+                    );
+                    if let Some(parent) = t.parent.and_then(|p| tokens.get(&p)) {
+                        prop_assert!(
+                            within_scopes(&catalog.resolve(&parent.scopes), &t.scopes).is_ok(),
+                            "{:?} outgrew {:?} in {catalog:?}",
+                            t.scopes,
+                            parent.scopes
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
