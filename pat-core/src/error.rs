@@ -385,6 +385,9 @@ pub enum StoreError {
     /// it lacks.
     #[error(transparent)]
     Catalog(#[from] crate::model::permission::CatalogError),
+    /// See [`SuspensionError`].
+    #[error(transparent)]
+    Suspension(#[from] SuspensionError),
     /// A stored record could not be decoded.
     #[error("store is damaged: {0}")]
     Corrupt(String),
@@ -428,6 +431,24 @@ impl BackendError {
     }
 }
 
+/// A token cannot be disabled or enabled as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SuspensionError {
+    /// The token is disabled because an ancestor is: enabling it alone
+    /// would let it act while the family that made it may not.
+    #[error("token {token} is disabled with its ancestor {by}: enable {by} instead")]
+    Inherited {
+        /// The token asked for.
+        token: TokenId,
+        /// The ancestor whose disabling reached it.
+        by: TokenId,
+    },
+    /// The backend keeps no suspension state.
+    #[error("this backend cannot disable tokens")]
+    Unsupported,
+}
+
 /// A presented token does not authenticate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -441,6 +462,10 @@ pub enum AuthError {
     /// HTTP Basic: the user name is not the token's user.
     #[error("the user name does not match the token")]
     WrongUser,
+    /// The token is disabled (suspended) until an admin enables it (see
+    /// [`TokenInfo::disabled_by`](crate::TokenInfo::disabled_by)).
+    #[error("the token is disabled")]
+    Disabled,
     /// The token has expired.
     #[error("token expired at {expires_at}")]
     Expired {

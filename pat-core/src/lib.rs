@@ -142,7 +142,8 @@ pub use backend::{
 };
 pub use error::{
     AuthError, BackendError, Error, NewTokenError, OpenError, ParseDurationError, ParseScopeError,
-    ParseTokenError, ParseTokenIdError, Process, StoreError, Untrusted, error_chain,
+    ParseTokenError, ParseTokenIdError, Process, StoreError, SuspensionError, Untrusted,
+    error_chain,
 };
 pub use gate::adapter;
 pub use gate::credentials::{

@@ -1,7 +1,7 @@
 //! The admin operations, behind one trait so that the CLI does not care
 //! whether it holds the store file itself or asks the process that does.
 
-use crate::error::StoreError;
+use crate::error::{StoreError, SuspensionError};
 use crate::model::audit::AuditEntry;
 use crate::model::permission::{
     Catalog, CatalogError, Permission, PermissionDef, PermissionRemoval,
@@ -174,6 +174,32 @@ pub trait Admin {
         Err(CatalogError::Fixed.into())
     }
 
+    /// Disables (suspends) token `id` and every descendant not disabled
+    /// already, durably and audited
+    /// ([`AuditAction::Disable`](crate::AuditAction::Disable), one entry per
+    /// token): each is refused with [`AuthError::Disabled`](crate::AuthError::Disabled)
+    /// from the next request on, here and on every replica, until
+    /// [`enable`](Admin::enable) gives it back. Nothing else about them
+    /// changes: their deadlines run on. Returns how many tokens changed (0
+    /// when `id` was disabled already), or [`StoreError::NotFound`]. The
+    /// default, for a backend that keeps no such state, refuses
+    /// ([`SuspensionError::Unsupported`]).
+    fn disable(&self, id: TokenId) -> Result<usize, StoreError> {
+        let _ = id;
+        Err(SuspensionError::Unsupported.into())
+    }
+
+    /// Enables token `id` again, with the descendants its disabling reached
+    /// (not those disabled on their own, or through another ancestor),
+    /// durably and audited ([`AuditAction::Enable`](crate::AuditAction::Enable)).
+    /// A token disabled through an ancestor is refused
+    /// ([`SuspensionError::Inherited`], naming the ancestor to enable).
+    /// Returns how many tokens changed (0 when `id` was enabled already).
+    fn enable(&self, id: TokenId) -> Result<usize, StoreError> {
+        let _ = id;
+        Err(SuspensionError::Unsupported.into())
+    }
+
     /// The audit log, oldest first: the entries at or after `since`
     /// concerning `user`, or all. Every change above appends one, in the
     /// same transaction, recorded as done by [`DEFAULT_ACTOR`](crate::DEFAULT_ACTOR) unless made
@@ -252,6 +278,12 @@ impl<T: Admin + ?Sized> Admin for &T {
         force: bool,
     ) -> Result<PermissionRemoval, StoreError> {
         (**self).remove_permission(name, force)
+    }
+    fn disable(&self, id: TokenId) -> Result<usize, StoreError> {
+        (**self).disable(id)
+    }
+    fn enable(&self, id: TokenId) -> Result<usize, StoreError> {
+        (**self).enable(id)
     }
     fn audit(&self, since: Timestamp, user: Option<&str>) -> Result<Vec<AuditEntry>, StoreError> {
         (**self).audit(since, user)

@@ -129,7 +129,8 @@ fn min_opt(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
 /// Checks that `child`, a new token made by a principal that authenticated
 /// with `parent`, stays within it at `now`: its latest possible deadline no
 /// later than the parent's deadline, its scopes within the parent's. Sets
-/// the limit the child inherits ([`TokenInfo::not_after`]).
+/// the limit the child inherits ([`TokenInfo::not_after`]) and the
+/// parent's suspension, if any ([`TokenInfo::disabled_by`]).
 pub fn adopt(
     parent: &TokenInfo,
     child: &mut TokenInfo,
@@ -145,6 +146,10 @@ pub fn adopt(
     }
     within_scopes(&parent.scopes, &child.scopes)?;
     child.not_after = min_opt(child.not_after, parent.latest_possible());
+    // Made under a disabled parent (by an admin: a disabled token cannot
+    // authenticate to mint), it is disabled with the family, and enabled
+    // with it.
+    child.disabled_by = parent.disabled_by;
     Ok(())
 }
 

@@ -517,6 +517,28 @@ impl Admin for MemoryStore {
         Ok(self.state().descendants(id))
     }
 
+    fn disable(&self, id: TokenId) -> Result<usize, StoreError> {
+        let actor: &str = &self.actor;
+        run_ready(engine::suspend(
+            &mut *self.state(),
+            id,
+            true,
+            actor,
+            Timestamp::now(),
+        ))
+    }
+
+    fn enable(&self, id: TokenId) -> Result<usize, StoreError> {
+        let actor: &str = &self.actor;
+        run_ready(engine::suspend(
+            &mut *self.state(),
+            id,
+            false,
+            actor,
+            Timestamp::now(),
+        ))
+    }
+
     fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
         let actor: &str = &self.actor;
         let gone = run_ready(engine::revoke_user(

@@ -182,7 +182,8 @@ impl Future for Verification {
 ///    token's current record, after it is unknown (and logged);
 /// 2. applies [`TokenInfo::check_use`]: for HTTP Basic the user must be the
 ///    token's ([`AuthError::WrongUser`], and the use is *not* recorded); the
-///    token must be alive at `now` (`now < expires_at`, else
+///    token must not be disabled ([`AuthError::Disabled`], not recorded
+///    either); it must be alive at `now` (`now < expires_at`, else
 ///    [`AuthError::Expired`] with the deadline);
 /// 3. records the use: `last_used_at` becomes the later of the stored value
 ///    and `now`, and a sliding deadline moves to

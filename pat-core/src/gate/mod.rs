@@ -323,6 +323,7 @@ fn refuse(config: &Arc<GateConfig>, e: AuthError) -> Outcome {
     let problem = match e {
         AuthError::Unknown => TokenProblem::Unknown,
         AuthError::Expired { .. } => TokenProblem::Expired,
+        AuthError::Disabled => TokenProblem::Disabled,
         AuthError::WrongUser => TokenProblem::WrongUser,
         // The gate validated the token already; a backend that says otherwise
         // is refused all the same.

@@ -64,6 +64,8 @@ pub enum TokenProblem {
     Unknown,
     /// Past its expiry.
     Expired,
+    /// Disabled (suspended) by an admin until enabled again.
+    Disabled,
     /// Basic auth with another user's token.
     WrongUser,
 }
@@ -75,6 +77,7 @@ impl TokenProblem {
             TokenProblem::Malformed => "the token is malformed",
             TokenProblem::Unknown => "the token is unknown or revoked",
             TokenProblem::Expired => "the token has expired",
+            TokenProblem::Disabled => "the token is disabled",
             TokenProblem::WrongUser => "the user name does not match the token",
         }
     }

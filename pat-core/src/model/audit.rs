@@ -47,10 +47,16 @@ pub enum AuditAction {
     RemovePermission,
     /// A token lost a named permission taken out of the catalog by force.
     LosePermission,
+    /// A token was disabled (suspended): refused until enabled. Its
+    /// descendants are disabled with it, each with its own entry.
+    Disable,
+    /// A disabled token was enabled again, with the descendants its
+    /// disabling had reached.
+    Enable,
 }
 
 impl AuditAction {
-    const ALL: [AuditAction; 12] = [
+    const ALL: [AuditAction; 14] = [
         AuditAction::Create,
         AuditAction::Rotate,
         AuditAction::Revoke,
@@ -63,6 +69,8 @@ impl AuditAction {
         AuditAction::DefinePermission,
         AuditAction::RemovePermission,
         AuditAction::LosePermission,
+        AuditAction::Disable,
+        AuditAction::Enable,
     ];
 
     /// Its name in listings and storage (`revoke_user`, ...).
@@ -80,6 +88,8 @@ impl AuditAction {
             AuditAction::DefinePermission => "define_permission",
             AuditAction::RemovePermission => "remove_permission",
             AuditAction::LosePermission => "lose_permission",
+            AuditAction::Disable => "disable",
+            AuditAction::Enable => "enable",
         }
     }
 

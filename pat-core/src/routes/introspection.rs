@@ -24,7 +24,8 @@
 //! recorded), as [`Verifier`] lookups require. For these requests only, an
 //! inactive answer says why when the token exists, so that the verifier's
 //! clients get the same errors as with a local store:
-//! `{"active": false, "pat_reason": "expired", "exp": …}` or
+//! `{"active": false, "pat_reason": "expired", "exp": …}`,
+//! `{"active": false, "pat_reason": "disabled"}` or
 //! `{"active": false, "pat_reason": "wrong_user"}`. (The caller is already
 //! allowed to introspect, and could learn as much without `username`.) An
 //! active answer to these requests also carries `"pat_prefixes"`, the
@@ -155,6 +156,9 @@ impl Introspection {
             ),
             crate::AuthError::WrongUser if by_digest => {
                 Answer::json(200, &json!({ "active": false, "pat_reason": "wrong_user" }))
+            }
+            crate::AuthError::Disabled if by_digest => {
+                Answer::json(200, &json!({ "active": false, "pat_reason": "disabled" }))
             }
             _ => inactive(),
         };

@@ -20,6 +20,24 @@ use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
 use crate::testing::failpoints::Point;
 
+impl PgStore {
+    /// [`Admin::disable`] or [`Admin::enable`]: the rewritten rows notify
+    /// every replica, which forgets its cached records of them.
+    fn suspend(&self, id: TokenId, disable: bool) -> Result<usize, StoreError> {
+        let shared = self.shared.clone();
+        let actor = self.actor.to_string();
+        self.block(async move {
+            shared
+                .write(move |tx| {
+                    Box::pin(async move {
+                        engine::suspend(tx, id, disable, &actor, Timestamp::now()).await
+                    })
+                })
+                .await
+        })
+    }
+}
+
 impl Admin for PgStore {
     fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
         let actor: &str = &self.actor;
@@ -115,6 +133,14 @@ impl Admin for PgStore {
                 .await?;
             gone.into_iter().next().ok_or(StoreError::NotFound(id))
         })
+    }
+
+    fn disable(&self, id: TokenId) -> Result<usize, StoreError> {
+        self.suspend(id, true)
+    }
+
+    fn enable(&self, id: TokenId) -> Result<usize, StoreError> {
+        self.suspend(id, false)
     }
 
     fn descendants(&self, id: TokenId) -> Result<Vec<TokenInfo>, StoreError> {

@@ -13,10 +13,10 @@ use crate::model::token::{TokenDigest, TokenId};
 
 pub(super) const COLUMNS: &str = "id, username, label, created_at, created_by, sliding, expires_at, \
                        window_secs, max_lifetime_secs, last_used_at, scopes, rotated_at, \
-                       parent_id, lifetime_from, not_after, previous_until";
+                       parent_id, lifetime_from, not_after, previous_until, disabled_by";
 
 /// Where statements put the digest after [`COLUMNS`] (`SELECT {COLUMNS}, digest`).
-pub(super) const DIGEST: usize = 16;
+pub(super) const DIGEST: usize = 17;
 
 pub(super) fn secs(t: Timestamp) -> i64 {
     t.as_unix_secs() as i64
@@ -84,6 +84,9 @@ pub(super) fn record(row: &Row) -> Result<TokenInfo, PgError> {
     info.lifetime_from = timestamp(row.get(13), "lifetime_from")?;
     info.not_after = opt_time(14, "not_after")?;
     info.previous_until = opt_time(15, "previous_until")?;
+    info.disabled_by = row
+        .get::<_, Option<i64>>(16)
+        .map(|v| TokenId::from_u64(v as u64));
     Ok(info)
 }
 

@@ -8,7 +8,7 @@ use crate::model::permission::{Catalog, Permission, PermissionDef};
 use crate::model::prefix::Prefix;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// The lock every replica takes while it creates or checks the schema, so
 /// that two starting at once do not both create it.
@@ -124,8 +124,17 @@ const UPGRADE_V6: &str = "
     );
 ";
 
+/// Version 6 to 7: suspension. The token whose disabling reached a
+/// token (itself or an ancestor); NULL, as for every token from before,
+/// while it is enabled.
+const UPGRADE_V7: &str = "
+    ALTER TABLE pat_tokens ADD COLUMN disabled_by bigint;
+";
+
 /// The upgrade from version `n - 1` to `n`, for `n` in `2..=SCHEMA_VERSION`.
-const UPGRADES: [&str; 5] = [UPGRADE_V2, UPGRADE_V3, UPGRADE_V4, UPGRADE_V5, UPGRADE_V6];
+const UPGRADES: [&str; 6] = [
+    UPGRADE_V2, UPGRADE_V3, UPGRADE_V4, UPGRADE_V5, UPGRADE_V6, UPGRADE_V7,
+];
 
 /// Creates the schema if the database has none (its tokens to carry
 /// `prefix`), checks and upgrades its version otherwise; all in one

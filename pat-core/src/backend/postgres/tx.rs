@@ -231,8 +231,8 @@ impl Tx for PgTx<'_> {
             .execute(
                 "INSERT INTO pat_tokens (digest, id, username, label, created_at, created_by,
                      sliding, expires_at, window_secs, max_lifetime_secs, last_used_at, scopes,
-                     parent_id, lifetime_from, not_after)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13, $14)
+                     parent_id, lifetime_from, not_after, disabled_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13, $14, $15)
                  ON CONFLICT DO NOTHING",
                 &[
                     &key,
@@ -249,6 +249,7 @@ impl Tx for PgTx<'_> {
                     &info.parent.map(id_param),
                     &secs(info.lifetime_from),
                     &info.not_after.map(secs),
+                    &info.disabled_by.map(id_param),
                 ],
             )
             .await
@@ -295,19 +296,20 @@ impl Tx for PgTx<'_> {
 
     /// Writes what the engine changes of a record in place: the deadline a
     /// rotation's clamp gave a descendant, the scopes a removal from the
-    /// catalog left (its other fields do not change).
+    /// catalog left, a suspension (its other fields do not change).
     async fn rewrite(&mut self, info: &TokenInfo) -> Result<(), StoreError> {
         let scopes: Vec<String> = info.scopes.entries().map(|s| s.to_string()).collect();
         let row = self
             .txn
             .query_opt(
-                "UPDATE pat_tokens SET expires_at = $2, not_after = $3, scopes = $4 WHERE id = $1
-                 RETURNING digest",
+                "UPDATE pat_tokens SET expires_at = $2, not_after = $3, scopes = $4, disabled_by = $5
+                 WHERE id = $1 RETURNING digest",
                 &[
                     &id_param(info.id),
                     &secs(info.expiry.expires_at()),
                     &info.not_after.map(secs),
                     &scopes,
+                    &info.disabled_by.map(id_param),
                 ],
             )
             .await

@@ -108,6 +108,25 @@ impl Inner {
 
 /// The admin operations, on the shared state so that the admin socket's
 /// thread can serve them too.
+impl Store {
+    /// [`Admin::disable`] or [`Admin::enable`]: the rewritten records leave
+    /// the cache with the commit, so the next request reads the new state.
+    fn suspend(&self, id: TokenId, disable: bool) -> Result<usize, StoreError> {
+        let state: &Inner = &self.inner;
+        let actor: &str = &self.actor;
+        state.delete(|txn, changes| {
+            let mut tx = RedbTx::new(state, txn, changes);
+            run_ready(engine::suspend(
+                &mut tx,
+                id,
+                disable,
+                actor,
+                Timestamp::now(),
+            ))
+        })
+    }
+}
+
 impl Admin for Store {
     fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
         let state: &Inner = &self.inner;
@@ -343,6 +362,14 @@ impl Admin for Store {
         let outcome = PermissionRemoval::new(removed.narrowed.len(), removed.revoked.len());
         state.published(removed.catalog);
         Ok(outcome)
+    }
+
+    fn disable(&self, id: TokenId) -> Result<usize, StoreError> {
+        self.suspend(id, true)
+    }
+
+    fn enable(&self, id: TokenId) -> Result<usize, StoreError> {
+        self.suspend(id, false)
     }
 
     fn set_prefix(&self, prefix: Prefix) -> Result<(), StoreError> {

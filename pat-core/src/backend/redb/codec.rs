@@ -20,8 +20,14 @@
 //! parent`, `u64 lifetime_from`, `opt u64 not_after`, `opt u64
 //! previous_until` (the authority rule's fields).
 //! Version 4 is version 3 followed by the named permissions: `u32` count,
-//! then each as a `str`. Each record is written in the oldest version that
-//! holds it.
+//! then each as a `str`. Version 5 is version 4 followed by `u8` count and
+//! that many tagged fields, each `u8 tag, u32 length, bytes`, in increasing
+//! tag order, each at most once; an unknown tag is an error (a field this build cannot enforce is
+//! never dropped silently):
+//! ```text
+//! 1  disabled_by   u64 token id
+//! ```
+//! Each record is written in the oldest version that holds it.
 //! Decoding checks every length and value and never panics: a damaged record
 //! is an error naming what is wrong.
 
@@ -43,12 +49,18 @@ const RECORD_V2: u8 = 2;
 const RECORD_V3: u8 = 3;
 /// Version 3 plus named permissions.
 const RECORD_V4: u8 = 4;
+/// Version 4 plus tagged fields: a token's limits and state.
+const RECORD_V5: u8 = 5;
+
+/// Tag of the token whose disabling reached this one.
+const TAG_DISABLED_BY: u8 = 1;
 
 /// The oldest version that holds `info`.
 fn version_of(info: &TokenInfo) -> u8 {
     let lineage =
         info.parent.is_some() || info.not_after.is_some() || info.previous_until.is_some();
     match info.rotated_at {
+        _ if info.disabled_by.is_some() => RECORD_V5,
         _ if !info.scopes.named().is_empty() => RECORD_V4,
         _ if lineage => RECORD_V3,
         None if info.lifetime_from == info.created_at => RECORD_V1,
@@ -101,12 +113,30 @@ pub(crate) fn encode(info: &TokenInfo) -> Vec<u8> {
             out.extend_from_slice(&info.lifetime_from.as_unix_secs().to_le_bytes());
             put_opt_u64(&mut out, info.not_after.map(Timestamp::as_unix_secs));
             put_opt_u64(&mut out, info.previous_until.map(Timestamp::as_unix_secs));
-            if version == RECORD_V4 {
+            if version >= RECORD_V4 {
                 put_named(&mut out, &info.scopes);
+            }
+            if version >= RECORD_V5 {
+                put_tagged(&mut out, info);
             }
         }
     }
     out
+}
+
+/// Version 5's tagged fields, those `info` has.
+fn put_tagged(out: &mut Vec<u8>, info: &TokenInfo) {
+    let count_at = out.len();
+    out.push(0);
+    let mut field = |tag: u8, bytes: &[u8]| {
+        out[count_at] += 1;
+        out.push(tag);
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(bytes);
+    };
+    if let Some(by) = info.disabled_by {
+        field(TAG_DISABLED_BY, &by.as_u64().to_le_bytes());
+    }
 }
 
 /// `u32` count, then each named permission as a `str`.
@@ -144,7 +174,10 @@ pub(crate) fn put_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
 pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
     let mut r = Reader(bytes);
     let version = r.u8("record version")?;
-    if !matches!(version, RECORD_V1 | RECORD_V2 | RECORD_V3 | RECORD_V4) {
+    if !matches!(
+        version,
+        RECORD_V1 | RECORD_V2 | RECORD_V3 | RECORD_V4 | RECORD_V5
+    ) {
         return Err(format!("unknown record version {version}"));
     }
     let id = TokenId::from_u64(r.u64("id")?);
@@ -187,8 +220,31 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
             opt_time(&mut r, "previous_until")?,
         ),
     };
-    if version == RECORD_V4 {
+    if version >= RECORD_V4 {
         scopes = r.named(scopes)?;
+    }
+    let mut disabled_by = None;
+    let mut last_tag = 0;
+    let fields = if version >= RECORD_V5 {
+        r.u8("field count")?
+    } else {
+        0
+    };
+    for _ in 0..fields {
+        let tag = r.u8("field tag")?;
+        if tag <= last_tag {
+            return Err(format!("field tag {tag} out of order"));
+        }
+        last_tag = tag;
+        let len = r.u32("field length")? as usize;
+        let mut field = Reader(r.take(len, "a tagged field")?);
+        match tag {
+            TAG_DISABLED_BY => {
+                disabled_by = Some(TokenId::from_u64(field.u64("disabled_by")?));
+            }
+            _ => return Err(format!("unknown field tag {tag}")),
+        }
+        field.finish()?;
     }
     r.finish()?;
     let mut info = TokenInfo::new(id, user, created_at, expiry);
@@ -201,6 +257,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
     info.lifetime_from = lifetime_from;
     info.not_after = not_after;
     info.previous_until = previous_until;
+    info.disabled_by = disabled_by;
     Ok(info)
 }
 
@@ -375,9 +432,10 @@ mod tests {
                 proptest::option::of(0u64..=Timestamp::MAX.as_unix_secs()),
             )),
             proptest::collection::vec("[a-z]{1,8}(:[a-z_]{1,5})?(:\\*)?", 0..3),
+            proptest::option::of(any::<u64>()),
         )
             .prop_map(
-                |(id, user, label, t, sliding, last, scopes, rotated, lineage, named)| {
+                |(id, user, label, t, sliding, last, scopes, rotated, lineage, named, disabled)| {
                     let mut info = TokenInfo::new(
                         TokenId::from_u64(id),
                         user,
@@ -417,6 +475,7 @@ mod tests {
                         info.previous_until =
                             previous.map(|s| Timestamp::from_unix_secs(s).unwrap());
                     }
+                    info.disabled_by = disabled.map(TokenId::from_u64);
                     info
                 },
             )
@@ -508,7 +567,36 @@ mod tests {
     }
 
     #[test]
+    fn tagged_fields_unknown_or_repeated_are_refused() {
+        let mut info = TokenInfo::new(
+            TokenId::from_u64(1),
+            "alice",
+            Timestamp::UNIX_EPOCH,
+            Expiry::Hard {
+                expires_at: Timestamp::UNIX_EPOCH,
+            },
+        );
+        info.disabled_by = Some(TokenId::from_u64(1));
+        let bytes = encode(&info);
+        assert_eq!(bytes[0], RECORD_V5);
+        assert_eq!(decode(&bytes).unwrap(), info);
+        // The field: count 1, tag, u32 length 8, the id.
+        let field = bytes.len() - 14;
+        assert_eq!(bytes[field..field + 2], [1, TAG_DISABLED_BY]);
+        let mut unknown = bytes.clone();
+        unknown[field + 1] = 200;
+        assert_eq!(decode(&unknown).unwrap_err(), "unknown field tag 200");
+        let mut twice = bytes.clone();
+        twice[field] = 2;
+        twice.extend_from_slice(&bytes[field + 1..]);
+        assert_eq!(
+            decode(&twice).unwrap_err(),
+            format!("field tag {TAG_DISABLED_BY} out of order")
+        );
+    }
+
+    #[test]
     fn newer_record_versions_are_refused() {
-        assert_eq!(decode(&[5]).unwrap_err(), "unknown record version 5");
+        assert_eq!(decode(&[6]).unwrap_err(), "unknown record version 6");
     }
 }

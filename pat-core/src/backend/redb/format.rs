@@ -135,6 +135,9 @@ impl Inner {
                 if found < 4 {
                     self.upgrade_to_4().map_err(|e| other(&e))?;
                 }
+                if found < 5 {
+                    self.upgrade_to_5().map_err(|e| other(&e))?;
+                }
                 Ok(())
             }
             Err(TableError::TableDoesNotExist(_)) => {
@@ -248,6 +251,18 @@ impl Inner {
             txn.open_table(PERMISSIONS).map_err(storage)?;
             let mut meta = txn.open_table(META).map_err(storage)?;
             meta.insert(FORMAT_KEY, 4).map_err(storage)?;
+            Ok(())
+        })
+    }
+
+    /// Format 4 to 5 (a token's limits and state, such as its suspension):
+    /// nothing to convert, since every token from before is enabled and
+    /// unlimited; a record that has any is written in record version 5,
+    /// which a build of format 4 would misread, so the number moves.
+    pub(super) fn upgrade_to_5(&self) -> Result<(), StoreError> {
+        self.write(|txn| {
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            meta.insert(FORMAT_KEY, 5).map_err(storage)?;
             Ok(())
         })
     }

@@ -41,7 +41,7 @@ use crate::model::token::{TokenDigest, TokenId};
 
 /// The store's on-disk format version, kept in the file. Bump it for any
 /// change an older build would misread.
-pub const FORMAT_VERSION: u64 = 4;
+pub const FORMAT_VERSION: u64 = 5;
 
 const FORMAT_KEY: &str = "format_version";
 /// The key, in [`META`], of the current prefix's number in [`PREFIXES`].

@@ -207,6 +207,8 @@ enum Said {
     Unknown,
     Expired(Timestamp),
     WrongUser,
+    /// Disabled until an admin enables it.
+    Disabled,
 }
 
 impl Said {
@@ -216,6 +218,7 @@ impl Said {
             Said::Unknown => Err(AuthError::Unknown),
             Said::Expired(expires_at) => Err(AuthError::Expired { expires_at }),
             Said::WrongUser => Err(AuthError::WrongUser),
+            Said::Disabled => Err(AuthError::Disabled),
         }
     }
 }

@@ -27,6 +27,7 @@ pub(super) fn parse_answer(body: &[u8]) -> Result<(Said, Vec<Prefix>), String> {
                 match v.get("pat_reason").and_then(serde_json::Value::as_str) {
                     Some("expired") => Said::Expired(time("exp")?),
                     Some("wrong_user") => Said::WrongUser,
+                    Some("disabled") => Said::Disabled,
                     _ => Said::Unknown,
                 },
                 Vec::new(),

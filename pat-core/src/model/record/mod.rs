@@ -67,6 +67,11 @@ pub struct TokenInfo {
     /// its grace); `None` when it stopped at once, or the token was never
     /// rotated.
     pub previous_until: Option<Timestamp>,
+    /// When the token is disabled (suspended), the token whose disabling
+    /// reached it: itself, or an ancestor disabled with its family. A
+    /// disabled token is refused ([`AuthError::Disabled`]) until that token
+    /// is enabled again; nothing else about it changes.
+    pub disabled_by: Option<TokenId>,
 }
 
 impl TokenInfo {
@@ -94,6 +99,7 @@ impl TokenInfo {
             lifetime_from: created_at,
             not_after: None,
             previous_until: None,
+            disabled_by: None,
         }
     }
 
@@ -189,6 +195,12 @@ impl TokenInfo {
         })
     }
 
+    /// Whether the token is disabled (see
+    /// [`disabled_by`](TokenInfo::disabled_by)).
+    pub fn is_disabled(&self) -> bool {
+        self.disabled_by.is_some()
+    }
+
     /// Whether the token is dead at `now`.
     pub fn is_expired(&self, now: Timestamp) -> bool {
         self.expiry.is_expired(now)
@@ -196,8 +208,10 @@ impl TokenInfo {
 
     /// The rule for a presented token, shared by every backend: with HTTP
     /// Basic (`user` given) the user must be the token's, else
-    /// [`AuthError::WrongUser`]; the token must be alive at `now`, else
-    /// [`AuthError::Expired`]. Returns the deadline after this use (moved
+    /// [`AuthError::WrongUser`]; the token must not be disabled, else
+    /// [`AuthError::Disabled`]; it must be alive at `now`, else
+    /// [`AuthError::Expired`]. Checked in that order, so that a disabled
+    /// token's deadline does not move. Returns the deadline after this use (moved
     /// forward for a sliding token, see
     /// [`Expiry::touched`](crate::Expiry::touched)). Records nothing.
     pub fn check_use(&self, user: Option<&str>, now: Timestamp) -> Result<Timestamp, AuthError> {
@@ -214,6 +228,9 @@ impl TokenInfo {
     ) -> Result<Timestamp, AuthError> {
         if user.is_some_and(|u| u != self.user) {
             return Err(AuthError::WrongUser);
+        }
+        if self.disabled_by.is_some() {
+            return Err(AuthError::Disabled);
         }
         // A buffered deadline may predate the family's limit: the limit
         // wins, for the answer as for the deadline.

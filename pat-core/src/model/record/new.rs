@@ -121,6 +121,7 @@ impl NewToken {
             lifetime_from: now,
             not_after: None,
             previous_until: None,
+            disabled_by: None,
         })
     }
 

@@ -51,6 +51,11 @@ pub const REFUSALS: &[Refusal] = &[
         status: 401,
     },
     Refusal {
+        name: "disabled",
+        error: || AuthError::Disabled,
+        status: 401,
+    },
+    Refusal {
         name: "malformed, says the backend",
         error: || AuthError::Malformed(crate::ParseTokenError::Checksum),
         status: 401,
@@ -192,6 +197,14 @@ pub const CASES: &[(&str, Case)] = &[
     (
         "a removal leaves no child holding what its parent lost",
         super::catalog::removal_keeps_families_within,
+    ),
+    (
+        "a disabled token is refused and keeps everything else until enabled",
+        super::suspension::disable_and_enable,
+    ),
+    (
+        "disabling reaches the family, enabling gives back what it took",
+        super::suspension::disabling_reaches_the_family,
     ),
 ];
 

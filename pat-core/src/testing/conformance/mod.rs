@@ -21,6 +21,7 @@ mod harness;
 mod model;
 mod prefix;
 mod rotation;
+mod suspension;
 
 pub use self::authority_model::run_authority;
 pub use self::concurrent::{Concurrent, run_concurrent};

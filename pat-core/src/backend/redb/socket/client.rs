@@ -196,6 +196,20 @@ impl Admin for AdminClient {
         }
     }
 
+    fn disable(&self, id: TokenId) -> Result<usize, StoreError> {
+        match self.call(&Request::Disable(id))? {
+            Reply::Count(n) => Ok(n as usize),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn enable(&self, id: TokenId) -> Result<usize, StoreError> {
+        match self.call(&Request::Enable(id))? {
+            Reply::Count(n) => Ok(n as usize),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
     fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
         match self.call(&Request::RevokeUser(user.to_owned()))? {
             Reply::Count(n) => Ok(n as usize),

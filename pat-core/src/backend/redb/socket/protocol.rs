@@ -24,8 +24,9 @@ use crate::model::token::{TokenDigest, TokenId, TokenSecret};
 
 /// The protocol version this build speaks (2: lineage, lifetime-setting
 /// rotations, the grace and reuse policy, descendants; 3: named
-/// permissions in a creation and the catalog's operations).
-pub(crate) const PROTOCOL_VERSION: u8 = 3;
+/// permissions in a creation and the catalog's operations; 4: disabling
+/// and enabling tokens, records of version 5).
+pub(crate) const PROTOCOL_VERSION: u8 = 4;
 /// Largest request frame a server reads.
 pub(crate) const MAX_REQUEST: usize = 64 * 1024;
 /// Largest reply frame a client reads: a listing of about 12 million
@@ -76,6 +77,8 @@ pub(crate) enum Request {
         name: Permission,
         force: bool,
     },
+    Disable(TokenId),
+    Enable(TokenId),
 }
 
 /// A successful answer.
@@ -275,6 +278,14 @@ impl Request {
                 put_str(&mut out, name.as_str());
                 out.push(u8::from(*force));
             }
+            Request::Disable(id) => {
+                out.push(18);
+                put_u64(&mut out, id.as_u64());
+            }
+            Request::Enable(id) => {
+                out.push(19);
+                put_u64(&mut out, id.as_u64());
+            }
             Request::SetPrefix(prefix) => {
                 out.push(14);
                 put_str(&mut out, prefix.as_str());
@@ -384,6 +395,8 @@ impl Request {
                     f => return Err(format!("bad force flag {f}")),
                 },
             },
+            18 => Request::Disable(TokenId::from_u64(r.u64("id")?)),
+            19 => Request::Enable(TokenId::from_u64(r.u64("id")?)),
             10 => {
                 let since = r.timestamp("since")?;
                 let user = match r.u8("user flag")? {
@@ -699,6 +712,8 @@ mod tests {
                 user: None,
             },
             Request::GetPrefixes,
+            Request::Disable(TokenId::from_u64(12)),
+            Request::Enable(TokenId::from_u64(13)),
             Request::SetPrefix("acme".parse().unwrap()),
             Request::SetPolicy(Policy::NONE),
             Request::SetPolicy(

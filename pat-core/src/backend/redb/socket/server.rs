@@ -399,6 +399,8 @@ fn dispatch(inner: &Arc<Inner>, req: Request, peer: u32) -> Result<Reply, Failur
         Request::RemovePermission { name, force } => {
             store.remove_permission(&name, force).map(Reply::Removal)
         }
+        Request::Disable(id) => store.disable(id).map(|n| Reply::Count(n as u64)),
+        Request::Enable(id) => store.enable(id).map(|n| Reply::Count(n as u64)),
         Request::GetPolicy => store.policy().map(Reply::Policy),
         Request::SetPolicy(policy) => store
             .set_policy(policy)
