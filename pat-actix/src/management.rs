@@ -19,8 +19,9 @@ struct Api {
     principal: Arc<Who>,
 }
 
-/// A scope at `path` with `GET {path}` (list), `POST {path}` (create) and
-/// `DELETE {path}/{id}` (revoke) of the token management API (see
+/// A scope at `path` with `GET {path}` (list), `POST {path}` (create),
+/// `DELETE {path}/{id}` (revoke), `POST {path}/{id}/disable` and `POST
+/// {path}/{id}/enable` of the token management API (see
 /// [`pat_core::management`]). `principal` turns a request into who is
 /// calling, from the app's session or login, or from the PAT middleware's
 /// [`Identity`](pat_core::Identity) when the scope sits behind it; `None` is
@@ -59,6 +60,8 @@ pub fn management(
                 .route(web::post().to(create)),
         )
         .service(web::resource("/{id}").route(web::delete().to(revoke)))
+        .service(web::resource("/{id}/disable").route(web::post().to(disable)))
+        .service(web::resource("/{id}/enable").route(web::post().to(enable)))
 }
 
 /// The principal, after the CSRF check for a change.
@@ -100,6 +103,51 @@ async fn revoke(api: web::Data<Api>, req: HttpRequest, id: web::Path<String>) ->
     let id = id.into_inner();
     let now = Timestamp::now();
     answer(web::block(move || api.management.revoke_blocking(&p, &id, now)).await)
+}
+
+async fn disable(
+    api: web::Data<Api>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    suspend(api, req, id, payload, true).await
+}
+
+async fn enable(
+    api: web::Data<Api>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    suspend(api, req, id, payload, false).await
+}
+
+async fn suspend(
+    api: web::Data<Api>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+    disable: bool,
+) -> HttpResponse {
+    let p = match caller(&api, &req, true) {
+        Ok(p) => p,
+        Err(refused) => return answer(Ok(refused)),
+    };
+    let body = match read_body(&req, payload).await {
+        Ok(body) => body,
+        Err(refused) => return answer(Ok(refused)),
+    };
+    let api = api.into_inner();
+    let id = id.into_inner();
+    let now = Timestamp::now();
+    answer(
+        web::block(move || {
+            api.management
+                .suspend_blocking(&p, &id, disable, &body, now)
+        })
+        .await,
+    )
 }
 
 /// A resource at `path` answering `GET` with the token panel (see

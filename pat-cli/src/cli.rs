@@ -415,6 +415,21 @@ pub(crate) enum TokenAction {
         #[arg(short, long, value_name = "USER", value_parser = user)]
         user: Option<String>,
     },
+    /// Disable tokens by id: refused ("the token is disabled") from the next
+    /// request on, everything else kept, until `enable`. The tokens made
+    /// with a disabled token are disabled with it.
+    Disable {
+        /// Ids of the tokens to disable.
+        #[arg(value_parser = token_id, required = true)]
+        ids: Vec<TokenId>,
+    },
+    /// Enable disabled tokens again, with the tokens their disabling
+    /// reached. A token disabled with an ancestor is enabled with that one.
+    Enable {
+        /// Ids of the tokens to enable.
+        #[arg(value_parser = token_id, required = true)]
+        ids: Vec<TokenId>,
+    },
     /// Give a token a new secret (same id, user, label and scopes), shown once.
     ///
     /// The expiry restarts under the token's own model (a hard limit gets

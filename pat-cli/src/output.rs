@@ -45,6 +45,8 @@ fn base_json(info: &TokenInfo) -> Value {
         "previous_secret_until": info
             .previous_secret_until(Timestamp::now())
             .map(|t| t.to_string()),
+        "disabled": info.is_disabled(),
+        "disabled_by": info.disabled_by.map(|t| t.to_string()),
     })
 }
 
@@ -139,10 +141,11 @@ pub(crate) fn rotated_human(
 }
 
 pub(crate) fn show_human(info: &TokenInfo, now: Timestamp) -> String {
-    let status = if info.is_expired(now) {
-        "expired"
-    } else {
-        "valid"
+    let status = match info.disabled_by {
+        _ if info.is_expired(now) => "expired".to_owned(),
+        Some(by) if by == info.id => "disabled".to_owned(),
+        Some(by) => format!("disabled with token {by}"),
+        None => "valid".to_owned(),
     };
     let mut rotated = info
         .rotated_at
@@ -343,6 +346,9 @@ fn list_row(t: &TokenInfo, now: Timestamp, policy: &Policy) -> [String; 8] {
     }
     if let Some(until) = t.previous_secret_until(now) {
         let _ = write!(model, ", old secret until {until}");
+    }
+    if t.is_disabled() {
+        model.push_str(", disabled");
     }
     let mut expires = t.expiry.expires_at().to_string();
     if t.is_expired(now) {

@@ -252,6 +252,8 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
                 return Err(format!("no token with id {}", missing.join(", ")).into());
             }
         }
+        TokenAction::Disable { ids } => suspend(&*store, &ids, true)?,
+        TokenAction::Enable { ids } => suspend(&*store, &ids, false)?,
         TokenAction::Rotate {
             id,
             expire,
@@ -570,6 +572,40 @@ fn plural(n: usize) -> &'static str {
 /// The store, recording changes in its audit log as done by the OS user
 /// running the CLI (through an admin socket, the service records the
 /// peer's uid instead).
+/// `token disable` (`disable`) or `token enable`: each id in turn, a line
+/// for each, then a failure naming the ids that are not tokens, or the
+/// first refusal (a token disabled with an ancestor).
+fn suspend(store: &dyn Admin, ids: &[TokenId], disable: bool) -> Result<()> {
+    let (done, already) = if disable {
+        ("disabled", "was disabled already")
+    } else {
+        ("enabled", "was enabled already")
+    };
+    let mut missing = Vec::new();
+    for &id in ids {
+        let changed = if disable {
+            acting(store).disable(id)
+        } else {
+            acting(store).enable(id)
+        };
+        match changed {
+            Ok(0) => println!("{id} {already}"),
+            Ok(1) => println!("{done} {id}"),
+            Ok(n) => println!(
+                "{done} {id} and {} token{} made with it",
+                n - 1,
+                plural(n - 1)
+            ),
+            Err(pat_core::StoreError::NotFound(id)) => missing.push(id.to_string()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(format!("no token with id {}", missing.join(", ")).into());
+    }
+    Ok(())
+}
+
 fn acting(store: &dyn Admin) -> Box<dyn Admin + '_> {
     store.acting_as(&os_user())
 }

@@ -1577,3 +1577,38 @@ fn the_catalog_is_changed_through_the_socket_of_a_running_store() {
             .has_scope("repo:admin")
     );
 }
+
+#[test]
+fn disable_and_enable_on_the_file_refuse_and_give_back() {
+    let env = Env::new();
+    let token = env.token(&["-u", "alice", "-e", "1h"]);
+    let id = env.json(&["token", "list", "--json"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        env.ok(&["token", "disable", &id]),
+        format!("disabled {id}\n")
+    );
+    let shown = env.json(&["token", "show", &id, "--json"]);
+    assert_eq!(shown["disabled"], true);
+    assert_eq!(shown["disabled_by"], id.as_str());
+    assert!(env.ok(&["token", "list"]).contains("hard, disabled"));
+    assert!(matches!(
+        env.store().authenticate(&token, Timestamp::now()),
+        Err(AuthError::Disabled)
+    ));
+    assert_eq!(env.ok(&["token", "enable", &id]), format!("enabled {id}\n"));
+    assert_eq!(
+        env.json(&["token", "show", &id, "--json"])["disabled"],
+        false
+    );
+    // Without an id it is a usage error; an id that is no token, a failure.
+    fails(env.run(&["token", "disable"]), 2, &["<IDS>"]);
+    fails(env.run(&["token", "enable", "nope"]), 2, &["nope"]);
+    fails(
+        env.run(&["token", "enable", "00000000000000ff"]),
+        1,
+        &["no token with id 00000000000000ff"],
+    );
+}

@@ -9,7 +9,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get};
+use axum::routing::{MethodRouter, delete, get, post};
 use pat_core::Timestamp;
 use pat_core::answer::Answer;
 use pat_core::management::{Management, Principal};
@@ -25,8 +25,8 @@ struct Api {
     principal: Arc<Who>,
 }
 
-/// `GET /` (list), `POST /` (create) and `DELETE /{id}` (revoke) of the
-/// token management API (see [`pat_core::management`]), to nest where the
+/// `GET /` (list), `POST /` (create), `DELETE /{id}` (revoke), `POST
+/// /{id}/disable` and `POST /{id}/enable` of the token management API (see [`pat_core::management`]), to nest where the
 /// app wants it. `principal` turns a request into who is calling, from the
 /// app's session or login, or from the PAT layer's [`Identity`](pat_core::Identity)
 /// when the routes sit behind it; `None` is answered 401.
@@ -62,6 +62,8 @@ where
     Router::new()
         .route("/", get(list).post(create))
         .route("/{id}", delete(revoke))
+        .route("/{id}/disable", post(disable))
+        .route("/{id}/enable", post(enable))
         .with_state(api)
 }
 
@@ -108,6 +110,49 @@ async fn revoke(State(api): State<Api>, parts: Parts, Path(id): Path<String>) ->
     };
     let now = Timestamp::now();
     answer(tokio::task::spawn_blocking(move || api.management.revoke_blocking(&p, &id, now)).await)
+}
+
+async fn disable(
+    api: State<Api>,
+    parts: Parts,
+    id: Path<String>,
+    body: axum::body::Body,
+) -> Response {
+    suspend(api, parts, id, body, true).await
+}
+
+async fn enable(
+    api: State<Api>,
+    parts: Parts,
+    id: Path<String>,
+    body: axum::body::Body,
+) -> Response {
+    suspend(api, parts, id, body, false).await
+}
+
+async fn suspend(
+    State(api): State<Api>,
+    parts: Parts,
+    Path(id): Path<String>,
+    body: axum::body::Body,
+    disable: bool,
+) -> Response {
+    let p = match caller(&api, &parts, true) {
+        Ok(p) => p,
+        Err(refused) => return answer(Ok(refused)),
+    };
+    let body = match read_body(&parts.headers, body).await {
+        Ok(body) => body,
+        Err(refused) => return answer(Ok(refused)),
+    };
+    let now = Timestamp::now();
+    answer(
+        tokio::task::spawn_blocking(move || {
+            api.management
+                .suspend_blocking(&p, &id, disable, &body, now)
+        })
+        .await,
+    )
 }
 
 /// `GET` the token panel (see [`pat_core::panel`]) for the management API

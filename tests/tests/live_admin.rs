@@ -298,3 +298,68 @@ fn say_hello_to_the_admin_socket() {
     let _ = s.read_to_end(&mut answer);
     println!("{}", String::from_utf8_lossy(&answer));
 }
+
+#[test]
+fn disabling_through_the_socket_refuses_at_once_and_enabling_gives_it_back() {
+    for kind in ServerKind::ALL {
+        let work = Workdir::new();
+        let (token, id) = create(&work, &["-u", "alice", "-e", "1h"]);
+        let (other, _) = create(&work, &["-u", "alice", "-e", "1h"]);
+        let server = work.start(kind);
+        assert_eq!(status(&server, &token), 200, "{kind:?}");
+        assert_eq!(
+            work.cli_ok(&["token", "disable", &id]),
+            format!("disabled {id}\n")
+        );
+        // Refused on the very next request, with its own description.
+        let refused = client()
+            .get(server.url("/hello"))
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+            .unwrap();
+        assert_eq!(refused.status(), 401, "{kind:?}");
+        let challenge = refused.headers()["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.contains(r#"error="invalid_token""#)
+                && challenge.contains(r#"error_description="the token is disabled""#),
+            "{kind:?}: {challenge}"
+        );
+        assert_eq!(status(&server, &other), 200, "{kind:?}: only that token");
+        // Shown as it is, through the socket.
+        let shown = work.cli_ok(&["token", "show", &id]);
+        assert!(shown.contains("status:     disabled\n"), "{shown}");
+        let listed: Value =
+            serde_json::from_str(&work.cli_ok(&["token", "list", "--json"])).unwrap();
+        let row = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id.as_str())
+            .unwrap();
+        assert_eq!(
+            (&row["disabled"], &row["disabled_by"]),
+            (&Value::Bool(true), &Value::String(id.clone()))
+        );
+        assert_eq!(
+            work.cli_ok(&["token", "disable", &id]),
+            format!("{id} was disabled already\n")
+        );
+        // Back on the very next request.
+        assert_eq!(
+            work.cli_ok(&["token", "enable", &id]),
+            format!("enabled {id}\n")
+        );
+        assert_eq!(status(&server, &token), 200, "{kind:?} enabled again");
+        // Unknown ids are named; the exit code says it failed.
+        let out = work.cli(&["token", "disable", "00000000000000ff"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("00000000000000ff"));
+        // Audited, as done by the CLI's user.
+        let audit = work.cli_ok(&["audit", "--json"]);
+        assert!(
+            audit.contains(r#""action":"disable""#) && audit.contains(r#""action":"enable""#),
+            "{audit}"
+        );
+        assert!(server.stop());
+    }
+}

@@ -190,7 +190,7 @@ pub(super) fn quoted_realm(realm: &str) -> String {
 }
 
 /// Every rejection reason that carries challenges.
-pub(super) const CHALLENGED: [RejectReason; 13] = [
+pub(super) const CHALLENGED: [RejectReason; 14] = [
     RejectReason::MissingCredentials,
     RejectReason::InvalidRequest(CredentialsError::TooLong),
     RejectReason::InvalidRequest(CredentialsError::NotUtf8),
@@ -203,6 +203,7 @@ pub(super) const CHALLENGED: [RejectReason; 13] = [
     RejectReason::InvalidToken(TokenProblem::Malformed),
     RejectReason::InvalidToken(TokenProblem::Unknown),
     RejectReason::InvalidToken(TokenProblem::Expired),
+    RejectReason::InvalidToken(TokenProblem::Disabled),
     RejectReason::InvalidToken(TokenProblem::WrongUser),
 ];
 
@@ -241,5 +242,42 @@ impl GateConfig {
                 [with_error, basic.clone()]
             })
             .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every refused token carries its challenges. Regression: a new
+    /// problem (`Disabled`) left out of [`CHALLENGED`] was answered 401
+    /// with no `WWW-Authenticate` at all.
+    #[test]
+    fn every_token_problem_is_challenged() {
+        // Exhaustive, so that a new problem fails to compile here until it
+        // is listed.
+        let all = |p: TokenProblem| match p {
+            TokenProblem::NotAToken
+            | TokenProblem::Malformed
+            | TokenProblem::Unknown
+            | TokenProblem::Expired
+            | TokenProblem::Disabled
+            | TokenProblem::WrongUser => p,
+        };
+        for p in [
+            TokenProblem::NotAToken,
+            TokenProblem::Malformed,
+            TokenProblem::Unknown,
+            TokenProblem::Expired,
+            TokenProblem::Disabled,
+            TokenProblem::WrongUser,
+        ]
+        .map(all)
+        {
+            assert!(
+                challenge_index(RejectReason::InvalidToken(p)).is_some(),
+                "{p:?} has no challenge"
+            );
+        }
     }
 }

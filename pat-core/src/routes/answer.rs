@@ -121,5 +121,7 @@ pub fn token_json(info: &TokenInfo) -> Value {
         "latest_expires_at": info.latest_possible().map(|t| t.to_string()),
         "parent": info.parent.map(|p| p.to_string()),
         "previous_secret_until": info.previous_secret_until(Timestamp::now()).map(|t| t.to_string()),
+        "disabled": info.is_disabled(),
+        "disabled_by": info.disabled_by.map(|t| t.to_string()),
     })
 }

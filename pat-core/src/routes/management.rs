@@ -11,6 +11,8 @@
 //! | `GET …[?user=NAME]` | 200, `{"principal": {"user", "admin"}, "user", "prefixes", "tokens": [record…]}`; `prefixes` are the store's token prefixes, the current one (which new tokens carry) first; each record has a `status`, `active` or `expired` |
 //! | `POST …` | 201, the new token's record with its secret in `token` (the only time it is shown); body below |
 //! | `DELETE …/{id}` | 200, the record of the token just revoked, with `revoked_descendants`: how many tokens made with it went with it |
+//! | `POST …/{id}/disable` | 200, the token's record (`"status": "disabled"`) with `changed`: how many tokens the disabling reached (it, and those made with it not disabled already; 0 when it was disabled already) |
+//! | `POST …/{id}/enable` | 200, the token's record with `changed`: how many tokens the enabling gave back; an admin's alone (below) |
 //!
 //! The create body is a JSON object with the CLI's options: `label`,
 //! `expire` (a hard limit, e.g. `"30d"`) or `auto` (a sliding window, e.g.
@@ -41,6 +43,14 @@
 //! admin's powers: those need an unscoped token or a session. A secret in
 //! its grace after a rotation authenticates, but creating or revoking with
 //! it is 403.
+//!
+//! # Suspension
+//! Whoever may revoke a token may disable it (a scoped token: itself and
+//! the tokens made with it); a disabled token is refused until enabled,
+//! and the tokens made with it with it. Only an admin may enable one: a
+//! disabling may be an admin's, which the token's owner must not undo (an
+//! owner who paused a token asks an admin, or revokes it and makes another).
+//! The disable and enable routes take no body.
 //!
 //! Each listed record carries `descendants`, how many of the listed tokens
 //! were made with it (directly or further down): what revoking it takes
@@ -200,11 +210,14 @@ fn not_found() -> Answer {
     Answer::error(404, "not_found", "no such token")
 }
 
-/// A token's record with its status at `now`.
+/// A token's record with its status at `now`: `expired`, `disabled` or
+/// `active`.
 fn record(info: &TokenInfo, now: Timestamp) -> Value {
     let mut v = token_json(info);
     v["status"] = json!(if info.is_expired(now) {
         "expired"
+    } else if info.is_disabled() {
+        "disabled"
     } else {
         "active"
     });
@@ -373,23 +386,14 @@ impl Management {
         if let Some(refused) = p.refuse_previous_secret() {
             return refused;
         }
-        match self.admin.get(id) {
-            Ok(info) if p.manages(&info.user) => {}
-            // Another user's token is none of a non-admin's business.
-            Ok(_) | Err(StoreError::NotFound(_)) => return not_found(),
-            Err(e) => return failed(&e),
+        if let Err(refused) = self.may_act_on(p, id) {
+            return refused;
         }
         // What goes with it, as it stands just before.
         let descendants = match self.admin.descendants(id) {
             Ok(d) => d,
             Err(e) => return failed(&e),
         };
-        if let Some(own) = p.scoped_to()
-            && id != own
-            && !matches!(self.admin.descendants(own), Ok(d) if d.iter().any(|t| t.id == id))
-        {
-            return forbidden("a scoped token manages only itself and the tokens made with it");
-        }
         match self.admin.acting_as(&p.actor()).revoke(id) {
             Ok(info) => {
                 tracing::info!(token_id = %info.id, user = %info.user, by = %p.user, "token revoked");
@@ -400,6 +404,81 @@ impl Management {
             Err(StoreError::NotFound(_)) => not_found(),
             Err(e) => failed(&e),
         }
+    }
+}
+
+impl Management {
+    /// `POST …/{id}/disable` (`disable`) or `POST …/{id}/enable`: the body
+    /// must be empty. Disabling is for whoever may revoke the token;
+    /// enabling for an admin alone (see the module documentation).
+    pub fn suspend_blocking(
+        &self,
+        p: &Principal,
+        id: &str,
+        disable: bool,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Answer {
+        if !body.is_empty() {
+            return bad("this route takes no body");
+        }
+        let Ok(id) = id.parse::<TokenId>() else {
+            return bad(&format!("`{}` is not a token id (16 hex digits)", id));
+        };
+        if let Some(refused) = p.refuse_previous_secret() {
+            return refused;
+        }
+        if let Err(refused) = self.may_act_on(p, id) {
+            return refused;
+        }
+        if !disable && !p.acts_as_admin() {
+            return forbidden(
+                "only an admin may enable a token: a disabling may be an admin's, which its owner may not undo",
+            );
+        }
+        let admin = self.admin.acting_as(&p.actor());
+        let changed = if disable {
+            admin.disable(id)
+        } else {
+            admin.enable(id)
+        };
+        let changed = match changed {
+            Ok(n) => n,
+            Err(StoreError::NotFound(_)) => return not_found(),
+            Err(StoreError::Suspension(e)) => return bad(&e.to_string()),
+            Err(e) => return failed(&e),
+        };
+        match self.admin.get(id) {
+            Ok(info) => {
+                tracing::info!(token_id = %info.id, user = %info.user, by = %p.user, disable, changed, "token suspension changed");
+                let mut body = record(&info, now);
+                body["changed"] = json!(changed);
+                Answer::json(200, &body)
+            }
+            Err(StoreError::NotFound(_)) => not_found(),
+            Err(e) => failed(&e),
+        }
+    }
+
+    /// Whether `p` may act on token `id` as on its own: 404 for a token it
+    /// may not see (another user's, unless an admin), 403 for one outside a
+    /// scoped token's family.
+    fn may_act_on(&self, p: &Principal, id: TokenId) -> Result<(), Answer> {
+        match self.admin.get(id) {
+            Ok(info) if p.manages(&info.user) => {}
+            // Another user's token is none of a non-admin's business.
+            Ok(_) | Err(StoreError::NotFound(_)) => return Err(not_found()),
+            Err(e) => return Err(failed(&e)),
+        }
+        if let Some(own) = p.scoped_to()
+            && id != own
+            && !matches!(self.admin.descendants(own), Ok(d) if d.iter().any(|t| t.id == id))
+        {
+            return Err(forbidden(
+                "a scoped token manages only itself and the tokens made with it",
+            ));
+        }
+        Ok(())
     }
 }
 
