@@ -1050,3 +1050,200 @@ fn a_minted_token_is_audited_as_made_by_its_parent_and_dies_with_it() {
         said
     });
 }
+
+// Issue 26: the routes that disable and enable tokens, in their first
+// commit, as an attacker would try them: a cross-site form, a request a
+// browser could send by itself without the header, another user's ids, a
+// narrower token acting on what it did not make, the owner undoing an
+// admin's disabling, a disabled token acting at all, bodies too large or
+// too slow.
+#[test]
+fn suspension_routes_hold_against_attackers() {
+    use std::time::{Duration, Instant};
+    on_both_with(&["--admin", "root"], |work, server| {
+        let mut said = Vec::new();
+        let alice_login = work.token(&["-u", "alice", "-e", "1h", "-l", "login"]);
+        let alice = basic("alice", &alice_login);
+        let target = work.token(&["-u", "alice", "-e", "1h", "-l", "target"]);
+        let scoped = work.token(&[
+            "-u",
+            "alice",
+            "-e",
+            "1h",
+            "-l",
+            "scoped",
+            "-s",
+            "node:0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a:r",
+        ]);
+        let bob = work.token(&["-u", "bob", "-e", "1h", "-l", "bob"]);
+        let root = bearer(&work.token(&["-u", "root", "-e", "1h", "-l", "root"]));
+        let target_id = id_of(server, &target);
+        let bob_id = id_of(server, &bob);
+        let disable = |id: &str| format!("/api/tokens/{id}/disable");
+        let enable = |id: &str| format!("/api/tokens/{id}/enable");
+        let csrf = ("x-pat-csrf", "1");
+
+        // A cross-site form, with or without the header: refused, nothing
+        // changed.
+        for headers in [
+            vec![
+                ("authorization", alice.as_str()),
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("sec-fetch-site", "cross-site"),
+            ],
+            vec![
+                ("authorization", alice.as_str()),
+                ("sec-fetch-site", "cross-site"),
+                csrf,
+            ],
+            // Basic without the header: a browser could send it by itself.
+            vec![("authorization", alice.as_str())],
+        ] {
+            let r = send(server, "POST", &disable(&target_id), &headers, None);
+            assert_eq!(r.status, 403, "{headers:?}: {r:?}");
+            said.push(r);
+        }
+        assert_eq!(hello(server, &bearer(&target)), 200, "still enabled");
+        // Another user's id is as if absent; a bad id is named.
+        let r = send(
+            server,
+            "POST",
+            &disable(&bob_id),
+            &[("authorization", alice.as_str()), csrf],
+            None,
+        );
+        assert_eq!(r.status, 404, "{r:?}");
+        said.push(r);
+        assert_eq!(hello(server, &bearer(&bob)), 200);
+        let r = send(
+            server,
+            "POST",
+            &disable("nope"),
+            &[("authorization", alice.as_str()), csrf],
+            None,
+        );
+        assert_eq!(r.status, 400, "{r:?}");
+        said.push(r);
+        // A scoped token may act on itself and what it made only.
+        let r = send(
+            server,
+            "POST",
+            &disable(&target_id),
+            &[("authorization", &bearer(&scoped))],
+            None,
+        );
+        assert_eq!(r.status, 403, "{r:?}");
+        said.push(r);
+        // A body is refused, too large or too slow or at all.
+        let r = send(
+            server,
+            "POST",
+            &disable(&target_id),
+            &[("authorization", &bearer(&alice_login))],
+            Some("{}"),
+        );
+        assert_eq!(r.status, 400, "{r:?}");
+        said.push(r);
+        let big = "x".repeat(2 << 20);
+        let r = send(
+            server,
+            "POST",
+            &disable(&target_id),
+            &[("authorization", &bearer(&alice_login))],
+            Some(&big),
+        );
+        assert_eq!(r.status, 413, "{r:?}");
+        said.push(r);
+        let start = Instant::now();
+        let (got, closed) = raw(
+            server,
+            format!(
+                "POST {} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {alice_login}\r\n\
+                 Content-Length: 100\r\n\r\n[",
+                disable(&target_id)
+            )
+            .as_bytes(),
+            Duration::from_secs(40),
+        );
+        let (status, _) = first_response(&got);
+        assert_eq!(status, 408, "{got}");
+        assert!(closed && start.elapsed() < Duration::from_secs(30));
+        assert_eq!(hello(server, &bearer(&target)), 200, "still enabled");
+
+        // The owner disables its own token: refused at once.
+        let r = send(
+            server,
+            "POST",
+            &disable(&target_id),
+            &[("authorization", &bearer(&alice_login))],
+            None,
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(
+            (&r.body["status"], &r.body["changed"], &r.body["disabled"]),
+            (
+                &Value::from("disabled"),
+                &Value::from(1),
+                &Value::from(true)
+            )
+        );
+        said.push(r);
+        assert_eq!(hello(server, &bearer(&target)), 401);
+        // The disabled token cannot act, not even to enable itself.
+        let r = send(
+            server,
+            "POST",
+            &enable(&target_id),
+            &[("authorization", &bearer(&target))],
+            None,
+        );
+        assert_eq!(r.status, 401, "{r:?}");
+        // Nor may the owner undo it: an admin's disabling looks the same.
+        let r = send(
+            server,
+            "POST",
+            &enable(&target_id),
+            &[("authorization", &bearer(&alice_login))],
+            None,
+        );
+        assert_eq!(r.status, 403, "{r:?}");
+        said.push(r);
+        assert_eq!(hello(server, &bearer(&target)), 401);
+        // An admin may, and it works at once.
+        let r = send(
+            server,
+            "POST",
+            &enable(&target_id),
+            &[("authorization", root.as_str())],
+            None,
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(
+            (&r.body["status"], &r.body["changed"]),
+            (&Value::from("active"), &Value::from(1))
+        );
+        said.push(r);
+        assert_eq!(hello(server, &bearer(&target)), 200);
+        // An admin may disable anyone's; listed as disabled.
+        let r = send(
+            server,
+            "POST",
+            &disable(&bob_id),
+            &[("authorization", root.as_str())],
+            None,
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        said.push(r);
+        assert_eq!(hello(server, &bearer(&bob)), 401);
+        let list = send(
+            server,
+            "GET",
+            "/api/tokens?user=bob",
+            &[("authorization", root.as_str())],
+            None,
+        );
+        assert_eq!(list.body["tokens"][0]["status"], "disabled", "{list:?}");
+        said.push(list);
+        said
+    });
+}
