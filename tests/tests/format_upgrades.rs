@@ -408,3 +408,77 @@ fn a_schema_5_postgres_database_is_upgraded_with_an_empty_catalog() {
     };
     holds_the_tokens_from_before_permissions(connect, &secrets);
 }
+
+/// What the stores written just before suspension hold, checked through
+/// today's backend as `open` opens it: every token works (dave's named
+/// permission with its implication), the catalog is kept, no token is
+/// disabled, and a token disabled now is refused, also after a reopen,
+/// until enabled; the others are untouched.
+fn holds_the_tokens_from_before_suspension<B: pat_core::Admin + pat_core::Verifier>(
+    open: impl Fn() -> B,
+    secrets: &BTreeMap<String, String>,
+) {
+    let now = Timestamp::now();
+    let auth = |b: &B, name: &str| conformance::authenticate(b, &secrets[name], None, now);
+    let b = open();
+    auth(&b, "alice").expect("alice's token works");
+    auth(&b, "bob").expect("bob's token works");
+    auth(&b, "carol").expect("carol's current secret works");
+    let dave = auth(&b, "dave").expect("dave's token works");
+    assert!(dave.has_scope("repo:write") && dave.has_scope("repo:read"));
+    assert!(dave.permits([&NODE.parse().unwrap()], Perm::WRITE));
+    assert_eq!(b.permissions().expect("catalog").len(), 2);
+    let all = b.list(None, true, now).expect("list");
+    assert_eq!(all.len(), 4);
+    assert!(all.iter().all(|t| !t.is_disabled()), "none was disabled");
+    assert_eq!(b.disable(dave.token_id()).expect("disable"), 1);
+    assert!(matches!(
+        auth(&b, "dave"),
+        Err(pat_core::AuthError::Disabled)
+    ));
+    drop(b);
+    let again = open();
+    assert!(matches!(
+        auth(&again, "dave"),
+        Err(pat_core::AuthError::Disabled)
+    ));
+    auth(&again, "alice").expect("alice after the reopen");
+    assert_eq!(again.enable(dave.token_id()).expect("enable"), 1);
+    auth(&again, "dave").expect("dave enabled again");
+}
+
+/// Store format 4, written by commit a3f1928 just before suspension, is
+/// upgraded to format 5; disabled records are written in record version 5.
+#[test]
+fn a_format_4_redb_store_is_upgraded_and_its_tokens_can_be_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pat.redb");
+    std::fs::copy(fixture("redb-format-4.redb"), &db).unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let secrets = secrets("redb-format-4.secrets");
+    let open = || {
+        Store::builder()
+            .manual_flush()
+            .admin_socket(false)
+            .open(&db)
+            .expect("today's build opens a format 4 store")
+    };
+    holds_the_tokens_from_before_suspension(open, &secrets);
+}
+
+/// PostgreSQL schema 6, dumped from a database commit a3f1928 wrote, is
+/// upgraded to schema 7 (`disabled_by`).
+#[test]
+fn a_schema_6_postgres_database_is_upgraded_and_its_tokens_can_be_disabled() {
+    let Some(pg) = postgres() else { return };
+    let url = pg.database();
+    load_dump(&url, "pg-schema-6.sql");
+    let secrets = secrets("pg-schema-6.secrets");
+    let connect = || {
+        PgStore::builder()
+            .manual_flush()
+            .connect(&url)
+            .expect("today's build connects to a schema 6 database")
+    };
+    holds_the_tokens_from_before_suspension(connect, &secrets);
+}

@@ -376,13 +376,40 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
         get(base.clone(), "/demo/read", two.clone()).await,
         (200, None)
     );
-    let (status, challenge) = get(base, "/demo/write", two).await;
+    let (status, challenge) = get(base.clone(), "/demo/write", two.clone()).await;
     assert_eq!(status, 403);
     let challenge = challenge.expect("a challenge");
     assert!(
         challenge.contains("error=\"insufficient_scope\"")
             && challenge.contains("scope=\"demo:write\""),
         "{challenge}"
+    );
+
+    // Issue 26: alice disables it (confirming, told only an admin can undo
+    // it): refused at once, shown disabled, and no way back for her.
+    row_button(&c, "two permissions", "button.disable")
+        .await
+        .click()
+        .await
+        .unwrap();
+    until("the disabling's confirmation", || async {
+        c.get_alert_text().await.is_ok()
+    })
+    .await;
+    let asked = c.get_alert_text().await.unwrap();
+    assert!(
+        asked.contains("Only an admin can enable it again"),
+        "{asked}"
+    );
+    c.accept_alert().await.unwrap();
+    until("the disabled row", || async {
+        row_text(&c, "two permissions").await.contains("disabled")
+    })
+    .await;
+    assert_eq!(get(base.clone(), "/demo/read", two.clone()).await.0, 401);
+    assert!(
+        !row_has(&c, "two permissions", "button.enable").await,
+        "an owner cannot enable"
     );
 
     // Keyboard: Tab from the top reaches every control, in reading order.
@@ -461,7 +488,54 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
     })
     .await;
     assert!(text(&c, "#who").await.contains("Tokens of alice"));
+    // The admin enables alice's disabled token: it works at once.
+    row_button(&c, "two permissions", "button.enable")
+        .await
+        .click()
+        .await
+        .unwrap();
+    until("the enabled row", || async {
+        row_text(&c, "two permissions").await.contains("active")
+    })
+    .await;
+    assert_eq!(
+        get(server.base().to_owned(), "/demo/read", two).await.0,
+        200
+    );
     c.close().await.unwrap();
+}
+
+/// The text of the table row whose text contains `label` (empty while the
+/// table is being drawn again, for [`until`] to ask again).
+async fn row_text(c: &Client, label: &str) -> String {
+    for row in c.find_all(Locator::Css("#tokens tr")).await.unwrap() {
+        match row.text().await {
+            Ok(t) if t.contains(label) => return t,
+            Ok(_) => {}
+            Err(_) => return String::new(),
+        }
+    }
+    String::new()
+}
+
+/// Whether the row of `label` has an element `css`.
+async fn row_has(c: &Client, label: &str, css: &str) -> bool {
+    for row in c.find_all(Locator::Css("#tokens tr")).await.unwrap() {
+        if row.text().await.unwrap().contains(label) {
+            return row.find(Locator::Css(css)).await.is_ok();
+        }
+    }
+    false
+}
+
+/// The element `css` in the row of `label`.
+async fn row_button(c: &Client, label: &str, css: &str) -> fantoccini::elements::Element {
+    for row in c.find_all(Locator::Css("#tokens tr")).await.unwrap() {
+        if row.text().await.unwrap().contains(label) {
+            return row.find(Locator::Css(css)).await.unwrap();
+        }
+    }
+    panic!("no row of {label}")
 }
 
 #[test]

@@ -153,6 +153,26 @@ fn behind(kind: ServerKind) {
     assert_eq!(tower, actix);
     assert_eq!(tower[0].body, "user alice");
 
+    // Disabled at the endpoint (issue 26): refused here once the TTL has
+    // passed, as disabled, and back once enabled.
+    let erin = work.token(&["-u", "erin", "-e", "1h"]);
+    assert_eq!(get(&service, &bearer(&erin)).0, 200);
+    let erin_id = token_id(&work, "erin");
+    work.cli_ok(&["token", "disable", &erin_id]);
+    std::thread::sleep(TTL + Duration::from_millis(100));
+    let erin_digest = TokenDigest::from_token(&erin).unwrap();
+    let ask = |digest| {
+        rt.block_on(verifier.verify(Lookup::new(digest, None, pat_core::Timestamp::now())))
+    };
+    assert!(matches!(
+        ask(erin_digest),
+        Err(pat_core::AuthError::Disabled)
+    ));
+    assert_eq!(get(&service, &bearer(&erin)).0, 401);
+    work.cli_ok(&["token", "enable", &erin_id]);
+    std::thread::sleep(TTL + Duration::from_millis(100));
+    assert_eq!(get(&service, &bearer(&erin)).0, 200, "enabled again");
+
     // Revoked at the endpoint: refused here once the TTL has passed.
     work.cli_ok(&["token", "revoke", &token_id(&work, "carol")]);
     std::thread::sleep(TTL + Duration::from_millis(100));

@@ -462,6 +462,15 @@ mod tests {
             r#"{"active":false,"exp":70,"pat_reason":"expired"}"#
         );
         assert_eq!(ask(&format!("token={token}"), 70), r#"{"active":false}"#);
+        // Disabled: said so to a digest request only, and not a use.
+        store.disable(alice.info.id).unwrap();
+        assert_eq!(
+            ask(&format!("token_digest={hex}"), 40),
+            r#"{"active":false,"pat_reason":"disabled"}"#
+        );
+        assert_eq!(ask(&format!("token={token}"), 40), r#"{"active":false}"#);
+        assert_eq!(store.get(alice.info.id).unwrap().last_used_at, Some(at(10)));
+        store.enable(alice.info.id).unwrap();
         // A digest is exactly 64 hex digits.
         for bad in [&hex[1..], &format!("{hex}0"), &format!("+{}", &hex[1..])] {
             assert_eq!(

@@ -58,6 +58,10 @@ fn endpoint_answers_are_read_strictly() {
         Ok(Said::WrongUser)
     );
     assert_eq!(
+        said(br#"{"active":false,"pat_reason":"disabled"}"#),
+        Ok(Said::Disabled)
+    );
+    assert_eq!(
         said(br#"{"active":false,"pat_reason":"expired","exp":5}"#),
         Ok(Said::Expired(Timestamp::from_unix_secs(5).unwrap()))
     );

@@ -86,6 +86,10 @@
         notes.push("made with " + (parent ? "\u201c" + parent.label + "\u201d" : "token " + t.parent));
       }
       if (t.descendants) notes.push(t.descendants + (t.descendants === 1 ? " token" : " tokens") + " made with it");
+      if (t.disabled_by && t.disabled_by !== t.id) {
+        const by = list.tokens.find((p) => p.id === t.disabled_by);
+        notes.push("disabled with " + (by ? "\u201c" + by.label + "\u201d" : "token " + t.disabled_by));
+      }
       for (const n of notes) {
         const note = document.createElement("span");
         note.className = "hint note";
@@ -94,6 +98,13 @@
         status.appendChild(note);
       }
       const actions = cell(row, "Actions", "");
+      // Enabling is an admin's alone (a disabling may be an admin's), and
+      // a token disabled with another is enabled with that one.
+      if (!t.disabled) {
+        actions.appendChild(button("Disable", "secondary disable", "Disable token " + t.label, () => suspend(t, "disable")));
+      } else if (list.principal.admin && t.disabled_by === t.id) {
+        actions.appendChild(button("Enable", "secondary enable", "Enable token " + t.label, () => suspend(t, "enable")));
+      }
       const revoke = document.createElement("button");
       revoke.type = "button";
       revoke.className = "danger revoke";
@@ -140,6 +151,31 @@
     const query = state.user && state.principal && state.user !== state.principal.user
       ? "?user=" + encodeURIComponent(state.user) : "";
     render(await call("GET", query));
+  }
+
+  function button(text, cls, label, onClick) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = cls;
+    b.textContent = text;
+    b.setAttribute("aria-label", label);
+    b.addEventListener("click", onClick);
+    return b;
+  }
+
+  async function suspend(t, action) {
+    if (action === "disable") {
+      const more = t.descendants ? " and the tokens made with it" : "";
+      const undo = state.principal.admin ? "" : " Only an admin can enable it again.";
+      if (!window.confirm("Disable the token \u201c" + t.label + "\u201d" + more +
+        "? Anything using it is refused until it is enabled." + undo)) return;
+    }
+    showError("");
+    try {
+      await call("POST", "/" + encodeURIComponent(t.id) + "/" + action);
+      await load();
+      $("heading").focus();
+    } catch (e) { showError(e.message); }
   }
 
   async function revokeToken(t) {
