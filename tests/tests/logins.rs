@@ -57,6 +57,23 @@ fn decides_as_basic_auth(backend: &str, admin: &dyn Admin, logins: &Logins, sett
     let unknown = pat_core::TokenSecret::generate();
     refused("alice", unknown.expose_secret(), TokenProblem::Unknown);
 
+    // A disabled token's login is refused as disabled (issue 26), and an
+    // open session's recheck sees it; enabled, both work again.
+    let carol = admin.create(&NewToken::new("carol", hour()), now).unwrap();
+    let carols = carol.secret.expose_secret();
+    let session = check("carol", carols).unwrap_or_else(|e| panic!("{backend}: {e}"));
+    admin.disable(carol.info.id).unwrap();
+    std::thread::sleep(settle);
+    refused("carol", carols, TokenProblem::Disabled);
+    assert_eq!(
+        rt.block_on(logins.recheck(&session)),
+        Err(LoginRefused::Invalid(TokenProblem::Disabled)),
+        "{backend}"
+    );
+    admin.enable(carol.info.id).unwrap();
+    std::thread::sleep(settle);
+    check("carol", carols).unwrap_or_else(|e| panic!("{backend}: {e}"));
+
     // A session's recheck sees the revocation (within the backend's bound).
     assert!(rt.block_on(logins.recheck(&identity)).is_ok(), "{backend}");
     admin.revoke(alice.info.id).unwrap();

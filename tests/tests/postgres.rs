@@ -102,6 +102,31 @@ fn replicas_see_new_tokens_at_once_and_revocations_within_the_bound() {
         "revocation refused on both replicas after {:?}",
         revoked_at.elapsed()
     );
+    // Disabled, then enabled (issue 26): each reaches both replicas within
+    // the same bound, cached or not.
+    let within_the_bound = |token: &str, want: u16, what: &str| {
+        let since = Instant::now();
+        for s in &servers {
+            while status(s, token) != want {
+                assert!(
+                    since.elapsed() < Duration::from_secs(2),
+                    "{what}: still not {want} after {:?}",
+                    since.elapsed()
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    };
+    let early_id = {
+        let listed: serde_json::Value =
+            serde_json::from_str(&cli_ok(&db, &["token", "list", "-u", "alice", "--json"]))
+                .unwrap();
+        listed[0]["id"].as_str().unwrap().to_owned()
+    };
+    cli_ok(&db, &["token", "disable", &early_id]);
+    within_the_bound(&early, 401, "disabled");
+    cli_ok(&db, &["token", "enable", &early_id]);
+    within_the_bound(&early, 200, "enabled");
     for s in servers {
         assert!(s.stop());
     }
