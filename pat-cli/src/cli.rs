@@ -365,6 +365,12 @@ pub(crate) struct CreateArgs {
     #[arg(short, long, value_name = "LABEL", default_value = DEFAULT_LABEL, value_parser = label)]
     pub(crate) label: String,
 
+    /// Attach metadata, key=value (repeatable; at most 16 entries, keys of
+    /// letters, digits, `_ . -`): handed back with every authentication
+    /// (the app's Identity, /whoami, introspection).
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = meta_entry)]
+    pub(crate) meta: Vec<pat_core::MetaEntry>,
+
     /// Print only the token (for scripts).
     #[arg(short, long, conflicts_with = "json")]
     pub(crate) quiet: bool,
@@ -478,6 +484,10 @@ pub(crate) enum TokenAction {
         after_help = "Examples:\n  pat-cli token check < leaked.txt\n  pbpaste | pat-cli token check"
     )]
     Check,
+}
+
+fn meta_entry(s: &str) -> std::result::Result<pat_core::MetaEntry, pat_core::MetadataError> {
+    s.parse()
 }
 
 fn user(s: &str) -> std::result::Result<String, pat_core::NewTokenError> {

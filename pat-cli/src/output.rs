@@ -47,6 +47,7 @@ fn base_json(info: &TokenInfo) -> Value {
             .map(|t| t.to_string()),
         "disabled": info.is_disabled(),
         "disabled_by": info.disabled_by.map(|t| t.to_string()),
+        "meta": info.meta.to_json(),
     })
 }
 
@@ -155,6 +156,9 @@ pub(crate) fn show_human(info: &TokenInfo, now: Timestamp) -> String {
     }
     if let Some(parent) = info.parent {
         let _ = writeln!(rotated, "made with:  token {parent}");
+    }
+    if !info.meta.is_empty() {
+        let _ = writeln!(rotated, "metadata:   {}", info.meta);
     }
     format!(
         "id:         {}\nuser:       {}\nlabel:      {}\nstatus:     {status}\n\

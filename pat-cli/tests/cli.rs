@@ -1612,3 +1612,58 @@ fn disable_and_enable_on_the_file_refuse_and_give_back() {
         &["no token with id 00000000000000ff"],
     );
 }
+
+#[test]
+fn meta_is_kept_shown_and_checked() {
+    let env = Env::new();
+    let token = env.token(&[
+        "-u",
+        "alice",
+        "-e",
+        "1h",
+        "--meta",
+        "team=payments",
+        "--meta",
+        "ticket=OPS-12",
+    ]);
+    let id = env.json(&["token", "list", "--json"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        env.json(&["token", "show", &id, "--json"])["meta"],
+        serde_json::json!({"team": "payments", "ticket": "OPS-12"})
+    );
+    assert!(
+        env.ok(&["token", "show", &id])
+            .contains("metadata:   team=payments ticket=OPS-12\n")
+    );
+    let identity = env.store().authenticate(&token, Timestamp::now()).unwrap();
+    assert_eq!(identity.meta().get("ticket"), Some("OPS-12"));
+    // Each mistake is a usage error naming the flag and what is wrong, and
+    // no token is made.
+    for (args, says) in [
+        (&["--meta", "nokey"][..], "key=value"),
+        (&["--meta", "bad key=x"], "a character that is not allowed"),
+        (&["--meta", "=x"], "empty"),
+        (&["--meta", "a=1", "--meta", "a=2"], "given twice"),
+        (&["--meta", "a=\u{1b}[31mred"], "control"),
+    ] {
+        let mut all = vec!["token", "-u", "bob", "-e", "1h"];
+        all.extend_from_slice(args);
+        fails(env.run(&all), 2, &["--meta", says]);
+    }
+    let many: Vec<String> = (0..17).map(|i| format!("k{i}=v")).collect();
+    let mut all = vec!["token", "-u", "bob", "-e", "1h"];
+    for m in &many {
+        all.extend_from_slice(&["--meta", m]);
+    }
+    fails(env.run(&all), 2, &["--meta", "at most 16"]);
+    assert_eq!(
+        env.json(&["token", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

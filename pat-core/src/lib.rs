@@ -158,6 +158,10 @@ pub use gate::{
 };
 pub use model::audit::{AuditAction, AuditEntry, DEFAULT_ACTOR, DEFAULT_AUDIT_RETENTION};
 pub use model::expiry::{Expiry, ExpiryPolicy};
+pub use model::metadata::{
+    MAX_META_ENTRIES, MAX_META_KEY_LEN, MAX_META_LEN, MAX_META_VALUE_LEN, MetaEntry, Metadata,
+    MetadataError,
+};
 pub use model::permission::{
     Catalog, CatalogError, MAX_CATALOG_LEN, MAX_DESCRIPTION_LEN, MAX_IMPLIES, MAX_PERMISSION_LEN,
     ParsePermissionError, Permission, PermissionDef, PermissionRemoval,

@@ -413,7 +413,8 @@ fn a_schema_5_postgres_database_is_upgraded_with_an_empty_catalog() {
 /// today's backend as `open` opens it: every token works (dave's named
 /// permission with its implication), the catalog is kept, no token is
 /// disabled, and a token disabled now is refused, also after a reopen,
-/// until enabled; the others are untouched.
+/// until enabled; the others are untouched; a token made now keeps its
+/// metadata across the reopen.
 fn holds_the_tokens_from_before_suspension<B: pat_core::Admin + pat_core::Verifier>(
     open: impl Fn() -> B,
     secrets: &BTreeMap<String, String>,
@@ -436,6 +437,17 @@ fn holds_the_tokens_from_before_suspension<B: pat_core::Admin + pat_core::Verifi
         auth(&b, "dave"),
         Err(pat_core::AuthError::Disabled)
     ));
+    let meta = pat_core::Metadata::new([("team", "payments")]).unwrap();
+    let tagged = b
+        .create(
+            &pat_core::NewToken::new(
+                "erin",
+                pat_core::ExpiryPolicy::hard(Duration::from_secs(3600)),
+            )
+            .meta(meta.clone()),
+            now,
+        )
+        .expect("create");
     drop(b);
     let again = open();
     assert!(matches!(
@@ -445,6 +457,9 @@ fn holds_the_tokens_from_before_suspension<B: pat_core::Admin + pat_core::Verifi
     auth(&again, "alice").expect("alice after the reopen");
     assert_eq!(again.enable(dave.token_id()).expect("enable"), 1);
     auth(&again, "dave").expect("dave enabled again");
+    let erin = conformance::authenticate(&again, tagged.secret.expose_secret(), None, now)
+        .expect("a token made after the upgrade");
+    assert_eq!(erin.meta(), &meta, "its metadata kept across the reopen");
 }
 
 /// Store format 4, written by commit a3f1928 just before suspension, is

@@ -237,6 +237,40 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
     let audit = work.cli_ok(&["audit", "-u", "alice"]);
     assert!(audit.contains(&format!("token {login}")), "{audit}");
 
+    // Metadata (issue 26): kept, listed, and handed back by /whoami; a bad
+    // one is a 400 naming the field.
+    let tagged = api.create(
+        &alice,
+        json!({"label": "tagged", "expire": "10m", "meta": {"team": "payments"}}),
+    );
+    assert_eq!(tagged.status, 201, "{}", tagged.body);
+    assert_eq!(tagged.body["meta"], json!({"team": "payments"}));
+    let who: Value = serde_json::from_str(
+        &client()
+            .get(server.url("/whoami"))
+            .bearer_auth(tagged.body["token"].as_str().unwrap())
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(who["meta"], json!({"team": "payments"}), "{who}");
+    for meta in [
+        json!("team=payments"),
+        json!({"team": 1}),
+        json!({"bad key": "x"}),
+    ] {
+        let said = api.create(&alice, json!({"label": "x", "expire": "10m", "meta": meta}));
+        assert_eq!(said.status, 400, "{meta}");
+        assert!(description(&said).contains("`meta`"), "{}", said.body);
+    }
+    assert_eq!(
+        api.revoke(&alice, tagged.body["id"].as_str().unwrap())
+            .status,
+        200
+    );
+
     // Revoke: 200 with the record; refused at once; gone from the list.
     let id = created.body["id"].as_str().unwrap();
     let revoked = api.revoke(&alice, id);

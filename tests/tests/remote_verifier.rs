@@ -114,6 +114,17 @@ fn behind(kind: ServerKind) {
     assert_eq!(identity.scopes().to_string(), format!("node:{NODE}:r"));
     assert!(identity.expires_at() > now);
 
+    // Metadata travels with the identity too.
+    let tagged = work.token(&["-u", "dave", "-e", "1h", "--meta", "team=payments"]);
+    let identity = rt
+        .block_on(verifier.verify(Lookup::new(
+            TokenDigest::from_token(&tagged).unwrap(),
+            None,
+            now,
+        )))
+        .expect("dave's token");
+    assert_eq!(identity.meta().get("team"), Some("payments"));
+
     // Named permissions arrive resolved: the verifier holds no catalog.
     for (scope, holds, lacks) in [
         (

@@ -4,7 +4,8 @@
 //!
 //! | type | serialized as |
 //! |---|---|
-//! | [`Identity`] | `{"user": "alice", "token_id": "505bcfcab54de539", "scopes": ["node:…:r"], "expires_at": "2026-12-01T16:03:59Z"}`, what the reference servers' `/whoami` answers |
+//! | [`Identity`] | `{"user": "alice", "token_id": "505bcfcab54de539", "scopes": ["node:…:r"], "expires_at": "2026-12-01T16:03:59Z", "meta": {"team": "payments"}}`, what the reference servers' `/whoami` answers |
+//! | [`Metadata`] | an object of strings, `{}` when empty |
 //! | [`Scopes`] | an array of scopes, node scopes then named permissions as carried (`["node:…:r", "repo:*"]`), `[]` when unrestricted |
 //! | [`Scope`] | `"node:0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a:rw"` |
 //! | [`NodeId`] | `"0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a"` |
@@ -17,6 +18,7 @@
 
 use serde::ser::{Serialize, SerializeSeq as _, SerializeStruct as _, Serializer};
 
+use crate::model::metadata::Metadata;
 use crate::model::permission::Permission;
 use crate::model::record::Identity;
 use crate::model::scope::{NodeId, Perm, Scope, Scopes, TokenScope};
@@ -50,12 +52,24 @@ impl Serialize for Scopes {
 
 impl Serialize for Identity {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Identity", 4)?;
+        let mut s = serializer.serialize_struct("Identity", 5)?;
         s.serialize_field("user", self.user())?;
         s.serialize_field("token_id", &self.token_id())?;
         s.serialize_field("scopes", self.scopes())?;
         s.serialize_field("expires_at", &self.expires_at())?;
+        s.serialize_field("meta", self.meta())?;
         s.end()
+    }
+}
+
+impl Serialize for Metadata {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(Some(self.len()))?;
+        for (k, v) in self.iter() {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
     }
 }
 
@@ -79,6 +93,7 @@ mod tests {
             .unwrap();
         let mut info = TokenInfo::new(id, "alice", at, expiry);
         info.scopes = scopes;
+        info.meta = crate::Metadata::new([("team", "payments")]).unwrap();
         let identity = Identity::new(&info, at);
         let json = serde_json::to_value(&identity).unwrap();
         assert_eq!(
@@ -88,6 +103,7 @@ mod tests {
                 "token_id": "505bcfcab54de539",
                 "scopes": ["node:0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a:rw"],
                 "expires_at": "2026-12-01T16:00:00Z",
+                "meta": {"team": "payments"},
             })
         );
         assert_eq!(

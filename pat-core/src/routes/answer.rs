@@ -123,5 +123,6 @@ pub fn token_json(info: &TokenInfo) -> Value {
         "previous_secret_until": info.previous_secret_until(Timestamp::now()).map(|t| t.to_string()),
         "disabled": info.is_disabled(),
         "disabled_by": info.disabled_by.map(|t| t.to_string()),
+        "meta": info.meta.to_json(),
     })
 }

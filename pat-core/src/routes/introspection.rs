@@ -8,8 +8,10 @@
 //! `token=…` (`token_type_hint` is accepted and ignored) gets:
 //!
 //! - for an active token, `{"active": true, "username", "sub", "token_type":
-//!   "pat", "exp", "iat", "jti", "scope"}` (`jti` is the token id, `scope`
-//!   its scopes space-separated, absent for an unrestricted token);
+//!   "pat", "exp", "iat", "jti", "scope", "pat_meta"}` (`jti` is the token
+//!   id, `scope` its scopes space-separated, absent for an unrestricted
+//!   token; `pat_meta` its metadata, an object of strings, absent when it
+//!   has none);
 //! - for anything else (unknown, expired, revoked, malformed, missing):
 //!   exactly `{"active": false}`;
 //! - for a caller the integrator does not allow: 403. The default allows
@@ -222,6 +224,11 @@ impl Introspection {
                 .chain(info.scopes.granted().iter().map(ToString::to_string))
                 .collect();
             body["scope"] = json!(scopes.join(" "));
+        }
+        if !info.meta.is_empty() {
+            // The token's metadata, so that a remote verifier's identities
+            // carry it too.
+            body["pat_meta"] = info.meta.to_json();
         }
         if previous {
             // A secret in its grace after a rotation: it authenticates, but

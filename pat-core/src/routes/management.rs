@@ -17,7 +17,8 @@
 //! The create body is a JSON object with the CLI's options: `label`,
 //! `expire` (a hard limit, e.g. `"30d"`) or `auto` (a sliding window, e.g.
 //! `"10m"`) with an optional `max_lifetime`, `scopes` (a list of
-//! `node:UUID:PERM`), and `user` (an admin creating for someone else).
+//! `node:UUID:PERM` and named permissions), `meta` (an object of strings,
+//! see [`Metadata`]), and `user` (an admin creating for someone else).
 //! Anything else is refused, naming the field.
 //!
 //! # Who is calling
@@ -79,6 +80,7 @@ use serde_json::{Value, json};
 use crate::backend::admin::Admin;
 use crate::error::StoreError;
 use crate::model::expiry::ExpiryPolicy;
+use crate::model::metadata::Metadata;
 use crate::model::record::{Identity, NewToken, TokenInfo};
 use crate::model::scope::{Scopes, TokenScope};
 use crate::model::time::{Timestamp, parse_duration};
@@ -356,7 +358,8 @@ impl Management {
                     .unwrap_or_else(|| crate::model::record::DEFAULT_LABEL.to_owned()),
             )
             .created_by(p.user.clone())
-            .scopes(request.scopes);
+            .scopes(request.scopes)
+            .meta(request.meta);
         if let Some(caller) = &p.token {
             // The store checks the rule against the parent's record, and
             // that the secret presented is still its current one.
@@ -494,9 +497,18 @@ struct Request {
     label: Option<String>,
     expiry: ExpiryPolicy,
     scopes: Scopes,
+    meta: Metadata,
 }
 
-const FIELDS: [&str; 6] = ["user", "label", "expire", "auto", "max_lifetime", "scopes"];
+const FIELDS: [&str; 7] = [
+    "user",
+    "label",
+    "expire",
+    "auto",
+    "max_lifetime",
+    "scopes",
+    "meta",
+];
 
 impl Request {
     fn parse(body: &[u8]) -> Result<Request, String> {
@@ -505,7 +517,7 @@ impl Request {
         };
         if let Some(unknown) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
             return Err(format!(
-                "unknown field `{}`: expected user, label, expire, auto, max_lifetime or scopes",
+                "unknown field `{}`: expected user, label, expire, auto, max_lifetime, scopes or meta",
                 unknown
             ));
         }
@@ -542,11 +554,18 @@ impl Request {
                 .collect::<Result<Scopes, String>>()?,
             Some(_) => return Err("`scopes` must be a list of strings".into()),
         };
+        let meta = match fields.get("meta") {
+            None | Some(Value::Null) => Metadata::empty(),
+            Some(v) => {
+                Metadata::from_json(v).map_err(|e| format!("invalid value for `meta`: {e}"))?
+            }
+        };
         Ok(Request {
             user: text("user")?,
             label: text("label")?,
             expiry,
             scopes,
+            meta,
         })
     }
 }

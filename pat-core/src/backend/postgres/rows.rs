@@ -6,6 +6,7 @@ use tokio_postgres::Row;
 
 use super::PgError;
 use crate::model::expiry::Expiry;
+use crate::model::metadata::Metadata;
 use crate::model::record::TokenInfo;
 use crate::model::scope::{Scopes, TokenScope};
 use crate::model::time::Timestamp;
@@ -13,10 +14,10 @@ use crate::model::token::{TokenDigest, TokenId};
 
 pub(super) const COLUMNS: &str = "id, username, label, created_at, created_by, sliding, expires_at, \
                        window_secs, max_lifetime_secs, last_used_at, scopes, rotated_at, \
-                       parent_id, lifetime_from, not_after, previous_until, disabled_by";
+                       parent_id, lifetime_from, not_after, previous_until, disabled_by, meta";
 
 /// Where statements put the digest after [`COLUMNS`] (`SELECT {COLUMNS}, digest`).
-pub(super) const DIGEST: usize = 17;
+pub(super) const DIGEST: usize = 18;
 
 pub(super) fn secs(t: Timestamp) -> i64 {
     t.as_unix_secs() as i64
@@ -36,6 +37,11 @@ pub(super) fn duration(v: Option<i64>, what: &str) -> Result<Option<Duration>, P
             .map_err(|_| PgError::Data(format!("{what} is negative")))
     })
     .transpose()
+}
+
+/// A record's metadata as its column holds it: a JSON object, NULL for none.
+pub(super) fn meta_column(info: &TokenInfo) -> Option<String> {
+    (!info.meta.is_empty()).then(|| info.meta.to_json().to_string())
 }
 
 /// A row (in [`COLUMNS`] order) as a record.
@@ -87,6 +93,11 @@ pub(super) fn record(row: &Row) -> Result<TokenInfo, PgError> {
     info.disabled_by = row
         .get::<_, Option<i64>>(16)
         .map(|v| TokenId::from_u64(v as u64));
+    if let Some(text) = row.get::<_, Option<String>>(17) {
+        let bad = |e: &dyn std::fmt::Display| PgError::Data(format!("stored metadata: {e}"));
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&e))?;
+        info.meta = Metadata::from_json(&v).map_err(|e| bad(&e))?;
+    }
     Ok(info)
 }
 

@@ -124,11 +124,13 @@ const UPGRADE_V6: &str = "
     );
 ";
 
-/// Version 6 to 7: suspension. The token whose disabling reached a
-/// token (itself or an ancestor); NULL, as for every token from before,
-/// while it is enabled.
+/// Version 6 to 7: a token's state and limits. The token whose disabling
+/// reached a token (itself or an ancestor), NULL while it is enabled; its
+/// metadata, a JSON object of strings, NULL for none (as for every token
+/// from before).
 const UPGRADE_V7: &str = "
     ALTER TABLE pat_tokens ADD COLUMN disabled_by bigint;
+    ALTER TABLE pat_tokens ADD COLUMN meta text;
 ";
 
 /// The upgrade from version `n - 1` to `n`, for `n` in `2..=SCHEMA_VERSION`.

@@ -26,6 +26,7 @@
 //! never dropped silently):
 //! ```text
 //! 1  disabled_by   u64 token id
+//! 2  meta          u8 count, then per entry str key, str value
 //! ```
 //! Each record is written in the oldest version that holds it.
 //! Decoding checks every length and value and never panics: a damaged record
@@ -35,6 +36,7 @@ use std::time::Duration;
 
 use crate::model::audit::{AuditAction, AuditEntry};
 use crate::model::expiry::Expiry;
+use crate::model::metadata::Metadata;
 use crate::model::permission::{Permission, PermissionDef};
 use crate::model::record::TokenInfo;
 use crate::model::scope::{NodeId, Perm, Scope, Scopes};
@@ -54,13 +56,15 @@ const RECORD_V5: u8 = 5;
 
 /// Tag of the token whose disabling reached this one.
 const TAG_DISABLED_BY: u8 = 1;
+/// Tag of the token's metadata.
+const TAG_META: u8 = 2;
 
 /// The oldest version that holds `info`.
 fn version_of(info: &TokenInfo) -> u8 {
     let lineage =
         info.parent.is_some() || info.not_after.is_some() || info.previous_until.is_some();
     match info.rotated_at {
-        _ if info.disabled_by.is_some() => RECORD_V5,
+        _ if info.disabled_by.is_some() || !info.meta.is_empty() => RECORD_V5,
         _ if !info.scopes.named().is_empty() => RECORD_V4,
         _ if lineage => RECORD_V3,
         None if info.lifetime_from == info.created_at => RECORD_V1,
@@ -136,6 +140,14 @@ fn put_tagged(out: &mut Vec<u8>, info: &TokenInfo) {
     };
     if let Some(by) = info.disabled_by {
         field(TAG_DISABLED_BY, &by.as_u64().to_le_bytes());
+    }
+    if !info.meta.is_empty() {
+        let mut bytes = vec![info.meta.len() as u8];
+        for (k, v) in info.meta.iter() {
+            put_str(&mut bytes, k);
+            put_str(&mut bytes, v);
+        }
+        field(TAG_META, &bytes);
     }
 }
 
@@ -224,6 +236,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
         scopes = r.named(scopes)?;
     }
     let mut disabled_by = None;
+    let mut meta = Metadata::empty();
     let mut last_tag = 0;
     let fields = if version >= RECORD_V5 {
         r.u8("field count")?
@@ -242,6 +255,20 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
             TAG_DISABLED_BY => {
                 disabled_by = Some(TokenId::from_u64(field.u64("disabled_by")?));
             }
+            TAG_META => {
+                let n = field.u8("metadata count")?;
+                let mut entries = Vec::with_capacity(usize::from(n));
+                for _ in 0..n {
+                    entries.push((
+                        field.string("metadata key")?,
+                        field.string("metadata value")?,
+                    ));
+                }
+                meta = Metadata::new(entries).map_err(|e| e.to_string())?;
+                if meta.is_empty() {
+                    return Err("empty metadata written".into());
+                }
+            }
             _ => return Err(format!("unknown field tag {tag}")),
         }
         field.finish()?;
@@ -258,6 +285,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
     info.not_after = not_after;
     info.previous_until = previous_until;
     info.disabled_by = disabled_by;
+    info.meta = meta;
     Ok(info)
 }
 
@@ -433,9 +461,23 @@ mod tests {
             )),
             proptest::collection::vec("[a-z]{1,8}(:[a-z_]{1,5})?(:\\*)?", 0..3),
             proptest::option::of(any::<u64>()),
+            proptest::collection::btree_map("[a-z]{1,6}", ".{0,12}", 0..3),
         )
             .prop_map(
-                |(id, user, label, t, sliding, last, scopes, rotated, lineage, named, disabled)| {
+                |(
+                    id,
+                    user,
+                    label,
+                    t,
+                    sliding,
+                    last,
+                    scopes,
+                    rotated,
+                    lineage,
+                    named,
+                    disabled,
+                    meta,
+                )| {
                     let mut info = TokenInfo::new(
                         TokenId::from_u64(id),
                         user,
@@ -476,6 +518,7 @@ mod tests {
                             previous.map(|s| Timestamp::from_unix_secs(s).unwrap());
                     }
                     info.disabled_by = disabled.map(TokenId::from_u64);
+                    info.meta = Metadata::new(meta).unwrap_or_default();
                     info
                 },
             )

@@ -66,6 +66,10 @@ pub(super) fn parse_answer(body: &[u8]) -> Result<(Said, Vec<Prefix>), String> {
     };
     let mut info = TokenInfo::new(id, user, iat, Expiry::Hard { expires_at: exp });
     info.scopes = scopes;
+    if let Some(meta) = v.get("pat_meta") {
+        info.meta = crate::model::metadata::Metadata::from_json(meta)
+            .map_err(|e| format!("a `pat_meta` pat does not read ({e})"))?;
+    }
     let identity = Identity::new(&info, exp);
     // The store's prefixes (an endpoint of an older build sends none);
     // one that is not a prefix is skipped, not trusted.

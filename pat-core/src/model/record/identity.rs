@@ -3,6 +3,7 @@
 use std::fmt;
 
 use super::TokenInfo;
+use crate::model::metadata::Metadata;
 use crate::model::scope::{NodeId, Perm, Scopes};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
@@ -11,11 +12,13 @@ use crate::model::token::{TokenDigest, TokenId};
 /// extensions and handlers read.
 ///
 /// Made and cloned without allocating or touching memory shared between
-/// cores (for user names up to 24 bytes and unscoped tokens; scopes are
+/// cores (for user names up to 24 bytes, unscoped tokens and tokens
+/// without metadata; scopes and metadata are
 /// shared, not copied). `Debug` shows the user, token id, scopes and
 /// deadline; there is no secret in it to show. With the `serde` feature it
-/// serializes as `{"user", "token_id", "scopes", "expires_at"}`, each value
-/// the string pat prints (`"node:UUID:rw"`, RFC 3339).
+/// serializes as `{"user", "token_id", "scopes", "expires_at", "meta"}`,
+/// each value the string pat prints (`"node:UUID:rw"`, RFC 3339), `meta` an
+/// object of strings.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Identity {
     user: compact_str::CompactString,
@@ -24,6 +27,7 @@ pub struct Identity {
     expires_at: Timestamp,
     previous_secret: bool,
     presented: Option<TokenDigest>,
+    meta: Metadata,
 }
 
 impl Identity {
@@ -54,6 +58,7 @@ impl Identity {
             expires_at,
             previous_secret: false,
             presented: None,
+            meta: record.meta.clone(),
         }
     }
 
@@ -109,6 +114,12 @@ impl Identity {
         &self.scopes
     }
 
+    /// What the app attached to the token when it made it
+    /// ([`NewToken::meta`](crate::NewToken::meta)): empty for most tokens.
+    pub fn meta(&self) -> &Metadata {
+        &self.meta
+    }
+
     /// The deadline after this use (moved forward for sliding tokens).
     pub fn expires_at(&self) -> Timestamp {
         self.expires_at
@@ -147,6 +158,7 @@ impl fmt::Debug for Identity {
             .field("scopes", self.scopes())
             .field("expires_at", &self.expires_at)
             .field("previous_secret", &self.previous_secret)
+            .field("meta", &self.meta)
             .finish()
     }
 }

@@ -11,6 +11,7 @@ pub use self::rotation::Rotation;
 
 use crate::error::{AuthError, NewTokenError};
 use crate::model::expiry::{Expiry, ExpiryPolicy};
+use crate::model::metadata::Metadata;
 use crate::model::scope::Scopes;
 use crate::model::time::Timestamp;
 use crate::model::token::TokenId;
@@ -72,6 +73,9 @@ pub struct TokenInfo {
     /// disabled token is refused ([`AuthError::Disabled`]) until that token
     /// is enabled again; nothing else about it changes.
     pub disabled_by: Option<TokenId>,
+    /// What the app attached to the token ([`NewToken::meta`]), handed back
+    /// in every [`Identity`].
+    pub meta: Metadata,
 }
 
 impl TokenInfo {
@@ -100,6 +104,7 @@ impl TokenInfo {
             not_after: None,
             previous_until: None,
             disabled_by: None,
+            meta: Metadata::empty(),
         }
     }
 

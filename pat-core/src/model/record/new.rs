@@ -4,6 +4,7 @@
 use super::{DEFAULT_LABEL, Identity, MAX_NAME_LEN, MAX_SCOPES, TokenInfo};
 use crate::error::NewTokenError;
 use crate::model::expiry::ExpiryPolicy;
+use crate::model::metadata::Metadata;
 use crate::model::scope::Scopes;
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId, TokenSecret};
@@ -42,6 +43,9 @@ pub struct NewToken {
     /// (a replica that has not seen a rotation yet must not let a replaced
     /// secret mint; see [`Identity::presented`]).
     pub parent_secret: Option<TokenDigest>,
+    /// What the app attaches to the token (see [`Metadata`]), returned in
+    /// every [`Identity`]; empty unless set.
+    pub meta: Metadata,
 }
 
 impl NewToken {
@@ -55,6 +59,7 @@ impl NewToken {
             scopes: Scopes::unrestricted(),
             parent: None,
             parent_secret: None,
+            meta: Metadata::empty(),
         }
     }
 
@@ -71,6 +76,12 @@ impl NewToken {
     pub fn child_of(mut self, identity: &Identity) -> NewToken {
         self.parent = Some(identity.token_id());
         self.parent_secret = identity.presented().copied();
+        self
+    }
+
+    /// Sets the metadata.
+    pub fn meta(mut self, meta: Metadata) -> NewToken {
+        self.meta = meta;
         self
     }
 
@@ -122,6 +133,7 @@ impl NewToken {
             not_after: None,
             previous_until: None,
             disabled_by: None,
+            meta: self.meta.clone(),
         })
     }
 

@@ -206,6 +206,10 @@ pub const CASES: &[(&str, Case)] = &[
         "disabling reaches the family, enabling gives back what it took",
         super::suspension::disabling_reaches_the_family,
     ),
+    (
+        "a token's metadata comes back with every authentication",
+        super::metadata::metadata_comes_back,
+    ),
 ];
 
 /// Runs every contract case against a fresh backend from `make`, and

@@ -18,6 +18,7 @@ mod catalog;
 mod concurrent;
 mod contract;
 mod harness;
+mod metadata;
 mod model;
 mod prefix;
 mod rotation;

@@ -25,7 +25,7 @@ use crate::model::token::{TokenDigest, TokenId, TokenSecret};
 /// The protocol version this build speaks (2: lineage, lifetime-setting
 /// rotations, the grace and reuse policy, descendants; 3: named
 /// permissions in a creation and the catalog's operations; 4: disabling
-/// and enabling tokens, records of version 5).
+/// and enabling tokens, metadata in a creation, records of version 5).
 pub(crate) const PROTOCOL_VERSION: u8 = 4;
 /// Largest request frame a server reads.
 pub(crate) const MAX_REQUEST: usize = 64 * 1024;
@@ -205,6 +205,12 @@ impl Request {
                 put_opt_u64(&mut out, new.parent.map(TokenId::as_u64));
                 put_opt_digest(&mut out, new.parent_secret.as_ref());
                 put_u64(&mut out, now.as_unix_secs());
+                // Protocol 4: the metadata, `u8` count then key and value.
+                out.push(new.meta.len() as u8);
+                for (k, v) in new.meta.iter() {
+                    put_str(&mut out, k);
+                    put_str(&mut out, v);
+                }
             }
             Request::List {
                 user,
@@ -328,10 +334,15 @@ impl Request {
                     .scopes(scopes);
                 new.parent = r.opt_u64("parent")?.map(TokenId::from_u64);
                 new.parent_secret = read_opt_digest(&mut r, "parent secret")?;
-                Request::Create {
-                    new,
-                    now: r.timestamp("now")?,
+                let now = r.timestamp("now")?;
+                let n = r.u8("metadata count")?;
+                let mut entries = Vec::with_capacity(usize::from(n));
+                for _ in 0..n {
+                    entries.push((r.string("metadata key")?, r.string("metadata value")?));
                 }
+                new.meta =
+                    crate::model::metadata::Metadata::new(entries).map_err(|e| e.to_string())?;
+                Request::Create { new, now }
             }
             2 => {
                 let user = match r.u8("user flag")? {
@@ -646,7 +657,8 @@ mod tests {
         )
         .label("l")
         .created_by("root")
-        .scopes(scopes);
+        .scopes(scopes)
+        .meta(crate::Metadata::new([("team", "payments"), ("ticket", "OPS-1")]).unwrap());
         let reqs = [
             Request::Hello,
             Request::Create {
