@@ -355,6 +355,11 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
             .await
             .unwrap();
     }
+    field("#create textarea[name=meta]")
+        .await
+        .send_keys("team=payments")
+        .await
+        .unwrap();
     field("#create-submit").await.click().await.unwrap();
     until("the second secret", || displayed(&c, "#secret")).await;
     let two = field("#secret-value")
@@ -370,6 +375,10 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
     assert!(
         text(&c, "#tokens").await.contains("demo:export demo:read"),
         "the table shows its permissions"
+    );
+    assert!(
+        row_text(&c, "two permissions").await.contains("team=payments"),
+        "the table shows its metadata"
     );
     let base = server.base().to_owned();
     assert_eq!(
@@ -420,7 +429,7 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
     .await
     .unwrap();
     let mut reached = Vec::new();
-    for _ in 0..16 {
+    for _ in 0..24 {
         c.active_element()
             .await
             .unwrap()
@@ -445,6 +454,7 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
         "duration",
         "permission",
         "scopes",
+        "meta",
         "create-submit",
     ];
     let mut at = 0;

@@ -86,6 +86,8 @@
         notes.push("made with " + (parent ? "\u201c" + parent.label + "\u201d" : "token " + t.parent));
       }
       if (t.descendants) notes.push(t.descendants + (t.descendants === 1 ? " token" : " tokens") + " made with it");
+      const metadata = Object.entries(t.meta || {}).map(([k, v]) => k + "=" + v).join(" ");
+      if (metadata) notes.push(metadata);
       if (t.disabled_by && t.disabled_by !== t.id) {
         const by = list.tokens.find((p) => p.id === t.disabled_by);
         notes.push("disabled with " + (by ? "\u201c" + by.label + "\u201d" : "token " + t.disabled_by));
@@ -209,6 +211,13 @@
     const scopes = form.elements.scopes.value.split(/[\s,]+/).filter(Boolean);
     for (const box of form.querySelectorAll("input[name=permission]:checked")) scopes.push(box.value);
     if (scopes.length) request.scopes = scopes;
+    const meta = {};
+    for (const line of form.elements.meta.value.split("\n").map((l) => l.trim()).filter(Boolean)) {
+      const at = line.indexOf("=");
+      if (at < 1) { showError("metadata `" + line + "`: give it as key=value"); return; }
+      meta[line.slice(0, at)] = line.slice(at + 1);
+    }
+    if (Object.keys(meta).length) request.meta = meta;
     if (state.principal && state.user !== state.principal.user) request.user = state.user;
     try {
       const created = await call("POST", "", request);
