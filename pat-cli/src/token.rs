@@ -572,9 +572,6 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-/// The store, recording changes in its audit log as done by the OS user
-/// running the CLI (through an admin socket, the service records the
-/// peer's uid instead).
 /// `token disable` (`disable`) or `token enable`: each id in turn, a line
 /// for each, then a failure naming the ids that are not tokens, or the
 /// first refusal (a token disabled with an ancestor).
@@ -609,6 +606,9 @@ fn suspend(store: &dyn Admin, ids: &[TokenId], disable: bool) -> Result<()> {
     Ok(())
 }
 
+/// The store, recording changes in its audit log as done by the OS user
+/// running the CLI (through an admin socket, the service records the
+/// peer's uid instead).
 fn acting(store: &dyn Admin) -> Box<dyn Admin + '_> {
     store.acting_as(&os_user())
 }

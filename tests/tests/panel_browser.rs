@@ -377,7 +377,9 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
         "the table shows its permissions"
     );
     assert!(
-        row_text(&c, "two permissions").await.contains("team=payments"),
+        row_text(&c, "two permissions")
+            .await
+            .contains("team=payments"),
         "the table shows its metadata"
     );
     let base = server.base().to_owned();

@@ -129,8 +129,9 @@ fn min_opt(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
 /// Checks that `child`, a new token made by a principal that authenticated
 /// with `parent`, stays within it at `now`: its latest possible deadline no
 /// later than the parent's deadline, its scopes within the parent's. Sets
-/// the limit the child inherits ([`TokenInfo::not_after`]) and the
-/// parent's suspension, if any ([`TokenInfo::disabled_by`]).
+/// the limit the child inherits ([`TokenInfo::not_after`]), the parent's
+/// suspension, if any ([`TokenInfo::disabled_by`]), and its metadata, to
+/// which the child may add keys but not change one ([`TokenInfo::meta`]).
 pub fn adopt(
     parent: &TokenInfo,
     child: &mut TokenInfo,
@@ -150,6 +151,11 @@ pub fn adopt(
     // authenticate to mint), it is disabled with the family, and enabled
     // with it.
     child.disabled_by = parent.disabled_by;
+    // The parent's metadata, which the child may add to but not change.
+    child.meta = parent
+        .meta
+        .extended_by(&child.meta)
+        .map_err(AuthorityViolation::Wider)?;
     Ok(())
 }
 
@@ -477,6 +483,61 @@ pub fn clamp_entry(clamped: &TokenInfo, actor: &str, now: Timestamp) -> crate::A
             clamped.latest_possible().unwrap_or(Timestamp::MAX)
         ),
     )
+}
+
+/// What disabling (`disable`) or enabling token `root` changes, the
+/// suspension rule every backend follows: the records to write, each with
+/// its new [`TokenInfo::disabled_by`]. `parent` is the root's parent as
+/// stored (`None` for a root token or one whose parent is gone);
+/// `disabler_exists` whether the token the root is disabled by (when not
+/// itself) is still stored; `family` its descendants.
+///
+/// - Disabling marks the root and every descendant that was enabled, or
+///   disabled through the same ancestor as the root, as disabled by the
+///   root: a token already disabled with an ancestor is then disabled on its
+///   own too, so that enabling the ancestor does not bring it back. Tokens
+///   disabled on their own, or by a token between, keep their mark.
+/// - Enabling gives back the root and the descendants marked with the
+///   root's own disabling. Refused ([`SuspensionError::Inherited`]) while an
+///   ancestor is disabled (the parent is then disabled, whatever its mark),
+///   and for a token disabled through an ancestor still stored; a mark of a
+///   token pruned since is the root's to lift.
+///
+/// Empty when there is nothing to do (disabled on its own already, or
+/// enabled).
+pub fn suspension(
+    root: &TokenInfo,
+    parent: Option<&TokenInfo>,
+    disabler_exists: bool,
+    family: &[TokenInfo],
+    disable: bool,
+) -> Result<Vec<TokenInfo>, crate::error::SuspensionError> {
+    use crate::error::SuspensionError;
+    let (from, to) = match (disable, root.disabled_by) {
+        (true, Some(by)) if by == root.id => return Ok(Vec::new()),
+        (true, from) => (from, Some(root.id)),
+        (false, None) => return Ok(Vec::new()),
+        (false, Some(by)) => {
+            if let Some(above) = parent.and_then(|p| p.disabled_by) {
+                return Err(SuspensionError::Inherited {
+                    token: root.id,
+                    by: above,
+                });
+            }
+            if by != root.id && disabler_exists {
+                return Err(SuspensionError::Inherited { token: root.id, by });
+            }
+            (Some(by), None)
+        }
+    };
+    Ok(std::iter::once(root)
+        .chain(family)
+        .filter(|t| t.disabled_by == from)
+        .map(|t| TokenInfo {
+            disabled_by: to,
+            ..t.clone()
+        })
+        .collect())
 }
 
 /// The descendants of `id` among `tokens` (children, their children...),

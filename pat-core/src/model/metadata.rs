@@ -152,6 +152,32 @@ impl Metadata {
     }
 }
 
+impl Metadata {
+    /// `self` (a parent's metadata) with `child`'s entries added, as a
+    /// token made with a token gets it: the child keeps every entry of its
+    /// parent and may only add keys, never change one (an app may trust an
+    /// entry such as `tenant` to say whose a family is). The error names a
+    /// changed key, or the limits the whole would break.
+    pub fn extended_by(&self, child: &Metadata) -> Result<Metadata, String> {
+        if child.is_empty() {
+            return Ok(self.clone());
+        }
+        for (k, v) in child.iter() {
+            if let Some(was) = self.get(k)
+                && was != v
+            {
+                return Err(format!(
+                    "metadata `{k}` is `{}` on the token this one is made with, and a token \
+                     made with it keeps it",
+                    crate::model::text::printable(was)
+                ));
+            }
+        }
+        Metadata::new(self.iter().chain(child.iter()).collect::<BTreeMap<_, _>>())
+            .map_err(|e| e.to_string())
+    }
+}
+
 fn check_key(key: &str) -> Result<(), MetadataError> {
     let bad = |reason| {
         Err(MetadataError::Key {

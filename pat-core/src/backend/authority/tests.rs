@@ -296,3 +296,25 @@ fn descendants_are_counted_in_one_pass_even_down_a_long_chain() {
     let _ = descendant_counts(&cycle);
     assert_eq!(descendants_in(&cycle, a.id).len(), 1);
 }
+
+#[test]
+fn a_mark_of_a_token_gone_is_the_marked_tokens_to_lift() {
+    let gone = TokenId::generate();
+    let mut t = token(ExpiryPolicy::hard(30 * MIN), 0);
+    t.disabled_by = Some(gone);
+    // Still stored: the ancestor must be enabled instead.
+    assert!(matches!(
+        suspension(&t, None, true, &[], false),
+        Err(crate::SuspensionError::Inherited { by, .. }) if by == gone
+    ));
+    // Pruned: nothing could ever enable it otherwise.
+    let lifted = suspension(&t, None, false, &[], false).unwrap();
+    assert_eq!(lifted.len(), 1);
+    assert_eq!(lifted[0].disabled_by, None);
+    // Nothing to do is nothing written.
+    assert!(
+        suspension(&lifted[0], None, false, &[], false)
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -15,7 +15,7 @@ pub(crate) mod lookup;
 use std::future::Future;
 
 use crate::backend::authority::{self, AuthorityViolation};
-use crate::error::{StoreError, SuspensionError};
+use crate::error::StoreError;
 use crate::model::audit::{AuditAction, AuditEntry};
 use crate::model::permission::{Catalog, Permission, PermissionDef};
 use crate::model::policy::Policy;
@@ -33,6 +33,10 @@ pub(crate) enum Lock {
     /// The record must not change (a parent, while a child is made or
     /// rotated under it).
     Share,
+    /// No lock: a check of a record whose changes would have to lock rows
+    /// this transaction holds already (an ancestor of a locked family), so
+    /// that it sees what they committed without waiting in the wrong order.
+    Read,
 }
 
 /// What a backend's write transaction offers the engine. Reads see the
@@ -282,12 +286,9 @@ fn children(family: &[TokenInfo], parent: TokenId) -> Vec<TokenInfo> {
         .collect()
 }
 
-/// Disables token `id` (`disable`) or enables it again, by `actor`: a
-/// disabling reaches every descendant not disabled already (each marked as
-/// disabled by `id`, so that enabling `id` gives back exactly those); a
-/// token disabled through an ancestor cannot be enabled alone
-/// ([`SuspensionError::Inherited`]). Each token that changed is audited.
-/// Returns how many changed: 0 when the token was in that state already.
+/// Disables token `id` (`disable`) or enables it again, by `actor`, as
+/// [`authority::suspension`] rules: each token that changed rewritten and
+/// audited. Returns how many changed: 0 when there was nothing to do.
 pub(crate) async fn suspend(
     tx: &mut impl Tx,
     id: TokenId,
@@ -300,25 +301,30 @@ pub(crate) async fn suspend(
         .token(id, Lock::Update)
         .await?
         .ok_or(StoreError::NotFound(id))?;
-    let (from, to, action) = match (disable, root.disabled_by) {
-        (true, Some(_)) | (false, None) => return Ok(0),
-        (true, None) => (None, Some(id), AuditAction::Disable),
-        (false, Some(by)) if by == id => (Some(id), None, AuditAction::Enable),
-        (false, Some(by)) => return Err(SuspensionError::Inherited { token: id, by }.into()),
+    // Read after the family is locked: a disabling of an ancestor locks it
+    // too, so it committed before these reads or waits for this
+    // transaction. Not locked: a rotation of the parent locks the parent
+    // before this family, and waiting for it here would deadlock.
+    let parent = match root.parent {
+        Some(p) if !disable => tx.token(p, Lock::Read).await?.map(|(_, info)| info),
+        _ => None,
     };
-    let mut changed = 0;
-    for mut info in std::iter::once(root).chain(family) {
-        if info.disabled_by != from {
-            // Disabled on its own, or by an ancestor between: left as it is.
-            continue;
-        }
-        info.disabled_by = to;
-        tx.rewrite(&info).await?;
+    let disabler_exists = match root.disabled_by {
+        Some(by) if by != id && !disable => tx.token(by, Lock::Read).await?.is_some(),
+        _ => false,
+    };
+    let changed = authority::suspension(&root, parent.as_ref(), disabler_exists, &family, disable)?;
+    let action = if disable {
+        AuditAction::Disable
+    } else {
+        AuditAction::Enable
+    };
+    for info in &changed {
+        tx.rewrite(info).await?;
         let entry = AuditEntry::new(now, action, Some(info.id), &*info.user, actor, "ok");
         tx.audit(&entry).await?;
-        changed += 1;
     }
-    Ok(changed)
+    Ok(changed.len())
 }
 
 /// Revokes token `id` and its descendants, by `actor` (`outcome` in the

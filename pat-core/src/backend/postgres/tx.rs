@@ -71,6 +71,7 @@ impl Tx for PgTx<'_> {
         let lock = match lock {
             Lock::Update => "FOR UPDATE",
             Lock::Share => "FOR SHARE",
+            Lock::Read => "",
         };
         let sql = format!("SELECT {COLUMNS}, digest FROM pat_tokens WHERE id = $1 {lock}");
         let Some(row) = self
@@ -162,7 +163,7 @@ impl Tx for PgTx<'_> {
         let lock = match lock {
             // Its rows: a removal or a change of them waits; a name added
             // meanwhile is not one this transaction uses.
-            Lock::Share => "FOR SHARE",
+            Lock::Share | Lock::Read => "FOR SHARE",
             Lock::Update => {
                 // The whole table, against every other change (two
                 // definitions that each pass alone may form a cycle

@@ -142,12 +142,18 @@ fn put_tagged(out: &mut Vec<u8>, info: &TokenInfo) {
         field(TAG_DISABLED_BY, &by.as_u64().to_le_bytes());
     }
     if !info.meta.is_empty() {
-        let mut bytes = vec![info.meta.len() as u8];
-        for (k, v) in info.meta.iter() {
-            put_str(&mut bytes, k);
-            put_str(&mut bytes, v);
-        }
+        let mut bytes = Vec::new();
+        put_meta(&mut bytes, &info.meta);
         field(TAG_META, &bytes);
+    }
+}
+
+/// `u8` count, then each entry of `meta` as `str` key and `str` value.
+pub(crate) fn put_meta(out: &mut Vec<u8>, meta: &Metadata) {
+    out.push(meta.len() as u8);
+    for (k, v) in meta.iter() {
+        put_str(out, k);
+        put_str(out, v);
     }
 }
 
@@ -256,15 +262,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
                 disabled_by = Some(TokenId::from_u64(field.u64("disabled_by")?));
             }
             TAG_META => {
-                let n = field.u8("metadata count")?;
-                let mut entries = Vec::with_capacity(usize::from(n));
-                for _ in 0..n {
-                    entries.push((
-                        field.string("metadata key")?,
-                        field.string("metadata value")?,
-                    ));
-                }
-                meta = Metadata::new(entries).map_err(|e| e.to_string())?;
+                meta = field.meta()?;
                 if meta.is_empty() {
                     return Err("empty metadata written".into());
                 }
@@ -406,6 +404,16 @@ impl Reader<'_> {
 
     pub(crate) fn timestamp(&mut self, what: &str) -> Result<Timestamp, String> {
         Timestamp::from_unix_secs(self.u64(what)?).ok_or_else(|| format!("{what} out of range"))
+    }
+
+    /// Reads what [`put_meta`] wrote, checked as [`Metadata::new`] checks.
+    pub(crate) fn meta(&mut self) -> Result<Metadata, String> {
+        let n = self.u8("metadata count")?;
+        let mut entries = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            entries.push((self.string("metadata key")?, self.string("metadata value")?));
+        }
+        Metadata::new(entries).map_err(|e| e.to_string())
     }
 
     /// Reads what [`put_named`] wrote, beside the node scopes `nodes`.

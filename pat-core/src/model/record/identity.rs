@@ -114,8 +114,12 @@ impl Identity {
         &self.scopes
     }
 
-    /// What the app attached to the token when it made it
+    /// The metadata the token was made with
     /// ([`NewToken::meta`](crate::NewToken::meta)): empty for most tokens.
+    /// Whoever made the token chose it (the CLI's admin, or a user through
+    /// the management API), so it describes, never grants: decide access on
+    /// scopes. A token made with a token keeps its parent's entries (it may
+    /// add keys, not change one).
     pub fn meta(&self) -> &Metadata {
         &self.meta
     }

@@ -211,7 +211,7 @@
     const scopes = form.elements.scopes.value.split(/[\s,]+/).filter(Boolean);
     for (const box of form.querySelectorAll("input[name=permission]:checked")) scopes.push(box.value);
     if (scopes.length) request.scopes = scopes;
-    const meta = {};
+    const meta = Object.create(null);
     for (const line of form.elements.meta.value.split("\n").map((l) => l.trim()).filter(Boolean)) {
       const at = line.indexOf("=");
       if (at < 1) { showError("metadata `" + line + "`: give it as key=value"); return; }

@@ -22,14 +22,33 @@ pub(super) fn metadata_comes_back(b: &dyn Backend) {
     assert_eq!(b.get(t.info.id).expect("get").meta, meta);
     let listed = b.list(Some("alice"), false, at(3)).expect("list");
     assert!(listed.iter().any(|i| i.id == t.info.id && i.meta == meta));
-    // A rotation keeps it, and so does a child's making (a child has its
-    // own, none unless given).
+    // A rotation keeps it.
     let rotated = b
         .rotate(t.info.id, &Rotation::new(), at(4))
         .expect("rotate");
     assert_eq!(rotated.info.meta, meta);
     assert_eq!(auth(b, &rotated.secret, 5).expect("live").meta(), &meta);
+    // A token made with it keeps its entries (review of issue 26: a child
+    // could say `team=other` under a parent of `team=payments`), and may
+    // add keys.
     let parent = auth(b, &rotated.secret, 5).expect("live");
     let child = create(b, &hard("alice", 10 * MIN).child_of(&parent), 5);
-    assert!(child.info.meta.is_empty());
+    assert_eq!(child.info.meta, meta);
+    let more = Metadata::new([("ci", "yes")]).expect("metadata");
+    let added = create(b, &hard("alice", 10 * MIN).child_of(&parent).meta(more), 5);
+    assert_eq!(added.info.meta.get("team"), Some("payments"));
+    assert_eq!(added.info.meta.get("ci"), Some("yes"));
+    assert_eq!(
+        auth(b, &added.secret, 6).expect("live").meta(),
+        &added.info.meta
+    );
+    let other = Metadata::new([("team", "other")]).expect("metadata");
+    let changed = b.create(
+        &hard("alice", 10 * MIN).child_of(&parent).meta(other),
+        at(5),
+    );
+    assert!(
+        matches!(changed, Err(crate::StoreError::Authority(ref e)) if e.to_string().contains("`team`")),
+        "{changed:?}"
+    );
 }

@@ -103,6 +103,13 @@ pub(super) fn disabling_reaches_the_family(b: &dyn Backend) {
     for t in [&root, &child, &grandchild] {
         assert!(matches!(auth(b, &t.secret, 5), Err(AuthError::Disabled)));
     }
+    // Regression (review of issue 26): enabling the child while its parent
+    // is disabled brought the child back under a disabled parent.
+    assert!(matches!(
+        b.enable(child.info.id),
+        Err(StoreError::Suspension(SuspensionError::Inherited { token, by }))
+            if token == child.info.id && by == root.info.id
+    ));
     // Enabling the root gives back only what its disabling took.
     assert_eq!(b.enable(root.info.id).expect("enable root"), 1);
     auth(b, &root.secret, 6).expect("root enabled");
@@ -147,5 +154,18 @@ pub(super) fn disabling_reaches_the_family(b: &dyn Backend) {
     assert_eq!(b.enable(root.info.id).expect("enable root"), 4);
     auth(b, &rotated.secret, 11).expect("enabled with its family");
     auth(b, &late.secret, 11).expect("enabled with its family");
+
+    // Regression (review of issue 26): disabling a token already disabled
+    // with its ancestor did nothing, so enabling the ancestor brought it
+    // back. Now it is disabled on its own too, with what it made.
+    assert_eq!(b.disable(root.info.id).expect("disable root"), 4);
+    assert_eq!(b.disable(child.info.id).expect("disable child too"), 2);
+    assert_eq!(b.enable(root.info.id).expect("enable root"), 2);
+    auth(b, &late.secret, 12).expect("enabled with the root");
+    for t in [&rotated.secret, &grandchild.secret] {
+        assert!(matches!(auth(b, t, 12), Err(AuthError::Disabled)));
+    }
+    assert_eq!(b.enable(child.info.id).expect("enable child"), 2);
+    auth(b, &grandchild.secret, 13).expect("enabled with the child");
     auth(b, &grandchild.secret, 11).expect("enabled with its family");
 }

@@ -18,7 +18,9 @@ use crate::model::policy::Policy;
 use crate::model::prefix::Prefix;
 use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 
-use crate::backend::redb::codec::{self, Reader, put_named, put_opt_u64, put_scopes, put_str};
+use crate::backend::redb::codec::{
+    self, Reader, put_meta, put_named, put_opt_u64, put_scopes, put_str,
+};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId, TokenSecret};
 
@@ -205,12 +207,8 @@ impl Request {
                 put_opt_u64(&mut out, new.parent.map(TokenId::as_u64));
                 put_opt_digest(&mut out, new.parent_secret.as_ref());
                 put_u64(&mut out, now.as_unix_secs());
-                // Protocol 4: the metadata, `u8` count then key and value.
-                out.push(new.meta.len() as u8);
-                for (k, v) in new.meta.iter() {
-                    put_str(&mut out, k);
-                    put_str(&mut out, v);
-                }
+                // Protocol 4: the metadata.
+                put_meta(&mut out, &new.meta);
             }
             Request::List {
                 user,
@@ -335,13 +333,7 @@ impl Request {
                 new.parent = r.opt_u64("parent")?.map(TokenId::from_u64);
                 new.parent_secret = read_opt_digest(&mut r, "parent secret")?;
                 let now = r.timestamp("now")?;
-                let n = r.u8("metadata count")?;
-                let mut entries = Vec::with_capacity(usize::from(n));
-                for _ in 0..n {
-                    entries.push((r.string("metadata key")?, r.string("metadata value")?));
-                }
-                new.meta =
-                    crate::model::metadata::Metadata::new(entries).map_err(|e| e.to_string())?;
+                new.meta = r.meta()?;
                 Request::Create { new, now }
             }
             2 => {
