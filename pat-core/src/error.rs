@@ -171,6 +171,14 @@ pub enum NewTokenError {
         /// The limit.
         max: usize,
     },
+    /// More address networks than [`MAX_NETWORKS`](crate::MAX_NETWORKS).
+    #[error("at most {max} networks may be given with allow-from, got {count}")]
+    TooManyNetworks {
+        /// How many were given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Why a store file, its directory or its admin socket is not trusted: another
@@ -462,6 +470,10 @@ pub enum AuthError {
     /// HTTP Basic: the user name is not the token's user.
     #[error("the user name does not match the token")]
     WrongUser,
+    /// The token may not be used from this client's address (see
+    /// [`TokenInfo::allow_from`](crate::TokenInfo::allow_from)).
+    #[error("the token may not be used from this address")]
+    AddressNotAllowed,
     /// The token is disabled (suspended) until an admin enables it (see
     /// [`TokenInfo::disabled_by`](crate::TokenInfo::disabled_by)).
     #[error("the token is disabled")]

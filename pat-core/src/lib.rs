@@ -171,7 +171,8 @@ pub use model::prefix::{
     MAX_PREFIX_LEN, MAX_PREFIXES, MIN_PREFIX_LEN, ParsePrefixError, Prefix, PrefixError, Prefixes,
 };
 pub use model::record::{
-    CreatedToken, DEFAULT_LABEL, Identity, MAX_NAME_LEN, MAX_SCOPES, NewToken, Rotation, TokenInfo,
+    CreatedToken, DEFAULT_LABEL, Identity, MAX_NAME_LEN, MAX_NETWORKS, MAX_SCOPES, NewToken,
+    Rotation, TokenInfo,
 };
 pub use model::scanning;
 pub use model::scope::{NodeId, Perm, Scope, Scopes, TokenScope};

@@ -130,8 +130,10 @@ fn min_opt(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
 /// with `parent`, stays within it at `now`: its latest possible deadline no
 /// later than the parent's deadline, its scopes within the parent's. Sets
 /// the limit the child inherits ([`TokenInfo::not_after`]), the parent's
-/// suspension, if any ([`TokenInfo::disabled_by`]), and its metadata, to
-/// which the child may add keys but not change one ([`TokenInfo::meta`]).
+/// suspension, if any ([`TokenInfo::disabled_by`]), its address rule when
+/// the child gives none (one given must lie within it,
+/// [`TokenInfo::allow_from`]), and its metadata, to which the child may add
+/// keys but not change one ([`TokenInfo::meta`]).
 pub fn adopt(
     parent: &TokenInfo,
     child: &mut TokenInfo,
@@ -151,6 +153,23 @@ pub fn adopt(
     // authenticate to mint), it is disabled with the family, and enabled
     // with it.
     child.disabled_by = parent.disabled_by;
+    // No wider an address rule: none given is the parent's; each network
+    // given must lie within one of the parent's.
+    if !parent.allow_from.is_empty() {
+        if child.allow_from.is_empty() {
+            child.allow_from.clone_from(&parent.allow_from);
+        } else if let Some(wider) = child
+            .allow_from
+            .iter()
+            .find(|n| !parent.allow_from.iter().any(|p| n.within(p)))
+        {
+            let allowed: Vec<String> = parent.allow_from.iter().map(ToString::to_string).collect();
+            return Err(AuthorityViolation::Wider(format!(
+                "network {wider} reaches further than the token it is made with may be used from ({})",
+                allowed.join(", ")
+            )));
+        }
+    }
     // The parent's metadata, which the child may add to but not change.
     child.meta = parent
         .meta

@@ -15,7 +15,7 @@ use crate::model::permission::{
 };
 use crate::model::policy::Policy;
 use crate::model::prefix::{Prefix, Prefixes};
-use crate::model::record::{CreatedToken, Identity, NewToken, Rotation, TokenInfo};
+use crate::model::record::{CreatedToken, Identity, NewToken, Origin, Rotation, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
 
@@ -221,6 +221,7 @@ impl engine::lookup::Uses for MemoryStore {
         &self,
         _digest: &TokenDigest,
         _user: Option<&str>,
+        _origin: Origin,
         _now: Timestamp,
     ) -> Result<Result<Identity, AuthError>, ()> {
         Err(())
@@ -232,6 +233,7 @@ impl engine::lookup::Uses for MemoryStore {
         digest: TokenDigest,
         _read: TokenInfo,
         user: Option<&str>,
+        origin: Origin,
         now: Timestamp,
         last_try: bool,
     ) -> Option<Result<Identity, AuthError>> {
@@ -251,7 +253,7 @@ impl engine::lookup::Uses for MemoryStore {
         // records nothing. What the record holds, with the catalog as it is
         // under this lock (changed under it too): the record may have
         // changed since the read.
-        Some(info.record_use(user, now).map(|expires_at| {
+        Some(info.record_use_from(user, origin, now).map(|expires_at| {
             let identity = Identity::new(info, expires_at);
             if info.scopes.named().is_empty() {
                 return identity;
@@ -296,6 +298,7 @@ impl Verifier for MemoryStore {
             (),
             *lookup.digest(),
             lookup.user(),
+            lookup.origin(),
             lookup.now(),
         )))
     }

@@ -21,6 +21,7 @@ pub mod trust;
 
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -46,6 +47,7 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
 pub struct Lookup<'a> {
     digest: TokenDigest,
     user: Option<&'a str>,
+    client: Option<IpAddr>,
     now: Timestamp,
 }
 
@@ -53,7 +55,30 @@ impl<'a> Lookup<'a> {
     /// A lookup of `digest` at `now`; `user` is the HTTP Basic user name,
     /// which must then be the token's.
     pub const fn new(digest: TokenDigest, user: Option<&'a str>, now: Timestamp) -> Lookup<'a> {
-        Lookup { digest, user, now }
+        Lookup {
+            digest,
+            user,
+            client: None,
+            now,
+        }
+    }
+
+    /// The same lookup, of a request from `client` (the address a token's
+    /// [address rule](crate::TokenInfo::allow_from) is checked against;
+    /// without one, a token that has a rule is refused).
+    pub const fn from(mut self, client: Option<IpAddr>) -> Lookup<'a> {
+        self.client = client;
+        self
+    }
+
+    /// The client's address, when the adapter knows it.
+    pub const fn client(&self) -> Option<IpAddr> {
+        self.client
+    }
+
+    /// Where the use comes from, for the address rule.
+    pub(crate) fn origin(&self) -> crate::model::record::Origin {
+        crate::model::record::Origin::from(self.client)
     }
 
     /// The SHA-256 digest of the presented token.
@@ -73,7 +98,7 @@ impl<'a> Lookup<'a> {
 
     /// [`TokenInfo::check_use`] of `info` for this lookup.
     pub fn check(&self, info: &TokenInfo) -> Result<Timestamp, AuthError> {
-        info.check_use(self.user, self.now)
+        info.check_use_from(self.user, self.client, self.now)
     }
 }
 

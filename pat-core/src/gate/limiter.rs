@@ -20,14 +20,7 @@ pub(crate) const MAX_CLIENTS: usize = 10_000;
 /// What a limit counts by: an IPv4 address, or the `/64` of an IPv6 one.
 type Client = IpAddr;
 
-/// An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`) as the IPv4 address it
-/// stands for; any other address as it is.
-pub(crate) fn unmapped(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
-        v4 => v4,
-    }
-}
+pub(crate) use crate::model::network::unmapped;
 
 /// The client `addr` counts as.
 fn counted_as(addr: IpAddr) -> Client {

@@ -169,7 +169,7 @@ impl Logins {
         let outcome = match identity.presented() {
             Some(digest) => {
                 self.gate
-                    .check_digest(*digest, Some(identity.user()), now)
+                    .check_digest(*digest, Some(identity.user()), identity.client(), now)
                     .await
             }
             // Not from a login: nothing to check it against.
@@ -201,7 +201,7 @@ impl Logins {
         }
         let outcome = self
             .gate
-            .check_token(password.as_bytes(), Some(user), false, now)
+            .check_token(password.as_bytes(), Some(user), peer, false, now)
             .await;
         let refused = match refusal(outcome) {
             Err(LoginRefused::Invalid(problem)) => LoginRefused::Invalid(problem),

@@ -15,6 +15,7 @@ pub use self::rejection::{RejectReason, Rejection, TokenProblem};
 
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -25,6 +26,7 @@ use crate::gate::credentials::{Credentials, CredentialsError, RawCredentials};
 use crate::model::record::Identity;
 use crate::model::time::Timestamp;
 use crate::model::token::TokenDigest;
+use crate::routes::proxy::TrustedProxies;
 
 /// Whether requests without our credentials may pass.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -140,7 +142,9 @@ impl Gate {
 
     /// Decides a request. `authorization` yields the raw value of every
     /// `Authorization` header; `cors_preflight` tells whether the request is
-    /// an `OPTIONS` with `Access-Control-Request-Method`.
+    /// an `OPTIONS` with `Access-Control-Request-Method`. No client address
+    /// is known: a token with an [address rule](crate::TokenInfo::allow_from)
+    /// is refused (see [`check_from`](Gate::check_from)).
     pub fn check<'a>(
         &self,
         authorization: impl IntoIterator<Item = &'a [u8]>,
@@ -149,11 +153,56 @@ impl Gate {
         self.check_at(authorization, cors_preflight, Timestamp::now())
     }
 
+    /// [`check`](Gate::check) of a request from `client` (see
+    /// [`client`](Gate::client)), which a token's address rule is checked
+    /// against.
+    pub fn check_from<'a>(
+        &self,
+        authorization: impl IntoIterator<Item = &'a [u8]>,
+        cors_preflight: bool,
+        client: Option<IpAddr>,
+    ) -> Checking {
+        self.check_from_at(authorization, cors_preflight, client, Timestamp::now())
+    }
+
+    /// The reverse proxies in front of the service, whose forwarding
+    /// headers name the real client (default: none, and the client is the
+    /// connection's peer). See [`TrustedProxies`].
+    pub fn trusted_proxies(self, proxies: TrustedProxies) -> Gate {
+        self.configure(|c| c.proxies = proxies)
+    }
+
+    /// The client of a request that arrived from `peer` (`None`: the
+    /// adapter could not tell) with these `Forwarded` and `X-Forwarded-For`
+    /// values, as the [trusted proxies](Gate::trusted_proxies) say: what
+    /// the adapters pass to [`check_from`](Gate::check_from). The headers
+    /// are read only when the peer is a trusted proxy.
+    #[inline]
+    pub fn client<'a>(
+        &self,
+        peer: Option<IpAddr>,
+        forwarded: impl IntoIterator<Item = &'a [u8]>,
+        x_forwarded_for: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Option<IpAddr> {
+        peer.map(|peer| self.config.proxies.client(peer, forwarded, x_forwarded_for))
+    }
+
     /// [`check`](Gate::check) with an explicit clock.
     pub fn check_at<'a>(
         &self,
         authorization: impl IntoIterator<Item = &'a [u8]>,
         cors_preflight: bool,
+        now: Timestamp,
+    ) -> Checking {
+        self.check_from_at(authorization, cors_preflight, None, now)
+    }
+
+    /// [`check_from`](Gate::check_from) with an explicit clock.
+    pub fn check_from_at<'a>(
+        &self,
+        authorization: impl IntoIterator<Item = &'a [u8]>,
+        cors_preflight: bool,
+        client: Option<IpAddr>,
         now: Timestamp,
     ) -> Checking {
         let done = |outcome| Checking {
@@ -192,7 +241,7 @@ impl Gate {
                 (basic.password().as_bytes(), Some(basic.user()))
             }
         };
-        self.check_token(token, user, optional, now)
+        self.check_token(token, user, client, optional, now)
     }
 
     /// The decision on a token (the Bearer token, or the Basic password of
@@ -205,6 +254,7 @@ impl Gate {
         &self,
         token: &[u8],
         user: Option<&str>,
+        client: Option<IpAddr>,
         optional: bool,
         now: Timestamp,
     ) -> Checking {
@@ -219,13 +269,13 @@ impl Gate {
         let verified = presented.verify(
             |digest| {
                 verifier
-                    .verify_cached(Lookup::new(*digest, user, now))
+                    .verify_cached(Lookup::new(*digest, user, now).from(client))
                     .map(Verification::Ready)
             },
-            |digest| verifier.verify(Lookup::new(*digest, user, now)),
+            |digest| verifier.verify(Lookup::new(*digest, user, now).from(client)),
         );
         match verified {
-            Ok(verification) => self.checking(verification, *presented.digest()),
+            Ok(verification) => self.checking(verification, *presented.digest(), client),
             Err(e) => done(self.misshapen(token, &e, optional)),
         }
     }
@@ -248,23 +298,36 @@ impl Gate {
 
     /// The backend's decision on a well-formed token's digest.
     #[inline]
-    fn check_digest(&self, digest: TokenDigest, user: Option<&str>, now: Timestamp) -> Checking {
-        self.checking(self.verifier.verify(Lookup::new(digest, user, now)), digest)
+    fn check_digest(
+        &self,
+        digest: TokenDigest,
+        user: Option<&str>,
+        client: Option<IpAddr>,
+        now: Timestamp,
+    ) -> Checking {
+        let lookup = Lookup::new(digest, user, now).from(client);
+        self.checking(self.verifier.verify(lookup), digest, client)
     }
 
     /// The check for the backend's answer about `digest`.
     #[inline]
-    fn checking(&self, verification: Verification, digest: TokenDigest) -> Checking {
+    fn checking(
+        &self,
+        verification: Verification,
+        digest: TokenDigest,
+        client: Option<IpAddr>,
+    ) -> Checking {
         let done = |outcome| Checking {
             state: State::Done(Some(outcome)),
         };
         match verification {
-            Verification::Ready(result) => done(judge(&self.config, result, digest)),
+            Verification::Ready(result) => done(judge(&self.config, result, digest, client)),
             Verification::Pending(future) => Checking {
                 state: State::Verifying {
                     future,
                     config: self.config.clone(),
                     digest,
+                    client,
                 },
             },
         }
@@ -305,13 +368,15 @@ fn judge(
     config: &Arc<GateConfig>,
     result: Result<Identity, AuthError>,
     digest: TokenDigest,
+    client: Option<IpAddr>,
 ) -> Outcome {
     match result {
         Ok(identity) => {
             tracing::debug!(user = %identity.user(), token_id = %identity.token_id(), "token accepted");
             // What was presented, so that acting on the token can require
-            // it to be the current secret.
-            Outcome::Authenticated(identity.presented_as(digest))
+            // it to be the current secret; and from where, so that a
+            // session's recheck applies the address rule again.
+            Outcome::Authenticated(identity.presented_as(digest).presented_from(client))
         }
         Err(e) => refuse(config, e),
     }
@@ -324,6 +389,7 @@ fn refuse(config: &Arc<GateConfig>, e: AuthError) -> Outcome {
         AuthError::Unknown => TokenProblem::Unknown,
         AuthError::Expired { .. } => TokenProblem::Expired,
         AuthError::Disabled => TokenProblem::Disabled,
+        AuthError::AddressNotAllowed => TokenProblem::AddressNotAllowed,
         AuthError::WrongUser => TokenProblem::WrongUser,
         // The gate validated the token already; a backend that says otherwise
         // is refused all the same.
@@ -349,6 +415,7 @@ enum State {
         future: VerifyFuture,
         config: Arc<GateConfig>,
         digest: TokenDigest,
+        client: Option<IpAddr>,
     },
 }
 
@@ -392,10 +459,11 @@ impl Future for Checking {
                 future,
                 config,
                 digest,
+                client,
             } => match future.as_mut().poll(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(result) => {
-                    let outcome = judge(config, result, *digest);
+                    let outcome = judge(config, result, *digest, *client);
                     this.state = State::Done(None);
                     Poll::Ready(outcome)
                 }

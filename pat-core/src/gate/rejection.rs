@@ -66,6 +66,9 @@ pub enum TokenProblem {
     Expired,
     /// Disabled (suspended) by an admin until enabled again.
     Disabled,
+    /// Presented from an address its address rule does not allow (or
+    /// whose address is not known).
+    AddressNotAllowed,
     /// Basic auth with another user's token.
     WrongUser,
 }
@@ -78,6 +81,7 @@ impl TokenProblem {
             TokenProblem::Unknown => "the token is unknown or revoked",
             TokenProblem::Expired => "the token has expired",
             TokenProblem::Disabled => "the token is disabled",
+            TokenProblem::AddressNotAllowed => "the token may not be used from this address",
             TokenProblem::WrongUser => "the user name does not match the token",
         }
     }
@@ -165,6 +169,8 @@ pub(super) struct GateConfig {
     pub(super) mode: Mode,
     pub(super) reject_preflight: bool,
     pub(super) retry_after: u32,
+    /// The proxies whose forwarding headers name the client.
+    pub(super) proxies: crate::TrustedProxies,
     /// The two challenges of each rejection that has them, by
     /// [`challenge_index`].
     pub(super) challenges: Vec<[String; 2]>,
@@ -190,7 +196,7 @@ pub(super) fn quoted_realm(realm: &str) -> String {
 }
 
 /// Every rejection reason that carries challenges.
-pub(super) const CHALLENGED: [RejectReason; 14] = [
+pub(super) const CHALLENGED: [RejectReason; 15] = [
     RejectReason::MissingCredentials,
     RejectReason::InvalidRequest(CredentialsError::TooLong),
     RejectReason::InvalidRequest(CredentialsError::NotUtf8),
@@ -204,6 +210,7 @@ pub(super) const CHALLENGED: [RejectReason; 14] = [
     RejectReason::InvalidToken(TokenProblem::Unknown),
     RejectReason::InvalidToken(TokenProblem::Expired),
     RejectReason::InvalidToken(TokenProblem::Disabled),
+    RejectReason::InvalidToken(TokenProblem::AddressNotAllowed),
     RejectReason::InvalidToken(TokenProblem::WrongUser),
 ];
 
@@ -220,6 +227,7 @@ impl GateConfig {
             mode: Mode::Required,
             reject_preflight: false,
             retry_after: 1,
+            proxies: crate::TrustedProxies::none(),
             challenges: Vec::new(),
         };
         config.build_challenges();
@@ -262,6 +270,7 @@ mod tests {
             | TokenProblem::Unknown
             | TokenProblem::Expired
             | TokenProblem::Disabled
+            | TokenProblem::AddressNotAllowed
             | TokenProblem::WrongUser => p,
         };
         for p in [
@@ -270,6 +279,7 @@ mod tests {
             TokenProblem::Unknown,
             TokenProblem::Expired,
             TokenProblem::Disabled,
+            TokenProblem::AddressNotAllowed,
             TokenProblem::WrongUser,
         ]
         .map(all)

@@ -4,6 +4,7 @@
 pub(crate) mod audit;
 pub(crate) mod expiry;
 pub(crate) mod metadata;
+pub(crate) mod network;
 pub(crate) mod permission;
 pub(crate) mod policy;
 pub(crate) mod prefix;

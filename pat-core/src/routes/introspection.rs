@@ -27,8 +27,14 @@
 //! inactive answer says why when the token exists, so that the verifier's
 //! clients get the same errors as with a local store:
 //! `{"active": false, "pat_reason": "expired", "exp": …}`,
-//! `{"active": false, "pat_reason": "disabled"}` or
-//! `{"active": false, "pat_reason": "wrong_user"}`. (The caller is already
+//! `{"active": false, "pat_reason": "disabled"}`,
+//! `{"active": false, "pat_reason": "address"}` or
+//! `{"active": false, "pat_reason": "wrong_user"}`. A form may carry
+//! `pat_client`, the address the token is presented from: a token with an
+//! [address rule](crate::TokenInfo::allow_from) is inactive from elsewhere,
+//! and without `pat_client`; an active answer to a digest request carries
+//! the rule (as does every active answer: `pat_allow_from`), which the verifier applies to each use its
+//! cached answer serves. (The caller is already
 //! allowed to introspect, and could learn as much without `username`.) An
 //! active answer to these requests also carries `"pat_prefixes"`, the
 //! store's token prefixes (current first), from which the verifier learns
@@ -142,6 +148,23 @@ impl Introspection {
             (Ok(token), Ok(hex), Ok(user)) => (token, hex, user),
             (Err(bad), ..) | (_, Err(bad), _) | (.., Err(bad)) => return bad,
         };
+        // The client the token is presented from (a remote verifier sends
+        // it), for the token's address rule; without it, a token that has a
+        // rule is inactive.
+        let client = match field("pat_client") {
+            Ok(None) => None,
+            Ok(Some(text)) => match text.parse::<std::net::IpAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    return Answer::error(
+                        400,
+                        "invalid_request",
+                        "`pat_client` is not an IP address",
+                    );
+                }
+            },
+            Err(bad) => return bad,
+        };
         let (digest, by_digest) = match token {
             Some(token) => (TokenDigest::from_token(&token).ok(), false),
             None => (hex.and_then(|hex| digest_from_hex(&hex)), true),
@@ -162,6 +185,9 @@ impl Introspection {
             crate::AuthError::Disabled if by_digest => {
                 Answer::json(200, &json!({ "active": false, "pat_reason": "disabled" }))
             }
+            crate::AuthError::AddressNotAllowed if by_digest => {
+                Answer::json(200, &json!({ "active": false, "pat_reason": "address" }))
+            }
             _ => inactive(),
         };
         let info = match self.admin.find(&digest, now) {
@@ -171,7 +197,7 @@ impl Introspection {
                 // a replay, which reuse detection must see (the lookup
                 // answers unknown; `find` is blind to it).
                 if self.counts_as_use {
-                    let lookup = Lookup::new(digest, user.as_deref(), now);
+                    let lookup = Lookup::new(digest, user.as_deref(), now).from(client);
                     if let Verification::Pending(f) = self.verifier.verify(lookup) {
                         let _ = crate::backend::block_on::block_on(f);
                     }
@@ -183,13 +209,13 @@ impl Introspection {
                 return Answer::unavailable();
             }
         };
-        if let Err(why) = info.check_use(user.as_deref(), now) {
+        if let Err(why) = info.check_use_from(user.as_deref(), client, now) {
             return refused(why);
         }
         let mut exp = info.expiry.expires_at();
         let mut previous = false;
         if self.counts_as_use {
-            let lookup = Lookup::new(digest, user.as_deref(), now);
+            let lookup = Lookup::new(digest, user.as_deref(), now).from(client);
             let verified = match self.verifier.verify(lookup) {
                 Verification::Ready(r) => r,
                 Verification::Pending(f) => crate::backend::block_on::block_on(f),
@@ -224,6 +250,16 @@ impl Introspection {
                 .chain(info.scopes.granted().iter().map(ToString::to_string))
                 .collect();
             body["scope"] = json!(scopes.join(" "));
+        }
+        if !info.allow_from.is_empty() {
+            // Its address rule, which a remote verifier applies to every
+            // use its cached answer serves.
+            body["pat_allow_from"] = json!(
+                info.allow_from
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            );
         }
         if !info.meta.is_empty() {
             // The token's metadata, so that a remote verifier's identities

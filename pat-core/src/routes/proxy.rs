@@ -5,86 +5,10 @@
 //! trusted proxy. Without trusted proxies the headers are never read: any
 //! client can write them.
 
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 
-use crate::gate::limiter::unmapped;
-
-/// An IPv4 or IPv6 network, `192.0.2.0/24` or `2001:db8::/32`; a bare
-/// address is the network of that address alone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-/// Why a text is not a [`Cidr`].
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "`{}` is not an address or a network (e.g. 10.0.0.0/8, 2001:db8::/32): {reason}",
-    crate::model::text::redacted(text)
-)]
-pub struct ParseCidrError {
-    text: String,
-    reason: &'static str,
-}
-
-impl Cidr {
-    /// Whether `addr` is in this network (an IPv4-mapped IPv6 address counts
-    /// as its IPv4 address).
-    pub fn contains(&self, addr: IpAddr) -> bool {
-        match (self.network, unmapped(addr)) {
-            (IpAddr::V4(net), IpAddr::V4(a)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(a)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl FromStr for Cidr {
-    type Err = ParseCidrError;
-
-    fn from_str(text: &str) -> Result<Cidr, ParseCidrError> {
-        let err = |reason| ParseCidrError {
-            text: text.to_owned(),
-            reason,
-        };
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text, None),
-        };
-        let network: IpAddr = addr.parse().map_err(|_| err("not an IP address"))?;
-        let network = unmapped(network);
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|&p| p <= max)
-                .ok_or_else(|| err("the prefix length is too long for the address"))?,
-            Some(_) => return Err(err("the prefix length is not a number")),
-        };
-        Ok(Cidr { network, prefix })
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
-    }
-}
+use crate::model::network::unmapped;
+pub use crate::model::network::{Cidr, ParseCidrError};
 
 /// The builder method and the lookup of the client address that every
 /// public route's decisions share (leak reports, GitHub's and GitLab's

@@ -10,7 +10,7 @@ use compact_str::CompactString;
 
 use crate::error::AuthError;
 use crate::model::expiry::Expiry;
-use crate::model::record::{Identity, TokenInfo};
+use crate::model::record::{Identity, Origin, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::TokenDigest;
 
@@ -249,6 +249,7 @@ impl Entry {
     pub(super) fn use_at(
         self: &Arc<Self>,
         user: Option<&str>,
+        origin: Origin,
         now: Timestamp,
     ) -> Result<Used, AuthError> {
         // A token reuse detection is revoking records no use: refused
@@ -262,7 +263,7 @@ impl Entry {
             .info
             .expiry
             .extended_to(Timestamp::from_unix_secs(stored).unwrap_or(Timestamp::MAX));
-        let next = self.info.check_use_with(current, user, now)?;
+        let next = self.info.check_use_with(current, user, origin, now)?;
         let mut changed = false;
         if next.as_unix_secs() > stored {
             // SeqCst, with the load of the flags after it: see `Cache::doom`.

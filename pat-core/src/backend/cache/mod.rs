@@ -95,7 +95,7 @@ use self::replays::{PendingAudit, Replay};
 use self::uses::Buffer;
 use crate::backend::engine::lookup::Uses;
 use crate::error::AuthError;
-use crate::model::record::{Identity, TokenInfo};
+use crate::model::record::{Identity, Origin, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
 use crate::testing::failpoints::{Hooks, Point};
@@ -215,9 +215,10 @@ impl Cache {
         &self,
         digest: &TokenDigest,
         user: Option<&str>,
+        origin: Origin,
         now: Timestamp,
     ) -> Result<Result<Identity, AuthError>, Miss> {
-        self.probe(digest, user, now, true)
+        self.probe(digest, user, origin, now, true)
     }
 
     /// [`hit`](Cache::hit) answering from a cached record only: `None` for
@@ -230,15 +231,17 @@ impl Cache {
         &self,
         digest: &TokenDigest,
         user: Option<&str>,
+        origin: Origin,
         now: Timestamp,
     ) -> Option<Result<Identity, AuthError>> {
-        self.probe(digest, user, now, false).ok()
+        self.probe(digest, user, origin, now, false).ok()
     }
 
     fn probe(
         &self,
         digest: &TokenDigest,
         user: Option<&str>,
+        origin: Origin,
         now: Timestamp,
         unknown: bool,
     ) -> Result<Result<Identity, AuthError>, Miss> {
@@ -247,7 +250,7 @@ impl Cache {
         match self.records.get(digest, &guard) {
             Some(entry) if !self.stale(entry.read_at) => {
                 let _ = self.hooks.at(Point::HitFound);
-                self.record_use(entry, user, now, generation)
+                self.record_use(entry, user, origin, now, generation)
             }
             Some(entry) => {
                 // Read again, keeping the use not written yet; under the
@@ -303,12 +306,13 @@ impl Cache {
         &self,
         entry: &Arc<Entry>,
         user: Option<&str>,
+        origin: Origin,
         now: Timestamp,
         generation: u64,
     ) -> Result<Result<Identity, AuthError>, Miss> {
-        let used = match entry.use_at(user, now) {
+        let used = match entry.use_at(user, origin, now) {
             Ok(used) => used,
-            Err(AuthError::Expired { .. }) => match self.use_expired(entry, user, now) {
+            Err(AuthError::Expired { .. }) => match self.use_expired(entry, user, origin, now) {
                 Ok(used) => used,
                 Err(e) => return Ok(Err(refusal(entry, e))),
             },
@@ -370,12 +374,13 @@ impl Cache {
         &self,
         entry: &Arc<Entry>,
         user: Option<&str>,
+        origin: Origin,
         now: Timestamp,
     ) -> Result<Used, AuthError> {
         if let Some(touch) = lock(&self.buffer).of(&entry.digest) {
             entry.absorb(touch);
         }
-        entry.use_at(user, now)
+        entry.use_at(user, origin, now)
     }
 
     /// A use of `digest`, whose record `info` was just read from the file
@@ -387,11 +392,12 @@ impl Cache {
         digest: TokenDigest,
         info: TokenInfo,
         user: Option<&str>,
+        origin: Origin,
         now: Timestamp,
         last_try: bool,
     ) -> Option<Result<Identity, AuthError>> {
         if self.capacity == 0 || last_try {
-            return self.use_uncached(&miss, digest, info, user, now, last_try);
+            return self.use_uncached(&miss, digest, info, user, origin, now, last_try);
         }
         let entry = {
             let mut clock = lock(&self.clock);
@@ -423,7 +429,8 @@ impl Cache {
                 Err(e) => e.current.clone(),
             }
         };
-        self.record_use(&entry, user, now, miss.generation).ok()
+        self.record_use(&entry, user, origin, now, miss.generation)
+            .ok()
     }
 
     /// A use recorded in the orphan map, for a record that is not cached;
@@ -434,6 +441,7 @@ impl Cache {
         digest: TokenDigest,
         info: TokenInfo,
         user: Option<&str>,
+        origin: Origin,
         now: Timestamp,
         last_try: bool,
     ) -> Option<Result<Identity, AuthError>> {
@@ -443,7 +451,7 @@ impl Cache {
         // the map, and no prune is deciding about it.)
         let _clock = (self.capacity > 0).then(|| lock(&self.clock));
         if let Some(entry) = self.records.get(&digest, &self.records.guard())
-            && let Ok(answered) = self.record_use(entry, user, now, miss.generation)
+            && let Ok(answered) = self.record_use(entry, user, origin, now, miss.generation)
         {
             return Some(answered);
         }
@@ -463,14 +471,16 @@ impl Cache {
             }
             None => (info.last_used_at, info.expiry),
         };
-        let result = info.check_use_with(expiry, user, now).map(|expires_at| {
-            let touch = Touch {
-                last_used_at: last_used_at.map_or(now, |t| t.max(now)),
-                expires_at,
-            };
-            buffer.orphan(digest, touch);
-            Identity::new(&info, expires_at)
-        });
+        let result = info
+            .check_use_with(expiry, user, origin, now)
+            .map(|expires_at| {
+                let touch = Touch {
+                    last_used_at: last_used_at.map_or(now, |t| t.max(now)),
+                    expires_at,
+                };
+                buffer.orphan(digest, touch);
+                Identity::new(&info, expires_at)
+            });
         Some(result)
     }
 
@@ -573,9 +583,10 @@ impl Uses for Cache {
         &self,
         digest: &TokenDigest,
         user: Option<&str>,
+        origin: Origin,
         now: Timestamp,
     ) -> Result<Result<Identity, AuthError>, Miss> {
-        Cache::hit(self, digest, user, now)
+        Cache::hit(self, digest, user, origin, now)
     }
 
     fn miss(
@@ -584,10 +595,11 @@ impl Uses for Cache {
         digest: TokenDigest,
         info: TokenInfo,
         user: Option<&str>,
+        origin: Origin,
         now: Timestamp,
         last_try: bool,
     ) -> Option<Result<Identity, AuthError>> {
-        Cache::miss(self, miss, digest, info, user, now, last_try)
+        Cache::miss(self, miss, digest, info, user, origin, now, last_try)
     }
 
     fn unknown(&self, digest: TokenDigest) {

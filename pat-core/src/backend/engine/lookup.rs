@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::error::{AuthError, StoreError};
 use crate::model::permission::Catalog;
-use crate::model::record::{Identity, TokenInfo};
+use crate::model::record::{Identity, Origin, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
 
@@ -74,6 +74,7 @@ pub(crate) trait Uses: Sync {
         &self,
         digest: &TokenDigest,
         user: Option<&str>,
+        origin: Origin,
         now: Timestamp,
     ) -> Result<Result<Identity, AuthError>, Self::Miss>;
 
@@ -86,6 +87,7 @@ pub(crate) trait Uses: Sync {
         digest: TokenDigest,
         info: TokenInfo,
         user: Option<&str>,
+        origin: Origin,
         now: Timestamp,
         last_try: bool,
     ) -> Option<Result<Identity, AuthError>>;
@@ -116,6 +118,7 @@ pub(crate) async fn lookup<U: Uses>(
     miss: U::Miss,
     digest: TokenDigest,
     user: Option<&str>,
+    origin: Origin,
     now: Timestamp,
 ) -> Result<Identity, AuthError> {
     let mut miss = miss;
@@ -162,18 +165,18 @@ pub(crate) async fn lookup<U: Uses>(
                 // cache entry, so that the use is recorded on the token.
                 digest = current.ok_or(AuthError::Unknown)?;
                 followed = true;
-                miss = match cache.hit(&digest, user, now) {
+                miss = match cache.hit(&digest, user, origin, now) {
                     Ok(result) => return previous(result, followed),
                     Err(miss) => miss,
                 };
                 continue;
             }
         };
-        match cache.miss(miss, digest, info, user, now, attempt == ATTEMPTS) {
+        match cache.miss(miss, digest, info, user, origin, now, attempt == ATTEMPTS) {
             Some(result) => return previous(result, followed),
             None => attempt += 1,
         }
-        miss = match cache.hit(&digest, user, now) {
+        miss = match cache.hit(&digest, user, origin, now) {
             Ok(result) => return previous(result, followed),
             Err(miss) => miss,
         };

@@ -457,23 +457,33 @@ impl engine::lookup::Reads for Shared {
 impl Verifier for PgStore {
     fn verify(&self, lookup: Lookup<'_>) -> Verification {
         let shared = &self.shared;
-        match shared
-            .cache
-            .hit(lookup.digest(), lookup.user(), lookup.now())
-        {
+        match shared.cache.hit(
+            lookup.digest(),
+            lookup.user(),
+            lookup.origin(),
+            lookup.now(),
+        ) {
             Ok(result) => Verification::Ready(result),
             Err(miss) => {
-                let (digest, user, now) = (
+                let (digest, user, origin, now) = (
                     *lookup.digest(),
                     lookup.user().map(str::to_owned),
+                    lookup.origin(),
                     lookup.now(),
                 );
                 let shared = shared.clone();
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 self.handle().spawn(async move {
                     let cache = &shared.cache;
-                    let found =
-                        engine::lookup::lookup(&*shared, cache, miss, digest, user.as_deref(), now);
+                    let found = engine::lookup::lookup(
+                        &*shared,
+                        cache,
+                        miss,
+                        digest,
+                        user.as_deref(),
+                        origin,
+                        now,
+                    );
                     let _ = tx.send(found.await);
                 });
                 Verification::pending(async move {
@@ -486,9 +496,12 @@ impl Verifier for PgStore {
 
     #[inline]
     fn verify_cached(&self, lookup: Lookup<'_>) -> Option<Result<Identity, AuthError>> {
-        self.shared
-            .cache
-            .hit_record(lookup.digest(), lookup.user(), lookup.now())
+        self.shared.cache.hit_record(
+            lookup.digest(),
+            lookup.user(),
+            lookup.origin(),
+            lookup.now(),
+        )
     }
 
     #[inline]

@@ -7,6 +7,7 @@ use tokio_postgres::Row;
 use super::PgError;
 use crate::model::expiry::Expiry;
 use crate::model::metadata::Metadata;
+use crate::model::network::Cidr;
 use crate::model::record::TokenInfo;
 use crate::model::scope::{Scopes, TokenScope};
 use crate::model::time::Timestamp;
@@ -14,10 +15,10 @@ use crate::model::token::{TokenDigest, TokenId};
 
 pub(super) const COLUMNS: &str = "id, username, label, created_at, created_by, sliding, expires_at, \
                        window_secs, max_lifetime_secs, last_used_at, scopes, rotated_at, \
-                       parent_id, lifetime_from, not_after, previous_until, disabled_by, meta";
+                       parent_id, lifetime_from, not_after, previous_until, disabled_by, meta, allow_from";
 
 /// Where statements put the digest after [`COLUMNS`] (`SELECT {COLUMNS}, digest`).
-pub(super) const DIGEST: usize = 18;
+pub(super) const DIGEST: usize = 19;
 
 pub(super) fn secs(t: Timestamp) -> i64 {
     t.as_unix_secs() as i64
@@ -42,6 +43,11 @@ pub(super) fn duration(v: Option<i64>, what: &str) -> Result<Option<Duration>, P
 /// A record's metadata as its column holds it: a JSON object, NULL for none.
 pub(super) fn meta_column(info: &TokenInfo) -> Option<String> {
     (!info.meta.is_empty()).then(|| info.meta.to_json().to_string())
+}
+
+/// A record's address rule as its column holds it: NULL for none.
+pub(super) fn allow_from_column(info: &TokenInfo) -> Option<Vec<String>> {
+    (!info.allow_from.is_empty()).then(|| info.allow_from.iter().map(ToString::to_string).collect())
 }
 
 /// A row (in [`COLUMNS`] order) as a record.
@@ -97,6 +103,13 @@ pub(super) fn record(row: &Row) -> Result<TokenInfo, PgError> {
         let bad = |e: &dyn std::fmt::Display| PgError::Data(format!("stored metadata: {e}"));
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&e))?;
         info.meta = Metadata::from_json(&v).map_err(|e| bad(&e))?;
+    }
+    if let Some(networks) = row.get::<_, Option<Vec<String>>>(18) {
+        info.allow_from = networks
+            .iter()
+            .map(|n| n.parse::<Cidr>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| PgError::Data(format!("stored address rule: {e}")))?;
     }
     Ok(info)
 }

@@ -27,6 +27,8 @@
 //! ```text
 //! 1  disabled_by   u64 token id
 //! 2  meta          u8 count, then per entry str key, str value
+//! 3  allow_from    u8 count, then per network u8 family (4 or 6), the
+//!                  address (4 or 16 bytes), u8 prefix length
 //! ```
 //! Each record is written in the oldest version that holds it.
 //! Decoding checks every length and value and never panics: a damaged record
@@ -37,6 +39,7 @@ use std::time::Duration;
 use crate::model::audit::{AuditAction, AuditEntry};
 use crate::model::expiry::Expiry;
 use crate::model::metadata::Metadata;
+use crate::model::network::Cidr;
 use crate::model::permission::{Permission, PermissionDef};
 use crate::model::record::TokenInfo;
 use crate::model::scope::{NodeId, Perm, Scope, Scopes};
@@ -58,13 +61,17 @@ const RECORD_V5: u8 = 5;
 const TAG_DISABLED_BY: u8 = 1;
 /// Tag of the token's metadata.
 const TAG_META: u8 = 2;
+/// Tag of the token's address rule.
+const TAG_ALLOW_FROM: u8 = 3;
 
 /// The oldest version that holds `info`.
 fn version_of(info: &TokenInfo) -> u8 {
     let lineage =
         info.parent.is_some() || info.not_after.is_some() || info.previous_until.is_some();
     match info.rotated_at {
-        _ if info.disabled_by.is_some() || !info.meta.is_empty() => RECORD_V5,
+        _ if info.disabled_by.is_some() || !info.meta.is_empty() || !info.allow_from.is_empty() => {
+            RECORD_V5
+        }
         _ if !info.scopes.named().is_empty() => RECORD_V4,
         _ if lineage => RECORD_V3,
         None if info.lifetime_from == info.created_at => RECORD_V1,
@@ -145,6 +152,30 @@ fn put_tagged(out: &mut Vec<u8>, info: &TokenInfo) {
         let mut bytes = Vec::new();
         put_meta(&mut bytes, &info.meta);
         field(TAG_META, &bytes);
+    }
+    if !info.allow_from.is_empty() {
+        let mut bytes = Vec::new();
+        put_networks(&mut bytes, &info.allow_from);
+        field(TAG_ALLOW_FROM, &bytes);
+    }
+}
+
+/// `u8` count, then each network as `u8` family (4 or 6), its address and
+/// `u8` prefix length.
+pub(crate) fn put_networks(out: &mut Vec<u8>, networks: &[Cidr]) {
+    out.push(networks.len() as u8);
+    for n in networks {
+        match n.network() {
+            std::net::IpAddr::V4(a) => {
+                out.push(4);
+                out.extend_from_slice(&a.octets());
+            }
+            std::net::IpAddr::V6(a) => {
+                out.push(6);
+                out.extend_from_slice(&a.octets());
+            }
+        }
+        out.push(n.prefix_len());
     }
 }
 
@@ -243,6 +274,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
     }
     let mut disabled_by = None;
     let mut meta = Metadata::empty();
+    let mut allow_from = Vec::new();
     let mut last_tag = 0;
     let fields = if version >= RECORD_V5 {
         r.u8("field count")?
@@ -267,6 +299,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
                     return Err("empty metadata written".into());
                 }
             }
+            TAG_ALLOW_FROM => {
+                allow_from = field.networks()?;
+                if allow_from.is_empty() {
+                    return Err("an empty address rule written".into());
+                }
+            }
             _ => return Err(format!("unknown field tag {tag}")),
         }
         field.finish()?;
@@ -284,6 +322,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
     info.previous_until = previous_until;
     info.disabled_by = disabled_by;
     info.meta = meta;
+    info.allow_from = allow_from;
     Ok(info)
 }
 
@@ -406,6 +445,31 @@ impl Reader<'_> {
         Timestamp::from_unix_secs(self.u64(what)?).ok_or_else(|| format!("{what} out of range"))
     }
 
+    /// Reads what [`put_networks`] wrote.
+    pub(crate) fn networks(&mut self) -> Result<Vec<Cidr>, String> {
+        let n = self.u8("network count")?;
+        let mut all = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            let addr = match self.u8("address family")? {
+                4 => std::net::IpAddr::from(self.array::<4>("an IPv4 address")?),
+                6 => std::net::IpAddr::from(self.array::<16>("an IPv6 address")?),
+                f => return Err(format!("unknown address family {f}")),
+            };
+            let prefix = self.u8("prefix length")?;
+            all.push(
+                Cidr::new(addr, prefix)
+                    .ok_or_else(|| format!("prefix length {prefix} too long for {addr}"))?,
+            );
+        }
+        if all.len() > crate::MAX_NETWORKS {
+            return Err(format!(
+                "{} networks, more than a token may have",
+                all.len()
+            ));
+        }
+        Ok(all)
+    }
+
     /// Reads what [`put_meta`] wrote, checked as [`Metadata::new`] checks.
     pub(crate) fn meta(&mut self) -> Result<Metadata, String> {
         let n = self.u8("metadata count")?;
@@ -469,7 +533,10 @@ mod tests {
             )),
             proptest::collection::vec("[a-z]{1,8}(:[a-z_]{1,5})?(:\\*)?", 0..3),
             proptest::option::of(any::<u64>()),
-            proptest::collection::btree_map("[a-z]{1,6}", ".{0,12}", 0..3),
+            (
+                proptest::collection::btree_map("[a-z]{1,6}", ".{0,12}", 0..3),
+                proptest::collection::vec((any::<[u8; 16]>(), 0u8..=128, any::<bool>()), 0..3),
+            ),
         )
             .prop_map(
                 |(
@@ -484,7 +551,7 @@ mod tests {
                     lineage,
                     named,
                     disabled,
-                    meta,
+                    (meta, networks),
                 )| {
                     let mut info = TokenInfo::new(
                         TokenId::from_u64(id),
@@ -527,6 +594,17 @@ mod tests {
                     }
                     info.disabled_by = disabled.map(TokenId::from_u64);
                     info.meta = Metadata::new(meta).unwrap_or_default();
+                    info.allow_from = networks
+                        .into_iter()
+                        .filter_map(|(bytes, prefix, v4)| {
+                            let addr = if v4 {
+                                std::net::IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+                            } else {
+                                std::net::IpAddr::from(bytes)
+                            };
+                            Cidr::new(addr, prefix)
+                        })
+                        .collect();
                     info
                 },
             )

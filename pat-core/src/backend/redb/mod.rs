@@ -35,7 +35,7 @@ use crate::model::audit::AuditEntry;
 use crate::model::permission::{Catalog, SharedCatalog};
 use crate::model::policy::Policy;
 use crate::model::prefix::Prefixes;
-use crate::model::record::{CreatedToken, Identity, NewToken, TokenInfo};
+use crate::model::record::{CreatedToken, Identity, NewToken, Origin, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
 
@@ -232,9 +232,12 @@ impl Store {
     ) -> Result<Identity, AuthError> {
         let cache = &self.inner.cache;
         let prefixes = &self.inner.prefixes;
+        // The store's own calls know no client: a token with an address
+        // rule is refused here.
+        let origin = Origin::Unknown;
         prefixes.presented(presented.as_bytes())?.verify(
-            |digest| cache.hit_record(digest, user, now),
-            |digest| self.lookup(digest, user, now),
+            |digest| cache.hit_record(digest, user, origin, now),
+            |digest| self.lookup(digest, user, origin, now),
         )?
     }
 
@@ -252,10 +255,11 @@ impl Store {
         &self,
         digest: &TokenDigest,
         user: Option<&str>,
+        origin: Origin,
         now: Timestamp,
     ) -> Result<Identity, AuthError> {
         let cache = &self.inner.cache;
-        match cache.hit(digest, user, now) {
+        match cache.hit(digest, user, origin, now) {
             Ok(result) => result,
             // redb's reads never wait, so neither does this.
             Err(miss) => run_ready(engine::lookup::lookup(
@@ -264,6 +268,7 @@ impl Store {
                 miss,
                 *digest,
                 user,
+                origin,
                 now,
             )),
         }
@@ -578,14 +583,22 @@ impl engine::lookup::Reads for Inner {
 
 impl Verifier for Store {
     fn verify(&self, lookup: Lookup<'_>) -> Verification {
-        Verification::Ready(self.lookup(lookup.digest(), lookup.user(), lookup.now()))
+        Verification::Ready(self.lookup(
+            lookup.digest(),
+            lookup.user(),
+            lookup.origin(),
+            lookup.now(),
+        ))
     }
 
     #[inline]
     fn verify_cached(&self, lookup: Lookup<'_>) -> Option<Result<Identity, AuthError>> {
-        self.inner
-            .cache
-            .hit_record(lookup.digest(), lookup.user(), lookup.now())
+        self.inner.cache.hit_record(
+            lookup.digest(),
+            lookup.user(),
+            lookup.origin(),
+            lookup.now(),
+        )
     }
 
     #[inline]

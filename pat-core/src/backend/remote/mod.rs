@@ -69,6 +69,7 @@ use self::wire::{form_encode, parse_answer};
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,6 +78,7 @@ use http::HeaderValue;
 
 use crate::backend::{Lookup, Verification, Verifier};
 use crate::error::{AuthError, BackendError, StoreError};
+use crate::model::network::Cidr;
 use crate::model::prefix::Prefixes;
 use crate::model::record::Identity;
 use crate::model::time::Timestamp;
@@ -163,12 +165,16 @@ struct Shared {
     in_flight: tokio::sync::Semaphore,
 }
 
-/// What a round trip asks: a digest, for a user name or none.
-type Asked = (TokenDigest, Option<CompactString>);
+/// What a round trip asks: a digest, for a user name or none, from a
+/// client address or none.
+type Asked = (TokenDigest, Option<CompactString>, Option<IpAddr>);
 
 /// A lookup waiting for another's round trip: the answer, or why there is
 /// none (a [`StoreError`] is not `Clone`; each waiter gets its own).
 type Waiter = tokio::sync::oneshot::Sender<Result<Said, String>>;
+
+/// What a round trip learnt: the answer and the token's address rule.
+type Learnt = (Said, Vec<Cidr>);
 
 /// Hands a round trip's answer to the lookups waiting for it, when dropped.
 struct Reply<'a> {
@@ -196,6 +202,8 @@ impl Drop for Reply<'_> {
 struct Answer {
     user: Option<CompactString>,
     said: Said,
+    /// The token's address rule, applied to every use this answer serves.
+    allow_from: Vec<Cidr>,
     at: Instant,
 }
 
@@ -209,6 +217,9 @@ enum Said {
     WrongUser,
     /// Disabled until an admin enables it.
     Disabled,
+    /// Not from the client it was asked for (never cached: another client
+    /// may be allowed).
+    AddressNotAllowed,
 }
 
 impl Said {
@@ -219,6 +230,7 @@ impl Said {
             Said::Expired(expires_at) => Err(AuthError::Expired { expires_at }),
             Said::WrongUser => Err(AuthError::WrongUser),
             Said::Disabled => Err(AuthError::Disabled),
+            Said::AddressNotAllowed => Err(AuthError::AddressNotAllowed),
         }
     }
 }
@@ -261,7 +273,11 @@ impl Verifier for RemoteVerifier {
         if let Some(result) = self.shared.cached(&lookup, true) {
             return Verification::Ready(result);
         }
-        let asked: Asked = (*lookup.digest(), lookup.user().map(CompactString::new));
+        let asked: Asked = (
+            *lookup.digest(),
+            lookup.user().map(CompactString::new),
+            lookup.client(),
+        );
         let (tx, rx) = tokio::sync::oneshot::channel();
         // One round trip per digest and name at a time: a burst of requests
         // with a token not yet cached waits for the first one's answer.
@@ -316,6 +332,15 @@ impl Shared {
             Said::Active(identity) if lookup.now() >= identity.expires_at() => None,
             Said::Active(identity) => Some(match lookup.user() {
                 Some(user) if user != identity.user() => Err(AuthError::WrongUser),
+                // The token's address rule, at this side: the answer was
+                // given for another request's client.
+                _ if !answer.allow_from.is_empty()
+                    && !lookup
+                        .client()
+                        .is_some_and(|c| answer.allow_from.iter().any(|n| n.contains(c))) =>
+                {
+                    Err(AuthError::AddressNotAllowed)
+                }
                 _ => Ok(identity.clone()),
             }),
             // A refusal holds for the name it was asked with only.
@@ -336,10 +361,10 @@ impl Shared {
             asked: &asked,
             answer: Err("the remote check stopped before an answer".into()),
         };
-        let (digest, user) = &asked;
+        let (digest, user, client) = &asked;
         let at = Instant::now();
         let answer = match tokio::time::timeout(self.timeout, self.in_flight.acquire()).await {
-            Ok(Ok(_permit)) => self.introspect(digest, user.as_deref()).await,
+            Ok(Ok(_permit)) => self.introspect(digest, user.as_deref(), *client).await,
             Ok(Err(_)) => Err(failure("the verifier stopped")),
             Err(_) => Err(failure(&format!(
                 "introspection endpoint {}: every connection stayed busy for {:?}",
@@ -347,8 +372,8 @@ impl Shared {
             ))),
         };
         reply.answer = match answer {
-            Ok(said) => {
-                if self.ttl > Duration::ZERO {
+            Ok((said, allow_from)) => {
+                if self.ttl > Duration::ZERO && said != Said::AddressNotAllowed {
                     let (into, other) = match said {
                         Said::Active(_) => (self.active.pin(), self.refused.pin()),
                         _ => (self.refused.pin(), self.active.pin()),
@@ -361,6 +386,7 @@ impl Shared {
                     let cached = Answer {
                         user: user.clone(),
                         said: said.clone(),
+                        allow_from,
                         at,
                     };
                     into.insert(*digest, cached);
@@ -379,7 +405,8 @@ impl Shared {
         &self,
         digest: &TokenDigest,
         user: Option<&str>,
-    ) -> Result<Said, StoreError> {
+        client: Option<IpAddr>,
+    ) -> Result<Learnt, StoreError> {
         let mut form = String::with_capacity(160);
         form.push_str("token_digest=");
         for b in digest.as_bytes() {
@@ -388,6 +415,11 @@ impl Shared {
         if let Some(user) = user {
             form.push_str("&username=");
             form_encode(user, &mut form);
+        }
+        if let Some(client) = client {
+            // The client the token is presented from, for its address rule.
+            form.push_str("&pat_client=");
+            form_encode(&client.to_string(), &mut form);
         }
         let response = self
             .client
@@ -433,7 +465,7 @@ impl Shared {
                 crate::error::chain(&e)
             ))
         })?;
-        let (said, prefixes) = parse_answer(&body).map_err(|reason| {
+        let (said, prefixes, allow_from) = parse_answer(&body).map_err(|reason| {
             failure(&format!(
                 "introspection endpoint {} answered {reason}",
                 self.endpoint
@@ -445,7 +477,7 @@ impl Shared {
         if !prefixes.is_empty() && prefixes != self.prefixes.all() {
             let _ = self.prefixes.remember_all(&prefixes);
         }
-        Ok(said)
+        Ok((said, allow_from))
     }
 }
 

@@ -11,7 +11,7 @@ fn endpoint_answers_are_read_strictly() {
     let active = format!(
         r#"{{"active":true,"username":"alice","sub":"alice","token_type":"pat","exp":100,"iat":10,"jti":"{id}","scope":"node:{NODE}:r"}}"#
     );
-    let Ok((Said::Active(identity), prefixes)) = parse_answer(active.as_bytes()) else {
+    let Ok((Said::Active(identity), prefixes, _)) = parse_answer(active.as_bytes()) else {
         panic!("{active}");
     };
     assert!(prefixes.is_empty(), "an older endpoint names none");
@@ -26,7 +26,7 @@ fn endpoint_answers_are_read_strictly() {
         r#""active":true"#,
         r#""active":true,"pat_previous_secret":true"#,
     );
-    let Ok((Said::Active(identity), _)) = parse_answer(previous.as_bytes()) else {
+    let Ok((Said::Active(identity), _, _)) = parse_answer(previous.as_bytes()) else {
         panic!("{previous}");
     };
     assert!(identity.is_previous_secret());
@@ -35,7 +35,7 @@ fn endpoint_answers_are_read_strictly() {
         r#""active":true"#,
         r#""active":true,"pat_prefixes":["beta","no_t","acme"]"#,
     );
-    let Ok((_, prefixes)) = parse_answer(named.as_bytes()) else {
+    let Ok((_, prefixes, _)) = parse_answer(named.as_bytes()) else {
         panic!("{named}");
     };
     assert_eq!(
@@ -51,7 +51,7 @@ fn endpoint_answers_are_read_strictly() {
     );
     assert!(parse_answer(bad.as_bytes()).is_err());
 
-    let said = |body: &[u8]| parse_answer(body).map(|(said, _)| said);
+    let said = |body: &[u8]| parse_answer(body).map(|(said, _, _)| said);
     assert_eq!(said(br#"{"active":false}"#), Ok(Said::Unknown));
     assert_eq!(
         said(br#"{"active":false,"pat_reason":"wrong_user"}"#),
@@ -104,7 +104,7 @@ proptest::proptest! {
 #[test]
 fn waiters_get_an_answer_even_when_a_round_trip_panics() {
     let v = RemoteVerifier::connect("http://127.0.0.1:9/x", &TokenSecret::generate()).unwrap();
-    let asked: Asked = (TokenSecret::generate().digest(), None);
+    let asked: Asked = (TokenSecret::generate().digest(), None, None);
     let (tx, rx) = tokio::sync::oneshot::channel();
     v.shared
         .waiting

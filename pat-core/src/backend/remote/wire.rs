@@ -2,6 +2,7 @@
 //! RFC 7662 answer read as pat's endpoint gives it.
 
 use crate::model::expiry::Expiry;
+use crate::model::network::Cidr;
 use crate::model::prefix::Prefix;
 use crate::model::record::{Identity, TokenInfo};
 use crate::model::scope::{Scopes, TokenScope};
@@ -11,7 +12,10 @@ use crate::model::token::TokenId;
 use super::Said;
 
 /// An RFC 7662 answer as pat's endpoint gives it to a digest request.
-pub(super) fn parse_answer(body: &[u8]) -> Result<(Said, Vec<Prefix>), String> {
+/// Also the store's prefixes and the token's address rule (networks it may
+/// be used from; empty: anywhere), which the verifier applies to a cached
+/// answer.
+pub(super) fn parse_answer(body: &[u8]) -> Result<(Said, Vec<Prefix>, Vec<Cidr>), String> {
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("a body that is not JSON ({e})"))?;
     let field = |k: &str| v.get(k).ok_or_else(|| format!("an answer without `{k}`"));
@@ -28,8 +32,10 @@ pub(super) fn parse_answer(body: &[u8]) -> Result<(Said, Vec<Prefix>), String> {
                     Some("expired") => Said::Expired(time("exp")?),
                     Some("wrong_user") => Said::WrongUser,
                     Some("disabled") => Said::Disabled,
+                    Some("address") => Said::AddressNotAllowed,
                     _ => Said::Unknown,
                 },
+                Vec::new(),
                 Vec::new(),
             ));
         }
@@ -87,7 +93,19 @@ pub(super) fn parse_answer(body: &[u8]) -> Result<(Said, Vec<Prefix>), String> {
         None | Some(serde_json::Value::Bool(false)) => identity,
         Some(_) => return Err("a `pat_previous_secret` that is not a boolean".into()),
     });
-    Ok((said, prefixes))
+    // A rule that cannot be read is an answer that cannot be trusted:
+    // never read as no rule.
+    let allow_from = match v.get("pat_allow_from") {
+        None => Vec::new(),
+        Some(serde_json::Value::Array(all)) => all
+            .iter()
+            .map(|n| n.as_str().and_then(|n| n.parse::<Cidr>().ok()))
+            .collect::<Option<Vec<_>>>()
+            .filter(|all| !all.is_empty())
+            .ok_or("a `pat_allow_from` pat does not read")?,
+        Some(_) => return Err("a `pat_allow_from` that is not a list".into()),
+    };
+    Ok((said, prefixes, allow_from))
 }
 
 /// `application/x-www-form-urlencoded`: unreserved bytes as they are, the

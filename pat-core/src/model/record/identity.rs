@@ -1,6 +1,7 @@
 //! Who a request authenticated as.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use super::TokenInfo;
 use crate::model::metadata::Metadata;
@@ -27,6 +28,7 @@ pub struct Identity {
     expires_at: Timestamp,
     previous_secret: bool,
     presented: Option<TokenDigest>,
+    client: Option<IpAddr>,
     meta: Metadata,
 }
 
@@ -58,6 +60,7 @@ impl Identity {
             expires_at,
             previous_secret: false,
             presented: None,
+            client: None,
             meta: record.meta.clone(),
         }
     }
@@ -69,6 +72,22 @@ impl Identity {
     pub fn presented_as(mut self, digest: TokenDigest) -> Identity {
         self.presented = Some(digest);
         self
+    }
+
+    /// The same identity, noting the client address the request came from
+    /// (the gate does, when the adapter knew it), so that a session's
+    /// recheck applies the token's address rule to it again.
+    #[inline]
+    pub fn presented_from(mut self, client: Option<IpAddr>) -> Identity {
+        self.client = client;
+        self
+    }
+
+    /// The client address the request came from, when the adapter knew it
+    /// (behind [trusted proxies](crate::Gate::trusted_proxies), the one they
+    /// forwarded for).
+    pub fn client(&self) -> Option<IpAddr> {
+        self.client
     }
 
     /// The same identity, holding `scopes` (the record's, resolved by the

@@ -9,9 +9,12 @@ pub use self::identity::Identity;
 pub use self::new::{CreatedToken, NewToken};
 pub use self::rotation::Rotation;
 
+use std::net::IpAddr;
+
 use crate::error::{AuthError, NewTokenError};
 use crate::model::expiry::{Expiry, ExpiryPolicy};
 use crate::model::metadata::Metadata;
+use crate::model::network::Cidr;
 use crate::model::scope::Scopes;
 use crate::model::time::Timestamp;
 use crate::model::token::TokenId;
@@ -21,6 +24,10 @@ pub const DEFAULT_LABEL: &str = "Command generated token";
 
 /// Longest user, label or creator name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
+
+/// The most networks one token's address rule lists
+/// ([`TokenInfo::allow_from`]).
+pub const MAX_NETWORKS: usize = 16;
 
 /// The most scopes one token carries: every path that creates a token
 /// refuses more (a record is read on every cache miss and returned whole by
@@ -76,6 +83,10 @@ pub struct TokenInfo {
     /// What the app attached to the token ([`NewToken::meta`]), handed back
     /// in every [`Identity`].
     pub meta: Metadata,
+    /// The networks the token may be used from; empty: anywhere. A use
+    /// from elsewhere, or whose address is not known, is refused
+    /// ([`AuthError::AddressNotAllowed`]).
+    pub allow_from: Vec<Cidr>,
 }
 
 impl TokenInfo {
@@ -105,6 +116,7 @@ impl TokenInfo {
             previous_until: None,
             disabled_by: None,
             meta: Metadata::empty(),
+            allow_from: Vec::new(),
         }
     }
 
@@ -213,26 +225,46 @@ impl TokenInfo {
 
     /// The rule for a presented token, shared by every backend: with HTTP
     /// Basic (`user` given) the user must be the token's, else
-    /// [`AuthError::WrongUser`]; the token must not be disabled, else
-    /// [`AuthError::Disabled`]; it must be alive at `now`, else
-    /// [`AuthError::Expired`]. Checked in that order, so that a disabled
-    /// token's deadline does not move. Returns the deadline after this use (moved
+    /// [`AuthError::WrongUser`]; a token with an address rule
+    /// ([`allow_from`](TokenInfo::allow_from)) must come from one of its
+    /// networks, else [`AuthError::AddressNotAllowed`] (here no address is
+    /// known: see [`check_use_from`](TokenInfo::check_use_from)); the token
+    /// must not be disabled, else [`AuthError::Disabled`]; it must be alive
+    /// at `now`, else [`AuthError::Expired`]. Checked in that order, and a
+    /// refused use moves nothing. Returns the deadline after this use (moved
     /// forward for a sliding token, see
     /// [`Expiry::touched`](crate::Expiry::touched)). Records nothing.
     pub fn check_use(&self, user: Option<&str>, now: Timestamp) -> Result<Timestamp, AuthError> {
-        self.check_use_with(self.expiry, user, now)
+        self.check_use_with(self.expiry, user, Origin::Unknown, now)
+    }
+
+    /// [`check_use`](TokenInfo::check_use) of a use from `client` (the
+    /// request's client address, when the adapter knows it).
+    pub fn check_use_from(
+        &self,
+        user: Option<&str>,
+        client: Option<IpAddr>,
+        now: Timestamp,
+    ) -> Result<Timestamp, AuthError> {
+        self.check_use_with(self.expiry, user, Origin::from(client), now)
     }
 
     /// [`check_use`](TokenInfo::check_use) with `expiry` in place of the
-    /// record's (the record merged with a buffered use).
+    /// record's (the record merged with a buffered use), for a use from
+    /// `origin`.
+    #[inline]
     pub(crate) fn check_use_with(
         &self,
         expiry: Expiry,
         user: Option<&str>,
+        origin: Origin,
         now: Timestamp,
     ) -> Result<Timestamp, AuthError> {
         if user.is_some_and(|u| u != self.user) {
             return Err(AuthError::WrongUser);
+        }
+        if !self.allow_from.is_empty() && !origin.allowed(&self.allow_from) {
+            return Err(AuthError::AddressNotAllowed);
         }
         if self.disabled_by.is_some() {
             return Err(AuthError::Disabled);
@@ -248,6 +280,12 @@ impl TokenInfo {
         Ok(self
             .limited(expiry.touched(self.lifetime_from, now))
             .expires_at())
+    }
+
+    /// Whether `client` is one of the token's networks (always, without an
+    /// address rule).
+    pub fn allows_from(&self, client: IpAddr) -> bool {
+        self.allow_from.is_empty() || self.allow_from.iter().any(|n| n.contains(client))
     }
 
     /// `expiry` no later than [`not_after`](TokenInfo::not_after).
@@ -266,10 +304,45 @@ impl TokenInfo {
         user: Option<&str>,
         now: Timestamp,
     ) -> Result<Timestamp, AuthError> {
-        let expires_at = self.check_use(user, now)?;
+        self.record_use_from(user, Origin::Unknown, now)
+    }
+
+    /// [`record_use`](TokenInfo::record_use) of a use from `origin`.
+    pub(crate) fn record_use_from(
+        &mut self,
+        user: Option<&str>,
+        origin: Origin,
+        now: Timestamp,
+    ) -> Result<Timestamp, AuthError> {
+        let expires_at = self.check_use_with(self.expiry, user, origin, now)?;
         self.expiry = self.expiry.extended_to(expires_at);
         self.last_used_at = Some(self.last_used_at.map_or(now, |t| t.max(now)));
         Ok(expires_at)
+    }
+}
+
+/// Where a use comes from, for the address rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The client's address.
+    Addr(IpAddr),
+    /// Not known (an adapter that cannot tell): a token with an address
+    /// rule is refused.
+    Unknown,
+}
+
+impl Origin {
+    fn allowed(self, networks: &[Cidr]) -> bool {
+        match self {
+            Origin::Addr(a) => networks.iter().any(|n| n.contains(a)),
+            Origin::Unknown => false,
+        }
+    }
+}
+
+impl From<Option<IpAddr>> for Origin {
+    fn from(client: Option<IpAddr>) -> Origin {
+        client.map_or(Origin::Unknown, Origin::Addr)
     }
 }
 

@@ -5,6 +5,7 @@ use super::{DEFAULT_LABEL, Identity, MAX_NAME_LEN, MAX_SCOPES, TokenInfo};
 use crate::error::NewTokenError;
 use crate::model::expiry::ExpiryPolicy;
 use crate::model::metadata::Metadata;
+use crate::model::network::Cidr;
 use crate::model::scope::Scopes;
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId, TokenSecret};
@@ -46,6 +47,9 @@ pub struct NewToken {
     /// What the app attaches to the token (see [`Metadata`]), returned in
     /// every [`Identity`]; empty unless set.
     pub meta: Metadata,
+    /// The networks the token may be used from (see
+    /// [`TokenInfo::allow_from`]); empty (the default) for anywhere.
+    pub allow_from: Vec<Cidr>,
 }
 
 impl NewToken {
@@ -60,6 +64,7 @@ impl NewToken {
             parent: None,
             parent_secret: None,
             meta: Metadata::empty(),
+            allow_from: Vec::new(),
         }
     }
 
@@ -76,6 +81,13 @@ impl NewToken {
     pub fn child_of(mut self, identity: &Identity) -> NewToken {
         self.parent = Some(identity.token_id());
         self.parent_secret = identity.presented().copied();
+        self
+    }
+
+    /// Restricts the token to clients in `networks` (at most
+    /// [`MAX_NETWORKS`](crate::MAX_NETWORKS)).
+    pub fn allow_from(mut self, networks: impl IntoIterator<Item = Cidr>) -> NewToken {
+        self.allow_from = networks.into_iter().collect();
         self
     }
 
@@ -118,6 +130,12 @@ impl NewToken {
                 max: MAX_SCOPES,
             });
         }
+        if self.allow_from.len() > crate::MAX_NETWORKS {
+            return Err(NewTokenError::TooManyNetworks {
+                count: self.allow_from.len(),
+                max: crate::MAX_NETWORKS,
+            });
+        }
         Ok(TokenInfo {
             id,
             user: self.user.clone(),
@@ -134,6 +152,7 @@ impl NewToken {
             previous_until: None,
             disabled_by: None,
             meta: self.meta.clone(),
+            allow_from: self.allow_from.clone(),
         })
     }
 

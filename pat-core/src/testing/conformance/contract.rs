@@ -56,6 +56,11 @@ pub const REFUSALS: &[Refusal] = &[
         status: 401,
     },
     Refusal {
+        name: "address not allowed",
+        error: || AuthError::AddressNotAllowed,
+        status: 401,
+    },
+    Refusal {
         name: "malformed, says the backend",
         error: || AuthError::Malformed(crate::ParseTokenError::Checksum),
         status: 401,
@@ -209,6 +214,10 @@ pub const CASES: &[(&str, Case)] = &[
     (
         "a token's metadata comes back with every authentication",
         super::metadata::metadata_comes_back,
+    ),
+    (
+        "a token with an address rule is used from its networks only",
+        super::addresses::used_from_its_networks_only,
     ),
 ];
 

@@ -114,6 +114,17 @@ pub(super) fn auth(b: &dyn Backend, t: &TokenSecret, secs: u64) -> Result<Identi
     authenticate(b, t.expose_secret(), None, at(secs))
 }
 
+/// [`auth`] of a request from `client`.
+pub(super) fn auth_from(
+    b: &dyn Backend,
+    t: &TokenSecret,
+    client: Option<std::net::IpAddr>,
+    secs: u64,
+) -> Result<Identity, AuthError> {
+    let digest = b.prefixes().digest(t.expose_secret())?;
+    block_on(b.verify(Lookup::new(digest, None, at(secs)).from(client)))
+}
+
 pub(super) fn create(b: &dyn Backend, new: &NewToken, secs: u64) -> crate::CreatedToken {
     b.create(new, at(secs)).expect("create")
 }

@@ -11,6 +11,7 @@
 //! Each case gets a fresh backend from the closure. Time is injected (`now`
 //! starts near the epoch), so a backend must use the `now` it is given.
 
+mod addresses;
 mod audit;
 mod authority;
 mod authority_model;

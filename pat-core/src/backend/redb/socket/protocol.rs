@@ -19,7 +19,7 @@ use crate::model::prefix::Prefix;
 use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 
 use crate::backend::redb::codec::{
-    self, Reader, put_meta, put_named, put_opt_u64, put_scopes, put_str,
+    self, Reader, put_meta, put_named, put_networks, put_opt_u64, put_scopes, put_str,
 };
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId, TokenSecret};
@@ -207,8 +207,9 @@ impl Request {
                 put_opt_u64(&mut out, new.parent.map(TokenId::as_u64));
                 put_opt_digest(&mut out, new.parent_secret.as_ref());
                 put_u64(&mut out, now.as_unix_secs());
-                // Protocol 4: the metadata.
+                // Protocol 4: the metadata and the address rule.
                 put_meta(&mut out, &new.meta);
+                put_networks(&mut out, &new.allow_from);
             }
             Request::List {
                 user,
@@ -334,6 +335,7 @@ impl Request {
                 new.parent_secret = read_opt_digest(&mut r, "parent secret")?;
                 let now = r.timestamp("now")?;
                 new.meta = r.meta()?;
+                new.allow_from = r.networks()?;
                 Request::Create { new, now }
             }
             2 => {
@@ -650,7 +652,11 @@ mod tests {
         .label("l")
         .created_by("root")
         .scopes(scopes)
-        .meta(crate::Metadata::new([("team", "payments"), ("ticket", "OPS-1")]).unwrap());
+        .meta(crate::Metadata::new([("team", "payments"), ("ticket", "OPS-1")]).unwrap())
+        .allow_from([
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ]);
         let reqs = [
             Request::Hello,
             Request::Create {
