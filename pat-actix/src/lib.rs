@@ -46,7 +46,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use actix_web::http::header::{ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION};
 use actix_web::{Error, HttpMessage as _, HttpResponse};
 use pat_core::Gate;
-use pat_core::adapter::{AnswerRejection, RejectWith, Waiting, cors_preflight};
+use pat_core::adapter::{AnswerRejection, RejectWith, Waiting, client_of, cors_preflight};
 use pin_project_lite::pin_project;
 
 // One dependency for an integrator: what a service behind the middleware uses.
@@ -62,8 +62,9 @@ pub use pat_core;
 pub use pat_core::remote;
 #[doc(no_inline)]
 pub use pat_core::{
-    Admin, ExpiryPolicy, Identity, IntoVerifier, MemoryStore, MissingIdentity, NewToken, NodeId,
-    Perm, Rejection, Scope, Scopes, Timestamp, TokenId, Verifier,
+    Admin, Cidr, ExpiryPolicy, Identity, IntoVerifier, MemoryStore, MissingIdentity, NewToken,
+    NodeId, Perm, ProxyHeader, Rejection, Scope, Scopes, Timestamp, TokenId, TrustedProxies,
+    Verifier,
 };
 #[cfg(all(unix, feature = "redb"))]
 #[doc(no_inline)]
@@ -257,8 +258,16 @@ where
         let preflight = cors_preflight(req.method().as_str(), || {
             req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD)
         });
+        let client = client_of(&self.gate, req.peer_addr().map(|a| a.ip()), || {
+            (
+                req.headers().get_all("forwarded").map(|v| v.as_bytes()),
+                req.headers()
+                    .get_all("x-forwarded-for")
+                    .map(|v| v.as_bytes()),
+            )
+        });
         let authorization = req.headers().get_all(AUTHORIZATION).map(|v| v.as_bytes());
-        let checking = self.gate.check(authorization, preflight);
+        let checking = self.gate.check_from(authorization, preflight, client);
         let kind = match checking.into_ready() {
             Ok(outcome) => match admit(&self.gate, outcome, &req, &self.on_rejection) {
                 Ok(()) => Kind::Inner {

@@ -179,7 +179,7 @@ pub use model::scope::{NodeId, Perm, Scope, Scopes, TokenScope};
 pub use model::text::{printable, redacted};
 pub use model::time::{Timestamp, format_duration, parse_duration};
 pub use model::token::{TOKEN_LEN, TOKEN_PREFIX, TokenDigest, TokenId, TokenSecret};
-pub use routes::proxy::{Cidr, ParseCidrError, TrustedProxies};
+pub use routes::proxy::{Cidr, ParseCidrError, ProxyHeader, TrustedProxies};
 pub use routes::webdav::{DavAccess, dav_chain};
 
 /// Logs written while a test runs a closure.

@@ -41,7 +41,7 @@ use std::task::{Context, Poll, ready};
 use http::header::{ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION};
 use http::{Request, Response};
 use pat_core::Gate;
-use pat_core::adapter::{AnswerRejection, RejectWith, Waiting, cors_preflight};
+use pat_core::adapter::{AnswerRejection, RejectWith, Waiting, client_of, cors_preflight};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -93,8 +93,9 @@ mod self_service;
 pub use pat_core::remote;
 #[doc(no_inline)]
 pub use pat_core::{
-    Admin, ExpiryPolicy, Identity, IntoVerifier, MemoryStore, NewToken, NodeId, Perm, Rejection,
-    Scope, Scopes, Timestamp, TokenId, Verifier,
+    Admin, Cidr, ExpiryPolicy, Identity, IntoVerifier, MemoryStore, NewToken, NodeId, Perm,
+    ProxyHeader, Rejection, Scope, Scopes, Timestamp, TokenId, TrustedProxies, Verifier,
+    adapter::PeerAddr,
 };
 #[cfg(all(unix, feature = "redb"))]
 #[doc(no_inline)]
@@ -266,6 +267,24 @@ impl<S: fmt::Debug, R> fmt::Debug for PatService<S, R> {
     }
 }
 
+/// The connection's peer: [`PeerAddr`] in the extensions, else axum's
+/// `ConnectInfo<SocketAddr>` (serve with
+/// `into_make_service_with_connect_info::<SocketAddr>()`).
+#[inline]
+fn peer_addr<B>(req: &Request<B>) -> Option<std::net::IpAddr> {
+    if let Some(PeerAddr(addr)) = req.extensions().get::<PeerAddr>() {
+        return Some(*addr);
+    }
+    #[cfg(feature = "axum")]
+    if let Some(info) = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+    {
+        return Some(info.0.ip());
+    }
+    None
+}
+
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for PatService<S, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
@@ -284,12 +303,24 @@ where
         let preflight = cors_preflight(req.method().as_str(), || {
             req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD)
         });
+        let client = client_of(&self.gate, peer_addr(&req), || {
+            (
+                req.headers()
+                    .get_all("forwarded")
+                    .iter()
+                    .map(|v| v.as_bytes()),
+                req.headers()
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .map(|v| v.as_bytes()),
+            )
+        });
         let authorization = req
             .headers()
             .get_all(AUTHORIZATION)
             .iter()
             .map(|v| v.as_bytes());
-        let checking = self.gate.check(authorization, preflight);
+        let checking = self.gate.check_from(authorization, preflight, client);
         match checking.into_ready() {
             Ok(outcome) => match admit(&self.gate, outcome, &mut req, &self.on_rejection) {
                 Ok(()) => ResponseFuture {

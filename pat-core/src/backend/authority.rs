@@ -517,7 +517,7 @@ pub fn clamp_entry(clamped: &TokenInfo, actor: &str, now: Timestamp) -> crate::A
 ///   own too, so that enabling the ancestor does not bring it back. Tokens
 ///   disabled on their own, or by a token between, keep their mark.
 /// - Enabling gives back the root and the descendants marked with the
-///   root's own disabling. Refused ([`SuspensionError::Inherited`]) while an
+///   root's own disabling. Refused ([`SuspensionError::Inherited`](crate::SuspensionError::Inherited)) while an
 ///   ancestor is disabled (the parent is then disabled, whatever its mark),
 ///   and for a token disabled through an ancestor still stored; a mark of a
 ///   token pruned since is the root's to lift.

@@ -25,6 +25,37 @@ pub fn cors_preflight(
     method == "OPTIONS" && has_access_control_request_method()
 }
 
+/// The peer address of a request's connection, for a Tower stack that is
+/// not axum (whose `ConnectInfo<SocketAddr>` pat-tower reads): insert it
+/// into each request's extensions, and a token's
+/// [address rule](crate::TokenInfo::allow_from) is checked against it (or
+/// the client trusted proxies forwarded for). Without either, a token with
+/// a rule is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::IpAddr);
+
+/// The client of a request from `peer` (`None`: the adapter could not
+/// tell), as `gate`'s [trusted proxies](Gate::trusted_proxies) say;
+/// `forwarding` (the request's `Forwarded` and `X-Forwarded-For` values) is
+/// asked only when a proxy is trusted, so that other requests pay no
+/// header lookup. What an adapter passes to [`Gate::check_from`].
+#[inline]
+pub fn client_of<'a, F, X>(
+    gate: &Gate,
+    peer: Option<std::net::IpAddr>,
+    forwarding: impl FnOnce() -> (F, X),
+) -> Option<std::net::IpAddr>
+where
+    F: IntoIterator<Item = &'a [u8]>,
+    X: IntoIterator<Item = &'a [u8]>,
+{
+    if gate.config.proxies.is_empty() {
+        return peer.map(crate::model::network::unmapped);
+    }
+    let (forwarded, x_forwarded_for) = forwarding();
+    gate.client(peer, forwarded, x_forwarded_for)
+}
+
 /// What a route that no pat middleware covers is told, when it asks for an
 /// identity (an extractor, a scope guard): the cause and the fix.
 pub const NO_MIDDLEWARE: &str = "the Identity extractor or a scope guard is used on a route that \
@@ -230,6 +261,15 @@ macro_rules! gate_options {
         /// is unavailable (default 1).
         pub fn retry_after(mut self, seconds: u32) -> Self {
             self.gate = self.gate.retry_after(seconds);
+            self
+        }
+
+        /// The reverse proxies in front of the service, whose forwarding
+        /// headers name the client a token's address rule is checked
+        /// against (default: none, the client is the connection's peer).
+        /// See [`TrustedProxies`]($crate::TrustedProxies).
+        pub fn trusted_proxies(mut self, proxies: $crate::TrustedProxies) -> Self {
+            self.gate = self.gate.trusted_proxies(proxies);
             self
         }
     };

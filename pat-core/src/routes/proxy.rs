@@ -43,6 +43,33 @@ pub(crate) use client_address;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrustedProxies {
     networks: Vec<Cidr>,
+    header: Option<ProxyHeader>,
+}
+
+/// The forwarding header a proxy writes, when the integrator names it
+/// ([`TrustedProxies::reading`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProxyHeader {
+    /// `Forwarded` (RFC 7239).
+    Forwarded,
+    /// `X-Forwarded-For`.
+    XForwardedFor,
+}
+
+impl std::str::FromStr for ProxyHeader {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ProxyHeader, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "forwarded" => Ok(ProxyHeader::Forwarded),
+            "x-forwarded-for" => Ok(ProxyHeader::XForwardedFor),
+            _ => Err(format!(
+                "`{}` is not a forwarding header: give forwarded or x-forwarded-for",
+                crate::model::text::printable(s)
+            )),
+        }
+    }
 }
 
 impl TrustedProxies {
@@ -55,7 +82,23 @@ impl TrustedProxies {
     pub fn new(networks: impl IntoIterator<Item = Cidr>) -> TrustedProxies {
         TrustedProxies {
             networks: networks.into_iter().collect(),
+            header: None,
         }
+    }
+
+    /// Reads only `header`, the one the proxies write. Without it,
+    /// `Forwarded` is read when present, else `X-Forwarded-For`: behind a
+    /// proxy that writes only `X-Forwarded-For` and passes a client's
+    /// `Forwarded` through, name the header, or a client could choose its
+    /// address.
+    pub fn reading(mut self, header: ProxyHeader) -> TrustedProxies {
+        self.header = Some(header);
+        self
+    }
+
+    /// Whether no proxy is trusted (the client is always the peer).
+    pub fn is_empty(&self) -> bool {
+        self.networks.is_empty()
     }
 
     /// Whether `addr` is a trusted proxy.
@@ -66,7 +109,8 @@ impl TrustedProxies {
     /// The client of a request that arrived from `peer`, with these
     /// `Forwarded` and `X-Forwarded-For` header values (every line of each,
     /// in order). `Forwarded` is read when present, else
-    /// `X-Forwarded-For`; a value that is not an address (`unknown`, an
+    /// `X-Forwarded-For`, unless [`reading`](TrustedProxies::reading) names
+    /// one; a value that is not an address (`unknown`, an
     /// obfuscated identifier, garbage) ends the walk at the proxy that
     /// wrote it.
     pub fn client<'a>(
@@ -80,10 +124,12 @@ impl TrustedProxies {
             return client;
         }
         let mut hops: Vec<Option<IpAddr>> = Vec::new();
-        for line in forwarded {
-            hops.extend(forwarded_for(line));
+        if self.header != Some(ProxyHeader::XForwardedFor) {
+            for line in forwarded {
+                hops.extend(forwarded_for(line));
+            }
         }
-        if hops.is_empty() {
+        if hops.is_empty() && self.header != Some(ProxyHeader::Forwarded) {
             for line in x_forwarded_for {
                 hops.extend(line.split(|&b| b == b',').map(|v| {
                     std::str::from_utf8(v)
@@ -210,5 +256,31 @@ mod tests {
         );
         assert_eq!(fwd("for=unknown"), peer);
         assert_eq!(fwd("For=_hidden, for=10.0.0.9"), ip("10.0.0.9"));
+    }
+
+    /// Behind a proxy that writes only X-Forwarded-For and passes a
+    /// client's own `Forwarded` through, the client chose its address
+    /// (issue 25's leftover); naming the header ends that.
+    #[test]
+    fn a_named_header_is_the_only_one_read() {
+        let net = || ["10.0.0.0/8".parse().unwrap()];
+        let peer = ip("10.0.0.1");
+        let spoofed = Some(&b"for=192.0.2.66"[..]);
+        let written = Some(&b"198.51.100.7"[..]);
+        assert_eq!(
+            TrustedProxies::new(net()).client(peer, spoofed, written),
+            ip("192.0.2.66"),
+            "the default prefers Forwarded"
+        );
+        let xff_only = TrustedProxies::new(net()).reading(ProxyHeader::XForwardedFor);
+        assert_eq!(xff_only.client(peer, spoofed, written), ip("198.51.100.7"));
+        let fwd_only = TrustedProxies::new(net()).reading(ProxyHeader::Forwarded);
+        assert_eq!(
+            fwd_only.client(peer, None, written),
+            peer,
+            "X-Forwarded-For ignored"
+        );
+        assert_eq!("X-Forwarded-For".parse(), Ok(ProxyHeader::XForwardedFor));
+        assert!("via".parse::<ProxyHeader>().is_err());
     }
 }
