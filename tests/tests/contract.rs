@@ -309,6 +309,7 @@ fn whoami_is_the_serialized_identity() {
         "token_id": created["id"],
         "scopes": [format!("node:{NODE}:r")],
         "expires_at": created["expires_at"],
+        "meta": {},
     });
     for kind in ServerKind::ALL {
         let server = work.start(kind);
