@@ -167,6 +167,7 @@ impl Table {
 struct Job {
     digest: TokenDigest,
     user: Option<String>,
+    client: Option<std::net::IpAddr>,
     now: Timestamp,
     reply: tokio::sync::oneshot::Sender<Result<Identity, AuthError>>,
 }
@@ -214,7 +215,7 @@ impl AsyncBackend {
                                 .resolve(&job.digest, job.now)
                                 .and_then(|(digest, previous)| {
                                     let info = table.rows.get_mut(&digest).expect("resolved row");
-                                    info.record_use(job.user.as_deref(), job.now)
+                                    info.record_use_from(job.user.as_deref(), job.client, job.now)
                                         .map(|expires_at| Identity::new(info, expires_at))
                                         .map(|i| if previous { i.by_previous_secret() } else { i })
                                 });
@@ -241,6 +242,7 @@ impl Verifier for AsyncBackend {
         let job = Job {
             digest: *lookup.digest(),
             user: lookup.user().map(str::to_owned),
+            client: lookup.client(),
             now: lookup.now(),
             reply,
         };

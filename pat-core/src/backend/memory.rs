@@ -253,7 +253,7 @@ impl engine::lookup::Uses for MemoryStore {
         // records nothing. What the record holds, with the catalog as it is
         // under this lock (changed under it too): the record may have
         // changed since the read.
-        Some(info.record_use_from(user, origin, now).map(|expires_at| {
+        Some(info.record_use_with(user, origin, now).map(|expires_at| {
             let identity = Identity::new(info, expires_at);
             if info.scopes.named().is_empty() {
                 return identity;

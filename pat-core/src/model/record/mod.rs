@@ -304,11 +304,24 @@ impl TokenInfo {
         user: Option<&str>,
         now: Timestamp,
     ) -> Result<Timestamp, AuthError> {
-        self.record_use_from(user, Origin::Unknown, now)
+        self.record_use_with(user, Origin::Unknown, now)
+    }
+
+    /// [`record_use`](TokenInfo::record_use) of a use from `client` (the
+    /// request's client address, [`Lookup::client`](crate::Lookup::client)):
+    /// what a backend that updates records in place calls, so that the
+    /// address rule holds on it too.
+    pub fn record_use_from(
+        &mut self,
+        user: Option<&str>,
+        client: Option<IpAddr>,
+        now: Timestamp,
+    ) -> Result<Timestamp, AuthError> {
+        self.record_use_with(user, Origin::from(client), now)
     }
 
     /// [`record_use`](TokenInfo::record_use) of a use from `origin`.
-    pub(crate) fn record_use_from(
+    pub(crate) fn record_use_with(
         &mut self,
         user: Option<&str>,
         origin: Origin,
