@@ -80,7 +80,9 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let sftp = server::sftp(sftp_key, &share, store.clone()).await?;
 
     // Built once and cloned into each worker's App.
-    let pat = PatMiddleware::new(store.clone()).realm(&args.realm);
+    let pat = PatMiddleware::new(store.clone())
+        .realm(&args.realm)
+        .trusted_proxies(args.trusted());
     // Each route that needs a named permission, with its guard.
     let guarded = contract::GUARDED
         .iter()

@@ -371,6 +371,13 @@ pub(crate) struct CreateArgs {
     #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = meta_entry)]
     pub(crate) meta: Vec<pat_core::MetaEntry>,
 
+    /// Accept the token only from this network, in CIDR notation
+    /// (10.0.0.0/8, 2001:db8::/32) or one address; repeat the flag or
+    /// separate networks with commas (at most 16). Without it, from any
+    /// address.
+    #[arg(long = "allow-from", value_name = "CIDR", value_delimiter = ',', value_parser = cidr)]
+    pub(crate) allow_from: Vec<pat_core::Cidr>,
+
     /// Print only the token (for scripts).
     #[arg(short, long, conflicts_with = "json")]
     pub(crate) quiet: bool,
@@ -500,6 +507,10 @@ fn label(s: &str) -> std::result::Result<String, pat_core::NewTokenError> {
 
 fn duration(s: &str) -> std::result::Result<Duration, pat_core::ParseDurationError> {
     pat_core::parse_duration(s)
+}
+
+fn cidr(s: &str) -> std::result::Result<pat_core::Cidr, pat_core::ParseCidrError> {
+    s.parse()
 }
 
 fn scope(s: &str) -> std::result::Result<TokenScope, pat_core::ParseScopeError> {

@@ -48,6 +48,7 @@ fn base_json(info: &TokenInfo) -> Value {
         "disabled": info.is_disabled(),
         "disabled_by": info.disabled_by.map(|t| t.to_string()),
         "meta": info.meta.to_json(),
+        "allow_from": info.allow_from.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
     })
 }
 
@@ -159,6 +160,9 @@ pub(crate) fn show_human(info: &TokenInfo, now: Timestamp) -> String {
     }
     if !info.meta.is_empty() {
         let _ = writeln!(rotated, "metadata:   {}", info.meta);
+    }
+    if !info.allow_from.is_empty() {
+        let _ = writeln!(rotated, "from:       {}", networks(&info.allow_from));
     }
     format!(
         "id:         {}\nuser:       {}\nlabel:      {}\nstatus:     {status}\n\
@@ -342,6 +346,16 @@ pub(crate) fn removal_human(
     out
 }
 
+/// A token's networks, separated by commas.
+fn networks(all: &[pat_core::Cidr]) -> String {
+    let mut out = String::new();
+    for (i, n) in all.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = write!(out, "{sep}{n}");
+    }
+    out
+}
+
 /// The cells of one row of `token list`.
 fn list_row(t: &TokenInfo, now: Timestamp, policy: &Policy) -> [String; 8] {
     let mut model = model(&t.expiry);
@@ -353,6 +367,9 @@ fn list_row(t: &TokenInfo, now: Timestamp, policy: &Policy) -> [String; 8] {
     }
     if t.is_disabled() {
         model.push_str(", disabled");
+    }
+    if !t.allow_from.is_empty() {
+        let _ = write!(model, ", from {}", networks(&t.allow_from));
     }
     let mut expires = t.expiry.expires_at().to_string();
     if t.is_expired(now) {

@@ -49,7 +49,8 @@ pub(crate) fn create(db: &Path, args: CreateArgs) -> Result {
         .label(args.label)
         .created_by(os_user())
         .scopes(args.scopes.into_iter().collect::<Scopes>())
-        .meta(meta);
+        .meta(meta)
+        .allow_from(args.allow_from);
     let now = Timestamp::now();
     // The rules are the store's (the same for every backend); checked here
     // first so that a bad request is a usage error naming its flag, before
@@ -97,6 +98,7 @@ fn flag_error(e: &NewTokenError) -> String {
         NewTokenError::User { .. } => format!("invalid value for --user (-u): {e}"),
         NewTokenError::Label { .. } => format!("invalid value for --label (-l): {e}"),
         NewTokenError::TooManyScopes { .. } => format!("too many --scope (-s): {e}"),
+        NewTokenError::TooManyNetworks { .. } => format!("too many --allow-from: {e}"),
         NewTokenError::CapBelowWindow {
             window,
             max_lifetime,

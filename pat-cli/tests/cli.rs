@@ -1614,6 +1614,77 @@ fn disable_and_enable_on_the_file_refuse_and_give_back() {
 }
 
 #[test]
+fn allow_from_is_kept_shown_and_checked() {
+    let env = Env::new();
+    let token = env.token(&[
+        "-u",
+        "alice",
+        "-e",
+        "1h",
+        "--allow-from",
+        "10.0.0.0/8,2001:db8::/32",
+        "--allow-from",
+        "192.0.2.7",
+    ]);
+    let id = env.json(&["token", "list", "--json"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        env.json(&["token", "show", &id, "--json"])["allow_from"],
+        serde_json::json!(["10.0.0.0/8", "2001:db8::/32", "192.0.2.7/32"])
+    );
+    assert!(
+        env.ok(&["token", "show", &id])
+            .contains("from:       10.0.0.0/8, 2001:db8::/32, 192.0.2.7/32\n")
+    );
+    assert!(env.ok(&["token", "list"]).contains(", from 10.0.0.0/8"));
+    let record = env.store().get(id.parse().unwrap()).unwrap();
+    assert!(record.allows_from("10.9.8.7".parse().unwrap()));
+    assert!(!record.allows_from("192.0.2.8".parse().unwrap()));
+    // Used from nowhere known, as the offline check does: refused.
+    assert!(matches!(
+        env.store().authenticate(&token, Timestamp::now()),
+        Err(pat_core::AuthError::AddressNotAllowed)
+    ));
+    // Each mistake is a usage error naming the flag and the value, and no
+    // token is made.
+    for (arg, says) in [
+        ("10.0.0.0/33", "too long"),
+        ("10.0.0.0/x", "not a number"),
+        ("example.com", "not an IP address"),
+        ("", "not an IP address"),
+    ] {
+        fails(
+            env.run(&["token", "-u", "bob", "-e", "1h", "--allow-from", arg]),
+            2,
+            &["--allow-from", says],
+        );
+    }
+    let many: Vec<String> = (0..17).map(|i| format!("10.0.0.{i}")).collect();
+    fails(
+        env.run(&[
+            "token",
+            "-u",
+            "bob",
+            "-e",
+            "1h",
+            "--allow-from",
+            &many.join(","),
+        ]),
+        2,
+        &["--allow-from", "at most 16"],
+    );
+    assert_eq!(
+        env.json(&["token", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
 fn meta_is_kept_shown_and_checked() {
     let env = Env::new();
     let token = env.token(&[

@@ -127,7 +127,11 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         )
         .route("/ui/tokens", pat_tower::token_panel("/api/tokens"))
         .merge(share_routes)
-        .layer(PatLayer::new(store.clone()).realm(&args.realm))
+        .layer(
+            PatLayer::new(store.clone())
+                .realm(&args.realm)
+                .trusted_proxies(args.trusted()),
+        )
         .route("/health", get(|| async { "ok" }))
         .route(
             "/tokens/report-leak",

@@ -631,6 +631,116 @@ fn leak_reports_are_limited_per_client_behind_a_trusted_proxy_only() {
     assert_eq!(seen[0], seen[1], "the servers answered differently");
 }
 
+// Issue 26: a token's address rule is checked against the connection's
+// peer, and against a forwarding header only when the peer is a trusted
+// proxy; a client that writes its own X-Forwarded-For or Forwarded gains
+// nothing, and both servers answer alike.
+#[test]
+fn the_address_rule_reads_forwarding_headers_from_trusted_proxies_only() {
+    // Status and challenge of `/whoami` with `auth` and the headers.
+    let whoami = |server: &Server, auth: &str, headers: &[(&str, &str)]| {
+        let mut req = client()
+            .get(server.url("/whoami"))
+            .header("authorization", auth);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().expect("the request");
+        let challenge = r
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (r.status().as_u16(), challenge)
+    };
+    let mut seen = Vec::new();
+    for kind in [ServerKind::Axum, ServerKind::Actix] {
+        let work = Workdir::new();
+        let remote = work.token(&["-u", "alice", "-e", "1h", "--allow-from", "198.51.100.0/24"]);
+        let local = work.token(&["-u", "alice", "-e", "1h", "--allow-from", "127.0.0.0/8"]);
+        let v6 = work.token(&["-u", "alice", "-e", "1h", "--allow-from", "2001:db8::/32"]);
+        let (remote, local, v6) = (bearer(&remote), bearer(&local), basic("alice", &v6));
+        let xff = |v| [("x-forwarded-for", v)];
+        let mut said = Vec::new();
+        // No proxy trusted: the peer (127.0.0.1) is the client, whatever
+        // the headers say.
+        let server = work.start(kind);
+        for (auth, headers, want) in [
+            (&remote, &xff("198.51.100.7")[..], 401),
+            (&remote, &[("forwarded", "for=198.51.100.7")][..], 401),
+            (&local, &xff("203.0.113.1")[..], 200),
+            (&local, &[][..], 200),
+        ] {
+            let answer = whoami(&server, auth, headers);
+            assert_eq!(answer.0, want, "{kind:?} untrusted {headers:?}: {answer:?}");
+            said.push(answer);
+        }
+        let refused = whoami(&server, &remote, &[]);
+        let challenge = refused.1.clone().expect("a challenge");
+        assert!(
+            challenge.contains("error=\"invalid_token\"")
+                && challenge.contains("may not be used from this address"),
+            "{kind:?}: {challenge}"
+        );
+        drop(server);
+        // 127.0.0.0/8 trusted: the client is the last address the proxy
+        // did not write; a proxy's own request is from the proxy.
+        let server = Server::start(kind, &work.db(), &["--trusted-proxy", "127.0.0.0/8"]);
+        for (auth, headers, want) in [
+            (&remote, &xff("198.51.100.7")[..], 200),
+            (&remote, &xff("198.51.100.7, 127.0.0.1")[..], 200),
+            (&remote, &xff("198.51.100.7, 203.0.113.9")[..], 401),
+            (
+                &remote,
+                &[("forwarded", "for=198.51.100.7;proto=https")][..],
+                200,
+            ),
+            (&remote, &[][..], 401),
+            (&local, &xff("198.51.100.7")[..], 401),
+            (&local, &[][..], 200),
+            (&v6, &[("forwarded", "for=\"[2001:db8::1]:4711\"")][..], 200),
+            (&v6, &xff("2001:db9::1")[..], 401),
+            (&remote, &xff("not an address")[..], 401),
+        ] {
+            let answer = whoami(&server, auth, headers);
+            assert_eq!(answer.0, want, "{kind:?} trusted {headers:?}: {answer:?}");
+            said.push(answer);
+        }
+        drop(server);
+        // Told the proxies write X-Forwarded-For only: a Forwarded the
+        // client sent through them is not read.
+        let server = Server::start(
+            kind,
+            &work.db(),
+            &[
+                "--trusted-proxy",
+                "127.0.0.1",
+                "--proxy-header",
+                "x-forwarded-for",
+            ],
+        );
+        for (auth, headers, want) in [
+            (&remote, &[("forwarded", "for=198.51.100.7")][..], 401),
+            (
+                &remote,
+                &[
+                    ("forwarded", "for=203.0.113.1"),
+                    ("x-forwarded-for", "198.51.100.7"),
+                ][..],
+                200,
+            ),
+        ] {
+            let answer = whoami(&server, auth, headers);
+            assert_eq!(
+                answer.0, want,
+                "{kind:?} x-forwarded-for {headers:?}: {answer:?}"
+            );
+            said.push(answer);
+        }
+        seen.push(said);
+    }
+    assert_eq!(seen[0], seen[1], "the servers answered differently");
+}
+
 const NODE: &str = "0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a";
 const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
 

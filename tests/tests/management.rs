@@ -271,6 +271,79 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
         200
     );
 
+    // The address rule (issue 26): kept and shown; from 127.0.0.1 the
+    // token works only if a network holds it; a child of a ruled token may
+    // narrow the rule, never widen it, and without one inherits it.
+    let whoami = |secret: &str| {
+        client()
+            .get(server.url("/whoami"))
+            .bearer_auth(secret)
+            .send()
+            .unwrap()
+    };
+    let here = api.create(
+        &alice,
+        json!({"label": "here", "expire": "10m", "allow_from": ["127.0.0.0/8", "::1"]}),
+    );
+    assert_eq!(here.status, 201, "{}", here.body);
+    assert_eq!(here.body["allow_from"], json!(["127.0.0.0/8", "::1/128"]));
+    let here_secret = here.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(whoami(&here_secret).status().as_u16(), 200);
+    let elsewhere = api.create(
+        &alice,
+        json!({"label": "elsewhere", "expire": "10m", "allow_from": ["192.0.2.0/24"]}),
+    );
+    assert_eq!(elsewhere.status, 201, "{}", elsewhere.body);
+    let refused = whoami(elsewhere.body["token"].as_str().unwrap());
+    assert_eq!(refused.status().as_u16(), 401);
+    let challenge = refused.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(challenge.contains("invalid_token"), "{challenge}");
+    assert!(
+        challenge.contains("may not be used from this address"),
+        "{challenge}"
+    );
+    let ruled = format!("Bearer {here_secret}");
+    let wider = api.create(
+        &ruled,
+        json!({"label": "wider", "expire": "5m", "allow_from": ["0.0.0.0/0"]}),
+    );
+    assert_eq!(wider.status, 403, "{}", wider.body);
+    assert!(description(&wider).contains("0.0.0.0/0"), "{}", wider.body);
+    let inherits = api.create(&ruled, json!({"label": "child", "expire": "5m"}));
+    assert_eq!(inherits.status, 201, "{}", inherits.body);
+    assert_eq!(
+        inherits.body["allow_from"],
+        json!(["127.0.0.0/8", "::1/128"])
+    );
+    let narrower = api.create(
+        &ruled,
+        json!({"label": "narrower", "expire": "5m", "allow_from": ["127.0.0.1"]}),
+    );
+    assert_eq!(narrower.status, 201, "{}", narrower.body);
+    for networks in [
+        json!("127.0.0.1"),
+        json!([1]),
+        json!(["127.0.0.1/40"]),
+        json!(["localhost"]),
+        json!((0..17).map(|i| format!("10.0.0.{i}")).collect::<Vec<_>>()),
+    ] {
+        let said = api.create(
+            &alice,
+            json!({"label": "x", "expire": "10m", "allow_from": networks}),
+        );
+        assert_eq!(said.status, 400, "{networks}");
+        assert!(description(&said).contains("`allow_from`"), "{}", said.body);
+    }
+    for made in [&here, &elsewhere] {
+        assert_eq!(
+            api.revoke(&alice, made.body["id"].as_str().unwrap()).status,
+            200
+        );
+    }
+
     // Revoke: 200 with the record; refused at once; gone from the list.
     let id = created.body["id"].as_str().unwrap();
     let revoked = api.revoke(&alice, id);

@@ -360,6 +360,11 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
         .send_keys("team=payments")
         .await
         .unwrap();
+    field("#create textarea[name=allow_from]")
+        .await
+        .send_keys("127.0.0.0/8\n::1")
+        .await
+        .unwrap();
     field("#create-submit").await.click().await.unwrap();
     until("the second secret", || displayed(&c, "#secret")).await;
     let two = field("#secret-value")
@@ -381,6 +386,12 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
             .await
             .contains("team=payments"),
         "the table shows its metadata"
+    );
+    assert!(
+        row_text(&c, "two permissions")
+            .await
+            .contains("from 127.0.0.0/8, ::1/128"),
+        "the table shows its networks"
     );
     let base = server.base().to_owned();
     assert_eq!(
@@ -457,6 +468,7 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
         "permission",
         "scopes",
         "meta",
+        "allow_from",
         "create-submit",
     ];
     let mut at = 0;

@@ -124,5 +124,6 @@ pub fn token_json(info: &TokenInfo) -> Value {
         "disabled": info.is_disabled(),
         "disabled_by": info.disabled_by.map(|t| t.to_string()),
         "meta": info.meta.to_json(),
+        "allow_from": info.allow_from.iter().map(ToString::to_string).collect::<Vec<_>>(),
     })
 }

@@ -18,7 +18,9 @@
 //! `expire` (a hard limit, e.g. `"30d"`) or `auto` (a sliding window, e.g.
 //! `"10m"`) with an optional `max_lifetime`, `scopes` (a list of
 //! `node:UUID:PERM` and named permissions), `meta` (an object of strings,
-//! see [`Metadata`]), and `user` (an admin creating for someone else).
+//! see [`Metadata`]), `allow_from` (a list of networks in CIDR notation the
+//! token may be used from, see [`TokenInfo::allow_from`](crate::TokenInfo::allow_from)),
+//! and `user` (an admin creating for someone else).
 //! Anything else is refused, naming the field.
 //!
 //! # Who is calling
@@ -81,6 +83,7 @@ use crate::backend::admin::Admin;
 use crate::error::StoreError;
 use crate::model::expiry::ExpiryPolicy;
 use crate::model::metadata::Metadata;
+use crate::model::network::Cidr;
 use crate::model::record::{Identity, NewToken, TokenInfo};
 use crate::model::scope::{Scopes, TokenScope};
 use crate::model::time::{Timestamp, parse_duration};
@@ -359,7 +362,8 @@ impl Management {
             )
             .created_by(p.user.clone())
             .scopes(request.scopes)
-            .meta(request.meta);
+            .meta(request.meta)
+            .allow_from(request.allow_from);
         if let Some(caller) = &p.token {
             // The store checks the rule against the parent's record, and
             // that the secret presented is still its current one.
@@ -498,9 +502,10 @@ struct Request {
     expiry: ExpiryPolicy,
     scopes: Scopes,
     meta: Metadata,
+    allow_from: Vec<Cidr>,
 }
 
-const FIELDS: [&str; 7] = [
+const FIELDS: [&str; 8] = [
     "user",
     "label",
     "expire",
@@ -508,6 +513,7 @@ const FIELDS: [&str; 7] = [
     "max_lifetime",
     "scopes",
     "meta",
+    "allow_from",
 ];
 
 impl Request {
@@ -517,7 +523,7 @@ impl Request {
         };
         if let Some(unknown) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
             return Err(format!(
-                "unknown field `{}`: expected user, label, expire, auto, max_lifetime, scopes or meta",
+                "unknown field `{}`: expected user, label, expire, auto, max_lifetime, scopes, meta or allow_from",
                 unknown
             ));
         }
@@ -542,31 +548,44 @@ impl Request {
             "an expiry is required: `expire` for a hard limit, e.g. \"24h\", or `auto` for a \
              sliding window, e.g. \"10m\"",
         )?;
-        let scopes = match fields.get("scopes") {
-            None | Some(Value::Null) => Scopes::unrestricted(),
-            Some(Value::Array(list)) => list
-                .iter()
-                .map(|s| {
-                    let s = s.as_str().ok_or("`scopes` must be a list of strings")?;
-                    s.parse::<TokenScope>()
-                        .map_err(|e| format!("invalid value for `scopes`: {e}"))
-                })
-                .collect::<Result<Scopes, String>>()?,
-            Some(_) => return Err("`scopes` must be a list of strings".into()),
-        };
+        let scopes: Scopes = list(&fields, "scopes")?.into_iter().collect();
         let meta = match fields.get("meta") {
             None | Some(Value::Null) => Metadata::empty(),
             Some(v) => {
                 Metadata::from_json(v).map_err(|e| format!("invalid value for `meta`: {e}"))?
             }
         };
+        let allow_from: Vec<Cidr> = list(&fields, "allow_from")?;
         Ok(Request {
             user: text("user")?,
             label: text("label")?,
             expiry,
             scopes,
             meta,
+            allow_from,
         })
+    }
+}
+
+/// The field `key` of `fields`, a list of strings each parsed as a `T`;
+/// empty when absent or null.
+fn list<T>(fields: &serde_json::Map<String, Value>, key: &str) -> Result<Vec<T>, String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let not_a_list = || format!("`{key}` must be a list of strings");
+    match fields.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(all)) => all
+            .iter()
+            .map(|v| {
+                let text = v.as_str().ok_or_else(not_a_list)?;
+                text.parse::<T>()
+                    .map_err(|e| format!("invalid value for `{key}`: {e}"))
+            })
+            .collect(),
+        Some(_) => Err(not_a_list()),
     }
 }
 
@@ -591,6 +610,7 @@ fn field_error(e: &crate::NewTokenError) -> String {
         NewTokenError::User { .. } => format!("invalid value for `user`: {e}"),
         NewTokenError::Label { .. } => format!("invalid value for `label`: {e}"),
         NewTokenError::TooManyScopes { .. } => format!("invalid value for `scopes`: {e}"),
+        NewTokenError::TooManyNetworks { .. } => format!("invalid value for `allow_from`: {e}"),
         NewTokenError::CapBelowWindow {
             window,
             max_lifetime,

@@ -39,10 +39,15 @@ pub(crate) struct Args {
     pub(crate) admins: Vec<String>,
     /// A reverse proxy in front of the server (an address or a network,
     /// repeatable): its `Forwarded` or `X-Forwarded-For` names the client,
-    /// for the leak reports' rate limit [default: none, the client is the
-    /// connection's peer].
+    /// for the tokens' address rules and the leak reports' rate limit
+    /// [default: none, the client is the connection's peer].
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     pub(crate) trusted_proxies: Vec<pat_core::Cidr>,
+    /// The one forwarding header the trusted proxies write, `forwarded` or
+    /// `x-forwarded-for` [default: `Forwarded` when present, else
+    /// `X-Forwarded-For`].
+    #[arg(long, value_name = "HEADER", requires = "trusted_proxies")]
+    pub(crate) proxy_header: Option<pat_core::ProxyHeader>,
     /// Address to serve the WebDAV share over SFTP on, for logins with a
     /// user name and a token as the password; port 0 picks a free port
     /// [default: no SFTP].
@@ -82,6 +87,16 @@ pub(crate) fn principal(
 }
 
 impl Args {
+    /// The proxies of `--trusted-proxy`, read as `--proxy-header` says:
+    /// where the PAT layer and the public routes find the client.
+    pub(crate) fn trusted(&self) -> pat_core::TrustedProxies {
+        let proxies = pat_core::TrustedProxies::new(self.trusted_proxies.iter().copied());
+        match self.proxy_header {
+            Some(header) => proxies.reading(header),
+            None => proxies,
+        }
+    }
+
     /// GitHub's secret scanning reports revoking tokens of `admin`,
     /// checked with the keys of `--github-keys` (none without it), behind
     /// the trusted proxies.
@@ -95,9 +110,7 @@ impl Args {
             Some(path) => SecretScanning::new(admin, KeyFile::open(path)?),
             None => SecretScanning::new(admin, PublicKeys::default()),
         };
-        Ok(scanning.trusted_proxies(pat_core::TrustedProxies::new(
-            self.trusted_proxies.iter().copied(),
-        )))
+        Ok(scanning.trusted_proxies(self.trusted()))
     }
 
     /// GitLab's Token Revocation API revoking tokens of `admin`, with the
@@ -115,9 +128,7 @@ impl Args {
             .map_err(|e| format!("--gitlab-secret-file `{shown}`: {e}"))?;
         let api = pat_core::gitlab_revocation::TokenRevocation::new(admin, &secret)
             .map_err(|e| format!("--gitlab-secret-file `{shown}`: {e}"))?;
-        Ok(Some(api.trusted_proxies(pat_core::TrustedProxies::new(
-            self.trusted_proxies.iter().copied(),
-        ))))
+        Ok(Some(api.trusted_proxies(self.trusted())))
     }
 
     /// The leak-report route's decisions over `admin`, behind the trusted
@@ -126,9 +137,7 @@ impl Args {
         &self,
         admin: std::sync::Arc<dyn pat_core::Admin + Send + Sync>,
     ) -> pat_core::leaks::LeakReports {
-        pat_core::leaks::LeakReports::new(admin).trusted_proxies(pat_core::TrustedProxies::new(
-            self.trusted_proxies.iter().copied(),
-        ))
+        pat_core::leaks::LeakReports::new(admin).trusted_proxies(self.trusted())
     }
 
     /// The PostgreSQL connection string, when `--db` is one.
