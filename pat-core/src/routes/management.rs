@@ -548,7 +548,7 @@ impl Request {
             "an expiry is required: `expire` for a hard limit, e.g. \"24h\", or `auto` for a \
              sliding window, e.g. \"10m\"",
         )?;
-        let scopes: Scopes = list(&fields, "scopes")?.into_iter().collect();
+        let scopes: Scopes = list::<TokenScope>(&fields, "scopes")?.into_iter().collect();
         let meta = match fields.get("meta") {
             None | Some(Value::Null) => Metadata::empty(),
             Some(v) => {
