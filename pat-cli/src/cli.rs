@@ -378,6 +378,12 @@ pub(crate) struct CreateArgs {
     #[arg(long = "allow-from", value_name = "CIDR", value_delimiter = ',', value_parser = cidr)]
     pub(crate) allow_from: Vec<pat_core::Cidr>,
 
+    /// At most this many uses per second, minute or hour (10/s, 100/m,
+    /// 1000/h): a burst of that many, given back evenly; a use over it is
+    /// refused with 429 and Retry-After. Counted by each server process.
+    #[arg(long, value_name = "N/UNIT", value_parser = rate)]
+    pub(crate) rate: Option<pat_core::RateLimit>,
+
     /// Print only the token (for scripts).
     #[arg(short, long, conflicts_with = "json")]
     pub(crate) quiet: bool,
@@ -507,6 +513,10 @@ fn label(s: &str) -> std::result::Result<String, pat_core::NewTokenError> {
 
 fn duration(s: &str) -> std::result::Result<Duration, pat_core::ParseDurationError> {
     pat_core::parse_duration(s)
+}
+
+fn rate(s: &str) -> std::result::Result<pat_core::RateLimit, pat_core::ParseRateError> {
+    s.parse()
 }
 
 fn cidr(s: &str) -> std::result::Result<pat_core::Cidr, pat_core::ParseCidrError> {

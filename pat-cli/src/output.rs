@@ -49,6 +49,7 @@ fn base_json(info: &TokenInfo) -> Value {
         "disabled_by": info.disabled_by.map(|t| t.to_string()),
         "meta": info.meta.to_json(),
         "allow_from": info.allow_from.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        "rate": info.rate.map(|r| r.to_string()),
     })
 }
 
@@ -163,6 +164,9 @@ pub(crate) fn show_human(info: &TokenInfo, now: Timestamp) -> String {
     }
     if !info.allow_from.is_empty() {
         let _ = writeln!(rotated, "from:       {}", networks(&info.allow_from));
+    }
+    if let Some(rate) = info.rate {
+        let _ = writeln!(rotated, "rate:       at most {rate}");
     }
     format!(
         "id:         {}\nuser:       {}\nlabel:      {}\nstatus:     {status}\n\
@@ -370,6 +374,9 @@ fn list_row(t: &TokenInfo, now: Timestamp, policy: &Policy) -> [String; 8] {
     }
     if !t.allow_from.is_empty() {
         let _ = write!(model, ", from {}", networks(&t.allow_from));
+    }
+    if let Some(rate) = t.rate {
+        let _ = write!(model, ", at most {rate}");
     }
     let mut expires = t.expiry.expires_at().to_string();
     if t.is_expired(now) {

@@ -45,12 +45,13 @@ pub(crate) fn create(db: &Path, args: CreateArgs) -> Result {
     };
     let meta = pat_core::Metadata::new(args.meta.into_iter().map(|e| (e.key, e.value)))
         .unwrap_or_else(|e| usage_error(ErrorKind::ValueValidation, format!("--meta: {e}")));
-    let new = NewToken::new(user, expiry)
+    let mut new = NewToken::new(user, expiry)
         .label(args.label)
         .created_by(os_user())
         .scopes(args.scopes.into_iter().collect::<Scopes>())
         .meta(meta)
         .allow_from(args.allow_from);
+    new.rate = args.rate;
     let now = Timestamp::now();
     // The rules are the store's (the same for every backend); checked here
     // first so that a bad request is a usage error naming its flag, before

@@ -1614,6 +1614,47 @@ fn disable_and_enable_on_the_file_refuse_and_give_back() {
 }
 
 #[test]
+fn rate_is_kept_shown_and_checked() {
+    let env = Env::new();
+    let token = env.token(&["-u", "alice", "-e", "1h", "--rate", "100/m"]);
+    let id = env.json(&["token", "list", "--json"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(env.json(&["token", "show", &id, "--json"])["rate"], "100/m");
+    assert!(
+        env.ok(&["token", "show", &id])
+            .contains("rate:       at most 100/m\n")
+    );
+    assert!(env.ok(&["token", "list"]).contains(", at most 100/m"));
+    let identity = env.store().authenticate(&token, Timestamp::now()).unwrap();
+    assert_eq!(
+        identity.rate().map(|r| r.to_string()).as_deref(),
+        Some("100/m")
+    );
+    for (arg, says) in [
+        ("100", "no `/`"),
+        ("100/d", "not s, m or h"),
+        ("0/s", "refuse every use"),
+        ("x/s", "not a number"),
+        ("2000000/s", "at most"),
+    ] {
+        fails(
+            env.run(&["token", "-u", "bob", "-e", "1h", "--rate", arg]),
+            2,
+            &["--rate", says],
+        );
+    }
+    assert_eq!(
+        env.json(&["token", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
 fn allow_from_is_kept_shown_and_checked() {
     let env = Env::new();
     let token = env.token(&[

@@ -154,7 +154,7 @@ pub use gate::extractors::MissingIdentity;
 pub use gate::login::{DEFAULT_LOGIN_FAILURES, DEFAULT_LOGIN_WINDOW, LoginRefused, Logins};
 pub use gate::scopes::{InsufficientScope, ScopeGuard, ScopeGuardError};
 pub use gate::{
-    Checking, DEFAULT_REALM, Gate, Mode, Outcome, RejectReason, Rejection, TokenProblem,
+    Checking, DEFAULT_REALM, Gate, Mode, Outcome, RejectReason, Rejection, Throttled, TokenProblem,
 };
 pub use model::audit::{AuditAction, AuditEntry, DEFAULT_ACTOR, DEFAULT_AUDIT_RETENTION};
 pub use model::expiry::{Expiry, ExpiryPolicy};
@@ -170,6 +170,7 @@ pub use model::policy::{OnReuse, Policy, PolicyViolation};
 pub use model::prefix::{
     MAX_PREFIX_LEN, MAX_PREFIXES, MIN_PREFIX_LEN, ParsePrefixError, Prefix, PrefixError, Prefixes,
 };
+pub use model::rate::{MAX_RATE_USES, ParseRateError, Per, RateLimit};
 pub use model::record::{
     CreatedToken, DEFAULT_LABEL, Identity, MAX_NAME_LEN, MAX_NETWORKS, MAX_SCOPES, NewToken,
     Rotation, TokenInfo,

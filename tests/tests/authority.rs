@@ -741,6 +741,91 @@ fn the_address_rule_reads_forwarding_headers_from_trusted_proxies_only() {
     assert_eq!(seen[0], seen[1], "the servers answered differently");
 }
 
+// Issue 26: a token's rate limit. Past its burst the next use is 429 with
+// Retry-After and the IETF RateLimit-Policy / RateLimit fields, on both
+// servers alike, for Bearer and Basic; a token made with it may not have a
+// higher one.
+#[test]
+fn a_rate_limited_token_is_429_past_its_burst_on_both_servers() {
+    let mut seen = Vec::new();
+    for kind in [ServerKind::Axum, ServerKind::Actix] {
+        let work = Workdir::new();
+        let limited = work.token(&["-u", "alice", "-e", "1h", "--rate", "3/m"]);
+        let open = work.token(&["-u", "alice", "-e", "1h"]);
+        let server = work.start(kind);
+        let whoami = |auth: &str| {
+            let r = client()
+                .get(server.url("/whoami"))
+                .header("authorization", auth)
+                .send()
+                .expect("the request");
+            let field = |name: &str| {
+                r.headers()
+                    .get(name)
+                    .map(|v| v.to_str().unwrap().to_owned())
+            };
+            let fields = (
+                field("retry-after"),
+                field("ratelimit-policy"),
+                field("ratelimit"),
+                field("www-authenticate"),
+            );
+            (r.status().as_u16(), fields)
+        };
+        let mut said = Vec::new();
+        for auth in [bearer(&limited), basic("alice", &limited), bearer(&limited)] {
+            let (status, _) = whoami(&auth);
+            assert_eq!(status, 200, "{kind:?}");
+        }
+        for auth in [bearer(&limited), basic("alice", &limited)] {
+            let (status, (retry, policy, now, challenge)) = whoami(&auth);
+            assert_eq!(status, 429, "{kind:?}");
+            let retry: u32 = retry.expect("Retry-After").parse().unwrap();
+            assert!((1..=20).contains(&retry), "{kind:?}: {retry}");
+            assert_eq!(policy.as_deref(), Some("\"token\";q=3;w=60"), "{kind:?}");
+            assert_eq!(
+                now.as_deref(),
+                Some(format!("\"token\";r=0;t={retry}").as_str()),
+                "{kind:?}"
+            );
+            assert_eq!(challenge, None, "{kind:?}: the credentials are fine");
+            said.push(status);
+        }
+        for _ in 0..10 {
+            assert_eq!(
+                whoami(&bearer(&open)).0,
+                200,
+                "{kind:?}: no limit, no count"
+            );
+        }
+        // What a request of it shows, and the management API's rule.
+        let (status, me) = api(&server, "GET", "/tokens/self", &open, None);
+        assert_eq!((status, &me["rate"]), (200, &Value::Null));
+        let child = |rate: &str| {
+            let body = format!(r#"{{"label": "child", "expire": "5m", "rate": "{rate}"}}"#);
+            api(
+                &server,
+                "POST",
+                "/api/tokens",
+                &limited_after_wait(&work),
+                Some(&body),
+            )
+        };
+        let (status, body) = child("4/m");
+        assert_eq!(status, 403, "{kind:?}: {body}");
+        assert!(text(&body, "error_description").contains("3/m"), "{body}");
+        let (status, body) = child("1/m");
+        assert_eq!((status, text(&body, "rate")), (201, "1/m"), "{kind:?}");
+        seen.push(said);
+    }
+    assert_eq!(seen[0], seen[1], "the servers answered differently");
+}
+
+/// A fresh token limited to 3/m (the test's own one is used up).
+fn limited_after_wait(work: &Workdir) -> String {
+    work.token(&["-u", "alice", "-e", "1h", "--rate", "3/m"])
+}
+
 const NODE: &str = "0b8d4c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a";
 const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
 

@@ -337,6 +337,24 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
         assert_eq!(said.status, 400, "{networks}");
         assert!(description(&said).contains("`allow_from`"), "{}", said.body);
     }
+    // A rate limit (issue 26): kept and shown; a bad one is a 400 naming
+    // the field.
+    let limited = api.create(
+        &alice,
+        json!({"label": "limited", "expire": "10m", "rate": "5/s"}),
+    );
+    assert_eq!(limited.status, 201, "{}", limited.body);
+    assert_eq!(limited.body["rate"], "5/s");
+    for rate in [json!("5"), json!(5), json!("0/s"), json!("5/d")] {
+        let said = api.create(&alice, json!({"label": "x", "expire": "10m", "rate": rate}));
+        assert_eq!(said.status, 400, "{rate}");
+        assert!(description(&said).contains("`rate`"), "{}", said.body);
+    }
+    assert_eq!(
+        api.revoke(&alice, limited.body["id"].as_str().unwrap())
+            .status,
+        200
+    );
     for made in [&here, &elsewhere] {
         assert_eq!(
             api.revoke(&alice, made.body["id"].as_str().unwrap()).status,

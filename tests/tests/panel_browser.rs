@@ -365,6 +365,11 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
         .send_keys("127.0.0.0/8\n::1")
         .await
         .unwrap();
+    field("#create input[name=rate]")
+        .await
+        .send_keys("100/m")
+        .await
+        .unwrap();
     field("#create-submit").await.click().await.unwrap();
     until("the second secret", || displayed(&c, "#secret")).await;
     let two = field("#secret-value")
@@ -392,6 +397,12 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
             .await
             .contains("from 127.0.0.0/8, ::1/128"),
         "the table shows its networks"
+    );
+    assert!(
+        row_text(&c, "two permissions")
+            .await
+            .contains("at most 100/m"),
+        "the table shows its rate limit"
     );
     let base = server.base().to_owned();
     assert_eq!(
@@ -469,6 +480,7 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
         "scopes",
         "meta",
         "allow_from",
+        "rate",
         "create-submit",
     ];
     let mut at = 0;

@@ -125,6 +125,13 @@ fn behind(kind: ServerKind) {
         .expect("dave's token");
     assert_eq!(identity.meta().get("team"), Some("payments"));
 
+    // A rate limit travels with it, and the service's gate counts it:
+    // past the burst, 429 behind the verifier too (cached answers count).
+    let limited = work.token(&["-u", "frank", "-e", "1h", "--rate", "2/h"]);
+    assert_eq!(get(&service, &bearer(&limited)).0, 200);
+    assert_eq!(get(&service, &bearer(&limited)).0, 200);
+    assert_eq!(get(&service, &bearer(&limited)).0, 429);
+
     // Named permissions arrive resolved: the verifier holds no catalog.
     for (scope, holds, lacks) in [
         (

@@ -132,8 +132,9 @@ fn min_opt(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
 /// the limit the child inherits ([`TokenInfo::not_after`]), the parent's
 /// suspension, if any ([`TokenInfo::disabled_by`]), its address rule when
 /// the child gives none (one given must lie within it,
-/// [`TokenInfo::allow_from`]), and its metadata, to which the child may add
-/// keys but not change one ([`TokenInfo::meta`]).
+/// [`TokenInfo::allow_from`]), its rate limit when the child gives none (one
+/// given must allow no more, [`TokenInfo::rate`]), and its metadata, to
+/// which the child may add keys but not change one ([`TokenInfo::meta`]).
 pub fn adopt(
     parent: &TokenInfo,
     child: &mut TokenInfo,
@@ -168,6 +169,18 @@ pub fn adopt(
                 "network {wider} reaches further than the token it is made with may be used from ({})",
                 allowed.join(", ")
             )));
+        }
+    }
+    // No higher a rate: none given is the parent's.
+    if let Some(limit) = parent.rate {
+        match child.rate {
+            None => child.rate = Some(limit),
+            Some(asked) if !asked.within(limit) => {
+                return Err(AuthorityViolation::Wider(format!(
+                    "rate {asked} allows more uses than the token it is made with may have ({limit})"
+                )));
+            }
+            Some(_) => {}
         }
     }
     // The parent's metadata, which the child may add to but not change.

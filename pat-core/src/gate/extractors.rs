@@ -115,6 +115,12 @@ mod http_response {
                 res.headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from(secs));
             }
+            for (name, value) in self.rate_limit_fields().into_iter().flatten() {
+                if let Ok(v) = HeaderValue::try_from(value) {
+                    res.headers_mut()
+                        .insert(http::HeaderName::from_static(name), v);
+                }
+            }
             res
         }
     }
@@ -240,6 +246,11 @@ mod actix_extractor {
             }
             if let Some(secs) = self.retry_after() {
                 builder.insert_header((RETRY_AFTER, HeaderValue::from(secs)));
+            }
+            for (name, value) in self.rate_limit_fields().into_iter().flatten() {
+                if let Ok(v) = HeaderValue::try_from(value) {
+                    builder.insert_header((name, v));
+                }
             }
             builder
         }

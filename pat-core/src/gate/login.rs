@@ -71,6 +71,9 @@ pub enum LoginRefused {
     /// The backend could not answer: the token may be fine, the client may
     /// retry (not counted as a failure).
     Unavailable,
+    /// The token is fine but its rate limit has no use left (a login is a
+    /// use); not counted as a failure.
+    RateLimited(super::Throttled),
 }
 
 impl fmt::Display for LoginRefused {
@@ -82,6 +85,11 @@ impl fmt::Display for LoginRefused {
                 "too many failed logins from this address; retry in {retry_after} s"
             ),
             LoginRefused::Unavailable => f.write_str("the token store is unavailable"),
+            LoginRefused::RateLimited(t) => write!(
+                f,
+                "the token's rate limit ({}) is used up; retry in {} s",
+                t.limit, t.retry_after
+            ),
         }
     }
 }
@@ -222,6 +230,7 @@ fn refusal(outcome: Outcome) -> Result<Identity, LoginRefused> {
         Outcome::Authenticated(identity) => return Ok(identity),
         Outcome::Rejected(r) => match r.reason() {
             RejectReason::StoreUnavailable => LoginRefused::Unavailable,
+            RejectReason::RateLimited(t) => LoginRefused::RateLimited(t),
             RejectReason::InvalidToken(problem) => LoginRefused::Invalid(problem),
             // Not reached for a password (no header to be broken):
             // refused all the same.
@@ -245,6 +254,40 @@ mod tests {
 
     fn run<F: std::future::Future>(f: F) -> F::Output {
         crate::backend::block_on::block_on(f)
+    }
+
+    #[test]
+    fn a_login_is_a_use_of_a_rate_limited_token_and_a_refusal_no_failure() {
+        let store = Arc::new(MemoryStore::new());
+        let mut limited = NewToken::new("alice", ExpiryPolicy::hard(Duration::from_secs(3600)));
+        limited.rate = Some("2/h".parse().unwrap());
+        let t = store.create(&limited, at(0)).unwrap();
+        let logins = Logins::new(store.clone()).failures_per_address(1, Duration::from_secs(60));
+        let peer = Some("192.0.2.1".parse().unwrap());
+        let check = |now| run(logins.check_at("alice", t.secret.expose_secret(), peer, now));
+        check(at(1)).expect("the first login");
+        check(at(1)).expect("the second");
+        for _ in 0..3 {
+            let Err(LoginRefused::RateLimited(throttled)) = check(at(1)) else {
+                panic!("a third login in the hour")
+            };
+            assert_eq!(throttled.limit.to_string(), "2/h");
+            assert!(
+                LoginRefused::RateLimited(throttled)
+                    .to_string()
+                    .contains("rate limit (2/h)")
+            );
+        }
+        // Not counted as failed logins: the address may still log in with
+        // another token.
+        let other = store
+            .create(
+                &NewToken::new("alice", ExpiryPolicy::hard(Duration::from_secs(3600))),
+                at(0),
+            )
+            .unwrap();
+        run(logins.check_at("alice", other.secret.expose_secret(), peer, at(1)))
+            .expect("the address is not blocked");
     }
 
     #[test]

@@ -7,11 +7,12 @@ pub(crate) mod credentials;
 pub(crate) mod extractors;
 pub(crate) mod limiter;
 pub(crate) mod login;
+pub(crate) mod rate;
 mod rejection;
 pub(crate) mod scopes;
 
 use self::rejection::GateConfig;
-pub use self::rejection::{RejectReason, Rejection, TokenProblem};
+pub use self::rejection::{RejectReason, Rejection, Throttled, TokenProblem};
 
 use std::fmt;
 use std::future::Future;
@@ -372,6 +373,14 @@ fn judge(
 ) -> Outcome {
     match result {
         Ok(identity) => {
+            // The rate limit, after everything the backend checked (the
+            // address, the suspension, the expiry), so that a use refused
+            // there counts nothing here.
+            if let Some(limit) = identity.rate()
+                && let Err(throttled) = config.rates.check(identity.token_id(), limit)
+            {
+                return reject(config, RejectReason::RateLimited(throttled));
+            }
             tracing::debug!(user = %identity.user(), token_id = %identity.token_id(), "token accepted");
             // What was presented, so that acting on the token can require
             // it to be the current secret; and from where, so that a

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::Mode;
 use crate::gate::credentials::CredentialsError;
+pub use crate::gate::rate::Throttled;
 
 /// Why a request is rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +22,10 @@ pub enum RejectReason {
     /// The backend could not answer: 503 with `Retry-After`, no challenge.
     /// The token may be fine; the client should retry.
     StoreUnavailable,
+    /// The token is valid but its [rate limit](crate::TokenInfo::rate) has
+    /// no use left: 429 with `Retry-After`, `RateLimit-Policy` and
+    /// `RateLimit`, no challenge.
+    RateLimited(Throttled),
 }
 
 impl RejectReason {
@@ -29,7 +34,9 @@ impl RejectReason {
         match self {
             RejectReason::InvalidToken(_) => Some("invalid_token"),
             RejectReason::InvalidRequest(_) => Some("invalid_request"),
-            RejectReason::MissingCredentials | RejectReason::StoreUnavailable => None,
+            RejectReason::MissingCredentials
+            | RejectReason::StoreUnavailable
+            | RejectReason::RateLimited(_) => None,
         }
     }
 
@@ -47,6 +54,7 @@ impl RejectReason {
                 CredentialsError::Repeated => "more than one Authorization header",
             }),
             RejectReason::StoreUnavailable => Some("the token store is unavailable"),
+            RejectReason::RateLimited(_) => Some("the token's rate limit is used up for now"),
             RejectReason::MissingCredentials => None,
         }
     }
@@ -110,20 +118,35 @@ impl Rejection {
         self.reason
     }
 
-    /// The HTTP status: 401, 400 or 503.
+    /// The HTTP status: 401, 400, 429 or 503.
     pub fn status(&self) -> u16 {
         match self.reason {
             RejectReason::MissingCredentials | RejectReason::InvalidToken(_) => 401,
             RejectReason::InvalidRequest(_) => 400,
+            RejectReason::RateLimited(_) => 429,
             RejectReason::StoreUnavailable => 503,
         }
     }
 
     /// Seconds for a `Retry-After` header: set when the backend was
-    /// unavailable (see [`Gate::retry_after`](crate::Gate::retry_after)).
+    /// unavailable (see [`Gate::retry_after`](crate::Gate::retry_after)),
+    /// and when the token's rate limit has no use left (until it has one).
     pub fn retry_after(&self) -> Option<u32> {
         match self.reason {
             RejectReason::StoreUnavailable => Some(self.gate.retry_after),
+            RejectReason::RateLimited(t) => Some(t.retry_after),
+            _ => None,
+        }
+    }
+
+    /// The `RateLimit-Policy` and `RateLimit` header values of a rate-limit
+    /// refusal (see [`Throttled`]); `None` for other rejections.
+    pub fn rate_limit_fields(&self) -> Option<[(&'static str, String); 2]> {
+        match self.reason {
+            RejectReason::RateLimited(t) => Some([
+                ("ratelimit-policy", t.policy_field()),
+                ("ratelimit", t.limit_field()),
+            ]),
             _ => None,
         }
     }
@@ -154,6 +177,7 @@ impl Rejection {
     pub fn json_body(&self) -> String {
         let code = self.error_code().unwrap_or(match self.reason {
             RejectReason::StoreUnavailable => "temporarily_unavailable",
+            RejectReason::RateLimited(_) => "rate_limited",
             _ => "unauthorized",
         });
         match self.description() {
@@ -171,6 +195,8 @@ pub(super) struct GateConfig {
     pub(super) retry_after: u32,
     /// The proxies whose forwarding headers name the client.
     pub(super) proxies: crate::TrustedProxies,
+    /// The counts of the rate-limited tokens, shared by the gate's clones.
+    pub(super) rates: Arc<crate::gate::rate::Rates>,
     /// The two challenges of each rejection that has them, by
     /// [`challenge_index`].
     pub(super) challenges: Vec<[String; 2]>,
@@ -228,6 +254,7 @@ impl GateConfig {
             reject_preflight: false,
             retry_after: 1,
             proxies: crate::TrustedProxies::none(),
+            rates: Arc::default(),
             challenges: Vec::new(),
         };
         config.build_challenges();

@@ -456,3 +456,88 @@ fn two_headers_of_other_schemes_are_not_ours() {
     let mixed = ["Digest username=\"x\"", bearer.as_str()];
     assert_eq!(rejected(check(&optional, &mixed)).status(), 400);
 }
+
+#[test]
+fn a_rate_limited_token_is_429_past_its_burst_and_a_refusal_before_counts_nothing() {
+    let store = Arc::new(MemoryStore::new());
+    let gate = Gate::new(store.clone());
+    let mut limited = NewToken::new("alice", ExpiryPolicy::hard(Duration::from_secs(3600)))
+        .allow_from(["10.0.0.0/8".parse().unwrap()]);
+    limited.rate = Some("2/h".parse().unwrap());
+    let limited = store.create(&limited, at(1000)).unwrap();
+    let open = store
+        .create(
+            &NewToken::new("alice", ExpiryPolicy::hard(Duration::from_secs(3600))),
+            at(1000),
+        )
+        .unwrap();
+    let use_from = |secret: &TokenSecret, client: &str| {
+        let h = format!("Bearer {}", secret.expose_secret());
+        block_on(gate.check_from_at(
+            [h.as_bytes()],
+            false,
+            Some(client.parse().unwrap()),
+            at(1001),
+        ))
+    };
+    // Refused by the address rule, many times: no use counted.
+    for _ in 0..5 {
+        let r = rejected(use_from(&limited.secret, "192.0.2.1"));
+        assert_eq!(
+            r.reason(),
+            RejectReason::InvalidToken(TokenProblem::AddressNotAllowed)
+        );
+    }
+    for _ in 0..2 {
+        assert!(matches!(
+            use_from(&limited.secret, "10.0.0.1"),
+            Outcome::Authenticated(_)
+        ));
+    }
+    let r = rejected(use_from(&limited.secret, "10.0.0.1"));
+    assert_eq!(r.status(), 429);
+    let RejectReason::RateLimited(t) = r.reason() else {
+        panic!("{r:?}")
+    };
+    assert_eq!(t.limit.to_string(), "2/h");
+    // One use comes back every half hour.
+    assert!((1790..=1800).contains(&r.retry_after().unwrap()), "{r:?}");
+    assert!(r.challenges().is_empty(), "not a credentials problem");
+    let [policy, now] = r.rate_limit_fields().expect("the fields");
+    assert_eq!(
+        policy,
+        ("ratelimit-policy", "\"token\";q=2;w=3600".to_owned())
+    );
+    assert_eq!(now.0, "ratelimit");
+    assert!(now.1.starts_with("\"token\";r=0;t=1"), "{now:?}");
+    assert_eq!(
+        r.json_body(),
+        r#"{"error":"rate_limited","error_description":"the token's rate limit is used up for now"}"#
+    );
+    // A clone of the gate (another worker) shares the count; a token
+    // without a limit is never counted.
+    let clone = gate.clone();
+    let h = format!("Bearer {}", limited.secret.expose_secret());
+    let r = rejected(block_on(clone.check_from_at(
+        [h.as_bytes()],
+        false,
+        Some("10.0.0.1".parse().unwrap()),
+        at(1001),
+    )));
+    assert_eq!(r.status(), 429);
+    for _ in 0..100 {
+        assert!(matches!(
+            use_from(&open.secret, "192.0.2.1"),
+            Outcome::Authenticated(_)
+        ));
+    }
+    // With the http feature, the response carries the fields.
+    #[cfg(feature = "http")]
+    {
+        let res = r.to_response(());
+        assert_eq!(res.status(), 429);
+        assert_eq!(res.headers()["ratelimit-policy"], "\"token\";q=2;w=3600");
+        assert!(res.headers().contains_key("ratelimit"));
+        assert!(res.headers().contains_key("retry-after"));
+    }
+}

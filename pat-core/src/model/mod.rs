@@ -8,6 +8,7 @@ pub(crate) mod network;
 pub(crate) mod permission;
 pub(crate) mod policy;
 pub(crate) mod prefix;
+pub(crate) mod rate;
 pub(crate) mod record;
 pub mod scanning;
 pub(crate) mod scope;

@@ -125,5 +125,6 @@ pub fn token_json(info: &TokenInfo) -> Value {
         "disabled_by": info.disabled_by.map(|t| t.to_string()),
         "meta": info.meta.to_json(),
         "allow_from": info.allow_from.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "rate": info.rate.map(|r| r.to_string()),
     })
 }

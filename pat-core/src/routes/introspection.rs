@@ -8,10 +8,11 @@
 //! `token=…` (`token_type_hint` is accepted and ignored) gets:
 //!
 //! - for an active token, `{"active": true, "username", "sub", "token_type":
-//!   "pat", "exp", "iat", "jti", "scope", "pat_meta"}` (`jti` is the token
-//!   id, `scope` its scopes space-separated, absent for an unrestricted
-//!   token; `pat_meta` its metadata, an object of strings, absent when it
-//!   has none);
+//!   "pat", "exp", "iat", "jti", "scope", "pat_meta", "pat_rate"}` (`jti`
+//!   is the token id, `scope` its scopes space-separated, absent for an
+//!   unrestricted token; `pat_meta` its metadata, an object of strings,
+//!   absent when it has none; `pat_rate` its rate limit, `"100/m"`, absent
+//!   when it has none, which a remote verifier's gate applies);
 //! - for anything else (unknown, expired, revoked, malformed, missing):
 //!   exactly `{"active": false}`;
 //! - for a caller the integrator does not allow: 403. The default allows
@@ -260,6 +261,10 @@ impl Introspection {
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
             );
+        }
+        if let Some(rate) = info.rate {
+            // Its rate limit, which a remote verifier's gate counts.
+            body["pat_rate"] = json!(rate.to_string());
         }
         if !info.meta.is_empty() {
             // The token's metadata, so that a remote verifier's identities

@@ -20,7 +20,8 @@
 //! `node:UUID:PERM` and named permissions), `meta` (an object of strings,
 //! see [`Metadata`]), `allow_from` (a list of networks in CIDR notation the
 //! token may be used from, see [`TokenInfo::allow_from`](crate::TokenInfo::allow_from)),
-//! and `user` (an admin creating for someone else).
+//! `rate` (a rate limit, `"100/m"`, see [`TokenInfo::rate`](crate::TokenInfo::rate)), and `user`
+//! (an admin creating for someone else).
 //! Anything else is refused, naming the field.
 //!
 //! # Who is calling
@@ -84,6 +85,7 @@ use crate::error::StoreError;
 use crate::model::expiry::ExpiryPolicy;
 use crate::model::metadata::Metadata;
 use crate::model::network::Cidr;
+use crate::model::rate::RateLimit;
 use crate::model::record::{Identity, NewToken, TokenInfo};
 use crate::model::scope::{Scopes, TokenScope};
 use crate::model::time::{Timestamp, parse_duration};
@@ -364,6 +366,7 @@ impl Management {
             .scopes(request.scopes)
             .meta(request.meta)
             .allow_from(request.allow_from);
+        new.rate = request.rate;
         if let Some(caller) = &p.token {
             // The store checks the rule against the parent's record, and
             // that the secret presented is still its current one.
@@ -503,9 +506,10 @@ struct Request {
     scopes: Scopes,
     meta: Metadata,
     allow_from: Vec<Cidr>,
+    rate: Option<RateLimit>,
 }
 
-const FIELDS: [&str; 8] = [
+const FIELDS: [&str; 9] = [
     "user",
     "label",
     "expire",
@@ -514,6 +518,7 @@ const FIELDS: [&str; 8] = [
     "scopes",
     "meta",
     "allow_from",
+    "rate",
 ];
 
 impl Request {
@@ -523,7 +528,7 @@ impl Request {
         };
         if let Some(unknown) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
             return Err(format!(
-                "unknown field `{}`: expected user, label, expire, auto, max_lifetime, scopes, meta or allow_from",
+                "unknown field `{}`: expected user, label, expire, auto, max_lifetime, scopes, meta, allow_from or rate",
                 unknown
             ));
         }
@@ -556,6 +561,12 @@ impl Request {
             }
         };
         let allow_from: Vec<Cidr> = list(&fields, "allow_from")?;
+        let rate = text("rate")?
+            .map(|r| {
+                r.parse::<RateLimit>()
+                    .map_err(|e| format!("invalid value for `rate`: {e}"))
+            })
+            .transpose()?;
         Ok(Request {
             user: text("user")?,
             label: text("label")?,
@@ -563,6 +574,7 @@ impl Request {
             scopes,
             meta,
             allow_from,
+            rate,
         })
     }
 }

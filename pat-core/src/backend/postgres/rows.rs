@@ -15,10 +15,11 @@ use crate::model::token::{TokenDigest, TokenId};
 
 pub(super) const COLUMNS: &str = "id, username, label, created_at, created_by, sliding, expires_at, \
                        window_secs, max_lifetime_secs, last_used_at, scopes, rotated_at, \
-                       parent_id, lifetime_from, not_after, previous_until, disabled_by, meta, allow_from";
+                       parent_id, lifetime_from, not_after, previous_until, disabled_by, meta, allow_from, \
+                       rate";
 
 /// Where statements put the digest after [`COLUMNS`] (`SELECT {COLUMNS}, digest`).
-pub(super) const DIGEST: usize = 19;
+pub(super) const DIGEST: usize = 20;
 
 pub(super) fn secs(t: Timestamp) -> i64 {
     t.as_unix_secs() as i64
@@ -48,6 +49,11 @@ pub(super) fn meta_column(info: &TokenInfo) -> Option<String> {
 /// A record's address rule as its column holds it: NULL for none.
 pub(super) fn allow_from_column(info: &TokenInfo) -> Option<Vec<String>> {
     (!info.allow_from.is_empty()).then(|| info.allow_from.iter().map(ToString::to_string).collect())
+}
+
+/// A record's rate limit as its column holds it (`100/m`): NULL for none.
+pub(super) fn rate_column(info: &TokenInfo) -> Option<String> {
+    info.rate.map(|r| r.to_string())
 }
 
 /// A row (in [`COLUMNS`] order) as a record.
@@ -110,6 +116,12 @@ pub(super) fn record(row: &Row) -> Result<TokenInfo, PgError> {
             .map(|n| n.parse::<Cidr>())
             .collect::<Result<_, _>>()
             .map_err(|e| PgError::Data(format!("stored address rule: {e}")))?;
+    }
+    if let Some(rate) = row.get::<_, Option<String>>(19) {
+        info.rate = Some(
+            rate.parse()
+                .map_err(|e| PgError::Data(format!("stored rate limit: {e}")))?,
+        );
     }
     Ok(info)
 }

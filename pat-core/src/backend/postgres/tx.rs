@@ -12,7 +12,7 @@
 
 use tokio_postgres::{Client, Row, Transaction};
 
-use super::rows::{allow_from_column, meta_column};
+use super::rows::{allow_from_column, meta_column, rate_column};
 use super::{COLUMNS, DIGEST, PgError, Shared, TxFuture, digest_of, family, notify, record, secs};
 use crate::backend::cache::Cache;
 use crate::backend::engine::{Lock, Tx};
@@ -233,9 +233,9 @@ impl Tx for PgTx<'_> {
             .execute(
                 "INSERT INTO pat_tokens (digest, id, username, label, created_at, created_by,
                      sliding, expires_at, window_secs, max_lifetime_secs, last_used_at, scopes,
-                     parent_id, lifetime_from, not_after, disabled_by, meta, allow_from)
+                     parent_id, lifetime_from, not_after, disabled_by, meta, allow_from, rate)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13, $14, $15, $16,
-                     $17)
+                     $17, $18)
                  ON CONFLICT DO NOTHING",
                 &[
                     &key,
@@ -255,6 +255,7 @@ impl Tx for PgTx<'_> {
                     &info.disabled_by.map(id_param),
                     &meta_column(info),
                     &allow_from_column(info),
+                    &rate_column(info),
                 ],
             )
             .await

@@ -29,6 +29,7 @@
 //! 2  meta          u8 count, then per entry str key, str value
 //! 3  allow_from    u8 count, then per network u8 family (4 or 6), the
 //!                  address (4 or 16 bytes), u8 prefix length
+//! 4  rate          u32 uses, u8 per (1 second, 2 minute, 3 hour)
 //! ```
 //! Each record is written in the oldest version that holds it.
 //! Decoding checks every length and value and never panics: a damaged record
@@ -41,6 +42,7 @@ use crate::model::expiry::Expiry;
 use crate::model::metadata::Metadata;
 use crate::model::network::Cidr;
 use crate::model::permission::{Permission, PermissionDef};
+use crate::model::rate::RateLimit;
 use crate::model::record::TokenInfo;
 use crate::model::scope::{NodeId, Perm, Scope, Scopes};
 use crate::model::time::Timestamp;
@@ -63,13 +65,19 @@ const TAG_DISABLED_BY: u8 = 1;
 const TAG_META: u8 = 2;
 /// Tag of the token's address rule.
 const TAG_ALLOW_FROM: u8 = 3;
+/// Tag of the token's rate limit.
+const TAG_RATE: u8 = 4;
 
 /// The oldest version that holds `info`.
 fn version_of(info: &TokenInfo) -> u8 {
     let lineage =
         info.parent.is_some() || info.not_after.is_some() || info.previous_until.is_some();
     match info.rotated_at {
-        _ if info.disabled_by.is_some() || !info.meta.is_empty() || !info.allow_from.is_empty() => {
+        _ if info.disabled_by.is_some()
+            || !info.meta.is_empty()
+            || !info.allow_from.is_empty()
+            || info.rate.is_some() =>
+        {
             RECORD_V5
         }
         _ if !info.scopes.named().is_empty() => RECORD_V4,
@@ -158,6 +166,17 @@ fn put_tagged(out: &mut Vec<u8>, info: &TokenInfo) {
         put_networks(&mut bytes, &info.allow_from);
         field(TAG_ALLOW_FROM, &bytes);
     }
+    if let Some(rate) = info.rate {
+        let mut bytes = Vec::new();
+        put_rate(&mut bytes, rate);
+        field(TAG_RATE, &bytes);
+    }
+}
+
+/// `u32` uses, then `u8` per (see [`Per::code`](crate::Per)).
+pub(crate) fn put_rate(out: &mut Vec<u8>, rate: RateLimit) {
+    out.extend_from_slice(&rate.uses().to_le_bytes());
+    out.push(rate.per().code());
 }
 
 /// `u8` count, then each network as `u8` family (4 or 6), its address and
@@ -275,6 +294,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
     let mut disabled_by = None;
     let mut meta = Metadata::empty();
     let mut allow_from = Vec::new();
+    let mut rate = None;
     let mut last_tag = 0;
     let fields = if version >= RECORD_V5 {
         r.u8("field count")?
@@ -305,6 +325,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
                     return Err("an empty address rule written".into());
                 }
             }
+            TAG_RATE => rate = Some(field.rate()?),
             _ => return Err(format!("unknown field tag {tag}")),
         }
         field.finish()?;
@@ -323,6 +344,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
     info.disabled_by = disabled_by;
     info.meta = meta;
     info.allow_from = allow_from;
+    info.rate = rate;
     Ok(info)
 }
 
@@ -445,6 +467,15 @@ impl Reader<'_> {
         Timestamp::from_unix_secs(self.u64(what)?).ok_or_else(|| format!("{what} out of range"))
     }
 
+    /// Reads what [`put_rate`] wrote.
+    pub(crate) fn rate(&mut self) -> Result<RateLimit, String> {
+        let uses = self.u32("rate uses")?;
+        let per = self.u8("rate unit")?;
+        let per = crate::model::rate::Per::from_code(per)
+            .ok_or_else(|| format!("unknown rate unit {per}"))?;
+        RateLimit::new(uses, per).ok_or_else(|| format!("a rate of {uses} uses written"))
+    }
+
     /// Reads what [`put_networks`] wrote.
     pub(crate) fn networks(&mut self) -> Result<Vec<Cidr>, String> {
         let n = self.u8("network count")?;
@@ -536,6 +567,7 @@ mod tests {
             (
                 proptest::collection::btree_map("[a-z]{1,6}", ".{0,12}", 0..3),
                 proptest::collection::vec((any::<[u8; 16]>(), 0u8..=128, any::<bool>()), 0..3),
+                proptest::option::of((1u32..=crate::MAX_RATE_USES, 1u8..=3)),
             ),
         )
             .prop_map(
@@ -551,7 +583,7 @@ mod tests {
                     lineage,
                     named,
                     disabled,
-                    (meta, networks),
+                    (meta, networks, rate),
                 )| {
                     let mut info = TokenInfo::new(
                         TokenId::from_u64(id),
@@ -605,6 +637,9 @@ mod tests {
                             Cidr::new(addr, prefix)
                         })
                         .collect();
+                    info.rate = rate.and_then(|(uses, per)| {
+                        RateLimit::new(uses, crate::model::rate::Per::from_code(per)?)
+                    });
                     info
                 },
             )

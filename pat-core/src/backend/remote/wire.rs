@@ -76,6 +76,15 @@ pub(super) fn parse_answer(body: &[u8]) -> Result<(Said, Vec<Prefix>, Vec<Cidr>)
         info.meta = crate::model::metadata::Metadata::from_json(meta)
             .map_err(|e| format!("a `pat_meta` pat does not read ({e})"))?;
     }
+    // A limit that cannot be read is an answer that cannot be trusted.
+    info.rate = match v.get("pat_rate") {
+        None => None,
+        Some(rate) => Some(
+            rate.as_str()
+                .and_then(|r| r.parse().ok())
+                .ok_or("a `pat_rate` pat does not read")?,
+        ),
+    };
     let identity = Identity::new(&info, exp);
     // The store's prefixes (an endpoint of an older build sends none);
     // one that is not a prefix is skipped, not trusted.

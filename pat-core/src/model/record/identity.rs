@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use super::TokenInfo;
 use crate::model::metadata::Metadata;
+use crate::model::rate::RateLimit;
 use crate::model::scope::{NodeId, Perm, Scopes};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
@@ -30,6 +31,7 @@ pub struct Identity {
     presented: Option<TokenDigest>,
     client: Option<IpAddr>,
     meta: Metadata,
+    rate: Option<RateLimit>,
 }
 
 impl Identity {
@@ -62,6 +64,7 @@ impl Identity {
             presented: None,
             client: None,
             meta: record.meta.clone(),
+            rate: record.rate,
         }
     }
 
@@ -141,6 +144,12 @@ impl Identity {
     /// add keys, not change one).
     pub fn meta(&self) -> &Metadata {
         &self.meta
+    }
+
+    /// The token's rate limit, which the gate applies to each use (see
+    /// [`TokenInfo::rate`]).
+    pub fn rate(&self) -> Option<RateLimit> {
+        self.rate
     }
 
     /// The deadline after this use (moved forward for sliding tokens).

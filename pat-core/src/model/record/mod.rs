@@ -15,6 +15,7 @@ use crate::error::{AuthError, NewTokenError};
 use crate::model::expiry::{Expiry, ExpiryPolicy};
 use crate::model::metadata::Metadata;
 use crate::model::network::Cidr;
+use crate::model::rate::RateLimit;
 use crate::model::scope::Scopes;
 use crate::model::time::Timestamp;
 use crate::model::token::TokenId;
@@ -87,6 +88,10 @@ pub struct TokenInfo {
     /// from elsewhere, or whose address is not known, is refused
     /// ([`AuthError::AddressNotAllowed`]).
     pub allow_from: Vec<Cidr>,
+    /// The most uses per second, minute or hour; `None`: no limit. Counted
+    /// by the gate that checks the token, not the store: a use over it is
+    /// refused with 429 (see [`RateLimit`]).
+    pub rate: Option<RateLimit>,
 }
 
 impl TokenInfo {
@@ -117,6 +122,7 @@ impl TokenInfo {
             disabled_by: None,
             meta: Metadata::empty(),
             allow_from: Vec::new(),
+            rate: None,
         }
     }
 

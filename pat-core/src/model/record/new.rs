@@ -6,6 +6,7 @@ use crate::error::NewTokenError;
 use crate::model::expiry::ExpiryPolicy;
 use crate::model::metadata::Metadata;
 use crate::model::network::Cidr;
+use crate::model::rate::RateLimit;
 use crate::model::scope::Scopes;
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId, TokenSecret};
@@ -50,6 +51,9 @@ pub struct NewToken {
     /// The networks the token may be used from (see
     /// [`TokenInfo::allow_from`]); empty (the default) for anywhere.
     pub allow_from: Vec<Cidr>,
+    /// The most uses per second, minute or hour (see
+    /// [`TokenInfo::rate`]); `None` (the default) for no limit.
+    pub rate: Option<RateLimit>,
 }
 
 impl NewToken {
@@ -65,6 +69,7 @@ impl NewToken {
             parent_secret: None,
             meta: Metadata::empty(),
             allow_from: Vec::new(),
+            rate: None,
         }
     }
 
@@ -88,6 +93,12 @@ impl NewToken {
     /// [`MAX_NETWORKS`](crate::MAX_NETWORKS)).
     pub fn allow_from(mut self, networks: impl IntoIterator<Item = Cidr>) -> NewToken {
         self.allow_from = networks.into_iter().collect();
+        self
+    }
+
+    /// Sets the rate limit.
+    pub fn rate(mut self, rate: RateLimit) -> NewToken {
+        self.rate = Some(rate);
         self
     }
 
@@ -153,6 +164,7 @@ impl NewToken {
             disabled_by: None,
             meta: self.meta.clone(),
             allow_from: self.allow_from.clone(),
+            rate: self.rate,
         })
     }
 

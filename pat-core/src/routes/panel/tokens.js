@@ -89,6 +89,7 @@
       const metadata = Object.entries(t.meta || {}).map(([k, v]) => k + "=" + v).join(" ");
       if (metadata) notes.push(metadata);
       if (t.allow_from && t.allow_from.length) notes.push("from " + t.allow_from.join(", "));
+      if (t.rate) notes.push("at most " + t.rate);
       if (t.disabled_by && t.disabled_by !== t.id) {
         const by = list.tokens.find((p) => p.id === t.disabled_by);
         notes.push("disabled with " + (by ? "\u201c" + by.label + "\u201d" : "token " + t.disabled_by));
@@ -221,6 +222,8 @@
     if (Object.keys(meta).length) request.meta = meta;
     const networks = form.elements.allow_from.value.split(/[\s,]+/).filter(Boolean);
     if (networks.length) request.allow_from = networks;
+    const rate = form.elements.rate.value.trim();
+    if (rate) request.rate = rate;
     if (state.principal && state.user !== state.principal.user) request.user = state.user;
     try {
       const created = await call("POST", "", request);

@@ -219,6 +219,10 @@ pub const CASES: &[(&str, Case)] = &[
         "a token with an address rule is used from its networks only",
         super::addresses::used_from_its_networks_only,
     ),
+    (
+        "a token's rate limit is kept, handed to the gate, never raised by a child",
+        super::rates::kept_and_never_raised,
+    ),
 ];
 
 /// Runs every contract case against a fresh backend from `make`, and

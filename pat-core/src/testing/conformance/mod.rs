@@ -22,6 +22,7 @@ mod harness;
 mod metadata;
 mod model;
 mod prefix;
+mod rates;
 mod rotation;
 mod suspension;
 

@@ -19,7 +19,7 @@ use crate::model::prefix::Prefix;
 use crate::model::record::{CreatedToken, NewToken, Rotation, TokenInfo};
 
 use crate::backend::redb::codec::{
-    self, Reader, put_meta, put_named, put_networks, put_opt_u64, put_scopes, put_str,
+    self, Reader, put_meta, put_named, put_networks, put_opt_u64, put_rate, put_scopes, put_str,
 };
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId, TokenSecret};
@@ -207,9 +207,16 @@ impl Request {
                 put_opt_u64(&mut out, new.parent.map(TokenId::as_u64));
                 put_opt_digest(&mut out, new.parent_secret.as_ref());
                 put_u64(&mut out, now.as_unix_secs());
-                // Protocol 4: the metadata and the address rule.
+                // Protocol 4: the metadata, the address rule, the rate.
                 put_meta(&mut out, &new.meta);
                 put_networks(&mut out, &new.allow_from);
+                match new.rate {
+                    None => out.push(0),
+                    Some(rate) => {
+                        out.push(1);
+                        put_rate(&mut out, rate);
+                    }
+                }
             }
             Request::List {
                 user,
@@ -336,6 +343,11 @@ impl Request {
                 let now = r.timestamp("now")?;
                 new.meta = r.meta()?;
                 new.allow_from = r.networks()?;
+                new.rate = match r.u8("rate flag")? {
+                    0 => None,
+                    1 => Some(r.rate()?),
+                    f => return Err(format!("bad rate flag {f}")),
+                };
                 Request::Create { new, now }
             }
             2 => {
@@ -656,7 +668,8 @@ mod tests {
         .allow_from([
             "10.0.0.0/8".parse().unwrap(),
             "2001:db8::/32".parse().unwrap(),
-        ]);
+        ])
+        .rate("100/m".parse().unwrap());
         let reqs = [
             Request::Hello,
             Request::Create {

@@ -1,0 +1,201 @@
+//! A token's rate limit: at most so many uses per second, minute or hour
+//! ([`RateLimit`], `--rate 100/m`).
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The most uses a rate limit may allow per unit of time.
+pub const MAX_RATE_USES: u32 = 1_000_000;
+
+/// The window a [`RateLimit`] counts its uses in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Per {
+    /// A second (`/s`).
+    Second,
+    /// A minute (`/m`).
+    Minute,
+    /// An hour (`/h`).
+    Hour,
+}
+
+impl Per {
+    /// Its length in seconds.
+    pub const fn seconds(self) -> u32 {
+        match self {
+            Per::Second => 1,
+            Per::Minute => 60,
+            Per::Hour => 3600,
+        }
+    }
+
+    const fn letter(self) -> char {
+        match self {
+            Per::Second => 's',
+            Per::Minute => 'm',
+            Per::Hour => 'h',
+        }
+    }
+
+    /// Its code in the stores' encodings.
+    #[cfg_attr(not(all(unix, feature = "redb")), allow(dead_code))]
+    pub(crate) const fn code(self) -> u8 {
+        match self {
+            Per::Second => 1,
+            Per::Minute => 2,
+            Per::Hour => 3,
+        }
+    }
+
+    /// The unit whose [`code`](Per::code) is `code`.
+    #[cfg_attr(not(all(unix, feature = "redb")), allow(dead_code))]
+    pub(crate) const fn from_code(code: u8) -> Option<Per> {
+        match code {
+            1 => Some(Per::Second),
+            2 => Some(Per::Minute),
+            3 => Some(Per::Hour),
+            _ => None,
+        }
+    }
+}
+
+/// At most [`uses`](RateLimit::uses) uses of a token per
+/// [`per`](RateLimit::per): a burst of that many at once, given back
+/// evenly over the window (the generic cell rate algorithm, as
+/// [`governor`](https://docs.rs/governor) keeps it). Written `100/m`; a use
+/// over it is refused with 429 and `Retry-After` (see
+/// [`RejectReason::RateLimited`](crate::RejectReason::RateLimited)).
+///
+/// The count is kept in the process that checks the token (the gate), not
+/// in the store: exact on one host; on a fleet of `n` replicas behind a
+/// load balancer each counts on its own, so a client may make up to `n`
+/// times the rate in all.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    uses: NonZeroU32,
+    per: Per,
+}
+
+impl RateLimit {
+    /// At most `uses` uses per `per`; `None` for 0 or more than
+    /// [`MAX_RATE_USES`].
+    pub fn new(uses: u32, per: Per) -> Option<RateLimit> {
+        let uses = NonZeroU32::new(uses).filter(|n| n.get() <= MAX_RATE_USES)?;
+        Some(RateLimit { uses, per })
+    }
+
+    /// How many uses it allows per window (and at once).
+    pub fn uses(self) -> u32 {
+        self.uses.get()
+    }
+
+    /// The window.
+    pub fn per(self) -> Per {
+        self.per
+    }
+
+    /// The window as a duration.
+    pub fn window(self) -> Duration {
+        Duration::from_secs(u64::from(self.per.seconds()))
+    }
+
+    /// Whether it allows no more uses over time than `other` does (what a
+    /// token made with another may have: see
+    /// [`crate::backend::authority`]).
+    pub fn within(self, other: RateLimit) -> bool {
+        u64::from(self.uses()) * u64::from(other.per.seconds())
+            <= u64::from(other.uses()) * u64::from(self.per.seconds())
+    }
+
+    pub(crate) fn nonzero_uses(self) -> NonZeroU32 {
+        self.uses
+    }
+}
+
+impl fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.uses, self.per.letter())
+    }
+}
+
+impl fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Why a text is not a [`RateLimit`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{}` is not a rate (uses per second, minute or hour, e.g. 10/s, 100/m, 1000/h): {reason}",
+    crate::model::text::redacted(text)
+)]
+pub struct ParseRateError {
+    text: String,
+    reason: &'static str,
+}
+
+impl FromStr for RateLimit {
+    type Err = ParseRateError;
+
+    fn from_str(text: &str) -> Result<RateLimit, ParseRateError> {
+        let err = |reason| ParseRateError {
+            text: text.to_owned(),
+            reason,
+        };
+        let (uses, per) = text.split_once('/').ok_or_else(|| err("it has no `/`"))?;
+        let per = match per {
+            "s" => Per::Second,
+            "m" => Per::Minute,
+            "h" => Per::Hour,
+            _ => return Err(err("the unit is not s, m or h")),
+        };
+        if uses.is_empty() || !uses.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err("the number of uses is not a number"));
+        }
+        let uses: u32 = match uses.parse() {
+            Ok(0) => return Err(err("0 uses would refuse every use")),
+            Ok(n) if n <= MAX_RATE_USES => n,
+            _ => return Err(err("at most 1000000 uses per unit")),
+        };
+        RateLimit::new(uses, per).ok_or_else(|| err("at most 1000000 uses per unit"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_print_and_compare() {
+        for text in ["10/s", "100/m", "1/h", "1000000/s"] {
+            assert_eq!(text.parse::<RateLimit>().unwrap().to_string(), text);
+        }
+        for (text, says) in [
+            ("10", "no `/`"),
+            ("10/d", "not s, m or h"),
+            ("/s", "not a number"),
+            ("-1/s", "not a number"),
+            ("0/m", "refuse every use"),
+            ("1000001/s", "at most"),
+            ("99999999999/s", "at most"),
+            ("1 /s", "not a number"),
+        ] {
+            let e = text.parse::<RateLimit>().unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+        let r = |t: &str| t.parse::<RateLimit>().unwrap();
+        assert!(r("1/s").within(r("60/m")));
+        assert!(r("60/m").within(r("1/s")));
+        assert!(r("59/m").within(r("1/s")));
+        assert!(!r("61/m").within(r("1/s")));
+        assert!(r("3600/h").within(r("1/s")));
+        assert!(!r("2/s").within(r("100/m")));
+        assert_eq!(RateLimit::new(0, Per::Second), None);
+        for per in [Per::Second, Per::Minute, Per::Hour] {
+            assert_eq!(Per::from_code(per.code()), Some(per));
+        }
+        assert_eq!(Per::from_code(0), None);
+    }
+}
