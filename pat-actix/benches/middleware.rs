@@ -30,6 +30,7 @@ fn bench(c: &mut Criterion) {
         sliding,
         basic,
         unknown,
+        limited,
     } = fixture::fixture();
 
     let system = actix_web::rt::System::new();
@@ -79,6 +80,25 @@ fn bench(c: &mut Criterion) {
         &layered,
         Some(&hard),
     );
+    // Issue 26: from a known peer, a token without rules and one with an
+    // address rule and a rate limit it passes.
+    let local = Some(([127, 0, 0, 1], 40000).into());
+    case_from(
+        c,
+        &system,
+        "middleware/bearer_from_peer",
+        &layered,
+        Some(&hard),
+        local,
+    );
+    case_from(
+        c,
+        &system,
+        "middleware/limited_from_peer",
+        &layered,
+        Some(&limited),
+        local,
+    );
     case(
         c,
         &system,
@@ -106,11 +126,28 @@ fn case<S, B>(
 ) where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
 {
+    case_from(c, system, name, svc, auth, None);
+}
+
+/// [`case`] with the request from `peer`, as a server sets it.
+fn case_from<S, B>(
+    c: &mut Criterion,
+    system: &actix_web::rt::SystemRunner,
+    name: &str,
+    svc: &S,
+    auth: Option<&str>,
+    peer: Option<std::net::SocketAddr>,
+) where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
     c.bench_function(name, |b| {
         b.iter(|| {
             let mut req = test::TestRequest::get().uri("/");
             if let Some(a) = auth {
                 req = req.insert_header(("authorization", a));
+            }
+            if let Some(peer) = peer {
+                req = req.peer_addr(peer);
             }
             let res = system.block_on(svc.call(req.to_request()));
             black_box(res.map(|r| r.status()).ok())

@@ -77,12 +77,11 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let backend = args.backend()?;
     let store = backend.verifier();
     let share = args.share()?;
-    let sftp = server::sftp(sftp_key, &share, store.clone()).await?;
+    let gate = args.gate(store.clone());
+    let sftp = server::sftp(sftp_key, &share, gate.clone()).await?;
 
     // Built once and cloned into each worker's App.
-    let pat = PatMiddleware::new(store.clone())
-        .realm(&args.realm)
-        .trusted_proxies(args.trusted());
+    let pat = PatMiddleware::from_gate(gate);
     // Each route that needs a named permission, with its guard.
     let guarded = contract::GUARDED
         .iter()

@@ -1,7 +1,8 @@
 //! A driver for instruction counts of a cached request through
 //! `PatMiddleware`, for `valgrind --tool=callgrind` (see
 //! `scripts/callgrind.sh`): `hot_path_middleware KIND N` sends one request
-//! with a cached token (KIND `hard`, `sliding` or `basic`), then `N` more,
+//! with a cached token (KIND `hard`, `sliding` or `basic`; `peer` and
+//! `limited` from 127.0.0.1), then `N` more,
 //! through the middleware over a trivial handler, on actix's test service.
 //! Run it with two values of `N` and subtract.
 //!
@@ -57,11 +58,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => App::new().service(route().wrap(pat)),
         })
         .await;
+        let from_peer = kind == "peer" || kind == "limited";
         let once = || async {
-            let request = test::TestRequest::get()
+            let mut request = test::TestRequest::get()
                 .uri("/")
-                .insert_header(("authorization", header.as_str()))
-                .to_request();
+                .insert_header(("authorization", header.as_str()));
+            if from_peer {
+                request = request.peer_addr(([127, 0, 0, 1], 40000).into());
+            }
+            let request = request.to_request();
             match service.call(request).await {
                 Ok(response) => response.status().as_u16(),
                 Err(e) => e.as_response_error().status_code().as_u16(),

@@ -42,6 +42,7 @@ fn bench(c: &mut Criterion) {
         sliding,
         basic,
         unknown,
+        limited,
     } = fixture::fixture();
 
     let handler = || {
@@ -59,6 +60,10 @@ fn bench(c: &mut Criterion) {
     bench_service(c, &rt, "layer/none (health)", &mut bare, Some(&hard));
     bench_service(c, &rt, "layer/bearer (hello)", &mut layered, Some(&hard));
     bench_service(c, &rt, "layer/bearer_sliding", &mut layered, Some(&sliding));
+    // Issue 26: the same request from a known peer, with a token without
+    // rules and with an address rule and a rate limit it passes.
+    bench_from_peer(c, &rt, "layer/bearer_from_peer", &mut layered, &hard);
+    bench_from_peer(c, &rt, "layer/limited_from_peer", &mut layered, &limited);
     bench_service(c, &rt, "layer/basic", &mut layered, Some(&basic));
     bench_service(
         c,
@@ -127,6 +132,32 @@ fn bench_service<S>(
             }
             let req = req.body(()).expect("request");
             black_box(rt.block_on(call_once(svc, req)))
+        })
+    });
+}
+
+/// [`bench_service`] with the request from 127.0.0.1, as a server
+/// inserts its connection's peer.
+fn bench_from_peer<S>(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    svc: &mut S,
+    auth: &str,
+) where
+    S: Service<Request<()>, Response = Response<String>, Error = Infallible>,
+{
+    let peer = pat_tower::PeerAddr(std::net::Ipv4Addr::LOCALHOST.into());
+    c.bench_function(name, |b| {
+        b.iter(|| {
+            let mut req = Request::builder()
+                .header("authorization", auth)
+                .body(())
+                .expect("request");
+            req.extensions_mut().insert(peer);
+            let res = rt.block_on(call_once(svc, req));
+            assert_eq!(res.status(), 200);
+            black_box(res)
         })
     });
 }

@@ -89,7 +89,8 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let backend = args.backend()?;
     let store = backend.verifier();
     let share = args.share()?;
-    let sftp = server::sftp(sftp_key, &share, store.clone()).await?;
+    let gate = args.gate(store.clone());
+    let sftp = server::sftp(sftp_key, &share, gate.clone()).await?;
     let admins: std::collections::BTreeSet<String> = args.admins.iter().cloned().collect();
 
     // The share is handed only to the routes that use it, so that `/hello`
@@ -127,11 +128,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         )
         .route("/ui/tokens", pat_tower::token_panel("/api/tokens"))
         .merge(share_routes)
-        .layer(
-            PatLayer::new(store.clone())
-                .realm(&args.realm)
-                .trusted_proxies(args.trusted()),
-        )
+        .layer(PatLayer::from_gate(gate))
         .route("/health", get(|| async { "ok" }))
         .route(
             "/tokens/report-leak",

@@ -1,7 +1,8 @@
 //! A driver for instruction counts of a cached request through `PatLayer`,
 //! for `valgrind --tool=callgrind` (see `scripts/callgrind.sh`):
 //! `hot_path_layer KIND N` sends one request with a cached token (KIND
-//! `hard`, `sliding` or `basic`), then `N` more, through the layer over a
+//! `hard`, `sliding` or `basic`; `peer` and `limited` from 127.0.0.1),
+//! then `N` more, through the layer over a
 //! trivial handler. Run it with two values of `N` and subtract.
 //!
 //! The peers of issue 28 over the same handler and request: `bare` (no
@@ -40,13 +41,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
     };
     match kind.as_str() {
-        "bare" => drive(handler(), &header, n),
+        "bare" => drive(handler(), &header, n, false),
         "static" => drive(
             ServiceBuilder::new()
                 .layer(peers::static_bearer(&secret))
                 .service(handler()),
             &header,
             n,
+            false,
         ),
         "digest" => drive(
             ServiceBuilder::new()
@@ -54,6 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .service(handler()),
             &header,
             n,
+            false,
         ),
         "digest_expiry" => drive(
             ServiceBuilder::new()
@@ -65,6 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .service(handler()),
             &header,
             n,
+            false,
         ),
         // The route behind a scope guard the token passes.
         "guarded" => drive(
@@ -74,6 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .service(handler()),
             &header,
             n,
+            false,
         ),
         _ => drive(
             ServiceBuilder::new()
@@ -81,20 +86,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .service(handler()),
             &header,
             n,
+            kind == "peer" || kind == "limited",
         ),
     }
 }
 
-/// One request, then `n` more, through `service`, each answered at once.
-fn drive<S>(mut service: S, header: &str, n: u64) -> Result<(), Box<dyn std::error::Error>>
+/// One request, then `n` more, through `service`, each answered at once;
+/// from 127.0.0.1 when `from_peer` (the connection's address, as a server
+/// inserts it).
+fn drive<S>(
+    mut service: S,
+    header: &str,
+    n: u64,
+    from_peer: bool,
+) -> Result<(), Box<dyn std::error::Error>>
 where
     S: Service<Request<()>, Response = Response<String>>,
     S::Error: std::error::Error + 'static,
 {
     let mut once = || -> Result<u16, Box<dyn std::error::Error>> {
-        let request = Request::builder()
+        let mut request = Request::builder()
             .header("authorization", header)
             .body(())?;
+        if from_peer {
+            request
+                .extensions_mut()
+                .insert(pat_tower::PeerAddr(std::net::Ipv4Addr::LOCALHOST.into()));
+        }
         std::future::poll_fn(|cx| service.poll_ready(cx))
             .now_or_never()
             .ok_or("not ready")??;

@@ -700,11 +700,29 @@ fn the_address_rule_reads_forwarding_headers_from_trusted_proxies_only() {
             (&v6, &[("forwarded", "for=\"[2001:db8::1]:4711\"")][..], 200),
             (&v6, &xff("2001:db9::1")[..], 401),
             (&remote, &xff("not an address")[..], 401),
+            // The proxy did not know the client: not the proxy's address
+            // in its place (the attack review's finding).
+            (&local, &xff("unknown")[..], 401),
+            (&local, &[("forwarded", "for=unknown")][..], 401),
+            (&remote, &xff("198.51.100.7:4711")[..], 200),
         ] {
             let answer = whoami(&server, auth, headers);
             assert_eq!(answer.0, want, "{kind:?} trusted {headers:?}: {answer:?}");
             said.push(answer);
         }
+        // A client's element that is not UTF-8 hides nothing the proxy
+        // appended after it.
+        let raw = client()
+            .get(server.url("/whoami"))
+            .header("authorization", &local)
+            .header(
+                "forwarded",
+                reqwest::header::HeaderValue::from_bytes(b"for=\"\xff\", for=203.0.113.9").unwrap(),
+            )
+            .send()
+            .expect("the request");
+        assert_eq!(raw.status().as_u16(), 401, "{kind:?}");
+        said.push((raw.status().as_u16(), None));
         drop(server);
         // Told the proxies write X-Forwarded-For only: a Forwarded the
         // client sent through them is not read.

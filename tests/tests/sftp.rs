@@ -716,3 +716,28 @@ fn rclone_over_sftp_reads_writes_and_keeps_to_the_scopes() {
         assert!(server.stop());
     }
 }
+
+// From the attack review of issue 26: the SFTP logins had a gate of their
+// own, so a token's rate limit counted twice over, once for HTTP and once
+// for SFTP. One gate now counts both.
+#[test]
+fn http_and_sftp_count_one_rate_limit() {
+    if !have_openssh() {
+        return;
+    }
+    let share = Share::new();
+    for kind in ServerKind::ALL {
+        let server = share.start(kind);
+        let token = share.token(&["-u", "alice", "-e", "1h", "--rate", "3/h"]);
+        for _ in 0..3 {
+            let r = client()
+                .get(server.url("/whoami"))
+                .bearer_auth(&token)
+                .send()
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200, "{kind:?}");
+        }
+        let run = sftp(&server, &token, "pwd\n");
+        assert!(!run.ok, "{kind:?}: a login past the limit: {}", run.out);
+    }
+}

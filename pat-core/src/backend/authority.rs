@@ -177,7 +177,8 @@ pub fn adopt(
             None => child.rate = Some(limit),
             Some(asked) if !asked.within(limit) => {
                 return Err(AuthorityViolation::Wider(format!(
-                    "rate {asked} allows more uses than the token it is made with may have ({limit})"
+                    "rate {asked} allows more uses (at once or over time) than the token it is made \
+                     with may have ({limit})"
                 )));
             }
             Some(_) => {}

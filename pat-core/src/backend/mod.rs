@@ -77,6 +77,7 @@ impl<'a> Lookup<'a> {
     }
 
     /// Where the use comes from, for the address rule.
+    #[inline]
     pub(crate) fn origin(&self) -> crate::model::record::Origin {
         crate::model::record::Origin::from(self.client)
     }

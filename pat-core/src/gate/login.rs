@@ -105,7 +105,10 @@ impl Logins {
     }
 
     /// Logins checked by `gate`'s backend (its mode does not apply: a
-    /// login's password must be a token).
+    /// login's password must be a token). Give it a clone of the gate the
+    /// HTTP layer uses, so that a token's uses count once against its
+    /// [rate limit](crate::TokenInfo::rate): each gate made with
+    /// [`Gate::new`] keeps its own counts.
     pub fn from_gate(gate: Gate) -> Logins {
         Logins {
             gate,

@@ -177,7 +177,9 @@ impl Gate {
     /// adapter could not tell) with these `Forwarded` and `X-Forwarded-For`
     /// values, as the [trusted proxies](Gate::trusted_proxies) say: what
     /// the adapters pass to [`check_from`](Gate::check_from). The headers
-    /// are read only when the peer is a trusted proxy.
+    /// are read only when the peer is a trusted proxy; `None` too when a
+    /// proxy forwarded for a client it did not know (`for=unknown`, a value
+    /// that is not an address), never the proxy in its place.
     #[inline]
     pub fn client<'a>(
         &self,
@@ -185,7 +187,11 @@ impl Gate {
         forwarded: impl IntoIterator<Item = &'a [u8]>,
         x_forwarded_for: impl IntoIterator<Item = &'a [u8]>,
     ) -> Option<IpAddr> {
-        peer.map(|peer| self.config.proxies.client(peer, forwarded, x_forwarded_for))
+        peer.and_then(|peer| {
+            self.config
+                .proxies
+                .known_client(peer, forwarded, x_forwarded_for)
+        })
     }
 
     /// [`check`](Gate::check) with an explicit clock.

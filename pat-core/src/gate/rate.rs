@@ -2,11 +2,14 @@
 //! [`governor`] cell-rate state per rate-limited token, in a concurrent map
 //! whose reads take no lock. A token without a rate limit never touches it.
 //!
-//! The map holds an entry (about 80 bytes) for each rate-limited token used
-//! since the gate was made, keyed by the token and its limit; it is bounded
-//! by the store's tokens, and tokens without a limit add nothing.
+//! The map holds an entry (about 100 bytes) for each rate-limited token in
+//! use, keyed by the token and its limit. Past [`MAX_COUNTED`] entries, a
+//! new one first drops those idle for a whole window: their counts are full
+//! again, so forgetting them changes no decision. Tokens without a limit
+//! add nothing.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use governor::clock::Clock as _;
 
@@ -40,10 +43,85 @@ impl Throttled {
     }
 }
 
-/// The counts of every rate-limited token a gate has seen.
-#[derive(Default)]
+/// How many rate-limited tokens a gate counts before it drops the idle
+/// ones.
+pub(crate) const MAX_COUNTED: usize = 100_000;
+
+/// The counts of every rate-limited token in use.
 pub(crate) struct Rates {
-    limiters: papaya::HashMap<(TokenId, RateLimit), governor::DefaultDirectRateLimiter>,
+    buckets: papaya::HashMap<(TokenId, RateLimit), Bucket, KeyHasher>,
+    /// What [`Bucket::last_use`] counts from.
+    start: Instant,
+}
+
+impl Default for Rates {
+    fn default() -> Rates {
+        Rates {
+            buckets: papaya::HashMap::default(),
+            start: Instant::now(),
+        }
+    }
+}
+
+/// One token's count, and when it was last used (nanoseconds after
+/// [`Rates::start`]).
+struct Bucket {
+    cells: governor::DefaultDirectRateLimiter,
+    last_use: AtomicU64,
+}
+
+/// A hasher for the map's keys: a token id is drawn from the OS generator,
+/// so its bits are uniform already and a multiply folds the limit in. Safe
+/// against collision floods because only the store's own tokens, which
+/// passed every other check, are ever inserted. (SipHash cost 260
+/// instructions a request here.)
+#[derive(Clone, Copy, Default)]
+struct KeyHasher;
+
+impl std::hash::BuildHasher for KeyHasher {
+    type Hasher = KeyHash;
+    #[inline]
+    fn build_hasher(&self) -> KeyHash {
+        KeyHash(0)
+    }
+}
+
+struct KeyHash(u64);
+
+impl KeyHash {
+    #[inline]
+    fn fold(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+impl std::hash::Hasher for KeyHash {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for word in crate::backend::cache::entry::words(bytes) {
+            self.fold(word);
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.fold(n);
+    }
+
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.fold(u64::from(n));
+    }
+
+    #[inline]
+    fn write_isize(&mut self, n: isize) {
+        self.fold(n as u64);
+    }
 }
 
 impl Rates {
@@ -51,14 +129,54 @@ impl Rates {
     /// left.
     #[inline]
     pub(crate) fn check(&self, id: TokenId, limit: RateLimit) -> Result<(), Throttled> {
-        let map = self.limiters.pin();
-        let limiter = map.get_or_insert_with((id, limit), || limiter(limit));
-        limiter.check().map_err(|not_until| {
+        let map = self.buckets.pin();
+        let now = self.nanos();
+        let bucket = match map.get(&(id, limit)) {
+            Some(bucket) => bucket,
+            None => self.insert(&map, (id, limit), now),
+        };
+        // A plain store: a race leaves it older by nanoseconds, against
+        // windows of a second or more.
+        bucket.last_use.store(now, Ordering::Relaxed);
+        bucket.cells.check().map_err(|not_until| {
             let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
             Throttled {
                 limit,
                 retry_after: whole_seconds(wait),
             }
+        })
+    }
+}
+
+impl Rates {
+    fn nanos(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A new token's bucket, after dropping the idle ones when the map is
+    /// full.
+    #[cold]
+    fn insert<'g>(
+        &self,
+        map: &'g papaya::HashMapRef<
+            '_,
+            (TokenId, RateLimit),
+            Bucket,
+            KeyHasher,
+            impl papaya::Guard,
+        >,
+        key: (TokenId, RateLimit),
+        now: u64,
+    ) -> &'g Bucket {
+        if map.len() >= MAX_COUNTED {
+            map.retain(|&(_, limit), bucket| {
+                let window = u64::try_from(limit.window().as_nanos()).unwrap_or(u64::MAX);
+                now.saturating_sub(bucket.last_use.load(Ordering::Relaxed)) < window
+            });
+        }
+        map.get_or_insert_with(key, || Bucket {
+            cells: limiter(key.1),
+            last_use: AtomicU64::new(now),
         })
     }
 }
@@ -82,7 +200,7 @@ fn whole_seconds(wait: Duration) -> u32 {
 impl std::fmt::Debug for Rates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rates")
-            .field("tokens", &self.limiters.len())
+            .field("tokens", &self.buckets.len())
             .finish()
     }
 }
@@ -113,5 +231,25 @@ mod tests {
         assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
         assert_eq!(whole_seconds(Duration::from_millis(1001)), 2);
         assert_eq!(whole_seconds(Duration::ZERO), 1);
+    }
+
+    // From the attack review: the map only grew, so a loop of create, use,
+    // revoke grew it without bound.
+    #[test]
+    fn past_the_bound_idle_tokens_are_forgotten_and_busy_ones_kept() {
+        let rates = Rates::default();
+        let busy: RateLimit = "1/h".parse().unwrap();
+        let idle: RateLimit = "1000000/s".parse().unwrap();
+        rates.check(TokenId::from_u64(u64::MAX), busy).unwrap();
+        for i in 1..MAX_COUNTED as u64 {
+            rates.check(TokenId::from_u64(i), idle).unwrap();
+        }
+        assert_eq!(rates.buckets.len(), MAX_COUNTED, "not pruned yet");
+        // A second (their window) later every `idle` bucket is full again.
+        std::thread::sleep(Duration::from_millis(1100));
+        rates.check(TokenId::from_u64(u64::MAX - 1), idle).unwrap();
+        assert!(rates.buckets.len() < 10, "{}", rates.buckets.len());
+        // The busy token's count survived: still no use left.
+        assert!(rates.check(TokenId::from_u64(u64::MAX), busy).is_err());
     }
 }

@@ -100,12 +100,15 @@ impl RateLimit {
         Duration::from_secs(u64::from(self.per.seconds()))
     }
 
-    /// Whether it allows no more uses over time than `other` does (what a
-    /// token made with another may have: see
-    /// [`crate::backend::authority`]).
+    /// Whether it allows no more uses than `other` over any stretch of
+    /// time: no larger burst (`uses`) and no higher average (what a token
+    /// made with another may have: see [`crate::backend::authority`]).
+    /// `1/s` is within `100/m`; `3600/h`, with its burst of 3600, is not
+    /// within `1/s`.
     pub fn within(self, other: RateLimit) -> bool {
-        u64::from(self.uses()) * u64::from(other.per.seconds())
-            <= u64::from(other.uses()) * u64::from(self.per.seconds())
+        self.uses() <= other.uses()
+            && u64::from(self.uses()) * u64::from(other.per.seconds())
+                <= u64::from(other.uses()) * u64::from(self.per.seconds())
     }
 
     pub(crate) fn nonzero_uses(self) -> NonZeroU32 {
@@ -187,11 +190,15 @@ mod tests {
         }
         let r = |t: &str| t.parse::<RateLimit>().unwrap();
         assert!(r("1/s").within(r("60/m")));
-        assert!(r("60/m").within(r("1/s")));
-        assert!(r("59/m").within(r("1/s")));
-        assert!(!r("61/m").within(r("1/s")));
-        assert!(r("3600/h").within(r("1/s")));
+        assert!(r("1/s").within(r("1/s")));
+        assert!(r("1/m").within(r("1/s")));
+        // A larger burst at the same or a lower average is more uses at
+        // once (the attack review's finding).
+        assert!(!r("60/m").within(r("1/s")));
+        assert!(!r("3600/h").within(r("1/s")));
+        assert!(!r("120/h").within(r("2/m")));
         assert!(!r("2/s").within(r("100/m")));
+        assert!(!r("61/m").within(r("60/m")));
         assert_eq!(RateLimit::new(0, Per::Second), None);
         for per in [Per::Second, Per::Minute, Per::Hour] {
             assert_eq!(Per::from_code(per.code()), Some(per));

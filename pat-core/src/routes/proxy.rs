@@ -112,16 +112,44 @@ impl TrustedProxies {
     /// `X-Forwarded-For`, unless [`reading`](TrustedProxies::reading) names
     /// one; a value that is not an address (`unknown`, an
     /// obfuscated identifier, garbage) ends the walk at the proxy that
-    /// wrote it.
+    /// wrote it. What a per-client limit counts by; for a decision about
+    /// the client's address itself, see
+    /// [`known_client`](TrustedProxies::known_client).
     pub fn client<'a>(
         &self,
         peer: IpAddr,
         forwarded: impl IntoIterator<Item = &'a [u8]>,
         x_forwarded_for: impl IntoIterator<Item = &'a [u8]>,
     ) -> IpAddr {
+        self.walk(peer, forwarded, x_forwarded_for)
+            .unwrap_or_else(|proxy| proxy)
+    }
+
+    /// [`client`](TrustedProxies::client), but `None` when the walk ends at
+    /// a value that is not an address: the proxy did not know the client,
+    /// and its own address must not stand in for it (a token allowed from
+    /// the proxy's network would be used from anywhere). What the address
+    /// rule is checked against.
+    pub fn known_client<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded: impl IntoIterator<Item = &'a [u8]>,
+        x_forwarded_for: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Option<IpAddr> {
+        self.walk(peer, forwarded, x_forwarded_for).ok()
+    }
+
+    /// The walk from `peer` back through the trusted proxies: the client,
+    /// or `Err` with the last trusted proxy when a hop is not an address.
+    fn walk<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded: impl IntoIterator<Item = &'a [u8]>,
+        x_forwarded_for: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<IpAddr, IpAddr> {
         let mut client = unmapped(peer);
         if !self.trusts(client) {
-            return client;
+            return Ok(client);
         }
         let mut hops: Vec<Option<IpAddr>> = Vec::new();
         if self.header != Some(ProxyHeader::XForwardedFor) {
@@ -134,31 +162,33 @@ impl TrustedProxies {
                 hops.extend(line.split(|&b| b == b',').map(|v| {
                     std::str::from_utf8(v)
                         .ok()
-                        .and_then(|v| v.trim().parse().ok())
+                        .and_then(|v| node_address(v.trim()))
                 }));
             }
         }
         for hop in hops.into_iter().rev() {
             let Some(addr) = hop else {
-                return client;
+                return Err(client);
             };
             client = unmapped(addr);
             if !self.trusts(client) {
-                return client;
+                return Ok(client);
             }
         }
-        client
+        Ok(client)
     }
 }
 
 /// The `for=` of each element of one `Forwarded` line (RFC 7239), in
-/// order: `None` for one that is not an address.
+/// order: `None` for one that is not an address. Each element is decoded
+/// on its own, so that a client's bytes that are not UTF-8 cannot hide the
+/// element a proxy appended after them.
 fn forwarded_for(line: &[u8]) -> Vec<Option<IpAddr>> {
-    let Ok(line) = std::str::from_utf8(line) else {
-        return vec![None];
-    };
-    line.split(',')
+    line.split(|&b| b == b',')
         .filter_map(|element| {
+            let Ok(element) = std::str::from_utf8(element) else {
+                return Some(None);
+            };
             element.split(';').find_map(|pair| {
                 let (key, value) = pair.split_once('=')?;
                 key.trim()
@@ -282,5 +312,49 @@ mod tests {
         );
         assert_eq!("X-Forwarded-For".parse(), Ok(ProxyHeader::XForwardedFor));
         assert!("via".parse::<ProxyHeader>().is_err());
+    }
+
+    // From the attack review: one element a client wrote that is not UTF-8
+    // made the whole line unreadable, and an unreadable hop made the proxy
+    // the client, so a token allowed from the proxy's network was usable
+    // from anywhere.
+    #[test]
+    fn an_unreadable_hop_is_an_unknown_client_never_the_proxy() {
+        let proxies = TrustedProxies::new(["127.0.0.1".parse().unwrap()]);
+        let peer = ip("127.0.0.1");
+        let none = None::<&[u8]>;
+        for (forwarded, client) in [
+            (
+                &b"for=\"\xff\", for=203.0.113.9"[..],
+                Some(ip("203.0.113.9")),
+            ),
+            (b"for=203.0.113.9, for=\"\xff\"", None),
+            (b"for=unknown", None),
+            (b"for=_hidden", None),
+            (b"for=\"[2001:db8::1]:80\"", Some(ip("2001:db8::1"))),
+        ] {
+            assert_eq!(
+                proxies.known_client(peer, Some(forwarded), none),
+                client,
+                "{}",
+                String::from_utf8_lossy(forwarded)
+            );
+        }
+        // A per-client limit still counts an unknown client as its proxy.
+        assert_eq!(proxies.client(peer, Some(&b"for=unknown"[..]), none), peer);
+        for (xff, client) in [
+            (&b"198.51.100.7:4711"[..], Some(ip("198.51.100.7"))),
+            (b"[2001:db8::2]:443", Some(ip("2001:db8::2"))),
+            (b"\xff, 198.51.100.8", Some(ip("198.51.100.8"))),
+            (b"198.51.100.8, \xff", None),
+            (b"unknown", None),
+        ] {
+            assert_eq!(
+                proxies.known_client(peer, none, Some(xff)),
+                client,
+                "{}",
+                String::from_utf8_lossy(xff)
+            );
+        }
     }
 }

@@ -20,6 +20,10 @@ pub(crate) struct Fixture {
     pub(crate) basic: String,
     /// `Bearer` with a well-formed token nobody issued.
     pub(crate) unknown: String,
+    /// `Bearer` with Alice's hard token allowed from 127.0.0.0/8 and
+    /// limited to 1,000,000 uses a second (never reached), to be presented
+    /// from 127.0.0.1.
+    pub(crate) limited: String,
 }
 
 pub(crate) fn fixture() -> Fixture {
@@ -41,6 +45,12 @@ pub(crate) fn fixture() -> Fixture {
             &[
                 NewToken::new("alice", ExpiryPolicy::hard(day)),
                 NewToken::new("alice", ExpiryPolicy::sliding(day, None)),
+                {
+                    let mut limited = NewToken::new("alice", ExpiryPolicy::hard(day))
+                        .allow_from(["127.0.0.0/8".parse().expect("a network")]);
+                    limited.rate = Some("1000000/s".parse().expect("a rate"));
+                    limited
+                },
             ],
             now,
         )
@@ -56,5 +66,6 @@ pub(crate) fn fixture() -> Fixture {
         sliding: format!("Bearer {}", made[1].secret.expose_secret()),
         basic: format!("Basic {basic}"),
         unknown: format!("Bearer {}", TokenSecret::generate().expose_secret()),
+        limited: format!("Bearer {}", made[2].secret.expose_secret()),
     }
 }

@@ -10,7 +10,8 @@ use pat_core::{Admin as _, ExpiryPolicy, NewToken, Store, Timestamp};
 /// A driver's store and request: the token of `kind` (`hard`, `sliding` or
 /// `basic`; `named`, a hard token holding the named permission
 /// `repo:read`, and `guarded`, the same for a route behind a scope guard;
-/// or a peer's, `bare`,
+/// `peer`, a hard token presented from 127.0.0.1, and `limited`, the same
+/// with an address rule and a rate limit it never reaches; or a peer's, `bare`,
 /// `static` or `digest`, all with a hard token) and how many more requests
 /// to send.
 pub(crate) struct Driver {
@@ -33,7 +34,7 @@ pub(crate) fn driver(name: &str) -> Result<Driver, Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (Some(kind), Some(n)) = (args.next(), args.next()) else {
         return Err(format!(
-            "usage: {name} hard|sliding|basic|named|guarded|bare|static|digest|digest_expiry N"
+            "usage: {name} hard|sliding|basic|named|guarded|peer|limited|bare|static|digest|digest_expiry N"
         )
         .into());
     };
@@ -47,9 +48,8 @@ pub(crate) fn driver(name: &str) -> Result<Driver, Box<dyn std::error::Error>> {
     );
     let day = Duration::from_secs(86_400);
     let expiry = match kind.as_str() {
-        "hard" | "basic" | "named" | "guarded" | "bare" | "static" | "digest" | "digest_expiry" => {
-            ExpiryPolicy::hard(day)
-        }
+        "hard" | "basic" | "named" | "guarded" | "peer" | "limited" | "bare" | "static"
+        | "digest" | "digest_expiry" => ExpiryPolicy::hard(day),
         "sliding" => ExpiryPolicy::sliding(day, None),
         other => return Err(format!("unknown kind {other:?}").into()),
     };
@@ -64,6 +64,10 @@ pub(crate) fn driver(name: &str) -> Result<Driver, Box<dyn std::error::Error>> {
                 .into_iter()
                 .collect(),
         );
+    }
+    if kind == "limited" {
+        new = new.allow_from(["127.0.0.0/8".parse()?]);
+        new.rate = Some("1000000/s".parse()?);
     }
     let created = store.create(&new, Timestamp::now())?;
     let secret = created.secret.expose_secret().to_owned();

@@ -87,6 +87,15 @@ pub(crate) fn principal(
 }
 
 impl Args {
+    /// The gate both the HTTP layer and the SFTP logins check tokens with:
+    /// the realm, the trusted proxies, and one count per rate-limited
+    /// token.
+    pub(crate) fn gate(&self, verifier: std::sync::Arc<dyn pat_core::Verifier>) -> pat_core::Gate {
+        pat_core::Gate::new(verifier)
+            .realm(&self.realm)
+            .trusted_proxies(self.trusted())
+    }
+
     /// The proxies of `--trusted-proxy`, read as `--proxy-header` says:
     /// where the PAT layer and the public routes find the client.
     pub(crate) fn trusted(&self) -> pat_core::TrustedProxies {
@@ -215,16 +224,17 @@ impl Args {
 }
 
 /// The SFTP server of [`Args::sftp_key`], bound, serving `share` to
-/// logins checked by `verifier`.
+/// logins checked by `gate` (the HTTP layer's, so that a token's uses count
+/// once against its rate limit, whichever way it comes in).
 pub(crate) async fn sftp(
     key: Option<(SocketAddr, russh::keys::PrivateKey)>,
     share: &super::dav::Share,
-    verifier: std::sync::Arc<dyn pat_core::Verifier>,
+    gate: pat_core::Gate,
 ) -> Result<Option<super::sftp::SftpServer>, Box<dyn std::error::Error>> {
     let Some((addr, key)) = key else {
         return Ok(None);
     };
-    let logins = pat_core::Logins::new(verifier);
+    let logins = pat_core::Logins::from_gate(gate);
     let server = super::sftp::SftpServer::bind(addr, key, share.clone(), logins)
         .await
         .map_err(|e| format!("cannot listen for SFTP on {addr}: {e}"))?;

@@ -76,7 +76,7 @@
 //! `dirty`, then `buffer`; `audit` alone.
 
 mod clock;
-mod entry;
+pub(crate) mod entry;
 mod prune;
 mod replays;
 #[cfg(test)]

@@ -360,6 +360,7 @@ impl Origin {
 }
 
 impl From<Option<IpAddr>> for Origin {
+    #[inline]
     fn from(client: Option<IpAddr>) -> Origin {
         client.map_or(Origin::Unknown, Origin::Addr)
     }

@@ -30,14 +30,14 @@ pub(super) fn kept_and_never_raised(b: &dyn Backend) {
     assert_eq!(rotated.info.rate, Some(rate("100/m")));
     let parent = auth(b, &rotated.secret, 4).expect("the new secret");
     // A child gets its parent's limit when it gives none, may have a lower
-    // one (in any unit), never a higher.
+    // one (in any unit), never a higher average nor a larger burst.
     let child = create(
         b,
         &sliding("alice", MIN, Some(5 * MIN)).child_of(&parent),
         5,
     );
     assert_eq!(child.info.rate, Some(rate("100/m")));
-    for lower in ["1/s", "100/m", "6000/h"] {
+    for lower in ["1/s", "100/m", "50/m", "100/h"] {
         let mut asked = sliding("alice", MIN, Some(5 * MIN)).child_of(&parent);
         asked.rate = Some(rate(lower));
         assert_eq!(
@@ -45,7 +45,7 @@ pub(super) fn kept_and_never_raised(b: &dyn Backend) {
             Some(rate(lower))
         );
     }
-    for higher in ["2/s", "101/m", "6001/h"] {
+    for higher in ["2/s", "101/m", "6000/h", "101/h"] {
         let mut asked = sliding("alice", MIN, Some(5 * MIN)).child_of(&parent);
         asked.rate = Some(rate(higher));
         assert!(
