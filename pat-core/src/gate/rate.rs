@@ -88,6 +88,17 @@ impl std::hash::BuildHasher for KeyHasher {
 
 struct KeyHash(u64);
 
+/// `bytes` as little-endian 64-bit words, the last one padded with zeros:
+/// what the map hashers (this one, the record cache's) fold.
+#[inline]
+pub(crate) fn words(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    bytes.chunks(8).map(|chunk| {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        u64::from_le_bytes(word)
+    })
+}
+
 impl KeyHash {
     #[inline]
     fn fold(&mut self, word: u64) {
@@ -103,7 +114,7 @@ impl std::hash::Hasher for KeyHash {
 
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        for word in crate::backend::cache::entry::words(bytes) {
+        for word in words(bytes) {
             self.fold(word);
         }
     }

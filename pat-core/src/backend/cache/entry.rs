@@ -87,21 +87,10 @@ impl Hasher for DigestHash {
     fn write(&mut self, bytes: &[u8]) {
         // A digest hashes as its 32 bytes (a length prefix is not written for
         // arrays); anything else still gets a deterministic, if poor, hash.
-        for word in words(bytes) {
+        for word in crate::gate::rate::words(bytes) {
             self.0 = self.0.rotate_left(29) ^ word;
         }
     }
-}
-
-/// `bytes` as little-endian 64-bit words, the last one padded with zeros:
-/// what the map hashers fold.
-#[inline]
-pub(crate) fn words(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
-    bytes.chunks(8).map(|chunk| {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        u64::from_le_bytes(word)
-    })
 }
 
 /// A cached record and its buffered use.

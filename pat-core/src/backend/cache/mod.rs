@@ -76,7 +76,7 @@
 //! `dirty`, then `buffer`; `audit` alone.
 
 mod clock;
-pub(crate) mod entry;
+mod entry;
 mod prune;
 mod replays;
 #[cfg(test)]
