@@ -282,7 +282,7 @@ impl Gate {
             |digest| verifier.verify(Lookup::new(*digest, user, now).from(client)),
         );
         match verified {
-            Ok(verification) => self.checking(verification, *presented.digest(), client),
+            Ok(verification) => self.checking(verification, *presented.digest(), client, now),
             Err(e) => done(self.misshapen(token, &e, optional)),
         }
     }
@@ -313,7 +313,7 @@ impl Gate {
         now: Timestamp,
     ) -> Checking {
         let lookup = Lookup::new(digest, user, now).from(client);
-        self.checking(self.verifier.verify(lookup), digest, client)
+        self.checking(self.verifier.verify(lookup), digest, client, now)
     }
 
     /// The check for the backend's answer about `digest`.
@@ -323,18 +323,20 @@ impl Gate {
         verification: Verification,
         digest: TokenDigest,
         client: Option<IpAddr>,
+        now: Timestamp,
     ) -> Checking {
         let done = |outcome| Checking {
             state: State::Done(Some(outcome)),
         };
         match verification {
-            Verification::Ready(result) => done(judge(&self.config, result, digest, client)),
+            Verification::Ready(result) => done(judge(&self.config, result, digest, client, now)),
             Verification::Pending(future) => Checking {
                 state: State::Verifying {
                     future,
                     config: self.config.clone(),
                     digest,
                     client,
+                    now,
                 },
             },
         }
@@ -376,6 +378,7 @@ fn judge(
     result: Result<Identity, AuthError>,
     digest: TokenDigest,
     client: Option<IpAddr>,
+    now: Timestamp,
 ) -> Outcome {
     match result {
         Ok(identity) => {
@@ -383,7 +386,7 @@ fn judge(
             // address, the suspension, the expiry), so that a use refused
             // there counts nothing here.
             if let Some(limit) = identity.rate()
-                && let Err(throttled) = config.rates.check(identity.token_id(), limit)
+                && let Err(throttled) = config.rates.check(identity.token_id(), limit, now)
             {
                 return reject(config, RejectReason::RateLimited(throttled));
             }
@@ -431,6 +434,7 @@ enum State {
         config: Arc<GateConfig>,
         digest: TokenDigest,
         client: Option<IpAddr>,
+        now: Timestamp,
     },
 }
 
@@ -475,10 +479,11 @@ impl Future for Checking {
                 config,
                 digest,
                 client,
+                now,
             } => match future.as_mut().poll(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(result) => {
-                    let outcome = judge(config, result, *digest, *client);
+                    let outcome = judge(config, result, *digest, *client, *now);
                     this.state = State::Done(None);
                     Poll::Ready(outcome)
                 }

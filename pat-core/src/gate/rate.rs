@@ -4,16 +4,18 @@
 //!
 //! The map holds an entry (about 100 bytes) for each rate-limited token in
 //! use, keyed by the token and its limit. Past [`MAX_COUNTED`] entries, a
-//! new one first drops those idle for a whole window: their counts are full
-//! again, so forgetting them changes no decision. Tokens without a limit
+//! new one first drops those idle for longer than a window (by the
+//! request's clock, in seconds: no second clock read per use): their
+//! counts are full again, so forgetting them changes no decision. Tokens without a limit
 //! add nothing.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use governor::clock::Clock as _;
 
 use crate::model::rate::RateLimit;
+use crate::model::time::Timestamp;
 use crate::model::token::TokenId;
 
 /// A use the token's rate limit refused.
@@ -48,23 +50,12 @@ impl Throttled {
 pub(crate) const MAX_COUNTED: usize = 100_000;
 
 /// The counts of every rate-limited token in use.
+#[derive(Default)]
 pub(crate) struct Rates {
     buckets: papaya::HashMap<(TokenId, RateLimit), Bucket, KeyHasher>,
-    /// What [`Bucket::last_use`] counts from.
-    start: Instant,
 }
 
-impl Default for Rates {
-    fn default() -> Rates {
-        Rates {
-            buckets: papaya::HashMap::default(),
-            start: Instant::now(),
-        }
-    }
-}
-
-/// One token's count, and when it was last used (nanoseconds after
-/// [`Rates::start`]).
+/// One token's count, and when it was last used (Unix seconds).
 struct Bucket {
     cells: governor::DefaultDirectRateLimiter,
     last_use: AtomicU64,
@@ -139,15 +130,20 @@ impl Rates {
     /// Counts a use of token `id` under `limit`; refused when it has none
     /// left.
     #[inline]
-    pub(crate) fn check(&self, id: TokenId, limit: RateLimit) -> Result<(), Throttled> {
+    pub(crate) fn check(
+        &self,
+        id: TokenId,
+        limit: RateLimit,
+        now: Timestamp,
+    ) -> Result<(), Throttled> {
         let map = self.buckets.pin();
-        let now = self.nanos();
+        let now = now.as_unix_secs();
         let bucket = match map.get(&(id, limit)) {
             Some(bucket) => bucket,
             None => self.insert(&map, (id, limit), now),
         };
-        // A plain store: a race leaves it older by nanoseconds, against
-        // windows of a second or more.
+        // A plain store: a race leaves it older by a second at most, which
+        // the margin of the pruning covers.
         bucket.last_use.store(now, Ordering::Relaxed);
         bucket.cells.check().map_err(|not_until| {
             let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
@@ -160,10 +156,6 @@ impl Rates {
 }
 
 impl Rates {
-    fn nanos(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-
     /// A new token's bucket, after dropping the idle ones when the map is
     /// full.
     #[cold]
@@ -180,9 +172,11 @@ impl Rates {
         now: u64,
     ) -> &'g Bucket {
         if map.len() >= MAX_COUNTED {
+            // Idle for more than its window plus a second (the clock's
+            // grain, and a racing store's): full again.
             map.retain(|&(_, limit), bucket| {
-                let window = u64::try_from(limit.window().as_nanos()).unwrap_or(u64::MAX);
-                now.saturating_sub(bucket.last_use.load(Ordering::Relaxed)) < window
+                let idle = now.saturating_sub(bucket.last_use.load(Ordering::Relaxed));
+                idle <= u64::from(limit.per().seconds()) + 1
             });
         }
         map.get_or_insert_with(key, || Bucket {
@@ -220,25 +214,31 @@ impl std::fmt::Debug for Rates {
 mod tests {
     use super::*;
 
+    fn at(secs: u64) -> Timestamp {
+        Timestamp::from_unix_secs(secs).unwrap()
+    }
+
     #[test]
     fn a_burst_then_refusals_naming_the_wait_each_token_on_its_own() {
         let rates = Rates::default();
         let limit: RateLimit = "3/h".parse().unwrap();
         let (a, b) = (TokenId::from_u64(1), TokenId::from_u64(2));
         for _ in 0..3 {
-            rates.check(a, limit).expect("within the burst");
+            rates.check(a, limit, at(0)).expect("within the burst");
         }
-        let refused = rates.check(a, limit).unwrap_err();
+        let refused = rates.check(a, limit, at(0)).unwrap_err();
         assert_eq!(refused.limit, limit);
         // One use comes back every 20 minutes.
         assert!((1190..=1200).contains(&refused.retry_after), "{refused:?}");
         assert_eq!(refused.policy_field(), "\"token\";q=3;w=3600");
         assert!(refused.limit_field().starts_with("\"token\";r=0;t=1"));
         rates
-            .check(b, limit)
+            .check(b, limit, at(0))
             .expect("another token has its own count");
         // Another limit is another count (a token whose limit changed).
-        rates.check(a, "1/s".parse().unwrap()).expect("a new limit");
+        rates
+            .check(a, "1/s".parse().unwrap(), at(0))
+            .expect("a new limit");
         assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
         assert_eq!(whole_seconds(Duration::from_millis(1001)), 2);
         assert_eq!(whole_seconds(Duration::ZERO), 1);
@@ -251,16 +251,24 @@ mod tests {
         let rates = Rates::default();
         let busy: RateLimit = "1/h".parse().unwrap();
         let idle: RateLimit = "1000000/s".parse().unwrap();
-        rates.check(TokenId::from_u64(u64::MAX), busy).unwrap();
+        rates
+            .check(TokenId::from_u64(u64::MAX), busy, at(0))
+            .unwrap();
         for i in 1..MAX_COUNTED as u64 {
-            rates.check(TokenId::from_u64(i), idle).unwrap();
+            rates.check(TokenId::from_u64(i), idle, at(0)).unwrap();
         }
         assert_eq!(rates.buckets.len(), MAX_COUNTED, "not pruned yet");
-        // A second (their window) later every `idle` bucket is full again.
-        std::thread::sleep(Duration::from_millis(1100));
-        rates.check(TokenId::from_u64(u64::MAX - 1), idle).unwrap();
+        // Three seconds later (past their window and the clock's grain) every
+        // `idle` bucket is full again.
+        rates
+            .check(TokenId::from_u64(u64::MAX - 1), idle, at(3))
+            .unwrap();
         assert!(rates.buckets.len() < 10, "{}", rates.buckets.len());
         // The busy token's count survived: still no use left.
-        assert!(rates.check(TokenId::from_u64(u64::MAX), busy).is_err());
+        assert!(
+            rates
+                .check(TokenId::from_u64(u64::MAX), busy, at(3))
+                .is_err()
+        );
     }
 }
