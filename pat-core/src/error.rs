@@ -179,6 +179,14 @@ pub enum NewTokenError {
         /// The limit.
         max: usize,
     },
+    /// A use quota of 0 or over [`MAX_USES`](crate::MAX_USES).
+    #[error("a use quota of {given}: give 1 to {max} uses")]
+    MaxUses {
+        /// What was given.
+        given: u64,
+        /// The limit.
+        max: u32,
+    },
 }
 
 /// Why a store file, its directory or its admin socket is not trusted: another
@@ -424,6 +432,11 @@ pub enum StoreError {
     /// is what the store there said.
     #[error("{0}")]
     Remote(String),
+    /// The backend cannot spend a use of a token's quota (it does not
+    /// implement [`Verifier::spend`](crate::Verifier::spend)): a token with
+    /// a quota is refused rather than let through uncounted.
+    #[error("this backend keeps no use quotas")]
+    NoQuotas,
 }
 
 /// An opaque error of the storage engine, kept as the `source()` of
@@ -478,6 +491,10 @@ pub enum AuthError {
     /// [`TokenInfo::disabled_by`](crate::TokenInfo::disabled_by)).
     #[error("the token is disabled")]
     Disabled,
+    /// The token has been accepted as many times as its quota allows (see
+    /// [`TokenInfo::max_uses`](crate::TokenInfo::max_uses)).
+    #[error("the token has no uses left")]
+    UsedUp,
     /// The token has expired.
     #[error("token expired at {expires_at}")]
     Expired {

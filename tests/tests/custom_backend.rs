@@ -256,6 +256,23 @@ impl Verifier for AsyncBackend {
         })
     }
 
+    /// A use of a quota, counted under the table's lock (a database would
+    /// lock the row): the stored record checked again, the use counted.
+    fn spend(&self, identity: Identity, now: Timestamp) -> Verification {
+        let mut table = self.table();
+        let id = identity.token_id();
+        let refused = table.refused.contains(&id);
+        let Some(digest) = table.ids.get(&id).copied().filter(|_| !refused) else {
+            return Verification::Ready(Err(AuthError::Unknown));
+        };
+        let info = table.rows.get_mut(&digest).expect("indexed row");
+        Verification::Ready(
+            info.check_use_from(None, identity.client(), now)
+                .and_then(|_| info.spend_use())
+                .map(|()| identity.spent(info)),
+        )
+    }
+
     fn flush(&self) -> Result<usize, StoreError> {
         self.table().flush();
         Ok(0)

@@ -423,6 +423,18 @@ fn the_concurrent_model_holds_on_two_replicas() {
     });
 }
 
+/// A one-time token, and one of 25 uses, raced by many threads on two
+/// replicas (their caches holding the record): exactly one use, and exactly
+/// 25, are accepted, and the database counts them.
+#[test]
+fn two_replicas_spend_a_quota_exactly() {
+    let Some(pg) = postgres() else { return };
+    let db = pg.database();
+    let (a, b) = (replica(&db, |b| b), replica(&db, |b| b));
+    conformance::run_quota_race([&a, &b], 16, 8, 1);
+    conformance::run_quota_race([&a, &b], 16, 8, 25);
+}
+
 // Found in review: dropping a store while its periodic flush held a batch
 // let the runtime cancel that flush; the final flush in `Drop` found those
 // uses gone from the cache (the batch had taken them) and wrote nothing.

@@ -133,8 +133,10 @@ fn min_opt(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
 /// suspension, if any ([`TokenInfo::disabled_by`]), its address rule when
 /// the child gives none (one given must lie within it,
 /// [`TokenInfo::allow_from`]), its rate limit when the child gives none (one
-/// given must allow no more, [`TokenInfo::rate`]), and its metadata, to
-/// which the child may add keys but not change one ([`TokenInfo::meta`]).
+/// given must allow no more, [`TokenInfo::rate`]), the uses it has left
+/// when it has a quota (the child's is at most that, and that when it gives
+/// none, [`TokenInfo::max_uses`]), and its metadata, to which the child may
+/// add keys but not change one ([`TokenInfo::meta`]).
 pub fn adopt(
     parent: &TokenInfo,
     child: &mut TokenInfo,
@@ -179,6 +181,23 @@ pub fn adopt(
                 return Err(AuthorityViolation::Wider(format!(
                     "rate {asked} allows more uses (at once or over time) than the token it is made \
                      with may have ({limit})"
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    // No more uses than the parent has left: none given is all of them.
+    if let Some(left) = parent.uses_left() {
+        match child.max_uses {
+            _ if left == 0 => {
+                return Err(AuthorityViolation::Wider(
+                    "the token it is made with has no uses left".to_owned(),
+                ));
+            }
+            None => child.max_uses = Some(left),
+            Some(asked) if asked > left => {
+                return Err(AuthorityViolation::Wider(format!(
+                    "{asked} uses are more than the token it is made with has left ({left})"
                 )));
             }
             Some(_) => {}

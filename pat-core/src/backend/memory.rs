@@ -303,6 +303,12 @@ impl Verifier for MemoryStore {
         )))
     }
 
+    fn spend(&self, identity: Identity, now: Timestamp) -> Verification {
+        let (id, client) = (identity.token_id(), identity.client());
+        let said = run_ready(engine::spend(&mut *self.state(), id, client, now));
+        Verification::Ready(crate::backend::spent(identity, said))
+    }
+
     fn prefixes(&self) -> &Prefixes {
         &self.prefixes
     }

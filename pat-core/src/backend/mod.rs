@@ -131,6 +131,20 @@ pub(crate) fn warn_replay(id: TokenId) {
     );
 }
 
+/// A backend's answer to [`Verifier::spend`] from what
+/// [`engine::spend`] said: the identity with the uses it has left, the
+/// refusal, or the store's failure.
+pub(crate) fn spent(
+    identity: Identity,
+    said: Result<Result<TokenInfo, AuthError>, StoreError>,
+) -> Result<Identity, AuthError> {
+    match said {
+        Ok(Ok(record)) => Ok(identity.spent(&record)),
+        Ok(Err(refused)) => Err(refused),
+        Err(e) => Err(AuthError::Store(e)),
+    }
+}
+
 /// The result of a lookup that had to wait (a network round trip).
 pub type VerifyFuture = Pin<Box<dyn Future<Output = Result<Identity, AuthError>> + Send + 'static>>;
 
@@ -280,6 +294,29 @@ pub trait Verifier: Send + Sync {
     #[inline]
     fn prefixes(&self) -> &Prefixes {
         Prefixes::standard()
+    }
+
+    /// Spends one use of the quota of the token `identity` authenticated
+    /// (a token with [`Identity::has_quota`]), at `now`, durably, before
+    /// the request goes on: the gate calls it after every other check
+    /// passed (the rate limit included), so a refused request spends
+    /// nothing. Answers the identity with
+    /// [`uses_left`](Identity::uses_left) after this use, or
+    /// [`AuthError::UsedUp`] when none was left.
+    ///
+    /// The use must be counted exactly once, whatever the concurrency and
+    /// across replicas and crashes: read the stored record under a lock
+    /// (or atomically), check the use rule on it again
+    /// ([`TokenInfo::check_use_from`], since a replica's cached record may
+    /// be stale), apply [`TokenInfo::spend_use`], and write it durably
+    /// before answering. Only tokens with a quota come here; the others
+    /// never pay this write.
+    ///
+    /// The default refuses with [`StoreError::NoQuotas`] (503): a backend
+    /// that cannot count never lets a limited token through uncounted.
+    fn spend(&self, identity: Identity, now: Timestamp) -> Verification {
+        let _ = (identity, now);
+        Verification::Ready(Err(AuthError::Store(StoreError::NoQuotas)))
     }
 
     /// Writes buffered uses, if the backend buffers them, and returns how many

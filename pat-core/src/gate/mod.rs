@@ -329,15 +329,23 @@ impl Gate {
             state: State::Done(Some(outcome)),
         };
         match verification {
-            Verification::Ready(result) => done(judge(&self.config, result, digest, client, now)),
+            Verification::Ready(result) => match judge(&self.config, result, digest, client, now) {
+                Judged::Done(outcome) => done(outcome),
+                Judged::Spend(identity) => {
+                    spending(&self.config, self.verifier.spend(identity, now))
+                }
+            },
+            // Boxed: the miss allocates its future already, and the
+            // answers at once keep a small `Checking`.
             Verification::Pending(future) => Checking {
-                state: State::Verifying {
+                state: State::Verifying(Box::new(Verifying {
                     future,
+                    verifier: self.verifier.clone(),
                     config: self.config.clone(),
                     digest,
                     client,
                     now,
-                },
+                })),
             },
         }
     }
@@ -370,8 +378,20 @@ fn reject(config: &Arc<GateConfig>, reason: RejectReason) -> Outcome {
     })
 }
 
+/// What a backend's answer leads to: an outcome, or a use of the token's
+/// quota to spend first.
+enum Judged {
+    Done(Outcome),
+    Spend(Identity),
+}
+
 /// The outcome of a backend's answer. Every error maps to a rejection:
 /// nothing here passes a request that the backend did not accept.
+///
+/// The checks run in one order: the address, the suspension and the expiry
+/// (the backend's, [`TokenInfo::check_use`](crate::TokenInfo::check_use)),
+/// then the rate limit, then the use quota; a request one of them refuses
+/// consumes nothing the later ones count.
 #[inline]
 fn judge(
     config: &Arc<GateConfig>,
@@ -379,7 +399,7 @@ fn judge(
     digest: TokenDigest,
     client: Option<IpAddr>,
     now: Timestamp,
-) -> Outcome {
+) -> Judged {
     match result {
         Ok(identity) => {
             // The rate limit, after everything the backend checked (the
@@ -388,14 +408,48 @@ fn judge(
             if let Some(limit) = identity.rate()
                 && let Err(throttled) = config.rates.check(identity.token_id(), limit, now)
             {
-                return reject(config, RejectReason::RateLimited(throttled));
+                return Judged::Done(reject(config, RejectReason::RateLimited(throttled)));
             }
-            tracing::debug!(user = %identity.user(), token_id = %identity.token_id(), "token accepted");
             // What was presented, so that acting on the token can require
             // it to be the current secret; and from where, so that a
             // session's recheck applies the address rule again.
-            Outcome::Authenticated(identity.presented_as(digest).presented_from(client))
+            let identity = identity.presented_as(digest).presented_from(client);
+            if identity.has_quota() {
+                // Last: only a use every other check let through is spent.
+                return Judged::Spend(identity);
+            }
+            Judged::Done(accepted(identity))
         }
+        Err(e) => Judged::Done(refuse(config, e)),
+    }
+}
+
+/// The outcome of an accepted token.
+#[inline]
+fn accepted(identity: Identity) -> Outcome {
+    tracing::debug!(user = %identity.user(), token_id = %identity.token_id(), "token accepted");
+    Outcome::Authenticated(identity)
+}
+
+/// The check for the backend's spending of a use of a quota.
+fn spending(config: &Arc<GateConfig>, spent: Verification) -> Checking {
+    match spent {
+        Verification::Ready(result) => Checking {
+            state: State::Done(Some(spent_outcome(config, result))),
+        },
+        Verification::Pending(future) => Checking {
+            state: State::Spending {
+                future,
+                config: config.clone(),
+            },
+        },
+    }
+}
+
+/// The outcome once a use of a quota was spent, or refused.
+fn spent_outcome(config: &Arc<GateConfig>, result: Result<Identity, AuthError>) -> Outcome {
+    match result {
+        Ok(identity) => accepted(identity),
         Err(e) => refuse(config, e),
     }
 }
@@ -409,6 +463,7 @@ fn refuse(config: &Arc<GateConfig>, e: AuthError) -> Outcome {
         AuthError::Disabled => TokenProblem::Disabled,
         AuthError::AddressNotAllowed => TokenProblem::AddressNotAllowed,
         AuthError::WrongUser => TokenProblem::WrongUser,
+        AuthError::UsedUp => TokenProblem::UsedUp,
         // The gate validated the token already; a backend that says otherwise
         // is refused all the same.
         AuthError::Malformed(_) => TokenProblem::Malformed,
@@ -420,6 +475,16 @@ fn refuse(config: &Arc<GateConfig>, e: AuthError) -> Outcome {
     reject(config, RejectReason::InvalidToken(problem))
 }
 
+/// A backend's answer under way, and what judging it needs.
+struct Verifying {
+    future: VerifyFuture,
+    verifier: Arc<dyn Verifier>,
+    config: Arc<GateConfig>,
+    digest: TokenDigest,
+    client: Option<IpAddr>,
+    now: Timestamp,
+}
+
 /// A decision in progress: ready at once for a backend that answered
 /// without waiting, else a future to poll (see [`Checking::into_ready`]).
 #[must_use = "a check must be awaited or matched"]
@@ -429,12 +494,11 @@ pub struct Checking {
 
 enum State {
     Done(Option<Outcome>),
-    Verifying {
+    Verifying(Box<Verifying>),
+    /// A use of the token's quota being spent.
+    Spending {
         future: VerifyFuture,
         config: Arc<GateConfig>,
-        digest: TokenDigest,
-        client: Option<IpAddr>,
-        now: Timestamp,
     },
 }
 
@@ -454,7 +518,8 @@ impl fmt::Debug for Checking {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.state {
             State::Done(outcome) => f.debug_tuple("Checking").field(outcome).finish(),
-            State::Verifying { .. } => f.write_str("Checking(verifying)"),
+            State::Verifying(_) => f.write_str("Checking(verifying)"),
+            State::Spending { .. } => f.write_str("Checking(spending)"),
         }
     }
 }
@@ -464,30 +529,44 @@ impl Future for Checking {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
         let this = self.get_mut();
-        match &mut this.state {
-            State::Done(outcome) => match outcome.take() {
-                Some(outcome) => Poll::Ready(outcome),
-                // Polled after completion: a caller bug, answered with a
-                // rejection rather than a panic on the auth path.
-                None => Poll::Ready(Outcome::Rejected(Rejection {
-                    reason: RejectReason::StoreUnavailable,
-                    gate: Arc::new(GateConfig::new(DEFAULT_REALM)),
-                })),
-            },
-            State::Verifying {
-                future,
-                config,
-                digest,
-                client,
-                now,
-            } => match future.as_mut().poll(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(result) => {
-                    let outcome = judge(config, result, *digest, *client, *now);
-                    this.state = State::Done(None);
-                    Poll::Ready(outcome)
+        loop {
+            match &mut this.state {
+                State::Done(outcome) => {
+                    return match outcome.take() {
+                        Some(outcome) => Poll::Ready(outcome),
+                        // Polled after completion: a caller bug, answered with a
+                        // rejection rather than a panic on the auth path.
+                        None => Poll::Ready(Outcome::Rejected(Rejection {
+                            reason: RejectReason::StoreUnavailable,
+                            gate: Arc::new(GateConfig::new(DEFAULT_REALM)),
+                        })),
+                    };
                 }
-            },
+                State::Verifying(v) => match v.future.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(result) => {
+                        match judge(&v.config, result, v.digest, v.client, v.now) {
+                            Judged::Done(outcome) => {
+                                this.state = State::Done(None);
+                                return Poll::Ready(outcome);
+                            }
+                            // Polled at once, in the next turn of the loop.
+                            Judged::Spend(identity) => {
+                                let spent = v.verifier.spend(identity, v.now);
+                                this.state = spending(&v.config, spent).state;
+                            }
+                        }
+                    }
+                },
+                State::Spending { future, config } => match future.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(result) => {
+                        let outcome = spent_outcome(config, result);
+                        this.state = State::Done(None);
+                        return Poll::Ready(outcome);
+                    }
+                },
+            }
         }
     }
 }

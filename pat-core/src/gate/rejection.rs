@@ -79,6 +79,8 @@ pub enum TokenProblem {
     AddressNotAllowed,
     /// Basic auth with another user's token.
     WrongUser,
+    /// Accepted as many times as its use quota allows.
+    UsedUp,
 }
 
 impl TokenProblem {
@@ -91,6 +93,7 @@ impl TokenProblem {
             TokenProblem::Disabled => "the token is disabled",
             TokenProblem::AddressNotAllowed => "the token may not be used from this address",
             TokenProblem::WrongUser => "the user name does not match the token",
+            TokenProblem::UsedUp => "the token has no uses left",
         }
     }
 }
@@ -222,7 +225,7 @@ pub(super) fn quoted_realm(realm: &str) -> String {
 }
 
 /// Every rejection reason that carries challenges.
-pub(super) const CHALLENGED: [RejectReason; 15] = [
+pub(super) const CHALLENGED: [RejectReason; 16] = [
     RejectReason::MissingCredentials,
     RejectReason::InvalidRequest(CredentialsError::TooLong),
     RejectReason::InvalidRequest(CredentialsError::NotUtf8),
@@ -238,6 +241,7 @@ pub(super) const CHALLENGED: [RejectReason; 15] = [
     RejectReason::InvalidToken(TokenProblem::Disabled),
     RejectReason::InvalidToken(TokenProblem::AddressNotAllowed),
     RejectReason::InvalidToken(TokenProblem::WrongUser),
+    RejectReason::InvalidToken(TokenProblem::UsedUp),
 ];
 
 /// Where `reason`'s challenges are in [`GateConfig::challenges`]; `None`
@@ -298,7 +302,8 @@ mod tests {
             | TokenProblem::Expired
             | TokenProblem::Disabled
             | TokenProblem::AddressNotAllowed
-            | TokenProblem::WrongUser => p,
+            | TokenProblem::WrongUser
+            | TokenProblem::UsedUp => p,
         };
         for p in [
             TokenProblem::NotAToken,
@@ -308,6 +313,7 @@ mod tests {
             TokenProblem::Disabled,
             TokenProblem::AddressNotAllowed,
             TokenProblem::WrongUser,
+            TokenProblem::UsedUp,
         ]
         .map(all)
         {

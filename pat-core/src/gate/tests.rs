@@ -388,6 +388,102 @@ impl Verifier for Remote {
             }
         }))
     }
+
+    /// Later too, from another thread.
+    fn spend(&self, identity: Identity, now: Timestamp) -> Verification {
+        let inner = self.inner.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(block_on(inner.spend(identity, now)));
+        });
+        Verification::pending(std::future::poll_fn(move |cx| match rx.try_recv() {
+            Ok(r) => std::task::Poll::Ready(r),
+            Err(_) => {
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            }
+        }))
+    }
+}
+
+/// A use quota is spent last, after the rate limit: a request the rate
+/// limit refuses spends nothing; past the quota, 401 `invalid_token`; the
+/// same when the backend answers later; and a backend that keeps no quotas
+/// refuses such a token (503) rather than let it through uncounted.
+#[test]
+fn a_quota_is_spent_last_and_exactly() {
+    let store = Arc::new(MemoryStore::new());
+    let hour = || ExpiryPolicy::hard(Duration::from_secs(3600));
+    let mut limited = NewToken::new("alice", hour()).max_uses(3);
+    limited.rate = Some("2/h".parse().unwrap());
+    let limited = store.create(&limited, at(1000)).unwrap();
+    let header = |t: &crate::CreatedToken| format!("Bearer {}", t.secret.expose_secret());
+    let h = header(&limited);
+    let gate = Gate::new(store.clone());
+    for left in [2, 1] {
+        let Outcome::Authenticated(id) = block_on(gate.check_at([h.as_bytes()], false, at(1001)))
+        else {
+            panic!("a use")
+        };
+        assert_eq!(id.uses_left(), Some(left));
+    }
+    // The third use of this gate's rate is refused: nothing spent.
+    let r = rejected(block_on(gate.check_at([h.as_bytes()], false, at(1001))));
+    assert_eq!(r.status(), 429);
+    assert_eq!(store.get(limited.info.id).unwrap().uses, 2);
+    // Another gate (another replica's count): the last use, then none.
+    let other = Gate::new(store.clone());
+    let Outcome::Authenticated(id) = block_on(other.check_at([h.as_bytes()], false, at(1002)))
+    else {
+        panic!("the last use")
+    };
+    assert_eq!(id.uses_left(), Some(0));
+    let r = rejected(block_on(other.check_at([h.as_bytes()], false, at(1003))));
+    assert_eq!(
+        (r.status(), r.reason()),
+        (401, RejectReason::InvalidToken(TokenProblem::UsedUp))
+    );
+    assert!(
+        r.challenges()[0].contains("the token has no uses left"),
+        "{r:?}"
+    );
+    // Answered later: spent later, as exactly.
+    let once = store
+        .create(&NewToken::new("alice", hour()).max_uses(1), at(1000))
+        .unwrap();
+    let later = Gate::new(Remote {
+        inner: store.clone(),
+        down: false,
+    });
+    let h = header(&once);
+    let pending = later.check_at([h.as_bytes()], false, at(1001));
+    let Outcome::Authenticated(id) = block_on(pending.into_ready().expect_err("pending")) else {
+        panic!("its one use")
+    };
+    assert_eq!(id.uses_left(), Some(0));
+    let r = rejected(block_on(later.check_at([h.as_bytes()], false, at(1002))));
+    assert_eq!(r.reason(), RejectReason::InvalidToken(TokenProblem::UsedUp));
+    // A backend without quotas: refused, not passed.
+    let blind = crate::testing::conformance::Scripted::ready(|_: &Lookup<'_>| {
+        let mut info = crate::TokenInfo::new(
+            crate::TokenId::from_u64(7),
+            "alice",
+            at(1000),
+            crate::Expiry::Hard {
+                expires_at: at(5000),
+            },
+        );
+        info.max_uses = Some(1);
+        Ok(Identity::new(&info, at(5000)))
+    });
+    let any = TokenSecret::generate();
+    let h = format!("Bearer {}", any.expose_secret());
+    let r = rejected(block_on(Gate::new(blind).check_at(
+        [h.as_bytes()],
+        false,
+        at(1001),
+    )));
+    assert_eq!(r.status(), 503);
 }
 
 #[test]
@@ -540,4 +636,12 @@ fn a_rate_limited_token_is_429_past_its_burst_and_a_refusal_before_counts_nothin
         assert!(res.headers().contains_key("ratelimit"));
         assert!(res.headers().contains_key("retry-after"));
     }
+}
+/// Every request moves an identity and an outcome by value: a field added
+/// carelessly grows them past what the hot path was measured with.
+#[test]
+fn an_identity_stays_small() {
+    assert!(std::mem::size_of::<Identity>() <= 120);
+    assert!(std::mem::size_of::<Outcome>() <= 120);
+    assert!(std::mem::size_of::<Checking>() <= 120);
 }

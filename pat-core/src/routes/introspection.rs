@@ -12,7 +12,12 @@
 //!   is the token id, `scope` its scopes space-separated, absent for an
 //!   unrestricted token; `pat_meta` its metadata, an object of strings,
 //!   absent when it has none; `pat_rate` its rate limit, `"100/m"`, absent
-//!   when it has none, which a remote verifier's gate applies);
+//!   when it has none, which a remote verifier's gate applies;
+//!   `pat_uses_left` for a token with a use quota, the uses it has left
+//!   after this one: introspecting such a token spends one of them, and a
+//!   remote verifier never caches the answer. An [`Introspection`] that
+//!   does not count uses answers such a token inactive, `pat_reason`
+//!   `"used_up"`: its use could not be counted);
 //! - for anything else (unknown, expired, revoked, malformed, missing):
 //!   exactly `{"active": false}`;
 //! - for a caller the integrator does not allow: 403. The default allows
@@ -189,6 +194,9 @@ impl Introspection {
             crate::AuthError::AddressNotAllowed if by_digest => {
                 Answer::json(200, &json!({ "active": false, "pat_reason": "address" }))
             }
+            crate::AuthError::UsedUp if by_digest => {
+                Answer::json(200, &json!({ "active": false, "pat_reason": "used_up" }))
+            }
             _ => inactive(),
         };
         let info = match self.admin.find(&digest, now) {
@@ -215,16 +223,32 @@ impl Introspection {
         }
         let mut exp = info.expiry.expires_at();
         let mut previous = false;
+        let mut uses_left = info.uses_left();
+        if uses_left.is_some() && !self.counts_as_use {
+            // A use that cannot be counted is not given: a verifier behind
+            // this answer would let the token through uncounted.
+            return refused(crate::AuthError::UsedUp);
+        }
         if self.counts_as_use {
             let lookup = Lookup::new(digest, user.as_deref(), now).from(client);
-            let verified = match self.verifier.verify(lookup) {
+            let wait = |v: Verification| match v {
                 Verification::Ready(r) => r,
                 Verification::Pending(f) => crate::backend::block_on::block_on(f),
             };
+            // A use of a quota is spent here, as the gate would: the
+            // verifier asking spends nothing more.
+            let verified = wait(self.verifier.verify(lookup)).and_then(|identity| {
+                if identity.has_quota() {
+                    wait(self.verifier.spend(identity.presented_from(client), now))
+                } else {
+                    Ok(identity)
+                }
+            });
             match verified {
                 Ok(identity) => {
                     exp = identity.expires_at();
                     previous = identity.is_previous_secret();
+                    uses_left = identity.uses_left();
                 }
                 Err(crate::AuthError::Store(e)) => {
                     tracing::error!(error = %crate::error::chain(&e), "introspection: store failed");
@@ -265,6 +289,11 @@ impl Introspection {
         if let Some(rate) = info.rate {
             // Its rate limit, which a remote verifier's gate counts.
             body["pat_rate"] = json!(rate.to_string());
+        }
+        if let Some(left) = uses_left {
+            // Its quota: this use is spent, and a remote verifier must ask
+            // again for the next one.
+            body["pat_uses_left"] = json!(left);
         }
         if !info.meta.is_empty() {
             // The token's metadata, so that a remote verifier's identities

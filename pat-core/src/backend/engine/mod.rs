@@ -425,6 +425,35 @@ pub(crate) async fn revoke_reused(
     Ok(gone)
 }
 
+/// Spends one use of token `id`'s quota at `now`, for a use from `client`
+/// ([`Verifier::spend`](crate::Verifier::spend)): the record read for
+/// update, the use rule checked again on what is stored (another replica
+/// may have revoked, disabled or used it up since this one cached it), one
+/// use counted ([`TokenInfo::spend_use`]) and written. The inner error is
+/// the refusal; nothing is written then.
+pub(crate) async fn spend(
+    tx: &mut impl Tx,
+    id: TokenId,
+    client: Option<std::net::IpAddr>,
+    now: Timestamp,
+) -> Result<Result<TokenInfo, crate::AuthError>, StoreError> {
+    let Some((digest, mut info)) = tx.token(id, Lock::Update).await? else {
+        return Ok(Err(crate::AuthError::Unknown));
+    };
+    if tx.is_refused(&digest) {
+        // Reuse detection is revoking it.
+        return Ok(Err(crate::AuthError::Unknown));
+    }
+    if let Err(refused) = info
+        .check_use_from(None, client, now)
+        .and_then(|_| info.spend_use())
+    {
+        return Ok(Err(refused));
+    }
+    tx.rewrite(&info).await?;
+    Ok(Ok(info))
+}
+
 /// A listing of `records` (every token a backend found for the request):
 /// expired ones only `include_expired`, oldest first, ties by id
 /// ([`Admin::list`](crate::Admin::list)).

@@ -504,6 +504,26 @@ impl Verifier for PgStore {
         )
     }
 
+    /// One transaction on the writer connection: the row locked (`FOR
+    /// UPDATE`), so that replicas spending the same token's uses take
+    /// turns, and committed before the answer. Only tokens with a quota
+    /// pay it.
+    fn spend(&self, identity: Identity, now: Timestamp) -> Verification {
+        let shared = self.shared.clone();
+        let (id, client) = (identity.token_id(), identity.client());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.handle().spawn(async move {
+            let said = shared
+                .write(move |tx| Box::pin(engine::spend(tx, id, client, now)))
+                .await;
+            let _ = tx.send(said);
+        });
+        Verification::pending(async move {
+            let said = rx.await.unwrap_or_else(|_| Err(PgError::Stopped.into()));
+            crate::backend::spent(identity, said)
+        })
+    }
+
     #[inline]
     fn prefixes(&self) -> &Prefixes {
         &self.shared.prefixes

@@ -16,10 +16,10 @@ use crate::model::token::{TokenDigest, TokenId};
 pub(super) const COLUMNS: &str = "id, username, label, created_at, created_by, sliding, expires_at, \
                        window_secs, max_lifetime_secs, last_used_at, scopes, rotated_at, \
                        parent_id, lifetime_from, not_after, previous_until, disabled_by, meta, allow_from, \
-                       rate";
+                       rate, max_uses, uses";
 
 /// Where statements put the digest after [`COLUMNS`] (`SELECT {COLUMNS}, digest`).
-pub(super) const DIGEST: usize = 20;
+pub(super) const DIGEST: usize = 22;
 
 pub(super) fn secs(t: Timestamp) -> i64 {
     t.as_unix_secs() as i64
@@ -54,6 +54,17 @@ pub(super) fn allow_from_column(info: &TokenInfo) -> Option<Vec<String>> {
 /// A record's rate limit as its column holds it (`100/m`): NULL for none.
 pub(super) fn rate_column(info: &TokenInfo) -> Option<String> {
     info.rate.map(|r| r.to_string())
+}
+
+/// A record's use quota as its column holds it: NULL for none.
+pub(super) fn max_uses_column(info: &TokenInfo) -> Option<i32> {
+    // At most `MAX_USES`, which an `integer` holds.
+    info.max_uses.map(|m| m as i32)
+}
+
+/// A count of spent uses as its column holds it.
+pub(super) fn uses_column(uses: u32) -> i32 {
+    uses.min(i32::MAX as u32) as i32
 }
 
 /// A row (in [`COLUMNS`] order) as a record.
@@ -123,6 +134,17 @@ pub(super) fn record(row: &Row) -> Result<TokenInfo, PgError> {
                 .map_err(|e| PgError::Data(format!("stored rate limit: {e}")))?,
         );
     }
+    if let Some(max) = row.get::<_, Option<i32>>(20) {
+        info.max_uses = Some(
+            u32::try_from(max)
+                .ok()
+                .filter(|m| (1..=crate::MAX_USES).contains(m))
+                .ok_or_else(|| PgError::Data(format!("stored use quota {max}")))?,
+        );
+    }
+    let uses: i32 = row.get(21);
+    info.uses =
+        u32::try_from(uses).map_err(|_| PgError::Data(format!("stored use count {uses}")))?;
     Ok(info)
 }
 

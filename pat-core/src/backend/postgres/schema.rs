@@ -127,14 +127,18 @@ const UPGRADE_V6: &str = "
 /// Version 6 to 7: a token's state and limits. The token whose disabling
 /// reached a token (itself or an ancestor), NULL while it is enabled; its
 /// metadata, a JSON object of strings; the networks it may be used from
-/// (`192.0.2.0/24`); its rate limit (`100/m`); NULL for none (as for every
-/// token from before).
+/// (`192.0.2.0/24`); its rate limit (`100/m`); its use quota; NULL for
+/// none (as for every token from before); and how many uses of the quota
+/// are spent (0).
 const UPGRADE_V7: &str = "
     ALTER TABLE pat_tokens ADD COLUMN disabled_by bigint;
     ALTER TABLE pat_tokens ADD COLUMN meta text;
     ALTER TABLE pat_tokens ADD COLUMN allow_from text[]
         CHECK (array_position(allow_from, NULL) IS NULL AND cardinality(allow_from) > 0);
     ALTER TABLE pat_tokens ADD COLUMN rate text CHECK (rate ~ '^[1-9][0-9]{0,6}/[smh]$');
+    ALTER TABLE pat_tokens ADD COLUMN max_uses integer CHECK (max_uses BETWEEN 1 AND 1000000000);
+    ALTER TABLE pat_tokens ADD COLUMN uses integer NOT NULL DEFAULT 0
+        CHECK (uses >= 0 AND uses <= coalesce(max_uses, 0));
 ";
 
 /// The upgrade from version `n - 1` to `n`, for `n` in `2..=SCHEMA_VERSION`.

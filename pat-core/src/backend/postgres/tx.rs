@@ -12,7 +12,7 @@
 
 use tokio_postgres::{Client, Row, Transaction};
 
-use super::rows::{allow_from_column, meta_column, rate_column};
+use super::rows::{allow_from_column, max_uses_column, meta_column, rate_column, uses_column};
 use super::{COLUMNS, DIGEST, PgError, Shared, TxFuture, digest_of, family, notify, record, secs};
 use crate::backend::cache::Cache;
 use crate::backend::engine::{Lock, Tx};
@@ -233,9 +233,10 @@ impl Tx for PgTx<'_> {
             .execute(
                 "INSERT INTO pat_tokens (digest, id, username, label, created_at, created_by,
                      sliding, expires_at, window_secs, max_lifetime_secs, last_used_at, scopes,
-                     parent_id, lifetime_from, not_after, disabled_by, meta, allow_from, rate)
+                     parent_id, lifetime_from, not_after, disabled_by, meta, allow_from, rate,
+                     max_uses, uses)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13, $14, $15, $16,
-                     $17, $18)
+                     $17, $18, $19, $20)
                  ON CONFLICT DO NOTHING",
                 &[
                     &key,
@@ -256,6 +257,8 @@ impl Tx for PgTx<'_> {
                     &meta_column(info),
                     &allow_from_column(info),
                     &rate_column(info),
+                    &max_uses_column(info),
+                    &uses_column(info.uses),
                 ],
             )
             .await
@@ -308,7 +311,8 @@ impl Tx for PgTx<'_> {
         let row = self
             .txn
             .query_opt(
-                "UPDATE pat_tokens SET expires_at = $2, not_after = $3, scopes = $4, disabled_by = $5
+                "UPDATE pat_tokens SET expires_at = $2, not_after = $3, scopes = $4, disabled_by = $5,
+                     uses = $6
                  WHERE id = $1 RETURNING digest",
                 &[
                     &id_param(info.id),
@@ -316,6 +320,7 @@ impl Tx for PgTx<'_> {
                     &info.not_after.map(secs),
                     &scopes,
                     &info.disabled_by.map(id_param),
+                    &uses_column(info.uses),
                 ],
             )
             .await

@@ -30,6 +30,7 @@
 //! 3  allow_from    u8 count, then per network u8 family (4 or 6), the
 //!                  address (4 or 16 bytes), u8 prefix length
 //! 4  rate          u32 uses, u8 per (1 second, 2 minute, 3 hour)
+//! 5  quota         u32 max_uses, u32 uses spent
 //! ```
 //! Each record is written in the oldest version that holds it.
 //! Decoding checks every length and value and never panics: a damaged record
@@ -67,6 +68,8 @@ const TAG_META: u8 = 2;
 const TAG_ALLOW_FROM: u8 = 3;
 /// Tag of the token's rate limit.
 const TAG_RATE: u8 = 4;
+/// Tag of the token's use quota.
+const TAG_QUOTA: u8 = 5;
 
 /// The oldest version that holds `info`.
 fn version_of(info: &TokenInfo) -> u8 {
@@ -76,7 +79,8 @@ fn version_of(info: &TokenInfo) -> u8 {
         _ if info.disabled_by.is_some()
             || !info.meta.is_empty()
             || !info.allow_from.is_empty()
-            || info.rate.is_some() =>
+            || info.rate.is_some()
+            || info.max_uses.is_some() =>
         {
             RECORD_V5
         }
@@ -170,6 +174,12 @@ fn put_tagged(out: &mut Vec<u8>, info: &TokenInfo) {
         let mut bytes = Vec::new();
         put_rate(&mut bytes, rate);
         field(TAG_RATE, &bytes);
+    }
+    if let Some(max) = info.max_uses {
+        let mut bytes = Vec::with_capacity(8);
+        bytes.extend_from_slice(&max.to_le_bytes());
+        bytes.extend_from_slice(&info.uses.to_le_bytes());
+        field(TAG_QUOTA, &bytes);
     }
 }
 
@@ -295,6 +305,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
     let mut meta = Metadata::empty();
     let mut allow_from = Vec::new();
     let mut rate = None;
+    let mut quota = None;
     let mut last_tag = 0;
     let fields = if version >= RECORD_V5 {
         r.u8("field count")?
@@ -326,6 +337,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
                 }
             }
             TAG_RATE => rate = Some(field.rate()?),
+            TAG_QUOTA => {
+                let max = field.u32("use quota")?;
+                let uses = field.u32("uses spent")?;
+                if !(1..=crate::MAX_USES).contains(&max) || uses > max {
+                    return Err(format!("a quota of {uses} of {max} uses written"));
+                }
+                quota = Some((max, uses));
+            }
             _ => return Err(format!("unknown field tag {tag}")),
         }
         field.finish()?;
@@ -345,6 +364,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
     info.meta = meta;
     info.allow_from = allow_from;
     info.rate = rate;
+    if let Some((max, uses)) = quota {
+        info.max_uses = Some(max);
+        info.uses = uses;
+    }
     Ok(info)
 }
 
@@ -568,6 +591,7 @@ mod tests {
                 proptest::collection::btree_map("[a-z]{1,6}", ".{0,12}", 0..3),
                 proptest::collection::vec((any::<[u8; 16]>(), 0u8..=128, any::<bool>()), 0..3),
                 proptest::option::of((1u32..=crate::MAX_RATE_USES, 1u8..=3)),
+                proptest::option::of((1u32..=crate::MAX_USES, any::<u32>())),
             ),
         )
             .prop_map(
@@ -583,7 +607,7 @@ mod tests {
                     lineage,
                     named,
                     disabled,
-                    (meta, networks, rate),
+                    (meta, networks, rate, quota),
                 )| {
                     let mut info = TokenInfo::new(
                         TokenId::from_u64(id),
@@ -640,6 +664,10 @@ mod tests {
                     info.rate = rate.and_then(|(uses, per)| {
                         RateLimit::new(uses, crate::model::rate::Per::from_code(per)?)
                     });
+                    if let Some((max, spent)) = quota {
+                        info.max_uses = Some(max);
+                        info.uses = spent % (max + 1);
+                    }
                     info
                 },
             )

@@ -235,10 +235,26 @@ impl Store {
         // The store's own calls know no client: a token with an address
         // rule is refused here.
         let origin = Origin::Unknown;
-        prefixes.presented(presented.as_bytes())?.verify(
+        let identity = prefixes.presented(presented.as_bytes())?.verify(
             |digest| cache.hit_record(digest, user, origin, now),
             |digest| self.lookup(digest, user, origin, now),
-        )?
+        )??;
+        // A use as the gate's: one of a quota is spent.
+        if identity.has_quota() {
+            return self.spend_use(identity, now);
+        }
+        Ok(identity)
+    }
+
+    /// [`Verifier::spend`]: [`engine::spend`] in one write transaction.
+    fn spend_use(&self, identity: Identity, now: Timestamp) -> Result<Identity, AuthError> {
+        let state: &Inner = &self.inner;
+        let (id, client) = (identity.token_id(), identity.client());
+        let said = state.delete(|txn, changes| {
+            let mut tx = tx::RedbTx::new(state, txn, changes);
+            Ok(run_ready(engine::spend(&mut tx, id, client, now)))
+        });
+        crate::backend::spent(identity, said.and_then(|r| r))
     }
 
     /// The lookup behind [`Verifier::verify`].
@@ -599,6 +615,13 @@ impl Verifier for Store {
             lookup.origin(),
             lookup.now(),
         )
+    }
+
+    /// One write transaction, committed (and synced) before the answer:
+    /// a use of a quota survives a crash. On the calling thread, as a miss
+    /// reads; only tokens with a quota pay it.
+    fn spend(&self, identity: Identity, now: Timestamp) -> Verification {
+        Verification::Ready(self.spend_use(identity, now))
     }
 
     #[inline]

@@ -22,7 +22,10 @@
 //!   (each introspection counts as a use unless the endpoint says
 //!   otherwise), so keep the TTL well below your shortest sliding window;
 //! - a cached identity is never used past its own `exp`: the endpoint is
-//!   asked again (a sliding token may have moved).
+//!   asked again (a sliding token may have moved);
+//! - an answer for a token with a use quota is never cached, and never
+//!   shared by lookups waiting together: each use is its own round trip,
+//!   in which the endpoint spends it, so the quota is exact here too.
 //!
 //! # Load on the endpoint
 //! Lookups that miss the cache for the same digest (and user name) while a
@@ -192,8 +195,16 @@ impl Drop for Reply<'_> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(self.asked)
             .unwrap_or_default();
-        for waiter in waiters {
-            let _ = waiter.send(self.answer.clone());
+        // A use of a quota was spent for one lookup only: the others ask
+        // again, each for its own.
+        let spent_once = matches!(&self.answer, Ok(Said::Active(identity)) if identity.has_quota());
+        for (i, waiter) in waiters.into_iter().enumerate() {
+            let answer = match i {
+                0 => self.answer.clone(),
+                _ if spent_once => Ok(Said::Again),
+                _ => self.answer.clone(),
+            };
+            let _ = waiter.send(answer);
         }
     }
 }
@@ -220,6 +231,11 @@ enum Said {
     /// Not from the client it was asked for (never cached: another client
     /// may be allowed).
     AddressNotAllowed,
+    /// Its use quota is spent.
+    UsedUp,
+    /// Not an answer: the round trip this lookup waited for spent a use of
+    /// the token's quota for another lookup; ask again.
+    Again,
 }
 
 impl Said {
@@ -231,6 +247,9 @@ impl Said {
             Said::WrongUser => Err(AuthError::WrongUser),
             Said::Disabled => Err(AuthError::Disabled),
             Said::AddressNotAllowed => Err(AuthError::AddressNotAllowed),
+            Said::UsedUp => Err(AuthError::UsedUp),
+            // Never handed on (the lookup asks again); refused if it were.
+            Said::Again => Err(AuthError::Unknown),
         }
     }
 }
@@ -278,12 +297,50 @@ impl Verifier for RemoteVerifier {
             lookup.user().map(CompactString::new),
             lookup.client(),
         );
+        let mut rx = self.shared.wait_for(&self.handle, asked.clone());
+        let (shared, handle) = (self.shared.clone(), self.handle.clone());
+        Verification::pending(async move {
+            loop {
+                return match rx.await {
+                    // A token with a quota: each use its own round trip.
+                    Ok(Ok(Said::Again)) => {
+                        rx = shared.wait_for(&handle, asked.clone());
+                        continue;
+                    }
+                    Ok(Ok(said)) => match (said, &asked.1) {
+                        // The endpoint checks the name; this is defence in depth.
+                        (Said::Active(identity), Some(user)) if user != identity.user() => {
+                            Err(AuthError::WrongUser)
+                        }
+                        (said, _) => said.into_result(),
+                    },
+                    Ok(Err(why)) => Err(AuthError::Store(failure(&why))),
+                    Err(_) => Err(AuthError::Store(failure("the verifier stopped"))),
+                };
+            }
+        })
+    }
+
+    /// The endpoint spent the use when it answered (an introspection of a
+    /// token with a quota counts one, and such answers are never cached):
+    /// nothing more to do here.
+    fn spend(&self, identity: Identity, _now: Timestamp) -> Verification {
+        Verification::Ready(Ok(identity))
+    }
+}
+
+impl Shared {
+    /// The answer to `asked`, once the endpoint gave it: one round trip per
+    /// digest and name at a time, so a burst of requests with a token not
+    /// yet cached waits for the first one's answer.
+    fn wait_for(
+        self: &Arc<Self>,
+        handle: &tokio::runtime::Handle,
+        asked: Asked,
+    ) -> tokio::sync::oneshot::Receiver<Result<Said, String>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        // One round trip per digest and name at a time: a burst of requests
-        // with a token not yet cached waits for the first one's answer.
         let first = {
             let mut waiting = self
-                .shared
                 .waiting
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -292,27 +349,12 @@ impl Verifier for RemoteVerifier {
             waiters.len() == 1
         };
         if first {
-            let shared = self.shared.clone();
-            self.handle.spawn(async move { shared.ask(asked).await });
+            let shared = self.clone();
+            handle.spawn(async move { shared.ask(asked).await });
         }
-        let user = lookup.user().map(CompactString::new);
-        Verification::pending(async move {
-            match rx.await {
-                Ok(Ok(said)) => match (said, user) {
-                    // The endpoint checks the name; this is defence in depth.
-                    (Said::Active(identity), Some(user)) if user != identity.user() => {
-                        Err(AuthError::WrongUser)
-                    }
-                    (said, _) => said.into_result(),
-                },
-                Ok(Err(why)) => Err(AuthError::Store(failure(&why))),
-                Err(_) => Err(AuthError::Store(failure("the verifier stopped"))),
-            }
-        })
+        rx
     }
-}
 
-impl Shared {
     /// The cached answer for this lookup, if one is fresh and still says
     /// something about it; a cached refusal only with `refusals` (not for
     /// `verify_cached`: a caller of `verify` may have asked about a digest
@@ -373,7 +415,10 @@ impl Shared {
         };
         reply.answer = match answer {
             Ok((said, allow_from)) => {
-                if self.ttl > Duration::ZERO && said != Said::AddressNotAllowed {
+                // Never an identity with a quota: each use asks (and the
+                // endpoint spends it).
+                let once = matches!(&said, Said::Active(identity) if identity.has_quota());
+                if self.ttl > Duration::ZERO && said != Said::AddressNotAllowed && !once {
                     let (into, other) = match said {
                         Said::Active(_) => (self.active.pin(), self.refused.pin()),
                         _ => (self.refused.pin(), self.active.pin()),

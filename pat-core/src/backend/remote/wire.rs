@@ -33,6 +33,7 @@ pub(super) fn parse_answer(body: &[u8]) -> Result<(Said, Vec<Prefix>, Vec<Cidr>)
                     Some("wrong_user") => Said::WrongUser,
                     Some("disabled") => Said::Disabled,
                     Some("address") => Said::AddressNotAllowed,
+                    Some("used_up") => Said::UsedUp,
                     _ => Said::Unknown,
                 },
                 Vec::new(),
@@ -85,6 +86,16 @@ pub(super) fn parse_answer(body: &[u8]) -> Result<(Said, Vec<Prefix>, Vec<Cidr>)
                 .ok_or("a `pat_rate` pat does not read")?,
         ),
     };
+    // The uses left after this one, which the endpoint spent: the mark of
+    // an answer never to cache.
+    if let Some(left) = v.get("pat_uses_left") {
+        let left = left
+            .as_u64()
+            .and_then(|l| u32::try_from(l).ok())
+            .filter(|l| *l < crate::MAX_USES)
+            .ok_or("a `pat_uses_left` that is not a count")?;
+        info.max_uses = Some(left);
+    }
     let identity = Identity::new(&info, exp);
     // The store's prefixes (an endpoint of an older build sends none);
     // one that is not a prefix is skipped, not trusted.

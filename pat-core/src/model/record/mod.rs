@@ -35,6 +35,9 @@ pub const MAX_NETWORKS: usize = 16;
 /// `/whoami`; 20,000 scopes made a 920 KB record).
 pub const MAX_SCOPES: usize = 64;
 
+/// The largest use quota a token may have ([`TokenInfo::max_uses`]).
+pub const MAX_USES: u32 = 1_000_000_000;
+
 /// Everything stored about a token except the token itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -92,6 +95,15 @@ pub struct TokenInfo {
     /// by the gate that checks the token, not the store: a use over it is
     /// refused with 429 (see [`RateLimit`]).
     pub rate: Option<RateLimit>,
+    /// How many times the token may be accepted in all (1: a one-time
+    /// token); `None`: no quota. Each accepted use is written to the store
+    /// before the request goes on ([`Verifier::spend`](crate::Verifier::spend)),
+    /// exactly once across replicas and crashes; past it the token is
+    /// refused ([`AuthError::UsedUp`]).
+    pub max_uses: Option<u32>,
+    /// How many of [`max_uses`](TokenInfo::max_uses) are spent (0 for a
+    /// token without a quota).
+    pub uses: u32,
 }
 
 impl TokenInfo {
@@ -123,6 +135,29 @@ impl TokenInfo {
             meta: Metadata::empty(),
             allow_from: Vec::new(),
             rate: None,
+            max_uses: None,
+            uses: 0,
+        }
+    }
+
+    /// How many more uses the token may have; `None` without a quota.
+    pub fn uses_left(&self) -> Option<u32> {
+        self.max_uses.map(|max| max.saturating_sub(self.uses))
+    }
+
+    /// The quota rule, shared by every backend: a token with a quota
+    /// ([`max_uses`](TokenInfo::max_uses)) and none left is refused with
+    /// [`AuthError::UsedUp`], else one more use is counted. A token without
+    /// one is never refused here and nothing changes. The backend stores
+    /// the record before the use is accepted.
+    pub fn spend_use(&mut self) -> Result<(), AuthError> {
+        match self.uses_left() {
+            None => Ok(()),
+            Some(0) => Err(AuthError::UsedUp),
+            Some(_) => {
+                self.uses += 1;
+                Ok(())
+            }
         }
     }
 

@@ -54,6 +54,9 @@ pub struct NewToken {
     /// The most uses per second, minute or hour (see
     /// [`TokenInfo::rate`]); `None` (the default) for no limit.
     pub rate: Option<RateLimit>,
+    /// How many times the token may be accepted (see
+    /// [`TokenInfo::max_uses`]); `None` (the default) for no quota.
+    pub max_uses: Option<u32>,
 }
 
 impl NewToken {
@@ -70,6 +73,7 @@ impl NewToken {
             meta: Metadata::empty(),
             allow_from: Vec::new(),
             rate: None,
+            max_uses: None,
         }
     }
 
@@ -99,6 +103,13 @@ impl NewToken {
     /// Sets the rate limit.
     pub fn rate(mut self, rate: RateLimit) -> NewToken {
         self.rate = Some(rate);
+        self
+    }
+
+    /// Sets the use quota: the token is accepted `uses` times, then
+    /// refused (1: a one-time token; at most [`MAX_USES`](crate::MAX_USES)).
+    pub fn max_uses(mut self, uses: u32) -> NewToken {
+        self.max_uses = Some(uses);
         self
     }
 
@@ -147,6 +158,14 @@ impl NewToken {
                 max: crate::MAX_NETWORKS,
             });
         }
+        if let Some(given) = self.max_uses
+            && !(1..=crate::MAX_USES).contains(&given)
+        {
+            return Err(NewTokenError::MaxUses {
+                given: given.into(),
+                max: crate::MAX_USES,
+            });
+        }
         Ok(TokenInfo {
             id,
             user: self.user.clone(),
@@ -165,6 +184,8 @@ impl NewToken {
             meta: self.meta.clone(),
             allow_from: self.allow_from.clone(),
             rate: self.rate,
+            max_uses: self.max_uses,
+            uses: 0,
         })
     }
 

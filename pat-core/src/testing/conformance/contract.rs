@@ -223,6 +223,10 @@ pub const CASES: &[(&str, Case)] = &[
         "a token's rate limit is kept, handed to the gate, never raised by a child",
         super::rates::kept_and_never_raised,
     ),
+    (
+        "a token's use quota is spent once per use, exactly, and never raised by a child",
+        super::quotas::spent_once_each_and_never_raised,
+    ),
 ];
 
 /// Runs every contract case against a fresh backend from `make`, and

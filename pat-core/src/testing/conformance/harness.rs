@@ -24,7 +24,8 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 
 /// What the gate does with a presented token, without HTTP: validate it
 /// (one of the backend's prefixes, the length, the checksum), look its
-/// digest up (as `user` for HTTP Basic) and wait for the answer.
+/// digest up (as `user` for HTTP Basic), wait for the answer, and spend a
+/// use of its quota if it has one.
 pub fn authenticate(
     backend: &dyn Verifier,
     token: &str,
@@ -32,7 +33,11 @@ pub fn authenticate(
     now: Timestamp,
 ) -> Result<Identity, AuthError> {
     let digest = backend.prefixes().digest(token)?;
-    block_on(backend.verify(Lookup::new(digest, user, now)))
+    let identity = block_on(backend.verify(Lookup::new(digest, user, now)))?;
+    if identity.has_quota() {
+        return block_on(backend.spend(identity, now));
+    }
+    Ok(identity)
 }
 
 /// A verifier answering every lookup with what a closure says, at once or

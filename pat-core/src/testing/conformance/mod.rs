@@ -22,6 +22,7 @@ mod harness;
 mod metadata;
 mod model;
 mod prefix;
+mod quotas;
 mod rates;
 mod rotation;
 mod suspension;
@@ -32,6 +33,7 @@ pub use self::contract::{CASES, REFUSALS, Refusal, run_contract};
 pub use self::harness::{Backend, Scripted, authenticate, block_on};
 use self::harness::{MIN, at, auth, create, hard, sliding};
 pub use self::model::run_model;
+pub use self::quotas::run_quota_race;
 
 #[cfg(test)]
 mod tests;

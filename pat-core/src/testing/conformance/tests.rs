@@ -40,6 +40,23 @@ fn memory_store_holds_the_concurrent_model() {
     });
 }
 
+#[test]
+fn memory_store_spends_a_quota_exactly_under_concurrency() {
+    let store = MemoryStore::new();
+    run_quota_race([&store, &store], 8, 20, 1);
+    run_quota_race([&store, &store], 8, 20, 37);
+}
+
+#[test]
+fn redb_store_spends_a_quota_exactly_under_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    for capacity in CAPACITIES {
+        let store = redb_stores(&dir, capacity)();
+        run_quota_race([&store, &store], 8, 10, 1);
+        run_quota_race([&store, &store], 8, 10, 13);
+    }
+}
+
 /// Fresh redb stores in one temporary directory, flushed by hand.
 fn redb_stores(dir: &tempfile::TempDir, capacity: usize) -> impl Fn() -> crate::Store + '_ {
     let n = std::sync::atomic::AtomicUsize::new(0);

@@ -207,7 +207,8 @@ impl Request {
                 put_opt_u64(&mut out, new.parent.map(TokenId::as_u64));
                 put_opt_digest(&mut out, new.parent_secret.as_ref());
                 put_u64(&mut out, now.as_unix_secs());
-                // Protocol 4: the metadata, the address rule, the rate.
+                // Protocol 4: the metadata, the address rule, the rate, the
+                // use quota.
                 put_meta(&mut out, &new.meta);
                 put_networks(&mut out, &new.allow_from);
                 match new.rate {
@@ -215,6 +216,13 @@ impl Request {
                     Some(rate) => {
                         out.push(1);
                         put_rate(&mut out, rate);
+                    }
+                }
+                match new.max_uses {
+                    None => out.push(0),
+                    Some(max) => {
+                        out.push(1);
+                        out.extend_from_slice(&max.to_le_bytes());
                     }
                 }
             }
@@ -347,6 +355,11 @@ impl Request {
                     0 => None,
                     1 => Some(r.rate()?),
                     f => return Err(format!("bad rate flag {f}")),
+                };
+                new.max_uses = match r.u8("quota flag")? {
+                    0 => None,
+                    1 => Some(r.u32("use quota")?),
+                    f => return Err(format!("bad quota flag {f}")),
                 };
                 Request::Create { new, now }
             }
@@ -669,7 +682,8 @@ mod tests {
             "10.0.0.0/8".parse().unwrap(),
             "2001:db8::/32".parse().unwrap(),
         ])
-        .rate("100/m".parse().unwrap());
+        .rate("100/m".parse().unwrap())
+        .max_uses(3);
         let reqs = [
             Request::Hello,
             Request::Create {
