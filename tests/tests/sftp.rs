@@ -741,3 +741,28 @@ fn http_and_sftp_count_one_rate_limit() {
         assert!(!run.ok, "{kind:?}: a login past the limit: {}", run.out);
     }
 }
+
+// Issue 26: a login is one use of a token's quota, however many requests
+// its session makes; a second login is refused once none is left.
+#[test]
+fn a_login_is_one_use_of_a_quota() {
+    if !have_openssh() {
+        return;
+    }
+    let share = Share::new();
+    for kind in ServerKind::ALL {
+        let server = share.start(kind);
+        let token = share.token(&["-u", "alice", "-e", "1h", "--max-uses", "1"]);
+        let run = sftp(&server, &token, "pwd\nls\nls projects\npwd\n");
+        assert!(run.ok, "{kind:?}: the one login: {}{}", run.out, run.err);
+        assert!(run.out.contains("projects"), "{kind:?}: {}", run.out);
+        let again = sftp(&server, &token, "pwd\n");
+        assert!(!again.ok, "{kind:?}: a second login: {}", again.out);
+        let r = client()
+            .get(server.url("/whoami"))
+            .bearer_auth(&token)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{kind:?}");
+    }
+}

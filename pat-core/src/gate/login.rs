@@ -164,9 +164,11 @@ impl Logins {
     /// Checks again the token a login presented (`identity`, as
     /// [`check`](Logins::check) returned it), for a session that outlives
     /// its login: every request of an SFTP session, as every HTTP request,
-    /// is refused once the token is revoked, expired or rotated away. A
-    /// cache hit on a cached backend; records the use (a sliding token's
-    /// window moves). Not counted as a failed login.
+    /// is refused once the token is revoked, expired, disabled, rotated away
+    /// or used from an address its rule refuses. A cache hit on a cached
+    /// backend; records the use (a sliding token's window moves). Not a use
+    /// the rate limit or the use quota counts (the login was), nor a failed
+    /// login.
     pub async fn recheck(&self, identity: &Identity) -> Result<Identity, LoginRefused> {
         self.recheck_at(identity, Timestamp::now()).await
     }
@@ -180,7 +182,7 @@ impl Logins {
         let outcome = match identity.presented() {
             Some(digest) => {
                 self.gate
-                    .check_digest(*digest, Some(identity.user()), identity.client(), now)
+                    .check_again(*digest, Some(identity.user()), identity.client(), now)
                     .await
             }
             // Not from a login: nothing to check it against.
@@ -410,6 +412,35 @@ mod tests {
         // An identity that no login made has nothing to recheck.
         let bare = Identity::new(&t.info, at(60));
         assert!(run(logins.recheck_at(&bare, at(0))).is_err());
+    }
+
+    #[test]
+    fn a_login_is_one_use_however_many_requests_its_session_makes() {
+        let store = Arc::new(MemoryStore::new());
+        let mut once = NewToken::new("alice", ExpiryPolicy::hard(Duration::from_secs(7200)));
+        once.max_uses = Some(1);
+        once.rate = Some("2/h".parse().unwrap());
+        let t = store.create(&once, at(0)).unwrap();
+        let logins = Logins::new(store.clone());
+        let identity =
+            run(logins.check_at("alice", t.secret.expose_secret(), None, at(1))).unwrap();
+        for now in 2..10 {
+            let again = run(logins.recheck_at(&identity, at(now))).expect("the session goes on");
+            assert_eq!(again.uses_left(), Some(0));
+        }
+        assert_eq!(store.get(t.info.id).unwrap().uses, 1);
+        // A second login is a use, the second of the rate's burst: the
+        // rechecks counted nothing there, and the quota refuses it.
+        assert_eq!(
+            run(logins.check_at("alice", t.secret.expose_secret(), None, at(10))),
+            Err(LoginRefused::Invalid(TokenProblem::UsedUp))
+        );
+        // The rest is still checked again: disabled, the session ends.
+        store.disable(t.info.id).unwrap();
+        assert_eq!(
+            run(logins.recheck_at(&identity, at(11))),
+            Err(LoginRefused::Invalid(TokenProblem::Disabled))
+        );
     }
 
     #[test]

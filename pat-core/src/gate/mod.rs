@@ -303,9 +303,12 @@ impl Gate {
         }
     }
 
-    /// The backend's decision on a well-formed token's digest.
+    /// The backend's decision on a well-formed token's digest, for a
+    /// session that outlives its login: everything is checked again but
+    /// the rate limit and the use quota, which the login counted (a login
+    /// is one use, however many requests its session makes).
     #[inline]
-    fn check_digest(
+    fn check_again(
         &self,
         digest: TokenDigest,
         user: Option<&str>,
@@ -313,10 +316,16 @@ impl Gate {
         now: Timestamp,
     ) -> Checking {
         let lookup = Lookup::new(digest, user, now).from(client);
-        self.checking(self.verifier.verify(lookup), digest, client, now)
+        self.judged(
+            self.verifier.verify(lookup),
+            digest,
+            client,
+            Counted::No,
+            now,
+        )
     }
 
-    /// The check for the backend's answer about `digest`.
+    /// The check for the backend's answer about `digest`, a use.
     #[inline]
     fn checking(
         &self,
@@ -325,16 +334,31 @@ impl Gate {
         client: Option<IpAddr>,
         now: Timestamp,
     ) -> Checking {
+        self.judged(verification, digest, client, Counted::Yes, now)
+    }
+
+    /// The check for the backend's answer about `digest`.
+    #[inline]
+    fn judged(
+        &self,
+        verification: Verification,
+        digest: TokenDigest,
+        client: Option<IpAddr>,
+        counted: Counted,
+        now: Timestamp,
+    ) -> Checking {
         let done = |outcome| Checking {
             state: State::Done(Some(outcome)),
         };
         match verification {
-            Verification::Ready(result) => match judge(&self.config, result, digest, client, now) {
-                Judged::Done(outcome) => done(outcome),
-                Judged::Spend(identity) => {
-                    spending(&self.config, self.verifier.spend(identity, now))
+            Verification::Ready(result) => {
+                match judge(&self.config, result, digest, client, counted, now) {
+                    Judged::Done(outcome) => done(outcome),
+                    Judged::Spend(identity) => {
+                        spending(&self.config, self.verifier.spend(identity, now))
+                    }
                 }
-            },
+            }
             // Boxed: the miss allocates its future already, and the
             // answers at once keep a small `Checking`.
             Verification::Pending(future) => Checking {
@@ -344,6 +368,7 @@ impl Gate {
                     config: self.config.clone(),
                     digest,
                     client,
+                    counted,
                     now,
                 })),
             },
@@ -378,6 +403,14 @@ fn reject(config: &Arc<GateConfig>, reason: RejectReason) -> Outcome {
     })
 }
 
+/// Whether a check is a use the rate limit and the use quota count: a
+/// session's recheck is not (its login was).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Counted {
+    Yes,
+    No,
+}
+
 /// What a backend's answer leads to: an outcome, or a use of the token's
 /// quota to spend first.
 enum Judged {
@@ -391,13 +424,15 @@ enum Judged {
 /// The checks run in one order: the address, the suspension and the expiry
 /// (the backend's, [`TokenInfo::check_use`](crate::TokenInfo::check_use)),
 /// then the rate limit, then the use quota; a request one of them refuses
-/// consumes nothing the later ones count.
+/// consumes nothing the later ones count. A check that is not a use
+/// (`counted`) skips the last two.
 #[inline]
 fn judge(
     config: &Arc<GateConfig>,
     result: Result<Identity, AuthError>,
     digest: TokenDigest,
     client: Option<IpAddr>,
+    counted: Counted,
     now: Timestamp,
 ) -> Judged {
     match result {
@@ -405,7 +440,8 @@ fn judge(
             // The rate limit, after everything the backend checked (the
             // address, the suspension, the expiry), so that a use refused
             // there counts nothing here.
-            if let Some(limit) = identity.rate()
+            if counted == Counted::Yes
+                && let Some(limit) = identity.rate()
                 && let Err(throttled) = config.rates.check(identity.token_id(), limit, now)
             {
                 return Judged::Done(reject(config, RejectReason::RateLimited(throttled)));
@@ -414,7 +450,7 @@ fn judge(
             // it to be the current secret; and from where, so that a
             // session's recheck applies the address rule again.
             let identity = identity.presented_as(digest).presented_from(client);
-            if identity.has_quota() {
+            if counted == Counted::Yes && identity.has_quota() {
                 // Last: only a use every other check let through is spent.
                 return Judged::Spend(identity);
             }
@@ -482,6 +518,7 @@ struct Verifying {
     config: Arc<GateConfig>,
     digest: TokenDigest,
     client: Option<IpAddr>,
+    counted: Counted,
     now: Timestamp,
 }
 
@@ -545,7 +582,7 @@ impl Future for Checking {
                 State::Verifying(v) => match v.future.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(result) => {
-                        match judge(&v.config, result, v.digest, v.client, v.now) {
+                        match judge(&v.config, result, v.digest, v.client, v.counted, v.now) {
                             Judged::Done(outcome) => {
                                 this.state = State::Done(None);
                                 return Poll::Ready(outcome);
