@@ -384,6 +384,12 @@ pub(crate) struct CreateArgs {
     #[arg(long, value_name = "N/UNIT", value_parser = rate)]
     pub(crate) rate: Option<pat_core::RateLimit>,
 
+    /// Accept the token at most this many times (1 to 1000000000; 1 makes a
+    /// one-time token). Each accepted use is written to the store before
+    /// the request goes on, so no crash or second server gives one back.
+    #[arg(long, value_name = "N", value_parser = max_uses, allow_hyphen_values = true)]
+    pub(crate) max_uses: Option<u32>,
+
     /// Print only the token (for scripts).
     #[arg(short, long, conflicts_with = "json")]
     pub(crate) quiet: bool,
@@ -517,6 +523,17 @@ fn duration(s: &str) -> std::result::Result<Duration, pat_core::ParseDurationErr
 
 fn rate(s: &str) -> std::result::Result<pat_core::RateLimit, pat_core::ParseRateError> {
     s.parse()
+}
+
+fn max_uses(s: &str) -> std::result::Result<u32, String> {
+    let given = s.parse::<u64>().map_err(|_| {
+        format!(
+            "`{}` is not a use count: give a whole number from 1 to {}",
+            pat_core::printable(s),
+            pat_core::MAX_USES
+        )
+    })?;
+    pat_core::use_quota(given).map_err(|e| e.to_string())
 }
 
 fn cidr(s: &str) -> std::result::Result<pat_core::Cidr, pat_core::ParseCidrError> {

@@ -50,6 +50,8 @@ fn base_json(info: &TokenInfo) -> Value {
         "meta": info.meta.to_json(),
         "allow_from": info.allow_from.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
         "rate": info.rate.map(|r| r.to_string()),
+        "max_uses": info.max_uses,
+        "uses": info.uses,
     })
 }
 
@@ -167,6 +169,9 @@ pub(crate) fn show_human(info: &TokenInfo, now: Timestamp) -> String {
     }
     if let Some(rate) = info.rate {
         let _ = writeln!(rotated, "rate:       at most {rate}");
+    }
+    if let Some(max) = info.max_uses {
+        let _ = writeln!(rotated, "uses:       {} of {max}", info.uses);
     }
     format!(
         "id:         {}\nuser:       {}\nlabel:      {}\nstatus:     {status}\n\
@@ -377,6 +382,9 @@ fn list_row(t: &TokenInfo, now: Timestamp, policy: &Policy) -> [String; 8] {
     }
     if let Some(rate) = t.rate {
         let _ = write!(model, ", at most {rate}");
+    }
+    if let Some(max) = t.max_uses {
+        let _ = write!(model, ", {} of {max} uses", t.uses);
     }
     let mut expires = t.expiry.expires_at().to_string();
     if t.is_expired(now) {

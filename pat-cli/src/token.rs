@@ -52,6 +52,7 @@ pub(crate) fn create(db: &Path, args: CreateArgs) -> Result {
         .meta(meta)
         .allow_from(args.allow_from);
     new.rate = args.rate;
+    new.max_uses = args.max_uses;
     let now = Timestamp::now();
     // The rules are the store's (the same for every backend); checked here
     // first so that a bad request is a usage error naming its flag, before

@@ -1655,6 +1655,75 @@ fn rate_is_kept_shown_and_checked() {
 }
 
 #[test]
+fn max_uses_is_kept_spent_shown_and_checked() {
+    let env = Env::new();
+    let token = env.token(&["-u", "alice", "-e", "1h", "--max-uses", "2"]);
+    let id = env.json(&["token", "list", "--json"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let shown = env.json(&["token", "show", &id, "--json"]);
+    assert_eq!(
+        (shown["max_uses"].as_u64(), shown["uses"].as_u64()),
+        (Some(2), Some(0))
+    );
+    assert!(
+        env.ok(&["token", "show", &id])
+            .contains("uses:       0 of 2\n")
+    );
+    let store = env.store();
+    let first = store.authenticate(&token, Timestamp::now()).unwrap();
+    assert_eq!(first.uses_left(), Some(1));
+    store.authenticate(&token, Timestamp::now()).unwrap();
+    assert!(matches!(
+        store.authenticate(&token, Timestamp::now()),
+        Err(AuthError::UsedUp)
+    ));
+    drop(store);
+    // The uses were written: a fresh process reads them back.
+    assert!(
+        env.ok(&["token", "show", &id])
+            .contains("uses:       2 of 2\n")
+    );
+    assert!(env.ok(&["token", "list"]).contains(", 2 of 2 uses"));
+    assert_eq!(env.json(&["token", "show", &id, "--json"])["uses"], 2);
+    // A token without a quota says nothing of uses.
+    env.token(&["-u", "carol", "-e", "1h"]);
+    let all = env.json(&["token", "list", "--json"]);
+    let carol = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["user"] == "carol")
+        .unwrap();
+    assert_eq!(
+        (carol["max_uses"].is_null(), carol["uses"].as_u64()),
+        (true, Some(0))
+    );
+    for (arg, says) in [
+        ("0", "give 1 to 1000000000 uses"),
+        ("1000000001", "give 1 to 1000000000 uses"),
+        ("99999999999999999999", "is not a use count"),
+        ("-1", "is not a use count"),
+        ("one", "is not a use count"),
+        ("", "is not a use count"),
+    ] {
+        fails(
+            env.run(&["token", "-u", "bob", "-e", "1h", "--max-uses", arg]),
+            2,
+            &["--max-uses", says],
+        );
+    }
+    assert_eq!(
+        env.json(&["token", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
 fn allow_from_is_kept_shown_and_checked() {
     let env = Env::new();
     let token = env.token(&[

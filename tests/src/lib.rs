@@ -144,6 +144,17 @@ impl Workdir {
         self.cli_ok(&all).trim_end().to_owned()
     }
 
+    /// Creates a token with `pat-cli token --json ARGS` and returns it and
+    /// its id.
+    pub fn create(&self, args: &[&str]) -> (String, String) {
+        let mut all = vec!["token", "--json"];
+        all.extend_from_slice(args);
+        let v: serde_json::Value =
+            serde_json::from_str(&self.cli_ok(&all)).expect("pat-cli's JSON");
+        let field = |name: &str| v[name].as_str().expect(name).to_owned();
+        (field("token"), field("id"))
+    }
+
     /// Starts a reference server on this directory's store.
     pub fn start(&self, kind: ServerKind) -> Server {
         Server::start(kind, &self.db(), &[])

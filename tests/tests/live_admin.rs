@@ -19,16 +19,6 @@ fn status(server: &Server, token: &str) -> u16 {
         .as_u16()
 }
 
-fn create(work: &Workdir, args: &[&str]) -> (String, String) {
-    let mut all = vec!["token", "--json"];
-    all.extend_from_slice(args);
-    let v: Value = serde_json::from_str(&work.cli_ok(&all)).unwrap();
-    (
-        v["token"].as_str().unwrap().to_owned(),
-        v["id"].as_str().unwrap().to_owned(),
-    )
-}
-
 /// Requests `/hello` with `token` until stopped (at most two minutes or
 /// 20 000 requests), counting answers that are not 200.
 struct Load {
@@ -91,14 +81,14 @@ impl Load {
 fn the_cli_manages_a_running_server_and_changes_apply_at_once() {
     for kind in ServerKind::ALL {
         let work = Workdir::new();
-        let (steady, _) = create(&work, &["-u", "alice", "-e", "1h"]);
-        let (sliding, _) = create(&work, &["-u", "alice", "-a", "1h"]);
+        let (steady, _) = work.create(&["-u", "alice", "-e", "1h"]);
+        let (sliding, _) = work.create(&["-u", "alice", "-a", "1h"]);
         let server = work.start(kind);
         let load = Load::start(server.url("/hello"), vec![steady.clone(), sliding.clone()]);
         load.wait_for(20);
 
         // Create: works on the very next request.
-        let (fresh, fresh_id) = create(&work, &["-u", "bob", "-e", "1h"]);
+        let (fresh, fresh_id) = work.create(&["-u", "bob", "-e", "1h"]);
         assert_eq!(status(&server, &fresh), 200, "{kind:?} new token");
         // List: shows it, with the uses the server has buffered.
         let listed: Value =
@@ -121,15 +111,15 @@ fn the_cli_manages_a_running_server_and_changes_apply_at_once() {
         work.cli_ok(&["token", "revoke", &fresh_id]);
         assert_eq!(status(&server, &fresh), 401, "{kind:?} revoked token");
         // Revoke a whole user.
-        let (b1, _) = create(&work, &["-u", "carol", "-e", "1h"]);
-        let (b2, _) = create(&work, &["-u", "carol", "-a", "5m"]);
+        let (b1, _) = work.create(&["-u", "carol", "-e", "1h"]);
+        let (b2, _) = work.create(&["-u", "carol", "-a", "5m"]);
         assert_eq!(
             work.cli_ok(&["token", "revoke", "--user", "carol"]),
             "revoked 2 tokens of carol\n"
         );
         assert_eq!((status(&server, &b1), status(&server, &b2)), (401, 401));
         // Prune: an expired token goes, live ones stay.
-        create(&work, &["-u", "dave", "-e", "1s"]);
+        work.create(&["-u", "dave", "-e", "1s"]);
         thread::sleep(Duration::from_millis(2100));
         assert_eq!(
             work.cli_ok(&["token", "prune"]),
@@ -157,14 +147,14 @@ fn the_cli_manages_a_running_server_and_changes_apply_at_once() {
 fn a_crash_loses_no_token_and_resurrects_none() {
     for kind in ServerKind::ALL {
         let work = Workdir::new();
-        let (hard, _) = create(&work, &["-u", "alice", "-e", "1h"]);
+        let (hard, _) = work.create(&["-u", "alice", "-e", "1h"]);
         let server = work.start(kind);
-        let (sliding, sliding_id) = create(&work, &["-u", "alice", "-a", "1h"]);
-        let (doomed, doomed_id) = create(&work, &["-u", "bob", "-e", "1h"]);
+        let (sliding, sliding_id) = work.create(&["-u", "alice", "-a", "1h"]);
+        let (doomed, doomed_id) = work.create(&["-u", "bob", "-e", "1h"]);
         let load = Load::start(server.url("/hello"), vec![hard.clone(), sliding.clone()]);
         load.wait_for(50);
         work.cli_ok(&["token", "revoke", &doomed_id]);
-        let (last, _) = create(&work, &["-u", "carol", "-a", "10m"]);
+        let (last, _) = work.create(&["-u", "carol", "-a", "10m"]);
         // Longer than the 1 s flush interval: some refreshes must reach the file.
         thread::sleep(Duration::from_millis(1500));
         load.wait_for(50);
@@ -205,7 +195,7 @@ fn a_crash_loses_no_token_and_resurrects_none() {
 fn a_second_server_on_the_same_store_fails_clearly_and_harms_nothing() {
     for kind in ServerKind::ALL {
         let work = Workdir::new();
-        let (token, _) = create(&work, &["-u", "alice", "-e", "1h"]);
+        let (token, _) = work.create(&["-u", "alice", "-e", "1h"]);
         let first = work.start(kind);
         for second in ServerKind::ALL {
             let (code, stderr) = Server::start_failing(second, &work.db());
@@ -214,7 +204,7 @@ fn a_second_server_on_the_same_store_fails_clearly_and_harms_nothing() {
             assert!(stderr.contains(&format!("pid {}", first.pid())), "{stderr}");
         }
         assert_eq!(status(&first, &token), 200);
-        let (new, _) = create(&work, &["-u", "bob", "-e", "1h"]);
+        let (new, _) = work.create(&["-u", "bob", "-e", "1h"]);
         assert_eq!(
             status(&first, &new),
             200,
@@ -303,8 +293,8 @@ fn say_hello_to_the_admin_socket() {
 fn disabling_through_the_socket_refuses_at_once_and_enabling_gives_it_back() {
     for kind in ServerKind::ALL {
         let work = Workdir::new();
-        let (token, id) = create(&work, &["-u", "alice", "-e", "1h"]);
-        let (other, _) = create(&work, &["-u", "alice", "-e", "1h"]);
+        let (token, id) = work.create(&["-u", "alice", "-e", "1h"]);
+        let (other, _) = work.create(&["-u", "alice", "-e", "1h"]);
         let server = work.start(kind);
         assert_eq!(status(&server, &token), 200, "{kind:?}");
         assert_eq!(

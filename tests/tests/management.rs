@@ -350,6 +350,79 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
         assert_eq!(said.status, 400, "{rate}");
         assert!(description(&said).contains("`rate`"), "{}", said.body);
     }
+    // A use quota (issue 26): spent by each accepted use, shown, and no
+    // child gets more uses than its parent has left.
+    let counted = api.create(
+        &alice,
+        json!({"label": "counted", "expire": "10m", "max_uses": 3}),
+    );
+    assert_eq!(counted.status, 201, "{}", counted.body);
+    assert_eq!(
+        (&counted.body["max_uses"], &counted.body["uses"]),
+        (&json!(3), &json!(0))
+    );
+    let counted_auth = format!("Bearer {}", counted.body["token"].as_str().unwrap());
+    // Each create below is itself a use of the parent.
+    let greedy = api.create(
+        &counted_auth,
+        json!({"label": "greedy", "expire": "5m", "max_uses": 5}),
+    );
+    assert_eq!(greedy.status, 403, "{}", greedy.body);
+    assert!(
+        description(&greedy).contains("more than the token it is made with has left (2)"),
+        "{}",
+        greedy.body
+    );
+    let heir = api.create(&counted_auth, json!({"label": "heir", "expire": "5m"}));
+    assert_eq!(heir.status, 201, "{}", heir.body);
+    assert_eq!(heir.body["max_uses"], 1, "all the parent has left");
+    let whoami_with = |auth: &str| {
+        client()
+            .get(server.url("/whoami"))
+            .header("authorization", auth)
+            .send()
+            .unwrap()
+    };
+    assert_eq!(whoami_with(&counted_auth).status().as_u16(), 200);
+    let spent = whoami_with(&counted_auth);
+    assert_eq!(spent.status().as_u16(), 401);
+    let challenge = spent.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(challenge.contains("no uses left"), "{challenge}");
+    let shown = api.list(&alice, "");
+    let row = shown.body["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["label"] == "counted")
+        .unwrap()
+        .clone();
+    assert_eq!((&row["max_uses"], &row["uses"]), (&json!(3), &json!(3)));
+    for uses in [
+        json!("2"),
+        json!(0),
+        json!(-1),
+        json!(1.5),
+        json!(1_000_000_001),
+        json!(u64::MAX),
+        json!([1]),
+    ] {
+        let said = api.create(
+            &alice,
+            json!({"label": "x", "expire": "10m", "max_uses": uses}),
+        );
+        assert_eq!(said.status, 400, "{uses}");
+        assert!(description(&said).contains("`max_uses`"), "{}", said.body);
+    }
+    // Revoking the parent takes its child along.
+    for (made, status) in [(&counted, 200), (&heir, 404)] {
+        assert_eq!(
+            api.revoke(&alice, made.body["id"].as_str().unwrap()).status,
+            status
+        );
+    }
     assert_eq!(
         api.revoke(&alice, limited.body["id"].as_str().unwrap())
             .status,

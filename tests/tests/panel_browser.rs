@@ -370,6 +370,11 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
         .send_keys("100/m")
         .await
         .unwrap();
+    field("#create input[name=max_uses]")
+        .await
+        .send_keys("1000")
+        .await
+        .unwrap();
     field("#create-submit").await.click().await.unwrap();
     until("the second secret", || displayed(&c, "#secret")).await;
     let two = field("#secret-value")
@@ -403,6 +408,12 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
             .await
             .contains("at most 100/m"),
         "the table shows its rate limit"
+    );
+    assert!(
+        row_text(&c, "two permissions")
+            .await
+            .contains("0 of 1000 uses"),
+        "the table shows its use quota"
     );
     let base = server.base().to_owned();
     assert_eq!(
@@ -481,6 +492,7 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
         "meta",
         "allow_from",
         "rate",
+        "max_uses",
         "create-submit",
     ];
     let mut at = 0;

@@ -168,6 +168,56 @@ fn sliding_uses_on_two_replicas_merge_and_tokens_survive_a_crash() {
 }
 
 #[test]
+fn a_one_time_token_is_accepted_once_by_two_replicas_and_through_a_crash() {
+    let Some(pg) = postgres() else { return };
+    let db = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let servers = replicas(&db, dir.path(), &[]);
+    for round in 0..3 {
+        let (once, id) = token(
+            &db,
+            &["-u", &format!("user{round}"), "-e", "1h", "--max-uses", "1"],
+        );
+        let barrier = std::sync::Barrier::new(32);
+        let statuses: Vec<u16> = std::thread::scope(|s| {
+            let all: Vec<_> = (0..32)
+                .map(|i| {
+                    let (server, once, barrier) = (&servers[i % 2], &once, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        status(server, once)
+                    })
+                })
+                .collect();
+            all.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            (
+                statuses.iter().filter(|&&s| s == 200).count(),
+                statuses.iter().filter(|&&s| s == 401).count()
+            ),
+            (1, 31),
+            "round {round}: {statuses:?}"
+        );
+        let shown: serde_json::Value =
+            serde_json::from_str(&cli_ok(&db, &["token", "show", &id, "--json"])).unwrap();
+        assert_eq!(shown["uses"], 1, "{shown}");
+    }
+    // A use answered, then both replicas SIGKILLed at once: it is spent.
+    let (twice, _) = token(&db, &["-u", "zoe", "-e", "1h", "--max-uses", "2"]);
+    assert_eq!(status(&servers[0], &twice), 200);
+    for s in servers {
+        s.kill();
+    }
+    let servers = replicas(&db, dir.path(), &[]);
+    assert_eq!(status(&servers[1], &twice), 200);
+    assert_eq!(status(&servers[0], &twice), 401, "a use came back");
+    for s in servers {
+        assert!(s.stop());
+    }
+}
+
+#[test]
 fn a_database_outage_is_503_then_recovers_without_a_restart() {
     // Its own server: the shared one must keep running for the other tests.
     let Some(pg) = pat_integration_tests::postgres::dedicated() else {

@@ -132,6 +132,30 @@ fn behind(kind: ServerKind) {
     assert_eq!(get(&service, &bearer(&limited)).0, 200);
     assert_eq!(get(&service, &bearer(&limited)).0, 429);
 
+    // A use quota is the endpoint's to count (issue 26): the verifier
+    // never caches such an answer, so concurrent requests inside one TTL
+    // get exactly the uses the token has, and the store has spent them.
+    let counted = work.token(&["-u", "grace", "-e", "1h", "--max-uses", "3"]);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let all: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| get(&service, &bearer(&counted)).0))
+            .collect();
+        all.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        (
+            statuses.iter().filter(|&&s| s == 200).count(),
+            statuses.iter().filter(|&&s| s == 401).count()
+        ),
+        (3, 5),
+        "{statuses:?}"
+    );
+    assert_eq!(get(&service, &bearer(&counted)).0, 401, "still used up");
+    let shown: Value =
+        serde_json::from_str(&work.cli_ok(&["token", "show", &token_id(&work, "grace"), "--json"]))
+            .unwrap();
+    assert_eq!((&shown["uses"], &shown["max_uses"]), (&3.into(), &3.into()));
+
     // Named permissions arrive resolved: the verifier holds no catalog.
     for (scope, holds, lacks) in [
         (

@@ -126,5 +126,7 @@ pub fn token_json(info: &TokenInfo) -> Value {
         "meta": info.meta.to_json(),
         "allow_from": info.allow_from.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "rate": info.rate.map(|r| r.to_string()),
+        "max_uses": info.max_uses,
+        "uses": info.uses,
     })
 }

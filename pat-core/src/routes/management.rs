@@ -367,6 +367,7 @@ impl Management {
             .meta(request.meta)
             .allow_from(request.allow_from);
         new.rate = request.rate;
+        new.max_uses = request.max_uses;
         if let Some(caller) = &p.token {
             // The store checks the rule against the parent's record, and
             // that the secret presented is still its current one.
@@ -507,9 +508,10 @@ struct Request {
     meta: Metadata,
     allow_from: Vec<Cidr>,
     rate: Option<RateLimit>,
+    max_uses: Option<u32>,
 }
 
-const FIELDS: [&str; 9] = [
+const FIELDS: [&str; 10] = [
     "user",
     "label",
     "expire",
@@ -519,6 +521,7 @@ const FIELDS: [&str; 9] = [
     "meta",
     "allow_from",
     "rate",
+    "max_uses",
 ];
 
 impl Request {
@@ -528,7 +531,7 @@ impl Request {
         };
         if let Some(unknown) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
             return Err(format!(
-                "unknown field `{}`: expected user, label, expire, auto, max_lifetime, scopes, meta, allow_from or rate",
+                "unknown field `{}`: expected user, label, expire, auto, max_lifetime, scopes, meta, allow_from, rate or max_uses",
                 unknown
             ));
         }
@@ -567,6 +570,22 @@ impl Request {
                     .map_err(|e| format!("invalid value for `rate`: {e}"))
             })
             .transpose()?;
+        let max_uses = match fields.get("max_uses") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .ok_or_else(|| {
+                        format!(
+                            "`max_uses` must be a whole number from 1 to {}",
+                            crate::MAX_USES
+                        )
+                    })
+                    .and_then(|n| {
+                        crate::use_quota(n)
+                            .map_err(|e| format!("invalid value for `max_uses`: {e}"))
+                    })?,
+            ),
+        };
         Ok(Request {
             user: text("user")?,
             label: text("label")?,
@@ -575,6 +594,7 @@ impl Request {
             meta,
             allow_from,
             rate,
+            max_uses,
         })
     }
 }
@@ -623,6 +643,7 @@ fn field_error(e: &crate::NewTokenError) -> String {
         NewTokenError::Label { .. } => format!("invalid value for `label`: {e}"),
         NewTokenError::TooManyScopes { .. } => format!("invalid value for `scopes`: {e}"),
         NewTokenError::TooManyNetworks { .. } => format!("invalid value for `allow_from`: {e}"),
+        NewTokenError::MaxUses { .. } => format!("invalid value for `max_uses`: {e}"),
         NewTokenError::CapBelowWindow {
             window,
             max_lifetime,

@@ -38,6 +38,29 @@ pub const MAX_SCOPES: usize = 64;
 /// The largest use quota a token may have ([`TokenInfo::max_uses`]).
 pub const MAX_USES: u32 = 1_000_000_000;
 
+/// Checks a use quota as every tool receives it (a flag, a JSON number):
+/// 1 to [`MAX_USES`].
+///
+/// ```
+/// assert_eq!(pat_core::use_quota(1), Ok(1));
+/// assert!(pat_core::use_quota(0).is_err());
+/// assert!(pat_core::use_quota(u64::MAX).is_err());
+/// ```
+///
+/// # Errors
+///
+/// [`NewTokenError::MaxUses`](crate::NewTokenError::MaxUses) for 0 or more
+/// than [`MAX_USES`].
+pub fn use_quota(given: u64) -> Result<u32, crate::NewTokenError> {
+    match u32::try_from(given) {
+        Ok(uses) if (1..=MAX_USES).contains(&uses) => Ok(uses),
+        _ => Err(crate::NewTokenError::MaxUses {
+            given,
+            max: MAX_USES,
+        }),
+    }
+}
+
 /// Everything stored about a token except the token itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -158,13 +158,8 @@ impl NewToken {
                 max: crate::MAX_NETWORKS,
             });
         }
-        if let Some(given) = self.max_uses
-            && !(1..=crate::MAX_USES).contains(&given)
-        {
-            return Err(NewTokenError::MaxUses {
-                given: given.into(),
-                max: crate::MAX_USES,
-            });
+        if let Some(given) = self.max_uses {
+            super::use_quota(given.into())?;
         }
         Ok(TokenInfo {
             id,

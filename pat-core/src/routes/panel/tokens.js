@@ -90,6 +90,7 @@
       if (metadata) notes.push(metadata);
       if (t.allow_from && t.allow_from.length) notes.push("from " + t.allow_from.join(", "));
       if (t.rate) notes.push("at most " + t.rate);
+      if (t.max_uses) notes.push(t.uses + " of " + t.max_uses + " uses");
       if (t.disabled_by && t.disabled_by !== t.id) {
         const by = list.tokens.find((p) => p.id === t.disabled_by);
         notes.push("disabled with " + (by ? "\u201c" + by.label + "\u201d" : "token " + t.disabled_by));
@@ -224,6 +225,8 @@
     if (networks.length) request.allow_from = networks;
     const rate = form.elements.rate.value.trim();
     if (rate) request.rate = rate;
+    const maxUses = form.elements.max_uses.value.trim();
+    if (maxUses) request.max_uses = Number(maxUses);
     if (state.principal && state.user !== state.principal.user) request.user = state.user;
     try {
       const created = await call("POST", "", request);
