@@ -34,7 +34,8 @@
 //! clients get the same errors as with a local store:
 //! `{"active": false, "pat_reason": "expired", "exp": …}`,
 //! `{"active": false, "pat_reason": "disabled"}`,
-//! `{"active": false, "pat_reason": "address"}` or
+//! `{"active": false, "pat_reason": "address"}`,
+//! `{"active": false, "pat_reason": "used_up"}` or
 //! `{"active": false, "pat_reason": "wrong_user"}`. A form may carry
 //! `pat_client`, the address the token is presented from: a token with an
 //! [address rule](crate::TokenInfo::allow_from) is inactive from elsewhere,
