@@ -52,6 +52,7 @@ fn base_json(info: &TokenInfo) -> Value {
         "rate": info.rate.map(|r| r.to_string()),
         "max_uses": info.max_uses,
         "uses": info.uses,
+        "last_addresses": info.last_addresses.to_json(),
     })
 }
 
@@ -173,9 +174,18 @@ pub(crate) fn show_human(info: &TokenInfo, now: Timestamp) -> String {
     if let Some(max) = info.max_uses {
         let _ = writeln!(rotated, "uses:       {} of {max}", info.uses);
     }
+    let mut used_from = String::new();
+    for (i, seen) in info.last_addresses.iter().enumerate() {
+        let head = if i == 0 {
+            "last from:  "
+        } else {
+            "            "
+        };
+        let _ = writeln!(used_from, "{head}{seen}");
+    }
     format!(
         "id:         {}\nuser:       {}\nlabel:      {}\nstatus:     {status}\n\
-         expiry:     {}\ncreated:    {} by {}\n{rotated}last used:  {}\n{}\n",
+         expiry:     {}\ncreated:    {} by {}\n{rotated}last used:  {}\n{used_from}{}\n",
         info.id,
         printable(&info.user),
         printable(&info.label),

@@ -172,8 +172,8 @@ pub use model::prefix::{
 };
 pub use model::rate::{MAX_RATE_USES, ParseRateError, Per, RateLimit};
 pub use model::record::{
-    CreatedToken, DEFAULT_LABEL, Identity, MAX_NAME_LEN, MAX_NETWORKS, MAX_SCOPES, MAX_USES,
-    NewToken, Rotation, TokenInfo, use_quota,
+    CreatedToken, DEFAULT_LABEL, Identity, LAST_ADDRESSES, LastAddresses, MAX_NAME_LEN,
+    MAX_NETWORKS, MAX_SCOPES, MAX_USES, NewToken, Rotation, SeenFrom, TokenInfo, use_quota,
 };
 pub use model::scanning;
 pub use model::scope::{NodeId, Perm, Scope, Scopes, TokenScope};

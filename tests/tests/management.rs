@@ -97,6 +97,7 @@ fn masked(v: &Value) -> String {
                             | "parent"
                             | "previous_secret_until"
                             | "latest_expires_at"
+                            | "at"
                     ) && !x.is_null()
                     {
                         *x = json!("…");
@@ -400,6 +401,9 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
         .unwrap()
         .clone();
     assert_eq!((&row["max_uses"], &row["uses"]), (&json!(3), &json!(3)));
+    // Where it was used from (issue 26's last addresses).
+    assert_eq!(row["last_addresses"][0]["address"], "127.0.0.1", "{row}");
+    assert_eq!(row["last_addresses"].as_array().map(Vec::len), Some(1));
     for uses in [
         json!("2"),
         json!(0),

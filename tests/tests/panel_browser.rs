@@ -450,6 +450,12 @@ async fn panel(kind: ServerKind, chromium: &Path, driver: &Driver) {
         row_text(&c, "two permissions").await.contains("disabled")
     })
     .await;
+    assert!(
+        row_text(&c, "two permissions")
+            .await
+            .contains("last from 127.0.0.1"),
+        "the table shows where it was last used from"
+    );
     assert_eq!(get(base.clone(), "/demo/read", two.clone()).await.0, 401);
     assert!(
         !row_has(&c, "two permissions", "button.enable").await,

@@ -68,6 +68,12 @@ fn shape(v: &Value) -> Value {
             *field = Value::String("…".into());
         }
     }
+    // Where it was used from is kept; when, not.
+    if let Some(all) = v.get_mut("last_addresses").and_then(Value::as_array_mut) {
+        for seen in all {
+            seen["at"] = Value::String("…".into());
+        }
+    }
     v
 }
 

@@ -128,5 +128,6 @@ pub fn token_json(info: &TokenInfo) -> Value {
         "rate": info.rate.map(|r| r.to_string()),
         "max_uses": info.max_uses,
         "uses": info.uses,
+        "last_addresses": info.last_addresses.to_json(),
     })
 }

@@ -2,15 +2,16 @@
 //! itself.
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use compact_str::CompactString;
 
 use crate::error::AuthError;
 use crate::model::expiry::Expiry;
-use crate::model::record::{Identity, Origin, TokenInfo};
+use crate::model::record::{Identity, LastAddresses, Origin, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::TokenDigest;
 
@@ -19,6 +20,8 @@ use crate::model::token::TokenDigest;
 pub(crate) struct Touch {
     pub(crate) last_used_at: Timestamp,
     pub(crate) expires_at: Timestamp,
+    /// The client addresses it was used from (the record's merged in).
+    pub(crate) last_addresses: LastAddresses,
 }
 
 impl Touch {
@@ -42,6 +45,7 @@ impl Touch {
         let (last_used_at, expiry) = self.merge(info.last_used_at, info.expiry);
         info.last_used_at = Some(last_used_at);
         info.expiry = info.limited(expiry);
+        info.last_addresses = info.last_addresses.merged(&self.last_addresses);
     }
 
     /// The later of two buffered uses of one token.
@@ -49,6 +53,7 @@ impl Touch {
         Touch {
             last_used_at: self.last_used_at.max(other.last_used_at),
             expires_at: self.expires_at.max(other.expires_at),
+            last_addresses: self.last_addresses.merged(&other.last_addresses),
         }
     }
 
@@ -104,6 +109,13 @@ pub(crate) struct Entry {
     last_used: AtomicU64,
     /// The deadline, moved forward by uses of a sliding token.
     expires_at: AtomicU64,
+    /// [`address_key`] of the client address last recorded in `seen`: a use
+    /// from it within the same second records nothing.
+    seen_key: AtomicU64,
+    /// The client addresses of the record and of the buffered uses. Locked
+    /// only by a use from another address than the last, or in a new
+    /// second (never across I/O).
+    seen: Mutex<LastAddresses>,
     /// Whether a use has not been written yet; set with the entry's push
     /// onto the dirty list.
     pub(super) dirty: AtomicBool,
@@ -140,15 +152,19 @@ impl Entry {
     ) -> Entry {
         let mut last_used = info.last_used_at;
         let mut expiry = info.expiry;
+        let mut seen = info.last_addresses;
         if let Some(t) = pending {
             let (l, e) = t.merge(last_used, expiry);
             // Never past the family's limit, whenever the use was buffered.
             (last_used, expiry) = (Some(l), info.limited(e));
+            seen = seen.merged(&t.last_addresses);
         }
         Entry {
             digest,
             last_used: AtomicU64::new(last_used.map_or(0, |t| t.as_unix_secs() + 1)),
             expires_at: AtomicU64::new(expiry.expires_at().as_unix_secs()),
+            seen_key: AtomicU64::new(seen.latest().map_or(0, |s| address_key(s.addr))),
+            seen: Mutex::new(seen),
             user: CompactString::new(&info.user),
             info,
             dirty: AtomicBool::new(false),
@@ -167,6 +183,7 @@ impl Entry {
         (last > 0).then(|| Touch {
             last_used_at: Timestamp::from_unix_secs(last - 1).unwrap_or(Timestamp::MAX),
             expires_at: Timestamp::from_unix_secs(expires).unwrap_or(Timestamp::MAX),
+            last_addresses: *super::lock(&self.seen),
         })
     }
 
@@ -235,6 +252,8 @@ impl Entry {
             .expires_at();
         self.expires_at
             .fetch_max(deadline.as_unix_secs(), Ordering::AcqRel);
+        let mut seen = super::lock(&self.seen);
+        *seen = seen.merged(&touch.last_addresses);
     }
 
     /// A use at `now`, as [`TokenInfo::check_use`] rules, recorded in the
@@ -270,9 +289,20 @@ impl Entry {
             changed = true;
         }
         let used = now.as_unix_secs() + 1;
+        let mut new_second = false;
         if self.last_used.load(Ordering::Acquire) < used {
             self.last_used.fetch_max(used, Ordering::AcqRel);
-            changed = true;
+            (changed, new_second) = (true, true);
+        }
+        // The client's address: one load and compare when it is the last
+        // one seen and the second is not new.
+        if let Origin::Addr(addr) = origin {
+            let key = address_key(addr);
+            if (new_second || self.seen_key.load(Ordering::Relaxed) != key)
+                && self.see(addr, key, now)
+            {
+                changed = true;
+            }
         }
         if !self.referenced.load(Ordering::Relaxed) {
             self.referenced.store(true, Ordering::Relaxed);
@@ -287,11 +317,36 @@ impl Entry {
         })
     }
 
+    /// Records a use from `addr` (its [`address_key`] `key`) in `seen`;
+    /// whether the list changed.
+    #[cold]
+    #[inline(never)]
+    fn see(&self, addr: IpAddr, key: u64, now: Timestamp) -> bool {
+        let changed = super::lock(&self.seen).seen(addr, now);
+        self.seen_key.store(key, Ordering::Relaxed);
+        changed
+    }
+
     /// The identity a use answers.
     #[inline(always)]
     pub(super) fn identity(&self, used: &Used) -> Identity {
         Identity::with_user(self.user.clone(), &self.info, used.expires_at)
     }
+}
+
+/// A client address folded into a word for [`Entry::use_at`]'s one compare
+/// (never 0, which stands for none). Two addresses that fold alike only
+/// delay the second one's record to the next second of use.
+#[inline(always)]
+fn address_key(addr: IpAddr) -> u64 {
+    let bits = match addr {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => u128::from(u32::from(v4)),
+            None => u128::from(a) ^ (1 << 127),
+        },
+    };
+    ((bits >> 64) as u64 ^ bits as u64) | 1 << 63
 }
 
 /// What one use of a cached entry did.

@@ -480,9 +480,14 @@ impl Cache {
         let result = info
             .check_use_with(expiry, user, origin, now)
             .map(|expires_at| {
+                let mut last_addresses = crate::model::record::LastAddresses::EMPTY;
+                if let Origin::Addr(addr) = origin {
+                    last_addresses.seen(addr, now);
+                }
                 let touch = Touch {
                     last_used_at: last_used_at.map_or(now, |t| t.max(now)),
                     expires_at,
+                    last_addresses,
                 };
                 buffer.orphan(digest, touch);
                 Identity::new(&info, expires_at)

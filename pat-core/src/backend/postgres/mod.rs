@@ -338,6 +338,7 @@ impl Shared {
         let digests: Vec<&[u8]> = uses.iter().map(|(d, _)| d.as_bytes().as_slice()).collect();
         let last: Vec<i64> = uses.iter().map(|(_, t)| secs(t.last_used_at)).collect();
         let expires: Vec<i64> = uses.iter().map(|(_, t)| secs(t.expires_at)).collect();
+        let seen_in_batch = uses.iter().any(|(_, t)| !t.last_addresses.is_empty());
         let written = async {
             self.cache
                 .hooks
@@ -356,11 +357,21 @@ impl Shared {
                 // replicas flushing the same tokens wait for each other
                 // rather than deadlock; an UPDATE alone locks in whatever
                 // order its plan visits the rows.
-                txn.execute(
-                    "SELECT 1 FROM pat_tokens WHERE digest = ANY($1) ORDER BY digest FOR UPDATE",
-                    &[&digests],
-                )
-                .await?;
+                let locked = txn
+                    .query(
+                        "SELECT digest, last_addresses FROM pat_tokens WHERE digest = ANY($1)
+                         ORDER BY digest FOR UPDATE",
+                        &[&digests],
+                    )
+                    .await?;
+                // The client addresses, merged here under the row locks by
+                // the one rule (`LastAddresses`), space-separated for the
+                // statement (NULL: unchanged).
+                let seen = if seen_in_batch {
+                    addresses_after(&uses, &locked)?
+                } else {
+                    vec![None; uses.len()]
+                };
                 let n = txn
                     .execute(
                         "UPDATE pat_tokens AS t SET
@@ -368,17 +379,19 @@ impl Shared {
                              expires_at = CASE WHEN t.sliding
                                                THEN GREATEST(t.expires_at, LEAST(
                                                    u.expires, COALESCE(t.not_after, u.expires)))
-                                               ELSE t.expires_at END
-                         FROM unnest($1::bytea[], $2::bigint[], $3::bigint[])
-                             AS u(digest, last, expires)
+                                               ELSE t.expires_at END,
+                             last_addresses = COALESCE(string_to_array(u.seen, ' '),
+                                                       t.last_addresses)
+                         FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::text[])
+                             AS u(digest, last, expires, seen)
                          WHERE t.digest = u.digest",
-                        &[&digests, &last, &expires],
+                        &[&digests, &last, &expires, &seen],
                     )
                     .await?;
                 txn.commit().await?;
-                Ok(n)
+                Ok::<_, PgError>(n)
             };
-            self.timed(run).await
+            self.timed_pg(run).await
         }
         .await;
         match written {
@@ -406,6 +419,35 @@ impl Shared {
             })
             .collect()
     }
+}
+
+/// Each use's client addresses merged over its row's (`locked`: `digest,
+/// last_addresses`), as the flush's `seen` parameter: space-separated
+/// `ADDR@SECONDS`, `None` where nothing changes (no address in the use, or
+/// none newer, or the row gone).
+fn addresses_after(
+    uses: &[(TokenDigest, crate::backend::cache::Touch)],
+    locked: &[Row],
+) -> Result<Vec<Option<String>>, PgError> {
+    let mut stored = std::collections::HashMap::with_capacity(locked.len());
+    for row in locked {
+        let list = match row.get::<_, Option<Vec<String>>>(1) {
+            Some(column) => rows::last_addresses(&column)?,
+            None => crate::LastAddresses::EMPTY,
+        };
+        stored.insert(digest_of(row, 0)?, list);
+    }
+    Ok(uses
+        .iter()
+        .map(|(digest, touch)| {
+            let before = stored.get(digest)?;
+            let after = before.merged(&touch.last_addresses);
+            (after != *before)
+                .then(|| rows::last_addresses_column(&after))
+                .flatten()
+                .map(|all| all.join(" "))
+        })
+        .collect())
 }
 
 impl Shared {

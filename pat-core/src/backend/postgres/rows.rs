@@ -8,7 +8,7 @@ use super::PgError;
 use crate::model::expiry::Expiry;
 use crate::model::metadata::Metadata;
 use crate::model::network::Cidr;
-use crate::model::record::TokenInfo;
+use crate::model::record::{LastAddresses, SeenFrom, TokenInfo};
 use crate::model::scope::{Scopes, TokenScope};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
@@ -16,10 +16,10 @@ use crate::model::token::{TokenDigest, TokenId};
 pub(super) const COLUMNS: &str = "id, username, label, created_at, created_by, sliding, expires_at, \
                        window_secs, max_lifetime_secs, last_used_at, scopes, rotated_at, \
                        parent_id, lifetime_from, not_after, previous_until, disabled_by, meta, allow_from, \
-                       rate, max_uses, uses";
+                       rate, max_uses, uses, last_addresses";
 
 /// Where statements put the digest after [`COLUMNS`] (`SELECT {COLUMNS}, digest`).
-pub(super) const DIGEST: usize = 22;
+pub(super) const DIGEST: usize = 23;
 
 pub(super) fn secs(t: Timestamp) -> i64 {
     t.as_unix_secs() as i64
@@ -65,6 +65,35 @@ pub(super) fn max_uses_column(info: &TokenInfo) -> Option<i32> {
 /// A count of spent uses as its column holds it.
 pub(super) fn uses_column(uses: u32) -> i32 {
     uses.min(i32::MAX as u32) as i32
+}
+
+/// A token's last client addresses as their column holds them, each
+/// `ADDR@SECONDS`, newest first: NULL for none.
+pub(super) fn last_addresses_column(all: &LastAddresses) -> Option<Vec<String>> {
+    (!all.is_empty()).then(|| {
+        all.iter()
+            .map(|s| format!("{}@{}", s.addr, s.at.as_unix_secs()))
+            .collect()
+    })
+}
+
+/// What [`last_addresses_column`] wrote.
+pub(super) fn last_addresses(column: &[String]) -> Result<LastAddresses, PgError> {
+    let bad = |s: &str| PgError::Data(format!("stored last address `{s}`"));
+    let all = column
+        .iter()
+        .map(|s| {
+            let (addr, at) = s.rsplit_once('@').ok_or_else(|| bad(s))?;
+            let addr = addr.parse().map_err(|_| bad(s))?;
+            let at = at
+                .parse::<u64>()
+                .ok()
+                .and_then(Timestamp::from_unix_secs)
+                .ok_or_else(|| bad(s))?;
+            Ok(SeenFrom::new(addr, at))
+        })
+        .collect::<Result<Vec<_>, PgError>>()?;
+    Ok(LastAddresses::from_unordered(all))
 }
 
 /// A row (in [`COLUMNS`] order) as a record.
@@ -145,6 +174,9 @@ pub(super) fn record(row: &Row) -> Result<TokenInfo, PgError> {
     let uses: i32 = row.get(21);
     info.uses =
         u32::try_from(uses).map_err(|_| PgError::Data(format!("stored use count {uses}")))?;
+    if let Some(column) = row.get::<_, Option<Vec<String>>>(22) {
+        info.last_addresses = last_addresses(&column)?;
+    }
     Ok(info)
 }
 

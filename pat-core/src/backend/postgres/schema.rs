@@ -128,8 +128,9 @@ const UPGRADE_V6: &str = "
 /// reached a token (itself or an ancestor), NULL while it is enabled; its
 /// metadata, a JSON object of strings; the networks it may be used from
 /// (`192.0.2.0/24`); its rate limit (`100/m`); its use quota; NULL for
-/// none (as for every token from before); and how many uses of the quota
-/// are spent (0).
+/// none (as for every token from before); how many uses of the quota
+/// are spent (0); and the client addresses it was last used from, each
+/// `ADDR@SECONDS`, newest first (NULL until a use from a known address).
 const UPGRADE_V7: &str = "
     ALTER TABLE pat_tokens ADD COLUMN disabled_by bigint;
     ALTER TABLE pat_tokens ADD COLUMN meta text;
@@ -139,6 +140,9 @@ const UPGRADE_V7: &str = "
     ALTER TABLE pat_tokens ADD COLUMN max_uses integer CHECK (max_uses BETWEEN 1 AND 1000000000);
     ALTER TABLE pat_tokens ADD COLUMN uses integer NOT NULL DEFAULT 0
         CHECK (uses >= 0 AND uses <= coalesce(max_uses, 0));
+    ALTER TABLE pat_tokens ADD COLUMN last_addresses text[]
+        CHECK (array_position(last_addresses, NULL) IS NULL
+               AND cardinality(last_addresses) BETWEEN 1 AND 5);
 ";
 
 /// The upgrade from version `n - 1` to `n`, for `n` in `2..=SCHEMA_VERSION`.

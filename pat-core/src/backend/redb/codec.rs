@@ -31,6 +31,9 @@
 //!                  address (4 or 16 bytes), u8 prefix length
 //! 4  rate          u32 uses, u8 per (1 second, 2 minute, 3 hour)
 //! 5  quota         u32 max_uses, u32 uses spent
+//! 6  last addresses u8 count (1 to 5), then per address u8 family (4 or
+//!                  6), the address, u64 its last use; distinct, newest
+//!                  first
 //! ```
 //! Each record is written in the oldest version that holds it.
 //! Decoding checks every length and value and never panics: a damaged record
@@ -44,7 +47,7 @@ use crate::model::metadata::Metadata;
 use crate::model::network::Cidr;
 use crate::model::permission::{Permission, PermissionDef};
 use crate::model::rate::RateLimit;
-use crate::model::record::TokenInfo;
+use crate::model::record::{LastAddresses, TokenInfo};
 use crate::model::scope::{NodeId, Perm, Scope, Scopes};
 use crate::model::time::Timestamp;
 use crate::model::token::TokenId;
@@ -70,6 +73,8 @@ const TAG_ALLOW_FROM: u8 = 3;
 const TAG_RATE: u8 = 4;
 /// Tag of the token's use quota.
 const TAG_QUOTA: u8 = 5;
+/// Tag of the client addresses the token was last used from.
+const TAG_LAST_ADDRESSES: u8 = 6;
 
 /// The oldest version that holds `info`.
 fn version_of(info: &TokenInfo) -> u8 {
@@ -80,7 +85,8 @@ fn version_of(info: &TokenInfo) -> u8 {
             || !info.meta.is_empty()
             || !info.allow_from.is_empty()
             || info.rate.is_some()
-            || info.max_uses.is_some() =>
+            || info.max_uses.is_some()
+            || !info.last_addresses.is_empty() =>
         {
             RECORD_V5
         }
@@ -181,6 +187,35 @@ fn put_tagged(out: &mut Vec<u8>, info: &TokenInfo) {
         bytes.extend_from_slice(&info.uses.to_le_bytes());
         field(TAG_QUOTA, &bytes);
     }
+    if !info.last_addresses.is_empty() {
+        let mut bytes = Vec::new();
+        put_last_addresses(&mut bytes, &info.last_addresses);
+        field(TAG_LAST_ADDRESSES, &bytes);
+    }
+}
+
+/// `u8` count, then each address as [`put_addr`] writes it and `u64` the
+/// seconds of its last use.
+fn put_last_addresses(out: &mut Vec<u8>, all: &LastAddresses) {
+    out.push(all.len() as u8);
+    for seen in all.iter() {
+        put_addr(out, seen.addr);
+        out.extend_from_slice(&seen.at.as_unix_secs().to_le_bytes());
+    }
+}
+
+/// `u8` family (4 or 6), then the address's bytes.
+fn put_addr(out: &mut Vec<u8>, addr: std::net::IpAddr) {
+    match addr {
+        std::net::IpAddr::V4(a) => {
+            out.push(4);
+            out.extend_from_slice(&a.octets());
+        }
+        std::net::IpAddr::V6(a) => {
+            out.push(6);
+            out.extend_from_slice(&a.octets());
+        }
+    }
 }
 
 /// `u32` uses, then `u8` per (see [`Per::code`](crate::Per)).
@@ -194,16 +229,7 @@ pub(crate) fn put_rate(out: &mut Vec<u8>, rate: RateLimit) {
 pub(crate) fn put_networks(out: &mut Vec<u8>, networks: &[Cidr]) {
     out.push(networks.len() as u8);
     for n in networks {
-        match n.network() {
-            std::net::IpAddr::V4(a) => {
-                out.push(4);
-                out.extend_from_slice(&a.octets());
-            }
-            std::net::IpAddr::V6(a) => {
-                out.push(6);
-                out.extend_from_slice(&a.octets());
-            }
-        }
+        put_addr(out, n.network());
         out.push(n.prefix_len());
     }
 }
@@ -306,6 +332,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
     let mut allow_from = Vec::new();
     let mut rate = None;
     let mut quota = None;
+    let mut last_addresses = LastAddresses::EMPTY;
     let mut last_tag = 0;
     let fields = if version >= RECORD_V5 {
         r.u8("field count")?
@@ -345,6 +372,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
                 }
                 quota = Some((max, uses));
             }
+            TAG_LAST_ADDRESSES => {
+                last_addresses = field.last_addresses()?;
+                if last_addresses.is_empty() {
+                    return Err("an empty list of last addresses written".into());
+                }
+            }
             _ => return Err(format!("unknown field tag {tag}")),
         }
         field.finish()?;
@@ -368,6 +401,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<TokenInfo, String> {
         info.max_uses = Some(max);
         info.uses = uses;
     }
+    info.last_addresses = last_addresses;
     Ok(info)
 }
 
@@ -499,16 +533,40 @@ impl Reader<'_> {
         RateLimit::new(uses, per).ok_or_else(|| format!("a rate of {uses} uses written"))
     }
 
+    /// Reads what [`put_addr`] wrote.
+    fn addr(&mut self) -> Result<std::net::IpAddr, String> {
+        Ok(match self.u8("address family")? {
+            4 => std::net::IpAddr::from(self.array::<4>("an IPv4 address")?),
+            6 => std::net::IpAddr::from(self.array::<16>("an IPv6 address")?),
+            f => return Err(format!("unknown address family {f}")),
+        })
+    }
+
+    /// Reads what [`put_last_addresses`] wrote: at most
+    /// [`LAST_ADDRESSES`](crate::LAST_ADDRESSES), distinct, newest first.
+    fn last_addresses(&mut self) -> Result<LastAddresses, String> {
+        let n = self.u8("address count")?;
+        let mut all = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            let addr = self.addr()?;
+            let secs = self.u64("last use from an address")?;
+            let at = Timestamp::from_unix_secs(secs)
+                .ok_or_else(|| format!("a last use at {secs} s written"))?;
+            all.push(crate::SeenFrom::new(addr, at));
+        }
+        let list = LastAddresses::from_unordered(all.iter().copied());
+        if list.iter().ne(all.iter().copied()) {
+            return Err("last addresses written out of order, repeated or too many".into());
+        }
+        Ok(list)
+    }
+
     /// Reads what [`put_networks`] wrote.
     pub(crate) fn networks(&mut self) -> Result<Vec<Cidr>, String> {
         let n = self.u8("network count")?;
         let mut all = Vec::with_capacity(usize::from(n));
         for _ in 0..n {
-            let addr = match self.u8("address family")? {
-                4 => std::net::IpAddr::from(self.array::<4>("an IPv4 address")?),
-                6 => std::net::IpAddr::from(self.array::<16>("an IPv6 address")?),
-                f => return Err(format!("unknown address family {f}")),
-            };
+            let addr = self.addr()?;
             let prefix = self.u8("prefix length")?;
             all.push(
                 Cidr::new(addr, prefix)
@@ -592,6 +650,14 @@ mod tests {
                 proptest::collection::vec((any::<[u8; 16]>(), 0u8..=128, any::<bool>()), 0..3),
                 proptest::option::of((1u32..=crate::MAX_RATE_USES, 1u8..=3)),
                 proptest::option::of((1u32..=crate::MAX_USES, any::<u32>())),
+                proptest::collection::vec(
+                    (
+                        any::<[u8; 16]>(),
+                        any::<bool>(),
+                        0u64..=Timestamp::MAX.as_unix_secs(),
+                    ),
+                    0..8,
+                ),
             ),
         )
             .prop_map(
@@ -607,7 +673,7 @@ mod tests {
                     lineage,
                     named,
                     disabled,
-                    (meta, networks, rate, quota),
+                    (meta, networks, rate, quota, seen),
                 )| {
                     let mut info = TokenInfo::new(
                         TokenId::from_u64(id),
@@ -668,6 +734,15 @@ mod tests {
                         info.max_uses = Some(max);
                         info.uses = spent % (max + 1);
                     }
+                    info.last_addresses =
+                        LastAddresses::from_unordered(seen.into_iter().map(|(bytes, v4, at)| {
+                            let addr = if v4 {
+                                std::net::IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+                            } else {
+                                std::net::IpAddr::from(bytes)
+                            };
+                            crate::SeenFrom::new(addr, Timestamp::from_unix_secs(at).unwrap())
+                        }));
                     info
                 },
             )

@@ -1,10 +1,12 @@
 //! What the store keeps about a token, what a request to create one carries,
 //! and what a successful authentication yields.
 
+mod addresses;
 mod identity;
 mod new;
 mod rotation;
 
+pub use self::addresses::{LAST_ADDRESSES, LastAddresses, SeenFrom};
 pub use self::identity::Identity;
 pub use self::new::{CreatedToken, NewToken};
 pub use self::rotation::Rotation;
@@ -127,6 +129,10 @@ pub struct TokenInfo {
     /// How many of [`max_uses`](TokenInfo::max_uses) are spent (0 for a
     /// token without a quota).
     pub uses: u32,
+    /// The last distinct client addresses the token was used from, with
+    /// the time of each one's last use; kept with the buffered use (no
+    /// write per request) and written with the next flush.
+    pub last_addresses: LastAddresses,
 }
 
 impl TokenInfo {
@@ -160,6 +166,7 @@ impl TokenInfo {
             rate: None,
             max_uses: None,
             uses: 0,
+            last_addresses: LastAddresses::EMPTY,
         }
     }
 
@@ -394,6 +401,9 @@ impl TokenInfo {
         let expires_at = self.check_use_with(self.expiry, user, origin, now)?;
         self.expiry = self.expiry.extended_to(expires_at);
         self.last_used_at = Some(self.last_used_at.map_or(now, |t| t.max(now)));
+        if let Origin::Addr(addr) = origin {
+            self.last_addresses.seen(addr, now);
+        }
         Ok(expires_at)
     }
 }

@@ -181,6 +181,7 @@ impl NewToken {
             rate: self.rate,
             max_uses: self.max_uses,
             uses: 0,
+            last_addresses: super::LastAddresses::EMPTY,
         })
     }
 

@@ -91,6 +91,9 @@
       if (t.allow_from && t.allow_from.length) notes.push("from " + t.allow_from.join(", "));
       if (t.rate) notes.push("at most " + t.rate);
       if (t.max_uses) notes.push(t.uses + " of " + t.max_uses + " uses");
+      if (t.last_addresses && t.last_addresses.length) {
+        notes.push("last from " + t.last_addresses.map((s) => s.address).join(", "));
+      }
       if (t.disabled_by && t.disabled_by !== t.id) {
         const by = list.tokens.find((p) => p.id === t.disabled_by);
         notes.push("disabled with " + (by ? "\u201c" + by.label + "\u201d" : "token " + t.disabled_by));

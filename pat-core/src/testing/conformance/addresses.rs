@@ -88,3 +88,59 @@ pub(super) fn used_from_its_networks_only(b: &dyn Backend) {
         );
     }
 }
+
+/// The last five distinct client addresses, newest first, each at its
+/// last use: kept with the buffered use, written by a flush, kept by a
+/// rotation; a refused use or one from an unknown address records none.
+pub(super) fn the_last_five_addresses_are_kept(b: &dyn Backend) {
+    let t = create(b, &sliding("alice", 10 * MIN, None), 1);
+    assert!(t.info.last_addresses.is_empty());
+    auth(b, &t.secret, 2).expect("a use from nowhere known");
+    assert!(b.get(t.info.id).expect("get").last_addresses.is_empty());
+    for i in 1..=7u8 {
+        let from = Some(IpAddr::from([192, 0, 2, i]));
+        auth_from(b, &t.secret, from, 2 + u64::from(i)).expect("a use");
+    }
+    // Twice in one second from two addresses, and again from a listed one
+    // (an IPv4-mapped address is its IPv4 one).
+    auth_from(b, &t.secret, ip("192.0.2.3"), 20).expect("a use");
+    auth_from(b, &t.secret, ip("::ffff:192.0.2.4"), 20).expect("a use");
+    auth_from(b, &t.secret, ip("192.0.2.4"), 20).expect("the same second");
+    // Refused (another user's name): not recorded.
+    let digest = b.prefixes().digest(t.secret.expose_secret()).expect("ours");
+    let refused = super::block_on(
+        b.verify(crate::Lookup::new(digest, Some("mallory"), at(30)).from(ip("198.51.100.1"))),
+    );
+    assert!(matches!(refused, Err(AuthError::WrongUser)));
+    let want: Vec<(IpAddr, u64)> = [
+        ("192.0.2.3", 20),
+        ("192.0.2.4", 20),
+        ("192.0.2.7", 9),
+        ("192.0.2.6", 8),
+        ("192.0.2.5", 7),
+    ]
+    .into_iter()
+    .map(|(a, s)| (a.parse().expect("an address"), s))
+    .collect();
+    let listed = |info: &crate::TokenInfo| -> Vec<(IpAddr, u64)> {
+        info.last_addresses
+            .iter()
+            .map(|s| (s.addr, s.at.as_unix_secs()))
+            .collect()
+    };
+    assert_eq!(listed(&b.get(t.info.id).expect("get")), want, "buffered");
+    b.flush().expect("flush");
+    assert_eq!(listed(&b.get(t.info.id).expect("get")), want, "written");
+    let all = b.list(Some("alice"), true, at(30)).expect("list");
+    assert_eq!(listed(&all[0]), want, "listed");
+    let rotated = b
+        .rotate(t.info.id, &Rotation::new(), at(31))
+        .expect("rotate");
+    assert_eq!(listed(&rotated.info), want, "a rotation keeps them");
+    auth_from(b, &rotated.secret, ip("2001:db8::1"), 32).expect("a use");
+    b.flush().expect("flush");
+    let after = listed(&b.get(t.info.id).expect("get"));
+    assert_eq!(after.len(), 5);
+    assert_eq!(after[0], ("2001:db8::1".parse().expect("an address"), 32));
+    assert_eq!(after[1..], want[..4], "the oldest went");
+}

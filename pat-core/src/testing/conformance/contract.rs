@@ -220,6 +220,10 @@ pub const CASES: &[(&str, Case)] = &[
         super::addresses::used_from_its_networks_only,
     ),
     (
+        "a token keeps the last five client addresses it was used from",
+        super::addresses::the_last_five_addresses_are_kept,
+    ),
+    (
         "a token's rate limit is kept, handed to the gate, never raised by a child",
         super::rates::kept_and_never_raised,
     ),
