@@ -73,7 +73,8 @@
 //!    between them, can be refused that way: it raced the deadline itself.
 //!
 //! Locks, always taken in this order and never across I/O: `clock`, then
-//! `dirty`, then `buffer`; `audit` alone.
+//! `dirty`, then `buffer`; `audit` alone; an entry's `seen` (its last client
+//! addresses) last of all, held while taking no other.
 
 mod clock;
 mod entry;
