@@ -759,11 +759,8 @@ fn the_address_rule_reads_forwarding_headers_from_trusted_proxies_only() {
         drop(server);
         // A proxy header without a proxy to trust reads nothing: refused
         // at start-up, naming the flag it needs.
-        let (code, stderr) = Server::start_failing_with(
-            kind,
-            &work.db(),
-            &["--proxy-header", "x-forwarded-for"],
-        );
+        let (code, stderr) =
+            Server::start_failing_with(kind, &work.db(), &["--proxy-header", "x-forwarded-for"]);
         assert_eq!(code, Some(2), "{kind:?}: {stderr}");
         assert!(stderr.contains("--trusted-proxy"), "{kind:?}: {stderr}");
         seen.push(said);
