@@ -312,6 +312,13 @@ impl Admin for Acting<'_> {
             .filter(|i| i.user == info.user && !i.is_expired(now))
             .count();
         table.policy.check_count(&info.user, live)?;
+        // The child's uses come out of its parent's quota.
+        if let Some(parent) = new.parent
+            && let Some(digest) = table.ids.get(&parent).copied()
+            && let Some(stored) = table.rows.get_mut(&digest)
+        {
+            authority::draw_uses(stored, &info);
+        }
         let secret = TokenSecret::generate();
         table.rows.insert(secret.digest(), info.clone());
         table.ids.insert(id, secret.digest());

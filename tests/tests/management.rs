@@ -355,12 +355,12 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
     // child gets more uses than its parent has left.
     let counted = api.create(
         &alice,
-        json!({"label": "counted", "expire": "10m", "max_uses": 3}),
+        json!({"label": "counted", "expire": "10m", "max_uses": 4}),
     );
     assert_eq!(counted.status, 201, "{}", counted.body);
     assert_eq!(
         (&counted.body["max_uses"], &counted.body["uses"]),
-        (&json!(3), &json!(0))
+        (&json!(4), &json!(0))
     );
     let counted_auth = format!("Bearer {}", counted.body["token"].as_str().unwrap());
     // Each create below is itself a use of the parent.
@@ -370,13 +370,18 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
     );
     assert_eq!(greedy.status, 403, "{}", greedy.body);
     assert!(
-        description(&greedy).contains("more than the token it is made with has left (2)"),
+        description(&greedy).contains("more than the token it is made with has left (3)"),
         "{}",
         greedy.body
     );
-    let heir = api.create(&counted_auth, json!({"label": "heir", "expire": "5m"}));
+    // The child's use is drawn from the parent's: 2 left, 1 once it is
+    // made, so the family has no more uses in all than the parent had.
+    let heir = api.create(
+        &counted_auth,
+        json!({"label": "heir", "expire": "5m", "max_uses": 1}),
+    );
     assert_eq!(heir.status, 201, "{}", heir.body);
-    assert_eq!(heir.body["max_uses"], 1, "all the parent has left");
+    assert_eq!(heir.body["max_uses"], 1);
     let whoami_with = |auth: &str| {
         client()
             .get(server.url("/whoami"))
@@ -392,6 +397,9 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
         .unwrap()
         .to_owned();
     assert!(challenge.contains("no uses left"), "{challenge}");
+    let heir_auth = format!("Bearer {}", heir.body["token"].as_str().unwrap());
+    assert_eq!(whoami_with(&heir_auth).status().as_u16(), 200);
+    assert_eq!(whoami_with(&heir_auth).status().as_u16(), 401);
     let shown = api.list(&alice, "");
     let row = shown.body["tokens"]
         .as_array()
@@ -400,7 +408,7 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
         .find(|t| t["label"] == "counted")
         .unwrap()
         .clone();
-    assert_eq!((&row["max_uses"], &row["uses"]), (&json!(3), &json!(3)));
+    assert_eq!((&row["max_uses"], &row["uses"]), (&json!(4), &json!(4)));
     // Where it was used from (issue 26's last addresses).
     assert_eq!(row["last_addresses"][0]["address"], "127.0.0.1", "{row}");
     assert_eq!(row["last_addresses"].as_array().map(Vec::len), Some(1));

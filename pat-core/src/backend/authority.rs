@@ -126,6 +126,21 @@ fn min_opt(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     }
 }
 
+/// Draws a child's uses from its parent's quota: the parent's count goes
+/// up by the uses [`adopt`] gave the child, so that a family never has more
+/// uses in all than the token that began it (children minting children
+/// would otherwise double them at each step). Returns whether the parent
+/// changed, for the store to write it in the child's transaction.
+pub fn draw_uses(parent: &mut TokenInfo, child: &TokenInfo) -> bool {
+    match (parent.max_uses, child.max_uses) {
+        (Some(max), Some(drawn)) => {
+            parent.uses = parent.uses.saturating_add(drawn).min(max);
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Checks that `child`, a new token made by a principal that authenticated
 /// with `parent`, stays within it at `now`: its latest possible deadline no
 /// later than the parent's deadline, its scopes within the parent's. Sets

@@ -185,17 +185,25 @@ pub(crate) async fn create(
     }
     if let Some(id) = info.parent {
         let gone = AuthorityViolation::NoParent(id);
-        let (digest, mut parent) = tx.token(id, Lock::Share).await?.ok_or(gone.clone())?;
+        // For update: a parent with a quota gives its child uses of its own.
+        let (digest, mut parent) = tx.token(id, Lock::Update).await?.ok_or(gone.clone())?;
         if tx.is_refused(&digest) {
             // Reuse detection is revoking it.
             return Err(gone.into());
         }
         authority::check_presented(id, &digest, new.parent_secret.as_ref())?;
+        // As stored (its named permissions unresolved), to write back.
+        let mut stored = parent.max_uses.is_some().then(|| parent.clone());
         if let Some(catalog) = &catalog {
             // What the parent holds, its implications counted.
             parent.scopes = catalog.resolve(&parent.scopes);
         }
         authority::adopt(&parent, &mut info, now)?;
+        if let Some(stored) = &mut stored
+            && authority::draw_uses(stored, &info)
+        {
+            tx.rewrite(stored).await?;
+        }
     }
     let policy = tx.policy().await?;
     policy.check_lifetime(&info)?;

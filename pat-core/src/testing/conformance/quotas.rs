@@ -52,17 +52,35 @@ pub(super) fn spent_once_each_and_never_raised(b: &dyn Backend) {
         .expect("rotate");
     assert_eq!((rotated.info.max_uses, rotated.info.uses), (Some(5), 1));
     // A child has at most the uses its parent has left, all of them when it
-    // gives none.
+    // gives none, and they are drawn from the parent's: a family never has
+    // more uses in all than the token that began it.
     let parent = auth(b, &rotated.secret, 4).expect("a use");
     assert_eq!(parent.uses_left(), Some(3));
-    let child = create(b, &hard("alice", MIN).child_of(&parent), 5);
-    assert_eq!((child.info.max_uses, child.info.uses), (Some(3), 0));
-    let fewer = create(b, &hard("alice", MIN).child_of(&parent).max_uses(2), 5);
-    assert_eq!(fewer.info.max_uses, Some(2));
     assert!(matches!(
         b.create(&hard("alice", MIN).child_of(&parent).max_uses(4), at(5)),
         Err(StoreError::Authority(_))
     ));
+    let fewer = create(b, &hard("alice", MIN).child_of(&parent).max_uses(2), 5);
+    assert_eq!(fewer.info.max_uses, Some(2));
+    assert_eq!(b.get(five.info.id).expect("get").uses, 4, "drawn from it");
+    let child = create(b, &hard("alice", MIN).child_of(&parent), 5);
+    assert_eq!((child.info.max_uses, child.info.uses), (Some(1), 0));
+    assert_eq!(b.get(five.info.id).expect("get").uses, 5, "all drawn");
+    assert!(matches!(
+        auth(b, &rotated.secret, 6),
+        Err(AuthError::UsedUp)
+    ));
+    assert!(matches!(
+        b.create(&hard("alice", MIN).child_of(&parent), at(6)),
+        Err(StoreError::Authority(_))
+    ));
+    // The children's uses are theirs: three in all, as the parent had left.
+    for t in [&fewer, &fewer, &child] {
+        auth(b, &t.secret, 6).expect("a child's use");
+    }
+    for t in [&fewer, &child] {
+        assert!(matches!(auth(b, &t.secret, 6), Err(AuthError::UsedUp)));
+    }
     // A one-time token's use is its last: it cannot mint.
     let once = create(b, &hard("alice", 60 * MIN).max_uses(1), 1);
     let used = auth(b, &once.secret, 2).expect("its one use");
