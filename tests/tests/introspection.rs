@@ -80,6 +80,51 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
     assert_eq!(v["scope"], format!("node:{NODE}:r demo:read demo:write"));
     seen.push((status, v["scope"].to_string()));
 
+    // A use quota (issue 26): an introspection spends one use and says
+    // so; with `pat_spend=no` (a remote verifier's first question) it
+    // spends none, and says that too; any other `pat_spend` is a 400.
+    let counted = work.token(&["-u", "dave", "-e", "1h", "--max-uses", "3"]);
+    let uses = |jti: &str| {
+        let shown: Value =
+            serde_json::from_str(&work.cli_ok(&["token", "show", jti, "--json"])).unwrap();
+        shown["uses"].as_u64().unwrap()
+    };
+    let (status, _, body) = introspect(
+        &server,
+        Some(&gateway),
+        &format!("token={counted}&pat_spend=no"),
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&v["pat_uses_left"], &v["pat_spent"]),
+        (&3.into(), &false.into()),
+        "{body}"
+    );
+    let counted_id = v["jti"].as_str().unwrap().to_owned();
+    assert_eq!(uses(&counted_id), 0, "nothing spent");
+    seen.push((status, v["pat_uses_left"].to_string()));
+    let (status, _, body) = introspect(&server, Some(&gateway), &format!("token={counted}"));
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&v["pat_uses_left"], &v["pat_spent"]),
+        (&2.into(), &true.into()),
+        "{body}"
+    );
+    assert_eq!(uses(&counted_id), 1, "one use spent");
+    seen.push((status, v["pat_uses_left"].to_string()));
+    for bad in ["yes", "", "No"] {
+        let (status, _, body) = introspect(
+            &server,
+            Some(&gateway),
+            &format!("token={counted}&pat_spend={bad}"),
+        );
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.contains("`pat_spend`"), "{body}");
+        seen.push((status, body));
+    }
+    assert_eq!(uses(&counted_id), 1, "a refused question spends nothing");
+
     // The hint is accepted and ignored; an encoded underscore decodes.
     let encoded = alice.replacen('_', "%5F", 1);
     let (status, _, body) = introspect(

@@ -74,6 +74,22 @@ fn decides_as_basic_auth(backend: &str, admin: &dyn Admin, logins: &Logins, sett
     std::thread::sleep(settle);
     check("carol", carols).unwrap_or_else(|e| panic!("{backend}: {e}"));
 
+    // A login is one use of a quota (issue 26); a session's recheck is
+    // none, behind the remote verifier too: two logins of a two-use token
+    // pass, with rechecks between them, and a third is refused.
+    let dave = admin
+        .create(&NewToken::new("dave", hour()).max_uses(2), now)
+        .unwrap();
+    let daves = dave.secret.expose_secret();
+    let session = check("dave", daves).unwrap_or_else(|e| panic!("{backend}: {e}"));
+    for _ in 0..3 {
+        assert!(rt.block_on(logins.recheck(&session)).is_ok(), "{backend}");
+    }
+    assert_eq!(admin.get(dave.info.id).unwrap().uses, 1, "{backend}");
+    check("dave", daves).unwrap_or_else(|e| panic!("{backend}: {e}"));
+    refused("dave", daves, TokenProblem::UsedUp);
+    assert_eq!(admin.get(dave.info.id).unwrap().uses, 2, "{backend}");
+
     // A session's recheck sees the revocation (within the backend's bound).
     assert!(rt.block_on(logins.recheck(&identity)).is_ok(), "{backend}");
     admin.revoke(alice.info.id).unwrap();

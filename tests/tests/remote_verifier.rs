@@ -156,6 +156,30 @@ fn behind(kind: ServerKind) {
             .unwrap();
     assert_eq!((&shown["uses"], &shown["max_uses"]), (&3.into(), &3.into()));
 
+    // A use the service's rate limit refuses spends no use of the quota:
+    // the verifier's first question spends nothing, and the gate spends
+    // only what its rate let through.
+    let both = work.token(&[
+        "-u",
+        "heidi",
+        "-e",
+        "1h",
+        "--max-uses",
+        "5",
+        "--rate",
+        "2/h",
+    ]);
+    let statuses: Vec<u16> = (0..4).map(|_| get(&service, &bearer(&both)).0).collect();
+    assert_eq!(statuses, [200, 200, 429, 429]);
+    let shown: Value =
+        serde_json::from_str(&work.cli_ok(&["token", "show", &token_id(&work, "heidi"), "--json"]))
+            .unwrap();
+    assert_eq!(
+        (&shown["uses"], &shown["max_uses"]),
+        (&2.into(), &5.into()),
+        "{shown}"
+    );
+
     // Named permissions arrive resolved: the verifier holds no catalog.
     for (scope, holds, lacks) in [
         (

@@ -14,8 +14,10 @@
 //!   absent when it has none; `pat_rate` its rate limit, `"100/m"`, absent
 //!   when it has none, which a remote verifier's gate applies;
 //!   `pat_uses_left` for a token with a use quota, the uses it has left
-//!   after this one: introspecting such a token spends one of them, and a
-//!   remote verifier never caches the answer. An [`Introspection`] that
+//!   after this one, and `"pat_spent": true`: introspecting such a token
+//!   spends one of them, and a remote verifier never caches the answer
+//!   (with `pat_spend=no`, below, nothing is spent: `pat_uses_left` counts
+//!   this use among those left, and `"pat_spent": false`). An [`Introspection`] that
 //!   does not count uses answers such a token inactive, `pat_reason`
 //!   `"used_up"`: its use could not be counted);
 //! - for anything else (unknown, expired, revoked, malformed, missing):
@@ -45,7 +47,12 @@
 //! allowed to introspect, and could learn as much without `username`.) An
 //! active answer to these requests also carries `"pat_prefixes"`, the
 //! store's token prefixes (current first), from which the verifier learns
-//! a change of prefix.
+//! a change of prefix. A form with `pat_spend=no` is answered as a use in
+//! every other way (the token is refreshed, its use recorded) but spends
+//! no use of a quota: a remote verifier asks so first, runs its own
+//! checks (the rate limit) and then asks again without it, which spends
+//! the use; a session's recheck never asks the second time. Any other
+//! value of `pat_spend` is a 400.
 //!
 //! Every answer carries `Cache-Control: no-store`. An introspection counts
 //! as a use of the token (a sliding token is refreshed, `last_used_at`
@@ -172,6 +179,18 @@ impl Introspection {
             },
             Err(bad) => return bad,
         };
+        // `pat_spend=no` (a remote verifier's first question): answer as
+        // for a use but spend no use of a quota; the verifier spends it in
+        // a second request once its own checks (the rate limit) passed, and
+        // never for a session's recheck.
+        let spend = match field("pat_spend") {
+            Ok(None) => true,
+            Ok(Some(text)) if text == "no" => false,
+            Ok(Some(_)) => {
+                return Answer::error(400, "invalid_request", "`pat_spend` can only be `no`");
+            }
+            Err(bad) => return bad,
+        };
         let (digest, by_digest) = match token {
             Some(token) => (TokenDigest::from_token(&token).ok(), false),
             None => (hex.and_then(|hex| digest_from_hex(&hex)), true),
@@ -236,10 +255,10 @@ impl Introspection {
                 Verification::Ready(r) => r,
                 Verification::Pending(f) => crate::backend::block_on::block_on(f),
             };
-            // A use of a quota is spent here, as the gate would: the
-            // verifier asking spends nothing more.
+            // A use of a quota is spent here, as the gate would, unless the
+            // caller asked not to (it spends it in its own request).
             let verified = wait(self.verifier.verify(lookup)).and_then(|identity| {
-                if identity.has_quota() {
+                if identity.has_quota() && spend {
                     wait(self.verifier.spend(identity.presented_from(client), now))
                 } else {
                     Ok(identity)
@@ -292,9 +311,11 @@ impl Introspection {
             body["pat_rate"] = json!(rate.to_string());
         }
         if let Some(left) = uses_left {
-            // Its quota: this use is spent, and a remote verifier must ask
-            // again for the next one.
+            // Its quota: this use is spent (or, with `pat_spend=no`, still
+            // to spend: `pat_spent` says which), and a remote verifier must
+            // ask again for the next one.
             body["pat_uses_left"] = json!(left);
+            body["pat_spent"] = json!(spend);
         }
         if !info.meta.is_empty() {
             // The token's metadata, so that a remote verifier's identities

@@ -23,9 +23,15 @@
 //!   otherwise), so keep the TTL well below your shortest sliding window;
 //! - a cached identity is never used past its own `exp`: the endpoint is
 //!   asked again (a sliding token may have moved);
-//! - an answer for a token with a use quota is never cached, and never
-//!   shared by lookups waiting together: each use is its own round trip,
-//!   in which the endpoint spends it, so the quota is exact here too.
+//! - an answer for a token with a use quota is never cached: each use is
+//!   two round trips. The first (`pat_spend=no`) checks the token and
+//!   spends nothing, so a use the service's gate then refuses (its rate
+//!   limit) costs no use, nor does a session's recheck
+//!   ([`Logins::recheck`](crate::Logins::recheck)); the second, once the
+//!   gate let the use through ([`Verifier::spend`]), has the endpoint
+//!   check it again and spend it, so the quota is exact here too. An
+//!   endpoint of an older pat spends in the first round trip (its answer
+//!   says so by not saying `pat_spent`); the second is then skipped.
 //!
 //! # Load on the endpoint
 //! Lookups that miss the cache for the same digest (and user name) while a
@@ -195,9 +201,11 @@ impl Drop for Reply<'_> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(self.asked)
             .unwrap_or_default();
-        // A use of a quota was spent for one lookup only: the others ask
-        // again, each for its own.
-        let spent_once = matches!(&self.answer, Ok(Said::Active(identity)) if identity.has_quota());
+        // A use of a quota was spent for one lookup only (by an endpoint
+        // that spends as it answers): the others ask again, each for its
+        // own.
+        let spent_once =
+            matches!(&self.answer, Ok(Said::Active(identity)) if identity.is_quota_spent());
         for (i, waiter) in waiters.into_iter().enumerate() {
             let answer = match i {
                 0 => self.answer.clone(),
@@ -234,7 +242,8 @@ enum Said {
     /// Its use quota is spent.
     UsedUp,
     /// Not an answer: the round trip this lookup waited for spent a use of
-    /// the token's quota for another lookup; ask again.
+    /// the token's quota for another lookup (an endpoint of an older pat);
+    /// ask again.
     Again,
 }
 
@@ -321,11 +330,28 @@ impl Verifier for RemoteVerifier {
         })
     }
 
-    /// The endpoint spent the use when it answered (an introspection of a
-    /// token with a quota counts one, and such answers are never cached):
-    /// nothing more to do here.
+    /// A second round trip, without `pat_spend=no`: the endpoint checks
+    /// the token again on its store and spends the use, or refuses it
+    /// (another replica's request took the last one). Nothing to do when
+    /// the first answer spent it already (an endpoint of an older pat).
     fn spend(&self, identity: Identity, _now: Timestamp) -> Verification {
-        Verification::Ready(Ok(identity))
+        let Some(digest) = identity.presented().copied() else {
+            // The gate notes the digest before it spends: without it there
+            // is nothing to ask about.
+            return Verification::Ready(Err(AuthError::Unknown));
+        };
+        if identity.is_quota_spent() {
+            return Verification::Ready(Ok(identity));
+        }
+        let shared = self.shared.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.handle.spawn(async move {
+            let _ = tx.send(shared.spend_round_trip(digest, identity).await);
+        });
+        Verification::pending(async move {
+            rx.await
+                .unwrap_or_else(|_| Err(AuthError::Store(failure("the verifier stopped"))))
+        })
     }
 }
 
@@ -392,6 +418,43 @@ impl Shared {
         }
     }
 
+    /// The round trip that spends `identity`'s use of its quota (see
+    /// [`RemoteVerifier::spend`]): never shared with another lookup, never
+    /// cached.
+    async fn spend_round_trip(
+        &self,
+        digest: TokenDigest,
+        identity: Identity,
+    ) -> Result<Identity, AuthError> {
+        let user = identity.user();
+        let client = identity.client();
+        let answer = match tokio::time::timeout(self.timeout, self.in_flight.acquire()).await {
+            Ok(Ok(_permit)) => self.introspect(&digest, Some(user), client, true).await,
+            Ok(Err(_)) => Err(failure("the verifier stopped")),
+            Err(_) => Err(failure(&format!(
+                "introspection endpoint {}: every connection stayed busy for {:?}",
+                self.endpoint, self.timeout
+            ))),
+        };
+        match answer {
+            // The endpoint's identity after the use, as the gate saw the
+            // first one: presented with this digest, from this client.
+            Ok((Said::Active(spent), _)) if spent.user() == user => {
+                let spent = spent.presented_as(digest).presented_from(client);
+                Ok(match identity.is_previous_secret() {
+                    true => spent.by_previous_secret(),
+                    false => spent,
+                })
+            }
+            Ok((Said::Active(_), _)) => Err(AuthError::WrongUser),
+            Ok((said, _)) => said.into_result(),
+            Err(e) => {
+                tracing::error!(error = %crate::error::chain(&e), "remote token verification failed");
+                Err(AuthError::Store(e))
+            }
+        }
+    }
+
     /// Asks the endpoint (once the in-flight bound allows), caches the
     /// answer and hands it to every lookup waiting for it.
     async fn ask(&self, asked: Asked) {
@@ -406,7 +469,10 @@ impl Shared {
         let (digest, user, client) = &asked;
         let at = Instant::now();
         let answer = match tokio::time::timeout(self.timeout, self.in_flight.acquire()).await {
-            Ok(Ok(_permit)) => self.introspect(digest, user.as_deref(), *client).await,
+            Ok(Ok(_permit)) => {
+                self.introspect(digest, user.as_deref(), *client, false)
+                    .await
+            }
             Ok(Err(_)) => Err(failure("the verifier stopped")),
             Err(_) => Err(failure(&format!(
                 "introspection endpoint {}: every connection stayed busy for {:?}",
@@ -445,12 +511,14 @@ impl Shared {
         };
     }
 
-    /// One round trip.
+    /// One round trip; with `spend` false, one that spends no use of a
+    /// quota (`pat_spend=no`).
     async fn introspect(
         &self,
         digest: &TokenDigest,
         user: Option<&str>,
         client: Option<IpAddr>,
+        spend: bool,
     ) -> Result<Learnt, StoreError> {
         let mut form = String::with_capacity(160);
         form.push_str("token_digest=");
@@ -465,6 +533,9 @@ impl Shared {
             // The client the token is presented from, for its address rule.
             form.push_str("&pat_client=");
             form_encode(&client.to_string(), &mut form);
+        }
+        if !spend {
+            form.push_str("&pat_spend=no");
         }
         let response = self
             .client

@@ -51,6 +51,30 @@ fn endpoint_answers_are_read_strictly() {
     );
     assert!(parse_answer(bad.as_bytes()).is_err());
 
+    // A quota's use: spent as the endpoint answered unless it says not
+    // (`pat_spent: false`, to `pat_spend=no`); an older endpoint says
+    // nothing, and spent it.
+    for (spent, says) in [
+        ("", true),
+        (r#","pat_spent":true"#, true),
+        (r#","pat_spent":false"#, false),
+    ] {
+        let quota = active.replace(
+            r#""active":true"#,
+            &format!(r#""active":true,"pat_uses_left":2{spent}"#),
+        );
+        let Ok((Said::Active(identity), _, _)) = parse_answer(quota.as_bytes()) else {
+            panic!("{quota}");
+        };
+        assert_eq!(identity.uses_left(), Some(2));
+        assert_eq!(identity.is_quota_spent(), says, "{quota}");
+    }
+    let bad = active.replace(
+        r#""active":true"#,
+        r#""active":true,"pat_uses_left":2,"pat_spent":"no""#,
+    );
+    assert!(parse_answer(bad.as_bytes()).is_err());
+
     let said = |body: &[u8]| parse_answer(body).map(|(said, _, _)| said);
     assert_eq!(said(br#"{"active":false}"#), Ok(Said::Unknown));
     assert_eq!(

@@ -86,8 +86,8 @@ pub(super) fn parse_answer(body: &[u8]) -> Result<(Said, Vec<Prefix>, Vec<Cidr>)
                 .ok_or("a `pat_rate` pat does not read")?,
         ),
     };
-    // The uses left after this one, which the endpoint spent: the mark of
-    // an answer never to cache.
+    // The uses left (after this one, if the endpoint spent it): the mark
+    // of an answer never to cache.
     if let Some(left) = v.get("pat_uses_left") {
         let left = left
             .as_u64()
@@ -96,7 +96,17 @@ pub(super) fn parse_answer(body: &[u8]) -> Result<(Said, Vec<Prefix>, Vec<Cidr>)
             .ok_or("a `pat_uses_left` that is not a count")?;
         info.max_uses = Some(left);
     }
-    let identity = Identity::new(&info, exp);
+    let mut identity = Identity::new(&info, exp);
+    // Whether the endpoint spent the use as it answered: it did, unless
+    // it says it did not (it was asked `pat_spend=no`); an endpoint of an
+    // older build always does, and says nothing.
+    if info.max_uses.is_some() {
+        match v.get("pat_spent") {
+            Some(serde_json::Value::Bool(false)) => {}
+            None | Some(serde_json::Value::Bool(true)) => identity = identity.with_quota_spent(),
+            Some(_) => return Err("a `pat_spent` that is not a boolean".into()),
+        }
+    }
     // The store's prefixes (an endpoint of an older build sends none);
     // one that is not a prefix is skipped, not trusted.
     let prefixes = v

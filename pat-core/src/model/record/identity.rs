@@ -28,6 +28,10 @@ pub struct Identity {
     scopes: Scopes,
     expires_at: Timestamp,
     previous_secret: bool,
+    /// The use of its quota was spent already, by the answer itself (an
+    /// introspection endpoint of an older pat spends as it answers): the
+    /// gate's spend has nothing left to do.
+    quota_spent: bool,
     presented: Option<TokenDigest>,
     client: Option<IpAddr>,
     meta: Metadata,
@@ -73,6 +77,7 @@ impl Identity {
             scopes: record.scopes.clone(),
             expires_at,
             previous_secret: false,
+            quota_spent: false,
             presented: None,
             client: None,
             meta: record.meta.clone(),
@@ -132,6 +137,19 @@ impl Identity {
     /// its grace (see [`by_previous_secret`](Identity::by_previous_secret)).
     pub fn is_previous_secret(&self) -> bool {
         self.previous_secret
+    }
+
+    /// The same identity, its use of the quota spent already (see
+    /// `quota_spent`).
+    pub(crate) fn with_quota_spent(mut self) -> Identity {
+        self.quota_spent = true;
+        self
+    }
+
+    /// Whether the answer that made this identity spent its use of the
+    /// quota already.
+    pub(crate) fn is_quota_spent(&self) -> bool {
+        self.quota_spent
     }
 
     /// The user the token belongs to.
