@@ -8,7 +8,9 @@
 //!   and 1,000,000 tokens; sliding, Basic, uncached, unknown (the same one
 //!   again, and a new one each time), and a flood of distinct unknown tokens
 //!   (1 valid in 10);
-//! - `threads/*`: 1, 2 and all cores checking the same token or each its own.
+//! - `threads/*`: 1, 2 and all cores checking the same token or each its own;
+//! - `spend/clients/*`: uses of quotas (durable commits), by 1 and 8
+//!   clients at once, per use.
 //!
 //! Run with `cargo bench -p pat-core`.
 
@@ -298,9 +300,88 @@ fn threads(c: &mut Criterion, store: &Arc<Store>, size: usize) {
     group.finish();
 }
 
+/// Waits for `future` on this thread (the bench has no runtime).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(out) => return out,
+            std::task::Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
+/// Uses of a quota through the gate: each is a durable commit by the
+/// store's writer thread, which commits the spends of concurrent clients
+/// together. `spend/clients/N` is the time per use with N clients at once:
+/// with group commit, 8 clients' time per use is a fraction of one's.
+fn spends(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(
+        Store::builder()
+            .admin_socket(false)
+            .manual_flush()
+            .open(dir.path().join("spend.redb"))
+            .expect("store"),
+    );
+    let now = Timestamp::now();
+    let news: Vec<NewToken> = (0..8)
+        .map(|i| {
+            NewToken::new(format!("q{i}"), ExpiryPolicy::hard(DAY)).max_uses(pat_core::MAX_USES)
+        })
+        .collect();
+    let bearers: Vec<String> = store
+        .create_many(&news, now)
+        .expect("create")
+        .iter()
+        .map(|t| format!("Bearer {}", t.secret.expose_secret()))
+        .collect();
+    let gate = pat_core::Gate::new(store.clone());
+    let mut group = c.benchmark_group("spend");
+    group.sample_size(20);
+    for n in [1usize, 8] {
+        group.bench_with_input(BenchmarkId::new("clients", n), &n, |b, &n| {
+            b.iter_custom(|iters| {
+                let per_thread = iters.div_ceil(n as u64);
+                let started = Instant::now();
+                std::thread::scope(|s| {
+                    for bearer in &bearers[..n] {
+                        let gate = &gate;
+                        s.spawn(move || {
+                            for _ in 0..per_thread {
+                                let checking = gate.check([bearer.as_bytes()], false);
+                                let outcome = match checking.into_ready() {
+                                    Ok(outcome) => outcome,
+                                    Err(pending) => block_on(pending),
+                                };
+                                let pat_core::Outcome::Authenticated(identity) = outcome else {
+                                    panic!("refused: {outcome:?}");
+                                };
+                                assert!(identity.uses_left().is_some(), "a quota's use");
+                            }
+                        });
+                    }
+                });
+                // `iters` uses in all, shared by the clients.
+                started.elapsed()
+            })
+        });
+    }
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     tokens(c);
     stores(c);
+    spends(c);
 }
 
 criterion_group!(auth, benches);

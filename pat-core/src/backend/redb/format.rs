@@ -85,6 +85,7 @@ impl Inner {
             prefix_changes: std::sync::Mutex::new(()),
             catalog: SharedCatalog::default(),
             catalog_changes: std::sync::Mutex::new(()),
+            spender: Default::default(),
         };
         match store.init_format(prefix).and_then(|()| {
             let stored = store

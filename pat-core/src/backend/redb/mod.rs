@@ -10,6 +10,7 @@ mod tx;
 
 pub(crate) mod codec;
 mod open;
+mod spender;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -144,6 +145,8 @@ pub(crate) struct Inner {
     catalog: SharedCatalog,
     /// Held across storing a change of the catalog and publishing it.
     catalog_changes: std::sync::Mutex<()>,
+    /// The thread that spends uses of quotas for the request path.
+    spender: spender::Spender,
 }
 
 impl fmt::Debug for Store {
@@ -246,15 +249,11 @@ impl Store {
         Ok(identity)
     }
 
-    /// [`Verifier::spend`]: [`engine::spend`] in one write transaction.
+    /// A spend for the store's own (blocking) calls: [`engine::spend`] in
+    /// one write transaction, on the calling thread.
     fn spend_use(&self, identity: Identity, now: Timestamp) -> Result<Identity, AuthError> {
-        let state: &Inner = &self.inner;
-        let (id, client) = (identity.token_id(), identity.client());
-        let said = state.delete(|txn, changes| {
-            let mut tx = tx::RedbTx::new(state, txn, changes);
-            Ok(run_ready(engine::spend(&mut tx, id, client, now)))
-        });
-        crate::backend::spent(identity, said.and_then(|r| r))
+        let said = self.inner.spend_one(&identity, now);
+        crate::backend::spent(identity, said)
     }
 
     /// The lookup behind [`Verifier::verify`].
@@ -617,11 +616,13 @@ impl Verifier for Store {
         )
     }
 
-    /// One write transaction, committed (and synced) before the answer:
-    /// a use of a quota survives a crash. On the calling thread, as a miss
-    /// reads; only tokens with a quota pay it.
+    /// Committed (and synced) before the answer, so a use of a quota
+    /// survives a crash; only tokens with a quota pay it. Not on the
+    /// calling thread: the store's writer thread commits the spends
+    /// waiting for it together, one sync for all (see `spender`), and the
+    /// answer is a future.
     fn spend(&self, identity: Identity, now: Timestamp) -> Verification {
-        Verification::Ready(self.spend_use(identity, now))
+        Verification::pending(self.inner.spender.spend(&self.inner, identity, now))
     }
 
     #[inline]

@@ -685,3 +685,64 @@ fn a_replayed_rotated_secret_is_logged_with_the_token_id() {
         assert!(!after.contains(&secret[4..]), "secret in logs: {after}");
     }
 }
+
+/// Uses of quotas are spent by the store's writer thread, never on the
+/// caller's: the gate's spend is a future, concurrent spends commit
+/// together, each is counted exactly once, and the thread never keeps the
+/// file open once the store is dropped.
+#[test]
+fn spends_are_written_off_the_callers_thread_each_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pat.redb");
+    let store = Arc::new(Store::builder().admin_socket(false).open(&path).unwrap());
+    let token = store
+        .create(&hard("alice", MIN).max_uses(100), at(0))
+        .unwrap();
+    let digest = TokenDigest::from_token(token.secret.expose_secret()).unwrap();
+    let identity = |store: &Store| match store.verify(Lookup::new(digest, None, at(1))) {
+        Verification::Ready(Ok(identity)) => identity.presented_as(digest),
+        other => panic!("{other:?}"),
+    };
+    // A future, however fast the disk: the caller's thread never commits.
+    let first = store.spend(identity(&store), at(1));
+    assert!(matches!(first, Verification::Pending(_)));
+    let Verification::Pending(first) = first else {
+        unreachable!()
+    };
+    assert_eq!(
+        crate::backend::block_on::block_on(first)
+            .unwrap()
+            .uses_left(),
+        Some(99)
+    );
+    // 8 threads racing 30 spends each for the 99 uses left: exactly 99.
+    let accepted: usize = std::thread::scope(|s| {
+        let all: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..30)
+                        .filter(|_| {
+                            let spent = match store.spend(identity(&store), at(2)) {
+                                Verification::Pending(f) => crate::backend::block_on::block_on(f),
+                                Verification::Ready(r) => r,
+                            };
+                            match spent {
+                                Ok(_) => true,
+                                Err(AuthError::UsedUp) => false,
+                                Err(e) => panic!("{e}"),
+                            }
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        all.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(accepted, 99);
+    assert_eq!(stored(&store, token.info.id).uses, 100);
+    // Dropped, the store lets go of its file at once: the writer thread
+    // holds it only while it writes.
+    drop(store);
+    let reopened = Store::builder().admin_socket(false).open(&path).unwrap();
+    assert_eq!(reopened.get(token.info.id).unwrap().uses, 100);
+}

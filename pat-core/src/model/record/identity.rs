@@ -141,6 +141,7 @@ impl Identity {
 
     /// The same identity, its use of the quota spent already (see
     /// `quota_spent`).
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     pub(crate) fn with_quota_spent(mut self) -> Identity {
         self.quota_spent = true;
         self
@@ -148,6 +149,7 @@ impl Identity {
 
     /// Whether the answer that made this identity spent its use of the
     /// quota already.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     pub(crate) fn is_quota_spent(&self) -> bool {
         self.quota_spent
     }
