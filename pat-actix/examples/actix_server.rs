@@ -30,6 +30,9 @@
 //!   (`pat_core::management`); the principal is the PAT user behind the
 //!   layer (a browser's Basic-auth dialog), an admin if named by
 //!   `--admin USER`;
+//! - `GET /metrics`: what pat counted (`pat_core::metrics`), as Prometheus
+//!   text, for callers whose user is named by `--metrics-reader USER`; 403
+//!   for others;
 //! - `POST /tokens/report-leak`: public leak reports (`pat_core::leaks`): a
 //!   JSON array of tokens, the live ones revoked; 202 whatever they were;
 //!   limited per client, read from the headers of a `--trusted-proxy CIDR`;
@@ -74,6 +77,8 @@ fn main() -> std::process::ExitCode {
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let sftp_key = args.sftp_key()?;
+    // Before the store and the gate: they take their handles when built.
+    let metrics = std::sync::Arc::new(server::Metrics::install(&args)?);
     let backend = args.backend()?;
     let store = backend.verifier();
     let share = args.share()?;
@@ -100,6 +105,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         App::new()
             .wrap(actix_web::middleware::from_fn(hygiene))
             .app_data(web::Data::new(share.clone()))
+            .app_data(web::Data::from(metrics.clone()))
             .route("/health", web::get().to(|| async { "ok" }))
             // Public, and before the `/tokens` scope, which would take it.
             .service(pat_actix::leak_reports(
@@ -140,6 +146,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                     .wrap(pat.clone())
                     .route("/hello", web::get().to(|| async { "ok" }))
                     .route("/whoami", web::get().to(whoami))
+                    .route("/metrics", web::get().to(read_metrics))
                     .route("/nodes/by-path", web::get().to(node_by_path))
                     .route("/nodes/{id}", web::get().to(read_node))
                     .route("/nodes/{id}", web::put().to(write_node))
@@ -169,6 +176,17 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     server.await?;
     store.flush()?;
     Ok(())
+}
+
+/// `GET /metrics` (`server::Metrics`).
+async fn read_metrics(identity: Identity, metrics: web::Data<server::Metrics>) -> HttpResponse {
+    let (status, content_type, body) = metrics.answer(&identity);
+    HttpResponse::build(
+        actix_web::http::StatusCode::from_u16(status)
+            .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),
+    )
+    .content_type(content_type)
+    .body(body)
 }
 
 async fn whoami(identity: Identity) -> HttpResponse {

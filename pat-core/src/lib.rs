@@ -96,6 +96,7 @@
 mod backend;
 mod error;
 mod gate;
+pub mod metrics;
 mod model;
 mod routes;
 mod testing;

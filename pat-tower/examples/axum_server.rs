@@ -30,6 +30,9 @@
 //!   (`pat_core::management`); the principal is the PAT user behind the
 //!   layer (a browser's Basic-auth dialog), an admin if named by
 //!   `--admin USER`;
+//! - `GET /metrics`: what pat counted (`pat_core::metrics`), as Prometheus
+//!   text, for callers whose user is named by `--metrics-reader USER`; 403
+//!   for others;
 //! - `POST /tokens/report-leak`: public leak reports (`pat_core::leaks`): a
 //!   JSON array of tokens, the live ones revoked; 202 whatever they were;
 //!   limited per client, read from the headers of a `--trusted-proxy CIDR`;
@@ -86,6 +89,8 @@ fn main() -> std::process::ExitCode {
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let sftp_key = args.sftp_key()?;
+    // Before the store and the gate: they take their handles when built.
+    let metrics = std::sync::Arc::new(server::Metrics::install(&args)?);
     let backend = args.backend()?;
     let store = backend.verifier();
     let share = args.share()?;
@@ -127,6 +132,17 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             }),
         )
         .route("/ui/tokens", pat_tower::token_panel("/api/tokens"))
+        .route(
+            "/metrics",
+            get(move |Extension(caller): Extension<Identity>| async move {
+                let (status, content_type, body) = metrics.answer(&caller);
+                (
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    [(axum::http::header::CONTENT_TYPE, content_type)],
+                    body,
+                )
+            }),
+        )
         .merge(share_routes)
         .layer(PatLayer::from_gate(gate))
         .route("/health", get(|| async { "ok" }))

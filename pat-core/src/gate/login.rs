@@ -214,7 +214,7 @@ impl Logins {
         }
         let outcome = self
             .gate
-            .check_token(password.as_bytes(), Some(user), peer, false, now)
+            .check_password(password.as_bytes(), user, peer, now)
             .await;
         let refused = match refusal(outcome) {
             Err(LoginRefused::Invalid(problem)) => LoginRefused::Invalid(problem),

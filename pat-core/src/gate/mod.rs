@@ -24,6 +24,7 @@ use std::task::{Context, Poll};
 use crate::backend::{IntoVerifier, Lookup, Verification, Verifier, VerifyFuture};
 use crate::error::{AuthError, ParseTokenError};
 use crate::gate::credentials::{Credentials, CredentialsError, RawCredentials};
+use crate::metrics::{Scheme, Started};
 use crate::model::record::Identity;
 use crate::model::time::Timestamp;
 use crate::model::token::TokenDigest;
@@ -212,6 +213,26 @@ impl Gate {
         client: Option<IpAddr>,
         now: Timestamp,
     ) -> Checking {
+        let started = self.config.metrics.start();
+        let mut scheme = Scheme::None;
+        let mut checking = self.decide(authorization, cors_preflight, client, now, &mut scheme);
+        // In place: a `Checking` is large enough that a move is a copy.
+        checking.count(&self.config, scheme, started);
+        checking
+    }
+
+    /// The decision of [`check_from_at`](Gate::check_from_at); `scheme`
+    /// is set to the scheme of the credentials it decided on, for the
+    /// count.
+    #[inline]
+    fn decide<'a>(
+        &self,
+        authorization: impl IntoIterator<Item = &'a [u8]>,
+        cors_preflight: bool,
+        client: Option<IpAddr>,
+        now: Timestamp,
+        scheme: &mut Scheme,
+    ) -> Checking {
         let done = |outcome| Checking {
             state: State::Done(Some(outcome)),
         };
@@ -243,12 +264,32 @@ impl Gate {
         let (token, user) = match parsed {
             Err(e) => return done(self.reject(RejectReason::InvalidRequest(e))),
             Ok(None) => return done(not_ours()),
-            Ok(Some(RawCredentials::Bearer(token))) => (token, None),
+            Ok(Some(RawCredentials::Bearer(token))) => {
+                *scheme = Scheme::Bearer;
+                (token, None)
+            }
             Ok(Some(RawCredentials::Basic(ref basic))) => {
+                *scheme = Scheme::Basic;
                 (basic.password().as_bytes(), Some(basic.user()))
             }
         };
         self.check_token(token, user, client, optional, now)
+    }
+
+    /// [`check_token`](Gate::check_token) of a password login (see
+    /// [`Logins`](crate::Logins)), counted as one.
+    #[inline]
+    pub(crate) fn check_password(
+        &self,
+        password: &[u8],
+        user: &str,
+        client: Option<IpAddr>,
+        now: Timestamp,
+    ) -> Checking {
+        let started = self.config.metrics.start();
+        let mut checking = self.check_token(password, Some(user), client, false, now);
+        checking.count(&self.config, Scheme::Password, started);
+        checking
     }
 
     /// The decision on a token (the Bearer token, or the Basic password of
@@ -273,11 +314,12 @@ impl Gate {
             Ok(presented) => presented,
             Err(e) => return done(self.misshapen(token, &e, optional)),
         };
+        let metrics = &self.config.metrics;
         let verified = presented.verify(
             |digest| {
-                verifier
-                    .verify_cached(Lookup::new(*digest, user, now).from(client))
-                    .map(Verification::Ready)
+                let cached = verifier.verify_cached(Lookup::new(*digest, user, now).from(client));
+                metrics.looked_up(cached.is_some());
+                cached.map(Verification::Ready)
             },
             |digest| verifier.verify(Lookup::new(*digest, user, now).from(client)),
         );
@@ -315,14 +357,17 @@ impl Gate {
         client: Option<IpAddr>,
         now: Timestamp,
     ) -> Checking {
+        let started = self.config.metrics.start();
         let lookup = Lookup::new(digest, user, now).from(client);
-        self.judged(
+        let mut checking = self.judged(
             self.verifier.verify(lookup),
             digest,
             client,
             Counted::No,
             now,
-        )
+        );
+        checking.count(&self.config, Scheme::Password, started);
+        checking
     }
 
     /// The check for the backend's answer about `digest`, a use.
@@ -354,9 +399,12 @@ impl Gate {
             Verification::Ready(result) => {
                 match judge(&self.config, result, digest, client, counted, now) {
                     Judged::Done(outcome) => done(outcome),
-                    Judged::Spend(identity) => {
-                        spending(&self.config, self.verifier.spend(identity, now))
-                    }
+                    Judged::Spend(identity) => spending(
+                        &self.config,
+                        self.verifier.spend(identity, now),
+                        Scheme::None,
+                        None,
+                    ),
                 }
             }
             // Boxed: the miss allocates its future already, and the
@@ -370,6 +418,8 @@ impl Gate {
                     client,
                     counted,
                     now,
+                    scheme: Scheme::None,
+                    started: None,
                 })),
             },
         }
@@ -467,17 +517,25 @@ fn accepted(identity: Identity) -> Outcome {
     Outcome::Authenticated(identity)
 }
 
-/// The check for the backend's spending of a use of a quota.
-fn spending(config: &Arc<GateConfig>, spent: Verification) -> Checking {
+/// The check for the backend's spending of a use of a quota (the count's
+/// `scheme` and `started` carried on, if known).
+fn spending(
+    config: &Arc<GateConfig>,
+    spent: Verification,
+    scheme: Scheme,
+    started: Started,
+) -> Checking {
     match spent {
         Verification::Ready(result) => Checking {
             state: State::Done(Some(spent_outcome(config, result))),
         },
         Verification::Pending(future) => Checking {
-            state: State::Spending {
+            state: State::Spending(Box::new(Spending {
                 future,
                 config: config.clone(),
-            },
+                scheme,
+                started,
+            })),
         },
     }
 }
@@ -520,6 +578,18 @@ struct Verifying {
     client: Option<IpAddr>,
     counted: Counted,
     now: Timestamp,
+    /// For the count of the outcome.
+    scheme: Scheme,
+    started: Started,
+}
+
+/// A use of the token's quota being spent, and what counting the outcome
+/// needs.
+struct Spending {
+    future: VerifyFuture,
+    config: Arc<GateConfig>,
+    scheme: Scheme,
+    started: Started,
 }
 
 /// A decision in progress: ready at once for a backend that answered
@@ -533,13 +603,22 @@ enum State {
     Done(Option<Outcome>),
     Verifying(Box<Verifying>),
     /// A use of the token's quota being spent.
-    Spending {
-        future: VerifyFuture,
-        config: Arc<GateConfig>,
-    },
+    Spending(Box<Spending>),
 }
 
 impl Checking {
+    /// Counts the outcome now if it is known, else once it is (the
+    /// pending states carry `scheme` and `started` to the count).
+    #[inline]
+    fn count(&mut self, config: &GateConfig, scheme: Scheme, started: Started) {
+        match &mut self.state {
+            State::Done(Some(outcome)) => config.metrics.decided(outcome, scheme, started),
+            State::Done(None) => {}
+            State::Verifying(v) => (v.scheme, v.started) = (scheme, started),
+            State::Spending(s) => (s.scheme, s.started) = (scheme, started),
+        }
+    }
+
     /// The outcome if it is known already (no await needed), else the check
     /// itself, to poll as a future.
     #[inline]
@@ -556,7 +635,7 @@ impl fmt::Debug for Checking {
         match &self.state {
             State::Done(outcome) => f.debug_tuple("Checking").field(outcome).finish(),
             State::Verifying(_) => f.write_str("Checking(verifying)"),
-            State::Spending { .. } => f.write_str("Checking(spending)"),
+            State::Spending(_) => f.write_str("Checking(spending)"),
         }
     }
 }
@@ -584,21 +663,27 @@ impl Future for Checking {
                     Poll::Ready(result) => {
                         match judge(&v.config, result, v.digest, v.client, v.counted, v.now) {
                             Judged::Done(outcome) => {
+                                v.config.metrics.decided(&outcome, v.scheme, v.started);
                                 this.state = State::Done(None);
                                 return Poll::Ready(outcome);
                             }
                             // Polled at once, in the next turn of the loop.
                             Judged::Spend(identity) => {
                                 let spent = v.verifier.spend(identity, v.now);
-                                this.state = spending(&v.config, spent).state;
+                                let next = spending(&v.config, spent, v.scheme, v.started);
+                                if let State::Done(Some(outcome)) = &next.state {
+                                    v.config.metrics.decided(outcome, v.scheme, v.started);
+                                }
+                                this.state = next.state;
                             }
                         }
                     }
                 },
-                State::Spending { future, config } => match future.as_mut().poll(cx) {
+                State::Spending(s) => match s.future.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(result) => {
-                        let outcome = spent_outcome(config, result);
+                        let outcome = spent_outcome(&s.config, result);
+                        s.config.metrics.decided(&outcome, s.scheme, s.started);
                         this.state = State::Done(None);
                         return Poll::Ready(outcome);
                     }

@@ -203,6 +203,8 @@ pub(super) struct GateConfig {
     /// The two challenges of each rejection that has them, by
     /// [`challenge_index`].
     pub(super) challenges: Vec<[String; 2]>,
+    /// The handles decisions are counted with.
+    pub(super) metrics: crate::metrics::GateMetrics,
 }
 
 /// `realm` as a challenge's quoted string: `"` and `\\` escaped, anything
@@ -260,6 +262,7 @@ impl GateConfig {
             proxies: crate::TrustedProxies::none(),
             rates: Arc::default(),
             challenges: Vec::new(),
+            metrics: crate::metrics::GateMetrics::new(),
         };
         config.build_challenges();
         config

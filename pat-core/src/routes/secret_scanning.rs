@@ -515,6 +515,23 @@ pub(crate) fn revoke_found(
     actor: impl FnOnce() -> String,
     now: Timestamp,
 ) -> Result<bool, ()> {
+    let found = find_and_revoke(admin, token, actor, now);
+    let result = match found {
+        Ok(true) => "revoked",
+        Ok(false) => "unknown",
+        Err(()) => "failed",
+    };
+    crate::metrics::count_by(crate::metrics::LEAK_REPORTS, "result", result);
+    found
+}
+
+/// [`revoke_found`] but the count.
+fn find_and_revoke(
+    admin: &(dyn Admin + Send + Sync),
+    token: &str,
+    actor: impl FnOnce() -> String,
+    now: Timestamp,
+) -> Result<bool, ()> {
     let Ok(digest) = TokenDigest::from_token(token) else {
         return Ok(false);
     };

@@ -39,6 +39,13 @@ pub(crate) fn driver(name: &str) -> Result<Driver, Box<dyn std::error::Error>> {
         .into());
     };
     let n: u64 = n.parse()?;
+    // `PAT_METRICS=prometheus`: counted into a Prometheus recorder (issue
+    // 27's "metrics on"), installed before the store and the gate take
+    // their handles; without it, no recorder ("off").
+    if std::env::var("PAT_METRICS").as_deref() == Ok("prometheus") {
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+        std::mem::forget(handle);
+    }
     let dir = tempfile::tempdir()?;
     let store = Arc::new(
         Store::builder()

@@ -32,6 +32,10 @@ pub(crate) struct Args {
     /// default, so introspection refuses every caller).
     #[arg(long = "introspector", value_name = "USER")]
     pub(crate) introspectors: Vec<String>,
+    /// A user whose tokens may read `GET /metrics` (repeatable; none by
+    /// default, so `/metrics` refuses every caller).
+    #[arg(long = "metrics-reader", value_name = "USER")]
+    pub(crate) metrics_readers: Vec<String>,
     /// A user who may manage every user's tokens in the token panel
     /// (`/ui/tokens`) and its API (`/api/tokens`) (repeatable; others
     /// manage their own).
@@ -70,6 +74,52 @@ pub(crate) struct Args {
     /// Revocation API at `/gitlab/v1/…` [default: none, not served].
     #[arg(long, value_name = "PATH")]
     pub(crate) gitlab_secret_file: Option<PathBuf>,
+}
+
+/// `GET /metrics`: the Prometheus text of what pat counted, for the users
+/// of `--metrics-reader`.
+pub(crate) struct Metrics {
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    readers: std::collections::BTreeSet<String>,
+}
+
+/// The buckets of the servers' histograms, in seconds: 10 µs to 10 s.
+const BUCKETS: [f64; 13] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.1, 1.0, 10.0,
+];
+
+impl Metrics {
+    /// Installs the Prometheus recorder: before the store and the gate are
+    /// built, since they take their metrics' handles then.
+    pub(crate) fn install(args: &Args) -> Result<Metrics, Box<dyn std::error::Error>> {
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets(&BUCKETS)?
+            .install_recorder()?;
+        pat_core::metrics::describe();
+        Ok(Metrics {
+            handle,
+            readers: args.metrics_readers.iter().cloned().collect(),
+        })
+    }
+
+    /// The answer to `GET /metrics` from `caller`: its status, content
+    /// type and body. 403 for a caller not named by `--metrics-reader`.
+    pub(crate) fn answer(&self, caller: &pat_core::Identity) -> (u16, &'static str, String) {
+        if !self.readers.contains(caller.user()) {
+            return (
+                403,
+                "application/json",
+                r#"{"error":"forbidden","error_description":"this caller may not read the metrics"}"#
+                    .to_owned(),
+            );
+        }
+        self.handle.run_upkeep();
+        (
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            self.handle.render(),
+        )
+    }
 }
 
 /// The management API's principal for the demo: the PAT user behind the

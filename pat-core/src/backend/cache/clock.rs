@@ -58,6 +58,7 @@ impl Cache {
                 continue;
             }
             self.remove_in(&entry, guard);
+            self.evictions.add(1);
         }
     }
 

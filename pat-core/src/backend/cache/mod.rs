@@ -125,6 +125,10 @@ pub(crate) struct Cache {
     audit: Mutex<PendingAudit>,
     /// Where tests pause threads; nothing unless armed.
     pub(crate) hooks: Hooks,
+    /// Records evicted to stay within the capacity.
+    evictions: crate::metrics::Count,
+    /// Unknown digests answered from memory.
+    unknown_hits: crate::metrics::Count,
 }
 
 /// Why a use of `entry` is refused: `why`, or unknown when the token is as
@@ -177,6 +181,8 @@ impl Cache {
             unknown: papaya::HashMap::new(),
             audit: Mutex::new(PendingAudit::default()),
             hooks: Hooks::default(),
+            evictions: crate::metrics::Count::new(crate::metrics::CACHE_EVICTIONS),
+            unknown_hits: crate::metrics::Count::new(crate::metrics::UNKNOWN_CACHE_HITS),
         }
     }
 
@@ -286,6 +292,7 @@ impl Cache {
                 if let Some(replay) = &u.replay {
                     self.note_replay(replay, now);
                 }
+                self.unknown_hits.add(1);
                 Ok(Err(AuthError::Unknown))
             }
             _ => Err(Miss {

@@ -117,6 +117,7 @@ pub(super) async fn listen(shared: std::sync::Weak<Shared>) {
         let Some(s) = shared.upgrade() else { return };
         s.listening.store(false, Ordering::Release);
         s.cache.forget(None);
+        crate::metrics::count(crate::metrics::LISTENER_RECONNECTS);
         tracing::warn!("database listener lost its connection; reconnecting");
     }
 }

@@ -305,6 +305,14 @@ impl Shared {
     /// Writes the buffered uses and the audit entries the request path
     /// noted, in one transaction.
     async fn flush(&self) -> Result<usize, StoreError> {
+        let started = std::time::Instant::now();
+        let written = self.write_buffered().await;
+        crate::metrics::flushed("postgres", started, &written);
+        written
+    }
+
+    /// The flush itself.
+    async fn write_buffered(&self) -> Result<usize, StoreError> {
         let written = self.flush_uses().await?;
         // Reuse detection's revocations, each family audited.
         let revocations = self.cache.take_revocations();

@@ -50,6 +50,14 @@ impl Inner {
     /// Writes the buffered uses and the audit entries the request path
     /// noted; see [`Store::flush`].
     pub(super) fn flush(&self) -> Result<usize, StoreError> {
+        let started = std::time::Instant::now();
+        let written = self.write_buffered();
+        crate::metrics::flushed("redb", started, &written);
+        written
+    }
+
+    /// The flush itself.
+    fn write_buffered(&self) -> Result<usize, StoreError> {
         let events = self.cache.take_audit();
         let revocations = self.cache.take_revocations();
         let batch = self.cache.take_uses();

@@ -512,8 +512,24 @@ impl Shared {
     }
 
     /// One round trip; with `spend` false, one that spends no use of a
-    /// quota (`pat_spend=no`).
+    /// quota (`pat_spend=no`). Counted and timed.
     async fn introspect(
+        &self,
+        digest: &TokenDigest,
+        user: Option<&str>,
+        client: Option<IpAddr>,
+        spend: bool,
+    ) -> Result<Learnt, StoreError> {
+        let started = Instant::now();
+        let learnt = self.round_trip(digest, user, client, spend).await;
+        crate::metrics::observe(crate::metrics::REMOTE_DURATION, ("", ""), started.elapsed());
+        let result = if learnt.is_ok() { "ok" } else { "error" };
+        crate::metrics::count_by(crate::metrics::REMOTE_REQUESTS, "result", result);
+        learnt
+    }
+
+    /// [`introspect`](Shared::introspect)'s request and answer.
+    async fn round_trip(
         &self,
         digest: &TokenDigest,
         user: Option<&str>,
