@@ -24,6 +24,7 @@
 //! | `pat_unknown_cache_hits_total` | counter | |
 //! | `pat_flush_duration_seconds` | histogram | `backend` |
 //! | `pat_flush_failures_total` | counter | `backend` |
+//! | `pat_postgres_pool_wait_seconds` | histogram | `connection`: `read`, `write` |
 //! | `pat_postgres_listener_reconnects_total` | counter | |
 //! | `pat_remote_requests_total` | counter | `result`: `ok`, `error` |
 //! | `pat_remote_request_duration_seconds` | histogram | |
@@ -60,6 +61,9 @@ pub const UNKNOWN_CACHE_HITS: &str = "pat_unknown_cache_hits_total";
 pub const FLUSH_DURATION: &str = "pat_flush_duration_seconds";
 /// Writes of the buffered uses that failed (they are kept for the next).
 pub const FLUSH_FAILURES: &str = "pat_flush_failures_total";
+/// How long a PostgreSQL statement waited for its connection, in
+/// seconds: a pooled reader's slot (`read`) or the one writer (`write`).
+pub const POOL_WAIT: &str = "pat_postgres_pool_wait_seconds";
 /// Times the PostgreSQL listener lost its connection and made another.
 pub const LISTENER_RECONNECTS: &str = "pat_postgres_listener_reconnects_total";
 /// Round trips of the remote verifier to its introspection endpoint.
@@ -135,6 +139,11 @@ pub fn describe() {
             FLUSH_FAILURES,
             Unit::Count,
             "Writes of the buffered token uses that failed."
+        );
+        describe_histogram!(
+            POOL_WAIT,
+            Unit::Seconds,
+            "Time a PostgreSQL statement waited for its connection (read: a pooled one; write: the writer)."
         );
         describe_counter!(
             LISTENER_RECONNECTS,
@@ -340,15 +349,20 @@ pub(crate) fn count(name: &'static str) {
 }
 
 /// Records a write of the buffered uses by `backend` that began at
-/// `started` and ended with `result`: its duration, and whether it failed.
-pub(crate) fn flushed<T, E>(
+/// `started` and ended with `result` (how many it wrote): its duration, and
+/// whether it failed. A flush that found nothing to write is no write.
+pub(crate) fn flushed<E>(
     backend: &'static str,
     started: std::time::Instant,
-    result: &Result<T, E>,
+    result: &Result<usize, E>,
 ) {
-    observe(FLUSH_DURATION, ("backend", backend), started.elapsed());
-    if result.is_err() {
-        count_by(FLUSH_FAILURES, "backend", backend);
+    match result {
+        Ok(0) => {}
+        Ok(_) => observe(FLUSH_DURATION, ("backend", backend), started.elapsed()),
+        Err(_) => {
+            observe(FLUSH_DURATION, ("backend", backend), started.elapsed());
+            count_by(FLUSH_FAILURES, "backend", backend);
+        }
     }
 }
 

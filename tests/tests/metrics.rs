@@ -170,3 +170,69 @@ fn counts(kind: ServerKind) {
     }
     assert!(server.stop());
 }
+
+/// On PostgreSQL: each replica counts its own pool waits and flushes.
+#[test]
+fn a_postgres_replica_counts_its_pool_and_its_flushes() {
+    let Some(pg) = pat_integration_tests::postgres::postgres() else {
+        return;
+    };
+    let db = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let token = |user: &str| {
+        let out = Command::new(pat_integration_tests::pat_cli())
+            .args(["--db", &db, "token", "-u", user, "-e", "1h", "--json"])
+            .env_remove("PAT_DB")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["token"].as_str().unwrap().to_owned()
+    };
+    let ops = format!("Bearer {}", token("ops"));
+    let alice = format!("Bearer {}", token("alice"));
+    let servers = pat_integration_tests::replicas(&db, dir.path(), &["--metrics-reader", "ops"]);
+    for server in &servers {
+        assert_eq!(get(server, "/hello", Some(&alice)).0, 200);
+        // The use is written by the next flush; wait for one to be counted.
+        let started = std::time::Instant::now();
+        let text = loop {
+            let (status, _, text) = get(server, "/metrics", Some(&ops));
+            assert_eq!(status, 200, "{text}");
+            if sample(
+                &text,
+                "pat_flush_duration_seconds_count{backend=\"postgres\"}",
+            ) > 0.0
+            {
+                break text;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        assert_eq!(
+            sample(&text, "pat_flush_failures_total{backend=\"postgres\"}"),
+            0.0
+        );
+        // Misses read through the pool (each server read alice's and ops'
+        // tokens at least once).
+        assert!(
+            sample(
+                &text,
+                "pat_postgres_pool_wait_seconds_count{connection=\"read\"}"
+            ) >= 2.0,
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, "pat_postgres_listener_reconnects_total"),
+            0.0,
+            "{text}"
+        );
+    }
+}

@@ -230,7 +230,13 @@ impl Shared {
     /// A client of the pool, connected now if its slot is empty or broken.
     async fn client(&self) -> Result<Arc<Client>, PgError> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
+        let waited = std::time::Instant::now();
         let mut slot = self.pool[i].lock().await;
+        crate::metrics::observe(
+            crate::metrics::POOL_WAIT,
+            ("connection", "read"),
+            waited.elapsed(),
+        );
         if let Some(c) = slot.as_ref()
             && !c.is_closed()
         {

@@ -416,7 +416,13 @@ impl Shared {
     pub(super) async fn writer(
         &self,
     ) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, PgError> {
+        let waited = std::time::Instant::now();
         let mut writer = self.writer.lock().await;
+        crate::metrics::observe(
+            crate::metrics::POOL_WAIT,
+            ("connection", "write"),
+            waited.elapsed(),
+        );
         if writer.as_ref().is_none_or(Client::is_closed) {
             let (client, connection) = self.connect().await?;
             tokio::spawn(async move {
