@@ -17,7 +17,7 @@ pub(crate) fn answer(joined: Result<Answer, actix_web::error::BlockingError>) ->
     );
     if !answer.body.is_empty() {
         // A 204 has no body, so no type of one.
-        response.insert_header((CONTENT_TYPE, Answer::CONTENT_TYPE));
+        response.insert_header((CONTENT_TYPE, answer.content_type));
     }
     response.insert_header((CACHE_CONTROL, Answer::CACHE_CONTROL));
     if let Some(seconds) = answer.retry_after {

@@ -59,6 +59,7 @@ pub fn management(
                 .route(web::get().to(list))
                 .route(web::post().to(create)),
         )
+        .service(web::resource("/expiries.ics").route(web::get().to(calendar)))
         .service(web::resource("/{id}").route(web::delete().to(revoke)))
         .service(web::resource("/{id}/disable").route(web::post().to(disable)))
         .service(web::resource("/{id}/enable").route(web::post().to(enable)))
@@ -78,6 +79,17 @@ async fn list(api: web::Data<Api>, req: HttpRequest) -> HttpResponse {
     let api = api.into_inner();
     let now = Timestamp::now();
     answer(web::block(move || api.management.list_blocking(&p, query.as_deref(), now)).await)
+}
+
+async fn calendar(api: web::Data<Api>, req: HttpRequest) -> HttpResponse {
+    let p = match caller(&api, &req, false) {
+        Ok(p) => p,
+        Err(refused) => return answer(Ok(refused)),
+    };
+    let query = (!req.query_string().is_empty()).then(|| req.query_string().to_owned());
+    let api = api.into_inner();
+    let now = Timestamp::now();
+    answer(web::block(move || api.management.calendar_blocking(&p, query.as_deref(), now)).await)
 }
 
 async fn create(api: web::Data<Api>, req: HttpRequest, payload: web::Payload) -> HttpResponse {

@@ -108,7 +108,7 @@ pub use backend::remote;
 #[cfg(all(unix, feature = "redb"))]
 pub use backend::trust;
 pub use routes::{
-    answer, csrf, gitlab_revocation, hygiene, introspection, leaks, management, panel,
+    answer, calendar, csrf, gitlab_revocation, hygiene, introspection, leaks, management, panel,
     secret_scanning, self_service,
 };
 #[cfg(any(test, feature = "testing"))]

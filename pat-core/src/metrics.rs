@@ -392,11 +392,10 @@ pub(crate) fn observe(
     let _ = (name, label, seconds);
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "metrics"))]
 mod tests {
     use super::*;
 
-    #[cfg(feature = "metrics")]
     #[test]
     fn every_result_has_a_label_and_no_two_share_one() {
         let mut seen = std::collections::BTreeSet::new();

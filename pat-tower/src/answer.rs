@@ -18,7 +18,7 @@ pub(crate) fn answer(joined: Result<Answer, tokio::task::JoinError>) -> Response
         [
             (
                 header::CONTENT_TYPE,
-                HeaderValue::from_static(Answer::CONTENT_TYPE),
+                HeaderValue::from_static(answer.content_type),
             ),
             (
                 header::CACHE_CONTROL,

@@ -61,6 +61,7 @@ where
     };
     Router::new()
         .route("/", get(list).post(create))
+        .route("/expiries.ics", get(calendar))
         .route("/{id}", delete(revoke))
         .route("/{id}/disable", post(disable))
         .route("/{id}/enable", post(enable))
@@ -83,6 +84,20 @@ async fn list(State(api): State<Api>, parts: Parts, RawQuery(query): RawQuery) -
     answer(
         tokio::task::spawn_blocking(move || {
             api.management.list_blocking(&p, query.as_deref(), now)
+        })
+        .await,
+    )
+}
+
+async fn calendar(State(api): State<Api>, parts: Parts, RawQuery(query): RawQuery) -> Response {
+    let p = match caller(&api, &parts, false) {
+        Ok(p) => p,
+        Err(refused) => return answer(Ok(refused)),
+    };
+    let now = Timestamp::now();
+    answer(
+        tokio::task::spawn_blocking(move || {
+            api.management.calendar_blocking(&p, query.as_deref(), now)
         })
         .await,
     )

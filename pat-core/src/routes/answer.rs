@@ -6,8 +6,9 @@ use crate::model::record::TokenInfo;
 use crate::model::time::Timestamp;
 
 /// The answer of a route pat decides (self-service, management,
-/// introspection, leak reports, the request hygiene): status and JSON body. Send it with
-/// [`CONTENT_TYPE`](Answer::CONTENT_TYPE) and
+/// introspection, leak reports, the request hygiene): status and body
+/// (JSON, but for the management API's calendar). Send it with its
+/// [`content_type`](Answer::content_type) and
 /// [`CACHE_CONTROL`](Answer::CACHE_CONTROL).
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -22,6 +23,9 @@ pub struct Answer {
     /// Whether to close the connection after it (`Connection: close`): a
     /// body was left unread.
     pub close: bool,
+    /// The body's `Content-Type`: [`CONTENT_TYPE`](Answer::CONTENT_TYPE)
+    /// for every answer but the calendar's (`text/calendar`).
+    pub content_type: &'static str,
 }
 
 impl std::fmt::Debug for Answer {
@@ -34,7 +38,7 @@ impl std::fmt::Debug for Answer {
 }
 
 impl Answer {
-    /// The `Content-Type` of every answer.
+    /// The `Content-Type` of every JSON answer.
     pub const CONTENT_TYPE: &'static str = "application/json";
     /// The `Cache-Control` of every answer: a record or a secret is never
     /// kept by a cache.
@@ -46,6 +50,18 @@ impl Answer {
             body: body.to_string(),
             retry_after: None,
             close: false,
+            content_type: Answer::CONTENT_TYPE,
+        }
+    }
+
+    /// 200 with `body` of type `content_type`.
+    pub(crate) fn text(body: String, content_type: &'static str) -> Answer {
+        Answer {
+            status: 200,
+            body,
+            retry_after: None,
+            close: false,
+            content_type,
         }
     }
 
@@ -64,6 +80,7 @@ impl Answer {
             body: String::new(),
             retry_after: None,
             close: false,
+            content_type: Answer::CONTENT_TYPE,
         }
     }
 

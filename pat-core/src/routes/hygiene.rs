@@ -86,6 +86,7 @@ pub fn refuse_request(
             body: String::new(),
             retry_after: None,
             close: true,
+            content_type: Answer::CONTENT_TYPE,
         });
     }
     if target_len > MAX_TARGET_LEN {

@@ -13,6 +13,7 @@
 //! | `DELETE …/{id}` | 200, the record of the token just revoked, with `revoked_descendants`: how many tokens made with it went with it |
 //! | `POST …/{id}/disable` | 200, the token's record (`"status": "disabled"`) with `changed`: how many tokens the disabling reached (it, and those made with it not disabled already; 0 when it was disabled already) |
 //! | `POST …/{id}/enable` | 200, the token's record with `changed`: how many tokens the enabling gave back; an admin's alone (below) |
+//! | `GET …/expiries.ics[?user=NAME]` | 200, `text/calendar`: the listed tokens' expiry dates as an iCalendar feed, one all-day event per live token that will expire (see [`crate::routes::calendar`]); the listing's principal rule and refusals |
 //!
 //! The create body is a JSON object with the CLI's options: `label`,
 //! `expire` (a hard limit, e.g. `"30d"`) or `auto` (a sliding window, e.g.
@@ -269,36 +270,43 @@ impl Management {
         principal().ok_or_else(Management::unauthorized)
     }
 
-    /// `GET …[?user=NAME]`: the tokens of the principal, or (an admin) of
-    /// `NAME`, expired ones included, oldest first.
-    pub fn list_blocking(&self, p: &Principal, query: Option<&str>, now: Timestamp) -> Answer {
+    /// The user a `GET` asks about (`?user=NAME`, else the principal) and
+    /// the tokens of theirs the principal may see (a scoped token: itself
+    /// and those made with it), expired ones included; the refusal else.
+    /// The one rule of the listing and the calendar.
+    fn listed(
+        &self,
+        p: &Principal,
+        query: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(String, Vec<TokenInfo>), Answer> {
         let mut user = None;
         for pair in query.unwrap_or("").split('&').filter(|q| !q.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             if key != "user" {
-                return bad(&format!("unknown parameter `{}`: expected user", key));
+                return Err(bad(&format!("unknown parameter `{}`: expected user", key)));
             }
             if user.is_some() {
-                return bad("parameter `user` given twice");
+                return Err(bad("parameter `user` given twice"));
             }
             match crate::routes::introspection::decode(value.as_bytes()) {
                 Some(v) => user = Some(v),
-                None => return bad("parameter `user`: not percent-encoded UTF-8"),
+                None => return Err(bad("parameter `user`: not percent-encoded UTF-8")),
             }
         }
         let user = user.unwrap_or_else(|| p.user.clone());
         if !p.manages(&user) {
-            return forbidden(if p.admin {
+            return Err(forbidden(if p.admin {
                 "an admin's powers need an unscoped token: a scoped token manages only itself \
                  and the tokens made with it"
             } else {
                 "only an admin may see another user's tokens"
-            });
+            }));
         }
-        let mut tokens = match self.admin.list(Some(&user), true, now) {
-            Ok(tokens) => tokens,
-            Err(e) => return failed(&e),
-        };
+        let mut tokens = self
+            .admin
+            .list(Some(&user), true, now)
+            .map_err(|e| failed(&e))?;
         if let Some(own) = p.scoped_to() {
             let family: std::collections::HashSet<TokenId> =
                 crate::backend::authority::descendants_in(&tokens, own)
@@ -307,6 +315,29 @@ impl Management {
                     .collect();
             tokens.retain(|t| t.id == own || family.contains(&t.id));
         }
+        Ok((user, tokens))
+    }
+
+    /// `GET …/expiries.ics[?user=NAME]`: the expiry dates of the tokens
+    /// the listing would show, as an iCalendar feed
+    /// ([`crate::routes::calendar`]); the same principal rule and refusals.
+    pub fn calendar_blocking(&self, p: &Principal, query: Option<&str>, now: Timestamp) -> Answer {
+        match self.listed(p, query, now) {
+            Ok((user, tokens)) => Answer::text(
+                crate::routes::calendar::calendar(&user, &tokens, now),
+                crate::routes::calendar::CONTENT_TYPE,
+            ),
+            Err(refused) => refused,
+        }
+    }
+
+    /// `GET …[?user=NAME]`: the tokens of the principal, or (an admin) of
+    /// `NAME`, expired ones included, oldest first.
+    pub fn list_blocking(&self, p: &Principal, query: Option<&str>, now: Timestamp) -> Answer {
+        let (user, tokens) = match self.listed(p, query, now) {
+            Ok(listed) => listed,
+            Err(refused) => return refused,
+        };
         let prefixes = match self.admin.token_prefixes() {
             Ok(all) => all,
             Err(e) => return failed(&e),

@@ -4,6 +4,7 @@
 //! hygiene, trusted proxies).
 
 pub mod answer;
+pub mod calendar;
 pub mod csrf;
 pub mod gitlab_revocation;
 pub mod hygiene;

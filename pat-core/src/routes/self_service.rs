@@ -273,6 +273,7 @@ mod tests {
             body: r#"{"token":"pat_secret"}"#.into(),
             retry_after: None,
             close: false,
+            content_type: Answer::CONTENT_TYPE,
         };
         assert!(!format!("{a:?}").contains("pat_secret"));
     }
