@@ -70,18 +70,18 @@ fn caller(api: &Api, req: &HttpRequest, changes: bool) -> Result<Principal, Answ
     Management::caller(changes, &cross_site(req), || (api.principal)(req))
 }
 
+/// A read (`GET`): the listing, or its calendar.
+type Read = fn(&Management, &Principal, Option<&str>, Timestamp) -> Answer;
+
 async fn list(api: web::Data<Api>, req: HttpRequest) -> HttpResponse {
-    let p = match caller(&api, &req, false) {
-        Ok(p) => p,
-        Err(refused) => return answer(Ok(refused)),
-    };
-    let query = (!req.query_string().is_empty()).then(|| req.query_string().to_owned());
-    let api = api.into_inner();
-    let now = Timestamp::now();
-    answer(web::block(move || api.management.list_blocking(&p, query.as_deref(), now)).await)
+    read(api, req, Management::list_blocking).await
 }
 
 async fn calendar(api: web::Data<Api>, req: HttpRequest) -> HttpResponse {
+    read(api, req, Management::calendar_blocking).await
+}
+
+async fn read(api: web::Data<Api>, req: HttpRequest, decide: Read) -> HttpResponse {
     let p = match caller(&api, &req, false) {
         Ok(p) => p,
         Err(refused) => return answer(Ok(refused)),
@@ -89,7 +89,7 @@ async fn calendar(api: web::Data<Api>, req: HttpRequest) -> HttpResponse {
     let query = (!req.query_string().is_empty()).then(|| req.query_string().to_owned());
     let api = api.into_inner();
     let now = Timestamp::now();
-    answer(web::block(move || api.management.calendar_blocking(&p, query.as_deref(), now)).await)
+    answer(web::block(move || decide(&api.management, &p, query.as_deref(), now)).await)
 }
 
 async fn create(api: web::Data<Api>, req: HttpRequest, payload: web::Payload) -> HttpResponse {

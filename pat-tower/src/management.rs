@@ -75,31 +75,31 @@ fn caller(api: &Api, parts: &Parts, changes: bool) -> Result<Principal, Answer> 
     })
 }
 
-async fn list(State(api): State<Api>, parts: Parts, RawQuery(query): RawQuery) -> Response {
-    let p = match caller(&api, &parts, false) {
-        Ok(p) => p,
-        Err(refused) => return answer(Ok(refused)),
-    };
-    let now = Timestamp::now();
-    answer(
-        tokio::task::spawn_blocking(move || {
-            api.management.list_blocking(&p, query.as_deref(), now)
-        })
-        .await,
-    )
+/// A read (`GET`): the listing, or its calendar.
+type Read = fn(&Management, &Principal, Option<&str>, Timestamp) -> Answer;
+
+async fn list(api: State<Api>, parts: Parts, query: RawQuery) -> Response {
+    read(api, parts, query, Management::list_blocking).await
 }
 
-async fn calendar(State(api): State<Api>, parts: Parts, RawQuery(query): RawQuery) -> Response {
+async fn calendar(api: State<Api>, parts: Parts, query: RawQuery) -> Response {
+    read(api, parts, query, Management::calendar_blocking).await
+}
+
+async fn read(
+    State(api): State<Api>,
+    parts: Parts,
+    RawQuery(query): RawQuery,
+    decide: Read,
+) -> Response {
     let p = match caller(&api, &parts, false) {
         Ok(p) => p,
         Err(refused) => return answer(Ok(refused)),
     };
     let now = Timestamp::now();
     answer(
-        tokio::task::spawn_blocking(move || {
-            api.management.calendar_blocking(&p, query.as_deref(), now)
-        })
-        .await,
+        tokio::task::spawn_blocking(move || decide(&api.management, &p, query.as_deref(), now))
+            .await,
     )
 }
 
