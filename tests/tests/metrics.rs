@@ -236,3 +236,78 @@ fn a_postgres_replica_counts_its_pool_and_its_flushes() {
         );
     }
 }
+
+/// The remote verifier counts and times its round trips, ok and failed,
+/// into the process's recorder (this test binary's, installed here).
+#[test]
+fn the_remote_verifier_counts_its_round_trips() {
+    use std::sync::Arc;
+
+    use pat_core::remote::RemoteVerifier;
+    use pat_core::{Admin as _, ExpiryPolicy, MemoryStore, NewToken, Outcome, Timestamp};
+
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("the only recorder of this test binary");
+    let store = Arc::new(MemoryStore::new());
+    let hour = || ExpiryPolicy::hard(std::time::Duration::from_secs(3600));
+    let gateway = store
+        .create(&NewToken::new("gateway", hour()), Timestamp::now())
+        .unwrap();
+    let alice = store
+        .create(&NewToken::new("alice", hour()), Timestamp::now())
+        .unwrap();
+    let endpoint =
+        pat_integration_tests::inproc::serve(pat_integration_tests::inproc::endpoint_over(&store));
+    let verifier = RemoteVerifier::builder()
+        .ttl(std::time::Duration::ZERO)
+        .connect(&format!("{endpoint}/introspect"), &gateway.secret)
+        .unwrap();
+    let gate = pat_core::Gate::new(verifier);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let bearer = format!("Bearer {}", alice.secret.expose_secret());
+    for _ in 0..3 {
+        let outcome = rt.block_on(gate.check([bearer.as_bytes()], false));
+        assert!(matches!(outcome, Outcome::Authenticated(_)), "{outcome:?}");
+    }
+    // An endpoint that is not there: an error, counted as one.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/introspect", closed.local_addr().unwrap());
+    drop(closed);
+    let down = pat_core::Gate::new(RemoteVerifier::connect(&url, &gateway.secret).unwrap());
+    let outcome = rt.block_on(down.check([bearer.as_bytes()], false));
+    assert!(matches!(outcome, Outcome::Rejected(_)), "{outcome:?}");
+
+    let text = prometheus.render();
+    assert_eq!(
+        sample(&text, "pat_remote_requests_total{result=\"ok\"}"),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "pat_remote_requests_total{result=\"error\"}"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "pat_remote_request_duration_seconds_count"),
+        4.0,
+        "{text}"
+    );
+    // Every gate of the process counts into the same recorder: the
+    // service's (alice, 3 times) and the in-process endpoint's layer
+    // (the verifier's own token, once per round trip that reached it).
+    assert_eq!(
+        authentications(&text, "authenticated", "bearer"),
+        3.0 + 3.0,
+        "{text}"
+    );
+    assert_eq!(
+        authentications(&text, "unavailable", "bearer"),
+        1.0,
+        "{text}"
+    );
+}
