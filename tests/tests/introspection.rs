@@ -81,29 +81,37 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
     seen.push((status, v["scope"].to_string()));
 
     // A use quota (issue 26): an introspection spends one use and says
-    // so; with `pat_spend=no` (a remote verifier's first question) it
-    // spends none, and says that too; any other `pat_spend` is a 400.
+    // so. A digest request (the remote verifier's) may defer it:
+    // `pat_spend=later` (a use, spent by a second request) and
+    // `pat_spend=no` (a session's recheck) spend nothing and say so; any
+    // other value, or deferring with `token=`, is a 400.
     let counted = work.token(&["-u", "dave", "-e", "1h", "--max-uses", "3"]);
     let uses = |jti: &str| {
         let shown: Value =
             serde_json::from_str(&work.cli_ok(&["token", "show", jti, "--json"])).unwrap();
         shown["uses"].as_u64().unwrap()
     };
-    let (status, _, body) = introspect(
-        &server,
-        Some(&gateway),
-        &format!("token={counted}&pat_spend=no"),
-    );
-    let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        (&v["pat_uses_left"], &v["pat_spent"]),
-        (&3.into(), &false.into()),
-        "{body}"
-    );
-    let counted_id = v["jti"].as_str().unwrap().to_owned();
-    assert_eq!(uses(&counted_id), 0, "nothing spent");
-    seen.push((status, v["pat_uses_left"].to_string()));
+    let digest: String = pat_core::TokenDigest::from_token(&counted)
+        .unwrap()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut counted_id = String::new();
+    for spend in ["later", "no"] {
+        let form = format!("token_digest={digest}&pat_spend={spend}");
+        let (status, _, body) = introspect(&server, Some(&gateway), &form);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            (&v["pat_uses_left"], &v["pat_spent"]),
+            (&3.into(), &false.into()),
+            "{body}"
+        );
+        counted_id = v["jti"].as_str().unwrap().to_owned();
+        assert_eq!(uses(&counted_id), 0, "nothing spent");
+        seen.push((status, v["pat_uses_left"].to_string()));
+    }
     let (status, _, body) = introspect(&server, Some(&gateway), &format!("token={counted}"));
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
@@ -113,17 +121,38 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
     );
     assert_eq!(uses(&counted_id), 1, "one use spent");
     seen.push((status, v["pat_uses_left"].to_string()));
-    for bad in ["yes", "", "No"] {
-        let (status, _, body) = introspect(
-            &server,
-            Some(&gateway),
-            &format!("token={counted}&pat_spend={bad}"),
-        );
-        assert_eq!(status, 400, "{bad}: {body}");
+    for form in [
+        format!("token_digest={digest}&pat_spend=yes"),
+        format!("token_digest={digest}&pat_spend="),
+        format!("token_digest={digest}&pat_spend=No"),
+        format!("token={counted}&pat_spend=no"),
+        format!("token={counted}&pat_spend=later"),
+    ] {
+        let (status, _, body) = introspect(&server, Some(&gateway), &form);
+        assert_eq!(status, 400, "{form}: {body}");
         assert!(body.contains("`pat_spend`"), "{body}");
         seen.push((status, body));
     }
     assert_eq!(uses(&counted_id), 1, "a refused question spends nothing");
+    // Spent to the last: `later` (a use) is refused as used up, `no` (a
+    // session's recheck, whose login spent a use) is still active.
+    for _ in 0..2 {
+        let (status, _, _) = introspect(&server, Some(&gateway), &format!("token={counted}"));
+        assert_eq!(status, 200);
+    }
+    assert_eq!(uses(&counted_id), 3);
+    let ask = |spend: &str| {
+        let form = format!("token_digest={digest}&pat_spend={spend}");
+        let (_, _, body) = introspect(&server, Some(&gateway), &form);
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    assert_eq!(ask("later")["pat_reason"], "used_up");
+    let recheck = ask("no");
+    assert_eq!(
+        (&recheck["active"], &recheck["pat_uses_left"]),
+        (&true.into(), &0.into())
+    );
+    seen.push((200, recheck["pat_uses_left"].to_string()));
 
     // The hint is accepted and ignored; an encoded underscore decodes.
     let encoded = alice.replacen('_', "%5F", 1);

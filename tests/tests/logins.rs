@@ -89,6 +89,10 @@ fn decides_as_basic_auth(backend: &str, admin: &dyn Admin, logins: &Logins, sett
     check("dave", daves).unwrap_or_else(|e| panic!("{backend}: {e}"));
     refused("dave", daves, TokenProblem::UsedUp);
     assert_eq!(admin.get(dave.info.id).unwrap().uses, 2, "{backend}");
+    // Used up, the token's open session goes on (its login spent a use),
+    // even right after a login was refused as used up.
+    assert!(rt.block_on(logins.recheck(&session)).is_ok(), "{backend}");
+    assert_eq!(admin.get(dave.info.id).unwrap().uses, 2, "{backend}");
 
     // A session's recheck sees the revocation (within the backend's bound).
     assert!(rt.block_on(logins.recheck(&identity)).is_ok(), "{backend}");

@@ -49,6 +49,7 @@ pub struct Lookup<'a> {
     user: Option<&'a str>,
     client: Option<IpAddr>,
     now: Timestamp,
+    recheck: bool,
 }
 
 impl<'a> Lookup<'a> {
@@ -60,7 +61,23 @@ impl<'a> Lookup<'a> {
             user,
             client: None,
             now,
+            recheck: false,
         }
+    }
+
+    /// The same lookup, for a session's recheck
+    /// ([`Logins::recheck`](crate::Logins::recheck)) rather than a use: the
+    /// gate counts neither its rate nor its quota, and a backend that
+    /// spends uses as it answers must not spend one.
+    pub const fn recheck(mut self) -> Lookup<'a> {
+        self.recheck = true;
+        self
+    }
+
+    /// Whether this is a session's recheck (see
+    /// [`recheck`](Lookup::recheck)), not a use.
+    pub const fn is_recheck(&self) -> bool {
+        self.recheck
     }
 
     /// The same lookup, of a request from `client` (the address a token's

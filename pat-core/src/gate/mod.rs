@@ -358,7 +358,7 @@ impl Gate {
         now: Timestamp,
     ) -> Checking {
         let started = self.config.metrics.start();
-        let lookup = Lookup::new(digest, user, now).from(client);
+        let lookup = Lookup::new(digest, user, now).from(client).recheck();
         let mut checking = self.judged(
             self.verifier.verify(lookup),
             digest,

@@ -16,7 +16,7 @@
 //!   `pat_uses_left` for a token with a use quota, the uses it has left
 //!   after this one, and `"pat_spent": true`: introspecting such a token
 //!   spends one of them, and a remote verifier never caches the answer
-//!   (with `pat_spend=no`, below, nothing is spent: `pat_uses_left` counts
+//!   (with `pat_spend`, below, nothing is spent: `pat_uses_left` counts
 //!   this use among those left, and `"pat_spent": false`). An [`Introspection`] that
 //!   does not count uses answers such a token inactive, `pat_reason`
 //!   `"used_up"`: its use could not be counted);
@@ -47,12 +47,15 @@
 //! allowed to introspect, and could learn as much without `username`.) An
 //! active answer to these requests also carries `"pat_prefixes"`, the
 //! store's token prefixes (current first), from which the verifier learns
-//! a change of prefix. A form with `pat_spend=no` is answered as a use in
-//! every other way (the token is refreshed, its use recorded) but spends
-//! no use of a quota: a remote verifier asks so first, runs its own
-//! checks (the rate limit) and then asks again without it, which spends
-//! the use; a session's recheck never asks the second time. Any other
-//! value of `pat_spend` is a 400.
+//! a change of prefix. A digest request may carry `pat_spend`, and is
+//! then answered as a use in every other way (the token is refreshed, its
+//! use recorded) but spends no use of a quota: `pat_spend=later` for a
+//! use the verifier spends in a second request (without `pat_spend`)
+//! once its own checks (the rate limit) passed, refused `used_up` when the
+//! token has none left; `pat_spend=no` for a session's recheck, which is
+//! no use and is answered active even with none left (its login spent
+//! one). Another value, or `pat_spend` without `token_digest`, is a 400:
+//! an RFC 7662 caller always spends as it asks.
 //!
 //! Every answer carries `Cache-Control: no-store`. An introspection counts
 //! as a use of the token (a sliding token is refreshed, `last_used_at`
@@ -179,15 +182,20 @@ impl Introspection {
             },
             Err(bad) => return bad,
         };
-        // `pat_spend=no` (a remote verifier's first question): answer as
-        // for a use but spend no use of a quota; the verifier spends it in
-        // a second request once its own checks (the rate limit) passed, and
-        // never for a session's recheck.
+        // `pat_spend` (a remote verifier's first question, see the module
+        // documentation): `later`, a use whose quota the caller spends in a
+        // second request once its own checks passed; `no`, a session's
+        // recheck, which spends nothing.
         let spend = match field("pat_spend") {
-            Ok(None) => true,
-            Ok(Some(text)) if text == "no" => false,
+            Ok(None) => Spend::Now,
+            Ok(Some(text)) if text == "later" => Spend::Later,
+            Ok(Some(text)) if text == "no" => Spend::Never,
             Ok(Some(_)) => {
-                return Answer::error(400, "invalid_request", "`pat_spend` can only be `no`");
+                return Answer::error(
+                    400,
+                    "invalid_request",
+                    "`pat_spend` can only be `later` or `no`",
+                );
             }
             Err(bad) => return bad,
         };
@@ -195,6 +203,15 @@ impl Introspection {
             Some(token) => (TokenDigest::from_token(&token).ok(), false),
             None => (hex.and_then(|hex| digest_from_hex(&hex)), true),
         };
+        if spend != Spend::Now && !by_digest {
+            // An RFC 7662 caller spends as it asks: deferring is the remote
+            // verifier's, whose requests carry digests.
+            return Answer::error(
+                400,
+                "invalid_request",
+                "`pat_spend` goes with `token_digest` only",
+            );
+        }
         let Some(digest) = digest else {
             return inactive();
         };
@@ -258,10 +275,15 @@ impl Introspection {
             // A use of a quota is spent here, as the gate would, unless the
             // caller asked not to (it spends it in its own request).
             let verified = wait(self.verifier.verify(lookup)).and_then(|identity| {
-                if identity.has_quota() && spend {
-                    wait(self.verifier.spend(identity.presented_from(client), now))
-                } else {
-                    Ok(identity)
+                match spend {
+                    _ if !identity.has_quota() => Ok(identity),
+                    Spend::Now => wait(self.verifier.spend(identity.presented_from(client), now)),
+                    // A use with none left is refused now, as its spend
+                    // would be; a recheck is not a use.
+                    Spend::Later if identity.uses_left() == Some(0) => {
+                        Err(crate::AuthError::UsedUp)
+                    }
+                    Spend::Later | Spend::Never => Ok(identity),
                 }
             });
             match verified {
@@ -315,7 +337,7 @@ impl Introspection {
             // to spend: `pat_spent` says which), and a remote verifier must
             // ask again for the next one.
             body["pat_uses_left"] = json!(left);
-            body["pat_spent"] = json!(spend);
+            body["pat_spent"] = json!(spend == Spend::Now);
         }
         if !info.meta.is_empty() {
             // The token's metadata, so that a remote verifier's identities
@@ -335,6 +357,17 @@ impl Introspection {
         }
         Answer::json(200, &body)
     }
+}
+
+/// When an introspection spends a use of the token's quota (`pat_spend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spend {
+    /// As it answers (RFC 7662 callers, and the verifier's second request).
+    Now,
+    /// In the caller's second request; a token with none left is refused.
+    Later,
+    /// Never: a session's recheck.
+    Never,
 }
 
 /// A digest written as 64 hex digits (either case).

@@ -24,14 +24,16 @@
 //! - a cached identity is never used past its own `exp`: the endpoint is
 //!   asked again (a sliding token may have moved);
 //! - an answer for a token with a use quota is never cached: each use is
-//!   two round trips. The first (`pat_spend=no`) checks the token and
+//!   two round trips. The first (`pat_spend=later`) checks the token and
 //!   spends nothing, so a use the service's gate then refuses (its rate
-//!   limit) costs no use, nor does a session's recheck
-//!   ([`Logins::recheck`](crate::Logins::recheck)); the second, once the
-//!   gate let the use through ([`Verifier::spend`]), has the endpoint
-//!   check it again and spend it, so the quota is exact here too. An
-//!   endpoint of an older pat spends in the first round trip (its answer
-//!   says so by not saying `pat_spent`); the second is then skipped.
+//!   limit) costs no use; the second, once the gate let the use through
+//!   ([`Verifier::spend`]), has the endpoint check it again and spend it,
+//!   so the quota is exact here too. A session's recheck
+//!   ([`Logins::recheck`](crate::Logins::recheck)) asks once, with
+//!   `pat_spend=no`, and spends nothing. Both trips count against the
+//!   in-flight bound and record a use at the endpoint. An endpoint of an
+//!   older pat spends in the first round trip (its answer says so by not
+//!   saying `pat_spent`); the second is then skipped.
 //!
 //! # Load on the endpoint
 //! Lookups that miss the cache for the same digest (and user name) while a
@@ -175,8 +177,8 @@ struct Shared {
 }
 
 /// What a round trip asks: a digest, for a user name or none, from a
-/// client address or none.
-type Asked = (TokenDigest, Option<CompactString>, Option<IpAddr>);
+/// client address or none, for a use or a session's recheck.
+type Asked = (TokenDigest, Option<CompactString>, Option<IpAddr>, bool);
 
 /// A lookup waiting for another's round trip: the answer, or why there is
 /// none (a [`StoreError`] is not `Clone`; each waiter gets its own).
@@ -305,6 +307,7 @@ impl Verifier for RemoteVerifier {
             *lookup.digest(),
             lookup.user().map(CompactString::new),
             lookup.client(),
+            lookup.is_recheck(),
         );
         let mut rx = self.shared.wait_for(&self.handle, asked.clone());
         let (shared, handle) = (self.shared.clone(), self.handle.clone());
@@ -341,7 +344,8 @@ impl Verifier for RemoteVerifier {
             return Verification::Ready(Err(AuthError::Unknown));
         };
         if identity.is_quota_spent() {
-            return Verification::Ready(Ok(identity));
+            // Spent once: a later spend of this identity is a use of its own.
+            return Verification::Ready(Ok(identity.with_quota_unspent()));
         }
         let shared = self.shared.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -411,6 +415,9 @@ impl Shared {
                 }
                 _ => Ok(identity.clone()),
             }),
+            // Used up refuses a use, never a session's recheck (its login
+            // spent one): the endpoint is asked.
+            Said::UsedUp if lookup.is_recheck() => None,
             // A refusal holds for the name it was asked with only.
             refused => {
                 (answer.user.as_deref() == lookup.user()).then(|| refused.clone().into_result())
@@ -429,7 +436,10 @@ impl Shared {
         let user = identity.user();
         let client = identity.client();
         let answer = match tokio::time::timeout(self.timeout, self.in_flight.acquire()).await {
-            Ok(Ok(_permit)) => self.introspect(&digest, Some(user), client, true).await,
+            Ok(Ok(_permit)) => {
+                self.introspect(&digest, Some(user), client, Spend::Now)
+                    .await
+            }
             Ok(Err(_)) => Err(failure("the verifier stopped")),
             Err(_) => Err(failure(&format!(
                 "introspection endpoint {}: every connection stayed busy for {:?}",
@@ -440,7 +450,11 @@ impl Shared {
             // The endpoint's identity after the use, as the gate saw the
             // first one: presented with this digest, from this client.
             Ok((Said::Active(spent), _)) if spent.user() == user => {
-                let spent = spent.presented_as(digest).presented_from(client);
+                // As a local store's: a later spend of it is a use of its own.
+                let spent = spent
+                    .with_quota_unspent()
+                    .presented_as(digest)
+                    .presented_from(client);
                 Ok(match identity.is_previous_secret() {
                     true => spent.by_previous_secret(),
                     false => spent,
@@ -466,11 +480,12 @@ impl Shared {
             asked: &asked,
             answer: Err("the remote check stopped before an answer".into()),
         };
-        let (digest, user, client) = &asked;
+        let (digest, user, client, recheck) = &asked;
         let at = Instant::now();
         let answer = match tokio::time::timeout(self.timeout, self.in_flight.acquire()).await {
             Ok(Ok(_permit)) => {
-                self.introspect(digest, user.as_deref(), *client, false)
+                let spend = if *recheck { Spend::Never } else { Spend::Later };
+                self.introspect(digest, user.as_deref(), *client, spend)
                     .await
             }
             Ok(Err(_)) => Err(failure("the verifier stopped")),
@@ -511,14 +526,14 @@ impl Shared {
         };
     }
 
-    /// One round trip; with `spend` false, one that spends no use of a
-    /// quota (`pat_spend=no`). Counted and timed.
+    /// One round trip, spending a use of a quota as `spend` says. Counted
+    /// and timed.
     async fn introspect(
         &self,
         digest: &TokenDigest,
         user: Option<&str>,
         client: Option<IpAddr>,
-        spend: bool,
+        spend: Spend,
     ) -> Result<Learnt, StoreError> {
         let started = Instant::now();
         let learnt = self.round_trip(digest, user, client, spend).await;
@@ -534,7 +549,7 @@ impl Shared {
         digest: &TokenDigest,
         user: Option<&str>,
         client: Option<IpAddr>,
-        spend: bool,
+        spend: Spend,
     ) -> Result<Learnt, StoreError> {
         let mut form = String::with_capacity(160);
         form.push_str("token_digest=");
@@ -550,8 +565,10 @@ impl Shared {
             form.push_str("&pat_client=");
             form_encode(&client.to_string(), &mut form);
         }
-        if !spend {
-            form.push_str("&pat_spend=no");
+        match spend {
+            Spend::Now => {}
+            Spend::Later => form.push_str("&pat_spend=later"),
+            Spend::Never => form.push_str("&pat_spend=no"),
         }
         let response = self
             .client
@@ -611,6 +628,19 @@ impl Shared {
         }
         Ok((said, allow_from))
     }
+}
+
+/// When a round trip spends a use of the token's quota (the endpoint's
+/// `pat_spend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spend {
+    /// As the endpoint answers: [`RemoteVerifier::spend`]'s round trip.
+    Now,
+    /// In a second round trip, once the gate let the use through (a
+    /// lookup for a use; refused when none is left).
+    Later,
+    /// Never: a session's recheck.
+    Never,
 }
 
 #[derive(Debug)]

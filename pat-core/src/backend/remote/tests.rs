@@ -128,7 +128,7 @@ proptest::proptest! {
 #[test]
 fn waiters_get_an_answer_even_when_a_round_trip_panics() {
     let v = RemoteVerifier::connect("http://127.0.0.1:9/x", &TokenSecret::generate()).unwrap();
-    let asked: Asked = (TokenSecret::generate().digest(), None, None);
+    let asked: Asked = (TokenSecret::generate().digest(), None, None, false);
     let (tx, rx) = tokio::sync::oneshot::channel();
     v.shared
         .waiting

@@ -147,6 +147,13 @@ impl Identity {
         self
     }
 
+    /// The same identity, its next spend a use of its own.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    pub(crate) fn with_quota_unspent(mut self) -> Identity {
+        self.quota_spent = false;
+        self
+    }
+
     /// Whether the answer that made this identity spent its use of the
     /// quota already.
     #[cfg_attr(not(feature = "remote"), allow(dead_code))]
