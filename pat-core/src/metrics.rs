@@ -4,9 +4,11 @@
 //! the feature, or without a recorder, nothing is recorded and the request
 //! path pays one branch per count.
 //!
-//! Install the recorder before building a [`Gate`](crate::Gate) (or an
-//! adapter's layer): the gate takes its handles once, when it is built, so
-//! that a request never looks a metric up by name. Call [`describe`] once
+//! Install the recorder before opening the store and building a
+//! [`Gate`](crate::Gate) (or an adapter's layer): the store's cache and the
+//! gate take their handles once, when they are made, so that a request
+//! never looks a metric up by name; a store opened earlier counts no
+//! evictions or unknown hits. Call [`describe`] once
 //! the recorder is installed, so that the exporter has each metric's help
 //! text and unit.
 //!
@@ -26,6 +28,7 @@
 //! | `pat_flush_failures_total` | counter | `backend` |
 //! | `pat_postgres_pool_wait_seconds` | histogram | `connection`: `read`, `write` |
 //! | `pat_postgres_listener_reconnects_total` | counter | |
+//! | `pat_postgres_notification_lag_seconds` | histogram | |
 //! | `pat_remote_requests_total` | counter | `result`: `ok`, `error` |
 //! | `pat_remote_request_duration_seconds` | histogram | |
 //! | `pat_leak_reports_total` | counter | `result`: `revoked`, `unknown`, `failed` |
@@ -64,6 +67,11 @@ pub const FLUSH_FAILURES: &str = "pat_flush_failures_total";
 /// How long a PostgreSQL statement waited for its connection, in
 /// seconds: a pooled reader's slot (`read`) or the one writer (`write`).
 pub const POOL_WAIT: &str = "pat_postgres_pool_wait_seconds";
+/// How late a replica heard of another's change (its `NOTIFY`), in
+/// seconds: from the sender's clock as it queued the notification (just
+/// before its commit) to this replica's as it dropped the changed records.
+/// The replicas' clock skew counts in it.
+pub const NOTIFICATION_LAG: &str = "pat_postgres_notification_lag_seconds";
 /// Times the PostgreSQL listener lost its connection and made another.
 pub const LISTENER_RECONNECTS: &str = "pat_postgres_listener_reconnects_total";
 /// Round trips of the remote verifier to its introspection endpoint.
@@ -144,6 +152,11 @@ pub fn describe() {
             POOL_WAIT,
             Unit::Seconds,
             "Time a PostgreSQL statement waited for its connection (read: a pooled one; write: the writer)."
+        );
+        describe_histogram!(
+            NOTIFICATION_LAG,
+            Unit::Seconds,
+            "How late this replica heard of another's change (clock skew included)."
         );
         describe_counter!(
             LISTENER_RECONNECTS,
@@ -299,12 +312,20 @@ impl GateMetrics {
 
 /// A counter's handle, taken once (for counts on the request path, which
 /// must not look a metric up by name).
+#[cfg_attr(
+    not(any(all(unix, feature = "redb"), feature = "postgres", feature = "remote")),
+    allow(dead_code)
+)]
 #[derive(Clone, Default)]
 pub(crate) struct Count {
     #[cfg(feature = "metrics")]
     counter: Option<metrics::Counter>,
 }
 
+#[cfg_attr(
+    not(any(all(unix, feature = "redb"), feature = "postgres", feature = "remote")),
+    allow(dead_code)
+)]
 impl Count {
     /// The handle of counter `name` in the recorder installed now.
     pub(crate) fn new(name: &'static str) -> Count {
@@ -351,6 +372,10 @@ pub(crate) fn count(name: &'static str) {
 /// Records a write of the buffered uses by `backend` that began at
 /// `started` and ended with `result` (how many it wrote): its duration, and
 /// whether it failed. A flush that found nothing to write is no write.
+#[cfg_attr(
+    not(any(all(unix, feature = "redb"), feature = "postgres", feature = "remote")),
+    allow(dead_code)
+)]
 pub(crate) fn flushed<E>(
     backend: &'static str,
     started: std::time::Instant,
@@ -377,6 +402,10 @@ pub(crate) fn count_by(name: &'static str, label: &'static str, value: &'static 
 
 /// Records `seconds` in the histogram `name` with one label (or none,
 /// with `label` empty).
+#[cfg_attr(
+    not(any(all(unix, feature = "redb"), feature = "postgres", feature = "remote")),
+    allow(dead_code)
+)]
 #[inline]
 pub(crate) fn observe(
     name: &'static str,

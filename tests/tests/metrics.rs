@@ -235,6 +235,32 @@ fn a_postgres_replica_counts_its_pool_and_its_flushes() {
             "{text}"
         );
     }
+    // A revocation elsewhere (the CLI's write sends a NOTIFY): each
+    // replica measures how late it heard of it.
+    let out = Command::new(pat_integration_tests::pat_cli())
+        .args(["--db", &db, "token", "revoke", "--user", "alice"])
+        .env_remove("PAT_DB")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for server in &servers {
+        let started = std::time::Instant::now();
+        loop {
+            let (_, _, text) = get(server, "/metrics", Some(&ops));
+            if sample(&text, "pat_postgres_notification_lag_seconds_count") >= 1.0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
 
 /// The remote verifier counts and times its round trips, ok and failed,

@@ -96,6 +96,18 @@ impl Metrics {
             .set_buckets(&BUCKETS)?
             .install_recorder()?;
         pat_core::metrics::describe();
+        // The recorder's upkeep (its histograms' samples are drained into
+        // buckets here), whether or not anyone scrapes: the samples of
+        // unauthenticated requests must not pile up.
+        let upkeep = handle.clone();
+        std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            })?;
         Ok(Metrics {
             handle,
             readers: args.metrics_readers.iter().cloned().collect(),

@@ -26,11 +26,23 @@ pub(super) async fn notify(
     let payload = if digests.len() > 100 {
         "*".to_owned()
     } else {
-        digests.iter().map(hex).collect::<Vec<_>>().join(",")
+        // Then `@` and the sender's clock in milliseconds, from which each
+        // replica measures how late it heard (`NOTIFICATION_LAG`); a
+        // replica of an older build reads it as no digest.
+        let mut payload = digests.iter().map(hex).collect::<Vec<_>>().join(",");
+        payload.push_str(&format!(",@{}", unix_millis()));
+        payload
     };
     txn.execute("SELECT pg_notify($1, $2)", &[&schema::CHANNEL, &payload])
         .await?;
     Ok(())
+}
+
+/// The clock in milliseconds since the epoch (0 before it).
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 pub(super) fn hex(d: &TokenDigest) -> String {
@@ -110,6 +122,18 @@ pub(super) async fn listen(shared: std::sync::Weak<Shared>) {
             } else {
                 let digests: Vec<TokenDigest> = payload.split(',').filter_map(unhex).collect();
                 s.cache.forget(Some(&digests));
+                if let Some(sent) = payload
+                    .rsplit(',')
+                    .next()
+                    .and_then(|last| last.strip_prefix('@')?.parse::<u64>().ok())
+                {
+                    let lag = unix_millis().saturating_sub(sent);
+                    crate::metrics::observe(
+                        crate::metrics::NOTIFICATION_LAG,
+                        ("", ""),
+                        Duration::from_millis(lag),
+                    );
+                }
             }
         }
         // The connection is gone: until the next one listens, nothing cached

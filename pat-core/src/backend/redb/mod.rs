@@ -333,6 +333,9 @@ impl Drop for Store {
         };
         // Stop taking admin requests first, then write what is buffered.
         drop(running.admin);
+        // The spends under way are written, and the writer lets go of the
+        // file.
+        self.inner.spender.stop();
         if let Some(flusher) = running.flusher {
             flusher.stop();
         }

@@ -13,7 +13,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak, mpsc};
+use std::sync::{Arc, Mutex, PoisonError, Weak, mpsc};
 use std::task::{Context, Poll, Waker};
 use std::thread;
 
@@ -29,11 +29,20 @@ use crate::model::time::Timestamp;
 pub(super) const BATCH: usize = 256;
 
 /// The store's writer thread, started by its first spend (a store whose
-/// tokens have no quota never starts it). It holds the store weakly and
-/// ends when the store is dropped.
+/// tokens have no quota never starts it), and started again should it
+/// ever be gone. It holds the store weakly; the store's drop stops it once
+/// what it was given is written.
 #[derive(Default)]
 pub(super) struct Spender {
-    queue: OnceLock<Result<mpsc::Sender<Job>, String>>,
+    /// Taken for each spend (one durable write each: this lock is never
+    /// what a use waits on) and to stop the thread.
+    writer: Mutex<Option<Writer>>,
+}
+
+/// A running writer thread and its queue.
+struct Writer {
+    queue: mpsc::Sender<Job>,
+    thread: thread::JoinHandle<()>,
 }
 
 /// One use to spend, and where its answer goes.
@@ -78,13 +87,18 @@ impl Slot {
     }
 
     fn put_if_empty(&self, result: impl FnOnce() -> Result<Identity, AuthError>) {
-        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if !slot.given {
+        let waker = {
+            let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if slot.given {
+                return;
+            }
             slot.given = true;
             slot.answer = Some(result());
-            if let Some(waker) = slot.waker.take() {
-                waker.wake();
-            }
+            slot.waker.take()
+        };
+        // Woken with the lock let go: a waker may poll at once.
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 }
@@ -123,11 +137,23 @@ impl Spender {
             now,
             answer: Answer(slot.clone()),
         };
-        let queue = self.queue.get_or_init(|| start(Arc::downgrade(inner)));
-        match queue {
-            // A send fails only once the thread is gone: the job comes
-            // back and its drop answers.
-            Ok(queue) => drop(queue.send(job)),
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        // A send fails only once the thread is gone: the job comes back,
+        // and a new thread takes it.
+        let job = match writer.as_ref() {
+            Some(w) => match w.queue.send(job) {
+                Ok(()) => return Spent(slot),
+                Err(mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        match start(Arc::downgrade(inner)) {
+            Ok(started) => {
+                // Refused only if the new thread died at once: the job's
+                // drop then answers.
+                drop(started.queue.send(job));
+                *writer = Some(started);
+            }
             Err(why) => {
                 let why =
                     std::io::Error::other(format!("could not start the store's writer: {why}"));
@@ -138,15 +164,29 @@ impl Spender {
         }
         Spent(slot)
     }
+
+    /// Stops the writer thread once the spends it was given are written
+    /// (the store's drop), so that the file is closed when the drop
+    /// returns.
+    pub(super) fn stop(&self) {
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(Writer { queue, thread }) = writer {
+            drop(queue);
+            let _ = thread.join();
+        }
+    }
 }
 
-fn start(inner: Weak<Inner>) -> Result<mpsc::Sender<Job>, String> {
+fn start(inner: Weak<Inner>) -> std::io::Result<Writer> {
     let (queue, jobs) = mpsc::channel::<Job>();
-    thread::Builder::new()
+    let thread = thread::Builder::new()
         .name("pat-store-spend".into())
-        .spawn(move || write_spends(&inner, &jobs))
-        .map_err(|e| e.to_string())?;
-    Ok(queue)
+        .spawn(move || write_spends(&inner, &jobs))?;
+    Ok(Writer { queue, thread })
 }
 
 /// The writer thread: waits for a spend, takes those queued behind it and
@@ -156,7 +196,14 @@ fn write_spends(inner: &Weak<Inner>, jobs: &mpsc::Receiver<Job>) {
         let mut batch = vec![first];
         batch.extend(jobs.try_iter().take(BATCH - 1));
         let Some(store) = inner.upgrade() else { break };
-        let answers = store.spend_all(&batch);
+        // A panic fails this batch only (its answers say unavailable), not
+        // every later spend.
+        let answers =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.spend_all(&batch)));
+        let Ok(answers) = answers else {
+            drop(store);
+            continue;
+        };
         // The store is let go before any answer: a caller that drops it
         // once answered finds it closed, not kept open by this thread.
         drop(store);
