@@ -179,9 +179,11 @@ fn a_postgres_replica_counts_its_pool_and_its_flushes() {
     };
     let db = pg.database();
     let dir = tempfile::tempdir().unwrap();
-    let token = |user: &str| {
+    // pat-cli on the database; its output.
+    let cli = |args: &[&str]| {
         let out = Command::new(pat_integration_tests::pat_cli())
-            .args(["--db", &db, "token", "-u", user, "-e", "1h", "--json"])
+            .args(["--db", &db])
+            .args(args)
             .env_remove("PAT_DB")
             .output()
             .unwrap();
@@ -190,7 +192,11 @@ fn a_postgres_replica_counts_its_pool_and_its_flushes() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        out.stdout
+    };
+    let token = |user: &str| {
+        let out = cli(&["token", "-u", user, "-e", "1h", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         v["token"].as_str().unwrap().to_owned()
     };
     let ops = format!("Bearer {}", token("ops"));
@@ -237,16 +243,7 @@ fn a_postgres_replica_counts_its_pool_and_its_flushes() {
     }
     // A revocation elsewhere (the CLI's write sends a NOTIFY): each
     // replica measures how late it heard of it.
-    let out = Command::new(pat_integration_tests::pat_cli())
-        .args(["--db", &db, "token", "revoke", "--user", "alice"])
-        .env_remove("PAT_DB")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli(&["token", "revoke", "--user", "alice"]);
     for server in &servers {
         let started = std::time::Instant::now();
         loop {
