@@ -35,8 +35,10 @@
 //!
 //! `result` of an authentication is one of [`RESULTS`]: `authenticated`,
 //! `anonymous` (optional mode, no credentials of ours), `rate_limited`
-//! (the rate-limit refusals), `unavailable` (the backend did not answer)
-//! or the refusal's reason (`missing_credentials`, `invalid_request`,
+//! (the rate-limit refusals), `unavailable` (the backend did not answer),
+//! `cancelled` (the request was dropped while the backend was still
+//! answering: a client that gave up on a slow backend) or the refusal's
+//! reason (`missing_credentials`, `invalid_request`,
 //! `not_a_token`, `malformed`, `unknown`, `expired`, `disabled`,
 //! `address_not_allowed`, `wrong_user`, `used_up`); `scheme` is `bearer`,
 //! `basic`, `password` (a [`Logins`](crate::Logins) check: an SFTP login
@@ -87,7 +89,7 @@ pub const LEAK_REPORTS: &str = "pat_leak_reports_total";
 pub const LATENCY_SAMPLE: u32 = 64;
 
 /// Every value of an authentication's `result` label.
-pub const RESULTS: [&str; 14] = [
+pub const RESULTS: [&str; 15] = [
     "authenticated",
     "anonymous",
     "missing_credentials",
@@ -102,6 +104,7 @@ pub const RESULTS: [&str; 14] = [
     "used_up",
     "rate_limited",
     "unavailable",
+    "cancelled",
 ];
 
 /// Every value of an authentication's `scheme` label.
@@ -293,6 +296,18 @@ impl GateMetrics {
         }
         #[cfg(not(feature = "metrics"))]
         let _ = (outcome, scheme, started);
+    }
+
+    /// Counts a decision dropped before the backend answered.
+    #[cold]
+    pub(crate) fn cancelled(&self, scheme: Scheme) {
+        #[cfg(feature = "metrics")]
+        if let Some(handles) = &self.handles {
+            let i = (RESULTS.len() - 1) * SCHEMES.len() + scheme as usize;
+            handles.outcomes[i].increment(1);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = scheme;
     }
 
     /// Counts a token check the backend answered from memory, or not.

@@ -420,6 +420,7 @@ impl Gate {
                     now,
                     scheme: Scheme::None,
                     started: None,
+                    decided: false,
                 })),
             },
         }
@@ -535,6 +536,7 @@ fn spending(
                 config: config.clone(),
                 scheme,
                 started,
+                decided: false,
             })),
         },
     }
@@ -581,6 +583,9 @@ struct Verifying {
     /// For the count of the outcome.
     scheme: Scheme,
     started: Started,
+    /// Counted (or handed on to a spend): dropped otherwise, the check
+    /// was abandoned, and is counted as cancelled.
+    decided: bool,
 }
 
 /// A use of the token's quota being spent, and what counting the outcome
@@ -590,6 +595,24 @@ struct Spending {
     config: Arc<GateConfig>,
     scheme: Scheme,
     started: Started,
+    /// As [`Verifying::decided`].
+    decided: bool,
+}
+
+impl Drop for Verifying {
+    fn drop(&mut self) {
+        if !self.decided {
+            self.config.metrics.cancelled(self.scheme);
+        }
+    }
+}
+
+impl Drop for Spending {
+    fn drop(&mut self) {
+        if !self.decided {
+            self.config.metrics.cancelled(self.scheme);
+        }
+    }
 }
 
 /// A decision in progress: ready at once for a backend that answered
@@ -664,6 +687,7 @@ impl Future for Checking {
                         match judge(&v.config, result, v.digest, v.client, v.counted, v.now) {
                             Judged::Done(outcome) => {
                                 v.config.metrics.decided(&outcome, v.scheme, v.started);
+                                v.decided = true;
                                 this.state = State::Done(None);
                                 return Poll::Ready(outcome);
                             }
@@ -674,6 +698,8 @@ impl Future for Checking {
                                 if let State::Done(Some(outcome)) = &next.state {
                                     v.config.metrics.decided(outcome, v.scheme, v.started);
                                 }
+                                // Counted, or the spend's to count.
+                                v.decided = true;
                                 this.state = next.state;
                             }
                         }
@@ -684,6 +710,7 @@ impl Future for Checking {
                     Poll::Ready(result) => {
                         let outcome = spent_outcome(&s.config, result);
                         s.config.metrics.decided(&outcome, s.scheme, s.started);
+                        s.decided = true;
                         this.state = State::Done(None);
                         return Poll::Ready(outcome);
                     }

@@ -645,3 +645,51 @@ fn an_identity_stays_small() {
     assert!(std::mem::size_of::<Outcome>() <= 120);
     assert!(std::mem::size_of::<Checking>() <= 120);
 }
+
+/// Every decision is counted once, by its result: one that waited for the
+/// backend when it is answered, and one dropped before (a client that gave
+/// up on a slow backend) as `cancelled`.
+#[cfg(feature = "metrics")]
+#[test]
+fn each_decision_is_counted_once_and_an_abandoned_one_as_cancelled() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let store = Arc::new(MemoryStore::new());
+    let hour = || ExpiryPolicy::hard(Duration::from_secs(3600));
+    let token = store
+        .create(&NewToken::new("alice", hour()), at(1000))
+        .unwrap();
+    let h = format!("Bearer {}", token.secret.expose_secret());
+    let (gate, slow) = metrics::with_local_recorder(&recorder, || {
+        let slow = Gate::new(Remote {
+            inner: store.clone(),
+            down: false,
+        });
+        (Gate::new(store.clone()), slow)
+    });
+    let count = |result: &str| {
+        let series = format!("pat_authentications_total{{result=\"{result}\",scheme=\"bearer\"}} ");
+        handle
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str())?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(matches!(
+        block_on(gate.check_at([h.as_bytes()], false, at(1001))),
+        Outcome::Authenticated(_)
+    ));
+    let pending = slow.check_at([h.as_bytes()], false, at(1001));
+    assert!(matches!(
+        block_on(pending.into_ready().expect_err("pending")),
+        Outcome::Authenticated(_)
+    ));
+    assert_eq!((count("authenticated"), count("cancelled")), (2, 0));
+    // Dropped while the backend answers: counted as cancelled, once.
+    drop(
+        slow.check_at([h.as_bytes()], false, at(1001))
+            .into_ready()
+            .expect_err("pending"),
+    );
+    assert_eq!((count("authenticated"), count("cancelled")), (2, 1));
+}
