@@ -4,10 +4,14 @@
 //! owner before it does. The management API serves it
 //! ([`Management::calendar_blocking`](crate::management::Management::calendar_blocking)).
 //!
-//! A hard token's day is its deadline's; a sliding token's is its cap's
-//! ([`TokenInfo::latest_possible`]), and one with no cap, which its uses
-//! can keep alive forever, has no event. Expired tokens have none either.
-//! Days are UTC. Each event's `UID` is the token's id, so that a calendar
+//! The day is the last one the token works on: that of the last second
+//! before its latest possible deadline ([`TokenInfo::latest_possible`]: a
+//! hard token's deadline, a sliding token's cap), so a token that dies at
+//! midnight is on the day before. A sliding token with no cap, which its
+//! uses can keep alive forever, has no event; nor have tokens that are
+//! expired, disabled or used up (nothing to renew: they do not work now).
+//! Days are UTC, as all-day events (`DTSTART;VALUE=DATE`, one day long, no
+//! `DTEND`); the description gives the exact time. Each event's `UID` is the token's id, so that a calendar
 //! that subscribed updates an event rather than adding one when a token is
 //! rotated or its cap moves.
 //!
@@ -40,7 +44,9 @@ pub(crate) fn calendar(user: &str, tokens: &[TokenInfo], now: Timestamp) -> Stri
         ),
     );
     let stamp = date_time(now);
-    for token in tokens.iter().filter(|t| !t.is_expired(now)) {
+    let working =
+        |t: &&TokenInfo| !t.is_expired(now) && t.disabled_by.is_none() && t.uses_left() != Some(0);
+    for token in tokens.iter().filter(working) {
         let Some(ends) = token.latest_possible() else {
             continue;
         };
@@ -51,14 +57,10 @@ pub(crate) fn calendar(user: &str, tokens: &[TokenInfo], now: Timestamp) -> Stri
         line(&mut out, "BEGIN:VEVENT");
         line(&mut out, &format!("UID:pat-token-{}", token.id));
         line(&mut out, &format!("DTSTAMP:{stamp}"));
-        line(&mut out, &format!("DTSTART;VALUE=DATE:{}", date(ends)));
-        line(
-            &mut out,
-            &format!(
-                "DTEND;VALUE=DATE:{}",
-                date(ends.saturating_add(std::time::Duration::from_secs(86_400)))
-            ),
-        );
+        // The last second it works: a deadline at midnight is the day
+        // before's.
+        let last = Timestamp::from_unix_secs(ends.as_unix_secs().saturating_sub(1)).unwrap_or(ends);
+        line(&mut out, &format!("DTSTART;VALUE=DATE:{}", date(last)));
         line(
             &mut out,
             &format!("SUMMARY:{}", text(&format!("Your {name} expires"))),
@@ -151,6 +153,28 @@ mod tests {
                 expires_at: at(20_000 * day + 3_600),
             },
         );
+        // Dead at midnight: its last day is the one before.
+        let midnight = token(
+            "nightly",
+            Expiry::Hard {
+                expires_at: at(20_001 * day),
+            },
+        );
+        let mut disabled = token(
+            "paused",
+            Expiry::Hard {
+                expires_at: at(30_000 * day),
+            },
+        );
+        disabled.disabled_by = Some(disabled.id);
+        let mut used = token(
+            "once",
+            Expiry::Hard {
+                expires_at: at(30_000 * day),
+            },
+        );
+        used.max_uses = Some(1);
+        used.uses = 1;
         let forever = token(
             "",
             Expiry::Sliding {
@@ -160,20 +184,34 @@ mod tests {
             },
         );
         let gone = token("old", Expiry::Hard { expires_at: at(10) });
-        let feed = calendar("alice", &[hard.clone(), forever, gone], at(100));
+        let all = [
+            hard.clone(),
+            forever,
+            gone,
+            midnight.clone(),
+            disabled,
+            used,
+        ];
+        let feed = calendar("alice", &all, at(100));
         assert!(
             feed.starts_with("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n"),
             "{feed}"
         );
         assert!(feed.ends_with("END:VCALENDAR\r\n"), "{feed}");
-        assert_eq!(feed.matches("BEGIN:VEVENT").count(), 1, "{feed}");
-        assert!(
-            feed.contains(&format!("UID:pat-token-{}\r\n", hard.id)),
+        assert_eq!(feed.matches("BEGIN:VEVENT").count(), 2, "{feed}");
+        for shown in [&hard, &midnight] {
+            assert!(
+                feed.contains(&format!("UID:pat-token-{}\r\n", shown.id)),
+                "{feed}"
+            );
+        }
+        // Day 20,000 after the epoch is 2024-10-04: both end on it.
+        assert_eq!(
+            feed.matches("DTSTART;VALUE=DATE:20241004\r\n").count(),
+            2,
             "{feed}"
         );
-        // Day 20,000 after the epoch is 2024-10-04.
-        assert!(feed.contains("DTSTART;VALUE=DATE:20241004\r\n"), "{feed}");
-        assert!(feed.contains("DTEND;VALUE=DATE:20241005\r\n"), "{feed}");
+        assert!(!feed.contains("DTEND"), "{feed}");
         assert!(
             feed.contains("SUMMARY:Your token “ci” expires\r\n"),
             "{feed}"
