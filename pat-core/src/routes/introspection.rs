@@ -55,7 +55,17 @@
 //! token has none left; `pat_spend=no` for a session's recheck, which is
 //! no use and is answered active even with none left (its login spent
 //! one). Another value, or `pat_spend` without `token_digest`, is a 400:
-//! an RFC 7662 caller always spends as it asks.
+//! an RFC 7662 caller always spends as it asks. A caller allowed to
+//! introspect is trusted with the uses of the requests it serves: it could
+//! defer a use and never spend it, as it could let a token through
+//! without asking at all; its own requests are all it can skip, never
+//! another service's (each spend is checked against the store). Allow
+//! only the services you trust to count.
+//!
+//! An endpoint older than `pat_spend` ignores it and spends as it answers:
+//! the verifier then skips its second request (the answer says nothing of
+//! `pat_spent`), so uses stay exact, but each session recheck spends one.
+//! Upgrade the endpoints before the verifiers.
 //!
 //! Every answer carries `Cache-Control: no-store`. An introspection counts
 //! as a use of the token (a sliding token is refreshed, `last_used_at`
