@@ -435,17 +435,9 @@ impl Shared {
     ) -> Result<Identity, AuthError> {
         let user = identity.user();
         let client = identity.client();
-        let answer = match tokio::time::timeout(self.timeout, self.in_flight.acquire()).await {
-            Ok(Ok(_permit)) => {
-                self.introspect(&digest, Some(user), client, Spend::Now)
-                    .await
-            }
-            Ok(Err(_)) => Err(failure("the verifier stopped")),
-            Err(_) => Err(failure(&format!(
-                "introspection endpoint {}: every connection stayed busy for {:?}",
-                self.endpoint, self.timeout
-            ))),
-        };
+        let answer = self
+            .introspect(&digest, Some(user), client, Spend::Now)
+            .await;
         match answer {
             // The endpoint's identity after the use, as the gate saw the
             // first one: presented with this digest, from this client.
@@ -482,18 +474,10 @@ impl Shared {
         };
         let (digest, user, client, recheck) = &asked;
         let at = Instant::now();
-        let answer = match tokio::time::timeout(self.timeout, self.in_flight.acquire()).await {
-            Ok(Ok(_permit)) => {
-                let spend = if *recheck { Spend::Never } else { Spend::Later };
-                self.introspect(digest, user.as_deref(), *client, spend)
-                    .await
-            }
-            Ok(Err(_)) => Err(failure("the verifier stopped")),
-            Err(_) => Err(failure(&format!(
-                "introspection endpoint {}: every connection stayed busy for {:?}",
-                self.endpoint, self.timeout
-            ))),
-        };
+        let spend = if *recheck { Spend::Never } else { Spend::Later };
+        let answer = self
+            .introspect(digest, user.as_deref(), *client, spend)
+            .await;
         reply.answer = match answer {
             Ok((said, allow_from)) => {
                 // Never an identity with a quota: each use asks (and the
@@ -526,8 +510,8 @@ impl Shared {
         };
     }
 
-    /// One round trip, spending a use of a quota as `spend` says. Counted
-    /// and timed.
+    /// One round trip, spending a use of a quota as `spend` says, once the
+    /// in-flight bound allows (within the timeout). Counted and timed.
     async fn introspect(
         &self,
         digest: &TokenDigest,
@@ -535,6 +519,16 @@ impl Shared {
         client: Option<IpAddr>,
         spend: Spend,
     ) -> Result<Learnt, StoreError> {
+        let _permit = match tokio::time::timeout(self.timeout, self.in_flight.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(failure("the verifier stopped")),
+            Err(_) => {
+                return Err(failure(&format!(
+                    "introspection endpoint {}: every connection stayed busy for {:?}",
+                    self.endpoint, self.timeout
+                )));
+            }
+        };
         let started = Instant::now();
         let learnt = self.round_trip(digest, user, client, spend).await;
         crate::metrics::observe(crate::metrics::REMOTE_DURATION, ("", ""), started.elapsed());
