@@ -80,6 +80,29 @@ pub fn required(what: &str, found: bool) -> bool {
     found
 }
 
+/// `pat-cli --db DB ARGS`, on a store named by its path or a PostgreSQL
+/// URL, whatever `PAT_DB` says.
+pub fn cli_on(db: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Output {
+    Command::new(pat_cli())
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env_remove("PAT_DB")
+        .output()
+        .expect("running pat-cli")
+}
+
+/// [`cli_on`], which must succeed: its standard output.
+pub fn cli_ok_on(db: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> String {
+    let out = cli_on(db, args);
+    assert!(
+        out.status.success(),
+        "pat-cli {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
 /// The `pat-cli` binary.
 pub fn pat_cli() -> PathBuf {
     target_dir().join("pat-cli")

@@ -6,20 +6,14 @@
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use pat_core::{AdminClient, StoreError, Untrusted, admin_socket_path};
-use pat_integration_tests::{ATTACKER_UID, Attacker, Server, ServerKind, pat_cli};
+use pat_integration_tests::{ATTACKER_UID, Attacker, Server, ServerKind};
 
 fn root_cli(db: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(pat_cli())
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env_remove("PAT_DB")
-        .output()
-        .expect("running pat-cli")
+    pat_integration_tests::cli_on(db, args)
 }
 
 fn stderr(out: &std::process::Output) -> String {

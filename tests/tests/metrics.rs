@@ -179,24 +179,10 @@ fn a_postgres_replica_counts_its_pool_and_its_flushes() {
     };
     let db = pg.database();
     let dir = tempfile::tempdir().unwrap();
-    // pat-cli on the database; its output.
-    let cli = |args: &[&str]| {
-        let out = Command::new(pat_integration_tests::pat_cli())
-            .args(["--db", &db])
-            .args(args)
-            .env_remove("PAT_DB")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
+    let cli = |args: &[&str]| pat_integration_tests::cli_ok_on(&db, args);
     let token = |user: &str| {
         let out = cli(&["token", "-u", user, "-e", "1h", "--json"]);
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         v["token"].as_str().unwrap().to_owned()
     };
     let ops = format!("Bearer {}", token("ops"));

@@ -4,14 +4,16 @@
 //! the real CLI.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pat_core::{PgStore, conformance};
 use pat_integration_tests::postgres::{Postgres, postgres};
-use pat_integration_tests::{Server, ServerKind, client, pat_cli, replicas};
+use pat_integration_tests::{
+    Server, ServerKind, cli_ok_on as cli_ok, cli_on as cli, client, pat_cli, replicas,
+};
 
 fn store(url: &str) -> PgStore {
     PgStore::builder()
@@ -27,26 +29,6 @@ fn postgres_passes_the_shared_suite() {
     conformance::run_contract(|| store(&pg.database()));
     conformance::run_model(|| store(&pg.database()), 16);
     conformance::run_authority(|| store(&pg.database()), 16);
-}
-
-fn cli(db: &str, args: &[&str]) -> Output {
-    Command::new(pat_cli())
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env_remove("PAT_DB")
-        .output()
-        .expect("running pat-cli")
-}
-
-fn cli_ok(db: &str, args: &[&str]) -> String {
-    let out = cli(db, args);
-    assert!(
-        out.status.success(),
-        "pat-cli {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8")
 }
 
 fn token(db: &str, args: &[&str]) -> (String, String) {
