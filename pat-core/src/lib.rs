@@ -158,6 +158,7 @@ pub use gate::{
     Checking, DEFAULT_REALM, Gate, Mode, Outcome, RejectReason, Rejection, Throttled, TokenProblem,
 };
 pub use model::audit::{AuditAction, AuditEntry, DEFAULT_ACTOR, DEFAULT_AUDIT_RETENTION};
+pub use model::event::{Event, EventKind, RevokeCause};
 pub use model::expiry::{Expiry, ExpiryPolicy};
 pub use model::metadata::{
     MAX_META_ENTRIES, MAX_META_KEY_LEN, MAX_META_LEN, MAX_META_VALUE_LEN, MetaEntry, Metadata,

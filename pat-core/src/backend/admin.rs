@@ -208,6 +208,18 @@ pub trait Admin {
     /// [`DEFAULT_AUDIT_RETENTION`](crate::DEFAULT_AUDIT_RETENTION)).
     fn audit(&self, since: Timestamp, user: Option<&str>) -> Result<Vec<AuditEntry>, StoreError>;
 
+    /// The [`Event`](crate::Event)s after place `after` in the audit log
+    /// ([`AuditEntry::seq`]), oldest first, at most `limit`: what a webhook
+    /// delivers, and what an app that would rather send its own mail
+    /// reads, remembering the last `seq` it handled. Places are in commit
+    /// order on every backend and every replica, so a reader that goes on
+    /// from the last event it saw misses none (unless `prune` dropped them
+    /// past the audit retention first). The default reads the whole log.
+    fn events(&self, after: u64, limit: usize) -> Result<Vec<crate::Event>, StoreError> {
+        let log = self.audit(Timestamp::UNIX_EPOCH, None)?;
+        Ok(crate::model::event::events_in(log, after, limit))
+    }
+
     /// This store, with the changes made through the returned handle
     /// recorded in the audit log as done by `actor` (the CLI passes the OS
     /// user, self-service the token). Through the admin socket the service
@@ -287,6 +299,9 @@ impl<T: Admin + ?Sized> Admin for &T {
     }
     fn audit(&self, since: Timestamp, user: Option<&str>) -> Result<Vec<AuditEntry>, StoreError> {
         (**self).audit(since, user)
+    }
+    fn events(&self, after: u64, limit: usize) -> Result<Vec<crate::Event>, StoreError> {
+        (**self).events(after, limit)
     }
     fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn Admin + 'a> {
         (**self).acting_as(actor)

@@ -38,6 +38,14 @@ pub const REUSE_ACTOR: &str = "reuse detection";
 /// was presented after its grace.
 pub const REUSE_OUTCOME: &str = "an old secret was replayed after its grace";
 
+/// The start of the audit outcome of a token revoked with an ancestor
+/// (`parent revoked (ID)`, the root of the revocation).
+pub const PARENT_REVOKED: &str = "parent revoked (";
+
+/// The audit outcome of each token a revocation of all of its user's
+/// tokens took.
+pub const USER_REVOKED: &str = "every token of the user revoked";
+
 /// What the authority rule refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -530,7 +538,7 @@ pub fn revocation_entries(
             Some(d.id),
             &*d.user,
             actor,
-            format!("parent revoked ({})", root.id),
+            format!("{PARENT_REVOKED}{})", root.id),
         )
     }));
     entries

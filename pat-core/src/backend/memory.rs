@@ -64,7 +64,11 @@ struct State {
     prefix: Prefix,
     /// The catalog of named permissions, as stored.
     permissions: BTreeMap<Permission, PermissionDef>,
+    /// The audit log, each entry with its place.
     audit: Vec<AuditEntry>,
+    /// The place of the last entry appended (the log may have been pruned
+    /// since).
+    audit_seq: u64,
     /// Tokens reuse detection refuses until [`Verifier::flush`] revokes
     /// their families (as the cached backends do, so that every backend
     /// behaves alike).
@@ -128,6 +132,12 @@ impl fmt::Debug for MemoryStore {
 }
 
 impl State {
+    /// Appends `entry` to the audit log, at the next place.
+    fn append(&mut self, entry: AuditEntry) {
+        self.audit_seq += 1;
+        self.audit.push(entry.at_seq(self.audit_seq));
+    }
+
     fn remove(&mut self, id: TokenId) -> Option<TokenInfo> {
         let digest = self.by_id.remove(&id)?;
         self.tokens.remove(&digest)
@@ -269,7 +279,7 @@ impl engine::lookup::Uses for MemoryStore {
         let mut state = self.state();
         // One entry per token per flush, however often it is replayed.
         if state.replayed.insert(id) {
-            state.audit.push(AuditEntry::replayed(id, user, now));
+            state.append(AuditEntry::replayed(id, user, now));
         }
         AuthError::Unknown
     }
@@ -458,7 +468,7 @@ impl engine::Tx for State {
     }
 
     async fn audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
-        self.audit.push(entry.clone());
+        self.append(entry.clone());
         Ok(())
     }
 }
@@ -570,7 +580,7 @@ impl Admin for MemoryStore {
         )
         .unwrap_or(Timestamp::UNIX_EPOCH);
         state.audit.retain(|e| e.at >= horizon);
-        state.audit.push(AuditEntry::pruned(n, actor, now));
+        state.append(AuditEntry::pruned(n, actor, now));
         Ok(n)
     }
 
@@ -582,9 +592,7 @@ impl Admin for MemoryStore {
         let actor: &str = &self.actor;
         let mut state = self.state();
         state.policy = policy;
-        state
-            .audit
-            .push(AuditEntry::policy_set(&policy, actor, Timestamp::now()));
+        state.append(AuditEntry::policy_set(&policy, actor, Timestamp::now()));
         Ok(())
     }
 
@@ -602,9 +610,7 @@ impl Admin for MemoryStore {
         }
         self.prefixes.remember(prefix)?;
         state.prefix = prefix;
-        state
-            .audit
-            .push(AuditEntry::prefix_set(prefix, actor, Timestamp::now()));
+        state.append(AuditEntry::prefix_set(prefix, actor, Timestamp::now()));
         Ok(())
     }
 

@@ -121,6 +121,11 @@ impl fmt::Display for AuditAction {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AuditEntry {
+    /// Its place in the store's log, from 1: every entry a store commits
+    /// after another has a greater one, on every replica (the order of
+    /// [`Admin::events`](crate::Admin::events)); 0 for an entry not read
+    /// from a store.
+    pub seq: u64,
     /// When.
     pub at: Timestamp,
     /// What.
@@ -149,6 +154,7 @@ impl AuditEntry {
         outcome: impl Into<String>,
     ) -> AuditEntry {
         AuditEntry {
+            seq: 0,
             at,
             action,
             token_id,
@@ -220,6 +226,12 @@ impl AuditEntry {
             "-",
             "refused",
         )
+    }
+
+    /// This entry at place `seq` of a store's log.
+    pub(crate) fn at_seq(mut self, seq: u64) -> AuditEntry {
+        self.seq = seq;
+        self
     }
 
     /// Whether it belongs in a listing from `since`, of `user` or all.

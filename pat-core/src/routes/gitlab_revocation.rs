@@ -34,6 +34,7 @@
 //! --format gitleaks` prints; a deployment with a rule of its own sets its
 //! types with [`TokenRevocation::types`].
 
+use crate::model::event::LEAK_ACTORS;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -232,7 +233,7 @@ impl TokenRevocation {
         }
         let mut revoked = 0;
         for item in &items {
-            let actor = || format!("GitLab secret detection ({:?})", noted(&item.location));
+            let actor = || format!("{}{:?})", LEAK_ACTORS[1], noted(&item.location));
             match revoke_found(&*self.admin, &item.token, actor, now) {
                 Ok(live) => revoked += usize::from(live),
                 // GitLab may send it again; a revocation done is a no-op.

@@ -95,7 +95,7 @@ impl LeakReports {
                 &format!("at most {MAX_REPORTED} tokens per report"),
             );
         }
-        let actor = format!("reported leaked by {client}");
+        let actor = format!("{}{client}", crate::model::event::LEAK_ACTORS[2]);
         // A store that fails is logged there; the answer stays the same
         // whatever became of each token.
         let revoked = tokens

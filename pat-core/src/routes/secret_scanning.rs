@@ -495,7 +495,8 @@ impl SecretScanning {
         // whoever leaked the token.
         let actor = || {
             format!(
-                "GitHub secret scanning ({:?}: {:?})",
+                "{}{:?}: {:?})",
+                crate::model::event::LEAK_ACTORS[0],
                 noted(&item.source),
                 noted(&item.url)
             )

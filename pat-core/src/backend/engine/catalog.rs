@@ -212,7 +212,7 @@ async fn take(
     };
     let scopes = without(&info.scopes, name);
     if scopes.is_unrestricted() {
-        let gone = revoke_family(tx, info.id, actor, LAST_SCOPE_OUTCOME, now, true).await?;
+        let gone = revoke_family(tx, info.id, actor, LAST_SCOPE_OUTCOME, now).await?;
         removed.revoked.extend(gone);
         return Ok(());
     }

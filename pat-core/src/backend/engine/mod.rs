@@ -10,6 +10,7 @@
 //! waits.
 
 pub(crate) mod catalog;
+pub(crate) use catalog::LAST_SCOPE_OUTCOME;
 pub(crate) mod lookup;
 
 use std::future::Future;
@@ -345,22 +346,21 @@ pub(crate) async fn revoke(
     outcome: &str,
     now: Timestamp,
 ) -> Result<Vec<TokenInfo>, StoreError> {
-    let gone = revoke_family(tx, id, actor, outcome, now, true).await?;
+    let gone = revoke_family(tx, id, actor, outcome, now).await?;
     if gone.is_empty() {
         return Err(StoreError::NotFound(id));
     }
     Ok(gone)
 }
 
-/// Revokes token `id` (if it is still there) and its descendants; the
-/// root's own entry only `with_root`.
+/// Revokes token `id` (if it is still there) and its descendants, each
+/// audited (the root with `outcome`).
 async fn revoke_family(
     tx: &mut impl Tx,
     id: TokenId,
     actor: &str,
     outcome: &str,
     now: Timestamp,
-    with_root: bool,
 ) -> Result<Vec<TokenInfo>, StoreError> {
     let descendants = tx.family(id).await?;
     let Some((_, root)) = tx.token(id, Lock::Update).await? else {
@@ -371,7 +371,7 @@ async fn revoke_family(
         tx.remove(d.id).await?;
     }
     let entries = authority::revocation_entries(&root, &descendants, actor, outcome, now);
-    for e in entries.iter().skip(usize::from(!with_root)) {
+    for e in &entries {
         tx.audit(e).await?;
     }
     let mut gone = Vec::with_capacity(1 + descendants.len());
@@ -381,7 +381,8 @@ async fn revoke_family(
 }
 
 /// Revokes every token of `user` and their descendants (whoever they
-/// belong to), by `actor`: one entry for the user, one per descendant.
+/// belong to), by `actor`: one entry per token (so that each is an
+/// [`Event`](crate::Event)), then one for the user.
 /// Returns the tokens removed.
 pub(crate) async fn revoke_user(
     tx: &mut impl Tx,
@@ -394,7 +395,7 @@ pub(crate) async fn revoke_user(
     let mut gone = Vec::new();
     for id in ids {
         // A descendant of one of them may be gone with it already.
-        gone.extend(revoke_family(tx, id, actor, "ok", now, false).await?);
+        gone.extend(revoke_family(tx, id, actor, authority::USER_REVOKED, now).await?);
     }
     let entry = AuditEntry::new(
         now,
@@ -425,7 +426,6 @@ pub(crate) async fn revoke_reused(
                 authority::REUSE_ACTOR,
                 authority::REUSE_OUTCOME,
                 now,
-                true,
             )
             .await?,
         );

@@ -342,32 +342,64 @@ impl Admin for PgStore {
         let user = user.map(str::to_owned);
         self.block(async move {
             let client = shared.client().await?;
-            let sql = "SELECT at, action, token_id, username, actor, outcome FROM pat_audit \
-                       WHERE at >= $1 AND ($2::text IS NULL OR username = $2) ORDER BY seq";
+            let sql = format!(
+                "SELECT {AUDIT_COLUMNS} FROM pat_audit \
+                 WHERE at >= $1 AND ($2::text IS NULL OR username = $2) ORDER BY seq"
+            );
             let rows = shared
-                .timed(client.query(sql, &[&secs(since), &user]))
+                .timed(client.query(&sql, &[&secs(since), &user]))
                 .await?;
             rows.iter()
-                .map(|r| {
-                    let action: String = r.get(1);
-                    Ok(AuditEntry::new(
-                        timestamp(r.get(0), "audit time")?,
-                        AuditAction::from_name(&action).ok_or_else(|| {
-                            PgError::Data(format!("unknown audit action {action}"))
-                        })?,
-                        r.get::<_, Option<i64>>(2)
-                            .map(|v| TokenId::from_u64(v as u64)),
-                        r.get::<_, String>(3),
-                        r.get::<_, String>(4),
-                        r.get::<_, String>(5),
-                    ))
-                })
+                .map(audit_row)
                 .collect::<Result<Vec<_>, PgError>>()
                 .map_err(StoreError::from)
+        })
+    }
+
+    fn events(&self, after: u64, limit: usize) -> Result<Vec<crate::Event>, StoreError> {
+        let shared = self.shared.clone();
+        self.block(async move {
+            let client = shared.client().await?;
+            let sql = format!(
+                "SELECT {AUDIT_COLUMNS} FROM pat_audit WHERE seq > $1 ORDER BY seq LIMIT 500"
+            );
+            let mut events = Vec::new();
+            let mut from = after.min(i64::MAX as u64) as i64;
+            // Page by entries until `limit` events: a page of entries that
+            // are no events is not the end of the log.
+            while events.len() < limit {
+                let rows = shared.timed(client.query(&sql, &[&from])).await?;
+                let Some(last) = rows.last() else { break };
+                from = last.get(6);
+                for r in &rows {
+                    events.extend(crate::Event::from_audit(&audit_row(r)?));
+                }
+            }
+            events.truncate(limit);
+            Ok(events)
         })
     }
 
     fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn Admin + 'a> {
         Box::new(self.acting(actor))
     }
+}
+
+/// The columns of an audit entry, as [`audit_row`] reads them.
+const AUDIT_COLUMNS: &str = "at, action, token_id, username, actor, outcome, seq";
+
+/// The audit entry of a row of [`AUDIT_COLUMNS`].
+fn audit_row(r: &tokio_postgres::Row) -> Result<AuditEntry, PgError> {
+    let action: String = r.get(1);
+    Ok(AuditEntry::new(
+        timestamp(r.get(0), "audit time")?,
+        AuditAction::from_name(&action)
+            .ok_or_else(|| PgError::Data(format!("unknown audit action {action}")))?,
+        r.get::<_, Option<i64>>(2)
+            .map(|v| TokenId::from_u64(v as u64)),
+        r.get::<_, String>(3),
+        r.get::<_, String>(4),
+        r.get::<_, String>(5),
+    )
+    .at_seq(r.get::<_, i64>(6) as u64))
 }

@@ -364,9 +364,6 @@ impl Shared {
             };
             let run = async {
                 let txn = begin(client).await?;
-                for e in &events {
-                    audit_in(&txn, e).await?;
-                }
                 // Rows locked in digest order (the batch is sorted), so two
                 // replicas flushing the same tokens wait for each other
                 // rather than deadlock; an UPDATE alone locks in whatever
@@ -402,6 +399,10 @@ impl Shared {
                         &[&digests, &last, &expires, &seen],
                     )
                     .await?;
+                // Last, after every row lock: see `audit_in`.
+                for e in &events {
+                    audit_in(&txn, e).await?;
+                }
                 txn.commit().await?;
                 Ok::<_, PgError>(n)
             };

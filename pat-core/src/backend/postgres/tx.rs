@@ -39,6 +39,8 @@ pub(super) struct PgTx<'a> {
     pub(super) changed: Vec<TokenDigest>,
     /// Whether the catalog changed.
     pub(super) catalog_changed: bool,
+    /// The audit entries to append before it commits.
+    audit: Vec<AuditEntry>,
 }
 
 impl<'a> PgTx<'a> {
@@ -50,6 +52,7 @@ impl<'a> PgTx<'a> {
             deleted: Vec::new(),
             changed: Vec::new(),
             catalog_changed: false,
+            audit: Vec::new(),
         }
     }
 }
@@ -372,7 +375,9 @@ impl Tx for PgTx<'_> {
     }
 
     async fn audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
-        audit_in(self.txn, entry).await.map_err(db)
+        // Written at the end (`write`), after every row lock.
+        self.audit.push(entry.clone());
+        Ok(())
     }
 }
 
@@ -390,11 +395,23 @@ pub(super) async fn begin(
         .await
 }
 
-/// Appends `entry` to the audit log inside `txn`.
+/// The advisory lock every transaction that appends to the audit log holds
+/// from its first entry until it ends ("pat_audi").
+const AUDIT_LOCK: i64 = 0x7061_745f_6175_6469;
+
+/// Appends `entry` to the audit log inside `txn`, after taking
+/// [`AUDIT_LOCK`]: the transactions that append commit one at a time, so
+/// that an entry's `seq`, drawn under the lock, is in commit order on every
+/// replica, and a reader that has seen one entry has seen every entry
+/// before it (what [`Admin::events`](crate::Admin::events) and a webhook's
+/// cursor rely on). Taken by a transaction's last statements, after every
+/// row lock it takes, so that it never waits for a row while holding it.
 pub(super) async fn audit_in(
     txn: &tokio_postgres::Transaction<'_>,
     entry: &AuditEntry,
 ) -> Result<(), tokio_postgres::Error> {
+    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])
+        .await?;
     txn.execute(
         "INSERT INTO pat_audit (at, action, token_id, username, actor, outcome)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -473,8 +490,12 @@ impl Shared {
                 deleted,
                 changed,
                 catalog_changed,
+                audit,
                 ..
             } = tx;
+            for entry in &audit {
+                audit_in(&txn, entry).await.map_err(PgError::Db)?;
+            }
             let all: Vec<TokenDigest> = deleted.iter().chain(&changed).copied().collect();
             notify(&txn, &all).await.map_err(PgError::Db)?;
             // The catalog as this transaction leaves it, told to every

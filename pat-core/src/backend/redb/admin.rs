@@ -70,8 +70,15 @@ impl Inner {
             .saturating_sub(self.audit_retention.as_secs());
         let mut audit = txn.open_table(AUDIT).map_err(storage)?;
         let mut old = Vec::new();
+        // The last entry stays whatever its age: the next one's place is
+        // after it, so that places never come back (a webhook's cursor
+        // would skip them).
+        let last = audit.last().map_err(storage)?.map(|(k, _)| k.value());
         for entry in audit.iter().map_err(storage)? {
             let (k, v) = entry.map_err(storage)?;
+            if Some(k.value()) == last {
+                continue;
+            }
             // Not assumed in time order: `now` is the caller's clock.
             let e = codec::decode_audit(v.value()).map_err(corrupt)?;
             if e.at.as_unix_secs() < horizon {
@@ -431,13 +438,35 @@ impl Admin for Store {
         };
         let mut out = Vec::new();
         for entry in audit.iter().map_err(storage)? {
-            let (_, v) = entry.map_err(storage)?;
-            let e = codec::decode_audit(v.value()).map_err(corrupt)?;
+            let (k, v) = entry.map_err(storage)?;
+            let e = codec::decode_audit(v.value())
+                .map_err(corrupt)?
+                .at_seq(k.value() + 1);
             if e.matches(since, user) {
                 out.push(e);
             }
         }
         Ok(out)
+    }
+
+    fn events(&self, after: u64, limit: usize) -> Result<Vec<crate::Event>, StoreError> {
+        let txn = self.inner.db.begin_read().map_err(storage)?;
+        let audit = match txn.open_table(AUDIT) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(storage(e)),
+        };
+        // Entry `seq` is at key `seq - 1`: the range starts after `after`.
+        let mut events = Vec::new();
+        for entry in audit.range(after..).map_err(storage)? {
+            if events.len() == limit {
+                break;
+            }
+            let (k, v) = entry.map_err(storage)?;
+            let e = codec::decode_audit(v.value()).map_err(corrupt)?;
+            events.extend(crate::Event::from_audit(&e.at_seq(k.value() + 1)));
+        }
+        Ok(events)
     }
 
     fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn Admin + 'a> {

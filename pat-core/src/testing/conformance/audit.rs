@@ -70,6 +70,14 @@ pub(super) fn audit_log(b: &dyn Backend) {
             DEFAULT_ACTOR.into(),
             "ok".into(),
         ),
+        // One entry per token revoked (each an event), then the user's.
+        (
+            AuditAction::Revoke,
+            Some(c.info.id),
+            "carol".into(),
+            "ops".into(),
+            crate::backend::authority::USER_REVOKED.into(),
+        ),
         (
             AuditAction::RevokeUser,
             None,
@@ -101,7 +109,7 @@ pub(super) fn audit_log(b: &dyn Backend) {
         .iter()
         .map(row)
         .collect();
-    assert_eq!(carol, expected[3..5]);
+    assert_eq!(carol, expected[3..6]);
     assert_eq!(
         b.audit(at(15), Some("alice")).expect("audit").len(),
         2,

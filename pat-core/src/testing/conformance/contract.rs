@@ -12,6 +12,7 @@ use crate::{
 };
 
 use super::audit::{audit_log, find_without_use};
+use super::events::event_stream;
 use super::harness::{MIN, at, auth, create, hard, sliding};
 use super::rotation::{
     policy_limits, rotation_at_once, rotation_keeps_record, rotation_restarts_expiry,
@@ -142,6 +143,10 @@ pub const CASES: &[(&str, Case)] = &[
     (
         "every change is in the audit log, with its actor",
         audit_log,
+    ),
+    (
+        "each change to a token is one event, in commit order, read on without a gap",
+        event_stream,
     ),
     (
         "find answers what a secret stands for and records no use",

@@ -18,6 +18,7 @@ mod authority_model;
 mod catalog;
 mod concurrent;
 mod contract;
+mod events;
 mod harness;
 mod metadata;
 mod model;

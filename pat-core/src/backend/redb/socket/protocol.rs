@@ -27,8 +27,9 @@ use crate::model::token::{TokenDigest, TokenId, TokenSecret};
 /// The protocol version this build speaks (2: lineage, lifetime-setting
 /// rotations, the grace and reuse policy, descendants; 3: named
 /// permissions in a creation and the catalog's operations; 4: disabling
-/// and enabling tokens, metadata in a creation, records of version 5).
-pub(crate) const PROTOCOL_VERSION: u8 = 4;
+/// and enabling tokens, metadata in a creation, records of version 5; 5:
+/// each audit entry's place in the log).
+pub(crate) const PROTOCOL_VERSION: u8 = 5;
 /// Largest request frame a server reads.
 pub(crate) const MAX_REQUEST: usize = 64 * 1024;
 /// Largest reply frame a client reads: a listing of about 12 million
@@ -569,6 +570,7 @@ pub(crate) fn encode_reply(reply: &Result<Reply, Failure>) -> Vec<u8> {
                         let bytes = codec::encode_audit(e);
                         out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
                         out.extend_from_slice(&bytes);
+                        put_u64(&mut out, e.seq);
                     }
                 }
             }
@@ -630,7 +632,8 @@ pub(crate) fn decode_reply(body: &[u8]) -> Result<Result<Reply, Failure>, String
             let mut entries = Vec::with_capacity(n.min(r.0.len() / 4));
             for _ in 0..n {
                 let len = r.u32("entry length")? as usize;
-                entries.push(codec::decode_audit(r.take(len, "audit entry")?)?);
+                let entry = codec::decode_audit(r.take(len, "audit entry")?)?;
+                entries.push(entry.at_seq(r.u64("audit place")?));
             }
             Ok(Reply::Audit(entries))
         }
