@@ -437,6 +437,13 @@ pub enum StoreError {
     /// a quota is refused rather than let through uncounted.
     #[error("this backend keeps no use quotas")]
     NoQuotas,
+    /// The backend keeps no webhook delivery state (it does not implement
+    /// [`Admin::swap_delivery`](crate::Admin::swap_delivery)).
+    #[error("this backend keeps no webhook delivery state")]
+    NoDeliveries,
+    /// A webhook's name is empty, too long or holds a control character.
+    #[error("{0}")]
+    BadWebhook(String),
 }
 
 /// An opaque error of the storage engine, kept as the `source()` of

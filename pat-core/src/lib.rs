@@ -158,6 +158,9 @@ pub use gate::{
     Checking, DEFAULT_REALM, Gate, Mode, Outcome, RejectReason, Rejection, Throttled, TokenProblem,
 };
 pub use model::audit::{AuditAction, AuditEntry, DEFAULT_ACTOR, DEFAULT_AUDIT_RETENTION};
+pub use model::delivery::{
+    AfterFailure, Delivery, FailedEvent, Lease, MAX_FAILED, MAX_SINK_LEN, Retry, RetryPolicy,
+};
 pub use model::event::{Event, EventKind, RevokeCause};
 pub use model::expiry::{Expiry, ExpiryPolicy};
 pub use model::metadata::{

@@ -28,6 +28,10 @@ struct Table {
     retired: HashMap<TokenDigest, (TokenId, Timestamp)>,
     policy: Policy,
     audit: Vec<AuditEntry>,
+    /// The place of the last audit entry (`AuditEntry::seq`): entries are
+    /// numbered in the order they are stored, so that events can be read
+    /// on from any of them.
+    placed: u64,
     /// Tokens reuse detection refuses until the next flush revokes their
     /// families, and the roots it revokes.
     refused: HashSet<TokenId>,
@@ -37,6 +41,13 @@ struct Table {
 }
 
 impl Table {
+    /// Appends `entry` to the audit log at the next place.
+    fn append(&mut self, mut entry: AuditEntry) {
+        self.placed += 1;
+        entry.seq = self.placed;
+        self.audit.push(entry);
+    }
+
     /// The row a presented digest stands for: its own, or, during a
     /// rotation's grace, its token's current one (then `true`). A replay
     /// after the grace goes in the audit log, once per token per flush, and
@@ -62,7 +73,7 @@ impl Table {
                         "-",
                         "refused",
                     );
-                    self.audit.push(entry);
+                    self.append(entry);
                 }
                 if self.policy.on_reuse == OnReuse::Revoke && self.ids.contains_key(&id) {
                     let family = self.family(id);
@@ -106,13 +117,10 @@ impl Table {
         for d in &descendants {
             self.remove(d.id);
         }
-        self.audit.extend(authority::revocation_entries(
-            root,
-            &descendants,
-            actor,
-            outcome,
-            Timestamp::now(),
-        ));
+        for e in authority::revocation_entries(root, &descendants, actor, outcome, Timestamp::now())
+        {
+            self.append(e);
+        }
         1 + descendants.len()
     }
 
@@ -134,14 +142,15 @@ impl Table {
         actor: &str,
         outcome: &str,
     ) {
-        self.audit.push(AuditEntry::new(
+        let entry = AuditEntry::new(
             Timestamp::now(),
             action,
             info.map(|i| i.id),
             user,
             actor,
             outcome,
-        ));
+        );
+        self.append(entry);
     }
 
     fn log_at(
@@ -152,7 +161,7 @@ impl Table {
         actor: &str,
     ) {
         let user = info.map_or(String::new(), |i| i.user.clone());
-        self.audit.push(AuditEntry::new(
+        self.append(AuditEntry::new(
             at,
             action,
             info.map(|i| i.id),
@@ -444,10 +453,7 @@ impl Admin for Acting<'_> {
             let Some(info) = table.current(id).cloned() else {
                 continue;
             };
-            let before = table.audit.len();
-            n += table.remove_family(&info, &self.actor, "ok");
-            // The user's own token is the entry below.
-            table.audit.remove(before);
+            n += table.remove_family(&info, &self.actor, authority::USER_REVOKED);
         }
         let outcome = AuditEntry::count_outcome(n);
         table.log(AuditAction::RevokeUser, None, user, &self.actor, &outcome);
@@ -476,7 +482,7 @@ impl Admin for Acting<'_> {
             .saturating_sub(DEFAULT_AUDIT_RETENTION.as_secs());
         table.audit.retain(|e| e.at.as_unix_secs() >= horizon);
         let outcome = AuditEntry::count_outcome(ids.len());
-        table.audit.push(AuditEntry::new(
+        table.append(AuditEntry::new(
             now,
             AuditAction::Prune,
             None,

@@ -220,6 +220,54 @@ pub trait Admin {
         Ok(crate::model::event::events_in(log, after, limit))
     }
 
+    /// Every webhook's delivery state ([`Delivery`](crate::Delivery)), by
+    /// name. The default, for a backend that keeps none: none.
+    fn deliveries(&self) -> Result<Vec<(String, crate::Delivery)>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Webhook `sink`'s delivery state; `None` before its first.
+    fn delivery(&self, sink: &str) -> Result<Option<crate::Delivery>, StoreError> {
+        Ok(self
+            .deliveries()?
+            .into_iter()
+            .find(|(name, _)| name == sink)
+            .map(|(_, d)| d))
+    }
+
+    /// Stores `new` as webhook `sink`'s delivery state if it is still
+    /// `expected` (`None`: none stored yet), durably: whether it was. The
+    /// one way the state changes, so that two processes delivering the
+    /// same webhook (two replicas) never both move it. The default, for a
+    /// backend that keeps none, refuses ([`StoreError::NoDeliveries`]).
+    fn swap_delivery(
+        &self,
+        sink: &str,
+        expected: Option<&crate::Delivery>,
+        new: &crate::Delivery,
+    ) -> Result<bool, StoreError> {
+        let _ = (sink, expected, new);
+        Err(StoreError::NoDeliveries)
+    }
+
+    /// Marks event `seq`, given up by webhook `sink`, to be sent again by
+    /// the process delivering that webhook: whether such a failed event
+    /// was there. The default swaps the state ([`swap_delivery`](Admin::swap_delivery))
+    /// until no one else changed it in between.
+    fn resend_event(&self, sink: &str, seq: u64) -> Result<bool, StoreError> {
+        loop {
+            let Some(now) = self.delivery(sink)? else {
+                return Ok(false);
+            };
+            let Some(next) = now.marked_for_resend(seq) else {
+                return Ok(false);
+            };
+            if self.swap_delivery(sink, Some(&now), &next)? {
+                return Ok(true);
+            }
+        }
+    }
+
     /// This store, with the changes made through the returned handle
     /// recorded in the audit log as done by `actor` (the CLI passes the OS
     /// user, self-service the token). Through the admin socket the service
@@ -302,6 +350,23 @@ impl<T: Admin + ?Sized> Admin for &T {
     }
     fn events(&self, after: u64, limit: usize) -> Result<Vec<crate::Event>, StoreError> {
         (**self).events(after, limit)
+    }
+    fn deliveries(&self) -> Result<Vec<(String, crate::Delivery)>, StoreError> {
+        (**self).deliveries()
+    }
+    fn delivery(&self, sink: &str) -> Result<Option<crate::Delivery>, StoreError> {
+        (**self).delivery(sink)
+    }
+    fn swap_delivery(
+        &self,
+        sink: &str,
+        expected: Option<&crate::Delivery>,
+        new: &crate::Delivery,
+    ) -> Result<bool, StoreError> {
+        (**self).swap_delivery(sink, expected, new)
+    }
+    fn resend_event(&self, sink: &str, seq: u64) -> Result<bool, StoreError> {
+        (**self).resend_event(sink, seq)
     }
     fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn Admin + 'a> {
         (**self).acting_as(actor)

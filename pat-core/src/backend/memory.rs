@@ -69,6 +69,8 @@ struct State {
     /// The place of the last entry appended (the log may have been pruned
     /// since).
     audit_seq: u64,
+    /// Each webhook's delivery state, as stored.
+    deliveries: BTreeMap<String, Vec<u8>>,
     /// Tokens reuse detection refuses until [`Verifier::flush`] revokes
     /// their families (as the cached backends do, so that every backend
     /// behaves alike).
@@ -660,6 +662,36 @@ impl Admin for MemoryStore {
             .filter(|e| e.matches(since, user))
             .cloned()
             .collect())
+    }
+
+    fn deliveries(&self) -> Result<Vec<(String, crate::Delivery)>, StoreError> {
+        let state = self.state();
+        state
+            .deliveries
+            .iter()
+            .map(|(name, bytes)| {
+                let d = crate::Delivery::decode(bytes).map_err(StoreError::Corrupt)?;
+                Ok((name.clone(), d))
+            })
+            .collect()
+    }
+
+    fn swap_delivery(
+        &self,
+        sink: &str,
+        expected: Option<&crate::Delivery>,
+        new: &crate::Delivery,
+    ) -> Result<bool, StoreError> {
+        crate::model::delivery::check_sink(sink).map_err(StoreError::BadWebhook)?;
+        let mut state = self.state();
+        let stored = state.deliveries.get(sink).map(Vec::as_slice);
+        match crate::model::delivery::swap(stored, expected, new).map_err(StoreError::Corrupt)? {
+            Some(bytes) => {
+                state.deliveries.insert(sink.to_owned(), bytes);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn Admin + 'a> {

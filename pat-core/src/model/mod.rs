@@ -2,6 +2,7 @@
 //! audit entries, time and the text rules every output follows. No I/O.
 
 pub(crate) mod audit;
+pub(crate) mod delivery;
 pub(crate) mod event;
 pub(crate) mod expiry;
 pub(crate) mod metadata;

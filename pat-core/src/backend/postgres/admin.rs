@@ -380,6 +380,35 @@ impl Admin for PgStore {
         })
     }
 
+    fn deliveries(&self) -> Result<Vec<(String, crate::Delivery)>, StoreError> {
+        let shared = self.shared.clone();
+        self.block(async move {
+            let client = shared.client().await?;
+            let rows = shared
+                .timed(client.query("SELECT sink, state FROM pat_deliveries ORDER BY sink", &[]))
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    let d = crate::Delivery::decode(r.get(1)).map_err(PgError::Data)?;
+                    Ok((r.get(0), d))
+                })
+                .collect::<Result<Vec<_>, PgError>>()
+                .map_err(StoreError::from)
+        })
+    }
+
+    fn swap_delivery(
+        &self,
+        sink: &str,
+        expected: Option<&crate::Delivery>,
+        new: &crate::Delivery,
+    ) -> Result<bool, StoreError> {
+        crate::model::delivery::check_sink(sink).map_err(StoreError::BadWebhook)?;
+        let shared = self.shared.clone();
+        let (sink, expected, new) = (sink.to_owned(), expected.cloned(), new.clone());
+        self.block(async move { shared.swap_delivery(&sink, expected.as_ref(), &new).await })
+    }
+
     fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn Admin + 'a> {
         Box::new(self.acting(actor))
     }

@@ -8,7 +8,7 @@ use crate::model::permission::{Catalog, Permission, PermissionDef};
 use crate::model::prefix::Prefix;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// The lock every replica takes while it creates or checks the schema, so
 /// that two starting at once do not both create it.
@@ -145,9 +145,18 @@ const UPGRADE_V7: &str = "
                AND cardinality(last_addresses) BETWEEN 1 AND 5);
 ";
 
+/// Version 7 to 8: webhooks. Each one's delivery state (`Delivery`'s
+/// stored form), changed only by a compare-and-swap under its row lock.
+const UPGRADE_V8: &str = "
+    CREATE TABLE pat_deliveries (
+        sink text PRIMARY KEY,
+        state bytea NOT NULL
+    );
+";
+
 /// The upgrade from version `n - 1` to `n`, for `n` in `2..=SCHEMA_VERSION`.
-const UPGRADES: [&str; 6] = [
-    UPGRADE_V2, UPGRADE_V3, UPGRADE_V4, UPGRADE_V5, UPGRADE_V6, UPGRADE_V7,
+const UPGRADES: [&str; 7] = [
+    UPGRADE_V2, UPGRADE_V3, UPGRADE_V4, UPGRADE_V5, UPGRADE_V6, UPGRADE_V7, UPGRADE_V8,
 ];
 
 /// Creates the schema if the database has none (its tokens to carry

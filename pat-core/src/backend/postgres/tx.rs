@@ -604,6 +604,53 @@ impl Shared {
         Ok(())
     }
 
+    /// Stores `new` as webhook `sink`'s delivery state if it is still
+    /// `expected`, under the row's lock (or, for the first, the key's
+    /// uniqueness): whether it was.
+    pub(super) async fn swap_delivery(
+        &self,
+        sink: &str,
+        expected: Option<&crate::Delivery>,
+        new: &crate::Delivery,
+    ) -> Result<bool, StoreError> {
+        let mut writer = self.writer().await?;
+        let Some(client) = writer.as_mut() else {
+            return Err(PgError::Stopped.into());
+        };
+        let run = async {
+            let txn = begin(client).await.map_err(PgError::Db)?;
+            let stored: Option<Vec<u8>> = txn
+                .query_opt(
+                    "SELECT state FROM pat_deliveries WHERE sink = $1 FOR UPDATE",
+                    &[&sink],
+                )
+                .await
+                .map_err(PgError::Db)?
+                .map(|r| r.get(0));
+            let Some(bytes) = crate::model::delivery::swap(stored.as_deref(), expected, new)
+                .map_err(PgError::Data)?
+            else {
+                return Ok(false);
+            };
+            let sql = if stored.is_some() {
+                "UPDATE pat_deliveries SET state = $2 WHERE sink = $1"
+            } else {
+                // Another replica may insert first: then this one lost.
+                "INSERT INTO pat_deliveries (sink, state) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+            };
+            let n = txn
+                .execute(sql, &[&sink, &bytes])
+                .await
+                .map_err(PgError::Db)?;
+            txn.commit().await.map_err(PgError::Db)?;
+            Ok::<_, StoreError>(n == 1)
+        };
+        match tokio::time::timeout(self.timeout, run).await {
+            Ok(r) => r,
+            Err(_) => Err(PgError::Timeout.into()),
+        }
+    }
+
     /// Replaces the policy's rows in one transaction.
     pub(super) async fn set_policy(&self, policy: Policy, actor: &str) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;

@@ -6,8 +6,8 @@ use redb::{ReadableDatabase, ReadableTable, TableError, WriteTransaction};
 
 use super::tx::RedbTx;
 use super::{
-    AUDIT, BY_ID, BY_USER, Inner, META, PREFIXES, RETIRED, RETIRED_BY_ID, Store, TOKENS, audit_in,
-    codec, corrupt, storage,
+    AUDIT, BY_ID, BY_USER, DELIVERIES, Inner, META, PREFIXES, RETIRED, RETIRED_BY_ID, Store,
+    TOKENS, audit_in, codec, corrupt, storage,
 };
 use crate::backend::admin::Admin;
 use crate::backend::block_on::run_ready;
@@ -467,6 +467,45 @@ impl Admin for Store {
             events.extend(crate::Event::from_audit(&e.at_seq(k.value() + 1)));
         }
         Ok(events)
+    }
+
+    fn deliveries(&self) -> Result<Vec<(String, crate::Delivery)>, StoreError> {
+        let txn = self.inner.db.begin_read().map_err(storage)?;
+        let table = match txn.open_table(DELIVERIES) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(storage(e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(storage)? {
+            let (k, v) = entry.map_err(storage)?;
+            let d = crate::Delivery::decode(v.value()).map_err(corrupt)?;
+            out.push((k.value().to_owned(), d));
+        }
+        Ok(out)
+    }
+
+    fn swap_delivery(
+        &self,
+        sink: &str,
+        expected: Option<&crate::Delivery>,
+        new: &crate::Delivery,
+    ) -> Result<bool, StoreError> {
+        crate::model::delivery::check_sink(sink).map_err(StoreError::BadWebhook)?;
+        self.inner.write(|txn| {
+            let mut table = txn.open_table(DELIVERIES).map_err(storage)?;
+            let stored = table
+                .get(sink)
+                .map_err(storage)?
+                .map(|v| v.value().to_vec());
+            let Some(bytes) =
+                crate::model::delivery::swap(stored.as_deref(), expected, new).map_err(corrupt)?
+            else {
+                return Ok(false);
+            };
+            table.insert(sink, bytes.as_slice()).map_err(storage)?;
+            Ok(true)
+        })
     }
 
     fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn Admin + 'a> {

@@ -67,6 +67,9 @@ const RETIRED: TableDefinition<'_, [u8; 32], (u64, u64)> = TableDefinition::new(
 /// The audit log: sequence number -> entry (see `codec::encode_audit`).
 /// Created by the first entry.
 const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("pat_audit");
+/// Webhook name -> its delivery state (`Delivery`'s stored form). A table
+/// an earlier build neither has nor reads: adding it changes no format.
+const DELIVERIES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("pat_deliveries");
 /// User -> public ids.
 const BY_USER: MultimapTableDefinition<'_, &str, u64> = MultimapTableDefinition::new("pat_by_user");
 /// Parent id -> the ids of the tokens made with it (format 2).

@@ -12,7 +12,7 @@ use crate::{
 };
 
 use super::audit::{audit_log, find_without_use};
-use super::events::event_stream;
+use super::events::{delivery_state, event_stream};
 use super::harness::{MIN, at, auth, create, hard, sliding};
 use super::rotation::{
     policy_limits, rotation_at_once, rotation_keeps_record, rotation_restarts_expiry,
@@ -147,6 +147,10 @@ pub const CASES: &[(&str, Case)] = &[
     (
         "each change to a token is one event, in commit order, read on without a gap",
         event_stream,
+    ),
+    (
+        "a webhook's delivery state changes only by compare-and-swap",
+        delivery_state,
     ),
     (
         "find answers what a secret stands for and records no use",

@@ -294,6 +294,23 @@ impl Admin for AdminClient {
         }
     }
 
+    fn deliveries(&self) -> Result<Vec<(String, crate::Delivery)>, StoreError> {
+        match self.call(&Request::Deliveries)? {
+            Reply::Deliveries(all) => Ok(all),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn resend_event(&self, sink: &str, seq: u64) -> Result<bool, StoreError> {
+        match self.call(&Request::Resend {
+            sink: sink.to_owned(),
+            seq,
+        })? {
+            Reply::Count(found) => Ok(found == 1),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
     /// The service records the changes made through its socket as done by
     /// the peer's uid, which the kernel vouches for; a name claimed here
     /// would prove nothing, so `actor` is not sent.

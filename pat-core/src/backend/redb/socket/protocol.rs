@@ -28,7 +28,7 @@ use crate::model::token::{TokenDigest, TokenId, TokenSecret};
 /// rotations, the grace and reuse policy, descendants; 3: named
 /// permissions in a creation and the catalog's operations; 4: disabling
 /// and enabling tokens, metadata in a creation, records of version 5; 5:
-/// each audit entry's place in the log).
+/// each audit entry's place in the log, webhook deliveries).
 pub(crate) const PROTOCOL_VERSION: u8 = 5;
 /// Largest request frame a server reads.
 pub(crate) const MAX_REQUEST: usize = 64 * 1024;
@@ -82,6 +82,11 @@ pub(crate) enum Request {
     },
     Disable(TokenId),
     Enable(TokenId),
+    Deliveries,
+    Resend {
+        sink: String,
+        seq: u64,
+    },
 }
 
 /// A successful answer.
@@ -98,6 +103,7 @@ pub(crate) enum Reply {
     Prefixes(Vec<Prefix>),
     Permissions(Vec<PermissionDef>),
     Removal(PermissionRemoval),
+    Deliveries(Vec<(String, crate::Delivery)>),
 }
 
 /// A failed operation, as the client will report it.
@@ -307,6 +313,12 @@ impl Request {
                 out.push(19);
                 put_u64(&mut out, id.as_u64());
             }
+            Request::Deliveries => out.push(20),
+            Request::Resend { sink, seq } => {
+                out.push(21);
+                put_str(&mut out, sink);
+                put_u64(&mut out, *seq);
+            }
             Request::SetPrefix(prefix) => {
                 out.push(14);
                 put_str(&mut out, prefix.as_str());
@@ -428,6 +440,11 @@ impl Request {
             },
             18 => Request::Disable(TokenId::from_u64(r.u64("id")?)),
             19 => Request::Enable(TokenId::from_u64(r.u64("id")?)),
+            20 => Request::Deliveries,
+            21 => Request::Resend {
+                sink: r.string("webhook")?,
+                seq: r.u64("event")?,
+            },
             10 => {
                 let since = r.timestamp("since")?;
                 let user = match r.u8("user flag")? {
@@ -558,6 +575,16 @@ pub(crate) fn encode_reply(reply: &Result<Reply, Failure>) -> Vec<u8> {
                     out.push(9);
                     put_permissions(&mut out, defs);
                 }
+                Reply::Deliveries(all) => {
+                    out.push(11);
+                    out.extend_from_slice(&(all.len() as u32).to_le_bytes());
+                    for (name, d) in all {
+                        put_str(&mut out, name);
+                        let state = d.encode();
+                        out.extend_from_slice(&(state.len() as u32).to_le_bytes());
+                        out.extend_from_slice(&state);
+                    }
+                }
                 Reply::Removal(removal) => {
                     out.push(10);
                     put_u64(&mut out, removal.narrowed as u64);
@@ -646,6 +673,17 @@ pub(crate) fn decode_reply(body: &[u8]) -> Result<Result<Reply, Failure>, String
             Ok(Reply::Prefixes(prefixes))
         }
         (0, 9) => Ok(Reply::Permissions(read_permissions(&mut r)?)),
+        (0, 11) => {
+            let n = r.u32("count")? as usize;
+            let mut all = Vec::with_capacity(n.min(r.0.len() / 8));
+            for _ in 0..n {
+                let name = r.string("webhook")?;
+                let len = r.u32("state length")? as usize;
+                let state = crate::Delivery::decode(r.take(len, "delivery state")?)?;
+                all.push((name, state));
+            }
+            Ok(Reply::Deliveries(all))
+        }
         (0, 10) => Ok(Reply::Removal(PermissionRemoval::new(
             r.u64("narrowed")? as usize,
             r.u64("revoked")? as usize,
@@ -754,6 +792,11 @@ mod tests {
             Request::GetPrefixes,
             Request::Disable(TokenId::from_u64(12)),
             Request::Enable(TokenId::from_u64(13)),
+            Request::Deliveries,
+            Request::Resend {
+                sink: "https://hooks.example/pat".into(),
+                seq: 42,
+            },
             Request::SetPrefix("acme".parse().unwrap()),
             Request::SetPolicy(Policy::NONE),
             Request::SetPolicy(
@@ -788,6 +831,40 @@ mod tests {
             one + 1_000_000 * per_token < MAX_REPLY / 4,
             "{per_token} bytes per token"
         );
+    }
+
+    #[test]
+    fn audit_places_and_deliveries_cross_the_socket() {
+        let at = Timestamp::from_unix_secs(1_800_000_000).unwrap();
+        let entry = AuditEntry::new(
+            at,
+            crate::AuditAction::Create,
+            Some(TokenId::from_u64(3)),
+            "alice",
+            "root",
+            "ok",
+        )
+        .at_seq(77);
+        let Ok(Reply::Audit(back)) =
+            decode_reply(&encode_reply(&Ok(Reply::Audit(vec![entry.clone()])))).unwrap()
+        else {
+            panic!("not an audit reply")
+        };
+        assert_eq!(back, std::slice::from_ref(&entry));
+        let event = crate::Event::from_audit(&entry).unwrap();
+        let (state, _) = crate::Delivery::default().failed_attempt(
+            &event,
+            "503",
+            at,
+            &crate::RetryPolicy::default(),
+        );
+        let all = vec![("https://hooks.example/a".to_owned(), state)];
+        let Ok(Reply::Deliveries(back)) =
+            decode_reply(&encode_reply(&Ok(Reply::Deliveries(all.clone())))).unwrap()
+        else {
+            panic!("not a deliveries reply")
+        };
+        assert_eq!(back, all);
     }
 
     #[test]

@@ -407,6 +407,10 @@ fn dispatch(inner: &Arc<Inner>, req: Request, peer: u32) -> Result<Reply, Failur
             .and_then(|()| store.policy())
             .map(Reply::Policy),
         Request::Audit { since, user } => store.audit(since, user.as_deref()).map(Reply::Audit),
+        Request::Deliveries => store.deliveries().map(Reply::Deliveries),
+        Request::Resend { sink, seq } => store
+            .resend_event(&sink, seq)
+            .map(|found| Reply::Count(u64::from(found))),
     };
     result.map_err(|e| match e {
         StoreError::NotFound(id) => Failure::NotFound(id),
