@@ -60,6 +60,9 @@ pub use pat_core;
 #[cfg(feature = "remote")]
 #[doc(no_inline)]
 pub use pat_core::remote;
+#[cfg(feature = "webhooks")]
+#[doc(no_inline)]
+pub use pat_core::webhook;
 #[doc(no_inline)]
 pub use pat_core::{
     Admin, Cidr, ExpiryPolicy, Identity, IntoVerifier, MemoryStore, MissingIdentity, NewToken,

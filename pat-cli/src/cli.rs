@@ -104,6 +104,21 @@ pub(crate) enum Command {
         json: bool,
     },
 
+    /// Show the token events (created, rotated, revoked with its cause,
+    /// disabled, enabled, replayed), oldest first, or the events webhooks
+    /// gave up with `--failed`, or send one of those again.
+    ///
+    /// Each event has a place in the store's log (`evt_SEQ`); `--after SEQ`
+    /// reads on from an event already seen, as a program would. A webhook
+    /// gives an event up when its retries failed for a day (a reference
+    /// server's `--webhook-give-up`), keeps it, and goes on with the next.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Examples:\n  pat-cli events --after 120 --json\n  pat-cli events --failed\n  \
+                      pat-cli events resend evt_131"
+    )]
+    Events(EventsCommand),
+
     /// Create a new store, with its own token prefix.
     ///
     /// Every token of the store reads PREFIX_…, so that secret scanners
@@ -179,6 +194,45 @@ pub(crate) struct PrefixCommand {
 
     #[command(subcommand)]
     pub(crate) action: Option<PrefixAction>,
+}
+
+/// `pat-cli events [...]`.
+#[derive(Debug, Args)]
+pub(crate) struct EventsCommand {
+    #[command(subcommand)]
+    pub(crate) action: Option<EventsAction>,
+    /// Only events after this place (the SEQ of `evt_SEQ`).
+    #[arg(
+        long,
+        value_name = "SEQ",
+        default_value_t = 0,
+        conflicts_with = "failed"
+    )]
+    pub(crate) after: u64,
+    /// At most this many events.
+    #[arg(long, value_name = "N", default_value_t = 1000, conflicts_with = "failed",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) limit: u64,
+    /// The events webhooks gave up, with their last error, instead.
+    #[arg(long)]
+    pub(crate) failed: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EventsAction {
+    /// Send a failed event again: the running service delivering the
+    /// webhook sends it next.
+    Resend {
+        /// The event: `evt_SEQ` (or SEQ), as `events --failed` shows it.
+        #[arg(value_name = "EVENT", value_parser = event_seq)]
+        event: u64,
+        /// The webhook that gave it up [default: every one that did].
+        #[arg(long, value_name = "NAME")]
+        webhook: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -544,6 +598,20 @@ fn scope(s: &str) -> std::result::Result<TokenScope, pat_core::ParseScopeError> 
     s.parse()
 }
 
+fn event_seq(s: &str) -> std::result::Result<u64, String> {
+    s.strip_prefix("evt_")
+        .unwrap_or(s)
+        .parse::<u64>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            format!(
+                "`{}` is not an event: give evt_SEQ or SEQ, SEQ a whole number from 1",
+                pat_core::printable(s)
+            )
+        })
+}
+
 fn token_id(s: &str) -> std::result::Result<TokenId, pat_core::ParseTokenIdError> {
     s.parse()
 }
@@ -560,6 +628,7 @@ impl Cli {
             Command::Audit { since, user, json } => {
                 token::audit(&self.db, since, user.as_deref(), json)
             }
+            Command::Events(cmd) => token::events(&self.db, cmd),
             Command::Init { prefix } => token::init(&self.db, prefix),
             Command::Prefix(cmd) => token::prefixes(&self.db, cmd),
             Command::Scopes(cmd) => token::scopes(&self.db, cmd),

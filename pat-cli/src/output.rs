@@ -262,6 +262,102 @@ pub(crate) fn write_audit_human(out: &mut impl Write, entries: &[AuditEntry]) ->
     })
 }
 
+/// `pat-cli events --json`: one array of the bodies webhooks get.
+pub(crate) fn write_events_json(
+    out: &mut impl Write,
+    events: &[pat_core::Event],
+) -> io::Result<()> {
+    out.write_all(b"[")?;
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        out.write_all(e.to_json().as_bytes())?;
+    }
+    out.write_all(b"]\n")
+}
+
+/// `pat-cli events`: a table, names escaped for the terminal.
+pub(crate) fn write_events_human(
+    out: &mut impl Write,
+    events: &[pat_core::Event],
+) -> io::Result<()> {
+    if events.is_empty() {
+        return out.write_all(b"no events\n");
+    }
+    let header = ["EVENT", "AT", "TYPE", "TOKEN", "USER", "ACTOR", "CAUSE"];
+    write_table(out, header, events, |e| {
+        [
+            e.id(),
+            e.at.to_string(),
+            e.kind.as_str().to_owned(),
+            e.token_id.to_string(),
+            printable(&e.user).into_owned(),
+            printable(&e.actor).into_owned(),
+            e.cause.map_or("-", |c| c.as_str()).to_owned(),
+        ]
+    })
+}
+
+/// The failed events of every webhook, as (webhook, event) rows.
+fn failed_rows(all: &[(String, pat_core::Delivery)]) -> Vec<(&str, &pat_core::FailedEvent)> {
+    all.iter()
+        .flat_map(|(name, d)| d.failed.iter().map(move |f| (name.as_str(), f)))
+        .collect()
+}
+
+/// `pat-cli events --failed --json`.
+pub(crate) fn write_failed_json(
+    out: &mut impl Write,
+    all: &[(String, pat_core::Delivery)],
+) -> io::Result<()> {
+    let rows: Vec<Value> = failed_rows(all)
+        .into_iter()
+        .map(|(name, f)| {
+            let event: Value = serde_json::from_str(&f.body).unwrap_or(Value::Null);
+            json!({
+                "webhook": name,
+                "event": event,
+                "attempts": f.attempts,
+                "failed_at": f.failed_at.to_string(),
+                "error": f.error,
+                "resend": f.resend,
+            })
+        })
+        .collect();
+    serde_json::to_writer(&mut *out, &rows)?;
+    out.write_all(b"\n")
+}
+
+/// `pat-cli events --failed`: a table, names escaped for the terminal.
+pub(crate) fn write_failed_human(
+    out: &mut impl Write,
+    all: &[(String, pat_core::Delivery)],
+) -> io::Result<()> {
+    let rows = failed_rows(all);
+    if rows.is_empty() {
+        return out.write_all(b"no failed events\n");
+    }
+    let header = ["WEBHOOK", "EVENT", "TYPE", "ATTEMPTS", "FAILED", "ERROR"];
+    write_table(out, header, &rows, |(name, f)| {
+        let event: Value = serde_json::from_str(&f.body).unwrap_or(Value::Null);
+        let field =
+            |k: &str| printable(event.get(k).and_then(Value::as_str).unwrap_or("?")).into_owned();
+        [
+            printable(name).into_owned(),
+            field("id"),
+            field("type"),
+            f.attempts.to_string(),
+            f.failed_at.to_string(),
+            if f.resend {
+                format!("{} (to be sent again)", printable(&f.error))
+            } else {
+                printable(&f.error).into_owned()
+            },
+        ]
+    })
+}
+
 /// Writes an aligned table: the column widths from a first pass over
 /// `items`, then the header and each row, built again and dropped in turn,
 /// so a table of a million rows is never held in memory.

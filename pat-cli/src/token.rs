@@ -336,6 +336,52 @@ pub(crate) fn audit(
     }
 }
 
+/// `pat-cli events [--after SEQ] [--failed] [--json]` and `pat-cli events
+/// resend EVENT`.
+pub(crate) fn events(db: &Path, cmd: crate::cli::EventsCommand) -> Result {
+    let store = connect(db, true)?;
+    if let Some(crate::cli::EventsAction::Resend { event, webhook }) = cmd.action {
+        let names: Vec<String> = match webhook {
+            Some(name) => vec![name],
+            None => store.deliveries()?.into_iter().map(|(n, _)| n).collect(),
+        };
+        let mut marked = 0;
+        for name in &names {
+            if store.resend_event(name, event)? {
+                println!("evt_{event} will be sent again to {}", printable(name));
+                marked += 1;
+            }
+        }
+        if marked == 0 {
+            return Err(
+                format!("no webhook gave up evt_{event} (see `pat-cli events --failed`)").into(),
+            );
+        }
+        return Ok(());
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = if cmd.failed {
+        let all = store.deliveries()?;
+        if cmd.json {
+            output::write_failed_json(&mut out, &all)
+        } else {
+            output::write_failed_human(&mut out, &all)
+        }
+    } else {
+        let limit = usize::try_from(cmd.limit).unwrap_or(usize::MAX);
+        let events = store.events(cmd.after, limit)?;
+        if cmd.json {
+            output::write_events_json(&mut out, &events)
+        } else {
+            output::write_events_human(&mut out, &events)
+        }
+    };
+    match written.and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// `pat-cli policy [--json]` and `pat-cli policy set ...`
 pub(crate) fn policy(db: &Path, cmd: PolicyCommand) -> Result {
     let (store, json) = match cmd.action {

@@ -100,6 +100,8 @@ pub mod metrics;
 mod model;
 mod routes;
 mod testing;
+#[cfg(feature = "webhooks")]
+pub mod webhook;
 
 // The public modules, at the root as they always were.
 pub use backend::authority;

@@ -92,6 +92,8 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Before the store and the gate: they take their handles when built.
     let metrics = std::sync::Arc::new(server::Metrics::install(&args)?);
     let backend = args.backend()?;
+    // Delivering until the server exits.
+    let _webhooks = args.webhooks(backend.admin())?;
     let store = backend.verifier();
     let share = args.share()?;
     let gate = args.gate(store.clone());

@@ -91,6 +91,9 @@ mod self_service;
 #[cfg(feature = "remote")]
 #[doc(no_inline)]
 pub use pat_core::remote;
+#[cfg(feature = "webhooks")]
+#[doc(no_inline)]
+pub use pat_core::webhook;
 #[doc(no_inline)]
 pub use pat_core::{
     Admin, Cidr, ExpiryPolicy, Identity, IntoVerifier, MemoryStore, NewToken, NodeId, Perm,

@@ -74,6 +74,26 @@ pub(crate) struct Args {
     /// Revocation API at `/gitlab/v1/…` [default: none, not served].
     #[arg(long, value_name = "PATH")]
     pub(crate) gitlab_secret_file: Option<PathBuf>,
+    /// A URL to POST every token event to, signed (repeatable; https, or
+    /// http to a loopback address); see `pat_core::webhook`. Every replica
+    /// may name the same: one at a time delivers [default: none].
+    #[arg(long = "webhook", value_name = "URL", requires = "webhook_secret_file")]
+    pub(crate) webhooks: Vec<String>,
+    /// A file holding the webhooks' signing secret (at least 16 bytes;
+    /// a final newline is not part of it).
+    #[arg(long, value_name = "PATH", requires = "webhooks")]
+    pub(crate) webhook_secret_file: Option<PathBuf>,
+    /// How long one webhook delivery attempt may take; a replica's lease
+    /// on a webhook lasts three times this.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = pat_core::parse_duration)]
+    pub(crate) webhook_timeout: std::time::Duration,
+    /// The longest wait between two attempts at a failing event.
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = pat_core::parse_duration)]
+    pub(crate) webhook_retry_max: std::time::Duration,
+    /// How long a failing event is retried before it is kept as failed
+    /// (`pat-cli events --failed`).
+    #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = pat_core::parse_duration)]
+    pub(crate) webhook_give_up: std::time::Duration,
 }
 
 /// `GET /metrics`: the Prometheus text of what pat counted, for the users
@@ -200,6 +220,40 @@ impl Args {
         let api = pat_core::gitlab_revocation::TokenRevocation::new(admin, &secret)
             .map_err(|e| format!("--gitlab-secret-file `{shown}`: {e}"))?;
         Ok(Some(api.trusted_proxies(self.trusted())))
+    }
+
+    /// The deliverers of `--webhook`, over `admin`: delivering until
+    /// dropped.
+    pub(crate) fn webhooks(
+        &self,
+        admin: std::sync::Arc<dyn pat_core::Admin + Send + Sync>,
+    ) -> Result<Vec<pat_core::webhook::Deliverer>, String> {
+        let Some(path) = &self.webhook_secret_file else {
+            return Ok(Vec::new());
+        };
+        let shown = pat_core::printable(&path.to_string_lossy()).into_owned();
+        let mut secret =
+            std::fs::read(path).map_err(|e| format!("--webhook-secret-file `{shown}`: {e}"))?;
+        if secret.last() == Some(&b'\n') {
+            secret.pop();
+        }
+        let retry = pat_core::RetryPolicy::new(
+            std::time::Duration::from_secs(1).min(self.webhook_retry_max),
+            self.webhook_retry_max,
+            self.webhook_give_up,
+        );
+        self.webhooks
+            .iter()
+            .map(|url| {
+                let shown = pat_core::printable(url).into_owned();
+                pat_core::webhook::Webhook::new(url, secret.clone())
+                    .map_err(|e| format!("--webhook `{shown}`: {e}"))?
+                    .timeout(self.webhook_timeout)
+                    .retry(retry)
+                    .start(admin.clone())
+                    .map_err(|e| format!("--webhook `{shown}`: {e}"))
+            })
+            .collect()
     }
 
     /// The leak-report route's decisions over `admin`, behind the trusted

@@ -155,7 +155,7 @@ impl RemoteVerifierBuilder {
 }
 
 /// A checked endpoint: absolute, http(s), plain only where allowed.
-pub(super) fn checked_url(url: &str, allow_plain_http: bool) -> Result<reqwest::Url, RemoteError> {
+pub(crate) fn checked_url(url: &str, allow_plain_http: bool) -> Result<reqwest::Url, RemoteError> {
     let bad = |reason: &str| RemoteError::Url {
         url: url.to_owned(),
         reason: reason.to_owned(),

@@ -76,6 +76,8 @@ mod builder;
 mod wire;
 
 pub use self::builder::RemoteVerifierBuilder;
+#[cfg(feature = "webhooks")]
+pub(crate) use self::builder::checked_url;
 use self::wire::{form_encode, parse_answer};
 
 use std::collections::HashMap;
