@@ -82,6 +82,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let backend = args.backend()?;
     // Delivering until the server exits.
     let _webhooks = args.webhooks(backend.admin())?;
+    args.expiry_notices(backend.admin())?;
     let store = backend.verifier();
     let share = args.share()?;
     let gate = args.gate(store.clone());

@@ -437,10 +437,11 @@ pub enum StoreError {
     /// a quota is refused rather than let through uncounted.
     #[error("this backend keeps no use quotas")]
     NoQuotas,
-    /// The backend keeps no webhook delivery state (it does not implement
-    /// [`Admin::swap_delivery`](crate::Admin::swap_delivery)).
-    #[error("this backend keeps no webhook delivery state")]
-    NoDeliveries,
+    /// The backend keeps no webhook delivery state or expiry notices (it
+    /// does not implement [`Admin::swap_delivery`](crate::Admin::swap_delivery)
+    /// or [`Admin::record_notices`](crate::Admin::record_notices)).
+    #[error("this backend keeps no webhook delivery state or expiry notices")]
+    NoEventState,
     /// A webhook's name is empty, too long or holds a control character.
     #[error("{0}")]
     BadWebhook(String),

@@ -169,6 +169,7 @@ pub use model::metadata::{
     MAX_META_ENTRIES, MAX_META_KEY_LEN, MAX_META_LEN, MAX_META_VALUE_LEN, MetaEntry, Metadata,
     MetadataError,
 };
+pub use model::notice::{DEFAULT_NOTICE_DAYS, EXPIRED_NOTICE_WINDOW, Notice};
 pub use model::permission::{
     Catalog, CatalogError, MAX_CATALOG_LEN, MAX_DESCRIPTION_LEN, MAX_IMPLIES, MAX_PERMISSION_LEN,
     ParsePermissionError, Permission, PermissionDef, PermissionRemoval,

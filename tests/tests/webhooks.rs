@@ -505,3 +505,88 @@ fn two_postgres_replicas_deliver_each_event_one_at_a_time() {
     assert_eq!(delivered, made);
     drop(other);
 }
+
+#[test]
+fn a_server_with_expiry_notices_sends_the_threshold_a_token_is_within() {
+    let w = Workdir::new();
+    let secret = secret_file(w.path());
+    let r = Receiver::start(Duration::ZERO);
+    let url = r.url();
+    let extra = ["--expiry-notices", "--expiry-notice-interval", "1s"];
+    let server = Server::start(ServerKind::Axum, &w.db(), &flags(&url, &secret, &extra));
+    let (_, soon) = w.create(&["-u", "alice", "-e", "3d"]);
+    let (_, today) = w.create(&["-u", "bob", "-e", "2h"]);
+    w.create(&["-u", "carol", "-e", "90d"]);
+    w.create(&["-u", "dave", "-a", "10m"]);
+    r.wait_for("two notices", |g| {
+        g.iter().filter(|g| g.kind == "token.expiring").count() >= 2
+    });
+    // A few more sweeps: still one notice each.
+    std::thread::sleep(Duration::from_secs(3));
+    let notices: Vec<(String, u64)> = r
+        .got()
+        .iter()
+        .filter(|g| g.kind == "token.expiring")
+        .map(|g| {
+            (
+                g.body["token_id"].as_str().unwrap().to_owned(),
+                g.body["days"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(
+        notices.contains(&(soon, 7)) && notices.contains(&(today, 0)),
+        "{notices:?}"
+    );
+    check_order(&r);
+    drop(server);
+}
+
+#[test]
+fn expiry_notices_are_written_once_across_postgres_replicas() {
+    let Some(pg) = postgres() else { return };
+    let db = pg.database();
+    let open = || {
+        PgStore::builder()
+            .listen(false)
+            .cache_capacity(0)
+            .connect(&db)
+            .unwrap()
+    };
+    let (a, b) = (Arc::new(open()), Arc::new(open()));
+    let day = Duration::from_secs(86_400);
+    let now = Timestamp::now();
+    for (i, days) in [2u32, 20, 50, 400].into_iter().enumerate() {
+        let new =
+            pat_core::NewToken::new(format!("user{i}"), pat_core::ExpiryPolicy::hard(day * days));
+        a.create(&new, now).unwrap();
+    }
+    // Both replicas sweep at once, again and again.
+    let sweeps: Vec<_> = [a.clone(), b.clone()]
+        .into_iter()
+        .map(|s| {
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|_| {
+                        s.notify_expiring(now, &pat_core::DEFAULT_NOTICE_DAYS)
+                            .unwrap()
+                    })
+                    .sum::<usize>()
+            })
+        })
+        .collect();
+    let written: usize = sweeps.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(written, 3, "the 7-, 30- and 60-day notices, once each");
+    let days: Vec<u32> = a
+        .events(0, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == pat_core::EventKind::Expiring)
+        .map(|e| e.days.unwrap())
+        .collect();
+    assert_eq!(days.len(), 3);
+    for d in [7, 30, 60] {
+        assert!(days.contains(&d), "{days:?}");
+    }
+}

@@ -239,7 +239,7 @@ pub trait Admin {
     /// `expected` (`None`: none stored yet), durably: whether it was. The
     /// one way the state changes, so that two processes delivering the
     /// same webhook (two replicas) never both move it. The default, for a
-    /// backend that keeps none, refuses ([`StoreError::NoDeliveries`]).
+    /// backend that keeps none, refuses ([`StoreError::NoEventState`]).
     fn swap_delivery(
         &self,
         sink: &str,
@@ -247,7 +247,7 @@ pub trait Admin {
         new: &crate::Delivery,
     ) -> Result<bool, StoreError> {
         let _ = (sink, expected, new);
-        Err(StoreError::NoDeliveries)
+        Err(StoreError::NoEventState)
     }
 
     /// Marks event `seq`, given up by webhook `sink`, to be sent again by
@@ -266,6 +266,35 @@ pub trait Admin {
                 return Ok(true);
             }
         }
+    }
+
+    /// Writes the expiry notices due at `now` under thresholds `days`
+    /// ([`Notice::due`](crate::Notice::due); [`DEFAULT_NOTICE_DAYS`](crate::DEFAULT_NOTICE_DAYS)),
+    /// each once per token, threshold and deadline however often this
+    /// runs, on however many replicas: audit entries, so `token.expiring`
+    /// and `token.expired` events. Returns how many were new. A service
+    /// runs it now and then (the reference servers: `--expiry-notices`);
+    /// `now` is the caller's clock, so tests can move it. It reads every
+    /// token.
+    fn notify_expiring(&self, now: Timestamp, days: &[u32]) -> Result<usize, StoreError> {
+        let due: Vec<crate::Notice> = self
+            .list(None, true, now)?
+            .iter()
+            .filter_map(|info| crate::Notice::due(info, now, days))
+            .collect();
+        if due.is_empty() {
+            return Ok(0);
+        }
+        self.record_notices(&due)
+    }
+
+    /// Appends each of `notices` to the audit log unless a notice of the
+    /// same [`key`](crate::Notice::key) was appended before, durably and
+    /// all at once: how many were. The default, for a backend that keeps
+    /// none, refuses ([`StoreError::NoEventState`]).
+    fn record_notices(&self, notices: &[crate::Notice]) -> Result<usize, StoreError> {
+        let _ = notices;
+        Err(StoreError::NoEventState)
     }
 
     /// This store, with the changes made through the returned handle
@@ -367,6 +396,12 @@ impl<T: Admin + ?Sized> Admin for &T {
     }
     fn resend_event(&self, sink: &str, seq: u64) -> Result<bool, StoreError> {
         (**self).resend_event(sink, seq)
+    }
+    fn notify_expiring(&self, now: Timestamp, days: &[u32]) -> Result<usize, StoreError> {
+        (**self).notify_expiring(now, days)
+    }
+    fn record_notices(&self, notices: &[crate::Notice]) -> Result<usize, StoreError> {
+        (**self).record_notices(notices)
     }
     fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn Admin + 'a> {
         (**self).acting_as(actor)

@@ -71,6 +71,8 @@ struct State {
     audit_seq: u64,
     /// Each webhook's delivery state, as stored.
     deliveries: BTreeMap<String, Vec<u8>>,
+    /// The keys of the expiry notices written, with their tokens.
+    notices: HashMap<String, TokenId>,
     /// Tokens reuse detection refuses until [`Verifier::flush`] revokes
     /// their families (as the cached backends do, so that every backend
     /// behaves alike).
@@ -160,6 +162,8 @@ impl State {
     fn prune_retired(&mut self) {
         let by_id = &self.by_id;
         self.retired.retain(|_, (id, _)| by_id.contains_key(id));
+        // A token gone gets no more notices.
+        self.notices.retain(|_, id| by_id.contains_key(id));
     }
 
     fn remove_where(&mut self, doomed: impl Fn(&TokenInfo) -> bool) -> usize {
@@ -692,6 +696,20 @@ impl Admin for MemoryStore {
             }
             None => Ok(false),
         }
+    }
+
+    fn record_notices(&self, notices: &[crate::Notice]) -> Result<usize, StoreError> {
+        let mut state = self.state();
+        let mut n = 0;
+        for notice in notices {
+            let entry = notice.entry();
+            let id = entry.token_id.unwrap_or(TokenId::from_u64(0));
+            if state.notices.insert(notice.key(), id).is_none() {
+                state.append(entry.clone());
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn Admin + 'a> {

@@ -53,10 +53,17 @@ pub enum AuditAction {
     /// A disabled token was enabled again, with the descendants its
     /// disabling had reached.
     Enable,
+    /// A token's latest deadline came within a notice threshold (the
+    /// outcome names it: `7 days before 2027-01-08T00:00:00Z`); once per
+    /// token, threshold and deadline ([`Admin::notify_expiring`](crate::Admin::notify_expiring)).
+    Expiring,
+    /// A token reached its latest deadline (`at 2027-01-08T00:00:00Z`);
+    /// once per token and deadline.
+    Expired,
 }
 
 impl AuditAction {
-    const ALL: [AuditAction; 14] = [
+    const ALL: [AuditAction; 16] = [
         AuditAction::Create,
         AuditAction::Rotate,
         AuditAction::Revoke,
@@ -71,6 +78,8 @@ impl AuditAction {
         AuditAction::LosePermission,
         AuditAction::Disable,
         AuditAction::Enable,
+        AuditAction::Expiring,
+        AuditAction::Expired,
     ];
 
     /// Its name in listings and storage (`revoke_user`, ...).
@@ -90,6 +99,8 @@ impl AuditAction {
             AuditAction::LosePermission => "lose_permission",
             AuditAction::Disable => "disable",
             AuditAction::Enable => "enable",
+            AuditAction::Expiring => "expiring",
+            AuditAction::Expired => "expired",
         }
     }
 

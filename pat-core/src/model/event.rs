@@ -38,6 +38,11 @@ pub enum EventKind {
     /// A secret a rotation replaced was presented after its grace: it may
     /// have been stolen.
     Replayed,
+    /// A token's latest deadline is within a notice threshold
+    /// ([`Event::days`], [`Event::expires_at`]).
+    Expiring,
+    /// A token reached its latest deadline ([`Event::expires_at`]).
+    Expired,
 }
 
 impl EventKind {
@@ -50,6 +55,8 @@ impl EventKind {
             EventKind::Disabled => "token.disabled",
             EventKind::Enabled => "token.enabled",
             EventKind::Replayed => "token.replayed",
+            EventKind::Expiring => "token.expiring",
+            EventKind::Expired => "token.expired",
         }
     }
 }
@@ -137,12 +144,17 @@ pub struct Event {
     pub actor: String,
     /// Why, for [`EventKind::Revoked`].
     pub cause: Option<RevokeCause>,
+    /// The threshold crossed, in days, for [`EventKind::Expiring`] (0: the
+    /// last day).
+    pub days: Option<u32>,
+    /// The deadline, for [`EventKind::Expiring`] and [`EventKind::Expired`].
+    pub expires_at: Option<Timestamp>,
 }
 
 impl Event {
     /// The event `entry` records, if it is one: the entries of a token's
-    /// creation, rotation, revocation, disabling, enabling and replayed
-    /// secret. A revocation of a user's tokens is one event per token.
+    /// creation, rotation, revocation, disabling, enabling, replayed
+    /// secret and expiry notices. A revocation of a user's tokens is one event per token.
     pub fn from_audit(entry: &AuditEntry) -> Option<Event> {
         let kind = match entry.action {
             AuditAction::Create => EventKind::Created,
@@ -151,8 +163,11 @@ impl Event {
             AuditAction::Disable => EventKind::Disabled,
             AuditAction::Enable => EventKind::Enabled,
             AuditAction::ReplayedSecret => EventKind::Replayed,
+            AuditAction::Expiring => EventKind::Expiring,
+            AuditAction::Expired => EventKind::Expired,
             _ => return None,
         };
+        let (days, expires_at) = crate::model::notice::parse_outcome(entry.action, &entry.outcome);
         Some(Event {
             seq: entry.seq,
             at: entry.at,
@@ -161,6 +176,8 @@ impl Event {
             user: entry.user.clone(),
             actor: entry.actor.clone(),
             cause: (kind == EventKind::Revoked).then(|| RevokeCause::of(entry)),
+            days,
+            expires_at,
         })
     }
 
@@ -170,8 +187,9 @@ impl Event {
     }
 
     /// The JSON a webhook receives:
-    /// `{"id","type","at","token_id","user","actor"[,"cause"]}`, `at` in
-    /// RFC 3339.
+    /// `{"id","type","at","token_id","user","actor"}`, with `"cause"` for a
+    /// revocation, `"days"` and `"expires_at"` for an expiry notice; times
+    /// in RFC 3339.
     pub fn to_json(&self) -> String {
         let mut body = serde_json::json!({
             "id": self.id(),
@@ -183,6 +201,12 @@ impl Event {
         });
         if let Some(cause) = self.cause {
             body["cause"] = cause.as_str().into();
+        }
+        if let Some(days) = self.days {
+            body["days"] = days.into();
+        }
+        if let Some(at) = self.expires_at {
+            body["expires_at"] = at.to_string().into();
         }
         body.to_string()
     }

@@ -7,6 +7,7 @@ pub(crate) mod event;
 pub(crate) mod expiry;
 pub(crate) mod metadata;
 pub(crate) mod network;
+pub(crate) mod notice;
 pub(crate) mod permission;
 pub(crate) mod policy;
 pub(crate) mod prefix;

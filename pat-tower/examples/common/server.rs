@@ -94,6 +94,16 @@ pub(crate) struct Args {
     /// (`pat-cli events --failed`).
     #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = pat_core::parse_duration)]
     pub(crate) webhook_give_up: std::time::Duration,
+    /// Write expiry notices (`token.expiring` 60, 30 and 7 days before a
+    /// token's latest deadline and on its last day, `token.expired` at
+    /// it) into the event stream, once each on every replica [default:
+    /// off].
+    #[arg(long)]
+    pub(crate) expiry_notices: bool,
+    /// How often to look for tokens due an expiry notice.
+    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = pat_core::parse_duration,
+          requires = "expiry_notices")]
+    pub(crate) expiry_notice_interval: std::time::Duration,
 }
 
 /// `GET /metrics`: the Prometheus text of what pat counted, for the users
@@ -254,6 +264,33 @@ impl Args {
                     .map_err(|e| format!("--webhook `{shown}`: {e}"))
             })
             .collect()
+    }
+
+    /// With `--expiry-notices`, a thread writing the notices due every
+    /// `--expiry-notice-interval`, the first at once; it runs until the
+    /// process exits.
+    pub(crate) fn expiry_notices(
+        &self,
+        admin: std::sync::Arc<dyn pat_core::Admin + Send + Sync>,
+    ) -> std::io::Result<()> {
+        if !self.expiry_notices {
+            return Ok(());
+        }
+        let every = self
+            .expiry_notice_interval
+            .max(std::time::Duration::from_secs(1));
+        std::thread::Builder::new()
+            .name("expiry-notices".into())
+            .spawn(move || {
+                loop {
+                    let now = pat_core::Timestamp::now();
+                    if let Err(e) = admin.notify_expiring(now, &pat_core::DEFAULT_NOTICE_DAYS) {
+                        tracing::warn!(error = %pat_core::error_chain(&e), "expiry notices failed");
+                    }
+                    std::thread::sleep(every);
+                }
+            })?;
+        Ok(())
     }
 
     /// The leak-report route's decisions over `admin`, behind the trusted

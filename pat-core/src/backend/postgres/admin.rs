@@ -238,6 +238,14 @@ impl Admin for PgStore {
                     &[],
                 ))
                 .await?;
+            // Nor do they get notices.
+            shared
+                .timed(client.execute(
+                    "DELETE FROM pat_notices n \
+                     WHERE NOT EXISTS (SELECT 1 FROM pat_tokens t WHERE t.id = n.token_id)",
+                    &[],
+                ))
+                .await?;
             let horizon = now
                 .as_unix_secs()
                 .saturating_sub(shared.audit_retention.as_secs()) as i64;
@@ -407,6 +415,12 @@ impl Admin for PgStore {
         let shared = self.shared.clone();
         let (sink, expected, new) = (sink.to_owned(), expected.cloned(), new.clone());
         self.block(async move { shared.swap_delivery(&sink, expected.as_ref(), &new).await })
+    }
+
+    fn record_notices(&self, notices: &[crate::Notice]) -> Result<usize, StoreError> {
+        let shared = self.shared.clone();
+        let notices = notices.to_vec();
+        self.block(async move { shared.record_notices(&notices).await })
     }
 
     fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn Admin + 'a> {

@@ -145,12 +145,18 @@ const UPGRADE_V7: &str = "
                AND cardinality(last_addresses) BETWEEN 1 AND 5);
 ";
 
-/// Version 7 to 8: webhooks. Each one's delivery state (`Delivery`'s
-/// stored form), changed only by a compare-and-swap under its row lock.
+/// Version 7 to 8: events. Each webhook's delivery state (`Delivery`'s
+/// stored form), changed only by a compare-and-swap under its row lock;
+/// the key of each expiry notice written (`Notice::key`), so that each is
+/// written once on every replica.
 const UPGRADE_V8: &str = "
     CREATE TABLE pat_deliveries (
         sink text PRIMARY KEY,
         state bytea NOT NULL
+    );
+    CREATE TABLE pat_notices (
+        key text PRIMARY KEY,
+        token_id bigint NOT NULL
     );
 ";
 

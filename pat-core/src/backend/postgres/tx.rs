@@ -397,7 +397,7 @@ pub(super) async fn begin(
 
 /// The advisory lock every transaction that appends to the audit log holds
 /// from its first entry until it ends ("pat_audi").
-const AUDIT_LOCK: i64 = 0x7061_745f_6175_6469;
+pub(super) const AUDIT_LOCK: i64 = 0x7061_745f_6175_6469;
 
 /// Appends `entry` to the audit log inside `txn`, after taking
 /// [`AUDIT_LOCK`]: the transactions that append commit one at a time, so
@@ -649,6 +649,42 @@ impl Shared {
             Ok(r) => r,
             Err(_) => Err(PgError::Timeout.into()),
         }
+    }
+
+    /// Writes each of `notices` not written before (its key stored), with
+    /// its audit entry, in one transaction: how many were. The audit lock
+    /// first, before any key is inserted, so that a notices transaction
+    /// never holds a key another waits for while it waits for the lock.
+    pub(super) async fn record_notices(
+        &self,
+        notices: &[crate::Notice],
+    ) -> Result<usize, StoreError> {
+        let mut writer = self.writer().await?;
+        let Some(client) = writer.as_mut() else {
+            return Err(PgError::Stopped.into());
+        };
+        let run = async {
+            let txn = begin(client).await?;
+            txn.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])
+                .await?;
+            let mut n = 0;
+            for notice in notices {
+                let id = notice.entry().token_id.map_or(0, |id| id.as_u64() as i64);
+                let inserted = txn
+                    .execute(
+                        "INSERT INTO pat_notices (key, token_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                        &[&notice.key(), &id],
+                    )
+                    .await?;
+                if inserted == 1 {
+                    audit_in(&txn, notice.entry()).await?;
+                    n += 1;
+                }
+            }
+            txn.commit().await?;
+            Ok(n)
+        };
+        self.timed(run).await.map_err(StoreError::from)
     }
 
     /// Replaces the policy's rows in one transaction.

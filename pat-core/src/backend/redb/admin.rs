@@ -6,8 +6,8 @@ use redb::{ReadableDatabase, ReadableTable, TableError, WriteTransaction};
 
 use super::tx::RedbTx;
 use super::{
-    AUDIT, BY_ID, BY_USER, DELIVERIES, Inner, META, PREFIXES, RETIRED, RETIRED_BY_ID, Store,
-    TOKENS, audit_in, codec, corrupt, storage,
+    AUDIT, BY_ID, BY_USER, DELIVERIES, Inner, META, NOTICES, PREFIXES, RETIRED, RETIRED_BY_ID,
+    Store, TOKENS, audit_in, codec, corrupt, storage,
 };
 use crate::backend::admin::Admin;
 use crate::backend::block_on::run_ready;
@@ -91,10 +91,22 @@ impl Inner {
         Ok(())
     }
 
-    /// Drops the retired secrets of tokens that no longer exist: they can
-    /// only ever be refused now, like any unknown token.
+    /// Drops the retired secrets and the expiry notices of tokens that no
+    /// longer exist: the secrets can only ever be refused now, like any
+    /// unknown token, and the tokens get no more notices.
     pub(super) fn prune_retired(txn: &WriteTransaction) -> Result<(), StoreError> {
         let by_id = txn.open_table(BY_ID).map_err(storage)?;
+        let mut notices = txn.open_table(NOTICES).map_err(storage)?;
+        let mut stale = Vec::new();
+        for entry in notices.iter().map_err(storage)? {
+            let (key, id) = entry.map_err(storage)?;
+            if by_id.get(id.value()).map_err(storage)?.is_none() {
+                stale.push(key.value().to_owned());
+            }
+        }
+        for key in stale {
+            notices.remove(key.as_str()).map_err(storage)?;
+        }
         let mut retired = txn.open_table(RETIRED).map_err(storage)?;
         let mut gone = Vec::new();
         for entry in retired.iter().map_err(storage)? {
@@ -505,6 +517,24 @@ impl Admin for Store {
             };
             table.insert(sink, bytes.as_slice()).map_err(storage)?;
             Ok(true)
+        })
+    }
+
+    fn record_notices(&self, notices: &[crate::Notice]) -> Result<usize, StoreError> {
+        self.inner.write(|txn| {
+            let mut written = txn.open_table(NOTICES).map_err(storage)?;
+            let mut n = 0;
+            for notice in notices {
+                let key = notice.key();
+                if written.get(key.as_str()).map_err(storage)?.is_some() {
+                    continue;
+                }
+                let id = notice.entry().token_id.map_or(0, |id| id.as_u64());
+                written.insert(key.as_str(), id).map_err(storage)?;
+                audit_in(txn, notice.entry())?;
+                n += 1;
+            }
+            Ok(n)
         })
     }
 

@@ -70,6 +70,9 @@ const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("pat_audit")
 /// Webhook name -> its delivery state (`Delivery`'s stored form). A table
 /// an earlier build neither has nor reads: adding it changes no format.
 const DELIVERIES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("pat_deliveries");
+/// Expiry notice key (`Notice::key`) -> its token, for each notice written
+/// (a table earlier builds neither have nor read).
+const NOTICES: TableDefinition<'_, &str, u64> = TableDefinition::new("pat_notices");
 /// User -> public ids.
 const BY_USER: MultimapTableDefinition<'_, &str, u64> = MultimapTableDefinition::new("pat_by_user");
 /// Parent id -> the ids of the tokens made with it (format 2).

@@ -12,7 +12,7 @@ use crate::{
 };
 
 use super::audit::{audit_log, find_without_use};
-use super::events::{delivery_state, event_stream};
+use super::events::{delivery_state, event_stream, expiry_notices};
 use super::harness::{MIN, at, auth, create, hard, sliding};
 use super::rotation::{
     policy_limits, rotation_at_once, rotation_keeps_record, rotation_restarts_expiry,
@@ -151,6 +151,10 @@ pub const CASES: &[(&str, Case)] = &[
     (
         "a webhook's delivery state changes only by compare-and-swap",
         delivery_state,
+    ),
+    (
+        "each expiry notice is written once per token, threshold and deadline",
+        expiry_notices,
     ),
     (
         "find answers what a secret stands for and records no use",

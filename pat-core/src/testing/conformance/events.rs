@@ -134,7 +134,7 @@ pub(super) fn delivery_state(b: &dyn Backend) {
     let sink = "https://hooks.example/pat";
     if matches!(
         b.swap_delivery("probe", Some(&Delivery::default()), &Delivery::default()),
-        Err(StoreError::NoDeliveries)
+        Err(StoreError::NoEventState)
     ) {
         // A backend that keeps no delivery state (the default): no webhooks.
         return;
@@ -198,4 +198,64 @@ pub(super) fn delivery_state(b: &dyn Backend) {
             Err(StoreError::BadWebhook(_))
         ));
     }
+}
+
+/// Expiry notices: one per token, threshold and deadline, however often
+/// the sweep runs, as `token.expiring` and `token.expired` events; a new
+/// deadline (a rotation) gets its own.
+pub(super) fn expiry_notices(b: &dyn Backend) {
+    use crate::{DEFAULT_NOTICE_DAYS as DAYS, ExpiryPolicy};
+    const DAY: u64 = 86_400;
+    let t = create(
+        b,
+        &hard("alice", std::time::Duration::from_secs(100 * DAY)),
+        0,
+    );
+    create(b, &super::harness::sliding("bob", MIN, None), 0);
+    let start = b
+        .events(0, 1000)
+        .expect("events")
+        .last()
+        .expect("events")
+        .seq;
+    if let Err(StoreError::NoEventState) = b.record_notices(&[]) {
+        // A backend that keeps no notices (the default).
+        return;
+    }
+    let sweep = |day: u64| Some(b.notify_expiring(at(day * DAY), &DAYS).expect("notify"));
+    let counts: Vec<_> = [39, 40, 40, 41, 71, 71, 93, 99, 100, 101, 107]
+        .into_iter()
+        .map(|d| sweep(d).expect("notify"))
+        .collect();
+    assert_eq!(counts, [0, 1, 0, 0, 1, 0, 1, 1, 1, 0, 0]);
+    let notices = b.events(start, 100).expect("events");
+    let deadline = at(100 * DAY);
+    let rows: Vec<_> = notices
+        .iter()
+        .map(|e| (e.kind, e.token_id, e.days, e.expires_at))
+        .collect();
+    let id = t.info.id;
+    assert_eq!(
+        rows,
+        [
+            (EventKind::Expiring, id, Some(60), Some(deadline)),
+            (EventKind::Expiring, id, Some(30), Some(deadline)),
+            (EventKind::Expiring, id, Some(7), Some(deadline)),
+            (EventKind::Expiring, id, Some(0), Some(deadline)),
+            (EventKind::Expired, id, None, Some(deadline)),
+        ]
+    );
+    let body: serde_json::Value = serde_json::from_str(&notices[2].to_json()).expect("json");
+    assert_eq!(body["type"], "token.expiring");
+    assert_eq!(body["days"], 7);
+    assert_eq!(body["expires_at"], deadline.to_string());
+    // Rotated near its end: a new deadline, notified again.
+    b.rotate(
+        id,
+        &Rotation::new().expiry(ExpiryPolicy::hard(std::time::Duration::from_secs(10 * DAY))),
+        at(99 * DAY),
+    )
+    .expect("rotate");
+    assert_eq!(sweep(100), Some(1), "the 30-day notice of the new deadline");
+    assert_eq!(sweep(100), Some(0));
 }

@@ -1,0 +1,179 @@
+//! Expiry notices: which token is due which notice, written once per
+//! token, threshold and deadline as an audit entry (so as an
+//! [`Event`](crate::Event): `token.expiring`, `token.expired`). The rule
+//! is here; a backend only stores the notices and refuses one it stored
+//! before ([`Admin::record_notices`](crate::Admin::record_notices)).
+
+use std::time::Duration;
+
+use crate::model::audit::{AuditAction, AuditEntry};
+use crate::model::record::TokenInfo;
+use crate::model::time::Timestamp;
+
+/// The default thresholds, in days before a token's latest deadline:
+/// 60, 30 and 7 days (as GitLab mails), and 0, its last day (under 24 h
+/// left).
+pub const DEFAULT_NOTICE_DAYS: [u32; 4] = [60, 30, 7, 0];
+
+/// How long after its deadline a token still gets its `expired` notice:
+/// 7 days (a sweep that did not run for longer sends none, rather than
+/// notices about tokens long gone).
+pub const EXPIRED_NOTICE_WINDOW: Duration = Duration::from_secs(7 * 86_400);
+
+const DAY: u64 = 86_400;
+
+/// The audit actor of expiry notices.
+pub(crate) const NOTICE_ACTOR: &str = "expiry notices";
+
+/// A notice due to one token: made only by pat-core's rule, stored by the
+/// backend at most once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice(AuditEntry);
+
+impl Notice {
+    /// Its audit entry.
+    pub fn entry(&self) -> &AuditEntry {
+        &self.0
+    }
+
+    /// What makes it the same notice as another, for a backend to store
+    /// it once: its action, its token and its outcome (the threshold and
+    /// the deadline).
+    pub fn key(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.0.action.as_str(),
+            self.0.token_id.map_or(0, |id| id.as_u64()),
+            self.0.outcome
+        )
+    }
+
+    /// The notice due to `info` at `now` under thresholds `days`, if any:
+    /// `expiring` for the tightest threshold its latest deadline
+    /// ([`TokenInfo::latest_possible`]) is within (only that one: a token
+    /// made with 5 days to live gets the 7-day notice, not the 30-day
+    /// one), `expired` within [`EXPIRED_NOTICE_WINDOW`] after it. None for
+    /// a token that cannot die of age (a sliding token without a cap), or
+    /// that does not work now (disabled, used up).
+    pub fn due(info: &TokenInfo, now: Timestamp, days: &[u32]) -> Option<Notice> {
+        let deadline = info.latest_possible()?;
+        if info.disabled_by.is_some() || info.uses_left() == Some(0) {
+            return None;
+        }
+        let (at, dl) = (now.as_unix_secs(), deadline.as_unix_secs());
+        let (action, outcome) = if dl <= at {
+            if at - dl > EXPIRED_NOTICE_WINDOW.as_secs() {
+                return None;
+            }
+            (AuditAction::Expired, format!("at {deadline}"))
+        } else {
+            let left = dl - at;
+            let d = days
+                .iter()
+                .copied()
+                .filter(|&d| left <= u64::from(d.max(1)) * DAY)
+                .min()?;
+            (AuditAction::Expiring, format!("{d} days before {deadline}"))
+        };
+        Some(Notice(AuditEntry::new(
+            now,
+            action,
+            Some(info.id),
+            &*info.user,
+            NOTICE_ACTOR,
+            outcome,
+        )))
+    }
+}
+
+/// The threshold and deadline an `expiring` or `expired` entry's outcome
+/// names (see [`Notice::due`]).
+pub(crate) fn parse_outcome(
+    action: AuditAction,
+    outcome: &str,
+) -> (Option<u32>, Option<Timestamp>) {
+    let time = |s: &str| {
+        humantime::parse_rfc3339(s)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| Timestamp::from_unix_secs(d.as_secs()))
+    };
+    match action {
+        AuditAction::Expiring => match outcome.split_once(" days before ") {
+            Some((d, t)) => (d.parse().ok(), time(t)),
+            None => (None, None),
+        },
+        AuditAction::Expired => (None, outcome.strip_prefix("at ").and_then(time)),
+        _ => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::expiry::ExpiryPolicy;
+    use crate::model::record::NewToken;
+    use crate::model::token::TokenId;
+
+    fn at(secs: u64) -> Timestamp {
+        Timestamp::from_unix_secs(secs).unwrap()
+    }
+
+    fn token(policy: ExpiryPolicy) -> TokenInfo {
+        NewToken::new("alice", policy)
+            .to_info(TokenId::from_u64(9), at(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_tightest_threshold_crossed_then_expired_once() {
+        let t = token(ExpiryPolicy::hard(Duration::from_secs(100 * DAY)));
+        let outcome = |days_in: u64| {
+            Notice::due(&t, at(days_in * DAY), &DEFAULT_NOTICE_DAYS)
+                .map(|n| (n.0.action, n.0.outcome))
+        };
+        let deadline = at(100 * DAY);
+        assert_eq!(outcome(39), None, "61 days left");
+        assert_eq!(
+            outcome(40),
+            Some((AuditAction::Expiring, format!("60 days before {deadline}")))
+        );
+        assert_eq!(outcome(71).unwrap().1, format!("30 days before {deadline}"));
+        assert_eq!(outcome(93).unwrap().1, format!("7 days before {deadline}"));
+        assert_eq!(outcome(99).unwrap().1, format!("0 days before {deadline}"));
+        assert_eq!(
+            outcome(100),
+            Some((AuditAction::Expired, format!("at {deadline}")))
+        );
+        assert_eq!(outcome(107).unwrap().0, AuditAction::Expired);
+        assert_eq!(outcome(108), None, "long gone");
+        let n = Notice::due(&t, at(93 * DAY), &DEFAULT_NOTICE_DAYS).unwrap();
+        assert_eq!(
+            parse_outcome(n.0.action, &n.0.outcome),
+            (Some(7), Some(deadline))
+        );
+        assert_eq!(n.key(), format!("expiring:9:7 days before {deadline}"));
+    }
+
+    #[test]
+    fn only_tokens_that_die_of_age_and_work_now() {
+        let uncapped = token(ExpiryPolicy::sliding(Duration::from_secs(60), None));
+        assert_eq!(Notice::due(&uncapped, at(0), &DEFAULT_NOTICE_DAYS), None);
+        let capped = token(ExpiryPolicy::sliding(
+            Duration::from_secs(60),
+            Some(Duration::from_secs(5 * DAY)),
+        ));
+        let n = Notice::due(&capped, at(0), &DEFAULT_NOTICE_DAYS).unwrap();
+        assert!(n.0.outcome.starts_with("7 days before"), "the cap: {n:?}");
+        let mut disabled = token(ExpiryPolicy::hard(Duration::from_secs(DAY)));
+        disabled.disabled_by = Some(disabled.id);
+        assert_eq!(Notice::due(&disabled, at(0), &DEFAULT_NOTICE_DAYS), None);
+        let far = token(ExpiryPolicy::hard(Duration::from_secs(3 * DAY)));
+        assert_eq!(Notice::due(&far, at(0), &[]), None, "no thresholds");
+        assert_eq!(
+            Notice::due(&far, at(0), &[1]).map(|n| n.0.outcome),
+            None,
+            "3 days left, a 1-day threshold"
+        );
+    }
+}
