@@ -32,6 +32,8 @@
 //! | `pat_remote_requests_total` | counter | `result`: `ok`, `error` |
 //! | `pat_remote_request_duration_seconds` | histogram | |
 //! | `pat_leak_reports_total` | counter | `result`: `revoked`, `unknown`, `failed` |
+//! | `pat_webhook_deliveries_total` | counter | `result`: `delivered`, `failed`, `given_up`, `resent` |
+//! | `pat_webhook_events_pending` | gauge | |
 //!
 //! `result` of an authentication is one of [`RESULTS`]: `authenticated`,
 //! `anonymous` (optional mode, no credentials of ours), `rate_limited`
@@ -84,6 +86,16 @@ pub const REMOTE_DURATION: &str = "pat_remote_request_duration_seconds";
 /// route), by what became of them: `revoked`, `unknown` (no live token of
 /// this store's) or `failed` (the store did not answer).
 pub const LEAK_REPORTS: &str = "pat_leak_reports_total";
+/// Webhook delivery attempts, by what came of them: `delivered` (a 2xx),
+/// `failed` (to be retried), `given_up` (kept as failed, the stream goes
+/// on), `resent` (a failed event sent again on request and delivered).
+pub const WEBHOOK_DELIVERIES: &str = "pat_webhook_deliveries_total";
+/// The events after a webhook's cursor when its deliverer last looked, up
+/// to [`PENDING_COUNTED`] (which then means that many or more), summed
+/// over the webhooks this process delivers.
+pub const EVENTS_PENDING: &str = "pat_webhook_events_pending";
+/// The most pending events a deliverer counts.
+pub const PENDING_COUNTED: usize = 100;
 
 /// One decision in this many is timed, on each thread.
 pub const LATENCY_SAMPLE: u32 = 64;
@@ -180,6 +192,16 @@ pub fn describe() {
             LEAK_REPORTS,
             Unit::Count,
             "Leaked tokens reported, by what became of them."
+        );
+        describe_counter!(
+            WEBHOOK_DELIVERIES,
+            Unit::Count,
+            "Webhook delivery attempts, by what came of them."
+        );
+        metrics::describe_gauge!(
+            EVENTS_PENDING,
+            Unit::Count,
+            "Events not yet delivered to a webhook, as its deliverer last counted (up to 100 each)."
         );
     }
 }
@@ -413,6 +435,15 @@ pub(crate) fn count_by(name: &'static str, label: &'static str, value: &'static 
     metrics::counter!(name, label => value).increment(1);
     #[cfg(not(feature = "metrics"))]
     let _ = (name, label, value);
+}
+
+/// Moves the gauge `name` by `delta`.
+#[cfg_attr(not(feature = "webhooks"), allow(dead_code))]
+pub(crate) fn gauge_add(name: &'static str, delta: f64) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!(name).increment(delta);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (name, delta);
 }
 
 /// Records `seconds` in the histogram `name` with one label (or none,

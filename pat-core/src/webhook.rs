@@ -312,6 +312,7 @@ impl Webhook {
             holder,
             lease,
             stop: stop.clone(),
+            counted: std::sync::atomic::AtomicUsize::new(0),
         };
         let thread = std::thread::Builder::new()
             .name("pat-webhook".into())
@@ -384,6 +385,8 @@ struct Run {
     holder: String,
     lease: Duration,
     stop: Arc<Stop>,
+    /// Its part of [`EVENTS_PENDING`](crate::metrics::EVENTS_PENDING).
+    counted: std::sync::atomic::AtomicUsize,
 }
 
 impl Run {
@@ -418,7 +421,9 @@ impl Run {
         };
         let now = Timestamp::now();
         let Some(leased) = stored.leased(&self.holder, now, self.lease) else {
-            // Another process delivers; look again when its lease may end.
+            // Another process delivers (and counts); look again when its
+            // lease may end.
+            self.pending(0);
             return Ok(self.hook.poll);
         };
         let renew = stored.lease.as_ref().is_none_or(|l| {
@@ -437,6 +442,9 @@ impl Run {
             let seq = failed.seq;
             let (id, kind) = id_and_type(&failed.body);
             let sent = rt.block_on(self.post(&failed.body, &id, &kind));
+            if sent.is_ok() {
+                crate::metrics::count_by(crate::metrics::WEBHOOK_DELIVERIES, "result", "resent");
+            }
             let next = state.resent(
                 seq,
                 sent.as_ref().err().map(String::as_str),
@@ -445,12 +453,18 @@ impl Run {
             self.store.swap_delivery(name, Some(&state), &next)?;
             return Ok(Duration::ZERO);
         }
-        let Some(event) = self.store.events(state.cursor, 1)?.pop() else {
+        let mut pending = self
+            .store
+            .events(state.cursor, crate::metrics::PENDING_COUNTED)?;
+        self.pending(pending.len());
+        if pending.is_empty() {
             return Ok(self.hook.poll);
-        };
+        }
+        let event = pending.swap_remove(0);
         let body = event.to_json();
         match rt.block_on(self.post(&body, &event.id(), event.kind.as_str())) {
             Ok(()) => {
+                crate::metrics::count_by(crate::metrics::WEBHOOK_DELIVERIES, "result", "delivered");
                 // Lost only to a process that took the lease over: it may
                 // send this event again (at least once).
                 self.store
@@ -467,6 +481,11 @@ impl Run {
                     "a webhook delivery failed"
                 );
                 self.store.swap_delivery(name, Some(&state), &next)?;
+                let result = match after {
+                    AfterFailure::Retry(_) => "failed",
+                    AfterFailure::GivenUp => "given_up",
+                };
+                crate::metrics::count_by(crate::metrics::WEBHOOK_DELIVERIES, "result", result);
                 Ok(match after {
                     AfterFailure::Retry(wait) => wait,
                     AfterFailure::GivenUp => {
@@ -476,6 +495,12 @@ impl Run {
                 })
             }
         }
+    }
+
+    /// Sets this deliverer's part of the pending gauge to `n`.
+    fn pending(&self, n: usize) {
+        let before = self.counted.swap(n, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::gauge_add(crate::metrics::EVENTS_PENDING, n as f64 - before as f64);
     }
 
     /// One attempt: `Err` with what went wrong, never the URL (it may

@@ -339,8 +339,14 @@ fn an_event_past_its_retries_is_kept_listed_and_sent_again() {
     let server = Server::start(
         ServerKind::Actix,
         &w.db(),
-        &flags(&url, &secret, &["--webhook-give-up", "2s"]),
+        &flags(
+            &url,
+            &secret,
+            &["--webhook-give-up", "2s", "--metrics-reader", "ops"],
+        ),
     );
+    let ops = w.token(&["-u", "ops", "-e", "1h"]);
+    r.wait_for("ops's token", |g| g.iter().any(|g| g.accepted));
     r.set(Mode::Fail(500));
     let (_, lost) = w.create(&["-u", "alice", "-e", "1h"]);
     // Given up after 2 s of failures, then the next event goes on.
@@ -398,6 +404,27 @@ fn an_event_past_its_retries_is_kept_listed_and_sent_again() {
         assert!(err.contains("evt_"), "{bad}: {err}");
     }
     assert_eq!(r.shared.bad_signatures.load(Ordering::SeqCst), 0);
+    // What the metrics say of it: ops's and bob's tokens delivered, the
+    // lost one given up after its failures, then resent; nothing pending.
+    let scraped = pat_integration_tests::client()
+        .get(server.url("/metrics"))
+        .bearer_auth(&ops)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let value = |line: &str| {
+        scraped
+            .lines()
+            .find_map(|l| l.strip_prefix(line)?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {line} in {scraped}"))
+    };
+    let deliveries = "pat_webhook_deliveries_total{result=";
+    assert_eq!(value(&format!("{deliveries}\"delivered\"}}")), 2.0);
+    assert_eq!(value(&format!("{deliveries}\"given_up\"}}")), 1.0);
+    assert_eq!(value(&format!("{deliveries}\"resent\"}}")), 1.0);
+    assert!(value(&format!("{deliveries}\"failed\"}}")) >= 1.0);
+    assert_eq!(value("pat_webhook_events_pending"), 0.0);
     drop(server);
 }
 
