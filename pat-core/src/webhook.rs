@@ -251,8 +251,10 @@ impl Webhook {
     }
 
     /// How long its lease lasts unrenewed: how soon another process takes
-    /// over after this one stops (60 s; at least three timeouts, so that
-    /// an attempt always ends within the lease it started under).
+    /// over after this one stops (60 s; at least three timeouts and the
+    /// timeout plus 3 s, so that an attempt always ends within the lease it
+    /// started under). Leases are read on each process's clock: the
+    /// replicas' clocks must agree to within a second.
     pub fn lease(mut self, lease: Duration) -> Webhook {
         self.lease = lease;
         self
@@ -285,7 +287,10 @@ impl Webhook {
             std::process::id(),
             crate::TokenId::generate().as_u64()
         );
-        let lease = self.lease.max(self.timeout.saturating_mul(3));
+        let lease = self
+            .lease
+            .max(self.timeout.saturating_mul(3))
+            .max(self.timeout.saturating_add(Duration::from_secs(3)));
         // Before it returns, so that every event committed after is
         // delivered.
         let first = || -> Result<(), StoreError> {
@@ -426,9 +431,13 @@ impl Run {
             self.pending(0);
             return Ok(self.hook.poll);
         };
+        // Renewed while an attempt could still outlast it: after this, an
+        // attempt (at most the timeout, rounded up) ends with more than a
+        // second of the lease left, whatever fraction of a second the clock
+        // is into (leases are in whole seconds).
         let renew = stored.lease.as_ref().is_none_or(|l| {
             l.holder != self.holder
-                || l.until.as_unix_secs() < now.as_unix_secs() + self.lease.as_secs() / 2
+                || l.until.as_unix_secs() <= now.as_unix_secs() + self.attempt_secs() + 1
         });
         let state = if renew {
             if !self.store.swap_delivery(name, Some(&stored), &leased)? {
@@ -445,12 +454,9 @@ impl Run {
             if sent.is_ok() {
                 crate::metrics::count_by(crate::metrics::WEBHOOK_DELIVERIES, "result", "resent");
             }
-            let next = state.resent(
-                seq,
-                sent.as_ref().err().map(String::as_str),
-                Timestamp::now(),
-            );
-            self.store.swap_delivery(name, Some(&state), &next)?;
+            let error = sent.as_ref().err().map(String::as_str);
+            let at = Timestamp::now();
+            self.commit(&state, |now| (now.resent(seq, error, at), ()))?;
             return Ok(Duration::ZERO);
         }
         let mut pending = self
@@ -467,20 +473,22 @@ impl Run {
                 crate::metrics::count_by(crate::metrics::WEBHOOK_DELIVERIES, "result", "delivered");
                 // Lost only to a process that took the lease over: it may
                 // send this event again (at least once).
-                self.store
-                    .swap_delivery(name, Some(&state), &state.delivered(event.seq))?;
+                self.commit(&state, |now| (now.delivered(event.seq), ()))?;
                 Ok(Duration::ZERO)
             }
             Err(error) => {
-                let (next, after) =
-                    state.failed_attempt(&event, &error, Timestamp::now(), &self.hook.retry);
+                let at = Timestamp::now();
+                let after = self
+                    .commit(&state, |now| {
+                        now.failed_attempt(&event, &error, at, &self.hook.retry)
+                    })?
+                    .unwrap_or(AfterFailure::Retry(Duration::ZERO));
                 tracing::info!(
                     webhook = %name,
                     event = %event.id(),
                     error = %crate::printable(&error),
                     "a webhook delivery failed"
                 );
-                self.store.swap_delivery(name, Some(&state), &next)?;
                 let result = match after {
                     AfterFailure::Retry(_) => "failed",
                     AfterFailure::GivenUp => "given_up",
@@ -495,6 +503,42 @@ impl Run {
                 })
             }
         }
+    }
+
+    /// The attempt timeout in whole seconds, rounded up.
+    fn attempt_secs(&self) -> u64 {
+        let t = self.hook.timeout;
+        t.as_secs() + u64::from(t.subsec_nanos() > 0)
+    }
+
+    /// Stores `change` of `state`: of the state as it is now if something
+    /// else changed it meanwhile while this process still holds the lease
+    /// (`pat-cli events resend` marking an event), so that a delivery is
+    /// never forgotten, and sent again, for that. `None` (nothing stored)
+    /// once another process holds the lease: it goes on from the cursor as
+    /// stored, and may send this event again (at least once).
+    fn commit<T>(
+        &self,
+        state: &Delivery,
+        change: impl Fn(&Delivery) -> (Delivery, T),
+    ) -> Result<Option<T>, StoreError> {
+        let name = &self.hook.name;
+        let mut expected = state.clone();
+        // Bounded: a store that keeps changing under it is answered as
+        // lost (the event may be sent again).
+        for _ in 0..16 {
+            let (next, out) = change(&expected);
+            if self.store.swap_delivery(name, Some(&expected), &next)? {
+                return Ok(Some(out));
+            }
+            match self.store.delivery(name)? {
+                Some(now) if now.lease.as_ref().is_some_and(|l| l.holder == self.holder) => {
+                    expected = now;
+                }
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     /// Sets this deliverer's part of the pending gauge to `n`.

@@ -84,7 +84,8 @@ pub(crate) struct Args {
     #[arg(long, value_name = "PATH", requires = "webhooks")]
     pub(crate) webhook_secret_file: Option<PathBuf>,
     /// How long one webhook delivery attempt may take; a replica's lease
-    /// on a webhook lasts three times this.
+    /// on a webhook lasts three times this (at least this and 3 s), so
+    /// another takes over that long after one stops.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = pat_core::parse_duration)]
     pub(crate) webhook_timeout: std::time::Duration,
     /// The longest wait between two attempts at a failing event.
@@ -259,6 +260,7 @@ impl Args {
                 pat_core::webhook::Webhook::new(url, secret.clone())
                     .map_err(|e| format!("--webhook `{shown}`: {e}"))?
                     .timeout(self.webhook_timeout)
+                    .lease(self.webhook_timeout.saturating_mul(3))
                     .retry(retry)
                     .start(admin.clone())
                     .map_err(|e| format!("--webhook `{shown}`: {e}"))
