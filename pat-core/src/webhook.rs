@@ -192,19 +192,24 @@ impl std::fmt::Debug for Webhook {
 impl Webhook {
     /// A webhook POSTing to `url` (https, or http to a loopback address),
     /// signing with `secret` (at least [`MIN_SECRET_LEN`] bytes). Its name
-    /// in the store, which its delivery state is kept under, is the URL
-    /// without its query ([`Webhook::name`] to choose one).
+    /// in the store, which its delivery state is kept under, is the URL's
+    /// origin and a hash of the whole URL ([`Webhook::name`] to choose one).
     pub fn new(url: &str, secret: impl Into<Vec<u8>>) -> Result<Webhook, WebhookError> {
         let secret = Zeroizing::new(secret.into());
         if secret.len() < MIN_SECRET_LEN {
             return Err(WebhookError::ShortSecret(secret.len()));
         }
-        let url = crate::backend::remote::checked_url(url, false)
-            .map_err(|e| WebhookError::Url(e.to_string()))?;
-        let mut name = url.clone();
-        name.set_query(None);
-        name.set_fragment(None);
-        let name: String = name.as_str().chars().take(crate::MAX_SINK_LEN).collect();
+        // The reason only: the URL may carry the receiver's secret.
+        let url = crate::backend::remote::checked_url(url, false).map_err(|e| {
+            WebhookError::Url(match e {
+                crate::backend::remote::RemoteError::Url { reason, .. } => reason,
+                crate::backend::remote::RemoteError::PlainHttp { .. } => {
+                    "plain http is only for a loopback address; use https".to_owned()
+                }
+                other => other.to_string(),
+            })
+        })?;
+        let name = Webhook::name_of(&url);
         Ok(Webhook {
             name,
             url,
@@ -215,6 +220,22 @@ impl Webhook {
             lease: Duration::from_secs(60),
             from_start: false,
         })
+    }
+
+    /// The name a webhook to `url` gets by default: its origin and the
+    /// first 16 hex digits of the SHA-256 of the whole URL
+    /// (`https://hooks.example#9f86d081884c7d65`), so that the path and the
+    /// query, where receivers put their secrets, are never stored, logged
+    /// or shown, and two URLs never share a cursor.
+    fn name_of(url: &reqwest::Url) -> String {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(url.as_str().as_bytes());
+        let mut name = url.origin().ascii_serialization();
+        name.push('#');
+        for b in &digest[..8] {
+            name.push_str(&format!("{b:02x}"));
+        }
+        name
     }
 
     /// Its name in the store (1 to [`MAX_SINK_LEN`](crate::MAX_SINK_LEN)
@@ -277,10 +298,6 @@ impl Webhook {
             .user_agent(concat!("pat-webhook/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| start(&crate::error::chain(&e)))?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| start(&e))?;
         let stop = Arc::new(Stop::default());
         let holder = format!(
             "pid {} {:016x}",
@@ -321,7 +338,15 @@ impl Webhook {
         };
         let thread = std::thread::Builder::new()
             .name("pat-webhook".into())
-            .spawn(move || run.run(&rt))
+            // The runtime is made and dropped on this thread: a runtime
+            // dropped where a caller's async code runs panics.
+            .spawn(move || match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => run.run(&rt),
+                Err(e) => tracing::error!(error = %e, "the webhook deliverer cannot start its runtime"),
+            })
             .map_err(|e| start(&e))?;
         Ok(Deliverer {
             stop,
@@ -659,8 +684,21 @@ mod tests {
             Webhook::new("ftp://hooks.example/a", secret),
             Err(WebhookError::Url(_))
         ));
-        let local = Webhook::new("http://127.0.0.1:9/hook?key=s3cret", secret).unwrap();
-        assert_eq!(local.name_str(), "http://127.0.0.1:9/hook");
+        let local = Webhook::new("http://127.0.0.1:9/hook/s3cret?key=s3cret", secret).unwrap();
+        let other = Webhook::new("http://127.0.0.1:9/hook/s3cret?key=other", secret).unwrap();
+        assert!(
+            local.name_str().starts_with("http://127.0.0.1:9#"),
+            "{}",
+            local.name_str()
+        );
+        assert!(!local.name_str().contains("s3cret"));
+        assert_ne!(
+            local.name_str(),
+            other.name_str(),
+            "no two URLs share a cursor"
+        );
+        let refused = Webhook::new("https://user:s3cret@hooks.example/x", secret).unwrap_err();
+        assert!(!refused.to_string().contains("s3cret"), "{refused}");
         let shown = format!("{local:?}");
         assert!(
             !shown.contains("s3cret") && !shown.contains("[7, 7"),

@@ -664,11 +664,31 @@ impl Shared {
             return Err(PgError::Stopped.into());
         };
         let run = async {
+            // Most notices due were written by an earlier sweep: those are
+            // left out in one read, before the lock, which is then taken
+            // only for the new ones (every replica's audited writes wait
+            // for it).
+            let keys: Vec<String> = notices.iter().map(crate::Notice::key).collect();
+            let written: std::collections::HashSet<String> = client
+                .query("SELECT key FROM pat_notices WHERE key = ANY($1)", &[&keys])
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let new: Vec<&crate::Notice> = notices
+                .iter()
+                .zip(&keys)
+                .filter(|(_, k)| !written.contains(*k))
+                .map(|(n, _)| n)
+                .collect();
+            if new.is_empty() {
+                return Ok(0);
+            }
             let txn = begin(client).await?;
             txn.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])
                 .await?;
             let mut n = 0;
-            for notice in notices {
+            for notice in new {
                 let id = notice.entry().token_id.map_or(0, |id| id.as_u64() as i64);
                 let inserted = txn
                     .execute(
