@@ -602,3 +602,70 @@ fn definitions_racing_on_two_replicas_never_form_a_cycle() {
         assert_eq!(implied, 1, "round {round}: one implication kept");
     }
 }
+
+// The review of the event stream (H2): every transaction that appends to
+// the audit log holds one fleet-wide lock, so a replica that stalled while
+// holding it (a pause, a partition) stopped every replica's audited writes
+// until its session died, and they failed by their own timeout, unsure
+// whether they had committed. Now the others give up on the lock cleanly,
+// and the server ends the stalled transaction after the write timeout.
+#[test]
+fn a_replica_stalled_holding_the_audit_lock_holds_up_the_fleet_briefly() {
+    let Some(pg) = postgres() else { return };
+    let db = pg.database();
+    let timeout = Duration::from_secs(1);
+    let a = Arc::new(replica(&db, |b| b.query_timeout(timeout)));
+    let b = replica(&db, |b| b.query_timeout(timeout));
+    let fp = a.failpoints();
+    fp.pause(Point::AuditLocked);
+    let stalled = {
+        let a = a.clone();
+        thread::spawn(move || a.create(&hard("alice"), at(0)).map(|_| ()))
+    };
+    assert!(fp.wait_paused(Point::AuditLocked, PATIENCE));
+    let refused = b.create(&hard("bob"), at(0)).expect_err("the lock is held");
+    let shown = chain(&refused);
+    assert!(
+        shown.contains("lock timeout") && !shown.contains("in time"),
+        "a clean refusal, known not to have committed: {shown}"
+    );
+    // The server ends the stalled transaction once it has been idle for
+    // the write timeout; B then writes again while A is still paused.
+    let deadline = Instant::now() + PATIENCE;
+    let bob = loop {
+        match b.create(&hard("bob"), at(0)) {
+            Ok(t) => break t,
+            Err(e) if Instant::now() < deadline => {
+                assert!(chain(&e).contains("lock timeout"), "{}", chain(&e));
+                thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("the stalled transaction was never ended: {}", chain(&e)),
+        }
+    };
+    fp.release(Point::AuditLocked);
+    assert!(
+        stalled.join().unwrap().is_err(),
+        "its session was ended: the commit cannot have happened"
+    );
+    let users: Vec<String> = b
+        .list(None, true, at(0))
+        .unwrap()
+        .into_iter()
+        .map(|t| t.user)
+        .collect();
+    assert_eq!(users, ["bob"], "alice's create was rolled back");
+    assert_eq!(b.get(bob.info.id).unwrap().user, "bob");
+    // A reconnects for its next write.
+    a.create(&hard("carol"), at(1)).unwrap();
+}
+
+/// An error with its sources, as a log line shows it.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut shown = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        shown.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    shown
+}

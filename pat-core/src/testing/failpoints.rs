@@ -39,11 +39,15 @@ pub enum Point {
     /// A prune condemned the tokens still expired at its last look and has
     /// not written their deletion. A failure here is a write that failed.
     PruneDecided,
+    /// A PostgreSQL engine operation holds the audit lock, its entries
+    /// written, and has not committed: a replica stalled there holds up
+    /// every replica's audited writes.
+    AuditLocked,
 }
 
 impl Point {
     /// Every point.
-    pub const ALL: [Point; 8] = [
+    pub const ALL: [Point; 9] = [
         Point::HitFound,
         Point::LookupRead,
         Point::CacheInsert,
@@ -52,6 +56,7 @@ impl Point {
         Point::DeleteCommitted,
         Point::PruneChose,
         Point::PruneDecided,
+        Point::AuditLocked,
     ];
 }
 

@@ -400,9 +400,7 @@ impl Shared {
                     )
                     .await?;
                 // Last, after every row lock: see `audit_in`.
-                for e in &events {
-                    audit_in(&txn, e).await?;
-                }
+                audit_in(&txn, &events, self.timeout).await?;
                 txn.commit().await?;
                 Ok::<_, PgError>(n)
             };

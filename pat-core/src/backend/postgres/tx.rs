@@ -10,6 +10,8 @@
 //! [`Shared::write`] (an engine operation in one such transaction), and the
 //! statements that change tokens outside the engine (policy, prune).
 
+use std::time::Duration;
+
 use tokio_postgres::{Client, Row, Transaction};
 
 use super::rows::{allow_from_column, max_uses_column, meta_column, rate_column, uses_column};
@@ -399,30 +401,75 @@ pub(super) async fn begin(
 /// from its first entry until it ends ("pat_audi").
 pub(super) const AUDIT_LOCK: i64 = 0x7061_745f_6175_6469;
 
-/// Appends `entry` to the audit log inside `txn`, after taking
-/// [`AUDIT_LOCK`]: the transactions that append commit one at a time, so
-/// that an entry's `seq`, drawn under the lock, is in commit order on every
-/// replica, and a reader that has seen one entry has seen every entry
-/// before it (what [`Admin::events`](crate::Admin::events) and a webhook's
-/// cursor rely on). Taken by a transaction's last statements, after every
-/// row lock it takes, so that it never waits for a row while holding it.
+/// Appends `entries`, in order, to the audit log inside `txn`: nothing
+/// when there are none, else [`audit_lock`] and then one statement.
 pub(super) async fn audit_in(
     txn: &tokio_postgres::Transaction<'_>,
-    entry: &AuditEntry,
+    entries: &[AuditEntry],
+    timeout: Duration,
 ) -> Result<(), tokio_postgres::Error> {
-    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])
-        .await?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    audit_lock(txn, timeout).await?;
+    audit_rows(txn, entries).await
+}
+
+/// Takes [`AUDIT_LOCK`] for the rest of `txn`: the transactions that append
+/// to the audit log commit one at a time, so that an entry's `seq`, drawn
+/// under the lock, is in commit order on every replica, and a reader that
+/// has seen one entry has seen every entry before it (what
+/// [`Admin::events`](crate::Admin::events) and a webhook's cursor rely on).
+///
+/// Every replica's audited writes wait for it, so it is held briefly and
+/// never by a stalled client:
+/// - taken by a transaction's last statements, after every row lock it
+///   takes, so that it never waits for a row while holding it, and followed
+///   by one insert ([`audit_rows`]), whatever the number of entries;
+/// - waited for at most half of `timeout` (`lock_timeout`), so that a
+///   writer behind a slow one fails cleanly, rolled back, rather than by
+///   its own timeout, after which it cannot know whether it committed;
+/// - given up by the server, which ends the session, when its client has
+///   left the transaction idle for `timeout` (after which the client has
+///   given up on it anyway): `idle_in_transaction_session_timeout`.
+///
+/// One round trip: the settings are local to the transaction.
+pub(super) async fn audit_lock(
+    txn: &tokio_postgres::Transaction<'_>,
+    timeout: Duration,
+) -> Result<(), tokio_postgres::Error> {
+    let wait = (timeout.as_millis() / 2).clamp(1, i32::MAX as u128);
+    let idle = timeout.as_millis().clamp(1, i32::MAX as u128);
+    txn.batch_execute(&format!(
+        "SET LOCAL lock_timeout = {wait};
+         SET LOCAL idle_in_transaction_session_timeout = {idle};
+         SELECT pg_advisory_xact_lock({AUDIT_LOCK})"
+    ))
+    .await
+}
+
+/// Inserts `entries` in one statement, their places drawn in order. The
+/// caller holds [`audit_lock`].
+pub(super) async fn audit_rows(
+    txn: &tokio_postgres::Transaction<'_>,
+    entries: &[AuditEntry],
+) -> Result<(), tokio_postgres::Error> {
+    let at: Vec<i64> = entries.iter().map(|e| secs(e.at)).collect();
+    let action: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    let token: Vec<Option<i64>> = entries
+        .iter()
+        .map(|e| e.token_id.map(|id| id.as_u64() as i64))
+        .collect();
+    let user: Vec<&str> = entries.iter().map(|e| e.user.as_str()).collect();
+    let actor: Vec<&str> = entries.iter().map(|e| e.actor.as_str()).collect();
+    let outcome: Vec<&str> = entries.iter().map(|e| e.outcome.as_str()).collect();
     txn.execute(
         "INSERT INTO pat_audit (at, action, token_id, username, actor, outcome)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        &[
-            &secs(entry.at),
-            &entry.action.as_str(),
-            &entry.token_id.map(|id| id.as_u64() as i64),
-            &entry.user,
-            &entry.actor,
-            &entry.outcome,
-        ],
+         SELECT at, action, token_id, username, actor, outcome
+         FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[])
+             WITH ORDINALITY AS e(at, action, token_id, username, actor, outcome, n)
+         ORDER BY n",
+        &[&at, &action, &token, &user, &actor, &outcome],
     )
     .await?;
     Ok(())
@@ -493,8 +540,14 @@ impl Shared {
                 audit,
                 ..
             } = tx;
-            for entry in &audit {
-                audit_in(&txn, entry).await.map_err(PgError::Db)?;
+            audit_in(&txn, &audit, self.timeout)
+                .await
+                .map_err(PgError::Db)?;
+            if !audit.is_empty() {
+                let _ = self
+                    .cache
+                    .hooks
+                    .at(crate::testing::failpoints::Point::AuditLocked);
             }
             let all: Vec<TokenDigest> = deleted.iter().chain(&changed).copied().collect();
             notify(&txn, &all).await.map_err(PgError::Db)?;
@@ -580,7 +633,8 @@ impl Shared {
             .map_err(PgError::Db)?;
             audit_in(
                 &txn,
-                &AuditEntry::prefix_set(prefix, actor, Timestamp::now()),
+                &[AuditEntry::prefix_set(prefix, actor, Timestamp::now())],
+                self.timeout,
             )
             .await
             .map_err(PgError::Db)?;
@@ -685,22 +739,33 @@ impl Shared {
                 return Ok(0);
             }
             let txn = begin(client).await?;
-            txn.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])
-                .await?;
-            let mut n = 0;
-            for notice in new {
-                let id = notice.entry().token_id.map_or(0, |id| id.as_u64() as i64);
-                let inserted = txn
-                    .execute(
-                        "INSERT INTO pat_notices (key, token_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                        &[&notice.key(), &id],
-                    )
-                    .await?;
-                if inserted == 1 {
-                    audit_in(&txn, notice.entry()).await?;
-                    n += 1;
-                }
+            audit_lock(&txn, self.timeout).await?;
+            let keys: Vec<String> = new.iter().map(|n| n.key()).collect();
+            let ids: Vec<i64> = new
+                .iter()
+                .map(|n| n.entry().token_id.map_or(0, |id| id.as_u64() as i64))
+                .collect();
+            let inserted: std::collections::HashSet<String> = txn
+                .query(
+                    "INSERT INTO pat_notices (key, token_id)
+                     SELECT * FROM unnest($1::text[], $2::bigint[])
+                     ON CONFLICT DO NOTHING RETURNING key",
+                    &[&keys, &ids],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let entries: Vec<AuditEntry> = new
+                .iter()
+                .zip(&keys)
+                .filter(|(_, k)| inserted.contains(*k))
+                .map(|(n, _)| n.entry().clone())
+                .collect();
+            if !entries.is_empty() {
+                audit_rows(&txn, &entries).await?;
             }
+            let n = entries.len();
             txn.commit().await?;
             Ok(n)
         };
@@ -732,7 +797,7 @@ impl Shared {
                 }
             }
             let entry = AuditEntry::policy_set(&policy, actor, Timestamp::now());
-            audit_in(&txn, &entry).await?;
+            audit_in(&txn, &[entry], self.timeout).await?;
             txn.commit().await
         };
         self.timed(run).await.map_err(StoreError::from)
@@ -759,9 +824,7 @@ impl Shared {
                 .filter_map(|r| digest_of(r, DIGEST).ok())
                 .collect();
             notify(&txn, &digests).await?;
-            for entry in audit(&rows) {
-                audit_in(&txn, &entry).await?;
-            }
+            audit_in(&txn, &audit(&rows), self.timeout).await?;
             txn.commit().await?;
             Ok((rows, digests))
         };
