@@ -54,10 +54,13 @@ impl Notice {
     /// made with 5 days to live gets the 7-day notice, not the 30-day
     /// one), `expired` within [`EXPIRED_NOTICE_WINDOW`] after it. None for
     /// a token that cannot die of age (a sliding token without a cap), or
-    /// that does not work now (disabled, used up).
+    /// that does not work now (disabled, used up, or a sliding token that
+    /// went unused for its window, which dies then and never reaches its
+    /// cap).
     pub fn due(info: &TokenInfo, now: Timestamp, days: &[u32]) -> Option<Notice> {
         let deadline = info.latest_possible()?;
-        if info.disabled_by.is_some() || info.uses_left() == Some(0) {
+        let idle = info.is_expired(now) && info.expiry.expires_at() < deadline;
+        if idle || info.disabled_by.is_some() || info.uses_left() == Some(0) {
             return None;
         }
         let (at, dl) = (now.as_unix_secs(), deadline.as_unix_secs());
@@ -165,6 +168,13 @@ mod tests {
         ));
         let n = Notice::due(&capped, at(0), &DEFAULT_NOTICE_DAYS).unwrap();
         assert!(n.0.outcome.starts_with("7 days before"), "the cap: {n:?}");
+        // Unused for its minute: dead, and never told of its cap, which
+        // it will not reach, nor of its end there.
+        assert_eq!(Notice::due(&capped, at(61), &DEFAULT_NOTICE_DAYS), None);
+        assert_eq!(
+            Notice::due(&capped, at(5 * DAY), &DEFAULT_NOTICE_DAYS),
+            None
+        );
         let mut disabled = token(ExpiryPolicy::hard(Duration::from_secs(DAY)));
         disabled.disabled_by = Some(disabled.id);
         assert_eq!(Notice::due(&disabled, at(0), &DEFAULT_NOTICE_DAYS), None);
