@@ -161,7 +161,8 @@ pub use gate::{
 };
 pub use model::audit::{AuditAction, AuditEntry, DEFAULT_ACTOR, DEFAULT_AUDIT_RETENTION};
 pub use model::delivery::{
-    AfterFailure, Delivery, FailedEvent, Lease, MAX_FAILED, MAX_SINK_LEN, Retry, RetryPolicy,
+    AfterFailure, Delivery, FailedEvent, Lease, MAX_FAILED, MAX_SINK_LEN, MIN_RETRY_WAIT,
+    REFUSED_ATTEMPTS, Retry, RetryPolicy, refuses_event,
 };
 pub use model::event::{Event, EventKind, RevokeCause};
 pub use model::expiry::{Expiry, ExpiryPolicy};

@@ -43,10 +43,17 @@
 //!   (so in order per token); a crash between the receiver's 2xx and the
 //!   stored cursor sends that event again, with the same id.
 //! - **Retries**, doubling from [`RetryPolicy::first`] up to
-//!   [`RetryPolicy::longest`]; an event still failing after
-//!   [`RetryPolicy::give_up_after`] (24 h by default) is kept as failed
-//!   ([`Delivery::failed`]), listed by `pat-cli events --failed` and sent
-//!   again by `pat-cli events resend`; the events after it go on.
+//!   [`RetryPolicy::longest`], the next attempt's time stored
+//!   ([`Retry::next_at`](crate::Retry::next_at)) so that a restart or a
+//!   lease taken over waits for it too; an event still failing after
+//!   [`RetryPolicy::give_up_after`] (24 h by default), or refused by the
+//!   receiver ([`refuses_event`](crate::refuses_event): 400, 413, 415 or
+//!   422) [`REFUSED_ATTEMPTS`](crate::REFUSED_ATTEMPTS) times, is kept as
+//!   failed ([`Delivery::failed`]), listed by `pat-cli events --failed`
+//!   and sent again by `pat-cli events resend`; the events after it go on.
+//!   A receiver answers a bad signature with 401, which is retried (the
+//!   secret is wrong for every event), and 400 or 422 only for an event it
+//!   will never take.
 //! - **One process at a time.** Each replica of a fleet may run the same
 //!   webhook: a lease in the store lets one deliver, and another takes over
 //!   when it stops renewing (a crash), after [`Webhook::lease`].
@@ -473,16 +480,24 @@ impl Run {
             stored
         };
         if let Some(failed) = state.to_resend() {
+            if !self.lease_holds(&state) {
+                return Ok(Duration::ZERO);
+            }
             let seq = failed.seq;
             let (id, kind) = id_and_type(&failed.body);
             let sent = rt.block_on(self.post(&failed.body, &id, &kind));
             if sent.is_ok() {
                 crate::metrics::count_by(crate::metrics::WEBHOOK_DELIVERIES, "result", "resent");
             }
-            let error = sent.as_ref().err().map(String::as_str);
+            let error = sent.as_ref().err().map(|f| f.error.as_str());
             let at = Timestamp::now();
             self.commit(&state, |now| (now.resent(seq, error, at), ()))?;
             return Ok(Duration::ZERO);
+        }
+        // A retry waits for its time whoever delivers (looking again each
+        // poll, for a resend and to keep the lease).
+        if let Some(wait) = state.retry_wait(Timestamp::now()) {
+            return Ok(wait.min(self.hook.poll));
         }
         let mut pending = self
             .store
@@ -490,6 +505,11 @@ impl Run {
         self.pending(pending.len());
         if pending.is_empty() {
             return Ok(self.hook.poll);
+        }
+        // Reading the events took time: the lease must still outlast the
+        // attempt, or another process may be delivering beside this one.
+        if !self.lease_holds(&state) {
+            return Ok(Duration::ZERO);
         }
         let event = pending.swap_remove(0);
         let body = event.to_json();
@@ -501,11 +521,11 @@ impl Run {
                 self.commit(&state, |now| (now.delivered(event.seq), ()))?;
                 Ok(Duration::ZERO)
             }
-            Err(error) => {
+            Err(Failure { error, status }) => {
                 let at = Timestamp::now();
                 let after = self
                     .commit(&state, |now| {
-                        now.failed_attempt(&event, &error, at, &self.hook.retry)
+                        now.failed_attempt(&event, &error, status, at, &self.hook.retry)
                     })?
                     .unwrap_or(AfterFailure::Retry(Duration::ZERO));
                 tracing::info!(
@@ -528,6 +548,16 @@ impl Run {
                 })
             }
         }
+    }
+
+    /// Whether `state`'s lease, this process's, outlasts an attempt begun
+    /// now by more than a second.
+    fn lease_holds(&self, state: &Delivery) -> bool {
+        state.lease.as_ref().is_some_and(|l| {
+            l.holder == self.holder
+                && l.until.as_unix_secs()
+                    > Timestamp::now().as_unix_secs() + self.attempt_secs() + 1
+        })
     }
 
     /// The attempt timeout in whole seconds, rounded up.
@@ -574,7 +604,7 @@ impl Run {
 
     /// One attempt: `Err` with what went wrong, never the URL (it may
     /// carry a secret of the receiver's).
-    async fn post(&self, body: &str, id: &str, kind: &str) -> Result<(), String> {
+    async fn post(&self, body: &str, id: &str, kind: &str) -> Result<(), Failure> {
         let at = Timestamp::now().as_unix_secs();
         let signature = sign(&self.hook.secret, at, body.as_bytes());
         let sent = self
@@ -587,14 +617,27 @@ impl Run {
             .body(body.to_owned())
             .send()
             .await
-            .map_err(|e| crate::error::chain(&e.without_url()))?;
+            .map_err(|e| Failure {
+                error: crate::error::chain(&e.without_url()),
+                status: None,
+            })?;
         let status = sent.status();
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("the receiver answered {status}"))
+            Err(Failure {
+                error: format!("the receiver answered {status}"),
+                status: Some(status.as_u16()),
+            })
         }
     }
+}
+
+/// A failed attempt: what it met, and the receiver's status if it
+/// answered.
+struct Failure {
+    error: String,
+    status: Option<u16>,
 }
 
 /// The place of the last event in `store`'s log: where a new webhook

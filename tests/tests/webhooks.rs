@@ -37,10 +37,14 @@ struct Got {
     body: serde_json::Value,
     /// Whether it was answered 200.
     accepted: bool,
+    /// When it arrived.
+    at: Instant,
 }
 
 #[derive(Default)]
 struct Shared {
+    /// The secret it checks signatures with; `SECRET` when empty.
+    secret: Mutex<Vec<u8>>,
     mode: Mutex<Option<Mode>>,
     got: Mutex<Vec<Got>>,
     bad_signatures: AtomicUsize,
@@ -171,8 +175,9 @@ fn serve(mut conn: TcpStream, shared: &Shared, delay: Duration) {
     reader.read_exact(&mut body).unwrap();
     let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     shared.most_in_flight.fetch_max(now, Ordering::SeqCst);
+    let secret = shared.secret.lock().unwrap().clone();
     let signed = pat_core::webhook::verify_signature(
-        SECRET,
+        if secret.is_empty() { SECRET } else { &secret },
         &header("pat-signature"),
         &body,
         Timestamp::now(),
@@ -194,6 +199,7 @@ fn serve(mut conn: TcpStream, shared: &Shared, delay: Duration) {
         kind: header("pat-event-type"),
         body,
         accepted: mode == Mode::Ok,
+        at: Instant::now(),
     });
     let status = match mode {
         Mode::Ok => 200,
@@ -239,6 +245,16 @@ fn secret_file(dir: &Path) -> String {
 }
 
 fn flags<'a>(url: &'a str, secret: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    flags_waiting(url, secret, "1s", extra)
+}
+
+/// The flags, with the longest wait between retries.
+fn flags_waiting<'a>(
+    url: &'a str,
+    secret: &'a str,
+    retry_max: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
     let mut all = vec![
         "--webhook",
         url,
@@ -247,7 +263,7 @@ fn flags<'a>(url: &'a str, secret: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
         "--webhook-timeout",
         "1s",
         "--webhook-retry-max",
-        "1s",
+        retry_max,
     ];
     all.extend_from_slice(extra);
     all
@@ -432,6 +448,89 @@ fn an_event_past_its_retries_is_kept_listed_and_sent_again() {
     drop(server);
 }
 
+// The review of the event stream (H3): every failure was retried for the
+// whole give-up time (24 h) before the next event went on, so one event a
+// receiver would never take held back every event after it for a day; and
+// the time of the next attempt was not stored, so a restart (or another
+// replica taking the lease over) retried at once, whatever the backoff.
+#[test]
+fn a_refused_event_is_given_up_soon_and_a_restart_keeps_the_backoff() {
+    let w = Workdir::new();
+    let secret = secret_file(w.path());
+    let r = Receiver::start(Duration::ZERO);
+    let url = r.url();
+    let args = flags_waiting(&url, &secret, "30s", &[]);
+    let server = Server::start(ServerKind::Axum, &w.db(), &args);
+    w.create(&["-u", "first", "-e", "1h"]);
+    r.wait_for("the first token", |g| g.iter().any(|g| g.accepted));
+
+    // 422: the receiver cannot take this event. Given up after three
+    // attempts, not 24 h, and kept as failed.
+    r.set(Mode::Fail(422));
+    let (_, poison) = w.create(&["-u", "poison", "-e", "1h"]);
+    let of = |g: &[Got], user: &str| g.iter().filter(|g| g.body["user"] == user).count();
+    r.wait_for("three refusals", |g| of(g, "poison") >= 3);
+    let start = Instant::now();
+    let failed = loop {
+        let out: serde_json::Value =
+            serde_json::from_str(&w.cli_ok(&["events", "--failed", "--json"])).unwrap();
+        if let Some(f) = out.as_array().unwrap().first() {
+            break f.clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "never given up");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(failed["event"]["token_id"], poison.as_str());
+    assert_eq!(failed["attempts"], 3);
+    r.set(Mode::Ok);
+    w.create(&["-u", "after", "-e", "1h"]);
+    r.wait_for("the event after it", |g| {
+        g.iter().any(|g| g.accepted && g.body["user"] == "after")
+    });
+    assert_eq!(of(&r.got(), "poison"), 3, "not tried again once given up");
+
+    // 503: the receiver is down, which holds for the next events too:
+    // retried, the waits doubling (1, 2, 4 s; the fourth is 8 s).
+    r.set(Mode::Fail(503));
+    w.create(&["-u", "carol", "-e", "1h"]);
+    r.wait_for("four attempts", |g| of(g, "carol") >= 4);
+    server.kill();
+    let fourth = r
+        .got()
+        .iter()
+        .filter(|g| g.body["user"] == "carol")
+        .nth(3)
+        .unwrap()
+        .at;
+    // Restarted with shorter waits, which count from the next attempt.
+    let args = flags_waiting(&url, &secret, "1s", &[]);
+    let server = Server::start(ServerKind::Axum, &w.db(), &args);
+    r.wait_for("a fifth attempt, by the restarted server", |g| {
+        of(g, "carol") >= 5
+    });
+    let fifth = r
+        .got()
+        .iter()
+        .filter(|g| g.body["user"] == "carol")
+        .nth(4)
+        .unwrap()
+        .at;
+    // The stored time of the next attempt (8 s after the fourth, in whole
+    // seconds) is kept: before, the restarted server retried once the
+    // dead one's lease (4 s) ran out.
+    assert!(
+        fifth - fourth >= Duration::from_millis(6500),
+        "retried {:?} after the fourth attempt",
+        fifth - fourth
+    );
+    r.set(Mode::Ok);
+    r.wait_for("carol's token", |g| {
+        g.iter().any(|g| g.accepted && g.body["user"] == "carol")
+    });
+    check_order(&r);
+    drop(server);
+}
+
 #[test]
 fn a_webhook_refuses_what_it_cannot_use_at_start() {
     let w = Workdir::new();
@@ -458,6 +557,104 @@ fn a_webhook_refuses_what_it_cannot_use_at_start() {
             "{url}: {err}"
         );
     }
+    // A URL is never echoed: its path or query may hold the receiver's
+    // secret. A webhook file is named, never shown.
+    let (_, err) = Server::start_failing_with(
+        ServerKind::Axum,
+        &w.db(),
+        &[
+            "--webhook",
+            "http://hooks.example/T0PSECRET?key=T0PSECRET",
+            "--webhook-secret-file",
+            &secret,
+        ],
+    );
+    assert!(
+        err.contains("--webhook number 1") && !err.contains("T0PSECRET"),
+        "{err}"
+    );
+    let file = w.path().join("hook");
+    for (content, said) in [
+        ("https://hooks.example/T0PSECRET\n", "on the second"),
+        (
+            "https://hooks.example/T0PSECRET\nT0PSECRET-short\n",
+            "at least 16 bytes",
+        ),
+        (
+            "https://hooks.example/T0PSECRET\nT0PSECRET-0123456789\nmore\n",
+            "nothing after",
+        ),
+        (
+            "http://hooks.example/T0PSECRET\nT0PSECRET-0123456789\n",
+            "http",
+        ),
+    ] {
+        std::fs::write(&file, content).unwrap();
+        let (code, err) = Server::start_failing_with(
+            ServerKind::Axum,
+            &w.db(),
+            &["--webhook-file", file.to_str().unwrap()],
+        );
+        assert_ne!(code, Some(0));
+        assert!(
+            err.contains("--webhook-file") && err.contains(said) && !err.contains("T0PSECRET"),
+            "{content:?}: {err}"
+        );
+    }
+    // The same URL twice would share one cursor and lease: each receiver
+    // would get some of the events.
+    std::fs::write(&file, "https://hooks.example/a\r\n0123456789abcdef0123\r\n").unwrap();
+    let (code, err) = Server::start_failing_with(
+        ServerKind::Axum,
+        &w.db(),
+        &[
+            "--webhook",
+            "https://hooks.example/a",
+            "--webhook-secret-file",
+            &secret,
+            "--webhook-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("the same URL"), "{err}");
+}
+
+// The review (H4): every webhook was signed with one secret, so any
+// receiver could forge deliveries to another, and its URL was on the
+// command line for every local user to read. A webhook file gives each
+// its URL and its own secret, out of the process list.
+#[test]
+fn each_webhook_file_signs_with_its_own_secret() {
+    let w = Workdir::new();
+    let receivers = [
+        Receiver::start(Duration::ZERO),
+        Receiver::start(Duration::ZERO),
+    ];
+    let mut args = Vec::new();
+    for (i, r) in receivers.iter().enumerate() {
+        let secret = format!("whsec_receiver_{i}_0123456789");
+        *r.shared.secret.lock().unwrap() = secret.clone().into_bytes();
+        let file = w.path().join(format!("hook-{i}"));
+        // CRLF line ends, as an editor on another OS leaves them.
+        std::fs::write(&file, format!("{}\r\n{secret}\r\n", r.url())).unwrap();
+        args.push("--webhook-file".to_owned());
+        args.push(file.to_str().unwrap().to_owned());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(ServerKind::Actix, &w.db(), &args);
+    w.create(&["-u", "alice", "-e", "1h"]);
+    for r in &receivers {
+        r.wait_for("alice's token", |g| g.iter().any(|g| g.accepted));
+        assert_eq!(
+            r.shared.bad_signatures.load(Ordering::SeqCst),
+            0,
+            "signed with this receiver's secret"
+        );
+    }
+    let cmdline = std::fs::read_to_string(format!("/proc/{}/cmdline", server.pid())).unwrap();
+    assert!(!cmdline.contains("receiver-secret"), "{cmdline}");
+    drop(server);
 }
 
 #[test]

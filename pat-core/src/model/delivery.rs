@@ -23,6 +23,26 @@ pub const MAX_SINK_LEN: usize = 128;
 /// The longest error text kept for a failed attempt.
 const MAX_ERROR_LEN: usize = 300;
 
+/// How many times an event the receiver refused ([`refuses_event`]) is
+/// tried before it is given up.
+pub const REFUSED_ATTEMPTS: u32 = 3;
+
+/// The shortest wait between two attempts at an event, whatever the
+/// policy says: a receiver is never called in a loop.
+pub const MIN_RETRY_WAIT: Duration = Duration::from_millis(100);
+
+/// Whether a receiver that answered `status` refused the event itself (it
+/// cannot take it: 400 Bad Request, 413 Content Too Large, 415
+/// Unsupported Media Type, 422 Unprocessable Content), rather than failed
+/// to take it now. A refused event is given up after [`REFUSED_ATTEMPTS`],
+/// so that it does not hold the events after it back for
+/// [`RetryPolicy::give_up_after`]. Every other answer (a 5xx, 401, 403,
+/// 404, 408, 429, no answer) says the receiver is down or misconfigured,
+/// which holds for the events after it too: it is retried until given up.
+pub fn refuses_event(status: u16) -> bool {
+    matches!(status, 400 | 413 | 415 | 422)
+}
+
 /// Where one webhook's delivery stands.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -59,6 +79,9 @@ pub struct Retry {
     pub attempts: u32,
     /// When the first failed.
     pub since: Timestamp,
+    /// When the next is due: whichever process delivers waits for it, so
+    /// that neither a restart nor a lease taken over retries at once.
+    pub next_at: Timestamp,
     /// What the last one met.
     pub error: String,
 }
@@ -116,12 +139,12 @@ impl RetryPolicy {
         }
     }
 
-    /// The wait after `attempts` failures.
+    /// The wait after `attempts` failures, never under [`MIN_RETRY_WAIT`].
     pub fn delay(&self, attempts: u32) -> Duration {
         let doubled = self
             .first
             .saturating_mul(1u32 << attempts.saturating_sub(1).min(30));
-        doubled.min(self.longest)
+        doubled.min(self.longest).max(MIN_RETRY_WAIT)
     }
 }
 
@@ -160,13 +183,24 @@ impl Delivery {
         next
     }
 
-    /// The state after an attempt at `event` met `error` at `now`, and
-    /// what to do next: retried under `policy` until it has failed for
-    /// [`RetryPolicy::give_up_after`], then given up.
+    /// How long the next attempt at the next event is still to wait at
+    /// `now`: `None` when it is due.
+    pub fn retry_wait(&self, now: Timestamp) -> Option<Duration> {
+        let next = self.retry.as_ref()?.next_at.as_unix_secs();
+        let now = now.as_unix_secs();
+        (next > now).then(|| Duration::from_secs(next - now))
+    }
+
+    /// The state after an attempt at `event` met `error` at `now` (with
+    /// `status`, when the receiver answered), and what to do next: retried
+    /// under `policy` until it has failed for
+    /// [`RetryPolicy::give_up_after`], or [`REFUSED_ATTEMPTS`] times when
+    /// the receiver [`refuses_event`], then given up.
     pub fn failed_attempt(
         &self,
         event: &Event,
         error: &str,
+        status: Option<u16>,
         now: Timestamp,
         policy: &RetryPolicy,
     ) -> (Delivery, AfterFailure) {
@@ -181,7 +215,8 @@ impl Delivery {
         };
         let failing_for =
             Duration::from_secs(now.as_unix_secs().saturating_sub(since.as_unix_secs()));
-        if failing_for >= policy.give_up_after {
+        let refused = status.is_some_and(refuses_event) && attempts >= REFUSED_ATTEMPTS;
+        if failing_for >= policy.give_up_after || refused {
             next.retry = None;
             next.cursor = next.cursor.max(event.seq);
             next.keep_failed(FailedEvent {
@@ -194,13 +229,17 @@ impl Delivery {
             });
             return (next, AfterFailure::GivenUp);
         }
+        let wait = policy.delay(attempts);
+        // In whole seconds, rounded down: this process waits `wait`
+        // itself, and then finds the attempt due.
         next.retry = Some(Retry {
             seq: event.seq,
             attempts,
             since,
+            next_at: now.saturating_add(wait),
             error,
         });
-        (next, AfterFailure::Retry(policy.delay(attempts)))
+        (next, AfterFailure::Retry(wait))
     }
 
     /// The first failed event marked to be sent again.
@@ -272,7 +311,8 @@ impl Delivery {
             })),
             "retry": self.retry.as_ref().map(|r| json!({
                 "seq": r.seq, "attempts": r.attempts,
-                "since": r.since.as_unix_secs(), "error": r.error,
+                "since": r.since.as_unix_secs(), "next_at": r.next_at.as_unix_secs(),
+                "error": r.error,
             })),
             "failed": failed,
         })
@@ -312,6 +352,11 @@ impl Delivery {
                 seq: u64_of(r, "seq")?,
                 attempts: count_of(r, "attempts")?,
                 since: time_of(r, "since")?,
+                // Kept since the second format: before it, due at once.
+                next_at: match r.get("next_at") {
+                    None => Timestamp::UNIX_EPOCH,
+                    Some(_) => time_of(r, "next_at")?,
+                },
                 error: str_of(r, "error")?,
             }),
         };
@@ -408,18 +453,21 @@ mod tests {
             Duration::from_secs(60),
         );
         let e = event(7);
-        let (d, next) = Delivery::default().failed_attempt(&e, "503", at(100), &policy);
+        let (d, next) = Delivery::default().failed_attempt(&e, "503", Some(503), at(100), &policy);
         assert_eq!(next, AfterFailure::Retry(Duration::from_secs(1)));
-        let (d, next) = d.failed_attempt(&e, "503", at(101), &policy);
+        assert_eq!(d.retry_wait(at(100)), Some(Duration::from_secs(1)));
+        assert_eq!(d.retry_wait(at(101)), None, "due for any process");
+        let (d, next) = d.failed_attempt(&e, "503", Some(503), at(101), &policy);
         assert_eq!(next, AfterFailure::Retry(Duration::from_secs(2)));
-        let (d, next) = d.failed_attempt(&e, "503", at(103), &policy);
+        let (d, next) = d.failed_attempt(&e, "503", Some(503), at(103), &policy);
         assert_eq!(next, AfterFailure::Retry(Duration::from_secs(4)));
-        let (d, next) = d.failed_attempt(&e, "503", at(107), &policy);
+        assert_eq!(d.retry_wait(at(104)), Some(Duration::from_secs(3)));
+        let (d, next) = d.failed_attempt(&e, "404", Some(404), at(107), &policy);
         assert_eq!(next, AfterFailure::Retry(Duration::from_secs(8)));
-        let (d, next) = d.failed_attempt(&e, "503", at(115), &policy);
+        let (d, next) = d.failed_attempt(&e, "503", Some(503), at(115), &policy);
         assert_eq!(next, AfterFailure::Retry(Duration::from_secs(8)), "capped");
         assert_eq!(d.cursor, 0, "not past it while retried");
-        let (d, next) = d.failed_attempt(&e, "connection refused\u{1b}[2J", at(160), &policy);
+        let (d, next) = d.failed_attempt(&e, "connection refused\u{1b}[2J", None, at(160), &policy);
         assert_eq!(next, AfterFailure::GivenUp);
         assert_eq!(d.cursor, 7);
         assert_eq!(d.retry, None);
@@ -435,7 +483,7 @@ mod tests {
         assert_eq!((still.failed.len(), still.to_resend()), (1, None));
         assert_eq!(marked.resent(7, None, at(200)).failed, []);
         // A delivery after a retry starts the next event afresh.
-        let (d, _) = Delivery::default().failed_attempt(&e, "503", at(100), &policy);
+        let (d, _) = Delivery::default().failed_attempt(&e, "503", Some(503), at(100), &policy);
         assert_eq!(
             d.delivered(7),
             Delivery {
@@ -446,12 +494,48 @@ mod tests {
     }
 
     #[test]
+    fn an_event_the_receiver_refuses_is_given_up_after_a_few_attempts() {
+        let policy = RetryPolicy::default();
+        let e = event(7);
+        let mut d = Delivery::default();
+        for (n, status) in [422, 400].into_iter().enumerate() {
+            let (next, after) =
+                d.failed_attempt(&e, "refused", Some(status), at(100 + n as u64), &policy);
+            assert!(matches!(after, AfterFailure::Retry(_)), "{status}");
+            d = next;
+        }
+        let (d, after) = d.failed_attempt(&e, "refused", Some(413), at(110), &policy);
+        assert_eq!(after, AfterFailure::GivenUp);
+        assert_eq!((d.cursor, d.failed.len()), (7, 1));
+        // The receiver being down or misconfigured holds for every event:
+        // retried until the policy gives up.
+        for status in [401, 403, 404, 408, 429, 500, 503] {
+            assert!(!refuses_event(status), "{status}");
+        }
+    }
+
+    #[test]
+    fn no_policy_retries_in_a_loop() {
+        let policy = RetryPolicy::new(Duration::ZERO, Duration::ZERO, Duration::from_secs(60));
+        assert_eq!(policy.delay(1), MIN_RETRY_WAIT);
+        assert_eq!(policy.delay(9), MIN_RETRY_WAIT);
+    }
+
+    #[test]
+    fn a_retry_stored_before_its_next_attempt_was_is_due_at_once() {
+        let old = br#"{"cursor":3,"lease":null,"retry":{"seq":4,"attempts":2,"since":100,"error":"503"},"failed":[]}"#;
+        let d = Delivery::decode(old).unwrap();
+        assert_eq!(d.retry.as_ref().unwrap().next_at, Timestamp::UNIX_EPOCH);
+        assert_eq!(d.retry_wait(at(100)), None);
+    }
+
+    #[test]
     fn the_state_round_trips_and_swaps_only_when_unchanged() {
         let policy = RetryPolicy::default();
         let (mut d, _) = Delivery::default()
             .leased("host 1", at(100), Duration::from_secs(30))
             .unwrap()
-            .failed_attempt(&event(3), "x", at(100), &policy);
+            .failed_attempt(&event(3), "x", None, at(100), &policy);
         d.failed.push(FailedEvent {
             seq: 2,
             body: "{\"a\":\"\\u0000\"}".into(),
@@ -478,7 +562,7 @@ mod tests {
         let policy = RetryPolicy::new(Duration::ZERO, Duration::ZERO, Duration::ZERO);
         let mut d = Delivery::default();
         for seq in 1..=(MAX_FAILED as u64 + 5) {
-            d = d.failed_attempt(&event(seq), "x", at(1), &policy).0;
+            d = d.failed_attempt(&event(seq), "x", None, at(1), &policy).0;
         }
         assert_eq!(d.failed.len(), MAX_FAILED);
         assert_eq!(d.failed[0].seq, 6);

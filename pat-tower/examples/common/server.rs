@@ -74,15 +74,23 @@ pub(crate) struct Args {
     /// Revocation API at `/gitlab/v1/…` [default: none, not served].
     #[arg(long, value_name = "PATH")]
     pub(crate) gitlab_secret_file: Option<PathBuf>,
-    /// A URL to POST every token event to, signed (repeatable; https, or
-    /// http to a loopback address); see `pat_core::webhook`. Every replica
-    /// may name the same: one at a time delivers [default: none].
+    /// A URL to POST every token event to, signed with
+    /// `--webhook-secret-file` (repeatable; https, or http to a loopback
+    /// address); see `pat_core::webhook`. Every replica may name the same:
+    /// one at a time delivers. The URL shows in the process list: prefer
+    /// `--webhook-file` when it holds a secret [default: none].
     #[arg(long = "webhook", value_name = "URL", requires = "webhook_secret_file")]
     pub(crate) webhooks: Vec<String>,
-    /// A file holding the webhooks' signing secret (at least 16 bytes;
-    /// a final newline is not part of it).
+    /// A file holding the `--webhook` URLs' signing secret (at least 16
+    /// bytes; a final newline is not part of it).
     #[arg(long, value_name = "PATH", requires = "webhooks")]
     pub(crate) webhook_secret_file: Option<PathBuf>,
+    /// A file naming one webhook: its URL on the first line and its own
+    /// signing secret (at least 16 bytes) on the second (repeatable). Out
+    /// of the process list, and a secret per receiver, so that no receiver
+    /// can sign for another [default: none].
+    #[arg(long = "webhook-file", value_name = "PATH")]
+    pub(crate) webhook_files: Vec<PathBuf>,
     /// How long one webhook delivery attempt may take; a replica's lease
     /// on a webhook lasts three times this (at least this and 3 s), so
     /// another takes over that long after one stops.
@@ -233,37 +241,65 @@ impl Args {
         Ok(Some(api.trusted_proxies(self.trusted())))
     }
 
-    /// The deliverers of `--webhook`, over `admin`: delivering until
-    /// dropped.
+    /// The deliverers of `--webhook` and `--webhook-file`, over `admin`:
+    /// delivering until dropped. An error names the flag and the file or
+    /// the URL's place among the flags, never the URL (its path or query
+    /// may hold the receiver's secret) or a secret.
     pub(crate) fn webhooks(
         &self,
         admin: std::sync::Arc<dyn pat_core::Admin + Send + Sync>,
     ) -> Result<Vec<pat_core::webhook::Deliverer>, String> {
-        let Some(path) = &self.webhook_secret_file else {
-            return Ok(Vec::new());
-        };
-        let shown = pat_core::printable(&path.to_string_lossy()).into_owned();
-        let mut secret =
-            std::fs::read(path).map_err(|e| format!("--webhook-secret-file `{shown}`: {e}"))?;
-        if secret.last() == Some(&b'\n') {
-            secret.pop();
-        }
         let retry = pat_core::RetryPolicy::new(
             std::time::Duration::from_secs(1).min(self.webhook_retry_max),
             self.webhook_retry_max,
             self.webhook_give_up,
         );
-        self.webhooks
-            .iter()
-            .map(|url| {
-                let shown = pat_core::printable(url).into_owned();
-                pat_core::webhook::Webhook::new(url, secret.clone())
-                    .map_err(|e| format!("--webhook `{shown}`: {e}"))?
-                    .timeout(self.webhook_timeout)
+        // (where it was named, the webhook), all checked before any starts.
+        let mut hooks: Vec<(String, pat_core::webhook::Webhook)> = Vec::new();
+        if let Some(path) = &self.webhook_secret_file {
+            let shown = pat_core::printable(&path.to_string_lossy()).into_owned();
+            let secret = zeroize::Zeroizing::new(
+                std::fs::read(path).map_err(|e| format!("--webhook-secret-file `{shown}`: {e}"))?,
+            );
+            let secret = one_line(&secret);
+            for (i, url) in self.webhooks.iter().enumerate() {
+                let named = format!("--webhook number {}", i + 1);
+                let hook = pat_core::webhook::Webhook::new(url, secret)
+                    .map_err(|e| format!("{named}: {e}"))?;
+                hooks.push((named, hook));
+            }
+        }
+        for path in &self.webhook_files {
+            let named = format!(
+                "--webhook-file `{}`",
+                pat_core::printable(&path.to_string_lossy())
+            );
+            let text =
+                zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| format!("{named}: {e}"))?);
+            let (url, secret) = url_and_secret(&text).map_err(|why| format!("{named}: {why}"))?;
+            let hook = pat_core::webhook::Webhook::new(url, secret)
+                .map_err(|e| format!("{named}: {e}"))?;
+            hooks.push((named, hook));
+        }
+        for (i, (named, hook)) in hooks.iter().enumerate() {
+            if let Some((first, _)) = hooks[..i]
+                .iter()
+                .find(|(_, h)| h.name_str() == hook.name_str())
+            {
+                return Err(format!(
+                    "{first} and {named} name the same URL: each would take the \
+                     other's events; name each webhook once"
+                ));
+            }
+        }
+        hooks
+            .into_iter()
+            .map(|(named, hook)| {
+                hook.timeout(self.webhook_timeout)
                     .lease(self.webhook_timeout.saturating_mul(3))
                     .retry(retry)
                     .start(admin.clone())
-                    .map_err(|e| format!("--webhook `{shown}`: {e}"))
+                    .map_err(|e| format!("{named}: {e}"))
             })
             .collect()
     }
@@ -487,4 +523,27 @@ pub(crate) fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// A secret file's content without its final line break (`\n` or `\r\n`).
+fn one_line(text: &[u8]) -> &[u8] {
+    let text = text.strip_suffix(b"\n").unwrap_or(text);
+    text.strip_suffix(b"\r").unwrap_or(text)
+}
+
+/// A `--webhook-file`'s URL (its first line) and secret (its second), or
+/// what is wrong with it, saying nothing of what it holds.
+fn url_and_secret(text: &[u8]) -> Result<(&str, &[u8]), String> {
+    const SHAPE: &str = "a webhook file holds its URL on the first line and its \
+                         signing secret on the second";
+    let text = one_line(text);
+    let Some(at) = text.iter().position(|&b| b == b'\n') else {
+        return Err(SHAPE.to_owned());
+    };
+    let (url, secret) = (one_line(&text[..=at]), &text[at + 1..]);
+    if secret.contains(&b'\n') {
+        return Err(format!("{SHAPE}, and nothing after them"));
+    }
+    let url = std::str::from_utf8(url).map_err(|_| format!("{SHAPE}: the URL is not UTF-8"))?;
+    Ok((url, secret))
 }

@@ -159,7 +159,13 @@ pub(super) fn delivery_state(b: &dyn Backend) {
         std::time::Duration::ZERO,
         std::time::Duration::ZERO,
     );
-    let (given_up, _) = mine.failed_attempt(&event, "503 Service Unavailable", at(101), &policy);
+    let (given_up, _) = mine.failed_attempt(
+        &event,
+        "503 Service Unavailable",
+        Some(503),
+        at(101),
+        &policy,
+    );
     let delivered = mine.delivered(event.seq);
     assert!(b.swap_delivery(sink, Some(&mine), &given_up).expect("swap"));
     assert!(

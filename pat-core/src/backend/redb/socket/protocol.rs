@@ -855,6 +855,7 @@ mod tests {
         let (state, _) = crate::Delivery::default().failed_attempt(
             &event,
             "503",
+            Some(503),
             at,
             &crate::RetryPolicy::default(),
         );
