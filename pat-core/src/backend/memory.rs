@@ -166,6 +166,21 @@ impl State {
         self.notices.retain(|_, id| by_id.contains_key(id));
     }
 
+    /// Appends each of `notices` whose key was not written before: how
+    /// many were.
+    fn record_notices(&mut self, notices: &[crate::Notice]) -> usize {
+        let mut n = 0;
+        for notice in notices {
+            let entry = notice.entry();
+            let id = entry.token_id.unwrap_or(TokenId::from_u64(0));
+            if self.notices.insert(notice.key(), id).is_none() {
+                self.append(entry.clone());
+                n += 1;
+            }
+        }
+        n
+    }
+
     fn remove_where(&mut self, doomed: impl Fn(&TokenInfo) -> bool) -> usize {
         let ids: Vec<TokenId> = self
             .tokens
@@ -578,6 +593,13 @@ impl Admin for MemoryStore {
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
         let actor: &str = &self.actor;
         let mut state = self.state();
+        let owed: Vec<crate::Notice> = state
+            .tokens
+            .values()
+            .filter(|i| i.is_expired(now))
+            .filter_map(|i| crate::Notice::owed_at_prune(i, now))
+            .collect();
+        state.record_notices(&owed);
         let n = state.remove_where(|i| i.is_expired(now));
         state.prune_retired();
         let horizon = Timestamp::from_unix_secs(
@@ -699,17 +721,7 @@ impl Admin for MemoryStore {
     }
 
     fn record_notices(&self, notices: &[crate::Notice]) -> Result<usize, StoreError> {
-        let mut state = self.state();
-        let mut n = 0;
-        for notice in notices {
-            let entry = notice.entry();
-            let id = entry.token_id.unwrap_or(TokenId::from_u64(0));
-            if state.notices.insert(notice.key(), id).is_none() {
-                state.append(entry.clone());
-                n += 1;
-            }
-        }
-        Ok(n)
+        Ok(self.state().record_notices(notices))
     }
 
     fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn Admin + 'a> {

@@ -89,6 +89,18 @@ impl Notice {
     }
 }
 
+impl Notice {
+    /// The `expired` notice owed to `info`, found expired by a prune at
+    /// `now` that is about to delete it: the one a sweep writes in the
+    /// [`EXPIRED_NOTICE_WINDOW`] after the deadline, which the prune
+    /// writes first so that a token deleted before the next sweep (or in
+    /// a deployment without sweeps) is not gone without it. Once per
+    /// token and deadline with the sweep's, which has the same key.
+    pub fn owed_at_prune(info: &TokenInfo, now: Timestamp) -> Option<Notice> {
+        Notice::due(info, now, &[]).filter(|n| n.0.action == AuditAction::Expired)
+    }
+}
+
 /// The threshold and deadline an `expiring` or `expired` entry's outcome
 /// names (see [`Notice::due`]).
 pub(crate) fn parse_outcome(
@@ -174,6 +186,17 @@ mod tests {
         assert_eq!(
             Notice::due(&capped, at(5 * DAY), &DEFAULT_NOTICE_DAYS),
             None
+        );
+        assert_eq!(Notice::owed_at_prune(&capped, at(5 * DAY)), None);
+        let hard = token(ExpiryPolicy::hard(Duration::from_secs(DAY)));
+        assert_eq!(Notice::owed_at_prune(&hard, at(DAY - 1)), None, "alive");
+        let owed = Notice::owed_at_prune(&hard, at(DAY)).unwrap();
+        assert_eq!(
+            owed.key(),
+            Notice::due(&hard, at(2 * DAY), &DEFAULT_NOTICE_DAYS)
+                .unwrap()
+                .key(),
+            "the sweep's, written once"
         );
         let mut disabled = token(ExpiryPolicy::hard(Duration::from_secs(DAY)));
         disabled.disabled_by = Some(disabled.id);

@@ -191,12 +191,16 @@ impl Admin for PgStore {
                 .timed(client.query(&sql, &[&margin, &secs(now)]))
                 .await?;
             let mut expired: Vec<TokenDigest> = Vec::new();
+            let mut owed: Vec<(TokenDigest, crate::Notice)> = Vec::new();
             for row in &rows {
                 let mut info = record(row)?;
                 let digest = digest_of(row, DIGEST)?;
                 shared.cache.overlay(&digest, &mut info);
                 let margin = Duration::from_secs(margin as u64);
                 if info.expiry.expires_at().saturating_add(margin) <= now {
+                    if let Some(notice) = crate::Notice::owed_at_prune(&info, now) {
+                        owed.push((digest, notice));
+                    }
                     expired.push(digest);
                 }
             }
@@ -212,6 +216,18 @@ impl Admin for PgStore {
                 .hooks
                 .at(Point::PruneDecided)
                 .map_err(PgError::Injected)?;
+            // Their `token.expired`, before they are gone (a transaction of
+            // its own: the one below is a single statement). The deletion
+            // keeps a token only if another replica's use of it, made
+            // before it expired, was still unwritten after the margin.
+            let owed: Vec<crate::Notice> = owed
+                .into_iter()
+                .filter(|(d, _)| condemned.digests().contains(d))
+                .map(|(_, n)| n)
+                .collect();
+            if !owed.is_empty() {
+                shared.record_notices(&owed).await?;
+            }
             let doomed: Vec<Vec<u8>> = condemned
                 .digests()
                 .iter()

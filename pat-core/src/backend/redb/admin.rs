@@ -94,6 +94,27 @@ impl Inner {
     /// Drops the retired secrets and the expiry notices of tokens that no
     /// longer exist: the secrets can only ever be refused now, like any
     /// unknown token, and the tokens get no more notices.
+    /// Appends each of `notices` whose key was not written before, inside
+    /// `txn`: how many were.
+    pub(super) fn record_notices_in(
+        txn: &WriteTransaction,
+        notices: &[crate::Notice],
+    ) -> Result<usize, StoreError> {
+        let mut written = txn.open_table(NOTICES).map_err(storage)?;
+        let mut n = 0;
+        for notice in notices {
+            let key = notice.key();
+            if written.get(key.as_str()).map_err(storage)?.is_some() {
+                continue;
+            }
+            let id = notice.entry().token_id.map_or(0, |id| id.as_u64());
+            written.insert(key.as_str(), id).map_err(storage)?;
+            audit_in(txn, notice.entry())?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     pub(super) fn prune_retired(txn: &WriteTransaction) -> Result<(), StoreError> {
         let by_id = txn.open_table(BY_ID).map_err(storage)?;
         let mut notices = txn.open_table(NOTICES).map_err(storage)?;
@@ -267,6 +288,7 @@ impl Admin for Store {
         // it did not delete lives on.
         let mut condemned = None;
         state.delete(|txn, changes| {
+            let mut owed: Vec<(TokenDigest, crate::Notice)> = Vec::new();
             let expired: Vec<(TokenDigest, TokenId)> = {
                 let tokens = txn.open_table(TOKENS).map_err(storage)?;
                 let mut expired = Vec::new();
@@ -276,7 +298,11 @@ impl Admin for Store {
                     // in memory is alive even if the file says otherwise.
                     let info = state.record(k.value(), v.value())?;
                     if info.is_expired(now) {
-                        expired.push((TokenDigest::from_bytes(k.value()), info.id));
+                        let digest = TokenDigest::from_bytes(k.value());
+                        if let Some(notice) = crate::Notice::owed_at_prune(&info, now) {
+                            owed.push((digest, notice));
+                        }
+                        expired.push((digest, info.id));
                     }
                 }
                 expired
@@ -294,6 +320,12 @@ impl Admin for Store {
                 .hooks
                 .at(Point::PruneDecided)
                 .map_err(|e| StoreError::Storage(BackendError::new(e)))?;
+            let owed: Vec<crate::Notice> = owed
+                .into_iter()
+                .filter(|(d, _)| doomed.digests().contains(d))
+                .map(|(_, n)| n)
+                .collect();
+            Inner::record_notices_in(txn, &owed)?;
             for &id in &expired {
                 Inner::remove_in(txn, id, &mut changes.deleted)?;
             }
@@ -521,21 +553,8 @@ impl Admin for Store {
     }
 
     fn record_notices(&self, notices: &[crate::Notice]) -> Result<usize, StoreError> {
-        self.inner.write(|txn| {
-            let mut written = txn.open_table(NOTICES).map_err(storage)?;
-            let mut n = 0;
-            for notice in notices {
-                let key = notice.key();
-                if written.get(key.as_str()).map_err(storage)?.is_some() {
-                    continue;
-                }
-                let id = notice.entry().token_id.map_or(0, |id| id.as_u64());
-                written.insert(key.as_str(), id).map_err(storage)?;
-                audit_in(txn, notice.entry())?;
-                n += 1;
-            }
-            Ok(n)
-        })
+        self.inner
+            .write(|txn| Inner::record_notices_in(txn, notices))
     }
 
     fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn Admin + 'a> {

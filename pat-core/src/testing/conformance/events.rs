@@ -22,6 +22,11 @@ fn all_events(b: &dyn Backend, page: usize) -> Vec<Event> {
     }
 }
 
+/// The place of the last entry of `b`'s log that is an event.
+fn last_seq(b: &dyn Backend) -> u64 {
+    all_events(b, 1000).last().expect("events").seq
+}
+
 /// Each change to a token is one event, in the order it committed, with
 /// the cause of each revocation; reading on from the last one seen misses
 /// nothing, whatever the page size, and a prune never gives a place again.
@@ -218,12 +223,7 @@ pub(super) fn expiry_notices(b: &dyn Backend) {
         0,
     );
     create(b, &super::harness::sliding("bob", MIN, None), 0);
-    let start = b
-        .events(0, 1000)
-        .expect("events")
-        .last()
-        .expect("events")
-        .seq;
+    let start = last_seq(b);
     if let Err(StoreError::NoEventState) = b.record_notices(&[]) {
         // A backend that keeps no notices (the default).
         return;
@@ -264,4 +264,37 @@ pub(super) fn expiry_notices(b: &dyn Backend) {
     .expect("rotate");
     assert_eq!(sweep(100), Some(1), "the 30-day notice of the new deadline");
     assert_eq!(sweep(100), Some(0));
+
+    // A token deleted by a prune before any sweep saw it expire gets its
+    // `token.expired` from the prune; one a sweep told of gets no second.
+    let day = |d: u64| std::time::Duration::from_secs(d * DAY);
+    let carol = create(b, &hard("carol", day(1)), 100 * DAY);
+    let dave = create(b, &hard("dave", day(2)), 100 * DAY);
+    let swept = b
+        .notify_expiring(at(101 * DAY + 10), &DAYS)
+        .expect("notify");
+    assert_eq!(swept, 2, "carol expired, dave on his last day");
+    let before = last_seq(b);
+    b.prune(at(102 * DAY + 10)).expect("prune");
+    let rows: Vec<_> = b
+        .events(before, 100)
+        .expect("events")
+        .iter()
+        .map(|e| (e.kind, e.token_id, e.expires_at))
+        .collect();
+    assert_eq!(
+        rows,
+        [(EventKind::Expired, dave.info.id, Some(at(102 * DAY)))],
+        "carol's was written by the sweep"
+    );
+    assert!(b.get(carol.info.id).is_err() && b.get(dave.info.id).is_err());
+    let before = last_seq(b);
+    sweep(103);
+    assert!(
+        b.events(before, 100)
+            .expect("events")
+            .iter()
+            .all(|e| e.token_id == id),
+        "only alice's 7-day notice of her new deadline"
+    );
 }
