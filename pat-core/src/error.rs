@@ -442,6 +442,11 @@ pub enum StoreError {
     /// or [`Admin::record_notices`](crate::Admin::record_notices)).
     #[error("this backend keeps no webhook delivery state or expiry notices")]
     NoEventState,
+    /// The backend's audit log entries have no places
+    /// ([`AuditEntry::seq`](crate::AuditEntry::seq) is 0), so it has no
+    /// event stream: a backend written before places were.
+    #[error("this backend does not number its audit log (AuditEntry::seq), so it has no events")]
+    Unnumbered,
     /// A webhook's name is empty, too long or holds a control character.
     #[error("{0}")]
     BadWebhook(String),

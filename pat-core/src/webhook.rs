@@ -322,7 +322,7 @@ impl Webhook {
                 let cursor = if self.from_start {
                     0
                 } else {
-                    last_seq(&*store)?
+                    store.last_seq()?
                 };
                 let state = Delivery {
                     cursor,
@@ -452,8 +452,13 @@ impl Run {
         let name = &self.hook.name;
         let Some(stored) = self.store.delivery(name)? else {
             // Stored before `start` returned; gone since only if the
-            // store was replaced: from the start of what is there.
-            self.store.swap_delivery(name, None, &Delivery::default())?;
+            // state was deleted or the store replaced: from the end of
+            // what is there, as a new webhook (not the whole log again).
+            let state = Delivery {
+                cursor: self.store.last_seq()?,
+                ..Delivery::default()
+            };
+            self.store.swap_delivery(name, None, &state)?;
             return Ok(Duration::ZERO);
         };
         let now = Timestamp::now();
@@ -638,18 +643,6 @@ impl Run {
 struct Failure {
     error: String,
     status: Option<u16>,
-}
-
-/// The place of the last event in `store`'s log: where a new webhook
-/// starts.
-fn last_seq(store: &dyn Admin) -> Result<u64, StoreError> {
-    let mut last = 0;
-    loop {
-        match store.events(last, 1000)?.last() {
-            Some(e) => last = e.seq,
-            None => return Ok(last),
-        }
-    }
 }
 
 /// A kept body's id and type.

@@ -217,7 +217,17 @@ pub trait Admin {
     /// past the audit retention first). The default reads the whole log.
     fn events(&self, after: u64, limit: usize) -> Result<Vec<crate::Event>, StoreError> {
         let log = self.audit(Timestamp::UNIX_EPOCH, None)?;
-        Ok(crate::model::event::events_in(log, after, limit))
+        crate::model::event::events_in(log, after, limit)
+    }
+
+    /// The place of the last entry in the audit log, 0 when it has none:
+    /// where a new webhook starts. The default reads the whole log.
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        match self.audit(Timestamp::UNIX_EPOCH, None)?.last() {
+            Some(e) if e.seq == 0 => Err(StoreError::Unnumbered),
+            Some(e) => Ok(e.seq),
+            None => Ok(0),
+        }
     }
 
     /// Every webhook's delivery state ([`Delivery`](crate::Delivery)), by
@@ -379,6 +389,9 @@ impl<T: Admin + ?Sized> Admin for &T {
     }
     fn events(&self, after: u64, limit: usize) -> Result<Vec<crate::Event>, StoreError> {
         (**self).events(after, limit)
+    }
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        (**self).last_seq()
     }
     fn deliveries(&self) -> Result<Vec<(String, crate::Delivery)>, StoreError> {
         (**self).deliveries()

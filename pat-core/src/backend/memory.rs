@@ -690,6 +690,19 @@ impl Admin for MemoryStore {
             .collect())
     }
 
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.state().audit_seq)
+    }
+
+    fn delivery(&self, sink: &str) -> Result<Option<crate::Delivery>, StoreError> {
+        let state = self.state();
+        state
+            .deliveries
+            .get(sink)
+            .map(|bytes| crate::Delivery::decode(bytes).map_err(StoreError::Corrupt))
+            .transpose()
+    }
+
     fn deliveries(&self) -> Result<Vec<(String, crate::Delivery)>, StoreError> {
         let state = self.state();
         state

@@ -219,18 +219,34 @@ pub(crate) fn events_in(
     entries: impl IntoIterator<Item = AuditEntry>,
     after: u64,
     limit: usize,
-) -> Vec<Event> {
-    entries
-        .into_iter()
-        .filter(|e| e.seq > after)
-        .filter_map(|e| Event::from_audit(&e))
-        .take(limit)
-        .collect()
+) -> Result<Vec<Event>, crate::StoreError> {
+    let mut out = Vec::new();
+    for e in entries {
+        // Places start at 1: a log without them would read as empty.
+        if e.seq == 0 {
+            return Err(crate::StoreError::Unnumbered);
+        }
+        if e.seq > after && out.len() < limit {
+            out.extend(Event::from_audit(&e));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_without_places_is_an_error_not_an_empty_stream() {
+        let unnumbered = entry(AuditAction::Create, "cli", "ok").at_seq(0);
+        assert!(matches!(
+            events_in([unnumbered.clone()], 0, 10),
+            Err(crate::StoreError::Unnumbered)
+        ));
+        let numbered = events_in([unnumbered.at_seq(1)], 0, 10).unwrap();
+        assert_eq!(numbered.len(), 1);
+    }
 
     fn entry(action: AuditAction, actor: &str, outcome: &str) -> AuditEntry {
         AuditEntry::new(

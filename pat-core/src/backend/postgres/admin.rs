@@ -404,6 +404,33 @@ impl Admin for PgStore {
         })
     }
 
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        let shared = self.shared.clone();
+        self.block(async move {
+            let client = shared.client().await?;
+            let row = shared
+                .timed(client.query_one("SELECT COALESCE(max(seq), 0) FROM pat_audit", &[]))
+                .await?;
+            Ok(row.get::<_, i64>(0).max(0) as u64)
+        })
+    }
+
+    fn delivery(&self, sink: &str) -> Result<Option<crate::Delivery>, StoreError> {
+        let shared = self.shared.clone();
+        let sink = sink.to_owned();
+        self.block(async move {
+            let client = shared.client().await?;
+            let row = shared
+                .timed(
+                    client.query_opt("SELECT state FROM pat_deliveries WHERE sink = $1", &[&sink]),
+                )
+                .await?;
+            row.map(|r| crate::Delivery::decode(r.get(0)).map_err(PgError::Data))
+                .transpose()
+                .map_err(StoreError::from)
+        })
+    }
+
     fn deliveries(&self) -> Result<Vec<(String, crate::Delivery)>, StoreError> {
         let shared = self.shared.clone();
         self.block(async move {

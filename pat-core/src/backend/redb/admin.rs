@@ -513,6 +513,34 @@ impl Admin for Store {
         Ok(events)
     }
 
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        let txn = self.inner.db.begin_read().map_err(storage)?;
+        let audit = match txn.open_table(AUDIT) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(storage(e)),
+        };
+        // Entry `seq` is at key `seq - 1`.
+        Ok(audit
+            .last()
+            .map_err(storage)?
+            .map_or(0, |(k, _)| k.value() + 1))
+    }
+
+    fn delivery(&self, sink: &str) -> Result<Option<crate::Delivery>, StoreError> {
+        let txn = self.inner.db.begin_read().map_err(storage)?;
+        let table = match txn.open_table(DELIVERIES) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(storage(e)),
+        };
+        table
+            .get(sink)
+            .map_err(storage)?
+            .map(|v| crate::Delivery::decode(v.value()).map_err(corrupt))
+            .transpose()
+    }
+
     fn deliveries(&self) -> Result<Vec<(String, crate::Delivery)>, StoreError> {
         let txn = self.inner.db.begin_read().map_err(storage)?;
         let table = match txn.open_table(DELIVERIES) {

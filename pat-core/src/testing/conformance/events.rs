@@ -129,6 +129,11 @@ pub(super) fn event_stream(b: &dyn Backend) {
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!((after[0].kind, after[0].token_id), (Created, e.info.id));
     assert!(after[0].seq > last);
+    assert_eq!(
+        b.last_seq().expect("last"),
+        after[0].seq,
+        "where a webhook starts"
+    );
 }
 
 /// A webhook's delivery state changes only by a compare-and-swap: the
