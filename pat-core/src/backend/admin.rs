@@ -262,20 +262,17 @@ pub trait Admin {
 
     /// Marks event `seq`, given up by webhook `sink`, to be sent again by
     /// the process delivering that webhook: whether such a failed event
-    /// was there. The default swaps the state ([`swap_delivery`](Admin::swap_delivery))
-    /// until no one else changed it in between.
+    /// was there. Audited ([`AuditAction::ResendEvent`](crate::AuditAction::ResendEvent))
+    /// with the state's change by the built-in backends; the default swaps
+    /// the state ([`swap_delivery`](Admin::swap_delivery)), unaudited.
     fn resend_event(&self, sink: &str, seq: u64) -> Result<bool, StoreError> {
-        loop {
-            let Some(now) = self.delivery(sink)? else {
-                return Ok(false);
-            };
-            let Some(next) = now.marked_for_resend(seq) else {
-                return Ok(false);
-            };
-            if self.swap_delivery(sink, Some(&now), &next)? {
-                return Ok(true);
-            }
-        }
+        resend_with(
+            || self.delivery(sink),
+            |now, next, _| self.swap_delivery(sink, Some(now), next),
+            sink,
+            seq,
+            crate::DEFAULT_ACTOR,
+        )
     }
 
     /// Writes the expiry notices due at `now` under thresholds `days`
@@ -313,6 +310,40 @@ pub trait Admin {
     /// records the peer's uid, which the kernel vouches for, whatever
     /// `actor` says.
     fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn Admin + 'a>;
+}
+
+/// The rule of a resend, for every backend: failed event `seq` of webhook
+/// `sink`, as `read` finds the state, marked to be sent again and stored by
+/// `swap` (the state read, the new one, and the audit entry by `actor`
+/// that the backend writes with it) unless the state changed meanwhile,
+/// then tried again, a few times. Whether such a failed event was there.
+pub(crate) fn resend_with(
+    read: impl Fn() -> Result<Option<crate::Delivery>, StoreError>,
+    mut swap: impl FnMut(&crate::Delivery, &crate::Delivery, &AuditEntry) -> Result<bool, StoreError>,
+    sink: &str,
+    seq: u64,
+    actor: &str,
+) -> Result<bool, StoreError> {
+    // A deliverer changes the state once per event: losing this many
+    // times in a row is a store that something keeps rewriting.
+    for _ in 0..16 {
+        let Some(now) = read()? else {
+            return Ok(false);
+        };
+        let Some(next) = now.marked_for_resend(seq) else {
+            return Ok(false);
+        };
+        let Some(failed) = now.failed.iter().find(|f| f.seq == seq) else {
+            return Ok(false);
+        };
+        let entry = AuditEntry::resend(sink, failed, actor, Timestamp::now());
+        if swap(&now, &next, &entry)? {
+            return Ok(true);
+        }
+    }
+    Err(StoreError::Storage(crate::error::BackendError::new(
+        std::io::Error::other("the webhook's state kept changing under the resend; try again"),
+    )))
 }
 
 impl<T: Admin + ?Sized> Admin for &T {

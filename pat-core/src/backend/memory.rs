@@ -166,6 +166,29 @@ impl State {
         self.notices.retain(|_, id| by_id.contains_key(id));
     }
 
+    /// Stores `new` as webhook `sink`'s state if it is `expected`, with
+    /// `audit` appended then: whether it was.
+    fn swap_delivery(
+        &mut self,
+        sink: &str,
+        expected: Option<&crate::Delivery>,
+        new: &crate::Delivery,
+        audit: Option<&AuditEntry>,
+    ) -> Result<bool, StoreError> {
+        crate::model::delivery::check_sink(sink).map_err(StoreError::BadWebhook)?;
+        let stored = self.deliveries.get(sink).map(Vec::as_slice);
+        match crate::model::delivery::swap(stored, expected, new).map_err(StoreError::Corrupt)? {
+            Some(bytes) => {
+                self.deliveries.insert(sink.to_owned(), bytes);
+                if let Some(entry) = audit {
+                    self.append(entry.clone());
+                }
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Appends each of `notices` whose key was not written before: how
     /// many were.
     fn record_notices(&mut self, notices: &[crate::Notice]) -> usize {
@@ -721,16 +744,20 @@ impl Admin for MemoryStore {
         expected: Option<&crate::Delivery>,
         new: &crate::Delivery,
     ) -> Result<bool, StoreError> {
-        crate::model::delivery::check_sink(sink).map_err(StoreError::BadWebhook)?;
-        let mut state = self.state();
-        let stored = state.deliveries.get(sink).map(Vec::as_slice);
-        match crate::model::delivery::swap(stored, expected, new).map_err(StoreError::Corrupt)? {
-            Some(bytes) => {
-                state.deliveries.insert(sink.to_owned(), bytes);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        self.state().swap_delivery(sink, expected, new, None)
+    }
+
+    fn resend_event(&self, sink: &str, seq: u64) -> Result<bool, StoreError> {
+        crate::backend::admin::resend_with(
+            || self.delivery(sink),
+            |now, next, entry| {
+                self.state()
+                    .swap_delivery(sink, Some(now), next, Some(entry))
+            },
+            sink,
+            seq,
+            &self.actor,
+        )
     }
 
     fn record_notices(&self, notices: &[crate::Notice]) -> Result<usize, StoreError> {

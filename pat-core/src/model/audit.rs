@@ -60,10 +60,14 @@ pub enum AuditAction {
     /// A token reached its latest deadline (`at 2027-01-08T00:00:00Z`);
     /// once per token and deadline.
     Expired,
+    /// An event a webhook gave up marked to be sent again
+    /// ([`Admin::resend_event`](crate::Admin::resend_event); `evt_SEQ to
+    /// WEBHOOK`), of the event's token.
+    ResendEvent,
 }
 
 impl AuditAction {
-    const ALL: [AuditAction; 16] = [
+    const ALL: [AuditAction; 17] = [
         AuditAction::Create,
         AuditAction::Rotate,
         AuditAction::Revoke,
@@ -80,6 +84,7 @@ impl AuditAction {
         AuditAction::Enable,
         AuditAction::Expiring,
         AuditAction::Expired,
+        AuditAction::ResendEvent,
     ];
 
     /// Its name in listings and storage (`revoke_user`, ...).
@@ -101,6 +106,7 @@ impl AuditAction {
             AuditAction::Enable => "enable",
             AuditAction::Expiring => "expiring",
             AuditAction::Expired => "expired",
+            AuditAction::ResendEvent => "resend_event",
         }
     }
 
@@ -199,6 +205,26 @@ impl AuditEntry {
     }
 
     /// The entry of `actor` making `prefix` the store's at `at`.
+    /// The entry of failed event `failed` of webhook `sink` marked to be
+    /// sent again by `actor`: of the event's token and user.
+    pub(crate) fn resend(
+        sink: &str,
+        failed: &crate::FailedEvent,
+        actor: &str,
+        at: Timestamp,
+    ) -> AuditEntry {
+        let body: serde_json::Value = serde_json::from_str(&failed.body).unwrap_or_default();
+        let token = body["token_id"].as_str().and_then(|id| id.parse().ok());
+        AuditEntry::new(
+            at,
+            AuditAction::ResendEvent,
+            token,
+            body["user"].as_str().unwrap_or_default(),
+            actor,
+            format!("evt_{} to {sink}", failed.seq),
+        )
+    }
+
     pub(crate) fn prefix_set(
         prefix: crate::model::prefix::Prefix,
         actor: &str,

@@ -457,7 +457,31 @@ impl Admin for PgStore {
         crate::model::delivery::check_sink(sink).map_err(StoreError::BadWebhook)?;
         let shared = self.shared.clone();
         let (sink, expected, new) = (sink.to_owned(), expected.cloned(), new.clone());
-        self.block(async move { shared.swap_delivery(&sink, expected.as_ref(), &new).await })
+        self.block(async move {
+            shared
+                .swap_delivery(&sink, expected.as_ref(), &new, &[])
+                .await
+        })
+    }
+
+    fn resend_event(&self, sink: &str, seq: u64) -> Result<bool, StoreError> {
+        crate::model::delivery::check_sink(sink).map_err(StoreError::BadWebhook)?;
+        crate::backend::admin::resend_with(
+            || self.delivery(sink),
+            |now, next, entry| {
+                let shared = self.shared.clone();
+                let (sink, now, next, entry) =
+                    (sink.to_owned(), now.clone(), next.clone(), entry.clone());
+                self.block(async move {
+                    shared
+                        .swap_delivery(&sink, Some(&now), &next, &[entry])
+                        .await
+                })
+            },
+            sink,
+            seq,
+            &self.actor,
+        )
     }
 
     fn record_notices(&self, notices: &[crate::Notice]) -> Result<usize, StoreError> {

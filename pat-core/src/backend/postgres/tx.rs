@@ -666,6 +666,7 @@ impl Shared {
         sink: &str,
         expected: Option<&crate::Delivery>,
         new: &crate::Delivery,
+        audit: &[AuditEntry],
     ) -> Result<bool, StoreError> {
         let mut writer = self.writer().await?;
         let Some(client) = writer.as_mut() else {
@@ -696,6 +697,12 @@ impl Shared {
                 .execute(sql, &[&sink, &bytes])
                 .await
                 .map_err(PgError::Db)?;
+            if n == 1 {
+                // Last, after the state's row lock: see `audit_lock`.
+                audit_in(&txn, audit, self.timeout)
+                    .await
+                    .map_err(PgError::Db)?;
+            }
             txn.commit().await.map_err(PgError::Db)?;
             Ok::<_, StoreError>(n == 1)
         };

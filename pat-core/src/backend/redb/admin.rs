@@ -167,6 +167,38 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Stores `new` as webhook `sink`'s state if it is `expected`, with
+    /// `audit` appended in the same transaction: whether it was.
+    fn swap_delivery_audited(
+        &self,
+        sink: &str,
+        expected: Option<&crate::Delivery>,
+        new: &crate::Delivery,
+        audit: Option<&AuditEntry>,
+    ) -> Result<bool, StoreError> {
+        crate::model::delivery::check_sink(sink).map_err(StoreError::BadWebhook)?;
+        self.inner.write(|txn| {
+            let mut table = txn.open_table(DELIVERIES).map_err(storage)?;
+            let stored = table
+                .get(sink)
+                .map_err(storage)?
+                .map(|v| v.value().to_vec());
+            let Some(bytes) =
+                crate::model::delivery::swap(stored.as_deref(), expected, new).map_err(corrupt)?
+            else {
+                return Ok(false);
+            };
+            table.insert(sink, bytes.as_slice()).map_err(storage)?;
+            drop(table);
+            if let Some(entry) = audit {
+                audit_in(txn, entry)?;
+            }
+            Ok(true)
+        })
+    }
+}
+
 impl Admin for Store {
     fn create(&self, new: &NewToken, now: Timestamp) -> Result<CreatedToken, StoreError> {
         let state: &Inner = &self.inner;
@@ -563,21 +595,17 @@ impl Admin for Store {
         expected: Option<&crate::Delivery>,
         new: &crate::Delivery,
     ) -> Result<bool, StoreError> {
-        crate::model::delivery::check_sink(sink).map_err(StoreError::BadWebhook)?;
-        self.inner.write(|txn| {
-            let mut table = txn.open_table(DELIVERIES).map_err(storage)?;
-            let stored = table
-                .get(sink)
-                .map_err(storage)?
-                .map(|v| v.value().to_vec());
-            let Some(bytes) =
-                crate::model::delivery::swap(stored.as_deref(), expected, new).map_err(corrupt)?
-            else {
-                return Ok(false);
-            };
-            table.insert(sink, bytes.as_slice()).map_err(storage)?;
-            Ok(true)
-        })
+        self.swap_delivery_audited(sink, expected, new, None)
+    }
+
+    fn resend_event(&self, sink: &str, seq: u64) -> Result<bool, StoreError> {
+        crate::backend::admin::resend_with(
+            || self.delivery(sink),
+            |now, next, entry| self.swap_delivery_audited(sink, Some(now), next, Some(entry)),
+            sink,
+            seq,
+            &self.actor,
+        )
     }
 
     fn record_notices(&self, notices: &[crate::Notice]) -> Result<usize, StoreError> {

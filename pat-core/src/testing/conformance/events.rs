@@ -183,8 +183,34 @@ pub(super) fn delivery_state(b: &dyn Backend) {
             .expect("stale")
     );
     assert_eq!(b.delivery(sink).expect("read"), Some(given_up.clone()));
-    // A failed event marked to be sent again, by any handle.
-    assert!(b.resend_event(sink, event.seq).expect("resend"));
+    // A failed event marked to be sent again, by any handle; audited, as
+    // done by who asked.
+    assert!(
+        b.acting_as("ops")
+            .resend_event(sink, event.seq)
+            .expect("resend")
+    );
+    let log = b.audit(crate::Timestamp::UNIX_EPOCH, None).expect("audit");
+    let last = log.last().expect("audited");
+    assert_eq!(
+        (
+            last.action,
+            last.token_id,
+            last.user.as_str(),
+            last.actor.as_str()
+        ),
+        (
+            crate::AuditAction::ResendEvent,
+            Some(t.info.id),
+            "alice",
+            "ops"
+        )
+    );
+    assert_eq!(last.outcome, format!("evt_{} to {sink}", event.seq));
+    assert!(
+        Event::from_audit(last).is_none(),
+        "not a token's event: no webhook is told of it"
+    );
     assert!(
         !b.resend_event(sink, event.seq + 100)
             .expect("no such event")
