@@ -62,6 +62,51 @@ pub(crate) fn created_json(created: &CreatedToken) -> Value {
     v
 }
 
+/// Prints JSON `v` and a line end, with what a terminal could act on
+/// escaped ([`pat_core::json_safe`]): every `--json` output goes through
+/// this or [`SafeJson`].
+pub(crate) fn print_json(v: &impl std::fmt::Display) {
+    println!("{}", pat_core::json_safe(&v.to_string()));
+}
+
+/// A writer of JSON text that escapes, on the way, what a terminal could
+/// act on ([`pat_core::json_safe`]), whatever the writes' boundaries.
+pub(crate) struct SafeJson<W: Write> {
+    inner: W,
+    /// The first bytes of a character the last write cut.
+    partial: Vec<u8>,
+}
+
+impl<W: Write> SafeJson<W> {
+    pub(crate) fn new(inner: W) -> SafeJson<W> {
+        SafeJson {
+            inner,
+            partial: Vec::new(),
+        }
+    }
+}
+
+impl<W: Write> Write for SafeJson<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.partial.extend_from_slice(buf);
+        let whole = match std::str::from_utf8(&self.partial) {
+            Ok(s) => s.len(),
+            // Cut inside a character: the rest comes with the next write.
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+        };
+        let text = std::str::from_utf8(&self.partial[..whole])
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        self.inner.write_all(pat_core::json_safe(text).as_bytes())?;
+        self.partial.drain(..whole);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Writes the JSON array of `tokens` (the same bytes as serialising the
 /// whole array at once) one object at a time, so that listing a million
 /// tokens holds one object in memory rather than a tree of all of them.

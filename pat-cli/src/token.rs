@@ -87,7 +87,7 @@ pub(crate) fn create(db: &Path, args: CreateArgs) -> Result {
     if args.quiet {
         println!("{}", created.secret.expose_secret());
     } else if args.json {
-        println!("{}", output::created_json(&created));
+        output::print_json(&output::created_json(&created));
     } else {
         print!("{}", output::created_human(&created));
     }
@@ -204,7 +204,7 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
             }
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let written = if json {
-                output::write_list_json(&mut out, &tokens, &policy)
+                output::write_list_json(&mut output::SafeJson::new(&mut out), &tokens, &policy)
             } else {
                 output::write_list_human(&mut out, &tokens, now, &policy)
             };
@@ -217,7 +217,7 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
         TokenAction::Show { id, json } => {
             let info = store.get(id)?;
             if json {
-                println!("{}", output::info_json(&info));
+                output::print_json(&output::info_json(&info));
             } else {
                 print!("{}", output::show_human(&info, now));
             }
@@ -295,7 +295,7 @@ pub(crate) fn manage(db: &Path, action: TokenAction) -> Result {
             } else if json {
                 let mut v = output::created_json(&rotated);
                 v["previous_secret_retires_at"] = retires_at.to_string().into();
-                println!("{v}");
+                output::print_json(&v);
             } else {
                 print!("{}", output::rotated_human(&rotated, retires_at, now));
             }
@@ -326,7 +326,7 @@ pub(crate) fn audit(
     let entries = store.audit(since, user)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let written = if json {
-        output::write_audit_json(&mut out, &entries)
+        output::write_audit_json(&mut output::SafeJson::new(&mut out), &entries)
     } else {
         output::write_audit_human(&mut out, &entries)
     };
@@ -363,7 +363,7 @@ pub(crate) fn events(db: &Path, cmd: crate::cli::EventsCommand) -> Result {
     let written = if cmd.failed {
         let all = store.deliveries()?;
         if cmd.json {
-            output::write_failed_json(&mut out, &all)
+            output::write_failed_json(&mut output::SafeJson::new(&mut out), &all)
         } else {
             output::write_failed_human(&mut out, &all)
         }
@@ -371,7 +371,7 @@ pub(crate) fn events(db: &Path, cmd: crate::cli::EventsCommand) -> Result {
         let limit = usize::try_from(cmd.limit).unwrap_or(usize::MAX);
         let events = store.events(cmd.after, limit)?;
         if cmd.json {
-            output::write_events_json(&mut out, &events)
+            output::write_events_json(&mut output::SafeJson::new(&mut out), &events)
         } else {
             output::write_events_human(&mut out, &events)
         }
@@ -413,7 +413,7 @@ pub(crate) fn policy(db: &Path, cmd: PolicyCommand) -> Result {
     };
     let policy = store.policy()?;
     if json {
-        println!("{}", output::policy_json(&policy));
+        output::print_json(&output::policy_json(&policy));
     } else {
         print!("{policy}");
     }
@@ -486,7 +486,7 @@ pub(crate) fn prefixes(db: &Path, cmd: PrefixCommand) -> Result {
     };
     let all = store.token_prefixes()?;
     if json {
-        println!("{}", output::prefixes_json(&all));
+        output::print_json(&output::prefixes_json(&all));
     } else {
         println!("current: {}", current_of(&all)?);
         let former: Vec<&str> = all.iter().skip(1).map(|p| p.as_str()).collect();
@@ -534,7 +534,7 @@ pub(crate) fn scopes(db: &Path, cmd: ScopesCommand) -> Result {
     };
     let catalog = store.permissions()?;
     if json {
-        println!("{}", pat_core::management::catalog_json(&catalog));
+        output::print_json(&pat_core::management::catalog_json(&catalog));
     } else {
         print!("{}", output::catalog_human(&catalog));
     }

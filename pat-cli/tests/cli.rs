@@ -1848,3 +1848,39 @@ fn meta_is_kept_shown_and_checked() {
         1
     );
 }
+
+/// `--json` output escapes what a terminal would act on or hide (C1
+/// controls, bidi and zero-width characters), which JSON leaves raw: an
+/// actor's name the API recorded reaches `audit --json` and `events
+/// --json` as `\u` escapes of the same characters.
+#[test]
+fn json_output_escapes_what_a_terminal_acts_on() {
+    let env = Env::new();
+    let hostile = "ops\u{9b}2J\u{202e}gnp.exe\u{200b}";
+    {
+        let store = env.store();
+        store
+            .acting_as(hostile)
+            .create(
+                &pat_core::NewToken::new(
+                    "alice",
+                    pat_core::ExpiryPolicy::hard(std::time::Duration::from_secs(3600)),
+                ),
+                Timestamp::now(),
+            )
+            .unwrap();
+    }
+    for args in [&["audit", "--json"][..], &["events", "--json"]] {
+        let raw = env.ok(args);
+        assert!(
+            !raw.contains('\u{9b}') && !raw.contains('\u{202e}') && !raw.contains('\u{200b}'),
+            "{args:?}: {raw:?}"
+        );
+        assert!(
+            raw.contains(r"\u009b2J\u202egnp.exe\u200b"),
+            "{args:?}: {raw}"
+        );
+        let parsed: Value = serde_json::from_str(&raw).unwrap();
+        assert_eq!(parsed[0]["actor"], hostile, "{args:?}: the same value");
+    }
+}

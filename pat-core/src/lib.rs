@@ -186,7 +186,7 @@ pub use model::record::{
 };
 pub use model::scanning;
 pub use model::scope::{NodeId, Perm, Scope, Scopes, TokenScope};
-pub use model::text::{printable, redacted};
+pub use model::text::{json_safe, printable, redacted};
 pub use model::time::{Timestamp, format_duration, parse_duration};
 pub use model::token::{TOKEN_LEN, TOKEN_PREFIX, TokenDigest, TokenId, TokenSecret};
 pub use routes::proxy::{Cidr, ParseCidrError, ProxyHeader, TrustedProxies};

@@ -72,6 +72,38 @@ pub fn printable(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// JSON text `json` with every character a terminal may act on or hide
+/// that JSON leaves raw (DEL, the C1 controls, bidirectional and
+/// zero-width formatting characters: [`printable`] escapes the same ones)
+/// written as `\uXXXX` escapes: the same JSON value, safe to print. Such
+/// characters occur only inside strings, where the escape means the same
+/// character; serde_json escapes the C0 controls itself. For `--json`
+/// output, which people read on a terminal too. Borrowed when there is
+/// nothing to escape.
+///
+/// ```
+/// let json = serde_json::json!({"user": "a\u{9b}2Jb\u{202e}"}).to_string();
+/// assert_eq!(pat_core::json_safe(&json), r#"{"user":"a\u009b2Jb\u202e"}"#);
+/// ```
+pub fn json_safe(json: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| (c.is_control() && c >= '\u{7f}') || is_invisible(c);
+    if !json.chars().any(unsafe_char) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if unsafe_char(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// `s` with anything shaped like a token cut to its prefix and `_` (`pat_…`,
 /// `acme_…`), then [`printable`]: for messages that repeat what someone
 /// typed, which may be a real token pasted in the wrong place. Shaped like a
