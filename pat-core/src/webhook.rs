@@ -311,10 +311,20 @@ impl Webhook {
             std::process::id(),
             crate::TokenId::generate().as_u64()
         );
-        let lease = self
-            .lease
-            .max(self.timeout.saturating_mul(3))
-            .max(self.timeout.saturating_add(Duration::from_secs(3)));
+        // In whole seconds, as stored, and at least an attempt (rounded up)
+        // and 3 s: renewed when an attempt could outlast it (see `step`),
+        // it then always leaves more than a second past an attempt.
+        let ceil = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        let lease = Duration::from_secs(
+            ceil(self.lease)
+                .max(ceil(self.timeout.saturating_mul(3)))
+                .max(ceil(self.timeout) + 3),
+        );
+        // Looked at often enough to renew the lease before it lapses.
+        let poll = self
+            .poll
+            .min(lease.saturating_sub(Duration::from_secs(ceil(self.timeout) + 2)))
+            .max(Duration::from_millis(10));
         // Before it returns, so that every event committed after is
         // delivered.
         let first = || -> Result<(), StoreError> {
@@ -340,6 +350,7 @@ impl Webhook {
             client,
             holder,
             lease,
+            poll,
             stop: stop.clone(),
             counted: std::sync::atomic::AtomicUsize::new(0),
         };
@@ -421,6 +432,8 @@ struct Run {
     client: reqwest::Client,
     holder: String,
     lease: Duration,
+    /// [`Webhook::poll`], short enough to keep the lease.
+    poll: Duration,
     stop: Arc<Stop>,
     /// Its part of [`EVENTS_PENDING`](crate::metrics::EVENTS_PENDING).
     counted: std::sync::atomic::AtomicUsize,
@@ -437,7 +450,7 @@ impl Run {
                         error = %crate::error::chain(&e),
                         "webhook delivery could not read or store its state"
                     );
-                    self.hook.poll
+                    self.poll
                 }
             };
             if self.stop.wait(wait) {
@@ -466,7 +479,7 @@ impl Run {
             // Another process delivers (and counts); look again when its
             // lease may end.
             self.pending(0);
-            return Ok(self.hook.poll);
+            return Ok(self.poll);
         };
         // Renewed while an attempt could still outlast it: after this, an
         // attempt (at most the timeout, rounded up) ends with more than a
@@ -502,14 +515,14 @@ impl Run {
         // A retry waits for its time whoever delivers (looking again each
         // poll, for a resend and to keep the lease).
         if let Some(wait) = state.retry_wait(Timestamp::now()) {
-            return Ok(wait.min(self.hook.poll));
+            return Ok(wait.min(self.poll));
         }
         let mut pending = self
             .store
             .events(state.cursor, crate::metrics::PENDING_COUNTED)?;
         self.pending(pending.len());
         if pending.is_empty() {
-            return Ok(self.hook.poll);
+            return Ok(self.poll);
         }
         // Reading the events took time: the lease must still outlast the
         // attempt, or another process may be delivering beside this one.
@@ -545,7 +558,9 @@ impl Run {
                 };
                 crate::metrics::count_by(crate::metrics::WEBHOOK_DELIVERIES, "result", result);
                 Ok(match after {
-                    AfterFailure::Retry(wait) => wait,
+                    // Looked at again each poll meanwhile, for a resend
+                    // and the lease; the stored time keeps the wait.
+                    AfterFailure::Retry(wait) => wait.min(self.poll),
                     AfterFailure::GivenUp => {
                         tracing::warn!(webhook = %name, event = %event.id(), "a webhook event was given up");
                         Duration::ZERO

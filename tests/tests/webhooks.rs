@@ -588,6 +588,17 @@ fn a_webhook_refuses_what_it_cannot_use_at_start() {
             "http://hooks.example/T0PSECRET\nT0PSECRET-0123456789\n",
             "http",
         ),
+        // A stray space would fail every signature check silently.
+        (
+            "https://hooks.example/T0PSECRET\nT0PSECRET-0123456789 \n",
+            "space or tab",
+        ),
+        // The lines swapped: the secret's text before a `:` is not quoted
+        // as a scheme.
+        (
+            "T0PSECRET:0123456789\nhttps://hooks.example/x\n",
+            "scheme must be",
+        ),
     ] {
         std::fs::write(&file, content).unwrap();
         let (code, err) = Server::start_failing_with(
@@ -597,7 +608,9 @@ fn a_webhook_refuses_what_it_cannot_use_at_start() {
         );
         assert_ne!(code, Some(0));
         assert!(
-            err.contains("--webhook-file") && err.contains(said) && !err.contains("T0PSECRET"),
+            err.contains("--webhook-file")
+                && err.contains(said)
+                && !err.to_lowercase().contains("t0psecret"),
             "{content:?}: {err}"
         );
     }

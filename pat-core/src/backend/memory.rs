@@ -616,12 +616,14 @@ impl Admin for MemoryStore {
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
         let actor: &str = &self.actor;
         let mut state = self.state();
-        let owed: Vec<crate::Notice> = state
+        let mut owed: Vec<crate::Notice> = state
             .tokens
             .values()
             .filter(|i| i.is_expired(now))
             .filter_map(|i| crate::Notice::owed_at_prune(i, now))
             .collect();
+        // In a stable order, as the other backends write them.
+        owed.sort_by_key(|n| n.entry().token_id);
         state.record_notices(&owed);
         let n = state.remove_where(|i| i.is_expired(now));
         state.prune_retired();

@@ -23,8 +23,9 @@ pub const MAX_SINK_LEN: usize = 128;
 /// The longest error text kept for a failed attempt.
 const MAX_ERROR_LEN: usize = 300;
 
-/// How many times an event the receiver refused ([`refuses_event`]) is
-/// tried before it is given up.
+/// How many times in a row an event the receiver refused
+/// ([`refuses_event`]) is tried before it is given up (unless the event
+/// before it was given up so too: see [`Delivery::failed_attempt`]).
 pub const REFUSED_ATTEMPTS: u32 = 3;
 
 /// The shortest wait between two attempts at an event, whatever the
@@ -57,6 +58,11 @@ pub struct Delivery {
     /// Events given up after their retries, oldest first, at most
     /// [`MAX_FAILED`].
     pub failed: Vec<FailedEvent>,
+    /// Whether the last event that went (delivered or given up) was given
+    /// up as refused: then the next refusal is taken for a receiver that
+    /// refuses everything (a wrong secret answered 400), and retried like
+    /// any failure rather than given up after [`REFUSED_ATTEMPTS`].
+    pub refusing: bool,
 }
 
 /// Who delivers a webhook's events: one process at a time.
@@ -77,6 +83,9 @@ pub struct Retry {
     pub seq: u64,
     /// How many attempts failed.
     pub attempts: u32,
+    /// How many of the last ones in a row the receiver refused
+    /// ([`refuses_event`]).
+    pub refused: u32,
     /// When the first failed.
     pub since: Timestamp,
     /// When the next is due: whichever process delivers waits for it, so
@@ -180,6 +189,7 @@ impl Delivery {
         let mut next = self.clone();
         next.cursor = next.cursor.max(seq);
         next.retry = None;
+        next.refusing = false;
         next
     }
 
@@ -194,8 +204,13 @@ impl Delivery {
     /// The state after an attempt at `event` met `error` at `now` (with
     /// `status`, when the receiver answered), and what to do next: retried
     /// under `policy` until it has failed for
-    /// [`RetryPolicy::give_up_after`], or [`REFUSED_ATTEMPTS`] times when
-    /// the receiver [`refuses_event`], then given up.
+    /// [`RetryPolicy::give_up_after`], then given up; or sooner, once the
+    /// receiver [`refuses_event`] [`REFUSED_ATTEMPTS`] times in a row, so
+    /// that one event it will never take does not hold back the ones after
+    /// it. Not when the event before was given up so too: a receiver that
+    /// refuses every event is down, not picky, and giving each up would
+    /// move the whole stream into [`Delivery::failed`] (and, past
+    /// [`MAX_FAILED`], out of it).
     pub fn failed_attempt(
         &self,
         event: &Event,
@@ -209,16 +224,23 @@ impl Delivery {
             .chars()
             .take(MAX_ERROR_LEN)
             .collect::<String>();
-        let (attempts, since) = match &self.retry {
-            Some(r) if r.seq == event.seq => (r.attempts.saturating_add(1), r.since),
-            _ => (1, now),
+        let (attempts, refused, since) = match &self.retry {
+            Some(r) if r.seq == event.seq => (r.attempts.saturating_add(1), r.refused, r.since),
+            _ => (1, 0, now),
+        };
+        let refusal = status.is_some_and(refuses_event);
+        let refused = if refusal {
+            refused.saturating_add(1)
+        } else {
+            0
         };
         let failing_for =
             Duration::from_secs(now.as_unix_secs().saturating_sub(since.as_unix_secs()));
-        let refused = status.is_some_and(refuses_event) && attempts >= REFUSED_ATTEMPTS;
-        if failing_for >= policy.give_up_after || refused {
+        let refused_enough = refused >= REFUSED_ATTEMPTS && !self.refusing;
+        if failing_for >= policy.give_up_after || refused_enough {
             next.retry = None;
             next.cursor = next.cursor.max(event.seq);
+            next.refusing = refusal;
             next.keep_failed(FailedEvent {
                 seq: event.seq,
                 body: event.to_json(),
@@ -235,6 +257,7 @@ impl Delivery {
         next.retry = Some(Retry {
             seq: event.seq,
             attempts,
+            refused,
             since,
             next_at: now.saturating_add(wait),
             error,
@@ -310,11 +333,12 @@ impl Delivery {
                 "holder": l.holder, "until": l.until.as_unix_secs(),
             })),
             "retry": self.retry.as_ref().map(|r| json!({
-                "seq": r.seq, "attempts": r.attempts,
+                "seq": r.seq, "attempts": r.attempts, "refused": r.refused,
                 "since": r.since.as_unix_secs(), "next_at": r.next_at.as_unix_secs(),
                 "error": r.error,
             })),
             "failed": failed,
+            "refusing": self.refusing,
         })
         .to_string()
         .into_bytes()
@@ -351,10 +375,15 @@ impl Delivery {
             Some(r) => Some(Retry {
                 seq: u64_of(r, "seq")?,
                 attempts: count_of(r, "attempts")?,
+                // Kept since the second format: before it, none counted
+                // and due at once.
+                refused: match r.get("refused") {
+                    None | Some(Value::Null) => 0,
+                    Some(_) => count_of(r, "refused")?,
+                },
                 since: time_of(r, "since")?,
-                // Kept since the second format: before it, due at once.
                 next_at: match r.get("next_at") {
-                    None => Timestamp::UNIX_EPOCH,
+                    None | Some(Value::Null) => Timestamp::UNIX_EPOCH,
                     Some(_) => time_of(r, "next_at")?,
                 },
                 error: str_of(r, "error")?,
@@ -384,6 +413,7 @@ impl Delivery {
             lease,
             retry,
             failed,
+            refusing: v.get("refusing").and_then(Value::as_bool).unwrap_or(false),
         })
     }
 }
@@ -498,15 +528,34 @@ mod tests {
         let policy = RetryPolicy::default();
         let e = event(7);
         let mut d = Delivery::default();
-        for (n, status) in [422, 400].into_iter().enumerate() {
+        // Refusals count in a row: a 503 between starts them again.
+        for (n, status) in [422, 503, 422, 400].into_iter().enumerate() {
             let (next, after) =
-                d.failed_attempt(&e, "refused", Some(status), at(100 + n as u64), &policy);
+                d.failed_attempt(&e, "x", Some(status), at(100 + n as u64), &policy);
             assert!(matches!(after, AfterFailure::Retry(_)), "{status}");
             d = next;
         }
         let (d, after) = d.failed_attempt(&e, "refused", Some(413), at(110), &policy);
         assert_eq!(after, AfterFailure::GivenUp);
         assert_eq!((d.cursor, d.failed.len()), (7, 1));
+        // The next event refused too: a receiver refusing everything (a
+        // wrong secret answered 400), retried as if it were down.
+        let mut next = d.clone();
+        for n in 0..10 {
+            let (d, after) = next.failed_attempt(&event(8), "x", Some(400), at(120 + n), &policy);
+            assert!(matches!(after, AfterFailure::Retry(_)), "attempt {n}");
+            next = d;
+        }
+        assert_eq!(next.failed.len(), 1);
+        // Until one is delivered: then a refused event goes soon again.
+        let mut after_ok = d.delivered(8);
+        assert!(!after_ok.refusing);
+        for n in 0..3 {
+            after_ok = after_ok
+                .failed_attempt(&event(9), "x", Some(422), at(130 + n), &policy)
+                .0;
+        }
+        assert_eq!(after_ok.cursor, 9);
         // The receiver being down or misconfigured holds for every event:
         // retried until the policy gives up.
         for status in [401, 403, 404, 408, 429, 500, 503] {

@@ -82,7 +82,7 @@ pub(crate) struct Args {
     #[arg(long = "webhook", value_name = "URL", requires = "webhook_secret_file")]
     pub(crate) webhooks: Vec<String>,
     /// A file holding the `--webhook` URLs' signing secret (at least 16
-    /// bytes; a final newline is not part of it).
+    /// bytes; a final line break, `\n` or `\r\n`, is not part of it).
     #[arg(long, value_name = "PATH", requires = "webhooks")]
     pub(crate) webhook_secret_file: Option<PathBuf>,
     /// A file naming one webhook: its URL on the first line and its own
@@ -545,5 +545,12 @@ fn url_and_secret(text: &[u8]) -> Result<(&str, &[u8]), String> {
         return Err(format!("{SHAPE}, and nothing after them"));
     }
     let url = std::str::from_utf8(url).map_err(|_| format!("{SHAPE}: the URL is not UTF-8"))?;
-    Ok((url, secret))
+    // Signed with as given: a stray space would fail every delivery's
+    // check with nothing to say why.
+    if secret.first().is_some_and(u8::is_ascii_whitespace)
+        || secret.last().is_some_and(u8::is_ascii_whitespace)
+    {
+        return Err("its secret (the second line) starts or ends with a space or tab".to_owned());
+    }
+    Ok((url.trim(), secret))
 }

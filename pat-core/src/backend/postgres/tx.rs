@@ -415,7 +415,8 @@ pub(super) async fn audit_in(
     audit_rows(txn, entries).await
 }
 
-/// Takes [`AUDIT_LOCK`] for the rest of `txn`: the transactions that append
+/// Takes [`AUDIT_LOCK`] for the rest of `txn` (and bounds every lock wait
+/// after it in `txn` the same way): the transactions that append
 /// to the audit log commit one at a time, so that an entry's `seq`, drawn
 /// under the lock, is in commit order on every replica, and a reader that
 /// has seen one entry has seen every entry before it (what
@@ -736,10 +737,13 @@ impl Shared {
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
+            // Each key once, even if the caller repeats a notice: the
+            // insert below answers a key once.
+            let mut seen = std::collections::HashSet::new();
             let new: Vec<&crate::Notice> = notices
                 .iter()
                 .zip(&keys)
-                .filter(|(_, k)| !written.contains(*k))
+                .filter(|(_, k)| !written.contains(*k) && seen.insert(k.as_str()))
                 .map(|(n, _)| n)
                 .collect();
             if new.is_empty() {

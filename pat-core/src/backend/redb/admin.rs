@@ -91,9 +91,6 @@ impl Inner {
         Ok(())
     }
 
-    /// Drops the retired secrets and the expiry notices of tokens that no
-    /// longer exist: the secrets can only ever be refused now, like any
-    /// unknown token, and the tokens get no more notices.
     /// Appends each of `notices` whose key was not written before, inside
     /// `txn`: how many were.
     pub(super) fn record_notices_in(
@@ -115,6 +112,9 @@ impl Inner {
         Ok(n)
     }
 
+    /// Drops the retired secrets and the expiry notices of tokens that no
+    /// longer exist: the secrets can only ever be refused now, like any
+    /// unknown token, and the tokens get no more notices.
     pub(super) fn prune_retired(txn: &WriteTransaction) -> Result<(), StoreError> {
         let by_id = txn.open_table(BY_ID).map_err(storage)?;
         let mut notices = txn.open_table(NOTICES).map_err(storage)?;
