@@ -189,13 +189,16 @@ impl State {
         }
     }
 
-    /// Appends each of `notices` whose key was not written before: how
-    /// many were.
+    /// Appends each of `notices` that still holds of its token and whose
+    /// key was not written before: how many were.
     fn record_notices(&mut self, notices: &[crate::Notice]) -> usize {
         let mut n = 0;
         for notice in notices {
             let entry = notice.entry();
             let id = entry.token_id.unwrap_or(TokenId::from_u64(0));
+            if !notice.holds_for(self.record(id)) {
+                continue;
+            }
             if self.notices.insert(notice.key(), id).is_none() {
                 self.append(entry.clone());
                 n += 1;

@@ -99,6 +99,24 @@ impl Notice {
     pub fn owed_at_prune(info: &TokenInfo, now: Timestamp) -> Option<Notice> {
         Notice::due(info, now, &[]).filter(|n| n.0.action == AuditAction::Expired)
     }
+
+    /// Whether this notice, made from an earlier read of its token, still
+    /// holds of the token as it is when the notice is written (`None`:
+    /// gone): the one [`Notice::due`] would make of it then, at the same
+    /// time, threshold and deadline. A rotation, a revocation or a
+    /// suspension that committed between the sweep's read and its write
+    /// makes it stale: a backend writes only the notices that still hold,
+    /// under the lock its write takes.
+    pub(crate) fn holds_for(&self, info: Option<&TokenInfo>) -> bool {
+        let Some(info) = info else {
+            return false;
+        };
+        let days: Vec<u32> = parse_outcome(self.0.action, &self.0.outcome)
+            .0
+            .into_iter()
+            .collect();
+        Notice::due(info, self.0.at, &days).is_some_and(|now| now.key() == self.key())
+    }
 }
 
 /// The threshold and deadline an `expiring` or `expired` entry's outcome
@@ -188,6 +206,21 @@ mod tests {
             None
         );
         assert_eq!(Notice::owed_at_prune(&capped, at(5 * DAY)), None);
+        // Made from a read, then checked against the token as it is.
+        let ten = token(ExpiryPolicy::hard(Duration::from_secs(10 * DAY)));
+        let seven = Notice::due(&ten, at(4 * DAY), &DEFAULT_NOTICE_DAYS).unwrap();
+        assert!(seven.holds_for(Some(&ten)));
+        let mut rotated = ten.clone();
+        rotated.expiry = crate::Expiry::Hard {
+            expires_at: at(20 * DAY),
+        };
+        assert!(!seven.holds_for(Some(&rotated)), "a new deadline");
+        let mut disabled = ten.clone();
+        disabled.disabled_by = Some(ten.id);
+        assert!(!seven.holds_for(Some(&disabled)));
+        assert!(!seven.holds_for(None), "revoked");
+        let expired = Notice::owed_at_prune(&ten, at(10 * DAY)).unwrap();
+        assert!(expired.holds_for(Some(&ten)));
         let hard = token(ExpiryPolicy::hard(Duration::from_secs(DAY)));
         assert_eq!(Notice::owed_at_prune(&hard, at(DAY - 1)), None, "alive");
         let owed = Notice::owed_at_prune(&hard, at(DAY)).unwrap();

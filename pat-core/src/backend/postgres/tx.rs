@@ -737,13 +737,35 @@ impl Shared {
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
+            // The tokens as they are now: a notice made from an earlier
+            // read that no longer holds (a rotation or a revocation
+            // committed since) is dropped. A plain read, without row locks
+            // (a flush locks tokens in digest order, and a second order
+            // could deadlock): what commits between it and this write is a
+            // window of a round trip.
+            let ids: Vec<i64> = notices
+                .iter()
+                .filter_map(|n| n.entry().token_id.map(|id| id.as_u64() as i64))
+                .collect();
+            let now: std::collections::HashMap<i64, crate::TokenInfo> = client
+                .query(
+                    &format!("SELECT {COLUMNS} FROM pat_tokens WHERE id = ANY($1)"),
+                    &[&ids],
+                )
+                .await?
+                .iter()
+                .map(|r| record(r).map(|info| (info.id.as_u64() as i64, info)))
+                .collect::<Result<_, _>>()?;
             // Each key once, even if the caller repeats a notice: the
             // insert below answers a key once.
             let mut seen = std::collections::HashSet::new();
             let new: Vec<&crate::Notice> = notices
                 .iter()
                 .zip(&keys)
-                .filter(|(_, k)| !written.contains(*k) && seen.insert(k.as_str()))
+                .filter(|(n, k)| {
+                    let id = n.entry().token_id.map_or(0, |id| id.as_u64() as i64);
+                    !written.contains(*k) && seen.insert(k.as_str()) && n.holds_for(now.get(&id))
+                })
                 .map(|(n, _)| n)
                 .collect();
             if new.is_empty() {
@@ -778,9 +800,9 @@ impl Shared {
             }
             let n = entries.len();
             txn.commit().await?;
-            Ok(n)
+            Ok::<_, PgError>(n)
         };
-        self.timed(run).await.map_err(StoreError::from)
+        self.timed_pg(run).await.map_err(StoreError::from)
     }
 
     /// Replaces the policy's rows in one transaction.

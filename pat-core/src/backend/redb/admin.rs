@@ -91,13 +91,15 @@ impl Inner {
         Ok(())
     }
 
-    /// Appends each of `notices` whose key was not written before, inside
-    /// `txn`: how many were.
+    /// Appends each of `notices` that still holds of its token and whose
+    /// key was not written before, inside `txn`: how many were.
     pub(super) fn record_notices_in(
         txn: &WriteTransaction,
         notices: &[crate::Notice],
     ) -> Result<usize, StoreError> {
         let mut written = txn.open_table(NOTICES).map_err(storage)?;
+        let by_id = txn.open_table(BY_ID).map_err(storage)?;
+        let tokens = txn.open_table(TOKENS).map_err(storage)?;
         let mut n = 0;
         for notice in notices {
             let key = notice.key();
@@ -105,6 +107,20 @@ impl Inner {
                 continue;
             }
             let id = notice.entry().token_id.map_or(0, |id| id.as_u64());
+            // The token as this transaction sees it (its deadline and
+            // whether it works: nothing a buffered use changes).
+            let digest = by_id.get(id).map_err(storage)?.map(|d| d.value());
+            let record = match digest {
+                Some(d) => tokens
+                    .get(&d)
+                    .map_err(storage)?
+                    .map(|v| codec::decode(v.value()).map_err(corrupt))
+                    .transpose()?,
+                None => None,
+            };
+            if !notice.holds_for(record.as_ref()) {
+                continue;
+            }
             written.insert(key.as_str(), id).map_err(storage)?;
             audit_in(txn, notice.entry())?;
             n += 1;

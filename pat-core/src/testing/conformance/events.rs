@@ -296,9 +296,32 @@ pub(super) fn expiry_notices(b: &dyn Backend) {
     assert_eq!(sweep(100), Some(1), "the 30-day notice of the new deadline");
     assert_eq!(sweep(100), Some(0));
 
+    // A notice made from a read that a rotation or a revocation committed
+    // after is stale: not written.
+    let day = |d: u64| std::time::Duration::from_secs(d * DAY);
+    let erin = create(b, &hard("erin", day(10)), 100 * DAY);
+    let fred = create(b, &hard("fred", day(10)), 100 * DAY);
+    let read_then = |id| {
+        let info = b.get(id).expect("get");
+        crate::Notice::due(&info, at(104 * DAY), &DAYS).expect("the 7-day notice")
+    };
+    let (stale_erin, stale_fred) = (read_then(erin.info.id), read_then(fred.info.id));
+    b.rotate(
+        erin.info.id,
+        &Rotation::new().expiry(ExpiryPolicy::hard(day(5))),
+        at(104 * DAY),
+    )
+    .expect("rotate");
+    b.revoke(fred.info.id).expect("revoke");
+    assert_eq!(
+        b.record_notices(&[stale_erin, stale_fred]).expect("record"),
+        0,
+        "neither holds any more"
+    );
+    b.revoke(erin.info.id).expect("revoke");
+
     // A token deleted by a prune before any sweep saw it expire gets its
     // `token.expired` from the prune; one a sweep told of gets no second.
-    let day = |d: u64| std::time::Duration::from_secs(d * DAY);
     let carol = create(b, &hard("carol", day(1)), 100 * DAY);
     let dave = create(b, &hard("dave", day(2)), 100 * DAY);
     let swept = b
