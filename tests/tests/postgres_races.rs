@@ -669,3 +669,33 @@ fn chain(e: &dyn std::error::Error) -> String {
     }
     shown
 }
+
+// The review of the event stream (M7): a flush whose commit's answer was
+// lost (a timeout after it committed) queued its replays again, and the
+// next flush wrote `token.replayed` a second time, under a new event id
+// that receivers cannot tell from a new replay.
+#[test]
+fn a_replay_whose_flush_lost_its_answer_is_one_event() {
+    let Some(pg) = postgres() else { return };
+    let db = pg.database();
+    let a = replica(&db, |b| b);
+    let t = a.create(&hard("alice"), at(0)).unwrap();
+    a.rotate(t.info.id, &Rotation::new(), at(10)).unwrap();
+    assert!(matches!(
+        auth(&a, t.secret.expose_secret(), at(20)),
+        Err(AuthError::Unknown)
+    ));
+    let fp = a.failpoints();
+    fp.fail(Point::FlushCommitted);
+    assert!(a.flush().is_err(), "the answer was lost");
+    fp.release(Point::FlushCommitted);
+    a.flush().unwrap();
+    let replays: Vec<_> = a
+        .events(0, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == pat_core::EventKind::Replayed)
+        .collect();
+    assert_eq!(replays.len(), 1, "{replays:?}");
+    assert_eq!(replays[0].token_id, t.info.id);
+}

@@ -28,7 +28,9 @@ pub enum Point {
     /// A flush took the buffered uses and is about to write them. A failure
     /// here is a write that failed.
     FlushWrite,
-    /// A flush's write committed; the cache has not been told yet.
+    /// A flush's write committed; the cache has not been told yet. On
+    /// PostgreSQL a failure here is a commit whose answer was lost (a
+    /// timeout after it committed): the flush fails, its work queued again.
     FlushCommitted,
     /// A write that deleted tokens committed; the cache has not forgotten
     /// them yet.
