@@ -212,6 +212,13 @@ async fn hygiene(
         req.headers().contains_key(header::TRANSFER_ENCODING),
     );
     let Some(answer) = refused else {
+        let mut req = req;
+        // HEAD is GET without the body (RFC 9110), as axum answers it on
+        // every GET route: routed as GET, and actix-http, which saw the
+        // request's HEAD, sends no body. WebDAV answers HEAD itself.
+        if req.method() == actix_web::http::Method::HEAD && !req.path().starts_with("/dav") {
+            req.head_mut().method = actix_web::http::Method::GET;
+        }
         return Ok(next.call(req).await?.map_into_left_body());
     };
     let status = actix_web::http::StatusCode::from_u16(answer.status)

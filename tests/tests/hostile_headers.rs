@@ -387,3 +387,44 @@ fn hostile_headers_get_the_same_clear_answers_from_both_servers() {
         assert_eq!(a, b, "the servers differ on {}", r.name);
     }
 }
+
+/// HEAD is GET without the body (RFC 9110 §9.3.2): axum answers it on
+/// every GET route by itself, and the actix-web server does the same, so
+/// that a monitor or a client probing with HEAD gets one answer from
+/// either.
+#[test]
+fn head_requests_get_the_same_answers_from_both_servers() {
+    let work = Workdir::new();
+    let token = work.token(&["-u", "alice", "-e", "1h"]);
+    let client = pat_integration_tests::client();
+    let mut answers = Vec::new();
+    for kind in ServerKind::ALL {
+        let server = work.start(kind);
+        let mut seen = Vec::new();
+        for (path, auth) in [
+            ("/health", false),
+            ("/hello", true),
+            ("/hello", false),
+            ("/whoami", true),
+            ("/api/tokens", true),
+            ("/tokens/self", true),
+        ] {
+            let mut req = client.head(server.url(path));
+            if auth {
+                req = req.bearer_auth(&token);
+            }
+            let res = req.send().unwrap();
+            let status = res.status().as_u16();
+            let challenge = res.headers().contains_key("www-authenticate");
+            let body = res.bytes().unwrap();
+            assert!(body.is_empty(), "{kind:?} HEAD {path}: a body");
+            seen.push((path, auth, status, challenge));
+        }
+        assert!(server.stop(), "{kind:?} did not stop cleanly");
+        answers.push(seen);
+    }
+    assert_eq!(answers[0], answers[1], "the servers differ");
+    assert_eq!(answers[0][0].2, 200, "{:?}", answers[0]);
+    assert_eq!(answers[0][1].2, 200, "{:?}", answers[0]);
+    assert_eq!((answers[0][2].2, answers[0][2].3), (401, true));
+}
