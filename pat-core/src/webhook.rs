@@ -116,22 +116,35 @@ pub enum SignatureError {
 /// The [`SIGNATURE_HEADER`] of `body` sent at `at` (seconds since the
 /// epoch) with `secret`.
 pub fn sign(secret: &[u8], at: u64, body: &[u8]) -> String {
-    let mut mac = keyed(secret);
-    mac.update(at.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let tag = mac.finalize().into_bytes();
-    let mut hex = String::with_capacity(64);
-    for b in tag {
-        hex.push_str(&format!("{b:02x}"));
-    }
-    format!("t={at},v1={hex}")
+    sign_with(&[secret], at, body)
 }
+
+/// The [`SIGNATURE_HEADER`] with a `v1=` signature by each of `secrets`:
+/// during a change of secret, the new one and the old one, so that a
+/// receiver that knows either accepts the delivery.
+pub fn sign_with(secrets: &[&[u8]], at: u64, body: &[u8]) -> String {
+    let mut header = format!("t={at}");
+    for secret in secrets {
+        let mut mac = keyed(secret);
+        mac.update(at.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        header.push_str(",v1=");
+        for b in mac.finalize().into_bytes() {
+            header.push_str(&format!("{b:02x}"));
+        }
+    }
+    header
+}
+
+/// The most `v1=` values a header's check looks at.
+const MAX_SIGNATURES: usize = 8;
 
 /// Checks `header` (a [`SIGNATURE_HEADER`]) against `body` and `secret`,
 /// with its time at most `tolerance` from `now`: what a receiver does
-/// before trusting a delivery. The comparison takes the same time
-/// whatever the bytes.
+/// before trusting a delivery. Any of its `v1=` values may match (a
+/// sender changing its secret signs with both). Each comparison takes the
+/// same time whatever the bytes.
 pub fn verify_signature(
     secret: &[u8],
     header: &str,
@@ -140,15 +153,15 @@ pub fn verify_signature(
     tolerance: Duration,
 ) -> Result<(), SignatureError> {
     let mut at = None;
-    let mut tag = None;
+    let mut tags = Vec::new();
     for part in header.split(',') {
         match part.trim().split_once('=') {
             Some(("t", v)) => at = v.parse::<u64>().ok(),
-            Some(("v1", v)) => tag = decode_hex(v),
+            Some(("v1", v)) if tags.len() < MAX_SIGNATURES => tags.extend(decode_hex(v)),
             _ => {}
         }
     }
-    let (Some(at), Some(tag)) = (at, tag) else {
+    let Some(at) = at.filter(|_| !tags.is_empty()) else {
         return Err(SignatureError::Malformed);
     };
     if now.as_unix_secs().abs_diff(at) > tolerance.as_secs() {
@@ -158,7 +171,15 @@ pub fn verify_signature(
     mac.update(at.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    mac.verify_slice(&tag).map_err(|_| SignatureError::Mismatch)
+    // Each compared in constant time, and all of them, matched or not.
+    let matched = tags.iter().fold(false, |any, tag| {
+        any | mac.clone().verify_slice(tag).is_ok()
+    });
+    if matched {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
 }
 
 fn keyed(secret: &[u8]) -> Hmac<Sha256> {
@@ -166,7 +187,7 @@ fn keyed(secret: &[u8]) -> Hmac<Sha256> {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() != 64 || !s.is_ascii() {
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..32)
@@ -179,6 +200,9 @@ pub struct Webhook {
     name: String,
     url: reqwest::Url,
     secret: Zeroizing<Vec<u8>>,
+    /// The secret being replaced, also signed with while receivers move
+    /// to the new one.
+    previous: Option<Zeroizing<Vec<u8>>>,
     timeout: Duration,
     retry: RetryPolicy,
     poll: Duration,
@@ -221,6 +245,7 @@ impl Webhook {
             name,
             url,
             secret,
+            previous: None,
             timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             poll: Duration::from_secs(1),
@@ -258,6 +283,19 @@ impl Webhook {
     /// Its name in the store.
     pub fn name_str(&self) -> &str {
         &self.name
+    }
+
+    /// Signs with `secret` too (at least [`MIN_SECRET_LEN`] bytes), the
+    /// one being replaced: each delivery carries a `v1=` signature by each
+    /// ([`sign_with`]), so that a receiver accepts it with either while it
+    /// moves to the new one. Drop it once every receiver has.
+    pub fn previous_secret(mut self, secret: impl Into<Vec<u8>>) -> Result<Webhook, WebhookError> {
+        let secret = Zeroizing::new(secret.into());
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(WebhookError::ShortSecret(secret.len()));
+        }
+        self.previous = Some(secret);
+        Ok(self)
     }
 
     /// How long one attempt may take (10 s by default).
@@ -626,7 +664,10 @@ impl Run {
     /// carry a secret of the receiver's).
     async fn post(&self, body: &str, id: &str, kind: &str) -> Result<(), Failure> {
         let at = Timestamp::now().as_unix_secs();
-        let signature = sign(&self.hook.secret, at, body.as_bytes());
+        let signature = match &self.hook.previous {
+            Some(previous) => sign_with(&[&self.hook.secret, previous], at, body.as_bytes()),
+            None => sign(&self.hook.secret, at, body.as_bytes()),
+        };
         let sent = self
             .client
             .post(self.hook.url.clone())
@@ -711,7 +752,22 @@ mod tests {
             check(&moved, b"{\"a\":1}", secret, 1_800_000_000),
             Err(SignatureError::Mismatch)
         );
-        for bad in ["", "t=1", "v1=00", "t=x,v1=00", "t=1800000000,v1=zz"] {
+        // Two signatures, during a change of secret: either secret checks.
+        let both = sign_with(
+            &[secret, b"the old secret!!"],
+            now.as_unix_secs(),
+            b"{\"a\":1}",
+        );
+        assert!(both.starts_with(&header), "the new one first: {both}");
+        for key in [&secret[..], b"the old secret!!"] {
+            assert_eq!(check(&both, b"{\"a\":1}", key, 1_800_000_000), Ok(()));
+        }
+        assert_eq!(
+            check(&both, b"{\"a\":1}", b"neither secret!!", 1_800_000_000),
+            Err(SignatureError::Mismatch)
+        );
+        let plus = format!("t=1800000000,v1=+{}", &"0".repeat(63));
+        for bad in ["", "t=1", "v1=00", "t=x,v1=00", "t=1800000000,v1=zz", &plus] {
             assert_eq!(
                 check(bad, b"", secret, 1_800_000_000),
                 Err(SignatureError::Malformed),

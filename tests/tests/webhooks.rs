@@ -581,7 +581,11 @@ fn a_webhook_refuses_what_it_cannot_use_at_start() {
             "at least 16 bytes",
         ),
         (
-            "https://hooks.example/T0PSECRET\nT0PSECRET-0123456789\nmore\n",
+            "https://hooks.example/T0PSECRET\nT0PSECRET-0123456789\nT0PSECRET-short\n",
+            "third line: a webhook secret is at least 16 bytes",
+        ),
+        (
+            "https://hooks.example/T0PSECRET\nT0PSECRET-0123456789\nT0PSECRET-0123456789\nmore\n",
             "nothing after",
         ),
         (
@@ -647,10 +651,18 @@ fn each_webhook_file_signs_with_its_own_secret() {
     let mut args = Vec::new();
     for (i, r) in receivers.iter().enumerate() {
         let secret = format!("whsec_receiver_{i}_0123456789");
-        *r.shared.secret.lock().unwrap() = secret.clone().into_bytes();
         let file = w.path().join(format!("hook-{i}"));
-        // CRLF line ends, as an editor on another OS leaves them.
-        std::fs::write(&file, format!("{}\r\n{secret}\r\n", r.url())).unwrap();
+        if i == 0 {
+            // CRLF line ends, as an editor on another OS leaves them.
+            *r.shared.secret.lock().unwrap() = secret.clone().into_bytes();
+            std::fs::write(&file, format!("{}\r\n{secret}\r\n", r.url())).unwrap();
+        } else {
+            // Moving to a new secret: this receiver still checks with
+            // the old one, on the file's third line.
+            let old = "whsec_the_old_one_0123456789";
+            *r.shared.secret.lock().unwrap() = old.as_bytes().to_vec();
+            std::fs::write(&file, format!("{}\n{secret}\n{old}\n", r.url())).unwrap();
+        }
         args.push("--webhook-file".to_owned());
         args.push(file.to_str().unwrap().to_owned());
     }

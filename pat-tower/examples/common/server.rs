@@ -86,9 +86,11 @@ pub(crate) struct Args {
     #[arg(long, value_name = "PATH", requires = "webhooks")]
     pub(crate) webhook_secret_file: Option<PathBuf>,
     /// A file naming one webhook: its URL on the first line and its own
-    /// signing secret (at least 16 bytes) on the second (repeatable). Out
-    /// of the process list, and a secret per receiver, so that no receiver
-    /// can sign for another [default: none].
+    /// signing secret (at least 16 bytes) on the second (repeatable); while
+    /// its receiver moves to a new secret, the one it replaces on a third,
+    /// each delivery then signed with both. Out of the process list, and a
+    /// secret per receiver, so that no receiver can sign for another
+    /// [default: none].
     #[arg(long = "webhook-file", value_name = "PATH")]
     pub(crate) webhook_files: Vec<PathBuf>,
     /// How long one webhook delivery attempt may take; a replica's lease
@@ -276,9 +278,14 @@ impl Args {
             );
             let text =
                 zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| format!("{named}: {e}"))?);
-            let (url, secret) = url_and_secret(&text).map_err(|why| format!("{named}: {why}"))?;
-            let hook = pat_core::webhook::Webhook::new(url, secret)
+            let file = url_and_secret(&text).map_err(|why| format!("{named}: {why}"))?;
+            let mut hook = pat_core::webhook::Webhook::new(file.url, file.secret)
                 .map_err(|e| format!("{named}: {e}"))?;
+            if let Some(previous) = file.previous {
+                hook = hook
+                    .previous_secret(previous)
+                    .map_err(|e| format!("{named}, its third line: {e}"))?;
+            }
             hooks.push((named, hook));
         }
         for (i, (named, hook)) in hooks.iter().enumerate() {
@@ -531,26 +538,45 @@ fn one_line(text: &[u8]) -> &[u8] {
     text.strip_suffix(b"\r").unwrap_or(text)
 }
 
-/// A `--webhook-file`'s URL (its first line) and secret (its second), or
+/// What a `--webhook-file` holds.
+struct HookFile<'a> {
+    url: &'a str,
+    secret: &'a [u8],
+    /// The secret being replaced, also signed with (a third line).
+    previous: Option<&'a [u8]>,
+}
+
+/// A `--webhook-file`'s URL (its first line), secret (its second) and,
+/// while receivers move to a new secret, the one it replaces (a third), or
 /// what is wrong with it, saying nothing of what it holds.
-fn url_and_secret(text: &[u8]) -> Result<(&str, &[u8]), String> {
-    const SHAPE: &str = "a webhook file holds its URL on the first line and its \
-                         signing secret on the second";
-    let text = one_line(text);
-    let Some(at) = text.iter().position(|&b| b == b'\n') else {
+fn url_and_secret(text: &[u8]) -> Result<HookFile<'_>, String> {
+    const SHAPE: &str = "a webhook file holds its URL on the first line, its \
+                         signing secret on the second and, while receivers move to \
+                         it, the secret it replaces on a third";
+    let mut lines = one_line(text).split(|&b| b == b'\n').map(one_line);
+    let (Some(url), Some(secret)) = (lines.next(), lines.next()) else {
         return Err(SHAPE.to_owned());
     };
-    let (url, secret) = (one_line(&text[..=at]), &text[at + 1..]);
-    if secret.contains(&b'\n') {
+    let previous = lines.next();
+    if lines.next().is_some() {
         return Err(format!("{SHAPE}, and nothing after them"));
     }
     let url = std::str::from_utf8(url).map_err(|_| format!("{SHAPE}: the URL is not UTF-8"))?;
     // Signed with as given: a stray space would fail every delivery's
     // check with nothing to say why.
-    if secret.first().is_some_and(u8::is_ascii_whitespace)
-        || secret.last().is_some_and(u8::is_ascii_whitespace)
-    {
-        return Err("its secret (the second line) starts or ends with a space or tab".to_owned());
+    for (which, s) in [("second", Some(secret)), ("third", previous)] {
+        if let Some(s) = s
+            && (s.first().is_some_and(u8::is_ascii_whitespace)
+                || s.last().is_some_and(u8::is_ascii_whitespace))
+        {
+            return Err(format!(
+                "its secret on the {which} line starts or ends with a space or tab"
+            ));
+        }
     }
-    Ok((url.trim(), secret))
+    Ok(HookFile {
+        url: url.trim(),
+        secret,
+        previous,
+    })
 }
