@@ -214,10 +214,17 @@ async fn hygiene(
     let Some(answer) = refused else {
         let mut req = req;
         // HEAD is GET without the body (RFC 9110), as axum answers it on
-        // every GET route: routed as GET, and actix-http, which saw the
-        // request's HEAD, sends no body. WebDAV answers HEAD itself.
-        if req.method() == actix_web::http::Method::HEAD && !req.path().starts_with("/dav") {
+        // every GET route: routed as GET, its body dropped here (actix-http
+        // drops it too, but keeps one HEAD flag per connection, which a
+        // pipelined request after it clears). WebDAV answers HEAD itself.
+        let path = req.path();
+        let dav = path == "/dav" || path.starts_with("/dav/");
+        if req.method() == actix_web::http::Method::HEAD && !dav {
             req.head_mut().method = actix_web::http::Method::GET;
+            let res = next.call(req).await?;
+            return Ok(res
+                .map_body(|_, _| actix_web::body::BoxBody::new(()))
+                .map_into_right_body());
         }
         return Ok(next.call(req).await?.map_into_left_body());
     };

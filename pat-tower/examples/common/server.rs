@@ -557,7 +557,8 @@ fn url_and_secret(text: &[u8]) -> Result<HookFile<'_>, String> {
     let (Some(url), Some(secret)) = (lines.next(), lines.next()) else {
         return Err(SHAPE.to_owned());
     };
-    let previous = lines.next();
+    // An empty third line (a secret change done) is none.
+    let previous = lines.next().filter(|l| !l.is_empty());
     if lines.next().is_some() {
         return Err(format!("{SHAPE}, and nothing after them"));
     }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::Mutex as AsyncMutex;
 use tokio_postgres::{Client, NoTls, Row};
 
-use self::tx::{audit_in, begin};
+use self::tx::{audit_lock, audit_rows, begin};
 use crate::backend::admin::Actor;
 use crate::backend::cache::Cache;
 use crate::backend::engine;
@@ -119,7 +119,6 @@ struct Shared {
     catalog_stale: AtomicBool,
 }
 
-/// A new connection to the database `config` names, within `timeout`.
 /// `entries` less those the log holds already (the same action, token and
 /// second): the replays a flush queued again after a write whose answer
 /// was lost, which may have committed. Read in `txn`, by the log's time
@@ -155,6 +154,7 @@ async fn not_logged(
         .collect())
 }
 
+/// A new connection to the database `config` names, within `timeout`.
 async fn connect_to(
     config: &tokio_postgres::Config,
     timeout: Duration,
@@ -435,11 +435,17 @@ impl Shared {
                         &[&digests, &last, &expires, &seen],
                     )
                     .await?;
-                // Last, after every row lock: see `audit_in`.
+                // Last, after every row lock: see `audit_lock`.
                 // What a flush whose answer was lost (a timeout after it
-                // committed) queued again is written once.
-                let fresh = not_logged(&txn, &events).await?;
-                audit_in(&txn, &fresh, self.timeout).await?;
+                // committed) queued again is written once: looked for under
+                // the lock, which that commit, if still under way, holds.
+                if !events.is_empty() {
+                    audit_lock(&txn, self.timeout).await?;
+                    let fresh = not_logged(&txn, &events).await?;
+                    if !fresh.is_empty() {
+                        audit_rows(&txn, &fresh).await?;
+                    }
+                }
                 txn.commit().await?;
                 Ok::<_, PgError>(n)
             };

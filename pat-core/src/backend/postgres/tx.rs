@@ -737,35 +737,13 @@ impl Shared {
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
-            // The tokens as they are now: a notice made from an earlier
-            // read that no longer holds (a rotation or a revocation
-            // committed since) is dropped. A plain read, without row locks
-            // (a flush locks tokens in digest order, and a second order
-            // could deadlock): what commits between it and this write is a
-            // window of a round trip.
-            let ids: Vec<i64> = notices
-                .iter()
-                .filter_map(|n| n.entry().token_id.map(|id| id.as_u64() as i64))
-                .collect();
-            let now: std::collections::HashMap<i64, crate::TokenInfo> = client
-                .query(
-                    &format!("SELECT {COLUMNS} FROM pat_tokens WHERE id = ANY($1)"),
-                    &[&ids],
-                )
-                .await?
-                .iter()
-                .map(|r| record(r).map(|info| (info.id.as_u64() as i64, info)))
-                .collect::<Result<_, _>>()?;
             // Each key once, even if the caller repeats a notice: the
             // insert below answers a key once.
             let mut seen = std::collections::HashSet::new();
             let new: Vec<&crate::Notice> = notices
                 .iter()
                 .zip(&keys)
-                .filter(|(n, k)| {
-                    let id = n.entry().token_id.map_or(0, |id| id.as_u64() as i64);
-                    !written.contains(*k) && seen.insert(k.as_str()) && n.holds_for(now.get(&id))
-                })
+                .filter(|(_, k)| !written.contains(*k) && seen.insert(k.as_str()))
                 .map(|(n, _)| n)
                 .collect();
             if new.is_empty() {
@@ -773,6 +751,38 @@ impl Shared {
             }
             let txn = begin(client).await?;
             audit_lock(&txn, self.timeout).await?;
+            // The tokens as they are now, with this replica's buffered uses
+            // (they keep a sliding token alive): a notice made from an
+            // earlier read that no longer holds (a rotation or a revocation
+            // committed since) is dropped. A plain read, after the lock,
+            // so nothing commits between it and this write.
+            let ids: Vec<i64> = new
+                .iter()
+                .filter_map(|n| n.entry().token_id.map(|id| id.as_u64() as i64))
+                .collect();
+            let mut now: std::collections::HashMap<i64, crate::TokenInfo> =
+                std::collections::HashMap::new();
+            for row in txn
+                .query(
+                    &format!("SELECT {COLUMNS}, digest FROM pat_tokens WHERE id = ANY($1)"),
+                    &[&ids],
+                )
+                .await?
+            {
+                let mut info = record(&row)?;
+                self.cache.overlay(&digest_of(&row, DIGEST)?, &mut info);
+                now.insert(info.id.as_u64() as i64, info);
+            }
+            let new: Vec<&crate::Notice> = new
+                .into_iter()
+                .filter(|n| {
+                    let id = n.entry().token_id.map_or(0, |id| id.as_u64() as i64);
+                    n.holds_for(now.get(&id))
+                })
+                .collect();
+            if new.is_empty() {
+                return Ok(0);
+            }
             let keys: Vec<String> = new.iter().map(|n| n.key()).collect();
             let ids: Vec<i64> = new
                 .iter()

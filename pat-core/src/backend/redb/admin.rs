@@ -94,6 +94,7 @@ impl Inner {
     /// Appends each of `notices` that still holds of its token and whose
     /// key was not written before, inside `txn`: how many were.
     pub(super) fn record_notices_in(
+        &self,
         txn: &WriteTransaction,
         notices: &[crate::Notice],
     ) -> Result<usize, StoreError> {
@@ -107,14 +108,14 @@ impl Inner {
                 continue;
             }
             let id = notice.entry().token_id.map_or(0, |id| id.as_u64());
-            // The token as this transaction sees it (its deadline and
-            // whether it works: nothing a buffered use changes).
+            // The token as this transaction sees it, with its buffered
+            // uses (they keep a sliding token alive).
             let digest = by_id.get(id).map_err(storage)?.map(|d| d.value());
             let record = match digest {
                 Some(d) => tokens
                     .get(&d)
                     .map_err(storage)?
-                    .map(|v| codec::decode(v.value()).map_err(corrupt))
+                    .map(|v| self.record(d, v.value()))
                     .transpose()?,
                 None => None,
             };
@@ -373,7 +374,7 @@ impl Admin for Store {
                 .filter(|(d, _)| doomed.digests().contains(d))
                 .map(|(_, n)| n)
                 .collect();
-            Inner::record_notices_in(txn, &owed)?;
+            state.record_notices_in(txn, &owed)?;
             for &id in &expired {
                 Inner::remove_in(txn, id, &mut changes.deleted)?;
             }
@@ -626,7 +627,7 @@ impl Admin for Store {
 
     fn record_notices(&self, notices: &[crate::Notice]) -> Result<usize, StoreError> {
         self.inner
-            .write(|txn| Inner::record_notices_in(txn, notices))
+            .write(|txn| self.inner.record_notices_in(txn, notices))
     }
 
     fn acting_as<'a>(&'a self, actor: &str) -> Box<dyn Admin + 'a> {
