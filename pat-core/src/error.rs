@@ -508,6 +508,11 @@ pub enum AuthError {
     /// [`TokenInfo::max_uses`](crate::TokenInfo::max_uses)).
     #[error("the token has no uses left")]
     UsedUp,
+    /// The token's [rate limit](crate::TokenInfo::rate) has no use left
+    /// for now (the gate answers 429: see
+    /// [`RejectReason::RateLimited`](crate::RejectReason::RateLimited)).
+    #[error("the token's rate limit ({}) is used up; retry in {} s", .0.limit, .0.retry_after)]
+    RateLimited(crate::model::rate::Throttled),
     /// The token has expired.
     #[error("token expired at {expires_at}")]
     Expired {

@@ -27,6 +27,7 @@ fn store(url: &str) -> PgStore {
 fn postgres_passes_the_shared_suite() {
     let Some(pg) = postgres() else { return };
     conformance::run_contract(|| store(&pg.database()));
+    conformance::run_counted_uses(|| store(&pg.database()));
     conformance::run_model(|| store(&pg.database()), 16);
     conformance::run_authority(|| store(&pg.database()), 16);
 }

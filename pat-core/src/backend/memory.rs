@@ -278,7 +278,7 @@ impl engine::lookup::Uses for MemoryStore {
         &self,
         _digest: &TokenDigest,
         _user: Option<&str>,
-        _origin: Origin,
+        _origin: Origin<'_>,
         _now: Timestamp,
     ) -> Result<Result<Identity, AuthError>, ()> {
         Err(())
@@ -290,7 +290,7 @@ impl engine::lookup::Uses for MemoryStore {
         digest: TokenDigest,
         _read: TokenInfo,
         user: Option<&str>,
-        origin: Origin,
+        origin: Origin<'_>,
         now: Timestamp,
         last_try: bool,
     ) -> Option<Result<Identity, AuthError>> {

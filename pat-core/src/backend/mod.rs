@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use crate::error::{AuthError, StoreError};
 use crate::model::prefix::Prefixes;
+use crate::model::rate::Admission;
 use crate::model::record::{Identity, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
@@ -50,6 +51,8 @@ pub struct Lookup<'a> {
     client: Option<IpAddr>,
     now: Timestamp,
     recheck: bool,
+    /// The gate's count of this use against the token's rate limit.
+    admission: Option<&'a Admission<'a>>,
 }
 
 impl<'a> Lookup<'a> {
@@ -62,7 +65,23 @@ impl<'a> Lookup<'a> {
             client: None,
             now,
             recheck: false,
+            admission: None,
         }
+    }
+
+    /// The same lookup, a use that `admission` counts against the token's
+    /// rate limit as the use rule runs (the gate's): a use over the limit
+    /// is refused before it is recorded.
+    #[inline]
+    pub(crate) const fn admitted_by(mut self, admission: &'a Admission<'a>) -> Lookup<'a> {
+        self.admission = Some(admission);
+        self
+    }
+
+    /// The admission of this use by the rate limits, if the gate counts it.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn admission(&self) -> Option<&'a Admission<'a>> {
+        self.admission
     }
 
     /// The same lookup, for a session's recheck
@@ -93,10 +112,11 @@ impl<'a> Lookup<'a> {
         self.client
     }
 
-    /// Where the use comes from, for the address rule.
+    /// Where the use comes from, for the address rule, and what counts it
+    /// against the rate limit.
     #[inline]
-    pub(crate) fn origin(&self) -> crate::model::record::Origin {
-        crate::model::record::Origin::from(self.client)
+    pub(crate) fn origin(&self) -> crate::model::record::Origin<'a> {
+        crate::model::record::Origin::from(self.client).admitted_by(self.admission)
     }
 
     /// The SHA-256 digest of the presented token.
@@ -114,9 +134,12 @@ impl<'a> Lookup<'a> {
         self.now
     }
 
-    /// [`TokenInfo::check_use`] of `info` for this lookup.
+    /// [`TokenInfo::check_use`] of `info` for this lookup: a use from its
+    /// [`client`](Lookup::client), counted against the token's rate limit
+    /// when the gate made the lookup (so that a use over it is refused
+    /// here, before the backend records it: [`AuthError::RateLimited`]).
     pub fn check(&self, info: &TokenInfo) -> Result<Timestamp, AuthError> {
-        info.check_use_from(self.user, self.client, self.now)
+        info.check_use_with(info.expiry, self.user, self.origin(), self.now)
     }
 }
 

@@ -25,6 +25,7 @@ use crate::backend::{IntoVerifier, Lookup, Verification, Verifier, VerifyFuture}
 use crate::error::{AuthError, ParseTokenError};
 use crate::gate::credentials::{Credentials, CredentialsError, RawCredentials};
 use crate::metrics::{Scheme, Started};
+use crate::model::rate::Admission;
 use crate::model::record::Identity;
 use crate::model::time::Timestamp;
 use crate::model::token::TokenDigest;
@@ -315,16 +316,32 @@ impl Gate {
             Err(e) => return done(self.misshapen(token, &e, optional)),
         };
         let metrics = &self.config.metrics;
+        // The rate limit is counted by the use rule, before the backend
+        // records the use (a use over it records nothing); for a backend
+        // that does not, it is counted once the answer is in.
+        let admission = Admission::new(&self.config.rates);
+        let lookup = |digest: &TokenDigest| {
+            Lookup::new(*digest, user, now)
+                .from(client)
+                .admitted_by(&admission)
+        };
         let verified = presented.verify(
             |digest| {
-                let cached = verifier.verify_cached(Lookup::new(*digest, user, now).from(client));
+                let cached = verifier.verify_cached(lookup(digest));
                 metrics.looked_up(cached.is_some());
                 cached.map(Verification::Ready)
             },
-            |digest| verifier.verify(Lookup::new(*digest, user, now).from(client)),
+            |digest| verifier.verify(lookup(digest)),
         );
+        let counted = if admission.counted() {
+            Counted::Admitted
+        } else {
+            Counted::Yes
+        };
         match verified {
-            Ok(verification) => self.checking(verification, *presented.digest(), client, now),
+            Ok(verification) => {
+                self.judged(verification, *presented.digest(), client, counted, now)
+            }
             Err(e) => done(self.misshapen(token, &e, optional)),
         }
     }
@@ -368,18 +385,6 @@ impl Gate {
         );
         checking.count(&self.config, Scheme::Password, started);
         checking
-    }
-
-    /// The check for the backend's answer about `digest`, a use.
-    #[inline]
-    fn checking(
-        &self,
-        verification: Verification,
-        digest: TokenDigest,
-        client: Option<IpAddr>,
-        now: Timestamp,
-    ) -> Checking {
-        self.judged(verification, digest, client, Counted::Yes, now)
     }
 
     /// The check for the backend's answer about `digest`.
@@ -458,7 +463,12 @@ fn reject(config: &Arc<GateConfig>, reason: RejectReason) -> Outcome {
 /// session's recheck is not (its login was).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Counted {
+    /// A use, for the rate limit and the quota to count.
     Yes,
+    /// A use the rate limit counted already, as the backend ran the use
+    /// rule: for the quota to count.
+    Admitted,
+    /// Not a use.
     No,
 }
 
@@ -472,11 +482,12 @@ enum Judged {
 /// The outcome of a backend's answer. Every error maps to a rejection:
 /// nothing here passes a request that the backend did not accept.
 ///
-/// The checks run in one order: the address, the suspension and the expiry
-/// (the backend's, [`TokenInfo::check_use`](crate::TokenInfo::check_use)),
-/// then the rate limit, then the use quota; a request one of them refuses
-/// consumes nothing the later ones count. A check that is not a use
-/// (`counted`) skips the last two.
+/// The checks run in one order: the address, the suspension, the expiry
+/// and the rate limit (the backend's,
+/// [`TokenInfo::check_use`](crate::TokenInfo::check_use), which counts the
+/// rate before it records the use; here for a backend that did not), then
+/// the use quota; a request one of them refuses consumes nothing the later
+/// ones count. A check that is not a use (`counted`) skips the last two.
 #[inline]
 fn judge(
     config: &Arc<GateConfig>,
@@ -491,9 +502,12 @@ fn judge(
             // The rate limit, after everything the backend checked (the
             // address, the suspension, the expiry), so that a use refused
             // there counts nothing here.
+            // Here only for a backend that did not count it as it ran the
+            // use rule (one outside pat-core, or the remote verifier).
             if counted == Counted::Yes
+                && !identity.is_rate_counted()
                 && let Some(limit) = identity.rate()
-                && let Err(throttled) = config.rates.check(identity.token_id(), limit, now)
+                && let Err(throttled) = config.rates.count(identity.token_id(), limit, now)
             {
                 return Judged::Done(reject(config, RejectReason::RateLimited(throttled)));
             }
@@ -501,7 +515,7 @@ fn judge(
             // it to be the current secret; and from where, so that a
             // session's recheck applies the address rule again.
             let identity = identity.presented_as(digest).presented_from(client);
-            if counted == Counted::Yes && identity.has_quota() {
+            if counted != Counted::No && identity.has_quota() {
                 // Last: only a use every other check let through is spent.
                 return Judged::Spend(identity);
             }
@@ -560,6 +574,9 @@ fn refuse(config: &Arc<GateConfig>, e: AuthError) -> Outcome {
         AuthError::AddressNotAllowed => TokenProblem::AddressNotAllowed,
         AuthError::WrongUser => TokenProblem::WrongUser,
         AuthError::UsedUp => TokenProblem::UsedUp,
+        AuthError::RateLimited(throttled) => {
+            return reject(config, RejectReason::RateLimited(throttled));
+        }
         // The gate validated the token already; a backend that says otherwise
         // is refused all the same.
         AuthError::Malformed(_) => TokenProblem::Malformed,

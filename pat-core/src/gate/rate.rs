@@ -14,36 +14,9 @@ use std::time::Duration;
 
 use governor::clock::Clock as _;
 
-use crate::model::rate::RateLimit;
+use crate::model::rate::{RateCounter, RateLimit, Throttled};
 use crate::model::time::Timestamp;
 use crate::model::token::TokenId;
-
-/// A use the token's rate limit refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Throttled {
-    /// The token's limit.
-    pub limit: RateLimit,
-    /// Whole seconds (at least 1) until the token may be used again.
-    pub retry_after: u32,
-}
-
-impl Throttled {
-    /// The `RateLimit-Policy` field (IETF `draft-ietf-httpapi-ratelimit-headers`):
-    /// the token's quota `q` per window `w` seconds.
-    pub fn policy_field(&self) -> String {
-        format!(
-            "\"token\";q={};w={}",
-            self.limit.uses(),
-            self.limit.per().seconds()
-        )
-    }
-
-    /// The `RateLimit` field: none remaining (`r=0`), and the seconds until
-    /// one more use is allowed (`t`).
-    pub fn limit_field(&self) -> String {
-        format!("\"token\";r=0;t={}", self.retry_after)
-    }
-}
 
 /// How many rate-limited tokens a gate counts before it drops the idle
 /// ones.
@@ -126,16 +99,11 @@ impl std::hash::Hasher for KeyHash {
     }
 }
 
-impl Rates {
+impl RateCounter for Rates {
     /// Counts a use of token `id` under `limit`; refused when it has none
     /// left.
     #[inline]
-    pub(crate) fn check(
-        &self,
-        id: TokenId,
-        limit: RateLimit,
-        now: Timestamp,
-    ) -> Result<(), Throttled> {
+    fn count(&self, id: TokenId, limit: RateLimit, now: Timestamp) -> Result<(), Throttled> {
         let map = self.buckets.pin();
         let now = now.as_unix_secs();
         let bucket = match map.get(&(id, limit)) {
@@ -224,20 +192,20 @@ mod tests {
         let limit: RateLimit = "3/h".parse().unwrap();
         let (a, b) = (TokenId::from_u64(1), TokenId::from_u64(2));
         for _ in 0..3 {
-            rates.check(a, limit, at(0)).expect("within the burst");
+            rates.count(a, limit, at(0)).expect("within the burst");
         }
-        let refused = rates.check(a, limit, at(0)).unwrap_err();
+        let refused = rates.count(a, limit, at(0)).unwrap_err();
         assert_eq!(refused.limit, limit);
         // One use comes back every 20 minutes.
         assert!((1190..=1200).contains(&refused.retry_after), "{refused:?}");
         assert_eq!(refused.policy_field(), "\"token\";q=3;w=3600");
         assert!(refused.limit_field().starts_with("\"token\";r=0;t=1"));
         rates
-            .check(b, limit, at(0))
+            .count(b, limit, at(0))
             .expect("another token has its own count");
         // Another limit is another count (a token whose limit changed).
         rates
-            .check(a, "1/s".parse().unwrap(), at(0))
+            .count(a, "1/s".parse().unwrap(), at(0))
             .expect("a new limit");
         assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
         assert_eq!(whole_seconds(Duration::from_millis(1001)), 2);
@@ -252,22 +220,22 @@ mod tests {
         let busy: RateLimit = "1/h".parse().unwrap();
         let idle: RateLimit = "1000000/s".parse().unwrap();
         rates
-            .check(TokenId::from_u64(u64::MAX), busy, at(0))
+            .count(TokenId::from_u64(u64::MAX), busy, at(0))
             .unwrap();
         for i in 1..MAX_COUNTED as u64 {
-            rates.check(TokenId::from_u64(i), idle, at(0)).unwrap();
+            rates.count(TokenId::from_u64(i), idle, at(0)).unwrap();
         }
         assert_eq!(rates.buckets.len(), MAX_COUNTED, "not pruned yet");
         // Three seconds later (past their window and the clock's grain) every
         // `idle` bucket is full again.
         rates
-            .check(TokenId::from_u64(u64::MAX - 1), idle, at(3))
+            .count(TokenId::from_u64(u64::MAX - 1), idle, at(3))
             .unwrap();
         assert!(rates.buckets.len() < 10, "{}", rates.buckets.len());
         // The busy token's count survived: still no use left.
         assert!(
             rates
-                .check(TokenId::from_u64(u64::MAX), busy, at(3))
+                .count(TokenId::from_u64(u64::MAX), busy, at(3))
                 .is_err()
         );
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::Mode;
 use crate::gate::credentials::CredentialsError;
-pub use crate::gate::rate::Throttled;
+pub use crate::model::rate::Throttled;
 
 /// Why a request is rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,7 +199,7 @@ pub(super) struct GateConfig {
     /// The proxies whose forwarding headers name the client.
     pub(super) proxies: crate::TrustedProxies,
     /// The counts of the rate-limited tokens, shared by the gate's clones.
-    pub(super) rates: Arc<crate::gate::rate::Rates>,
+    pub(super) rates: Arc<dyn crate::model::rate::RateCounter>,
     /// The two challenges of each rejection that has them, by
     /// [`challenge_index`].
     pub(super) challenges: Vec<[String; 2]>,
@@ -260,7 +260,7 @@ impl GateConfig {
             reject_preflight: false,
             retry_after: 1,
             proxies: crate::TrustedProxies::none(),
-            rates: Arc::default(),
+            rates: Arc::new(crate::gate::rate::Rates::default()),
             challenges: Vec::new(),
             metrics: crate::metrics::GateMetrics::new(),
         };

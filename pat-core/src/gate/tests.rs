@@ -354,6 +354,50 @@ fn json_body_is_small_and_valid() {
     );
 }
 
+/// From issue 26: the gate hands the backend its count of the rate, so
+/// that a use over the limit is refused before it is recorded (no last
+/// use, no sliding refresh); a backend that drops it (one outside pat-core)
+/// still has the rate counted, once, by the gate after its answer.
+#[test]
+fn a_use_over_the_rate_is_refused_before_the_backend_records_it() {
+    let store = Arc::new(MemoryStore::new());
+    let mut sliding = NewToken::new(
+        "alice",
+        ExpiryPolicy::sliding(Duration::from_secs(600), None),
+    );
+    sliding.rate = Some("1/h".parse().unwrap());
+    let t = store.create(&sliding, at(1000)).unwrap();
+    let h = format!("Bearer {}", t.secret.expose_secret());
+    let use_at =
+        |gate: &Gate, secs| block_on(gate.check_from_at([h.as_bytes()], false, None, at(secs)));
+    let gate = Gate::new(store.clone());
+    assert!(matches!(use_at(&gate, 1001), Outcome::Authenticated(_)));
+    assert_eq!(rejected(use_at(&gate, 1300)).status(), 429);
+    let held = store.get(t.info.id).unwrap();
+    assert_eq!(
+        held.last_used_at,
+        Some(at(1001)),
+        "the refused use recorded nothing"
+    );
+    assert_eq!(
+        held.expiry.expires_at(),
+        at(1601),
+        "nor refreshed the token"
+    );
+    // Behind a backend that drops the gate's count, the gate counts: once
+    // per use, not twice.
+    let other = store.create(&sliding, at(1000)).unwrap();
+    let h = format!("Bearer {}", other.secret.expose_secret());
+    let remote = Gate::new(Arc::new(Remote {
+        inner: store.clone(),
+        down: false,
+    }));
+    let first = block_on(remote.check_from_at([h.as_bytes()], false, None, at(1001)));
+    assert!(matches!(first, Outcome::Authenticated(_)), "{first:?}");
+    let second = block_on(remote.check_from_at([h.as_bytes()], false, None, at(1002)));
+    assert_eq!(rejected(second).status(), 429);
+}
+
 /// A backend answering every lookup later, from another thread, or
 /// failing: what a networked backend does.
 struct Remote {

@@ -4,7 +4,12 @@
 use std::fmt;
 use std::num::NonZeroU32;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use crate::model::time::Timestamp;
+use crate::model::token::TokenId;
 
 /// The most uses a rate limit may allow per unit of time.
 pub const MAX_RATE_USES: u32 = 1_000_000;
@@ -163,6 +168,125 @@ impl FromStr for RateLimit {
             _ => return Err(err("at most 1000000 uses per unit")),
         };
         RateLimit::new(uses, per).ok_or_else(|| err("at most 1000000 uses per unit"))
+    }
+}
+
+/// A use the token's rate limit refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Throttled {
+    /// The token's limit.
+    pub limit: RateLimit,
+    /// Whole seconds (at least 1) until the token may be used again.
+    pub retry_after: u32,
+}
+
+impl Throttled {
+    /// The `RateLimit-Policy` field (IETF `draft-ietf-httpapi-ratelimit-headers`):
+    /// the token's quota `q` per window `w` seconds.
+    pub fn policy_field(&self) -> String {
+        format!(
+            "\"token\";q={};w={}",
+            self.limit.uses(),
+            self.limit.per().seconds()
+        )
+    }
+
+    /// The `RateLimit` field: none remaining (`r=0`), and the seconds until
+    /// one more use is allowed (`t`).
+    pub fn limit_field(&self) -> String {
+        format!("\"token\";r=0;t={}", self.retry_after)
+    }
+}
+
+/// What counts uses against tokens' rate limits (the gate's counts, in
+/// `gate::rate`): asked by the use rule
+/// ([`TokenInfo::check_use`](crate::TokenInfo::check_use)) after the
+/// address, the suspension and the expiry passed and before the use is
+/// recorded, so that a use over the limit records nothing.
+pub(crate) trait RateCounter: Send + Sync {
+    /// Counts a use of token `id` under `limit` at `now`; refused when it
+    /// has none left.
+    fn count(&self, id: TokenId, limit: RateLimit, now: Timestamp) -> Result<(), Throttled>;
+}
+
+/// One use's admission by the rate limits, as the gate hands it to a
+/// backend with the lookup: counted at most once, however often the use
+/// rule runs for this use (a lookup tries again when a write raced its
+/// read).
+pub(crate) struct Admission<'a> {
+    counter: &'a Arc<dyn RateCounter>,
+    counted: AtomicBool,
+}
+
+impl<'a> Admission<'a> {
+    /// A use not counted yet, to count with `counter`.
+    #[inline]
+    pub(crate) fn new(counter: &'a Arc<dyn RateCounter>) -> Admission<'a> {
+        Admission {
+            counter,
+            counted: AtomicBool::new(false),
+        }
+    }
+
+    /// Counts the use of token `id` under `limit`, unless it was counted
+    /// already.
+    #[inline]
+    pub(crate) fn admit(
+        &self,
+        id: TokenId,
+        limit: RateLimit,
+        now: Timestamp,
+    ) -> Result<(), Throttled> {
+        // One request's own flag: no other thread reads it meanwhile.
+        if self.counted.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.counter.count(id, limit, now)?;
+        self.counted.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether the use was counted (and admitted).
+    #[inline]
+    pub(crate) fn counted(&self) -> bool {
+        self.counted.load(Ordering::Relaxed)
+    }
+
+    /// The counter and what was counted, for a lookup that goes on in a
+    /// task of its own (a backend's read over the network): the task makes
+    /// its own admission of them ([`Detached::admission`]).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn detach(&self) -> Detached {
+        Detached {
+            counter: self.counter.clone(),
+            counted: self.counted(),
+        }
+    }
+}
+
+impl fmt::Debug for Admission<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admission")
+            .field("counted", &self.counted())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An [`Admission`] carried into a task (see [`Admission::detach`]).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) struct Detached {
+    counter: Arc<dyn RateCounter>,
+    counted: bool,
+}
+
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+impl Detached {
+    /// The admission to hand the lookup in the task.
+    pub(crate) fn admission(&self) -> Admission<'_> {
+        Admission {
+            counter: &self.counter,
+            counted: AtomicBool::new(self.counted),
+        }
     }
 }
 

@@ -266,7 +266,7 @@ impl Entry {
     pub(super) fn use_at(
         self: &Arc<Self>,
         user: Option<&str>,
-        origin: Origin,
+        origin: Origin<'_>,
         now: Timestamp,
     ) -> Result<Used, AuthError> {
         // A token reuse detection is revoking records no use: refused
@@ -296,7 +296,7 @@ impl Entry {
         }
         // The client's address: one load and compare when it is the last
         // one seen and the second is not new.
-        if let Origin::Addr(addr) = origin {
+        if let Some(addr) = origin.addr() {
             let key = address_key(addr);
             if (new_second || self.seen_key.load(Ordering::Relaxed) != key)
                 && self.see(addr, key, now)

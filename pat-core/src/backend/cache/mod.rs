@@ -222,7 +222,7 @@ impl Cache {
         &self,
         digest: &TokenDigest,
         user: Option<&str>,
-        origin: Origin,
+        origin: Origin<'_>,
         now: Timestamp,
     ) -> Result<Result<Identity, AuthError>, Miss> {
         self.probe(digest, user, origin, now, true)
@@ -238,7 +238,7 @@ impl Cache {
         &self,
         digest: &TokenDigest,
         user: Option<&str>,
-        origin: Origin,
+        origin: Origin<'_>,
         now: Timestamp,
     ) -> Option<Result<Identity, AuthError>> {
         self.probe(digest, user, origin, now, false).ok()
@@ -248,7 +248,7 @@ impl Cache {
         &self,
         digest: &TokenDigest,
         user: Option<&str>,
-        origin: Origin,
+        origin: Origin<'_>,
         now: Timestamp,
         unknown: bool,
     ) -> Result<Result<Identity, AuthError>, Miss> {
@@ -314,7 +314,7 @@ impl Cache {
         &self,
         entry: &Arc<Entry>,
         user: Option<&str>,
-        origin: Origin,
+        origin: Origin<'_>,
         now: Timestamp,
         generation: u64,
     ) -> Result<Result<Identity, AuthError>, Miss> {
@@ -382,7 +382,7 @@ impl Cache {
         &self,
         entry: &Arc<Entry>,
         user: Option<&str>,
-        origin: Origin,
+        origin: Origin<'_>,
         now: Timestamp,
     ) -> Result<Used, AuthError> {
         if let Some(touch) = lock(&self.buffer).of(&entry.digest) {
@@ -403,7 +403,7 @@ impl Cache {
         digest: TokenDigest,
         info: TokenInfo,
         user: Option<&str>,
-        origin: Origin,
+        origin: Origin<'_>,
         now: Timestamp,
         last_try: bool,
     ) -> Option<Result<Identity, AuthError>> {
@@ -455,7 +455,7 @@ impl Cache {
         digest: TokenDigest,
         info: TokenInfo,
         user: Option<&str>,
-        origin: Origin,
+        origin: Origin<'_>,
         now: Timestamp,
         last_try: bool,
     ) -> Option<Result<Identity, AuthError>> {
@@ -489,7 +489,7 @@ impl Cache {
             .check_use_with(expiry, user, origin, now)
             .map(|expires_at| {
                 let mut last_addresses = crate::model::record::LastAddresses::EMPTY;
-                if let Origin::Addr(addr) = origin {
+                if let Some(addr) = origin.addr() {
                     last_addresses.seen(addr, now);
                 }
                 let touch = Touch {
@@ -602,7 +602,7 @@ impl Uses for Cache {
         &self,
         digest: &TokenDigest,
         user: Option<&str>,
-        origin: Origin,
+        origin: Origin<'_>,
         now: Timestamp,
     ) -> Result<Result<Identity, AuthError>, Miss> {
         Cache::hit(self, digest, user, origin, now)
@@ -614,7 +614,7 @@ impl Uses for Cache {
         digest: TokenDigest,
         info: TokenInfo,
         user: Option<&str>,
-        origin: Origin,
+        origin: Origin<'_>,
         now: Timestamp,
         last_try: bool,
     ) -> Option<Result<Identity, AuthError>> {

@@ -22,7 +22,7 @@ fn sliding_record() -> TokenInfo {
 
 /// Caches `info` under `digest` and uses it at `now`.
 fn cached(cache: &Cache, digest: TokenDigest, info: &TokenInfo, now: u64) -> Identity {
-    let Err(miss) = cache.hit(&digest, None, Origin::Unknown, at(now)) else {
+    let Err(miss) = cache.hit(&digest, None, Origin::UNKNOWN, at(now)) else {
         panic!("already cached");
     };
     cache
@@ -31,7 +31,7 @@ fn cached(cache: &Cache, digest: TokenDigest, info: &TokenInfo, now: u64) -> Ide
             digest,
             info.clone(),
             None,
-            Origin::Unknown,
+            Origin::UNKNOWN,
             at(now),
             false,
         )
@@ -49,17 +49,17 @@ fn a_last_attempt_is_answered_by_an_entry_cached_meanwhile() {
     let info = sliding_record();
     // This lookup began before the entry existed, and reads the file's
     // record (deadline 60) on its last attempt.
-    let Err(late) = cache.hit(&digest, None, Origin::Unknown, at(70)) else {
+    let Err(late) = cache.hit(&digest, None, Origin::UNKNOWN, at(70)) else {
         panic!("not cached yet");
     };
     cached(&cache, digest, &info, 0);
     cache
-        .hit(&digest, None, Origin::Unknown, at(50))
+        .hit(&digest, None, Origin::UNKNOWN, at(50))
         .ok()
         .unwrap()
         .expect("alive until 60");
     let answered = cache
-        .miss(late, digest, info, None, Origin::Unknown, at(70), true)
+        .miss(late, digest, info, None, Origin::UNKNOWN, at(70), true)
         .expect("a last attempt answers");
     assert_eq!(
         answered.expect("used at 50, alive until 110").expires_at(),
@@ -75,13 +75,13 @@ fn a_condemned_token_is_spared_when_its_prune_lets_go() {
     let condemned = cache.doom(&[digest], at(60));
     assert_eq!(condemned.digests(), [digest]);
     assert!(matches!(
-        cache.hit(&digest, None, Origin::Unknown, at(59)),
+        cache.hit(&digest, None, Origin::UNKNOWN, at(59)),
         Ok(Err(AuthError::Unknown))
     ));
     // The prune failed, panicked or was cancelled: the token lives on.
     drop(condemned);
     cache
-        .hit(&digest, None, Origin::Unknown, at(59))
+        .hit(&digest, None, Origin::UNKNOWN, at(59))
         .ok()
         .unwrap()
         .expect("spared");
@@ -92,7 +92,7 @@ fn a_condemned_token_is_spared_when_its_prune_lets_go() {
     cache.deleted(condemned.digests());
     drop(condemned);
     assert!(
-        cache.hit(&other, None, Origin::Unknown, at(59)).is_err(),
+        cache.hit(&other, None, Origin::UNKNOWN, at(59)).is_err(),
         "forgotten"
     );
 }

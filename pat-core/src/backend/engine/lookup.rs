@@ -77,7 +77,7 @@ pub(crate) trait Uses: Sync {
         &self,
         digest: &TokenDigest,
         user: Option<&str>,
-        origin: Origin,
+        origin: Origin<'_>,
         now: Timestamp,
     ) -> Result<Result<Identity, AuthError>, Self::Miss>;
 
@@ -93,7 +93,7 @@ pub(crate) trait Uses: Sync {
         digest: TokenDigest,
         info: TokenInfo,
         user: Option<&str>,
-        origin: Origin,
+        origin: Origin<'_>,
         now: Timestamp,
         last_try: bool,
     ) -> Option<Result<Identity, AuthError>>;
@@ -124,7 +124,7 @@ pub(crate) async fn lookup<U: Uses>(
     miss: U::Miss,
     digest: TokenDigest,
     user: Option<&str>,
-    origin: Origin,
+    origin: Origin<'_>,
     now: Timestamp,
 ) -> Result<Identity, AuthError> {
     let mut miss = miss;

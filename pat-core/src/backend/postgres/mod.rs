@@ -30,7 +30,8 @@ use crate::error::{AuthError, OpenError, StoreError};
 use crate::model::audit::AuditEntry;
 use crate::model::permission::{Catalog, SharedCatalog};
 use crate::model::prefix::Prefixes;
-use crate::model::record::{Identity, TokenInfo};
+use crate::model::rate::Admission;
+use crate::model::record::{Identity, Origin, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
 use crate::testing::failpoints::Point;
@@ -571,16 +572,21 @@ impl Verifier for PgStore {
         ) {
             Ok(result) => Verification::Ready(result),
             Err(miss) => {
-                let (digest, user, origin, now) = (
+                let (digest, user, client, now) = (
                     *lookup.digest(),
                     lookup.user().map(str::to_owned),
-                    lookup.origin(),
+                    lookup.client(),
                     lookup.now(),
                 );
+                // The rate is counted in the task; the identity says so
+                // to the gate, which would count it again otherwise.
+                let detached = lookup.admission().map(Admission::detach);
                 let shared = shared.clone();
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 self.handle().spawn(async move {
                     let cache = &shared.cache;
+                    let admission = detached.as_ref().map(|d| d.admission());
+                    let origin = Origin::from(client).admitted_by(admission.as_ref());
                     let found = engine::lookup::lookup(
                         &*shared,
                         cache,
@@ -589,8 +595,10 @@ impl Verifier for PgStore {
                         user.as_deref(),
                         origin,
                         now,
-                    );
-                    let _ = tx.send(found.await);
+                    )
+                    .await;
+                    let counted = admission.as_ref().is_some_and(Admission::counted);
+                    let _ = tx.send(found.map(|identity| identity.rate_counted(counted)));
                 });
                 Verification::pending(async move {
                     rx.await

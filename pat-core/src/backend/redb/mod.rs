@@ -243,7 +243,7 @@ impl Store {
         let prefixes = &self.inner.prefixes;
         // The store's own calls know no client: a token with an address
         // rule is refused here.
-        let origin = Origin::Unknown;
+        let origin = Origin::UNKNOWN;
         let identity = prefixes.presented(presented.as_bytes())?.verify(
             |digest| cache.hit_record(digest, user, origin, now),
             |digest| self.lookup(digest, user, origin, now),
@@ -276,7 +276,7 @@ impl Store {
         &self,
         digest: &TokenDigest,
         user: Option<&str>,
-        origin: Origin,
+        origin: Origin<'_>,
         now: Timestamp,
     ) -> Result<Identity, AuthError> {
         let cache = &self.inner.cache;

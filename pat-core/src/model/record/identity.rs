@@ -27,11 +27,9 @@ pub struct Identity {
     token_id: TokenId,
     scopes: Scopes,
     expires_at: Timestamp,
-    previous_secret: bool,
-    /// The use of its quota was spent already, by the answer itself (an
-    /// introspection endpoint of an older pat spends as it answers): the
-    /// gate's spend has nothing left to do.
-    quota_spent: bool,
+    /// [`PREVIOUS_SECRET`], [`QUOTA_SPENT`] and [`RATE_COUNTED`], in one
+    /// byte (three `bool`s would grow an identity past 120 bytes).
+    flags: u8,
     presented: Option<TokenDigest>,
     client: Option<IpAddr>,
     meta: Metadata,
@@ -40,6 +38,19 @@ pub struct Identity {
     /// `Option`: four bytes fewer keep an identity within 120).
     uses_left: u32,
 }
+
+/// [`Identity::flags`]: made with a secret a rotation replaced, still in
+/// its grace.
+const PREVIOUS_SECRET: u8 = 1;
+/// [`Identity::flags`]: the use of its quota was spent already, by the
+/// answer itself (an introspection endpoint of an older pat spends as it
+/// answers): the gate's spend has nothing left to do.
+const QUOTA_SPENT: u8 = 2;
+/// [`Identity::flags`]: the use was counted against the rate limit
+/// already, by the backend as it answered (the use rule counts it when the
+/// gate hands the lookup its admission): the gate has nothing left to
+/// count.
+const RATE_COUNTED: u8 = 4;
 
 /// [`Identity::uses_left`] of a token without a quota (no quota is this
 /// large: [`MAX_USES`](crate::MAX_USES)).
@@ -76,8 +87,7 @@ impl Identity {
             token_id: record.id,
             scopes: record.scopes.clone(),
             expires_at,
-            previous_secret: false,
-            quota_spent: false,
+            flags: 0,
             presented: None,
             client: None,
             meta: record.meta.clone(),
@@ -129,28 +139,28 @@ impl Identity {
     /// and whose grace has not ended: it may use the token, but not
     /// rotate, revoke or mint tokens with it.
     pub fn by_previous_secret(mut self) -> Identity {
-        self.previous_secret = true;
+        self.flags |= PREVIOUS_SECRET;
         self
     }
 
     /// Whether the request authenticated with a replaced secret still in
     /// its grace (see [`by_previous_secret`](Identity::by_previous_secret)).
     pub fn is_previous_secret(&self) -> bool {
-        self.previous_secret
+        self.flags & PREVIOUS_SECRET != 0
     }
 
     /// The same identity, its use of the quota spent already (see
-    /// `quota_spent`).
+    /// [`QUOTA_SPENT`]).
     #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     pub(crate) fn with_quota_spent(mut self) -> Identity {
-        self.quota_spent = true;
+        self.flags |= QUOTA_SPENT;
         self
     }
 
     /// The same identity, its next spend a use of its own.
     #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     pub(crate) fn with_quota_unspent(mut self) -> Identity {
-        self.quota_spent = false;
+        self.flags &= !QUOTA_SPENT;
         self
     }
 
@@ -158,7 +168,25 @@ impl Identity {
     /// quota already.
     #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     pub(crate) fn is_quota_spent(&self) -> bool {
-        self.quota_spent
+        self.flags & QUOTA_SPENT != 0
+    }
+
+    /// The same identity, noting whether its use was counted against the
+    /// rate limit already (see [`RATE_COUNTED`]).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    #[inline]
+    pub(crate) fn rate_counted(mut self, counted: bool) -> Identity {
+        if counted {
+            self.flags |= RATE_COUNTED;
+        }
+        self
+    }
+
+    /// Whether the answer that made this identity counted its use against
+    /// the rate limit already.
+    #[inline]
+    pub(crate) fn is_rate_counted(&self) -> bool {
+        self.flags & RATE_COUNTED != 0
     }
 
     /// The user the token belongs to.
@@ -250,7 +278,7 @@ impl fmt::Debug for Identity {
             .field("token_id", &self.token_id())
             .field("scopes", self.scopes())
             .field("expires_at", &self.expires_at)
-            .field("previous_secret", &self.previous_secret)
+            .field("previous_secret", &self.is_previous_secret())
             .field("meta", &self.meta)
             .finish()
     }

@@ -17,7 +17,7 @@ use crate::error::{AuthError, NewTokenError};
 use crate::model::expiry::{Expiry, ExpiryPolicy};
 use crate::model::metadata::Metadata;
 use crate::model::network::Cidr;
-use crate::model::rate::RateLimit;
+use crate::model::rate::{Admission, RateLimit};
 use crate::model::scope::Scopes;
 use crate::model::time::Timestamp;
 use crate::model::token::TokenId;
@@ -301,12 +301,15 @@ impl TokenInfo {
     /// networks, else [`AuthError::AddressNotAllowed`] (here no address is
     /// known: see [`check_use_from`](TokenInfo::check_use_from)); the token
     /// must not be disabled, else [`AuthError::Disabled`]; it must be alive
-    /// at `now`, else [`AuthError::Expired`]. Checked in that order, and a
-    /// refused use moves nothing. Returns the deadline after this use (moved
+    /// at `now`, else [`AuthError::Expired`]. For a use the gate counts, it
+    /// then counts the use against the token's [rate](TokenInfo::rate)
+    /// ([`AuthError::RateLimited`] over it) and refuses a quota with no use
+    /// left ([`AuthError::UsedUp`]). Checked in that order, and a refused
+    /// use moves nothing. Returns the deadline after this use (moved
     /// forward for a sliding token, see
     /// [`Expiry::touched`](crate::Expiry::touched)). Records nothing.
     pub fn check_use(&self, user: Option<&str>, now: Timestamp) -> Result<Timestamp, AuthError> {
-        self.check_use_with(self.expiry, user, Origin::Unknown, now)
+        self.check_use_with(self.expiry, user, Origin::UNKNOWN, now)
     }
 
     /// [`check_use`](TokenInfo::check_use) of a use from `client` (the
@@ -322,13 +325,14 @@ impl TokenInfo {
 
     /// [`check_use`](TokenInfo::check_use) with `expiry` in place of the
     /// record's (the record merged with a buffered use), for a use from
-    /// `origin`.
-    #[inline]
+    /// `origin`. Inlined into the request path (the cache's hit), as it
+    /// was measured.
+    #[inline(always)]
     pub(crate) fn check_use_with(
         &self,
         expiry: Expiry,
         user: Option<&str>,
-        origin: Origin,
+        origin: Origin<'_>,
         now: Timestamp,
     ) -> Result<Timestamp, AuthError> {
         if user.is_some_and(|u| u != self.user) {
@@ -348,9 +352,32 @@ impl TokenInfo {
                 expires_at: expiry.expires_at(),
             });
         }
+        // A use the gate counts: the rate, then a quota with nothing left
+        // (spent exactly later, by `Verifier::spend`; refused here so that
+        // a use it will refuse records nothing either).
+        if let Some(admission) = origin.admission
+            && (self.rate.is_some() || self.max_uses.is_some())
+        {
+            self.admit(admission, now)?;
+        }
         Ok(self
             .limited(expiry.touched(self.lifetime_from, now))
             .expires_at())
+    }
+
+    /// The rate and the quota of a use the gate counts, for a token that
+    /// has either (out of line: a token with neither pays two tests).
+    #[inline(never)]
+    fn admit(&self, admission: &Admission<'_>, now: Timestamp) -> Result<(), AuthError> {
+        if let Some(limit) = self.rate {
+            admission
+                .admit(self.id, limit, now)
+                .map_err(AuthError::RateLimited)?;
+        }
+        if self.uses_left() == Some(0) {
+            return Err(AuthError::UsedUp);
+        }
+        Ok(())
     }
 
     /// Whether `client` is one of the token's networks (always, without an
@@ -375,7 +402,7 @@ impl TokenInfo {
         user: Option<&str>,
         now: Timestamp,
     ) -> Result<Timestamp, AuthError> {
-        self.record_use_with(user, Origin::Unknown, now)
+        self.record_use_with(user, Origin::UNKNOWN, now)
     }
 
     /// [`record_use`](TokenInfo::record_use) of a use from `client` (the
@@ -395,42 +422,68 @@ impl TokenInfo {
     pub(crate) fn record_use_with(
         &mut self,
         user: Option<&str>,
-        origin: Origin,
+        origin: Origin<'_>,
         now: Timestamp,
     ) -> Result<Timestamp, AuthError> {
         let expires_at = self.check_use_with(self.expiry, user, origin, now)?;
         self.expiry = self.expiry.extended_to(expires_at);
         self.last_used_at = Some(self.last_used_at.map_or(now, |t| t.max(now)));
-        if let Origin::Addr(addr) = origin {
+        if let Some(addr) = origin.addr() {
             self.last_addresses.seen(addr, now);
         }
         Ok(expires_at)
     }
 }
 
-/// Where a use comes from, for the address rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Origin {
-    /// The client's address.
-    Addr(IpAddr),
-    /// Not known (an adapter that cannot tell): a token with an address
-    /// rule is refused.
-    Unknown,
+/// Where a use comes from, for the address rule, and what counts it
+/// against the token's rate limit.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Origin<'a> {
+    /// The client's address; `None` when the adapter cannot tell (a token
+    /// with an address rule is then refused).
+    addr: Option<IpAddr>,
+    /// A use the rate limit counts (the gate's); `None` for a check that is
+    /// not one (a session's recheck) or made outside the gate, whose
+    /// caller counts the rate itself if it must.
+    admission: Option<&'a Admission<'a>>,
 }
 
-impl Origin {
+impl<'a> Origin<'a> {
+    /// A use from an address nobody knows, that no rate limit counts.
+    pub(crate) const UNKNOWN: Origin<'static> = Origin {
+        addr: None,
+        admission: None,
+    };
+
+    /// The same use, counted against the token's rate limit by
+    /// `admission`.
+    #[inline]
+    pub(crate) fn admitted_by(self, admission: Option<&'a Admission<'a>>) -> Origin<'a> {
+        Origin { admission, ..self }
+    }
+
+    /// The client's address, if known.
+    #[inline]
+    pub(crate) fn addr(self) -> Option<IpAddr> {
+        self.addr
+    }
+
+    #[inline]
     fn allowed(self, networks: &[Cidr]) -> bool {
-        match self {
-            Origin::Addr(a) => networks.iter().any(|n| n.contains(a)),
-            Origin::Unknown => false,
+        match self.addr {
+            Some(a) => networks.iter().any(|n| n.contains(a)),
+            None => false,
         }
     }
 }
 
-impl From<Option<IpAddr>> for Origin {
+impl From<Option<IpAddr>> for Origin<'_> {
     #[inline]
-    fn from(client: Option<IpAddr>) -> Origin {
-        client.map_or(Origin::Unknown, Origin::Addr)
+    fn from(client: Option<IpAddr>) -> Self {
+        Origin {
+            addr: client,
+            admission: None,
+        }
     }
 }
 

@@ -35,6 +35,7 @@ pub use self::harness::{Backend, Scripted, authenticate, block_on};
 use self::harness::{MIN, at, auth, create, hard, sliding};
 pub use self::model::run_model;
 pub use self::quotas::run_quota_race;
+pub use self::rates::run_counted_uses;
 
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,11 @@ fn memory_store_passes_the_contract() {
 }
 
 #[test]
+fn memory_store_records_no_refused_use() {
+    super::run_counted_uses(MemoryStore::new);
+}
+
+#[test]
 fn memory_store_matches_the_model() {
     run_model(MemoryStore::new, 64);
 }
@@ -80,6 +85,14 @@ fn redb_store_passes_the_contract() {
     for capacity in CAPACITIES {
         let dir = tempfile::tempdir().unwrap();
         run_contract(redb_stores(&dir, capacity));
+    }
+}
+
+#[test]
+fn redb_store_records_no_refused_use() {
+    for capacity in CAPACITIES {
+        let dir = tempfile::tempdir().unwrap();
+        super::run_counted_uses(redb_stores(&dir, capacity));
     }
 }
 
