@@ -461,6 +461,14 @@ fn reject(config: &Arc<GateConfig>, reason: RejectReason) -> Outcome {
 
 /// Whether a check is a use the rate limit and the use quota count: a
 /// session's recheck is not (its login was).
+///
+/// A backend that counted the rate as it ran the use rule is told in one
+/// of two ways: by the gate's own [`Admission`] for an answer that is
+/// ready (`Admitted`), by the identity's mark
+/// ([`Identity::is_rate_counted`]) for one a task made (PostgreSQL's miss,
+/// whose admission lives in that task). Marking ready answers too would
+/// leave one way, but measured 47 more instructions a cached request
+/// (BENCHMARKS.md section 24), so the ready path keeps its flag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Counted {
     /// A use, for the rate limit and the quota to count.

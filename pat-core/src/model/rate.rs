@@ -75,7 +75,11 @@ impl Per {
 /// The count is kept in the process that checks the token (the gate), not
 /// in the store: exact on one host; on a fleet of `n` replicas behind a
 /// load balancer each counts on its own, so a client may make up to `n`
-/// times the rate in all.
+/// times the rate in all. Each token counts on its own too: a token made
+/// with a limited one has at most its rate ([`RateLimit::within`]) but its
+/// own count, so a family of `k` tokens may make up to `k` times the rate
+/// (each child costs its parent a use to make, so a family grows no faster
+/// than the parent's rate).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RateLimit {
     uses: NonZeroU32,

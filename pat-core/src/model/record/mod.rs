@@ -301,13 +301,19 @@ impl TokenInfo {
     /// networks, else [`AuthError::AddressNotAllowed`] (here no address is
     /// known: see [`check_use_from`](TokenInfo::check_use_from)); the token
     /// must not be disabled, else [`AuthError::Disabled`]; it must be alive
-    /// at `now`, else [`AuthError::Expired`]. For a use the gate counts, it
-    /// then counts the use against the token's [rate](TokenInfo::rate)
-    /// ([`AuthError::RateLimited`] over it) and refuses a quota with no use
-    /// left ([`AuthError::UsedUp`]). Checked in that order, and a refused
-    /// use moves nothing. Returns the deadline after this use (moved
-    /// forward for a sliding token, see
+    /// at `now`, else [`AuthError::Expired`]. Checked in that order; a
+    /// refused use moves nothing. Returns the deadline after this use
+    /// (moved forward for a sliding token, see
     /// [`Expiry::touched`](crate::Expiry::touched)). Records nothing.
+    ///
+    /// The token's [rate](TokenInfo::rate) and
+    /// [quota](TokenInfo::max_uses) are not checked here: they are counted
+    /// per use, which only the gate knows. A lookup the gate makes carries
+    /// its count into the backends of this crate, which check both after
+    /// the expiry and before recording the use; for any other caller (a
+    /// backend outside this crate included) the gate counts the rate and
+    /// spends the quota ([`Verifier::spend`](crate::Verifier::spend)) once
+    /// the answer is in.
     pub fn check_use(&self, user: Option<&str>, now: Timestamp) -> Result<Timestamp, AuthError> {
         self.check_use_with(self.expiry, user, Origin::UNKNOWN, now)
     }
