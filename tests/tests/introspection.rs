@@ -147,6 +147,31 @@ fn session(kind: ServerKind) -> Vec<(u16, String)> {
         serde_json::from_str::<Value>(&body).unwrap()
     };
     assert_eq!(ask("later")["pat_reason"], "used_up");
+    // A use refused for its quota records nothing, not even where it came
+    // from, asked by a verifier or by an RFC 7662 caller; a recheck (no use,
+    // answered active) is recorded as any answer is, so the list would show
+    // a refused use's address had one been kept.
+    for form in [
+        format!("token_digest={digest}&pat_spend=later&pat_client=198.51.100.7"),
+        format!("token={counted}&pat_client=198.51.100.7"),
+    ] {
+        let (status, _, body) = introspect(&server, Some(&gateway), &form);
+        assert_eq!(status, 200, "{form}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["active"], false, "{form}: {body}");
+    }
+    let form = format!("token_digest={digest}&pat_spend=no&pat_client=203.0.113.9");
+    let (_, _, body) = introspect(&server, Some(&gateway), &form);
+    assert!(body.contains("\"active\":true"), "{body}");
+    let shown = work.cli_ok(&["token", "show", &counted_id, "--json"]);
+    assert!(
+        shown.contains("203.0.113.9"),
+        "the recheck's address: {shown}"
+    );
+    assert!(
+        !shown.contains("198.51.100.7"),
+        "a refused use's address was recorded: {shown}"
+    );
     let recheck = ask("no");
     assert_eq!(
         (&recheck["active"], &recheck["pat_uses_left"]),

@@ -213,6 +213,27 @@ pub(crate) trait RateCounter: Send + Sync {
     fn count(&self, id: TokenId, limit: RateLimit, now: Timestamp) -> Result<(), Throttled>;
 }
 
+/// A [`RateCounter`] that counts nothing: the admission of a use checked
+/// outside the gate (an introspection, the store's own blocking calls),
+/// so that the use rule still refuses a quota with no use left before the
+/// use is recorded. The rate of such a use is the caller's gate's to
+/// count (the remote verifier's), or nobody's.
+struct Uncounted;
+
+impl RateCounter for Uncounted {
+    #[inline]
+    fn count(&self, _: TokenId, _: RateLimit, _: Timestamp) -> Result<(), Throttled> {
+        Ok(())
+    }
+}
+
+/// The counter of [`Uncounted`] uses, shared (no allocation per use).
+pub(crate) fn uncounted() -> &'static Arc<dyn RateCounter> {
+    static UNCOUNTED: std::sync::LazyLock<Arc<dyn RateCounter>> =
+        std::sync::LazyLock::new(|| Arc::new(Uncounted));
+    &UNCOUNTED
+}
+
 /// One use's admission by the rate limits, as the gate hands it to a
 /// backend with the lookup: counted at most once, however often the use
 /// rule runs for this use (a lookup tries again when a write raced its

@@ -84,6 +84,7 @@ use serde_json::json;
 
 use crate::backend::admin::Admin;
 use crate::backend::{Lookup, Verification, Verifier};
+use crate::model::rate::{Admission, uncounted};
 use crate::model::record::Identity;
 use crate::model::time::Timestamp;
 use crate::model::token::TokenDigest;
@@ -277,7 +278,14 @@ impl Introspection {
             return refused(crate::AuthError::UsedUp);
         }
         if self.counts_as_use {
+            // A use (not a recheck) of a quota with nothing left is refused
+            // by the use rule before it is recorded, as the gate's is.
+            let admission = Admission::new(uncounted());
             let lookup = Lookup::new(digest, user.as_deref(), now).from(client);
+            let lookup = match spend {
+                Spend::Never => lookup,
+                Spend::Now | Spend::Later => lookup.admitted_by(&admission),
+            };
             let wait = |v: Verification| match v {
                 Verification::Ready(r) => r,
                 Verification::Pending(f) => crate::backend::block_on::block_on(f),
@@ -288,8 +296,10 @@ impl Introspection {
                 match spend {
                     _ if !identity.has_quota() => Ok(identity),
                     Spend::Now => wait(self.verifier.spend(identity.presented_from(client), now)),
-                    // A use with none left is refused now, as its spend
-                    // would be; a recheck is not a use.
+                    // A use with none left is refused, as its spend would
+                    // be: by this crate's backends in the use rule, before
+                    // anything is recorded; here for one that leaves the
+                    // quota to the gate. A recheck is not a use.
                     Spend::Later if identity.uses_left() == Some(0) => {
                         Err(crate::AuthError::UsedUp)
                     }

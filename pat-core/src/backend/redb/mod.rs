@@ -36,6 +36,7 @@ use crate::model::audit::AuditEntry;
 use crate::model::permission::{Catalog, SharedCatalog};
 use crate::model::policy::Policy;
 use crate::model::prefix::Prefixes;
+use crate::model::rate::{Admission, uncounted};
 use crate::model::record::{CreatedToken, Identity, NewToken, Origin, TokenInfo};
 use crate::model::time::Timestamp;
 use crate::model::token::{TokenDigest, TokenId};
@@ -217,6 +218,11 @@ impl Store {
     /// file through a redb read transaction and never writes. The adapters
     /// go through [`Verifier::verify`] instead, with the digest the gate
     /// computed.
+    ///
+    /// No gate is involved, so a token's [rate limit](TokenInfo::rate) is
+    /// not counted here; a use of a [quota](TokenInfo::max_uses) is spent
+    /// durably before this returns, and one with no use left is refused
+    /// ([`AuthError::UsedUp`]) before anything is recorded.
     pub fn authenticate(&self, presented: &str, now: Timestamp) -> Result<Identity, AuthError> {
         self.authenticate_presented(presented, None, now)
     }
@@ -242,8 +248,10 @@ impl Store {
         let cache = &self.inner.cache;
         let prefixes = &self.inner.prefixes;
         // The store's own calls know no client: a token with an address
-        // rule is refused here.
-        let origin = Origin::UNKNOWN;
+        // rule is refused here. No gate counts a rate here either; a quota
+        // with no use left is refused before the use is recorded.
+        let admission = Admission::new(uncounted());
+        let origin = Origin::UNKNOWN.admitted_by(Some(&admission));
         let identity = prefixes.presented(presented.as_bytes())?.verify(
             |digest| cache.hit_record(digest, user, origin, now),
             |digest| self.lookup(digest, user, origin, now),

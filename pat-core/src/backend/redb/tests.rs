@@ -178,6 +178,37 @@ fn hard(user: &str, d: Duration) -> NewToken {
     NewToken::new(user, ExpiryPolicy::hard(d))
 }
 
+// The attack review's finding: the store's own calls (no gate, no
+// admission) recorded a use of a quota with none left before the spend
+// refused it, refreshing a sliding token that could no longer be used.
+#[test]
+fn a_used_up_token_authenticated_by_the_store_records_nothing() {
+    let (_dir, store) = temp_store();
+    let sliding = NewToken::new("alice", ExpiryPolicy::sliding(10 * MIN, None)).max_uses(1);
+    let t = store.create(&sliding, at(1000)).unwrap();
+    let token = t.secret.expose_secret();
+    assert!(store.authenticate(token, at(1001)).is_ok());
+    for now in [1300, 1400] {
+        assert!(matches!(
+            store.authenticate(token, at(now)),
+            Err(AuthError::UsedUp)
+        ));
+    }
+    store.flush().unwrap();
+    let held = stored(&store, t.info.id);
+    assert_eq!(
+        held.last_used_at,
+        Some(at(1001)),
+        "the refused uses recorded nothing"
+    );
+    assert_eq!(
+        held.expiry.expires_at(),
+        at(1601),
+        "nor refreshed the token"
+    );
+    assert_eq!(held.uses, 1);
+}
+
 #[test]
 fn new_store_file_is_private_and_holds_no_plaintext() {
     let (dir, store) = temp_store();

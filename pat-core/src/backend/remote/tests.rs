@@ -74,6 +74,22 @@ fn endpoint_answers_are_read_strictly() {
         r#""active":true,"pat_uses_left":2,"pat_spent":"no""#,
     );
     assert!(parse_answer(bad.as_bytes()).is_err());
+    // A fresh token made with the largest quota has all of it left (the
+    // attack review's finding: it was read as no count); one more is not
+    // a quota pat makes.
+    for (left, reads) in [(crate::MAX_USES, true), (crate::MAX_USES + 1, false)] {
+        let quota = active.replace(
+            r#""active":true"#,
+            &format!(r#""active":true,"pat_uses_left":{left},"pat_spent":false"#),
+        );
+        match parse_answer(quota.as_bytes()) {
+            Ok((Said::Active(identity), _, _)) if reads => {
+                assert_eq!(identity.uses_left(), Some(left));
+            }
+            Err(e) if !reads => assert!(e.contains("pat_uses_left"), "{e}"),
+            other => panic!("{quota}: {other:?}"),
+        }
+    }
 
     let said = |body: &[u8]| parse_answer(body).map(|(said, _, _)| said);
     assert_eq!(said(br#"{"active":false}"#), Ok(Said::Unknown));

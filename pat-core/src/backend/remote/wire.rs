@@ -92,7 +92,7 @@ pub(super) fn parse_answer(body: &[u8]) -> Result<(Said, Vec<Prefix>, Vec<Cidr>)
         let left = left
             .as_u64()
             .and_then(|l| u32::try_from(l).ok())
-            .filter(|l| *l < crate::MAX_USES)
+            .filter(|l| *l <= crate::MAX_USES)
             .ok_or("a `pat_uses_left` that is not a count")?;
         info.max_uses = Some(left);
     }
